@@ -1,0 +1,262 @@
+/*
+ * common.cl -- helpers every kernel family shares. Prepended to each family's source at build
+ * time, so every program is one translation unit of OpenCL C 1.2 with no extension required.
+ *
+ * Weight rows are ggml blocks, read straight from a byte buffer. The unit of work is a "unit"
+ * of 32 weights: a k-quant block of 256 values is 8 units, a float row is ceil(k/32) units.
+ * A unit is 4 "runs" of 8 weights whose positions are consecutive in the row, so activations
+ * are loaded 8 at a time. Which 32 positions a unit covers follows the block layout, chosen so
+ * a unit reads its quant bytes once:
+ *
+ *   q4_K, q5_K  unit u = 2c+p (chunk c of 64 values, part p):  qs bytes [32c+16p, +16)
+ *               run 0: 64c+16p+[0,8)    low nibbles   sub-block 2c
+ *               run 1: 64c+16p+[8,16)   low nibbles   sub-block 2c
+ *               run 2: 64c+32+16p+[0,8) high nibbles  sub-block 2c+1
+ *               run 3: 64c+32+16p+[8,16) high nibbles sub-block 2c+1
+ *   q6_K        unit u = 4h+q (half h of 128, quarter q):  run r: 128h+32r+8q+[0,8)
+ *   q8_K, float unit u: run r: 32u+8r+[0,8)
+ *
+ * Build options (all have defaults, so the file compiles on its own):
+ *   WTYPE  weight type (ggml id: 0 f32, 1 f16, 12 q4_K, 13 q5_K, 14 q6_K, 15 q8_K, 30 bf16)
+ *   XTYPE  activation type (0 f32, 1 f16, 30 bf16)
+ *   NO_CONTRACT  forbid contracting a*b+c into fma (conversions that must be bit-exact)
+ */
+
+/* Conversions must round exactly as the host codec does: no a*b+c fused into one rounding. */
+#ifdef NO_CONTRACT
+#pragma OPENCL FP_CONTRACT OFF
+#endif
+
+/* The test suite switches this on to prove that a failed build is reported with its log. */
+#ifdef KQCL_TEST_BROKEN_BUILD
+#error "KQCL_TEST_BROKEN_BUILD: a deliberately broken kernel build"
+#endif
+
+#define TYPE_F32 0
+#define TYPE_F16 1
+#define TYPE_Q4_K 12
+#define TYPE_Q5_K 13
+#define TYPE_Q6_K 14
+#define TYPE_Q8_K 15
+#define TYPE_BF16 30
+
+#define QK_K 256
+
+#ifndef WTYPE
+#define WTYPE TYPE_Q4_K
+#endif
+#ifndef XTYPE
+#define XTYPE TYPE_F32
+#endif
+
+#if WTYPE == TYPE_Q4_K
+#define BLOCK_BYTES 144
+#elif WTYPE == TYPE_Q5_K
+#define BLOCK_BYTES 176
+#elif WTYPE == TYPE_Q6_K
+#define BLOCK_BYTES 210
+#elif WTYPE == TYPE_Q8_K
+#define BLOCK_BYTES 292
+#endif
+
+#if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K || WTYPE == TYPE_Q6_K || WTYPE == TYPE_Q8_K
+#define W_IS_KQUANT 1
+#define UNITS_PER_BLOCK 8
+#else
+#define W_IS_KQUANT 0
+#endif
+
+/* ---- bf16 and f16 bits ------------------------------------------------------------------- */
+
+inline float bf16_to_float(ushort b) { return as_float((uint)b << 16); }
+
+inline float8 bf16x8_to_float8(ushort8 b) { return as_float8(convert_uint8(b) << 16); }
+
+/* Round to nearest even, as ggml: NaN becomes a quiet NaN with the sign and top payload. */
+inline ushort float_to_bf16(float f)
+{
+    uint u = as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (ushort)((u >> 16) | 0x40u);
+    return (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* f32 -> f16 bits with integer arithmetic only, so every device rounds the same way
+ * (nearest even, subnormals kept, overflow to inf, NaN kept quiet). */
+inline ushort float_to_half_bits(float f)
+{
+    uint u = as_uint(f);
+    uint sign = (u >> 16) & 0x8000u;
+    uint abs_u = u & 0x7fffffffu;
+    if (abs_u > 0x7f800000u) /* NaN: keep the top of the payload, force quiet */
+        return (ushort)(sign | 0x7e00u | ((abs_u >> 13) & 0x3ffu));
+    if (abs_u >= 0x477ff000u) /* rounds to >= 65520: inf */
+        return (ushort)(sign | 0x7c00u);
+    if (abs_u < 0x38800000u) { /* below the smallest normal half: subnormal or zero */
+        if (abs_u < 0x33000000u) /* below half of the smallest subnormal: zero */
+            return (ushort)sign;
+        uint mant = (abs_u & 0x7fffffu) | 0x800000u;
+        /* value = mant * 2^(exp-150) and the half subnormal unit is 2^-24, so the quotient is
+         * mant >> (126 - exp), a shift of 14..24 here; round the remainder to nearest even. */
+        uint shift = 126u - (abs_u >> 23);
+        uint q = mant >> shift;
+        uint rem = mant & ((1u << shift) - 1u);
+        uint halfway = 1u << (shift - 1u);
+        if (rem > halfway || (rem == halfway && (q & 1u)))
+            q++;
+        return (ushort)(sign | q);
+    }
+    uint rounded = abs_u + 0xfffu + ((abs_u >> 13) & 1u);
+    return (ushort)(sign | ((rounded - 0x38000000u) >> 13));
+}
+
+/* ---- activations: 8 consecutive values as float8, zero past the row's end ----------------- */
+
+#if XTYPE == TYPE_F32
+#define XT float
+inline float x_at(const __global XT *x, ulong i) { return x[i]; }
+inline float8 x_load8(const __global XT *x, ulong i) { return vload8(0, x + i); }
+#elif XTYPE == TYPE_F16
+#define XT half
+inline float x_at(const __global XT *x, ulong i) { return vload_half(i, x); }
+inline float8 x_load8(const __global XT *x, ulong i) { return vload_half8(0, x + i); }
+#elif XTYPE == TYPE_BF16
+#define XT ushort
+inline float x_at(const __global XT *x, ulong i) { return bf16_to_float(x[i]); }
+inline float8 x_load8(const __global XT *x, ulong i) { return bf16x8_to_float8(vload8(0, x + i)); }
+#endif
+
+/* 8 activations at [pos, pos+8) of a row of length k; positions >= k read as 0. */
+inline float8 x_run(const __global XT *xrow, int pos, int k)
+{
+    if (pos + 8 <= k)
+        return x_load8(xrow, (ulong)pos);
+    float v[8];
+    for (int i = 0; i < 8; i++)
+        v[i] = pos + i < k ? x_at(xrow, (ulong)(pos + i)) : 0.0f;
+    return (float8)(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+}
+
+/* ---- weights --------------------------------------------------------------------------------- */
+
+/* Six-bit scale and min j (0..7) of q4_K/q5_K's 12 packed bytes. */
+inline uchar2 scale_min_k4(const __global uchar *s, int j)
+{
+    if (j < 4)
+        return (uchar2)(s[j] & 63, s[j + 4] & 63);
+    return (uchar2)((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+}
+
+inline float8 nibbles8(uchar8 q, int high) { return convert_float8(high ? q >> (uchar)4 : q & (uchar)0xF); }
+
+#if W_IS_KQUANT
+
+/* Row position (within the block) where run r of unit u starts. */
+inline int run_start(int u, int r)
+{
+#if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
+    return 64 * (u >> 1) + 16 * (u & 1) + 32 * (r >> 1) + 8 * (r & 1);
+#elif WTYPE == TYPE_Q6_K
+    return 128 * (u >> 2) + 32 * r + 8 * (u & 3);
+#else
+    return 32 * u + 8 * r;
+#endif
+}
+
+/* The 8 weights of run r of unit u of the block at `blk`. Each value is formed exactly as
+ * ggml's dequantize_row_* forms it (same float operations in the same order), so with
+ * FP_CONTRACT off the result is bit-identical to the host codec. */
+inline float8 dequant_run(const __global uchar *blk, int u, int r)
+{
+#if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
+    int c = u >> 1, p = u & 1, high = r >> 1, sub = 2 * c + high;
+    float d = vload_half(0, (const __global half *)blk);
+    float dmin = vload_half(1, (const __global half *)blk);
+    uchar2 sm = scale_min_k4(blk + 4, sub);
+    float d1 = d * (float)sm.x, m1 = dmin * (float)sm.y;
+#if WTYPE == TYPE_Q4_K
+    uchar8 qs = vload8(0, blk + 16 + 32 * c + 16 * p + 8 * (r & 1));
+    float8 q = nibbles8(qs, high);
+#else
+    int l0 = 16 * p + 8 * (r & 1);
+    uchar8 qs = vload8(0, blk + 48 + 32 * c + l0);
+    uchar8 qh = vload8(0, blk + 16 + l0);
+    uchar bit = (uchar)(1 << sub);
+    float8 q = nibbles8(qs, high) + convert_float8(select((uchar8)0, (uchar8)16, (qh & bit) != (uchar8)0));
+#endif
+    return d1 * q - m1;
+#elif WTYPE == TYPE_Q6_K
+    int h = u >> 2, l0 = 8 * (u & 3);
+    const __global uchar *ql = blk + 64 * h;
+    const __global uchar *qh = blk + 128 + 32 * h;
+    const __global char *sc = (const __global char *)(blk + 192 + 8 * h);
+    float d = vload_half(0, (const __global half *)(blk + 208));
+    uchar8 lo = vload8(0, ql + l0 + 32 * (r & 1));
+    uchar8 hi = vload8(0, qh + l0);
+    uchar8 low4 = (r >> 1) ? lo >> (uchar)4 : lo & (uchar)0xF;
+    uchar8 top2 = (hi >> (uchar)(2 * r)) & (uchar)3;
+    float8 q = convert_float8(convert_int8(low4 | (top2 << (uchar)4)) - 32);
+    return d * (float)sc[(l0 >> 4) + 2 * r] * q;
+#else /* q8_K */
+    float d = *(const __global float *)blk; /* 292-byte blocks keep it 4-byte aligned */
+    char8 q = vload8(0, (const __global char *)(blk + 4 + 32 * u + 8 * r));
+    return d * convert_float8(q);
+#endif
+}
+
+#else /* float weights: a unit is 32 consecutive values of the row, zero past its end */
+
+#if WTYPE == TYPE_F32
+#define WT float
+inline float w_at(const __global WT *w, ulong i) { return w[i]; }
+inline float8 w_load8(const __global WT *w, ulong i) { return vload8(0, w + i); }
+#elif WTYPE == TYPE_F16
+#define WT half
+inline float w_at(const __global WT *w, ulong i) { return vload_half(i, w); }
+inline float8 w_load8(const __global WT *w, ulong i) { return vload_half8(0, w + i); }
+#else
+#define WT ushort
+inline float w_at(const __global WT *w, ulong i) { return bf16_to_float(w[i]); }
+inline float8 w_load8(const __global WT *w, ulong i) { return bf16x8_to_float8(vload8(0, w + i)); }
+#endif
+
+inline float8 w_run(const __global WT *wrow, int pos, int k)
+{
+    if (pos + 8 <= k)
+        return w_load8(wrow, (ulong)pos);
+    float v[8];
+    for (int i = 0; i < 8; i++)
+        v[i] = pos + i < k ? w_at(wrow, (ulong)(pos + i)) : 0.0f;
+    return (float8)(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+}
+
+#endif
+
+/* Units in a row of k values. */
+inline int units_per_row(int k) { return (k + 31) / 32; }
+
+/* Row position of the first weight of run r of unit g (units counted from the row's start). */
+inline int run_position(int g, int r)
+{
+#if W_IS_KQUANT
+    return (g / UNITS_PER_BLOCK) * QK_K + run_start(g % UNITS_PER_BLOCK, r);
+#else
+    return 32 * g + 8 * r;
+#endif
+}
+
+/* The 8 weights of run r of unit g of a weight row (zero past the row's end). */
+inline float8 weight_run(const __global uchar *wrow, int g, int r, int k)
+{
+#if W_IS_KQUANT
+    return dequant_run(wrow + (size_t)(g / UNITS_PER_BLOCK) * BLOCK_BYTES, g % UNITS_PER_BLOCK, r);
+#else
+    return w_run((const __global WT *)wrow, 32 * g + 8 * r, k);
+#endif
+}
+
+inline float dot8(float8 a, float8 b)
+{
+    float4 p = a.lo * b.lo + a.hi * b.hi;
+    return (p.x + p.y) + (p.z + p.w);
+}

@@ -1,0 +1,414 @@
+/*
+ * kqcl.h -- the public interface of kqcl, quantized LLM matmuls on any OpenCL device.
+ *
+ * This header is the whole contract. Handles are opaque; every call that can fail returns a
+ * kqcl_status and never aborts or exits. The detail of the last failure is kept with the
+ * context (kqcl_last_error(ctx)); failures of calls that have no context (context creation,
+ * host codecs, GGUF files) are kept per thread and read with kqcl_last_error(NULL).
+ *
+ * Threads: a context and its tensors may be used from one thread at a time (calls on one
+ * context are serialised by the caller); different contexts are independent and may be used
+ * from different threads at once. Host codecs and GGUF readers keep no shared state.
+ *
+ * Shapes: tensors are 2-D and row-major. A row of a k-quant type is a concatenation of
+ * 256-value blocks in ggml's byte layout (doc/design.md, shared k-quants spec), so a row's
+ * length must be a multiple of 256 for those types.
+ */
+#ifndef KQCL_H
+#define KQCL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(KQCL_BUILDING) && defined(__GNUC__)
+#define KQCL_API __attribute__((visibility("default")))
+#else
+#define KQCL_API
+#endif
+
+#define KQCL_VERSION_MAJOR 0
+#define KQCL_VERSION_MINOR 1
+#define KQCL_VERSION_PATCH 0
+#define KQCL_VERSION_STRING "0.1.0"
+
+/* The version of the library linked at run time, e.g. "0.1.0". */
+KQCL_API const char *kqcl_version(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status codes                                                                                */
+
+typedef enum kqcl_status {
+    KQCL_OK = 0,
+    KQCL_ERR_INVALID_ARG = 1,   /* NULL pointer, bad shape, wrong byte count, bad spec      */
+    KQCL_ERR_NO_DEVICE = 2,     /* no OpenCL device matches                                 */
+    KQCL_ERR_BUILD = 3,         /* a kernel failed to compile; the log is in last_error     */
+    KQCL_ERR_OUT_OF_MEMORY = 4, /* host or device allocation failed                         */
+    KQCL_ERR_DEVICE = 5,        /* an OpenCL call failed at run time                        */
+    KQCL_ERR_UNSUPPORTED = 6,   /* valid request this build or device cannot do             */
+    KQCL_ERR_IO = 7,            /* a file could not be opened, read or written              */
+    KQCL_ERR_FORMAT = 8         /* a file or buffer is malformed                            */
+} kqcl_status;
+
+/* A short English name for a status ("invalid argument"); never NULL. */
+KQCL_API const char *kqcl_status_string(kqcl_status status);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Types: values are GGML's type ids, as in GGUF files                                         */
+
+typedef enum kqcl_type {
+    KQCL_TYPE_F32 = 0,
+    KQCL_TYPE_F16 = 1,
+    KQCL_TYPE_Q4_K = 12, /* 144 bytes per 256 values */
+    KQCL_TYPE_Q5_K = 13, /* 176 bytes per 256 values */
+    KQCL_TYPE_Q6_K = 14, /* 210 bytes per 256 values */
+    KQCL_TYPE_Q8_K = 15, /* 292 bytes per 256 values */
+    KQCL_TYPE_BF16 = 30
+} kqcl_type;
+
+/* Bytes of one row of `cols` values of `type`; 0 when the type is unknown, cols <= 0, or cols
+ * is not a whole number of blocks. */
+KQCL_API size_t kqcl_row_size(kqcl_type type, int64_t cols);
+
+/* Values per block of `type`: 256 for the k-quants, 1 for f32/f16/bf16, 0 for unknown types. */
+KQCL_API int64_t kqcl_block_size(kqcl_type type);
+
+/* ggml's name of a type ("q4_K", "f16"); NULL for a type kqcl does not know. */
+KQCL_API const char *kqcl_type_name(kqcl_type type);
+
+/* The type named `name` as ggml names it (case-sensitive, "q4_K"). KQCL_ERR_INVALID_ARG if
+ * unknown. */
+KQCL_API kqcl_status kqcl_type_from_name(const char *name, kqcl_type *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Host codecs: no device needed                                                                */
+
+/* Dequantize `rows` rows of `cols` values of `type` (k-quants, f16, bf16, f32) from `src`
+ * (kqcl_row_size(type, cols) * rows bytes, ggml layout) into `dst` (rows * cols floats).
+ * Bit-exact with ggml's dequantize_row_* and fp16/bf16 conversions. */
+KQCL_API kqcl_status kqcl_dequantize(kqcl_type type, const void *src, float *dst, int64_t rows,
+                                     int64_t cols);
+
+/* Quantize `rows` rows of `cols` floats into `type` (k-quants, f16, bf16, f32). q8_K and the
+ * f16/bf16 conversions are bit-exact with ggml; q4_K/q5_K/q6_K follow ggml's reference
+ * quantizers (error within 5% of theirs). Round to nearest even; NaN stays NaN. */
+KQCL_API kqcl_status kqcl_quantize(kqcl_type type, const float *src, void *dst, int64_t rows,
+                                   int64_t cols);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Contexts and devices                                                                         */
+
+typedef struct kqcl_context kqcl_context;
+typedef struct kqcl_tensor kqcl_tensor;
+
+/* Create a context on the devices named by `devices`; NULL means the environment variable
+ * KQCL_DEVICES, and when that is unset or empty, the first GPU, else the first device.
+ * Spec grammar: a comma-separated list of terms, each one of
+ *   all          every device of every platform
+ *   gpu | cpu | accelerator   every device of that kind
+ *   N            the N-th device (0-based) in discovery order, as `kqcl devices` lists them
+ *   P:N          device N of platform P
+ *   TEXT         every device whose device or platform name contains TEXT (case-insensitive)
+ * Duplicates are dropped; order is kept. KQCL_ERR_NO_DEVICE if nothing matches,
+ * KQCL_ERR_INVALID_ARG for a malformed spec. On failure *out is NULL and the reason is in
+ * kqcl_last_error(NULL). */
+KQCL_API kqcl_status kqcl_context_create(const char *devices, kqcl_context **out);
+
+/* Release a context and everything it owns. Tensors must be destroyed first. NULL is a
+ * no-op. */
+KQCL_API void kqcl_context_destroy(kqcl_context *ctx);
+
+/* Number of devices in the context (0 for NULL). */
+KQCL_API int kqcl_device_count(const kqcl_context *ctx);
+
+/* The message of the last failure on `ctx`, or of this thread's last context-less failure
+ * when ctx is NULL. Empty string when there was none. Valid until the next call on ctx. */
+KQCL_API const char *kqcl_last_error(const kqcl_context *ctx);
+
+/* What kqcl knows and uses of one device. */
+typedef struct kqcl_device_info {
+    char name[128];
+    char vendor[64];
+    char platform[128];
+    char driver[64];
+    char variant[96];           /* kernels chosen for this device, e.g. "portable" */
+    int is_gpu;
+    int compute_units;
+    uint64_t global_mem_bytes;
+    uint64_t max_alloc_bytes;
+    uint64_t local_mem_bytes;
+    int has_fp16;               /* cl_khr_fp16 */
+    int has_subgroups;          /* cl_khr_subgroups or cl_intel_subgroups */
+    int has_int_dot;            /* cl_khr_integer_dot_product */
+    int nv_compute_capability;  /* 10*major + minor on NVIDIA, else 0 */
+} kqcl_device_info;
+
+/* Fill *out for device `index` (0 .. kqcl_device_count-1) of the context. */
+KQCL_API kqcl_status kqcl_device_get_info(const kqcl_context *ctx, int index,
+                                          kqcl_device_info *out);
+
+/* Every OpenCL device present, whether or not in a context: *count is set to the number
+ * found; up to `capacity` are written to `out` (which may be NULL when capacity is 0).
+ * The fields `variant` are left empty. */
+KQCL_API kqcl_status kqcl_list_devices(kqcl_device_info *out, int capacity, int *count);
+
+/* Wait until every command queued on every device of the context has finished. */
+KQCL_API kqcl_status kqcl_finish(kqcl_context *ctx);
+
+/* Device time, in nanoseconds, of the kernels enqueued by the last kqcl_matmul,
+ * kqcl_convert or kqcl_reduce on the context, summed over devices. Waits for them. From
+ * OpenCL profiling events (queues are created with profiling on). */
+KQCL_API kqcl_status kqcl_last_device_time(kqcl_context *ctx, uint64_t *nanoseconds);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tensors                                                                                      */
+
+/* Create a rows x cols tensor of `type` on the context's first device. Contents are
+ * undefined until written. KQCL_ERR_INVALID_ARG when cols is not a whole number of blocks;
+ * KQCL_ERR_OUT_OF_MEMORY when the device cannot hold it. */
+KQCL_API kqcl_status kqcl_tensor_create(kqcl_context *ctx, kqcl_type type, int64_t rows,
+                                        int64_t cols, kqcl_tensor **out);
+
+/* Copy the whole tensor from host memory in ggml/GGUF layout. nbytes must equal
+ * kqcl_tensor_bytes(t). Blocks until the data has been taken. */
+KQCL_API kqcl_status kqcl_tensor_write(kqcl_tensor *t, const void *src, size_t nbytes);
+
+/* Copy the whole tensor to host memory in ggml/GGUF layout (waits for pending work).
+ * nbytes must equal kqcl_tensor_bytes(t). */
+KQCL_API kqcl_status kqcl_tensor_read(kqcl_tensor *t, void *dst, size_t nbytes);
+
+/* Release a tensor. NULL is a no-op. */
+KQCL_API void kqcl_tensor_destroy(kqcl_tensor *t);
+
+/* Shape and type of a tensor (0 / KQCL_TYPE_F32 for NULL). */
+KQCL_API int64_t kqcl_tensor_rows(const kqcl_tensor *t);
+KQCL_API int64_t kqcl_tensor_cols(const kqcl_tensor *t);
+KQCL_API kqcl_type kqcl_tensor_type(const kqcl_tensor *t);
+/* Bytes of the tensor in host layout: rows * kqcl_row_size(type, cols). */
+KQCL_API size_t kqcl_tensor_bytes(const kqcl_tensor *t);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Compute                                                                                      */
+
+/* Y (n x m) = X (n x k) . W^T, the fused path: W (m x k) of any type (q4_K, q5_K, q6_K,
+ * q8_K, f16, bf16, f32) is dequantized inside the kernel, never written out. X is f32, f16 or
+ * bf16; Y is f32. Accumulation is f32. A matrix-vector kernel serves n <= 8 (decode), a tiled
+ * kernel larger n (prefill). Queued: returns before the device finishes; read Y or
+ * kqcl_finish to wait. KQCL_ERR_INVALID_ARG on shape mismatch or a tensor of another
+ * context, KQCL_ERR_UNSUPPORTED for a type pair outside the above. */
+KQCL_API kqcl_status kqcl_matmul(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x,
+                                 kqcl_tensor *y);
+
+/* Convert src into dst of the same shape on the device: f32 <-> f16 <-> bf16 (round to
+ * nearest even; NaN, inf and subnormals kept), and k-quant -> f32/f16/bf16 (device
+ * dequantization, bit-exact with the host codec for f32). Same type copies. */
+KQCL_API kqcl_status kqcl_convert(kqcl_context *ctx, const kqcl_tensor *src, kqcl_tensor *dst);
+
+typedef enum kqcl_reduce_op {
+    KQCL_REDUCE_SUM = 0,
+    KQCL_REDUCE_MAX = 1,
+    KQCL_REDUCE_MIN = 2,
+    KQCL_REDUCE_MEAN = 3,
+    KQCL_REDUCE_SUMSQ = 4
+} kqcl_reduce_op;
+
+/* Per-row reduction of src (f32, f16 or bf16, any row length) into dst (f32, rows x 1).
+ * Sums are compensated: each work-item keeps a Neumaier (Kahan-Babuska) sum of its strided
+ * elements, and the work-items' sums and compensations are combined by a pairwise tree in
+ * local memory, so the error does not grow with the row length. MAX/MIN return NaN for a
+ * row holding a NaN. */
+KQCL_API kqcl_status kqcl_reduce(kqcl_context *ctx, kqcl_reduce_op op, const kqcl_tensor *src,
+                                 kqcl_tensor *dst);
+
+/* ------------------------------------------------------------------------------------------ */
+/* GGUF files (read and write)                                                                  */
+/* KQCL_GGUF_BEGIN -- this section is kept by lib/gguf.c */
+/*
+ * Reader: GGUF versions 2 and 3 (little-endian), memory-mapped read-only. Every count, length,
+ * offset and shape is checked against the file size and against overflow before it is used:
+ * a truncated, corrupt or hostile file gives KQCL_ERR_FORMAT with a message naming what is
+ * wrong and where (byte offset, key or tensor), read with kqcl_last_error(NULL). Tensors of a
+ * type kqcl does not know (q8_0, iq2_xs, ...) are listed with known = 0 and nbytes = 0, not
+ * rejected. A handle is read-only after open and may be read from several threads at once.
+ */
+
+/* The types of metadata values, as GGUF numbers them. */
+typedef enum kqcl_gguf_type {
+    KQCL_GGUF_TYPE_NONE = -1, /* no value (out-of-range index, element type of a scalar) */
+    KQCL_GGUF_TYPE_UINT8 = 0,
+    KQCL_GGUF_TYPE_INT8 = 1,
+    KQCL_GGUF_TYPE_UINT16 = 2,
+    KQCL_GGUF_TYPE_INT16 = 3,
+    KQCL_GGUF_TYPE_UINT32 = 4,
+    KQCL_GGUF_TYPE_INT32 = 5,
+    KQCL_GGUF_TYPE_FLOAT32 = 6,
+    KQCL_GGUF_TYPE_BOOL = 7,
+    KQCL_GGUF_TYPE_STRING = 8,
+    KQCL_GGUF_TYPE_ARRAY = 9,
+    KQCL_GGUF_TYPE_UINT64 = 10,
+    KQCL_GGUF_TYPE_INT64 = 11,
+    KQCL_GGUF_TYPE_FLOAT64 = 12
+} kqcl_gguf_type;
+
+/* A short name of a value type ("u32", "string", "array"); "none" for anything else. */
+KQCL_API const char *kqcl_gguf_type_name(kqcl_gguf_type type);
+
+typedef struct kqcl_gguf kqcl_gguf;
+
+/* One metadata value, or one element of an array value. Filled by kqcl_gguf_get_value and
+ * kqcl_gguf_value_item; points into its kqcl_gguf and is valid until kqcl_gguf_close. */
+typedef struct kqcl_gguf_value {
+    kqcl_gguf_type type;      /* the value's type */
+    kqcl_gguf_type elem_type; /* arrays: the elements' type; else KQCL_GGUF_TYPE_NONE */
+    uint64_t length;          /* arrays: number of elements; strings: bytes (no NUL); else 0 */
+    const void *impl_;        /* private: where the value lives */
+} kqcl_gguf_value;
+
+/* One tensor of a GGUF file. Pointers are into the kqcl_gguf, valid until kqcl_gguf_close. */
+typedef struct kqcl_gguf_tensor {
+    const char *name;
+    uint32_t type;     /* ggml type id as stored (kqcl_type when known) */
+    int known;         /* 1 when kqcl knows the type (nbytes valid), else 0 */
+    int n_dims;        /* 0 .. 4 */
+    int64_t ne[4];     /* GGUF order: ne[0] varies fastest (a row's length); unused dims are 1 */
+    uint64_t offset;   /* from the start of the data section; a multiple of the alignment */
+    uint64_t nbytes;   /* bytes of the data; 0 for an unknown type */
+    const void *data;  /* the data, inside the mapping */
+} kqcl_gguf_tensor;
+
+/* Open and parse the GGUF file at `path` (mapped read-only, not copied). *out is NULL on
+ * failure. KQCL_ERR_IO if the file cannot be opened or mapped, KQCL_ERR_FORMAT if it is
+ * malformed, KQCL_ERR_UNSUPPORTED for GGUF v1, big-endian files or versions after 3,
+ * KQCL_ERR_OUT_OF_MEMORY, KQCL_ERR_INVALID_ARG for NULL arguments. */
+KQCL_API kqcl_status kqcl_gguf_open(const char *path, kqcl_gguf **out);
+
+/* Unmap and free. NULL is a no-op. */
+KQCL_API void kqcl_gguf_close(kqcl_gguf *g);
+
+/* The file's GGUF version (2 or 3); 0 for NULL. */
+KQCL_API int kqcl_gguf_version(const kqcl_gguf *g);
+/* The alignment of tensor data (general.alignment, default 32); 0 for NULL. */
+KQCL_API uint64_t kqcl_gguf_alignment(const kqcl_gguf *g);
+/* Byte offset of the data section in the file; 0 for NULL. */
+KQCL_API uint64_t kqcl_gguf_data_offset(const kqcl_gguf *g);
+
+/* Number of metadata key/value pairs (0 for NULL). Keys are indexed 0 .. count-1 in file
+ * order. */
+KQCL_API int64_t kqcl_gguf_kv_count(const kqcl_gguf *g);
+/* The key of pair i (NUL-terminated), or NULL when i is out of range. */
+KQCL_API const char *kqcl_gguf_key(const kqcl_gguf *g, int64_t i);
+/* The value type of pair i, or KQCL_GGUF_TYPE_NONE when i is out of range. */
+KQCL_API kqcl_gguf_type kqcl_gguf_kv_type(const kqcl_gguf *g, int64_t i);
+/* The index of `key`, or -1 when absent. Keys are unique (duplicates are a format error). */
+KQCL_API int64_t kqcl_gguf_find_key(const kqcl_gguf *g, const char *key);
+/* The value of pair i. KQCL_ERR_INVALID_ARG when i is out of range. */
+KQCL_API kqcl_status kqcl_gguf_get_value(const kqcl_gguf *g, int64_t i, kqcl_gguf_value *out);
+
+/* Read a value. KQCL_ERR_INVALID_ARG when the value's type does not convert or the number does
+ * not fit: _int64 and _uint64 take any integer type (not bool, not float); _double takes any
+ * integer or float type; _bool only bool; _string only strings (*text is NUL-terminated,
+ * *length, if not NULL, gets the byte count, which excludes the NUL and can differ from
+ * strlen when the string holds NUL bytes). */
+KQCL_API kqcl_status kqcl_gguf_value_int64(const kqcl_gguf_value *v, int64_t *out);
+KQCL_API kqcl_status kqcl_gguf_value_uint64(const kqcl_gguf_value *v, uint64_t *out);
+KQCL_API kqcl_status kqcl_gguf_value_double(const kqcl_gguf_value *v, double *out);
+KQCL_API kqcl_status kqcl_gguf_value_bool(const kqcl_gguf_value *v, int *out);
+KQCL_API kqcl_status kqcl_gguf_value_string(const kqcl_gguf_value *v, const char **text,
+                                            size_t *length);
+/* Element j of an array value (arrays of arrays nest). KQCL_ERR_INVALID_ARG when v is not an
+ * array or j >= v->length. */
+KQCL_API kqcl_status kqcl_gguf_value_item(const kqcl_gguf_value *v, uint64_t j,
+                                          kqcl_gguf_value *out);
+
+/* Shorthands: kqcl_gguf_get_value(g, i) followed by the matching kqcl_gguf_value_* call. */
+KQCL_API kqcl_status kqcl_gguf_get_int64(const kqcl_gguf *g, int64_t i, int64_t *out);
+KQCL_API kqcl_status kqcl_gguf_get_uint64(const kqcl_gguf *g, int64_t i, uint64_t *out);
+KQCL_API kqcl_status kqcl_gguf_get_double(const kqcl_gguf *g, int64_t i, double *out);
+KQCL_API kqcl_status kqcl_gguf_get_bool(const kqcl_gguf *g, int64_t i, int *out);
+KQCL_API kqcl_status kqcl_gguf_get_string(const kqcl_gguf *g, int64_t i, const char **text,
+                                          size_t *length);
+
+/* Number of tensors (0 for NULL). */
+KQCL_API int64_t kqcl_gguf_tensor_count(const kqcl_gguf *g);
+/* Describe tensor i. KQCL_ERR_INVALID_ARG when i is out of range. */
+KQCL_API kqcl_status kqcl_gguf_tensor_info(const kqcl_gguf *g, int64_t i,
+                                           kqcl_gguf_tensor *out);
+/* The index of the tensor named `name`, or -1 when absent. */
+KQCL_API int64_t kqcl_gguf_find_tensor(const kqcl_gguf *g, const char *name);
+
+/* Create a 2-D tensor on ctx from tensor `index` of g -- rows = ne[1]*ne[2]*ne[3], cols =
+ * ne[0] -- and upload its data straight from the mapping. *out is NULL on failure.
+ * KQCL_ERR_UNSUPPORTED for a type kqcl does not know or an empty tensor; otherwise the statuses
+ * of kqcl_tensor_create and kqcl_tensor_write. The message is on ctx. */
+KQCL_API kqcl_status kqcl_gguf_load_tensor(kqcl_context *ctx, const kqcl_gguf *g, int64_t index,
+                                           kqcl_tensor **out);
+
+/*
+ * Writer: builds a GGUF v3 file in memory order -- metadata in the order first set, tensors in
+ * the order added -- with tensor data aligned to general.alignment (32 unless that key is set
+ * to another power of two as a u32). Tensor data is REFERENCED, not copied: it must stay valid
+ * until kqcl_gguf_writer_write returns. Keys and names are copied. Setting a key again
+ * replaces its value in place. Failures are KQCL_ERR_INVALID_ARG (NULL, bad type, duplicate
+ * tensor name, wrong nbytes), KQCL_ERR_OUT_OF_MEMORY or KQCL_ERR_IO, read with
+ * kqcl_last_error(NULL).
+ */
+typedef struct kqcl_gguf_writer kqcl_gguf_writer;
+
+KQCL_API kqcl_status kqcl_gguf_writer_create(kqcl_gguf_writer **out);
+/* Free the writer (not the tensor data it references). NULL is a no-op. */
+KQCL_API void kqcl_gguf_writer_destroy(kqcl_gguf_writer *w);
+
+/* Set a scalar of any numeric or bool type: `value` points to the host type of that GGUF type
+ * (uint8_t .. int64_t, float, double, bool). */
+KQCL_API kqcl_status kqcl_gguf_writer_set_scalar(kqcl_gguf_writer *w, const char *key,
+                                                 kqcl_gguf_type type, const void *value);
+KQCL_API kqcl_status kqcl_gguf_writer_set_u32(kqcl_gguf_writer *w, const char *key,
+                                              uint32_t value);
+KQCL_API kqcl_status kqcl_gguf_writer_set_i32(kqcl_gguf_writer *w, const char *key,
+                                              int32_t value);
+KQCL_API kqcl_status kqcl_gguf_writer_set_u64(kqcl_gguf_writer *w, const char *key,
+                                              uint64_t value);
+KQCL_API kqcl_status kqcl_gguf_writer_set_i64(kqcl_gguf_writer *w, const char *key,
+                                              int64_t value);
+KQCL_API kqcl_status kqcl_gguf_writer_set_f32(kqcl_gguf_writer *w, const char *key, float value);
+KQCL_API kqcl_status kqcl_gguf_writer_set_f64(kqcl_gguf_writer *w, const char *key,
+                                              double value);
+KQCL_API kqcl_status kqcl_gguf_writer_set_bool(kqcl_gguf_writer *w, const char *key, int value);
+/* A NUL-terminated string. */
+KQCL_API kqcl_status kqcl_gguf_writer_set_string(kqcl_gguf_writer *w, const char *key,
+                                                 const char *value);
+/* An array of n numbers or bools of `elem_type`, `values` in that type's host layout (as for
+ * set_scalar). */
+KQCL_API kqcl_status kqcl_gguf_writer_set_array(kqcl_gguf_writer *w, const char *key,
+                                                kqcl_gguf_type elem_type, const void *values,
+                                                uint64_t n);
+/* An array of n NUL-terminated strings. */
+KQCL_API kqcl_status kqcl_gguf_writer_set_string_array(kqcl_gguf_writer *w, const char *key,
+                                                       const char *const *values, uint64_t n);
+/* Any value read from a kqcl_gguf, nested arrays included (copied now). */
+KQCL_API kqcl_status kqcl_gguf_writer_set_value(kqcl_gguf_writer *w, const char *key,
+                                                const kqcl_gguf_value *value);
+/* Copy pair i of g, key and value. */
+KQCL_API kqcl_status kqcl_gguf_writer_copy_kv(kqcl_gguf_writer *w, const kqcl_gguf *g,
+                                              int64_t i);
+
+/* Add a tensor of ggml type id `type` with n_dims (1..4) dimensions ne[] in GGUF order. For a
+ * type kqcl knows, nbytes must equal its size from the shape; other types' nbytes are taken as
+ * given. `data` (nbytes bytes) is referenced until kqcl_gguf_writer_write returns. Names must
+ * be unique and shorter than 64 bytes (ggml's limit). */
+KQCL_API kqcl_status kqcl_gguf_writer_add_tensor(kqcl_gguf_writer *w, const char *name,
+                                                 uint32_t type, int n_dims, const int64_t *ne,
+                                                 const void *data, uint64_t nbytes);
+
+/* Write everything to `path` as GGUF v3 (the file is replaced; removed again on failure). */
+KQCL_API kqcl_status kqcl_gguf_writer_write(const kqcl_gguf_writer *w, const char *path);
+/* KQCL_GGUF_END */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KQCL_H */

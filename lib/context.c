@@ -1,0 +1,439 @@
+/*
+ * context.c -- discovering OpenCL platforms and devices, choosing them from a spec string, and
+ * the context that holds one queue per chosen device.
+ */
+#include "context.h"
+#include "program.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV
+#define CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV 0x4000
+#define CL_DEVICE_COMPUTE_CAPABILITY_MINOR_NV 0x4001
+#endif
+
+/* ---- OpenCL error names --------------------------------------------------------------------- */
+
+const char *kq_cl_error_name(cl_int err)
+{
+    switch (err) {
+#define NAME(x) case x: return #x
+        NAME(CL_SUCCESS); NAME(CL_DEVICE_NOT_FOUND); NAME(CL_DEVICE_NOT_AVAILABLE);
+        NAME(CL_COMPILER_NOT_AVAILABLE); NAME(CL_MEM_OBJECT_ALLOCATION_FAILURE);
+        NAME(CL_OUT_OF_RESOURCES); NAME(CL_OUT_OF_HOST_MEMORY); NAME(CL_BUILD_PROGRAM_FAILURE);
+        NAME(CL_INVALID_VALUE); NAME(CL_INVALID_DEVICE); NAME(CL_INVALID_CONTEXT);
+        NAME(CL_INVALID_COMMAND_QUEUE); NAME(CL_INVALID_MEM_OBJECT); NAME(CL_INVALID_BINARY);
+        NAME(CL_INVALID_BUILD_OPTIONS); NAME(CL_INVALID_PROGRAM);
+        NAME(CL_INVALID_KERNEL_NAME); NAME(CL_INVALID_KERNEL); NAME(CL_INVALID_ARG_INDEX);
+        NAME(CL_INVALID_ARG_VALUE); NAME(CL_INVALID_ARG_SIZE); NAME(CL_INVALID_KERNEL_ARGS);
+        NAME(CL_INVALID_WORK_DIMENSION); NAME(CL_INVALID_WORK_GROUP_SIZE);
+        NAME(CL_INVALID_WORK_ITEM_SIZE); NAME(CL_INVALID_GLOBAL_OFFSET);
+        NAME(CL_INVALID_EVENT); NAME(CL_INVALID_OPERATION); NAME(CL_INVALID_BUFFER_SIZE);
+        NAME(CL_INVALID_GLOBAL_WORK_SIZE); NAME(CL_PLATFORM_NOT_FOUND_KHR);
+        NAME(CL_PROFILING_INFO_NOT_AVAILABLE); NAME(CL_MISALIGNED_SUB_BUFFER_OFFSET);
+        NAME(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST);
+#undef NAME
+    }
+    return "CL_UNKNOWN_ERROR";
+}
+
+kqcl_status kq_cl_fail(kqcl_context *ctx, cl_int err, const char *what)
+{
+    kqcl_status status = (err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_HOST_MEMORY ||
+                          err == CL_INVALID_BUFFER_SIZE)
+                             ? KQCL_ERR_OUT_OF_MEMORY
+                             : KQCL_ERR_DEVICE;
+    return kq_fail(ctx, status, "%s: %s (%d)", what, kq_cl_error_name(err), (int)err);
+}
+
+/* ---- discovery ---------------------------------------------------------------------------- */
+
+typedef struct found_device {
+    cl_platform_id platform;
+    cl_device_id device;
+    int platform_index, index_in_platform;
+    cl_device_type type;
+} found_device;
+
+/* Every device of every platform, in platform order, then the platform's own order. */
+static kqcl_status discover(found_device *out, int capacity, int *count)
+{
+    cl_platform_id platforms[16];
+    cl_uint n_platforms = 0;
+    *count = 0;
+    cl_int err = clGetPlatformIDs(16, platforms, &n_platforms);
+    if (err == CL_PLATFORM_NOT_FOUND_KHR || (err == CL_SUCCESS && n_platforms == 0))
+        return kq_fail(NULL, KQCL_ERR_NO_DEVICE,
+                       "no OpenCL platform found (is an ICD installed, e.g. pocl-opencl-icd?)");
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(NULL, err, "clGetPlatformIDs");
+    if (n_platforms > 16)
+        n_platforms = 16;
+    for (cl_uint p = 0; p < n_platforms; p++) {
+        cl_device_id devices[KQ_MAX_DEVICES];
+        cl_uint n = 0;
+        if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, KQ_MAX_DEVICES, devices, &n) != CL_SUCCESS)
+            continue; /* a platform without devices is not an error */
+        if (n > KQ_MAX_DEVICES)
+            n = KQ_MAX_DEVICES;
+        for (cl_uint d = 0; d < n && *count < capacity; d++) {
+            found_device *f = &out[(*count)++];
+            f->platform = platforms[p];
+            f->device = devices[d];
+            f->platform_index = (int)p;
+            f->index_in_platform = (int)d;
+            clGetDeviceInfo(devices[d], CL_DEVICE_TYPE, sizeof f->type, &f->type, NULL);
+        }
+    }
+    if (*count == 0)
+        return kq_fail(NULL, KQCL_ERR_NO_DEVICE, "no OpenCL device found on %u platform(s)",
+                       n_platforms);
+    return KQCL_OK;
+}
+
+static void device_string(cl_device_id d, cl_device_info what, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    if (clGetDeviceInfo(d, what, size, buf, NULL) != CL_SUCCESS)
+        buf[0] = '\0';
+    buf[size - 1] = '\0';
+}
+
+static bool has_extension(const char *extensions, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *p = strstr(extensions, name); p; p = strstr(p + 1, name))
+        if ((p == extensions || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0'))
+            return true;
+    return false;
+}
+
+static void describe(const found_device *f, kqcl_device_info *info)
+{
+    memset(info, 0, sizeof *info);
+    device_string(f->device, CL_DEVICE_NAME, info->name, sizeof info->name);
+    device_string(f->device, CL_DEVICE_VENDOR, info->vendor, sizeof info->vendor);
+    device_string(f->device, CL_DRIVER_VERSION, info->driver, sizeof info->driver);
+    clGetPlatformInfo(f->platform, CL_PLATFORM_NAME, sizeof info->platform, info->platform, NULL);
+    info->platform[sizeof info->platform - 1] = '\0';
+    info->is_gpu = (f->type & CL_DEVICE_TYPE_GPU) != 0;
+    cl_uint cu = 0;
+    cl_ulong mem = 0, alloc = 0, local = 0;
+    clGetDeviceInfo(f->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL);
+    clGetDeviceInfo(f->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL);
+    clGetDeviceInfo(f->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof alloc, &alloc, NULL);
+    clGetDeviceInfo(f->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
+    info->compute_units = (int)cu;
+    info->global_mem_bytes = mem;
+    info->max_alloc_bytes = alloc;
+    info->local_mem_bytes = local;
+
+    size_t ext_size = 0;
+    clGetDeviceInfo(f->device, CL_DEVICE_EXTENSIONS, 0, NULL, &ext_size);
+    char *ext = calloc(ext_size + 1, 1);
+    if (ext != NULL && clGetDeviceInfo(f->device, CL_DEVICE_EXTENSIONS, ext_size, ext, NULL) == CL_SUCCESS) {
+        info->has_fp16 = has_extension(ext, "cl_khr_fp16");
+        info->has_subgroups = has_extension(ext, "cl_khr_subgroups") || has_extension(ext, "cl_intel_subgroups");
+        info->has_int_dot = has_extension(ext, "cl_khr_integer_dot_product");
+        if (has_extension(ext, "cl_nv_device_attribute_query")) {
+            cl_uint major = 0, minor = 0;
+            clGetDeviceInfo(f->device, CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV, sizeof major, &major, NULL);
+            clGetDeviceInfo(f->device, CL_DEVICE_COMPUTE_CAPABILITY_MINOR_NV, sizeof minor, &minor, NULL);
+            info->nv_compute_capability = (int)(10 * major + minor);
+        }
+    }
+    free(ext);
+}
+
+KQCL_API kqcl_status kqcl_list_devices(kqcl_device_info *out, int capacity, int *count)
+{
+    kq_clear_error(NULL);
+    if (count == NULL || capacity < 0 || (out == NULL && capacity > 0))
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_list_devices: bad arguments");
+    found_device found[KQ_MAX_DEVICES];
+    int n = 0;
+    kqcl_status st = discover(found, KQ_MAX_DEVICES, &n);
+    *count = n;
+    if (st != KQCL_OK)
+        return st;
+    for (int i = 0; i < n && i < capacity; i++)
+        describe(&found[i], &out[i]);
+    return KQCL_OK;
+}
+
+/* ---- the device spec --------------------------------------------------------------------- */
+
+static bool contains_ci(const char *haystack, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *haystack; haystack++) {
+        size_t i = 0;
+        while (i < n && haystack[i] && tolower((unsigned char)haystack[i]) == tolower((unsigned char)needle[i]))
+            i++;
+        if (i == n)
+            return true;
+    }
+    return n == 0;
+}
+
+static bool parse_index(const char *s, int *out)
+{
+    if (*s == '\0' || strlen(s) > 6)
+        return false;
+    int v = 0;
+    for (; *s; s++) {
+        if (!isdigit((unsigned char)*s))
+            return false;
+        v = v * 10 + (*s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* Add device `index` unless already chosen; counts the term's matches either way. */
+static void pick(int *chosen, int *n_chosen, int index, int *matches)
+{
+    (*matches)++;
+    for (int i = 0; i < *n_chosen; i++)
+        if (chosen[i] == index)
+            return;
+    chosen[(*n_chosen)++] = index;
+}
+
+/* Add the devices that one term of the spec names. */
+static kqcl_status match_term(const char *term, const found_device *found, const kqcl_device_info *infos,
+                              int n, int *chosen, int *n_chosen)
+{
+    int matches = 0, a, b;
+    const char *colon = strchr(term, ':');
+    if (strcmp(term, "all") == 0) {
+        for (int i = 0; i < n; i++)
+            pick(chosen, n_chosen, i, &matches);
+    } else if (strcmp(term, "gpu") == 0 || strcmp(term, "cpu") == 0 || strcmp(term, "accelerator") == 0) {
+        cl_device_type want = term[0] == 'g' ? CL_DEVICE_TYPE_GPU
+                              : term[0] == 'c' ? CL_DEVICE_TYPE_CPU : CL_DEVICE_TYPE_ACCELERATOR;
+        for (int i = 0; i < n; i++)
+            if (found[i].type & want)
+                pick(chosen, n_chosen, i, &matches);
+    } else if (parse_index(term, &a)) {
+        if (a >= n)
+            return kq_fail(NULL, KQCL_ERR_NO_DEVICE, "device %d requested, but only %d found", a, n);
+        pick(chosen, n_chosen, a, &matches);
+    } else if (colon != NULL) {
+        char left[16];
+        size_t len = (size_t)(colon - term);
+        if (len >= sizeof left)
+            return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "bad device term '%s'", term);
+        memcpy(left, term, len);
+        left[len] = '\0';
+        if (!parse_index(left, &a) || !parse_index(colon + 1, &b))
+            return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "bad device term '%s' (want P:N)", term);
+        for (int i = 0; i < n; i++)
+            if (found[i].platform_index == a && found[i].index_in_platform == b)
+                pick(chosen, n_chosen, i, &matches);
+    } else {
+        for (int i = 0; i < n; i++)
+            if (contains_ci(infos[i].name, term) || contains_ci(infos[i].platform, term))
+                pick(chosen, n_chosen, i, &matches);
+    }
+    if (matches == 0)
+        return kq_fail(NULL, KQCL_ERR_NO_DEVICE, "no device matches '%s'", term);
+    return KQCL_OK;
+}
+
+/* Parse `spec` into indices into `found`. An empty or NULL spec: the first GPU, else device 0. */
+static kqcl_status choose_devices(const char *spec, const found_device *found, const kqcl_device_info *infos,
+                                  int n, int *chosen, int *n_chosen)
+{
+    *n_chosen = 0;
+    if (spec == NULL || spec[0] == '\0') {
+        for (int i = 0; i < n; i++)
+            if (found[i].type & CL_DEVICE_TYPE_GPU) {
+                chosen[(*n_chosen)++] = i;
+                return KQCL_OK;
+            }
+        chosen[(*n_chosen)++] = 0;
+        return KQCL_OK;
+    }
+    if (strlen(spec) > 1024)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "device spec longer than 1024 characters");
+    char copy[1025];
+    strcpy(copy, spec);
+    /* split by hand: strtok would skip the empty term of "0,,1", which is an error */
+    for (char *term = copy, *next; term != NULL; term = next) {
+        char *comma = strchr(term, ',');
+        next = comma ? comma + 1 : NULL;
+        if (comma)
+            *comma = '\0';
+        while (isspace((unsigned char)*term))
+            term++;
+        char *end = term + strlen(term);
+        while (end > term && isspace((unsigned char)end[-1]))
+            *--end = '\0';
+        if (*term == '\0')
+            return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "empty term in device spec '%s'", spec);
+        kqcl_status st = match_term(term, found, infos, n, chosen, n_chosen);
+        if (st != KQCL_OK)
+            return st;
+    }
+    if (*n_chosen == 0)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "empty device spec '%s'", spec);
+    return KQCL_OK;
+}
+
+/* ---- the context --------------------------------------------------------------------------- */
+
+static kqcl_status open_device(kq_device *dev, const found_device *f, const kqcl_device_info *info)
+{
+    cl_int err;
+    dev->platform = f->platform;
+    dev->id = f->device;
+    dev->info = *info;
+    device_string(f->device, CL_DEVICE_OPENCL_C_VERSION, dev->cl_c_version, sizeof dev->cl_c_version);
+    clGetPlatformInfo(f->platform, CL_PLATFORM_VERSION, sizeof dev->platform_version, dev->platform_version, NULL);
+    dev->platform_version[sizeof dev->platform_version - 1] = '\0';
+    dev->is_pocl = strstr(info->platform, "Portable Computing Language") != NULL;
+    clGetDeviceInfo(f->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof dev->max_wg, &dev->max_wg, NULL);
+
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)f->platform, 0};
+    dev->cl_ctx = clCreateContext(props, 1, &f->device, NULL, NULL, &err);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(NULL, err, "clCreateContext");
+    /* clCreateCommandQueue is deprecated in 2.0 but is what every 1.2 driver has. */
+#ifdef __GNUC__
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    dev->queue = clCreateCommandQueue(dev->cl_ctx, f->device, CL_QUEUE_PROFILING_ENABLE, &err);
+#ifdef __GNUC__
+#pragma GCC diagnostic pop
+#endif
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(NULL, err, "clCreateCommandQueue");
+    kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
+    return KQCL_OK;
+}
+
+static void close_device(kq_device *dev)
+{
+    kq_programs_release(dev);
+    if (dev->scratch)
+        clReleaseMemObject(dev->scratch);
+    if (dev->queue)
+        clReleaseCommandQueue(dev->queue);
+    if (dev->cl_ctx)
+        clReleaseContext(dev->cl_ctx);
+}
+
+KQCL_API kqcl_status kqcl_context_create(const char *devices, kqcl_context **out)
+{
+    kq_clear_error(NULL);
+    if (out == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_context_create: out is NULL");
+    *out = NULL;
+    if (devices == NULL)
+        devices = getenv("KQCL_DEVICES");
+
+    found_device found[KQ_MAX_DEVICES];
+    kqcl_device_info infos[KQ_MAX_DEVICES];
+    int n = 0, chosen[KQ_MAX_DEVICES], n_chosen = 0;
+    kqcl_status st = discover(found, KQ_MAX_DEVICES, &n);
+    if (st != KQCL_OK)
+        return st;
+    for (int i = 0; i < n; i++)
+        describe(&found[i], &infos[i]);
+    st = choose_devices(devices, found, infos, n, chosen, &n_chosen);
+    if (st != KQCL_OK)
+        return st;
+
+    kqcl_context *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_OUT_OF_MEMORY, "kqcl_context_create: no memory for the context");
+    for (int i = 0; i < n_chosen; i++) {
+        st = open_device(&ctx->devices[i], &found[chosen[i]], &infos[chosen[i]]);
+        ctx->n_devices = i + 1;
+        if (st != KQCL_OK) {
+            kqcl_context_destroy(ctx);
+            return st;
+        }
+    }
+    *out = ctx;
+    return KQCL_OK;
+}
+
+KQCL_API void kqcl_context_destroy(kqcl_context *ctx)
+{
+    if (ctx == NULL)
+        return;
+    kq_events_reset(ctx);
+    for (int i = 0; i < ctx->n_devices; i++)
+        close_device(&ctx->devices[i]);
+    free(ctx);
+}
+
+KQCL_API int kqcl_device_count(const kqcl_context *ctx) { return ctx ? ctx->n_devices : 0; }
+
+KQCL_API kqcl_status kqcl_device_get_info(const kqcl_context *ctx, int index, kqcl_device_info *out)
+{
+    if (ctx == NULL || out == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_device_get_info: NULL argument");
+    if (index < 0 || index >= ctx->n_devices)
+        return kq_fail((kqcl_context *)ctx, KQCL_ERR_INVALID_ARG, "device index %d out of range 0..%d",
+                       index, ctx->n_devices - 1);
+    *out = ctx->devices[index].info;
+    return KQCL_OK;
+}
+
+KQCL_API kqcl_status kqcl_finish(kqcl_context *ctx)
+{
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_finish: ctx is NULL");
+    kq_clear_error(ctx);
+    for (int i = 0; i < ctx->n_devices; i++) {
+        cl_int err = clFinish(ctx->devices[i].queue);
+        if (err != CL_SUCCESS)
+            return kq_cl_fail(ctx, err, "clFinish");
+    }
+    return KQCL_OK;
+}
+
+/* ---- events of the last compute call --------------------------------------------------------- */
+
+void kq_events_reset(kqcl_context *ctx)
+{
+    for (int i = 0; i < ctx->n_events; i++)
+        clReleaseEvent(ctx->events[i]);
+    ctx->n_events = 0;
+}
+
+void kq_events_add(kqcl_context *ctx, cl_event ev)
+{
+    if (ctx->n_events < KQ_MAX_EVENTS)
+        ctx->events[ctx->n_events++] = ev;
+    else
+        clReleaseEvent(ev);
+}
+
+KQCL_API kqcl_status kqcl_last_device_time(kqcl_context *ctx, uint64_t *nanoseconds)
+{
+    if (ctx == NULL || nanoseconds == NULL)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_last_device_time: NULL argument");
+    kq_clear_error(ctx);
+    uint64_t total = 0;
+    for (int i = 0; i < ctx->n_events; i++) {
+        cl_ulong start = 0, end = 0;
+        cl_int err = clWaitForEvents(1, &ctx->events[i]);
+        if (err == CL_SUCCESS)
+            err = clGetEventProfilingInfo(ctx->events[i], CL_PROFILING_COMMAND_START, sizeof start, &start, NULL);
+        if (err == CL_SUCCESS)
+            err = clGetEventProfilingInfo(ctx->events[i], CL_PROFILING_COMMAND_END, sizeof end, &end, NULL);
+        if (err != CL_SUCCESS)
+            return kq_cl_fail(ctx, err, "reading kernel profiling events");
+        total += end > start ? end - start : 0;
+    }
+    *nanoseconds = total;
+    return KQCL_OK;
+}

@@ -1,0 +1,67 @@
+/*
+ * context.h -- the context, its devices and their compiled programs. Shared by the files that
+ * enqueue work (tensor.c, matmul.c, convert.c, reduce.c, program.c, bench.c).
+ */
+#ifndef KQCL_CONTEXT_H
+#define KQCL_CONTEXT_H
+
+#include "internal.h"
+
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+
+#ifndef CL_PLATFORM_NOT_FOUND_KHR
+#define CL_PLATFORM_NOT_FOUND_KHR -1001 /* cl_khr_icd: the loader found no platform */
+#endif
+
+#define KQ_MAX_DEVICES 64
+#define KQ_MAX_PROGRAMS 48
+#define KQ_MAX_EVENTS 64
+
+#define KQ_KERNELS_PER_PROGRAM 4
+
+/* One compiled program: a kernel family built with one set of options for one device, and
+ * the kernel objects made from it (created once, reused by every call). */
+typedef struct kq_program {
+    char *options; /* the -D options it was built with (its key together with family) */
+    int family;    /* kq_family */
+    cl_program program;
+    const char *kernel_names[KQ_KERNELS_PER_PROGRAM];
+    cl_kernel kernels[KQ_KERNELS_PER_PROGRAM];
+} kq_program;
+
+typedef struct kq_device {
+    cl_platform_id platform;
+    cl_device_id id;
+    cl_context cl_ctx;
+    cl_command_queue queue;
+    kqcl_device_info info;
+    char cl_c_version[64];
+    char platform_version[128];
+    bool is_pocl;          /* PoCL: its own kernel cache, so kqcl's binary cache is skipped */
+    size_t max_wg;         /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+    kq_program programs[KQ_MAX_PROGRAMS];
+    int n_programs;
+    cl_mem scratch; /* grown on demand: the unfused path's dequantized weights */
+    size_t scratch_bytes;
+} kq_device;
+
+struct kqcl_context {
+    kq_device devices[KQ_MAX_DEVICES];
+    int n_devices;
+    /* Events of the kernels enqueued by the last compute call, for kqcl_last_device_time. */
+    cl_event events[KQ_MAX_EVENTS];
+    int n_events;
+    char error[16384];
+};
+
+/* Record an OpenCL failure: "what: CL_ERROR_NAME (code)". Returns KQCL_ERR_OUT_OF_MEMORY for
+ * allocation failures, KQCL_ERR_DEVICE otherwise. */
+kqcl_status kq_cl_fail(kqcl_context *ctx, cl_int err, const char *what);
+const char *kq_cl_error_name(cl_int err);
+
+/* Forget the events of the previous compute call; keep `ev` as one of the current call's. */
+void kq_events_reset(kqcl_context *ctx);
+void kq_events_add(kqcl_context *ctx, cl_event ev);
+
+#endif

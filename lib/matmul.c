@@ -1,0 +1,213 @@
+/*
+ * matmul.c -- kqcl_matmul: checking the operands and dispatching to the fused kernels
+ * (matvec.cl for decode, matmul.cl for prefill), and the unfused reference path.
+ */
+#include "ops.h"
+#include "program.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifdef HAVE_CLBLAST
+#include <clblast_c.h>
+#endif
+
+static int env_ints(const char *name, int *v, int count)
+{
+    const char *s = getenv(name);
+    if (s == NULL)
+        return 0;
+    int got = 0;
+    char *end;
+    while (got < count) {
+        long x = strtol(s, &end, 10);
+        if (end == s || x <= 0 || x > 4096)
+            return 0;
+        v[got++] = (int)x;
+        if (*end != ',')
+            break;
+        s = end + 1;
+    }
+    return got == count;
+}
+
+kq_matvec_tune kq_matvec_tune_for(const kq_device *dev)
+{
+    /* GPUs: a warp-wide row (32 lanes) keeps each row's reads coalesced; CPUs (PoCL) run a
+     * work-group as one loop, where fewer lanes a row means less reduction overhead. */
+    kq_matvec_tune t = dev->info.is_gpu ? (kq_matvec_tune){32, 4} : (kq_matvec_tune){8, 8};
+    int v[2];
+    if (env_ints("KQCL_MATVEC", v, 2))
+        t = (kq_matvec_tune){v[0], v[1]};
+    return t;
+}
+
+kq_matmul_tune kq_matmul_tune_for(const kq_device *dev)
+{
+    kq_matmul_tune t = dev->info.is_gpu ? (kq_matmul_tune){64, 64, 4, 4} : (kq_matmul_tune){32, 32, 4, 4};
+    int v[4];
+    if (env_ints("KQCL_MATMUL", v, 4))
+        t = (kq_matmul_tune){v[0], v[1], v[2], v[3]};
+    return t;
+}
+
+static kqcl_status check_operands(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x,
+                                  const kqcl_tensor *y)
+{
+    kqcl_status st;
+    if ((st = kq_check_tensor(ctx, w, "kqcl_matmul", "w")) != KQCL_OK ||
+        (st = kq_check_tensor(ctx, x, "kqcl_matmul", "x")) != KQCL_OK ||
+        (st = kq_check_tensor(ctx, y, "kqcl_matmul", "y")) != KQCL_OK)
+        return st;
+    if (!kq_type_is_float(x->type))
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "kqcl_matmul: x is %s; activations must be f32, f16 or bf16",
+                       kqcl_type_name(x->type));
+    if (y->type != KQCL_TYPE_F32)
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "kqcl_matmul: y is %s; the output must be f32",
+                       kqcl_type_name(y->type));
+    if (w->cols != x->cols || y->rows != x->rows || y->cols != w->rows)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG,
+                       "kqcl_matmul: shapes do not fit: w %lld x %lld, x %lld x %lld, y %lld x %lld "
+                       "(want y = x.rows x w.rows and x.cols = w.cols)",
+                       (long long)w->rows, (long long)w->cols, (long long)x->rows, (long long)x->cols,
+                       (long long)y->rows, (long long)y->cols);
+    if (w->device != x->device || w->device != y->device)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_matmul: operands are on different devices");
+    if (w == y || x == y)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_matmul: y must not alias w or x");
+    return KQCL_OK;
+}
+
+static int round_up_pow2(int n)
+{
+    int p = 1;
+    while (p < n)
+        p <<= 1;
+    return p;
+}
+
+static size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
+
+static kqcl_status launch_matvec(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
+                                 kqcl_tensor *y)
+{
+    kq_matvec_tune t = kq_matvec_tune_for(dev);
+    int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
+    char options[256];
+    snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=%d -DTHREADS_PER_ROW=%d -DROWS_PER_WG=%d -DNCOLS=%d",
+             (int)w->type, (int)x->type, t.threads_per_row, t.rows_per_wg, round_up_pow2(n));
+    cl_kernel kernel;
+    kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_MATVEC, options, "matvec", &kernel);
+    if (st != KQCL_OK)
+        return st;
+    cl_ulong row_bytes = w->row_bytes;
+    cl_int err = kq_set_args(kernel, 7, sizeof(cl_mem), &w->buffer, sizeof row_bytes, &row_bytes, sizeof(cl_mem),
+                             &x->buffer, sizeof(cl_mem), &y->buffer, sizeof m, &m, sizeof k, &k, sizeof n, &n);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, "kqcl_matmul: setting matvec arguments");
+    size_t local = (size_t)t.threads_per_row * t.rows_per_wg;
+    size_t global = round_up((size_t)m, (size_t)t.rows_per_wg) / t.rows_per_wg * local;
+    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue matvec");
+}
+
+static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
+                                kqcl_tensor *y)
+{
+    kq_matmul_tune t = kq_matmul_tune_for(dev);
+    int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
+    char options[256];
+    snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=%d -DTILE_M=%d -DTILE_N=%d -DWPT_M=%d -DWPT_N=%d",
+             (int)w->type, (int)x->type, t.tile_m, t.tile_n, t.wpt_m, t.wpt_n);
+    cl_kernel kernel;
+    kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_MATMUL, options, "matmul_tiled", &kernel);
+    if (st != KQCL_OK)
+        return st;
+    cl_ulong row_bytes = w->row_bytes;
+    cl_int err = kq_set_args(kernel, 7, sizeof(cl_mem), &w->buffer, sizeof row_bytes, &row_bytes, sizeof(cl_mem),
+                             &x->buffer, sizeof(cl_mem), &y->buffer, sizeof m, &m, sizeof k, &k, sizeof n, &n);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, "kqcl_matmul: setting matmul arguments");
+    size_t local[2] = {(size_t)(t.tile_m / t.wpt_m) * (t.tile_n / t.wpt_n), 1};
+    size_t global[2] = {(size_t)((m + t.tile_m - 1) / t.tile_m) * local[0], (size_t)((n + t.tile_n - 1) / t.tile_n)};
+    return kq_enqueue(ctx, dev, kernel, 2, global, local, "kqcl_matmul: enqueue tiled matmul");
+}
+
+kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,
+                           int force_tiled)
+{
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_matmul: ctx is NULL");
+    kq_clear_error(ctx);
+    kqcl_status st = check_operands(ctx, w, x, y);
+    if (st != KQCL_OK)
+        return st;
+    kq_events_reset(ctx);
+    kq_device *dev = kq_tensor_device(w);
+    bool tiled = force_tiled > 0 || (force_tiled == 0 && x->rows > KQ_MATVEC_MAX_N);
+    if (force_tiled < 0 && x->rows > KQ_MATVEC_MAX_N)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "matvec serves n <= %d", KQ_MATVEC_MAX_N);
+    return tiled ? launch_tiled(ctx, dev, w, x, y) : launch_matvec(ctx, dev, w, x, y);
+}
+
+KQCL_API kqcl_status kqcl_matmul(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y)
+{
+    return kq_matmul_with(ctx, w, x, y, 0);
+}
+
+/* ---- the unfused reference path ---------------------------------------------------------------- */
+
+static kqcl_status ensure_scratch(kqcl_context *ctx, kq_device *dev, size_t bytes)
+{
+    if (dev->scratch_bytes >= bytes)
+        return KQCL_OK;
+    if (dev->scratch)
+        clReleaseMemObject(dev->scratch);
+    dev->scratch = NULL;
+    dev->scratch_bytes = 0;
+    cl_int err;
+    dev->scratch = clCreateBuffer(dev->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, "unfused matmul: scratch buffer");
+    dev->scratch_bytes = bytes;
+    return KQCL_OK;
+}
+
+kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y)
+{
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "unfused matmul: ctx is NULL");
+    kq_clear_error(ctx);
+    kqcl_status st = check_operands(ctx, w, x, y);
+    if (st != KQCL_OK)
+        return st;
+#ifdef HAVE_CLBLAST
+    if (x->type != KQCL_TYPE_F32)
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "unfused matmul: x must be f32");
+    kq_device *dev = kq_tensor_device(w);
+    kq_events_reset(ctx);
+    cl_mem wf = w->buffer;
+    if (w->type != KQCL_TYPE_F32) {
+        st = ensure_scratch(ctx, dev, (size_t)w->rows * (size_t)w->cols * sizeof(float));
+        if (st == KQCL_OK)
+            st = kq_convert_into(ctx, w, dev->scratch, KQCL_TYPE_F32);
+        if (st != KQCL_OK)
+            return st;
+        wf = dev->scratch;
+    }
+    size_t m = (size_t)w->rows, k = (size_t)w->cols, n = (size_t)x->rows;
+    cl_event ev = NULL;
+    CLBlastStatusCode code = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, n, m, k,
+                                          1.0f, x->buffer, 0, k, wf, 0, k, 0.0f, y->buffer, 0, m, &dev->queue, &ev);
+    if (code != CLBlastSuccess)
+        return kq_fail(ctx, KQCL_ERR_DEVICE, "unfused matmul: CLBlastSgemm failed (%d)", (int)code);
+    if (ev)
+        kq_events_add(ctx, ev);
+    return KQCL_OK;
+#else
+    (void)ensure_scratch;
+    return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "unfused matmul: kqcl was built without CLBlast");
+#endif
+}

@@ -1,0 +1,39 @@
+/* ops.h -- kernel launch parameters and the internal compute paths (tests and the bench). */
+#ifndef KQCL_OPS_H
+#define KQCL_OPS_H
+
+#include "tensor.h"
+
+/* The largest n the matrix-vector kernel serves; larger n go to the tiled kernel. */
+#define KQ_MATVEC_MAX_N 8
+
+typedef struct kq_matvec_tune {
+    int threads_per_row, rows_per_wg;
+} kq_matvec_tune;
+
+typedef struct kq_matmul_tune {
+    int tile_m, tile_n, wpt_m, wpt_n;
+} kq_matmul_tune;
+
+/* Launch parameters for a device: defaults by kind of device, overridden by the environment
+ * (KQCL_MATVEC="threads_per_row,rows_per_wg", KQCL_MATMUL="tile_m,tile_n,wpt_m,wpt_n") for
+ * tuning experiments. */
+kq_matvec_tune kq_matvec_tune_for(const kq_device *dev);
+kq_matmul_tune kq_matmul_tune_for(const kq_device *dev);
+
+/* Y = X . W^T with the kernel chosen by force_tiled (0: by n, 1: tiled, -1: matvec). */
+kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,
+                           int force_tiled);
+
+/* The unfused reference path: dequantize W to f32 on the device, then CLBlast SGEMM.
+ * KQCL_ERR_UNSUPPORTED when built without CLBlast; X must be f32. */
+kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y);
+
+/* Device-side dequantization/conversion of src into a float buffer (dst_type f32/f16/bf16). */
+kqcl_status kq_convert_into(kqcl_context *ctx, const kqcl_tensor *src, cl_mem dst, kqcl_type dst_type);
+
+/* Stream `bytes` of device memory through the read kernel `reps` times; the median
+ * bandwidth in GB/s (1e9 bytes/s) from device events. */
+kqcl_status kq_bench_stream_read(kqcl_context *ctx, int device, size_t bytes, int reps, double *gbps);
+
+#endif

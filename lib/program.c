@@ -1,0 +1,335 @@
+/*
+ * program.c -- building kernel families per device, and the on-disk cache of their binaries.
+ *
+ * A program is common.cl + one family's .cl, built with -D options that select the types and
+ * tunables. Built programs are kept per device for the context's life. Their binaries are also
+ * kept on disk (KQCL_CACHE_DIR, else $XDG_CACHE_HOME/kqcl, else ~/.cache/kqcl), keyed by
+ * device, driver, kqcl version, source and options, so a second start does not compile again.
+ * A cache file holds its full key and a checksum of the binary: anything that does not match
+ * is rebuilt and overwritten, never trusted. PoCL keeps its own kernel cache and recompiles when
+ * asked for a binary, so kqcl's cache is skipped there (KQCL_CACHE=off skips it everywhere).
+ */
+#include "program.h"
+#include "cl_sources.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const family_files[KQ_FAMILY_COUNT] = {"matvec", "matmul", "convert", "reduce", "bench"};
+
+static const char *source_text(const char *name)
+{
+    for (const kq_cl_source *s = kq_cl_sources; s->name; s++)
+        if (strcmp(s->name, name) == 0)
+            return s->text;
+    return NULL;
+}
+
+/* FNV-1a, 64 bits: a cache key's file name and a binary's checksum (not a security hash: the
+ * full key is stored and compared too). */
+static uint64_t fnv1a(const void *data, size_t len, uint64_t h)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+#define FNV_START 0xcbf29ce484222325ull
+
+/* ---- the on-disk cache ----------------------------------------------------------------------- */
+
+#define CACHE_MAGIC "KQCLBIN1"
+
+static bool cache_dir(char *buf, size_t size)
+{
+    const char *mode = getenv("KQCL_CACHE");
+    if (mode && (strcmp(mode, "off") == 0 || strcmp(mode, "0") == 0))
+        return false;
+    const char *dir = getenv("KQCL_CACHE_DIR");
+    int n;
+    if (dir && *dir)
+        n = snprintf(buf, size, "%s", dir);
+    else if (getenv("XDG_CACHE_HOME") && *getenv("XDG_CACHE_HOME"))
+        n = snprintf(buf, size, "%s/kqcl", getenv("XDG_CACHE_HOME"));
+    else if (getenv("HOME") && *getenv("HOME"))
+        n = snprintf(buf, size, "%s/.cache/kqcl", getenv("HOME"));
+    else
+        return false;
+    return n > 0 && (size_t)n < size;
+}
+
+/* mkdir -p; false when the directory cannot be made (the cache is then skipped). */
+static bool make_dirs(char *path)
+{
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int r = mkdir(path, 0755);
+        *p = '/';
+        if (r != 0 && errno != EEXIST)
+            return false;
+    }
+    return mkdir(path, 0755) == 0 || errno == EEXIST;
+}
+
+static bool cache_path(const kq_device *dev, const char *key, char *buf, size_t size)
+{
+    char dir[900];
+    if (dev->is_pocl && !(getenv("KQCL_CACHE") && strcmp(getenv("KQCL_CACHE"), "force") == 0))
+        return false;
+    if (!cache_dir(dir, sizeof dir) || !make_dirs(dir))
+        return false;
+    int n = snprintf(buf, size, "%s/%016llx.bin", dir, (unsigned long long)fnv1a(key, strlen(key), FNV_START));
+    return n > 0 && (size_t)n < size;
+}
+
+/* Read a cached binary whose stored key equals `key`; NULL when absent, stale or corrupt. */
+static unsigned char *cache_load(const char *path, const char *key, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char magic[8];
+    uint64_t key_len = 0, bin_len = 0, checksum = 0;
+    unsigned char *bin = NULL;
+    char *stored_key = NULL;
+    bool ok = fread(magic, 1, 8, f) == 8 && memcmp(magic, CACHE_MAGIC, 8) == 0 &&
+              fread(&key_len, sizeof key_len, 1, f) == 1 && key_len == strlen(key) &&
+              (stored_key = malloc(key_len + 1)) != NULL && fread(stored_key, 1, key_len, f) == key_len &&
+              memcmp(stored_key, key, key_len) == 0 && fread(&bin_len, sizeof bin_len, 1, f) == 1 &&
+              fread(&checksum, sizeof checksum, 1, f) == 1 && bin_len > 0 && bin_len < (1ull << 31) &&
+              (bin = malloc(bin_len)) != NULL && fread(bin, 1, bin_len, f) == bin_len &&
+              fnv1a(bin, bin_len, FNV_START) == checksum && fgetc(f) == EOF;
+    fclose(f);
+    free(stored_key);
+    if (!ok) {
+        free(bin);
+        return NULL;
+    }
+    *size = bin_len;
+    return bin;
+}
+
+/* Write atomically (a temporary file renamed over the entry); failures only lose the cache. */
+static void cache_store(const char *path, const char *key, const unsigned char *bin, size_t size)
+{
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (f == NULL)
+        return;
+    uint64_t key_len = strlen(key), bin_len = size, checksum = fnv1a(bin, size, FNV_START);
+    bool ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(&key_len, sizeof key_len, 1, f) == 1 &&
+              fwrite(key, 1, key_len, f) == key_len && fwrite(&bin_len, sizeof bin_len, 1, f) == 1 &&
+              fwrite(&checksum, sizeof checksum, 1, f) == 1 && fwrite(bin, 1, size, f) == size;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0)
+        remove(tmp);
+}
+
+/* ---- building -------------------------------------------------------------------------------- */
+
+static kqcl_status build_failed(kqcl_context *ctx, kq_device *dev, cl_program prog, cl_int err,
+                                const char *family, const char *options)
+{
+    size_t log_size = 0;
+    clGetProgramBuildInfo(prog, dev->id, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_size);
+    char *log = malloc(log_size + 1);
+    if (log) {
+        log[0] = '\0';
+        clGetProgramBuildInfo(prog, dev->id, CL_PROGRAM_BUILD_LOG, log_size, log, NULL);
+        log[log_size] = '\0';
+    }
+    kq_fail(ctx, KQCL_ERR_BUILD, "building %s.cl for %s with '%s': %s (%d)\n--- build log ---\n%s",
+            family, dev->info.name, options, kq_cl_error_name(err), (int)err, log ? log : "(no log)");
+    free(log);
+    return KQCL_ERR_BUILD;
+}
+
+static unsigned char *program_binary(kq_device *dev, cl_program prog, size_t *size)
+{
+    (void)dev;
+    *size = 0;
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof *size, size, NULL) != CL_SUCCESS || *size == 0)
+        return NULL;
+    unsigned char *bin = malloc(*size);
+    if (bin && clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) != CL_SUCCESS) {
+        free(bin);
+        bin = NULL;
+    }
+    return bin;
+}
+
+static cl_program build_from_cache(kq_device *dev, const char *path, const char *key, const char *options)
+{
+    size_t size = 0;
+    unsigned char *bin = cache_load(path, key, &size);
+    if (bin == NULL)
+        return NULL;
+    cl_int err, bin_status;
+    const unsigned char *bins[1] = {bin};
+    cl_program prog = clCreateProgramWithBinary(dev->cl_ctx, 1, &dev->id, &size, bins, &bin_status, &err);
+    free(bin);
+    if (err != CL_SUCCESS || bin_status != CL_SUCCESS)
+        return NULL;
+    if (clBuildProgram(prog, 1, &dev->id, options, NULL, NULL) != CL_SUCCESS) {
+        clReleaseProgram(prog);
+        return NULL;
+    }
+    return prog;
+}
+
+static kqcl_status build_program(kqcl_context *ctx, kq_device *dev, kq_family family, const char *options,
+                                 cl_program *out)
+{
+    const char *fname = family_files[family];
+    const char *parts[2] = {source_text("common"), source_text(fname)};
+    if (parts[0] == NULL || parts[1] == NULL)
+        return kq_fail(ctx, KQCL_ERR_BUILD, "kernel source %s.cl is not embedded", fname);
+
+    /* The key names everything the binary depends on. */
+    size_t key_size = strlen(options) + 1024;
+    char *key = malloc(key_size);
+    if (key == NULL)
+        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "no memory for a cache key");
+    uint64_t src_hash = fnv1a(parts[1], strlen(parts[1]), fnv1a(parts[0], strlen(parts[0]), FNV_START));
+    snprintf(key, key_size, "%s|%s|%s|%s|kqcl %s|%s|%016llx|%s", dev->info.name, dev->info.vendor,
+             dev->info.driver, dev->platform_version, KQCL_VERSION_STRING, fname,
+             (unsigned long long)src_hash, options);
+
+    char path[1024];
+    bool cached = cache_path(dev, key, path, sizeof path);
+    cl_program prog = cached ? build_from_cache(dev, path, key, options) : NULL;
+    if (prog == NULL) {
+        cl_int err;
+        prog = clCreateProgramWithSource(dev->cl_ctx, 2, parts, NULL, &err);
+        if (err != CL_SUCCESS) {
+            free(key);
+            return kq_cl_fail(ctx, err, "clCreateProgramWithSource");
+        }
+        err = clBuildProgram(prog, 1, &dev->id, options, NULL, NULL);
+        if (err != CL_SUCCESS) {
+            build_failed(ctx, dev, prog, err, fname, options);
+            clReleaseProgram(prog);
+            free(key);
+            return KQCL_ERR_BUILD;
+        }
+        size_t size;
+        unsigned char *bin = cached ? program_binary(dev, prog, &size) : NULL;
+        if (bin)
+            cache_store(path, key, bin, size);
+        free(bin);
+    }
+    free(key);
+    *out = prog;
+    return KQCL_OK;
+}
+
+/* Options every program gets: the user's or a test's extra options last, so they win. */
+static char *full_options(const char *options)
+{
+    const char *extra = getenv("KQCL_EXTRA_BUILD_OPTIONS");
+    size_t size = strlen(options) + (extra ? strlen(extra) : 0) + 32;
+    char *s = malloc(size);
+    if (s)
+        snprintf(s, size, "-cl-std=CL1.2 %s %s", options, extra ? extra : "");
+    return s;
+}
+
+static kq_program *find_program(kq_device *dev, kq_family family, const char *options)
+{
+    for (int i = 0; i < dev->n_programs; i++)
+        if (dev->programs[i].family == (int)family && strcmp(dev->programs[i].options, options) == 0)
+            return &dev->programs[i];
+    return NULL;
+}
+
+kqcl_status kq_get_kernel(kqcl_context *ctx, kq_device *dev, kq_family family, const char *options,
+                          const char *name, cl_kernel *out)
+{
+    char *opts = full_options(options);
+    if (opts == NULL)
+        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "no memory for build options");
+    kq_program *p = find_program(dev, family, opts);
+    if (p == NULL) {
+        if (dev->n_programs == KQ_MAX_PROGRAMS)
+            kq_programs_release(dev); /* rare: many variants in one context; rebuild as needed */
+        cl_program prog;
+        kqcl_status st = build_program(ctx, dev, family, opts, &prog);
+        if (st != KQCL_OK) {
+            free(opts);
+            return st;
+        }
+        p = &dev->programs[dev->n_programs++];
+        memset(p, 0, sizeof *p);
+        p->family = (int)family;
+        p->options = opts;
+        p->program = prog;
+    } else {
+        free(opts);
+    }
+    int slot = 0;
+    for (; slot < KQ_KERNELS_PER_PROGRAM && p->kernel_names[slot]; slot++)
+        if (strcmp(p->kernel_names[slot], name) == 0) {
+            *out = p->kernels[slot];
+            return KQCL_OK;
+        }
+    if (slot == KQ_KERNELS_PER_PROGRAM)
+        return kq_fail(ctx, KQCL_ERR_DEVICE, "too many kernels asked of one program");
+    cl_int err;
+    cl_kernel k = clCreateKernel(p->program, name, &err);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, "clCreateKernel");
+    p->kernel_names[slot] = name; /* names are string literals of the callers */
+    p->kernels[slot] = k;
+    *out = k;
+    return KQCL_OK;
+}
+
+void kq_programs_release(kq_device *dev)
+{
+    for (int i = 0; i < dev->n_programs; i++) {
+        kq_program *p = &dev->programs[i];
+        for (int j = 0; j < KQ_KERNELS_PER_PROGRAM && p->kernel_names[j]; j++)
+            clReleaseKernel(p->kernels[j]);
+        clReleaseProgram(p->program);
+        free(p->options);
+    }
+    dev->n_programs = 0;
+}
+
+void kq_describe_variant(const kq_device *dev, char *buf, size_t size)
+{
+    snprintf(buf, size, "portable%s", dev->is_pocl ? " (PoCL: kqcl binary cache off)" : "");
+}
+
+cl_int kq_set_args(cl_kernel kernel, int count, ...)
+{
+    va_list ap;
+    va_start(ap, count);
+    cl_int err = CL_SUCCESS;
+    for (int i = 0; i < count && err == CL_SUCCESS; i++) {
+        size_t size = va_arg(ap, size_t);
+        const void *value = va_arg(ap, const void *);
+        err = clSetKernelArg(kernel, (cl_uint)i, size, value);
+    }
+    va_end(ap);
+    return err;
+}
+
+kqcl_status kq_enqueue(kqcl_context *ctx, kq_device *dev, cl_kernel kernel, cl_uint dims,
+                       const size_t *global, const size_t *local, const char *what)
+{
+    cl_event ev;
+    cl_int err = clEnqueueNDRangeKernel(dev->queue, kernel, dims, NULL, global, local, 0, NULL, &ev);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, what);
+    kq_events_add(ctx, ev);
+    return KQCL_OK;
+}

@@ -1,0 +1,34 @@
+/* program.h -- building the kernel families for a device, with an on-disk binary cache. */
+#ifndef KQCL_PROGRAM_H
+#define KQCL_PROGRAM_H
+
+#include "context.h"
+
+typedef enum kq_family {
+    KQ_FAMILY_MATVEC,
+    KQ_FAMILY_MATMUL,
+    KQ_FAMILY_CONVERT,
+    KQ_FAMILY_REDUCE,
+    KQ_FAMILY_BENCH,
+    KQ_FAMILY_COUNT
+} kq_family;
+
+/* The kernel `name` of `family` built with `options` for device `dev` of the context: built
+ * (or loaded from the cache) on first use, then kept. KQCL_ERR_BUILD carries the build log. */
+kqcl_status kq_get_kernel(kqcl_context *ctx, kq_device *dev, kq_family family, const char *options,
+                          const char *name, cl_kernel *out);
+
+/* Release every program and kernel of a device. */
+void kq_programs_release(kq_device *dev);
+
+/* A short description of the kernel variants chosen for the device ("portable"). */
+void kq_describe_variant(const kq_device *dev, char *buf, size_t size);
+
+/* Set kernel arguments from a list of (size, pointer) pairs; returns the first failure. */
+cl_int kq_set_args(cl_kernel kernel, int count, ...);
+
+/* Enqueue a 1- or 2-D range and record its event for kqcl_last_device_time. */
+kqcl_status kq_enqueue(kqcl_context *ctx, kq_device *dev, cl_kernel kernel, cl_uint dims,
+                       const size_t *global, const size_t *local, const char *what);
+
+#endif

@@ -1,0 +1,45 @@
+/* reduce.c -- kqcl_reduce: per-row reductions (reduce.cl). */
+#include "ops.h"
+#include "program.h"
+
+#include <stdio.h>
+
+KQCL_API kqcl_status kqcl_reduce(kqcl_context *ctx, kqcl_reduce_op op, const kqcl_tensor *src, kqcl_tensor *dst)
+{
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_reduce: ctx is NULL");
+    kq_clear_error(ctx);
+    kqcl_status st;
+    if ((st = kq_check_tensor(ctx, src, "kqcl_reduce", "src")) != KQCL_OK ||
+        (st = kq_check_tensor(ctx, dst, "kqcl_reduce", "dst")) != KQCL_OK)
+        return st;
+    if ((int)op < KQCL_REDUCE_SUM || op > KQCL_REDUCE_SUMSQ)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_reduce: unknown operation %d", (int)op);
+    if (!kq_type_is_float(src->type))
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "kqcl_reduce: src is %s; want f32, f16 or bf16",
+                       kqcl_type_name(src->type));
+    if (dst->type != KQCL_TYPE_F32 || dst->rows != src->rows || dst->cols != 1)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_reduce: dst must be f32 %lld x 1", (long long)src->rows);
+    if (src->device != dst->device)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_reduce: src and dst are on different devices");
+
+    kq_device *dev = kq_tensor_device(src);
+    /* 256 items a row where the device allows it; a power of two for the tree. */
+    size_t wg = 256;
+    while (wg > dev->max_wg)
+        wg >>= 1;
+    char options[96];
+    snprintf(options, sizeof options, "-DNO_CONTRACT -DXTYPE=%d -DREDUCE_OP=%d -DREDUCE_WG=%zu", (int)src->type,
+             (int)op, wg);
+    cl_kernel kernel;
+    st = kq_get_kernel(ctx, dev, KQ_FAMILY_REDUCE, options, "reduce_rows", &kernel);
+    if (st != KQCL_OK)
+        return st;
+    int cols = (int)src->cols;
+    cl_int err = kq_set_args(kernel, 3, sizeof(cl_mem), &src->buffer, sizeof(cl_mem), &dst->buffer, sizeof cols, &cols);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, "kqcl_reduce: setting arguments");
+    kq_events_reset(ctx);
+    size_t global = (size_t)src->rows * wg;
+    return kq_enqueue(ctx, dev, kernel, 1, &global, &wg, "kqcl_reduce: enqueue");
+}

@@ -1,0 +1,643 @@
+/*
+ * test_device.c -- the device kernels (fused matmuls, conversions, reductions) against ggml's
+ * reference vectors and a float64 host reference, and the API's handling of bad input.
+ * Runs on kqcl's default device (a GPU if present, else PoCL on the CPU), or KQCL_DEVICES.
+ */
+#include "ops.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define REF_ROWS 96   /* weight rows in tests/data/w.f32 */
+#define REF_K 1024    /* columns */
+#define REF_N 5       /* activation rows in x.f32 */
+
+static const kqcl_type kquants[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K};
+static const kqcl_type weight_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K,
+                                         KQCL_TYPE_F16,  KQCL_TYPE_BF16, KQCL_TYPE_F32};
+static const kqcl_type float_types[] = {KQCL_TYPE_F32, KQCL_TYPE_F16, KQCL_TYPE_BF16};
+
+static bool same_bits_or_both_nan(float a, float b)
+{
+    uint32_t x, y;
+    memcpy(&x, &a, 4);
+    memcpy(&y, &b, 4);
+    return x == y || (isnan(a) && isnan(b));
+}
+
+/* ---- matmul: ggml's reference vectors ------------------------------------------------------------ */
+
+/* ||y - ref|| / ||ref|| for each output row (n), as tests/data/README.md asks. */
+static void assert_rows_close(const float *y, const double *ref, int n, int m, double tol, const char *what)
+{
+    for (int j = 0; j < n; j++) {
+        double err = 0, norm = 0;
+        for (int r = 0; r < m; r++) {
+            double d = y[(size_t)j * m + r] - ref[(size_t)j * m + r];
+            err += d * d;
+            norm += ref[(size_t)j * m + r] * ref[(size_t)j * m + r];
+        }
+        double rel = sqrt(err) / (norm > 0 ? sqrt(norm) : 1);
+        ck_assert_msg(rel < tol, "%s: row %d relative error %.3g >= %.1g", what, j, rel, tol);
+    }
+}
+
+static void check_reference_matmul(int type_index, int force_tiled)
+{
+    kqcl_type type = kquants[type_index];
+    char name[64];
+    size_t w_bytes = REF_ROWS * kqcl_row_size(type, REF_K);
+    snprintf(name, sizeof name, "%s.blocks", kqcl_type_name(type));
+    void *blocks = tu_load(name, w_bytes);
+    float *x = tu_load("x.f32", REF_N * REF_K * sizeof(float));
+    snprintf(name, sizeof name, "%s.y.f64", kqcl_type_name(type));
+    double *ref = tu_load(name, REF_N * REF_ROWS * sizeof(double));
+
+    kqcl_tensor *w = tu_tensor(type, REF_ROWS, REF_K, blocks);
+    kqcl_tensor *xt = tu_tensor(KQCL_TYPE_F32, REF_N, REF_K, x);
+    kqcl_tensor *y = tu_poisoned_f32(REF_N, REF_ROWS);
+    TU_OK(kq_matmul_with(tu_ctx, w, xt, y, force_tiled));
+    float *got = tu_read_f32(y);
+    snprintf(name, sizeof name, "%s %s", kqcl_type_name(type), force_tiled > 0 ? "tiled" : "matvec");
+    assert_rows_close(got, ref, REF_N, REF_ROWS, 1e-5, name);
+
+    free(got), free(blocks), free(x), free(ref);
+    kqcl_tensor_destroy(w), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(y);
+}
+
+START_TEST(matvec_matches_ggml_reference) { check_reference_matmul(_i, -1); }
+END_TEST
+
+START_TEST(tiled_matches_ggml_reference) { check_reference_matmul(_i, 1); }
+END_TEST
+
+/* ---- matmul: random odd shapes, every weight type with every activation type ------------------ */
+
+/* Random weights of `type` as host bytes, made through the host quantizer. */
+static void *random_weights(kqcl_type type, int64_t m, int64_t k)
+{
+    float *f = tu_malloc((size_t)m * k * sizeof(float));
+    for (int64_t i = 0; i < m * k; i++)
+        f[i] = tu_uniform() * (1 + (i % 7 == 0) * 4.0f);
+    void *q = tu_malloc((size_t)m * kqcl_row_size(type, k));
+    ck_assert_int_eq(kqcl_quantize(type, f, q, m, k), KQCL_OK);
+    free(f);
+    return q;
+}
+
+/* Y = X . W^T in float64 from host-decoded operands; mag[j*m+r] = sum |w x| for the bound. */
+static void host_matmul(kqcl_type wtype, const void *w, kqcl_type xtype, const void *x, int64_t m, int64_t k, int n,
+                        double *y, double *mag)
+{
+    float *wf = tu_malloc((size_t)m * k * sizeof(float));
+    float *xf = tu_malloc((size_t)n * k * sizeof(float));
+    ck_assert_int_eq(kqcl_dequantize(wtype, w, wf, m, k), KQCL_OK);
+    ck_assert_int_eq(kqcl_dequantize(xtype, x, xf, n, k), KQCL_OK);
+    for (int j = 0; j < n; j++)
+        for (int64_t r = 0; r < m; r++) {
+            double s = 0, a = 0;
+            for (int64_t i = 0; i < k; i++) {
+                double p = (double)wf[r * k + i] * xf[(size_t)j * k + i];
+                s += p;
+                a += fabs(p);
+            }
+            y[(size_t)j * m + r] = s;
+            mag[(size_t)j * m + r] = a;
+        }
+    free(wf), free(xf);
+}
+
+static void check_random_matmul(kqcl_type wtype, kqcl_type xtype, int64_t m, int64_t k, int n)
+{
+    void *w = random_weights(wtype, m, k);
+    float *xf = tu_malloc((size_t)n * k * sizeof(float));
+    for (int64_t i = 0; i < (int64_t)n * k; i++)
+        xf[i] = tu_uniform();
+    void *x = tu_malloc((size_t)n * kqcl_row_size(xtype, k));
+    ck_assert_int_eq(kqcl_quantize(xtype, xf, x, n, k), KQCL_OK);
+    double *ref = tu_malloc((size_t)n * m * sizeof(double)), *mag = tu_malloc((size_t)n * m * sizeof(double));
+    host_matmul(wtype, w, xtype, x, m, k, n, ref, mag);
+
+    kqcl_tensor *wt = tu_tensor(wtype, m, k, w), *xt = tu_tensor(xtype, n, k, x), *y = tu_poisoned_f32(n, m);
+    TU_OK(kqcl_matmul(tu_ctx, wt, xt, y));
+    float *got = tu_read_f32(y);
+    for (size_t i = 0; i < (size_t)n * m; i++) {
+        /* f32 accumulation over k products: a few units of rounding of sum |w x| */
+        double bound = 1e-6 * mag[i] + 1e-30;
+        ck_assert_msg(fabs(got[i] - ref[i]) <= bound,
+                      "%s x %s m=%lld k=%lld n=%d: y[%zu] = %.9g, want %.9g (bound %.3g)", kqcl_type_name(wtype),
+                      kqcl_type_name(xtype), (long long)m, (long long)k, n, i, got[i], ref[i], bound);
+    }
+    free(w), free(xf), free(x), free(ref), free(mag), free(got);
+    kqcl_tensor_destroy(wt), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(y);
+}
+
+static const int test_ns[] = {1, 2, 3, 7, 8, 9, 63, 64, 65, 300};
+
+START_TEST(matmul_random_odd_shapes)
+{
+    kqcl_type wtype = weight_types[_i];
+    tu_seed(1000 + _i);
+    /* k: one block for k-quants and a length that is no multiple of 8 or 32 for floats;
+     * m: no multiple of any tile size. */
+    int64_t k_small = kqcl_block_size(wtype) == 256 ? 256 : 37;
+    int64_t k_big = kqcl_block_size(wtype) == 256 ? 768 : 301;
+    for (size_t xi = 0; xi < sizeof float_types / sizeof float_types[0]; xi++)
+        for (size_t ni = 0; ni < sizeof test_ns / sizeof test_ns[0]; ni++) {
+            int n = test_ns[ni];
+            check_random_matmul(wtype, float_types[xi], 67, (ni % 2) ? k_small : k_big, n);
+        }
+    check_random_matmul(wtype, KQCL_TYPE_F32, 1, k_big, 1); /* a single weight row */
+}
+END_TEST
+
+START_TEST(matmul_unfused_agrees)
+{
+    /* The unfused reference path (device dequantize + CLBlast) gives the same Y. */
+    tu_seed(77);
+    kqcl_type type = kquants[_i];
+    int64_t m = 70, k = 512;
+    int n = 9;
+    void *w = random_weights(type, m, k);
+    float *x = tu_malloc((size_t)n * k * sizeof(float));
+    for (int64_t i = 0; i < (int64_t)n * k; i++)
+        x[i] = tu_uniform();
+    kqcl_tensor *wt = tu_tensor(type, m, k, w), *xt = tu_tensor(KQCL_TYPE_F32, n, k, x);
+    kqcl_tensor *y1 = tu_poisoned_f32(n, m), *y2 = tu_poisoned_f32(n, m);
+    TU_OK(kqcl_matmul(tu_ctx, wt, xt, y1));
+    kqcl_status st = kq_matmul_unfused(tu_ctx, wt, xt, y2);
+    if (st == KQCL_ERR_UNSUPPORTED) {
+        fprintf(stderr, "unfused path skipped: %s\n", kqcl_last_error(tu_ctx));
+    } else {
+        TU_OK(st);
+        float *a = tu_read_f32(y1), *b = tu_read_f32(y2);
+        for (int i = 0; i < n * m; i++)
+            ck_assert_msg(fabsf(a[i] - b[i]) <= 1e-4f * (1 + fabsf(b[i])), "y[%d]: fused %g unfused %g", i, a[i], b[i]);
+        free(a), free(b);
+    }
+    free(w), free(x);
+    kqcl_tensor_destroy(wt), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(y1), kqcl_tensor_destroy(y2);
+}
+END_TEST
+
+/* ---- conversions ----------------------------------------------------------------------------------- */
+
+/* Convert host values of `from` on the device into `to`; returns the host bytes of the result. */
+static void *device_convert(kqcl_type from, kqcl_type to, const void *src, int64_t rows, int64_t cols)
+{
+    kqcl_tensor *s = tu_tensor(from, rows, cols, src);
+    kqcl_tensor *d = tu_tensor(to, rows, cols, NULL);
+    void *out = tu_malloc(kqcl_tensor_bytes(d));
+    memset(out, 0xA5, kqcl_tensor_bytes(d)); /* poison, written to the device */
+    TU_OK(kqcl_tensor_write(d, out, kqcl_tensor_bytes(d)));
+    TU_OK(kqcl_convert(tu_ctx, s, d));
+    TU_OK(kqcl_tensor_read(d, out, kqcl_tensor_bytes(d)));
+    kqcl_tensor_destroy(s), kqcl_tensor_destroy(d);
+    return out;
+}
+
+START_TEST(convert_f32_to_half_and_bf16_bit_exact)
+{
+    float *src = tu_load("conv.f32", 4096 * 4);
+    const char *files[2] = {"conv.f16", "conv.bf16"};
+    kqcl_type types[2] = {KQCL_TYPE_F16, KQCL_TYPE_BF16};
+    for (int t = 0; t < 2; t++) {
+        uint16_t *want = tu_load(files[t], 4096 * 2);
+        uint16_t *got = device_convert(KQCL_TYPE_F32, types[t], src, 64, 64);
+        for (int i = 0; i < 4096; i++) {
+            bool want_nan = (want[i] & 0x7fff) > (t == 0 ? 0x7c00 : 0x7f80);
+            bool got_nan = (got[i] & 0x7fff) > (t == 0 ? 0x7c00 : 0x7f80);
+            ck_assert_msg(want_nan ? got_nan : got[i] == want[i], "%s[%d] of %a: got 0x%04x, want 0x%04x", files[t],
+                          i, src[i], got[i], want[i]);
+        }
+        free(want), free(got);
+    }
+    free(src);
+}
+END_TEST
+
+START_TEST(convert_every_half_and_bf16_to_f32)
+{
+    uint16_t *patterns = tu_malloc(65536 * 2);
+    for (int i = 0; i < 65536; i++)
+        patterns[i] = (uint16_t)i;
+    const char *files[2] = {"f16_all.f32", "bf16_all.f32"};
+    kqcl_type types[2] = {KQCL_TYPE_F16, KQCL_TYPE_BF16};
+    for (int t = 0; t < 2; t++) {
+        float *want = tu_load(files[t], 65536 * 4);
+        float *got = device_convert(types[t], KQCL_TYPE_F32, patterns, 256, 256);
+        for (int i = 0; i < 65536; i++)
+            ck_assert_msg(same_bits_or_both_nan(got[i], want[i]), "%s 0x%04x: got %a want %a", files[t], i, got[i],
+                          want[i]);
+        free(want), free(got);
+    }
+    free(patterns);
+}
+END_TEST
+
+START_TEST(convert_between_half_and_bf16)
+{
+    /* f16 <-> bf16 through exact f32: the device must agree with the host codec chain. */
+    uint16_t *patterns = tu_malloc(65536 * 2);
+    float *f = tu_malloc(65536 * 4);
+    uint16_t *want = tu_malloc(65536 * 2);
+    for (int i = 0; i < 65536; i++)
+        patterns[i] = (uint16_t)i;
+    for (int dir = 0; dir < 2; dir++) {
+        kqcl_type from = dir ? KQCL_TYPE_BF16 : KQCL_TYPE_F16, to = dir ? KQCL_TYPE_F16 : KQCL_TYPE_BF16;
+        ck_assert_int_eq(kqcl_dequantize(from, patterns, f, 1, 65536), KQCL_OK);
+        ck_assert_int_eq(kqcl_quantize(to, f, want, 1, 65536), KQCL_OK);
+        uint16_t *got = device_convert(from, to, patterns, 16, 4096);
+        for (int i = 0; i < 65536; i++) {
+            uint16_t exp_mask = to == KQCL_TYPE_F16 ? 0x7c00 : 0x7f80;
+            bool nan = (want[i] & 0x7fff) > exp_mask;
+            ck_assert_msg(nan ? (got[i] & 0x7fff) > exp_mask : got[i] == want[i], "%s->%s 0x%04x: got 0x%04x want 0x%04x",
+                          kqcl_type_name(from), kqcl_type_name(to), i, got[i], want[i]);
+        }
+        free(got);
+    }
+    free(patterns), free(f), free(want);
+}
+END_TEST
+
+START_TEST(dequantize_on_device_bit_exact)
+{
+    kqcl_type type = kquants[_i];
+    char name[64];
+    snprintf(name, sizeof name, "%s.blocks", kqcl_type_name(type));
+    void *blocks = tu_load(name, REF_ROWS * kqcl_row_size(type, REF_K));
+    snprintf(name, sizeof name, "%s.deq.f32", kqcl_type_name(type));
+    float *want = tu_load(name, REF_ROWS * REF_K * 4);
+    float *got = device_convert(type, KQCL_TYPE_F32, blocks, REF_ROWS, REF_K);
+    for (int i = 0; i < REF_ROWS * REF_K; i++)
+        ck_assert_msg(same_bits_or_both_nan(got[i], want[i]), "%s value %d: got %a want %a", kqcl_type_name(type), i,
+                      got[i], want[i]);
+    /* and to f16 / bf16: the rounding of those exact values */
+    for (int t = 1; t < 3; t++) {
+        uint16_t *half_want = tu_malloc(REF_ROWS * REF_K * 2);
+        ck_assert_int_eq(kqcl_quantize(float_types[t], want, half_want, REF_ROWS, REF_K), KQCL_OK);
+        uint16_t *half_got = device_convert(type, float_types[t], blocks, REF_ROWS, REF_K);
+        ck_assert_msg(memcmp(half_got, half_want, REF_ROWS * REF_K * 2) == 0, "%s -> %s differs from the host",
+                      kqcl_type_name(type), kqcl_type_name(float_types[t]));
+        free(half_want), free(half_got);
+    }
+    free(blocks), free(want), free(got);
+}
+END_TEST
+
+START_TEST(convert_same_type_copies_and_rejects_quant_targets)
+{
+    float v[512];
+    for (int i = 0; i < 512; i++)
+        v[i] = (float)i - 100.5f;
+    float *copy = device_convert(KQCL_TYPE_F32, KQCL_TYPE_F32, v, 2, 256);
+    ck_assert_int_eq(memcmp(copy, v, sizeof v), 0);
+    free(copy);
+    kqcl_tensor *s = tu_tensor(KQCL_TYPE_F32, 2, 256, v), *d = tu_tensor(KQCL_TYPE_Q4_K, 2, 256, NULL);
+    ck_assert_int_eq(kqcl_convert(tu_ctx, s, d), KQCL_ERR_UNSUPPORTED);
+    ck_assert_str_ne(kqcl_last_error(tu_ctx), "");
+    kqcl_tensor *wrong = tu_tensor(KQCL_TYPE_F32, 1, 256, NULL);
+    ck_assert_int_eq(kqcl_convert(tu_ctx, s, wrong), KQCL_ERR_INVALID_ARG);
+    kqcl_tensor_destroy(s), kqcl_tensor_destroy(d), kqcl_tensor_destroy(wrong);
+}
+END_TEST
+
+/* ---- reductions ------------------------------------------------------------------------------------ */
+
+static double host_reduce(kqcl_reduce_op op, const float *row, int64_t n)
+{
+    double acc = op == KQCL_REDUCE_MAX ? -INFINITY : op == KQCL_REDUCE_MIN ? INFINITY : 0;
+    for (int64_t i = 0; i < n; i++) {
+        double v = row[i];
+        if (isnan(v))
+            return NAN;
+        switch (op) {
+        case KQCL_REDUCE_MAX: acc = v > acc ? v : acc; break;
+        case KQCL_REDUCE_MIN: acc = v < acc ? v : acc; break;
+        case KQCL_REDUCE_SUMSQ: acc += v * v; break;
+        default: acc += v; break;
+        }
+    }
+    return op == KQCL_REDUCE_MEAN ? acc / (double)n : acc;
+}
+
+static void check_reduce(kqcl_type type, int64_t rows, int64_t cols, const float *values)
+{
+    /* values are first rounded to `type`, so the reference sees what the device sees */
+    void *src = tu_malloc((size_t)rows * kqcl_row_size(type, cols));
+    float *exact = tu_malloc((size_t)rows * cols * sizeof(float));
+    ck_assert_int_eq(kqcl_quantize(type, values, src, rows, cols), KQCL_OK);
+    ck_assert_int_eq(kqcl_dequantize(type, src, exact, rows, cols), KQCL_OK);
+    kqcl_tensor *s = tu_tensor(type, rows, cols, src);
+    for (int op = KQCL_REDUCE_SUM; op <= KQCL_REDUCE_SUMSQ; op++) {
+        kqcl_tensor *d = tu_poisoned_f32(rows, 1);
+        TU_OK(kqcl_reduce(tu_ctx, (kqcl_reduce_op)op, s, d));
+        float *got = tu_read_f32(d);
+        for (int64_t r = 0; r < rows; r++) {
+            const float *row = exact + r * cols;
+            double want = host_reduce((kqcl_reduce_op)op, row, cols);
+            double scale = 0; /* sum of |terms|: what an uncompensated sum's error grows with */
+            for (int64_t i = 0; i < cols; i++)
+                scale += op == KQCL_REDUCE_SUMSQ ? (double)row[i] * row[i] : fabs(row[i]);
+            if (op == KQCL_REDUCE_MEAN)
+                scale /= (double)cols;
+            /* compensated: ~2 roundings of the result, plus n*eps^2 of the terms */
+            double bound = 2.5 * 1.2e-7 * fabs(want) + 1e-9 * scale + 1e-37;
+            if (isnan(want))
+                ck_assert_msg(isnan(got[r]), "op %d row %lld: want NaN, got %g", op, (long long)r, got[r]);
+            else
+                ck_assert_msg(fabs(got[r] - want) <= bound, "op %d %s row %lld (%lld values): got %.9g want %.9g",
+                              op, kqcl_type_name(type), (long long)r, (long long)cols, got[r], want);
+        }
+        free(got);
+        kqcl_tensor_destroy(d);
+    }
+    kqcl_tensor_destroy(s);
+    free(src), free(exact);
+}
+
+START_TEST(reduce_random_rows_every_length)
+{
+    static const int64_t lengths[] = {1, 7, 255, 256, 257, 1000, 100003};
+    tu_seed(5);
+    for (size_t t = 0; t < 3; t++)
+        for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+            int64_t rows = 3, cols = lengths[li];
+            float *v = tu_malloc((size_t)rows * cols * sizeof(float));
+            for (int64_t i = 0; i < rows * cols; i++)
+                v[i] = tu_uniform() * (i % 3 ? 1.0f : 1000.0f) + 0.25f;
+            check_reduce(float_types[t], rows, cols, v);
+            free(v);
+        }
+}
+END_TEST
+
+START_TEST(reduce_is_compensated)
+{
+    /* 1e8, then many ones and the -1e8: a plain float sum loses every 1 (1e8 + 1 == 1e8);
+     * the compensated sum keeps them all. */
+    int64_t cols = 65536;
+    float *v = tu_malloc(cols * sizeof(float));
+    for (int64_t i = 0; i < cols; i++)
+        v[i] = 1.0f;
+    v[0] = 1e8f;
+    v[cols - 1] = -1e8f;
+    kqcl_tensor *s = tu_tensor(KQCL_TYPE_F32, 1, cols, v), *d = tu_poisoned_f32(1, 1);
+    TU_OK(kqcl_reduce(tu_ctx, KQCL_REDUCE_SUM, s, d));
+    float *got = tu_read_f32(d);
+    ck_assert_msg(got[0] == (float)(cols - 2), "sum %.9g, want %lld", got[0], (long long)(cols - 2));
+    free(got), free(v);
+    kqcl_tensor_destroy(s), kqcl_tensor_destroy(d);
+}
+END_TEST
+
+START_TEST(reduce_max_min_propagate_nan)
+{
+    float v[2 * 300];
+    for (int i = 0; i < 600; i++)
+        v[i] = (float)(i % 300);
+    v[417] = NAN; /* in row 1 only */
+    kqcl_tensor *s = tu_tensor(KQCL_TYPE_F32, 2, 300, v);
+    for (int op = KQCL_REDUCE_MAX; op <= KQCL_REDUCE_MIN; op++) {
+        kqcl_tensor *d = tu_poisoned_f32(2, 1);
+        TU_OK(kqcl_reduce(tu_ctx, (kqcl_reduce_op)op, s, d));
+        float *got = tu_read_f32(d);
+        ck_assert(got[0] == (op == KQCL_REDUCE_MAX ? 299.0f : 0.0f));
+        ck_assert(isnan(got[1]));
+        free(got);
+        kqcl_tensor_destroy(d);
+    }
+    kqcl_tensor_destroy(s);
+}
+END_TEST
+
+/* ---- the API under bad input ---------------------------------------------------------------------- */
+
+START_TEST(api_rejects_bad_input_and_stays_usable)
+{
+    kqcl_tensor *t = NULL;
+    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_Q4_K, 4, 100, &t), KQCL_ERR_INVALID_ARG);
+    ck_assert_ptr_null(t);
+    ck_assert_str_ne(kqcl_last_error(tu_ctx), "");
+    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_Q4_K, 0, 256, &t), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, (kqcl_type)7, 1, 256, &t), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_tensor_create(NULL, KQCL_TYPE_F32, 1, 1, &t), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, 1, 1, NULL), KQCL_ERR_INVALID_ARG);
+
+    float buf[512] = {0};
+    kqcl_tensor *w = tu_tensor(KQCL_TYPE_F32, 2, 256, NULL);
+    ck_assert_int_eq(kqcl_tensor_write(w, buf, 100), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_tensor_write(w, NULL, sizeof buf), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_tensor_read(w, buf, sizeof buf + 4), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_tensor_write(NULL, buf, sizeof buf), KQCL_ERR_INVALID_ARG);
+
+    kqcl_tensor *x = tu_tensor(KQCL_TYPE_F32, 3, 256, NULL), *y = tu_tensor(KQCL_TYPE_F32, 3, 2, NULL);
+    kqcl_tensor *y_bad = tu_tensor(KQCL_TYPE_F32, 3, 3, NULL), *y_f16 = tu_tensor(KQCL_TYPE_F16, 3, 2, NULL);
+    kqcl_tensor *x_q = tu_tensor(KQCL_TYPE_Q8_K, 3, 256, NULL), *x_k = tu_tensor(KQCL_TYPE_F32, 3, 512, NULL);
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, w, x, y_bad), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, w, x_k, y), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, w, x, y_f16), KQCL_ERR_UNSUPPORTED);
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, w, x_q, y), KQCL_ERR_UNSUPPORTED);
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, NULL, x, y), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, w, x, NULL), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_matmul(NULL, w, x, y), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_reduce(tu_ctx, (kqcl_reduce_op)9, x, y), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_reduce(tu_ctx, KQCL_REDUCE_SUM, x, y), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_reduce(tu_ctx, KQCL_REDUCE_SUM, x_q, y), KQCL_ERR_UNSUPPORTED);
+
+    /* a tensor of another context is refused */
+    kqcl_context *other = NULL;
+    TU_OK(kqcl_context_create(NULL, &other));
+    kqcl_tensor *foreign = NULL;
+    ck_assert_int_eq(kqcl_tensor_create(other, KQCL_TYPE_F32, 2, 256, &foreign), KQCL_OK);
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, foreign, x, y), KQCL_ERR_INVALID_ARG);
+    kqcl_tensor_destroy(foreign);
+    kqcl_context_destroy(other);
+
+    /* and the context still computes: W = ones, X = twos -> every y = 2 * 256 */
+    for (int i = 0; i < 512; i++)
+        buf[i] = 1.0f;
+    TU_OK(kqcl_tensor_write(w, buf, sizeof buf));
+    float xs[768];
+    for (int i = 0; i < 768; i++)
+        xs[i] = 2.0f;
+    TU_OK(kqcl_tensor_write(x, xs, sizeof xs));
+    TU_OK(kqcl_matmul(tu_ctx, w, x, y));
+    float out[6];
+    TU_OK(kqcl_tensor_read(y, out, sizeof out));
+    for (int i = 0; i < 6; i++)
+        ck_assert(out[i] == 512.0f);
+    ck_assert_str_eq(kqcl_last_error(tu_ctx), "");
+
+    kqcl_tensor *all[] = {w, x, y, y_bad, y_f16, x_q, x_k};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        kqcl_tensor_destroy(all[i]);
+    kqcl_tensor_destroy(NULL);
+}
+END_TEST
+
+START_TEST(device_spec_grammar)
+{
+    kqcl_context *c = NULL;
+    int total = 0;
+    TU_OK(kqcl_list_devices(NULL, 0, &total));
+    ck_assert_int_gt(total, 0);
+    TU_OK(kqcl_context_create("all", &c));
+    ck_assert_int_eq(kqcl_device_count(c), total);
+    kqcl_context_destroy(c);
+    TU_OK(kqcl_context_create("0,0", &c)); /* duplicates dropped */
+    ck_assert_int_eq(kqcl_device_count(c), 1);
+    kqcl_device_info info;
+    TU_OK(kqcl_device_get_info(c, 0, &info));
+    kqcl_context_destroy(c);
+    /* a name substring, case-insensitive */
+    char upper[16] = {0};
+    for (int i = 0; i < 4 && info.name[i]; i++)
+        upper[i] = (char)((info.name[i] >= 'a' && info.name[i] <= 'z') ? info.name[i] - 32 : info.name[i]);
+    TU_OK(kqcl_context_create(upper, &c));
+    kqcl_context_destroy(c);
+    TU_OK(kqcl_context_create("0:0", &c));
+    kqcl_context_destroy(c);
+
+    ck_assert_int_eq(kqcl_context_create("999", &c), KQCL_ERR_NO_DEVICE);
+    ck_assert_ptr_null(c);
+    ck_assert_str_ne(kqcl_last_error(NULL), "");
+    ck_assert_int_eq(kqcl_context_create("no-such-device-anywhere", &c), KQCL_ERR_NO_DEVICE);
+    ck_assert_int_eq(kqcl_context_create("0,,1", &c), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_context_create("x:1", &c), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_context_create("0", NULL), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_device_get_info(tu_ctx, 5, &info), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_device_count(NULL), 0);
+}
+END_TEST
+
+START_TEST(build_failure_reports_the_log)
+{
+    /* A source-level #error, switched on by an extra build option, stands in for a broken
+     * kernel: the status is KQCL_ERR_BUILD and the message carries the compiler's log. */
+    setenv("KQCL_EXTRA_BUILD_OPTIONS", "-DKQCL_TEST_BROKEN_BUILD", 1);
+    kqcl_tensor *w = tu_tensor(KQCL_TYPE_F32, 2, 256, NULL), *x = tu_tensor(KQCL_TYPE_F32, 1, 256, NULL);
+    kqcl_tensor *y = tu_tensor(KQCL_TYPE_F32, 1, 2, NULL);
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, w, x, y), KQCL_ERR_BUILD);
+    ck_assert_msg(strstr(kqcl_last_error(tu_ctx), "build log") != NULL, "message: %s", kqcl_last_error(tu_ctx));
+    unsetenv("KQCL_EXTRA_BUILD_OPTIONS");
+    TU_OK(kqcl_matmul(tu_ctx, w, x, y)); /* the context stays usable */
+    kqcl_tensor_destroy(w), kqcl_tensor_destroy(x), kqcl_tensor_destroy(y);
+}
+END_TEST
+
+/* ---- the binary cache ------------------------------------------------------------------------------ */
+
+static int count_and_corrupt_cache(const char *dir, bool corrupt)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "ls %s/*.bin 2>/dev/null | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    int n = 0;
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1)
+            n = 0;
+        pclose(p);
+    }
+    if (corrupt) {
+        snprintf(cmd, sizeof cmd, "for f in %s/*.bin; do printf 'garbage' > \"$f\"; done", dir);
+        ck_assert_int_eq(system(cmd), 0);
+    }
+    return n;
+}
+
+static void one_small_matmul(void)
+{
+    float w[256], x[256], y[1];
+    for (int i = 0; i < 256; i++)
+        w[i] = 1.0f, x[i] = 0.5f;
+    kqcl_tensor *wt = tu_tensor(KQCL_TYPE_F32, 1, 256, w), *xt = tu_tensor(KQCL_TYPE_F32, 1, 256, x);
+    kqcl_tensor *yt = tu_poisoned_f32(1, 1);
+    TU_OK(kqcl_matmul(tu_ctx, wt, xt, yt));
+    TU_OK(kqcl_tensor_read(yt, y, sizeof y));
+    ck_assert(y[0] == 128.0f);
+    kqcl_tensor_destroy(wt), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(yt);
+}
+
+START_TEST(binary_cache_is_used_and_corrupt_entries_rebuilt)
+{
+    char dir[] = "/tmp/kqcl-cache-test-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    setenv("KQCL_CACHE_DIR", dir, 1);
+    setenv("KQCL_CACHE", "force", 1); /* also on PoCL, where it is off by default */
+    tu_context_teardown();
+    tu_context_setup();
+    one_small_matmul();
+    int entries = count_and_corrupt_cache(dir, false);
+    ck_assert_int_ge(entries, 1);
+    count_and_corrupt_cache(dir, true);
+    tu_context_teardown();
+    tu_context_setup();
+    one_small_matmul(); /* corrupt entries are not trusted: rebuilt and rewritten */
+    char path[1200];
+    snprintf(path, sizeof path, "ls -l %s/*.bin | awk '$5 <= 7 {bad++} END {exit bad > 0}'", dir);
+    ck_assert_msg(system(path) == 0, "a corrupt cache entry was not rewritten");
+    snprintf(path, sizeof path, "rm -rf %s", dir);
+    ck_assert_int_eq(system(path), 0);
+}
+END_TEST
+
+/* ---- the suite ------------------------------------------------------------------------------------- */
+
+static TCase *device_case(const char *name)
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, tu_context_setup, tu_context_teardown);
+    tcase_set_timeout(tc, 900);
+    return tc;
+}
+
+static Suite *device_suite(void)
+{
+    Suite *s = suite_create("device");
+    TCase *tc = device_case("matmul ggml reference");
+    tcase_add_loop_test(tc, matvec_matches_ggml_reference, 0, 4);
+    tcase_add_loop_test(tc, tiled_matches_ggml_reference, 0, 4);
+    suite_add_tcase(s, tc);
+
+    tc = device_case("matmul random shapes");
+    tcase_add_loop_test(tc, matmul_random_odd_shapes, 0, (int)(sizeof weight_types / sizeof weight_types[0]));
+    tcase_add_loop_test(tc, matmul_unfused_agrees, 0, 4);
+    suite_add_tcase(s, tc);
+
+    tc = device_case("convert");
+    tcase_add_test(tc, convert_f32_to_half_and_bf16_bit_exact);
+    tcase_add_test(tc, convert_every_half_and_bf16_to_f32);
+    tcase_add_test(tc, convert_between_half_and_bf16);
+    tcase_add_loop_test(tc, dequantize_on_device_bit_exact, 0, 4);
+    tcase_add_test(tc, convert_same_type_copies_and_rejects_quant_targets);
+    suite_add_tcase(s, tc);
+
+    tc = device_case("reduce");
+    tcase_add_test(tc, reduce_random_rows_every_length);
+    tcase_add_test(tc, reduce_is_compensated);
+    tcase_add_test(tc, reduce_max_min_propagate_nan);
+    suite_add_tcase(s, tc);
+
+    tc = device_case("api");
+    tcase_add_test(tc, api_rejects_bad_input_and_stays_usable);
+    tcase_add_test(tc, device_spec_grammar);
+    tcase_add_test(tc, build_failure_reports_the_log);
+    tcase_add_test(tc, binary_cache_is_used_and_corrupt_entries_rebuilt);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(device_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

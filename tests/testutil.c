@@ -1,0 +1,85 @@
+/* testutil.c -- helpers shared by the device test suites. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+kqcl_context *tu_ctx;
+
+const char *tu_data_dir(void)
+{
+    const char *d = getenv("KQCL_TEST_DATA");
+    return d && *d ? d : "tests/data";
+}
+
+void *tu_malloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    ck_assert_msg(p != NULL, "out of host memory (%zu bytes)", bytes);
+    return p;
+}
+
+void *tu_load(const char *name, size_t bytes)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", tu_data_dir(), name);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    void *p = tu_malloc(bytes);
+    size_t got = fread(p, 1, bytes, f);
+    int extra = fgetc(f);
+    fclose(f);
+    ck_assert_msg(got == bytes && extra == EOF, "%s does not hold exactly %zu bytes", path, bytes);
+    return p;
+}
+
+static uint64_t rng = 1;
+void tu_seed(uint64_t seed) { rng = seed * 0x9e3779b97f4a7c15ull + 1; }
+uint32_t tu_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+float tu_uniform(void) { return (float)(tu_rand() & 0xffffff) / 8388608.0f - 1.0f; }
+
+void tu_context_setup(void)
+{
+    kqcl_status st = kqcl_context_create(NULL, &tu_ctx);
+    ck_assert_msg(st == KQCL_OK, "no context: %s: %s", kqcl_status_string(st), kqcl_last_error(NULL));
+}
+
+void tu_context_teardown(void)
+{
+    kqcl_context_destroy(tu_ctx);
+    tu_ctx = NULL;
+}
+
+kqcl_tensor *tu_tensor(kqcl_type type, int64_t rows, int64_t cols, const void *host)
+{
+    kqcl_tensor *t = NULL;
+    TU_OK(kqcl_tensor_create(tu_ctx, type, rows, cols, &t));
+    if (host)
+        TU_OK(kqcl_tensor_write(t, host, kqcl_tensor_bytes(t)));
+    return t;
+}
+
+kqcl_tensor *tu_poisoned_f32(int64_t rows, int64_t cols)
+{
+    size_t bytes = (size_t)rows * cols * sizeof(float);
+    unsigned char *nan_bytes = tu_malloc(bytes);
+    memset(nan_bytes, 0xff, bytes); /* 0xffffffff is a NaN */
+    kqcl_tensor *t = tu_tensor(KQCL_TYPE_F32, rows, cols, nan_bytes);
+    free(nan_bytes);
+    return t;
+}
+
+float *tu_read_f32(kqcl_tensor *t)
+{
+    float *out = tu_malloc(kqcl_tensor_bytes(t));
+    TU_OK(kqcl_tensor_read(t, out, kqcl_tensor_bytes(t)));
+    return out;
+}

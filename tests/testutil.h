@@ -1,0 +1,49 @@
+/* testutil.h -- what the device test suites share: reference files, random data, a context. */
+#ifndef KQCL_TESTUTIL_H
+#define KQCL_TESTUTIL_H
+
+#include "kqcl.h"
+
+#include <check.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* $KQCL_TEST_DATA or "tests/data". */
+const char *tu_data_dir(void);
+
+/* The whole of file `name` of the data directory, which must hold exactly `bytes` bytes;
+ * fails the test otherwise. Free with free(). */
+void *tu_load(const char *name, size_t bytes);
+
+/* malloc that fails the test instead of returning NULL. */
+void *tu_malloc(size_t bytes);
+
+/* A deterministic generator, seeded per test, and its uniform floats in [-1, 1). */
+void tu_seed(uint64_t seed);
+uint32_t tu_rand(void);
+float tu_uniform(void);
+
+/* The context every device test runs on: KQCL_DEVICES, else kqcl's default. */
+extern kqcl_context *tu_ctx;
+void tu_context_setup(void);
+void tu_context_teardown(void);
+
+/* A tensor of `type` filled from host bytes (fails the test on error). */
+kqcl_tensor *tu_tensor(kqcl_type type, int64_t rows, int64_t cols, const void *host);
+
+/* An f32 tensor of rows x cols filled with NaN bits, so unwritten outputs are caught. */
+kqcl_tensor *tu_poisoned_f32(int64_t rows, int64_t cols);
+
+/* Read back an f32 tensor into a new host array. */
+float *tu_read_f32(kqcl_tensor *t);
+
+/* Assert a status, printing the context's last error when it differs. */
+#define TU_OK(expr)                                                                                   \
+    do {                                                                                              \
+        kqcl_status tu_st_ = (expr);                                                                  \
+        ck_assert_msg(tu_st_ == KQCL_OK, "%s -> %s: %s", #expr, kqcl_status_string(tu_st_),          \
+                      kqcl_last_error(tu_ctx));                                                       \
+    } while (0)
+
+#endif

@@ -1,0 +1,22 @@
+/*
+ * commands.h -- the subcommands of the kqcl tool. Each takes the subcommand's own argv (argv[0]
+ * is the subcommand name) and returns the process exit status: 0 success, 1 failure (bad
+ * file, device error, failed check), 2 bad usage.
+ */
+#ifndef KQCL_TOOLS_COMMANDS_H
+#define KQCL_TOOLS_COMMANDS_H
+
+/* The tool's files include this first: POSIX (clock_gettime, strtok_r, isatty) under -std=c11. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+/* bench.c */
+int kq_cmd_bench(int argc, char **argv);    /* kqcl bench [...] */
+
+/* cmd_gguf.c */
+int kq_cmd_gguf(int argc, char **argv);     /* kqcl gguf FILE [--json] */
+int kq_cmd_run(int argc, char **argv);      /* kqcl run FILE [--devices SPEC] [--n N] ... */
+int kq_cmd_quantize(int argc, char **argv); /* kqcl quantize IN.gguf OUT.gguf TYPE */
+
+#endif
