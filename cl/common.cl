@@ -232,6 +232,178 @@ inline float8 w_run(const __global WT *wrow, int pos, int k)
 
 #endif
 
+/* ---- whole units, for the dot-product kernels ------------------------------------------------
+ * unit_load() reads a unit's bytes with the widest loads its block layout allows (one 16-byte
+ * load of quants for q4_K), once; raw_run() expands run r of it into 8 small integers as floats
+ * with a scale and an offset: weight = s * q - mo. The kernels fold s and mo out of the dot
+ * product (s * sum(q x) - mo * sum(x)), so a weight costs an extract, a subtract and one FMA.
+ * Not bit-exact with ggml's dequantization (convert.cl uses dequant_run for that).
+ */
+
+/* 4 unsigned bytes as floats, without the int-to-float unit: 2^23 + b has b in its mantissa. */
+inline float4 u8x4_to_float4(uint v)
+{
+    uint4 b = (uint4)(v, v >> 8, v >> 16, v >> 24) & (uint4)0xFFu;
+    return as_float4(b | (uint4)0x4B000000u) - (float4)8388608.0f;
+}
+
+inline float8 u8x8_to_float8(uint lo, uint hi) { return (float8)(u8x4_to_float4(lo), u8x4_to_float4(hi)); }
+
+#if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
+typedef struct unit_raw {
+    uint4 qs;
+#if WTYPE == TYPE_Q5_K
+    uint4 qh;
+    int hbit;
+#endif
+    float s[2], mo[2]; /* sub-blocks 2c (low nibbles) and 2c+1 (high nibbles) */
+} unit_raw;
+
+inline unit_raw unit_load(const __global uchar *blk, int u)
+{
+    unit_raw raw;
+    int c = u >> 1, p = u & 1;
+    float d = vload_half(0, (const __global half *)blk);
+    float dmin = vload_half(1, (const __global half *)blk);
+    for (int h = 0; h < 2; h++) {
+        uchar2 sm = scale_min_k4(blk + 4, 2 * c + h);
+        raw.s[h] = d * (float)sm.x;
+        raw.mo[h] = dmin * (float)sm.y;
+    }
+#if WTYPE == TYPE_Q4_K
+    raw.qs = *(const __global uint4 *)(blk + 16 + 32 * c + 16 * p); /* 144-byte blocks: 16-aligned */
+#else
+    raw.qs = *(const __global uint4 *)(blk + 48 + 32 * c + 16 * p); /* 176-byte blocks: 16-aligned */
+    raw.qh = *(const __global uint4 *)(blk + 16 + 16 * p);
+    raw.hbit = 2 * c;
+#endif
+    return raw;
+}
+
+inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
+{
+    int high = r >> 1;
+    uint2 q = (r & 1) ? raw->qs.zw : raw->qs.xy;
+    q = high ? (q >> 4) & 0x0F0F0F0Fu : q & 0x0F0F0F0Fu;
+#if WTYPE == TYPE_Q5_K
+    uint2 h = (r & 1) ? raw->qh.zw : raw->qh.xy;
+    q |= ((h >> (uint)(raw->hbit + high)) & 0x01010101u) << 4;
+#endif
+    *s = raw->s[high];
+    *mo = raw->mo[high];
+    return u8x8_to_float8(q.x, q.y);
+}
+
+#elif WTYPE == TYPE_Q6_K
+typedef struct unit_raw {
+    uint2 ql[2]; /* bytes [8q, 8q+8) and [32+8q, 32+8q+8) of the half's ql */
+    uint2 qh;
+    float s[4];
+} unit_raw;
+
+/* 8 bytes from a 2-byte-aligned address (210-byte blocks leave no more). */
+inline uint2 load8_align2(const __global uchar *p)
+{
+    ushort4 v = vload4(0, (const __global ushort *)p);
+    return (uint2)((uint)v.x | ((uint)v.y << 16), (uint)v.z | ((uint)v.w << 16));
+}
+
+inline unit_raw unit_load(const __global uchar *blk, int u)
+{
+    unit_raw raw;
+    int h = u >> 2, l0 = 8 * (u & 3);
+    raw.ql[0] = load8_align2(blk + 64 * h + l0);
+    raw.ql[1] = load8_align2(blk + 64 * h + 32 + l0);
+    raw.qh = load8_align2(blk + 128 + 32 * h + l0);
+    float d = vload_half(0, (const __global half *)(blk + 208));
+    const __global char *sc = (const __global char *)(blk + 192 + 8 * h + (l0 >> 4));
+    for (int r = 0; r < 4; r++)
+        raw.s[r] = d * (float)sc[2 * r];
+    return raw;
+}
+
+inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
+{
+    uint2 lo = raw->ql[r & 1];
+    lo = (r >> 1) ? (lo >> 4) & 0x0F0F0F0Fu : lo & 0x0F0F0F0Fu;
+    uint2 q = lo | (((raw->qh >> (uint)(2 * r)) & 0x03030303u) << 4);
+    *s = raw->s[r];
+    *mo = 32.0f * raw->s[r]; /* quants are stored + 32 */
+    return u8x8_to_float8(q.x, q.y);
+}
+
+#elif WTYPE == TYPE_Q8_K
+typedef struct unit_raw {
+    uint8 qs;
+    float d;
+} unit_raw;
+
+inline unit_raw unit_load(const __global uchar *blk, int u)
+{
+    unit_raw raw;
+    raw.d = *(const __global float *)blk;
+    raw.qs = vload8(0, (const __global uint *)(blk + 4 + 32 * u)); /* 292-byte blocks: 4-aligned */
+    return raw;
+}
+
+inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
+{
+    uint2 q = (r == 0) ? raw->qs.s01 : (r == 1) ? raw->qs.s23 : (r == 2) ? raw->qs.s45 : raw->qs.s67;
+    q ^= 0x80808080u; /* signed q -> q + 128, unsigned */
+    *s = raw->d;
+    *mo = 128.0f * raw->d;
+    return u8x8_to_float8(q.x, q.y);
+}
+
+#else /* float weights: the values themselves, scale 1 */
+typedef struct unit_raw {
+    float8 v[4];
+} unit_raw;
+
+inline unit_raw unit_load_row(const __global uchar *wrow, int g, int k)
+{
+    unit_raw raw;
+    for (int r = 0; r < 4; r++)
+        raw.v[r] = w_run((const __global WT *)wrow, 32 * g + 8 * r, k);
+    return raw;
+}
+
+inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
+{
+    *s = 1.0f;
+    *mo = 0.0f;
+    return raw->v[r];
+}
+#endif
+
+#if W_IS_KQUANT
+/* Unit g (counted from the row's start) of a weight row. */
+inline unit_raw unit_load_row(const __global uchar *wrow, int g, int k)
+{
+    (void)k;
+    return unit_load(wrow + (size_t)(g / UNITS_PER_BLOCK) * BLOCK_BYTES, g % UNITS_PER_BLOCK);
+}
+#endif
+
+/* 8 activations at pos of a row; X_ALIGNED (k a multiple of 8) allows two 16-byte loads. */
+inline float8 x_run_fast(const __global XT *xrow, int pos, int k)
+{
+#if defined(X_ALIGNED) && XTYPE == TYPE_F32
+    const __global float4 *p = (const __global float4 *)(xrow + pos);
+    return (float8)(p[0], p[1]);
+#elif defined(X_ALIGNED) && XTYPE == TYPE_BF16
+    return bf16x8_to_float8(*(const __global ushort8 *)(xrow + pos));
+#else
+    return x_run(xrow, pos, k);
+#endif
+}
+
+inline float hsum8(float8 v)
+{
+    float4 p = v.lo + v.hi;
+    return (p.x + p.y) + (p.z + p.w);
+}
+
 /* Units in a row of k values. */
 inline int units_per_row(int k) { return (k + 31) / 32; }
 

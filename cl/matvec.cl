@@ -3,65 +3,90 @@
  * n <= NCOLS (8). Bandwidth bound: every weight byte is read once, dequantized in registers
  * and used for all n activation rows.
  *
- *   work-group (ROWS_PER_WG * THREADS_PER_ROW items)
- *   +--------------------------------------------------+
- *   | row r0   : lanes 0..T-1 take units 0,T,2T,...     |  each lane: 32 weights a unit,
- *   | row r0+1 : lanes 0..T-1                           |  8 at a time (a run), dotted with
- *   | ...                                               |  the n activation rows
- *   +--------------------------------------------------+
+ *   work-group: ROW_GROUPS groups of THREADS_PER_ROW lanes; a group owns ROWS_PER_THREAD rows
+ *   +-------------------------------------------------------------+
+ *   | group 0 : rows r0 .. r0+RPT-1   lanes 0..T-1 take units        |  a lane reads unit g of
+ *   |           g = lane, lane+T, ...  (32 weights a unit)            |  each of its RPT rows and
+ *   | group 1 : rows r0+RPT .. ...                                    |  the n activation runs
+ *   +-------------------------------------------------------------+  once for all of them
  *   then a tree in local memory sums the T lanes of each row, for each of the n columns.
  *
- * Tunables: THREADS_PER_ROW (power of two), ROWS_PER_WG, NCOLS (max n compiled in).
+ * Lanes run along k, so a group's weight reads are contiguous; several rows a lane means each
+ * activation value loaded from cache serves ROWS_PER_THREAD rows (activations outweigh the
+ * weights 8 to 1 in bytes for f32 x and q4_K W, so this, not DRAM, would otherwise limit).
+ *
+ * Tunables: THREADS_PER_ROW (power of two), ROW_GROUPS, ROWS_PER_THREAD, NCOLS (n compiled in).
  */
 #ifndef THREADS_PER_ROW
 #define THREADS_PER_ROW 32
 #endif
-#ifndef ROWS_PER_WG
-#define ROWS_PER_WG 4
+#ifndef ROW_GROUPS
+#define ROW_GROUPS 4
+#endif
+#ifndef ROWS_PER_THREAD
+#define ROWS_PER_THREAD 1
 #endif
 #ifndef NCOLS
 #define NCOLS 8
 #endif
 
-#define WG_SIZE (THREADS_PER_ROW * ROWS_PER_WG)
+#define WG_SIZE (THREADS_PER_ROW * ROW_GROUPS)
+#define ROWS_PER_WG (ROW_GROUPS * ROWS_PER_THREAD)
 
 __kernel __attribute__((reqd_work_group_size(WG_SIZE, 1, 1)))
 void matvec(const __global uchar *w, ulong w_row_bytes, const __global XT *x,
             __global float *y, int m, int k, int n)
 {
-    __local float partial[NCOLS][WG_SIZE];
+    __local float partial[ROWS_PER_THREAD * NCOLS][WG_SIZE];
     int lid = get_local_id(0);
     int lane = lid % THREADS_PER_ROW;
-    int row = get_group_id(0) * ROWS_PER_WG + lid / THREADS_PER_ROW;
-    float acc[NCOLS];
-    for (int j = 0; j < NCOLS; j++)
-        acc[j] = 0.0f;
+    int row0 = get_group_id(0) * ROWS_PER_WG + (lid / THREADS_PER_ROW) * ROWS_PER_THREAD;
+    float acc[ROWS_PER_THREAD][NCOLS];
+    for (int i = 0; i < ROWS_PER_THREAD; i++)
+        for (int j = 0; j < NCOLS; j++)
+            acc[i][j] = 0.0f;
 
-    if (row < m) {
-        const __global uchar *wrow = w + (size_t)row * w_row_bytes;
-        int units = units_per_row(k);
-        for (int g = lane; g < units; g += THREADS_PER_ROW) {
-            for (int r = 0; r < 4; r++) {
-                int pos = run_position(g, r);
-                float8 wv = weight_run(wrow, g, r, k);
+    /* rows past m repeat the last row (their sums are never stored), keeping loads in range */
+    const __global uchar *wrow[ROWS_PER_THREAD];
+    for (int i = 0; i < ROWS_PER_THREAD; i++)
+        wrow[i] = w + (size_t)min(row0 + i, m - 1) * w_row_bytes;
+
+    int units = units_per_row(k);
+    for (int g = lane; g < units; g += THREADS_PER_ROW) {
+        unit_raw raw[ROWS_PER_THREAD]; /* all rows' loads issued before any is used */
+        for (int i = 0; i < ROWS_PER_THREAD; i++)
+            raw[i] = unit_load_row(wrow[i], g, k);
+        for (int r = 0; r < 4; r++) {
+            int pos = run_position(g, r);
+            float8 xv[NCOLS];
+            float xsum[NCOLS];
+            for (int j = 0; j < NCOLS; j++) {
+                xv[j] = j < n ? x_run_fast(x + (size_t)j * k, pos, k) : (float8)0.0f;
+                xsum[j] = hsum8(xv[j]);
+            }
+            for (int i = 0; i < ROWS_PER_THREAD; i++) {
+                float s, mo;
+                float8 q = raw_run(&raw[i], r, &s, &mo);
                 for (int j = 0; j < NCOLS; j++)
-                    if (j < n)
-                        acc[j] += dot8(wv, x_run(x + (size_t)j * k, pos, k));
+                    acc[i][j] += s * dot8(q, xv[j]) - mo * xsum[j];
             }
         }
     }
 
-    for (int j = 0; j < NCOLS; j++)
-        partial[j][lid] = acc[j];
+    for (int i = 0; i < ROWS_PER_THREAD; i++)
+        for (int j = 0; j < NCOLS; j++)
+            partial[i * NCOLS + j][lid] = acc[i][j];
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int stride = THREADS_PER_ROW / 2; stride > 0; stride >>= 1) {
         if (lane < stride)
-            for (int j = 0; j < NCOLS; j++)
-                partial[j][lid] += partial[j][lid + stride];
+            for (int s = 0; s < ROWS_PER_THREAD * NCOLS; s++)
+                partial[s][lid] += partial[s][lid + stride];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (lane == 0 && row < m)
-        for (int j = 0; j < NCOLS; j++)
-            if (j < n)
-                y[(size_t)j * m + row] = partial[j][lid];
+    if (lane == 0)
+        for (int i = 0; i < ROWS_PER_THREAD; i++)
+            if (row0 + i < m)
+                for (int j = 0; j < NCOLS; j++)
+                    if (j < n)
+                        y[(size_t)j * m + row0 + i] = partial[i * NCOLS + j][lid];
 }

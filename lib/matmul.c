@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -14,45 +15,6 @@
 #ifdef HAVE_CLBLAST
 #include <clblast_c.h>
 #endif
-
-static int env_ints(const char *name, int *v, int count)
-{
-    const char *s = getenv(name);
-    if (s == NULL)
-        return 0;
-    int got = 0;
-    char *end;
-    while (got < count) {
-        long x = strtol(s, &end, 10);
-        if (end == s || x <= 0 || x > 4096)
-            return 0;
-        v[got++] = (int)x;
-        if (*end != ',')
-            break;
-        s = end + 1;
-    }
-    return got == count;
-}
-
-kq_matvec_tune kq_matvec_tune_for(const kq_device *dev)
-{
-    /* GPUs: a warp-wide row (32 lanes) keeps each row's reads coalesced; CPUs (PoCL) run a
-     * work-group as one loop, where fewer lanes a row means less reduction overhead. */
-    kq_matvec_tune t = dev->info.is_gpu ? (kq_matvec_tune){32, 4} : (kq_matvec_tune){8, 8};
-    int v[2];
-    if (env_ints("KQCL_MATVEC", v, 2))
-        t = (kq_matvec_tune){v[0], v[1]};
-    return t;
-}
-
-kq_matmul_tune kq_matmul_tune_for(const kq_device *dev)
-{
-    kq_matmul_tune t = dev->info.is_gpu ? (kq_matmul_tune){64, 64, 4, 4} : (kq_matmul_tune){32, 32, 4, 4};
-    int v[4];
-    if (env_ints("KQCL_MATMUL", v, 4))
-        t = (kq_matmul_tune){v[0], v[1], v[2], v[3]};
-    return t;
-}
 
 static kqcl_status check_operands(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x,
                                   const kqcl_tensor *y)
@@ -81,6 +43,14 @@ static kqcl_status check_operands(kqcl_context *ctx, const kqcl_tensor *w, const
     return KQCL_OK;
 }
 
+/* Rows of k values, k a multiple of 8, start 32-byte aligned: activations load 16 bytes at a
+ * time. */
+static void append_alignment(char *options, size_t size, int k)
+{
+    if (k % 8 == 0)
+        strncat(options, " -DX_ALIGNED", size - strlen(options) - 1);
+}
+
 static int round_up_pow2(int n)
 {
     int p = 1;
@@ -97,8 +67,10 @@ static kqcl_status launch_matvec(kqcl_context *ctx, kq_device *dev, const kqcl_t
     kq_matvec_tune t = kq_matvec_tune_for(dev);
     int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
     char options[256];
-    snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=%d -DTHREADS_PER_ROW=%d -DROWS_PER_WG=%d -DNCOLS=%d",
-             (int)w->type, (int)x->type, t.threads_per_row, t.rows_per_wg, round_up_pow2(n));
+    snprintf(options, sizeof options,
+             "-DWTYPE=%d -DXTYPE=%d -DTHREADS_PER_ROW=%d -DROW_GROUPS=%d -DROWS_PER_THREAD=%d -DNCOLS=%d", (int)w->type,
+             (int)x->type, t.threads_per_row, t.row_groups, t.rows_per_thread, round_up_pow2(n));
+    append_alignment(options, sizeof options, k);
     cl_kernel kernel;
     kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_MATVEC, options, "matvec", &kernel);
     if (st != KQCL_OK)
@@ -108,8 +80,8 @@ static kqcl_status launch_matvec(kqcl_context *ctx, kq_device *dev, const kqcl_t
                              &x->buffer, sizeof(cl_mem), &y->buffer, sizeof m, &m, sizeof k, &k, sizeof n, &n);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting matvec arguments");
-    size_t local = (size_t)t.threads_per_row * t.rows_per_wg;
-    size_t global = round_up((size_t)m, (size_t)t.rows_per_wg) / t.rows_per_wg * local;
+    size_t local = (size_t)t.threads_per_row * t.row_groups, rows_per_wg = (size_t)t.row_groups * t.rows_per_thread;
+    size_t global = round_up((size_t)m, rows_per_wg) / rows_per_wg * local;
     return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue matvec");
 }
 
@@ -119,8 +91,9 @@ static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_te
     kq_matmul_tune t = kq_matmul_tune_for(dev);
     int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
     char options[256];
-    snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=%d -DTILE_M=%d -DTILE_N=%d -DWPT_M=%d -DWPT_N=%d",
-             (int)w->type, (int)x->type, t.tile_m, t.tile_n, t.wpt_m, t.wpt_n);
+    snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=%d -DTILE_M=%d -DTILE_N=%d -DWPT_M=%d -DWPT_N=%d -DKUNITS=%d",
+             (int)w->type, (int)x->type, t.tile_m, t.tile_n, t.wpt_m, t.wpt_n, t.kunits);
+    append_alignment(options, sizeof options, k);
     cl_kernel kernel;
     kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_MATMUL, options, "matmul_tiled", &kernel);
     if (st != KQCL_OK)

@@ -8,17 +8,17 @@
 #define KQ_MATVEC_MAX_N 8
 
 typedef struct kq_matvec_tune {
-    int threads_per_row, rows_per_wg;
+    int threads_per_row, row_groups, rows_per_thread;
 } kq_matvec_tune;
 
 typedef struct kq_matmul_tune {
-    int tile_m, tile_n, wpt_m, wpt_n;
+    int tile_m, tile_n, wpt_m, wpt_n, kunits;
 } kq_matmul_tune;
 
 /* Launch parameters for a device: defaults by kind of device, overridden by the environment
- * (KQCL_MATVEC="threads_per_row,rows_per_wg", KQCL_MATMUL="tile_m,tile_n,wpt_m,wpt_n") for
+ * (KQCL_MATVEC="threads_per_row,row_groups,rows_per_thread", KQCL_MATMUL="tile_m,tile_n,wpt_m,wpt_n,kunits") for
  * tuning experiments. */
-kq_matvec_tune kq_matvec_tune_for(const kq_device *dev);
+kq_matvec_tune kq_matvec_tune_for(const kq_device *dev); /* lib/tune.c */
 kq_matmul_tune kq_matmul_tune_for(const kq_device *dev);
 
 /* Y = X . W^T with the kernel chosen by force_tiled (0: by n, 1: tiled, -1: matvec). */

@@ -1,0 +1,1044 @@
+/*
+ * test_gguf.c -- the GGUF reader and writer: round trips through files, and hand-built
+ * malformed files that must fail with the exact status (never crash, never read past the end).
+ * Only the "load onto a device" case uses a device, and it skips itself when there is none.
+ */
+#define _XOPEN_SOURCE 700
+
+#include "gguf.h"
+#include "kqcl.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmp_dir[256];
+
+/* ------------------------------------------------------------------------------------------ */
+/* Helpers: temp files and a byte builder for hand-made GGUF images                            */
+
+static const char *tmp_path(const char *name)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmp_dir, name);
+    return path;
+}
+
+static const char *write_file(const char *name, const void *bytes, size_t n)
+{
+    const char *path = tmp_path(name);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(bytes, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+    return path;
+}
+
+static void *read_whole(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *bytes = malloc((size_t)size + 1);
+    ck_assert_uint_eq(fread(bytes, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    *n = (size_t)size;
+    return bytes;
+}
+
+typedef struct builder {
+    uint8_t bytes[16384];
+    size_t n;
+} builder;
+
+static void b_raw(builder *b, const void *src, size_t n)
+{
+    ck_assert_uint_le(b->n + n, sizeof b->bytes);
+    memcpy(b->bytes + b->n, src, n);
+    b->n += n;
+}
+
+static void b_le(builder *b, uint64_t v, int size)
+{
+    for (int k = 0; k < size; k++) {
+        uint8_t byte = (uint8_t)(v >> (8 * k));
+        b_raw(b, &byte, 1);
+    }
+}
+
+static void b_u32(builder *b, uint32_t v) { b_le(b, v, 4); }
+static void b_u64(builder *b, uint64_t v) { b_le(b, v, 8); }
+
+static void b_str(builder *b, const char *s)
+{
+    b_u64(b, strlen(s));
+    b_raw(b, s, strlen(s));
+}
+
+static void b_header(builder *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv)
+{
+    b_raw(b, "GGUF", 4);
+    b_u32(b, version);
+    b_u64(b, n_tensors);
+    b_u64(b, n_kv);
+}
+
+static void b_tensor(builder *b, const char *name, uint32_t n_dims, const int64_t *ne,
+                     uint32_t type, uint64_t offset)
+{
+    b_str(b, name);
+    b_u32(b, n_dims);
+    for (uint32_t d = 0; d < n_dims; d++)
+        b_u64(b, (uint64_t)ne[d]);
+    b_u32(b, type);
+    b_u64(b, offset);
+}
+
+static void b_pad(builder *b, size_t alignment)
+{
+    while (b->n % alignment != 0)
+        b_le(b, 0, 1);
+}
+
+/* Open a hand-built image from a file and return the status (closing on success). */
+static kqcl_status open_bytes(const builder *b)
+{
+    kqcl_gguf *g = (kqcl_gguf *)1;
+    const char *path = write_file("built.gguf", b->bytes, b->n);
+    kqcl_status st = kqcl_gguf_open(path, &g);
+    if (st != KQCL_OK)
+        ck_assert_ptr_null(g);
+    else
+        kqcl_gguf_close(g);
+    return st;
+}
+
+#define ck_assert_error_has(text) \
+    ck_assert_msg(strstr(kqcl_last_error(NULL), text) != NULL, "message '%s' lacks '%s'", \
+                  kqcl_last_error(NULL), text)
+
+/* ------------------------------------------------------------------------------------------ */
+/* A writer with one of every metadata type                                                     */
+
+static const uint8_t u8_values[] = {0, 1, 255};
+static const int8_t i8_values[] = {-128, 0, 127};
+static const uint16_t u16_values[] = {0, 65535};
+static const int16_t i16_values[] = {-32768, 32767};
+static const uint32_t u32_values[] = {0, 4000000000u};
+static const int32_t i32_values[] = {INT32_MIN, -1, INT32_MAX};
+static const float f32_values[] = {1.5f, -0.0f, 3.4e38f};
+static const bool bool_values[] = {true, false, true};
+static const uint64_t u64_values[] = {UINT64_MAX, 0};
+static const int64_t i64_values[] = {INT64_MIN, INT64_MAX};
+static const double f64_values[] = {3.141592653589793, -1e300};
+static const char *const string_values[] = {"", "héllo", "tab\tquote\"", "end"};
+
+static void add_every_type(kqcl_gguf_writer *w)
+{
+    uint8_t u8 = 200;
+    int8_t i8 = -100;
+    uint16_t u16 = 60000;
+    int16_t i16 = -30000;
+    ck_assert_int_eq(kqcl_gguf_writer_set_scalar(w, "t.u8", KQCL_GGUF_TYPE_UINT8, &u8), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_scalar(w, "t.i8", KQCL_GGUF_TYPE_INT8, &i8), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_scalar(w, "t.u16", KQCL_GGUF_TYPE_UINT16, &u16),
+                     KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_scalar(w, "t.i16", KQCL_GGUF_TYPE_INT16, &i16),
+                     KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_u32(w, "t.u32", 4000000000u), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_i32(w, "t.i32", -2000000000), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_f32(w, "t.f32", 0.25f), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_bool(w, "t.bool", 1), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_string(w, "t.string", "llama"), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_u64(w, "t.u64", UINT64_MAX), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_i64(w, "t.i64", INT64_MIN), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_f64(w, "t.f64", -2.5e-300), KQCL_OK);
+#define SET_ARRAY(key, type, values) \
+    ck_assert_int_eq(kqcl_gguf_writer_set_array(w, key, type, values, \
+                                                sizeof values / sizeof values[0]), KQCL_OK)
+    SET_ARRAY("a.u8", KQCL_GGUF_TYPE_UINT8, u8_values);
+    SET_ARRAY("a.i8", KQCL_GGUF_TYPE_INT8, i8_values);
+    SET_ARRAY("a.u16", KQCL_GGUF_TYPE_UINT16, u16_values);
+    SET_ARRAY("a.i16", KQCL_GGUF_TYPE_INT16, i16_values);
+    SET_ARRAY("a.u32", KQCL_GGUF_TYPE_UINT32, u32_values);
+    SET_ARRAY("a.i32", KQCL_GGUF_TYPE_INT32, i32_values);
+    SET_ARRAY("a.f32", KQCL_GGUF_TYPE_FLOAT32, f32_values);
+    SET_ARRAY("a.bool", KQCL_GGUF_TYPE_BOOL, bool_values);
+    SET_ARRAY("a.u64", KQCL_GGUF_TYPE_UINT64, u64_values);
+    SET_ARRAY("a.i64", KQCL_GGUF_TYPE_INT64, i64_values);
+    SET_ARRAY("a.f64", KQCL_GGUF_TYPE_FLOAT64, f64_values);
+#undef SET_ARRAY
+    ck_assert_int_eq(kqcl_gguf_writer_set_string_array(w, "a.string", string_values, 4),
+                     KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_array(w, "a.empty", KQCL_GGUF_TYPE_UINT32, NULL, 0),
+                     KQCL_OK);
+}
+
+static kqcl_gguf *open_ok(const char *path)
+{
+    kqcl_gguf *g = NULL;
+    kqcl_status st = kqcl_gguf_open(path, &g);
+    ck_assert_msg(st == KQCL_OK, "open %s: %s", path, kqcl_last_error(NULL));
+    ck_assert_ptr_nonnull(g);
+    return g;
+}
+
+static kqcl_gguf_value value_of(const kqcl_gguf *g, const char *key, kqcl_gguf_type type)
+{
+    kqcl_gguf_value v;
+    int64_t i = kqcl_gguf_find_key(g, key);
+    ck_assert_msg(i >= 0, "key %s missing", key);
+    ck_assert_str_eq(kqcl_gguf_key(g, i), key);
+    ck_assert_int_eq(kqcl_gguf_kv_type(g, i), type);
+    ck_assert_int_eq(kqcl_gguf_get_value(g, i, &v), KQCL_OK);
+    ck_assert_int_eq(v.type, type);
+    return v;
+}
+
+static int64_t int_of(const kqcl_gguf *g, const char *key, kqcl_gguf_type type)
+{
+    int64_t out;
+    kqcl_gguf_value v = value_of(g, key, type);
+    ck_assert_int_eq(kqcl_gguf_value_int64(&v, &out), KQCL_OK);
+    return out;
+}
+
+START_TEST(test_metadata_round_trip)
+{
+    kqcl_gguf_writer *w;
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    add_every_type(w);
+    const char *path = tmp_path("meta.gguf");
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    kqcl_gguf_writer_destroy(w);
+
+    kqcl_gguf *g = open_ok(path);
+    ck_assert_int_eq(kqcl_gguf_version(g), 3);
+    ck_assert_int_eq(kqcl_gguf_kv_count(g), 25);
+    ck_assert_int_eq(kqcl_gguf_tensor_count(g), 0);
+    ck_assert_str_eq(kqcl_gguf_key(g, 0), "t.u8");
+    ck_assert_ptr_null(kqcl_gguf_key(g, 25));
+    ck_assert_int_eq(kqcl_gguf_kv_type(g, -1), KQCL_GGUF_TYPE_NONE);
+    ck_assert_int_eq(kqcl_gguf_find_key(g, "absent"), -1);
+
+    ck_assert_int_eq(int_of(g, "t.u8", KQCL_GGUF_TYPE_UINT8), 200);
+    ck_assert_int_eq(int_of(g, "t.i8", KQCL_GGUF_TYPE_INT8), -100);
+    ck_assert_int_eq(int_of(g, "t.u16", KQCL_GGUF_TYPE_UINT16), 60000);
+    ck_assert_int_eq(int_of(g, "t.i16", KQCL_GGUF_TYPE_INT16), -30000);
+    ck_assert_int_eq(int_of(g, "t.u32", KQCL_GGUF_TYPE_UINT32), 4000000000);
+    ck_assert_int_eq(int_of(g, "t.i32", KQCL_GGUF_TYPE_INT32), -2000000000);
+    ck_assert_int_eq(int_of(g, "t.i64", KQCL_GGUF_TYPE_INT64), INT64_MIN);
+
+    kqcl_gguf_value v = value_of(g, "t.u64", KQCL_GGUF_TYPE_UINT64);
+    uint64_t u;
+    int64_t s;
+    double d;
+    int flag;
+    const char *text;
+    size_t length;
+    ck_assert_int_eq(kqcl_gguf_value_uint64(&v, &u), KQCL_OK);
+    ck_assert_uint_eq(u, UINT64_MAX);
+    ck_assert_int_eq(kqcl_gguf_value_int64(&v, &s), KQCL_ERR_INVALID_ARG); /* does not fit */
+    v = value_of(g, "t.i8", KQCL_GGUF_TYPE_INT8);
+    ck_assert_int_eq(kqcl_gguf_value_uint64(&v, &u), KQCL_ERR_INVALID_ARG); /* negative */
+    ck_assert_int_eq(kqcl_gguf_value_double(&v, &d), KQCL_OK);
+    ck_assert(d == -100.0);
+
+    v = value_of(g, "t.f32", KQCL_GGUF_TYPE_FLOAT32);
+    ck_assert_int_eq(kqcl_gguf_value_double(&v, &d), KQCL_OK);
+    ck_assert(d == 0.25);
+    ck_assert_int_eq(kqcl_gguf_value_int64(&v, &s), KQCL_ERR_INVALID_ARG);
+    v = value_of(g, "t.f64", KQCL_GGUF_TYPE_FLOAT64);
+    ck_assert_int_eq(kqcl_gguf_value_double(&v, &d), KQCL_OK);
+    ck_assert(d == -2.5e-300);
+    v = value_of(g, "t.bool", KQCL_GGUF_TYPE_BOOL);
+    ck_assert_int_eq(kqcl_gguf_value_bool(&v, &flag), KQCL_OK);
+    ck_assert_int_eq(flag, 1);
+    ck_assert_int_eq(kqcl_gguf_value_int64(&v, &s), KQCL_ERR_INVALID_ARG);
+    v = value_of(g, "t.string", KQCL_GGUF_TYPE_STRING);
+    ck_assert_int_eq(kqcl_gguf_value_string(&v, &text, &length), KQCL_OK);
+    ck_assert_str_eq(text, "llama");
+    ck_assert_uint_eq(length, 5);
+    ck_assert_int_eq(kqcl_gguf_value_double(&v, &d), KQCL_ERR_INVALID_ARG);
+
+    /* The shorthands by index. */
+    ck_assert_int_eq(kqcl_gguf_get_string(g, kqcl_gguf_find_key(g, "t.string"), &text, NULL),
+                     KQCL_OK);
+    ck_assert_str_eq(text, "llama");
+    ck_assert_int_eq(kqcl_gguf_get_uint64(g, kqcl_gguf_find_key(g, "t.u32"), &u), KQCL_OK);
+    ck_assert_uint_eq(u, 4000000000u);
+    ck_assert_int_eq(kqcl_gguf_get_int64(g, 999, &s), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_gguf_get_bool(g, kqcl_gguf_find_key(g, "t.bool"), &flag), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_get_double(g, kqcl_gguf_find_key(g, "t.u16"), &d), KQCL_OK);
+    ck_assert(d == 60000.0);
+    kqcl_gguf_close(g);
+}
+END_TEST
+
+/* Element j of array `key` as int64 / double. */
+static kqcl_gguf_value item_of(const kqcl_gguf *g, const char *key, uint64_t j,
+                               kqcl_gguf_type elem_type, uint64_t length)
+{
+    kqcl_gguf_value a = value_of(g, key, KQCL_GGUF_TYPE_ARRAY), e;
+    ck_assert_int_eq(a.elem_type, elem_type);
+    ck_assert_uint_eq(a.length, length);
+    ck_assert_int_eq(kqcl_gguf_value_item(&a, j, &e), KQCL_OK);
+    ck_assert_int_eq(e.type, elem_type);
+    return e;
+}
+
+START_TEST(test_array_round_trip)
+{
+    kqcl_gguf_writer *w;
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    add_every_type(w);
+    const char *path = tmp_path("arrays.gguf");
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    kqcl_gguf_writer_destroy(w);
+    kqcl_gguf *g = open_ok(path);
+    int64_t s;
+    uint64_t u;
+    double d;
+    int flag;
+    const char *text;
+    size_t length;
+    kqcl_gguf_value e;
+
+#define CHECK_INT_ARRAY(key, type, values) \
+    for (uint64_t j = 0; j < sizeof values / sizeof values[0]; j++) { \
+        e = item_of(g, key, j, type, sizeof values / sizeof values[0]); \
+        ck_assert_int_eq(kqcl_gguf_value_int64(&e, &s), KQCL_OK); \
+        ck_assert_int_eq(s, (int64_t)values[j]); \
+    }
+    CHECK_INT_ARRAY("a.u8", KQCL_GGUF_TYPE_UINT8, u8_values);
+    CHECK_INT_ARRAY("a.i8", KQCL_GGUF_TYPE_INT8, i8_values);
+    CHECK_INT_ARRAY("a.u16", KQCL_GGUF_TYPE_UINT16, u16_values);
+    CHECK_INT_ARRAY("a.i16", KQCL_GGUF_TYPE_INT16, i16_values);
+    CHECK_INT_ARRAY("a.u32", KQCL_GGUF_TYPE_UINT32, u32_values);
+    CHECK_INT_ARRAY("a.i32", KQCL_GGUF_TYPE_INT32, i32_values);
+    CHECK_INT_ARRAY("a.i64", KQCL_GGUF_TYPE_INT64, i64_values);
+#undef CHECK_INT_ARRAY
+    for (uint64_t j = 0; j < 2; j++) {
+        e = item_of(g, "a.u64", j, KQCL_GGUF_TYPE_UINT64, 2);
+        ck_assert_int_eq(kqcl_gguf_value_uint64(&e, &u), KQCL_OK);
+        ck_assert_uint_eq(u, u64_values[j]);
+        e = item_of(g, "a.f64", j, KQCL_GGUF_TYPE_FLOAT64, 2);
+        ck_assert_int_eq(kqcl_gguf_value_double(&e, &d), KQCL_OK);
+        ck_assert(d == f64_values[j]);
+    }
+    for (uint64_t j = 0; j < 3; j++) {
+        e = item_of(g, "a.f32", j, KQCL_GGUF_TYPE_FLOAT32, 3);
+        ck_assert_int_eq(kqcl_gguf_value_double(&e, &d), KQCL_OK);
+        ck_assert(d == (double)f32_values[j] && !signbit(d) == !signbit(f32_values[j]));
+        e = item_of(g, "a.bool", j, KQCL_GGUF_TYPE_BOOL, 3);
+        ck_assert_int_eq(kqcl_gguf_value_bool(&e, &flag), KQCL_OK);
+        ck_assert_int_eq(flag, bool_values[j]);
+    }
+    for (uint64_t j = 0; j < 4; j++) {
+        e = item_of(g, "a.string", j, KQCL_GGUF_TYPE_STRING, 4);
+        ck_assert_int_eq(kqcl_gguf_value_string(&e, &text, &length), KQCL_OK);
+        ck_assert_str_eq(text, string_values[j]);
+        ck_assert_uint_eq(length, strlen(string_values[j]));
+    }
+    kqcl_gguf_value a = value_of(g, "a.empty", KQCL_GGUF_TYPE_ARRAY);
+    ck_assert_uint_eq(a.length, 0);
+    ck_assert_int_eq(kqcl_gguf_value_item(&a, 0, &e), KQCL_ERR_INVALID_ARG);
+    a = value_of(g, "a.u8", KQCL_GGUF_TYPE_ARRAY);
+    ck_assert_int_eq(kqcl_gguf_value_item(&a, 3, &e), KQCL_ERR_INVALID_ARG);
+    kqcl_gguf_close(g);
+}
+END_TEST
+
+/* Copying every pair into a new writer reproduces the file byte for byte. */
+START_TEST(test_copy_kv_is_exact)
+{
+    kqcl_gguf_writer *w, *copy;
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    add_every_type(w);
+    char *first = strdup(tmp_path("copy_a.gguf"));
+    char *second = strdup(tmp_path("copy_b.gguf"));
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, first), KQCL_OK);
+    kqcl_gguf_writer_destroy(w);
+    kqcl_gguf *g = open_ok(first);
+    ck_assert_int_eq(kqcl_gguf_writer_create(&copy), KQCL_OK);
+    for (int64_t i = 0; i < kqcl_gguf_kv_count(g); i++)
+        ck_assert_int_eq(kqcl_gguf_writer_copy_kv(copy, g, i), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_write(copy, second), KQCL_OK);
+    kqcl_gguf_writer_destroy(copy);
+    kqcl_gguf_close(g);
+    size_t n1, n2;
+    void *b1 = read_whole(first, &n1), *b2 = read_whole(second, &n2);
+    ck_assert_uint_eq(n1, n2);
+    ck_assert(memcmp(b1, b2, n1) == 0);
+    free(b1);
+    free(b2);
+    free(first);
+    free(second);
+}
+END_TEST
+
+START_TEST(test_set_replaces_in_place)
+{
+    kqcl_gguf_writer *w;
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_u32(w, "a", 1), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_u32(w, "b", 2), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_string(w, "a", "now a string"), KQCL_OK);
+    const char *path = tmp_path("replace.gguf");
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    kqcl_gguf_writer_destroy(w);
+    kqcl_gguf *g = open_ok(path);
+    ck_assert_int_eq(kqcl_gguf_kv_count(g), 2);
+    ck_assert_str_eq(kqcl_gguf_key(g, 0), "a");
+    ck_assert_int_eq(kqcl_gguf_kv_type(g, 0), KQCL_GGUF_TYPE_STRING);
+    kqcl_gguf_close(g);
+}
+END_TEST
+
+/* Nested arrays (which the writer only makes by copying) read, copy and read again. */
+static void build_nested(builder *b, uint32_t version)
+{
+    b_header(b, version, 0, 1);
+    b_str(b, "nested");
+    b_u32(b, KQCL_GGUF_TYPE_ARRAY);
+    b_u32(b, KQCL_GGUF_TYPE_ARRAY); /* outer: 2 arrays */
+    b_u64(b, 2);
+    b_u32(b, KQCL_GGUF_TYPE_UINT32); /* [7, 8, 9] */
+    b_u64(b, 3);
+    b_u32(b, 7);
+    b_u32(b, 8);
+    b_u32(b, 9);
+    b_u32(b, KQCL_GGUF_TYPE_STRING); /* ["x", "yz"] */
+    b_u64(b, 2);
+    b_str(b, "x");
+    b_str(b, "yz");
+}
+
+static void check_nested(const kqcl_gguf *g)
+{
+    kqcl_gguf_value outer = value_of(g, "nested", KQCL_GGUF_TYPE_ARRAY), inner, e;
+    int64_t s;
+    const char *text;
+    ck_assert_int_eq(outer.elem_type, KQCL_GGUF_TYPE_ARRAY);
+    ck_assert_uint_eq(outer.length, 2);
+    ck_assert_int_eq(kqcl_gguf_value_item(&outer, 0, &inner), KQCL_OK);
+    ck_assert_int_eq(inner.elem_type, KQCL_GGUF_TYPE_UINT32);
+    ck_assert_uint_eq(inner.length, 3);
+    ck_assert_int_eq(kqcl_gguf_value_item(&inner, 2, &e), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_value_int64(&e, &s), KQCL_OK);
+    ck_assert_int_eq(s, 9);
+    ck_assert_int_eq(kqcl_gguf_value_item(&outer, 1, &inner), KQCL_OK);
+    ck_assert_int_eq(inner.elem_type, KQCL_GGUF_TYPE_STRING);
+    ck_assert_int_eq(kqcl_gguf_value_item(&inner, 1, &e), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_value_string(&e, &text, NULL), KQCL_OK);
+    ck_assert_str_eq(text, "yz");
+}
+
+START_TEST(test_nested_arrays_and_v2)
+{
+    builder b = {0};
+    build_nested(&b, 2);
+    kqcl_gguf *g = open_ok(write_file("nested.gguf", b.bytes, b.n));
+    ck_assert_int_eq(kqcl_gguf_version(g), 2);
+    check_nested(g);
+    kqcl_gguf_writer *w;
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_copy_kv(w, g, 0), KQCL_OK);
+    const char *path = tmp_path("nested_copy.gguf");
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    kqcl_gguf_writer_destroy(w);
+    kqcl_gguf_close(g);
+    g = open_ok(path);
+    ck_assert_int_eq(kqcl_gguf_version(g), 3);
+    check_nested(g);
+    kqcl_gguf_close(g);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tensors                                                                                      */
+
+static uint8_t f32_data[2 * 4 * 4], f16_data[5 * 2], q4k_data[2 * 144], q8k_data[3 * 292],
+    bf16_data[4 * 2], q80_data[34];
+
+static void fill_patterns(void)
+{
+    uint8_t *all[] = {f32_data, f16_data, q4k_data, q8k_data, bf16_data, q80_data};
+    size_t sizes[] = {sizeof f32_data, sizeof f16_data, sizeof q4k_data, sizeof q8k_data,
+                      sizeof bf16_data, sizeof q80_data};
+    for (int t = 0; t < 6; t++)
+        for (size_t k = 0; k < sizes[t]; k++)
+            all[t][k] = (uint8_t)(k * 7 + (size_t)t * 13 + 1);
+}
+
+static void add_tensors(kqcl_gguf_writer *w)
+{
+    const int64_t f32_ne[] = {4, 2}, f16_ne[] = {5}, q4k_ne[] = {256, 2}, q8k_ne[] = {256, 1, 3, 1},
+                  bf16_ne[] = {2, 2}, q80_ne[] = {32};
+    fill_patterns();
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "w.f32", KQCL_TYPE_F32, 2, f32_ne, f32_data,
+                                                 sizeof f32_data), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "w.f16", KQCL_TYPE_F16, 1, f16_ne, f16_data,
+                                                 sizeof f16_data), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "w.q4_K", KQCL_TYPE_Q4_K, 2, q4k_ne,
+                                                 q4k_data, sizeof q4k_data), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "w.q8_K", KQCL_TYPE_Q8_K, 4, q8k_ne,
+                                                 q8k_data, sizeof q8k_data), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "w.bf16", KQCL_TYPE_BF16, 2, bf16_ne,
+                                                 bf16_data, sizeof bf16_data), KQCL_OK);
+    /* q8_0 (ggml type 8) is unknown to kqcl: written as given, read back as unknown. */
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "w.q8_0", 8, 1, q80_ne, q80_data,
+                                                 sizeof q80_data), KQCL_OK);
+}
+
+static void check_tensor(const kqcl_gguf *g, const char *name, uint32_t type, int n_dims,
+                         int64_t ne0, int64_t ne1, int64_t ne2, const void *data, size_t nbytes,
+                         int known)
+{
+    kqcl_gguf_tensor t;
+    int64_t i = kqcl_gguf_find_tensor(g, name);
+    ck_assert_msg(i >= 0, "tensor %s missing", name);
+    ck_assert_int_eq(kqcl_gguf_tensor_info(g, i, &t), KQCL_OK);
+    ck_assert_str_eq(t.name, name);
+    ck_assert_uint_eq(t.type, type);
+    ck_assert_int_eq(t.known, known);
+    ck_assert_int_eq(t.n_dims, n_dims);
+    ck_assert_int_eq(t.ne[0], ne0);
+    ck_assert_int_eq(t.ne[1], ne1);
+    ck_assert_int_eq(t.ne[2], ne2);
+    ck_assert_uint_eq(t.offset % kqcl_gguf_alignment(g), 0);
+    ck_assert_uint_eq(((uintptr_t)t.data) % kqcl_gguf_alignment(g), 0);
+    ck_assert_uint_eq(t.nbytes, known ? nbytes : 0);
+    ck_assert(memcmp(t.data, data, nbytes) == 0);
+}
+
+START_TEST(test_tensor_round_trip)
+{
+    kqcl_gguf_writer *w;
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_string(w, "general.architecture", "test"), KQCL_OK);
+    add_tensors(w);
+    const char *path = tmp_path("tensors.gguf");
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    kqcl_gguf_writer_destroy(w);
+    kqcl_gguf *g = open_ok(path);
+    ck_assert_int_eq(kqcl_gguf_tensor_count(g), 6);
+    ck_assert_uint_eq(kqcl_gguf_alignment(g), 32);
+    ck_assert_uint_eq(kqcl_gguf_data_offset(g) % 32, 0);
+    check_tensor(g, "w.f32", KQCL_TYPE_F32, 2, 4, 2, 1, f32_data, sizeof f32_data, 1);
+    check_tensor(g, "w.f16", KQCL_TYPE_F16, 1, 5, 1, 1, f16_data, sizeof f16_data, 1);
+    check_tensor(g, "w.q4_K", KQCL_TYPE_Q4_K, 2, 256, 2, 1, q4k_data, sizeof q4k_data, 1);
+    check_tensor(g, "w.q8_K", KQCL_TYPE_Q8_K, 4, 256, 1, 3, q8k_data, sizeof q8k_data, 1);
+    check_tensor(g, "w.bf16", KQCL_TYPE_BF16, 2, 2, 2, 1, bf16_data, sizeof bf16_data, 1);
+    check_tensor(g, "w.q8_0", 8, 1, 32, 1, 1, q80_data, sizeof q80_data, 0);
+    ck_assert_int_eq(kqcl_gguf_find_tensor(g, "nope"), -1);
+    kqcl_gguf_tensor t;
+    ck_assert_int_eq(kqcl_gguf_tensor_info(g, 6, &t), KQCL_ERR_INVALID_ARG);
+    kqcl_tensor *dev = (kqcl_tensor *)1;
+    ck_assert_int_eq(kqcl_gguf_load_tensor(NULL, g, 0, &dev), KQCL_ERR_INVALID_ARG);
+    ck_assert_ptr_null(dev);
+    kqcl_gguf_close(g);
+}
+END_TEST
+
+/* kqcl_gguf_load_tensor: shape flattening to 2-D and the upload, on the default device. */
+START_TEST(test_load_tensor)
+{
+    kqcl_gguf_writer *w;
+    kqcl_context *ctx = NULL;
+    if (kqcl_context_create(NULL, &ctx) != KQCL_OK) {
+        fprintf(stderr, "test_load_tensor: skipped, no device (%s)\n", kqcl_last_error(NULL));
+        return;
+    }
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    add_tensors(w);
+    const char *path = tmp_path("load.gguf");
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    kqcl_gguf_writer_destroy(w);
+    kqcl_gguf *g = open_ok(path);
+    kqcl_tensor *t = NULL;
+    uint8_t back[sizeof q8k_data];
+    ck_assert_int_eq(kqcl_gguf_load_tensor(ctx, g, kqcl_gguf_find_tensor(g, "w.q8_K"), &t),
+                     KQCL_OK);
+    ck_assert_int_eq(kqcl_tensor_rows(t), 3); /* ne = {256, 1, 3, 1} */
+    ck_assert_int_eq(kqcl_tensor_cols(t), 256);
+    ck_assert_int_eq(kqcl_tensor_type(t), KQCL_TYPE_Q8_K);
+    ck_assert_int_eq(kqcl_tensor_read(t, back, sizeof back), KQCL_OK);
+    ck_assert(memcmp(back, q8k_data, sizeof back) == 0);
+    kqcl_tensor_destroy(t);
+    t = (kqcl_tensor *)1;
+    ck_assert_int_eq(kqcl_gguf_load_tensor(ctx, g, kqcl_gguf_find_tensor(g, "w.q8_0"), &t),
+                     KQCL_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(t);
+    ck_assert_int_eq(kqcl_gguf_load_tensor(ctx, g, 99, &t), KQCL_ERR_INVALID_ARG);
+    kqcl_gguf_close(g);
+    kqcl_context_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_alignment_key)
+{
+    kqcl_gguf_writer *w;
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_u32(w, "general.alignment", 64), KQCL_OK);
+    add_tensors(w);
+    const char *path = tmp_path("align64.gguf");
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    kqcl_gguf *g = open_ok(path);
+    ck_assert_uint_eq(kqcl_gguf_alignment(g), 64);
+    check_tensor(g, "w.q8_K", KQCL_TYPE_Q8_K, 4, 256, 1, 3, q8k_data, sizeof q8k_data, 1);
+    kqcl_gguf_close(g);
+    ck_assert_int_eq(kqcl_gguf_writer_set_u32(w, "general.alignment", 48), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_ERR_INVALID_ARG);
+    kqcl_gguf_writer_destroy(w);
+}
+END_TEST
+
+START_TEST(test_writer_rejects)
+{
+    kqcl_gguf_writer *w;
+    const int64_t ne[] = {256, 2, 1, 1, 1}, odd[] = {100, 2};
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "a", KQCL_TYPE_Q4_K, 2, ne, q4k_data, 100),
+                     KQCL_ERR_INVALID_ARG);   /* nbytes != 2 * 144 */
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "a", KQCL_TYPE_Q4_K, 2, odd, q4k_data, 288),
+                     KQCL_ERR_INVALID_ARG);   /* 100 is not a whole number of blocks */
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "a", KQCL_TYPE_Q4_K, 5, ne, q4k_data, 288),
+                     KQCL_ERR_INVALID_ARG);   /* n_dims 5 */
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "a", KQCL_TYPE_Q4_K, 2, ne, q4k_data, 288),
+                     KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "a", KQCL_TYPE_Q4_K, 2, ne, q4k_data, 288),
+                     KQCL_ERR_INVALID_ARG);   /* twice */
+    char long_name[80];
+    memset(long_name, 'n', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, long_name, KQCL_TYPE_Q4_K, 2, ne, q4k_data,
+                                                 288), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_gguf_writer_set_scalar(w, "s", KQCL_GGUF_TYPE_STRING, "x"),
+                     KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_gguf_writer_set_array(w, "s", KQCL_GGUF_TYPE_ARRAY, ne, 1),
+                     KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_gguf_writer_set_string(w, NULL, "x"), KQCL_ERR_INVALID_ARG);
+    kqcl_gguf_value bogus = {0};
+    bogus.type = KQCL_GGUF_TYPE_UINT32;
+    ck_assert_int_eq(kqcl_gguf_writer_set_value(w, "v", &bogus), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, "/nonexistent-dir/x.gguf"), KQCL_ERR_IO);
+    kqcl_gguf_writer_destroy(w);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------------ */
+/* Malformed input                                                                              */
+
+/* A small valid file holding every metadata type, a nested array and two tensors, whose last
+ * tensor ends exactly at the end of the file (its 288 bytes need no padding): so every shorter
+ * prefix is incomplete. */
+static size_t build_small_valid(const char *path)
+{
+    kqcl_gguf_writer *w;
+    builder nested = {0};
+    kqcl_gguf *g;
+    build_nested(&nested, 3);
+    g = open_ok(write_file("small_nested.gguf", nested.bytes, nested.n));
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    add_every_type(w);
+    ck_assert_int_eq(kqcl_gguf_writer_copy_kv(w, g, 0), KQCL_OK);
+    const int64_t ne_a[] = {8}, ne_b[] = {256, 2};
+    fill_patterns();
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "a", KQCL_TYPE_F32, 1, ne_a, f32_data, 32),
+                     KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "b", KQCL_TYPE_Q4_K, 2, ne_b, q4k_data, 288),
+                     KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    kqcl_gguf_writer_destroy(w);
+    kqcl_gguf_close(g);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    return (size_t)st.st_size;
+}
+
+START_TEST(test_every_truncation_fails)
+{
+    char *full_path = strdup(tmp_path("small.gguf"));
+    size_t n = build_small_valid(full_path), size;
+    uint8_t *bytes = read_whole(full_path, &size);
+    ck_assert_uint_eq(size, n);
+    ck_assert_uint_eq(n % 32, 0); /* 288 = 2 q4_K rows = 9 x 32: no padding after "b" */
+    for (size_t len = 0; len < n; len++) {
+        kqcl_gguf *g = (kqcl_gguf *)1;
+        kqcl_status st = kqcl_gguf_open(write_file("prefix.gguf", bytes, len), &g);
+        ck_assert_msg(st == KQCL_ERR_FORMAT, "prefix of %zu of %zu bytes: status %d (%s)", len, n,
+                      st, kqcl_last_error(NULL));
+        ck_assert_ptr_null(g);
+        /* The in-memory entry point must agree (it is what the fuzzer drives). */
+        ck_assert_int_eq(kq_gguf_open_memory(bytes, len, &g), KQCL_ERR_FORMAT);
+    }
+    kqcl_gguf *g = open_ok(full_path);
+    kqcl_gguf_close(g);
+    free(bytes);
+    free(full_path);
+}
+END_TEST
+
+START_TEST(test_bad_magic_and_versions)
+{
+    builder b = {0};
+    b_header(&b, 3, 0, 0);
+    ck_assert_int_eq(open_bytes(&b), KQCL_OK);
+    b.bytes[0] = 'X';
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("magic");
+    b.bytes[0] = 'G';
+    b.bytes[4] = 1;
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_UNSUPPORTED);
+    b.bytes[4] = 99;
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_UNSUPPORTED);
+    b.bytes[4] = 0;
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    b.bytes[7] = 3; /* 0x03000000: a big-endian v3 header */
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_UNSUPPORTED);
+    ck_assert_error_has("big-endian");
+    b.bytes[7] = 0;
+    b.bytes[4] = 2;
+    ck_assert_int_eq(open_bytes(&b), KQCL_OK);
+}
+END_TEST
+
+START_TEST(test_files_and_arguments)
+{
+    kqcl_gguf *g = (kqcl_gguf *)1;
+    ck_assert_int_eq(kqcl_gguf_open(tmp_path("does-not-exist.gguf"), &g), KQCL_ERR_IO);
+    ck_assert_ptr_null(g);
+    ck_assert_error_has("does-not-exist.gguf");
+    ck_assert_int_eq(kqcl_gguf_open(tmp_dir, &g), KQCL_ERR_IO); /* a directory */
+    ck_assert_int_eq(kqcl_gguf_open(write_file("empty.gguf", "", 0), &g), KQCL_ERR_FORMAT);
+    ck_assert_int_eq(kqcl_gguf_open(NULL, &g), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_gguf_open(tmp_dir, NULL), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_gguf_version(NULL), 0);
+    ck_assert_int_eq(kqcl_gguf_kv_count(NULL), 0);
+    ck_assert_int_eq(kqcl_gguf_find_key(NULL, "x"), -1);
+    kqcl_gguf_close(NULL);
+    kqcl_gguf_writer_destroy(NULL);
+}
+END_TEST
+
+START_TEST(test_lying_counts)
+{
+    builder b = {0};
+    b_header(&b, 3, (uint64_t)1 << 62, 0);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("tensor count");
+    b.n = 0;
+    b_header(&b, 3, 0, (uint64_t)1 << 62);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("metadata count");
+    b.n = 0;
+    b_header(&b, 3, UINT64_MAX, UINT64_MAX);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    /* Counts that fit the bytes left but whose items are not there. */
+    b.n = 0;
+    b_header(&b, 3, 0, 2);
+    b_str(&b, "k");
+    b_u32(&b, KQCL_GGUF_TYPE_UINT32);
+    b_u32(&b, 5);
+    b_raw(&b, "zzzzzzzzzzzzz", 13);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("metadata key 1");
+}
+END_TEST
+
+START_TEST(test_strings_past_the_end)
+{
+    builder b = {0};
+    b_header(&b, 3, 0, 1);
+    b_u64(&b, UINT64_MAX); /* key length */
+    b_raw(&b, "abcdefghijklm", 13);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("runs past the end");
+    b.n = 0;
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "key");
+    b_u32(&b, KQCL_GGUF_TYPE_STRING);
+    b_u64(&b, 6); /* a string that stops 1 byte short */
+    b_raw(&b, "hello", 5);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("'key'");
+    b.n = 0;
+    b_header(&b, 3, 1, 0);
+    b_u64(&b, ((uint64_t)1 << 63) + 3); /* tensor name length */
+    b_raw(&b, "0123456789abcdefghijklmnop", 26);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("tensor 0");
+}
+END_TEST
+
+static void b_nested_arrays(builder *b, int depth)
+{
+    b_header(b, 3, 0, 1);
+    b_str(b, "deep");
+    b_u32(b, KQCL_GGUF_TYPE_ARRAY);
+    for (int level = 1; level < depth; level++) {
+        b_u32(b, KQCL_GGUF_TYPE_ARRAY);
+        b_u64(b, 1);
+    }
+    b_u32(b, KQCL_GGUF_TYPE_UINT8);
+    b_u64(b, 1);
+    b_le(b, 42, 1);
+}
+
+START_TEST(test_nested_arrays_bounded)
+{
+    builder b = {0};
+    b_nested_arrays(&b, 16);
+    ck_assert_int_eq(open_bytes(&b), KQCL_OK);
+    b.n = 0;
+    b_nested_arrays(&b, 17);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("nested deeper");
+    b.n = 0;
+    b_nested_arrays(&b, 10000 / 12);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+
+    /* Huge counts: of arrays, of strings, and of u64s whose byte count wraps around 2^64. */
+    uint32_t elem_types[] = {KQCL_GGUF_TYPE_ARRAY, KQCL_GGUF_TYPE_STRING,
+                             KQCL_GGUF_TYPE_UINT64, KQCL_GGUF_TYPE_UINT16};
+    uint64_t counts[] = {(uint64_t)1 << 60, (uint64_t)1 << 59, ((uint64_t)1 << 61) + 1,
+                         ((uint64_t)1 << 63) + 2};
+    for (int k = 0; k < 4; k++) {
+        b.n = 0;
+        b_header(&b, 3, 0, 1);
+        b_str(&b, "huge");
+        b_u32(&b, KQCL_GGUF_TYPE_ARRAY);
+        b_u32(&b, elem_types[k]);
+        b_u64(&b, counts[k]);
+        b_u64(&b, 0);
+        b_u64(&b, 0);
+        ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    }
+}
+END_TEST
+
+START_TEST(test_unknown_value_types)
+{
+    builder b = {0};
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "k");
+    b_u32(&b, 13);
+    b_u64(&b, 0);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("unknown value type 13");
+    b.n = 0;
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "k");
+    b_u32(&b, KQCL_GGUF_TYPE_ARRAY);
+    b_u32(&b, 0xFFFFFFFFu);
+    b_u64(&b, 0);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+}
+END_TEST
+
+START_TEST(test_duplicates)
+{
+    builder b = {0};
+    b_header(&b, 3, 0, 2);
+    for (int k = 0; k < 2; k++) {
+        b_str(&b, "same");
+        b_u32(&b, KQCL_GGUF_TYPE_UINT8);
+        b_le(&b, 1, 1);
+    }
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("repeats");
+    const int64_t ne[] = {8};
+    b.n = 0;
+    b_header(&b, 3, 2, 0);
+    b_tensor(&b, "t", 1, ne, KQCL_TYPE_F32, 0);
+    b_tensor(&b, "t", 1, ne, KQCL_TYPE_F32, 32);
+    b_pad(&b, 32);
+    b_raw(&b, f32_data, 24);
+    b_raw(&b, f32_data, 24);
+    b_raw(&b, f32_data, 16);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+}
+END_TEST
+
+/* One tensor with the given shape, type and offset, and `data_bytes` of data. */
+static kqcl_status open_one_tensor(uint32_t n_dims, const int64_t *ne, uint32_t type,
+                                   uint64_t offset, size_t data_bytes)
+{
+    builder b = {0};
+    b_header(&b, 3, 1, 0);
+    b_tensor(&b, "blk.0.w", n_dims, ne, type, offset);
+    b_pad(&b, 32);
+    for (size_t k = 0; k < data_bytes; k++)
+        b_le(&b, k, 1);
+    return open_bytes(&b);
+}
+
+START_TEST(test_tensor_offsets)
+{
+    const int64_t ne[] = {8};
+    ck_assert_int_eq(open_one_tensor(1, ne, KQCL_TYPE_F32, 0, 32), KQCL_OK);
+    ck_assert_int_eq(open_one_tensor(1, ne, KQCL_TYPE_F32, 0, 31), KQCL_ERR_FORMAT);
+    ck_assert_error_has("blk.0.w");
+    ck_assert_int_eq(open_one_tensor(1, ne, KQCL_TYPE_F32, 32, 32), KQCL_ERR_FORMAT);
+    ck_assert_int_eq(open_one_tensor(1, ne, KQCL_TYPE_F32, 16, 64), KQCL_ERR_FORMAT);
+    ck_assert_error_has("not a multiple of the alignment");
+    ck_assert_int_eq(open_one_tensor(1, ne, KQCL_TYPE_F32, UINT64_MAX - 31, 32),
+                     KQCL_ERR_FORMAT);
+    ck_assert_int_eq(open_one_tensor(1, ne, 8, (uint64_t)1 << 40, 32), KQCL_ERR_FORMAT);
+}
+END_TEST
+
+START_TEST(test_absurd_shapes)
+{
+    const int64_t overflow[] = {(int64_t)1 << 62, (int64_t)1 << 62},
+                  negative[] = {8, -1}, five[] = {8, 1, 1, 1, 1},
+                  not_blocks[] = {100, 1}, huge_rows[] = {(int64_t)1 << 40, (int64_t)1 << 22},
+                  zero[] = {0, 4}, scalar[] = {0};
+    ck_assert_int_eq(open_one_tensor(2, overflow, KQCL_TYPE_F32, 0, 32), KQCL_ERR_FORMAT);
+    ck_assert_error_has("overflows");
+    ck_assert_int_eq(open_one_tensor(2, overflow, 9999, 0, 32), KQCL_ERR_FORMAT);
+    ck_assert_int_eq(open_one_tensor(2, negative, KQCL_TYPE_F32, 0, 32), KQCL_ERR_FORMAT);
+    ck_assert_error_has("negative");
+    ck_assert_int_eq(open_one_tensor(5, five, KQCL_TYPE_F32, 0, 32), KQCL_ERR_FORMAT);
+    ck_assert_error_has("n_dims = 5");
+    ck_assert_int_eq(open_one_tensor(2, not_blocks, KQCL_TYPE_Q4_K, 0, 144), KQCL_ERR_FORMAT);
+    ck_assert_error_has("not a multiple");
+    ck_assert_int_eq(open_one_tensor(2, huge_rows, KQCL_TYPE_Q6_K, 0, 256), KQCL_ERR_FORMAT);
+    ck_assert_int_eq(open_one_tensor(2, zero, KQCL_TYPE_F32, 0, 0), KQCL_OK); /* empty */
+    ck_assert_int_eq(open_one_tensor(0, scalar, KQCL_TYPE_F32, 0, 4), KQCL_OK); /* a scalar */
+}
+END_TEST
+
+START_TEST(test_unknown_tensor_types_listed)
+{
+    builder b = {0};
+    const int64_t ne[] = {32, 2}, ne_f32[] = {8};
+    b_header(&b, 3, 3, 0);
+    b_tensor(&b, "q8_0", 2, ne, 8, 0);
+    b_tensor(&b, "future", 2, ne, 12345, 96);
+    b_tensor(&b, "f32", 1, ne_f32, KQCL_TYPE_F32, 128);
+    b_pad(&b, 32);
+    for (int k = 0; k < 160; k++)
+        b_le(&b, (uint64_t)k, 1);
+    const char *path = write_file("unknown_types.gguf", b.bytes, b.n);
+    kqcl_gguf *g = open_ok(path);
+    kqcl_gguf_tensor t;
+    ck_assert_int_eq(kqcl_gguf_tensor_count(g), 3);
+    ck_assert_int_eq(kqcl_gguf_tensor_info(g, 1, &t), KQCL_OK);
+    ck_assert_str_eq(t.name, "future");
+    ck_assert_uint_eq(t.type, 12345);
+    ck_assert_int_eq(t.known, 0);
+    ck_assert_uint_eq(t.nbytes, 0);
+    ck_assert_uint_eq(t.offset, 96);
+    ck_assert_int_eq(kqcl_gguf_tensor_info(g, 2, &t), KQCL_OK);
+    ck_assert_int_eq(t.known, 1);
+    ck_assert_uint_eq(t.nbytes, 32);
+    ck_assert_uint_eq(((const uint8_t *)t.data)[0], 128);
+    kqcl_gguf_close(g);
+}
+END_TEST
+
+START_TEST(test_bad_alignment_key)
+{
+    uint32_t values[] = {0, 3, 48};
+    for (int k = 0; k < 3; k++) {
+        builder b = {0};
+        b_header(&b, 3, 0, 1);
+        b_str(&b, "general.alignment");
+        b_u32(&b, KQCL_GGUF_TYPE_UINT32);
+        b_u32(&b, values[k]);
+        ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+        ck_assert_error_has("power of two");
+    }
+    builder b = {0};
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "general.alignment");
+    b_u32(&b, KQCL_GGUF_TYPE_STRING);
+    b_str(&b, "32");
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("not a u32");
+    /* A huge alignment puts the data section past the end: fine with no tensors. */
+    b.n = 0;
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "general.alignment");
+    b_u32(&b, KQCL_GGUF_TYPE_UINT32);
+    b_u32(&b, 0x80000000u);
+    ck_assert_int_eq(open_bytes(&b), KQCL_OK);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void remove_tmp_dir(void)
+{
+    DIR *dir = opendir(tmp_dir);
+    struct dirent *entry;
+    if (dir == NULL)
+        return;
+    while ((entry = readdir(dir)) != NULL)
+        if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0)
+            unlink(tmp_path(entry->d_name));
+    closedir(dir);
+    rmdir(tmp_dir);
+}
+
+static Suite *gguf_suite(void)
+{
+    Suite *s = suite_create("gguf");
+    TCase *round_trip = tcase_create("round trips");
+    tcase_add_test(round_trip, test_metadata_round_trip);
+    tcase_add_test(round_trip, test_array_round_trip);
+    tcase_add_test(round_trip, test_copy_kv_is_exact);
+    tcase_add_test(round_trip, test_set_replaces_in_place);
+    tcase_add_test(round_trip, test_nested_arrays_and_v2);
+    tcase_add_test(round_trip, test_tensor_round_trip);
+    tcase_add_test(round_trip, test_alignment_key);
+    tcase_add_test(round_trip, test_writer_rejects);
+    suite_add_tcase(s, round_trip);
+
+    TCase *device = tcase_create("load onto a device");
+    tcase_set_timeout(device, 300);
+    tcase_add_test(device, test_load_tensor);
+    suite_add_tcase(s, device);
+
+    TCase *malformed = tcase_create("malformed files fail cleanly");
+    tcase_set_timeout(malformed, 120);
+    tcase_add_test(malformed, test_every_truncation_fails);
+    tcase_add_test(malformed, test_bad_magic_and_versions);
+    tcase_add_test(malformed, test_files_and_arguments);
+    tcase_add_test(malformed, test_lying_counts);
+    tcase_add_test(malformed, test_strings_past_the_end);
+    tcase_add_test(malformed, test_nested_arrays_bounded);
+    tcase_add_test(malformed, test_unknown_value_types);
+    tcase_add_test(malformed, test_duplicates);
+    tcase_add_test(malformed, test_tensor_offsets);
+    tcase_add_test(malformed, test_absurd_shapes);
+    tcase_add_test(malformed, test_unknown_tensor_types_listed);
+    tcase_add_test(malformed, test_bad_alignment_key);
+    suite_add_tcase(s, malformed);
+    return s;
+}
+
+int main(void)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(tmp_dir, sizeof tmp_dir, "%s/kqcl-gguf-XXXXXX", base && *base ? base : "/tmp");
+    if (mkdtemp(tmp_dir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    SRunner *runner = srunner_create(gguf_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    remove_tmp_dir();
+    return failed == 0 ? 0 : 1;
+}
