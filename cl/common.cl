@@ -20,6 +20,7 @@
  *   WTYPE  weight type (ggml id: 0 f32, 1 f16, 12 q4_K, 13 q5_K, 14 q6_K, 15 q8_K, 30 bf16)
  *   XTYPE  activation type (0 f32, 1 f16, 30 bf16)
  *   NO_CONTRACT  forbid contracting a*b+c into fma (conversions that must be bit-exact)
+ *   KQ_NV_PTX    NVIDIA only: inline PTX for byte permutes (set by the host, with a fallback)
  */
 
 /* Conversions must round exactly as the host codec does: no a*b+c fused into one rounding. */
@@ -240,12 +241,31 @@ inline float8 w_run(const __global WT *wrow, int pos, int k)
  * Not bit-exact with ggml's dequantization (convert.cl uses dequant_run for that).
  */
 
-/* 4 unsigned bytes as floats, without the int-to-float unit: 2^23 + b has b in its mantissa. */
+/* 4 unsigned bytes as floats, without the int-to-float unit: 2^23 + b has b in its mantissa.
+ * On NVIDIA (KQ_NV_PTX) one byte-permute instruction builds each 2^23 + b; elsewhere it takes a
+ * shift, a mask and an or. */
+#ifdef KQ_NV_PTX
+inline uint prmt(uint a, uint b, uint selector)
+{
+    uint r;
+    asm volatile("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(selector));
+    return r;
+}
+
+inline float4 u8x4_to_float4(uint v)
+{
+    /* selector 0x765i: byte i of v below the three top bytes of 0x4B000000 */
+    uint4 b = (uint4)(prmt(v, 0x4B000000u, 0x7650u), prmt(v, 0x4B000000u, 0x7651u),
+                      prmt(v, 0x4B000000u, 0x7652u), prmt(v, 0x4B000000u, 0x7653u));
+    return as_float4(b) - (float4)8388608.0f;
+}
+#else
 inline float4 u8x4_to_float4(uint v)
 {
     uint4 b = (uint4)(v, v >> 8, v >> 16, v >> 24) & (uint4)0xFFu;
     return as_float4(b | (uint4)0x4B000000u) - (float4)8388608.0f;
 }
+#endif
 
 inline float8 u8x8_to_float8(uint lo, uint hi) { return (float8)(u8x4_to_float4(lo), u8x4_to_float4(hi)); }
 
@@ -263,13 +283,18 @@ inline unit_raw unit_load(const __global uchar *blk, int u)
 {
     unit_raw raw;
     int c = u >> 1, p = u & 1;
-    float d = vload_half(0, (const __global half *)blk);
-    float dmin = vload_half(1, (const __global half *)blk);
-    for (int h = 0; h < 2; h++) {
-        uchar2 sm = scale_min_k4(blk + 4, 2 * c + h);
-        raw.s[h] = d * (float)sm.x;
-        raw.mo[h] = dmin * (float)sm.y;
-    }
+    float2 dm = vload_half2(0, (const __global half *)blk); /* d, dmin */
+    /* All 8 six-bit scales and mins at once, four a word, without branching on the lane's
+     * sub-block: j < 4 sit in the low 6 bits of bytes 0..3 / 4..7; j >= 4 take their low 4
+     * bits from bytes 8..11 and their top 2 from bits 6..7 of bytes 0..3 / 4..7. */
+    uint3 sw = vload3(0, (const __global uint *)(blk + 4));
+    uint sc_word = c < 2 ? sw.x & 0x3F3F3F3Fu : (sw.z & 0x0F0F0F0Fu) | ((sw.x >> 2) & 0x30303030u);
+    uint m_word = c < 2 ? sw.y & 0x3F3F3F3Fu : ((sw.z >> 4) & 0x0F0F0F0Fu) | ((sw.y >> 2) & 0x30303030u);
+    uint shift = 16u * (uint)(c & 1);
+    raw.s[0] = dm.x * (float)((sc_word >> shift) & 0xFFu);
+    raw.s[1] = dm.x * (float)((sc_word >> (shift + 8u)) & 0xFFu);
+    raw.mo[0] = dm.y * (float)((m_word >> shift) & 0xFFu);
+    raw.mo[1] = dm.y * (float)((m_word >> (shift + 8u)) & 0xFFu);
 #if WTYPE == TYPE_Q4_K
     raw.qs = *(const __global uint4 *)(blk + 16 + 32 * c + 16 * p); /* 144-byte blocks: 16-aligned */
 #else

@@ -12,6 +12,9 @@
  *   likewise columns: groups of 4 consecutive values, neighbouring items on neighbouring
  *   float4s, so local reads are conflict-free and each is one vector load.
  *
+ * The next step's W units and X runs are loaded into registers before the current step's FMAs,
+ * so global latency hides behind arithmetic; they go to local memory after the step.
+ *
  * Tunables: TILE_M, TILE_N, WPT_M, WPT_N (multiples of 4, TILE = THREADS * WPT), KUNITS.
  */
 #ifndef TILE_M
@@ -35,42 +38,58 @@
 #define WG_SIZE (THREADS_M * THREADS_N)
 #define KSTEP (32 * KUNITS)
 
-/* Dequantize units g0 .. g0+KUNITS-1 of the tile's W rows into Wl (zeros past m): one
- * work-item a (row, unit), so each unit's bytes are loaded once. */
-inline void w_tile_to_local(__local float *Wl, const __global uchar *w, ulong w_row_bytes, int m0, int m,
-                            int g0, int units, int k, int lid)
+#define W_TASKS ((TILE_M * KUNITS + WG_SIZE - 1) / WG_SIZE)     /* (row, unit) a work-item */
+#define X_TASKS ((TILE_N * 4 * KUNITS + WG_SIZE - 1) / WG_SIZE) /* (row, run) a work-item */
+
+/* The next step's tile data, held in registers while the current step computes (software
+ * pipelining: the global loads are in flight during the FMAs). */
+typedef struct tile_prefetch {
+    unit_raw w[W_TASKS];
+    bool w_live[W_TASKS];
+    float8 x[X_TASKS];
+} tile_prefetch;
+
+inline void prefetch_tiles(tile_prefetch *pf, const __global uchar *w, ulong w_row_bytes, const __global XT *x,
+                           int m0, int m, int n0, int n, int g0, int units, int k, int lid)
 {
-    for (int t = lid; t < TILE_M * KUNITS; t += WG_SIZE) {
-        int row = t % TILE_M, ku = t / TILE_M; /* neighbouring items: neighbouring rows */
-        int g = g0 + ku;
-        bool live = m0 + row < m && g < units;
-        unit_raw raw;
-        if (live)
-            raw = unit_load_row(w + (size_t)(m0 + row) * w_row_bytes, g, k);
-        for (int r = 0; r < 4; r++) {
-            float s = 0.0f, mo = 0.0f;
-            float8 v = live ? raw_run(&raw, r, &s, &mo) : (float8)0.0f;
-            v = v * s - mo;
-            __local float *dst = Wl + (32 * ku + 8 * r) * TILE_M + row;
-            dst[0 * TILE_M] = v.s0; dst[1 * TILE_M] = v.s1; dst[2 * TILE_M] = v.s2; dst[3 * TILE_M] = v.s3;
-            dst[4 * TILE_M] = v.s4; dst[5 * TILE_M] = v.s5; dst[6 * TILE_M] = v.s6; dst[7 * TILE_M] = v.s7;
-        }
+    for (int i = 0; i < W_TASKS; i++) {
+        int t = lid + i * WG_SIZE, row = t % TILE_M, g = g0 + t / TILE_M;
+        pf->w_live[i] = t < TILE_M * KUNITS && m0 + row < m && g < units;
+        if (pf->w_live[i])
+            pf->w[i] = unit_load_row(w + (size_t)(m0 + row) * w_row_bytes, g, k);
+    }
+    for (int i = 0; i < X_TASKS; i++) {
+        int t = lid + i * WG_SIZE, row = t % TILE_N, run = t / TILE_N;
+        int g = g0 + run / 4;
+        bool live = t < TILE_N * 4 * KUNITS && n0 + row < n && g < units;
+        pf->x[i] = live ? x_run_fast(x + (size_t)(n0 + row) * k, run_position(g, run % 4), k) : (float8)0.0f;
     }
 }
 
-/* The activations at the same positions for the tile's X rows (zeros past n). */
-inline void x_tile_to_local(__local float *Xl, const __global XT *x, int n0, int n, int g0, int units, int k,
-                            int lid)
+/* Write 8 values down a column of a k-major local tile. */
+inline void store_column8(__local float *dst, int stride, float8 v)
 {
-    for (int t = lid; t < TILE_N * 4 * KUNITS; t += WG_SIZE) {
-        int row = t % TILE_N, run = t / TILE_N;
-        int g = g0 + run / 4, r = run % 4;
-        float8 v = (float8)0.0f;
-        if (n0 + row < n && g < units)
-            v = x_run_fast(x + (size_t)(n0 + row) * k, run_position(g, r), k);
-        __local float *dst = Xl + (8 * run) * TILE_N + row;
-        dst[0 * TILE_N] = v.s0; dst[1 * TILE_N] = v.s1; dst[2 * TILE_N] = v.s2; dst[3 * TILE_N] = v.s3;
-        dst[4 * TILE_N] = v.s4; dst[5 * TILE_N] = v.s5; dst[6 * TILE_N] = v.s6; dst[7 * TILE_N] = v.s7;
+    dst[0 * stride] = v.s0; dst[1 * stride] = v.s1; dst[2 * stride] = v.s2; dst[3 * stride] = v.s3;
+    dst[4 * stride] = v.s4; dst[5 * stride] = v.s5; dst[6 * stride] = v.s6; dst[7 * stride] = v.s7;
+}
+
+/* Dequantize the prefetched W units and store them and the X runs into the local tiles. */
+inline void tiles_to_local(const tile_prefetch *pf, __local float *Wl, __local float *Xl, int lid)
+{
+    for (int i = 0; i < W_TASKS; i++) {
+        int t = lid + i * WG_SIZE, row = t % TILE_M, ku = t / TILE_M;
+        if (t >= TILE_M * KUNITS)
+            break;
+        for (int r = 0; r < 4; r++) {
+            float s = 0.0f, mo = 0.0f;
+            float8 v = pf->w_live[i] ? raw_run(&pf->w[i], r, &s, &mo) : (float8)0.0f;
+            store_column8(Wl + (32 * ku + 8 * r) * TILE_M + row, TILE_M, v * s - mo);
+        }
+    }
+    for (int i = 0; i < X_TASKS; i++) {
+        int t = lid + i * WG_SIZE, row = t % TILE_N, run = t / TILE_N;
+        if (t < TILE_N * 4 * KUNITS)
+            store_column8(Xl + (8 * run) * TILE_N + row, TILE_N, pf->x[i]);
     }
 }
 
@@ -90,10 +109,13 @@ void matmul_tiled(const __global uchar *w, ulong w_row_bytes, const __global XT 
             acc[i][j] = (float4)0.0f;
 
     int units = units_per_row(k);
+    tile_prefetch pf;
+    prefetch_tiles(&pf, w, w_row_bytes, x, m0, m, n0, n, 0, units, k, lid);
     for (int g0 = 0; g0 < units; g0 += KUNITS) {
-        w_tile_to_local(Wl, w, w_row_bytes, m0, m, g0, units, k, lid);
-        x_tile_to_local(Xl, x, n0, n, g0, units, k, lid);
+        tiles_to_local(&pf, Wl, Xl, lid);
         barrier(CLK_LOCAL_MEM_FENCE);
+        if (g0 + KUNITS < units)
+            prefetch_tiles(&pf, w, w_row_bytes, x, m0, m, n0, n, g0 + KUNITS, units, k, lid);
         for (int kk = 0; kk < KSTEP; kk++) {
             float wr[WPT_M];
             float4 xr[WPT_N / 4];

@@ -15,7 +15,7 @@
  * activation value loaded from cache serves ROWS_PER_THREAD rows (activations outweigh the
  * weights 8 to 1 in bytes for f32 x and q4_K W, so this, not DRAM, would otherwise limit).
  *
- * Tunables: THREADS_PER_ROW (power of two), ROW_GROUPS, ROWS_PER_THREAD, NCOLS (n compiled in).
+ * Tunables: THREADS_PER_ROW (power of two), ROW_GROUPS, ROWS_PER_THREAD, NCOLS (exactly n).
  */
 #ifndef THREADS_PER_ROW
 #define THREADS_PER_ROW 32
@@ -51,6 +51,9 @@ void matvec(const __global uchar *w, ulong w_row_bytes, const __global XT *x,
     for (int i = 0; i < ROWS_PER_THREAD; i++)
         wrow[i] = w + (size_t)min(row0 + i, m - 1) * w_row_bytes;
 
+    /* A lane takes a whole unit (32 weights) at a time, so its scales are decoded once for 32
+     * weights; lanes on neighbouring units read neighbouring quant bytes. (One run a lane, for
+     * contiguous activation loads, measured 2-3x slower on an H200: doc/perf.md.) */
     int units = units_per_row(k);
     for (int g = lane; g < units; g += THREADS_PER_ROW) {
         unit_raw raw[ROWS_PER_THREAD]; /* all rows' loads issued before any is used */
@@ -61,7 +64,7 @@ void matvec(const __global uchar *w, ulong w_row_bytes, const __global XT *x,
             float8 xv[NCOLS];
             float xsum[NCOLS];
             for (int j = 0; j < NCOLS; j++) {
-                xv[j] = j < n ? x_run_fast(x + (size_t)j * k, pos, k) : (float8)0.0f;
+                xv[j] = x_run_fast(x + (size_t)j * k, pos, k);
                 xsum[j] = hsum8(xv[j]);
             }
             for (int i = 0; i < ROWS_PER_THREAD; i++) {
@@ -87,6 +90,5 @@ void matvec(const __global uchar *w, ulong w_row_bytes, const __global XT *x,
         for (int i = 0; i < ROWS_PER_THREAD; i++)
             if (row0 + i < m)
                 for (int j = 0; j < NCOLS; j++)
-                    if (j < n)
-                        y[(size_t)j * m + row0 + i] = partial[i * NCOLS + j][lid];
+                    y[(size_t)j * m + row0 + i] = partial[i * NCOLS + j][lid];
 }

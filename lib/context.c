@@ -313,6 +313,11 @@ static kqcl_status open_device(kq_device *dev, const found_device *f, const kqcl
 #endif
     if (err != CL_SUCCESS)
         return kq_cl_fail(NULL, err, "clCreateCommandQueue");
+    /* Inline PTX needs NVIDIA's compiler; KQCL_PORTABLE=1 keeps the portable kernels. */
+    const char *portable = getenv("KQCL_PORTABLE");
+    dev->nv_ptx = info->nv_compute_capability >= 30 && !(portable && strcmp(portable, "0") != 0);
+    const char *mma = getenv("KQCL_MMA");
+    dev->nv_mma = dev->nv_ptx && info->nv_compute_capability >= 80 && !(mma && strcmp(mma, "0") == 0);
     kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
     return KQCL_OK;
 }

@@ -39,6 +39,8 @@ typedef struct kq_device {
     char cl_c_version[64];
     char platform_version[128];
     bool is_pocl;          /* PoCL: its own kernel cache, so kqcl's binary cache is skipped */
+    bool nv_ptx;           /* NVIDIA: inline-PTX kernel variants on (off after a failed build) */
+    bool nv_mma;           /* NVIDIA sm_80+: tensor-core decode kernel (mma.cl) on */
     size_t max_wg;         /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
     kq_program programs[KQ_MAX_PROGRAMS];
     int n_programs;

@@ -51,14 +51,6 @@ static void append_alignment(char *options, size_t size, int k)
         strncat(options, " -DX_ALIGNED", size - strlen(options) - 1);
 }
 
-static int round_up_pow2(int n)
-{
-    int p = 1;
-    while (p < n)
-        p <<= 1;
-    return p;
-}
-
 static size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
 static kqcl_status launch_matvec(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
@@ -69,10 +61,10 @@ static kqcl_status launch_matvec(kqcl_context *ctx, kq_device *dev, const kqcl_t
     char options[256];
     snprintf(options, sizeof options,
              "-DWTYPE=%d -DXTYPE=%d -DTHREADS_PER_ROW=%d -DROW_GROUPS=%d -DROWS_PER_THREAD=%d -DNCOLS=%d", (int)w->type,
-             (int)x->type, t.threads_per_row, t.row_groups, t.rows_per_thread, round_up_pow2(n));
+             (int)x->type, t.threads_per_row, t.row_groups, t.rows_per_thread, n);
     append_alignment(options, sizeof options, k);
     cl_kernel kernel;
-    kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_MATVEC, options, "matvec", &kernel);
+    kqcl_status st = kq_get_kernel_variant(ctx, dev, KQ_FAMILY_MATVEC, options, "matvec", &kernel);
     if (st != KQCL_OK)
         return st;
     cl_ulong row_bytes = w->row_bytes;
@@ -85,6 +77,38 @@ static kqcl_status launch_matvec(kqcl_context *ctx, kq_device *dev, const kqcl_t
     return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue matvec");
 }
 
+/* The tensor-core decode kernel (mma.cl): k-quant weights, f32 activations, n <= 8, on NVIDIA
+ * sm_80+. Returns KQCL_ERR_UNSUPPORTED when it does not apply, so the caller falls back. */
+static kqcl_status launch_mma(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
+                              kqcl_tensor *y)
+{
+    if (!dev->nv_mma || !kq_type_is_kquant(w->type) || x->type != KQCL_TYPE_F32 || x->rows < kq_mma_min_n(dev))
+        return KQCL_ERR_UNSUPPORTED;
+    kq_mma_tune t = kq_mma_tune_for(dev);
+    int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
+    char options[160];
+    snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=0 -DWARPS=%d -DMT=%d -DKQ_NV_PTX", (int)w->type, t.warps,
+             t.m_tiles);
+    cl_kernel kernel;
+    kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_MMA, options, "matvec_mma", &kernel);
+    if (st == KQCL_ERR_BUILD && getenv("KQCL_EXTRA_BUILD_OPTIONS") == NULL) {
+        dev->nv_mma = false; /* this driver rejects it: the portable kernel serves from now on */
+        kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
+        kq_clear_error(ctx);
+        return KQCL_ERR_UNSUPPORTED;
+    }
+    if (st != KQCL_OK)
+        return st;
+    cl_ulong row_bytes = w->row_bytes;
+    cl_int err = kq_set_args(kernel, 7, sizeof(cl_mem), &w->buffer, sizeof row_bytes, &row_bytes, sizeof(cl_mem),
+                             &x->buffer, sizeof(cl_mem), &y->buffer, sizeof m, &m, sizeof k, &k, sizeof n, &n);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, "kqcl_matmul: setting mma arguments");
+    size_t rows_per_wg = (size_t)16 * t.m_tiles, local = (size_t)32 * t.warps;
+    size_t global = ((size_t)m + rows_per_wg - 1) / rows_per_wg * local;
+    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue mma");
+}
+
 static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
                                 kqcl_tensor *y)
 {
@@ -95,7 +119,7 @@ static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_te
              (int)w->type, (int)x->type, t.tile_m, t.tile_n, t.wpt_m, t.wpt_n, t.kunits);
     append_alignment(options, sizeof options, k);
     cl_kernel kernel;
-    kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_MATMUL, options, "matmul_tiled", &kernel);
+    kqcl_status st = kq_get_kernel_variant(ctx, dev, KQ_FAMILY_MATMUL, options, "matmul_tiled", &kernel);
     if (st != KQCL_OK)
         return st;
     cl_ulong row_bytes = w->row_bytes;
@@ -122,7 +146,10 @@ kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_t
     bool tiled = force_tiled > 0 || (force_tiled == 0 && x->rows > KQ_MATVEC_MAX_N);
     if (force_tiled < 0 && x->rows > KQ_MATVEC_MAX_N)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "matvec serves n <= %d", KQ_MATVEC_MAX_N);
-    return tiled ? launch_tiled(ctx, dev, w, x, y) : launch_matvec(ctx, dev, w, x, y);
+    if (tiled)
+        return launch_tiled(ctx, dev, w, x, y);
+    kqcl_status st_mma = force_tiled == 0 ? launch_mma(ctx, dev, w, x, y) : KQCL_ERR_UNSUPPORTED;
+    return st_mma != KQCL_ERR_UNSUPPORTED ? st_mma : launch_matvec(ctx, dev, w, x, y);
 }
 
 KQCL_API kqcl_status kqcl_matmul(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y)

@@ -15,11 +15,19 @@ typedef struct kq_matmul_tune {
     int tile_m, tile_n, wpt_m, wpt_n, kunits;
 } kq_matmul_tune;
 
+typedef struct kq_mma_tune {
+    int warps, m_tiles;
+} kq_mma_tune;
+
 /* Launch parameters for a device: defaults by kind of device, overridden by the environment
  * (KQCL_MATVEC="threads_per_row,row_groups,rows_per_thread", KQCL_MATMUL="tile_m,tile_n,wpt_m,wpt_n,kunits") for
  * tuning experiments. */
 kq_matvec_tune kq_matvec_tune_for(const kq_device *dev); /* lib/tune.c */
 kq_matmul_tune kq_matmul_tune_for(const kq_device *dev);
+kq_mma_tune kq_mma_tune_for(const kq_device *dev); /* KQCL_MMA_TUNE="warps,m_tiles" */
+/* The smallest n the tensor-core decode kernel takes (KQCL_MMA_MIN_N overrides): below it the
+ * FMA matvec is faster, its cost growing with n where the mma kernel's barely does. */
+int kq_mma_min_n(const kq_device *dev);
 
 /* Y = X . W^T with the kernel chosen by force_tiled (0: by n, 1: tiled, -1: matvec). */
 kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,

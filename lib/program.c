@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const family_files[KQ_FAMILY_COUNT] = {"matvec", "matmul", "convert", "reduce", "bench"};
+static const char *const family_files[KQ_FAMILY_COUNT] = {"matvec", "matmul", "convert", "reduce", "bench", "mma"};
 
 static const char *source_text(const char *name)
 {
@@ -166,6 +166,27 @@ static unsigned char *program_binary(kq_device *dev, cl_program prog, size_t *si
     return bin;
 }
 
+/* For kernel work: KQCL_DUMP_BINARIES=DIR writes each freshly built program's binary (PTX text
+ * on NVIDIA) to DIR/FAMILY-HASH.bin, with its options in the first line of DIR/FAMILY-HASH.txt. */
+static void dump_binary(const char *dir, const char *family, const char *options, const unsigned char *bin,
+                        size_t size)
+{
+    char path[1024];
+    unsigned long long h = (unsigned long long)fnv1a(options, strlen(options), FNV_START);
+    snprintf(path, sizeof path, "%s/%s-%016llx.txt", dir, family, h);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "%s\n", options);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/%s-%016llx.bin", dir, family, h);
+    f = fopen(path, "wb");
+    if (f) {
+        fwrite(bin, 1, size, f);
+        fclose(f);
+    }
+}
+
 static cl_program build_from_cache(kq_device *dev, const char *path, const char *key, const char *options)
 {
     size_t size = 0;
@@ -221,9 +242,12 @@ static kqcl_status build_program(kqcl_context *ctx, kq_device *dev, kq_family fa
             return KQCL_ERR_BUILD;
         }
         size_t size;
-        unsigned char *bin = cached ? program_binary(dev, prog, &size) : NULL;
-        if (bin)
+        const char *dump_dir = getenv("KQCL_DUMP_BINARIES");
+        unsigned char *bin = (cached || dump_dir) ? program_binary(dev, prog, &size) : NULL;
+        if (bin && cached)
             cache_store(path, key, bin, size);
+        if (bin && dump_dir)
+            dump_binary(dump_dir, fname, options, bin, size);
         free(bin);
     }
     free(key);
@@ -292,6 +316,23 @@ kqcl_status kq_get_kernel(kqcl_context *ctx, kq_device *dev, kq_family family, c
     return KQCL_OK;
 }
 
+kqcl_status kq_get_kernel_variant(kqcl_context *ctx, kq_device *dev, kq_family family, const char *options,
+                                  const char *name, cl_kernel *out)
+{
+    if (dev->nv_ptx) {
+        char with_ptx[512];
+        snprintf(with_ptx, sizeof with_ptx, "%s -DKQ_NV_PTX", options);
+        kqcl_status st = kq_get_kernel(ctx, dev, family, with_ptx, name, out);
+        if (st != KQCL_ERR_BUILD || getenv("KQCL_EXTRA_BUILD_OPTIONS") != NULL)
+            return st; /* a test's broken build must fail, not fall back */
+        dev->nv_ptx = false;
+        dev->nv_mma = false;
+        kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
+        kq_clear_error(ctx);
+    }
+    return kq_get_kernel(ctx, dev, family, options, name, out);
+}
+
 void kq_programs_release(kq_device *dev)
 {
     for (int i = 0; i < dev->n_programs; i++) {
@@ -306,7 +347,8 @@ void kq_programs_release(kq_device *dev)
 
 void kq_describe_variant(const kq_device *dev, char *buf, size_t size)
 {
-    snprintf(buf, size, "portable%s", dev->is_pocl ? " (PoCL: kqcl binary cache off)" : "");
+    snprintf(buf, size, "portable%s%s%s", dev->nv_ptx ? " + NVIDIA inline PTX" : "",
+             dev->nv_mma ? ", tensor-core decode" : "", dev->is_pocl ? " (PoCL: kqcl binary cache off)" : "");
 }
 
 cl_int kq_set_args(cl_kernel kernel, int count, ...)

@@ -10,6 +10,7 @@ typedef enum kq_family {
     KQ_FAMILY_CONVERT,
     KQ_FAMILY_REDUCE,
     KQ_FAMILY_BENCH,
+    KQ_FAMILY_MMA, /* NVIDIA tensor cores through inline PTX */
     KQ_FAMILY_COUNT
 } kq_family;
 
@@ -17,6 +18,12 @@ typedef enum kq_family {
  * (or loaded from the cache) on first use, then kept. KQCL_ERR_BUILD carries the build log. */
 kqcl_status kq_get_kernel(kqcl_context *ctx, kq_device *dev, kq_family family, const char *options,
                           const char *name, cl_kernel *out);
+
+/* As kq_get_kernel, with the device-specific variant options added (inline PTX on NVIDIA).
+ * A variant that fails to build is switched off for the device and the portable kernel is
+ * built instead, so a driver that rejects it costs one failed build, not a failed call. */
+kqcl_status kq_get_kernel_variant(kqcl_context *ctx, kq_device *dev, kq_family family, const char *options,
+                                  const char *name, cl_kernel *out);
 
 /* Release every program and kernel of a device. */
 void kq_programs_release(kq_device *dev);

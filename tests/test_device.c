@@ -63,7 +63,8 @@ static void check_reference_matmul(int type_index, int force_tiled)
     kqcl_tensor *y = tu_poisoned_f32(REF_N, REF_ROWS);
     TU_OK(kq_matmul_with(tu_ctx, w, xt, y, force_tiled));
     float *got = tu_read_f32(y);
-    snprintf(name, sizeof name, "%s %s", kqcl_type_name(type), force_tiled > 0 ? "tiled" : "matvec");
+    snprintf(name, sizeof name, "%s %s", kqcl_type_name(type),
+             force_tiled > 0 ? "tiled" : force_tiled < 0 ? "matvec" : "default kernel");
     assert_rows_close(got, ref, REF_N, REF_ROWS, 1e-5, name);
 
     free(got), free(blocks), free(x), free(ref);
@@ -74,6 +75,11 @@ START_TEST(matvec_matches_ggml_reference) { check_reference_matmul(_i, -1); }
 END_TEST
 
 START_TEST(tiled_matches_ggml_reference) { check_reference_matmul(_i, 1); }
+END_TEST
+
+/* What kqcl_matmul picks for n = 5: the device-specific kernel where there is one (tensor
+ * cores on NVIDIA), else matvec. */
+START_TEST(default_kernel_matches_ggml_reference) { check_reference_matmul(_i, 0); }
 END_TEST
 
 /* ---- matmul: random odd shapes, every weight type with every activation type ------------------ */
@@ -603,6 +609,7 @@ static Suite *device_suite(void)
     TCase *tc = device_case("matmul ggml reference");
     tcase_add_loop_test(tc, matvec_matches_ggml_reference, 0, 4);
     tcase_add_loop_test(tc, tiled_matches_ggml_reference, 0, 4);
+    tcase_add_loop_test(tc, default_kernel_matches_ggml_reference, 0, 4);
     suite_add_tcase(s, tc);
 
     tc = device_case("matmul random shapes");

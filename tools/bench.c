@@ -254,7 +254,8 @@ static double weight_gbps(const bench_row *r, double us)
 
 static void print_table(const bench_state *b, const kqcl_device_info *dev, const bench_row *rows, int n_rows)
 {
-    printf("\ndevice: %s (%s), streaming read %.1f GB/s\n", dev->name, dev->platform, b->bandwidth_gbps);
+    printf("\ndevice: %s (%s), kernels: %s, streaming read %.1f GB/s\n", dev->name, dev->platform, dev->variant,
+           b->bandwidth_gbps);
     printf("| type | m | k | n | us | us rotating | weight GB/s | %% of bw | GFLOP/s | unfused us | speed-up |\n");
     printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (int i = 0; i < n_rows; i++) {
@@ -453,6 +454,7 @@ int kq_cmd_bench(int argc, char **argv)
         kqcl_context_destroy(b.ctx);
         return 1;
     }
+    kqcl_device_get_info(b.ctx, 0, &dev); /* the kernel variant may have changed (fallback) */
     if (o.json)
         print_json(&b, &dev, rows, n_rows);
     else

@@ -1,0 +1,228 @@
+/*
+ * mma.cl -- NVIDIA only: decode (n <= 8) on the tensor cores, through inline PTX
+ * (mma.sync.m16n8k16 with bf16 inputs and f32 accumulation, sm_80 and later). Chosen at run
+ * time for NVIDIA devices of compute capability >= 8.0; every other device uses matvec.cl.
+ *
+ * Why bf16 and still f32-accurate: the quants are small integers, exact in bf16 (<= 8
+ * significant bits), and each activation is split into three bf16 parts x = hi + mid + lo
+ * (8 + 8 + 8 significant bits), each multiplied in its own mma and summed in f32. So the
+ * products are those of f32 arithmetic to ~2^-24, and bf16's f32-sized exponent range means no
+ * activation overflows. The block scales are applied in f32 after each scale group.
+ *
+ *   a warp: MT tiles of 16 weight rows x 8 activation rows (n <= 8), over its share of k
+ *   (blocks warp, warp + WARPS, ...); the WARPS warps of a work-group share the rows and are
+ *   summed through local memory at the end.
+ *
+ *   slice = 16 positions of one scale group; thread (g = lane/4, t = lane%4) holds 4 of
+ *   them: positions slice + 4t .. 4t+3, for weight rows g and g+8 (fragment A) and for
+ *   activation row g (fragment B). mma's k index is a permutation of positions, the same for
+ *   A and B, so any assignment inside the slice is correct.
+ *
+ * Tunables: WARPS (warps a work-group), MT (16-row tiles a warp). Needs WTYPE a k-quant and
+ * XTYPE f32.
+ */
+#ifndef WARPS
+#define WARPS 8
+#endif
+#ifndef MT
+#define MT 1
+#endif
+
+/* Veltkamp-style splits below must round exactly as written. */
+#pragma OPENCL FP_CONTRACT OFF
+
+#if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
+#define SLICES_PER_GROUP 2 /* a 32-value sub-block: one scale and one min */
+#define HAS_MIN 1
+#define QBIAS_BF16X2 0xC300C300u /* -128: the magic 128 + q */
+#elif WTYPE == TYPE_Q6_K
+#define SLICES_PER_GROUP 1 /* 16 values a scale */
+#define HAS_MIN 0
+#define QBIAS_BF16X2 0xC320C320u /* -160: magic 128, and quants stored + 32 */
+#else /* q8_K */
+#define SLICES_PER_GROUP 16 /* one scale a block */
+#define HAS_MIN 0
+#endif
+#define GROUPS (16 / SLICES_PER_GROUP)
+
+inline uint bf16x2_pack(float lo, float hi)
+{
+    uint r;
+    asm volatile("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+inline float bf16_lo(uint v) { return as_float(v << 16); }
+inline float bf16_hi(uint v) { return as_float(v & 0xFFFF0000u); }
+
+/* (x0, x1) as three bf16 pairs whose sum is x to 24 bits: each remainder is exact. */
+inline void split3(float x0, float x1, uint *hi, uint *mid, uint *lo)
+{
+    *hi = bf16x2_pack(x0, x1);
+    x0 = x0 - bf16_lo(*hi);
+    x1 = x1 - bf16_hi(*hi);
+    *mid = bf16x2_pack(x0, x1);
+    x0 = x0 - bf16_lo(*mid);
+    x1 = x1 - bf16_hi(*mid);
+    *lo = bf16x2_pack(x0, x1);
+}
+
+inline void mma_bf16(float c[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* The fragment A pair holding bytes (i, i+1) of w as bf16 quants: bytes [b_i, 0x43, b_i+1, 0x43]
+ * are 128 + q in bf16, and one bf16x2 fma removes the 128 (and the type's stored offset). */
+inline uint quants_bf16x2(uint w, uint selector)
+{
+#if WTYPE == TYPE_Q8_K
+    /* q8 bytes are signed, up to 8 bits: through f32 (exact) instead of the 7-bit magic */
+    uint b0 = (selector == 0x5140u) ? 0u : 2u;
+    float q0 = as_float(prmt(w ^ 0x80808080u, 0x4B000000u, 0x7650u + b0)) - 8388736.0f;
+    float q1 = as_float(prmt(w ^ 0x80808080u, 0x4B000000u, 0x7651u + b0)) - 8388736.0f;
+    return bf16x2_pack(q0, q1);
+#else
+    uint v = prmt(w, 0x43434343u, selector), r;
+    asm volatile("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(v), "r"(0x3F803F80u), "r"(QBIAS_BF16X2));
+    return r;
+#endif
+}
+
+/* Row position (within the block) of slice sl, and the 4 quant bytes thread t holds of it. */
+inline int slice_position(int sl)
+{
+#if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
+    return 32 * (sl >> 1) + 16 * (sl & 1); /* sub-block j = sl/2 covers 32j .. 32j+31 */
+#elif WTYPE == TYPE_Q6_K
+    return 128 * (sl >> 3) + 32 * ((sl >> 1) & 3) + 16 * (sl & 1);
+#else
+    return 16 * sl;
+#endif
+}
+
+inline uint slice_quants(const __global uchar *blk, int sl, int t)
+{
+#if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
+    int j = sl >> 1, c = j >> 1, hi = j & 1, l = 16 * (sl & 1) + 4 * t;
+#if WTYPE == TYPE_Q4_K
+    uint q = *(const __global uint *)(blk + 16 + 32 * c + l);
+#else
+    uint q = *(const __global uint *)(blk + 48 + 32 * c + l);
+#endif
+    q = hi ? (q >> 4) & 0x0F0F0F0Fu : q & 0x0F0F0F0Fu;
+#if WTYPE == TYPE_Q5_K
+    uint qh = *(const __global uint *)(blk + 16 + l);
+    q |= ((qh >> (uint)j) & 0x01010101u) << 4;
+#endif
+    return q;
+#elif WTYPE == TYPE_Q6_K
+    int h = sl >> 3, r = (sl >> 1) & 3, l = 16 * (sl & 1) + 4 * t;
+    ushort2 lo2 = vload2(0, (const __global ushort *)(blk + 64 * h + 32 * (r & 1) + l));
+    ushort2 hi2 = vload2(0, (const __global ushort *)(blk + 128 + 32 * h + l));
+    uint low = (uint)lo2.x | ((uint)lo2.y << 16), high = (uint)hi2.x | ((uint)hi2.y << 16);
+    low = (r >> 1) ? (low >> 4) & 0x0F0F0F0Fu : low & 0x0F0F0F0Fu;
+    return low | (((high >> (uint)(2 * r)) & 0x03030303u) << 4);
+#else
+    return *(const __global uint *)(blk + 4 + 16 * sl + 4 * t);
+#endif
+}
+
+/* Scale and min of scale group grp of a block (min 0 where the type has none). */
+inline float2 group_scale(const __global uchar *blk, int grp)
+{
+#if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
+    float2 dm = vload_half2(0, (const __global half *)blk);
+    uchar2 sm = scale_min_k4(blk + 4, grp);
+    return (float2)(dm.x * (float)sm.x, dm.y * (float)sm.y);
+#elif WTYPE == TYPE_Q6_K
+    int h = grp >> 3, r = (grp >> 1) & 3, s = grp & 1;
+    const __global char *sc = (const __global char *)(blk + 192);
+    return (float2)(vload_half(0, (const __global half *)(blk + 208)) * (float)sc[8 * h + s + 2 * r], 0.0f);
+#else
+    return (float2)(*(const __global float *)blk, 0.0f);
+#endif
+}
+
+__kernel __attribute__((reqd_work_group_size(32 * WARPS, 1, 1)))
+void matvec_mma(const __global uchar *w, ulong w_row_bytes, const __global float *x, __global float *y,
+                int m, int k, int n)
+{
+    __local float partial[WARPS][MT * 4][32];
+    int lid = get_local_id(0), lane = lid & 31, warp = lid >> 5;
+    int g = lane >> 2, t = lane & 3;
+    int row0 = get_group_id(0) * (16 * MT);
+
+    const __global uchar *wrow[MT][2];
+    for (int mt = 0; mt < MT; mt++)
+        for (int h = 0; h < 2; h++)
+            wrow[mt][h] = w + (size_t)min(row0 + 16 * mt + g + 8 * h, m - 1) * w_row_bytes;
+    bool col_live = g < n;
+    const __global float *xcol = x + (size_t)min(g, n - 1) * k + 4 * t;
+
+    float acc[MT][4];
+    for (int mt = 0; mt < MT; mt++)
+        for (int i = 0; i < 4; i++)
+            acc[mt][i] = 0.0f;
+
+    int blocks = k / QK_K;
+    for (int b = warp; b < blocks; b += WARPS) {
+        for (int grp = 0; grp < GROUPS; grp++) {
+            float c[MT][4], csum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int mt = 0; mt < MT; mt++)
+                for (int i = 0; i < 4; i++)
+                    c[mt][i] = 0.0f;
+            for (int s = 0; s < SLICES_PER_GROUP; s++) {
+                int sl = grp * SLICES_PER_GROUP + s;
+                float4 xv = col_live ? *(const __global float4 *)(xcol + b * QK_K + slice_position(sl)) : (float4)0.0f;
+                uint bh[2], bm[2], bl[2];
+                split3(xv.x, xv.y, &bh[0], &bm[0], &bl[0]);
+                split3(xv.z, xv.w, &bh[1], &bm[1], &bl[1]);
+#if HAS_MIN
+                const uint ones = 0x3F803F80u; /* bf16 1.0, 1.0: sums of x for the mins */
+                mma_bf16(csum, ones, ones, ones, ones, bh[0], bh[1]);
+                mma_bf16(csum, ones, ones, ones, ones, bm[0], bm[1]);
+                mma_bf16(csum, ones, ones, ones, ones, bl[0], bl[1]);
+#endif
+                for (int mt = 0; mt < MT; mt++) {
+                    uint q0 = slice_quants(wrow[mt][0] + (size_t)b * BLOCK_BYTES, sl, t);
+                    uint q8 = slice_quants(wrow[mt][1] + (size_t)b * BLOCK_BYTES, sl, t);
+                    uint a0 = quants_bf16x2(q0, 0x5140u), a1 = quants_bf16x2(q8, 0x5140u);
+                    uint a2 = quants_bf16x2(q0, 0x7362u), a3 = quants_bf16x2(q8, 0x7362u);
+                    mma_bf16(c[mt], a0, a1, a2, a3, bh[0], bh[1]);
+                    mma_bf16(c[mt], a0, a1, a2, a3, bm[0], bm[1]);
+                    mma_bf16(c[mt], a0, a1, a2, a3, bl[0], bl[1]);
+                }
+            }
+            for (int mt = 0; mt < MT; mt++) {
+                float2 s0 = group_scale(wrow[mt][0] + (size_t)b * BLOCK_BYTES, grp);
+                float2 s8 = group_scale(wrow[mt][1] + (size_t)b * BLOCK_BYTES, grp);
+                acc[mt][0] += s0.x * c[mt][0] - s0.y * csum[0];
+                acc[mt][1] += s0.x * c[mt][1] - s0.y * csum[1];
+                acc[mt][2] += s8.x * c[mt][2] - s8.y * csum[2];
+                acc[mt][3] += s8.x * c[mt][3] - s8.y * csum[3];
+            }
+        }
+    }
+
+    /* Sum the warps' shares of k; warp 0 writes. D's layout: c0, c1 are row g, columns 2t and
+     * 2t+1; c2, c3 are row g+8. */
+    for (int mt = 0; mt < MT; mt++)
+        for (int i = 0; i < 4; i++)
+            partial[warp][mt * 4 + i][lane] = acc[mt][i];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (warp != 0)
+        return;
+    for (int mt = 0; mt < MT; mt++)
+        for (int i = 0; i < 4; i++) {
+            float sum = 0.0f;
+            for (int v = 0; v < WARPS; v++)
+                sum += partial[v][mt * 4 + i][lane];
+            int row = row0 + 16 * mt + g + 8 * (i >> 1), col = 2 * t + (i & 1);
+            if (row < m && col < n)
+                y[(size_t)col * m + row] = sum;
+        }
+}
