@@ -135,9 +135,13 @@ inline uint slice_quants(const __global uchar *blk, int sl, int t)
 inline float2 group_scale(const __global uchar *blk, int grp)
 {
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
+    /* branchless, as unit_load: sub-blocks 0..3 and 4..7 each have their word of 4 */
     float2 dm = vload_half2(0, (const __global half *)blk);
-    uchar2 sm = scale_min_k4(blk + 4, grp);
-    return (float2)(dm.x * (float)sm.x, dm.y * (float)sm.y);
+    uint3 sw = vload3(0, (const __global uint *)(blk + 4));
+    uint sc_word = grp < 4 ? sw.x & 0x3F3F3F3Fu : (sw.z & 0x0F0F0F0Fu) | ((sw.x >> 2) & 0x30303030u);
+    uint m_word = grp < 4 ? sw.y & 0x3F3F3F3Fu : ((sw.z >> 4) & 0x0F0F0F0Fu) | ((sw.y >> 2) & 0x30303030u);
+    uint shift = 8u * (uint)(grp & 3);
+    return (float2)(dm.x * (float)((sc_word >> shift) & 0xFFu), dm.y * (float)((m_word >> shift) & 0xFFu));
 #elif WTYPE == TYPE_Q6_K
     int h = grp >> 3, r = (grp >> 1) & 3, s = grp & 1;
     const __global char *sc = (const __global char *)(blk + 192);
@@ -225,4 +229,182 @@ void matvec_mma(const __global uchar *w, ulong w_row_bytes, const __global float
             if (row < m && col < n)
                 y[(size_t)col * m + row] = sum;
         }
+}
+
+/* ============================================================================================
+ * Prefill on the tensor cores: Y (n x m) = X . W^T for any n.
+ *
+ * split_activations (one launch before the matmul) writes each group of 4 activations as the
+ * six bf16x2 words a B fragment needs (hi, mid, lo for positions p,p+1 and p+2,p+3), and each
+ * 32-value sum of x (the q4_K/q5_K mins multiply it). Then matmul_mma: a work-group of WARPS
+ * warps owns 16*MT*WARPS weight rows and 8*NT activation rows; every STAGE_SLICES slices it
+ * copies those activations' fragments into local memory once for all its warps; each warp
+ * decodes its rows' quants into A fragments and runs 3 mma a (16-row, 8-column) tile a slice.
+ *
+ *   xs[row][k/4][6] uint    B-fragment words, row-major by activation row
+ *   xsum[row][k/32] float   sums of 32 activations
+ * ========================================================================================== */
+#ifndef NT
+#define NT 8
+#endif
+#define STAGE_SLICES 4
+#define WG_COLS (8 * NT)
+
+__kernel void split_activations(const __global float *x, __global uint *xs, __global float *xsum, int n, int k)
+{
+    int groups32 = k / 32;
+    int total = n * groups32;
+    for (int item = get_global_id(0); item < total; item += get_global_size(0)) {
+        int row = item / groups32, grp = item % groups32;
+        const __global float *src = x + (size_t)row * k + 32 * grp;
+        __global uint *dst = xs + ((size_t)row * (k / 4) + 8 * grp) * 6;
+        float sum = 0.0f;
+        for (int q = 0; q < 8; q++) {
+            float4 v = vload4(q, src);
+            uint h[2], md[2], l[2];
+            split3(v.x, v.y, &h[0], &md[0], &l[0]);
+            split3(v.z, v.w, &h[1], &md[1], &l[1]);
+            dst[6 * q + 0] = h[0];
+            dst[6 * q + 1] = h[1];
+            dst[6 * q + 2] = md[0];
+            dst[6 * q + 3] = md[1];
+            dst[6 * q + 4] = l[0];
+            dst[6 * q + 5] = l[1];
+            sum += (v.x + v.y) + (v.z + v.w);
+        }
+        xsum[(size_t)row * groups32 + grp] = sum;
+    }
+}
+
+/* Copy the stage's B fragments into local memory: for each slice s, n-tile nt and part (hi,
+ * mid, lo), the 32 lanes' uint2 words side by side, so a warp's fragment load is 256
+ * contiguous bytes (no bank conflicts). Items run over t fastest, so 4 neighbouring work-items
+ * read one activation row's 96 contiguous bytes. Activation rows past n read as 0. */
+inline void stage_to_local(__local uint2 *bl, __local float *sl_sum, const __global uint *xs,
+                           const __global float *xsum, int col0, int n, int k, int b, int sl0, int lid,
+                           int wg_size)
+{
+    int items = STAGE_SLICES * 4 * WG_COLS;
+    for (int it = lid; it < items; it += wg_size) {
+        int t = it % 4, col = (it / 4) % WG_COLS, s = it / (4 * WG_COLS);
+        int q = (b * QK_K + slice_position(sl0 + s)) / 4 + t;
+        int nt = col / 8, lane = 4 * (col % 8) + t;
+        __local uint2 *dst = bl + ((s * NT + nt) * 3) * 32 + lane;
+        uint2 hi = (uint2)0, md = (uint2)0, lo = (uint2)0;
+        if (col0 + col < n) {
+            /* 24-byte records: 8-byte aligned, so three 8-byte loads */
+            const __global uint2 *src = (const __global uint2 *)(xs + ((size_t)(col0 + col) * (k / 4) + q) * 6);
+            hi = src[0];
+            md = src[1];
+            lo = src[2];
+        }
+        dst[0] = hi;
+        dst[32] = md;
+        dst[64] = lo;
+    }
+#if HAS_MIN
+    /* the stage covers STAGE_SLICES / 2 sub-blocks of 32 */
+    for (int it = lid; it < (STAGE_SLICES / 2) * WG_COLS; it += wg_size) {
+        int col = it % WG_COLS, j = it / WG_COLS;
+        int grp32 = (b * QK_K + slice_position(sl0 + 2 * j)) / 32;
+        sl_sum[it] = col0 + col < n ? xsum[(size_t)(col0 + col) * (k / 32) + grp32] : 0.0f;
+    }
+#endif
+}
+
+__kernel __attribute__((reqd_work_group_size(32 * WARPS, 1, 1)))
+void matmul_mma(const __global uchar *w, ulong w_row_bytes, const __global uint *xs, const __global float *xsum,
+                __global float *y, int m, int k, int n)
+{
+    __local uint2 bl[STAGE_SLICES * NT * 3 * 32];
+    __local float sl_sum[(STAGE_SLICES / 2) * WG_COLS];
+    int lid = get_local_id(0), lane = lid & 31, warp = lid >> 5;
+    int g = lane >> 2, t = lane & 3;
+    int row0 = get_group_id(0) * (16 * MT * WARPS) + warp * 16 * MT;
+    int col0 = get_group_id(1) * WG_COLS;
+
+    const __global uchar *wrow[MT][2];
+    #pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        for (int h = 0; h < 2; h++)
+            wrow[mt][h] = w + (size_t)min(row0 + 16 * mt + g + 8 * h, m - 1) * w_row_bytes;
+
+    float acc[MT][NT][4], c[MT][NT][4];
+    #pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            #pragma unroll
+            for (int i = 0; i < 4; i++)
+                acc[mt][nt][i] = c[mt][nt][i] = 0.0f;
+
+    int blocks = k / QK_K;
+    for (int b = 0; b < blocks; b++) {
+        for (int sl0 = 0; sl0 < 16; sl0 += STAGE_SLICES) {
+            barrier(CLK_LOCAL_MEM_FENCE);
+            stage_to_local(bl, sl_sum, xs, xsum, col0, n, k, b, sl0, lid, 32 * WARPS);
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (int s = 0; s < STAGE_SLICES; s++) {
+                int sl = sl0 + s;
+                uint a[MT][4];
+                #pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    uint q0 = slice_quants(wrow[mt][0] + (size_t)b * BLOCK_BYTES, sl, t);
+                    uint q8 = slice_quants(wrow[mt][1] + (size_t)b * BLOCK_BYTES, sl, t);
+                    a[mt][0] = quants_bf16x2(q0, 0x5140u);
+                    a[mt][1] = quants_bf16x2(q8, 0x5140u);
+                    a[mt][2] = quants_bf16x2(q0, 0x7362u);
+                    a[mt][3] = quants_bf16x2(q8, 0x7362u);
+                }
+                #pragma unroll
+                for (int nt = 0; nt < NT; nt++) {
+                    const __local uint2 *bf = bl + ((s * NT + nt) * 3) * 32 + lane;
+                    uint2 hi = bf[0], md = bf[32], lo = bf[64];
+                    #pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        mma_bf16(c[mt][nt], a[mt][0], a[mt][1], a[mt][2], a[mt][3], hi.x, hi.y);
+                        mma_bf16(c[mt][nt], a[mt][0], a[mt][1], a[mt][2], a[mt][3], md.x, md.y);
+                        mma_bf16(c[mt][nt], a[mt][0], a[mt][1], a[mt][2], a[mt][3], lo.x, lo.y);
+                    }
+                }
+                if ((sl + 1) % SLICES_PER_GROUP != 0)
+                    continue;
+                /* end of a scale group: scale the tile sums into the accumulators */
+                int grp = sl / SLICES_PER_GROUP;
+                #pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    float2 s0 = group_scale(wrow[mt][0] + (size_t)b * BLOCK_BYTES, grp);
+                    float2 s8 = group_scale(wrow[mt][1] + (size_t)b * BLOCK_BYTES, grp);
+                    #pragma unroll
+                    for (int nt = 0; nt < NT; nt++) {
+#if HAS_MIN
+                        const __local float *sums = sl_sum + (s / 2) * WG_COLS + 8 * nt + 2 * t;
+                        float x0 = sums[0], x1 = sums[1];
+#else
+                        float x0 = 0.0f, x1 = 0.0f;
+#endif
+                        acc[mt][nt][0] += s0.x * c[mt][nt][0] - s0.y * x0;
+                        acc[mt][nt][1] += s0.x * c[mt][nt][1] - s0.y * x1;
+                        acc[mt][nt][2] += s8.x * c[mt][nt][2] - s8.y * x0;
+                        acc[mt][nt][3] += s8.x * c[mt][nt][3] - s8.y * x1;
+                        #pragma unroll
+                        for (int i = 0; i < 4; i++)
+                            c[mt][nt][i] = 0.0f;
+                    }
+                }
+            }
+        }
+    }
+
+    #pragma unroll
+
+    for (int mt = 0; mt < MT; mt++)
+        #pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            #pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int row = row0 + 16 * mt + g + 8 * (i >> 1), col = col0 + 8 * nt + 2 * t + (i & 1);
+                if (row < m && col < n)
+                    y[(size_t)col * m + row] = acc[mt][nt][i];
+            }
 }

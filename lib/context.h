@@ -46,6 +46,8 @@ typedef struct kq_device {
     int n_programs;
     cl_mem scratch; /* grown on demand: the unfused path's dequantized weights */
     size_t scratch_bytes;
+    cl_mem mma_xs, mma_xsum; /* grown on demand: activations split for the tensor cores */
+    size_t mma_xs_bytes, mma_xsum_bytes;
 } kq_device;
 
 struct kqcl_context {

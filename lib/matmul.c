@@ -43,6 +43,9 @@ static kqcl_status check_operands(kqcl_context *ctx, const kqcl_tensor *w, const
     return KQCL_OK;
 }
 
+static kqcl_status ensure_buffer(kqcl_context *ctx, kq_device *dev, cl_mem *buf, size_t *have, size_t bytes,
+                                 const char *what);
+
 /* Rows of k values, k a multiple of 8, start 32-byte aligned: activations load 16 bytes at a
  * time. */
 static void append_alignment(char *options, size_t size, int k)
@@ -109,6 +112,58 @@ static kqcl_status launch_mma(kqcl_context *ctx, kq_device *dev, const kqcl_tens
     return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue mma");
 }
 
+/* Prefill on the tensor cores (mma.cl): split the activations once, then the tiled mma kernel.
+ * KQCL_ERR_UNSUPPORTED when it does not apply, so the caller falls back to matmul.cl. */
+static kqcl_status launch_mma_prefill(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
+                                      kqcl_tensor *y)
+{
+    if (!dev->nv_mma || !kq_type_is_kquant(w->type) || x->type != KQCL_TYPE_F32)
+        return KQCL_ERR_UNSUPPORTED;
+    kq_mma_tune t = kq_mma_prefill_tune_for(dev);
+    int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
+    char options[160];
+    snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=0 -DWARPS=%d -DMT=%d -DNT=%d -DKQ_NV_PTX", (int)w->type,
+             t.warps, t.m_tiles, t.n_tiles);
+    cl_kernel split, kernel;
+    kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_MMA, options, "split_activations", &split);
+    if (st == KQCL_OK)
+        st = kq_get_kernel(ctx, dev, KQ_FAMILY_MMA, options, "matmul_mma", &kernel);
+    if (st == KQCL_ERR_BUILD && getenv("KQCL_EXTRA_BUILD_OPTIONS") == NULL) {
+        dev->nv_mma = false;
+        kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
+        kq_clear_error(ctx);
+        return KQCL_ERR_UNSUPPORTED;
+    }
+    if (st == KQCL_OK) /* 6 words a 4 activations; a float a 32 */
+        st = ensure_buffer(ctx, dev, &dev->mma_xs, &dev->mma_xs_bytes, (size_t)n * k / 4 * 6 * sizeof(cl_uint),
+                           "kqcl_matmul: split activations");
+    if (st == KQCL_OK)
+        st = ensure_buffer(ctx, dev, &dev->mma_xsum, &dev->mma_xsum_bytes, (size_t)n * k / 32 * sizeof(float),
+                           "kqcl_matmul: activation sums");
+    if (st != KQCL_OK)
+        return st;
+    cl_int err = kq_set_args(split, 5, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &dev->mma_xs, sizeof(cl_mem),
+                             &dev->mma_xsum, sizeof n, &n, sizeof k, &k);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, "kqcl_matmul: setting split arguments");
+    size_t local = 128, items = (size_t)n * (k / 32);
+    size_t global = (items + local - 1) / local * local;
+    st = kq_enqueue(ctx, dev, split, 1, &global, &local, "kqcl_matmul: enqueue split");
+    if (st != KQCL_OK)
+        return st;
+    cl_ulong row_bytes = w->row_bytes;
+    err = kq_set_args(kernel, 8, sizeof(cl_mem), &w->buffer, sizeof row_bytes, &row_bytes, sizeof(cl_mem),
+                      &dev->mma_xs, sizeof(cl_mem), &dev->mma_xsum, sizeof(cl_mem), &y->buffer, sizeof m, &m,
+                      sizeof k, &k, sizeof n, &n);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, "kqcl_matmul: setting mma arguments");
+    size_t rows_per_wg = (size_t)16 * t.m_tiles * t.warps, cols_per_wg = (size_t)8 * t.n_tiles;
+    size_t local2[2] = {(size_t)32 * t.warps, 1};
+    size_t global2[2] = {((size_t)m + rows_per_wg - 1) / rows_per_wg * local2[0],
+                         ((size_t)n + cols_per_wg - 1) / cols_per_wg};
+    return kq_enqueue(ctx, dev, kernel, 2, global2, local2, "kqcl_matmul: enqueue mma prefill");
+}
+
 static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
                                 kqcl_tensor *y)
 {
@@ -146,8 +201,10 @@ kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_t
     bool tiled = force_tiled > 0 || (force_tiled == 0 && x->rows > KQ_MATVEC_MAX_N);
     if (force_tiled < 0 && x->rows > KQ_MATVEC_MAX_N)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "matvec serves n <= %d", KQ_MATVEC_MAX_N);
-    if (tiled)
-        return launch_tiled(ctx, dev, w, x, y);
+    if (tiled) {
+        kqcl_status st_mma = force_tiled == 0 ? launch_mma_prefill(ctx, dev, w, x, y) : KQCL_ERR_UNSUPPORTED;
+        return st_mma != KQCL_ERR_UNSUPPORTED ? st_mma : launch_tiled(ctx, dev, w, x, y);
+    }
     kqcl_status st_mma = force_tiled == 0 ? launch_mma(ctx, dev, w, x, y) : KQCL_ERR_UNSUPPORTED;
     return st_mma != KQCL_ERR_UNSUPPORTED ? st_mma : launch_matvec(ctx, dev, w, x, y);
 }
@@ -159,19 +216,21 @@ KQCL_API kqcl_status kqcl_matmul(kqcl_context *ctx, const kqcl_tensor *w, const 
 
 /* ---- the unfused reference path ---------------------------------------------------------------- */
 
-static kqcl_status ensure_scratch(kqcl_context *ctx, kq_device *dev, size_t bytes)
+/* A device buffer of at least `bytes`, kept and grown on demand. */
+static kqcl_status ensure_buffer(kqcl_context *ctx, kq_device *dev, cl_mem *buf, size_t *have, size_t bytes,
+                                 const char *what)
 {
-    if (dev->scratch_bytes >= bytes)
+    if (*have >= bytes)
         return KQCL_OK;
-    if (dev->scratch)
-        clReleaseMemObject(dev->scratch);
-    dev->scratch = NULL;
-    dev->scratch_bytes = 0;
+    if (*buf)
+        clReleaseMemObject(*buf);
+    *buf = NULL;
+    *have = 0;
     cl_int err;
-    dev->scratch = clCreateBuffer(dev->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    *buf = clCreateBuffer(dev->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
     if (err != CL_SUCCESS)
-        return kq_cl_fail(ctx, err, "unfused matmul: scratch buffer");
-    dev->scratch_bytes = bytes;
+        return kq_cl_fail(ctx, err, what);
+    *have = bytes;
     return KQCL_OK;
 }
 
@@ -190,7 +249,8 @@ kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqc
     kq_events_reset(ctx);
     cl_mem wf = w->buffer;
     if (w->type != KQCL_TYPE_F32) {
-        st = ensure_scratch(ctx, dev, (size_t)w->rows * (size_t)w->cols * sizeof(float));
+        st = ensure_buffer(ctx, dev, &dev->scratch, &dev->scratch_bytes,
+                           (size_t)w->rows * (size_t)w->cols * sizeof(float), "unfused matmul: scratch buffer");
         if (st == KQCL_OK)
             st = kq_convert_into(ctx, w, dev->scratch, KQCL_TYPE_F32);
         if (st != KQCL_OK)
@@ -207,7 +267,7 @@ kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqc
         kq_events_add(ctx, ev);
     return KQCL_OK;
 #else
-    (void)ensure_scratch;
+    (void)ensure_buffer;
     return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "unfused matmul: kqcl was built without CLBlast");
 #endif
 }

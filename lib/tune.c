@@ -51,10 +51,10 @@ kq_mma_tune kq_mma_tune_for(const kq_device *dev)
     (void)dev;
     /* 8 warps share 16 rows and split k: 4096 rows make 2048 warps, enough to cover the
      * memory latency of a 132-SM GPU. */
-    kq_mma_tune t = {8, 1};
+    kq_mma_tune t = {8, 1, 1};
     int v[2];
     if (env_ints("KQCL_MMA_TUNE", v, 2))
-        t = (kq_mma_tune){v[0], v[1]};
+        t = (kq_mma_tune){v[0], v[1], 1};
     return t;
 }
 
@@ -63,4 +63,15 @@ int kq_mma_min_n(const kq_device *dev)
     (void)dev;
     int v[1];
     return env_ints("KQCL_MMA_MIN_N", v, 1) ? v[0] : 3; /* H200, doc/perf.md: n=1 25 vs 64 us */
+}
+
+kq_mma_tune kq_mma_prefill_tune_for(const kq_device *dev)
+{
+    (void)dev;
+    /* 8 warps x 32 rows share 64 activation rows staged in local memory: 256 x 64 tiles */
+    kq_mma_tune t = {8, 2, 8};
+    int v[3];
+    if (env_ints("KQCL_MMA_PREFILL", v, 3))
+        t = (kq_mma_tune){v[0], v[1], v[2]};
+    return t;
 }

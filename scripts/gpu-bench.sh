@@ -20,11 +20,11 @@ for v in ${DECODE_VARIANTS:-KQCL_PORTABLE=1 KQCL_MMA=0 KQCL_MMA_TUNE=8,1 KQCL_MM
   env ${v//;/ } "$kqcl" bench --type ${DECODE_TYPES:-q4_K,q5_K,q6_K,q8_K} --n ${DECODE_NS:-1,8} --no-unfused \
     2>/dev/null | grep '^| q' | sed "s/^/$v /"
 done | tee "$out/decode-variants.md"
-echo "== tiled sweep (tile_m,tile_n,wpt_m,wpt_n,kunits)"
-for v in ${MATMUL_SWEEP:-128,128,8,8,2}; do
-  KQCL_MATMUL=$v "$kqcl" bench --type q4_K --n 512 --no-unfused --rotate 0 \
+echo "== prefill variants"
+for v in ${PREFILL_VARIANTS:-KQCL_MMA=0}; do
+  env ${v//;/ } "$kqcl" bench --type ${PREFILL_TYPES:-q4_K} --n 512 --no-unfused --rotate 0 \
     2>/dev/null | grep '^| q' | sed "s/^/$v /"
-done | tee "$out/matmul-sweep.md"
+done | tee "$out/prefill-variants.md"
 echo "== compiled kernels"
 mkdir -p /tmp/kqcl-ptx
 KQCL_CACHE=off KQCL_DUMP_BINARIES=/tmp/kqcl-ptx "$kqcl" bench --type q4_K --n 1,512 --no-unfused --rotate 0 --reps 3 \
