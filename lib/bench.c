@@ -18,7 +18,8 @@ kqcl_status kq_bench_stream_read(kqcl_context *ctx, int device, size_t bytes, in
     if (bytes > dev->info.max_alloc_bytes)
         bytes = dev->info.max_alloc_bytes / 16 * 16;
     cl_kernel kernel;
-    kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_BENCH, "", "stream_read", &kernel);
+    kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_BENCH, dev->info.is_gpu ? "" : "-DKQ_CPU", "stream_read",
+                                   &kernel);
     if (st != KQCL_OK)
         return st;
     cl_int err;
@@ -35,8 +36,10 @@ kqcl_status kq_bench_stream_read(kqcl_context *ctx, int device, size_t bytes, in
         err = kq_set_args(kernel, 3, sizeof src, &src, sizeof count, &count, sizeof sink, &sink);
     size_t local = 256 <= dev->max_wg ? 256 : dev->max_wg;
     size_t global = (size_t)(dev->info.compute_units > 0 ? dev->info.compute_units : 1) * local * 8;
-    if (!dev->info.is_gpu)
-        global = (size_t)(dev->info.compute_units > 0 ? dev->info.compute_units : 1) * local;
+    if (!dev->info.is_gpu) { /* one-item groups, each a contiguous chunk; 8 a core for balance */
+        local = 1;
+        global = (size_t)(dev->info.compute_units > 0 ? dev->info.compute_units : 1) * 8;
+    }
     for (int i = -1; i < reps && err == CL_SUCCESS && times; i++) { /* i = -1: warm-up */
         cl_event ev;
         cl_ulong t0 = 0, t1 = 0;

@@ -66,6 +66,8 @@ static kqcl_status launch_matvec(kqcl_context *ctx, kq_device *dev, const kqcl_t
              "-DWTYPE=%d -DXTYPE=%d -DTHREADS_PER_ROW=%d -DROW_GROUPS=%d -DROWS_PER_THREAD=%d -DNCOLS=%d", (int)w->type,
              (int)x->type, t.threads_per_row, t.row_groups, t.rows_per_thread, n);
     append_alignment(options, sizeof options, k);
+    if (!dev->info.is_gpu && t.threads_per_row == 1 && kq_type_is_kquant(w->type))
+        strncat(options, " -DKQ_CPU", sizeof options - strlen(options) - 1); /* matvec.cl's CPU kernel */
     cl_kernel kernel;
     kqcl_status st = kq_get_kernel_variant(ctx, dev, KQ_FAMILY_MATVEC, options, "matvec", &kernel);
     if (st != KQCL_OK)

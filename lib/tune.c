@@ -28,7 +28,7 @@ kq_matvec_tune kq_matvec_tune_for(const kq_device *dev)
     /* GPUs: a warp-wide group of lanes along k keeps each row's reads coalesced, and two rows
      * a lane halve the activation loads. CPUs (PoCL) run a work-group as one loop, where fewer
      * lanes a row mean less reduction overhead. */
-    kq_matvec_tune t = dev->info.is_gpu ? (kq_matvec_tune){32, 4, 2} : (kq_matvec_tune){8, 8, 1};
+    kq_matvec_tune t = dev->info.is_gpu ? (kq_matvec_tune){32, 4, 2} : (kq_matvec_tune){1, 1, 4};
     int v[3];
     if (env_ints("KQCL_MATVEC", v, 3))
         t = (kq_matvec_tune){v[0], v[1], v[2]};
@@ -39,7 +39,7 @@ kq_matmul_tune kq_matmul_tune_for(const kq_device *dev)
 {
     /* GPUs: 128 x 128 tiles, 8 x 8 outputs a work-item (64 FMAs per 4 vector loads from local
      * memory); CPUs: small tiles that stay in cache. */
-    kq_matmul_tune t = dev->info.is_gpu ? (kq_matmul_tune){128, 128, 8, 8, 1} : (kq_matmul_tune){32, 32, 4, 4, 1};
+    kq_matmul_tune t = dev->info.is_gpu ? (kq_matmul_tune){128, 128, 8, 8, 1} : (kq_matmul_tune){64, 64, 8, 8, 1};
     int v[5];
     if (env_ints("KQCL_MATMUL", v, 5))
         t = (kq_matmul_tune){v[0], v[1], v[2], v[3], v[4]};
