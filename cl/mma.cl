@@ -161,14 +161,18 @@ void matvec_mma(const __global uchar *w, ulong w_row_bytes, const __global float
     int row0 = get_group_id(0) * (16 * MT);
 
     const __global uchar *wrow[MT][2];
+#pragma unroll
     for (int mt = 0; mt < MT; mt++)
+#pragma unroll
         for (int h = 0; h < 2; h++)
             wrow[mt][h] = w + (size_t)min(row0 + 16 * mt + g + 8 * h, m - 1) * w_row_bytes;
     bool col_live = g < n;
     const __global float *xcol = x + (size_t)min(g, n - 1) * k + 4 * t;
 
     float acc[MT][4];
+#pragma unroll
     for (int mt = 0; mt < MT; mt++)
+#pragma unroll
         for (int i = 0; i < 4; i++)
             acc[mt][i] = 0.0f;
 
@@ -176,9 +180,12 @@ void matvec_mma(const __global uchar *w, ulong w_row_bytes, const __global float
     for (int b = warp; b < blocks; b += WARPS) {
         for (int grp = 0; grp < GROUPS; grp++) {
             float c[MT][4], csum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
             for (int mt = 0; mt < MT; mt++)
+#pragma unroll
                 for (int i = 0; i < 4; i++)
                     c[mt][i] = 0.0f;
+#pragma unroll
             for (int s = 0; s < SLICES_PER_GROUP; s++) {
                 int sl = grp * SLICES_PER_GROUP + s;
                 float4 xv = col_live ? *(const __global float4 *)(xcol + b * QK_K + slice_position(sl)) : (float4)0.0f;
@@ -191,6 +198,7 @@ void matvec_mma(const __global uchar *w, ulong w_row_bytes, const __global float
                 mma_bf16(csum, ones, ones, ones, ones, bm[0], bm[1]);
                 mma_bf16(csum, ones, ones, ones, ones, bl[0], bl[1]);
 #endif
+#pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
                     uint q0 = slice_quants(wrow[mt][0] + (size_t)b * BLOCK_BYTES, sl, t);
                     uint q8 = slice_quants(wrow[mt][1] + (size_t)b * BLOCK_BYTES, sl, t);
@@ -201,6 +209,7 @@ void matvec_mma(const __global uchar *w, ulong w_row_bytes, const __global float
                     mma_bf16(c[mt], a0, a1, a2, a3, bl[0], bl[1]);
                 }
             }
+#pragma unroll
             for (int mt = 0; mt < MT; mt++) {
                 float2 s0 = group_scale(wrow[mt][0] + (size_t)b * BLOCK_BYTES, grp);
                 float2 s8 = group_scale(wrow[mt][1] + (size_t)b * BLOCK_BYTES, grp);
@@ -214,15 +223,20 @@ void matvec_mma(const __global uchar *w, ulong w_row_bytes, const __global float
 
     /* Sum the warps' shares of k; warp 0 writes. D's layout: c0, c1 are row g, columns 2t and
      * 2t+1; c2, c3 are row g+8. */
+#pragma unroll
     for (int mt = 0; mt < MT; mt++)
+#pragma unroll
         for (int i = 0; i < 4; i++)
             partial[warp][mt * 4 + i][lane] = acc[mt][i];
     barrier(CLK_LOCAL_MEM_FENCE);
     if (warp != 0)
         return;
+#pragma unroll
     for (int mt = 0; mt < MT; mt++)
+#pragma unroll
         for (int i = 0; i < 4; i++) {
             float sum = 0.0f;
+#pragma unroll
             for (int v = 0; v < WARPS; v++)
                 sum += partial[v][mt * 4 + i][lane];
             int row = row0 + 16 * mt + g + 8 * (i >> 1), col = 2 * t + (i & 1);
@@ -240,6 +254,7 @@ void matvec_mma(const __global uchar *w, ulong w_row_bytes, const __global float
  * warps owns 16*MT*WARPS weight rows and 8*NT activation rows; every STAGE_SLICES slices it
  * copies those activations' fragments into local memory once for all its warps; each warp
  * decodes its rows' quants into A fragments and runs 3 mma a (16-row, 8-column) tile a slice.
+ * The next stage's fragments are loaded into registers while the current one computes.
  *
  *   xs[row][k/4][6] uint    B-fragment words, row-major by activation row
  *   xsum[row][k/32] float   sums of 32 activations
@@ -276,38 +291,68 @@ __kernel void split_activations(const __global float *x, __global uint *xs, __gl
     }
 }
 
-/* Copy the stage's B fragments into local memory: for each slice s, n-tile nt and part (hi,
- * mid, lo), the 32 lanes' uint2 words side by side, so a warp's fragment load is 256
- * contiguous bytes (no bank conflicts). Items run over t fastest, so 4 neighbouring work-items
- * read one activation row's 96 contiguous bytes. Activation rows past n read as 0. */
-inline void stage_to_local(__local uint2 *bl, __local float *sl_sum, const __global uint *xs,
-                           const __global float *xsum, int col0, int n, int k, int b, int sl0, int lid,
-                           int wg_size)
+#define WG_ITEMS (32 * WARPS)
+#define STAGE_ITEMS ((STAGE_SLICES * 4 * WG_COLS + WG_ITEMS - 1) / WG_ITEMS) /* a work-item's share */
+#define SUM_ITEMS (((STAGE_SLICES / 2) * WG_COLS + WG_ITEMS - 1) / WG_ITEMS)
+
+/* A work-item's share of one stage, held in registers between the global loads and the store
+ * to local memory, so the loads of stage s+1 are in flight while stage s computes. */
+typedef struct stage_regs {
+    uint2 words[STAGE_ITEMS][3]; /* hi, mid, lo */
+    float sums[SUM_ITEMS];
+} stage_regs;
+
+/* Load the stage's B fragments (STAGE_SLICES slices x 4 thread columns t x WG_COLS activation
+ * rows x 3 parts) and the needed 32-sums. Items run over t fastest, so 4 neighbouring
+ * work-items read one activation row's 96 contiguous bytes. Rows past n read as 0. */
+inline void stage_load(stage_regs *r, const __global uint *xs, const __global float *xsum, int col0, int n, int k,
+                       int b, int sl0, int lid)
 {
-    int items = STAGE_SLICES * 4 * WG_COLS;
-    for (int it = lid; it < items; it += wg_size) {
+#pragma unroll
+    for (int i = 0; i < STAGE_ITEMS; i++) {
+        int it = lid + i * WG_ITEMS;
         int t = it % 4, col = (it / 4) % WG_COLS, s = it / (4 * WG_COLS);
-        int q = (b * QK_K + slice_position(sl0 + s)) / 4 + t;
-        int nt = col / 8, lane = 4 * (col % 8) + t;
-        __local uint2 *dst = bl + ((s * NT + nt) * 3) * 32 + lane;
-        uint2 hi = (uint2)0, md = (uint2)0, lo = (uint2)0;
-        if (col0 + col < n) {
+        r->words[i][0] = r->words[i][1] = r->words[i][2] = (uint2)0;
+        if (s < STAGE_SLICES && col0 + col < n) {
+            int q = (b * QK_K + slice_position(sl0 + s)) / 4 + t;
             /* 24-byte records: 8-byte aligned, so three 8-byte loads */
             const __global uint2 *src = (const __global uint2 *)(xs + ((size_t)(col0 + col) * (k / 4) + q) * 6);
-            hi = src[0];
-            md = src[1];
-            lo = src[2];
+            r->words[i][0] = src[0];
+            r->words[i][1] = src[1];
+            r->words[i][2] = src[2];
         }
-        dst[0] = hi;
-        dst[32] = md;
-        dst[64] = lo;
     }
 #if HAS_MIN
-    /* the stage covers STAGE_SLICES / 2 sub-blocks of 32 */
-    for (int it = lid; it < (STAGE_SLICES / 2) * WG_COLS; it += wg_size) {
-        int col = it % WG_COLS, j = it / WG_COLS;
+#pragma unroll
+    for (int i = 0; i < SUM_ITEMS; i++) {
+        int it = lid + i * WG_ITEMS, col = it % WG_COLS, j = it / WG_COLS;
         int grp32 = (b * QK_K + slice_position(sl0 + 2 * j)) / 32;
-        sl_sum[it] = col0 + col < n ? xsum[(size_t)(col0 + col) * (k / 32) + grp32] : 0.0f;
+        r->sums[i] = j < STAGE_SLICES / 2 && col0 + col < n ? xsum[(size_t)(col0 + col) * (k / 32) + grp32] : 0.0f;
+    }
+#endif
+}
+
+/* Store a stage to local memory: for each slice s, n-tile nt and part, the 32 lanes' uint2
+ * words side by side, so a warp's fragment load is 256 contiguous bytes (no bank conflicts). */
+inline void stage_store(const stage_regs *r, __local uint2 *bl, __local float *sl_sum, int lid)
+{
+#pragma unroll
+    for (int i = 0; i < STAGE_ITEMS; i++) {
+        int it = lid + i * WG_ITEMS;
+        int t = it % 4, col = (it / 4) % WG_COLS, s = it / (4 * WG_COLS);
+        if (s >= STAGE_SLICES)
+            break;
+        __local uint2 *dst = bl + ((s * NT + col / 8) * 3) * 32 + 4 * (col % 8) + t;
+        dst[0] = r->words[i][0];
+        dst[32] = r->words[i][1];
+        dst[64] = r->words[i][2];
+    }
+#if HAS_MIN
+#pragma unroll
+    for (int i = 0; i < SUM_ITEMS; i++) {
+        int it = lid + i * WG_ITEMS;
+        if (it < (STAGE_SLICES / 2) * WG_COLS)
+            sl_sum[it] = r->sums[i];
     }
 #endif
 }
@@ -324,30 +369,36 @@ void matmul_mma(const __global uchar *w, ulong w_row_bytes, const __global uint 
     int col0 = get_group_id(1) * WG_COLS;
 
     const __global uchar *wrow[MT][2];
-    #pragma unroll
+#pragma unroll
     for (int mt = 0; mt < MT; mt++)
         for (int h = 0; h < 2; h++)
             wrow[mt][h] = w + (size_t)min(row0 + 16 * mt + g + 8 * h, m - 1) * w_row_bytes;
 
     float acc[MT][NT][4], c[MT][NT][4];
-    #pragma unroll
+#pragma unroll
     for (int mt = 0; mt < MT; mt++)
-        #pragma unroll
+#pragma unroll
         for (int nt = 0; nt < NT; nt++)
-            #pragma unroll
+#pragma unroll
             for (int i = 0; i < 4; i++)
                 acc[mt][nt][i] = c[mt][nt][i] = 0.0f;
 
-    int blocks = k / QK_K;
-    for (int b = 0; b < blocks; b++) {
-        for (int sl0 = 0; sl0 < 16; sl0 += STAGE_SLICES) {
-            barrier(CLK_LOCAL_MEM_FENCE);
-            stage_to_local(bl, sl_sum, xs, xsum, col0, n, k, b, sl0, lid, 32 * WARPS);
-            barrier(CLK_LOCAL_MEM_FENCE);
+    int stages = (k / QK_K) * (16 / STAGE_SLICES);
+    stage_regs next;
+    stage_load(&next, xs, xsum, col0, n, k, 0, 0, lid);
+    for (int st = 0; st < stages; st++) {
+        int b = st / (16 / STAGE_SLICES), sl0 = (st % (16 / STAGE_SLICES)) * STAGE_SLICES;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        stage_store(&next, bl, sl_sum, lid);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (st + 1 < stages)
+            stage_load(&next, xs, xsum, col0, n, k, (st + 1) / (16 / STAGE_SLICES),
+                       ((st + 1) % (16 / STAGE_SLICES)) * STAGE_SLICES, lid);
+        {
             for (int s = 0; s < STAGE_SLICES; s++) {
                 int sl = sl0 + s;
                 uint a[MT][4];
-                #pragma unroll
+#pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
                     uint q0 = slice_quants(wrow[mt][0] + (size_t)b * BLOCK_BYTES, sl, t);
                     uint q8 = slice_quants(wrow[mt][1] + (size_t)b * BLOCK_BYTES, sl, t);
@@ -356,26 +407,26 @@ void matmul_mma(const __global uchar *w, ulong w_row_bytes, const __global uint 
                     a[mt][2] = quants_bf16x2(q0, 0x7362u);
                     a[mt][3] = quants_bf16x2(q8, 0x7362u);
                 }
-                #pragma unroll
-                for (int nt = 0; nt < NT; nt++) {
-                    const __local uint2 *bf = bl + ((s * NT + nt) * 3) * 32 + lane;
-                    uint2 hi = bf[0], md = bf[32], lo = bf[64];
-                    #pragma unroll
-                    for (int mt = 0; mt < MT; mt++) {
-                        mma_bf16(c[mt][nt], a[mt][0], a[mt][1], a[mt][2], a[mt][3], hi.x, hi.y);
-                        mma_bf16(c[mt][nt], a[mt][0], a[mt][1], a[mt][2], a[mt][3], md.x, md.y);
-                        mma_bf16(c[mt][nt], a[mt][0], a[mt][1], a[mt][2], a[mt][3], lo.x, lo.y);
+                /* part-major, so neighbouring mma go to different accumulators and do not
+                 * wait on each other */
+#pragma unroll
+                for (int part = 0; part < 3; part++)
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++) {
+                        uint2 bf = bl[((s * NT + nt) * 3 + part) * 32 + lane];
+#pragma unroll
+                        for (int mt = 0; mt < MT; mt++)
+                            mma_bf16(c[mt][nt], a[mt][0], a[mt][1], a[mt][2], a[mt][3], bf.x, bf.y);
                     }
-                }
                 if ((sl + 1) % SLICES_PER_GROUP != 0)
                     continue;
                 /* end of a scale group: scale the tile sums into the accumulators */
                 int grp = sl / SLICES_PER_GROUP;
-                #pragma unroll
+#pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
                     float2 s0 = group_scale(wrow[mt][0] + (size_t)b * BLOCK_BYTES, grp);
                     float2 s8 = group_scale(wrow[mt][1] + (size_t)b * BLOCK_BYTES, grp);
-                    #pragma unroll
+#pragma unroll
                     for (int nt = 0; nt < NT; nt++) {
 #if HAS_MIN
                         const __local float *sums = sl_sum + (s / 2) * WG_COLS + 8 * nt + 2 * t;
@@ -387,7 +438,7 @@ void matmul_mma(const __global uchar *w, ulong w_row_bytes, const __global uint 
                         acc[mt][nt][1] += s0.x * c[mt][nt][1] - s0.y * x1;
                         acc[mt][nt][2] += s8.x * c[mt][nt][2] - s8.y * x0;
                         acc[mt][nt][3] += s8.x * c[mt][nt][3] - s8.y * x1;
-                        #pragma unroll
+#pragma unroll
                         for (int i = 0; i < 4; i++)
                             c[mt][nt][i] = 0.0f;
                     }
@@ -396,12 +447,11 @@ void matmul_mma(const __global uchar *w, ulong w_row_bytes, const __global uint 
         }
     }
 
-    #pragma unroll
-
+#pragma unroll
     for (int mt = 0; mt < MT; mt++)
-        #pragma unroll
+#pragma unroll
         for (int nt = 0; nt < NT; nt++)
-            #pragma unroll
+#pragma unroll
             for (int i = 0; i < 4; i++) {
                 int row = row0 + 16 * mt + g + 8 * (i >> 1), col = col0 + 8 * nt + 2 * t + (i & 1);
                 if (row < m && col < n)
