@@ -127,16 +127,21 @@ inline float x_at(const __global XT *x, ulong i) { return bf16_to_float(x[i]); }
 inline float8 x_load8(const __global XT *x, ulong i) { return bf16x8_to_float8(vload8(0, x + i)); }
 #endif
 
-/* 8 activations at [pos, pos+8) of a row of length k; positions >= k read as 0. */
-inline float8 x_run(const __global XT *xrow, int pos, int k)
-{
-    if (pos + 8 <= k)
-        return x_load8(xrow, (ulong)pos);
-    float v[8];
-    for (int i = 0; i < 8; i++)
-        v[i] = pos + i < k ? x_at(xrow, (ulong)(pos + i)) : 0.0f;
-    return (float8)(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
-}
+/* NAME(row, pos, k): the 8 values at [pos, pos+8) of a row of length k as floats, positions
+ * >= k reading as 0; for a row of element type T read with AT (one) and LOAD8 (eight). */
+#define DEFINE_RUN_READER(NAME, T, AT, LOAD8)                                                      \
+    inline float8 NAME(const __global T *row, int pos, int k)                                    \
+    {                                                                                            \
+        if (pos + 8 <= k)                                                                        \
+            return LOAD8(row, (ulong)pos);                                                       \
+        float v[8];                                                                              \
+        for (int i = 0; i < 8; i++)                                                              \
+            v[i] = pos + i < k ? AT(row, (ulong)(pos + i)) : 0.0f;                                \
+        return (float8)(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);                          \
+    }
+
+/* x_run: 8 activations of a row */
+DEFINE_RUN_READER(x_run, XT, x_at, x_load8)
 
 /* ---- weights --------------------------------------------------------------------------------- */
 
@@ -221,15 +226,8 @@ inline float w_at(const __global WT *w, ulong i) { return bf16_to_float(w[i]); }
 inline float8 w_load8(const __global WT *w, ulong i) { return bf16x8_to_float8(vload8(0, w + i)); }
 #endif
 
-inline float8 w_run(const __global WT *wrow, int pos, int k)
-{
-    if (pos + 8 <= k)
-        return w_load8(wrow, (ulong)pos);
-    float v[8];
-    for (int i = 0; i < 8; i++)
-        v[i] = pos + i < k ? w_at(wrow, (ulong)(pos + i)) : 0.0f;
-    return (float8)(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
-}
+/* w_run: 8 weights of a float-typed row */
+DEFINE_RUN_READER(w_run, WT, w_at, w_load8)
 
 #endif
 
