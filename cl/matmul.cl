@@ -33,6 +33,232 @@
 #define KUNITS 1
 #endif
 
+#if defined(KQ_CPU) && W_IS_KQUANT
+/* ---- CPUs (PoCL), set by the host with -DKQ_CPU --------------------------------------------
+ * A register-blocked GEMM in the BLIS manner, one work-item a work-group (no work-item loop).
+ * A work-item owns TILE_M weight rows x TILE_N activation rows of Y^T and walks k in panels of
+ * KC values:
+ *   1. dequantize its TILE_M x KC weights once into a k-major panel Wp[kk][TILE_M] (local
+ *      memory: one work-group a thread, so it is the thread's own L1-resident scratch);
+ *   2. for each strip of WPT_N activation rows, copy the strip's KC values into a contiguous
+ *      panel (activation rows are k floats apart, often a multiple of 4 KiB: the same L1 set)
+ *      and run the micro-kernel: WPT_M rows (WPT_M/16 float16) x WPT_N columns of
+ *      accumulators, per kk one vector load of Wp per 16 rows and one broadcast per column;
+ *   3. add the accumulators into y (rows are consecutive in y, so 16 at a time).
+ * Tunables (host: KQCL_MATMUL=TILE_M,TILE_N,WPT_M,WPT_N,KUNITS): TILE_M a multiple of WPT_M,
+ * WPT_M a multiple of 16, KC = 32*KUNITS a multiple of 16 that divides 256 or is a multiple
+ * of 256. */
+#ifndef PANEL_M /* weight rows dequantized at a time (TILE_M is a multiple of it) */
+#define PANEL_M (TILE_M < 64 ? TILE_M : 64)
+#endif
+#if WPT_M % 16 != 0 || PANEL_M % WPT_M != 0 || TILE_M % PANEL_M != 0
+#error "CPU matmul: WPT_M must be a multiple of 16 dividing PANEL_M, which divides TILE_M"
+#endif
+#define KC (32 * KUNITS)
+#define MV (WPT_M / 16)
+
+inline float2 half2_bits_to_float2(uint v)
+{
+    uint2 h = (uint2)(v & 0xFFFFu, v >> 16);
+    float2 mag = as_float2((h & 0x7FFFu) << 13) * 0x1p112f;
+    return as_float2(as_uint2(mag) | ((h & 0x8000u) << 16));
+}
+
+#if XTYPE == TYPE_F32
+inline float16 x_load16(const __global XT *x, ulong i) { return vload16(0, x + i); }
+#elif XTYPE == TYPE_BF16
+inline float16 x_load16(const __global XT *x, ulong i) { return as_float16(convert_uint16(vload16(0, x + i)) << 16); }
+#else /* f16 bits by integer ops (PoCL's vload_half is a long software routine on x86) */
+inline float16 x_load16(const __global XT *x, ulong i)
+{
+    uint16 h = convert_uint16(vload16(0, (const __global ushort *)x + i));
+    uint16 e = h & 0x7C00u;
+    float16 mag = as_float16((h & 0x7FFFu) << 13) * 0x1p112f;
+    uint16 bits = select(as_uint16(mag), ((h & 0x7FFFu) << 13) | 0x7F800000u, e == (uint16)0x7C00u);
+    return as_float16(bits | ((h & 0x8000u) << 16));
+}
+#endif
+
+/* Per-block scales of one row: group t (weights 16t..16t+15 of the block) is s[t]*q - mo[t]. */
+typedef struct blk_scales {
+    float s[16], mo[16];
+} blk_scales;
+
+inline void blk_prep(const __global uchar *blk, blk_scales *sc)
+{
+#if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
+    float2 dm = half2_bits_to_float2(*(const __global uint *)blk);
+    uint3 sw = vload3(0, (const __global uint *)(blk + 4));
+    uint s_lo = sw.x & 0x3F3F3F3Fu, m_lo = sw.y & 0x3F3F3F3Fu;
+    uint s_hi = (sw.z & 0x0F0F0F0Fu) | ((sw.x >> 2) & 0x30303030u);
+    uint m_hi = ((sw.z >> 4) & 0x0F0F0F0Fu) | ((sw.y >> 2) & 0x30303030u);
+    float8 s8 = dm.x * convert_float8(as_uchar8((uint2)(s_lo, s_hi)));
+    float8 m8 = dm.y * convert_float8(as_uchar8((uint2)(m_lo, m_hi)));
+    float sa[8], ma[8];
+    vstore8(s8, 0, sa);
+    vstore8(m8, 0, ma);
+#pragma unroll
+    for (int t = 0; t < 16; t++) {
+        sc->s[t] = sa[t >> 1];
+        sc->mo[t] = ma[t >> 1];
+    }
+#elif WTYPE == TYPE_Q6_K
+    float d = half2_bits_to_float2((uint)*(const __global ushort *)(blk + 208)).x;
+    float16 s16 = d * convert_float16(vload16(0, (const __global char *)(blk + 192)));
+    float sa[16];
+    vstore16(s16, 0, sa);
+#pragma unroll
+    for (int t = 0; t < 16; t++) {
+        sc->s[t] = sa[t];
+        sc->mo[t] = 32.0f * sa[t];
+    }
+#else /* q8_K */
+    float d = *(const __global float *)blk;
+#pragma unroll
+    for (int t = 0; t < 16; t++) {
+        sc->s[t] = d;
+        sc->mo[t] = 0.0f;
+    }
+#endif
+}
+
+/* The 16 quants of group t as floats (before scale and offset). */
+inline float16 blk_group(const __global uchar *blk, int t)
+{
+#if WTYPE == TYPE_Q4_K
+    int c = t >> 2, high = (t >> 1) & 1, half_ = t & 1;
+    uchar16 q = vload16(0, blk + 16 + 32 * c + 16 * half_);
+    q = high ? q >> (uchar)4 : q & (uchar)0xF;
+    return convert_float16(q);
+#elif WTYPE == TYPE_Q5_K
+    int c = t >> 2, high = (t >> 1) & 1, half_ = t & 1;
+    uchar16 q = vload16(0, blk + 48 + 32 * c + 16 * half_);
+    uchar16 h = vload16(0, blk + 16 + 16 * half_);
+    q = high ? q >> (uchar)4 : q & (uchar)0xF;
+    q |= ((h >> (uchar)(2 * c + high)) & (uchar)1) << (uchar)4;
+    return convert_float16(q);
+#elif WTYPE == TYPE_Q6_K
+    int h = t >> 3, r = (t >> 1) & 3, lh = t & 1;
+    uchar16 lo = vload16(0, blk + 64 * h + 32 * (r & 1) + 16 * lh);
+    uchar16 hi = vload16(0, blk + 128 + 32 * h + 16 * lh);
+    lo = (r >> 1) ? lo >> (uchar)4 : lo & (uchar)0xF;
+    uchar16 q = lo | (((hi >> (uchar)(2 * r)) & (uchar)3) << (uchar)4);
+    return convert_float16(q);
+#else /* q8_K */
+    return convert_float16(vload16(0, (const __global char *)(blk + 4 + 16 * t)));
+#endif
+}
+
+/* Dequantize weights [k0, k0+KC) of rows row0 .. row0+PANEL_M-1 into Wp[kk*PANEL_M + r]. */
+inline void dequant_panel(__local float *Wp, const __global uchar *w, ulong w_row_bytes, int row0, int m, int k0)
+{
+    for (int r = 0; r < PANEL_M; r++) {
+        const __global uchar *wrow = w + (size_t)min(row0 + r, m - 1) * w_row_bytes;
+        for (int kb = 0; kb < KC; kb += QK_K) {
+            int kg = k0 + kb;
+            const __global uchar *blk = wrow + (size_t)(kg / QK_K) * BLOCK_BYTES;
+            blk_scales sc;
+            blk_prep(blk, &sc);
+            int t0 = (kg % QK_K) / 16;
+#pragma unroll
+            for (int tt = 0; tt < (KC < QK_K ? KC : QK_K) / 16; tt++) {
+                int t = t0 + tt;
+                float16 v = fma(blk_group(blk, t), (float16)sc.s[t], (float16)(-sc.mo[t]));
+                float vs[16];
+                vstore16(v, 0, vs);
+                __local float *dst = Wp + (size_t)(kb + 16 * tt) * PANEL_M + r;
+#pragma unroll
+                for (int e = 0; e < 16; e++)
+                    dst[e * PANEL_M] = vs[e];
+            }
+        }
+    }
+}
+
+#define STRIPS ((TILE_N + WPT_N - 1) / WPT_N)
+
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void matmul_tiled(const __global uchar *restrict w, ulong w_row_bytes, const __global XT *restrict x,
+                  __global float *restrict y, int m, int k, int n)
+{
+    __local float16 Wp16[KC * PANEL_M / 16];
+    __local float16 Xp16[KC * STRIPS * WPT_N / 16];
+    __local float *Wp = (__local float *)Wp16;
+    __local float *Xp = (__local float *)Xp16;
+    int row0 = get_group_id(0) * TILE_M, col0 = get_group_id(1) * TILE_N;
+    int row_end = min(row0 + TILE_M, m), col_end = min(col0 + TILE_N, n);
+    int strips = (col_end - col0 + WPT_N - 1) / WPT_N;
+    for (int k0 = 0; k0 < k; k0 += KC) {
+        /* the panel's activations, contiguous and converted to float: Xp[c*KC + kk] for the
+         * tile's columns c (padded to whole strips with the last column) */
+        for (int c = 0; c < strips * WPT_N; c++) {
+            const __global XT *xr = x + (size_t)min(col0 + c, n - 1) * k + k0;
+#ifndef KQ_NO_XPREFETCH
+            if (k0 + KC < k)
+                for (int kk = 0; kk < KC; kk += 64 / sizeof(XT))
+                    __builtin_prefetch(xr + KC + kk, 0, 3);
+#endif
+            for (int kk = 0; kk < KC; kk += 16)
+                vstore16(x_load16(xr, (ulong)kk), 0, Xp + c * KC + kk);
+        }
+        for (int p0 = row0; p0 < row_end; p0 += PANEL_M) {
+            dequant_panel(Wp, w, w_row_bytes, p0, m, k0);
+            for (int s = 0; s < strips; s++) {
+                int c0 = col0 + s * WPT_N;
+                const __local float *xs0 = Xp + s * WPT_N * KC;
+                for (int mt = 0; mt < PANEL_M; mt += WPT_M) {
+                    float16 acc[WPT_N][MV];
+#pragma unroll
+                    for (int j = 0; j < WPT_N; j++)
+#pragma unroll
+                        for (int v = 0; v < MV; v++)
+                            acc[j][v] = (float16)0.0f;
+                    for (int kk = 0; kk < KC; kk++) {
+                        float16 wv[MV];
+#pragma unroll
+                        for (int v = 0; v < MV; v++)
+                            wv[v] = Wp16[(kk * PANEL_M + mt) / 16 + v];
+#pragma unroll
+                        for (int j = 0; j < WPT_N; j++) {
+                            float xs = xs0[j * KC + kk];
+#pragma unroll
+                            for (int v = 0; v < MV; v++)
+                                acc[j][v] = fma(wv[v], (float16)xs, acc[j][v]);
+                        }
+                    }
+                    int r = p0 + mt;
+                    if (r >= m)
+                        break;
+#pragma unroll
+                    for (int j = 0; j < WPT_N; j++) {
+                        if (c0 + j >= n)
+                            break;
+                        __global float *yp = y + (size_t)(c0 + j) * m + r;
+                        if (r + WPT_M <= m) {
+#pragma unroll
+                            for (int v = 0; v < MV; v++) {
+                                float16 a = acc[j][v];
+                                if (k0 > 0)
+                                    a += vload16(v, yp);
+                                vstore16(a, v, yp);
+                            }
+                        } else {
+                            float as[WPT_M];
+#pragma unroll
+                            for (int v = 0; v < MV; v++)
+                                vstore16(acc[j][v], v, as);
+                            for (int i = 0; i < WPT_M && r + i < m; i++)
+                                yp[i] = k0 > 0 ? yp[i] + as[i] : as[i];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#else /* GPUs, and float weights everywhere */
+
 #define THREADS_M (TILE_M / WPT_M)
 #define THREADS_N (TILE_N / WPT_N)
 #define WG_SIZE (THREADS_M * THREADS_N)
@@ -145,3 +371,4 @@ void matmul_tiled(const __global uchar *w, ulong w_row_bytes, const __global XT 
         }
     }
 }
+#endif

@@ -170,11 +170,16 @@ static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_te
                                 kqcl_tensor *y)
 {
     kq_matmul_tune t = kq_matmul_tune_for(dev);
+    bool cpu = !dev->info.is_gpu && kq_type_is_kquant(w->type); /* matmul.cl's CPU kernel */
+    if (!dev->info.is_gpu && !cpu && getenv("KQCL_MATMUL") == NULL) /* float weights on a CPU: GPU-style kernel */
+        t = (kq_matmul_tune){64, 64, 8, 8, 1};
     int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
     char options[256];
     snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=%d -DTILE_M=%d -DTILE_N=%d -DWPT_M=%d -DWPT_N=%d -DKUNITS=%d",
              (int)w->type, (int)x->type, t.tile_m, t.tile_n, t.wpt_m, t.wpt_n, t.kunits);
     append_alignment(options, sizeof options, k);
+    if (cpu)
+        strncat(options, " -DKQ_CPU", sizeof options - strlen(options) - 1);
     cl_kernel kernel;
     kqcl_status st = kq_get_kernel_variant(ctx, dev, KQ_FAMILY_MATMUL, options, "matmul_tiled", &kernel);
     if (st != KQCL_OK)
@@ -186,6 +191,10 @@ static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_te
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting matmul arguments");
     size_t local[2] = {(size_t)(t.tile_m / t.wpt_m) * (t.tile_n / t.wpt_n), 1};
     size_t global[2] = {(size_t)((m + t.tile_m - 1) / t.tile_m) * local[0], (size_t)((n + t.tile_n - 1) / t.tile_n)};
+    if (cpu) { /* one work-item a work-group, each a tile_m x tile_n block of outputs */
+        local[0] = 1;
+        global[0] = (size_t)((m + t.tile_m - 1) / t.tile_m);
+    }
     return kq_enqueue(ctx, dev, kernel, 2, global, local, "kqcl_matmul: enqueue tiled matmul");
 }
 

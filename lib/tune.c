@@ -38,8 +38,9 @@ kq_matvec_tune kq_matvec_tune_for(const kq_device *dev)
 kq_matmul_tune kq_matmul_tune_for(const kq_device *dev)
 {
     /* GPUs: 128 x 128 tiles, 8 x 8 outputs a work-item (64 FMAs per 4 vector loads from local
-     * memory); CPUs: small tiles that stay in cache. */
-    kq_matmul_tune t = dev->info.is_gpu ? (kq_matmul_tune){128, 128, 8, 8, 1} : (kq_matmul_tune){64, 64, 8, 8, 1};
+     * memory); CPUs (k-quant weights, matmul.cl's KQ_CPU kernel): a work-item a 64-row x
+     * 512-column block, 32 x 12 register micro-tiles, k panels of 128 (doc/perf-cpu-notes.md). */
+    kq_matmul_tune t = dev->info.is_gpu ? (kq_matmul_tune){128, 128, 8, 8, 1} : (kq_matmul_tune){256, 512, 64, 6, 4};
     int v[5];
     if (env_ints("KQCL_MATMUL", v, 5))
         t = (kq_matmul_tune){v[0], v[1], v[2], v[3], v[4]};
