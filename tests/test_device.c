@@ -143,7 +143,7 @@ static void check_random_matmul(kqcl_type wtype, kqcl_type xtype, int64_t m, int
     kqcl_tensor_destroy(wt), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(y);
 }
 
-static const int test_ns[] = {1, 2, 3, 7, 8, 9, 63, 64, 65, 300};
+static const int test_ns[] = {1, 2, 3, 7, 8, 9, 63, 64, 65, 300, 513};
 
 START_TEST(matmul_random_odd_shapes)
 {
