@@ -231,7 +231,7 @@ void matmul_tiled(const __global uchar *restrict w, ulong w_row_bytes, const __g
                         break;
 #pragma unroll
                     for (int j = 0; j < WPT_N; j++) {
-                        if (c0 + j >= n)
+                        if (c0 + j >= col_end) /* not n: the next tile owns those columns */
                             break;
                         __global float *yp = y + (size_t)(c0 + j) * m + r;
                         if (r + WPT_M <= m) {

@@ -224,6 +224,150 @@ KQCL_API kqcl_status kqcl_reduce(kqcl_context *ctx, kqcl_reduce_op op, const kqc
                                  kqcl_tensor *dst);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Several devices: placement, tensor/data/pipeline parallelism, collectives, MPI               */
+/* KQCL_MULTI_BEGIN -- this section is kept by lib/parallel.c and lib/collective.c */
+/*
+ * A tensor is either on one device (kqcl_tensor_create, kqcl_tensor_create_on) or placed over
+ * the context's devices. Devices hold nothing in common: every move between them is staged
+ * through pinned host memory. doc/multi-device.md tells the whole story.
+ */
+typedef enum kqcl_split {
+    KQCL_SPLIT_NONE = 0,      /* the whole tensor on one device                                */
+    KQCL_SPLIT_ROWS = 1,      /* each device a contiguous range of rows (column-parallel W)    */
+    KQCL_SPLIT_COLS = 2,      /* each device a range of columns in whole 256-value blocks     */
+    KQCL_SPLIT_REPLICATE = 3  /* a whole copy on every device                                  */
+} kqcl_split;
+
+/* Create a tensor placed over all the context's devices. Shares follow the devices' measured
+ * speeds (kqcl_measure_devices), else their memory sizes; a device may get nothing when the
+ * tensor is too small to split (it then holds no part). _ex takes explicit `fractions`, one
+ * per device (>= 0, not all 0; normalised), or NULL for the automatic shares. */
+KQCL_API kqcl_status kqcl_tensor_create_split(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols,
+                                              kqcl_split split, kqcl_tensor **out);
+KQCL_API kqcl_status kqcl_tensor_create_split_ex(kqcl_context *ctx, kqcl_type type, int64_t rows,
+                                                 int64_t cols, kqcl_split split, const double *fractions,
+                                                 kqcl_tensor **out);
+/* Create a whole tensor on device `device` (0 .. kqcl_device_count-1). */
+KQCL_API kqcl_status kqcl_tensor_create_on(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols,
+                                           int device, kqcl_tensor **out);
+/* The tensor's placement (KQCL_SPLIT_NONE for NULL). */
+KQCL_API kqcl_split kqcl_tensor_split(const kqcl_tensor *t);
+/* The part device `device` holds: rows (KQCL_SPLIT_ROWS) or columns (KQCL_SPLIT_COLS)
+ * [*first, *first + *count); the whole row range for a replica or the device of a whole
+ * tensor; *count = 0 where the device holds nothing. */
+KQCL_API kqcl_status kqcl_tensor_part(const kqcl_tensor *t, int device, int64_t *first, int64_t *count);
+/* Write or read one device's part alone, in host layout (its rows x its columns). For a
+ * replica this sets one device's copy: how each device's contribution to kqcl_allreduce is
+ * given. nbytes must equal the part's size. */
+KQCL_API kqcl_status kqcl_tensor_write_part(kqcl_tensor *t, int device, const void *src, size_t nbytes);
+KQCL_API kqcl_status kqcl_tensor_read_part(kqcl_tensor *t, int device, void *dst, size_t nbytes);
+
+/* Time a small fused matvec on every device and keep the speeds, so that later automatic
+ * splits follow them. `gflops`, if not NULL, receives kqcl_device_count values. */
+KQCL_API kqcl_status kqcl_measure_devices(kqcl_context *ctx, double *gflops);
+
+/* Copy src into dst of the same shape and type, whatever the placements of both: gather
+ * (split -> whole), scatter (whole -> split), all-gather (split -> replica), or a move between
+ * devices. Staged through pinned host memory; returns when done. */
+KQCL_API kqcl_status kqcl_tensor_copy(kqcl_context *ctx, const kqcl_tensor *src, kqcl_tensor *dst);
+/* The same, each checking the placements its name promises. */
+KQCL_API kqcl_status kqcl_gather(kqcl_context *ctx, const kqcl_tensor *src, kqcl_tensor *dst);
+KQCL_API kqcl_status kqcl_scatter(kqcl_context *ctx, const kqcl_tensor *src, kqcl_tensor *dst);
+KQCL_API kqcl_status kqcl_allgather(kqcl_context *ctx, const kqcl_tensor *src, kqcl_tensor *dst);
+
+/* A collective in flight. */
+typedef struct kqcl_request kqcl_request;
+
+/* All-reduce over the copies of a replicated f32 tensor: afterwards every copy holds the
+ * element-wise op (KQCL_REDUCE_SUM, _MAX or _MIN) of all copies -- and, in an MPI build after
+ * kqcl_mpi_init, of every rank's copies. Staged through pinned host memory in chunks whose
+ * device->host copies, host reductions (several threads) and host->device copies overlap.
+ * Combined in device order (rank order across ranks): the same inputs give the same bits
+ * whatever the timing. Blocks until done. */
+KQCL_API kqcl_status kqcl_allreduce(kqcl_context *ctx, kqcl_tensor *t, kqcl_reduce_op op);
+/* The non-blocking form: queued after the work already on the devices' queues; work queued
+ * later waits for it on the queues, so the host may go on. Finish with kqcl_request_wait. */
+KQCL_API kqcl_status kqcl_allreduce_start(kqcl_context *ctx, kqcl_tensor *t, kqcl_reduce_op op,
+                                          kqcl_request **req);
+/* Copy device `root`'s copy of a replicated tensor (any type) to every copy (with MPI: root
+ * is a global device index, see kqcl_global_device). */
+KQCL_API kqcl_status kqcl_broadcast(kqcl_context *ctx, kqcl_tensor *t, int root);
+KQCL_API kqcl_status kqcl_broadcast_start(kqcl_context *ctx, kqcl_tensor *t, int root, kqcl_request **req);
+/* Wait for a collective and release the request; its status. NULL is KQCL_ERR_INVALID_ARG. */
+KQCL_API kqcl_status kqcl_request_wait(kqcl_request *req);
+
+/* Pipeline executor: y = x . W0^T . W1^T ... run layer by layer, each on the devices its
+ * weight lives on, the activations moved between devices as the layers ask. n >= 1 weights;
+ * weights[i]->cols == weights[i-1]->rows; x is n x weights[0]->cols, y n x last->rows (f32). */
+KQCL_API kqcl_status kqcl_pipeline_run(kqcl_context *ctx, int n_layers, const kqcl_tensor *const *weights,
+                                       const kqcl_tensor *x, kqcl_tensor *y);
+
+/* ---- planning ---- */
+typedef enum kqcl_plan_mode {
+    KQCL_PLAN_AUTO = 0,   /* choose from transfer cost and device speeds, and say why        */
+    KQCL_PLAN_LAYERS = 1, /* pipeline: contiguous stages of layers, one device each           */
+    KQCL_PLAN_TENSOR = 2  /* every tensor split by rows over all devices                      */
+} kqcl_plan_mode;
+
+typedef struct kqcl_plan_device {
+    char name[64];
+    uint64_t memory_bytes;  /* what the planner may fill                                    */
+    double speed_gbps;      /* weight bytes a second it streams through a matvec, GB/s      */
+    double link_gbps;       /* host-staged transfer bandwidth to and from it, GB/s          */
+    double link_latency_us; /* one small host-staged transfer (or collective step), us      */
+} kqcl_plan_device;
+
+typedef struct kqcl_plan_layer {
+    const char *name;
+    int n_tensors;
+    const char *const *tensor_names; /* may be NULL */
+    const uint64_t *tensor_bytes;
+} kqcl_plan_layer;
+
+typedef struct kqcl_plan_request {
+    int n_devices;
+    const kqcl_plan_device *devices;
+    int n_layers;
+    const kqcl_plan_layer *layers;
+    kqcl_plan_mode mode;
+    int64_t activation_bytes; /* bytes of the activations one step moves between layers      */
+} kqcl_plan_request;
+
+typedef struct kqcl_plan kqcl_plan;
+
+/* Fill `out` (capacity entries) with the context's devices as the planner sees them: memory,
+ * speed (measured by kqcl_measure_devices if not yet) and link cost (timed). */
+KQCL_API kqcl_status kqcl_plan_devices(kqcl_context *ctx, kqcl_plan_device *out, int capacity);
+/* Plan: KQCL_ERR_OUT_OF_MEMORY when the layers do not fit the devices' memory. */
+KQCL_API kqcl_status kqcl_plan_create(const kqcl_plan_request *req, kqcl_plan **out);
+KQCL_API void kqcl_plan_destroy(kqcl_plan *plan);
+/* The mode chosen (never AUTO), the device of layer i (-1: split over all), the bytes placed on
+ * device d, and the bytes moved between devices per step. */
+KQCL_API kqcl_plan_mode kqcl_plan_mode_chosen(const kqcl_plan *plan);
+KQCL_API int kqcl_plan_layer_device(const kqcl_plan *plan, int layer);
+KQCL_API uint64_t kqcl_plan_device_bytes(const kqcl_plan *plan, int device);
+KQCL_API uint64_t kqcl_plan_transfer_bytes(const kqcl_plan *plan);
+/* A readable report: the tensors on each device, bytes per device, transfer per step, the
+ * expected step times of both modes and why the mode was chosen. NUL-terminated, truncated to
+ * capacity; *needed (if not NULL) gets the full length + 1. */
+KQCL_API kqcl_status kqcl_plan_describe(const kqcl_plan *plan, char *buf, size_t capacity, size_t *needed);
+
+/* ---- several machines (MPI) ---- */
+/* Join the MPI job (MPI_Init_thread if MPI is not initialised yet). KQCL_ERR_UNSUPPORTED when
+ * built without --with-mpi. After it, collectives span every rank's devices. */
+KQCL_API kqcl_status kqcl_mpi_init(int *argc, char ***argv);
+/* Leave it (MPI_Finalize if kqcl_mpi_init initialised MPI). */
+KQCL_API kqcl_status kqcl_mpi_finalize(void);
+/* This process's rank and the number of ranks (0 and 1 without MPI). */
+KQCL_API int kqcl_mpi_rank(void);
+KQCL_API int kqcl_mpi_size(void);
+/* Global index of local device `device`: rank x local devices + device. */
+KQCL_API int kqcl_global_device(const kqcl_context *ctx, int device);
+/* Devices over all ranks (every rank must have as many). */
+KQCL_API int kqcl_global_device_count(const kqcl_context *ctx);
+/* KQCL_MULTI_END */
+
+/* ------------------------------------------------------------------------------------------ */
 /* GGUF files (read and write)                                                                  */
 /* KQCL_GGUF_BEGIN -- this section is kept by lib/gguf.c */
 /*

@@ -3,6 +3,7 @@
  * the context that holds one queue per chosen device.
  */
 #include "context.h"
+#include "parallel.h"
 #include "program.h"
 
 #include <ctype.h>
@@ -376,6 +377,7 @@ KQCL_API void kqcl_context_destroy(kqcl_context *ctx)
     if (ctx == NULL)
         return;
     kq_events_reset(ctx);
+    kq_multi_release(ctx); /* its queues and pinned buffers belong to the devices' contexts */
     for (int i = 0; i < ctx->n_devices; i++)
         close_device(&ctx->devices[i]);
     free(ctx);

@@ -53,6 +53,7 @@ typedef struct kq_device {
 struct kqcl_context {
     kq_device devices[KQ_MAX_DEVICES];
     int n_devices;
+    struct kq_multi *multi; /* multi-device state (parallel.c), created on first use */
     /* Events of the kernels enqueued by the last compute call, for kqcl_last_device_time. */
     cl_event events[KQ_MAX_EVENTS];
     int n_events;

@@ -1,5 +1,6 @@
 /* convert.c -- kqcl_convert: float conversions and device dequantization (convert.cl). */
 #include "ops.h"
+#include "parallel.h"
 #include "program.h"
 
 #include <stdio.h>
@@ -43,6 +44,20 @@ kqcl_status kq_convert_into(kqcl_context *ctx, const kqcl_tensor *src, cl_mem ds
     return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_convert: enqueue");
 }
 
+/* One whole tensor (or one part's view) into dst's buffer on the same device. */
+static kqcl_status convert_one(kqcl_context *ctx, const kqcl_tensor *src, cl_mem dst, kqcl_type dst_type)
+{
+    if (src->type == dst_type) {
+        cl_event ev;
+        cl_int err = clEnqueueCopyBuffer(kq_tensor_device(src)->queue, src->buffer, dst, 0, 0, src->bytes, 0, NULL, &ev);
+        if (err != CL_SUCCESS)
+            return kq_cl_fail(ctx, err, "kqcl_convert: copy");
+        kq_events_add(ctx, ev);
+        return KQCL_OK;
+    }
+    return kq_convert_into(ctx, src, dst, dst_type);
+}
+
 KQCL_API kqcl_status kqcl_convert(kqcl_context *ctx, const kqcl_tensor *src, kqcl_tensor *dst)
 {
     if (ctx == NULL)
@@ -55,22 +70,18 @@ KQCL_API kqcl_status kqcl_convert(kqcl_context *ctx, const kqcl_tensor *src, kqc
     if (src->rows != dst->rows || src->cols != dst->cols)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_convert: shapes differ (%lld x %lld to %lld x %lld)",
                        (long long)src->rows, (long long)src->cols, (long long)dst->rows, (long long)dst->cols);
-    if (src->device != dst->device)
-        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_convert: src and dst are on different devices");
+    /* Placed tensors convert part by part, so both must be placed alike. */
+    if (!kq_same_layout(src, dst))
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_convert: src and dst are on different devices or placed differently");
     if (src == dst)
         return KQCL_OK;
-    kq_events_reset(ctx);
-    if (src->type == dst->type) {
-        cl_event ev;
-        cl_int err = clEnqueueCopyBuffer(kq_tensor_device(src)->queue, src->buffer, dst->buffer, 0, 0, src->bytes, 0,
-                                         NULL, &ev);
-        if (err != CL_SUCCESS)
-            return kq_cl_fail(ctx, err, "kqcl_convert: copy");
-        kq_events_add(ctx, ev);
-        return KQCL_OK;
-    }
-    if (!kq_type_is_float(dst->type))
+    if (src->type != dst->type && !kq_type_is_float(dst->type))
         return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "kqcl_convert: %s -> %s; the destination must be f32, f16 or bf16",
                        kqcl_type_name(src->type), kqcl_type_name(dst->type));
-    return kq_convert_into(ctx, src, dst->buffer, dst->type);
+    kq_events_reset(ctx);
+    for (int i = 0; i < src->n_parts && st == KQCL_OK; i++) {
+        kqcl_tensor view = kq_part_view(src, &src->parts[i]);
+        st = convert_one(ctx, &view, dst->parts[i].buffer, dst->type);
+    }
+    return st;
 }

@@ -3,6 +3,7 @@
  * (matvec.cl for decode, matmul.cl for prefill), and the unfused reference path.
  */
 #include "ops.h"
+#include "parallel.h"
 #include "program.h"
 
 #include <stdio.h>
@@ -36,8 +37,6 @@ static kqcl_status check_operands(kqcl_context *ctx, const kqcl_tensor *w, const
                        "(want y = x.rows x w.rows and x.cols = w.cols)",
                        (long long)w->rows, (long long)w->cols, (long long)x->rows, (long long)x->cols,
                        (long long)y->rows, (long long)y->cols);
-    if (w->device != x->device || w->device != y->device)
-        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_matmul: operands are on different devices");
     if (w == y || x == y)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_matmul: y must not alias w or x");
     return KQCL_OK;
@@ -198,6 +197,26 @@ static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_te
     return kq_enqueue(ctx, dev, kernel, 2, global, local, "kqcl_matmul: enqueue tiled matmul");
 }
 
+/* Enqueue on one device; the operands are single-device tensors or views of parts. */
+kqcl_status kq_matmul_launch(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
+                             kqcl_tensor *y, int force_tiled)
+{
+    bool tiled = force_tiled > 0 || (force_tiled == 0 && x->rows > KQ_MATVEC_MAX_N);
+    if (tiled) {
+        kqcl_status st_mma = force_tiled == 0 ? launch_mma_prefill(ctx, dev, w, x, y) : KQCL_ERR_UNSUPPORTED;
+        return st_mma != KQCL_ERR_UNSUPPORTED ? st_mma : launch_tiled(ctx, dev, w, x, y);
+    }
+    kqcl_status st_mma = force_tiled == 0 ? launch_mma(ctx, dev, w, x, y) : KQCL_ERR_UNSUPPORTED;
+    return st_mma != KQCL_ERR_UNSUPPORTED ? st_mma : launch_matvec(ctx, dev, w, x, y);
+}
+
+/* The single-device case every existing caller has: all three whole and together. */
+static bool on_one_device(const kqcl_tensor *w, const kqcl_tensor *x, const kqcl_tensor *y)
+{
+    return w->split == KQCL_SPLIT_NONE && x->split == KQCL_SPLIT_NONE && y->split == KQCL_SPLIT_NONE &&
+           w->device == x->device && w->device == y->device;
+}
+
 kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,
                            int force_tiled)
 {
@@ -207,17 +226,12 @@ kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_t
     kqcl_status st = check_operands(ctx, w, x, y);
     if (st != KQCL_OK)
         return st;
-    kq_events_reset(ctx);
-    kq_device *dev = kq_tensor_device(w);
-    bool tiled = force_tiled > 0 || (force_tiled == 0 && x->rows > KQ_MATVEC_MAX_N);
     if (force_tiled < 0 && x->rows > KQ_MATVEC_MAX_N)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "matvec serves n <= %d", KQ_MATVEC_MAX_N);
-    if (tiled) {
-        kqcl_status st_mma = force_tiled == 0 ? launch_mma_prefill(ctx, dev, w, x, y) : KQCL_ERR_UNSUPPORTED;
-        return st_mma != KQCL_ERR_UNSUPPORTED ? st_mma : launch_tiled(ctx, dev, w, x, y);
-    }
-    kqcl_status st_mma = force_tiled == 0 ? launch_mma(ctx, dev, w, x, y) : KQCL_ERR_UNSUPPORTED;
-    return st_mma != KQCL_ERR_UNSUPPORTED ? st_mma : launch_matvec(ctx, dev, w, x, y);
+    kq_events_reset(ctx);
+    if (!on_one_device(w, x, y))
+        return kq_matmul_multi(ctx, w, x, y, force_tiled);
+    return kq_matmul_launch(ctx, kq_tensor_device(w), w, x, y, force_tiled);
 }
 
 KQCL_API kqcl_status kqcl_matmul(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y)
@@ -253,6 +267,8 @@ kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqc
     kqcl_status st = check_operands(ctx, w, x, y);
     if (st != KQCL_OK)
         return st;
+    if (!on_one_device(w, x, y))
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "unfused matmul: operands must be whole and on one device");
 #ifdef HAVE_CLBLAST
     if (x->type != KQCL_TYPE_F32)
         return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "unfused matmul: x must be f32");

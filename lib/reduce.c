@@ -1,8 +1,32 @@
 /* reduce.c -- kqcl_reduce: per-row reductions (reduce.cl). */
 #include "ops.h"
+#include "parallel.h"
 #include "program.h"
 
 #include <stdio.h>
+
+/* One whole tensor (or one part's view) into the f32 buffer dst on its device. */
+static kqcl_status reduce_one(kqcl_context *ctx, kqcl_reduce_op op, const kqcl_tensor *src, cl_mem dst)
+{
+    kq_device *dev = kq_tensor_device(src);
+    /* 256 items a row where the device allows it; a power of two for the tree. */
+    size_t wg = 256;
+    while (wg > dev->max_wg)
+        wg >>= 1;
+    char options[96];
+    snprintf(options, sizeof options, "-DNO_CONTRACT -DXTYPE=%d -DREDUCE_OP=%d -DREDUCE_WG=%zu", (int)src->type,
+             (int)op, wg);
+    cl_kernel kernel;
+    kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_REDUCE, options, "reduce_rows", &kernel);
+    if (st != KQCL_OK)
+        return st;
+    int cols = (int)src->cols;
+    cl_int err = kq_set_args(kernel, 3, sizeof(cl_mem), &src->buffer, sizeof(cl_mem), &dst, sizeof cols, &cols);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, "kqcl_reduce: setting arguments");
+    size_t global = (size_t)src->rows * wg;
+    return kq_enqueue(ctx, dev, kernel, 1, &global, &wg, "kqcl_reduce: enqueue");
+}
 
 KQCL_API kqcl_status kqcl_reduce(kqcl_context *ctx, kqcl_reduce_op op, const kqcl_tensor *src, kqcl_tensor *dst)
 {
@@ -20,26 +44,16 @@ KQCL_API kqcl_status kqcl_reduce(kqcl_context *ctx, kqcl_reduce_op op, const kqc
                        kqcl_type_name(src->type));
     if (dst->type != KQCL_TYPE_F32 || dst->rows != src->rows || dst->cols != 1)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_reduce: dst must be f32 %lld x 1", (long long)src->rows);
-    if (src->device != dst->device)
-        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_reduce: src and dst are on different devices");
-
-    kq_device *dev = kq_tensor_device(src);
-    /* 256 items a row where the device allows it; a power of two for the tree. */
-    size_t wg = 256;
-    while (wg > dev->max_wg)
-        wg >>= 1;
-    char options[96];
-    snprintf(options, sizeof options, "-DNO_CONTRACT -DXTYPE=%d -DREDUCE_OP=%d -DREDUCE_WG=%zu", (int)src->type,
-             (int)op, wg);
-    cl_kernel kernel;
-    st = kq_get_kernel(ctx, dev, KQ_FAMILY_REDUCE, options, "reduce_rows", &kernel);
-    if (st != KQCL_OK)
-        return st;
-    int cols = (int)src->cols;
-    cl_int err = kq_set_args(kernel, 3, sizeof(cl_mem), &src->buffer, sizeof(cl_mem), &dst->buffer, sizeof cols, &cols);
-    if (err != CL_SUCCESS)
-        return kq_cl_fail(ctx, err, "kqcl_reduce: setting arguments");
+    /* Placed tensors reduce part by part: rows split alike, or replicas of both. */
+    if (!kq_same_layout(src, dst))
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, src->split == KQCL_SPLIT_COLS
+                       ? "kqcl_reduce: src is split by columns; gather it first"
+                       : "kqcl_reduce: src and dst are on different devices or placed differently");
     kq_events_reset(ctx);
-    size_t global = (size_t)src->rows * wg;
-    return kq_enqueue(ctx, dev, kernel, 1, &global, &wg, "kqcl_reduce: enqueue");
+    for (int i = 0; i < src->n_parts && st == KQCL_OK; i++) {
+        kqcl_tensor view = kq_part_view(src, &src->parts[i]);
+        st = reduce_one(ctx, op, &view, dst->parts[i].buffer);
+    }
+    return st;
 }
+

@@ -1,7 +1,9 @@
-/* tensor.c -- creating tensors on a device and moving their bytes to and from the host. */
-#include "tensor.h"
+/* tensor.c -- creating tensors, whole on one device or placed over several, and moving their
+ * bytes to and from the host (scattered to and gathered from the parts). */
+#include "parallel.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 bool kq_type_is_float(kqcl_type type)
 {
@@ -17,51 +19,273 @@ kqcl_status kq_check_tensor(kqcl_context *ctx, const kqcl_tensor *t, const char 
     return KQCL_OK;
 }
 
-KQCL_API kqcl_status kqcl_tensor_create(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols,
-                                        kqcl_tensor **out)
+/* ---- creation ------------------------------------------------------------------------------- */
+
+static kqcl_status check_shape(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols, const char *call)
+{
+    if (!kq_type_is_known(type))
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: unknown type %d", call, (int)type);
+    size_t row_bytes = kqcl_row_size(type, cols);
+    if (rows <= 0 || row_bytes == 0)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG,
+                       "%s: shape %lld x %lld is not valid for %s (rows > 0, cols a positive multiple of %lld)",
+                       call, (long long)rows, (long long)cols, kqcl_type_name(type),
+                       (long long)kqcl_block_size(type));
+    /* Kernels index rows and columns with 32-bit ints. */
+    if (rows > INT32_MAX || cols > INT32_MAX || (uint64_t)rows > SIZE_MAX / row_bytes)
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: shape %lld x %lld is too large", call, (long long)rows,
+                       (long long)cols);
+    return KQCL_OK;
+}
+
+static kqcl_tensor *new_tensor(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols, kqcl_split split,
+                               int n_parts)
+{
+    kqcl_tensor *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return NULL;
+    t->parts = calloc((size_t)n_parts, sizeof *t->parts);
+    if (t->parts == NULL) {
+        free(t);
+        return NULL;
+    }
+    t->ctx = ctx;
+    t->type = type;
+    t->rows = rows;
+    t->cols = cols;
+    t->row_bytes = kqcl_row_size(type, cols);
+    t->bytes = (size_t)rows * t->row_bytes;
+    t->split = split;
+    return t;
+}
+
+/* Give part p (its ranges set) a buffer on its device. */
+static kqcl_status alloc_part(kqcl_context *ctx, const kqcl_tensor *t, kq_part *p, const char *call)
+{
+    kq_device *dev = &ctx->devices[p->device];
+    p->row_bytes = kqcl_row_size(t->type, p->cols);
+    p->bytes = (size_t)p->rows * p->row_bytes;
+    if (p->bytes > dev->info.max_alloc_bytes)
+        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY,
+                       "%s: %zu bytes exceed device %d's largest allocation (%llu)", call, p->bytes, p->device,
+                       (unsigned long long)dev->info.max_alloc_bytes);
+    cl_int err;
+    p->buffer = clCreateBuffer(dev->cl_ctx, CL_MEM_READ_WRITE, p->bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, "clCreateBuffer for a tensor");
+    return KQCL_OK;
+}
+
+KQCL_API kqcl_status kqcl_tensor_create_on(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols,
+                                           int device, kqcl_tensor **out)
 {
     if (out != NULL)
         *out = NULL;
     if (ctx == NULL || out == NULL)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_tensor_create: NULL argument");
     kq_clear_error(ctx);
-    if (!kq_type_is_known(type))
-        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_tensor_create: unknown type %d", (int)type);
-    size_t row_bytes = kqcl_row_size(type, cols);
-    if (rows <= 0 || row_bytes == 0)
-        return kq_fail(ctx, KQCL_ERR_INVALID_ARG,
-                       "kqcl_tensor_create: shape %lld x %lld is not valid for %s (rows > 0, cols a "
-                       "positive multiple of %lld)",
-                       (long long)rows, (long long)cols, kqcl_type_name(type), (long long)kqcl_block_size(type));
-    /* Kernels index rows and columns with 32-bit ints. */
-    if (rows > INT32_MAX || cols > INT32_MAX || (uint64_t)rows > SIZE_MAX / row_bytes)
-        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "kqcl_tensor_create: shape %lld x %lld is too large",
-                       (long long)rows, (long long)cols);
-    size_t bytes = (size_t)rows * row_bytes;
-    kq_device *dev = &ctx->devices[0];
-    if (bytes > dev->info.max_alloc_bytes)
-        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY,
-                       "kqcl_tensor_create: %zu bytes exceed the device's largest allocation (%llu)", bytes,
-                       (unsigned long long)dev->info.max_alloc_bytes);
-
-    kqcl_tensor *t = calloc(1, sizeof *t);
+    if (device < 0 || device >= ctx->n_devices)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_tensor_create_on: device %d out of range 0..%d", device,
+                       ctx->n_devices - 1);
+    kqcl_status st = check_shape(ctx, type, rows, cols, "kqcl_tensor_create");
+    if (st != KQCL_OK)
+        return st;
+    kqcl_tensor *t = new_tensor(ctx, type, rows, cols, KQCL_SPLIT_NONE, 1);
     if (t == NULL)
         return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_tensor_create: no host memory");
-    cl_int err;
-    t->buffer = clCreateBuffer(dev->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (err != CL_SUCCESS) {
-        free(t);
-        return kq_cl_fail(ctx, err, "kqcl_tensor_create: clCreateBuffer");
+    t->parts[0] = (kq_part){.device = device, .rows = rows, .cols = cols};
+    st = alloc_part(ctx, t, &t->parts[0], "kqcl_tensor_create");
+    if (st != KQCL_OK) {
+        kqcl_tensor_destroy(t);
+        return st;
     }
-    t->ctx = ctx;
-    t->type = type;
-    t->rows = rows;
-    t->cols = cols;
-    t->row_bytes = row_bytes;
-    t->bytes = bytes;
-    t->device = 0;
+    t->n_parts = 1;
+    t->device = device;
+    t->buffer = t->parts[0].buffer;
     *out = t;
     return KQCL_OK;
+}
+
+KQCL_API kqcl_status kqcl_tensor_create(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols,
+                                        kqcl_tensor **out)
+{
+    return kqcl_tensor_create_on(ctx, type, rows, cols, 0, out);
+}
+
+static kqcl_status check_fractions(kqcl_context *ctx, const double *fractions)
+{
+    double total = 0;
+    for (int i = 0; i < ctx->n_devices; i++) {
+        if (!(fractions[i] >= 0) || fractions[i] > 1e300) /* also refuses NaN */
+            return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_tensor_create_split: fraction %d is %g", i,
+                           fractions[i]);
+        total += fractions[i];
+    }
+    if (!(total > 0))
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_tensor_create_split: the fractions are all 0");
+    return KQCL_OK;
+}
+
+/* Lay out the parts of a split: rows, or columns in 256-value units (the last may be short). */
+static void layout_parts(kqcl_tensor *t, const double *weights)
+{
+    int n = t->ctx->n_devices;
+    int64_t counts[KQ_MAX_DEVICES];
+    if (t->split == KQCL_SPLIT_REPLICATE) {
+        for (int d = 0; d < n; d++)
+            t->parts[t->n_parts++] = (kq_part){.device = d, .rows = t->rows, .cols = t->cols};
+        return;
+    }
+    bool by_rows = t->split == KQCL_SPLIT_ROWS;
+    int64_t units = by_rows ? t->rows : (t->cols + QK_K - 1) / QK_K;
+    kq_shares(units, n, weights, counts);
+    int64_t at = 0;
+    for (int d = 0; d < n; d++) {
+        if (counts[d] == 0)
+            continue;
+        kq_part p = {.device = d, .rows = t->rows, .cols = t->cols};
+        if (by_rows) {
+            p.row0 = at, p.rows = counts[d];
+        } else {
+            p.col0 = at * QK_K;
+            p.cols = ((at + counts[d]) * QK_K < t->cols ? (at + counts[d]) * QK_K : t->cols) - p.col0;
+        }
+        at += counts[d];
+        t->parts[t->n_parts++] = p;
+    }
+}
+
+KQCL_API kqcl_status kqcl_tensor_create_split_ex(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols,
+                                                 kqcl_split split, const double *fractions, kqcl_tensor **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (ctx == NULL || out == NULL)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_tensor_create_split: NULL argument");
+    kq_clear_error(ctx);
+    if (split == KQCL_SPLIT_NONE)
+        return kqcl_tensor_create_on(ctx, type, rows, cols, 0, out);
+    if (split != KQCL_SPLIT_ROWS && split != KQCL_SPLIT_COLS && split != KQCL_SPLIT_REPLICATE)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_tensor_create_split: unknown split %d", (int)split);
+    kqcl_status st = check_shape(ctx, type, rows, cols, "kqcl_tensor_create_split");
+    if (st == KQCL_OK && fractions != NULL)
+        st = check_fractions(ctx, fractions);
+    if (st != KQCL_OK)
+        return st;
+    double weights[KQ_MAX_DEVICES];
+    if (fractions != NULL)
+        memcpy(weights, fractions, (size_t)ctx->n_devices * sizeof *weights);
+    else
+        kq_auto_weights(ctx, weights);
+    kqcl_tensor *t = new_tensor(ctx, type, rows, cols, split, ctx->n_devices);
+    if (t == NULL)
+        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_tensor_create_split: no host memory");
+    layout_parts(t, weights);
+    for (int i = 0; i < t->n_parts && st == KQCL_OK; i++)
+        st = alloc_part(ctx, t, &t->parts[i], "kqcl_tensor_create_split");
+    if (st != KQCL_OK) {
+        kqcl_tensor_destroy(t);
+        return st;
+    }
+    t->device = t->parts[0].device;
+    *out = t;
+    return KQCL_OK;
+}
+
+KQCL_API kqcl_status kqcl_tensor_create_split(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols,
+                                              kqcl_split split, kqcl_tensor **out)
+{
+    return kqcl_tensor_create_split_ex(ctx, type, rows, cols, split, NULL, out);
+}
+
+/* ---- parts ------------------------------------------------------------------------------------ */
+
+const kq_part *kq_tensor_part_on(const kqcl_tensor *t, int device)
+{
+    for (int i = 0; i < t->n_parts; i++)
+        if (t->parts[i].device == device)
+            return &t->parts[i];
+    return NULL;
+}
+
+kqcl_tensor kq_part_view(const kqcl_tensor *t, const kq_part *p)
+{
+    kqcl_tensor v = {.ctx = t->ctx, .type = t->type, .rows = p->rows, .cols = p->cols, .row_bytes = p->row_bytes,
+                     .bytes = p->bytes, .device = p->device, .buffer = p->buffer, .split = KQCL_SPLIT_NONE,
+                     .n_parts = 1, .parts = (kq_part *)p};
+    return v;
+}
+
+bool kq_same_layout(const kqcl_tensor *a, const kqcl_tensor *b)
+{
+    if (a->n_parts != b->n_parts || (a->split == KQCL_SPLIT_REPLICATE) != (b->split == KQCL_SPLIT_REPLICATE))
+        return false;
+    for (int i = 0; i < a->n_parts; i++) {
+        const kq_part *p = &a->parts[i], *q = &b->parts[i];
+        bool rows_whole = p->rows == a->rows && q->rows == b->rows;
+        bool cols_whole = p->cols == a->cols && q->cols == b->cols;
+        if (p->device != q->device || !(rows_whole || (p->row0 == q->row0 && p->rows == q->rows)) ||
+            !(cols_whole || (p->col0 == q->col0 && p->cols == q->cols)))
+            return false;
+    }
+    return true;
+}
+
+KQCL_API kqcl_split kqcl_tensor_split(const kqcl_tensor *t) { return t ? t->split : KQCL_SPLIT_NONE; }
+
+KQCL_API kqcl_status kqcl_tensor_part(const kqcl_tensor *t, int device, int64_t *first, int64_t *count)
+{
+    if (t == NULL || first == NULL || count == NULL)
+        return kq_fail(t ? t->ctx : NULL, KQCL_ERR_INVALID_ARG, "kqcl_tensor_part: NULL argument");
+    if (device < 0 || device >= t->ctx->n_devices)
+        return kq_fail(t->ctx, KQCL_ERR_INVALID_ARG, "kqcl_tensor_part: device %d out of range", device);
+    const kq_part *p = kq_tensor_part_on(t, device);
+    bool by_cols = t->split == KQCL_SPLIT_COLS;
+    *first = p == NULL ? 0 : by_cols ? p->col0 : p->row0;
+    *count = p == NULL ? 0 : by_cols ? p->cols : p->rows;
+    return KQCL_OK;
+}
+
+/* ---- moving bytes ----------------------------------------------------------------------------- */
+
+/* Enqueue the copy between part p and the whole tensor's host image (non-blocking; the caller
+ * waits). Column parts are strided in host memory: a rectangle copy. */
+static cl_int enqueue_part_io(const kqcl_tensor *t, const kq_part *p, void *host, bool write, cl_event *ev)
+{
+    cl_command_queue q = t->ctx->devices[p->device].queue;
+    if (p->cols == t->cols) {
+        size_t off = (size_t)p->row0 * t->row_bytes;
+        return write ? clEnqueueWriteBuffer(q, p->buffer, CL_FALSE, 0, p->bytes, (char *)host + off, 0, NULL, ev)
+                     : clEnqueueReadBuffer(q, p->buffer, CL_FALSE, 0, p->bytes, (char *)host + off, 0, NULL, ev);
+    }
+    size_t col_off = p->col0 ? kqcl_row_size(t->type, p->col0) : 0; /* col0 is a whole number of blocks */
+    size_t buf_origin[3] = {0, 0, 0}, host_origin[3] = {col_off, (size_t)p->row0, 0};
+    size_t region[3] = {p->row_bytes, (size_t)p->rows, 1};
+    return write ? clEnqueueWriteBufferRect(q, p->buffer, CL_FALSE, buf_origin, host_origin, region, p->row_bytes, 0,
+                                            t->row_bytes, 0, host, 0, NULL, ev)
+                 : clEnqueueReadBufferRect(q, p->buffer, CL_FALSE, buf_origin, host_origin, region, p->row_bytes, 0,
+                                           t->row_bytes, 0, host, 0, NULL, ev);
+}
+
+/* Copy every part at once (the devices' copies run side by side), then wait for all. */
+static kqcl_status transfer_all(kqcl_tensor *t, void *host, bool write, const char *call)
+{
+    cl_event evs[KQ_MAX_DEVICES];
+    int n = 0;
+    cl_int err = CL_SUCCESS;
+    for (int i = 0; i < t->n_parts && err == CL_SUCCESS; i++)
+        if ((err = enqueue_part_io(t, &t->parts[i], host, write, &evs[n])) == CL_SUCCESS)
+            n++;
+    cl_int wait_err = CL_SUCCESS;
+    for (int i = 0; i < n; i++) { /* one at a time: the devices' events are of different contexts */
+        cl_int e = clWaitForEvents(1, &evs[i]);
+        if (wait_err == CL_SUCCESS)
+            wait_err = e;
+        clReleaseEvent(evs[i]);
+    }
+    if (err == CL_SUCCESS)
+        err = wait_err;
+    return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(t->ctx, err, call);
 }
 
 static kqcl_status check_transfer(kqcl_tensor *t, const void *host, size_t nbytes, const char *call)
@@ -82,8 +306,12 @@ KQCL_API kqcl_status kqcl_tensor_write(kqcl_tensor *t, const void *src, size_t n
     kqcl_status st = check_transfer(t, src, nbytes, "kqcl_tensor_write");
     if (st != KQCL_OK)
         return st;
-    cl_int err = clEnqueueWriteBuffer(kq_tensor_device(t)->queue, t->buffer, CL_TRUE, 0, nbytes, src, 0, NULL, NULL);
-    return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(t->ctx, err, "kqcl_tensor_write");
+    if (t->split == KQCL_SPLIT_NONE) {
+        cl_int err = clEnqueueWriteBuffer(kq_tensor_device(t)->queue, t->buffer, CL_TRUE, 0, nbytes, src, 0, NULL,
+                                          NULL);
+        return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(t->ctx, err, "kqcl_tensor_write");
+    }
+    return transfer_all(t, (void *)src, true, "kqcl_tensor_write");
 }
 
 KQCL_API kqcl_status kqcl_tensor_read(kqcl_tensor *t, void *dst, size_t nbytes)
@@ -91,15 +319,54 @@ KQCL_API kqcl_status kqcl_tensor_read(kqcl_tensor *t, void *dst, size_t nbytes)
     kqcl_status st = check_transfer(t, dst, nbytes, "kqcl_tensor_read");
     if (st != KQCL_OK)
         return st;
-    cl_int err = clEnqueueReadBuffer(kq_tensor_device(t)->queue, t->buffer, CL_TRUE, 0, nbytes, dst, 0, NULL, NULL);
-    return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(t->ctx, err, "kqcl_tensor_read");
+    if (t->split == KQCL_SPLIT_NONE) {
+        cl_int err = clEnqueueReadBuffer(kq_tensor_device(t)->queue, t->buffer, CL_TRUE, 0, nbytes, dst, 0, NULL,
+                                         NULL);
+        return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(t->ctx, err, "kqcl_tensor_read");
+    }
+    if (t->split == KQCL_SPLIT_REPLICATE) { /* every copy is whole: read one */
+        cl_int err = clEnqueueReadBuffer(t->ctx->devices[t->parts[0].device].queue, t->parts[0].buffer, CL_TRUE, 0,
+                                         nbytes, dst, 0, NULL, NULL);
+        return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(t->ctx, err, "kqcl_tensor_read");
+    }
+    return transfer_all(t, dst, false, "kqcl_tensor_read");
+}
+
+static kqcl_status part_io(kqcl_tensor *t, int device, void *host, size_t nbytes, bool write, const char *call)
+{
+    if (t == NULL || host == NULL)
+        return kq_fail(t ? t->ctx : NULL, KQCL_ERR_INVALID_ARG, "%s: NULL argument", call);
+    kq_clear_error(t->ctx);
+    const kq_part *p = (device >= 0 && device < t->ctx->n_devices) ? kq_tensor_part_on(t, device) : NULL;
+    if (p == NULL)
+        return kq_fail(t->ctx, KQCL_ERR_INVALID_ARG, "%s: device %d holds no part of the tensor", call, device);
+    if (nbytes != p->bytes)
+        return kq_fail(t->ctx, KQCL_ERR_INVALID_ARG, "%s: %zu bytes given, device %d's part holds %zu", call, nbytes,
+                       device, p->bytes);
+    cl_command_queue q = t->ctx->devices[device].queue;
+    cl_int err = write ? clEnqueueWriteBuffer(q, p->buffer, CL_TRUE, 0, nbytes, host, 0, NULL, NULL)
+                       : clEnqueueReadBuffer(q, p->buffer, CL_TRUE, 0, nbytes, host, 0, NULL, NULL);
+    return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(t->ctx, err, call);
+}
+
+KQCL_API kqcl_status kqcl_tensor_write_part(kqcl_tensor *t, int device, const void *src, size_t nbytes)
+{
+    return part_io(t, device, (void *)src, nbytes, true, "kqcl_tensor_write_part");
+}
+
+KQCL_API kqcl_status kqcl_tensor_read_part(kqcl_tensor *t, int device, void *dst, size_t nbytes)
+{
+    return part_io(t, device, dst, nbytes, false, "kqcl_tensor_read_part");
 }
 
 KQCL_API void kqcl_tensor_destroy(kqcl_tensor *t)
 {
     if (t == NULL)
         return;
-    clReleaseMemObject(t->buffer);
+    for (int i = 0; i < t->n_parts; i++)
+        if (t->parts[i].buffer)
+            clReleaseMemObject(t->parts[i].buffer);
+    free(t->parts);
     free(t);
 }
 
@@ -107,3 +374,72 @@ KQCL_API int64_t kqcl_tensor_rows(const kqcl_tensor *t) { return t ? t->rows : 0
 KQCL_API int64_t kqcl_tensor_cols(const kqcl_tensor *t) { return t ? t->cols : 0; }
 KQCL_API kqcl_type kqcl_tensor_type(const kqcl_tensor *t) { return t ? t->type : KQCL_TYPE_F32; }
 KQCL_API size_t kqcl_tensor_bytes(const kqcl_tensor *t) { return t ? t->bytes : 0; }
+
+/* ---- copies between placements ------------------------------------------------------------------- */
+
+static kqcl_status check_copy(kqcl_context *ctx, const kqcl_tensor *src, const kqcl_tensor *dst, const char *call)
+{
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s: ctx is NULL", call);
+    kq_clear_error(ctx);
+    kqcl_status st;
+    if ((st = kq_check_tensor(ctx, src, call, "src")) != KQCL_OK || (st = kq_check_tensor(ctx, dst, call, "dst")) != KQCL_OK)
+        return st;
+    if (src->type != dst->type || src->rows != dst->rows || src->cols != dst->cols)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: src and dst differ in type or shape", call);
+    return KQCL_OK;
+}
+
+/* Same layout: each part is copied on its own device, no host stage. */
+static kqcl_status copy_part_by_part(kqcl_context *ctx, const kqcl_tensor *src, kqcl_tensor *dst)
+{
+    for (int i = 0; i < src->n_parts; i++) {
+        cl_int err = clEnqueueCopyBuffer(ctx->devices[src->parts[i].device].queue, src->parts[i].buffer,
+                                         dst->parts[i].buffer, 0, 0, src->parts[i].bytes, 0, NULL, NULL);
+        if (err != CL_SUCCESS)
+            return kq_cl_fail(ctx, err, "kqcl_tensor_copy");
+    }
+    return KQCL_OK;
+}
+
+KQCL_API kqcl_status kqcl_tensor_copy(kqcl_context *ctx, const kqcl_tensor *src, kqcl_tensor *dst)
+{
+    kqcl_status st = check_copy(ctx, src, dst, "kqcl_tensor_copy");
+    if (st != KQCL_OK || src == dst)
+        return st;
+    if (kq_same_layout(src, dst))
+        return copy_part_by_part(ctx, src, dst);
+    /* Gather to the host, scatter from it: devices share no memory. */
+    void *host = malloc(src->bytes);
+    if (host == NULL)
+        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_tensor_copy: no host memory for %zu bytes", src->bytes);
+    st = kqcl_tensor_read((kqcl_tensor *)src, host, src->bytes);
+    if (st == KQCL_OK)
+        st = kqcl_tensor_write(dst, host, dst->bytes);
+    free(host);
+    return st;
+}
+
+KQCL_API kqcl_status kqcl_gather(kqcl_context *ctx, const kqcl_tensor *src, kqcl_tensor *dst)
+{
+    kqcl_status st = check_copy(ctx, src, dst, "kqcl_gather");
+    if (st == KQCL_OK && dst->split != KQCL_SPLIT_NONE)
+        st = kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_gather: dst must be a whole tensor on one device");
+    return st == KQCL_OK ? kqcl_tensor_copy(ctx, src, dst) : st;
+}
+
+KQCL_API kqcl_status kqcl_scatter(kqcl_context *ctx, const kqcl_tensor *src, kqcl_tensor *dst)
+{
+    kqcl_status st = check_copy(ctx, src, dst, "kqcl_scatter");
+    if (st == KQCL_OK && (src->split != KQCL_SPLIT_NONE || (dst->split != KQCL_SPLIT_ROWS && dst->split != KQCL_SPLIT_COLS)))
+        st = kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_scatter: src must be whole, dst split by rows or columns");
+    return st == KQCL_OK ? kqcl_tensor_copy(ctx, src, dst) : st;
+}
+
+KQCL_API kqcl_status kqcl_allgather(kqcl_context *ctx, const kqcl_tensor *src, kqcl_tensor *dst)
+{
+    kqcl_status st = check_copy(ctx, src, dst, "kqcl_allgather");
+    if (st == KQCL_OK && dst->split != KQCL_SPLIT_REPLICATE)
+        st = kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_allgather: dst must be replicated");
+    return st == KQCL_OK ? kqcl_tensor_copy(ctx, src, dst) : st;
+}

@@ -27,7 +27,8 @@ typedef struct bench_options {
     const char *devices;
     int reps;
     int rotate_mib; /* rotate weights over at least this many MiB (0: same buffer only) */
-    bool json, unfused, model;
+    bool json, unfused, model, collectives;
+    kqcl_split split; /* KQCL_SPLIT_NONE: W on device 0; ROWS or COLS: W spread evenly */
 } bench_options;
 
 typedef struct bench_row {
@@ -178,6 +179,49 @@ static kqcl_status time_unfused(bench_state *b, kqcl_tensor *w, kqcl_tensor *x, 
     return st;
 }
 
+/* A tensor placed for a split run: `split` over every device of the context in equal shares
+ * (so W's row parts and Y's column parts line up), or whole on device 0 for KQCL_SPLIT_NONE. */
+static kqcl_status create_placed(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols, kqcl_split split,
+                                 kqcl_tensor **out)
+{
+    if (split == KQCL_SPLIT_NONE)
+        return kqcl_tensor_create(ctx, type, rows, cols, out);
+    double fractions[64];
+    int n = kqcl_device_count(ctx);
+    for (int d = 0; d < n && d < 64; d++)
+        fractions[d] = 1.0 / n;
+    return kqcl_tensor_create_split_ex(ctx, type, rows, cols, split, fractions, out);
+}
+
+/* Where X and Y go for W's split: rows -> X everywhere, Y by columns (each device writes its
+ * own output columns); cols -> X by columns (the matching K range), Y replicated (all-reduced). */
+static void operand_splits(kqcl_split w_split, kqcl_split *x_split, kqcl_split *y_split)
+{
+    *x_split = w_split == KQCL_SPLIT_ROWS ? KQCL_SPLIT_REPLICATE : w_split;
+    *y_split = w_split == KQCL_SPLIT_ROWS ? KQCL_SPLIT_COLS : w_split == KQCL_SPLIT_COLS ? KQCL_SPLIT_REPLICATE
+                                                                                         : KQCL_SPLIT_NONE;
+}
+
+/* Several devices run at once, so device times would add up: time split runs on the host
+ * around a finish (an upper bound that includes the launches). */
+static kqcl_status time_split(bench_state *b, kqcl_tensor *w, kqcl_tensor *x, kqcl_tensor *y, int reps, double *us)
+{
+    double *t = calloc((size_t)reps, sizeof *t);
+    kqcl_status st = t ? kqcl_finish(b->ctx) : KQCL_ERR_OUT_OF_MEMORY;
+    for (int i = -2; i < reps && st == KQCL_OK; i++) {
+        double t0 = now_us();
+        st = kqcl_matmul(b->ctx, w, x, y);
+        if (st == KQCL_OK)
+            st = kqcl_finish(b->ctx);
+        if (i >= 0)
+            t[i] = now_us() - t0;
+    }
+    if (st == KQCL_OK)
+        *us = median(t, reps);
+    free(t);
+    return st;
+}
+
 static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *row)
 {
     int64_t m = row->m, k = row->k;
@@ -187,7 +231,9 @@ static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *
     float *x_host = malloc((size_t)n * k * sizeof(float));
     float *y_host = malloc((size_t)n * m * sizeof(float));
     int n_ws = 1;
-    if (b->is_gpu && o->rotate_mib > 0)
+    kqcl_split x_split, y_split;
+    operand_splits(o->split, &x_split, &y_split);
+    if (b->is_gpu && o->rotate_mib > 0 && o->split == KQCL_SPLIT_NONE)
         n_ws = (int)(((size_t)o->rotate_mib << 20) / w_bytes) + 1;
     if (n_ws > 256)
         n_ws = 256;
@@ -197,14 +243,14 @@ static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *
     for (int64_t i = 0; st == KQCL_OK && i < (int64_t)n * k; i++)
         x_host[i] = rng_uniform();
     for (int i = 0; i < n_ws && st == KQCL_OK; i++) {
-        st = kqcl_tensor_create(b->ctx, row->type, m, k, &ws[i]);
+        st = create_placed(b->ctx, row->type, m, k, o->split, &ws[i]);
         if (st == KQCL_OK)
             st = kqcl_tensor_write(ws[i], w_host, w_bytes);
     }
     if (st == KQCL_OK)
-        st = kqcl_tensor_create(b->ctx, KQCL_TYPE_F32, n, k, &x);
+        st = create_placed(b->ctx, KQCL_TYPE_F32, n, k, x_split, &x);
     if (st == KQCL_OK)
-        st = kqcl_tensor_create(b->ctx, KQCL_TYPE_F32, n, m, &y);
+        st = create_placed(b->ctx, KQCL_TYPE_F32, n, m, y_split, &y);
     if (st == KQCL_OK)
         st = kqcl_tensor_write(x, x_host, (size_t)n * k * sizeof(float));
 
@@ -225,11 +271,13 @@ static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *
             st = KQCL_ERR_DEVICE;
         }
     }
-    if (st == KQCL_OK)
+    if (st == KQCL_OK && o->split != KQCL_SPLIT_NONE)
+        st = time_split(b, ws[0], x, y, o->reps, &row->us);
+    else if (st == KQCL_OK)
         st = time_fused(b, ws, 1, x, y, o->reps, &row->us);
     if (st == KQCL_OK && n_ws > 1)
         st = time_fused(b, ws, n_ws, x, y, o->reps, &row->us_rotating);
-    if (st == KQCL_OK && o->unfused) {
+    if (st == KQCL_OK && o->unfused && o->split == KQCL_SPLIT_NONE) {
         kqcl_status su = time_unfused(b, ws[0], x, y, o->reps, &row->us_unfused);
         if (su != KQCL_OK)
             row->us_unfused = 0; /* e.g. built without CLBlast, or no room for f32 weights */
@@ -339,11 +387,14 @@ static void bench_usage(FILE *out)
     fprintf(out,
             "usage: kqcl bench [--type q4_K,q5_K,...] [--m M] [--k K] [--n 1,8,512] [--device SPEC]\n"
             "                  [--reps R] [--rotate MIB] [--no-unfused] [--model llama3-8b] [--json]\n"
+            "                  [--split none|rows|cols] [--collectives]\n"
             "Times the fused matmul Y = X . W^T (device events, 2 warm-ups, median of R repeats), the\n"
             "unfused path (dequantize + CLBlast SGEMM, host-timed) and a streaming-read kernel.\n"
             "Defaults: m 4096, k 14336, the four k-quants, n 1,8 (and 512 on a GPU); R 20 on a GPU,\n"
             "3 on a CPU; on a GPU the weights are also rotated over --rotate MiB (1024) so they do not\n"
-            "sit in the cache. Results are checked against the host before they are timed.\n");
+            "sit in the cache. Results are checked against the host before they are timed.\n"
+            "--split rows|cols spreads W evenly over every device of --device (X and Y placed to\n"
+            "match) and times on the host; --collectives times all-reduce and broadcast instead.\n");
 }
 
 static int parse_list(const char *s, int *out, int max)
@@ -381,6 +432,7 @@ static int parse_bench_args(int argc, char **argv, bench_options *o)
         {"devices", required_argument, 0, 'd'}, {"reps", required_argument, 0, 'r'},
         {"rotate", required_argument, 0, 'R'}, {"no-unfused", no_argument, 0, 'U'},
         {"model", required_argument, 0, 'M'}, {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
+        {"split", required_argument, 0, 'S'}, {"collectives", no_argument, 0, 'C'},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -396,6 +448,15 @@ static int parse_bench_args(int argc, char **argv, bench_options *o)
         case 'U': o->unfused = false; break;
         case 'M': if (strcmp(optarg, "llama3-8b") != 0) return 2; o->model = true; break;
         case 'j': o->json = true; break;
+        case 'S':
+            if (strcmp(optarg, "rows") == 0)
+                o->split = KQCL_SPLIT_ROWS;
+            else if (strcmp(optarg, "cols") == 0)
+                o->split = KQCL_SPLIT_COLS;
+            else if (strcmp(optarg, "none") != 0)
+                return 2;
+            break;
+        case 'C': o->collectives = true; break;
         case 'h': bench_usage(stdout); return -1;
         default: return 2;
         }
@@ -417,6 +478,11 @@ int kq_cmd_bench(int argc, char **argv)
     if (st != KQCL_OK) {
         fprintf(stderr, "kqcl bench: %s: %s\n", kqcl_status_string(st), kqcl_last_error(NULL));
         return 1;
+    }
+    if (o.collectives) {
+        int rc = kq_bench_collectives(b.ctx, o.json);
+        kqcl_context_destroy(b.ctx);
+        return rc;
     }
     kqcl_device_info dev;
     kqcl_device_get_info(b.ctx, 0, &dev);
@@ -455,6 +521,9 @@ int kq_cmd_bench(int argc, char **argv)
         return 1;
     }
     kqcl_device_get_info(b.ctx, 0, &dev); /* the kernel variant may have changed (fallback) */
+    if (o.split != KQCL_SPLIT_NONE && !o.json)
+        printf("\nW split by %s over %d devices, evenly; times on the host around a finish\n",
+               o.split == KQCL_SPLIT_ROWS ? "rows" : "columns", kqcl_device_count(b.ctx));
     if (o.json)
         print_json(&b, &dev, rows, n_rows);
     else

@@ -19,4 +19,12 @@ int kq_cmd_gguf(int argc, char **argv);     /* kqcl gguf FILE [--json] */
 int kq_cmd_run(int argc, char **argv);      /* kqcl run FILE [--devices SPEC] [--n N] ... */
 int kq_cmd_quantize(int argc, char **argv); /* kqcl quantize IN.gguf OUT.gguf TYPE */
 
+/* cmd_plan.c */
+int kq_cmd_plan(int argc, char **argv);     /* kqcl plan [FILE.gguf] [--devices SPEC] [--mode M] ... */
+
+/* bench_multi.c: the collectives' table, for kqcl bench --collectives (1 on failure). */
+#include <stdbool.h>
+typedef struct kqcl_context kqcl_context;
+int kq_bench_collectives(kqcl_context *ctx, bool json);
+
 #endif

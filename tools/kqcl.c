@@ -70,6 +70,7 @@ static void usage(FILE *out)
                  "  gguf       describe a GGUF file (--json for scripts)\n"
                  "  run        load a GGUF model's weights onto devices and time their matmuls\n"
                  "  quantize   re-quantize a GGUF file's float weights to a k-quant\n"
+                 "  plan       place a model's layers on several devices (layer or tensor split)\n"
                  "  version    print kqcl's version\n\n"
                  "Devices are chosen with --device/--devices SPEC or KQCL_DEVICES (see kqcl(1)).\n");
 }
@@ -91,6 +92,8 @@ int main(int argc, char **argv)
         return kq_cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "quantize") == 0)
         return kq_cmd_quantize(argc - 1, argv + 1);
+    if (strcmp(cmd, "plan") == 0)
+        return kq_cmd_plan(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("kqcl %s\n", kqcl_version());
         return 0;

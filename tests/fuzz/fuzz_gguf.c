@@ -2,11 +2,12 @@
  * fuzz_gguf.c -- libFuzzer target for the GGUF reader. Parses the input in memory, then walks
  * everything a caller can reach (every value, nested arrays, every tensor's bytes) and copies
  * the metadata into a writer, so a parse that "succeeds" on a bad file cannot hide a bad
- * pointer either. Build:
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ilib \
- *       tests/fuzz/fuzz_gguf.c lib/gguf.c lib/types.c lib/error.c STUB.c -o fuzz_gguf
- * where STUB.c defines kqcl_tensor_create/_write/_destroy (the device side is not needed), and
- * run: ./fuzz_gguf -max_total_time=60 tests/fuzz/corpus
+ * pointer either. `make fuzz` builds and runs it (FUZZ_SECONDS, seeds in tests/fuzz/corpus/);
+ * by hand:
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ilib tests/fuzz/fuzz_gguf.c \
+ *       lib/gguf.c lib/types.c lib/error.c tests/fuzz/stub_tensor.c -o fuzz_gguf
+ *   ./fuzz_gguf -max_total_time=60 tests/fuzz/corpus
+ * (stub_tensor.c stands in for the three tensor calls: the device side is not needed).
  */
 #include "gguf.h"
 

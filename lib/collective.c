@@ -1,0 +1,546 @@
+/*
+ * collective.c -- all-reduce and broadcast across the context's devices (and, with MPI, across
+ * ranks), staged through pinned host memory.
+ *
+ * The buffers are cut into chunks. For each chunk the devices' copies are read into pinned
+ * staging slots (their own device->host queue), combined on the host in device order, and
+ * written back (their own host->device queue). The reads of chunk c are queued before chunk
+ * c-1 is combined, and the writes of c-1 run while c+1 is read: the device->host copy of one
+ * chunk, the host reduction of the previous one and the host->device copy of the one before
+ * overlap. Large buffers are cut into slices, one host thread each, so sums run on several
+ * cores; every element is still combined in one fixed order, so the bits never depend on timing.
+ *
+ * Ordering with compute: each device's compute queue gets a marker (what the copies wait for)
+ * and then a barrier on a user event that opens when the collective is done -- work queued
+ * later waits on the queue, and the host may go on.
+ */
+#include "parallel.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RING 3                        /* staging slots per slice and device */
+#define DEFAULT_CHUNK (1u << 20)      /* bytes; KQCL_COLL_CHUNK_KIB overrides */
+#define MAX_THREADS 8
+
+struct kqcl_request {
+    kqcl_context *ctx;
+    int op;          /* KQ_COLL_SUM/MAX/MIN/BCAST */
+    bool span;       /* the host stage is an MPI collective across ranks */
+    int root_pos;    /* broadcast: position of the local root in devs[], or -1 */
+    int root_rank;
+    size_t bytes, chunk;
+    int n_threads;
+    int n;                          /* devices taking part, in device order */
+    int devs[KQ_MAX_DEVICES];
+    cl_mem bufs[KQ_MAX_DEVICES];    /* retained */
+    cl_event marker[KQ_MAX_DEVICES], gate[KQ_MAX_DEVICES];
+    kq_multi *m;
+    kq_stage *stage;
+    pthread_t driver;
+    bool threaded;
+    pthread_mutex_t lock; /* status and error, set by any slice thread */
+    kqcl_status status;
+    char error[512];
+};
+
+/* ---- staging sets ------------------------------------------------------------------------------ */
+
+void kq_stage_free(kq_stage *s)
+{
+    if (s == NULL)
+        return;
+    for (int d = 0; d < s->n_devices; d++) {
+        if (s->host[d] != NULL) {
+            clEnqueueUnmapMemObject(s->queue[d], s->mem[d], s->host[d], 0, NULL, NULL);
+            clFinish(s->queue[d]);
+        }
+        if (s->mem[d] != NULL)
+            clReleaseMemObject(s->mem[d]);
+        if (s->queue[d] != NULL)
+            clReleaseCommandQueue(s->queue[d]);
+    }
+    free(s);
+}
+
+static kqcl_status stage_alloc(kqcl_context *ctx, kq_multi *m, size_t bytes, kq_stage **out)
+{
+    kq_stage *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "collective: no host memory");
+    s->n_devices = ctx->n_devices;
+    s->bytes = bytes;
+    cl_int err = CL_SUCCESS;
+    for (int d = 0; d < ctx->n_devices && err == CL_SUCCESS; d++) {
+        if (m->d2h[d] == NULL)
+            continue; /* a device that takes no part in collectives yet */
+        /* CL_MEM_ALLOC_HOST_PTR: page-locked memory the DMA engines copy from directly. */
+        s->mem[d] = clCreateBuffer(ctx->devices[d].cl_ctx, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL, &err);
+        if (err != CL_SUCCESS)
+            break;
+        s->queue[d] = m->d2h[d];
+        clRetainCommandQueue(s->queue[d]);
+        s->host[d] = clEnqueueMapBuffer(s->queue[d], s->mem[d], CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0, bytes, 0, NULL,
+                                        NULL, &err);
+    }
+    if (err != CL_SUCCESS) {
+        kq_stage_free(s);
+        return kq_cl_fail(ctx, err, "collective: pinned staging buffer");
+    }
+    *out = s;
+    return KQCL_OK;
+}
+
+kqcl_status kq_stage_take(kqcl_context *ctx, kq_multi *m, size_t bytes, kq_stage **out)
+{
+    pthread_mutex_lock(&m->lock);
+    kq_stage *s = m->spare;
+    bool fits = s != NULL && s->bytes >= bytes && s->n_devices == ctx->n_devices;
+    for (int d = 0; fits && d < ctx->n_devices; d++)
+        fits = m->d2h[d] == NULL || s->host[d] != NULL;
+    if (fits)
+        m->spare = NULL;
+    pthread_mutex_unlock(&m->lock);
+    if (fits) {
+        *out = s;
+        return KQCL_OK;
+    }
+    return stage_alloc(ctx, m, bytes, out);
+}
+
+void kq_stage_give(kq_multi *m, kq_stage *s)
+{
+    pthread_mutex_lock(&m->lock);
+    if (m->spare == NULL || m->spare->bytes < s->bytes) {
+        kq_stage *old = m->spare;
+        m->spare = s;
+        s = old;
+    }
+    pthread_mutex_unlock(&m->lock);
+    kq_stage_free(s);
+}
+
+/* The transfer queues of device d, made on first use. */
+static kqcl_status ensure_queues(kqcl_context *ctx, kq_multi *m, int d)
+{
+    cl_int err = CL_SUCCESS;
+    pthread_mutex_lock(&m->lock);
+#ifdef __GNUC__
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    if (m->d2h[d] == NULL)
+        m->d2h[d] = clCreateCommandQueue(ctx->devices[d].cl_ctx, ctx->devices[d].id, 0, &err);
+    if (err == CL_SUCCESS && m->h2d[d] == NULL)
+        m->h2d[d] = clCreateCommandQueue(ctx->devices[d].cl_ctx, ctx->devices[d].id, 0, &err);
+#ifdef __GNUC__
+#pragma GCC diagnostic pop
+#endif
+    pthread_mutex_unlock(&m->lock);
+    return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(ctx, err, "collective: transfer queue");
+}
+
+/* ---- the pipeline of one slice ----------------------------------------------------------------- */
+
+typedef struct slice {
+    kqcl_request *r;
+    int index;
+    size_t lo, hi;
+} slice;
+
+static void record(kqcl_request *r, cl_int err, const char *what)
+{
+    pthread_mutex_lock(&r->lock);
+    if (r->status == KQCL_OK) {
+        r->status = (err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_HOST_MEMORY) ? KQCL_ERR_OUT_OF_MEMORY
+                                                                                            : KQCL_ERR_DEVICE;
+        snprintf(r->error, sizeof r->error, "collective: %s: %s (%d)", what, kq_cl_error_name(err), (int)err);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+static bool failed(kqcl_request *r)
+{
+    pthread_mutex_lock(&r->lock);
+    bool f = r->status != KQCL_OK;
+    pthread_mutex_unlock(&r->lock);
+    return f;
+}
+
+/* acc op= src, element by element; NaN wins MAX and MIN, as in kqcl_reduce. */
+static void combine(int op, float *restrict acc, const float *restrict src, size_t n)
+{
+    if (op == KQ_COLL_SUM) {
+        for (size_t i = 0; i < n; i++)
+            acc[i] += src[i];
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float a = acc[i], b = src[i];
+            if (isnan(a))
+                continue;
+            acc[i] = isnan(b) ? b : op == KQ_COLL_MAX ? (b > a ? b : a) : (b < a ? b : a);
+        }
+    }
+}
+
+static unsigned char *slot_of(const slice *s, int dev, size_t c)
+{
+    kqcl_request *r = s->r;
+    return r->stage->host[dev] + ((size_t)s->index * RING + c % RING) * r->chunk;
+}
+
+static void wait_release(kqcl_request *r, cl_event *ev, const char *what)
+{
+    if (*ev == NULL)
+        return;
+    cl_int err = clWaitForEvents(1, ev);
+    cl_int status = CL_COMPLETE;
+    if (err == CL_SUCCESS)
+        clGetEventInfo(*ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status, NULL);
+    if (err != CL_SUCCESS || status < 0)
+        record(r, err != CL_SUCCESS ? err : status, what);
+    clReleaseEvent(*ev);
+    *ev = NULL;
+}
+
+typedef struct slice_events {
+    cl_event rd[KQ_MAX_DEVICES][RING], wr[KQ_MAX_DEVICES][RING];
+} slice_events;
+
+/* Queue the device->host copies of chunk c (all copies for a reduction, the root's for a
+ * broadcast), once the slot's previous writes are done. */
+static void issue_reads(slice *s, slice_events *e, size_t c)
+{
+    kqcl_request *r = s->r;
+    size_t off = s->lo + c * r->chunk, len = s->hi - off < r->chunk ? s->hi - off : r->chunk;
+    for (int i = 0; i < r->n; i++)
+        wait_release(r, &e->wr[i][c % RING], "host->device copy");
+    for (int i = 0; i < r->n && !failed(r); i++) {
+        if (r->op == KQ_COLL_BCAST && i != r->root_pos)
+            continue;
+        int d = r->devs[i];
+        cl_int err = clEnqueueReadBuffer(r->m->d2h[d], r->bufs[i], CL_FALSE, off, len, slot_of(s, d, c), 1,
+                                         &r->marker[i], &e->rd[i][c % RING]);
+        if (err == CL_SUCCESS)
+            err = clFlush(r->m->d2h[d]);
+        if (err != CL_SUCCESS)
+            record(r, err, "queueing a device->host copy");
+    }
+}
+
+/* Combine chunk c on the host (and across ranks), then queue its host->device copies. */
+static void reduce_and_write(slice *s, slice_events *e, size_t c)
+{
+    kqcl_request *r = s->r;
+    size_t off = s->lo + c * r->chunk, len = s->hi - off < r->chunk ? s->hi - off : r->chunk;
+    for (int i = 0; i < r->n; i++)
+        wait_release(r, &e->rd[i][c % RING], "device->host copy");
+    if (failed(r))
+        return;
+    int src_pos = r->op == KQ_COLL_BCAST ? (r->root_pos >= 0 ? r->root_pos : 0) : 0;
+    float *acc = (float *)slot_of(s, r->devs[src_pos], c);
+    if (r->op != KQ_COLL_BCAST)
+        for (int i = 1; i < r->n; i++)
+            combine(r->op, acc, (const float *)slot_of(s, r->devs[i], c), len / sizeof(float));
+    if (r->span) {
+        kqcl_status st = r->op == KQ_COLL_BCAST ? kq_mpi_bcast(acc, len, r->root_rank)
+                                                : kq_mpi_allreduce_f32(acc, len / sizeof(float), r->op);
+        if (st != KQCL_OK) {
+            record(r, CL_INVALID_OPERATION, "the MPI stage failed");
+            return;
+        }
+    }
+    for (int i = 0; i < r->n && !failed(r); i++) {
+        if (r->op == KQ_COLL_BCAST && i == r->root_pos)
+            continue;
+        int d = r->devs[i];
+        cl_int err = clEnqueueWriteBuffer(r->m->h2d[d], r->bufs[i], CL_FALSE, off, len, acc, 0, NULL, &e->wr[i][c % RING]);
+        if (err == CL_SUCCESS)
+            err = clFlush(r->m->h2d[d]);
+        if (err != CL_SUCCESS)
+            record(r, err, "queueing a host->device copy");
+    }
+}
+
+static void *run_slice(void *arg)
+{
+    slice *s = arg;
+    kqcl_request *r = s->r;
+    slice_events *e = calloc(1, sizeof *e);
+    if (e == NULL) {
+        record(r, CL_OUT_OF_HOST_MEMORY, "slice events");
+        return NULL;
+    }
+    size_t nc = (s->hi - s->lo + r->chunk - 1) / r->chunk;
+    for (size_t c = 0; c <= nc && !failed(r); c++) {
+        if (c < nc)
+            issue_reads(s, e, c);
+        if (c >= 1)
+            reduce_and_write(s, e, c - 1);
+    }
+    for (int i = 0; i < r->n; i++) /* drain, also after a failure: the slots must be idle */
+        for (int k = 0; k < RING; k++) {
+            wait_release(r, &e->rd[i][k], "device->host copy");
+            wait_release(r, &e->wr[i][k], "host->device copy");
+        }
+    free(e);
+    return NULL;
+}
+
+/* Run every slice (one thread each, the first on this one), then open the gates. */
+static void *drive(void *arg)
+{
+    kqcl_request *r = arg;
+    slice slices[MAX_THREADS];
+    pthread_t threads[MAX_THREADS];
+    bool started[MAX_THREADS] = {false};
+    size_t per = (r->bytes / (size_t)r->n_threads + 63) / 64 * 64; /* 64-byte aligned slices */
+    for (int t = 0; t < r->n_threads; t++) {
+        size_t lo = per * (size_t)t < r->bytes ? per * (size_t)t : r->bytes;
+        size_t hi = lo + per < r->bytes ? lo + per : r->bytes;
+        slices[t] = (slice){r, t, lo, hi};
+    }
+    for (int t = 1; t < r->n_threads; t++)
+        started[t] = pthread_create(&threads[t], NULL, run_slice, &slices[t]) == 0;
+    run_slice(&slices[0]);
+    for (int t = 1; t < r->n_threads; t++) {
+        if (started[t])
+            pthread_join(threads[t], NULL);
+        else
+            run_slice(&slices[t]); /* no thread to be had: do it here */
+    }
+    for (int i = 0; i < r->n; i++)
+        if (r->gate[i] != NULL)
+            clSetUserEventStatus(r->gate[i], r->status == KQCL_OK ? CL_COMPLETE : -1);
+    return NULL;
+}
+
+/* ---- starting and finishing ---------------------------------------------------------------------- */
+
+static size_t env_size(const char *name, size_t fallback)
+{
+    const char *s = getenv(name);
+    long v = s ? strtol(s, NULL, 10) : 0;
+    return v > 0 && v < (1L << 20) ? (size_t)v : fallback;
+}
+
+static void plan_chunks(kqcl_request *r)
+{
+    size_t chunk = env_size("KQCL_COLL_CHUNK_KIB", DEFAULT_CHUNK / 1024) * 1024;
+    if (chunk > r->bytes)
+        chunk = (r->bytes + 63) / 64 * 64;
+    r->chunk = chunk;
+    /* Threads pay off once each has a few chunks to itself; across ranks one thread keeps the
+     * MPI calls in one order on every rank. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t want = env_size("KQCL_COLL_THREADS", cpus > 0 ? (size_t)cpus : 1);
+    size_t by_size = r->bytes / (4 * chunk);
+    size_t t = want < by_size ? want : by_size;
+    r->n_threads = r->span || t < 1 ? 1 : t > MAX_THREADS ? MAX_THREADS : (int)t;
+}
+
+/* PoCL's "basic" device runs commands synchronously inside other calls, and PoCL 3.1 then takes
+ * its locks in an order that hangs: inside clSetUserEventStatus, and when two host threads
+ * enqueue at once. There the collective runs on one thread, without gates. */
+static bool pocl_basic(const kq_device *dev)
+{
+    return dev->is_pocl && strncmp(dev->info.name, "basic", 5) == 0;
+}
+
+/* Marker (what the copies wait for) on each compute queue, and for a non-blocking collective a
+ * gate (what later work waits for). A blocking one needs no gate: it is done before the caller
+ * can queue anything. */
+static kqcl_status chain_queues(kqcl_request *r, bool gated)
+{
+    kqcl_context *ctx = r->ctx;
+    for (int i = 0; i < r->n; i++) {
+        kq_device *dev = &ctx->devices[r->devs[i]];
+        cl_int err = clEnqueueMarkerWithWaitList(dev->queue, 0, NULL, &r->marker[i]);
+        if (err == CL_SUCCESS && gated)
+            r->gate[i] = clCreateUserEvent(dev->cl_ctx, &err);
+        if (err == CL_SUCCESS && gated)
+            err = clEnqueueBarrierWithWaitList(dev->queue, 1, &r->gate[i], NULL);
+        if (err == CL_SUCCESS)
+            err = clFlush(dev->queue);
+        if (err != CL_SUCCESS)
+            return kq_cl_fail(ctx, err, "collective: chaining on the queue");
+    }
+    return KQCL_OK;
+}
+
+static void request_free(kqcl_request *r)
+{
+    for (int i = 0; i < r->n; i++) {
+        if (r->gate[i] != NULL) {
+            clSetUserEventStatus(r->gate[i], CL_COMPLETE); /* opens a gate a failed start left shut */
+            clReleaseEvent(r->gate[i]);
+        }
+        if (r->marker[i] != NULL)
+            clReleaseEvent(r->marker[i]);
+        if (r->bufs[i] != NULL)
+            clReleaseMemObject(r->bufs[i]);
+    }
+    if (r->stage != NULL)
+        kq_stage_give(r->m, r->stage);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
+
+static kqcl_status prepare(kqcl_request *r, bool *async)
+{
+    if (r->n == 0 || (!r->span && r->n == 1))
+        return KQCL_OK; /* nothing to combine or copy */
+    r->m = kq_multi_get(r->ctx);
+    if (r->m == NULL)
+        return KQCL_ERR_OUT_OF_MEMORY;
+    kqcl_status st = KQCL_OK;
+    for (int i = 0; i < r->n && st == KQCL_OK; i++)
+        st = ensure_queues(r->ctx, r->m, r->devs[i]);
+    plan_chunks(r);
+    if (st == KQCL_OK)
+        st = kq_stage_take(r->ctx, r->m, (size_t)r->n_threads * RING * r->chunk, &r->stage);
+    /* Across ranks the stage runs on the caller's thread: every rank then issues its MPI calls
+     * in the order its collectives were started. Where the queues cannot be gated it runs here
+     * too, so that work queued after the call still comes after the collective. */
+    for (int i = 0; i < r->n; i++)
+        if (pocl_basic(&r->ctx->devices[r->devs[i]]))
+            *async = false, r->n_threads = 1;
+    *async = *async && !r->span;
+    if (st == KQCL_OK)
+        st = chain_queues(r, *async);
+    return st;
+}
+
+kqcl_status kq_collective(kqcl_context *ctx, cl_mem *buffers, size_t bytes, int op, int root, int root_rank,
+                          bool async, kqcl_request **req)
+{
+    *req = NULL;
+    kqcl_request *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "collective: no host memory");
+    pthread_mutex_init(&r->lock, NULL);
+    r->ctx = ctx;
+    r->span = !(op & KQ_COLL_LOCAL) && kq_mpi_active();
+    r->op = op & ~KQ_COLL_LOCAL;
+    r->bytes = bytes;
+    r->root_pos = -1;
+    r->root_rank = root_rank;
+    for (int d = 0; d < ctx->n_devices; d++) {
+        if (buffers[d] == NULL)
+            continue;
+        if (d == root)
+            r->root_pos = r->n;
+        r->devs[r->n] = d;
+        r->bufs[r->n++] = buffers[d];
+        clRetainMemObject(buffers[d]);
+    }
+    kqcl_status st = prepare(r, &async);
+    if (st != KQCL_OK) {
+        request_free(r);
+        return st;
+    }
+    if (r->stage != NULL) {
+        r->threaded = async && pthread_create(&r->driver, NULL, drive, r) == 0;
+        if (!r->threaded)
+            drive(r);
+    }
+    *req = r;
+    return KQCL_OK;
+}
+
+KQCL_API kqcl_status kqcl_request_wait(kqcl_request *req)
+{
+    if (req == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_request_wait: req is NULL");
+    if (req->threaded)
+        pthread_join(req->driver, NULL);
+    kqcl_context *ctx = req->ctx;
+    kqcl_status st = req->status;
+    char msg[sizeof req->error];
+    memcpy(msg, req->error, sizeof msg);
+    request_free(req);
+    return st == KQCL_OK ? KQCL_OK : kq_fail(ctx, st, "%s", msg);
+}
+
+/* ---- the public collectives ------------------------------------------------------------------------ */
+
+/* The whole copies of t, by device: a replica's, or a whole tensor's one. */
+static kqcl_status copies_of(kqcl_context *ctx, const kqcl_tensor *t, const char *call, cl_mem *bufs)
+{
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s: ctx is NULL", call);
+    kq_clear_error(ctx);
+    kqcl_status st = kq_check_tensor(ctx, t, call, "t");
+    if (st != KQCL_OK)
+        return st;
+    if (t->split != KQCL_SPLIT_REPLICATE && t->split != KQCL_SPLIT_NONE)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: t must be replicated (or whole)", call);
+    memset(bufs, 0, KQ_MAX_DEVICES * sizeof *bufs);
+    for (int i = 0; i < t->n_parts; i++)
+        bufs[t->parts[i].device] = t->parts[i].buffer;
+    return KQCL_OK;
+}
+
+KQCL_API kqcl_status kqcl_allreduce_start(kqcl_context *ctx, kqcl_tensor *t, kqcl_reduce_op op, kqcl_request **req)
+{
+    cl_mem bufs[KQ_MAX_DEVICES];
+    if (req != NULL)
+        *req = NULL;
+    kqcl_status st = copies_of(ctx, t, "kqcl_allreduce", bufs);
+    if (st != KQCL_OK)
+        return st;
+    if (req == NULL)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_allreduce_start: req is NULL");
+    if (t->type != KQCL_TYPE_F32)
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "kqcl_allreduce: t is %s; all-reduce takes f32", kqcl_type_name(t->type));
+    if (op != KQCL_REDUCE_SUM && op != KQCL_REDUCE_MAX && op != KQCL_REDUCE_MIN)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_allreduce: op %d; want SUM, MAX or MIN", (int)op);
+    return kq_collective(ctx, bufs, t->bytes, (int)op, -1, 0, true, req);
+}
+
+KQCL_API kqcl_status kqcl_allreduce(kqcl_context *ctx, kqcl_tensor *t, kqcl_reduce_op op)
+{
+    cl_mem bufs[KQ_MAX_DEVICES];
+    kqcl_status st = copies_of(ctx, t, "kqcl_allreduce", bufs);
+    if (st != KQCL_OK)
+        return st;
+    if (t->type != KQCL_TYPE_F32)
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "kqcl_allreduce: t is %s; all-reduce takes f32", kqcl_type_name(t->type));
+    if (op != KQCL_REDUCE_SUM && op != KQCL_REDUCE_MAX && op != KQCL_REDUCE_MIN)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_allreduce: op %d; want SUM, MAX or MIN", (int)op);
+    kqcl_request *req = NULL;
+    st = kq_collective(ctx, bufs, t->bytes, (int)op, -1, 0, false, &req);
+    return st == KQCL_OK ? kqcl_request_wait(req) : st;
+}
+
+static kqcl_status broadcast(kqcl_context *ctx, kqcl_tensor *t, int root, bool async, kqcl_request **req)
+{
+    cl_mem bufs[KQ_MAX_DEVICES];
+    kqcl_status st = copies_of(ctx, t, "kqcl_broadcast", bufs);
+    if (st != KQCL_OK)
+        return st;
+    int n_local = ctx->n_devices, ranks = kq_mpi_active() ? kqcl_mpi_size() : 1;
+    if (root < 0 || root >= n_local * ranks)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_broadcast: root %d out of range 0..%d", root, n_local * ranks - 1);
+    int root_rank = root / n_local, local = root_rank == (ranks > 1 ? kqcl_mpi_rank() : 0) ? root % n_local : -1;
+    if (local >= 0 && bufs[local] == NULL)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_broadcast: device %d holds no copy", local);
+    return kq_collective(ctx, bufs, t->bytes, KQ_COLL_BCAST, local, root_rank, async, req);
+}
+
+KQCL_API kqcl_status kqcl_broadcast_start(kqcl_context *ctx, kqcl_tensor *t, int root, kqcl_request **req)
+{
+    if (req == NULL)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_broadcast_start: req is NULL");
+    return broadcast(ctx, t, root, true, req);
+}
+
+KQCL_API kqcl_status kqcl_broadcast(kqcl_context *ctx, kqcl_tensor *t, int root)
+{
+    kqcl_request *req = NULL;
+    kqcl_status st = broadcast(ctx, t, root, false, &req);
+    return st == KQCL_OK ? kqcl_request_wait(req) : st;
+}

@@ -1,0 +1,477 @@
+/*
+ * parallel.c -- several devices as one: the per-context state the multi-device calls keep,
+ * shares of a split, device speeds, kqcl_matmul over placed operands (tensor and data
+ * parallelism) and the pipeline executor.
+ *
+ * A matmul over placed operands is a list of jobs, one per device that holds a part of W (or,
+ * with W replicated, a range of X's rows). Each job finds the X region it needs on its device
+ * -- a part that is exactly that region, else a device-side copy out of a whole copy, else a
+ * host-staged upload -- and writes its Y region straight into Y's part when one matches, else
+ * into a scratch buffer gathered through the host afterwards. Column splits of W produce
+ * partial sums, all-reduced by the collective engine in device order (deterministic).
+ */
+#include "ops.h"
+#include "parallel.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- per-context state -------------------------------------------------------------------- */
+
+static void multi_free(kq_multi *m)
+{
+    for (int d = 0; d < KQ_MAX_DEVICES; d++) {
+        if (m->d2h[d])
+            clReleaseCommandQueue(m->d2h[d]);
+        if (m->h2d[d])
+            clReleaseCommandQueue(m->h2d[d]);
+    }
+    kq_stage_free(m->spare);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+kq_multi *kq_multi_get(kqcl_context *ctx)
+{
+    if (ctx->multi == NULL) {
+        kq_multi *m = calloc(1, sizeof *m);
+        if (m == NULL) {
+            kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "no host memory for the multi-device state");
+            return NULL;
+        }
+        pthread_mutex_init(&m->lock, NULL);
+        ctx->multi = m;
+    }
+    return ctx->multi;
+}
+
+void kq_multi_release(kqcl_context *ctx)
+{
+    if (ctx->multi != NULL)
+        multi_free(ctx->multi);
+    ctx->multi = NULL;
+}
+
+/* ---- shares ----------------------------------------------------------------------------------- */
+
+void kq_shares(int64_t units, int n, const double *weights, int64_t *counts)
+{
+    double total = 0, rem[KQ_MAX_DEVICES];
+    for (int i = 0; i < n; i++)
+        total += weights[i] > 0 ? weights[i] : 0;
+    int64_t given = 0;
+    for (int i = 0; i < n; i++) {
+        double w = total > 0 ? (weights[i] > 0 ? weights[i] : 0) : 1;
+        double exact = (double)units * w / (total > 0 ? total : n);
+        counts[i] = (int64_t)exact;
+        if (given + counts[i] > units) /* floating-point slack */
+            counts[i] = units - given;
+        rem[i] = w > 0 ? exact - (double)counts[i] : -1;
+        given += counts[i];
+    }
+    for (; given < units; given++) { /* largest remainder first, ties to the lower device */
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (rem[i] > rem[best])
+                best = i;
+        counts[best]++;
+        rem[best] -= 1;
+    }
+}
+
+void kq_auto_weights(kqcl_context *ctx, double *weights)
+{
+    kq_multi *m = kq_multi_get(ctx);
+    for (int d = 0; d < ctx->n_devices; d++) {
+        if (m != NULL && m->measured)
+            weights[d] = m->gflops[d];
+        else
+            weights[d] = (double)(ctx->devices[d].info.global_mem_bytes ? ctx->devices[d].info.global_mem_bytes : 1);
+    }
+}
+
+/* ---- device speeds ---------------------------------------------------------------------------- */
+
+/* A memory-bound f16 matvec, as decode is: GFLOP/s from device events, median of 3. */
+static kqcl_status measure_one(kqcl_context *ctx, int device, double *gflops)
+{
+    const int64_t m = 1024, k = 2048;
+    kqcl_tensor *w = NULL, *x = NULL, *y = NULL;
+    kqcl_status st = kqcl_tensor_create_on(ctx, KQCL_TYPE_F16, m, k, device, &w);
+    if (st == KQCL_OK)
+        st = kqcl_tensor_create_on(ctx, KQCL_TYPE_F32, 1, k, device, &x);
+    if (st == KQCL_OK)
+        st = kqcl_tensor_create_on(ctx, KQCL_TYPE_F32, 1, m, device, &y);
+    cl_command_queue q = ctx->devices[device].queue;
+    unsigned char zero = 0;
+    if (st == KQCL_OK && (clEnqueueFillBuffer(q, w->buffer, &zero, 1, 0, w->bytes, 0, NULL, NULL) != CL_SUCCESS ||
+                          clEnqueueFillBuffer(q, x->buffer, &zero, 1, 0, x->bytes, 0, NULL, NULL) != CL_SUCCESS))
+        st = kq_fail(ctx, KQCL_ERR_DEVICE, "kqcl_measure_devices: clearing the probe");
+    uint64_t ns[4] = {0};
+    for (int rep = 0; rep < 4 && st == KQCL_OK; rep++) { /* rep 0 warms up (and builds) */
+        st = kqcl_matmul(ctx, w, x, y);
+        if (st == KQCL_OK)
+            st = kqcl_last_device_time(ctx, &ns[rep]);
+    }
+    if (st == KQCL_OK) {
+        uint64_t a = ns[1], b = ns[2], c = ns[3]; /* median of three */
+        uint64_t med = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
+        *gflops = 2.0 * (double)m * (double)k / (double)(med ? med : 1);
+    }
+    kqcl_tensor_destroy(w), kqcl_tensor_destroy(x), kqcl_tensor_destroy(y);
+    return st;
+}
+
+KQCL_API kqcl_status kqcl_measure_devices(kqcl_context *ctx, double *gflops)
+{
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_measure_devices: ctx is NULL");
+    kq_clear_error(ctx);
+    kq_multi *m = kq_multi_get(ctx);
+    if (m == NULL)
+        return KQCL_ERR_OUT_OF_MEMORY;
+    double speeds[KQ_MAX_DEVICES];
+    for (int d = 0; d < ctx->n_devices; d++) {
+        kqcl_status st = measure_one(ctx, d, &speeds[d]);
+        if (st != KQCL_OK)
+            return st;
+    }
+    memcpy(m->gflops, speeds, sizeof speeds);
+    m->measured = true;
+    if (gflops != NULL)
+        memcpy(gflops, speeds, (size_t)ctx->n_devices * sizeof *gflops);
+    return KQCL_OK;
+}
+
+/* ---- matmul over placed operands ---------------------------------------------------------------- */
+
+typedef struct region {
+    int64_t row0, rows, col0, cols;
+} region;
+
+typedef struct job {
+    int device;
+    kqcl_tensor wv;            /* W's part (a view) */
+    region xr, yr;             /* what it reads of X and writes of Y */
+    cl_mem xbuf, ybuf;         /* on the device */
+    bool x_temp, y_temp;       /* scratch buffers (released after) */
+} job;
+
+typedef struct mm {
+    kqcl_context *ctx;
+    const kqcl_tensor *w, *x;
+    kqcl_tensor *y;
+    int force_tiled;
+    job jobs[KQ_MAX_DEVICES];
+    int n_jobs;
+    void *x_host;              /* X gathered to the host, when some job needs it staged */
+} mm;
+
+static region part_region(const kq_part *p) { return (region){p->row0, p->rows, p->col0, p->cols}; }
+
+static bool same_region(region a, region b)
+{
+    return a.row0 == b.row0 && a.rows == b.rows && a.col0 == b.col0 && a.cols == b.cols;
+}
+
+/* The part of t on device d that holds exactly region r, or NULL. */
+static const kq_part *exact_part(const kqcl_tensor *t, int d, region r)
+{
+    const kq_part *p = kq_tensor_part_on(t, d);
+    return p != NULL && same_region(part_region(p), r) ? p : NULL;
+}
+
+static kqcl_status new_buffer(kqcl_context *ctx, int d, size_t bytes, cl_mem *out)
+{
+    cl_int err;
+    *out = clCreateBuffer(ctx->devices[d].cl_ctx, CL_MEM_READ_WRITE, bytes ? bytes : 4, NULL, &err);
+    return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(ctx, err, "kqcl_matmul: scratch buffer");
+}
+
+/* Host copy of the whole of X, read once. */
+static kqcl_status x_on_host(mm *c)
+{
+    if (c->x_host != NULL)
+        return KQCL_OK;
+    c->x_host = malloc(c->x->bytes);
+    if (c->x_host == NULL)
+        return kq_fail(c->ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_matmul: no host memory to stage x");
+    return kqcl_tensor_read((kqcl_tensor *)c->x, c->x_host, c->x->bytes);
+}
+
+/* Put X's region r on job j's device: a matching part, a device-side copy of whole rows out of
+ * a whole copy on the device, or an upload from the host. */
+static kqcl_status place_x(mm *c, job *j)
+{
+    const kqcl_tensor *x = c->x;
+    region r = j->xr;
+    const kq_part *p = exact_part(x, j->device, r);
+    if (p != NULL) {
+        j->xbuf = p->buffer;
+        return KQCL_OK;
+    }
+    size_t row_bytes = kqcl_row_size(x->type, r.cols), bytes = (size_t)r.rows * row_bytes;
+    kqcl_status st = new_buffer(c->ctx, j->device, bytes, &j->xbuf);
+    if (st != KQCL_OK)
+        return st;
+    j->x_temp = true;
+    cl_command_queue q = c->ctx->devices[j->device].queue;
+    p = kq_tensor_part_on(x, j->device);
+    if (p != NULL && p->rows == x->rows && p->cols == x->cols && r.cols == x->cols) {
+        cl_int err = clEnqueueCopyBuffer(q, p->buffer, j->xbuf, (size_t)r.row0 * x->row_bytes, 0, bytes, 0, NULL, NULL);
+        return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(c->ctx, err, "kqcl_matmul: copying x rows");
+    }
+    if ((st = x_on_host(c)) != KQCL_OK)
+        return st;
+    size_t col_off = r.col0 ? kqcl_row_size(x->type, r.col0) : 0;
+    size_t origin[3] = {0, 0, 0}, host_origin[3] = {col_off, (size_t)r.row0, 0}, region3[3] = {row_bytes, (size_t)r.rows, 1};
+    cl_int err = clEnqueueWriteBufferRect(q, j->xbuf, CL_TRUE, origin, host_origin, region3, row_bytes, 0, x->row_bytes, 0,
+                                          c->x_host, 0, NULL, NULL);
+    return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(c->ctx, err, "kqcl_matmul: staging x");
+}
+
+/* Y's region goes straight into a matching part (never into one replica alone), else scratch. */
+static kqcl_status place_y(mm *c, job *j)
+{
+    const kq_part *p = c->y->split == KQCL_SPLIT_REPLICATE ? NULL : exact_part(c->y, j->device, j->yr);
+    if (p != NULL) {
+        j->ybuf = p->buffer;
+        return KQCL_OK;
+    }
+    j->y_temp = true;
+    return new_buffer(c->ctx, j->device, (size_t)j->yr.rows * (size_t)j->yr.cols * sizeof(float), &j->ybuf);
+}
+
+static kqcl_status run_job(mm *c, job *j)
+{
+    kqcl_status st = place_x(c, j);
+    if (st == KQCL_OK)
+        st = place_y(c, j);
+    if (st != KQCL_OK)
+        return st;
+    kqcl_tensor xv = {.ctx = c->ctx, .type = c->x->type, .rows = j->xr.rows, .cols = j->xr.cols,
+                      .row_bytes = kqcl_row_size(c->x->type, j->xr.cols), .device = j->device, .buffer = j->xbuf};
+    kqcl_tensor yv = {.ctx = c->ctx, .type = KQCL_TYPE_F32, .rows = j->yr.rows, .cols = j->yr.cols,
+                      .row_bytes = (size_t)j->yr.cols * sizeof(float), .device = j->device, .buffer = j->ybuf};
+    return kq_matmul_launch(c->ctx, &c->ctx->devices[j->device], &j->wv, &xv, &yv, c->force_tiled);
+}
+
+/* Jobs of a W placed by rows or columns (a whole W is one row part): one per part. */
+static void jobs_from_w(mm *c)
+{
+    const kqcl_tensor *w = c->w;
+    int64_t n = c->x->rows;
+    for (int i = 0; i < w->n_parts; i++) {
+        const kq_part *p = &w->parts[i];
+        job *j = &c->jobs[c->n_jobs++];
+        memset(j, 0, sizeof *j);
+        j->device = p->device;
+        j->wv = kq_part_view(w, p);
+        j->xr = (region){0, n, p->col0, p->cols};
+        j->yr = (region){0, n, p->row0, p->rows}; /* a column part yields a partial Y, all of it */
+        if (w->split == KQCL_SPLIT_COLS)
+            j->yr = (region){0, n, 0, w->rows};
+    }
+}
+
+/* Data parallel: W replicated, X's rows spread -- as X's row parts say, else where X (or Y)
+ * lives whole, else by the automatic shares. */
+static void jobs_data_parallel(mm *c)
+{
+    const kqcl_tensor *w = c->w, *x = c->x;
+    int64_t counts[KQ_MAX_DEVICES] = {0}, starts[KQ_MAX_DEVICES] = {0};
+    if (x->split == KQCL_SPLIT_ROWS) {
+        for (int i = 0; i < x->n_parts; i++)
+            counts[x->parts[i].device] = x->parts[i].rows, starts[x->parts[i].device] = x->parts[i].row0;
+    } else if (x->split == KQCL_SPLIT_NONE || c->y->split == KQCL_SPLIT_NONE) {
+        counts[x->split == KQCL_SPLIT_NONE ? x->device : c->y->device] = x->rows;
+    } else {
+        double weights[KQ_MAX_DEVICES];
+        kq_auto_weights(c->ctx, weights);
+        kq_shares(x->rows, c->ctx->n_devices, weights, counts);
+        for (int d = 1; d < c->ctx->n_devices; d++)
+            starts[d] = starts[d - 1] + counts[d - 1];
+    }
+    for (int d = 0; d < c->ctx->n_devices; d++) {
+        if (counts[d] == 0)
+            continue;
+        job *j = &c->jobs[c->n_jobs++];
+        memset(j, 0, sizeof *j);
+        j->device = d;
+        j->wv = kq_part_view(w, kq_tensor_part_on(w, d));
+        j->xr = (region){starts[d], counts[d], 0, x->cols};
+        j->yr = (region){starts[d], counts[d], 0, w->rows};
+    }
+}
+
+/* Every job's Y region read into a host image of Y, which is then written to Y's placement. */
+static kqcl_status gather_y(mm *c)
+{
+    kqcl_tensor *y = c->y;
+    float *host = malloc(y->bytes);
+    if (host == NULL)
+        return kq_fail(c->ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_matmul: no host memory to gather y");
+    cl_int err = CL_SUCCESS;
+    for (int i = 0; i < c->n_jobs && err == CL_SUCCESS; i++) {
+        job *j = &c->jobs[i];
+        size_t rb = (size_t)j->yr.cols * sizeof(float);
+        size_t origin[3] = {0, 0, 0}, host_origin[3] = {(size_t)j->yr.col0 * sizeof(float), (size_t)j->yr.row0, 0};
+        size_t reg[3] = {rb, (size_t)j->yr.rows, 1};
+        err = clEnqueueReadBufferRect(c->ctx->devices[j->device].queue, j->ybuf, CL_TRUE, origin, host_origin, reg, rb,
+                                      0, y->row_bytes, 0, host, 0, NULL, NULL);
+        if (c->w->split == KQCL_SPLIT_COLS)
+            break; /* after the all-reduce every job holds the same sums */
+    }
+    kqcl_status st = err == CL_SUCCESS ? kqcl_tensor_write(y, host, y->bytes) : kq_cl_fail(c->ctx, err, "kqcl_matmul: gathering y");
+    free(host);
+    return st;
+}
+
+/* Column parts' partial sums: all-reduced among the jobs' devices (never across ranks). A
+ * replicated Y takes the sums in place: its copies on devices without a job start at zero. */
+static kqcl_status reduce_partials(mm *c)
+{
+    cl_mem bufs[KQ_MAX_DEVICES] = {0};
+    kqcl_tensor *y = c->y;
+    for (int i = 0; i < c->n_jobs; i++)
+        bufs[c->jobs[i].device] = c->jobs[i].ybuf;
+    kqcl_request *req = NULL;
+    kqcl_status st = kq_collective(c->ctx, bufs, y->bytes, KQ_COLL_SUM | KQ_COLL_LOCAL, -1, 0, false, &req);
+    return st == KQCL_OK ? kqcl_request_wait(req) : st;
+}
+
+/* A replicated Y with W split by columns: every copy is computed into directly (zeros where a
+ * device has no part of W) and all-reduced in place. */
+static bool partials_into_replica(mm *c)
+{
+    if (c->w->split != KQCL_SPLIT_COLS || c->y->split != KQCL_SPLIT_REPLICATE)
+        return false;
+    for (int i = 0; i < c->n_jobs; i++) {
+        const kq_part *p = kq_tensor_part_on(c->y, c->jobs[i].device);
+        if (p == NULL)
+            return false;
+        c->jobs[i].ybuf = p->buffer;
+    }
+    return true;
+}
+
+static kqcl_status run_jobs(mm *c)
+{
+    kqcl_status st = KQCL_OK;
+    bool in_replica = partials_into_replica(c);
+    for (int i = 0; i < c->n_jobs && st == KQCL_OK; i++) {
+        job *j = &c->jobs[i];
+        if (in_replica) {
+            st = place_x(c, j);
+            kqcl_tensor xv = {.ctx = c->ctx, .type = c->x->type, .rows = j->xr.rows, .cols = j->xr.cols,
+                              .row_bytes = kqcl_row_size(c->x->type, j->xr.cols), .device = j->device, .buffer = j->xbuf};
+            kqcl_tensor yv = {.ctx = c->ctx, .type = KQCL_TYPE_F32, .rows = j->yr.rows, .cols = j->yr.cols,
+                              .row_bytes = (size_t)j->yr.cols * sizeof(float), .device = j->device, .buffer = j->ybuf};
+            if (st == KQCL_OK)
+                st = kq_matmul_launch(c->ctx, &c->ctx->devices[j->device], &j->wv, &xv, &yv, c->force_tiled);
+        } else {
+            st = run_job(c, j);
+        }
+    }
+    if (st != KQCL_OK)
+        return st;
+    if (in_replica) {
+        cl_mem bufs[KQ_MAX_DEVICES] = {0};
+        float zero = 0;
+        for (int i = 0; i < c->y->n_parts && st == KQCL_OK; i++) {
+            const kq_part *p = &c->y->parts[i];
+            bufs[p->device] = p->buffer;
+            bool has_job = false;
+            for (int k = 0; k < c->n_jobs; k++)
+                has_job |= c->jobs[k].device == p->device;
+            if (!has_job && clEnqueueFillBuffer(c->ctx->devices[p->device].queue, p->buffer, &zero, sizeof zero, 0,
+                                                p->bytes, 0, NULL, NULL) != CL_SUCCESS)
+                st = kq_fail(c->ctx, KQCL_ERR_DEVICE, "kqcl_matmul: clearing a replica");
+        }
+        kqcl_request *req = NULL;
+        if (st == KQCL_OK)
+            st = kq_collective(c->ctx, bufs, c->y->bytes, KQ_COLL_SUM | KQ_COLL_LOCAL, -1, 0, false, &req);
+        return st == KQCL_OK ? kqcl_request_wait(req) : st;
+    }
+    bool delivered = true, any_direct = false;
+    for (int i = 0; i < c->n_jobs; i++) {
+        delivered &= !c->jobs[i].y_temp;
+        any_direct |= !c->jobs[i].y_temp;
+    }
+    /* Y parts written in place are the whole answer only if the jobs cover all of Y. */
+    if (delivered && c->n_jobs != c->y->n_parts)
+        delivered = false;
+    if (c->w->split == KQCL_SPLIT_COLS) {
+        st = reduce_partials(c); /* a whole Y written in place then holds the sums */
+        delivered = c->y->split == KQCL_SPLIT_NONE && any_direct;
+    }
+    if (st == KQCL_OK && !delivered)
+        st = gather_y(c);
+    return st;
+}
+
+kqcl_status kq_matmul_multi(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,
+                            int force_tiled)
+{
+    mm *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_matmul: no host memory");
+    *c = (mm){.ctx = ctx, .w = w, .x = x, .y = y, .force_tiled = force_tiled};
+    if (w->split == KQCL_SPLIT_REPLICATE)
+        jobs_data_parallel(c);
+    else
+        jobs_from_w(c);
+    kqcl_status st = run_jobs(c);
+    for (int i = 0; i < c->n_jobs; i++) { /* queued kernels keep released buffers alive */
+        if (c->jobs[i].x_temp)
+            clReleaseMemObject(c->jobs[i].xbuf);
+        if (c->jobs[i].y_temp)
+            clReleaseMemObject(c->jobs[i].ybuf);
+    }
+    free(c->x_host);
+    free(c);
+    return st;
+}
+
+/* ---- pipeline executor ------------------------------------------------------------------------- */
+
+/* The activations after a layer live where its weight does: whole on W's device, else
+ * replicated, so that the next layer finds them wherever its parts are. */
+static kqcl_status activation_for(kqcl_context *ctx, const kqcl_tensor *w, int64_t n, kqcl_tensor **out)
+{
+    if (w->split == KQCL_SPLIT_NONE)
+        return kqcl_tensor_create_on(ctx, KQCL_TYPE_F32, n, w->rows, w->device, out);
+    return kqcl_tensor_create_split(ctx, KQCL_TYPE_F32, n, w->rows, KQCL_SPLIT_REPLICATE, out);
+}
+
+KQCL_API kqcl_status kqcl_pipeline_run(kqcl_context *ctx, int n_layers, const kqcl_tensor *const *weights,
+                                       const kqcl_tensor *x, kqcl_tensor *y)
+{
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_pipeline_run: ctx is NULL");
+    kq_clear_error(ctx);
+    if (n_layers < 1 || weights == NULL)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_pipeline_run: no layers");
+    for (int i = 0; i < n_layers; i++) {
+        kqcl_status st = kq_check_tensor(ctx, weights[i], "kqcl_pipeline_run", "a weight");
+        if (st != KQCL_OK)
+            return st;
+        if (i > 0 && weights[i]->cols != weights[i - 1]->rows)
+            return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_pipeline_run: layer %d takes %lld values, layer %d gives %lld",
+                           i, (long long)weights[i]->cols, i - 1, (long long)weights[i - 1]->rows);
+    }
+    const kqcl_tensor *act = x;
+    kqcl_tensor *owned = NULL;
+    kqcl_status st = kq_check_tensor(ctx, x, "kqcl_pipeline_run", "x");
+    for (int i = 0; i < n_layers && st == KQCL_OK; i++) {
+        kqcl_tensor *out = y;
+        if (i + 1 < n_layers && (st = activation_for(ctx, weights[i], x->rows, &out)) != KQCL_OK)
+            break;
+        st = kqcl_matmul(ctx, weights[i], act, out);
+        kqcl_tensor_destroy(owned); /* the previous activations; queued work keeps them alive */
+        owned = out == y ? NULL : out;
+        act = out;
+    }
+    kqcl_tensor_destroy(owned);
+    return st;
+}

@@ -1,0 +1,84 @@
+/* parallel.h -- what the multi-device files share (tensor.c, matmul.c, parallel.c,
+ * collective.c, plan.c, mpi.c). */
+#ifndef KQCL_PARALLEL_H
+#define KQCL_PARALLEL_H
+
+#include "tensor.h"
+
+#include <pthread.h>
+
+/* ---- per-context state, ctx->multi (parallel.c) ---------------------------------------------- */
+
+/* One set of pinned staging buffers for a collective: per device, `slot_bytes` x `slots`,
+ * created with CL_MEM_ALLOC_HOST_PTR and kept mapped. */
+typedef struct kq_stage {
+    int n_devices;
+    size_t bytes; /* per device */
+    cl_command_queue queue[KQ_MAX_DEVICES]; /* retained: where it was mapped, to unmap */
+    cl_mem mem[KQ_MAX_DEVICES];
+    unsigned char *host[KQ_MAX_DEVICES];
+} kq_stage;
+
+typedef struct kq_multi {
+    bool measured;
+    double gflops[KQ_MAX_DEVICES];
+    /* Transfer queues of the collectives, apart from the compute queues so that device->host
+     * and host->device copies overlap with each other and with compute. */
+    cl_command_queue d2h[KQ_MAX_DEVICES], h2d[KQ_MAX_DEVICES];
+    kq_stage *spare; /* a staging set not in use, reused by the next collective */
+    pthread_mutex_t lock;
+} kq_multi;
+
+/* The state of ctx, created on first use; NULL (with the error recorded) on failure. */
+kq_multi *kq_multi_get(kqcl_context *ctx);
+/* Release ctx's state; for kqcl_context_destroy. */
+void kq_multi_release(kqcl_context *ctx);
+
+/* Take a staging set of at least `bytes` per device (the spare one if big enough), give it
+ * back when done. */
+kqcl_status kq_stage_take(kqcl_context *ctx, kq_multi *m, size_t bytes, kq_stage **out);
+void kq_stage_give(kq_multi *m, kq_stage *s);
+void kq_stage_free(kq_stage *s);
+
+/* ---- shares ---------------------------------------------------------------------------------- */
+
+/* Split `units` over n devices in proportion to weights (largest remainder, ties to the lower
+ * device, so it is deterministic); counts[i] may be 0. */
+void kq_shares(int64_t units, int n, const double *weights, int64_t *counts);
+/* The automatic weights of ctx's devices: measured speeds, else memory sizes. */
+void kq_auto_weights(kqcl_context *ctx, double *weights);
+
+/* ---- compute --------------------------------------------------------------------------------- */
+
+/* Enqueue Y = X . W^T on one device for single-device views (matmul.c's launchers). */
+kqcl_status kq_matmul_launch(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
+                             kqcl_tensor *y, int force_tiled);
+/* kqcl_matmul when some operand is split, replicated or on another device (parallel.c). The
+ * operands are checked for type and shape already. */
+kqcl_status kq_matmul_multi(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,
+                            int force_tiled);
+
+/* ---- collectives (collective.c) -------------------------------------------------------------- */
+
+enum { KQ_COLL_SUM = KQCL_REDUCE_SUM, KQ_COLL_MAX = KQCL_REDUCE_MAX, KQ_COLL_MIN = KQCL_REDUCE_MIN,
+       KQ_COLL_BCAST = 100,
+       KQ_COLL_LOCAL = 0x1000 /* or-ed in: among this process's devices only, never across ranks */ };
+
+/* All-reduce (f32, op) or broadcast (any bytes, from local device `root`, or -1: rank
+ * `root_rank`'s) over per-device buffers of `bytes` each; buffers[d] NULL for devices that take
+ * no part. Queued after the work on the devices' queues, which wait for it in turn. `async`:
+ * run on a thread of its own; else done when this returns. Either way finish with
+ * kqcl_request_wait(*req). */
+kqcl_status kq_collective(kqcl_context *ctx, cl_mem *buffers, size_t bytes, int op, int root, int root_rank,
+                          bool async, kqcl_request **req);
+
+/* ---- MPI (mpi.c) ----------------------------------------------------------------------------- */
+
+/* Whether the host stage spans ranks (kqcl_mpi_init was called and size > 1). */
+bool kq_mpi_active(void);
+/* In-place all-reduce of n floats (op a KQ_COLL_*) or broadcast of bytes from rank `root`
+ * across ranks; KQCL_OK without MPI. */
+kqcl_status kq_mpi_allreduce_f32(float *data, size_t n, int op);
+kqcl_status kq_mpi_bcast(void *data, size_t bytes, int root);
+
+#endif

@@ -1,0 +1,115 @@
+/*
+ * bench_multi.c -- collective timings for `kqcl bench --collectives`: all-reduce latency
+ * (16 KiB) and all-reduce and broadcast bandwidth (1 .. 256 MiB) over the context's devices,
+ * host-staged through pinned memory. Wall-clock medians after a warm-up; bandwidth is the
+ * algorithm bandwidth, buffer bytes over time.
+ */
+#include "commands.h"
+#include "kqcl.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median microseconds of `reps` runs of an all-reduce (root < 0) or broadcast of `bytes`. */
+static kqcl_status time_collective(kqcl_context *ctx, size_t bytes, int root, int reps, double *us)
+{
+    kqcl_tensor *t = NULL;
+    kqcl_status st = kqcl_tensor_create_split(ctx, KQCL_TYPE_F32, 1, (int64_t)(bytes / sizeof(float)),
+                                              KQCL_SPLIT_REPLICATE, &t);
+    double *times = calloc((size_t)reps, sizeof *times);
+    float *zeros = calloc(1, bytes);
+    if (st == KQCL_OK && (times == NULL || zeros == NULL))
+        st = KQCL_ERR_OUT_OF_MEMORY;
+    if (st == KQCL_OK)
+        st = kqcl_tensor_write(t, zeros, bytes);
+    for (int i = -1; i < reps && st == KQCL_OK; i++) { /* i = -1: warm-up, staging allocated */
+        if ((st = kqcl_finish(ctx)) != KQCL_OK)
+            break;
+        double t0 = now_us();
+        st = root < 0 ? kqcl_allreduce(ctx, t, KQCL_REDUCE_SUM) : kqcl_broadcast(ctx, t, root);
+        if (st == KQCL_OK)
+            st = kqcl_finish(ctx);
+        if (i >= 0)
+            times[i] = now_us() - t0;
+    }
+    if (st == KQCL_OK) {
+        qsort(times, (size_t)reps, sizeof *times, compare_doubles);
+        *us = times[reps / 2];
+    }
+    free(times), free(zeros);
+    kqcl_tensor_destroy(t);
+    return st;
+}
+
+typedef struct coll_row {
+    size_t bytes;
+    double allreduce_us, broadcast_us;
+} coll_row;
+
+static void print_table(const kqcl_context *ctx, const coll_row *rows, int n, bool json)
+{
+    int devices = kqcl_device_count(ctx);
+    if (json) {
+        printf("{\"devices\": %d, \"ranks\": %d, \"collectives\": [", devices, kqcl_mpi_size());
+        for (int i = 0; i < n; i++)
+            printf("%s\n  {\"bytes\": %zu, \"allreduce_us\": %.2f, \"allreduce_gbps\": %.3f, \"broadcast_us\": %.2f, "
+                   "\"broadcast_gbps\": %.3f}",
+                   i ? "," : "", rows[i].bytes, rows[i].allreduce_us, rows[i].bytes / (rows[i].allreduce_us * 1e3),
+                   rows[i].broadcast_us, rows[i].bytes / (rows[i].broadcast_us * 1e3));
+        printf("\n]}\n");
+        return;
+    }
+    printf("collectives over %d device(s), %d rank(s), host-staged (pinned, chunked)\n", devices, kqcl_mpi_size());
+    for (int d = 0; d < devices; d++) {
+        kqcl_device_info info;
+        if (kqcl_device_get_info(ctx, d, &info) == KQCL_OK)
+            printf("  %d: %s (%s)\n", d, info.name, info.platform);
+    }
+    printf("%12s %14s %14s %14s %14s\n", "bytes", "allreduce us", "allreduce GB/s", "broadcast us", "broadcast GB/s");
+    for (int i = 0; i < n; i++)
+        printf("%12zu %14.1f %14.3f %14.1f %14.3f\n", rows[i].bytes, rows[i].allreduce_us,
+               rows[i].bytes / (rows[i].allreduce_us * 1e3), rows[i].broadcast_us,
+               rows[i].bytes / (rows[i].broadcast_us * 1e3));
+    printf("latency: all-reduce of 16 KiB takes %.1f us\n", rows[0].allreduce_us);
+}
+
+int kq_bench_collectives(kqcl_context *ctx, bool json)
+{
+    static const size_t sizes[] = {16 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20};
+    enum { N = sizeof sizes / sizeof sizes[0] };
+    coll_row rows[N];
+    int n = 0;
+    for (int i = 0; i < N; i++) {
+        int reps = sizes[i] <= (1 << 20) ? 50 : sizes[i] <= (16 << 20) ? 9 : 3;
+        rows[n] = (coll_row){.bytes = sizes[i]};
+        kqcl_status st = time_collective(ctx, sizes[i], -1, reps, &rows[n].allreduce_us);
+        if (st == KQCL_OK)
+            st = time_collective(ctx, sizes[i], 0, reps, &rows[n].broadcast_us);
+        if (st != KQCL_OK) {
+            fprintf(stderr, "kqcl bench --collectives: %zu bytes: %s: %s\n", sizes[i], kqcl_status_string(st),
+                    kqcl_last_error(ctx));
+            if (st != KQCL_ERR_OUT_OF_MEMORY || n == 0)
+                return 1;
+            break; /* the largest sizes may not fit: report what did */
+        }
+        n++;
+    }
+    print_table(ctx, rows, n, json);
+    return 0;
+}

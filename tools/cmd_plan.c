@@ -1,0 +1,279 @@
+/*
+ * cmd_plan.c -- `kqcl plan`: place a model's layers on devices and print the plan: which
+ * tensor on which device, bytes per device, the transfer per step, the expected step times of
+ * a layer split and a tensor split, and why one was chosen.
+ *
+ * The model is a GGUF file (tensors grouped into layers by their "blk.N." prefix; the others
+ * open or close the model) or a synthetic llama-shaped one (--layers, --hidden, --ffn, --type).
+ * The devices are the context's, measured (speed, host-staged link), or assumed with --assume
+ * to plan for a machine you do not have.
+ */
+#include "commands.h"
+#include "kqcl.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_TENSORS 16384
+#define MAX_LAYERS 1024
+
+typedef struct model {
+    int n_layers;
+    kqcl_plan_layer layers[MAX_LAYERS];
+    char layer_names[MAX_LAYERS][32];
+    const char *names[MAX_TENSORS];
+    uint64_t bytes[MAX_TENSORS];
+    int first[MAX_LAYERS]; /* index of each layer's first tensor in names/bytes */
+    int64_t hidden;
+} model;
+
+typedef struct plan_options {
+    const char *file, *devices, *assume;
+    kqcl_plan_mode mode;
+    int layers, tokens;
+    int64_t hidden, ffn;
+    kqcl_type type;
+    bool json;
+} plan_options;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: kqcl plan [FILE.gguf] [--devices SPEC] [--mode auto|layers|tensor] [--tokens N]\n"
+            "                 [--layers L --hidden H --ffn F --type q4_K]   (a synthetic model, no FILE)\n"
+            "                 [--assume COUNTxMEM_GiB:SPEED_GBps:LINK_GBps:LATENCY_us]\n"
+            "  Places the model's layers on the devices (KQCL_DEVICES or --devices; default all) as\n"
+            "  pipeline stages or as row splits of every tensor, and prints which tensor goes where,\n"
+            "  bytes per device, the transfer per step and why that mode. Devices are measured unless\n"
+            "  --assume describes hypothetical ones, e.g. --assume 2x141:4000:25:15 (two H200 on PCIe).\n");
+}
+
+/* ---- the model -------------------------------------------------------------------------------- */
+
+static int add_layer(model *m, const char *name, int first_tensor)
+{
+    if (m->n_layers >= MAX_LAYERS)
+        return -1;
+    int i = m->n_layers++;
+    snprintf(m->layer_names[i], sizeof m->layer_names[i], "%s", name);
+    m->first[i] = first_tensor;
+    m->layers[i] = (kqcl_plan_layer){m->layer_names[i], 0, &m->names[first_tensor], &m->bytes[first_tensor]};
+    return i;
+}
+
+static void synthetic(model *m, const plan_options *o)
+{
+    static const char *names[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    int64_t h = o->hidden, f = o->ffn, kv = h / 4; /* grouped-query attention, 4 heads a KV head */
+    int64_t rows[7] = {h, kv, kv, h, f, f, h}, cols[7] = {h, h, h, h, h, h, f};
+    int t = 0;
+    for (int l = 0; l < o->layers && l < MAX_LAYERS; l++) {
+        char name[32];
+        snprintf(name, sizeof name, "blk.%d", l);
+        int i = add_layer(m, name, t);
+        for (int k = 0; k < 7; k++, t++) {
+            m->names[t] = names[k];
+            m->bytes[t] = (uint64_t)rows[k] * kqcl_row_size(o->type, cols[k]);
+        }
+        m->layers[i].n_tensors = 7;
+    }
+    m->hidden = h;
+}
+
+/* Layer index of a tensor name: N for "blk.N.", -1 before the blocks, -2 after. */
+static int block_of(const char *name)
+{
+    if (strncmp(name, "blk.", 4) == 0)
+        return atoi(name + 4);
+    return strncmp(name, "output", 6) == 0 ? -2 : -1;
+}
+
+static int from_gguf(model *m, const kqcl_gguf *g)
+{
+    int64_t n = kqcl_gguf_tensor_count(g);
+    if (n > MAX_TENSORS - 1)
+        n = MAX_TENSORS - 1;
+    int t = 0;
+    /* three passes keep the order: what comes before the blocks, the blocks, what comes after */
+    for (int pass = 0; pass < 3; pass++) {
+        int current = -100, layer = -1;
+        for (int64_t i = 0; i < n; i++) {
+            kqcl_gguf_tensor info;
+            if (kqcl_gguf_tensor_info(g, i, &info) != KQCL_OK)
+                continue;
+            int b = block_of(info.name);
+            if ((pass == 0 && b != -1) || (pass == 1 && b < 0) || (pass == 2 && b != -2))
+                continue;
+            if (strcmp(info.name, "token_embd.weight") == 0)
+                m->hidden = info.ne[0];
+            if (b != current || layer < 0) {
+                char name[32];
+                snprintf(name, sizeof name, "%s", b >= 0 ? "" : b == -1 ? "input" : "output");
+                if (b >= 0)
+                    snprintf(name, sizeof name, "blk.%d", b);
+                if ((layer = add_layer(m, name, t)) < 0)
+                    return -1;
+                current = b;
+            }
+            m->names[t] = info.name;
+            m->bytes[t] = info.nbytes;
+            m->layers[layer].n_tensors++;
+            t++;
+        }
+    }
+    return m->n_layers > 0 ? 0 : -1;
+}
+
+/* ---- the devices ------------------------------------------------------------------------------ */
+
+static int assumed_devices(const char *spec, kqcl_plan_device *out, int *n)
+{
+    int count;
+    double mem_gib, speed, link, lat;
+    if (sscanf(spec, "%dx%lf:%lf:%lf:%lf", &count, &mem_gib, &speed, &link, &lat) != 5 || count < 1 || count > 64 ||
+        mem_gib <= 0 || speed <= 0 || link <= 0 || lat < 0)
+        return -1;
+    for (int d = 0; d < count; d++) {
+        memset(&out[d], 0, sizeof out[d]);
+        snprintf(out[d].name, sizeof out[d].name, "assumed %d", d);
+        out[d].memory_bytes = (uint64_t)(mem_gib * (1ull << 30));
+        out[d].speed_gbps = speed, out[d].link_gbps = link, out[d].link_latency_us = lat;
+    }
+    *n = count;
+    return 0;
+}
+
+static int measured_devices(const char *spec, kqcl_plan_device *out, int *n)
+{
+    kqcl_context *ctx = NULL;
+    kqcl_status st = kqcl_context_create(spec ? spec : getenv("KQCL_DEVICES") ? NULL : "all", &ctx);
+    if (st == KQCL_OK) {
+        *n = kqcl_device_count(ctx);
+        st = kqcl_plan_devices(ctx, out, 64);
+    }
+    if (st != KQCL_OK)
+        fprintf(stderr, "kqcl plan: %s: %s\n", kqcl_status_string(st), kqcl_last_error(ctx));
+    kqcl_context_destroy(ctx);
+    return st == KQCL_OK ? 0 : -1;
+}
+
+/* ---- the command ------------------------------------------------------------------------------ */
+
+static int parse(int argc, char **argv, plan_options *o)
+{
+    *o = (plan_options){.mode = KQCL_PLAN_AUTO, .layers = 32, .tokens = 1, .hidden = 4096, .ffn = 14336,
+                        .type = KQCL_TYPE_Q4_K};
+    static const struct option longs[] = {
+        {"devices", required_argument, 0, 'd'}, {"mode", required_argument, 0, 'm'},
+        {"tokens", required_argument, 0, 'n'}, {"layers", required_argument, 0, 'l'},
+        {"hidden", required_argument, 0, 'H'}, {"ffn", required_argument, 0, 'f'},
+        {"type", required_argument, 0, 't'}, {"assume", required_argument, 0, 'a'},
+        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+        case 'd': o->devices = optarg; break;
+        case 'm':
+            o->mode = strcmp(optarg, "layers") == 0 ? KQCL_PLAN_LAYERS
+                      : strcmp(optarg, "tensor") == 0 ? KQCL_PLAN_TENSOR
+                      : strcmp(optarg, "auto") == 0 ? KQCL_PLAN_AUTO : (kqcl_plan_mode)-1;
+            if ((int)o->mode < 0)
+                return 2;
+            break;
+        case 'n': o->tokens = atoi(optarg); break;
+        case 'l': o->layers = atoi(optarg); break;
+        case 'H': o->hidden = atoll(optarg); break;
+        case 'f': o->ffn = atoll(optarg); break;
+        case 't':
+            if (kqcl_type_from_name(optarg, &o->type) != KQCL_OK)
+                return 2;
+            break;
+        case 'a': o->assume = optarg; break;
+        case 'j': o->json = true; break;
+        case 'h': usage(stdout); return 0;
+        default: return 2;
+        }
+    }
+    if (optind < argc)
+        o->file = argv[optind++];
+    if (optind < argc || o->tokens < 1 || o->layers < 1 || o->hidden < 1 || o->ffn < 1 ||
+        kqcl_row_size(o->type, o->hidden) == 0 || kqcl_row_size(o->type, o->ffn) == 0)
+        return 2;
+    return -1;
+}
+
+static int print_plan(const kqcl_plan *p, const model *m, int n_devices, bool json)
+{
+    size_t need = 0;
+    kqcl_plan_describe(p, NULL, 0, &need);
+    char *text = malloc(need);
+    if (text == NULL)
+        return 1;
+    kqcl_plan_describe(p, text, need, NULL);
+    if (!json) {
+        fputs(text, stdout);
+        free(text);
+        return 0;
+    }
+    printf("{\"mode\": \"%s\", \"transfer_bytes_per_step\": %llu, \"device_bytes\": [",
+           kqcl_plan_mode_chosen(p) == KQCL_PLAN_LAYERS ? "layers" : "tensor",
+           (unsigned long long)kqcl_plan_transfer_bytes(p));
+    for (int d = 0; d < n_devices; d++)
+        printf("%s%llu", d ? ", " : "", (unsigned long long)kqcl_plan_device_bytes(p, d));
+    printf("], \"layers\": [");
+    for (int i = 0; i < m->n_layers; i++)
+        printf("%s{\"name\": \"%s\", \"device\": %d}", i ? ", " : "", m->layer_names[i], kqcl_plan_layer_device(p, i));
+    printf("]}\n");
+    free(text);
+    return 0;
+}
+
+int kq_cmd_plan(int argc, char **argv)
+{
+    plan_options o;
+    int rc = parse(argc, argv, &o);
+    if (rc >= 0) {
+        if (rc)
+            usage(stderr);
+        return rc;
+    }
+    model *m = calloc(1, sizeof *m);
+    kqcl_plan_device devs[64];
+    int n_devices = 0;
+    kqcl_gguf *g = NULL;
+    rc = m == NULL ? 1 : 0;
+    if (rc == 0 && o.file) {
+        kqcl_status st = kqcl_gguf_open(o.file, &g);
+        if (st != KQCL_OK || from_gguf(m, g) != 0) {
+            fprintf(stderr, "kqcl plan: %s: %s\n", o.file, st != KQCL_OK ? kqcl_last_error(NULL) : "no tensors");
+            rc = 1;
+        }
+    } else if (rc == 0) {
+        synthetic(m, &o);
+    }
+    if (rc == 0 && o.assume && assumed_devices(o.assume, devs, &n_devices) != 0) {
+        fprintf(stderr, "kqcl plan: bad --assume '%s'\n", o.assume);
+        rc = 2;
+    } else if (rc == 0 && !o.assume && measured_devices(o.devices, devs, &n_devices) != 0) {
+        rc = 1;
+    }
+    kqcl_plan *p = NULL;
+    if (rc == 0) {
+        int64_t hidden = m->hidden > 0 ? m->hidden : o.hidden;
+        kqcl_plan_request req = {n_devices, devs, m->n_layers, m->layers, o.mode, hidden * 4 * o.tokens};
+        kqcl_status st = kqcl_plan_create(&req, &p);
+        if (st != KQCL_OK) {
+            fprintf(stderr, "kqcl plan: %s: %s\n", kqcl_status_string(st), kqcl_last_error(NULL));
+            rc = 1;
+        }
+    }
+    if (rc == 0)
+        rc = print_plan(p, m, n_devices, o.json);
+    kqcl_plan_destroy(p);
+    kqcl_gguf_close(g);
+    free(m);
+    return rc;
+}
