@@ -8,7 +8,19 @@
  *
  * Threads: a context and its tensors may be used from one thread at a time (calls on one
  * context are serialised by the caller); different contexts are independent and may be used
- * from different threads at once. Host codecs and GGUF readers keep no shared state.
+ * from different threads at once. Host codecs and GGUF readers keep no shared state. The
+ * context-less last error is per thread. What processes and threads share is the OpenCL driver
+ * and the on-disk kernel cache, whose entries are written to a private file and renamed into
+ * place. kqcl reads its environment variables during calls: do not setenv() while another
+ * thread is inside kqcl (POSIX getenv/setenv rule). Checked by tests/test_threads.c, also under
+ * ThreadSanitizer (make check-tsan).
+ *
+ * Faults: a failed call leaves its context usable. An OpenCL failure (device lost, out of
+ * resources) fails that call with KQCL_ERR_DEVICE or KQCL_ERR_OUT_OF_MEMORY and a message naming
+ * the OpenCL call and error; later calls succeed again when the device does. A context whose
+ * device is gone for good keeps failing cleanly and is still destroyed with
+ * kqcl_context_destroy. A corrupt or unwritable kernel cache only costs a rebuild.
+ * doc/reliability.md lists every promise and how it is tested.
  *
  * Shapes: tensors are 2-D and row-major. A row of a k-quant type is a concatenation of
  * 256-value blocks in ggml's byte layout (doc/design.md, shared k-quants spec), so a row's

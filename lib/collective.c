@@ -25,6 +25,7 @@
 #define RING 3                        /* staging slots per slice and device */
 #define DEFAULT_CHUNK (1u << 20)      /* bytes; KQCL_COLL_CHUNK_KIB overrides */
 #define MAX_THREADS 8
+#define SMALL_BYTES (64u << 10)       /* blocking collectives up to this take the direct path */
 
 struct kqcl_request {
     kqcl_context *ctx;
@@ -329,7 +330,12 @@ static size_t env_size(const char *name, size_t fallback)
 
 static void plan_chunks(kqcl_request *r)
 {
-    size_t chunk = env_size("KQCL_COLL_CHUNK_KIB", DEFAULT_CHUNK / 1024) * 1024;
+    /* 1 MiB chunks, or 1/32 of a big buffer up to 8 MiB: each chunk costs a few event
+     * round trips, which at 256 chunks outweighed the copies (H200 pair: doc/perf.md). */
+    size_t fallback = r->bytes / 32 > DEFAULT_CHUNK ? r->bytes / 32 : DEFAULT_CHUNK;
+    if (fallback > 8 * DEFAULT_CHUNK)
+        fallback = 8 * DEFAULT_CHUNK;
+    size_t chunk = env_size("KQCL_COLL_CHUNK_KIB", fallback / 1024) * 1024;
     if (chunk > r->bytes)
         chunk = (r->bytes + 63) / 64 * 64;
     r->chunk = chunk;
@@ -414,6 +420,68 @@ static kqcl_status prepare(kqcl_request *r, bool *async)
     return st;
 }
 
+/* Wait for the copies in ev[0..n) (NULL entries skipped) and release them. */
+static void wait_all(kqcl_request *r, cl_event *ev, int n, const char *what)
+{
+    for (int i = 0; i < n; i++)
+        wait_release(r, &ev[i], what);
+}
+
+/* A small blocking collective in one process: the copies go on the compute queues themselves,
+ * whose order already puts them after the work queued before and before the work queued
+ * after, so no markers, transfer queues or threads -- two copy latencies in all (the chunked
+ * path pays for its overlap machinery with several more). Same combining order, same bits. */
+static kqcl_status small_collective(kqcl_request *r)
+{
+    kqcl_context *ctx = r->ctx;
+    kqcl_status st = KQCL_OK;
+    for (int i = 0; i < r->n && st == KQCL_OK; i++)
+        st = ensure_queues(ctx, r->m, r->devs[i]); /* the staging memory is mapped through them */
+    if (st == KQCL_OK)
+        st = kq_stage_take(ctx, r->m, r->bytes, &r->stage);
+    if (st != KQCL_OK)
+        return st;
+    cl_event ev[KQ_MAX_DEVICES] = {0};
+    for (int i = 0; i < r->n && !failed(r); i++) {
+        if (r->op == KQ_COLL_BCAST && i != r->root_pos)
+            continue;
+        cl_command_queue q = ctx->devices[r->devs[i]].queue;
+        cl_int err = clEnqueueReadBuffer(q, r->bufs[i], CL_FALSE, 0, r->bytes, r->stage->host[r->devs[i]], 0, NULL,
+                                         &ev[i]);
+        if (err == CL_SUCCESS)
+            err = clFlush(q);
+        if (err != CL_SUCCESS)
+            record(r, err, "queueing a device->host copy");
+    }
+    wait_all(r, ev, r->n, "device->host copy");
+    float *acc = (float *)r->stage->host[r->devs[r->op == KQ_COLL_BCAST ? r->root_pos : 0]];
+    if (!failed(r) && r->op != KQ_COLL_BCAST)
+        for (int i = 1; i < r->n; i++)
+            combine(r->op, acc, (const float *)r->stage->host[r->devs[i]], r->bytes / sizeof(float));
+    for (int i = 0; i < r->n && !failed(r); i++) {
+        if (r->op == KQ_COLL_BCAST && i == r->root_pos)
+            continue;
+        cl_command_queue q = ctx->devices[r->devs[i]].queue;
+        cl_int err = clEnqueueWriteBuffer(q, r->bufs[i], CL_FALSE, 0, r->bytes, acc, 0, NULL, &ev[i]);
+        if (err == CL_SUCCESS)
+            err = clFlush(q);
+        if (err != CL_SUCCESS)
+            record(r, err, "queueing a host->device copy");
+    }
+    wait_all(r, ev, r->n, "host->device copy"); /* the staging memory is reused after this */
+    return KQCL_OK;
+}
+
+static bool takes_small_path(const kqcl_request *r, bool async)
+{
+    if (async || r->span || r->bytes > SMALL_BYTES || r->n < 2 || (r->op == KQ_COLL_BCAST && r->root_pos < 0))
+        return false;
+    for (int i = 0; i < r->n; i++)
+        if (pocl_basic(&r->ctx->devices[r->devs[i]]))
+            return false;
+    return true;
+}
+
 kqcl_status kq_collective(kqcl_context *ctx, cl_mem *buffers, size_t bytes, int op, int root, int root_rank,
                           bool async, kqcl_request **req)
 {
@@ -436,6 +504,16 @@ kqcl_status kq_collective(kqcl_context *ctx, cl_mem *buffers, size_t bytes, int 
         r->devs[r->n] = d;
         r->bufs[r->n++] = buffers[d];
         clRetainMemObject(buffers[d]);
+    }
+    if (takes_small_path(r, async)) {
+        r->m = kq_multi_get(ctx);
+        kqcl_status st = r->m != NULL ? small_collective(r) : KQCL_ERR_OUT_OF_MEMORY;
+        if (st != KQCL_OK) {
+            request_free(r);
+            return st;
+        }
+        *req = r; /* done; kqcl_request_wait reports what the copies said */
+        return KQCL_OK;
     }
     kqcl_status st = prepare(r, &async);
     if (st != KQCL_OK) {

@@ -120,8 +120,8 @@ static kqcl_status launch_mma_prefill(kqcl_context *ctx, kq_device *dev, const k
 {
     if (!dev->nv_mma || !kq_type_is_kquant(w->type) || x->type != KQCL_TYPE_F32)
         return KQCL_ERR_UNSUPPORTED;
-    kq_mma_tune t = kq_mma_prefill_tune_for(dev);
     int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
+    kq_mma_tune t = kq_mma_prefill_tune_for(dev, m, n);
     char options[160];
     snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=0 -DWARPS=%d -DMT=%d -DNT=%d -DKQ_NV_PTX", (int)w->type,
              t.warps, t.m_tiles, t.n_tiles);

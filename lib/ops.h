@@ -25,7 +25,9 @@ typedef struct kq_mma_tune {
 kq_matvec_tune kq_matvec_tune_for(const kq_device *dev); /* lib/tune.c */
 kq_matmul_tune kq_matmul_tune_for(const kq_device *dev);
 kq_mma_tune kq_mma_tune_for(const kq_device *dev); /* KQCL_MMA_TUNE="warps,m_tiles" */
-kq_mma_tune kq_mma_prefill_tune_for(const kq_device *dev); /* KQCL_MMA_PREFILL="warps,m_tiles,n_tiles" */
+/* KQCL_MMA_PREFILL="warps,m_tiles,n_tiles"; the default depends on how many work-groups the
+ * m x n output makes for the device's compute units. */
+kq_mma_tune kq_mma_prefill_tune_for(const kq_device *dev, int64_t m, int64_t n);
 /* The smallest n the tensor-core decode kernel takes (KQCL_MMA_MIN_N overrides): below it the
  * FMA matvec is faster, its cost growing with n where the mma kernel's barely does. */
 int kq_mma_min_n(const kq_device *dev);

@@ -119,11 +119,18 @@ static unsigned char *cache_load(const char *path, const char *key, size_t *size
 /* Write atomically (a temporary file renamed over the entry); failures only lose the cache. */
 static void cache_store(const char *path, const char *key, const unsigned char *bin, size_t size)
 {
+    /* a name of its own (mkstemp): two contexts of one process may store the same entry at once */
     char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (f == NULL)
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0)
         return;
+    FILE *f = fdopen(fd, "wb");
+    if (f == NULL) {
+        close(fd);
+        remove(tmp);
+        return;
+    }
     uint64_t key_len = strlen(key), bin_len = size, checksum = fnv1a(bin, size, FNV_START);
     bool ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(&key_len, sizeof key_len, 1, f) == 1 &&
               fwrite(key, 1, key_len, f) == key_len && fwrite(&bin_len, sizeof bin_len, 1, f) == 1 &&
@@ -146,10 +153,18 @@ static kqcl_status build_failed(kqcl_context *ctx, kq_device *dev, cl_program pr
         clGetProgramBuildInfo(prog, dev->id, CL_PROGRAM_BUILD_LOG, log_size, log, NULL);
         log[log_size] = '\0';
     }
-    kq_fail(ctx, KQCL_ERR_BUILD, "building %s.cl for %s with '%s': %s (%d)\n--- build log ---\n%s",
+    /* A compile error is KQCL_ERR_BUILD; a driver that runs out of memory or loses the device
+     * while building reports what it is (KQCL_ERR_OUT_OF_MEMORY / KQCL_ERR_DEVICE), log kept. */
+    kqcl_status status = err == CL_BUILD_PROGRAM_FAILURE || err == CL_INVALID_BUILD_OPTIONS ||
+                                 err == CL_COMPILER_NOT_AVAILABLE || err == CL_INVALID_BINARY
+                             ? KQCL_ERR_BUILD
+                         : err == CL_OUT_OF_HOST_MEMORY || err == CL_MEM_OBJECT_ALLOCATION_FAILURE
+                             ? KQCL_ERR_OUT_OF_MEMORY
+                             : KQCL_ERR_DEVICE;
+    kq_fail(ctx, status, "building %s.cl for %s with '%s': %s (%d)\n--- build log ---\n%s",
             family, dev->info.name, options, kq_cl_error_name(err), (int)err, log ? log : "(no log)");
     free(log);
-    return KQCL_ERR_BUILD;
+    return status;
 }
 
 static unsigned char *program_binary(kq_device *dev, cl_program prog, size_t *size)
@@ -197,8 +212,11 @@ static cl_program build_from_cache(kq_device *dev, const char *path, const char 
     const unsigned char *bins[1] = {bin};
     cl_program prog = clCreateProgramWithBinary(dev->cl_ctx, 1, &dev->id, &size, bins, &bin_status, &err);
     free(bin);
-    if (err != CL_SUCCESS || bin_status != CL_SUCCESS)
+    if (err != CL_SUCCESS || bin_status != CL_SUCCESS) {
+        if (prog != NULL)
+            clReleaseProgram(prog);
         return NULL;
+    }
     if (clBuildProgram(prog, 1, &dev->id, options, NULL, NULL) != CL_SUCCESS) {
         clReleaseProgram(prog);
         return NULL;
@@ -236,10 +254,10 @@ static kqcl_status build_program(kqcl_context *ctx, kq_device *dev, kq_family fa
         }
         err = clBuildProgram(prog, 1, &dev->id, options, NULL, NULL);
         if (err != CL_SUCCESS) {
-            build_failed(ctx, dev, prog, err, fname, options);
+            kqcl_status st = build_failed(ctx, dev, prog, err, fname, options);
             clReleaseProgram(prog);
             free(key);
-            return KQCL_ERR_BUILD;
+            return st;
         }
         size_t size;
         const char *dump_dir = getenv("KQCL_DUMP_BINARIES");

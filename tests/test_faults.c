@@ -1,0 +1,681 @@
+/*
+ * test_faults.c -- kqcl under faults: allocation failures, failed builds, a broken kernel cache,
+ * a device that fails or disappears between calls. Each fault must give the documented status
+ * with a message naming the cause, leave the context usable (or cleanly unusable) and leak
+ * nothing: every OpenCL object is counted by the shim (tests/clshim.c), host memory by
+ * LeakSanitizer in a --enable-sanitizers build.
+ *
+ * The program runs itself again with LD_PRELOAD naming the shim (KQCL_SHIM, else
+ * .libs/clshim.so beside the executable); the shim's control functions are found with dlsym.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "testutil.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define KQ_TEST_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KQ_TEST_LSAN 1
+#endif
+#endif
+#ifdef KQ_TEST_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
+static int (*shim_configure)(const char *spec);
+static long (*shim_live)(const char *kind);
+static long (*shim_calls)(const char *func);
+
+/* Inject faults from now on (resets the shim's call counts); "" for none. */
+static void faults(const char *spec)
+{
+    ck_assert_msg(shim_configure(spec) == 0, "bad shim spec '%s'", spec);
+}
+
+/* ---- helpers ---------------------------------------------------------------------------------- */
+
+/* A small q4_K matmul checked against the host reference: the context works. */
+static void assert_context_works(kqcl_context *ctx)
+{
+    enum { M = 5, K = 512, N = 3 };
+    float wf[M * K], x[N * K], deq[M * K], y[N * M];
+    unsigned char wq[M * 2 * 144];
+    tu_seed(7);
+    for (int i = 0; i < M * K; i++)
+        wf[i] = tu_uniform();
+    for (int i = 0; i < N * K; i++)
+        x[i] = tu_uniform();
+    ck_assert_int_eq(kqcl_quantize(KQCL_TYPE_Q4_K, wf, wq, M, K), KQCL_OK);
+    ck_assert_int_eq(kqcl_dequantize(KQCL_TYPE_Q4_K, wq, deq, M, K), KQCL_OK);
+    kqcl_tensor *w = NULL, *xt = NULL, *yt = NULL;
+    kqcl_status st = kqcl_tensor_create(ctx, KQCL_TYPE_Q4_K, M, K, &w);
+    if (st == KQCL_OK)
+        st = kqcl_tensor_create(ctx, KQCL_TYPE_F32, N, K, &xt);
+    if (st == KQCL_OK)
+        st = kqcl_tensor_create(ctx, KQCL_TYPE_F32, N, M, &yt);
+    if (st == KQCL_OK)
+        st = kqcl_tensor_write(w, wq, sizeof wq);
+    if (st == KQCL_OK)
+        st = kqcl_tensor_write(xt, x, sizeof x);
+    if (st == KQCL_OK)
+        st = kqcl_matmul(ctx, w, xt, yt);
+    if (st == KQCL_OK)
+        st = kqcl_tensor_read(yt, y, sizeof y);
+    ck_assert_msg(st == KQCL_OK, "the context does not work: %s: %s", kqcl_status_string(st), kqcl_last_error(ctx));
+    for (int j = 0; j < N; j++)
+        for (int r = 0; r < M; r++) {
+            double ref = 0, mag = 0;
+            for (int i = 0; i < K; i++) {
+                ref += (double)deq[r * K + i] * x[j * K + i];
+                mag += fabs((double)deq[r * K + i] * x[j * K + i]);
+            }
+            ck_assert_msg(fabs(y[j * M + r] - ref) <= 1e-6 * mag, "y[%d,%d] = %g, want %g", j, r, y[j * M + r], ref);
+        }
+    kqcl_tensor_destroy(w), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(yt);
+}
+
+static long live_at_start;
+
+static void setup(void)
+{
+    faults("");
+    live_at_start = shim_live("all");
+    tu_context_setup();
+}
+
+/* Destroy the context and check that every OpenCL object made since setup is released. */
+static void teardown_no_leaks(void)
+{
+    faults("");
+    tu_context_teardown();
+    ck_assert_msg(shim_live("all") == live_at_start,
+                  "%ld OpenCL references leaked (alive: mem %ld, event %ld, program %ld, kernel %ld, queue %ld, "
+                  "context %ld)", shim_live("all") - live_at_start, shim_live("mem"), shim_live("event"),
+                  shim_live("program"), shim_live("kernel"), shim_live("queue"), shim_live("context"));
+}
+
+static void assert_message_has(kqcl_context *ctx, const char *text)
+{
+    ck_assert_msg(strstr(kqcl_last_error(ctx), text) != NULL, "message '%s' does not name '%s'",
+                  kqcl_last_error(ctx), text);
+}
+
+/* ---- a whole create/use/destroy cycle leaves nothing behind -------------------------------- */
+
+START_TEST(lifecycle_leaves_nothing_behind)
+{
+    static const kqcl_type wtypes[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K,
+                                       KQCL_TYPE_F16,  KQCL_TYPE_BF16, KQCL_TYPE_F32};
+    enum { M = 33, K = 512 };
+    long before = shim_live("all");
+    for (int round = 0; round < 2; round++) {
+        kqcl_context *ctx;
+        ck_assert_int_eq(kqcl_context_create(NULL, &ctx), KQCL_OK);
+        float *wf = tu_malloc(M * K * sizeof(float)), *xf = tu_malloc(16 * K * sizeof(float));
+        for (int i = 0; i < M * K; i++)
+            wf[i] = tu_uniform();
+        for (int i = 0; i < 16 * K; i++)
+            xf[i] = tu_uniform();
+        kqcl_tensor *x1, *x16, *x16h, *y1, *y16, *deq, *half, *sums;
+        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, 1, K, &x1), KQCL_OK);
+        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, 16, K, &x16), KQCL_OK);
+        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F16, 16, K, &x16h), KQCL_OK);
+        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, 1, M, &y1), KQCL_OK);
+        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, 16, M, &y16), KQCL_OK);
+        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, M, K, &deq), KQCL_OK);
+        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F16, M, K, &half), KQCL_OK);
+        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, M, 1, &sums), KQCL_OK);
+        ck_assert_int_eq(kqcl_tensor_write(x1, xf, K * sizeof(float)), KQCL_OK);
+        ck_assert_int_eq(kqcl_tensor_write(x16, xf, 16 * K * sizeof(float)), KQCL_OK);
+        ck_assert_int_eq(kqcl_convert(ctx, x16, x16h), KQCL_OK);
+        for (size_t t = 0; t < sizeof wtypes / sizeof wtypes[0]; t++) {
+            void *wq = tu_malloc(M * kqcl_row_size(wtypes[t], K));
+            ck_assert_int_eq(kqcl_quantize(wtypes[t], wf, wq, M, K), KQCL_OK);
+            kqcl_tensor *w;
+            ck_assert_int_eq(kqcl_tensor_create(ctx, wtypes[t], M, K, &w), KQCL_OK);
+            ck_assert_int_eq(kqcl_tensor_write(w, wq, kqcl_tensor_bytes(w)), KQCL_OK);
+            ck_assert_int_eq(kqcl_matmul(ctx, w, x1, y1), KQCL_OK);
+            ck_assert_int_eq(kqcl_matmul(ctx, w, x16, y16), KQCL_OK);
+            ck_assert_int_eq(kqcl_matmul(ctx, w, x16h, y16), KQCL_OK);
+            ck_assert_int_eq(kqcl_convert(ctx, w, deq), KQCL_OK);
+            ck_assert_int_eq(kqcl_convert(ctx, deq, half), KQCL_OK);
+            ck_assert_int_eq(kqcl_reduce(ctx, KQCL_REDUCE_SUM, half, sums), KQCL_OK);
+            uint64_t ns;
+            ck_assert_int_eq(kqcl_last_device_time(ctx, &ns), KQCL_OK);
+            /* the device's dequantization is bit-exact with the host's */
+            float *host = tu_malloc(M * K * sizeof(float)), *dev = tu_read_f32(deq);
+            ck_assert_int_eq(kqcl_dequantize(wtypes[t], wq, host, M, K), KQCL_OK);
+            ck_assert(memcmp(host, dev, M * K * sizeof(float)) == 0);
+            free(host), free(dev), free(wq);
+            kqcl_tensor_destroy(w);
+        }
+        ck_assert_int_eq(kqcl_finish(ctx), KQCL_OK);
+        /* a failed call in between */
+        ck_assert_int_eq(kqcl_matmul(ctx, x1, x1, y1), KQCL_ERR_INVALID_ARG);
+        kqcl_tensor_destroy(x1), kqcl_tensor_destroy(x16), kqcl_tensor_destroy(x16h), kqcl_tensor_destroy(y1);
+        kqcl_tensor_destroy(y16), kqcl_tensor_destroy(deq), kqcl_tensor_destroy(half), kqcl_tensor_destroy(sums);
+        kqcl_context_destroy(ctx);
+        free(wf), free(xf);
+        ck_assert_msg(shim_live("all") == before, "round %d: %ld OpenCL references left (mem %ld, event %ld, "
+                      "program %ld, kernel %ld, queue %ld, context %ld)", round, shim_live("all") - before,
+                      shim_live("mem"), shim_live("event"), shim_live("program"), shim_live("kernel"),
+                      shim_live("queue"), shim_live("context"));
+    }
+#ifdef KQ_TEST_LSAN
+    /* Host memory: the suppressions (tests/lsan.supp) name only the OpenCL loader and drivers. */
+    ck_assert_msg(__lsan_do_recoverable_leak_check() == 0, "LeakSanitizer found leaks (see above)");
+#endif
+}
+END_TEST
+
+/* ---- device memory ---------------------------------------------------------------------------- */
+
+START_TEST(allocation_beyond_the_device_fails_before_any_work)
+{
+    kqcl_device_info info;
+    TU_OK(kqcl_device_get_info(tu_ctx, 0, &info));
+    faults("");
+    kqcl_tensor *t = (kqcl_tensor *)1;
+    /* more than the device's whole memory */
+    int64_t rows = (int64_t)(info.global_mem_bytes / 1024) + 1;
+    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, rows, 256, &t), KQCL_ERR_OUT_OF_MEMORY);
+    ck_assert_ptr_null(t);
+    ck_assert_msg(kqcl_last_error(tu_ctx)[0] != '\0', "no message");
+    /* more than its largest allocation (while tensors are one buffer each) */
+    rows = (int64_t)(info.max_alloc_bytes / 1024) + 1;
+    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, rows, 256, &t), KQCL_ERR_OUT_OF_MEMORY);
+    assert_message_has(tu_ctx, "allocation");
+    ck_assert_int_eq(shim_calls("clCreateBuffer"), 0);
+    assert_context_works(tu_ctx);
+}
+END_TEST
+
+START_TEST(buffer_creation_failure_is_out_of_memory)
+{
+    faults("clCreateBuffer:0:CL_MEM_OBJECT_ALLOCATION_FAILURE:1");
+    kqcl_tensor *t = (kqcl_tensor *)1;
+    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_Q4_K, 8, 256, &t), KQCL_ERR_OUT_OF_MEMORY);
+    ck_assert_ptr_null(t);
+    assert_message_has(tu_ctx, "CL_MEM_OBJECT_ALLOCATION_FAILURE");
+    faults("clCreateBuffer:0:CL_OUT_OF_HOST_MEMORY:1");
+    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, 8, 256, &t), KQCL_ERR_OUT_OF_MEMORY);
+    assert_message_has(tu_ctx, "CL_OUT_OF_HOST_MEMORY");
+    assert_context_works(tu_ctx);
+}
+END_TEST
+
+/* NVIDIA and PoCL create buffers lazily: the memory is taken at the first transfer or launch,
+ * which is where a full device says so. */
+START_TEST(lazy_allocation_failure_at_first_use)
+{
+    float x[256] = {0};
+    kqcl_tensor *t = tu_tensor(KQCL_TYPE_F32, 1, 256, NULL);
+    faults("clEnqueueWriteBuffer:0:CL_MEM_OBJECT_ALLOCATION_FAILURE:1");
+    ck_assert_int_eq(kqcl_tensor_write(t, x, sizeof x), KQCL_ERR_OUT_OF_MEMORY);
+    assert_message_has(tu_ctx, "CL_MEM_OBJECT_ALLOCATION_FAILURE");
+    TU_OK(kqcl_tensor_write(t, x, sizeof x)); /* the next try goes through */
+    kqcl_tensor *y = tu_tensor(KQCL_TYPE_F32, 1, 1, NULL), *w = tu_tensor(KQCL_TYPE_F32, 1, 256, x);
+    faults("clEnqueueNDRangeKernel:0:CL_MEM_OBJECT_ALLOCATION_FAILURE:1");
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, w, t, y), KQCL_ERR_OUT_OF_MEMORY);
+    assert_message_has(tu_ctx, "CL_MEM_OBJECT_ALLOCATION_FAILURE");
+    faults("clEnqueueNDRangeKernel:0:CL_OUT_OF_RESOURCES:1");
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, w, t, y), KQCL_ERR_DEVICE);
+    assert_message_has(tu_ctx, "CL_OUT_OF_RESOURCES");
+    TU_OK(kqcl_matmul(tu_ctx, w, t, y));
+    kqcl_tensor_destroy(w), kqcl_tensor_destroy(t), kqcl_tensor_destroy(y);
+    assert_context_works(tu_ctx);
+}
+END_TEST
+
+/* On a GPU, fill the device for real: tensors of the largest allocation, each written, until
+ * the device says no (or twice its memory is taken). PoCL is skipped: its "device memory" is
+ * the host's, handed out without limit (doc/reliability.md). */
+START_TEST(real_device_exhaustion_on_a_gpu)
+{
+    kqcl_device_info info;
+    TU_OK(kqcl_device_get_info(tu_ctx, 0, &info));
+    if (!info.is_gpu && getenv("KQCL_TEST_REAL_OOM") == NULL)
+        return;
+    int64_t cols = 1 << 16, rows = (int64_t)(info.max_alloc_bytes / 4 / (uint64_t)cols);
+    size_t bytes = (size_t)rows * cols * 4;
+    unsigned char *zeros = calloc(1, bytes);
+    ck_assert_ptr_nonnull(zeros);
+    kqcl_tensor *held[256];
+    int n = 0;
+    kqcl_status st = KQCL_OK;
+    while (st == KQCL_OK && n < 256 && (uint64_t)n * bytes < 2 * info.global_mem_bytes) {
+        kqcl_tensor *t = NULL;
+        st = kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, rows, cols, &t);
+        if (st == KQCL_OK) {
+            held[n++] = t;
+            st = kqcl_tensor_write(t, zeros, bytes);
+        }
+    }
+    fprintf(stderr, "real exhaustion: %d tensors of %zu bytes, then %s: %s\n", n, bytes, kqcl_status_string(st),
+            kqcl_last_error(tu_ctx));
+    ck_assert_msg(st == KQCL_ERR_OUT_OF_MEMORY, "filling the device ended with %s: %s", kqcl_status_string(st),
+                  kqcl_last_error(tu_ctx));
+    for (int i = 0; i < n; i++)
+        kqcl_tensor_destroy(held[i]);
+    free(zeros);
+    assert_context_works(tu_ctx);
+}
+END_TEST
+
+/* ---- a device that fails or disappears between calls ------------------------------------------ */
+
+START_TEST(device_lost_between_calls)
+{
+    assert_context_works(tu_ctx);
+    float x[256], w[2 * 256], y[2];
+    for (int i = 0; i < 256; i++)
+        x[i] = 1, w[i] = 1, w[256 + i] = 2;
+    kqcl_tensor *wt = tu_tensor(KQCL_TYPE_F32, 2, 256, w), *xt = tu_tensor(KQCL_TYPE_F32, 1, 256, x);
+    kqcl_tensor *yt = tu_tensor(KQCL_TYPE_F32, 1, 2, NULL), *h = tu_tensor(KQCL_TYPE_F16, 1, 256, NULL);
+    kqcl_tensor *s = tu_tensor(KQCL_TYPE_F32, 1, 1, NULL);
+    /* the device goes away: every OpenCL call that can fail now fails */
+    faults("*:0:CL_DEVICE_NOT_AVAILABLE");
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, wt, xt, yt), KQCL_ERR_DEVICE);
+    assert_message_has(tu_ctx, "CL_DEVICE_NOT_AVAILABLE");
+    ck_assert_int_eq(kqcl_tensor_read(yt, y, sizeof y), KQCL_ERR_DEVICE);
+    ck_assert_int_eq(kqcl_tensor_write(xt, x, sizeof x), KQCL_ERR_DEVICE);
+    ck_assert_int_eq(kqcl_finish(tu_ctx), KQCL_ERR_DEVICE);
+    /* calls that need a kernel not built yet fail in the build: a device error, not a compile error */
+    ck_assert_int_eq(kqcl_convert(tu_ctx, xt, h), KQCL_ERR_DEVICE);
+    assert_message_has(tu_ctx, "CL_DEVICE_NOT_AVAILABLE");
+    ck_assert_int_eq(kqcl_reduce(tu_ctx, KQCL_REDUCE_MAX, xt, s), KQCL_ERR_DEVICE);
+    kqcl_tensor *t = (kqcl_tensor *)1;
+    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, 1, 256, &t), KQCL_ERR_DEVICE);
+    ck_assert_ptr_null(t);
+    uint64_t ns;
+    kqcl_status st = kqcl_last_device_time(tu_ctx, &ns);
+    ck_assert(st == KQCL_OK || st == KQCL_ERR_DEVICE);
+    /* a new context cannot be made on it either */
+    kqcl_context *other = (kqcl_context *)1;
+    st = kqcl_context_create(NULL, &other);
+    ck_assert_msg(st == KQCL_ERR_DEVICE || st == KQCL_ERR_NO_DEVICE, "context on a lost device: %s",
+                  kqcl_status_string(st));
+    ck_assert_ptr_null(other);
+    ck_assert_msg(kqcl_last_error(NULL)[0] != '\0', "no message");
+    /* it comes back (a transient loss): the same context works again */
+    faults("");
+    TU_OK(kqcl_matmul(tu_ctx, wt, xt, yt));
+    TU_OK(kqcl_tensor_read(yt, y, sizeof y));
+    ck_assert(y[0] == 256 && y[1] == 512);
+    TU_OK(kqcl_convert(tu_ctx, xt, h));
+    TU_OK(kqcl_reduce(tu_ctx, KQCL_REDUCE_MAX, xt, s));
+    kqcl_tensor_destroy(wt), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(yt), kqcl_tensor_destroy(h);
+    kqcl_tensor_destroy(s);
+}
+END_TEST
+
+START_TEST(transient_failures_of_single_calls)
+{
+    float x[256], y[1];
+    for (int i = 0; i < 256; i++)
+        x[i] = 0.5f;
+    kqcl_tensor *xt = tu_tensor(KQCL_TYPE_F32, 1, 256, x), *yt = tu_tensor(KQCL_TYPE_F32, 1, 1, NULL);
+    kqcl_tensor *wt = tu_tensor(KQCL_TYPE_F32, 1, 256, x);
+    static const struct {
+        const char *spec, *name;
+        kqcl_status want;
+    } cases[] = {
+        {"clEnqueueNDRangeKernel:0:CL_DEVICE_NOT_AVAILABLE:1", "CL_DEVICE_NOT_AVAILABLE", KQCL_ERR_DEVICE},
+        {"clEnqueueNDRangeKernel:0:CL_OUT_OF_RESOURCES:1", "CL_OUT_OF_RESOURCES", KQCL_ERR_DEVICE},
+        {"clSetKernelArg:0:CL_OUT_OF_HOST_MEMORY:1", "CL_OUT_OF_HOST_MEMORY", KQCL_ERR_OUT_OF_MEMORY},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        faults(cases[i].spec);
+        ck_assert_int_eq(kqcl_matmul(tu_ctx, wt, xt, yt), cases[i].want);
+        assert_message_has(tu_ctx, cases[i].name);
+        TU_OK(kqcl_matmul(tu_ctx, wt, xt, yt));
+        TU_OK(kqcl_tensor_read(yt, y, sizeof y));
+        ck_assert(y[0] == 64.0f);
+    }
+    faults("clEnqueueReadBuffer:0:CL_OUT_OF_RESOURCES:1");
+    ck_assert_int_eq(kqcl_tensor_read(yt, y, sizeof y), KQCL_ERR_DEVICE);
+    assert_message_has(tu_ctx, "CL_OUT_OF_RESOURCES");
+    TU_OK(kqcl_tensor_read(yt, y, sizeof y));
+    faults("clFinish:0:CL_DEVICE_NOT_AVAILABLE:1");
+    ck_assert_int_eq(kqcl_finish(tu_ctx), KQCL_ERR_DEVICE);
+    assert_message_has(tu_ctx, "clFinish");
+    TU_OK(kqcl_finish(tu_ctx));
+    faults("clWaitForEvents:0:CL_DEVICE_NOT_AVAILABLE:1");
+    uint64_t ns;
+    ck_assert_int_eq(kqcl_last_device_time(tu_ctx, &ns), KQCL_ERR_DEVICE);
+    TU_OK(kqcl_last_device_time(tu_ctx, &ns));
+    kqcl_tensor_destroy(wt), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(yt);
+}
+END_TEST
+
+/* Context creation fails part-way: what was made is released, *out is NULL. */
+START_TEST(context_creation_failures_release_everything)
+{
+    faults("");
+    long before = shim_live("all");
+    static const struct {
+        const char *spec, *name;
+        kqcl_status want;
+    } cases[] = {
+        {"clCreateContext:0:CL_OUT_OF_HOST_MEMORY", "CL_OUT_OF_HOST_MEMORY", KQCL_ERR_OUT_OF_MEMORY},
+        {"clCreateCommandQueue:0:CL_OUT_OF_RESOURCES", "CL_OUT_OF_RESOURCES", KQCL_ERR_DEVICE},
+        {"clGetDeviceIDs:0:CL_DEVICE_NOT_FOUND", "no OpenCL device", KQCL_ERR_NO_DEVICE},
+        /* the second device of a context fails: the first one's objects go too */
+        {"clCreateCommandQueue:1:CL_DEVICE_NOT_AVAILABLE", "CL_DEVICE_NOT_AVAILABLE", KQCL_ERR_DEVICE},
+    };
+    int n_all = 0;
+    TU_OK(kqcl_list_devices(NULL, 0, &n_all));
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *spec = i == 3 ? "all" : NULL;
+        if (i == 3 && n_all < 2)
+            continue;
+        faults(cases[i].spec);
+        kqcl_context *ctx = (kqcl_context *)1;
+        kqcl_status st = kqcl_context_create(spec, &ctx);
+        ck_assert_msg(st == cases[i].want, "%s: %s: %s", cases[i].spec, kqcl_status_string(st), kqcl_last_error(NULL));
+        ck_assert_ptr_null(ctx);
+        assert_message_has(NULL, cases[i].name);
+        faults("");
+        ck_assert_int_eq(shim_live("all"), before);
+    }
+    kqcl_context *ctx;
+    ck_assert_int_eq(kqcl_context_create(NULL, &ctx), KQCL_OK);
+    assert_context_works(ctx);
+    kqcl_context_destroy(ctx);
+    ck_assert_int_eq(shim_live("all"), before);
+}
+END_TEST
+
+/* ---- kernel builds ------------------------------------------------------------------------------ */
+
+START_TEST(build_failures)
+{
+    /* a compile error (#error switched on by an extra option): KQCL_ERR_BUILD with the log */
+    setenv("KQCL_EXTRA_BUILD_OPTIONS", "-DKQCL_TEST_BROKEN_BUILD", 1);
+    float x[256] = {0};
+    kqcl_tensor *w = tu_tensor(KQCL_TYPE_Q6_K, 2, 256, NULL), *xt = tu_tensor(KQCL_TYPE_F32, 1, 256, x);
+    kqcl_tensor *y = tu_tensor(KQCL_TYPE_F32, 1, 2, NULL);
+    for (int i = 0; i < 2; i++) { /* not cached: it fails again, the same way */
+        ck_assert_int_eq(kqcl_matmul(tu_ctx, w, xt, y), KQCL_ERR_BUILD);
+        assert_message_has(tu_ctx, "build log");
+        assert_message_has(tu_ctx, "KQCL_TEST_BROKEN_BUILD");
+    }
+    unsetenv("KQCL_EXTRA_BUILD_OPTIONS");
+    /* the driver's compiler fails */
+    faults("clBuildProgram:0:CL_BUILD_PROGRAM_FAILURE:1");
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, w, xt, y), KQCL_ERR_BUILD);
+    assert_message_has(tu_ctx, "CL_BUILD_PROGRAM_FAILURE");
+    /* the driver runs out of resources while building: a device error, the log still given */
+    faults("clBuildProgram:0:CL_OUT_OF_RESOURCES:1");
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, w, xt, y), KQCL_ERR_DEVICE);
+    assert_message_has(tu_ctx, "CL_OUT_OF_RESOURCES");
+    faults("clBuildProgram:0:CL_OUT_OF_HOST_MEMORY:1");
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, w, xt, y), KQCL_ERR_OUT_OF_MEMORY);
+    faults("clCreateProgramWithSource:0:CL_OUT_OF_HOST_MEMORY:1");
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, w, xt, y), KQCL_ERR_OUT_OF_MEMORY);
+    /* built, but the kernel object cannot be made: the program is kept, the kernel made next time */
+    faults("clCreateKernel:0:CL_OUT_OF_HOST_MEMORY:1");
+    ck_assert_int_eq(kqcl_matmul(tu_ctx, w, xt, y), KQCL_ERR_OUT_OF_MEMORY);
+    assert_message_has(tu_ctx, "clCreateKernel");
+    faults("");
+    TU_OK(kqcl_matmul(tu_ctx, w, xt, y));
+    kqcl_tensor_destroy(w), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(y);
+    assert_context_works(tu_ctx);
+}
+END_TEST
+
+/* ---- the binary cache --------------------------------------------------------------------------- */
+
+static void new_context_with_cache(const char *dir)
+{
+    setenv("KQCL_CACHE_DIR", dir, 1);
+    setenv("KQCL_CACHE", "force", 1); /* also on PoCL, where it is off by default */
+    tu_context_teardown();
+    tu_context_setup();
+}
+
+static void run(const char *fmt, const char *arg)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, fmt, arg, arg, arg);
+    ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
+}
+
+START_TEST(cache_directory_that_is_a_file)
+{
+    char dir[] = "/tmp/kqcl-faults-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char file[1024], below[1100];
+    snprintf(file, sizeof file, "%s/file", dir);
+    snprintf(below, sizeof below, "%s/sub/dir", file);
+    FILE *f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("not a directory\n", f);
+    fclose(f);
+    new_context_with_cache(file); /* a file where the directory should be */
+    assert_context_works(tu_ctx);
+    new_context_with_cache(below); /* a path through a file */
+    assert_context_works(tu_ctx);
+    f = fopen(file, "r");
+    char text[64] = "";
+    ck_assert_ptr_nonnull(fgets(text, sizeof text, f));
+    fclose(f);
+    ck_assert_str_eq(text, "not a directory\n"); /* left alone */
+    run("rm -rf %s", dir);
+}
+END_TEST
+
+START_TEST(cache_directory_unwritable)
+{
+    char dir[] = "/tmp/kqcl-faults-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(chmod(dir, 0555), 0);
+    new_context_with_cache(dir);
+    assert_context_works(tu_ctx);
+    chmod(dir, 0755);
+    /* root writes through 0555: a directory nobody can create (procfs) stands in */
+    new_context_with_cache("/proc/kqcl-no-such-dir/cache");
+    assert_context_works(tu_ctx);
+    run("rm -rf %s", dir);
+}
+END_TEST
+
+/* Garbage of every kind under the entries' names: random bytes, empty files, truncated entries,
+ * and entries whose header and checksum are right but whose binary is garbage (the driver must
+ * refuse it and kqcl build from source). Every one is rebuilt and rewritten. */
+static uint64_t fnv1a(const unsigned char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static void rewrite_entry(const char *path, int how)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static unsigned char buf[64 << 20];
+    size_t size = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    ck_assert(size > 32 && memcmp(buf, "KQCLBIN1", 8) == 0);
+    uint64_t key_len;
+    memcpy(&key_len, buf + 8, 8);
+    size_t bin_at = 16 + key_len + 16;
+    ck_assert(bin_at < size);
+    f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    if (how == 0) { /* valid header, garbage binary with a matching checksum */
+        for (size_t i = bin_at; i < size; i++)
+            buf[i] = (unsigned char)tu_rand();
+        uint64_t sum = fnv1a(buf + bin_at, size - bin_at);
+        memcpy(buf + bin_at - 8, &sum, 8);
+        fwrite(buf, 1, size, f);
+    } else if (how == 1) { /* truncated in the binary */
+        fwrite(buf, 1, bin_at + (size - bin_at) / 2, f);
+    } else if (how == 2) { /* empty */
+    } else { /* random bytes */
+        for (int i = 0; i < 4096; i++)
+            fputc((int)(tu_rand() & 255), f);
+    }
+    fclose(f);
+}
+
+static int for_each_entry(const char *dir, int how)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "ls %s/*.bin 2>/dev/null", dir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    char line[1200];
+    int n = 0;
+    while (fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (how >= 0)
+            rewrite_entry(line, how);
+        else { /* check: a valid entry again */
+            FILE *f = fopen(line, "rb");
+            char magic[8] = "";
+            ck_assert_ptr_nonnull(f);
+            ck_assert_int_eq(fread(magic, 1, 8, f), 8);
+            fclose(f);
+            ck_assert_msg(memcmp(magic, "KQCLBIN1", 8) == 0, "%s was not rewritten", line);
+        }
+        n++;
+    }
+    pclose(p);
+    return n;
+}
+
+START_TEST(cache_entries_corrupt_in_every_way)
+{
+    char dir[] = "/tmp/kqcl-faults-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    new_context_with_cache(dir);
+    assert_context_works(tu_ctx);
+    int entries = for_each_entry(dir, -1);
+    ck_assert_int_ge(entries, 1);
+    /* a good entry is used: the program comes from its binary */
+    faults("");
+    new_context_with_cache(dir);
+    assert_context_works(tu_ctx);
+    ck_assert_int_ge(shim_calls("clCreateProgramWithBinary"), 1);
+    ck_assert_int_eq(shim_calls("clCreateProgramWithSource"), 0);
+    tu_seed(99);
+    for (int how = 0; how < 4; how++) {
+        for_each_entry(dir, how);
+        faults("");
+        new_context_with_cache(dir);
+        assert_context_works(tu_ctx);
+        ck_assert_msg(shim_calls("clCreateProgramWithSource") >= 1, "corruption %d: not rebuilt from source", how);
+        ck_assert_int_eq(for_each_entry(dir, -1), entries);
+    }
+    /* a cache binary the driver refuses at build time: built from source instead */
+    faults("clBuildProgram:0:CL_INVALID_BINARY:1");
+    new_context_with_cache(dir);
+    assert_context_works(tu_ctx);
+    ck_assert_int_ge(shim_calls("clCreateProgramWithSource"), 1);
+    /* the driver refuses to load it at all */
+    faults("clCreateProgramWithBinary:0:CL_INVALID_BINARY:1");
+    new_context_with_cache(dir);
+    assert_context_works(tu_ctx);
+    faults("");
+    run("rm -rf %s", dir);
+    unsetenv("KQCL_CACHE");
+}
+END_TEST
+
+/* ---- the suite ---------------------------------------------------------------------------------- */
+
+static Suite *faults_suite(void)
+{
+    Suite *s = suite_create("faults");
+    TCase *tc = tcase_create("lifecycle");
+    tcase_add_test(tc, lifecycle_leaves_nothing_behind);
+    tcase_add_test(tc, context_creation_failures_release_everything);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("faults");
+    tcase_add_checked_fixture(tc, setup, teardown_no_leaks);
+    tcase_add_test(tc, allocation_beyond_the_device_fails_before_any_work);
+    tcase_add_test(tc, buffer_creation_failure_is_out_of_memory);
+    tcase_add_test(tc, lazy_allocation_failure_at_first_use);
+    tcase_add_test(tc, real_device_exhaustion_on_a_gpu);
+    tcase_add_test(tc, device_lost_between_calls);
+    tcase_add_test(tc, transient_failures_of_single_calls);
+    tcase_add_test(tc, build_failures);
+    tcase_add_test(tc, cache_directory_that_is_a_file);
+    tcase_add_test(tc, cache_directory_unwritable);
+    tcase_add_test(tc, cache_entries_corrupt_in_every_way);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* Run again with the shim preloaded, unless it is loaded already. */
+static void preload_shim(char **argv)
+{
+    shim_configure = (int (*)(const char *))dlsym(RTLD_DEFAULT, "clshim_configure");
+    shim_live = (long (*)(const char *))dlsym(RTLD_DEFAULT, "clshim_live");
+    shim_calls = (long (*)(const char *))dlsym(RTLD_DEFAULT, "clshim_calls");
+    if (shim_configure && shim_live && shim_calls)
+        return;
+    if (getenv("KQCL_SHIM_REEXEC")) {
+        fprintf(stderr, "test_faults: the shim did not load (LD_PRELOAD=%s)\n", getenv("LD_PRELOAD"));
+        exit(EXIT_FAILURE);
+    }
+    char shim[4096], exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) {
+        fprintf(stderr, "test_faults: cannot find myself: %s\n", strerror(errno));
+        exit(EXIT_FAILURE);
+    }
+    exe[len] = '\0';
+    if (getenv("KQCL_SHIM") && *getenv("KQCL_SHIM"))
+        snprintf(shim, sizeof shim, "%s", getenv("KQCL_SHIM"));
+    else {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", exe);
+        snprintf(shim, sizeof shim, "%s/.libs/clshim.so", dirname(dir));
+    }
+    if (access(shim, R_OK) != 0) {
+        fprintf(stderr, "test_faults: no shim at %s (set KQCL_SHIM)\n", shim);
+        exit(EXIT_FAILURE);
+    }
+    char preload[8192];
+    const char *old = getenv("LD_PRELOAD");
+    snprintf(preload, sizeof preload, "%s%s%s", shim, old && *old ? " " : "", old ? old : "");
+    setenv("LD_PRELOAD", preload, 1);
+    /* an ASan build: the shim (uninstrumented) comes before the sanitizer runtime */
+    char asan[4096];
+    const char *asan_old = getenv("ASAN_OPTIONS");
+    snprintf(asan, sizeof asan, "%s%sverify_asan_link_order=0", asan_old ? asan_old : "",
+             asan_old && *asan_old ? ":" : "");
+    setenv("ASAN_OPTIONS", asan, 1);
+    setenv("KQCL_SHIM_REEXEC", "1", 1);
+    execv(exe, argv);
+    fprintf(stderr, "test_faults: exec %s: %s\n", exe, strerror(errno));
+    exit(EXIT_FAILURE);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    preload_shim(argv);
+    SRunner *sr = srunner_create(faults_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,228 @@
+/*
+ * test_threads.c -- the thread promise of include/kqcl.h: different contexts are independent and
+ * may be used from different threads at once; the context-less last error is per thread.
+ *
+ * Several threads each create their own context (at the same time), run a series of matmuls
+ * of every weight type, convert and reduce, and compare every result bit for bit with the same
+ * work done serially beforehand. `make check-tsan` runs this program under ThreadSanitizer.
+ * KQCL_TEST_THREADS (default 4) and KQCL_TEST_ROUNDS (default 3) size it.
+ */
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct job {
+    kqcl_type wtype, xtype;
+    int m, k, n;
+    void *w, *x;      /* host operands */
+    float *serial;    /* y computed before any thread starts */
+    float *row_sums;  /* kqcl_reduce(SUM) of the f32 dequantized weights, serially */
+} job;
+
+static const job shapes[] = {
+    {KQCL_TYPE_Q4_K, KQCL_TYPE_F32, 67, 512, 1, 0, 0, 0, 0},  {KQCL_TYPE_Q5_K, KQCL_TYPE_F16, 33, 256, 3, 0, 0, 0, 0},
+    {KQCL_TYPE_Q6_K, KQCL_TYPE_F32, 45, 768, 9, 0, 0, 0, 0},  {KQCL_TYPE_Q8_K, KQCL_TYPE_BF16, 29, 256, 2, 0, 0, 0, 0},
+    {KQCL_TYPE_F16, KQCL_TYPE_F32, 31, 136, 17, 0, 0, 0, 0},  {KQCL_TYPE_BF16, KQCL_TYPE_F32, 18, 64, 5, 0, 0, 0, 0},
+    {KQCL_TYPE_F32, KQCL_TYPE_F16, 21, 40, 12, 0, 0, 0, 0},
+};
+#define N_JOBS (int)(sizeof shapes / sizeof shapes[0])
+static job jobs[N_JOBS];
+
+/* One job on a context: y and the row sums of the device-dequantized weights. Returns the first
+ * failure's status; the message stays on ctx. */
+static kqcl_status run_job(kqcl_context *ctx, const job *jb, float *y, float *sums)
+{
+    kqcl_tensor *w = NULL, *x = NULL, *yt = NULL, *deq = NULL, *st = NULL;
+    kqcl_status s = kqcl_tensor_create(ctx, jb->wtype, jb->m, jb->k, &w);
+    if (s == KQCL_OK)
+        s = kqcl_tensor_create(ctx, jb->xtype, jb->n, jb->k, &x);
+    if (s == KQCL_OK)
+        s = kqcl_tensor_create(ctx, KQCL_TYPE_F32, jb->n, jb->m, &yt);
+    if (s == KQCL_OK)
+        s = kqcl_tensor_create(ctx, KQCL_TYPE_F32, jb->m, jb->k, &deq);
+    if (s == KQCL_OK)
+        s = kqcl_tensor_create(ctx, KQCL_TYPE_F32, jb->m, 1, &st);
+    if (s == KQCL_OK)
+        s = kqcl_tensor_write(w, jb->w, kqcl_tensor_bytes(w));
+    if (s == KQCL_OK)
+        s = kqcl_tensor_write(x, jb->x, kqcl_tensor_bytes(x));
+    if (s == KQCL_OK)
+        s = kqcl_matmul(ctx, w, x, yt);
+    if (s == KQCL_OK)
+        s = kqcl_convert(ctx, w, deq);
+    if (s == KQCL_OK)
+        s = kqcl_reduce(ctx, KQCL_REDUCE_SUM, deq, st);
+    if (s == KQCL_OK)
+        s = kqcl_tensor_read(yt, y, (size_t)jb->n * jb->m * sizeof(float));
+    if (s == KQCL_OK)
+        s = kqcl_tensor_read(st, sums, (size_t)jb->m * sizeof(float));
+    kqcl_tensor_destroy(w), kqcl_tensor_destroy(x), kqcl_tensor_destroy(yt), kqcl_tensor_destroy(deq);
+    kqcl_tensor_destroy(st);
+    return s;
+}
+
+static int n_threads = 4, n_rounds = 3;
+static pthread_barrier_t barrier;
+
+typedef struct thread_result {
+    int index;
+    char failure[512]; /* empty when everything matched */
+} thread_result;
+
+static void *worker(void *arg)
+{
+    thread_result *r = arg;
+    char spec[64], want[64];
+    /* a context-less failure of our own: the message must still be ours after every thread
+     * made its own */
+    snprintf(spec, sizeof spec, "no-such-device-%d", r->index);
+    snprintf(want, sizeof want, "'no-such-device-%d'", r->index);
+    kqcl_context *bad = NULL;
+    pthread_barrier_wait(&barrier);
+    kqcl_status s = kqcl_context_create(spec, &bad);
+    pthread_barrier_wait(&barrier);
+    if (s != KQCL_ERR_NO_DEVICE || bad != NULL || strstr(kqcl_last_error(NULL), want) == NULL) {
+        snprintf(r->failure, sizeof r->failure, "thread %d: context-less error '%s' (status %d), want %s", r->index,
+                 kqcl_last_error(NULL), (int)s, want);
+        return NULL;
+    }
+    kqcl_context *ctx = NULL;
+    s = kqcl_context_create(NULL, &ctx); /* all threads at once */
+    if (s != KQCL_OK) {
+        snprintf(r->failure, sizeof r->failure, "thread %d: no context: %s", r->index, kqcl_last_error(NULL));
+        return NULL;
+    }
+    for (int round = 0; round < n_rounds && r->failure[0] == '\0'; round++)
+        for (int i = 0; i < N_JOBS && r->failure[0] == '\0'; i++) {
+            int jbi = (i + r->index + round) % N_JOBS; /* threads on different jobs at the same time */
+            const job *jb = &jobs[jbi];
+            float *y = malloc((size_t)jb->n * jb->m * sizeof(float)), *sums = malloc((size_t)jb->m * sizeof(float));
+            if (y == NULL || sums == NULL)
+                snprintf(r->failure, sizeof r->failure, "thread %d: out of memory", r->index);
+            else if ((s = run_job(ctx, jb, y, sums)) != KQCL_OK)
+                snprintf(r->failure, sizeof r->failure, "thread %d job %d: %s: %s", r->index, jbi,
+                         kqcl_status_string(s), kqcl_last_error(ctx));
+            else if (memcmp(y, jb->serial, (size_t)jb->n * jb->m * sizeof(float)) != 0 ||
+                     memcmp(sums, jb->row_sums, (size_t)jb->m * sizeof(float)) != 0)
+                snprintf(r->failure, sizeof r->failure, "thread %d job %d (%s x %s, n=%d): differs from the serial "
+                         "result", r->index, jbi, kqcl_type_name(jb->wtype), kqcl_type_name(jb->xtype), jb->n);
+            /* a failure on this context leaves its message here, not on other contexts */
+            if (r->failure[0] == '\0') {
+                kqcl_tensor *t = NULL;
+                if (kqcl_tensor_create(ctx, KQCL_TYPE_Q4_K, 1, 100 + r->index, &t) != KQCL_ERR_INVALID_ARG) {
+                    snprintf(r->failure, sizeof r->failure, "thread %d: a bad shape was accepted", r->index);
+                } else {
+                    char shape[32];
+                    snprintf(shape, sizeof shape, "1 x %d", 100 + r->index);
+                    if (strstr(kqcl_last_error(ctx), shape) == NULL)
+                        snprintf(r->failure, sizeof r->failure, "thread %d: context message '%s' is not ours",
+                                 r->index, kqcl_last_error(ctx));
+                }
+            }
+            free(y), free(sums);
+        }
+    kqcl_context_destroy(ctx);
+    return NULL;
+}
+
+START_TEST(contexts_in_threads_match_serial_results)
+{
+    /* the serial results, on a context of the main thread */
+    tu_seed(500);
+    for (int i = 0; i < N_JOBS; i++) {
+        job *jb = &jobs[i];
+        *jb = shapes[i];
+        float *wf = tu_malloc((size_t)jb->m * jb->k * sizeof(float)), *xf = tu_malloc((size_t)jb->n * jb->k * sizeof(float));
+        for (int j = 0; j < jb->m * jb->k; j++)
+            wf[j] = tu_uniform();
+        for (int j = 0; j < jb->n * jb->k; j++)
+            xf[j] = tu_uniform();
+        jb->w = tu_malloc((size_t)jb->m * kqcl_row_size(jb->wtype, jb->k));
+        jb->x = tu_malloc((size_t)jb->n * kqcl_row_size(jb->xtype, jb->k));
+        ck_assert_int_eq(kqcl_quantize(jb->wtype, wf, jb->w, jb->m, jb->k), KQCL_OK);
+        ck_assert_int_eq(kqcl_quantize(jb->xtype, xf, jb->x, jb->n, jb->k), KQCL_OK);
+        jb->serial = tu_malloc((size_t)jb->n * jb->m * sizeof(float));
+        jb->row_sums = tu_malloc((size_t)jb->m * sizeof(float));
+        TU_OK(run_job(tu_ctx, jb, jb->serial, jb->row_sums));
+        free(wf), free(xf);
+    }
+    tu_context_teardown();
+
+    const char *env = getenv("KQCL_TEST_THREADS");
+    if (env && atoi(env) > 0)
+        n_threads = atoi(env);
+    env = getenv("KQCL_TEST_ROUNDS");
+    if (env && atoi(env) > 0)
+        n_rounds = atoi(env);
+    pthread_t *threads = tu_malloc((size_t)n_threads * sizeof *threads);
+    thread_result *results = tu_malloc((size_t)n_threads * sizeof *results);
+    ck_assert_int_eq(pthread_barrier_init(&barrier, NULL, (unsigned)n_threads), 0);
+    for (int i = 0; i < n_threads; i++) {
+        results[i].index = i;
+        results[i].failure[0] = '\0';
+        ck_assert_int_eq(pthread_create(&threads[i], NULL, worker, &results[i]), 0);
+    }
+    for (int i = 0; i < n_threads; i++)
+        ck_assert_int_eq(pthread_join(threads[i], NULL), 0);
+    pthread_barrier_destroy(&barrier);
+    for (int i = 0; i < n_threads; i++)
+        ck_assert_msg(results[i].failure[0] == '\0', "%s", results[i].failure);
+    for (int i = 0; i < N_JOBS; i++)
+        free(jobs[i].w), free(jobs[i].x), free(jobs[i].serial), free(jobs[i].row_sums);
+    free(threads), free(results);
+    tu_context_setup(); /* for the fixture's teardown */
+}
+END_TEST
+
+/* Context-less calls from many threads at once: host codecs and device listing. */
+static void *codec_worker(void *arg)
+{
+    int *ok = arg;
+    float f[512], back[512];
+    unsigned char q[2 * 210];
+    for (int i = 0; i < 512; i++)
+        f[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    *ok = 1;
+    for (int round = 0; round < 50; round++) {
+        int count = 0;
+        if (kqcl_quantize(KQCL_TYPE_Q6_K, f, q, 2, 256) != KQCL_OK || kqcl_dequantize(KQCL_TYPE_Q6_K, q, back, 2, 256) != KQCL_OK ||
+            kqcl_list_devices(NULL, 0, &count) != KQCL_OK || count < 1)
+            *ok = 0;
+        for (int i = 0; i < 512; i++)
+            if (back[i] < -1.1f || back[i] > 1.1f)
+                *ok = 0;
+    }
+    return NULL;
+}
+
+START_TEST(context_less_calls_in_threads)
+{
+    enum { T = 4 };
+    pthread_t threads[T];
+    int ok[T];
+    for (int i = 0; i < T; i++)
+        ck_assert_int_eq(pthread_create(&threads[i], NULL, codec_worker, &ok[i]), 0);
+    for (int i = 0; i < T; i++) {
+        ck_assert_int_eq(pthread_join(threads[i], NULL), 0);
+        ck_assert_msg(ok[i], "thread %d failed", i);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("threads");
+    TCase *tc = tcase_create("threads");
+    tcase_add_checked_fixture(tc, tu_context_setup, tu_context_teardown);
+    tcase_add_test(tc, contexts_in_threads_match_serial_results);
+    tcase_add_test(tc, context_less_calls_in_threads);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
