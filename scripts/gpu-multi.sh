@@ -16,7 +16,14 @@ echo "== q4_K on one GPU, then split over both"
 { KQCL_DEVICES=0 "$kqcl" bench --type q4_K --n 1,8,512 --rotate 0 --no-unfused
   KQCL_DEVICES=gpu "$kqcl" bench --type q4_K --n 1,8,512 --split rows --no-unfused
   KQCL_DEVICES=gpu "$kqcl" bench --type q4_K --n 1,8,512 --split cols --no-unfused; } 2>&1 | grep -v '^  ' | tee "$out/split.md"
+echo "== row split, prefill tile variants"
+for v in ${SPLIT_VARIANTS:-}; do
+  env ${v//;/ } KQCL_DEVICES=gpu "$kqcl" bench --type q4_K --n 512 --split rows --no-unfused 2>/dev/null | grep '^| q' | sed "s/^/$v /"
+done | tee "$out/split-variants.md"
 echo "== collectives over both GPUs"
 KQCL_DEVICES=gpu "$kqcl" bench --collectives 2>&1 | tee "$out/collectives.txt"
+for c in ${CHUNK_SWEEP:-}; do
+  echo "chunk $c KiB:"; KQCL_COLL_CHUNK_KIB=$c KQCL_DEVICES=gpu "$kqcl" bench --collectives 2>&1 | grep -E '^ +[0-9]+ ' | tail -3
+done | tee -a "$out/collectives.txt"
 echo "== llama3-8b decode on one GPU"
 KQCL_DEVICES=0 "$kqcl" bench --model llama3-8b 2>&1 | grep -v '^  ' | tee "$out/llama3.md"
