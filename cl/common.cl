@@ -427,6 +427,110 @@ inline float hsum8(float8 v)
     return (p.x + p.y) + (p.z + p.w);
 }
 
+/* ---- CPUs (PoCL, -DKQ_CPU): helpers of the CPU decode and prefill kernels -------------------
+ * A block is 16 "groups" of 16 weights at positions 16t..16t+15 (every k-quant layout allows
+ * this order), each with one scale and one offset: weight = s[t] * q - mo[t]. */
+#if defined(KQ_CPU) && W_IS_KQUANT
+
+/* 16 bytes at p, with the alignment the block layout guarantees (a byte-wise vload16 of PoCL
+ * became 8 word inserts for some rows: LLVM did not see through it). */
+inline uchar16 ld16_a4(const __global uchar *p) { return as_uchar16(vload4(0, (const __global uint *)p)); }
+inline uchar16 ld16_a2(const __global uchar *p) { return as_uchar16(vload8(0, (const __global ushort *)p)); }
+
+inline float2 half2_bits_to_float2(uint v)
+{
+    uint2 h = (uint2)(v & 0xFFFFu, v >> 16);
+    float2 mag = as_float2((h & 0x7FFFu) << 13) * 0x1p112f;
+    return as_float2(as_uint2(mag) | ((h & 0x8000u) << 16));
+}
+
+#if XTYPE == TYPE_F32
+inline float16 x_load16(const __global XT *x, ulong i) { return vload16(0, x + i); }
+#elif XTYPE == TYPE_BF16
+inline float16 x_load16(const __global XT *x, ulong i) { return as_float16(convert_uint16(vload16(0, x + i)) << 16); }
+#else /* f16 bits by integer ops (PoCL's vload_half is a long software routine on x86) */
+inline float16 x_load16(const __global XT *x, ulong i)
+{
+    uint16 h = convert_uint16(vload16(0, (const __global ushort *)x + i));
+    uint16 e = h & 0x7C00u;
+    float16 mag = as_float16((h & 0x7FFFu) << 13) * 0x1p112f;
+    uint16 bits = select(as_uint16(mag), ((h & 0x7FFFu) << 13) | 0x7F800000u, e == (uint16)0x7C00u);
+    return as_float16(bits | ((h & 0x8000u) << 16));
+}
+#endif
+
+/* Per-block scales of one row: group t (weights 16t..16t+15 of the block) is s[t]*q - mo[t]. */
+typedef struct blk_scales {
+    float s[16], mo[16];
+} blk_scales;
+
+inline void blk_prep(const __global uchar *blk, blk_scales *sc)
+{
+#if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
+    float2 dm = half2_bits_to_float2(*(const __global uint *)blk);
+    uint3 sw = vload3(0, (const __global uint *)(blk + 4));
+    uint s_lo = sw.x & 0x3F3F3F3Fu, m_lo = sw.y & 0x3F3F3F3Fu;
+    uint s_hi = (sw.z & 0x0F0F0F0Fu) | ((sw.x >> 2) & 0x30303030u);
+    uint m_hi = ((sw.z >> 4) & 0x0F0F0F0Fu) | ((sw.y >> 2) & 0x30303030u);
+    float8 s8 = dm.x * convert_float8(as_uchar8((uint2)(s_lo, s_hi)));
+    float8 m8 = dm.y * convert_float8(as_uchar8((uint2)(m_lo, m_hi)));
+    float sa[8], ma[8];
+    vstore8(s8, 0, sa);
+    vstore8(m8, 0, ma);
+#pragma unroll
+    for (int t = 0; t < 16; t++) {
+        sc->s[t] = sa[t >> 1];
+        sc->mo[t] = ma[t >> 1];
+    }
+#elif WTYPE == TYPE_Q6_K
+    float d = half2_bits_to_float2((uint)*(const __global ushort *)(blk + 208)).x;
+    float16 s16 = d * convert_float16(vload16(0, (const __global char *)(blk + 192)));
+    float sa[16];
+    vstore16(s16, 0, sa);
+#pragma unroll
+    for (int t = 0; t < 16; t++) {
+        sc->s[t] = sa[t];
+        sc->mo[t] = 32.0f * sa[t];
+    }
+#else /* q8_K */
+    float d = *(const __global float *)blk;
+#pragma unroll
+    for (int t = 0; t < 16; t++) {
+        sc->s[t] = d;
+        sc->mo[t] = 0.0f;
+    }
+#endif
+}
+
+/* The 16 quants of group t as floats (before scale and offset). */
+inline float16 blk_group(const __global uchar *blk, int t)
+{
+#if WTYPE == TYPE_Q4_K
+    int c = t >> 2, high = (t >> 1) & 1, half_ = t & 1;
+    uchar16 q = ld16_a4(blk + 16 + 32 * c + 16 * half_);
+    q = high ? q >> (uchar)4 : q & (uchar)0xF;
+    return convert_float16(q);
+#elif WTYPE == TYPE_Q5_K
+    int c = t >> 2, high = (t >> 1) & 1, half_ = t & 1;
+    uchar16 q = ld16_a4(blk + 48 + 32 * c + 16 * half_);
+    uchar16 h = ld16_a4(blk + 16 + 16 * half_);
+    q = high ? q >> (uchar)4 : q & (uchar)0xF;
+    q |= ((h >> (uchar)(2 * c + high)) & (uchar)1) << (uchar)4;
+    return convert_float16(q);
+#elif WTYPE == TYPE_Q6_K
+    int h = t >> 3, r = (t >> 1) & 3, lh = t & 1;
+    uchar16 lo = ld16_a2(blk + 64 * h + 32 * (r & 1) + 16 * lh);
+    uchar16 hi = ld16_a2(blk + 128 + 32 * h + 16 * lh);
+    lo = (r >> 1) ? lo >> (uchar)4 : lo & (uchar)0xF;
+    uchar16 q = lo | (((hi >> (uchar)(2 * r)) & (uchar)3) << (uchar)4);
+    return convert_float16(q);
+#else /* q8_K */
+    return convert_float16(as_char16(ld16_a4(blk + 4 + 16 * t)));
+#endif
+}
+
+#endif /* KQ_CPU */
+
 /* Units in a row of k values. */
 inline int units_per_row(int k) { return (k + 31) / 32; }
 
