@@ -52,7 +52,7 @@ static uint32_t rng_next(void)
 }
 static float rng_uniform(void) { return (float)(rng_next() & 0xffffff) / 16777216.0f * 2.0f - 1.0f; }
 
-static double now_us(void)
+double kq_tool_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -65,7 +65,7 @@ static int compare_doubles(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double median(double *v, int n)
+double kq_tool_median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, compare_doubles);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
@@ -140,41 +140,46 @@ typedef struct bench_state {
     bool is_gpu;
 } bench_state;
 
-static kqcl_status time_fused(bench_state *b, kqcl_tensor **ws, int n_ws, kqcl_tensor *x, kqcl_tensor *y, int reps,
-                              double *us)
+/* How one timed run of a configuration goes: which matmul, and whether the device's events
+ * (one device, kernels only) or the host clock around a finish (several kernels or devices at
+ * once, launches included) time it. */
+typedef struct timed_run {
+    bench_state *b;
+    kqcl_tensor **ws; /* weights, used in rotation */
+    int n_ws;
+    kqcl_tensor *x, *y;
+    bool unfused, host_clock;
+} timed_run;
+
+static kqcl_status run_once(const timed_run *r, int i, double *us)
 {
-    double *t = calloc((size_t)reps, sizeof *t);
-    kqcl_status st = t ? KQCL_OK : KQCL_ERR_OUT_OF_MEMORY;
-    for (int i = -2; i < reps && st == KQCL_OK; i++) { /* two warm-up runs */
+    kqcl_tensor *w = r->ws[i % r->n_ws];
+    double t0 = r->host_clock ? kq_tool_now_us() : 0;
+    kqcl_status st = r->unfused ? kq_matmul_unfused(r->b->ctx, w, r->x, r->y) : kqcl_matmul(r->b->ctx, w, r->x, r->y);
+    if (st == KQCL_OK && r->host_clock) {
+        st = kqcl_finish(r->b->ctx);
+        *us = kq_tool_now_us() - t0;
+    } else if (st == KQCL_OK) {
         uint64_t ns = 0;
-        st = kqcl_matmul(b->ctx, ws[(i + 2) % n_ws], x, y);
-        if (st == KQCL_OK)
-            st = kqcl_last_device_time(b->ctx, &ns);
-        if (i >= 0)
-            t[i] = (double)ns / 1e3;
+        st = kqcl_last_device_time(r->b->ctx, &ns);
+        *us = (double)ns / 1e3;
     }
-    if (st == KQCL_OK)
-        *us = median(t, reps);
-    free(t);
     return st;
 }
 
-/* The unfused path launches several kernels (CLBlast may add padding passes), so it is timed
- * on the host around a finish: an upper bound that includes launch overhead. */
-static kqcl_status time_unfused(bench_state *b, kqcl_tensor *w, kqcl_tensor *x, kqcl_tensor *y, int reps, double *us)
+/* Median of `reps` runs after two warm-ups. */
+static kqcl_status time_median(const timed_run *r, int reps, double *us)
 {
     double *t = calloc((size_t)reps, sizeof *t);
-    kqcl_status st = t ? kqcl_finish(b->ctx) : KQCL_ERR_OUT_OF_MEMORY;
-    for (int i = -1; i < reps && st == KQCL_OK; i++) {
-        double t0 = now_us();
-        st = kq_matmul_unfused(b->ctx, w, x, y);
-        if (st == KQCL_OK)
-            st = kqcl_finish(b->ctx);
+    kqcl_status st = t == NULL ? KQCL_ERR_OUT_OF_MEMORY : r->host_clock ? kqcl_finish(r->b->ctx) : KQCL_OK;
+    for (int i = -2; i < reps && st == KQCL_OK; i++) {
+        double one = 0;
+        st = run_once(r, i + 2, &one);
         if (i >= 0)
-            t[i] = now_us() - t0;
+            t[i] = one;
     }
     if (st == KQCL_OK)
-        *us = median(t, reps);
+        *us = kq_tool_median(t, reps);
     free(t);
     return st;
 }
@@ -200,26 +205,6 @@ static void operand_splits(kqcl_split w_split, kqcl_split *x_split, kqcl_split *
     *x_split = w_split == KQCL_SPLIT_ROWS ? KQCL_SPLIT_REPLICATE : w_split;
     *y_split = w_split == KQCL_SPLIT_ROWS ? KQCL_SPLIT_COLS : w_split == KQCL_SPLIT_COLS ? KQCL_SPLIT_REPLICATE
                                                                                          : KQCL_SPLIT_NONE;
-}
-
-/* Several devices run at once, so device times would add up: time split runs on the host
- * around a finish (an upper bound that includes the launches). */
-static kqcl_status time_split(bench_state *b, kqcl_tensor *w, kqcl_tensor *x, kqcl_tensor *y, int reps, double *us)
-{
-    double *t = calloc((size_t)reps, sizeof *t);
-    kqcl_status st = t ? kqcl_finish(b->ctx) : KQCL_ERR_OUT_OF_MEMORY;
-    for (int i = -2; i < reps && st == KQCL_OK; i++) {
-        double t0 = now_us();
-        st = kqcl_matmul(b->ctx, w, x, y);
-        if (st == KQCL_OK)
-            st = kqcl_finish(b->ctx);
-        if (i >= 0)
-            t[i] = now_us() - t0;
-    }
-    if (st == KQCL_OK)
-        *us = median(t, reps);
-    free(t);
-    return st;
 }
 
 static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *row)
@@ -271,14 +256,17 @@ static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *
             st = KQCL_ERR_DEVICE;
         }
     }
-    if (st == KQCL_OK && o->split != KQCL_SPLIT_NONE)
-        st = time_split(b, ws[0], x, y, o->reps, &row->us);
-    else if (st == KQCL_OK)
-        st = time_fused(b, ws, 1, x, y, o->reps, &row->us);
+    /* Split runs use several devices at once (device times would add up): host clock. */
+    timed_run run = {b, ws, 1, x, y, false, o->split != KQCL_SPLIT_NONE};
+    if (st == KQCL_OK)
+        st = time_median(&run, o->reps, &row->us);
+    run.n_ws = n_ws;
     if (st == KQCL_OK && n_ws > 1)
-        st = time_fused(b, ws, n_ws, x, y, o->reps, &row->us_rotating);
+        st = time_median(&run, o->reps, &row->us_rotating);
     if (st == KQCL_OK && o->unfused && o->split == KQCL_SPLIT_NONE) {
-        kqcl_status su = time_unfused(b, ws[0], x, y, o->reps, &row->us_unfused);
+        /* several kernels (CLBlast may add padding passes): host clock, an upper bound */
+        timed_run unfused = {b, ws, 1, x, y, true, true};
+        kqcl_status su = time_median(&unfused, o->reps, &row->us_unfused);
         if (su != KQCL_OK)
             row->us_unfused = 0; /* e.g. built without CLBlast, or no room for f32 weights */
     }

@@ -1,8 +1,8 @@
 /*
  * bench_multi.c -- collective timings for `kqcl bench --collectives`: all-reduce latency
  * (16 KiB) and all-reduce and broadcast bandwidth (1 .. 256 MiB) over the context's devices,
- * host-staged through pinned memory. Wall-clock medians after a warm-up; bandwidth is the
- * algorithm bandwidth, buffer bytes over time.
+ * host-staged through pinned memory. Wall-clock medians after a warm-up (the blocking calls are
+ * done when they return); bandwidth is the algorithm bandwidth, buffer bytes over time.
  */
 #include "commands.h"
 #include "kqcl.h"
@@ -12,19 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* Median microseconds of `reps` runs of an all-reduce (root < 0) or broadcast of `bytes`. */
 static kqcl_status time_collective(kqcl_context *ctx, size_t bytes, int root, int reps, double *us)
@@ -41,17 +28,14 @@ static kqcl_status time_collective(kqcl_context *ctx, size_t bytes, int root, in
     for (int i = -1; i < reps && st == KQCL_OK; i++) { /* i = -1: warm-up, staging allocated */
         if ((st = kqcl_finish(ctx)) != KQCL_OK)
             break;
-        double t0 = now_us();
+        /* the blocking collectives return when their copies are done: no finish timed */
+        double t0 = kq_tool_now_us();
         st = root < 0 ? kqcl_allreduce(ctx, t, KQCL_REDUCE_SUM) : kqcl_broadcast(ctx, t, root);
-        if (st == KQCL_OK)
-            st = kqcl_finish(ctx);
         if (i >= 0)
-            times[i] = now_us() - t0;
+            times[i] = kq_tool_now_us() - t0;
     }
-    if (st == KQCL_OK) {
-        qsort(times, (size_t)reps, sizeof *times, compare_doubles);
-        *us = times[reps / 2];
-    }
+    if (st == KQCL_OK)
+        *us = kq_tool_median(times, reps);
     free(times), free(zeros);
     kqcl_tensor_destroy(t);
     return st;

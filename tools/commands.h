@@ -12,7 +12,13 @@
 #endif
 
 /* bench.c */
-int kq_cmd_bench(int argc, char **argv);    /* kqcl bench [...] */
+int kq_cmd_bench(int argc, char **argv);
+
+/* Shared by the subcommands (tools/bench.c): a monotonic clock in microseconds, and the median
+ * of n values (sorts them). */
+double kq_tool_now_us(void);
+double kq_tool_median(double *v, int n);
+    /* kqcl bench [...] */
 
 /* cmd_gguf.c */
 int kq_cmd_gguf(int argc, char **argv);     /* kqcl gguf FILE [--json] */
