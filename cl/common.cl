@@ -408,7 +408,8 @@ inline unit_raw unit_load_row(const __global uchar *wrow, int g, int k)
 }
 #endif
 
-/* 8 activations at pos of a row; X_ALIGNED (k a multiple of 8) allows two 16-byte loads. */
+/* 8 activations at pos of a row; X_ALIGNED (k a multiple of 32: runs never pass the row's end)
+ * allows two 16-byte loads. */
 inline float8 x_run_fast(const __global XT *xrow, int pos, int k)
 {
 #if defined(X_ALIGNED) && XTYPE == TYPE_F32
@@ -440,8 +441,11 @@ inline uchar16 ld16_a2(const __global uchar *p) { return as_uchar16(vload8(0, (c
 inline float2 half2_bits_to_float2(uint v)
 {
     uint2 h = (uint2)(v & 0xFFFFu, v >> 16);
-    float2 mag = as_float2((h & 0x7FFFu) << 13) * 0x1p112f;
-    return as_float2(as_uint2(mag) | ((h & 0x8000u) << 16));
+    uint2 shifted = (h & 0x7FFFu) << 13;
+    float2 mag = as_float2(shifted) * 0x1p112f;
+    /* exponent 31 (Inf, NaN): the multiply would give finite numbers near 2^16 */
+    uint2 bits = select(as_uint2(mag), shifted | 0x7F800000u, as_uint2((h & 0x7C00u) == (uint2)0x7C00u));
+    return as_float2(bits | ((h & 0x8000u) << 16));
 }
 
 #if XTYPE == TYPE_F32

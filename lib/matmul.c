@@ -45,11 +45,12 @@ static kqcl_status check_operands(kqcl_context *ctx, const kqcl_tensor *w, const
 static kqcl_status ensure_buffer(kqcl_context *ctx, kq_device *dev, cl_mem *buf, size_t *have, size_t bytes,
                                  const char *what);
 
-/* Rows of k values, k a multiple of 8, start 32-byte aligned: activations load 16 bytes at a
- * time. */
+/* Rows of k values, k a multiple of 32, start 32-byte aligned and end on a whole unit:
+ * activations load 16 bytes at a time with no bounds check. (With k a multiple of 8 only, the
+ * last unit of a float-weight row would read past the row, and past X's end.) */
 static void append_alignment(char *options, size_t size, int k)
 {
-    if (k % 8 == 0)
+    if (k % 32 == 0)
         strncat(options, " -DX_ALIGNED", size - strlen(options) - 1);
 }
 

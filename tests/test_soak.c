@@ -2,8 +2,10 @@
  * test_soak.c -- load: matmuls of random shapes and types, every weight type with every
  * activation type and n from 1 to 70, on two devices in turn (a context each) for
  * KQCL_SOAK_SECONDS (default 20), every result checked against the host reference; the
- * process's resident memory must stay flat after warm-up (the first half of the time): its peak
- * in the last quarter within 20% of its peak in the third. KQCL_SOAK_TRACE=1 prints VmRSS
+ * process's resident memory must stay flat after warm-up: the first half of the time makes new
+ * random problems (each new kernel variant is a build), the second half draws new operands for
+ * problems already seen, and the peak VmRSS of the last quarter must be within 20% of that of
+ * the third. KQCL_SOAK_TRACE=1 prints VmRSS
  * every 100 matmuls.
  *
  * Without a device spec it asks PoCL for two CPU devices (POCL_DEVICES="pthread pthread");
@@ -42,15 +44,32 @@ static long rss_kb(void)
     return kb;
 }
 
-/* One random matmul on ctx, checked. */
-static void one_matmul(kqcl_context *ctx, int iteration, int *counts)
+/* A problem: types, shape (its kernel variant: types, n up to 8 or tiled, k's alignment). */
+typedef struct problem {
+    int wi, xi, n;
+    int64_t m, k;
+} problem;
+
+/* pair: a weight x activation type pair 0..20, or -1 for a random one */
+static problem random_problem(int pair)
 {
-    int wi = (int)(tu_rand() % 7), xi = (int)(tu_rand() % 3);
-    kqcl_type wtype = weight_types[wi], xtype = float_types[xi];
-    counts[wi * 3 + xi]++;
-    int n = 1 + (int)(tu_rand() % 70);
-    int64_t m = 1 + tu_rand() % 160;
-    int64_t k = kqcl_block_size(wtype) == 256 ? 256 * (1 + tu_rand() % 3) : 1 + tu_rand() % 600;
+    problem p;
+    p.wi = (int)(tu_rand() % 7), p.xi = (int)(tu_rand() % 3);
+    if (pair >= 0)
+        p.wi = pair / 3, p.xi = pair % 3;
+    p.n = 1 + (int)(tu_rand() % 70);
+    p.m = 1 + tu_rand() % 160;
+    p.k = kqcl_block_size(weight_types[p.wi]) == 256 ? 256 * (1 + tu_rand() % 3) : 1 + tu_rand() % 600;
+    return p;
+}
+
+/* One matmul of problem p with fresh random operands on ctx, checked. */
+static void one_matmul(kqcl_context *ctx, int iteration, problem p, int *counts)
+{
+    kqcl_type wtype = weight_types[p.wi], xtype = float_types[p.xi];
+    counts[p.wi * 3 + p.xi]++;
+    int n = p.n;
+    int64_t m = p.m, k = p.k;
     float *wf = tu_malloc((size_t)m * k * sizeof(float)), *xf = tu_malloc((size_t)n * k * sizeof(float));
     for (int64_t i = 0; i < m * k; i++)
         wf[i] = tu_uniform();
@@ -123,8 +142,22 @@ START_TEST(soak_random_matmuls_on_two_devices)
     double sample_at[4096];
     int n_samples = 0;
     double start = now();
+    /* First half: new random problems (and so new kernel variants, each a build). Second half:
+     * problems drawn from those already seen, with new operands, so memory is measured in a
+     * steady state rather than while the driver compiles. */
+    static problem seen[1 << 16];
+    int n_seen = 0;
     while (now() - start < seconds) {
-        one_matmul(ctx[iterations % n_ctx], iterations, counts);
+        problem p;
+        if (now() - start < seconds / 2 || n_seen == 0) {
+            p = random_problem(iterations < 21 ? iterations : -1); /* every type pair early */
+            if (n_seen < (int)(sizeof seen / sizeof seen[0]))
+                seen[n_seen++] = p;
+        } else {
+            p = seen[tu_rand() % (uint32_t)n_seen];
+            p.m = 1 + tu_rand() % 160; /* m does not change the kernel */
+        }
+        one_matmul(ctx[iterations % n_ctx], iterations, p, counts);
         iterations++;
         if (getenv("KQCL_SOAK_TRACE") && iterations % 100 == 0)
             fprintf(stderr, "soak: %.0f s, %d matmuls, VmRSS %ld kB\n", now() - start, iterations, rss_kb());
@@ -135,8 +168,8 @@ START_TEST(soak_random_matmuls_on_two_devices)
     }
     for (int i = 0; i < n_ctx; i++)
         kqcl_context_destroy(ctx[i]);
-    /* memory: the first half is warm-up (every new kernel variant is a build, and PoCL keeps
-     * what it compiled); then the largest RSS of the last quarter against that of the third */
+    /* memory: the first half is warm-up; the largest RSS of the last quarter against that of
+     * the third */
     long first = 0, last = 0;
     for (int i = 0; i < n_samples; i++) {
         if (sample_at[i] >= seconds / 2 && sample_at[i] < seconds * 3 / 4 && samples[i] > first)
