@@ -502,6 +502,12 @@ KQCL_API int64_t kqcl_gguf_find_tensor(const kqcl_gguf *g, const char *name);
 KQCL_API kqcl_status kqcl_gguf_load_tensor(kqcl_context *ctx, const kqcl_gguf *g, int64_t index,
                                            kqcl_tensor **out);
 
+/* As kqcl_gguf_load_tensor, placed over the context's devices as kqcl_tensor_create_split
+ * places it (KQCL_SPLIT_NONE: on the first device). The data goes from the mapping to each
+ * device's part. */
+KQCL_API kqcl_status kqcl_gguf_load_tensor_split(kqcl_context *ctx, const kqcl_gguf *g, int64_t index,
+                                                 kqcl_split split, kqcl_tensor **out);
+
 /*
  * Writer: builds a GGUF v3 file in memory order -- metadata in the order first set, tensors in
  * the order added -- with tensor data aligned to general.alignment (32 unless that key is set

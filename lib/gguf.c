@@ -943,6 +943,12 @@ KQCL_API kqcl_status kqcl_gguf_get_string(const kqcl_gguf *g, int64_t i, const c
 KQCL_API kqcl_status kqcl_gguf_load_tensor(kqcl_context *ctx, const kqcl_gguf *g, int64_t index,
                                            kqcl_tensor **out)
 {
+    return kqcl_gguf_load_tensor_split(ctx, g, index, KQCL_SPLIT_NONE, out);
+}
+
+KQCL_API kqcl_status kqcl_gguf_load_tensor_split(kqcl_context *ctx, const kqcl_gguf *g, int64_t index,
+                                                 kqcl_split split, kqcl_tensor **out)
+{
     kqcl_gguf_tensor info;
     if (out != NULL)
         *out = NULL;
@@ -957,7 +963,9 @@ KQCL_API kqcl_status kqcl_gguf_load_tensor(kqcl_context *ctx, const kqcl_gguf *g
         return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "tensor '%s' is empty", info.name);
     int64_t rows = info.ne[1] * info.ne[2] * info.ne[3]; /* no overflow: checked at open */
     kqcl_tensor *t = NULL;
-    kqcl_status st = kqcl_tensor_create(ctx, (kqcl_type)info.type, rows, info.ne[0], &t);
+    kqcl_status st = split == KQCL_SPLIT_NONE
+                         ? kqcl_tensor_create(ctx, (kqcl_type)info.type, rows, info.ne[0], &t)
+                         : kqcl_tensor_create_split(ctx, (kqcl_type)info.type, rows, info.ne[0], split, &t);
     if (st != KQCL_OK)
         return st;
     if ((st = kqcl_tensor_write(t, info.data, (size_t)info.nbytes)) != KQCL_OK) {

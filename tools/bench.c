@@ -71,6 +71,29 @@ double kq_tool_median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* A tensor placed for a split run: `split` over every device of the context in equal shares
+ * (so W's row parts and Y's column parts line up), or whole on device 0 for KQCL_SPLIT_NONE. */
+kqcl_status kq_tool_create_placed(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols, kqcl_split split,
+                                 kqcl_tensor **out)
+{
+    if (split == KQCL_SPLIT_NONE)
+        return kqcl_tensor_create(ctx, type, rows, cols, out);
+    double fractions[64];
+    int n = kqcl_device_count(ctx);
+    for (int d = 0; d < n && d < 64; d++)
+        fractions[d] = 1.0 / n;
+    return kqcl_tensor_create_split_ex(ctx, type, rows, cols, split, fractions, out);
+}
+
+/* Where X and Y go for W's split: rows -> X everywhere, Y by columns (each device writes its
+ * own output columns); cols -> X by columns (the matching K range), Y replicated (all-reduced). */
+void kq_tool_operand_splits(kqcl_split w_split, kqcl_split *x_split, kqcl_split *y_split)
+{
+    *x_split = w_split == KQCL_SPLIT_ROWS ? KQCL_SPLIT_REPLICATE : w_split;
+    *y_split = w_split == KQCL_SPLIT_ROWS ? KQCL_SPLIT_COLS : w_split == KQCL_SPLIT_COLS ? KQCL_SPLIT_REPLICATE
+                                                                                         : KQCL_SPLIT_NONE;
+}
+
 /* Weights for timing: random quant bytes with sane scales (quantizing 58M floats with the
  * reference quantizer would take longer than the benchmark), random floats for float types. */
 static void *random_weights(kqcl_type type, int64_t rows, int64_t cols, size_t *bytes)
@@ -184,29 +207,6 @@ static kqcl_status time_median(const timed_run *r, int reps, double *us)
     return st;
 }
 
-/* A tensor placed for a split run: `split` over every device of the context in equal shares
- * (so W's row parts and Y's column parts line up), or whole on device 0 for KQCL_SPLIT_NONE. */
-static kqcl_status create_placed(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols, kqcl_split split,
-                                 kqcl_tensor **out)
-{
-    if (split == KQCL_SPLIT_NONE)
-        return kqcl_tensor_create(ctx, type, rows, cols, out);
-    double fractions[64];
-    int n = kqcl_device_count(ctx);
-    for (int d = 0; d < n && d < 64; d++)
-        fractions[d] = 1.0 / n;
-    return kqcl_tensor_create_split_ex(ctx, type, rows, cols, split, fractions, out);
-}
-
-/* Where X and Y go for W's split: rows -> X everywhere, Y by columns (each device writes its
- * own output columns); cols -> X by columns (the matching K range), Y replicated (all-reduced). */
-static void operand_splits(kqcl_split w_split, kqcl_split *x_split, kqcl_split *y_split)
-{
-    *x_split = w_split == KQCL_SPLIT_ROWS ? KQCL_SPLIT_REPLICATE : w_split;
-    *y_split = w_split == KQCL_SPLIT_ROWS ? KQCL_SPLIT_COLS : w_split == KQCL_SPLIT_COLS ? KQCL_SPLIT_REPLICATE
-                                                                                         : KQCL_SPLIT_NONE;
-}
-
 static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *row)
 {
     int64_t m = row->m, k = row->k;
@@ -217,7 +217,7 @@ static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *
     float *y_host = malloc((size_t)n * m * sizeof(float));
     int n_ws = 1;
     kqcl_split x_split, y_split;
-    operand_splits(o->split, &x_split, &y_split);
+    kq_tool_operand_splits(o->split, &x_split, &y_split);
     if (b->is_gpu && o->rotate_mib > 0 && o->split == KQCL_SPLIT_NONE)
         n_ws = (int)(((size_t)o->rotate_mib << 20) / w_bytes) + 1;
     if (n_ws > 256)
@@ -228,14 +228,14 @@ static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *
     for (int64_t i = 0; st == KQCL_OK && i < (int64_t)n * k; i++)
         x_host[i] = rng_uniform();
     for (int i = 0; i < n_ws && st == KQCL_OK; i++) {
-        st = create_placed(b->ctx, row->type, m, k, o->split, &ws[i]);
+        st = kq_tool_create_placed(b->ctx, row->type, m, k, o->split, &ws[i]);
         if (st == KQCL_OK)
             st = kqcl_tensor_write(ws[i], w_host, w_bytes);
     }
     if (st == KQCL_OK)
-        st = create_placed(b->ctx, KQCL_TYPE_F32, n, k, x_split, &x);
+        st = kq_tool_create_placed(b->ctx, KQCL_TYPE_F32, n, k, x_split, &x);
     if (st == KQCL_OK)
-        st = create_placed(b->ctx, KQCL_TYPE_F32, n, m, y_split, &y);
+        st = kq_tool_create_placed(b->ctx, KQCL_TYPE_F32, n, m, y_split, &y);
     if (st == KQCL_OK)
         st = kqcl_tensor_write(x, x_host, (size_t)n * k * sizeof(float));
 

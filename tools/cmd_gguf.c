@@ -336,6 +336,7 @@ typedef struct run_options {
     const char *path;
     const char *devices;
     int n;
+    kqcl_split split; /* of the weights over the context's devices */
 } run_options;
 
 typedef struct type_stats {
@@ -423,7 +424,7 @@ static int64_t select_weights(const kqcl_gguf *g, int64_t *indices, uint64_t *to
 }
 
 static int load_weights(kqcl_context *ctx, const kqcl_gguf *g, const int64_t *indices,
-                        int64_t count, uint64_t total_bytes, kqcl_tensor **weights)
+                        int64_t count, uint64_t total_bytes, kqcl_split split, kqcl_tensor **weights)
 {
     progress bar = {.enabled = isatty(STDERR_FILENO) != 0, .total = total_bytes,
                     .start = now_seconds()};
@@ -431,7 +432,7 @@ static int load_weights(kqcl_context *ctx, const kqcl_gguf *g, const int64_t *in
     for (int64_t k = 0; k < count; k++) {
         kqcl_gguf_tensor t;
         kqcl_gguf_tensor_info(g, indices[k], &t);
-        kqcl_status st = kqcl_gguf_load_tensor(ctx, g, indices[k], &weights[k]);
+        kqcl_status st = kqcl_gguf_load_tensor_split(ctx, g, indices[k], split, &weights[k]);
         if (st != KQCL_OK) {
             progress_draw(&bar, done, true);
             fprintf(stderr, "kqcl run: loading '%s': %s (%s)\n", t.name, kqcl_last_error(ctx),
@@ -477,9 +478,29 @@ static double check_rows(const kqcl_gguf_tensor *t, const float *x, const float 
 }
 
 /* Time one weight's matmul (median of RUN_REPEATS after a warm-up) and check it. */
-static kqcl_status bench_weight(kqcl_context *ctx, const kqcl_gguf_tensor *t, kqcl_tensor *w,
-                                int n, double *seconds, double *error)
+/* The time of one matmul: device events on one device; with the weights split, the host clock
+ * around a finish (the devices run at once, so their times would add up). */
+static kqcl_status time_matmul(kqcl_context *ctx, kqcl_tensor *w, kqcl_tensor *x, kqcl_tensor *y, bool host_clock,
+                               double *seconds)
 {
+    double t0 = host_clock ? kq_tool_now_us() : 0;
+    kqcl_status st = kqcl_matmul(ctx, w, x, y);
+    if (st == KQCL_OK && host_clock) {
+        st = kqcl_finish(ctx);
+        *seconds = (kq_tool_now_us() - t0) * 1e-6;
+    } else if (st == KQCL_OK) {
+        uint64_t ns = 0;
+        st = kqcl_last_device_time(ctx, &ns);
+        *seconds = (double)ns * 1e-9;
+    }
+    return st;
+}
+
+static kqcl_status bench_weight(kqcl_context *ctx, const kqcl_gguf_tensor *t, kqcl_tensor *w,
+                                int n, kqcl_split split, double *seconds, double *error)
+{
+    kqcl_split x_split, y_split;
+    kq_tool_operand_splits(split, &x_split, &y_split);
     int64_t k = t->ne[0], m = t->ne[1];
     kqcl_tensor *x = NULL, *y = NULL;
     float *xs = malloc((size_t)n * (size_t)k * sizeof *xs);
@@ -489,21 +510,16 @@ static kqcl_status bench_weight(kqcl_context *ctx, const kqcl_gguf_tensor *t, kq
     if (st == KQCL_OK) {
         for (size_t j = 0; j < (size_t)n * (size_t)k; j++)
             xs[j] = random_unit();
-        st = kqcl_tensor_create(ctx, KQCL_TYPE_F32, n, k, &x);
+        st = kq_tool_create_placed(ctx, KQCL_TYPE_F32, n, k, x_split, &x);
     }
     if (st == KQCL_OK)
-        st = kqcl_tensor_create(ctx, KQCL_TYPE_F32, n, m, &y);
+        st = kq_tool_create_placed(ctx, KQCL_TYPE_F32, n, m, y_split, &y);
     if (st == KQCL_OK)
         st = kqcl_tensor_write(x, xs, (size_t)n * (size_t)k * sizeof *xs);
     if (st == KQCL_OK)
         st = kqcl_matmul(ctx, w, x, y); /* warm-up: kernel build and first touch */
-    for (int r = 0; r < RUN_REPEATS && st == KQCL_OK; r++) {
-        uint64_t ns = 0;
-        st = kqcl_matmul(ctx, w, x, y);
-        if (st == KQCL_OK)
-            st = kqcl_last_device_time(ctx, &ns);
-        times[r] = (double)ns * 1e-9;
-    }
+    for (int r = 0; r < RUN_REPEATS && st == KQCL_OK; r++)
+        st = time_matmul(ctx, w, x, y, split != KQCL_SPLIT_NONE, &times[r]);
     if (st == KQCL_OK)
         st = kqcl_tensor_read(y, ys, (size_t)n * (size_t)m * sizeof *ys);
     if (st == KQCL_OK) {
@@ -553,9 +569,10 @@ static void run_usage(FILE *out)
                  "  reference, and report bytes, time, GB/s per type and the implied tokens/s.\n"
                  "  --devices SPEC   as kqcl devices lists them (default: KQCL_DEVICES, else the\n"
                  "                   first GPU)\n"
-                 "  --split rows     how weights would be spread over several devices; only\n"
-                 "                   'rows' is accepted, and tensors live on the first device\n"
-                 "                   until the library can split them\n",
+                 "  --split rows|cols  spread every weight over the devices of --devices in\n"
+                 "                   equal shares (rows: column-parallel, outputs gathered;\n"
+                 "                   cols: row-parallel, partial sums all-reduced); times are\n"
+                 "                   then taken on the host around a finish\n",
             RUN_REPEATS, RUN_CHECK_ROWS);
 }
 
@@ -597,12 +614,11 @@ static int parse_run_args(int argc, char **argv, run_options *o)
             }
             o->n = (int)n;
         } else if (option_value(argc, argv, &i, "--split", &value)) {
-            if (value != NULL && strcmp(value, "cols") == 0) {
-                fprintf(stderr, "kqcl run: --split cols is not supported yet: this kqcl has no "
-                                "way to split a tensor over devices (kqcl_tensor_create_split)\n");
-                return EXIT_USAGE;
-            }
-            if (value == NULL || strcmp(value, "rows") != 0) {
+            if (value != NULL && strcmp(value, "rows") == 0)
+                o->split = KQCL_SPLIT_ROWS;
+            else if (value != NULL && strcmp(value, "cols") == 0)
+                o->split = KQCL_SPLIT_COLS;
+            else {
                 fprintf(stderr, "kqcl run: --split wants 'rows' or 'cols'\n");
                 return EXIT_USAGE;
             }
@@ -630,14 +646,14 @@ static int parse_run_args(int argc, char **argv, run_options *o)
 
 /* Time and check every loaded weight; per-type totals go into stats (indexed by type id). */
 static int bench_weights(kqcl_context *ctx, const kqcl_gguf *g, const int64_t *indices,
-                         int64_t count, kqcl_tensor **weights, int n, type_stats *stats)
+                         int64_t count, kqcl_tensor **weights, int n, kqcl_split split, type_stats *stats)
 {
     int failed = 0;
     for (int64_t k = 0; k < count; k++) {
         kqcl_gguf_tensor t;
         double seconds = 0, error = 0;
         kqcl_gguf_tensor_info(g, indices[k], &t);
-        kqcl_status st = bench_weight(ctx, &t, weights[k], n, &seconds, &error);
+        kqcl_status st = bench_weight(ctx, &t, weights[k], n, split, &seconds, &error);
         if (st != KQCL_OK) {
             fprintf(stderr, "kqcl run: '%s': %s (%s)\n", t.name, kqcl_last_error(ctx),
                     kqcl_status_string(st));
@@ -680,12 +696,12 @@ int kq_cmd_run(int argc, char **argv)
         fprintf(stderr, "kqcl run: %s has no 2-D tensor of a type kqcl computes with\n", o.path);
     } else if (kqcl_context_create(o.devices, &ctx) != KQCL_OK) {
         fprintf(stderr, "kqcl run: %s\n", kqcl_last_error(NULL));
-    } else if (load_weights(ctx, g, indices, count, total_bytes, weights) == 0) {
+    } else if (load_weights(ctx, g, indices, count, total_bytes, o.split, weights) == 0) {
         kqcl_device_info info;
         if (kqcl_device_get_info(ctx, 0, &info) == KQCL_OK)
             printf("%s: %" PRId64 " weights on %s (%s), n = %d\n", o.path, count, info.name,
                    info.variant, o.n);
-        rc = bench_weights(ctx, g, indices, count, weights, o.n, stats);
+        rc = bench_weights(ctx, g, indices, count, weights, o.n, o.split, stats);
         print_run_report(stats, o.n);
     }
     for (int64_t k = 0; weights && k < count; k++)

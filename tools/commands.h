@@ -6,6 +6,8 @@
 #ifndef KQCL_TOOLS_COMMANDS_H
 #define KQCL_TOOLS_COMMANDS_H
 
+#include "kqcl.h"
+
 /* The tool's files include this first: POSIX (clock_gettime, strtok_r, isatty) under -std=c11. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -18,6 +20,12 @@ int kq_cmd_bench(int argc, char **argv);
  * of n values (sorts them). */
 double kq_tool_now_us(void);
 double kq_tool_median(double *v, int n);
+/* A tensor over every device of ctx in equal shares (`split`), or on device 0 for
+ * KQCL_SPLIT_NONE; and where X and Y go for a W split so (rows: X replicated, Y by columns;
+ * columns: X by columns, Y replicated), so every device finds its operands in place. */
+kqcl_status kq_tool_create_placed(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols, kqcl_split split,
+                                  kqcl_tensor **out);
+void kq_tool_operand_splits(kqcl_split w_split, kqcl_split *x_split, kqcl_split *y_split);
     /* kqcl bench [...] */
 
 /* cmd_gguf.c */
