@@ -180,7 +180,10 @@ KQCL_API kqcl_status kqcl_last_device_time(kqcl_context *ctx, uint64_t *nanoseco
 
 /* Create a rows x cols tensor of `type` on the context's first device. Contents are
  * undefined until written. KQCL_ERR_INVALID_ARG when cols is not a whole number of blocks;
- * KQCL_ERR_OUT_OF_MEMORY when the device cannot hold it. */
+ * KQCL_ERR_OUT_OF_MEMORY when the device's memory cannot hold it. A tensor larger than the
+ * device's largest allocation is held in several buffers (chunks of whole rows) and every
+ * operation works across them; KQCL_ERR_UNSUPPORTED when one row is larger than that
+ * allocation. */
 KQCL_API kqcl_status kqcl_tensor_create(kqcl_context *ctx, kqcl_type type, int64_t rows,
                                         int64_t cols, kqcl_tensor **out);
 

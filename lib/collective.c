@@ -556,6 +556,9 @@ static kqcl_status copies_of(kqcl_context *ctx, const kqcl_tensor *t, const char
         return st;
     if (t->split != KQCL_SPLIT_REPLICATE && t->split != KQCL_SPLIT_NONE)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: t must be replicated (or whole)", call);
+    if (t->split == KQCL_SPLIT_NONE && t->n_parts > 1) /* replicas are always one buffer a device */
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: t is held in %d buffers (larger than device %d's largest "
+                       "allocation); collectives take one buffer a device", call, t->n_parts, t->device);
     memset(bufs, 0, KQ_MAX_DEVICES * sizeof *bufs);
     for (int i = 0; i < t->n_parts; i++)
         bufs[t->parts[i].device] = t->parts[i].buffer;

@@ -293,6 +293,15 @@ static kqcl_status open_device(kq_device *dev, const found_device *f, const kqcl
     dev->platform = f->platform;
     dev->id = f->device;
     dev->info = *info;
+    /* Test knob (doc/multi-device.md): KQCL_TEST_MAX_ALLOC_BYTES caps every device's largest
+     * allocation, so that the tests can hold tensors in several buffers without filling memory. */
+    const char *cap = getenv("KQCL_TEST_MAX_ALLOC_BYTES");
+    if (cap != NULL && *cap != '\0') {
+        char *end = NULL;
+        unsigned long long v = strtoull(cap, &end, 10);
+        if (end != NULL && *end == '\0' && v > 0 && v < dev->info.max_alloc_bytes)
+            dev->info.max_alloc_bytes = v;
+    }
     device_string(f->device, CL_DEVICE_OPENCL_C_VERSION, dev->cl_c_version, sizeof dev->cl_c_version);
     clGetPlatformInfo(f->platform, CL_PLATFORM_VERSION, sizeof dev->platform_version, dev->platform_version, NULL);
     dev->platform_version[sizeof dev->platform_version - 1] = '\0';

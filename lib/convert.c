@@ -4,6 +4,7 @@
 #include "program.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 /* Work-items for an element-wise pass: enough to fill the device, each grid-striding. */
 static size_t grid_for(const kq_device *dev, uint64_t items)
@@ -58,6 +59,51 @@ static kqcl_status convert_one(kqcl_context *ctx, const kqcl_tensor *src, cl_mem
     return kq_convert_into(ctx, src, dst, dst_type);
 }
 
+/* Rows [seg->row0, +rows) of src's part seg->a into dst's part seg->b (one device): a part the
+ * range is the whole of is used in place, else the rows go through a scratch buffer. */
+static kqcl_status convert_segment(kqcl_context *ctx, const kqcl_tensor *src, const kqcl_tensor *dst,
+                                   const kq_segment *seg)
+{
+    const kq_part *a = seg->a, *b = seg->b;
+    cl_command_queue q = ctx->devices[a->device].queue;
+    size_t a_off = (size_t)(seg->row0 - a->row0) * a->row_bytes, b_off = (size_t)(seg->row0 - b->row0) * b->row_bytes;
+    size_t a_bytes = (size_t)seg->rows * a->row_bytes, b_bytes = (size_t)seg->rows * b->row_bytes;
+    cl_int err = CL_SUCCESS;
+    if (src->type == dst->type) { /* one copy, offsets on both sides */
+        cl_event ev;
+        err = clEnqueueCopyBuffer(q, a->buffer, b->buffer, a_off, b_off, a_bytes, 0, NULL, &ev);
+        if (err != CL_SUCCESS)
+            return kq_cl_fail(ctx, err, "kqcl_convert: copy");
+        kq_events_add(ctx, ev);
+        return KQCL_OK;
+    }
+    kq_part in = *a, out = *b;
+    in.row0 = out.row0 = seg->row0;
+    in.rows = out.rows = seg->rows;
+    in.bytes = a_bytes, out.bytes = b_bytes;
+    bool in_temp = seg->rows != a->rows, out_temp = seg->rows != b->rows;
+    if (in_temp) {
+        in.buffer = clCreateBuffer(ctx->devices[a->device].cl_ctx, CL_MEM_READ_WRITE, a_bytes, NULL, &err);
+        if (err == CL_SUCCESS)
+            err = clEnqueueCopyBuffer(q, a->buffer, in.buffer, a_off, 0, a_bytes, 0, NULL, NULL);
+    }
+    if (err == CL_SUCCESS && out_temp)
+        out.buffer = clCreateBuffer(ctx->devices[b->device].cl_ctx, CL_MEM_READ_WRITE, b_bytes, NULL, &err);
+    kqcl_status st = err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(ctx, err, "kqcl_convert: scratch rows");
+    if (st == KQCL_OK) {
+        kqcl_tensor view = kq_part_view(src, &in);
+        st = kq_convert_into(ctx, &view, out.buffer, dst->type);
+    }
+    if (st == KQCL_OK && out_temp && (err = clEnqueueCopyBuffer(q, out.buffer, b->buffer, 0, b_off, b_bytes, 0, NULL,
+                                                               NULL)) != CL_SUCCESS)
+        st = kq_cl_fail(ctx, err, "kqcl_convert: copying rows");
+    if (in_temp && in.buffer) /* queued commands keep them until done */
+        clReleaseMemObject(in.buffer);
+    if (out_temp && out.buffer)
+        clReleaseMemObject(out.buffer);
+    return st;
+}
+
 KQCL_API kqcl_status kqcl_convert(kqcl_context *ctx, const kqcl_tensor *src, kqcl_tensor *dst)
 {
     if (ctx == NULL)
@@ -70,18 +116,30 @@ KQCL_API kqcl_status kqcl_convert(kqcl_context *ctx, const kqcl_tensor *src, kqc
     if (src->rows != dst->rows || src->cols != dst->cols)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_convert: shapes differ (%lld x %lld to %lld x %lld)",
                        (long long)src->rows, (long long)src->cols, (long long)dst->rows, (long long)dst->cols);
-    /* Placed tensors convert part by part, so both must be placed alike. */
-    if (!kq_same_layout(src, dst))
-        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_convert: src and dst are on different devices or placed differently");
-    if (src == dst)
-        return KQCL_OK;
-    if (src->type != dst->type && !kq_type_is_float(dst->type))
-        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "kqcl_convert: %s -> %s; the destination must be f32, f16 or bf16",
-                       kqcl_type_name(src->type), kqcl_type_name(dst->type));
+    /* Placed tensors convert part by part, so both must be placed alike -- or, held by rows in
+     * buffers cut at different rows (big tensors of types of different row sizes), row range by
+     * row range where both parts are on one device. */
+    bool alike = kq_same_layout(src, dst);
+    int n_segs = 0;
+    kq_segment *segs = alike ? NULL : kq_row_segments(src, dst, &n_segs);
+    if (!alike && segs == NULL)
+        return n_segs < 0 ? kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_convert: no host memory")
+                          : kq_fail(ctx, KQCL_ERR_INVALID_ARG,
+                                    "kqcl_convert: src and dst are on different devices or placed differently");
+    if (src == dst || (src->type != dst->type && !kq_type_is_float(dst->type))) {
+        free(segs);
+        return src == dst ? KQCL_OK
+                          : kq_fail(ctx, KQCL_ERR_UNSUPPORTED,
+                                    "kqcl_convert: %s -> %s; the destination must be f32, f16 or bf16",
+                                    kqcl_type_name(src->type), kqcl_type_name(dst->type));
+    }
     kq_events_reset(ctx);
-    for (int i = 0; i < src->n_parts && st == KQCL_OK; i++) {
+    for (int i = 0; alike && i < src->n_parts && st == KQCL_OK; i++) {
         kqcl_tensor view = kq_part_view(src, &src->parts[i]);
         st = convert_one(ctx, &view, dst->parts[i].buffer, dst->type);
     }
+    for (int i = 0; i < n_segs && st == KQCL_OK; i++)
+        st = convert_segment(ctx, src, dst, &segs[i]);
+    free(segs);
     return st;
 }

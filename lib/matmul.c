@@ -190,32 +190,37 @@ static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_te
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting matmul arguments");
     size_t local[2] = {(size_t)(t.tile_m / t.wpt_m) * (t.tile_n / t.wpt_n), 1};
-    size_t global[2] = {(size_t)((m + t.tile_m - 1) / t.tile_m) * local[0], (size_t)((n + t.tile_n - 1) / t.tile_n)};
+    /* in size_t: m + tile_m - 1 overflows an int for m near INT32_MAX */
+    size_t m_tiles = ((size_t)m + (size_t)t.tile_m - 1) / (size_t)t.tile_m;
+    size_t global[2] = {m_tiles * local[0], ((size_t)n + (size_t)t.tile_n - 1) / (size_t)t.tile_n};
     if (cpu) { /* one work-item a work-group, each a tile_m x tile_n block of outputs */
         local[0] = 1;
-        global[0] = (size_t)((m + t.tile_m - 1) / t.tile_m);
+        global[0] = m_tiles;
     }
     return kq_enqueue(ctx, dev, kernel, 2, global, local, "kqcl_matmul: enqueue tiled matmul");
 }
 
-/* Enqueue on one device; the operands are single-device tensors or views of parts. */
+/* Enqueue on one device; the operands are single-device tensors or views of parts. force_tiled
+ * 2: tiled as a large n chooses it (the tensor cores allowed), for a piece of a larger call. */
 kqcl_status kq_matmul_launch(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
                              kqcl_tensor *y, int force_tiled)
 {
     bool tiled = force_tiled > 0 || (force_tiled == 0 && x->rows > KQ_MATVEC_MAX_N);
     if (tiled) {
-        kqcl_status st_mma = force_tiled == 0 ? launch_mma_prefill(ctx, dev, w, x, y) : KQCL_ERR_UNSUPPORTED;
+        bool mma = force_tiled == 0 || force_tiled == 2;
+        kqcl_status st_mma = mma ? launch_mma_prefill(ctx, dev, w, x, y) : KQCL_ERR_UNSUPPORTED;
         return st_mma != KQCL_ERR_UNSUPPORTED ? st_mma : launch_tiled(ctx, dev, w, x, y);
     }
     kqcl_status st_mma = force_tiled == 0 ? launch_mma(ctx, dev, w, x, y) : KQCL_ERR_UNSUPPORTED;
     return st_mma != KQCL_ERR_UNSUPPORTED ? st_mma : launch_matvec(ctx, dev, w, x, y);
 }
 
-/* The single-device case every existing caller has: all three whole and together. */
+/* The single-device case every existing caller has: all three whole, each in one buffer (not
+ * split, replicated or held in several), and together. */
 static bool on_one_device(const kqcl_tensor *w, const kqcl_tensor *x, const kqcl_tensor *y)
 {
-    return w->split == KQCL_SPLIT_NONE && x->split == KQCL_SPLIT_NONE && y->split == KQCL_SPLIT_NONE &&
-           w->device == x->device && w->device == y->device;
+    return w->buffer != NULL && x->buffer != NULL && y->buffer != NULL && w->device == x->device &&
+           w->device == y->device;
 }
 
 kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,

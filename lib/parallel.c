@@ -104,9 +104,13 @@ static kqcl_status measure_one(kqcl_context *ctx, int device, double *gflops)
         st = kqcl_tensor_create_on(ctx, KQCL_TYPE_F32, 1, m, device, &y);
     cl_command_queue q = ctx->devices[device].queue;
     unsigned char zero = 0;
-    if (st == KQCL_OK && (clEnqueueFillBuffer(q, w->buffer, &zero, 1, 0, w->bytes, 0, NULL, NULL) != CL_SUCCESS ||
-                          clEnqueueFillBuffer(q, x->buffer, &zero, 1, 0, x->bytes, 0, NULL, NULL) != CL_SUCCESS))
-        st = kq_fail(ctx, KQCL_ERR_DEVICE, "kqcl_measure_devices: clearing the probe");
+    for (int t = 0; t < 2 && st == KQCL_OK; t++) { /* part by part: a small device may hold them in several */
+        const kqcl_tensor *probe = t ? x : w;
+        for (int i = 0; i < probe->n_parts && st == KQCL_OK; i++)
+            if (clEnqueueFillBuffer(q, probe->parts[i].buffer, &zero, 1, 0, probe->parts[i].bytes, 0, NULL, NULL) !=
+                CL_SUCCESS)
+                st = kq_fail(ctx, KQCL_ERR_DEVICE, "kqcl_measure_devices: clearing the probe");
+    }
     uint64_t ns[4] = {0};
     for (int rep = 0; rep < 4 && st == KQCL_OK; rep++) { /* rep 0 warms up (and builds) */
         st = kqcl_matmul(ctx, w, x, y);
@@ -155,6 +159,8 @@ typedef struct job {
     region xr, yr;             /* what it reads of X and writes of Y */
     cl_mem xbuf, ybuf;         /* on the device */
     bool x_temp, y_temp;       /* scratch buffers (released after) */
+    bool y_home;               /* its Y region is in Y's parts on its device (in place or copied) */
+    int force_tiled;           /* kernel choice: the call's, or tiled for a piece of a larger n */
 } job;
 
 typedef struct mm {
@@ -162,8 +168,8 @@ typedef struct mm {
     const kqcl_tensor *w, *x;
     kqcl_tensor *y;
     int force_tiled;
-    job jobs[KQ_MAX_DEVICES];
-    int n_jobs;
+    job *jobs;
+    int n_jobs, cap_jobs;
     void *x_host;              /* X gathered to the host, when some job needs it staged */
 } mm;
 
@@ -174,11 +180,21 @@ static bool same_region(region a, region b)
     return a.row0 == b.row0 && a.rows == b.rows && a.col0 == b.col0 && a.cols == b.cols;
 }
 
-/* The part of t on device d that holds exactly region r, or NULL. */
+/* A part of t on device d that holds exactly region r, or NULL. */
 static const kq_part *exact_part(const kqcl_tensor *t, int d, region r)
 {
-    const kq_part *p = kq_tensor_part_on(t, d);
-    return p != NULL && same_region(part_region(p), r) ? p : NULL;
+    for (int i = 0; i < t->n_parts; i++)
+        if (t->parts[i].device == d && same_region(part_region(&t->parts[i]), r))
+            return &t->parts[i];
+    return NULL;
+}
+
+/* Rows of region r that part p holds, all of r's columns: [*a, *b); false where none. */
+static bool rows_within(const kq_part *p, region r, int64_t *a, int64_t *b)
+{
+    *a = p->row0 > r.row0 ? p->row0 : r.row0;
+    *b = p->row0 + p->rows < r.row0 + r.rows ? p->row0 + p->rows : r.row0 + r.rows;
+    return *a < *b && p->col0 <= r.col0 && r.col0 + r.cols <= p->col0 + p->cols;
 }
 
 static kqcl_status new_buffer(kqcl_context *ctx, int d, size_t bytes, cl_mem *out)
@@ -199,8 +215,9 @@ static kqcl_status x_on_host(mm *c)
     return kqcl_tensor_read((kqcl_tensor *)c->x, c->x_host, c->x->bytes);
 }
 
-/* Put X's region r on job j's device: a matching part, a device-side copy of whole rows out of
- * a whole copy on the device, or an upload from the host. */
+/* Put X's region r on job j's device: a matching part, device-side copies out of the parts on
+ * the device that hold all of it between them (a whole copy, row chunks), or an upload from the
+ * host. */
 static kqcl_status place_x(mm *c, job *j)
 {
     const kqcl_tensor *x = c->x;
@@ -216,9 +233,27 @@ static kqcl_status place_x(mm *c, job *j)
         return st;
     j->x_temp = true;
     cl_command_queue q = c->ctx->devices[j->device].queue;
-    p = kq_tensor_part_on(x, j->device);
-    if (p != NULL && p->rows == x->rows && p->cols == x->cols && r.cols == x->cols) {
-        cl_int err = clEnqueueCopyBuffer(q, p->buffer, j->xbuf, (size_t)r.row0 * x->row_bytes, 0, bytes, 0, NULL, NULL);
+    int64_t covered = 0, a, b;
+    for (int i = 0; i < x->n_parts; i++) /* parts never overlap but a replica's, one a device */
+        if (x->parts[i].device == j->device && rows_within(&x->parts[i], r, &a, &b))
+            covered += b - a;
+    if (covered == r.rows) {
+        cl_int err = CL_SUCCESS;
+        for (int i = 0; i < x->n_parts && err == CL_SUCCESS; i++) {
+            p = &x->parts[i];
+            if (p->device != j->device || !rows_within(p, r, &a, &b))
+                continue;
+            if (p->cols == r.cols) {
+                err = clEnqueueCopyBuffer(q, p->buffer, j->xbuf, (size_t)(a - p->row0) * p->row_bytes,
+                                          (size_t)(a - r.row0) * row_bytes, (size_t)(b - a) * row_bytes, 0, NULL, NULL);
+            } else { /* r's columns out of p's rows */
+                size_t col_off = r.col0 > p->col0 ? kqcl_row_size(x->type, r.col0 - p->col0) : 0;
+                size_t src_origin[3] = {col_off, (size_t)(a - p->row0), 0}, dst_origin[3] = {0, (size_t)(a - r.row0), 0};
+                size_t reg[3] = {row_bytes, (size_t)(b - a), 1};
+                err = clEnqueueCopyBufferRect(q, p->buffer, j->xbuf, src_origin, dst_origin, reg, p->row_bytes, 0,
+                                              row_bytes, 0, 0, NULL, NULL);
+            }
+        }
         return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(c->ctx, err, "kqcl_matmul: copying x rows");
     }
     if ((st = x_on_host(c)) != KQCL_OK)
@@ -236,10 +271,56 @@ static kqcl_status place_y(mm *c, job *j)
     const kq_part *p = c->y->split == KQCL_SPLIT_REPLICATE ? NULL : exact_part(c->y, j->device, j->yr);
     if (p != NULL) {
         j->ybuf = p->buffer;
+        j->y_home = true;
         return KQCL_OK;
     }
     j->y_temp = true;
     return new_buffer(c->ctx, j->device, (size_t)j->yr.rows * (size_t)j->yr.cols * sizeof(float), &j->ybuf);
+}
+
+/* A job's scratch Y region copied on its device into Y's parts there, when they hold all of it
+ * (row chunks of a big Y, a part holding more than the region); else it is gathered later. */
+static kqcl_status deliver_y(mm *c, job *j)
+{
+    const kqcl_tensor *y = c->y;
+    region r = j->yr;
+    if (y->split == KQCL_SPLIT_REPLICATE || c->w->split == KQCL_SPLIT_COLS)
+        return KQCL_OK;
+    int64_t area = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < y->n_parts; i++) {
+            const kq_part *p = &y->parts[i];
+            int64_t a = p->row0 > r.row0 ? p->row0 : r.row0, b = p->row0 + p->rows < r.row0 + r.rows ? p->row0 + p->rows : r.row0 + r.rows;
+            int64_t ca = p->col0 > r.col0 ? p->col0 : r.col0, cb = p->col0 + p->cols < r.col0 + r.cols ? p->col0 + p->cols : r.col0 + r.cols;
+            if (p->device != j->device || a >= b || ca >= cb)
+                continue;
+            if (pass == 0) {
+                area += (b - a) * (cb - ca);
+                continue;
+            }
+            size_t src_origin[3] = {(size_t)(ca - r.col0) * sizeof(float), (size_t)(a - r.row0), 0};
+            size_t dst_origin[3] = {(size_t)(ca - p->col0) * sizeof(float), (size_t)(a - p->row0), 0};
+            size_t reg[3] = {(size_t)(cb - ca) * sizeof(float), (size_t)(b - a), 1};
+            cl_int err = clEnqueueCopyBufferRect(c->ctx->devices[j->device].queue, j->ybuf, p->buffer, src_origin,
+                                                 dst_origin, reg, (size_t)r.cols * sizeof(float), 0, p->row_bytes, 0,
+                                                 0, NULL, NULL);
+            if (err != CL_SUCCESS)
+                return kq_cl_fail(c->ctx, err, "kqcl_matmul: copying y into place");
+        }
+        if (pass == 0 && area != r.rows * r.cols)
+            return KQCL_OK; /* not all here: gathered through the host */
+    }
+    j->y_home = true;
+    return KQCL_OK;
+}
+
+static kqcl_status launch_job(mm *c, job *j)
+{
+    kqcl_tensor xv = {.ctx = c->ctx, .type = c->x->type, .rows = j->xr.rows, .cols = j->xr.cols,
+                      .row_bytes = kqcl_row_size(c->x->type, j->xr.cols), .device = j->device, .buffer = j->xbuf};
+    kqcl_tensor yv = {.ctx = c->ctx, .type = KQCL_TYPE_F32, .rows = j->yr.rows, .cols = j->yr.cols,
+                      .row_bytes = (size_t)j->yr.cols * sizeof(float), .device = j->device, .buffer = j->ybuf};
+    return kq_matmul_launch(c->ctx, &c->ctx->devices[j->device], &j->wv, &xv, &yv, j->force_tiled);
 }
 
 static kqcl_status run_job(mm *c, job *j)
@@ -247,42 +328,84 @@ static kqcl_status run_job(mm *c, job *j)
     kqcl_status st = place_x(c, j);
     if (st == KQCL_OK)
         st = place_y(c, j);
-    if (st != KQCL_OK)
-        return st;
-    kqcl_tensor xv = {.ctx = c->ctx, .type = c->x->type, .rows = j->xr.rows, .cols = j->xr.cols,
-                      .row_bytes = kqcl_row_size(c->x->type, j->xr.cols), .device = j->device, .buffer = j->xbuf};
-    kqcl_tensor yv = {.ctx = c->ctx, .type = KQCL_TYPE_F32, .rows = j->yr.rows, .cols = j->yr.cols,
-                      .row_bytes = (size_t)j->yr.cols * sizeof(float), .device = j->device, .buffer = j->ybuf};
-    return kq_matmul_launch(c->ctx, &c->ctx->devices[j->device], &j->wv, &xv, &yv, c->force_tiled);
+    if (st == KQCL_OK)
+        st = launch_job(c, j);
+    if (st == KQCL_OK && j->y_temp)
+        st = deliver_y(c, j);
+    return st;
 }
 
-/* Jobs of a W placed by rows or columns (a whole W is one row part): one per part. */
-static void jobs_from_w(mm *c)
+/* Add job `base`, cut into ranges of X's rows where its X or Y region would not fit one
+ * allocation of its device (a big X or Y). Everything is checked before any work. */
+static kqcl_status add_job(mm *c, const job *base)
+{
+    uint64_t limit = c->ctx->devices[base->device].info.max_alloc_bytes;
+    size_t x_row = kqcl_row_size(c->x->type, base->xr.cols), y_row = (size_t)base->yr.cols * sizeof(float);
+    int64_t n = base->xr.rows, per = n;
+    if ((uint64_t)n * x_row > limit || (uint64_t)n * y_row > limit) {
+        if (c->w->split == KQCL_SPLIT_COLS)
+            return kq_fail(c->ctx, KQCL_ERR_UNSUPPORTED,
+                           "kqcl_matmul: w is split by columns and device %d's partial y or x (%lld rows) exceeds its "
+                           "largest allocation (%llu); split w by rows",
+                           base->device, (long long)n, (unsigned long long)limit);
+        int64_t px = kq_chunk_rows(x_row, limit), py = kq_chunk_rows(y_row, limit);
+        per = px < py ? px : py;
+        if (per == 0)
+            return kq_fail(c->ctx, KQCL_ERR_UNSUPPORTED,
+                           "kqcl_matmul: one row of x (%zu bytes) or y (%zu bytes) exceeds device %d's largest "
+                           "allocation (%llu)",
+                           x_row, y_row, base->device, (unsigned long long)limit);
+    }
+    int64_t slices = (n + per - 1) / per;
+    if (slices > INT32_MAX / 4 - c->n_jobs)
+        return kq_fail(c->ctx, KQCL_ERR_UNSUPPORTED, "kqcl_matmul: too many pieces");
+    if (c->n_jobs + slices > c->cap_jobs) {
+        int cap = c->cap_jobs * 2 > c->n_jobs + (int)slices ? c->cap_jobs * 2 : c->n_jobs + (int)slices;
+        job *jobs = realloc(c->jobs, (size_t)cap * sizeof *jobs);
+        if (jobs == NULL)
+            return kq_fail(c->ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_matmul: no host memory");
+        c->jobs = jobs, c->cap_jobs = cap;
+    }
+    /* Pieces of a larger n keep its kernel (2: tiled, the tensor cores allowed). */
+    int force_tiled = c->force_tiled == 0 && per < n && n > KQ_MATVEC_MAX_N ? 2 : c->force_tiled;
+    for (int64_t s = 0; s < n; s += per) {
+        job *j = &c->jobs[c->n_jobs++];
+        *j = *base;
+        j->force_tiled = force_tiled;
+        j->xr.row0 = j->yr.row0 = base->xr.row0 + s;
+        j->xr.rows = j->yr.rows = n - s < per ? n - s : per;
+    }
+    return KQCL_OK;
+}
+
+/* Jobs of a W placed by rows or columns (a whole W is one row part, a big one several): one per
+ * part. */
+static kqcl_status jobs_from_w(mm *c)
 {
     const kqcl_tensor *w = c->w;
     int64_t n = c->x->rows;
-    for (int i = 0; i < w->n_parts; i++) {
+    kqcl_status st = KQCL_OK;
+    for (int i = 0; i < w->n_parts && st == KQCL_OK; i++) {
         const kq_part *p = &w->parts[i];
-        job *j = &c->jobs[c->n_jobs++];
-        memset(j, 0, sizeof *j);
-        j->device = p->device;
-        j->wv = kq_part_view(w, p);
-        j->xr = (region){0, n, p->col0, p->cols};
-        j->yr = (region){0, n, p->row0, p->rows}; /* a column part yields a partial Y, all of it */
+        job j = {.device = p->device, .wv = kq_part_view(w, p)};
+        j.xr = (region){0, n, p->col0, p->cols};
+        j.yr = (region){0, n, p->row0, p->rows}; /* a column part yields a partial Y, all of it */
         if (w->split == KQCL_SPLIT_COLS)
-            j->yr = (region){0, n, 0, w->rows};
+            j.yr = (region){0, n, 0, w->rows};
+        st = add_job(c, &j);
     }
+    return st;
 }
 
 /* Data parallel: W replicated, X's rows spread -- as X's row parts say, else where X (or Y)
  * lives whole, else by the automatic shares. */
-static void jobs_data_parallel(mm *c)
+static kqcl_status jobs_data_parallel(mm *c)
 {
     const kqcl_tensor *w = c->w, *x = c->x;
     int64_t counts[KQ_MAX_DEVICES] = {0}, starts[KQ_MAX_DEVICES] = {0};
     if (x->split == KQCL_SPLIT_ROWS) {
-        for (int i = 0; i < x->n_parts; i++)
-            counts[x->parts[i].device] = x->parts[i].rows, starts[x->parts[i].device] = x->parts[i].row0;
+        for (int i = x->n_parts - 1; i >= 0; i--) /* a device's row chunks: from its first */
+            counts[x->parts[i].device] += x->parts[i].rows, starts[x->parts[i].device] = x->parts[i].row0;
     } else if (x->split == KQCL_SPLIT_NONE || c->y->split == KQCL_SPLIT_NONE) {
         counts[x->split == KQCL_SPLIT_NONE ? x->device : c->y->device] = x->rows;
     } else {
@@ -292,16 +415,16 @@ static void jobs_data_parallel(mm *c)
         for (int d = 1; d < c->ctx->n_devices; d++)
             starts[d] = starts[d - 1] + counts[d - 1];
     }
-    for (int d = 0; d < c->ctx->n_devices; d++) {
+    kqcl_status st = KQCL_OK;
+    for (int d = 0; d < c->ctx->n_devices && st == KQCL_OK; d++) {
         if (counts[d] == 0)
             continue;
-        job *j = &c->jobs[c->n_jobs++];
-        memset(j, 0, sizeof *j);
-        j->device = d;
-        j->wv = kq_part_view(w, kq_tensor_part_on(w, d));
-        j->xr = (region){starts[d], counts[d], 0, x->cols};
-        j->yr = (region){starts[d], counts[d], 0, w->rows};
+        job j = {.device = d, .wv = kq_part_view(w, kq_tensor_part_on(w, d))};
+        j.xr = (region){starts[d], counts[d], 0, x->cols};
+        j.yr = (region){starts[d], counts[d], 0, w->rows};
+        st = add_job(c, &j);
     }
+    return st;
 }
 
 /* Every job's Y region read into a host image of Y, which is then written to Y's placement. */
@@ -363,12 +486,8 @@ static kqcl_status run_jobs(mm *c)
         job *j = &c->jobs[i];
         if (in_replica) {
             st = place_x(c, j);
-            kqcl_tensor xv = {.ctx = c->ctx, .type = c->x->type, .rows = j->xr.rows, .cols = j->xr.cols,
-                              .row_bytes = kqcl_row_size(c->x->type, j->xr.cols), .device = j->device, .buffer = j->xbuf};
-            kqcl_tensor yv = {.ctx = c->ctx, .type = KQCL_TYPE_F32, .rows = j->yr.rows, .cols = j->yr.cols,
-                              .row_bytes = (size_t)j->yr.cols * sizeof(float), .device = j->device, .buffer = j->ybuf};
             if (st == KQCL_OK)
-                st = kq_matmul_launch(c->ctx, &c->ctx->devices[j->device], &j->wv, &xv, &yv, c->force_tiled);
+                st = launch_job(c, j);
         } else {
             st = run_job(c, j);
         }
@@ -393,14 +512,12 @@ static kqcl_status run_jobs(mm *c)
             st = kq_collective(c->ctx, bufs, c->y->bytes, KQ_COLL_SUM | KQ_COLL_LOCAL, -1, 0, false, &req);
         return st == KQCL_OK ? kqcl_request_wait(req) : st;
     }
+    /* The jobs' Y regions cover Y: it is done when each reached Y's parts on its device. */
     bool delivered = true, any_direct = false;
     for (int i = 0; i < c->n_jobs; i++) {
-        delivered &= !c->jobs[i].y_temp;
+        delivered &= c->jobs[i].y_home;
         any_direct |= !c->jobs[i].y_temp;
     }
-    /* Y parts written in place are the whole answer only if the jobs cover all of Y. */
-    if (delivered && c->n_jobs != c->y->n_parts)
-        delivered = false;
     if (c->w->split == KQCL_SPLIT_COLS) {
         st = reduce_partials(c); /* a whole Y written in place then holds the sums */
         delivered = c->y->split == KQCL_SPLIT_NONE && any_direct;
@@ -417,17 +534,16 @@ kqcl_status kq_matmul_multi(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_
     if (c == NULL)
         return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_matmul: no host memory");
     *c = (mm){.ctx = ctx, .w = w, .x = x, .y = y, .force_tiled = force_tiled};
-    if (w->split == KQCL_SPLIT_REPLICATE)
-        jobs_data_parallel(c);
-    else
-        jobs_from_w(c);
-    kqcl_status st = run_jobs(c);
+    kqcl_status st = w->split == KQCL_SPLIT_REPLICATE ? jobs_data_parallel(c) : jobs_from_w(c);
+    if (st == KQCL_OK)
+        st = run_jobs(c);
     for (int i = 0; i < c->n_jobs; i++) { /* queued kernels keep released buffers alive */
-        if (c->jobs[i].x_temp)
+        if (c->jobs[i].x_temp && c->jobs[i].xbuf)
             clReleaseMemObject(c->jobs[i].xbuf);
-        if (c->jobs[i].y_temp)
+        if (c->jobs[i].y_temp && c->jobs[i].ybuf)
             clReleaseMemObject(c->jobs[i].ybuf);
     }
+    free(c->jobs);
     free(c->x_host);
     free(c);
     return st;

@@ -4,6 +4,7 @@
 #include "program.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 /* One whole tensor (or one part's view) into the f32 buffer dst on its device. */
 static kqcl_status reduce_one(kqcl_context *ctx, kqcl_reduce_op op, const kqcl_tensor *src, cl_mem dst)
@@ -28,6 +29,42 @@ static kqcl_status reduce_one(kqcl_context *ctx, kqcl_reduce_op op, const kqcl_t
     return kq_enqueue(ctx, dev, kernel, 1, &global, &wg, "kqcl_reduce: enqueue");
 }
 
+/* Rows [seg->row0, +rows) of src's part seg->a into dst's part seg->b (one device), through
+ * scratch buffers where the range is not the whole of a part. */
+static kqcl_status reduce_segment(kqcl_context *ctx, kqcl_reduce_op op, const kqcl_tensor *src, const kq_segment *seg)
+{
+    const kq_part *a = seg->a, *b = seg->b;
+    kq_device *dev = &ctx->devices[a->device];
+    size_t a_bytes = (size_t)seg->rows * a->row_bytes, b_bytes = (size_t)seg->rows * sizeof(float);
+    kq_part in = *a;
+    in.row0 = seg->row0, in.rows = seg->rows, in.bytes = a_bytes;
+    cl_mem out = b->buffer;
+    bool in_temp = seg->rows != a->rows, out_temp = seg->rows != b->rows;
+    cl_int err = CL_SUCCESS;
+    if (in_temp) {
+        in.buffer = clCreateBuffer(dev->cl_ctx, CL_MEM_READ_WRITE, a_bytes, NULL, &err);
+        if (err == CL_SUCCESS)
+            err = clEnqueueCopyBuffer(dev->queue, a->buffer, in.buffer, (size_t)(seg->row0 - a->row0) * a->row_bytes, 0,
+                                      a_bytes, 0, NULL, NULL);
+    }
+    if (err == CL_SUCCESS && out_temp)
+        out = clCreateBuffer(dev->cl_ctx, CL_MEM_READ_WRITE, b_bytes, NULL, &err);
+    kqcl_status st = err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(ctx, err, "kqcl_reduce: scratch rows");
+    if (st == KQCL_OK) {
+        kqcl_tensor view = kq_part_view(src, &in);
+        st = reduce_one(ctx, op, &view, out);
+    }
+    if (st == KQCL_OK && out_temp &&
+        (err = clEnqueueCopyBuffer(dev->queue, out, b->buffer, 0, (size_t)(seg->row0 - b->row0) * sizeof(float),
+                                   b_bytes, 0, NULL, NULL)) != CL_SUCCESS)
+        st = kq_cl_fail(ctx, err, "kqcl_reduce: copying rows");
+    if (in_temp && in.buffer) /* queued commands keep them until done */
+        clReleaseMemObject(in.buffer);
+    if (out_temp && out)
+        clReleaseMemObject(out);
+    return st;
+}
+
 KQCL_API kqcl_status kqcl_reduce(kqcl_context *ctx, kqcl_reduce_op op, const kqcl_tensor *src, kqcl_tensor *dst)
 {
     if (ctx == NULL)
@@ -44,16 +81,24 @@ KQCL_API kqcl_status kqcl_reduce(kqcl_context *ctx, kqcl_reduce_op op, const kqc
                        kqcl_type_name(src->type));
     if (dst->type != KQCL_TYPE_F32 || dst->rows != src->rows || dst->cols != 1)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_reduce: dst must be f32 %lld x 1", (long long)src->rows);
-    /* Placed tensors reduce part by part: rows split alike, or replicas of both. */
-    if (!kq_same_layout(src, dst))
-        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, src->split == KQCL_SPLIT_COLS
-                       ? "kqcl_reduce: src is split by columns; gather it first"
-                       : "kqcl_reduce: src and dst are on different devices or placed differently");
+    /* Placed tensors reduce part by part: rows split alike, or replicas of both; held by rows in
+     * buffers cut at different rows (a big src), row range by row range on each device. */
+    bool alike = kq_same_layout(src, dst);
+    int n_segs = 0;
+    kq_segment *segs = alike ? NULL : kq_row_segments(src, dst, &n_segs);
+    if (!alike && segs == NULL)
+        return n_segs < 0 ? kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_reduce: no host memory")
+                          : kq_fail(ctx, KQCL_ERR_INVALID_ARG, src->split == KQCL_SPLIT_COLS
+                                    ? "kqcl_reduce: src is split by columns; gather it first"
+                                    : "kqcl_reduce: src and dst are on different devices or placed differently");
     kq_events_reset(ctx);
-    for (int i = 0; i < src->n_parts && st == KQCL_OK; i++) {
+    for (int i = 0; alike && i < src->n_parts && st == KQCL_OK; i++) {
         kqcl_tensor view = kq_part_view(src, &src->parts[i]);
         st = reduce_one(ctx, op, &view, dst->parts[i].buffer);
     }
+    for (int i = 0; i < n_segs && st == KQCL_OK; i++)
+        st = reduce_segment(ctx, op, src, &segs[i]);
+    free(segs);
     return st;
 }
 

@@ -38,17 +38,11 @@ static kqcl_status check_shape(kqcl_context *ctx, kqcl_type type, int64_t rows, 
     return KQCL_OK;
 }
 
-static kqcl_tensor *new_tensor(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols, kqcl_split split,
-                               int n_parts)
+static kqcl_tensor *new_tensor(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols, kqcl_split split)
 {
     kqcl_tensor *t = calloc(1, sizeof *t);
     if (t == NULL)
         return NULL;
-    t->parts = calloc((size_t)n_parts, sizeof *t->parts);
-    if (t->parts == NULL) {
-        free(t);
-        return NULL;
-    }
     t->ctx = ctx;
     t->type = type;
     t->rows = rows;
@@ -59,20 +53,87 @@ static kqcl_tensor *new_tensor(kqcl_context *ctx, kqcl_type type, int64_t rows, 
     return t;
 }
 
-/* Give part p (its ranges set) a buffer on its device. */
-static kqcl_status alloc_part(kqcl_context *ctx, const kqcl_tensor *t, kq_part *p, const char *call)
+int64_t kq_chunk_rows(size_t row_bytes, uint64_t max_alloc)
 {
-    kq_device *dev = &ctx->devices[p->device];
-    p->row_bytes = kqcl_row_size(t->type, p->cols);
-    p->bytes = (size_t)p->rows * p->row_bytes;
-    if (p->bytes > dev->info.max_alloc_bytes)
-        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY,
-                       "%s: %zu bytes exceed device %d's largest allocation (%llu)", call, p->bytes, p->device,
-                       (unsigned long long)dev->info.max_alloc_bytes);
-    cl_int err;
-    p->buffer = clCreateBuffer(dev->cl_ctx, CL_MEM_READ_WRITE, p->bytes, NULL, &err);
-    if (err != CL_SUCCESS)
-        return kq_cl_fail(ctx, err, "clCreateBuffer for a tensor");
+    uint64_t r = row_bytes ? max_alloc / row_bytes : 0;
+    if (r >= 256)
+        r -= r % 256; /* whole kernel tiles in every chunk */
+    return r > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)r;
+}
+
+/* Turn the devices' shares (`base`, one a device) into the tensor's parts: a share larger than
+ * its device's largest allocation is cut into row chunks. Everything is checked before any
+ * buffer is made: a device's shares over its memory (KQCL_ERR_OUT_OF_MEMORY), a row larger than
+ * one allocation or a column part or replica that would need several buffers
+ * (KQCL_ERR_UNSUPPORTED). */
+static kqcl_status plan_parts(kqcl_context *ctx, kqcl_tensor *t, const kq_part *base, int n_base, const char *call)
+{
+    uint64_t on_device[KQ_MAX_DEVICES] = {0};
+    int64_t total = 0;
+    for (int i = 0; i < n_base; i++) {
+        const kq_part *p = &base[i];
+        const kqcl_device_info *info = &ctx->devices[p->device].info;
+        size_t row_bytes = kqcl_row_size(t->type, p->cols);
+        uint64_t bytes = (uint64_t)p->rows * row_bytes; /* rows * row_bytes fits: check_shape */
+        on_device[p->device] += bytes;
+        if (info->global_mem_bytes > 0 && on_device[p->device] > info->global_mem_bytes)
+            return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "%s: %llu bytes exceed device %d's memory (%llu)", call,
+                           (unsigned long long)on_device[p->device], p->device,
+                           (unsigned long long)info->global_mem_bytes);
+        if (bytes <= info->max_alloc_bytes) {
+            total++;
+            continue;
+        }
+        if (row_bytes > info->max_alloc_bytes)
+            return kq_fail(ctx, KQCL_ERR_UNSUPPORTED,
+                           "%s: one row of %lld %s values is %zu bytes, more than device %d's largest allocation "
+                           "(%llu); a row must fit one buffer",
+                           call, (long long)p->cols, kqcl_type_name(t->type), row_bytes, p->device,
+                           (unsigned long long)info->max_alloc_bytes);
+        if (t->split == KQCL_SPLIT_COLS || t->split == KQCL_SPLIT_REPLICATE)
+            return kq_fail(ctx, KQCL_ERR_UNSUPPORTED,
+                           "%s: device %d's %s of %llu bytes exceeds its largest allocation (%llu); only whole "
+                           "tensors and row splits are held in several buffers",
+                           call, p->device, t->split == KQCL_SPLIT_COLS ? "column part" : "copy",
+                           (unsigned long long)bytes, (unsigned long long)info->max_alloc_bytes);
+        int64_t per = kq_chunk_rows(row_bytes, info->max_alloc_bytes);
+        total += (p->rows + per - 1) / per;
+    }
+    if (total > INT32_MAX / 2)
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: %lld buffers would be needed", call, (long long)total);
+    t->parts = calloc((size_t)total, sizeof *t->parts);
+    if (t->parts == NULL)
+        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "%s: no host memory", call);
+    for (int i = 0; i < n_base; i++) {
+        kq_part p = base[i];
+        p.row_bytes = kqcl_row_size(t->type, p.cols);
+        int64_t per = kq_chunk_rows(p.row_bytes, ctx->devices[p.device].info.max_alloc_bytes);
+        if ((uint64_t)p.rows * p.row_bytes <= ctx->devices[p.device].info.max_alloc_bytes)
+            per = p.rows;
+        for (int64_t r = 0; r < p.rows; r += per) {
+            kq_part c = p;
+            c.row0 = p.row0 + r;
+            c.rows = p.rows - r < per ? p.rows - r : per;
+            c.bytes = (size_t)c.rows * c.row_bytes;
+            t->parts[t->n_parts++] = c;
+        }
+    }
+    return KQCL_OK;
+}
+
+/* Give every part a buffer on its device. */
+static kqcl_status alloc_parts(kqcl_context *ctx, kqcl_tensor *t)
+{
+    for (int i = 0; i < t->n_parts; i++) {
+        kq_part *p = &t->parts[i];
+        cl_int err;
+        p->buffer = clCreateBuffer(ctx->devices[p->device].cl_ctx, CL_MEM_READ_WRITE, p->bytes, NULL, &err);
+        if (err != CL_SUCCESS)
+            return kq_cl_fail(ctx, err, "clCreateBuffer for a tensor");
+    }
+    t->device = t->parts[0].device;
+    if (t->n_parts == 1 && t->split == KQCL_SPLIT_NONE)
+        t->buffer = t->parts[0].buffer;
     return KQCL_OK;
 }
 
@@ -90,18 +151,17 @@ KQCL_API kqcl_status kqcl_tensor_create_on(kqcl_context *ctx, kqcl_type type, in
     kqcl_status st = check_shape(ctx, type, rows, cols, "kqcl_tensor_create");
     if (st != KQCL_OK)
         return st;
-    kqcl_tensor *t = new_tensor(ctx, type, rows, cols, KQCL_SPLIT_NONE, 1);
+    kqcl_tensor *t = new_tensor(ctx, type, rows, cols, KQCL_SPLIT_NONE);
     if (t == NULL)
         return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_tensor_create: no host memory");
-    t->parts[0] = (kq_part){.device = device, .rows = rows, .cols = cols};
-    st = alloc_part(ctx, t, &t->parts[0], "kqcl_tensor_create");
+    kq_part whole = {.device = device, .rows = rows, .cols = cols};
+    st = plan_parts(ctx, t, &whole, 1, "kqcl_tensor_create");
+    if (st == KQCL_OK)
+        st = alloc_parts(ctx, t);
     if (st != KQCL_OK) {
         kqcl_tensor_destroy(t);
         return st;
     }
-    t->n_parts = 1;
-    t->device = device;
-    t->buffer = t->parts[0].buffer;
     *out = t;
     return KQCL_OK;
 }
@@ -126,15 +186,16 @@ static kqcl_status check_fractions(kqcl_context *ctx, const double *fractions)
     return KQCL_OK;
 }
 
-/* Lay out the parts of a split: rows, or columns in 256-value units (the last may be short). */
-static void layout_parts(kqcl_tensor *t, const double *weights)
+/* The devices' shares of a split: rows, or columns in 256-value units (the last may be short);
+ * at most one a device, in device order. */
+static int layout_shares(const kqcl_tensor *t, const double *weights, kq_part *base)
 {
-    int n = t->ctx->n_devices;
+    int n = t->ctx->n_devices, n_base = 0;
     int64_t counts[KQ_MAX_DEVICES];
     if (t->split == KQCL_SPLIT_REPLICATE) {
         for (int d = 0; d < n; d++)
-            t->parts[t->n_parts++] = (kq_part){.device = d, .rows = t->rows, .cols = t->cols};
-        return;
+            base[n_base++] = (kq_part){.device = d, .rows = t->rows, .cols = t->cols};
+        return n_base;
     }
     bool by_rows = t->split == KQCL_SPLIT_ROWS;
     int64_t units = by_rows ? t->rows : (t->cols + QK_K - 1) / QK_K;
@@ -151,8 +212,9 @@ static void layout_parts(kqcl_tensor *t, const double *weights)
             p.cols = ((at + counts[d]) * QK_K < t->cols ? (at + counts[d]) * QK_K : t->cols) - p.col0;
         }
         at += counts[d];
-        t->parts[t->n_parts++] = p;
+        base[n_base++] = p;
     }
+    return n_base;
 }
 
 KQCL_API kqcl_status kqcl_tensor_create_split_ex(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols,
@@ -177,17 +239,18 @@ KQCL_API kqcl_status kqcl_tensor_create_split_ex(kqcl_context *ctx, kqcl_type ty
         memcpy(weights, fractions, (size_t)ctx->n_devices * sizeof *weights);
     else
         kq_auto_weights(ctx, weights);
-    kqcl_tensor *t = new_tensor(ctx, type, rows, cols, split, ctx->n_devices);
+    kqcl_tensor *t = new_tensor(ctx, type, rows, cols, split);
     if (t == NULL)
         return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_tensor_create_split: no host memory");
-    layout_parts(t, weights);
-    for (int i = 0; i < t->n_parts && st == KQCL_OK; i++)
-        st = alloc_part(ctx, t, &t->parts[i], "kqcl_tensor_create_split");
+    kq_part base[KQ_MAX_DEVICES];
+    int n_base = layout_shares(t, weights, base);
+    st = plan_parts(ctx, t, base, n_base, "kqcl_tensor_create_split");
+    if (st == KQCL_OK)
+        st = alloc_parts(ctx, t);
     if (st != KQCL_OK) {
         kqcl_tensor_destroy(t);
         return st;
     }
-    t->device = t->parts[0].device;
     *out = t;
     return KQCL_OK;
 }
@@ -216,6 +279,44 @@ kqcl_tensor kq_part_view(const kqcl_tensor *t, const kq_part *p)
     return v;
 }
 
+/* Placed by rows: whole or split by rows, every part all columns, parts in row order. */
+static bool by_rows(const kqcl_tensor *t)
+{
+    if (t->split != KQCL_SPLIT_NONE && t->split != KQCL_SPLIT_ROWS)
+        return false;
+    for (int i = 0; i < t->n_parts; i++)
+        if (t->parts[i].cols != t->cols || t->parts[i].row0 != (i ? t->parts[i - 1].row0 + t->parts[i - 1].rows : 0))
+            return false;
+    return true;
+}
+
+kq_segment *kq_row_segments(const kqcl_tensor *a, const kqcl_tensor *b, int *count)
+{
+    *count = 0;
+    if (a->rows != b->rows || !by_rows(a) || !by_rows(b))
+        return NULL;
+    kq_segment *segs = malloc((size_t)(a->n_parts + b->n_parts) * sizeof *segs);
+    if (segs == NULL) {
+        *count = -1;
+        return NULL;
+    }
+    int i = 0, j = 0, n = 0;
+    for (int64_t at = 0; at < a->rows;) {
+        const kq_part *p = &a->parts[i], *q = &b->parts[j];
+        if (p->device != q->device) {
+            free(segs);
+            return NULL;
+        }
+        int64_t end_p = p->row0 + p->rows, end_q = q->row0 + q->rows, end = end_p < end_q ? end_p : end_q;
+        segs[n++] = (kq_segment){p, q, at, end - at};
+        at = end;
+        i += end == end_p;
+        j += end == end_q;
+    }
+    *count = n;
+    return segs;
+}
+
 bool kq_same_layout(const kqcl_tensor *a, const kqcl_tensor *b)
 {
     if (a->n_parts != b->n_parts || (a->split == KQCL_SPLIT_REPLICATE) != (b->split == KQCL_SPLIT_REPLICATE))
@@ -242,7 +343,10 @@ KQCL_API kqcl_status kqcl_tensor_part(const kqcl_tensor *t, int device, int64_t 
     const kq_part *p = kq_tensor_part_on(t, device);
     bool by_cols = t->split == KQCL_SPLIT_COLS;
     *first = p == NULL ? 0 : by_cols ? p->col0 : p->row0;
-    *count = p == NULL ? 0 : by_cols ? p->cols : p->rows;
+    *count = 0;
+    for (int i = 0; p != NULL && i < t->n_parts; i++) /* a device's row chunks are consecutive */
+        if (t->parts[i].device == device)
+            *count += by_cols ? t->parts[i].cols : t->parts[i].rows;
     return KQCL_OK;
 }
 
@@ -267,24 +371,27 @@ static cl_int enqueue_part_io(const kqcl_tensor *t, const kq_part *p, void *host
                                            t->row_bytes, 0, host, 0, NULL, ev);
 }
 
-/* Copy every part at once (the devices' copies run side by side), then wait for all. */
+/* Copy every part at once (the devices' copies run side by side), then wait for all; parts
+ * beyond KQ_MAX_DEVICES (a device's row chunks) go in batches of that many. */
 static kqcl_status transfer_all(kqcl_tensor *t, void *host, bool write, const char *call)
 {
-    cl_event evs[KQ_MAX_DEVICES];
-    int n = 0;
     cl_int err = CL_SUCCESS;
-    for (int i = 0; i < t->n_parts && err == CL_SUCCESS; i++)
-        if ((err = enqueue_part_io(t, &t->parts[i], host, write, &evs[n])) == CL_SUCCESS)
-            n++;
-    cl_int wait_err = CL_SUCCESS;
-    for (int i = 0; i < n; i++) { /* one at a time: the devices' events are of different contexts */
-        cl_int e = clWaitForEvents(1, &evs[i]);
-        if (wait_err == CL_SUCCESS)
-            wait_err = e;
-        clReleaseEvent(evs[i]);
+    for (int first = 0; first < t->n_parts && err == CL_SUCCESS; first += KQ_MAX_DEVICES) {
+        cl_event evs[KQ_MAX_DEVICES];
+        int n = 0;
+        for (int i = first; i < t->n_parts && i < first + KQ_MAX_DEVICES && err == CL_SUCCESS; i++)
+            if ((err = enqueue_part_io(t, &t->parts[i], host, write, &evs[n])) == CL_SUCCESS)
+                n++;
+        cl_int wait_err = CL_SUCCESS;
+        for (int i = 0; i < n; i++) { /* one at a time: the devices' events are of different contexts */
+            cl_int e = clWaitForEvents(1, &evs[i]);
+            if (wait_err == CL_SUCCESS)
+                wait_err = e;
+            clReleaseEvent(evs[i]);
+        }
+        if (err == CL_SUCCESS)
+            err = wait_err;
     }
-    if (err == CL_SUCCESS)
-        err = wait_err;
     return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(t->ctx, err, call);
 }
 
@@ -306,7 +413,7 @@ KQCL_API kqcl_status kqcl_tensor_write(kqcl_tensor *t, const void *src, size_t n
     kqcl_status st = check_transfer(t, src, nbytes, "kqcl_tensor_write");
     if (st != KQCL_OK)
         return st;
-    if (t->split == KQCL_SPLIT_NONE) {
+    if (t->buffer != NULL) { /* whole, one buffer */
         cl_int err = clEnqueueWriteBuffer(kq_tensor_device(t)->queue, t->buffer, CL_TRUE, 0, nbytes, src, 0, NULL,
                                           NULL);
         return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(t->ctx, err, "kqcl_tensor_write");
@@ -319,7 +426,7 @@ KQCL_API kqcl_status kqcl_tensor_read(kqcl_tensor *t, void *dst, size_t nbytes)
     kqcl_status st = check_transfer(t, dst, nbytes, "kqcl_tensor_read");
     if (st != KQCL_OK)
         return st;
-    if (t->split == KQCL_SPLIT_NONE) {
+    if (t->buffer != NULL) { /* whole, one buffer */
         cl_int err = clEnqueueReadBuffer(kq_tensor_device(t)->queue, t->buffer, CL_TRUE, 0, nbytes, dst, 0, NULL,
                                          NULL);
         return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(t->ctx, err, "kqcl_tensor_read");
@@ -340,12 +447,23 @@ static kqcl_status part_io(kqcl_tensor *t, int device, void *host, size_t nbytes
     const kq_part *p = (device >= 0 && device < t->ctx->n_devices) ? kq_tensor_part_on(t, device) : NULL;
     if (p == NULL)
         return kq_fail(t->ctx, KQCL_ERR_INVALID_ARG, "%s: device %d holds no part of the tensor", call, device);
-    if (nbytes != p->bytes)
+    size_t part_bytes = 0; /* a device's row chunks: consecutive rows, consecutive in host layout */
+    for (int i = 0; i < t->n_parts; i++)
+        part_bytes += t->parts[i].device == device ? t->parts[i].bytes : 0;
+    if (nbytes != part_bytes)
         return kq_fail(t->ctx, KQCL_ERR_INVALID_ARG, "%s: %zu bytes given, device %d's part holds %zu", call, nbytes,
-                       device, p->bytes);
+                       device, part_bytes);
     cl_command_queue q = t->ctx->devices[device].queue;
-    cl_int err = write ? clEnqueueWriteBuffer(q, p->buffer, CL_TRUE, 0, nbytes, host, 0, NULL, NULL)
-                       : clEnqueueReadBuffer(q, p->buffer, CL_TRUE, 0, nbytes, host, 0, NULL, NULL);
+    cl_int err = CL_SUCCESS;
+    size_t at = 0;
+    for (int i = 0; i < t->n_parts && err == CL_SUCCESS; i++) {
+        const kq_part *c = &t->parts[i];
+        if (c->device != device)
+            continue;
+        err = write ? clEnqueueWriteBuffer(q, c->buffer, CL_TRUE, 0, c->bytes, (char *)host + at, 0, NULL, NULL)
+                    : clEnqueueReadBuffer(q, c->buffer, CL_TRUE, 0, c->bytes, (char *)host + at, 0, NULL, NULL);
+        at += c->bytes;
+    }
     return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(t->ctx, err, call);
 }
 

@@ -4,8 +4,10 @@
 
 #include "context.h"
 
-/* What one device holds of a placed tensor: rows [row0, row0 + rows) and columns
- * [col0, col0 + cols), stored in host layout (rows x kqcl_row_size(type, cols) bytes). */
+/* What one buffer of a device holds of a tensor: rows [row0, row0 + rows) and columns
+ * [col0, col0 + cols), stored in host layout (rows x kqcl_row_size(type, cols) bytes). A device
+ * whose share is larger than its largest allocation holds it in several parts, consecutive row
+ * chunks ("big tensors", doc/multi-device.md). */
 typedef struct kq_part {
     int device;
     int64_t row0, rows, col0, cols;
@@ -20,10 +22,11 @@ struct kqcl_tensor {
     size_t row_bytes; /* kqcl_row_size(type, cols) */
     size_t bytes;     /* rows * row_bytes */
     int device;       /* index into ctx->devices: the device of a whole tensor, else part 0's */
-    cl_mem buffer;    /* a whole tensor's buffer (ggml layout); NULL when split or replicated */
+    cl_mem buffer;    /* a whole tensor's one buffer (ggml layout); NULL when split, replicated or
+                       * held in several buffers */
     kqcl_split split;
-    int n_parts;      /* 1 for a whole tensor; devices holding something otherwise */
-    kq_part *parts;   /* n_parts entries, in device order */
+    int n_parts;      /* 1 for a whole tensor in one buffer; else the parts over all devices */
+    kq_part *parts;   /* n_parts entries, in device order, a device's row chunks in row order */
 };
 
 /* The device a tensor lives on. */
@@ -35,8 +38,24 @@ bool kq_type_is_float(kqcl_type type);
 /* Check a tensor argument of a public call: not NULL and of this context. */
 kqcl_status kq_check_tensor(kqcl_context *ctx, const kqcl_tensor *t, const char *call, const char *name);
 
-/* The part of t on `device`, or NULL where it holds nothing. */
+/* The (first) part of t on `device`, or NULL where it holds nothing. */
 const kq_part *kq_tensor_part_on(const kqcl_tensor *t, int device);
+
+/* Rows of row_bytes each that one buffer of at most max_alloc bytes holds: a multiple of 256
+ * where that leaves at least 256; 0 when a single row does not fit. */
+int64_t kq_chunk_rows(size_t row_bytes, uint64_t max_alloc);
+
+/* A row range [row0, row0 + rows) that lies in one part of each of two tensors. */
+typedef struct kq_segment {
+    const kq_part *a, *b;
+    int64_t row0, rows;
+} kq_segment;
+
+/* Two tensors of the same rows, both placed by rows (whole, in one buffer or several, or split
+ * by rows; every part all columns) with every row on the same device in both: the ranges in
+ * which no part of either changes, in row order, into a new array (free it) of *count entries.
+ * NULL when they are not so placed (or no host memory: *count = -1 then). */
+kq_segment *kq_row_segments(const kqcl_tensor *a, const kqcl_tensor *b, int *count);
 
 /* A single-device view of part p, usable wherever a whole tensor is (no ownership). */
 kqcl_tensor kq_part_view(const kqcl_tensor *t, const kq_part *p);
