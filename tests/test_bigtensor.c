@@ -72,30 +72,6 @@ static float *random_floats(size_t count)
     return x;
 }
 
-/* float64 reference and sum |w x| for the error bound. */
-static void host_y(kqcl_type wtype, const void *w, int64_t m, int64_t k, const float *x, int n, double *y, double *mag)
-{
-    float *wf = tu_malloc((size_t)(m * k) * sizeof(float));
-    TU_OK(kqcl_dequantize(wtype, w, wf, m, k));
-    for (int j = 0; j < n; j++)
-        for (int64_t r = 0; r < m; r++) {
-            double s = 0, a = 0;
-            for (int64_t i = 0; i < k; i++) {
-                double p = (double)wf[r * k + i] * x[(size_t)j * k + i];
-                s += p, a += fabs(p);
-            }
-            y[j * m + r] = s, mag[j * m + r] = a;
-        }
-    free(wf);
-}
-
-static void assert_close(const float *got, const double *ref, const double *mag, size_t count, const char *what)
-{
-    for (size_t i = 0; i < count; i++)
-        ck_assert_msg(fabs(got[i] - ref[i]) <= 1e-5 * mag[i] + 1e-6, "%s: element %zu is %.9g, want %.9g", what, i,
-                      (double)got[i], ref[i]);
-}
-
 static void assert_same_bits(const float *a, const float *b, size_t count, const char *what)
 {
     for (size_t i = 0; i < count; i++)
@@ -179,7 +155,7 @@ START_TEST(matmul_across_buffers)
         int n = ns[c];
         float *x = random_floats((size_t)n * K);
         double *ref = tu_malloc((size_t)n * M * sizeof(double)), *mag = tu_malloc((size_t)n * M * sizeof(double));
-        host_y(type, w, M, K, x, n, ref, mag);
+        tu_host_matmul(type, w, KQCL_TYPE_F32, x, M, K, n, ref, mag);
         for (int kernel = 0; kernel < 2; kernel++) { /* by n (matvec for n <= 8), then tiled */
             if (kernel == 0 && n > KQ_MATVEC_MAX_N)
                 continue;
@@ -189,7 +165,7 @@ START_TEST(matmul_across_buffers)
             char what[96];
             snprintf(what, sizeof what, "%s n=%d %s, 64 KiB buffers", kqcl_type_name(type), n,
                      kernel == 0 ? "matvec" : "tiled");
-            assert_close(got, ref, mag, (size_t)n * M, what);
+            tu_assert_close(got, ref, mag, (size_t)n * M, what);
             assert_same_bits(got, one, (size_t)n * M, what); /* every output computed as in one buffer */
             free(got), free(one);
         }
@@ -209,22 +185,22 @@ START_TEST(matmul_big_activations)
     void *w = random_weights(type, m, K);
     float *x = random_floats((size_t)n * K);
     double *ref = tu_malloc((size_t)n * m * sizeof(double)), *mag = tu_malloc((size_t)n * m * sizeof(double));
-    host_y(type, w, m, K, x, n, ref, mag);
+    tu_host_matmul(type, w, KQCL_TYPE_F32, x, m, K, n, ref, mag);
     kqcl_tensor *wt = make(tu_ctx, type, m, K, w), *xt = make(tu_ctx, KQCL_TYPE_F32, n, K, x);
     kqcl_tensor *yt = make(tu_ctx, KQCL_TYPE_F32, n, m, NULL);
     TU_OK(kqcl_matmul(tu_ctx, wt, xt, yt));
     float *got = read_f32(tu_ctx, yt);
-    assert_close(got, ref, mag, (size_t)n * m, "q4_K, x in several buffers");
+    tu_assert_close(got, ref, mag, (size_t)n * m, "q4_K, x in several buffers");
     free(got);
     /* y of 400 rows x 200: several buffers, x cut to fit */
     const int n2 = 400;
     float *x2 = random_floats((size_t)n2 * K);
     double *ref2 = tu_malloc((size_t)n2 * m * sizeof(double)), *mag2 = tu_malloc((size_t)n2 * m * sizeof(double));
-    host_y(type, w, m, K, x2, n2, ref2, mag2);
+    tu_host_matmul(type, w, KQCL_TYPE_F32, x2, m, K, n2, ref2, mag2);
     kqcl_tensor *xt2 = make(tu_ctx, KQCL_TYPE_F32, n2, K, x2), *yt2 = make(tu_ctx, KQCL_TYPE_F32, n2, m, NULL);
     TU_OK(kqcl_matmul(tu_ctx, wt, xt2, yt2));
     got = read_f32(tu_ctx, yt2);
-    assert_close(got, ref2, mag2, (size_t)n2 * m, "q4_K, x and y in several buffers");
+    tu_assert_close(got, ref2, mag2, (size_t)n2 * m, "q4_K, x and y in several buffers");
     free(got);
     /* data parallel: W replicated (one buffer a device), X and Y split by rows, each share in
      * several buffers */
@@ -236,7 +212,7 @@ START_TEST(matmul_big_activations)
     TU_OK(kqcl_tensor_create_split(tu_ctx, KQCL_TYPE_F32, n2, m, KQCL_SPLIT_ROWS, &yr));
     TU_OK(kqcl_matmul(tu_ctx, wr, xr, yr));
     got = read_f32(tu_ctx, yr);
-    assert_close(got, ref2, mag2, (size_t)n2 * m, "q4_K data parallel, x and y in several buffers");
+    tu_assert_close(got, ref2, mag2, (size_t)n2 * m, "q4_K data parallel, x and y in several buffers");
     free(got);
     kqcl_tensor_destroy(wr), kqcl_tensor_destroy(xr), kqcl_tensor_destroy(yr);
     kqcl_tensor_destroy(wt), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(yt);
@@ -404,7 +380,7 @@ START_TEST(row_split_over_devices)
         int n = ns[c];
         float *x = random_floats((size_t)n * K);
         double *ref = tu_malloc((size_t)n * M * sizeof(double)), *mag = tu_malloc((size_t)n * M * sizeof(double));
-        host_y(type, w, M, K, x, n, ref, mag);
+        tu_host_matmul(type, w, KQCL_TYPE_F32, x, M, K, n, ref, mag);
         kqcl_split y_splits[] = {KQCL_SPLIT_NONE, KQCL_SPLIT_ROWS};
         for (int ys = 0; ys < 2; ys++) {
             kqcl_tensor *xt = NULL, *yt = NULL, *px = NULL, *py = NULL;
@@ -416,7 +392,7 @@ START_TEST(row_split_over_devices)
             float *got = read_f32(ctx, yt);
             char what[96];
             snprintf(what, sizeof what, "%s row split n=%d y split %d", kqcl_type_name(type), n, (int)y_splits[ys]);
-            assert_close(got, ref, mag, (size_t)n * M, what);
+            tu_assert_close(got, ref, mag, (size_t)n * M, what);
             /* against one whole device 0 without the cap (the devices are of one kind) */
             ck_assert_int_eq(kqcl_tensor_create_on(plain, KQCL_TYPE_F32, n, K, 0, &px), KQCL_OK);
             ck_assert_int_eq(kqcl_tensor_write(px, x, kqcl_tensor_bytes(px)), KQCL_OK);
@@ -476,9 +452,5 @@ int main(void)
     /* Every context this test makes has its devices' largest allocation cut to 64 KiB. */
     setenv("KQCL_TEST_MAX_ALLOC_BYTES", CAP_STRING, 1);
     tu_seed(42);
-    SRunner *sr = srunner_create(bigtensor_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(bigtensor_suite());
 }

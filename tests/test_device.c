@@ -96,28 +96,6 @@ static void *random_weights(kqcl_type type, int64_t m, int64_t k)
     return q;
 }
 
-/* Y = X . W^T in float64 from host-decoded operands; mag[j*m+r] = sum |w x| for the bound. */
-static void host_matmul(kqcl_type wtype, const void *w, kqcl_type xtype, const void *x, int64_t m, int64_t k, int n,
-                        double *y, double *mag)
-{
-    float *wf = tu_malloc((size_t)m * k * sizeof(float));
-    float *xf = tu_malloc((size_t)n * k * sizeof(float));
-    ck_assert_int_eq(kqcl_dequantize(wtype, w, wf, m, k), KQCL_OK);
-    ck_assert_int_eq(kqcl_dequantize(xtype, x, xf, n, k), KQCL_OK);
-    for (int j = 0; j < n; j++)
-        for (int64_t r = 0; r < m; r++) {
-            double s = 0, a = 0;
-            for (int64_t i = 0; i < k; i++) {
-                double p = (double)wf[r * k + i] * xf[(size_t)j * k + i];
-                s += p;
-                a += fabs(p);
-            }
-            y[(size_t)j * m + r] = s;
-            mag[(size_t)j * m + r] = a;
-        }
-    free(wf), free(xf);
-}
-
 static void check_random_matmul(kqcl_type wtype, kqcl_type xtype, int64_t m, int64_t k, int n)
 {
     void *w = random_weights(wtype, m, k);
@@ -127,7 +105,7 @@ static void check_random_matmul(kqcl_type wtype, kqcl_type xtype, int64_t m, int
     void *x = tu_malloc((size_t)n * kqcl_row_size(xtype, k));
     ck_assert_int_eq(kqcl_quantize(xtype, xf, x, n, k), KQCL_OK);
     double *ref = tu_malloc((size_t)n * m * sizeof(double)), *mag = tu_malloc((size_t)n * m * sizeof(double));
-    host_matmul(wtype, w, xtype, x, m, k, n, ref, mag);
+    tu_host_matmul(wtype, w, xtype, x, m, k, n, ref, mag);
 
     kqcl_tensor *wt = tu_tensor(wtype, m, k, w), *xt = tu_tensor(xtype, n, k, x), *y = tu_poisoned_f32(n, m);
     TU_OK(kqcl_matmul(tu_ctx, wt, xt, y));
@@ -642,9 +620,5 @@ static Suite *device_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(device_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(device_suite());
 }

@@ -674,9 +674,5 @@ int main(int argc, char **argv)
 {
     (void)argc;
     preload_shim(argv);
-    SRunner *sr = srunner_create(faults_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(faults_suite());
 }

@@ -87,30 +87,6 @@ static float *single_device_y(int d, kqcl_type wtype, const void *w, int64_t m, 
     return y;
 }
 
-/* float64 reference and sum |w x| for the error bound. */
-static void host_y(kqcl_type wtype, const void *w, int64_t m, int64_t k, const float *x, int n, double *y, double *mag)
-{
-    float *wf = tu_malloc((size_t)(m * k) * sizeof(float));
-    TU_OK(kqcl_dequantize(wtype, w, wf, m, k));
-    for (int j = 0; j < n; j++)
-        for (int64_t r = 0; r < m; r++) {
-            double s = 0, a = 0;
-            for (int64_t i = 0; i < k; i++) {
-                double p = (double)wf[r * k + i] * x[(size_t)j * k + i];
-                s += p, a += fabs(p);
-            }
-            y[j * m + r] = s, mag[j * m + r] = a;
-        }
-    free(wf);
-}
-
-static void assert_close(const float *got, const double *ref, const double *mag, size_t count, const char *what)
-{
-    for (size_t i = 0; i < count; i++)
-        ck_assert_msg(fabs(got[i] - ref[i]) <= 1e-5 * mag[i] + 1e-6, "%s: element %zu is %.9g, want %.9g", what, i,
-                      (double)got[i], ref[i]);
-}
-
 static bool same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
 
 /* ---- placement and host layout ------------------------------------------------------------------ */
@@ -226,7 +202,7 @@ static void check_col_split(kqcl_type type, int64_t m, int64_t k, const double *
         int n = ns[c];
         float *x = random_floats((size_t)(n * k));
         double *ref = tu_malloc((size_t)(n * m) * sizeof(double)), *mag = tu_malloc((size_t)(n * m) * sizeof(double));
-        host_y(type, w, m, k, x, n, ref, mag);
+        tu_host_matmul(type, w, KQCL_TYPE_F32, x, m, k, n, ref, mag);
         /* X whole on the last device, and X split by columns like W (no staging) */
         kqcl_tensor *xs[2] = {on_device(KQCL_TYPE_F32, n, k, n_dev() - 1, x),
                               placed(KQCL_TYPE_F32, n, k, KQCL_SPLIT_COLS, fractions, x)};
@@ -237,7 +213,7 @@ static void check_col_split(kqcl_type type, int64_t m, int64_t k, const double *
             char what[96];
             snprintf(what, sizeof what, "%s cols split n=%d x%d y%d", kqcl_type_name(type), n, xi,
                      (int)kqcl_tensor_split(yt));
-            assert_close(got, ref, mag, (size_t)(n * m), what);
+            tu_assert_close(got, ref, mag, (size_t)(n * m), what);
             /* deterministic: again, the same bits */
             TU_OK(kqcl_matmul(tu_ctx, wt, xs[xi], yt));
             float *again = tu_read_f32(yt);
@@ -677,9 +653,5 @@ int main(void)
     tcase_add_test(tc, plan_devices_of_the_context);
     suite_add_tcase(s, tc);
 
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(s);
 }

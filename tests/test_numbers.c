@@ -57,27 +57,6 @@ static void set_scale(kqcl_type type, unsigned char *w, int64_t k, int64_t r, in
     block[at + 1] = (unsigned char)(half >> 8);
 }
 
-/* Y = X . W^T in float64 from host-decoded operands (rows of w: [r0, r0 + mr)); mag = sum |w x|. */
-static void host_matmul(kqcl_type wtype, const void *w, kqcl_type xtype, const void *x, int64_t mr, int64_t k,
-                        int n, double *y, double *mag)
-{
-    float *wf = tu_malloc((size_t)mr * k * sizeof(float)), *xf = tu_malloc((size_t)n * k * sizeof(float));
-    ck_assert_int_eq(kqcl_dequantize(wtype, w, wf, mr, k), KQCL_OK);
-    ck_assert_int_eq(kqcl_dequantize(xtype, x, xf, n, k), KQCL_OK);
-    for (int j = 0; j < n; j++)
-        for (int64_t r = 0; r < mr; r++) {
-            double s = 0, a = 0;
-            for (int64_t i = 0; i < k; i++) {
-                double p = (double)wf[r * k + i] * xf[(size_t)j * k + i];
-                s += p;
-                a += fabs(p);
-            }
-            y[(size_t)j * mr + r] = s;
-            mag[(size_t)j * mr + r] = a;
-        }
-    free(wf), free(xf);
-}
-
 /* Run y = x . w^T on the device; the f32 result as a new array. */
 static float *device_matmul(kqcl_type wtype, const void *w, kqcl_type xtype, const void *x, int64_t m, int64_t k,
                             int n)
@@ -133,7 +112,7 @@ START_TEST(nan_and_inf_scales_poison_only_their_rows)
             float *xf = uniform((size_t)n * K);
             void *x = quantized(float_types[xi], xf, n, K);
             double ref[33 * M], mag[33 * M];
-            host_matmul(type, w, float_types[xi], x, M, K, n, ref, mag);
+            tu_host_matmul(type, w, float_types[xi], x, M, K, n, ref, mag);
             for (int j = 0; j < n; j++) { /* the reference agrees with what is asked */
                 ck_assert(isnan(ref[j * M + 1]) && !isfinite(ref[j * M + 3]) && !isfinite(ref[j * M + 5]));
                 ck_assert(isfinite(ref[j * M + 0]) && isfinite(ref[j * M + 6]));
@@ -164,7 +143,7 @@ START_TEST(nan_and_inf_float_weights_poison_only_their_rows)
         int n = ns[ni];
         float *x = uniform((size_t)n * K);
         double ref[33 * M], mag[33 * M];
-        host_matmul(type, w, KQCL_TYPE_F32, x, M, K, n, ref, mag);
+        tu_host_matmul(type, w, KQCL_TYPE_F32, x, M, K, n, ref, mag);
         float *got = device_matmul(type, w, KQCL_TYPE_F32, x, M, K, n);
         for (int j = 0; j < n; j++)
             ck_assert(isnan(got[j * M + 1]) && !isfinite(got[j * M + 2]) && !isfinite(got[j * M + 4]));
@@ -195,7 +174,7 @@ START_TEST(nan_and_inf_activations_poison_only_their_columns)
             xf[4 * k + 8] = INFINITY, xf[4 * k + 9] = -INFINITY; /* x row 4: both */
             void *x = quantized(float_types[xi], xf, n, k);
             double *ref = tu_malloc((size_t)n * M * sizeof(double)), *mag = tu_malloc((size_t)n * M * sizeof(double));
-            host_matmul(type, w, float_types[xi], x, M, k, n, ref, mag);
+            tu_host_matmul(type, w, float_types[xi], x, M, k, n, ref, mag);
             float *got = device_matmul(type, w, float_types[xi], x, M, k, n);
             for (int r = 0; r < M; r++) {
                 ck_assert_msg(isnan(got[1 * M + r]), "x row 1 (NaN): y = %g", got[1 * M + r]);
@@ -235,7 +214,7 @@ START_TEST(subnormal_half_scales_match_the_host)
         int n = ns[ni];
         float *x = uniform((size_t)n * K);
         double ref[33 * M], mag[33 * M];
-        host_matmul(type, w, KQCL_TYPE_F32, x, M, K, n, ref, mag);
+        tu_host_matmul(type, w, KQCL_TYPE_F32, x, M, K, n, ref, mag);
         for (int i = 0; i < n * M; i++) /* the scales really are tiny: |w| < 2^-14 * 63 * 63 */
             ck_assert(mag[i] > 0 && mag[i] < K * 0.25);
         float *got = device_matmul(type, w, KQCL_TYPE_F32, x, M, K, n);
@@ -261,7 +240,7 @@ START_TEST(subnormal_f32_scale_q8_K_bounded)
         }
     float *x = uniform(N * K);
     double ref[N * M], mag[N * M];
-    host_matmul(KQCL_TYPE_Q8_K, w, KQCL_TYPE_F32, x, M, K, N, ref, mag);
+    tu_host_matmul(KQCL_TYPE_Q8_K, w, KQCL_TYPE_F32, x, M, K, N, ref, mag);
     float *got = device_matmul(KQCL_TYPE_Q8_K, w, KQCL_TYPE_F32, x, M, K, N);
     double qx = 127.0 * K; /* sum |q x| <= 127 * k with |x| < 1 */
     int flushed = 0;
@@ -309,11 +288,11 @@ START_TEST(longest_rows)
         float *x = uniform((size_t)n * k);
         double ref[9 * M], mag[9 * M];
         /* f32 accumulation over 2^20 products: a looser bound than the usual 1e-6 sum |w x| */
-        host_matmul(KQCL_TYPE_Q4_K, wq, KQCL_TYPE_F32, x, M, k, n, ref, mag);
+        tu_host_matmul(KQCL_TYPE_Q4_K, wq, KQCL_TYPE_F32, x, M, k, n, ref, mag);
         float *got = device_matmul(KQCL_TYPE_Q4_K, wq, KQCL_TYPE_F32, x, M, k, n);
         assert_ieee_close(got, ref, mag, n, M, 10, 0, "q4_K k=2^20");
         free(got);
-        host_matmul(KQCL_TYPE_F32, wf, KQCL_TYPE_F32, x, M, k, n, ref, mag);
+        tu_host_matmul(KQCL_TYPE_F32, wf, KQCL_TYPE_F32, x, M, k, n, ref, mag);
         got = device_matmul(KQCL_TYPE_F32, wf, KQCL_TYPE_F32, x, M, k, n);
         assert_ieee_close(got, ref, mag, n, M, 10, 0, "f32 k=2^20");
         free(got), free(x);
@@ -343,7 +322,7 @@ START_TEST(most_rows)
                 if (r % step != 0 && r < m - 3)
                     continue;
                 double ref[9], mag[9];
-                host_matmul(KQCL_TYPE_Q4_K, w + (size_t)r * 144, KQCL_TYPE_F32, x, 1, k, n, ref, mag);
+                tu_host_matmul(KQCL_TYPE_Q4_K, w + (size_t)r * 144, KQCL_TYPE_F32, x, 1, k, n, ref, mag);
                 for (int j = 0; j < n; j++) {
                     float g = got[(size_t)j * m + r];
                     ck_assert_msg(isfinite(g) && fabs(g - ref[j]) <= 1e-6 * mag[j],
@@ -432,9 +411,5 @@ static Suite *numbers_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(numbers_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(numbers_suite());
 }

@@ -198,9 +198,5 @@ int main(void)
     tcase_set_timeout(tc, (seconds > 0 ? seconds : 20) + 300); /* a hang still fails */
     tcase_add_test(tc, soak_random_matmuls_on_two_devices);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(s);
 }

@@ -83,3 +83,40 @@ float *tu_read_f32(kqcl_tensor *t)
     TU_OK(kqcl_tensor_read(t, out, kqcl_tensor_bytes(t)));
     return out;
 }
+
+void tu_host_matmul(kqcl_type wtype, const void *w, kqcl_type xtype, const void *x, int64_t m, int64_t k, int n,
+                    double *y, double *mag)
+{
+    float *wf = tu_malloc((size_t)m * (size_t)k * sizeof(float)), *xf = tu_malloc((size_t)n * (size_t)k * sizeof(float));
+    ck_assert_int_eq(kqcl_dequantize(wtype, w, wf, m, k), KQCL_OK);
+    ck_assert_int_eq(kqcl_dequantize(xtype, x, xf, n, k), KQCL_OK);
+    for (int j = 0; j < n; j++)
+        for (int64_t r = 0; r < m; r++) {
+            double s = 0, a = 0;
+            for (int64_t i = 0; i < k; i++) {
+                double p = (double)wf[r * k + i] * xf[(size_t)j * k + i];
+                s += p;
+                a += fabs(p);
+            }
+            y[(size_t)j * m + r] = s;
+            mag[(size_t)j * m + r] = a;
+        }
+    free(wf);
+    free(xf);
+}
+
+void tu_assert_close(const float *got, const double *ref, const double *mag, size_t count, const char *what)
+{
+    for (size_t i = 0; i < count; i++)
+        ck_assert_msg(fabs(got[i] - ref[i]) <= 1e-5 * mag[i] + 1e-6, "%s: element %zu is %.9g, want %.9g", what, i,
+                      (double)got[i], ref[i]);
+}
+
+int tu_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

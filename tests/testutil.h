@@ -38,6 +38,18 @@ kqcl_tensor *tu_poisoned_f32(int64_t rows, int64_t cols);
 /* Read back an f32 tensor into a new host array. */
 float *tu_read_f32(kqcl_tensor *t);
 
+/* Y = X . W^T in float64 from host-decoded operands (W: m x k of wtype, X: n x k of xtype, in
+ * ggml layout), and mag[j*m + r] = sum |w x|: the scale the rounding of a float sum grows with. */
+void tu_host_matmul(kqcl_type wtype, const void *w, kqcl_type xtype, const void *x, int64_t m, int64_t k, int n,
+                    double *y, double *mag);
+
+/* Every got[i] within 1e-5 * mag[i] (+1e-6) of ref[i]: f32 accumulation, a few roundings of
+ * sum |w x|. */
+void tu_assert_close(const float *got, const double *ref, const double *mag, size_t count, const char *what);
+
+/* Run a suite (Check forks each test) and return the process's exit status. */
+int tu_run_suite(Suite *s);
+
 /* Assert a status, printing the context's last error when it differs. */
 #define TU_OK(expr)                                                                                   \
     do {                                                                                              \
