@@ -56,6 +56,33 @@ static void append_alignment(char *options, size_t size, int k)
 
 static size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
+/* The arguments every matmul kernel takes: w, w's row bytes, x, y, m, k, n. */
+static kqcl_status set_matmul_args(kqcl_context *ctx, cl_kernel kernel, const kqcl_tensor *w, const kqcl_tensor *x,
+                                   kqcl_tensor *y, const char *what)
+{
+    cl_ulong row_bytes = w->row_bytes;
+    int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
+    cl_int err = kq_set_args(kernel, 7, sizeof(cl_mem), &w->buffer, sizeof row_bytes, &row_bytes, sizeof(cl_mem),
+                             &x->buffer, sizeof(cl_mem), &y->buffer, sizeof m, &m, sizeof k, &k, sizeof n, &n);
+    return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(ctx, err, what);
+}
+
+/* A tensor-core kernel (mma.cl). A driver that cannot build it gets the portable kernels from
+ * then on: KQCL_ERR_UNSUPPORTED, so the caller falls back (a test's deliberately broken build
+ * is reported as it is). */
+static kqcl_status mma_kernel(kqcl_context *ctx, kq_device *dev, const char *options, const char *name,
+                              cl_kernel *out)
+{
+    kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_MMA, options, name, out);
+    if (st == KQCL_ERR_BUILD && getenv("KQCL_EXTRA_BUILD_OPTIONS") == NULL) {
+        dev->nv_mma = false;
+        kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
+        kq_clear_error(ctx);
+        return KQCL_ERR_UNSUPPORTED;
+    }
+    return st;
+}
+
 static kqcl_status launch_matvec(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
                                  kqcl_tensor *y)
 {
@@ -72,11 +99,8 @@ static kqcl_status launch_matvec(kqcl_context *ctx, kq_device *dev, const kqcl_t
     kqcl_status st = kq_get_kernel_variant(ctx, dev, KQ_FAMILY_MATVEC, options, "matvec", &kernel);
     if (st != KQCL_OK)
         return st;
-    cl_ulong row_bytes = w->row_bytes;
-    cl_int err = kq_set_args(kernel, 7, sizeof(cl_mem), &w->buffer, sizeof row_bytes, &row_bytes, sizeof(cl_mem),
-                             &x->buffer, sizeof(cl_mem), &y->buffer, sizeof m, &m, sizeof k, &k, sizeof n, &n);
-    if (err != CL_SUCCESS)
-        return kq_cl_fail(ctx, err, "kqcl_matmul: setting matvec arguments");
+    if ((st = set_matmul_args(ctx, kernel, w, x, y, "kqcl_matmul: setting matvec arguments")) != KQCL_OK)
+        return st;
     size_t local = (size_t)t.threads_per_row * t.row_groups, rows_per_wg = (size_t)t.row_groups * t.rows_per_thread;
     size_t global = round_up((size_t)m, rows_per_wg) / rows_per_wg * local;
     return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue matvec");
@@ -90,27 +114,18 @@ static kqcl_status launch_mma(kqcl_context *ctx, kq_device *dev, const kqcl_tens
     if (!dev->nv_mma || !kq_type_is_kquant(w->type) || x->type != KQCL_TYPE_F32 || x->rows < kq_mma_min_n(dev))
         return KQCL_ERR_UNSUPPORTED;
     kq_mma_tune t = kq_mma_tune_for(dev);
-    int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
+    size_t m = (size_t)w->rows;
     char options[160];
     snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=0 -DWARPS=%d -DMT=%d -DKQ_NV_PTX", (int)w->type, t.warps,
              t.m_tiles);
     cl_kernel kernel;
-    kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_MMA, options, "matvec_mma", &kernel);
-    if (st == KQCL_ERR_BUILD && getenv("KQCL_EXTRA_BUILD_OPTIONS") == NULL) {
-        dev->nv_mma = false; /* this driver rejects it: the portable kernel serves from now on */
-        kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
-        kq_clear_error(ctx);
-        return KQCL_ERR_UNSUPPORTED;
-    }
+    kqcl_status st = mma_kernel(ctx, dev, options, "matvec_mma", &kernel);
     if (st != KQCL_OK)
         return st;
-    cl_ulong row_bytes = w->row_bytes;
-    cl_int err = kq_set_args(kernel, 7, sizeof(cl_mem), &w->buffer, sizeof row_bytes, &row_bytes, sizeof(cl_mem),
-                             &x->buffer, sizeof(cl_mem), &y->buffer, sizeof m, &m, sizeof k, &k, sizeof n, &n);
-    if (err != CL_SUCCESS)
-        return kq_cl_fail(ctx, err, "kqcl_matmul: setting mma arguments");
+    if ((st = set_matmul_args(ctx, kernel, w, x, y, "kqcl_matmul: setting mma arguments")) != KQCL_OK)
+        return st;
     size_t rows_per_wg = (size_t)16 * t.m_tiles, local = (size_t)32 * t.warps;
-    size_t global = ((size_t)m + rows_per_wg - 1) / rows_per_wg * local;
+    size_t global = (m + rows_per_wg - 1) / rows_per_wg * local;
     return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue mma");
 }
 
@@ -127,15 +142,9 @@ static kqcl_status launch_mma_prefill(kqcl_context *ctx, kq_device *dev, const k
     snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=0 -DWARPS=%d -DMT=%d -DNT=%d -DKQ_NV_PTX", (int)w->type,
              t.warps, t.m_tiles, t.n_tiles);
     cl_kernel split, kernel;
-    kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_MMA, options, "split_activations", &split);
+    kqcl_status st = mma_kernel(ctx, dev, options, "split_activations", &split);
     if (st == KQCL_OK)
-        st = kq_get_kernel(ctx, dev, KQ_FAMILY_MMA, options, "matmul_mma", &kernel);
-    if (st == KQCL_ERR_BUILD && getenv("KQCL_EXTRA_BUILD_OPTIONS") == NULL) {
-        dev->nv_mma = false;
-        kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
-        kq_clear_error(ctx);
-        return KQCL_ERR_UNSUPPORTED;
-    }
+        st = mma_kernel(ctx, dev, options, "matmul_mma", &kernel);
     if (st == KQCL_OK) /* 6 words a 4 activations; a float a 32 */
         st = ensure_buffer(ctx, dev, &dev->mma_xs, &dev->mma_xs_bytes, (size_t)n * k / 4 * 6 * sizeof(cl_uint),
                            "kqcl_matmul: split activations");
@@ -169,10 +178,8 @@ static kqcl_status launch_mma_prefill(kqcl_context *ctx, kq_device *dev, const k
 static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
                                 kqcl_tensor *y)
 {
-    kq_matmul_tune t = kq_matmul_tune_for(dev);
+    kq_matmul_tune t = kq_matmul_tune_for(dev, w->type);
     bool cpu = !dev->info.is_gpu && kq_type_is_kquant(w->type); /* matmul.cl's CPU kernel */
-    if (!dev->info.is_gpu && !cpu && getenv("KQCL_MATMUL") == NULL) /* float weights on a CPU: GPU-style kernel */
-        t = (kq_matmul_tune){64, 64, 8, 8, 1};
     int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
     char options[256];
     snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=%d -DTILE_M=%d -DTILE_N=%d -DWPT_M=%d -DWPT_N=%d -DKUNITS=%d",
@@ -184,11 +191,8 @@ static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_te
     kqcl_status st = kq_get_kernel_variant(ctx, dev, KQ_FAMILY_MATMUL, options, "matmul_tiled", &kernel);
     if (st != KQCL_OK)
         return st;
-    cl_ulong row_bytes = w->row_bytes;
-    cl_int err = kq_set_args(kernel, 7, sizeof(cl_mem), &w->buffer, sizeof row_bytes, &row_bytes, sizeof(cl_mem),
-                             &x->buffer, sizeof(cl_mem), &y->buffer, sizeof m, &m, sizeof k, &k, sizeof n, &n);
-    if (err != CL_SUCCESS)
-        return kq_cl_fail(ctx, err, "kqcl_matmul: setting matmul arguments");
+    if ((st = set_matmul_args(ctx, kernel, w, x, y, "kqcl_matmul: setting matmul arguments")) != KQCL_OK)
+        return st;
     size_t local[2] = {(size_t)(t.tile_m / t.wpt_m) * (t.tile_n / t.wpt_n), 1};
     /* in size_t: m + tile_m - 1 overflows an int for m near INT32_MAX */
     size_t m_tiles = ((size_t)m + (size_t)t.tile_m - 1) / (size_t)t.tile_m;

@@ -23,7 +23,7 @@ typedef struct kq_mma_tune {
  * (KQCL_MATVEC="threads_per_row,row_groups,rows_per_thread", KQCL_MATMUL="tile_m,tile_n,wpt_m,wpt_n,kunits") for
  * tuning experiments. */
 kq_matvec_tune kq_matvec_tune_for(const kq_device *dev); /* lib/tune.c */
-kq_matmul_tune kq_matmul_tune_for(const kq_device *dev);
+kq_matmul_tune kq_matmul_tune_for(const kq_device *dev, kqcl_type wtype);
 kq_mma_tune kq_mma_tune_for(const kq_device *dev); /* KQCL_MMA_TUNE="warps,m_tiles" */
 /* KQCL_MMA_PREFILL="warps,m_tiles,n_tiles"; the default depends on how many work-groups the
  * m x n output makes for the device's compute units. */

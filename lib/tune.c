@@ -26,8 +26,9 @@ static bool env_ints(const char *name, int *v, int count)
 kq_matvec_tune kq_matvec_tune_for(const kq_device *dev)
 {
     /* GPUs: a warp-wide group of lanes along k keeps each row's reads coalesced, and two rows
-     * a lane halve the activation loads. CPUs (PoCL) run a work-group as one loop, where fewer
-     * lanes a row mean less reduction overhead. */
+     * a lane halve the activation loads. CPUs (PoCL): one work-item owns 4 whole rows (with
+     * k-quant weights matvec.cl's KQ_CPU kernel; float weights, one lane a row), since PoCL
+     * runs a work-group as one loop and a reduction across items would only cost. */
     kq_matvec_tune t = dev->info.is_gpu ? (kq_matvec_tune){32, 4, 2} : (kq_matvec_tune){1, 1, 4};
     int v[3];
     if (env_ints("KQCL_MATVEC", v, 3))
@@ -35,12 +36,15 @@ kq_matvec_tune kq_matvec_tune_for(const kq_device *dev)
     return t;
 }
 
-kq_matmul_tune kq_matmul_tune_for(const kq_device *dev)
+kq_matmul_tune kq_matmul_tune_for(const kq_device *dev, kqcl_type wtype)
 {
     /* GPUs: 128 x 128 tiles, 8 x 8 outputs a work-item (64 FMAs per 4 vector loads from local
-     * memory); CPUs (k-quant weights, matmul.cl's KQ_CPU kernel): a work-item a 64-row x
-     * 512-column block, 32 x 12 register micro-tiles, k panels of 128 (doc/perf-cpu-notes.md). */
-    kq_matmul_tune t = dev->info.is_gpu ? (kq_matmul_tune){128, 128, 8, 8, 1} : (kq_matmul_tune){256, 512, 64, 6, 4};
+     * memory). CPUs, k-quant weights (matmul.cl's KQ_CPU kernel): a work-item a 256-row x
+     * 512-column block, 64 x 6 register tiles, k panels of 128 (doc/perf-cpu-notes.md). CPUs,
+     * float weights: the GPU-style kernel with 64 x 64 tiles. */
+    kq_matmul_tune t = dev->info.is_gpu              ? (kq_matmul_tune){128, 128, 8, 8, 1}
+                       : kq_type_is_kquant(wtype) ? (kq_matmul_tune){256, 512, 64, 6, 4}
+                                                  : (kq_matmul_tune){64, 64, 8, 8, 1};
     int v[5];
     if (env_ints("KQCL_MATMUL", v, 5))
         t = (kq_matmul_tune){v[0], v[1], v[2], v[3], v[4]};
