@@ -95,9 +95,20 @@ static kqcl_status stage_alloc(kqcl_context *ctx, kq_multi *m, size_t bytes, kq_
     return KQCL_OK;
 }
 
+void kq_settle_pending(kq_multi *m)
+{
+    for (int d = 0; d < KQ_MAX_DEVICES; d++)
+        if (m->pending[d] != NULL) {
+            clWaitForEvents(1, &m->pending[d]); /* a failure was the copy's own: nothing to redo */
+            clReleaseEvent(m->pending[d]);
+            m->pending[d] = NULL;
+        }
+}
+
 kqcl_status kq_stage_take(kqcl_context *ctx, kq_multi *m, size_t bytes, kq_stage **out)
 {
     pthread_mutex_lock(&m->lock);
+    kq_settle_pending(m);
     kq_stage *s = m->spare;
     bool fits = s != NULL && s->bytes >= bytes && s->n_devices == ctx->n_devices;
     for (int d = 0; fits && d < ctx->n_devices; d++)
@@ -120,6 +131,8 @@ void kq_stage_give(kq_multi *m, kq_stage *s)
         m->spare = s;
         s = old;
     }
+    if (s != NULL)
+        kq_settle_pending(m); /* the set to free may be the one left copies still read */
     pthread_mutex_unlock(&m->lock);
     kq_stage_free(s);
 }
@@ -458,17 +471,19 @@ static kqcl_status small_collective(kqcl_request *r)
     if (!failed(r) && r->op != KQ_COLL_BCAST)
         for (int i = 1; i < r->n; i++)
             combine(r->op, acc, (const float *)r->stage->host[r->devs[i]], r->bytes / sizeof(float));
+    /* The writes are left in flight: each device's queue runs them before anything queued
+     * later, and the staging memory they read waits for them where it is next taken. */
     for (int i = 0; i < r->n && !failed(r); i++) {
         if (r->op == KQ_COLL_BCAST && i == r->root_pos)
             continue;
-        cl_command_queue q = ctx->devices[r->devs[i]].queue;
-        cl_int err = clEnqueueWriteBuffer(q, r->bufs[i], CL_FALSE, 0, r->bytes, acc, 0, NULL, &ev[i]);
+        int d = r->devs[i];
+        cl_command_queue q = ctx->devices[d].queue;
+        cl_int err = clEnqueueWriteBuffer(q, r->bufs[i], CL_FALSE, 0, r->bytes, acc, 0, NULL, &r->m->pending[d]);
         if (err == CL_SUCCESS)
             err = clFlush(q);
         if (err != CL_SUCCESS)
             record(r, err, "queueing a host->device copy");
     }
-    wait_all(r, ev, r->n, "host->device copy"); /* the staging memory is reused after this */
     return KQCL_OK;
 }
 

@@ -20,6 +20,7 @@
 
 static void multi_free(kq_multi *m)
 {
+    kq_settle_pending(m);
     for (int d = 0; d < KQ_MAX_DEVICES; d++) {
         if (m->d2h[d])
             clReleaseCommandQueue(m->d2h[d]);

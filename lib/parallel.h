@@ -26,6 +26,10 @@ typedef struct kq_multi {
      * and host->device copies overlap with each other and with compute. */
     cl_command_queue d2h[KQ_MAX_DEVICES], h2d[KQ_MAX_DEVICES];
     kq_stage *spare; /* a staging set not in use, reused by the next collective */
+    /* Host->device copies a small collective left in flight out of `spare` (it returns once
+     * they are queued: the devices' queues order them before later work); whoever takes
+     * `spare` next waits for them first (kq_stage_take). */
+    cl_event pending[KQ_MAX_DEVICES];
     pthread_mutex_t lock;
 } kq_multi;
 
@@ -34,10 +38,12 @@ kq_multi *kq_multi_get(kqcl_context *ctx);
 /* Release ctx's state; for kqcl_context_destroy. */
 void kq_multi_release(kqcl_context *ctx);
 
-/* Take a staging set of at least `bytes` per device (the spare one if big enough), give it
- * back when done. */
+/* Take a staging set of at least `bytes` per device (the spare one if big enough, once the
+ * copies still reading it are done), give it back when done. */
 kqcl_status kq_stage_take(kqcl_context *ctx, kq_multi *m, size_t bytes, kq_stage **out);
 void kq_stage_give(kq_multi *m, kq_stage *s);
+/* Wait for (and release) the copies a small collective left reading the spare staging set. */
+void kq_settle_pending(kq_multi *m);
 void kq_stage_free(kq_stage *s);
 
 /* ---- shares ---------------------------------------------------------------------------------- */
