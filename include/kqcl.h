@@ -240,7 +240,6 @@ KQCL_API kqcl_status kqcl_reduce(kqcl_context *ctx, kqcl_reduce_op op, const kqc
 
 /* ------------------------------------------------------------------------------------------ */
 /* Several devices: placement, tensor/data/pipeline parallelism, collectives, MPI               */
-/* KQCL_MULTI_BEGIN -- this section is kept by lib/parallel.c and lib/collective.c */
 /*
  * A tensor is either on one device (kqcl_tensor_create, kqcl_tensor_create_on) or placed over
  * the context's devices. Devices hold nothing in common: every move between them is staged
@@ -380,11 +379,9 @@ KQCL_API int kqcl_mpi_size(void);
 KQCL_API int kqcl_global_device(const kqcl_context *ctx, int device);
 /* Devices over all ranks (every rank must have as many). */
 KQCL_API int kqcl_global_device_count(const kqcl_context *ctx);
-/* KQCL_MULTI_END */
 
 /* ------------------------------------------------------------------------------------------ */
 /* GGUF files (read and write)                                                                  */
-/* KQCL_GGUF_BEGIN -- this section is kept by lib/gguf.c */
 /*
  * Reader: GGUF versions 2 and 3 (little-endian), memory-mapped read-only. Every count, length,
  * offset and shape is checked against the file size and against overflow before it is used:
@@ -570,7 +567,6 @@ KQCL_API kqcl_status kqcl_gguf_writer_add_tensor(kqcl_gguf_writer *w, const char
 
 /* Write everything to `path` as GGUF v3 (the file is replaced; removed again on failure). */
 KQCL_API kqcl_status kqcl_gguf_writer_write(const kqcl_gguf_writer *w, const char *path);
-/* KQCL_GGUF_END */
 
 #ifdef __cplusplus
 }
