@@ -137,6 +137,24 @@ static kqcl_status alloc_parts(kqcl_context *ctx, kqcl_tensor *t)
     return KQCL_OK;
 }
 
+/* Plan t's buffers from the devices' parts `base` (cut into chunks where one allocation cannot
+ * hold a part) and allocate them; t is destroyed on failure. t NULL: the host had no memory. */
+static kqcl_status finish_tensor(kqcl_context *ctx, kqcl_tensor *t, const kq_part *base, int n_base,
+                                 const char *call, kqcl_tensor **out)
+{
+    if (t == NULL)
+        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "%s: no host memory", call);
+    kqcl_status st = plan_parts(ctx, t, base, n_base, call);
+    if (st == KQCL_OK)
+        st = alloc_parts(ctx, t);
+    if (st != KQCL_OK) {
+        kqcl_tensor_destroy(t);
+        return st;
+    }
+    *out = t;
+    return KQCL_OK;
+}
+
 KQCL_API kqcl_status kqcl_tensor_create_on(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols,
                                            int device, kqcl_tensor **out)
 {
@@ -152,18 +170,8 @@ KQCL_API kqcl_status kqcl_tensor_create_on(kqcl_context *ctx, kqcl_type type, in
     if (st != KQCL_OK)
         return st;
     kqcl_tensor *t = new_tensor(ctx, type, rows, cols, KQCL_SPLIT_NONE);
-    if (t == NULL)
-        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_tensor_create: no host memory");
     kq_part whole = {.device = device, .rows = rows, .cols = cols};
-    st = plan_parts(ctx, t, &whole, 1, "kqcl_tensor_create");
-    if (st == KQCL_OK)
-        st = alloc_parts(ctx, t);
-    if (st != KQCL_OK) {
-        kqcl_tensor_destroy(t);
-        return st;
-    }
-    *out = t;
-    return KQCL_OK;
+    return finish_tensor(ctx, t, &whole, 1, "kqcl_tensor_create", out);
 }
 
 KQCL_API kqcl_status kqcl_tensor_create(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols,
@@ -240,19 +248,9 @@ KQCL_API kqcl_status kqcl_tensor_create_split_ex(kqcl_context *ctx, kqcl_type ty
     else
         kq_auto_weights(ctx, weights);
     kqcl_tensor *t = new_tensor(ctx, type, rows, cols, split);
-    if (t == NULL)
-        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_tensor_create_split: no host memory");
     kq_part base[KQ_MAX_DEVICES];
-    int n_base = layout_shares(t, weights, base);
-    st = plan_parts(ctx, t, base, n_base, "kqcl_tensor_create_split");
-    if (st == KQCL_OK)
-        st = alloc_parts(ctx, t);
-    if (st != KQCL_OK) {
-        kqcl_tensor_destroy(t);
-        return st;
-    }
-    *out = t;
-    return KQCL_OK;
+    int n_base = t ? layout_shares(t, weights, base) : 0;
+    return finish_tensor(ctx, t, base, n_base, "kqcl_tensor_create_split", out);
 }
 
 KQCL_API kqcl_status kqcl_tensor_create_split(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols,
