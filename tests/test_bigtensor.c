@@ -53,25 +53,6 @@ static float *read_f32(kqcl_context *ctx, kqcl_tensor *t)
     return out;
 }
 
-static void *random_weights(kqcl_type type, int64_t m, int64_t k)
-{
-    float *f = tu_malloc((size_t)(m * k) * sizeof(float));
-    for (int64_t i = 0; i < m * k; i++)
-        f[i] = tu_uniform() * (1 + (i % 7 == 0) * 4.0f);
-    void *q = tu_malloc((size_t)m * kqcl_row_size(type, k));
-    ck_assert_int_eq(kqcl_quantize(type, f, q, m, k), KQCL_OK);
-    free(f);
-    return q;
-}
-
-static float *random_floats(size_t count)
-{
-    float *x = tu_malloc(count * sizeof(float));
-    for (size_t i = 0; i < count; i++)
-        x[i] = tu_uniform();
-    return x;
-}
-
 static void assert_same_bits(const float *a, const float *b, size_t count, const char *what)
 {
     for (size_t i = 0; i < count; i++)
@@ -148,12 +129,12 @@ static float *matmul_on(kqcl_context *ctx, kqcl_type type, const void *w, const 
 START_TEST(matmul_across_buffers)
 {
     kqcl_type type = types[_i];
-    void *w = random_weights(type, M, K);
+    void *w = tu_random_weights(type, M, K);
     kqcl_context *plain = plain_context(NULL);
     const int ns[] = {1, 5, 70};
     for (int c = 0; c < 3; c++) {
         int n = ns[c];
-        float *x = random_floats((size_t)n * K);
+        float *x = tu_random_floats((size_t)n * K);
         double *ref = tu_malloc((size_t)n * M * sizeof(double)), *mag = tu_malloc((size_t)n * M * sizeof(double));
         tu_host_matmul(type, w, KQCL_TYPE_F32, x, M, K, n, ref, mag);
         for (int kernel = 0; kernel < 2; kernel++) { /* by n (matvec for n <= 8), then tiled */
@@ -182,8 +163,8 @@ START_TEST(matmul_big_activations)
     kqcl_type type = KQCL_TYPE_Q4_K;
     const int64_t m = 200; /* 57,600 bytes of q4_K: one buffer */
     const int n = 70;      /* x 143 KiB, y 56 KiB: x in several */
-    void *w = random_weights(type, m, K);
-    float *x = random_floats((size_t)n * K);
+    void *w = tu_random_weights(type, m, K);
+    float *x = tu_random_floats((size_t)n * K);
     double *ref = tu_malloc((size_t)n * m * sizeof(double)), *mag = tu_malloc((size_t)n * m * sizeof(double));
     tu_host_matmul(type, w, KQCL_TYPE_F32, x, m, K, n, ref, mag);
     kqcl_tensor *wt = make(tu_ctx, type, m, K, w), *xt = make(tu_ctx, KQCL_TYPE_F32, n, K, x);
@@ -194,7 +175,7 @@ START_TEST(matmul_big_activations)
     free(got);
     /* y of 400 rows x 200: several buffers, x cut to fit */
     const int n2 = 400;
-    float *x2 = random_floats((size_t)n2 * K);
+    float *x2 = tu_random_floats((size_t)n2 * K);
     double *ref2 = tu_malloc((size_t)n2 * m * sizeof(double)), *mag2 = tu_malloc((size_t)n2 * m * sizeof(double));
     tu_host_matmul(type, w, KQCL_TYPE_F32, x2, m, K, n2, ref2, mag2);
     kqcl_tensor *xt2 = make(tu_ctx, KQCL_TYPE_F32, n2, K, x2), *yt2 = make(tu_ctx, KQCL_TYPE_F32, n2, m, NULL);
@@ -228,7 +209,7 @@ START_TEST(convert_across_buffers)
     /* q4_K (227 rows a buffer) and q6_K (156) to f32 (32) and f16 (64): cut at different rows */
     kqcl_type from[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q6_K, KQCL_TYPE_F32, KQCL_TYPE_F16};
     for (int s = 0; s < 4; s++) {
-        void *w = random_weights(from[s], M, K);
+        void *w = tu_random_weights(from[s], M, K);
         float *want = tu_malloc((size_t)M * K * sizeof(float));
         TU_OK(kqcl_dequantize(from[s], w, want, M, K));
         kqcl_tensor *src = make(tu_ctx, from[s], M, K, w);
@@ -255,7 +236,7 @@ END_TEST
 START_TEST(reduce_across_buffers)
 {
     const int64_t rows = 300, cols = 700; /* 2,800-byte rows: 23 a buffer */
-    float *x = random_floats((size_t)rows * cols);
+    float *x = tu_random_floats((size_t)rows * cols);
     kqcl_context *plain = plain_context(NULL);
     kqcl_tensor *src = make(tu_ctx, KQCL_TYPE_F32, rows, cols, x), *dst = make(tu_ctx, KQCL_TYPE_F32, rows, 1, NULL);
     kqcl_tensor *psrc = make(plain, KQCL_TYPE_F32, rows, cols, x), *pdst = make(plain, KQCL_TYPE_F32, rows, 1, NULL);
@@ -279,7 +260,7 @@ START_TEST(reduce_across_buffers)
     }
     /* a big dst too: rows x 1 of 20,000 rows is 80,000 bytes */
     const int64_t many = 20000, few = 16;
-    float *x2 = random_floats((size_t)many * few);
+    float *x2 = tu_random_floats((size_t)many * few);
     kqcl_tensor *src2 = make(tu_ctx, KQCL_TYPE_F32, many, few, x2), *dst2 = make(tu_ctx, KQCL_TYPE_F32, many, 1, NULL);
     TU_OK(kqcl_reduce(tu_ctx, KQCL_REDUCE_MAX, src2, dst2));
     float *got = read_f32(tu_ctx, dst2);
@@ -347,7 +328,7 @@ START_TEST(row_split_over_devices)
     }
     kqcl_context *plain = plain_context("all");
     kqcl_type type = types[_i];
-    void *w = random_weights(type, M, K);
+    void *w = tu_random_weights(type, M, K);
     size_t bytes = (size_t)M * kqcl_row_size(type, K);
     kqcl_tensor *wt = NULL;
     ck_assert_int_eq(kqcl_tensor_create_split(ctx, type, M, K, KQCL_SPLIT_ROWS, &wt), KQCL_OK);
@@ -378,7 +359,7 @@ START_TEST(row_split_over_devices)
     const int ns[] = {1, 5, 70};
     for (int c = 0; c < 3; c++) {
         int n = ns[c];
-        float *x = random_floats((size_t)n * K);
+        float *x = tu_random_floats((size_t)n * K);
         double *ref = tu_malloc((size_t)n * M * sizeof(double)), *mag = tu_malloc((size_t)n * M * sizeof(double));
         tu_host_matmul(type, w, KQCL_TYPE_F32, x, M, K, n, ref, mag);
         kqcl_split y_splits[] = {KQCL_SPLIT_NONE, KQCL_SPLIT_ROWS};

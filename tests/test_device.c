@@ -84,21 +84,9 @@ END_TEST
 
 /* ---- matmul: random odd shapes, every weight type with every activation type ------------------ */
 
-/* Random weights of `type` as host bytes, made through the host quantizer. */
-static void *random_weights(kqcl_type type, int64_t m, int64_t k)
-{
-    float *f = tu_malloc((size_t)m * k * sizeof(float));
-    for (int64_t i = 0; i < m * k; i++)
-        f[i] = tu_uniform() * (1 + (i % 7 == 0) * 4.0f);
-    void *q = tu_malloc((size_t)m * kqcl_row_size(type, k));
-    ck_assert_int_eq(kqcl_quantize(type, f, q, m, k), KQCL_OK);
-    free(f);
-    return q;
-}
-
 static void check_random_matmul(kqcl_type wtype, kqcl_type xtype, int64_t m, int64_t k, int n)
 {
-    void *w = random_weights(wtype, m, k);
+    void *w = tu_random_weights(wtype, m, k);
     float *xf = tu_malloc((size_t)n * k * sizeof(float));
     for (int64_t i = 0; i < (int64_t)n * k; i++)
         xf[i] = tu_uniform();
@@ -147,7 +135,7 @@ START_TEST(matmul_unfused_agrees)
     kqcl_type type = kquants[_i];
     int64_t m = 70, k = 512;
     int n = 9;
-    void *w = random_weights(type, m, k);
+    void *w = tu_random_weights(type, m, k);
     float *x = tu_malloc((size_t)n * k * sizeof(float));
     for (int64_t i = 0; i < (int64_t)n * k; i++)
         x[i] = tu_uniform();
@@ -573,29 +561,21 @@ END_TEST
 
 /* ---- the suite ------------------------------------------------------------------------------------- */
 
-static TCase *device_case(const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_add_checked_fixture(tc, tu_context_setup, tu_context_teardown);
-    tcase_set_timeout(tc, 900);
-    return tc;
-}
-
 static Suite *device_suite(void)
 {
     Suite *s = suite_create("device");
-    TCase *tc = device_case("matmul ggml reference");
+    TCase *tc = tu_context_case("matmul ggml reference");
     tcase_add_loop_test(tc, matvec_matches_ggml_reference, 0, 4);
     tcase_add_loop_test(tc, tiled_matches_ggml_reference, 0, 4);
     tcase_add_loop_test(tc, default_kernel_matches_ggml_reference, 0, 4);
     suite_add_tcase(s, tc);
 
-    tc = device_case("matmul random shapes");
+    tc = tu_context_case("matmul random shapes");
     tcase_add_loop_test(tc, matmul_random_odd_shapes, 0, (int)(sizeof weight_types / sizeof weight_types[0]));
     tcase_add_loop_test(tc, matmul_unfused_agrees, 0, 4);
     suite_add_tcase(s, tc);
 
-    tc = device_case("convert");
+    tc = tu_context_case("convert");
     tcase_add_test(tc, convert_f32_to_half_and_bf16_bit_exact);
     tcase_add_test(tc, convert_every_half_and_bf16_to_f32);
     tcase_add_test(tc, convert_between_half_and_bf16);
@@ -603,13 +583,13 @@ static Suite *device_suite(void)
     tcase_add_test(tc, convert_same_type_copies_and_rejects_quant_targets);
     suite_add_tcase(s, tc);
 
-    tc = device_case("reduce");
+    tc = tu_context_case("reduce");
     tcase_add_test(tc, reduce_random_rows_every_length);
     tcase_add_test(tc, reduce_is_compensated);
     tcase_add_test(tc, reduce_max_min_propagate_nan);
     suite_add_tcase(s, tc);
 
-    tc = device_case("api");
+    tc = tu_context_case("api");
     tcase_add_test(tc, api_rejects_bad_input_and_stays_usable);
     tcase_add_test(tc, device_spec_grammar);
     tcase_add_test(tc, build_failure_reports_the_log);

@@ -25,25 +25,6 @@ static void uneven(double *f)
         f[d] = d + 1;
 }
 
-static void *random_weights(kqcl_type type, int64_t m, int64_t k)
-{
-    float *f = tu_malloc((size_t)(m * k) * sizeof(float));
-    for (int64_t i = 0; i < m * k; i++)
-        f[i] = tu_uniform() * (1 + (i % 7 == 0) * 4.0f);
-    void *q = tu_malloc((size_t)m * kqcl_row_size(type, k));
-    ck_assert_int_eq(kqcl_quantize(type, f, q, m, k), KQCL_OK);
-    free(f);
-    return q;
-}
-
-static float *random_floats(size_t count)
-{
-    float *x = tu_malloc(count * sizeof(float));
-    for (size_t i = 0; i < count; i++)
-        x[i] = tu_uniform();
-    return x;
-}
-
 static kqcl_tensor *placed(kqcl_type type, int64_t rows, int64_t cols, kqcl_split split, const double *fractions,
                            const void *host)
 {
@@ -95,7 +76,7 @@ START_TEST(write_read_roundtrip_every_split)
 {
     kqcl_type type = weight_types[_i];
     const int64_t m = 13, k = 5 * 256;
-    void *w = random_weights(type, m, k);
+    void *w = tu_random_weights(type, m, k);
     size_t bytes = (size_t)m * kqcl_row_size(type, k);
     double f[64];
     uneven(f);
@@ -137,11 +118,11 @@ END_TEST
 
 static void check_row_split(kqcl_type type, int64_t m, int64_t k, const double *fractions, kqcl_split y_split)
 {
-    void *w = random_weights(type, m, k);
+    void *w = tu_random_weights(type, m, k);
     kqcl_tensor *wt = placed(type, m, k, KQCL_SPLIT_ROWS, fractions, w);
     for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) {
         int n = ns[c];
-        float *x = random_floats((size_t)(n * k));
+        float *x = tu_random_floats((size_t)(n * k));
         kqcl_tensor *xt = on_device(KQCL_TYPE_F32, n, k, 0, x);
         kqcl_tensor *yt = poisoned(n, m, y_split, n_dev() - 1);
         TU_OK(kqcl_matmul(tu_ctx, wt, xt, yt));
@@ -195,12 +176,12 @@ END_TEST
 
 static void check_col_split(kqcl_type type, int64_t m, int64_t k, const double *fractions)
 {
-    void *w = random_weights(type, m, k);
+    void *w = tu_random_weights(type, m, k);
     kqcl_tensor *wt = placed(type, m, k, KQCL_SPLIT_COLS, fractions, w);
     kqcl_split y_splits[] = {KQCL_SPLIT_NONE, KQCL_SPLIT_REPLICATE, KQCL_SPLIT_ROWS};
     for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) {
         int n = ns[c];
-        float *x = random_floats((size_t)(n * k));
+        float *x = tu_random_floats((size_t)(n * k));
         double *ref = tu_malloc((size_t)(n * m) * sizeof(double)), *mag = tu_malloc((size_t)(n * m) * sizeof(double));
         tu_host_matmul(type, w, KQCL_TYPE_F32, x, m, k, n, ref, mag);
         /* X whole on the last device, and X split by columns like W (no staging) */
@@ -259,8 +240,8 @@ START_TEST(data_parallel_replicated_w)
     kqcl_type type = weight_types[_i];
     const int64_t m = 24, k = 512;
     const int n = 11;
-    void *w = random_weights(type, m, k);
-    float *x = random_floats((size_t)(n * k));
+    void *w = tu_random_weights(type, m, k);
+    float *x = tu_random_floats((size_t)(n * k));
     double f[64];
     uneven(f);
     kqcl_tensor *wt = placed(type, m, k, KQCL_SPLIT_REPLICATE, NULL, w);
@@ -381,7 +362,7 @@ END_TEST
 START_TEST(copy_gather_scatter_allgather)
 {
     const int64_t rows = 7, cols = 3 * 256;
-    void *w = random_weights(KQCL_TYPE_Q5_K, rows, cols);
+    void *w = tu_random_weights(KQCL_TYPE_Q5_K, rows, cols);
     size_t bytes = (size_t)rows * kqcl_row_size(KQCL_TYPE_Q5_K, cols);
     double f[64];
     uneven(f);
@@ -416,7 +397,7 @@ END_TEST
 START_TEST(convert_and_reduce_per_part)
 {
     const int64_t rows = 9, cols = 300;
-    float *x = random_floats((size_t)(rows * cols));
+    float *x = tu_random_floats((size_t)(rows * cols));
     double f[64];
     uneven(f);
     kqcl_tensor *src = placed(KQCL_TYPE_F32, rows, cols, KQCL_SPLIT_ROWS, f, x);
@@ -454,13 +435,13 @@ START_TEST(pipeline_across_devices_matches_one_device)
     void *w[3];
     kqcl_tensor *staged[3], *alone[3];
     for (int i = 0; i < L; i++) {
-        w[i] = random_weights(types[i], dims[i + 1], dims[i]);
+        w[i] = tu_random_weights(types[i], dims[i + 1], dims[i]);
         /* layer 0 on the last device, layer 1 on device 0, layer 2 split by rows */
         staged[i] = i == 2 ? placed(types[i], dims[i + 1], dims[i], KQCL_SPLIT_ROWS, NULL, w[i])
                            : on_device(types[i], dims[i + 1], dims[i], i == 0 ? n_dev() - 1 : 0, w[i]);
         alone[i] = on_device(types[i], dims[i + 1], dims[i], 0, w[i]);
     }
-    float *x = random_floats((size_t)(n * dims[0]));
+    float *x = tu_random_floats((size_t)(n * dims[0]));
     kqcl_tensor *xt = on_device(KQCL_TYPE_F32, n, dims[0], 0, x);
     kqcl_tensor *y1 = poisoned(n, dims[3], KQCL_SPLIT_NONE, 0), *y2 = poisoned(n, dims[3], KQCL_SPLIT_NONE, 0);
     TU_OK(kqcl_pipeline_run(tu_ctx, L, (const kqcl_tensor *const *)staged, xt, y1));
@@ -615,39 +596,31 @@ END_TEST
 
 /* ---- the suite ------------------------------------------------------------------------------------------------ */
 
-static TCase *multi_case(const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_add_checked_fixture(tc, tu_context_setup, tu_context_teardown);
-    tcase_set_timeout(tc, 900);
-    return tc;
-}
-
 int main(void)
 {
     tu_seed(7);
     Suite *s = suite_create("multi");
-    TCase *tc = multi_case("placement");
+    TCase *tc = tu_context_case("placement");
     tcase_add_loop_test(tc, write_read_roundtrip_every_split, 0, N_WTYPES);
     tcase_add_test(tc, multi_api_rejects_bad_input);
     suite_add_tcase(s, tc);
-    tc = multi_case("tensor parallel");
+    tc = tu_context_case("tensor parallel");
     tcase_add_loop_test(tc, row_split_bit_identical_to_one_device, 0, N_WTYPES);
     tcase_add_test(tc, row_split_more_devices_than_rows);
     tcase_add_loop_test(tc, col_split_matches_host_reference, 0, N_WTYPES);
     tcase_add_test(tc, col_split_one_block);
     suite_add_tcase(s, tc);
-    tc = multi_case("data and pipeline parallel");
+    tc = tu_context_case("data and pipeline parallel");
     tcase_add_loop_test(tc, data_parallel_replicated_w, 0, N_WTYPES);
     tcase_add_test(tc, pipeline_across_devices_matches_one_device);
     tcase_add_test(tc, convert_and_reduce_per_part);
     suite_add_tcase(s, tc);
-    tc = multi_case("collectives");
+    tc = tu_context_case("collectives");
     tcase_add_test(tc, allreduce_sum_max_min_bit_exact);
     tcase_add_test(tc, broadcast_from_each_device);
     tcase_add_test(tc, copy_gather_scatter_allgather);
     suite_add_tcase(s, tc);
-    tc = multi_case("planning");
+    tc = tu_context_case("planning");
     tcase_add_test(tc, measured_speeds_steer_shares);
     tcase_add_test(tc, planner_balances_and_chooses);
     tcase_add_test(tc, plan_devices_of_the_context);

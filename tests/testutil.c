@@ -120,3 +120,30 @@ int tu_run_suite(Suite *s)
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
+
+void *tu_random_weights(kqcl_type type, int64_t m, int64_t k)
+{
+    float *f = tu_malloc((size_t)m * (size_t)k * sizeof(float));
+    for (int64_t i = 0; i < m * k; i++)
+        f[i] = tu_uniform() * (1 + (i % 7 == 0) * 4.0f);
+    void *q = tu_malloc((size_t)m * kqcl_row_size(type, k));
+    ck_assert_int_eq(kqcl_quantize(type, f, q, m, k), KQCL_OK);
+    free(f);
+    return q;
+}
+
+float *tu_random_floats(size_t count)
+{
+    float *x = tu_malloc(count * sizeof(float));
+    for (size_t i = 0; i < count; i++)
+        x[i] = tu_uniform();
+    return x;
+}
+
+TCase *tu_context_case(const char *name)
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, tu_context_setup, tu_context_teardown);
+    tcase_set_timeout(tc, 900);
+    return tc;
+}

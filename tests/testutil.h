@@ -38,6 +38,16 @@ kqcl_tensor *tu_poisoned_f32(int64_t rows, int64_t cols);
 /* Read back an f32 tensor into a new host array. */
 float *tu_read_f32(kqcl_tensor *t);
 
+/* Random weights of `type` (m x k) as host bytes in ggml layout, through the host quantizer:
+ * uniform in [-1, 1) with every 7th value 5x larger. Free with free(). */
+void *tu_random_weights(kqcl_type type, int64_t m, int64_t k);
+
+/* `count` floats uniform in [-1, 1). Free with free(). */
+float *tu_random_floats(size_t count);
+
+/* A test case whose tests each get a fresh context (tu_ctx) and a generous timeout. */
+TCase *tu_context_case(const char *name);
+
 /* Y = X . W^T in float64 from host-decoded operands (W: m x k of wtype, X: n x k of xtype, in
  * ggml layout), and mag[j*m + r] = sum |w x|: the scale the rounding of a float sum grows with. */
 void tu_host_matmul(kqcl_type wtype, const void *w, kqcl_type xtype, const void *x, int64_t m, int64_t k, int n,
