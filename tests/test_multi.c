@@ -156,18 +156,24 @@ START_TEST(row_split_bit_identical_to_one_device)
 }
 END_TEST
 
-START_TEST(row_split_more_devices_than_rows)
+/* How many devices hold a part of t. */
+static int devices_holding(const kqcl_tensor *t)
 {
-    /* one row: one device computes it, the others hold nothing */
-    check_row_split(KQCL_TYPE_Q4_K, 1, 512, NULL, KQCL_SPLIT_COLS);
-    kqcl_tensor *t = placed(KQCL_TYPE_Q4_K, 1, 512, KQCL_SPLIT_ROWS, NULL, NULL);
     int holders = 0;
     for (int d = 0; d < n_dev(); d++) {
         int64_t first, count;
         TU_OK(kqcl_tensor_part(t, d, &first, &count));
         holders += count > 0;
     }
-    ck_assert_int_eq(holders, 1);
+    return holders;
+}
+
+START_TEST(row_split_more_devices_than_rows)
+{
+    /* one row: one device computes it, the others hold nothing */
+    check_row_split(KQCL_TYPE_Q4_K, 1, 512, NULL, KQCL_SPLIT_COLS);
+    kqcl_tensor *t = placed(KQCL_TYPE_Q4_K, 1, 512, KQCL_SPLIT_ROWS, NULL, NULL);
+    ck_assert_int_eq(devices_holding(t), 1);
     kqcl_tensor_destroy(t);
 }
 END_TEST
@@ -222,13 +228,7 @@ START_TEST(col_split_one_block)
     /* one 256-value block: a single device holds it all */
     check_col_split(KQCL_TYPE_Q6_K, 9, 256, NULL);
     kqcl_tensor *t = placed(KQCL_TYPE_Q6_K, 9, 256, KQCL_SPLIT_COLS, NULL, NULL);
-    int holders = 0;
-    for (int d = 0; d < n_dev(); d++) {
-        int64_t first, count;
-        TU_OK(kqcl_tensor_part(t, d, &first, &count));
-        holders += count > 0;
-    }
-    ck_assert_int_eq(holders, 1);
+    ck_assert_int_eq(devices_holding(t), 1);
     kqcl_tensor_destroy(t);
 }
 END_TEST

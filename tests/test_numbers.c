@@ -32,14 +32,6 @@ static void *quantized(kqcl_type type, const float *f, int64_t rows, int64_t col
     return q;
 }
 
-static float *uniform(size_t count)
-{
-    float *f = tu_malloc(count * sizeof(float));
-    for (size_t i = 0; i < count; i++)
-        f[i] = tu_uniform();
-    return f;
-}
-
 /* The f16 super-block scale d (which = 0) or dmin (which = 1) of block b of row r. q8_K's d is an
  * f32: it gets the f32 value of the half. */
 static void set_scale(kqcl_type type, unsigned char *w, int64_t k, int64_t r, int64_t b, int which, uint16_t half)
@@ -98,7 +90,7 @@ START_TEST(nan_and_inf_scales_poison_only_their_rows)
     kqcl_type type = kquants[_i];
     enum { M = 7, K = 512 };
     tu_seed(300 + _i);
-    float *wf = uniform(M * K);
+    float *wf = tu_random_floats(M * K);
     unsigned char *w = quantized(type, wf, M, K);
     set_scale(type, w, K, 1, 1, 0, HALF_NAN);    /* row 1: d = NaN in its second block */
     set_scale(type, w, K, 3, 0, 0, HALF_INF);    /* row 3: d = +Inf */
@@ -109,7 +101,7 @@ START_TEST(nan_and_inf_scales_poison_only_their_rows)
     for (size_t xi = 0; xi < sizeof float_types / sizeof float_types[0]; xi++)
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             int n = ns[ni];
-            float *xf = uniform((size_t)n * K);
+            float *xf = tu_random_floats((size_t)n * K);
             void *x = quantized(float_types[xi], xf, n, K);
             double ref[33 * M], mag[33 * M];
             tu_host_matmul(type, w, float_types[xi], x, M, K, n, ref, mag);
@@ -134,14 +126,14 @@ START_TEST(nan_and_inf_float_weights_poison_only_their_rows)
     kqcl_type type = types[_i];
     enum { M = 6, K = 300 };
     tu_seed(320 + _i);
-    float *wf = uniform(M * K);
+    float *wf = tu_random_floats(M * K);
     wf[1 * K + 17] = NAN;
     wf[2 * K + 299] = INFINITY;
     wf[4 * K + 0] = -INFINITY;
     void *w = quantized(type, wf, M, K);
     for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
         int n = ns[ni];
-        float *x = uniform((size_t)n * K);
+        float *x = tu_random_floats((size_t)n * K);
         double ref[33 * M], mag[33 * M];
         tu_host_matmul(type, w, KQCL_TYPE_F32, x, M, K, n, ref, mag);
         float *got = device_matmul(type, w, KQCL_TYPE_F32, x, M, K, n);
@@ -162,13 +154,13 @@ START_TEST(nan_and_inf_activations_poison_only_their_columns)
     int64_t k = kqcl_block_size(type) == 256 ? 512 : 136;
     enum { M = 37 };
     tu_seed(340 + _i);
-    float *wf = uniform((size_t)M * k);
+    float *wf = tu_random_floats((size_t)M * k);
     void *w = quantized(type, wf, M, k);
     static const int sizes[] = {5, 12};
     for (size_t xi = 0; xi < sizeof float_types / sizeof float_types[0]; xi++)
         for (size_t si = 0; si < 2; si++) {
             int n = sizes[si];
-            float *xf = uniform((size_t)n * k);
+            float *xf = tu_random_floats((size_t)n * k);
             xf[1 * k + 100] = NAN;                               /* x row 1: a NaN */
             xf[3 * k + 7] = INFINITY;                            /* x row 3: +Inf */
             xf[4 * k + 8] = INFINITY, xf[4 * k + 9] = -INFINITY; /* x row 4: both */
@@ -198,7 +190,7 @@ START_TEST(subnormal_half_scales_match_the_host)
     kqcl_type type = kquants[_i];
     enum { M = 19, K = 768 };
     tu_seed(360 + _i);
-    float *wf = uniform(M * K);
+    float *wf = tu_random_floats(M * K);
     unsigned char *w = quantized(type, wf, M, K);
     for (int r = 0; r < M; r++)
         for (int b = 0; b < K / 256; b++) {
@@ -212,7 +204,7 @@ START_TEST(subnormal_half_scales_match_the_host)
         }
     for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
         int n = ns[ni];
-        float *x = uniform((size_t)n * K);
+        float *x = tu_random_floats((size_t)n * K);
         double ref[33 * M], mag[33 * M];
         tu_host_matmul(type, w, KQCL_TYPE_F32, x, M, K, n, ref, mag);
         for (int i = 0; i < n * M; i++) /* the scales really are tiny: |w| < 2^-14 * 63 * 63 */
@@ -231,14 +223,14 @@ START_TEST(subnormal_f32_scale_q8_K_bounded)
 {
     enum { M = 5, K = 512, N = 2 };
     tu_seed(380);
-    float *wf = uniform(M * K);
+    float *wf = tu_random_floats(M * K);
     unsigned char *w = quantized(KQCL_TYPE_Q8_K, wf, M, K);
     for (int r = 0; r < M; r++)
         for (int b = 0; b < K / 256; b++) {
             float d = FLT_MIN / (float)(2 + r * 7 + b); /* subnormal */
             memcpy(w + (size_t)r * kqcl_row_size(KQCL_TYPE_Q8_K, K) + (size_t)b * 292, &d, sizeof d);
         }
-    float *x = uniform(N * K);
+    float *x = tu_random_floats(N * K);
     double ref[N * M], mag[N * M];
     tu_host_matmul(KQCL_TYPE_Q8_K, w, KQCL_TYPE_F32, x, M, K, N, ref, mag);
     float *got = device_matmul(KQCL_TYPE_Q8_K, w, KQCL_TYPE_F32, x, M, K, N);
@@ -281,11 +273,11 @@ START_TEST(longest_rows)
     enum { M = 3 };
     tu_seed(400);
     unsigned char *wq = random_q4_K(M, k);
-    float *wf = uniform((size_t)M * k);
+    float *wf = tu_random_floats((size_t)M * k);
     static const int sizes[] = {1, 9};
     for (int si = 0; si < 2; si++) {
         int n = sizes[si];
-        float *x = uniform((size_t)n * k);
+        float *x = tu_random_floats((size_t)n * k);
         double ref[9 * M], mag[9 * M];
         /* f32 accumulation over 2^20 products: a looser bound than the usual 1e-6 sum |w x| */
         tu_host_matmul(KQCL_TYPE_Q4_K, wq, KQCL_TYPE_F32, x, M, k, n, ref, mag);
@@ -311,7 +303,7 @@ START_TEST(most_rows)
     static const int sizes[] = {1, 9};
     for (int si = 0; si < 2; si++) {
         int n = sizes[si];
-        float *x = uniform((size_t)n * k);
+        float *x = tu_random_floats((size_t)n * k);
         kqcl_tensor *xt = tu_tensor(KQCL_TYPE_F32, n, k, x), *y = tu_poisoned_f32(n, m);
         TU_OK(kqcl_matmul(tu_ctx, wt, xt, y));
         float *got = tu_read_f32(y);
