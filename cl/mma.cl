@@ -357,9 +357,14 @@ inline void stage_store(const stage_regs *r, __local uint2 *bl, __local float *s
 #endif
 }
 
+/* Work-group (i, j, s) computes its tile over the s-th of get_num_groups(2) equal runs of k's
+ * blocks (the last one shorter): split 0 writes y, split s > 0 part[s-1], and sum_splits adds
+ * them in split order. The runs depend on k alone, so a row's bits do not depend on m -- a
+ * row-split matrix gives the bits of the whole one -- and a part of a split matrix still makes
+ * enough work-groups for every SM. */
 __kernel __attribute__((reqd_work_group_size(32 * WARPS, 1, 1)))
 void matmul_mma(const __global uchar *w, ulong w_row_bytes, const __global uint *xs, const __global float *xsum,
-                __global float *y, int m, int k, int n)
+                __global float *y, __global float *part, int m, int k, int n)
 {
     __local uint2 bl[STAGE_SLICES * NT * 3 * 32];
     __local float sl_sum[(STAGE_SLICES / 2) * WG_COLS];
@@ -383,16 +388,19 @@ void matmul_mma(const __global uchar *w, ulong w_row_bytes, const __global uint 
             for (int i = 0; i < 4; i++)
                 acc[mt][nt][i] = c[mt][nt][i] = 0.0f;
 
-    int stages = (k / QK_K) * (16 / STAGE_SLICES);
+    int split = get_group_id(2), per_split = (k / QK_K + get_num_groups(2) - 1) / get_num_groups(2);
+    int b0 = split * per_split, b1 = min(b0 + per_split, k / QK_K);
+    int stages = max(b1 - b0, 0) * (16 / STAGE_SLICES);
     stage_regs next;
-    stage_load(&next, xs, xsum, col0, n, k, 0, 0, lid);
+    if (stages > 0)
+        stage_load(&next, xs, xsum, col0, n, k, b0, 0, lid);
     for (int st = 0; st < stages; st++) {
-        int b = st / (16 / STAGE_SLICES), sl0 = (st % (16 / STAGE_SLICES)) * STAGE_SLICES;
+        int b = b0 + st / (16 / STAGE_SLICES), sl0 = (st % (16 / STAGE_SLICES)) * STAGE_SLICES;
         barrier(CLK_LOCAL_MEM_FENCE);
         stage_store(&next, bl, sl_sum, lid);
         barrier(CLK_LOCAL_MEM_FENCE);
         if (st + 1 < stages)
-            stage_load(&next, xs, xsum, col0, n, k, (st + 1) / (16 / STAGE_SLICES),
+            stage_load(&next, xs, xsum, col0, n, k, b0 + (st + 1) / (16 / STAGE_SLICES),
                        ((st + 1) % (16 / STAGE_SLICES)) * STAGE_SLICES, lid);
         {
             for (int s = 0; s < STAGE_SLICES; s++) {
@@ -447,6 +455,7 @@ void matmul_mma(const __global uchar *w, ulong w_row_bytes, const __global uint 
         }
     }
 
+    __global float *out = split == 0 ? y : part + (size_t)(split - 1) * m * n;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -455,6 +464,17 @@ void matmul_mma(const __global uchar *w, ulong w_row_bytes, const __global uint 
             for (int i = 0; i < 4; i++) {
                 int row = row0 + 16 * mt + g + 8 * (i >> 1), col = col0 + 8 * nt + 2 * t + (i & 1);
                 if (row < m && col < n)
-                    y[(size_t)col * m + row] = acc[mt][nt][i];
+                    out[(size_t)col * m + row] = acc[mt][nt][i];
             }
+}
+
+/* y += part[0] + part[1] + ..., left to right: the k-splits of matmul_mma in order. */
+__kernel void sum_splits(__global float *y, const __global float *part, ulong count, int parts)
+{
+    for (ulong i = get_global_id(0); i < count; i += get_global_size(0)) {
+        float acc = y[i];
+        for (int s = 0; s < parts; s++)
+            acc += part[s * count + i];
+        y[i] = acc;
+    }
 }

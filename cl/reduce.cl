@@ -6,6 +6,7 @@
  *
  * Options: XTYPE (source type), REDUCE_OP (0 sum, 1 max, 2 min, 3 mean, 4 sum of squares),
  * REDUCE_WG (work-group size, a power of two).
+ * combine_copies (at the end) is the device stage of the collectives.
  */
 #ifndef REDUCE_OP
 #define REDUCE_OP 0
@@ -92,5 +93,35 @@ void reduce_rows(const __global XT *src, __global float *dst, int cols)
         total = total / (float)cols;
 #endif
         dst[get_group_id(0)] = total;
+    }
+}
+
+/* ---- collectives (collective.c): a chunk of every device's copy, combined on one device ----- */
+
+/* acc op v as the host stage combines them: the first NaN wins MAX and MIN. */
+inline float combine_pair(float acc, float v)
+{
+#if REDUCE_OP == OP_MAX
+    return isnan(acc) ? acc : isnan(v) ? v : v > acc ? v : acc;
+#elif REDUCE_OP == OP_MIN
+    return isnan(acc) ? acc : isnan(v) ? v : v < acc ? v : acc;
+#else
+    return acc + v;
+#endif
+}
+
+/* own[own_at + i] = copy 0 op copy 1 op ... op copy (copies - 1), left to right in device order,
+ * where copy own_pos is own's and the others lie `stride` floats apart from others[others_at]:
+ * the same order, so the same bits, as the host stage. */
+__kernel void combine_copies(__global float *own, ulong own_at, const __global float *others, ulong others_at,
+                             ulong stride, uint count, int copies, int own_pos)
+{
+    for (size_t i = get_global_id(0); i < count; i += get_global_size(0)) {
+        float acc = 0.0f;
+        for (int c = 0; c < copies; c++) {
+            float v = c == own_pos ? own[own_at + i] : others[others_at + (size_t)(c - (c > own_pos)) * stride + i];
+            acc = c == 0 ? v : combine_pair(acc, v);
+        }
+        own[own_at + i] = acc;
     }
 }

@@ -3,18 +3,28 @@
  * ranks), staged through pinned host memory.
  *
  * The buffers are cut into chunks. For each chunk the devices' copies are read into pinned
- * staging slots (their own device->host queue), combined on the host in device order, and
- * written back (their own host->device queue). The reads of chunk c are queued before chunk
- * c-1 is combined, and the writes of c-1 run while c+1 is read: the device->host copy of one
- * chunk, the host reduction of the previous one and the host->device copy of the one before
- * overlap. Large buffers are cut into slices, one host thread each, so sums run on several
- * cores; every element is still combined in one fixed order, so the bits never depend on timing.
+ * staging slots (their own device->host queue), combined in device order, and written back
+ * (their own host->device queue). Large buffers are cut into slices, one host thread each.
+ * Every element is combined in one fixed order, so the bits never depend on timing.
+ *
+ * Where the chunk is combined:
+ *  - on the host (across ranks, or KQCL_COLL_SUMS=host): the reads of chunk c are queued before
+ *    chunk c-1 is combined, and the writes of c-1 run while c+1 is read, so the device->host
+ *    copy of one chunk, the host reduction of the previous one and the host->device copy of
+ *    the one before overlap;
+ *  - on a device (the default within a process): chunk c belongs to one device in turn, the
+ *    owner. The others' copies go through the staging slots into the owner's scratch memory,
+ *    a kernel (reduce.cl's combine_copies) combines them there in device order, and the result
+ *    goes back through the owner's slot to the others: the host only moves bytes, which at
+ *    hundreds of MiB its sums could not keep up with (doc/perf.md, runs 9 and 12). Three steps a
+ *    chunk -- reads, combine, writes -- with the steps of three chunks in flight at once.
  *
  * Ordering with compute: each device's compute queue gets a marker (what the copies wait for)
  * and then a barrier on a user event that opens when the collective is done -- work queued
  * later waits on the queue, and the host may go on.
  */
 #include "parallel.h"
+#include "program.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,7 +32,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RING 3                        /* staging slots per slice and device */
+#define RING 3                        /* staging slots per slice and device, host sums */
+#define DEVICE_RING 4                 /* the same with sums on the devices: three steps in flight */
+#define MAX_RING 4
 #define DEFAULT_CHUNK (1u << 20)      /* bytes; KQCL_COLL_CHUNK_KIB overrides */
 #define MAX_THREADS 8
 #define SMALL_BYTES (64u << 10)       /* blocking collectives up to this take the direct path */
@@ -35,10 +47,16 @@ struct kqcl_request {
     int root_rank;
     size_t bytes, chunk;
     int n_threads;
+    int ring;        /* staging slots per slice and device */
+    bool on_devices; /* each chunk combined on its owner device (else on the host) */
     int n;                          /* devices taking part, in device order */
     int devs[KQ_MAX_DEVICES];
     cl_mem bufs[KQ_MAX_DEVICES];    /* retained */
     cl_event marker[KQ_MAX_DEVICES], gate[KQ_MAX_DEVICES];
+    /* on_devices: per device, scratch for the other copies of the chunks it owns (slice x slot
+     * x other copy), and a combine kernel per slice (a kernel's arguments are per object). */
+    cl_mem scratch[KQ_MAX_DEVICES];
+    cl_kernel combine[MAX_THREADS][KQ_MAX_DEVICES];
     kq_multi *m;
     kq_stage *stage;
     pthread_t driver;
@@ -203,7 +221,15 @@ static void combine(int op, float *restrict acc, const float *restrict src, size
 static unsigned char *slot_of(const slice *s, int dev, size_t c)
 {
     kqcl_request *r = s->r;
-    return r->stage->host[dev] + ((size_t)s->index * RING + c % RING) * r->chunk;
+    return r->stage->host[dev] + ((size_t)s->index * r->ring + c % r->ring) * r->chunk;
+}
+
+/* Chunk c's byte offset and length. */
+static size_t chunk_at(const slice *s, size_t c, size_t *len)
+{
+    size_t off = s->lo + c * s->r->chunk;
+    *len = s->hi - off < s->r->chunk ? s->hi - off : s->r->chunk;
+    return off;
 }
 
 static void wait_release(kqcl_request *r, cl_event *ev, const char *what)
@@ -221,23 +247,34 @@ static void wait_release(kqcl_request *r, cl_event *ev, const char *what)
 }
 
 typedef struct slice_events {
-    cl_event rd[KQ_MAX_DEVICES][RING], wr[KQ_MAX_DEVICES][RING];
+    cl_event rd[KQ_MAX_DEVICES][MAX_RING], wr[KQ_MAX_DEVICES][MAX_RING];
+    cl_event result[MAX_RING]; /* on_devices: the owner's combined chunk read back */
 } slice_events;
 
-/* Queue the device->host copies of chunk c (all copies for a reduction, the root's for a
- * broadcast), once the slot's previous writes are done. */
+/* The device position that combines chunk c (on_devices): the devices take turns. */
+static int owner_of(const slice *s, size_t c) { return (int)(((size_t)s->index + c) % (size_t)s->r->n); }
+
+/* Whether chunk c of device position i is read to the host: a broadcast reads the root's, a
+ * host reduction every copy, a device reduction every copy but the owner's. */
+static bool reads_copy(const slice *s, size_t c, int i)
+{
+    kqcl_request *r = s->r;
+    return r->op == KQ_COLL_BCAST ? i == r->root_pos : !r->on_devices || i != owner_of(s, c);
+}
+
+/* Queue the device->host copies of chunk c, once the slot's previous writes are done. */
 static void issue_reads(slice *s, slice_events *e, size_t c)
 {
     kqcl_request *r = s->r;
-    size_t off = s->lo + c * r->chunk, len = s->hi - off < r->chunk ? s->hi - off : r->chunk;
+    size_t len, off = chunk_at(s, c, &len);
     for (int i = 0; i < r->n; i++)
-        wait_release(r, &e->wr[i][c % RING], "host->device copy");
+        wait_release(r, &e->wr[i][c % r->ring], "host->device copy");
     for (int i = 0; i < r->n && !failed(r); i++) {
-        if (r->op == KQ_COLL_BCAST && i != r->root_pos)
+        if (!reads_copy(s, c, i))
             continue;
         int d = r->devs[i];
         cl_int err = clEnqueueReadBuffer(r->m->d2h[d], r->bufs[i], CL_FALSE, off, len, slot_of(s, d, c), 1,
-                                         &r->marker[i], &e->rd[i][c % RING]);
+                                         &r->marker[i], &e->rd[i][c % r->ring]);
         if (err == CL_SUCCESS)
             err = clFlush(r->m->d2h[d]);
         if (err != CL_SUCCESS)
@@ -249,9 +286,9 @@ static void issue_reads(slice *s, slice_events *e, size_t c)
 static void reduce_and_write(slice *s, slice_events *e, size_t c)
 {
     kqcl_request *r = s->r;
-    size_t off = s->lo + c * r->chunk, len = s->hi - off < r->chunk ? s->hi - off : r->chunk;
+    size_t len, off = chunk_at(s, c, &len);
     for (int i = 0; i < r->n; i++)
-        wait_release(r, &e->rd[i][c % RING], "device->host copy");
+        wait_release(r, &e->rd[i][c % r->ring], "device->host copy");
     if (failed(r))
         return;
     int src_pos = r->op == KQ_COLL_BCAST ? (r->root_pos >= 0 ? r->root_pos : 0) : 0;
@@ -271,7 +308,73 @@ static void reduce_and_write(slice *s, slice_events *e, size_t c)
         if (r->op == KQ_COLL_BCAST && i == r->root_pos)
             continue;
         int d = r->devs[i];
-        cl_int err = clEnqueueWriteBuffer(r->m->h2d[d], r->bufs[i], CL_FALSE, off, len, acc, 0, NULL, &e->wr[i][c % RING]);
+        cl_int err = clEnqueueWriteBuffer(r->m->h2d[d], r->bufs[i], CL_FALSE, off, len, acc, 0, NULL,
+                                          &e->wr[i][c % r->ring]);
+        if (err == CL_SUCCESS)
+            err = clFlush(r->m->h2d[d]);
+        if (err != CL_SUCCESS)
+            record(r, err, "queueing a host->device copy");
+    }
+}
+
+/* on_devices, step 2 of chunk c: once the other copies are read, write them into the owner's
+ * scratch, combine them with the owner's copy there, and read the result into the owner's
+ * slot. The owner's copy is not touched before the work queued ahead of the collective is
+ * done (its marker); the copies into scratch need not wait for it. */
+static void combine_on_owner(slice *s, slice_events *e, size_t c)
+{
+    kqcl_request *r = s->r;
+    size_t len, off = chunk_at(s, c, &len);
+    int o = owner_of(s, c), d = r->devs[o], k = (int)(c % r->ring);
+    for (int i = 0; i < r->n; i++)
+        wait_release(r, &e->rd[i][k], "device->host copy");
+    if (failed(r))
+        return;
+    cl_command_queue in = r->m->h2d[d];
+    size_t base = ((size_t)s->index * r->ring + k) * (size_t)(r->n - 1) * r->chunk; /* bytes into scratch */
+    cl_int err = CL_SUCCESS;
+    for (int i = 0, j = 0; i < r->n && err == CL_SUCCESS; i++)
+        if (i != o)
+            err = clEnqueueWriteBuffer(in, r->scratch[o], CL_FALSE, base + (size_t)j++ * r->chunk, len,
+                                       slot_of(s, r->devs[i], c), 0, NULL, NULL);
+    cl_ulong own_at = off / sizeof(float), others_at = base / sizeof(float), stride = r->chunk / sizeof(float);
+    cl_uint count = (cl_uint)(len / sizeof(float));
+    cl_int copies = r->n, own_pos = o;
+    cl_kernel kernel = r->combine[s->index][o];
+    if (err == CL_SUCCESS)
+        err = kq_set_args(kernel, 8, sizeof(cl_mem), &r->bufs[o], sizeof own_at, &own_at, sizeof(cl_mem), &r->scratch[o],
+                          sizeof others_at, &others_at, sizeof stride, &stride, sizeof count, &count, sizeof copies,
+                          &copies, sizeof own_pos, &own_pos);
+    size_t local = 64, global = ((count < 65536 ? count : 65536) + local - 1) / local * local;
+    cl_event combined = NULL;
+    if (err == CL_SUCCESS)
+        err = clEnqueueNDRangeKernel(in, kernel, 1, NULL, &global, &local, 1, &r->marker[o], &combined);
+    if (err == CL_SUCCESS)
+        err = clFlush(in);
+    if (err == CL_SUCCESS)
+        err = clEnqueueReadBuffer(r->m->d2h[d], r->bufs[o], CL_FALSE, off, len, slot_of(s, d, c), 1, &combined,
+                                  &e->result[k]);
+    if (err == CL_SUCCESS)
+        err = clFlush(r->m->d2h[d]);
+    if (combined != NULL)
+        clReleaseEvent(combined);
+    if (err != CL_SUCCESS)
+        record(r, err, "queueing the combination on a device");
+}
+
+/* on_devices, step 3 of chunk c: write the owner's result to every other device. */
+static void write_result(slice *s, slice_events *e, size_t c)
+{
+    kqcl_request *r = s->r;
+    size_t len, off = chunk_at(s, c, &len);
+    int o = owner_of(s, c), k = (int)(c % r->ring);
+    wait_release(r, &e->result[k], "combination on a device");
+    for (int i = 0; i < r->n && !failed(r); i++) {
+        if (i == o)
+            continue;
+        int d = r->devs[i];
+        cl_int err = clEnqueueWriteBuffer(r->m->h2d[d], r->bufs[i], CL_FALSE, off, len, slot_of(s, r->devs[o], c), 0,
+                                          NULL, &e->wr[i][k]);
         if (err == CL_SUCCESS)
             err = clFlush(r->m->h2d[d]);
         if (err != CL_SUCCESS)
@@ -289,17 +392,22 @@ static void *run_slice(void *arg)
         return NULL;
     }
     size_t nc = (s->hi - s->lo + r->chunk - 1) / r->chunk;
-    for (size_t c = 0; c <= nc && !failed(r); c++) {
+    int steps = r->on_devices ? 3 : 2; /* a chunk's steps run one loop turn apart */
+    for (size_t c = 0; c < nc + (size_t)steps - 1 && !failed(r); c++) {
         if (c < nc)
             issue_reads(s, e, c);
-        if (c >= 1)
-            reduce_and_write(s, e, c - 1);
+        if (c >= 1 && c - 1 < nc)
+            r->on_devices ? combine_on_owner(s, e, c - 1) : reduce_and_write(s, e, c - 1);
+        if (r->on_devices && c >= 2)
+            write_result(s, e, c - 2);
     }
-    for (int i = 0; i < r->n; i++) /* drain, also after a failure: the slots must be idle */
-        for (int k = 0; k < RING; k++) {
+    for (int k = 0; k < r->ring; k++) { /* drain, also after a failure: the slots must be idle */
+        wait_release(r, &e->result[k], "combination on a device");
+        for (int i = 0; i < r->n; i++) {
             wait_release(r, &e->rd[i][k], "device->host copy");
             wait_release(r, &e->wr[i][k], "host->device copy");
         }
+    }
     free(e);
     return NULL;
 }
@@ -341,32 +449,75 @@ static size_t env_size(const char *name, size_t fallback)
     return v > 0 && v < (1L << 20) ? (size_t)v : fallback;
 }
 
-static void plan_chunks(kqcl_request *r)
-{
-    /* 1 MiB chunks, or 1/32 of a big buffer up to 8 MiB: each chunk costs a few event
-     * round trips, which at 256 chunks outweighed the copies (H200 pair: doc/perf.md). */
-    size_t fallback = r->bytes / 32 > DEFAULT_CHUNK ? r->bytes / 32 : DEFAULT_CHUNK;
-    if (fallback > 8 * DEFAULT_CHUNK)
-        fallback = 8 * DEFAULT_CHUNK;
-    size_t chunk = env_size("KQCL_COLL_CHUNK_KIB", fallback / 1024) * 1024;
-    if (chunk > r->bytes)
-        chunk = (r->bytes + 63) / 64 * 64;
-    r->chunk = chunk;
-    /* Threads pay off once each has a few chunks to itself; across ranks one thread keeps the
-     * MPI calls in one order on every rank. */
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t want = env_size("KQCL_COLL_THREADS", cpus > 0 ? (size_t)cpus : 1);
-    size_t by_size = r->bytes / (4 * chunk);
-    size_t t = want < by_size ? want : by_size;
-    r->n_threads = r->span || t < 1 ? 1 : t > MAX_THREADS ? MAX_THREADS : (int)t;
-}
-
 /* PoCL's "basic" device runs commands synchronously inside other calls, and PoCL 3.1 then takes
  * its locks in an order that hangs: inside clSetUserEventStatus, and when two host threads
  * enqueue at once. There the collective runs on one thread, without gates. */
 static bool pocl_basic(const kq_device *dev)
 {
     return dev->is_pocl && strncmp(dev->info.name, "basic", 5) == 0;
+}
+
+static void plan_chunks(kqcl_request *r)
+{
+    /* 1 MiB chunks, or 1/32 of a big buffer up to 8 MiB: each chunk costs a few event
+     * round trips, which at 256 chunks outweighed the copies (H200 pair: doc/perf.md). With
+     * sums on the devices, at most 4 MiB (run 12). */
+    size_t most = (r->on_devices ? 4 : 8) * DEFAULT_CHUNK;
+    size_t fallback = r->bytes / 32 > DEFAULT_CHUNK ? r->bytes / 32 : DEFAULT_CHUNK;
+    if (fallback > most)
+        fallback = most;
+    size_t chunk = env_size("KQCL_COLL_CHUNK_KIB", fallback / 1024) * 1024;
+    if (chunk > r->bytes)
+        chunk = (r->bytes + 63) / 64 * 64;
+    r->chunk = chunk;
+    r->ring = r->on_devices ? DEVICE_RING : RING;
+    /* Threads pay off once each has a few chunks to itself: host sums want every core, device
+     * sums only more copies in flight. Across ranks one thread keeps the MPI calls in one order
+     * on every rank. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t want = env_size("KQCL_COLL_THREADS", r->on_devices ? 2 : cpus > 0 ? (size_t)cpus : 1);
+    size_t by_size = r->bytes / (4 * chunk);
+    size_t t = want < by_size ? want : by_size;
+    r->n_threads = r->span || t < 1 ? 1 : t > MAX_THREADS ? MAX_THREADS : (int)t;
+}
+
+/* Whether the chunks are combined on the devices: an all-reduce within this process, unless
+ * KQCL_COLL_SUMS=host asks for the host. PoCL's "basic" devices keep the host stage (their
+ * synchronous queues and cross-queue waits, see pocl_basic). */
+static bool sums_on_devices(const kqcl_request *r)
+{
+    const char *where = getenv("KQCL_COLL_SUMS");
+    if (r->op == KQ_COLL_BCAST || r->span || r->n < 2 || (where != NULL && strcmp(where, "host") == 0))
+        return false;
+    for (int i = 0; i < r->n; i++)
+        if (pocl_basic(&r->ctx->devices[r->devs[i]]))
+            return false;
+    return true;
+}
+
+/* on_devices: the scratch memory of every device (what it receives of the chunks it owns) and
+ * the combine kernels, one per slice and device; made here, on the caller's thread, since the
+ * context's kernel cache is not for the slices' threads. */
+static kqcl_status prepare_device_sums(kqcl_request *r)
+{
+    kqcl_context *ctx = r->ctx;
+    size_t bytes = (size_t)r->n_threads * r->ring * (size_t)(r->n - 1) * r->chunk;
+    for (int i = 0; i < r->n; i++) {
+        kq_device *dev = &ctx->devices[r->devs[i]];
+        cl_kernel shared;
+        kqcl_status st = kq_reduce_kernel(ctx, dev, (kqcl_reduce_op)r->op, KQCL_TYPE_F32, "combine_copies", &shared);
+        if (st != KQCL_OK)
+            return st;
+        cl_program program;
+        cl_int err = clGetKernelInfo(shared, CL_KERNEL_PROGRAM, sizeof program, &program, NULL);
+        for (int t = 0; t < r->n_threads && err == CL_SUCCESS; t++)
+            r->combine[t][i] = clCreateKernel(program, "combine_copies", &err);
+        if (err == CL_SUCCESS)
+            r->scratch[i] = clCreateBuffer(dev->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+        if (err != CL_SUCCESS)
+            return kq_cl_fail(ctx, err, "collective: a device's combine kernel and scratch memory");
+    }
+    return KQCL_OK;
 }
 
 /* Marker (what the copies wait for) on each compute queue, and for a non-blocking collective a
@@ -401,6 +552,11 @@ static void request_free(kqcl_request *r)
             clReleaseEvent(r->marker[i]);
         if (r->bufs[i] != NULL)
             clReleaseMemObject(r->bufs[i]);
+        if (r->scratch[i] != NULL)
+            clReleaseMemObject(r->scratch[i]);
+        for (int t = 0; t < MAX_THREADS; t++)
+            if (r->combine[t][i] != NULL)
+                clReleaseKernel(r->combine[t][i]);
     }
     if (r->stage != NULL)
         kq_stage_give(r->m, r->stage);
@@ -418,9 +574,12 @@ static kqcl_status prepare(kqcl_request *r, bool *async)
     kqcl_status st = KQCL_OK;
     for (int i = 0; i < r->n && st == KQCL_OK; i++)
         st = ensure_queues(r->ctx, r->m, r->devs[i]);
+    r->on_devices = sums_on_devices(r);
     plan_chunks(r);
+    if (st == KQCL_OK && r->on_devices)
+        st = prepare_device_sums(r);
     if (st == KQCL_OK)
-        st = kq_stage_take(r->ctx, r->m, (size_t)r->n_threads * RING * r->chunk, &r->stage);
+        st = kq_stage_take(r->ctx, r->m, (size_t)r->n_threads * r->ring * r->chunk, &r->stage);
     /* Across ranks the stage runs on the caller's thread: every rank then issues its MPI calls
      * in the order its collectives were started. Where the queues cannot be gated it runs here
      * too, so that work queued after the call still comes after the collective. */

@@ -335,7 +335,7 @@ static kqcl_status open_device(kq_device *dev, const found_device *f, const kqcl
 static void close_device(kq_device *dev)
 {
     kq_programs_release(dev);
-    cl_mem buffers[] = {dev->scratch, dev->mma_xs, dev->mma_xsum};
+    cl_mem buffers[] = {dev->scratch, dev->mma_xs, dev->mma_xsum, dev->mma_part};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         if (buffers[i])
             clReleaseMemObject(buffers[i]);

@@ -48,6 +48,8 @@ typedef struct kq_device {
     size_t scratch_bytes;
     cl_mem mma_xs, mma_xsum; /* grown on demand: activations split for the tensor cores */
     size_t mma_xs_bytes, mma_xsum_bytes;
+    cl_mem mma_part; /* grown on demand: the tensor-core prefill's k-split sums */
+    size_t mma_part_bytes;
 } kq_device;
 
 struct kqcl_context {

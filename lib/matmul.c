@@ -129,6 +129,19 @@ static kqcl_status launch_mma(kqcl_context *ctx, kq_device *dev, const kqcl_tens
     return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue mma");
 }
 
+/* y += the sums of k-splits 1..parts, which matmul_mma left in dev->mma_part. */
+static kqcl_status launch_sum_splits(kqcl_context *ctx, kq_device *dev, cl_kernel sum, kqcl_tensor *y, size_t count,
+                                     int parts)
+{
+    cl_ulong n = count;
+    cl_int err = kq_set_args(sum, 4, sizeof(cl_mem), &y->buffer, sizeof(cl_mem), &dev->mma_part, sizeof n, &n,
+                             sizeof parts, &parts);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, "kqcl_matmul: setting k-split sum arguments");
+    size_t local = 256, global = round_up(count < (size_t)1 << 20 ? count : (size_t)1 << 20, local);
+    return kq_enqueue(ctx, dev, sum, 1, &global, &local, "kqcl_matmul: enqueue k-split sum");
+}
+
 /* Prefill on the tensor cores (mma.cl): split the activations once, then the tiled mma kernel.
  * KQCL_ERR_UNSUPPORTED when it does not apply, so the caller falls back to matmul.cl. */
 static kqcl_status launch_mma_prefill(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
@@ -137,14 +150,19 @@ static kqcl_status launch_mma_prefill(kqcl_context *ctx, kq_device *dev, const k
     if (!dev->nv_mma || !kq_type_is_kquant(w->type) || x->type != KQCL_TYPE_F32)
         return KQCL_ERR_UNSUPPORTED;
     int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
-    kq_mma_tune t = kq_mma_prefill_tune_for(dev, m, n);
+    kq_mma_tune t = kq_mma_prefill_tune_for(dev, m, n, k);
     char options[160];
     snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=0 -DWARPS=%d -DMT=%d -DNT=%d -DKQ_NV_PTX", (int)w->type,
              t.warps, t.m_tiles, t.n_tiles);
-    cl_kernel split, kernel;
+    cl_kernel split, kernel, sum = NULL;
     kqcl_status st = mma_kernel(ctx, dev, options, "split_activations", &split);
     if (st == KQCL_OK)
         st = mma_kernel(ctx, dev, options, "matmul_mma", &kernel);
+    if (st == KQCL_OK && t.k_splits > 1)
+        st = mma_kernel(ctx, dev, options, "sum_splits", &sum);
+    if (st == KQCL_OK && t.k_splits > 1) /* the sums of splits 1.. (split 0 writes y) */
+        st = ensure_buffer(ctx, dev, &dev->mma_part, &dev->mma_part_bytes,
+                           (size_t)(t.k_splits - 1) * m * n * sizeof(float), "kqcl_matmul: k-split sums");
     if (st == KQCL_OK) /* 6 words a 4 activations; a float a 32 */
         st = ensure_buffer(ctx, dev, &dev->mma_xs, &dev->mma_xs_bytes, (size_t)n * k / 4 * 6 * sizeof(cl_uint),
                            "kqcl_matmul: split activations");
@@ -163,16 +181,18 @@ static kqcl_status launch_mma_prefill(kqcl_context *ctx, kq_device *dev, const k
     if (st != KQCL_OK)
         return st;
     cl_ulong row_bytes = w->row_bytes;
-    err = kq_set_args(kernel, 8, sizeof(cl_mem), &w->buffer, sizeof row_bytes, &row_bytes, sizeof(cl_mem),
-                      &dev->mma_xs, sizeof(cl_mem), &dev->mma_xsum, sizeof(cl_mem), &y->buffer, sizeof m, &m,
-                      sizeof k, &k, sizeof n, &n);
+    cl_mem part = t.k_splits > 1 ? dev->mma_part : y->buffer; /* unused with one split */
+    err = kq_set_args(kernel, 9, sizeof(cl_mem), &w->buffer, sizeof row_bytes, &row_bytes, sizeof(cl_mem),
+                      &dev->mma_xs, sizeof(cl_mem), &dev->mma_xsum, sizeof(cl_mem), &y->buffer, sizeof(cl_mem), &part,
+                      sizeof m, &m, sizeof k, &k, sizeof n, &n);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting mma arguments");
     size_t rows_per_wg = (size_t)16 * t.m_tiles * t.warps, cols_per_wg = (size_t)8 * t.n_tiles;
-    size_t local2[2] = {(size_t)32 * t.warps, 1};
-    size_t global2[2] = {((size_t)m + rows_per_wg - 1) / rows_per_wg * local2[0],
-                         ((size_t)n + cols_per_wg - 1) / cols_per_wg};
-    return kq_enqueue(ctx, dev, kernel, 2, global2, local2, "kqcl_matmul: enqueue mma prefill");
+    size_t local3[3] = {(size_t)32 * t.warps, 1, 1};
+    size_t global3[3] = {((size_t)m + rows_per_wg - 1) / rows_per_wg * local3[0],
+                         ((size_t)n + cols_per_wg - 1) / cols_per_wg, (size_t)t.k_splits};
+    st = kq_enqueue(ctx, dev, kernel, 3, global3, local3, "kqcl_matmul: enqueue mma prefill");
+    return st == KQCL_OK && sum != NULL ? launch_sum_splits(ctx, dev, sum, y, (size_t)m * n, t.k_splits - 1) : st;
 }
 
 static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,

@@ -17,6 +17,7 @@ typedef struct kq_matmul_tune {
 
 typedef struct kq_mma_tune {
     int warps, m_tiles, n_tiles;
+    int k_splits; /* prefill: work-groups along k, summed after (a function of k and n only) */
 } kq_mma_tune;
 
 /* Launch parameters for a device: defaults by kind of device, overridden by the environment
@@ -25,9 +26,10 @@ typedef struct kq_mma_tune {
 kq_matvec_tune kq_matvec_tune_for(const kq_device *dev); /* lib/tune.c */
 kq_matmul_tune kq_matmul_tune_for(const kq_device *dev, kqcl_type wtype);
 kq_mma_tune kq_mma_tune_for(const kq_device *dev); /* KQCL_MMA_TUNE="warps,m_tiles" */
-/* KQCL_MMA_PREFILL="warps,m_tiles,n_tiles"; the default depends on how many work-groups the
- * m x n output makes for the device's compute units. */
-kq_mma_tune kq_mma_prefill_tune_for(const kq_device *dev, int64_t m, int64_t n);
+/* KQCL_MMA_PREFILL="warps,m_tiles,n_tiles", KQCL_MMA_KSPLIT="k_splits"; the default tiles
+ * depend on how many work-groups the m x n output makes for the device's compute units, the
+ * k-splits never on m (so that a row split keeps the bits of one device). */
+kq_mma_tune kq_mma_prefill_tune_for(const kq_device *dev, int64_t m, int64_t n, int64_t k);
 /* The smallest n the tensor-core decode kernel takes (KQCL_MMA_MIN_N overrides): below it the
  * FMA matvec is faster, its cost growing with n where the mma kernel's barely does. */
 int kq_mma_min_n(const kq_device *dev);

@@ -78,6 +78,11 @@ enum { KQ_COLL_SUM = KQCL_REDUCE_SUM, KQ_COLL_MAX = KQCL_REDUCE_MAX, KQ_COLL_MIN
 kqcl_status kq_collective(kqcl_context *ctx, cl_mem *buffers, size_t bytes, int op, int root, int root_rank,
                           bool async, kqcl_request **req);
 
+/* The kernel `name` of reduce.cl for operation op on xtype data (reduce.c); the collectives
+ * take combine_copies from it. */
+kqcl_status kq_reduce_kernel(kqcl_context *ctx, kq_device *dev, kqcl_reduce_op op, kqcl_type xtype, const char *name,
+                             cl_kernel *out);
+
 /* ---- MPI (mpi.c) ----------------------------------------------------------------------------- */
 
 /* Whether the host stage spans ranks (kqcl_mpi_init was called and size > 1). */

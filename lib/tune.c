@@ -56,10 +56,10 @@ kq_mma_tune kq_mma_tune_for(const kq_device *dev)
     (void)dev;
     /* 8 warps share 16 rows and split k: 4096 rows make 2048 warps, enough to cover the
      * memory latency of a 132-SM GPU. */
-    kq_mma_tune t = {8, 1, 1};
+    kq_mma_tune t = {8, 1, 1, 1};
     int v[2];
     if (env_ints("KQCL_MMA_TUNE", v, 2))
-        t = (kq_mma_tune){v[0], v[1], 1};
+        t = (kq_mma_tune){v[0], v[1], 1, 1};
     return t;
 }
 
@@ -70,19 +70,25 @@ int kq_mma_min_n(const kq_device *dev)
     return env_ints("KQCL_MMA_MIN_N", v, 1) ? v[0] : 3; /* H200, doc/perf.md: n=1 25 vs 64 us */
 }
 
-kq_mma_tune kq_mma_prefill_tune_for(const kq_device *dev, int64_t m, int64_t n)
+kq_mma_tune kq_mma_prefill_tune_for(const kq_device *dev, int64_t m, int64_t n, int64_t k)
 {
     /* 8 warps x 32 rows share 64 activation rows staged in local memory: 256 x 64 tiles, one
-     * work-group an SM at a time. When that leaves half the SMs idle (a part of a split
-     * matrix, few activation rows), 16-row warps double the work-groups: each is less
-     * efficient (H200: 1770 vs 1333 us for the whole 4096 x 14336 q4_K at n = 512, 128
-     * work-groups on 132 SMs) but all SMs work. */
-    kq_mma_tune t = {8, 2, 8};
-    int64_t groups = (m + 255) / 256 * ((n + 63) / 64);
+     * work-group an SM at a time. Each tile is cut along k into k_splits work-groups (summed
+     * after), so that a part of a split matrix, or a few activation rows, still make work for
+     * every SM: with 2, the whole 4096 x 14336 q4_K at n = 512 makes 256 work-groups and half
+     * of it 128 for 132 SMs. The split depends on k and n only -- never on m -- so every row
+     * sums in the same order whatever share of the matrix a device holds. When even that
+     * leaves half the SMs idle, 16-row warps double the work-groups: each is less efficient
+     * (H200: 1770 vs 1333 us for the whole q4_K matrix at n = 512) but all SMs work. */
+    int64_t blocks = k / 256;
+    kq_mma_tune t = {8, 2, 8, blocks >= 16 && n <= 64 ? 4 : blocks >= 8 ? 2 : 1};
+    int v[3];
+    if (env_ints("KQCL_MMA_KSPLIT", v, 1))
+        t.k_splits = v[0];
+    int64_t groups = (m + 255) / 256 * ((n + 63) / 64) * t.k_splits;
     if (2 * groups <= (int64_t)dev->info.compute_units)
         t.m_tiles = 1;
-    int v[3];
     if (env_ints("KQCL_MMA_PREFILL", v, 3))
-        t = (kq_mma_tune){v[0], v[1], v[2]};
+        t = (kq_mma_tune){v[0], v[1], v[2], t.k_splits};
     return t;
 }

@@ -318,18 +318,27 @@ static void check_allreduce(size_t count, kqcl_reduce_op op, bool async)
     kqcl_tensor_destroy(t);
 }
 
+/* Both stages -- sums on the devices (the default) and on the host -- give the device-order bits. */
 START_TEST(allreduce_sum_max_min_bit_exact)
 {
-    setenv("KQCL_COLL_CHUNK_KIB", "64", 1); /* many chunks, several slices and threads */
-    size_t sizes[] = {1, 4096, 1000003};
-    for (int s = 0; s < 3; s++) {
-        check_allreduce(sizes[s], KQCL_REDUCE_SUM, false);
-        check_allreduce(sizes[s], KQCL_REDUCE_MAX, s == 1);
-        check_allreduce(sizes[s], KQCL_REDUCE_MIN, false);
+    static const char *const where[] = {"device", "host"};
+    for (int w = 0; w < 2; w++) {
+        setenv("KQCL_COLL_SUMS", where[w], 1);
+        setenv("KQCL_COLL_CHUNK_KIB", "64", 1); /* many chunks, several slices and threads */
+        size_t sizes[] = {1, 4096, 1000003};
+        for (int s = 0; s < 3; s++) {
+            check_allreduce(sizes[s], KQCL_REDUCE_SUM, false);
+            check_allreduce(sizes[s], KQCL_REDUCE_MAX, s == 1);
+            check_allreduce(sizes[s], KQCL_REDUCE_MIN, false);
+        }
+        check_allreduce(300000, KQCL_REDUCE_SUM, true);
+        setenv("KQCL_COLL_THREADS", "3", 1); /* owners rotate across slices too */
+        check_allreduce(777777, KQCL_REDUCE_MAX, true);
+        unsetenv("KQCL_COLL_THREADS");
+        unsetenv("KQCL_COLL_CHUNK_KIB");
+        check_allreduce(1 << 20, KQCL_REDUCE_SUM, false); /* default chunks */
     }
-    check_allreduce(300000, KQCL_REDUCE_SUM, true);
-    unsetenv("KQCL_COLL_CHUNK_KIB");
-    check_allreduce(1 << 20, KQCL_REDUCE_SUM, false); /* default chunks */
+    unsetenv("KQCL_COLL_SUMS");
 }
 END_TEST
 
