@@ -170,9 +170,15 @@ KQCL_API kqcl_status kqcl_list_devices(kqcl_device_info *out, int capacity, int 
 /* Wait until every command queued on every device of the context has finished. */
 KQCL_API kqcl_status kqcl_finish(kqcl_context *ctx);
 
+/* Device timing on (on != 0) or off (the default). Timed queues record when each command
+ * starts and ends, which costs the driver time on every command (NVIDIA: an enqueue takes
+ * 8.5 us instead of 3, a 16 KiB all-reduce 54 instead of 29; doc/perf.md run 12). Waits for
+ * the queued work, then remakes the devices' queues. */
+KQCL_API kqcl_status kqcl_context_set_timing(kqcl_context *ctx, int on);
+
 /* Device time, in nanoseconds, of the kernels enqueued by the last kqcl_matmul,
  * kqcl_convert or kqcl_reduce on the context, summed over devices. Waits for them. From
- * OpenCL profiling events (queues are created with profiling on). */
+ * OpenCL profiling events: KQCL_ERR_UNSUPPORTED unless timing is on. */
 KQCL_API kqcl_status kqcl_last_device_time(kqcl_context *ctx, uint64_t *nanoseconds);
 
 /* ------------------------------------------------------------------------------------------ */

@@ -10,10 +10,22 @@ static int compare_doubles(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static kqcl_status stream_read(kqcl_context *ctx, int device, size_t bytes, int reps, double *gbps);
+
 kqcl_status kq_bench_stream_read(kqcl_context *ctx, int device, size_t bytes, int reps, double *gbps)
 {
     if (ctx == NULL || gbps == NULL || device < 0 || device >= ctx->n_devices || reps < 1 || bytes < 16)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "stream read: bad arguments");
+    bool was_timing = ctx->timing; /* the probe reads its kernels' profiling events */
+    kqcl_status st = kqcl_context_set_timing(ctx, 1);
+    if (st == KQCL_OK)
+        st = stream_read(ctx, device, bytes, reps, gbps);
+    kqcl_status restored = kqcl_context_set_timing(ctx, was_timing);
+    return st != KQCL_OK ? st : restored;
+}
+
+static kqcl_status stream_read(kqcl_context *ctx, int device, size_t bytes, int reps, double *gbps)
+{
     kq_device *dev = &ctx->devices[device];
     if (bytes > dev->info.max_alloc_bytes)
         bytes = dev->info.max_alloc_bytes / 16 * 16;

@@ -8,16 +8,18 @@
  * Every element is combined in one fixed order, so the bits never depend on timing.
  *
  * Where the chunk is combined:
- *  - on the host (across ranks, or KQCL_COLL_SUMS=host): the reads of chunk c are queued before
- *    chunk c-1 is combined, and the writes of c-1 run while c+1 is read, so the device->host
- *    copy of one chunk, the host reduction of the previous one and the host->device copy of
- *    the one before overlap;
- *  - on a device (the default within a process): chunk c belongs to one device in turn, the
- *    owner. The others' copies go through the staging slots into the owner's scratch memory,
- *    a kernel (reduce.cl's combine_copies) combines them there in device order, and the result
- *    goes back through the owner's slot to the others: the host only moves bytes, which at
- *    hundreds of MiB its sums could not keep up with (doc/perf.md, runs 9 and 12). Three steps a
- *    chunk -- reads, combine, writes -- with the steps of three chunks in flight at once.
+ *  - on the host (across ranks, on CPU devices, or KQCL_COLL_SUMS=host): the reads of chunk c
+ *    are queued before chunk c-1 is combined, and the writes of c-1 run while c+1 is read, so
+ *    the device->host copy of one chunk, the host reduction of the previous one and the
+ *    host->device copy of the one before overlap;
+ *  - on a device (the default for GPUs within a process): chunk c belongs to one device in
+ *    turn, the owner. The others' copies go through the staging slots into the owner's scratch
+ *    memory, a kernel (reduce.cl's combine_copies) combines them there in device order, and
+ *    the result goes back through the owner's slot to the others: the host only moves bytes,
+ *    which at hundreds of MiB its sums could not keep up with (doc/perf.md, runs 9 and 12).
+ *    Three steps a chunk -- reads, combine, writes -- with the steps of three chunks in flight.
+ *
+ * Small blocking collectives (up to 64 KiB) take a direct path on the compute queues instead.
  *
  * Ordering with compute: each device's compute queue gets a marker (what the copies wait for)
  * and then a barrier on a user event that opens when the collective is done -- work queued
@@ -30,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RING 3                        /* staging slots per slice and device, host sums */
@@ -117,7 +120,12 @@ void kq_settle_pending(kq_multi *m)
 {
     for (int d = 0; d < KQ_MAX_DEVICES; d++)
         if (m->pending[d] != NULL) {
-            clWaitForEvents(1, &m->pending[d]); /* a failure was the copy's own: nothing to redo */
+            /* Mostly done by now: asking costs less than the driver's wait (NVIDIA, run 12). A
+             * failure was the copy's own: nothing to redo. */
+            cl_int status = CL_QUEUED;
+            clGetEventInfo(m->pending[d], CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status, NULL);
+            if (status > CL_COMPLETE)
+                clWaitForEvents(1, &m->pending[d]);
             clReleaseEvent(m->pending[d]);
             m->pending[d] = NULL;
         }
@@ -471,27 +479,32 @@ static void plan_chunks(kqcl_request *r)
         chunk = (r->bytes + 63) / 64 * 64;
     r->chunk = chunk;
     r->ring = r->on_devices ? DEVICE_RING : RING;
-    /* Threads pay off once each has a few chunks to itself: host sums want every core, device
-     * sums only more copies in flight. Across ranks one thread keeps the MPI calls in one order
-     * on every rank. */
+    /* Threads pay off once each has a few chunks to itself: host sums want every core; device
+     * sums did as well or better on one (two H200s, run 12: 16 MiB 17.7 vs 12.6 GB/s, 256 MiB
+     * 33 vs 35). Across ranks one thread keeps the MPI calls in one order on every rank. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t want = env_size("KQCL_COLL_THREADS", r->on_devices ? 2 : cpus > 0 ? (size_t)cpus : 1);
+    size_t want = env_size("KQCL_COLL_THREADS", r->on_devices ? 1 : cpus > 0 ? (size_t)cpus : 1);
     size_t by_size = r->bytes / (4 * chunk);
     size_t t = want < by_size ? want : by_size;
     r->n_threads = r->span || t < 1 ? 1 : t > MAX_THREADS ? MAX_THREADS : (int)t;
 }
 
-/* Whether the chunks are combined on the devices: an all-reduce within this process, unless
- * KQCL_COLL_SUMS=host asks for the host. PoCL's "basic" devices keep the host stage (their
- * synchronous queues and cross-queue waits, see pocl_basic). */
+/* Whether the chunks are combined on the devices: an all-reduce within this process over GPUs
+ * (CPU devices' memory is the host's: there the device stage only adds copies -- PoCL, 2 cores:
+ * 4.7 vs 1.3 GB/s at 256 MiB), or any devices with KQCL_COLL_SUMS=device; KQCL_COLL_SUMS=host
+ * keeps the host. PoCL's "basic" devices always keep the host stage (their synchronous
+ * queues and cross-queue waits, see pocl_basic). */
 static bool sums_on_devices(const kqcl_request *r)
 {
     const char *where = getenv("KQCL_COLL_SUMS");
+    bool forced = where != NULL && strcmp(where, "device") == 0;
     if (r->op == KQ_COLL_BCAST || r->span || r->n < 2 || (where != NULL && strcmp(where, "host") == 0))
         return false;
-    for (int i = 0; i < r->n; i++)
-        if (pocl_basic(&r->ctx->devices[r->devs[i]]))
+    for (int i = 0; i < r->n; i++) {
+        const kq_device *dev = &r->ctx->devices[r->devs[i]];
+        if (pocl_basic(dev) || (!forced && !dev->info.is_gpu))
             return false;
+    }
     return true;
 }
 
@@ -599,6 +612,32 @@ static void wait_all(kqcl_request *r, cl_event *ev, int n, const char *what)
         wait_release(r, &ev[i], what);
 }
 
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/* As wait_all, for copies of a few microseconds: their status is polled for up to
+ * KQCL_COLL_SPIN_US (default 1000) before the driver's blocking wait, whose wake-up costs a
+ * few microseconds more (NVIDIA: 29.5 vs 31.9 us for a 16 KiB all-reduce, doc/perf.md run 12). */
+static void await_small(kqcl_request *r, cl_event *ev, int n, const char *what)
+{
+    const char *env = getenv("KQCL_COLL_SPIN_US");
+    double budget = env != NULL ? strtod(env, NULL) : 1000.0, t0 = now_us();
+    for (bool pending = budget > 0; pending && now_us() - t0 < budget;) {
+        pending = false;
+        for (int i = 0; i < n && !pending; i++) {
+            cl_int status = CL_COMPLETE;
+            if (ev[i] != NULL && clGetEventInfo(ev[i], CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status,
+                                                NULL) == CL_SUCCESS)
+                pending = status > CL_COMPLETE; /* a failed copy (< 0) is reported by wait_all */
+        }
+    }
+    wait_all(r, ev, n, what);
+}
+
 /* A small blocking collective in one process: the copies go on the compute queues themselves,
  * whose order already puts them after the work queued before and before the work queued
  * after, so no markers, transfer queues or threads -- two copy latencies in all (the chunked
@@ -625,7 +664,7 @@ static kqcl_status small_collective(kqcl_request *r)
         if (err != CL_SUCCESS)
             record(r, err, "queueing a device->host copy");
     }
-    wait_all(r, ev, r->n, "device->host copy");
+    await_small(r, ev, r->n, "device->host copy");
     float *acc = (float *)r->stage->host[r->devs[r->op == KQ_COLL_BCAST ? r->root_pos : 0]];
     if (!failed(r) && r->op != KQ_COLL_BCAST)
         for (int i = 1; i < r->n; i++)

@@ -287,6 +287,19 @@ static kqcl_status choose_devices(const char *spec, const found_device *found, c
 
 /* ---- the context --------------------------------------------------------------------------- */
 
+cl_command_queue kq_create_queue(const kq_device *dev, bool timing, cl_int *err)
+{
+    /* clCreateCommandQueue is deprecated in 2.0 but is what every 1.2 driver has. */
+#ifdef __GNUC__
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    return clCreateCommandQueue(dev->cl_ctx, dev->id, timing ? CL_QUEUE_PROFILING_ENABLE : 0, err);
+#ifdef __GNUC__
+#pragma GCC diagnostic pop
+#endif
+}
+
 static kqcl_status open_device(kq_device *dev, const found_device *f, const kqcl_device_info *info)
 {
     cl_int err;
@@ -312,15 +325,7 @@ static kqcl_status open_device(kq_device *dev, const found_device *f, const kqcl
     dev->cl_ctx = clCreateContext(props, 1, &f->device, NULL, NULL, &err);
     if (err != CL_SUCCESS)
         return kq_cl_fail(NULL, err, "clCreateContext");
-    /* clCreateCommandQueue is deprecated in 2.0 but is what every 1.2 driver has. */
-#ifdef __GNUC__
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-#endif
-    dev->queue = clCreateCommandQueue(dev->cl_ctx, f->device, CL_QUEUE_PROFILING_ENABLE, &err);
-#ifdef __GNUC__
-#pragma GCC diagnostic pop
-#endif
+    dev->queue = kq_create_queue(dev, false, &err);
     if (err != CL_SUCCESS)
         return kq_cl_fail(NULL, err, "clCreateCommandQueue");
     /* Inline PTX needs NVIDIA's compiler; KQCL_PORTABLE=1 keeps the portable kernels. */
@@ -429,10 +434,42 @@ void kq_events_reset(kqcl_context *ctx)
 
 void kq_events_add(kqcl_context *ctx, cl_event ev)
 {
+    if (ev == NULL)
+        return;
     if (ctx->n_events < KQ_MAX_EVENTS)
         ctx->events[ctx->n_events++] = ev;
     else
         clReleaseEvent(ev);
+}
+
+KQCL_API kqcl_status kqcl_context_set_timing(kqcl_context *ctx, int on)
+{
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_context_set_timing: ctx is NULL");
+    kq_clear_error(ctx);
+    if ((on != 0) == ctx->timing)
+        return KQCL_OK;
+    kqcl_status st = kqcl_finish(ctx);
+    if (st != KQCL_OK)
+        return st;
+    /* All new queues first, so that a failure leaves the context as it was. */
+    cl_command_queue fresh[KQ_MAX_DEVICES] = {0};
+    cl_int err = CL_SUCCESS;
+    for (int d = 0; d < ctx->n_devices && err == CL_SUCCESS; d++)
+        fresh[d] = kq_create_queue(&ctx->devices[d], on != 0, &err);
+    if (err != CL_SUCCESS) {
+        for (int d = 0; d < ctx->n_devices; d++)
+            if (fresh[d] != NULL)
+                clReleaseCommandQueue(fresh[d]);
+        return kq_cl_fail(ctx, err, "kqcl_context_set_timing: clCreateCommandQueue");
+    }
+    kq_events_reset(ctx);
+    for (int d = 0; d < ctx->n_devices; d++) {
+        clReleaseCommandQueue(ctx->devices[d].queue);
+        ctx->devices[d].queue = fresh[d];
+    }
+    ctx->timing = on != 0;
+    return KQCL_OK;
 }
 
 KQCL_API kqcl_status kqcl_last_device_time(kqcl_context *ctx, uint64_t *nanoseconds)
@@ -440,6 +477,9 @@ KQCL_API kqcl_status kqcl_last_device_time(kqcl_context *ctx, uint64_t *nanoseco
     if (ctx == NULL || nanoseconds == NULL)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_last_device_time: NULL argument");
     kq_clear_error(ctx);
+    if (!ctx->timing)
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED,
+                       "kqcl_last_device_time: device timing is off; turn it on with kqcl_context_set_timing");
     uint64_t total = 0;
     for (int i = 0; i < ctx->n_events; i++) {
         cl_ulong start = 0, end = 0;

@@ -56,7 +56,9 @@ struct kqcl_context {
     kq_device devices[KQ_MAX_DEVICES];
     int n_devices;
     struct kq_multi *multi; /* multi-device state (parallel.c), created on first use */
-    /* Events of the kernels enqueued by the last compute call, for kqcl_last_device_time. */
+    /* Events of the kernels enqueued by the last compute call, for kqcl_last_device_time;
+     * recorded only while the queues time their commands (kqcl_context_set_timing). */
+    bool timing;
     cl_event events[KQ_MAX_EVENTS];
     int n_events;
     char error[16384];
@@ -65,6 +67,8 @@ struct kqcl_context {
 /* Record an OpenCL failure: "what: CL_ERROR_NAME (code)". Returns KQCL_ERR_OUT_OF_MEMORY for
  * allocation failures, KQCL_ERR_DEVICE otherwise. */
 kqcl_status kq_cl_fail(kqcl_context *ctx, cl_int err, const char *what);
+/* A compute queue for dev, timing its commands or not. */
+cl_command_queue kq_create_queue(const kq_device *dev, bool timing, cl_int *err);
 const char *kq_cl_error_name(cl_int err);
 
 /* Forget the events of the previous compute call; keep `ev` as one of the current call's. */

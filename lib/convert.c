@@ -49,8 +49,9 @@ kqcl_status kq_convert_into(kqcl_context *ctx, const kqcl_tensor *src, cl_mem ds
 static kqcl_status convert_one(kqcl_context *ctx, const kqcl_tensor *src, cl_mem dst, kqcl_type dst_type)
 {
     if (src->type == dst_type) {
-        cl_event ev;
-        cl_int err = clEnqueueCopyBuffer(kq_tensor_device(src)->queue, src->buffer, dst, 0, 0, src->bytes, 0, NULL, &ev);
+        cl_event ev = NULL;
+        cl_int err = clEnqueueCopyBuffer(kq_tensor_device(src)->queue, src->buffer, dst, 0, 0, src->bytes, 0, NULL,
+                                         ctx->timing ? &ev : NULL);
         if (err != CL_SUCCESS)
             return kq_cl_fail(ctx, err, "kqcl_convert: copy");
         kq_events_add(ctx, ev);
@@ -70,8 +71,8 @@ static kqcl_status convert_segment(kqcl_context *ctx, const kqcl_tensor *src, co
     size_t a_bytes = (size_t)seg->rows * a->row_bytes, b_bytes = (size_t)seg->rows * b->row_bytes;
     cl_int err = CL_SUCCESS;
     if (src->type == dst->type) { /* one copy, offsets on both sides */
-        cl_event ev;
-        err = clEnqueueCopyBuffer(q, a->buffer, b->buffer, a_off, b_off, a_bytes, 0, NULL, &ev);
+        cl_event ev = NULL;
+        err = clEnqueueCopyBuffer(q, a->buffer, b->buffer, a_off, b_off, a_bytes, 0, NULL, ctx->timing ? &ev : NULL);
         if (err != CL_SUCCESS)
             return kq_cl_fail(ctx, err, "kqcl_convert: copy");
         kq_events_add(ctx, ev);

@@ -175,8 +175,8 @@ static kqcl_status launch_mma_prefill(kqcl_context *ctx, kq_device *dev, const k
                              &dev->mma_xsum, sizeof n, &n, sizeof k, &k);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting split arguments");
-    size_t local = 128, items = (size_t)n * (k / 32);
-    size_t global = (items + local - 1) / local * local;
+    size_t local = 256, items = (size_t)n * (k / 4); /* a work-item a 4 activations, looping past 2^22 */
+    size_t global = round_up(items < ((size_t)1 << 22) ? items : (size_t)1 << 22, local);
     st = kq_enqueue(ctx, dev, split, 1, &global, &local, "kqcl_matmul: enqueue split");
     if (st != KQCL_OK)
         return st;
@@ -317,7 +317,8 @@ kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqc
     size_t m = (size_t)w->rows, k = (size_t)w->cols, n = (size_t)x->rows;
     cl_event ev = NULL;
     CLBlastStatusCode code = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, n, m, k,
-                                          1.0f, x->buffer, 0, k, wf, 0, k, 0.0f, y->buffer, 0, m, &dev->queue, &ev);
+                                          1.0f, x->buffer, 0, k, wf, 0, k, 0.0f, y->buffer, 0, m, &dev->queue,
+                                          ctx->timing ? &ev : NULL);
     if (code != CLBlastSuccess)
         return kq_fail(ctx, KQCL_ERR_DEVICE, "unfused matmul: CLBlastSgemm failed (%d)", (int)code);
     if (ev)

@@ -136,11 +136,13 @@ KQCL_API kqcl_status kqcl_measure_devices(kqcl_context *ctx, double *gflops)
     if (m == NULL)
         return KQCL_ERR_OUT_OF_MEMORY;
     double speeds[KQ_MAX_DEVICES];
-    for (int d = 0; d < ctx->n_devices; d++) {
-        kqcl_status st = measure_one(ctx, d, &speeds[d]);
-        if (st != KQCL_OK)
-            return st;
-    }
+    bool was_timing = ctx->timing; /* the probes are timed on the devices */
+    kqcl_status st = kqcl_context_set_timing(ctx, 1);
+    for (int d = 0; d < ctx->n_devices && st == KQCL_OK; d++)
+        st = measure_one(ctx, d, &speeds[d]);
+    kqcl_status restored = kqcl_context_set_timing(ctx, was_timing);
+    if (st != KQCL_OK || restored != KQCL_OK)
+        return st != KQCL_OK ? st : restored;
     memcpy(m->gflops, speeds, sizeof speeds);
     m->measured = true;
     if (gflops != NULL)

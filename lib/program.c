@@ -386,8 +386,8 @@ cl_int kq_set_args(cl_kernel kernel, int count, ...)
 kqcl_status kq_enqueue(kqcl_context *ctx, kq_device *dev, cl_kernel kernel, cl_uint dims,
                        const size_t *global, const size_t *local, const char *what)
 {
-    cl_event ev;
-    cl_int err = clEnqueueNDRangeKernel(dev->queue, kernel, dims, NULL, global, local, 0, NULL, &ev);
+    cl_event ev = NULL; /* only timed queues give events a use: each costs the driver time */
+    cl_int err = clEnqueueNDRangeKernel(dev->queue, kernel, dims, NULL, global, local, 0, NULL, ctx->timing ? &ev : NULL);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, what);
     kq_events_add(ctx, ev);

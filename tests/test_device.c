@@ -128,6 +128,20 @@ START_TEST(matmul_random_odd_shapes)
 }
 END_TEST
 
+/* Long rows: the tensor-core prefill (NVIDIA) splits k over work-groups from 8 blocks on and
+ * sums the splits after -- evenly or not, some splits empty (7 splits of 9 blocks). */
+START_TEST(matmul_prefill_long_k)
+{
+    kqcl_type wtype = kquants[_i];
+    tu_seed(3000 + _i);
+    check_random_matmul(wtype, KQCL_TYPE_F32, 67, 9 * 256, 65);
+    check_random_matmul(wtype, KQCL_TYPE_F32, 67, 16 * 256, 64);
+    setenv("KQCL_MMA_KSPLIT", "7", 1);
+    check_random_matmul(wtype, KQCL_TYPE_F32, 67, 9 * 256, 12);
+    unsetenv("KQCL_MMA_KSPLIT");
+}
+END_TEST
+
 START_TEST(matmul_unfused_agrees)
 {
     /* The unfused reference path (device dequantize + CLBlast) gives the same Y. */
@@ -390,6 +404,36 @@ END_TEST
 
 /* ---- the API under bad input ---------------------------------------------------------------------- */
 
+/* Device timing is off by default, on on request; the queues it remakes keep working and the
+ * results do not change. */
+START_TEST(device_timing_on_and_off)
+{
+    tu_seed(55);
+    void *wq = tu_random_weights(KQCL_TYPE_Q4_K, 70, 512);
+    float *x = tu_random_floats(3 * 512);
+    kqcl_tensor *w = tu_tensor(KQCL_TYPE_Q4_K, 70, 512, wq), *xt = tu_tensor(KQCL_TYPE_F32, 3, 512, x);
+    kqcl_tensor *y = tu_poisoned_f32(3, 70);
+    uint64_t ns = 1;
+    TU_OK(kqcl_matmul(tu_ctx, w, xt, y));
+    ck_assert_int_eq(kqcl_last_device_time(tu_ctx, &ns), KQCL_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(kqcl_last_error(tu_ctx), "kqcl_context_set_timing"));
+    float *untimed = tu_read_f32(y);
+    TU_OK(kqcl_context_set_timing(tu_ctx, 1));
+    TU_OK(kqcl_context_set_timing(tu_ctx, 1)); /* already on: nothing to do */
+    TU_OK(kqcl_matmul(tu_ctx, w, xt, y));
+    ns = 0;
+    TU_OK(kqcl_last_device_time(tu_ctx, &ns));
+    ck_assert_uint_gt(ns, 0);
+    float *timed = tu_read_f32(y);
+    ck_assert_mem_eq(untimed, timed, 3 * 70 * sizeof(float));
+    TU_OK(kqcl_context_set_timing(tu_ctx, 0));
+    ck_assert_int_eq(kqcl_last_device_time(tu_ctx, &ns), KQCL_ERR_UNSUPPORTED);
+    ck_assert_int_eq(kqcl_context_set_timing(NULL, 1), KQCL_ERR_INVALID_ARG);
+    free(wq), free(x), free(untimed), free(timed);
+    kqcl_tensor_destroy(w), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(y);
+}
+END_TEST
+
 START_TEST(api_rejects_bad_input_and_stays_usable)
 {
     kqcl_tensor *t = NULL;
@@ -572,6 +616,7 @@ static Suite *device_suite(void)
 
     tc = tu_context_case("matmul random shapes");
     tcase_add_loop_test(tc, matmul_random_odd_shapes, 0, (int)(sizeof weight_types / sizeof weight_types[0]));
+    tcase_add_loop_test(tc, matmul_prefill_long_k, 0, (int)(sizeof kquants / sizeof kquants[0]));
     tcase_add_loop_test(tc, matmul_unfused_agrees, 0, 4);
     suite_add_tcase(s, tc);
 
@@ -591,6 +636,7 @@ static Suite *device_suite(void)
 
     tc = tu_context_case("api");
     tcase_add_test(tc, api_rejects_bad_input_and_stays_usable);
+    tcase_add_test(tc, device_timing_on_and_off);
     tcase_add_test(tc, device_spec_grammar);
     tcase_add_test(tc, build_failure_reports_the_log);
     tcase_add_test(tc, binary_cache_is_used_and_corrupt_entries_rebuilt);

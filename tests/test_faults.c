@@ -124,6 +124,7 @@ START_TEST(lifecycle_leaves_nothing_behind)
     for (int round = 0; round < 2; round++) {
         kqcl_context *ctx;
         ck_assert_int_eq(kqcl_context_create(NULL, &ctx), KQCL_OK);
+        ck_assert_int_eq(kqcl_context_set_timing(ctx, 1), KQCL_OK); /* its queues too, under the shim */
         float *wf = tu_malloc(M * K * sizeof(float)), *xf = tu_malloc(16 * K * sizeof(float));
         for (int i = 0; i < M * K; i++)
             wf[i] = tu_uniform();
@@ -281,6 +282,7 @@ END_TEST
 START_TEST(device_lost_between_calls)
 {
     assert_context_works(tu_ctx);
+    TU_OK(kqcl_context_set_timing(tu_ctx, 1)); /* so kqcl_last_device_time reads events below */
     float x[256], w[2 * 256], y[2];
     for (int i = 0; i < 256; i++)
         x[i] = 1, w[i] = 1, w[256 + i] = 2;
@@ -330,6 +332,14 @@ START_TEST(transient_failures_of_single_calls)
         x[i] = 0.5f;
     kqcl_tensor *xt = tu_tensor(KQCL_TYPE_F32, 1, 256, x), *yt = tu_tensor(KQCL_TYPE_F32, 1, 1, NULL);
     kqcl_tensor *wt = tu_tensor(KQCL_TYPE_F32, 1, 256, x);
+    TU_OK(kqcl_context_set_timing(tu_ctx, 1));
+    /* turning timing off remakes the queues: a failure there leaves the timed ones working */
+    faults("clCreateCommandQueue:0:CL_OUT_OF_HOST_MEMORY:1");
+    ck_assert_int_eq(kqcl_context_set_timing(tu_ctx, 0), KQCL_ERR_OUT_OF_MEMORY);
+    assert_message_has(tu_ctx, "clCreateCommandQueue");
+    TU_OK(kqcl_matmul(tu_ctx, wt, xt, yt));
+    uint64_t timed = 0;
+    TU_OK(kqcl_last_device_time(tu_ctx, &timed));
     static const struct {
         const char *spec, *name;
         kqcl_status want;

@@ -152,6 +152,7 @@ START_TEST(row_split_bit_identical_to_one_device)
     double f[64];
     uneven(f);
     check_row_split(weight_types[_i], 37, 3 * 256, f, KQCL_SPLIT_NONE);
+    check_row_split(weight_types[_i], 37, 9 * 256, f, KQCL_SPLIT_NONE); /* k split on the tensor cores */
     check_row_split(weight_types[_i], 20, 256, NULL, KQCL_SPLIT_REPLICATE);
 }
 END_TEST

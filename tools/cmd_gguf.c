@@ -696,6 +696,8 @@ int kq_cmd_run(int argc, char **argv)
         fprintf(stderr, "kqcl run: %s has no 2-D tensor of a type kqcl computes with\n", o.path);
     } else if (kqcl_context_create(o.devices, &ctx) != KQCL_OK) {
         fprintf(stderr, "kqcl run: %s\n", kqcl_last_error(NULL));
+    } else if (o.split == KQCL_SPLIT_NONE && kqcl_context_set_timing(ctx, 1) != KQCL_OK) { /* device-timed */
+        fprintf(stderr, "kqcl run: %s\n", kqcl_last_error(ctx));
     } else if (load_weights(ctx, g, indices, count, total_bytes, o.split, weights) == 0) {
         kqcl_device_info info;
         if (kqcl_device_get_info(ctx, 0, &info) == KQCL_OK)
