@@ -54,7 +54,8 @@ struct kqcl_request {
     bool on_devices; /* each chunk combined on its owner device (else on the host) */
     int n;                          /* devices taking part, in device order */
     int devs[KQ_MAX_DEVICES];
-    cl_mem bufs[KQ_MAX_DEVICES];    /* retained */
+    cl_mem bufs[KQ_MAX_DEVICES];    /* retained, unless the small path runs */
+    bool retained;
     cl_event marker[KQ_MAX_DEVICES], gate[KQ_MAX_DEVICES];
     /* on_devices: per device, scratch for the other copies of the chunks it owns (slice x slot
      * x other copy), and a combine kernel per slice (a kernel's arguments are per object). */
@@ -116,16 +117,26 @@ static kqcl_status stage_alloc(kqcl_context *ctx, kq_multi *m, size_t bytes, kq_
     return KQCL_OK;
 }
 
+/* Wait for ev unless it is done already -- asking is cheaper than the driver's wait on a done
+ * event (NVIDIA: a few microseconds each, doc/perf.md run 12) -- and give its final status
+ * (negative: the command failed) or the wait's error. */
+static cl_int settle_event(cl_event ev)
+{
+    cl_int status = CL_QUEUED;
+    cl_int err = clGetEventInfo(ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status, NULL);
+    if (err == CL_SUCCESS && status <= CL_COMPLETE)
+        return status;
+    if ((err = clWaitForEvents(1, &ev)) != CL_SUCCESS)
+        return err;
+    err = clGetEventInfo(ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status, NULL);
+    return err != CL_SUCCESS ? err : status;
+}
+
 void kq_settle_pending(kq_multi *m)
 {
     for (int d = 0; d < KQ_MAX_DEVICES; d++)
         if (m->pending[d] != NULL) {
-            /* Mostly done by now: asking costs less than the driver's wait (NVIDIA, run 12). A
-             * failure was the copy's own: nothing to redo. */
-            cl_int status = CL_QUEUED;
-            clGetEventInfo(m->pending[d], CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status, NULL);
-            if (status > CL_COMPLETE)
-                clWaitForEvents(1, &m->pending[d]);
+            settle_event(m->pending[d]); /* a failure was the copy's own: nothing to redo */
             clReleaseEvent(m->pending[d]);
             m->pending[d] = NULL;
         }
@@ -244,12 +255,9 @@ static void wait_release(kqcl_request *r, cl_event *ev, const char *what)
 {
     if (*ev == NULL)
         return;
-    cl_int err = clWaitForEvents(1, ev);
-    cl_int status = CL_COMPLETE;
-    if (err == CL_SUCCESS)
-        clGetEventInfo(*ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status, NULL);
-    if (err != CL_SUCCESS || status < 0)
-        record(r, err != CL_SUCCESS ? err : status, what);
+    cl_int status = settle_event(*ev);
+    if (status < 0)
+        record(r, status, what);
     clReleaseEvent(*ev);
     *ev = NULL;
 }
@@ -563,7 +571,7 @@ static void request_free(kqcl_request *r)
         }
         if (r->marker[i] != NULL)
             clReleaseEvent(r->marker[i]);
-        if (r->bufs[i] != NULL)
+        if (r->retained)
             clReleaseMemObject(r->bufs[i]);
         if (r->scratch[i] != NULL)
             clReleaseMemObject(r->scratch[i]);
@@ -716,8 +724,9 @@ kqcl_status kq_collective(kqcl_context *ctx, cl_mem *buffers, size_t bytes, int 
             r->root_pos = r->n;
         r->devs[r->n] = d;
         r->bufs[r->n++] = buffers[d];
-        clRetainMemObject(buffers[d]);
     }
+    /* The small path is done with the buffers when it returns (OpenCL keeps a buffer its
+     * queued writes use); the others queue copies later, so they hold them. */
     if (takes_small_path(r, async)) {
         r->m = kq_multi_get(ctx);
         kqcl_status st = r->m != NULL ? small_collective(r) : KQCL_ERR_OUT_OF_MEMORY;
@@ -728,6 +737,9 @@ kqcl_status kq_collective(kqcl_context *ctx, cl_mem *buffers, size_t bytes, int 
         *req = r; /* done; kqcl_request_wait reports what the copies said */
         return KQCL_OK;
     }
+    for (int i = 0; i < r->n; i++)
+        clRetainMemObject(r->bufs[i]);
+    r->retained = true;
     kqcl_status st = prepare(r, &async);
     if (st != KQCL_OK) {
         request_free(r);

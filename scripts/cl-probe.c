@@ -4,6 +4,9 @@
  * microseconds). Not part of kqcl; a measuring aid for doc/perf.md (run 12).
  *
  *   cc -O2 -o cl-probe scripts/cl-probe.c -lOpenCL -lpthread && ./cl-probe [bytes]
+ *
+ * Built with -DWITH_KQCL against the library (-Iinclude BUILD/lib/.libs/libkqcl.a -lm), it
+ * also times kqcl_allreduce on the same two GPUs in the same way, for comparison.
  */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
@@ -210,6 +213,52 @@ static void ar_events_done(void) { allreduce(0, 1); }
 static void ar_spin_done(void) { allreduce(1, 1); }
 static void ar_blocking_done(void) { allreduce(2, 1); }
 
+/* Raw all-reduce as above, but writes keep events released at the next call (as kqcl's pending
+ * writes) */
+static cl_event kept[2];
+static void ar_kept_events(void)
+{
+    for (int d = 0; d < 2; d++)
+        if (kept[d]) {
+            cl_int st = CL_QUEUED;
+            clGetEventInfo(kept[d], CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof st, &st, NULL);
+            if (st > CL_COMPLETE)
+                clWaitForEvents(1, &kept[d]);
+            clReleaseEvent(kept[d]);
+            kept[d] = NULL;
+        }
+    cl_event ev[2];
+    for (int d = 0; d < 2; d++) {
+        clEnqueueReadBuffer(g[d].q, g[d].buf, CL_FALSE, 0, bytes, g[d].pinned, 0, NULL, &ev[d]);
+        clFlush(g[d].q);
+    }
+    spin(ev, 2);
+    clReleaseEvent(ev[0]), clReleaseEvent(ev[1]);
+    sum_into(g[0].pinned, g[1].pinned);
+    for (int d = 0; d < 2; d++) {
+        clEnqueueWriteBuffer(g[d].q, g[d].buf, CL_FALSE, 0, bytes, g[0].pinned, 0, NULL, &kept[d]);
+        clFlush(g[d].q);
+    }
+}
+
+/* As ar_spin, each device written from its own context's pinned memory (a copy first). */
+static void ar_own_slot(void)
+{
+    cl_event ev[2];
+    for (int d = 0; d < 2; d++) {
+        clEnqueueReadBuffer(g[d].q, g[d].buf, CL_FALSE, 0, bytes, g[d].pinned, 0, NULL, &ev[d]);
+        clFlush(g[d].q);
+    }
+    spin(ev, 2);
+    clReleaseEvent(ev[0]), clReleaseEvent(ev[1]);
+    sum_into(g[0].pinned, g[1].pinned);
+    memcpy(g[1].pinned, g[0].pinned, bytes);
+    for (int d = 0; d < 2; d++) {
+        clEnqueueWriteBuffer(g[d].q, g[d].buf, CL_FALSE, 0, bytes, g[d].pinned, 0, NULL, NULL);
+        clFlush(g[d].q);
+    }
+}
+
 static void run_all(const char *label)
 {
     printf("== %s, %zu bytes\n", label, bytes);
@@ -231,7 +280,38 @@ static void run_all(const char *label)
     report("all-reduce, clWaitForEvents, until written (clFinish)", ar_events_done);
     report("all-reduce, polled, until written (clFinish)", ar_spin_done);
     report("all-reduce, blocking reads, until written (clFinish)", ar_blocking_done);
+    report("all-reduce, polled, writes queued with events kept", ar_kept_events);
+    report("all-reduce, polled, each device written from its own pinned memory", ar_own_slot);
 }
+
+#ifdef WITH_KQCL
+#include "kqcl.h"
+
+static kqcl_context *kctx;
+static kqcl_tensor *kt;
+static void kq_ar(void) { kqcl_allreduce(kctx, kt, KQCL_REDUCE_SUM); }
+static void kq_ar_done(void)
+{
+    kqcl_allreduce(kctx, kt, KQCL_REDUCE_SUM);
+    kqcl_finish(kctx);
+}
+
+static void run_kqcl(void)
+{
+    if (kqcl_context_create(getenv("PROBE_ANY") ? "all" : "gpu", &kctx) != KQCL_OK ||
+        kqcl_tensor_create_split(kctx, KQCL_TYPE_F32, 1, (int64_t)(bytes / 4), KQCL_SPLIT_REPLICATE, &kt) != KQCL_OK) {
+        fprintf(stderr, "cl-probe: kqcl: %s\n", kqcl_last_error(kctx));
+        return;
+    }
+    printf("== kqcl_allreduce on %d devices, %zu bytes\n", kqcl_device_count(kctx), bytes);
+    report("kqcl_allreduce, until it returns", kq_ar);
+    report("kqcl_allreduce + kqcl_finish", kq_ar_done);
+    kqcl_context_set_timing(kctx, 1);
+    report("kqcl_allreduce, until it returns, device timing on", kq_ar);
+    kqcl_tensor_destroy(kt);
+    kqcl_context_destroy(kctx);
+}
+#endif
 
 int main(int argc, char **argv)
 {
@@ -257,6 +337,9 @@ int main(int argc, char **argv)
     setup(devs[0], NULL, 0, &g[0]);
     setup(devs[1], NULL, 0, &g[1]);
     run_all("a context per device");
+#ifdef WITH_KQCL
+    run_kqcl();
+#endif
     setup(devs[0], NULL, CL_QUEUE_PROFILING_ENABLE, &g[0]);
     setup(devs[1], NULL, CL_QUEUE_PROFILING_ENABLE, &g[1]);
     run_all("a context per device, queues with profiling (as kqcl's compute queues)");

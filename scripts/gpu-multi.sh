@@ -17,8 +17,9 @@ if [ -z "${SKIP_TESTS:-}" ]; then
   KQCL_DEVICES=gpu timeout 300 "$build/tests/test_multi" > "$out/test_multi.txt" 2>&1; tail -1 "$out/test_multi.txt"
   KQCL_DEVICES=0 timeout 300 "$build/tests/test_device" > "$out/test_device.txt" 2>&1; tail -1 "$out/test_device.txt"
 fi
-echo "== q4_K on one GPU, then split over both"
+echo "== q4_K on one GPU (device events, then host clock), then split over both"
 { KQCL_DEVICES=0 "$kqcl" bench --type q4_K --n 1,8,512 --rotate 0 --no-unfused
+  KQCL_DEVICES=0 "$kqcl" bench --type q4_K --n 1,8,512 --rotate 0 --no-unfused --host-clock
   KQCL_DEVICES=gpu "$kqcl" bench --type q4_K --n 1,8,512 --split rows --no-unfused
   KQCL_DEVICES=gpu "$kqcl" bench --type q4_K --n 1,8,512 --split cols --no-unfused; } 2>&1 | grep -v '^  ' | tee "$out/split.md"
 echo "== one GPU, prefill variants"
