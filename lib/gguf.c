@@ -903,28 +903,28 @@ KQCL_API kqcl_status kqcl_gguf_value_item(const kqcl_gguf_value *v, uint64_t j,
 
 KQCL_API kqcl_status kqcl_gguf_get_int64(const kqcl_gguf *g, int64_t i, int64_t *out)
 {
-    kqcl_gguf_value v;
+    kqcl_gguf_value v = {0}; /* set by get_value on success; zeroed so no path reads garbage */
     kqcl_status st = kqcl_gguf_get_value(g, i, &v);
     return st != KQCL_OK ? st : kqcl_gguf_value_int64(&v, out);
 }
 
 KQCL_API kqcl_status kqcl_gguf_get_uint64(const kqcl_gguf *g, int64_t i, uint64_t *out)
 {
-    kqcl_gguf_value v;
+    kqcl_gguf_value v = {0}; /* set by get_value on success; zeroed so no path reads garbage */
     kqcl_status st = kqcl_gguf_get_value(g, i, &v);
     return st != KQCL_OK ? st : kqcl_gguf_value_uint64(&v, out);
 }
 
 KQCL_API kqcl_status kqcl_gguf_get_double(const kqcl_gguf *g, int64_t i, double *out)
 {
-    kqcl_gguf_value v;
+    kqcl_gguf_value v = {0}; /* set by get_value on success; zeroed so no path reads garbage */
     kqcl_status st = kqcl_gguf_get_value(g, i, &v);
     return st != KQCL_OK ? st : kqcl_gguf_value_double(&v, out);
 }
 
 KQCL_API kqcl_status kqcl_gguf_get_bool(const kqcl_gguf *g, int64_t i, int *out)
 {
-    kqcl_gguf_value v;
+    kqcl_gguf_value v = {0}; /* set by get_value on success; zeroed so no path reads garbage */
     kqcl_status st = kqcl_gguf_get_value(g, i, &v);
     return st != KQCL_OK ? st : kqcl_gguf_value_bool(&v, out);
 }
@@ -932,7 +932,7 @@ KQCL_API kqcl_status kqcl_gguf_get_bool(const kqcl_gguf *g, int64_t i, int *out)
 KQCL_API kqcl_status kqcl_gguf_get_string(const kqcl_gguf *g, int64_t i, const char **text,
                                           size_t *length)
 {
-    kqcl_gguf_value v;
+    kqcl_gguf_value v = {0}; /* set by get_value on success; zeroed so no path reads garbage */
     kqcl_status st = kqcl_gguf_get_value(g, i, &v);
     return st != KQCL_OK ? st : kqcl_gguf_value_string(&v, text, length);
 }
@@ -1295,7 +1295,7 @@ KQCL_API kqcl_status kqcl_gguf_writer_set_value(kqcl_gguf_writer *w, const char 
 KQCL_API kqcl_status kqcl_gguf_writer_copy_kv(kqcl_gguf_writer *w, const kqcl_gguf *g,
                                               int64_t i)
 {
-    kqcl_gguf_value v;
+    kqcl_gguf_value v = {0}; /* set by get_value on success; zeroed so no path reads garbage */
     kqcl_status st = kqcl_gguf_get_value(g, i, &v);
     if (st != KQCL_OK)
         return st;

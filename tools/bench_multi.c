@@ -1,8 +1,9 @@
 /*
  * bench_multi.c -- collective timings for `kqcl bench --collectives`: all-reduce latency
  * (16 KiB) and all-reduce and broadcast bandwidth (1 .. 256 MiB) over the context's devices,
- * host-staged through pinned memory. Wall-clock medians after a warm-up (the blocking calls are
- * done when they return); bandwidth is the algorithm bandwidth, buffer bytes over time.
+ * host-staged through pinned memory. Wall-clock medians after a warm-up, until the blocking call
+ * returns (a small one leaves its writes queued, ahead of any later work) and, for 16 KiB, also
+ * until kqcl_finish; bandwidth is the algorithm bandwidth, buffer bytes over time.
  */
 #include "commands.h"
 #include "kqcl.h"
