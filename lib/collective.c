@@ -40,7 +40,7 @@
 #define MAX_RING 4
 #define DEFAULT_CHUNK (1u << 20)      /* bytes; KQCL_COLL_CHUNK_KIB overrides */
 #define MAX_THREADS 8
-#define SMALL_BYTES (64u << 10)       /* blocking collectives up to this take the direct path */
+#define SMALL_BYTES KQ_SMALL_STAGE    /* blocking collectives up to this take the direct path */
 
 struct kqcl_request {
     kqcl_context *ctx;
@@ -146,12 +146,13 @@ kqcl_status kq_stage_take(kqcl_context *ctx, kq_multi *m, size_t bytes, kq_stage
 {
     pthread_mutex_lock(&m->lock);
     kq_settle_pending(m);
-    kq_stage *s = m->spare;
+    kq_stage **spare = &m->spare[bytes > KQ_SMALL_STAGE];
+    kq_stage *s = *spare;
     bool fits = s != NULL && s->bytes >= bytes && s->n_devices == ctx->n_devices;
     for (int d = 0; fits && d < ctx->n_devices; d++)
         fits = m->d2h[d] == NULL || s->host[d] != NULL;
     if (fits)
-        m->spare = NULL;
+        *spare = NULL;
     pthread_mutex_unlock(&m->lock);
     if (fits) {
         *out = s;
@@ -163,9 +164,10 @@ kqcl_status kq_stage_take(kqcl_context *ctx, kq_multi *m, size_t bytes, kq_stage
 void kq_stage_give(kq_multi *m, kq_stage *s)
 {
     pthread_mutex_lock(&m->lock);
-    if (m->spare == NULL || m->spare->bytes < s->bytes) {
-        kq_stage *old = m->spare;
-        m->spare = s;
+    kq_stage **spare = &m->spare[s->bytes > KQ_SMALL_STAGE];
+    if (*spare == NULL || (*spare)->bytes < s->bytes) {
+        kq_stage *old = *spare;
+        *spare = s;
         s = old;
     }
     if (s != NULL)

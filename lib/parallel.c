@@ -27,7 +27,8 @@ static void multi_free(kq_multi *m)
         if (m->h2d[d])
             clReleaseCommandQueue(m->h2d[d]);
     }
-    kq_stage_free(m->spare);
+    kq_stage_free(m->spare[0]);
+    kq_stage_free(m->spare[1]);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }

@@ -25,10 +25,13 @@ typedef struct kq_multi {
     /* Transfer queues of the collectives, apart from the compute queues so that device->host
      * and host->device copies overlap with each other and with compute. */
     cl_command_queue d2h[KQ_MAX_DEVICES], h2d[KQ_MAX_DEVICES];
-    kq_stage *spare; /* a staging set not in use, reused by the next collective */
-    /* Host->device copies a small collective left in flight out of `spare` (it returns once
-     * they are queued: the devices' queues order them before later work); whoever takes
-     * `spare` next waits for them first (kq_stage_take). */
+    /* Staging sets not in use, reused by the next collective: [0] for the small ones (up to
+     * KQ_SMALL_STAGE bytes), [1] the largest of the others -- a small collective on a
+     * hundred-MiB set ran 25 us slower (two H200s, doc/perf.md run 12). */
+    kq_stage *spare[2];
+    /* Host->device copies a small collective left in flight out of a spare set (it returns
+     * once they are queued: the devices' queues order them before later work); whoever takes
+     * a spare set next waits for them first (kq_stage_take). */
     cl_event pending[KQ_MAX_DEVICES];
     pthread_mutex_t lock;
 } kq_multi;
@@ -37,6 +40,8 @@ typedef struct kq_multi {
 kq_multi *kq_multi_get(kqcl_context *ctx);
 /* Release ctx's state; for kqcl_context_destroy. */
 void kq_multi_release(kqcl_context *ctx);
+
+#define KQ_SMALL_STAGE (64u << 10) /* bytes a device: the small collectives' staging */
 
 /* Take a staging set of at least `bytes` per device (the spare one if big enough, once the
  * copies still reading it are done), give it back when done. */

@@ -153,6 +153,13 @@ static void two_reads_spin(void)
     spin(ev, 2);
     clReleaseEvent(ev[0]), clReleaseEvent(ev[1]);
 }
+
+/* Both devices read (polled) and summed into device 0's pinned memory. */
+static void reads_and_sum(void)
+{
+    two_reads_spin();
+    sum_into(g[0].pinned, g[1].pinned);
+}
 static void two_reads_finish(void)
 {
     for (int d = 0; d < 2; d++) {
@@ -227,14 +234,7 @@ static void ar_kept_events(void)
             clReleaseEvent(kept[d]);
             kept[d] = NULL;
         }
-    cl_event ev[2];
-    for (int d = 0; d < 2; d++) {
-        clEnqueueReadBuffer(g[d].q, g[d].buf, CL_FALSE, 0, bytes, g[d].pinned, 0, NULL, &ev[d]);
-        clFlush(g[d].q);
-    }
-    spin(ev, 2);
-    clReleaseEvent(ev[0]), clReleaseEvent(ev[1]);
-    sum_into(g[0].pinned, g[1].pinned);
+    reads_and_sum();
     for (int d = 0; d < 2; d++) {
         clEnqueueWriteBuffer(g[d].q, g[d].buf, CL_FALSE, 0, bytes, g[0].pinned, 0, NULL, &kept[d]);
         clFlush(g[d].q);
@@ -244,14 +244,7 @@ static void ar_kept_events(void)
 /* As ar_spin, each device written from its own context's pinned memory (a copy first). */
 static void ar_own_slot(void)
 {
-    cl_event ev[2];
-    for (int d = 0; d < 2; d++) {
-        clEnqueueReadBuffer(g[d].q, g[d].buf, CL_FALSE, 0, bytes, g[d].pinned, 0, NULL, &ev[d]);
-        clFlush(g[d].q);
-    }
-    spin(ev, 2);
-    clReleaseEvent(ev[0]), clReleaseEvent(ev[1]);
-    sum_into(g[0].pinned, g[1].pinned);
+    reads_and_sum();
     memcpy(g[1].pinned, g[0].pinned, bytes);
     for (int d = 0; d < 2; d++) {
         clEnqueueWriteBuffer(g[d].q, g[d].buf, CL_FALSE, 0, bytes, g[d].pinned, 0, NULL, NULL);
@@ -296,6 +289,24 @@ static void kq_ar_done(void)
     kqcl_finish(kctx);
 }
 
+#ifdef WITH_KQCL_INTERNALS /* -Ilib: the same raw steps on kqcl's own queues and buffers */
+#include "tensor.h"
+static gpu saved[2];
+static void use_kqcl_objects(void)
+{
+    saved[0] = g[0], saved[1] = g[1];
+    for (int d = 0; d < 2; d++) {
+        cl_int err;
+        g[d].ctx = kctx->devices[d].cl_ctx;
+        g[d].q = kctx->devices[d].queue;
+        g[d].buf = kt->parts[d].buffer;
+        g[d].pinned_mem = clCreateBuffer(g[d].ctx, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL, &err);
+        g[d].pinned = clEnqueueMapBuffer(g[d].q, g[d].pinned_mem, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0, bytes, 0,
+                                         NULL, NULL, &err);
+    }
+}
+#endif
+
 static void run_kqcl(void)
 {
     if (kqcl_context_create(getenv("PROBE_ANY") ? "all" : "gpu", &kctx) != KQCL_OK ||
@@ -306,6 +317,13 @@ static void run_kqcl(void)
     printf("== kqcl_allreduce on %d devices, %zu bytes\n", kqcl_device_count(kctx), bytes);
     report("kqcl_allreduce, until it returns", kq_ar);
     report("kqcl_allreduce + kqcl_finish", kq_ar_done);
+#ifdef WITH_KQCL_INTERNALS
+    use_kqcl_objects();
+    report("raw steps on kqcl's queues and buffers, writes queued", ar_spin);
+    report("raw steps on kqcl's queues and buffers, events kept", ar_kept_events);
+    report("kqcl_allreduce again, until it returns", kq_ar);
+    g[0] = saved[0], g[1] = saved[1];
+#endif
     kqcl_context_set_timing(kctx, 1);
     report("kqcl_allreduce, until it returns, device timing on", kq_ar);
     kqcl_tensor_destroy(kt);
