@@ -32,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define RING 3                        /* staging slots per slice and device, host sums */
@@ -622,21 +621,14 @@ static void wait_all(kqcl_request *r, cl_event *ev, int n, const char *what)
         wait_release(r, &ev[i], what);
 }
 
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
 /* As wait_all, for copies of a few microseconds: their status is polled for up to
  * KQCL_COLL_SPIN_US (default 1000) before the driver's blocking wait, whose wake-up costs a
  * few microseconds more (NVIDIA: 29.5 vs 31.9 us for a 16 KiB all-reduce, doc/perf.md run 12). */
 static void await_small(kqcl_request *r, cl_event *ev, int n, const char *what)
 {
     const char *env = getenv("KQCL_COLL_SPIN_US");
-    double budget = env != NULL ? strtod(env, NULL) : 1000.0, t0 = now_us();
-    for (bool pending = budget > 0; pending && now_us() - t0 < budget;) {
+    double budget = env != NULL ? strtod(env, NULL) : 1000.0, t0 = kq_now_us();
+    for (bool pending = budget > 0; pending && kq_now_us() - t0 < budget;) {
         pending = false;
         for (int i = 0; i < n && !pending; i++) {
             cl_int status = CL_COMPLETE;

@@ -14,6 +14,7 @@
 #include "parallel.h"
 
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 /* ---- per-context state -------------------------------------------------------------------- */
@@ -31,6 +32,13 @@ static void multi_free(kq_multi *m)
     kq_stage_free(m->spare[1]);
     pthread_mutex_destroy(&m->lock);
     free(m);
+}
+
+double kq_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
 kq_multi *kq_multi_get(kqcl_context *ctx)

@@ -51,6 +51,10 @@ void kq_stage_give(kq_multi *m, kq_stage *s);
 void kq_settle_pending(kq_multi *m);
 void kq_stage_free(kq_stage *s);
 
+/* Microseconds of a monotonic clock (host-side timing: the planner's link probe, the small
+ * collectives' polling). */
+double kq_now_us(void);
+
 /* ---- shares ---------------------------------------------------------------------------------- */
 
 /* Split `units` over n devices in proportion to weights (largest remainder, ties to the lower

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct kqcl_plan {
     int n_devices, n_layers;
@@ -296,13 +295,6 @@ KQCL_API kqcl_status kqcl_plan_describe(const kqcl_plan *p, char *buf, size_t ca
 
 /* ---- the context's devices as the planner sees them --------------------------------------------- */
 
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
 /* A host-staged round trip of 16 KiB (latency) and a 16 MiB write + read (bandwidth). */
 static kqcl_status time_link(kqcl_context *ctx, int d, double *lat_us, double *gbps)
 {
@@ -313,16 +305,16 @@ static kqcl_status time_link(kqcl_context *ctx, int d, double *lat_us, double *g
     cl_mem buf = host ? clCreateBuffer(dev->cl_ctx, CL_MEM_READ_WRITE, big, NULL, &err) : NULL;
     double best_small = INFINITY, best_big = INFINITY;
     for (int rep = 0; rep < 5 && err == CL_SUCCESS; rep++) {
-        double t0 = now_us();
+        double t0 = kq_now_us();
         err = clEnqueueWriteBuffer(dev->queue, buf, CL_TRUE, 0, small, host, 0, NULL, NULL);
         if (err == CL_SUCCESS)
             err = clEnqueueReadBuffer(dev->queue, buf, CL_TRUE, 0, small, host, 0, NULL, NULL);
-        double t1 = now_us();
+        double t1 = kq_now_us();
         if (err == CL_SUCCESS && rep < 2)
             err = clEnqueueWriteBuffer(dev->queue, buf, CL_TRUE, 0, big, host, 0, NULL, NULL);
         if (err == CL_SUCCESS && rep < 2)
             err = clEnqueueReadBuffer(dev->queue, buf, CL_TRUE, 0, big, host, 0, NULL, NULL);
-        double t2 = now_us();
+        double t2 = kq_now_us();
         best_small = fmin(best_small, (t1 - t0) / 2);
         if (rep < 2)
             best_big = fmin(best_big, (t2 - t1) / 2);
