@@ -69,12 +69,12 @@
 
 /* ---- bf16 and f16 bits ------------------------------------------------------------------- */
 
-inline float bf16_to_float(ushort b) { return as_float((uint)b << 16); }
+static inline float bf16_to_float(ushort b) { return as_float((uint)b << 16); }
 
-inline float8 bf16x8_to_float8(ushort8 b) { return as_float8(convert_uint8(b) << 16); }
+static inline float8 bf16x8_to_float8(ushort8 b) { return as_float8(convert_uint8(b) << 16); }
 
 /* Round to nearest even, as ggml: NaN becomes a quiet NaN with the sign and top payload. */
-inline ushort float_to_bf16(float f)
+static inline ushort float_to_bf16(float f)
 {
     uint u = as_uint(f);
     if ((u & 0x7fffffffu) > 0x7f800000u)
@@ -84,7 +84,7 @@ inline ushort float_to_bf16(float f)
 
 /* f32 -> f16 bits with integer arithmetic only, so every device rounds the same way
  * (nearest even, subnormals kept, overflow to inf, NaN kept quiet). */
-inline ushort float_to_half_bits(float f)
+static inline ushort float_to_half_bits(float f)
 {
     uint u = as_uint(f);
     uint sign = (u >> 16) & 0x8000u;
@@ -115,22 +115,22 @@ inline ushort float_to_half_bits(float f)
 
 #if XTYPE == TYPE_F32
 #define XT float
-inline float x_at(const __global XT *x, ulong i) { return x[i]; }
-inline float8 x_load8(const __global XT *x, ulong i) { return vload8(0, x + i); }
+static inline float x_at(const __global XT *x, ulong i) { return x[i]; }
+static inline float8 x_load8(const __global XT *x, ulong i) { return vload8(0, x + i); }
 #elif XTYPE == TYPE_F16
 #define XT half
-inline float x_at(const __global XT *x, ulong i) { return vload_half(i, x); }
-inline float8 x_load8(const __global XT *x, ulong i) { return vload_half8(0, x + i); }
+static inline float x_at(const __global XT *x, ulong i) { return vload_half(i, x); }
+static inline float8 x_load8(const __global XT *x, ulong i) { return vload_half8(0, x + i); }
 #elif XTYPE == TYPE_BF16
 #define XT ushort
-inline float x_at(const __global XT *x, ulong i) { return bf16_to_float(x[i]); }
-inline float8 x_load8(const __global XT *x, ulong i) { return bf16x8_to_float8(vload8(0, x + i)); }
+static inline float x_at(const __global XT *x, ulong i) { return bf16_to_float(x[i]); }
+static inline float8 x_load8(const __global XT *x, ulong i) { return bf16x8_to_float8(vload8(0, x + i)); }
 #endif
 
 /* NAME(row, pos, k): the 8 values at [pos, pos+8) of a row of length k as floats, positions
  * >= k reading as 0; for a row of element type T read with AT (one) and LOAD8 (eight). */
 #define DEFINE_RUN_READER(NAME, T, AT, LOAD8)                                                      \
-    inline float8 NAME(const __global T *row, int pos, int k)                                    \
+    static inline float8 NAME(const __global T *row, int pos, int k)                             \
     {                                                                                            \
         if (pos + 8 <= k)                                                                        \
             return LOAD8(row, (ulong)pos);                                                       \
@@ -146,19 +146,19 @@ DEFINE_RUN_READER(x_run, XT, x_at, x_load8)
 /* ---- weights --------------------------------------------------------------------------------- */
 
 /* Six-bit scale and min j (0..7) of q4_K/q5_K's 12 packed bytes. */
-inline uchar2 scale_min_k4(const __global uchar *s, int j)
+static inline uchar2 scale_min_k4(const __global uchar *s, int j)
 {
     if (j < 4)
         return (uchar2)(s[j] & 63, s[j + 4] & 63);
     return (uchar2)((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4));
 }
 
-inline float8 nibbles8(uchar8 q, int high) { return convert_float8(high ? q >> (uchar)4 : q & (uchar)0xF); }
+static inline float8 nibbles8(uchar8 q, int high) { return convert_float8(high ? q >> (uchar)4 : q & (uchar)0xF); }
 
 #if W_IS_KQUANT
 
 /* Row position (within the block) where run r of unit u starts. */
-inline int run_start(int u, int r)
+static inline int run_start(int u, int r)
 {
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
     return 64 * (u >> 1) + 16 * (u & 1) + 32 * (r >> 1) + 8 * (r & 1);
@@ -172,7 +172,7 @@ inline int run_start(int u, int r)
 /* The 8 weights of run r of unit u of the block at `blk`. Each value is formed exactly as
  * ggml's dequantize_row_* forms it (same float operations in the same order), so with
  * FP_CONTRACT off the result is bit-identical to the host codec. */
-inline float8 dequant_run(const __global uchar *blk, int u, int r)
+static inline float8 dequant_run(const __global uchar *blk, int u, int r)
 {
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
     int c = u >> 1, p = u & 1, high = r >> 1, sub = 2 * c + high;
@@ -214,16 +214,16 @@ inline float8 dequant_run(const __global uchar *blk, int u, int r)
 
 #if WTYPE == TYPE_F32
 #define WT float
-inline float w_at(const __global WT *w, ulong i) { return w[i]; }
-inline float8 w_load8(const __global WT *w, ulong i) { return vload8(0, w + i); }
+static inline float w_at(const __global WT *w, ulong i) { return w[i]; }
+static inline float8 w_load8(const __global WT *w, ulong i) { return vload8(0, w + i); }
 #elif WTYPE == TYPE_F16
 #define WT half
-inline float w_at(const __global WT *w, ulong i) { return vload_half(i, w); }
-inline float8 w_load8(const __global WT *w, ulong i) { return vload_half8(0, w + i); }
+static inline float w_at(const __global WT *w, ulong i) { return vload_half(i, w); }
+static inline float8 w_load8(const __global WT *w, ulong i) { return vload_half8(0, w + i); }
 #else
 #define WT ushort
-inline float w_at(const __global WT *w, ulong i) { return bf16_to_float(w[i]); }
-inline float8 w_load8(const __global WT *w, ulong i) { return bf16x8_to_float8(vload8(0, w + i)); }
+static inline float w_at(const __global WT *w, ulong i) { return bf16_to_float(w[i]); }
+static inline float8 w_load8(const __global WT *w, ulong i) { return bf16x8_to_float8(vload8(0, w + i)); }
 #endif
 
 /* w_run: 8 weights of a float-typed row */
@@ -243,14 +243,14 @@ DEFINE_RUN_READER(w_run, WT, w_at, w_load8)
  * On NVIDIA (KQ_NV_PTX) one byte-permute instruction builds each 2^23 + b; elsewhere it takes a
  * shift, a mask and an or. */
 #ifdef KQ_NV_PTX
-inline uint prmt(uint a, uint b, uint selector)
+static inline uint prmt(uint a, uint b, uint selector)
 {
     uint r;
     asm volatile("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(selector));
     return r;
 }
 
-inline float4 u8x4_to_float4(uint v)
+static inline float4 u8x4_to_float4(uint v)
 {
     /* selector 0x765i: byte i of v below the three top bytes of 0x4B000000 */
     uint4 b = (uint4)(prmt(v, 0x4B000000u, 0x7650u), prmt(v, 0x4B000000u, 0x7651u),
@@ -258,14 +258,14 @@ inline float4 u8x4_to_float4(uint v)
     return as_float4(b) - (float4)8388608.0f;
 }
 #else
-inline float4 u8x4_to_float4(uint v)
+static inline float4 u8x4_to_float4(uint v)
 {
     uint4 b = (uint4)(v, v >> 8, v >> 16, v >> 24) & (uint4)0xFFu;
     return as_float4(b | (uint4)0x4B000000u) - (float4)8388608.0f;
 }
 #endif
 
-inline float8 u8x8_to_float8(uint lo, uint hi) { return (float8)(u8x4_to_float4(lo), u8x4_to_float4(hi)); }
+static inline float8 u8x8_to_float8(uint lo, uint hi) { return (float8)(u8x4_to_float4(lo), u8x4_to_float4(hi)); }
 
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
 typedef struct unit_raw {
@@ -277,7 +277,7 @@ typedef struct unit_raw {
     float s[2], mo[2]; /* sub-blocks 2c (low nibbles) and 2c+1 (high nibbles) */
 } unit_raw;
 
-inline unit_raw unit_load(const __global uchar *blk, int u)
+static inline unit_raw unit_load(const __global uchar *blk, int u)
 {
     unit_raw raw;
     int c = u >> 1, p = u & 1;
@@ -303,7 +303,7 @@ inline unit_raw unit_load(const __global uchar *blk, int u)
     return raw;
 }
 
-inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
+static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
 {
     int high = r >> 1;
     uint2 q = (r & 1) ? raw->qs.zw : raw->qs.xy;
@@ -325,13 +325,13 @@ typedef struct unit_raw {
 } unit_raw;
 
 /* 8 bytes from a 2-byte-aligned address (210-byte blocks leave no more). */
-inline uint2 load8_align2(const __global uchar *p)
+static inline uint2 load8_align2(const __global uchar *p)
 {
     ushort4 v = vload4(0, (const __global ushort *)p);
     return (uint2)((uint)v.x | ((uint)v.y << 16), (uint)v.z | ((uint)v.w << 16));
 }
 
-inline unit_raw unit_load(const __global uchar *blk, int u)
+static inline unit_raw unit_load(const __global uchar *blk, int u)
 {
     unit_raw raw;
     int h = u >> 2, l0 = 8 * (u & 3);
@@ -345,7 +345,7 @@ inline unit_raw unit_load(const __global uchar *blk, int u)
     return raw;
 }
 
-inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
+static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
 {
     uint2 lo = raw->ql[r & 1];
     lo = (r >> 1) ? (lo >> 4) & 0x0F0F0F0Fu : lo & 0x0F0F0F0Fu;
@@ -361,7 +361,7 @@ typedef struct unit_raw {
     float d;
 } unit_raw;
 
-inline unit_raw unit_load(const __global uchar *blk, int u)
+static inline unit_raw unit_load(const __global uchar *blk, int u)
 {
     unit_raw raw;
     raw.d = *(const __global float *)blk;
@@ -369,7 +369,7 @@ inline unit_raw unit_load(const __global uchar *blk, int u)
     return raw;
 }
 
-inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
+static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
 {
     uint2 q = (r == 0) ? raw->qs.s01 : (r == 1) ? raw->qs.s23 : (r == 2) ? raw->qs.s45 : raw->qs.s67;
     q ^= 0x80808080u; /* signed q -> q + 128, unsigned */
@@ -383,7 +383,7 @@ typedef struct unit_raw {
     float8 v[4];
 } unit_raw;
 
-inline unit_raw unit_load_row(const __global uchar *wrow, int g, int k)
+static inline unit_raw unit_load_row(const __global uchar *wrow, int g, int k)
 {
     unit_raw raw;
     for (int r = 0; r < 4; r++)
@@ -391,7 +391,7 @@ inline unit_raw unit_load_row(const __global uchar *wrow, int g, int k)
     return raw;
 }
 
-inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
+static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
 {
     *s = 1.0f;
     *mo = 0.0f;
@@ -401,7 +401,7 @@ inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
 
 #if W_IS_KQUANT
 /* Unit g (counted from the row's start) of a weight row. */
-inline unit_raw unit_load_row(const __global uchar *wrow, int g, int k)
+static inline unit_raw unit_load_row(const __global uchar *wrow, int g, int k)
 {
     (void)k;
     return unit_load(wrow + (size_t)(g / UNITS_PER_BLOCK) * BLOCK_BYTES, g % UNITS_PER_BLOCK);
@@ -410,7 +410,7 @@ inline unit_raw unit_load_row(const __global uchar *wrow, int g, int k)
 
 /* 8 activations at pos of a row; X_ALIGNED (k a multiple of 32: runs never pass the row's end)
  * allows two 16-byte loads. */
-inline float8 x_run_fast(const __global XT *xrow, int pos, int k)
+static inline float8 x_run_fast(const __global XT *xrow, int pos, int k)
 {
 #if defined(X_ALIGNED) && XTYPE == TYPE_F32
     const __global float4 *p = (const __global float4 *)(xrow + pos);
@@ -422,7 +422,7 @@ inline float8 x_run_fast(const __global XT *xrow, int pos, int k)
 #endif
 }
 
-inline float hsum8(float8 v)
+static inline float hsum8(float8 v)
 {
     float4 p = v.lo + v.hi;
     return (p.x + p.y) + (p.z + p.w);
@@ -435,10 +435,10 @@ inline float hsum8(float8 v)
 
 /* 16 bytes at p, with the alignment the block layout guarantees (a byte-wise vload16 of PoCL
  * became 8 word inserts for some rows: LLVM did not see through it). */
-inline uchar16 ld16_a4(const __global uchar *p) { return as_uchar16(vload4(0, (const __global uint *)p)); }
-inline uchar16 ld16_a2(const __global uchar *p) { return as_uchar16(vload8(0, (const __global ushort *)p)); }
+static inline uchar16 ld16_a4(const __global uchar *p) { return as_uchar16(vload4(0, (const __global uint *)p)); }
+static inline uchar16 ld16_a2(const __global uchar *p) { return as_uchar16(vload8(0, (const __global ushort *)p)); }
 
-inline float2 half2_bits_to_float2(uint v)
+static inline float2 half2_bits_to_float2(uint v)
 {
     uint2 h = (uint2)(v & 0xFFFFu, v >> 16);
     uint2 shifted = (h & 0x7FFFu) << 13;
@@ -449,11 +449,11 @@ inline float2 half2_bits_to_float2(uint v)
 }
 
 #if XTYPE == TYPE_F32
-inline float16 x_load16(const __global XT *x, ulong i) { return vload16(0, x + i); }
+static inline float16 x_load16(const __global XT *x, ulong i) { return vload16(0, x + i); }
 #elif XTYPE == TYPE_BF16
-inline float16 x_load16(const __global XT *x, ulong i) { return as_float16(convert_uint16(vload16(0, x + i)) << 16); }
+static inline float16 x_load16(const __global XT *x, ulong i) { return as_float16(convert_uint16(vload16(0, x + i)) << 16); }
 #else /* f16 bits by integer ops (PoCL's vload_half is a long software routine on x86) */
-inline float16 x_load16(const __global XT *x, ulong i)
+static inline float16 x_load16(const __global XT *x, ulong i)
 {
     uint16 h = convert_uint16(vload16(0, (const __global ushort *)x + i));
     uint16 e = h & 0x7C00u;
@@ -468,7 +468,7 @@ typedef struct blk_scales {
     float s[16], mo[16];
 } blk_scales;
 
-inline void blk_prep(const __global uchar *blk, blk_scales *sc)
+static inline void blk_prep(const __global uchar *blk, blk_scales *sc)
 {
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
     float2 dm = half2_bits_to_float2(*(const __global uint *)blk);
@@ -507,7 +507,7 @@ inline void blk_prep(const __global uchar *blk, blk_scales *sc)
 }
 
 /* The 16 quants of group t as floats (before scale and offset). */
-inline float16 blk_group(const __global uchar *blk, int t)
+static inline float16 blk_group(const __global uchar *blk, int t)
 {
 #if WTYPE == TYPE_Q4_K
     int c = t >> 2, high = (t >> 1) & 1, half_ = t & 1;
@@ -536,10 +536,10 @@ inline float16 blk_group(const __global uchar *blk, int t)
 #endif /* KQ_CPU */
 
 /* Units in a row of k values. */
-inline int units_per_row(int k) { return (k + 31) / 32; }
+static inline int units_per_row(int k) { return (k + 31) / 32; }
 
 /* Row position of the first weight of run r of unit g (units counted from the row's start). */
-inline int run_position(int g, int r)
+static inline int run_position(int g, int r)
 {
 #if W_IS_KQUANT
     return (g / UNITS_PER_BLOCK) * QK_K + run_start(g % UNITS_PER_BLOCK, r);
@@ -549,7 +549,7 @@ inline int run_position(int g, int r)
 }
 
 /* The 8 weights of run r of unit g of a weight row (zero past the row's end). */
-inline float8 weight_run(const __global uchar *wrow, int g, int r, int k)
+static inline float8 weight_run(const __global uchar *wrow, int g, int r, int k)
 {
 #if W_IS_KQUANT
     return dequant_run(wrow + (size_t)(g / UNITS_PER_BLOCK) * BLOCK_BYTES, g % UNITS_PER_BLOCK, r);
@@ -558,7 +558,7 @@ inline float8 weight_run(const __global uchar *wrow, int g, int r, int k)
 #endif
 }
 
-inline float dot8(float8 a, float8 b)
+static inline float dot8(float8 a, float8 b)
 {
     float4 p = a.lo * b.lo + a.hi * b.hi;
     return (p.x + p.y) + (p.z + p.w);

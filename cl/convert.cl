@@ -9,7 +9,7 @@
 #define DTYPE TYPE_F32
 #endif
 
-inline void store_value(__global void *dst, ulong i, float v)
+static inline void store_value(__global void *dst, ulong i, float v)
 {
 #if DTYPE == TYPE_F32
     ((__global float *)dst)[i] = v;

@@ -58,7 +58,7 @@
 #define MV (WPT_M / 16)
 
 /* Dequantize weights [k0, k0+KC) of rows row0 .. row0+PANEL_M-1 into Wp[kk*PANEL_M + r]. */
-inline void dequant_panel(__local float *Wp, const __global uchar *w, ulong w_row_bytes, int row0, int m, int k0)
+static inline void dequant_panel(__local float *Wp, const __global uchar *w, ulong w_row_bytes, int row0, int m, int k0)
 {
     for (int r = 0; r < PANEL_M; r++) {
         const __global uchar *wrow = w + (size_t)min(row0 + r, m - 1) * w_row_bytes;
@@ -102,9 +102,8 @@ void matmul_tiled(const __global uchar *restrict w, ulong w_row_bytes, const __g
         for (int c = 0; c < strips * WPT_N; c++) {
             const __global XT *xr = x + (size_t)min(col0 + c, n - 1) * k + k0;
 #ifndef KQ_NO_XPREFETCH
-            if (k0 + KC < k)
-                for (int kk = 0; kk < KC; kk += 64 / sizeof(XT))
-                    __builtin_prefetch(xr + KC + kk, 0, 3);
+            if (k0 + KC < k) /* bytes, since prefetch() takes no half pointer without cl_khr_fp16 */
+                prefetch((const __global uchar *)(xr + KC), KC * sizeof(XT));
 #endif
             for (int kk = 0; kk < KC; kk += 16)
                 vstore16(x_load16(xr, (ulong)kk), 0, Xp + c * KC + kk);
@@ -183,7 +182,7 @@ typedef struct tile_prefetch {
     float8 x[X_TASKS];
 } tile_prefetch;
 
-inline void prefetch_tiles(tile_prefetch *pf, const __global uchar *w, ulong w_row_bytes, const __global XT *x,
+static inline void prefetch_tiles(tile_prefetch *pf, const __global uchar *w, ulong w_row_bytes, const __global XT *x,
                            int m0, int m, int n0, int n, int g0, int units, int k, int lid)
 {
     for (int i = 0; i < W_TASKS; i++) {
@@ -201,14 +200,14 @@ inline void prefetch_tiles(tile_prefetch *pf, const __global uchar *w, ulong w_r
 }
 
 /* Write 8 values down a column of a k-major local tile. */
-inline void store_column8(__local float *dst, int stride, float8 v)
+static inline void store_column8(__local float *dst, int stride, float8 v)
 {
     dst[0 * stride] = v.s0; dst[1 * stride] = v.s1; dst[2 * stride] = v.s2; dst[3 * stride] = v.s3;
     dst[4 * stride] = v.s4; dst[5 * stride] = v.s5; dst[6 * stride] = v.s6; dst[7 * stride] = v.s7;
 }
 
 /* Dequantize the prefetched W units and store them and the X runs into the local tiles. */
-inline void tiles_to_local(const tile_prefetch *pf, __local float *Wl, __local float *Xl, int lid)
+static inline void tiles_to_local(const tile_prefetch *pf, __local float *Wl, __local float *Xl, int lid)
 {
     for (int i = 0; i < W_TASKS; i++) {
         int t = lid + i * WG_SIZE, row = t % TILE_M, ku = t / TILE_M;

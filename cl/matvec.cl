@@ -51,7 +51,7 @@
 
 #if WTYPE == TYPE_Q6_K
 /* Group t of a q6_K block as (q - 32) floats: the offset is taken in bytes (exact). */
-inline float16 q6_group(const __global uchar *blk, int t)
+static inline float16 q6_group(const __global uchar *blk, int t)
 {
     int h = t >> 3, r = (t >> 1) & 3, lh = t & 1;
     uchar16 lo = ld16_a2(blk + 64 * h + 32 * (r & 1) + 16 * lh);
@@ -63,7 +63,7 @@ inline float16 q6_group(const __global uchar *blk, int t)
 #endif
 
 /* acc[i][j] += row i's block (at blk[i]) times activation row j's 256 values at xb + j*k. */
-inline void block_dot(const __global uchar *blk[ROWS_PER_THREAD], const __global XT *xb, int k,
+static inline void block_dot(const __global uchar *blk[ROWS_PER_THREAD], const __global XT *xb, int k,
                       float16 acc[ROWS_PER_THREAD][NCOLS])
 {
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
@@ -140,9 +140,8 @@ void matvec(const __global uchar *w, ulong w_row_bytes, const __global XT *x,
         for (int i = 0; i < ROWS_PER_THREAD; i++) {
             blk[i] = wrow[i] + (size_t)b * BLOCK_BYTES;
 #if KQ_PREFETCH > 0
-            if (b + KQ_PREFETCH < nb)
-                for (int l = 0; l < BLOCK_BYTES; l += 64)
-                    __builtin_prefetch(blk[i] + KQ_PREFETCH * BLOCK_BYTES + l, 0, 3);
+            if (b + KQ_PREFETCH < nb) /* OpenCL C's prefetch: a hint a driver may ignore */
+                prefetch(blk[i] + KQ_PREFETCH * BLOCK_BYTES, BLOCK_BYTES);
 #endif
         }
         block_dot(blk, x + (size_t)b * QK_K, k, acc);

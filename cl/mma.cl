@@ -45,18 +45,18 @@
 #endif
 #define GROUPS (16 / SLICES_PER_GROUP)
 
-inline uint bf16x2_pack(float lo, float hi)
+static inline uint bf16x2_pack(float lo, float hi)
 {
     uint r;
     asm volatile("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
     return r;
 }
 
-inline float bf16_lo(uint v) { return as_float(v << 16); }
-inline float bf16_hi(uint v) { return as_float(v & 0xFFFF0000u); }
+static inline float bf16_lo(uint v) { return as_float(v << 16); }
+static inline float bf16_hi(uint v) { return as_float(v & 0xFFFF0000u); }
 
 /* (x0, x1) as three bf16 pairs whose sum is x to 24 bits: each remainder is exact. */
-inline void split3(float x0, float x1, uint *hi, uint *mid, uint *lo)
+static inline void split3(float x0, float x1, uint *hi, uint *mid, uint *lo)
 {
     *hi = bf16x2_pack(x0, x1);
     x0 = x0 - bf16_lo(*hi);
@@ -67,7 +67,7 @@ inline void split3(float x0, float x1, uint *hi, uint *mid, uint *lo)
     *lo = bf16x2_pack(x0, x1);
 }
 
-inline void mma_bf16(float c[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint b1)
+static inline void mma_bf16(float c[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint b1)
 {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
                  "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -77,7 +77,7 @@ inline void mma_bf16(float c[4], uint a0, uint a1, uint a2, uint a3, uint b0, ui
 
 /* The fragment A pair holding bytes (i, i+1) of w as bf16 quants: bytes [b_i, 0x43, b_i+1, 0x43]
  * are 128 + q in bf16, and one bf16x2 fma removes the 128 (and the type's stored offset). */
-inline uint quants_bf16x2(uint w, uint selector)
+static inline uint quants_bf16x2(uint w, uint selector)
 {
 #if WTYPE == TYPE_Q8_K
     /* q8 bytes are signed, up to 8 bits: through f32 (exact) instead of the 7-bit magic */
@@ -93,7 +93,7 @@ inline uint quants_bf16x2(uint w, uint selector)
 }
 
 /* Row position (within the block) of slice sl, and the 4 quant bytes thread t holds of it. */
-inline int slice_position(int sl)
+static inline int slice_position(int sl)
 {
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
     return 32 * (sl >> 1) + 16 * (sl & 1); /* sub-block j = sl/2 covers 32j .. 32j+31 */
@@ -104,7 +104,7 @@ inline int slice_position(int sl)
 #endif
 }
 
-inline uint slice_quants(const __global uchar *blk, int sl, int t)
+static inline uint slice_quants(const __global uchar *blk, int sl, int t)
 {
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
     int j = sl >> 1, c = j >> 1, hi = j & 1, l = 16 * (sl & 1) + 4 * t;
@@ -132,7 +132,7 @@ inline uint slice_quants(const __global uchar *blk, int sl, int t)
 }
 
 /* Scale and min of scale group grp of a block (min 0 where the type has none). */
-inline float2 group_scale(const __global uchar *blk, int grp)
+static inline float2 group_scale(const __global uchar *blk, int grp)
 {
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
     /* branchless, as unit_load: sub-blocks 0..3 and 4..7 each have their word of 4 */
@@ -306,7 +306,7 @@ typedef struct stage_regs {
 /* Load the stage's B fragments (STAGE_SLICES slices x 4 thread columns t x WG_COLS activation
  * rows x 3 parts) and the needed 32-sums. Items run over t fastest, so 4 neighbouring
  * work-items read one activation row's 96 contiguous bytes. Rows past n read as 0. */
-inline void stage_load(stage_regs *r, const __global uint *xs, const __global float *xsum, int col0, int n, int k,
+static inline void stage_load(stage_regs *r, const __global uint *xs, const __global float *xsum, int col0, int n, int k,
                        int b, int sl0, int lid)
 {
 #pragma unroll
@@ -335,7 +335,7 @@ inline void stage_load(stage_regs *r, const __global uint *xs, const __global fl
 
 /* Store a stage to local memory: for each slice s, n-tile nt and part, the 32 lanes' uint2
  * words side by side, so a warp's fragment load is 256 contiguous bytes (no bank conflicts). */
-inline void stage_store(const stage_regs *r, __local uint2 *bl, __local float *sl_sum, int lid)
+static inline void stage_store(const stage_regs *r, __local uint2 *bl, __local float *sl_sum, int lid)
 {
 #pragma unroll
     for (int i = 0; i < STAGE_ITEMS; i++) {

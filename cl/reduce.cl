@@ -23,7 +23,7 @@
 #define IS_SUM (REDUCE_OP == OP_SUM || REDUCE_OP == OP_MEAN || REDUCE_OP == OP_SUMSQ)
 
 /* Neumaier's step: s + v, with the rounding error of the addition kept in *c. */
-inline void neumaier_add(float *s, float *c, float v)
+static inline void neumaier_add(float *s, float *c, float v)
 {
     float t = *s + v;
     if (fabs(*s) >= fabs(v))
@@ -34,7 +34,7 @@ inline void neumaier_add(float *s, float *c, float v)
 }
 
 /* max/min that let a NaN win, as IEEE's maximum/minimum (fmax would drop it). */
-inline float pick(float a, float b)
+static inline float pick(float a, float b)
 {
     if (isnan(a))
         return a;
@@ -99,7 +99,7 @@ void reduce_rows(const __global XT *src, __global float *dst, int cols)
 /* ---- collectives (collective.c): a chunk of every device's copy, combined on one device ----- */
 
 /* acc op v as the host stage combines them: the first NaN wins MAX and MIN. */
-inline float combine_pair(float acc, float v)
+static inline float combine_pair(float acc, float v)
 {
 #if REDUCE_OP == OP_MAX
     return isnan(acc) ? acc : isnan(v) ? v : v > acc ? v : acc;

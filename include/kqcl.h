@@ -219,7 +219,14 @@ KQCL_API size_t kqcl_tensor_bytes(const kqcl_tensor *t);
  * bf16; Y is f32. Accumulation is f32. A matrix-vector kernel serves n <= 8 (decode), a tiled
  * kernel larger n (prefill). Queued: returns before the device finishes; read Y or
  * kqcl_finish to wait. KQCL_ERR_INVALID_ARG on shape mismatch or a tensor of another
- * context, KQCL_ERR_UNSUPPORTED for a type pair outside the above. */
+ * context, KQCL_ERR_UNSUPPORTED for a type pair outside the above.
+ * Results are within 1e-5 * sum |w x| of float64 on every device and kernel. Non-finite
+ * inputs, on every device: a NaN scale, weight or activation makes the outputs it reaches NaN;
+ * an infinite one makes them non-finite -- +-Inf or NaN, which one is not promised (an infinite
+ * scale times a zero quant is NaN element by element, but a kernel that applies the scale once
+ * per group gives +-Inf); every other output stays finite and within the bound.
+ * KQCL_ERR_INVALID_ARG also when a tuning variable (KQCL_MATVEC, KQCL_MATMUL, KQCL_MMA_*)
+ * is malformed, breaks its kernel's constraints or does not fit the device. */
 KQCL_API kqcl_status kqcl_matmul(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x,
                                  kqcl_tensor *y);
 

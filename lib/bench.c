@@ -1,6 +1,7 @@
 /* bench.c -- the device memory-bandwidth probe behind `kqcl bench` (bench.cl). */
 #include "ops.h"
 #include "program.h"
+#include "variant.h"
 
 #include <stdlib.h>
 
@@ -30,8 +31,9 @@ static kqcl_status stream_read(kqcl_context *ctx, int device, size_t bytes, int 
     if (bytes > dev->info.max_alloc_bytes)
         bytes = dev->info.max_alloc_bytes / 16 * 16;
     cl_kernel kernel;
-    kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_BENCH, dev->info.is_gpu ? "" : "-DKQ_CPU", "stream_read",
-                                   &kernel);
+    kq_variant v;
+    kq_bench_variant(dev, &v);
+    kqcl_status st = kq_get_kernel(ctx, dev, v.family, v.options, "stream_read", &kernel);
     if (st != KQCL_OK)
         return st;
     cl_int err;
@@ -48,7 +50,7 @@ static kqcl_status stream_read(kqcl_context *ctx, int device, size_t bytes, int 
         err = kq_set_args(kernel, 3, sizeof src, &src, sizeof count, &count, sizeof sink, &sink);
     size_t local = 256 <= dev->max_wg ? 256 : dev->max_wg;
     size_t global = (size_t)(dev->info.compute_units > 0 ? dev->info.compute_units : 1) * local * 8;
-    if (!dev->info.is_gpu) { /* one-item groups, each a contiguous chunk; 8 a core for balance */
+    if (v.cpu) { /* one-item groups, each a contiguous chunk; 8 a core for balance */
         local = 1;
         global = (size_t)(dev->info.compute_units > 0 ? dev->info.compute_units : 1) * 8;
     }

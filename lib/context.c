@@ -300,21 +300,58 @@ cl_command_queue kq_create_queue(const kq_device *dev, bool timing, cl_int *err)
 #endif
 }
 
+/* Lower *value to the environment variable `name` (a positive integer) if it is smaller. */
+static void apply_test_cap(const char *name, uint64_t *value)
+{
+    const char *cap = getenv(name);
+    if (cap == NULL || *cap == '\0')
+        return;
+    char *end = NULL;
+    unsigned long long v = strtoull(cap, &end, 10);
+    if (end != NULL && *end == '\0' && v > 0 && v < *value)
+        *value = v;
+}
+
+static bool env_is(const char *name, const char *value)
+{
+    const char *s = getenv(name);
+    return s != NULL && strcmp(s, value) == 0;
+}
+
+/* Which kernels the device runs. The family follows the device's kind; KQCL_KERNELS=gpu|cpu
+ * forces one, a testing aid: CI runs every portable GPU kernel on PoCL with it. Inline PTX needs
+ * NVIDIA's compiler; KQCL_PORTABLE=1 keeps the portable kernels, KQCL_MMA=0 the FMA ones.
+ * KQCL_TEST_FORCE_PTX=1 asks for the NVIDIA variants on any device -- a test hook: elsewhere
+ * they fail to build, which proves the fallback to the portable kernels. */
+static kqcl_status choose_kernels(kq_device *dev, const kqcl_device_info *info)
+{
+    const char *family = getenv("KQCL_KERNELS");
+    if (family != NULL && *family != '\0' && strcmp(family, "auto") != 0 && strcmp(family, "gpu") != 0 &&
+        strcmp(family, "cpu") != 0)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "KQCL_KERNELS='%s': want gpu, cpu or auto", family);
+    dev->gpu_kernels = family != NULL && strcmp(family, "gpu") == 0   ? true
+                       : family != NULL && strcmp(family, "cpu") == 0 ? false
+                                                                      : info->is_gpu;
+    const char *portable = getenv("KQCL_PORTABLE");
+    bool forced = env_is("KQCL_TEST_FORCE_PTX", "1");
+    dev->nv_ptx = (forced || info->nv_compute_capability >= 30) && !(portable && strcmp(portable, "0") != 0);
+    dev->nv_mma = dev->nv_ptx && (forced || info->nv_compute_capability >= 80) && !env_is("KQCL_MMA", "0");
+    kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
+    return KQCL_OK;
+}
+
 static kqcl_status open_device(kq_device *dev, const found_device *f, const kqcl_device_info *info)
 {
     cl_int err;
     dev->platform = f->platform;
     dev->id = f->device;
     dev->info = *info;
-    /* Test knob (doc/multi-device.md): KQCL_TEST_MAX_ALLOC_BYTES caps every device's largest
-     * allocation, so that the tests can hold tensors in several buffers without filling memory. */
-    const char *cap = getenv("KQCL_TEST_MAX_ALLOC_BYTES");
-    if (cap != NULL && *cap != '\0') {
-        char *end = NULL;
-        unsigned long long v = strtoull(cap, &end, 10);
-        if (end != NULL && *end == '\0' && v > 0 && v < dev->info.max_alloc_bytes)
-            dev->info.max_alloc_bytes = v;
-    }
+    /* Test knobs: KQCL_TEST_MAX_ALLOC_BYTES caps every device's largest allocation, so that the
+     * tests can hold tensors in several buffers without filling memory (doc/multi-device.md);
+     * KQCL_TEST_LOCAL_MEM_BYTES its local memory, so that PoCL chooses kernel variants as a
+     * device with little of it does (doc/portability.md). */
+    apply_test_cap("KQCL_TEST_MAX_ALLOC_BYTES", &dev->info.max_alloc_bytes);
+    apply_test_cap("KQCL_TEST_LOCAL_MEM_BYTES", &dev->info.local_mem_bytes);
     device_string(f->device, CL_DEVICE_OPENCL_C_VERSION, dev->cl_c_version, sizeof dev->cl_c_version);
     clGetPlatformInfo(f->platform, CL_PLATFORM_VERSION, sizeof dev->platform_version, dev->platform_version, NULL);
     dev->platform_version[sizeof dev->platform_version - 1] = '\0';
@@ -328,13 +365,7 @@ static kqcl_status open_device(kq_device *dev, const found_device *f, const kqcl
     dev->queue = kq_create_queue(dev, false, &err);
     if (err != CL_SUCCESS)
         return kq_cl_fail(NULL, err, "clCreateCommandQueue");
-    /* Inline PTX needs NVIDIA's compiler; KQCL_PORTABLE=1 keeps the portable kernels. */
-    const char *portable = getenv("KQCL_PORTABLE");
-    dev->nv_ptx = info->nv_compute_capability >= 30 && !(portable && strcmp(portable, "0") != 0);
-    const char *mma = getenv("KQCL_MMA");
-    dev->nv_mma = dev->nv_ptx && info->nv_compute_capability >= 80 && !(mma && strcmp(mma, "0") == 0);
-    kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
-    return KQCL_OK;
+    return choose_kernels(dev, info);
 }
 
 static void close_device(kq_device *dev)

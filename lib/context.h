@@ -41,6 +41,8 @@ typedef struct kq_device {
     bool is_pocl;          /* PoCL: its own kernel cache, so kqcl's binary cache is skipped */
     bool nv_ptx;           /* NVIDIA: inline-PTX kernel variants on (off after a failed build) */
     bool nv_mma;           /* NVIDIA sm_80+: tensor-core decode kernel (mma.cl) on */
+    bool gpu_kernels;      /* the GPU kernel family (else the KQ_CPU kernels): the device's kind,
+                            * or KQCL_KERNELS=gpu|cpu, a testing aid */
     size_t max_wg;         /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
     kq_program programs[KQ_MAX_PROGRAMS];
     int n_programs;
@@ -63,6 +65,10 @@ struct kqcl_context {
     int n_events;
     char error[16384];
 };
+
+/* Whether the device runs the GPU kernel family (matvec.cl / matmul.cl's work-group kernels)
+ * rather than the KQ_CPU ones. */
+static inline bool kq_gpu_kernels(const kq_device *dev) { return dev->gpu_kernels; }
 
 /* Record an OpenCL failure: "what: CL_ERROR_NAME (code)". Returns KQCL_ERR_OUT_OF_MEMORY for
  * allocation failures, KQCL_ERR_DEVICE otherwise. */

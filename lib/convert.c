@@ -2,6 +2,7 @@
 #include "ops.h"
 #include "parallel.h"
 #include "program.h"
+#include "variant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,12 +19,10 @@ kqcl_status kq_convert_into(kqcl_context *ctx, const kqcl_tensor *src, cl_mem ds
 {
     kq_device *dev = kq_tensor_device(src);
     bool dequant = kq_type_is_kquant(src->type);
-    char options[128];
-    snprintf(options, sizeof options, "-DNO_CONTRACT -D%s=%d -DDTYPE=%d", dequant ? "WTYPE" : "XTYPE",
-             (int)src->type, (int)dst_type);
+    kq_variant v;
+    kq_convert_variant(src->type, dst_type, &v);
     cl_kernel kernel;
-    kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_CONVERT, options, dequant ? "dequantize" : "convert_elements",
-                                   &kernel);
+    kqcl_status st = kq_variant_kernel(ctx, dev, &v, dequant ? "dequantize" : "convert_elements", &kernel);
     if (st != KQCL_OK)
         return st;
     cl_int err;

@@ -5,6 +5,7 @@
 #include "ops.h"
 #include "parallel.h"
 #include "program.h"
+#include "variant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,15 +46,6 @@ static kqcl_status check_operands(kqcl_context *ctx, const kqcl_tensor *w, const
 static kqcl_status ensure_buffer(kqcl_context *ctx, kq_device *dev, cl_mem *buf, size_t *have, size_t bytes,
                                  const char *what);
 
-/* Rows of k values, k a multiple of 32, start 32-byte aligned and end on a whole unit:
- * activations load 16 bytes at a time with no bounds check. (With k a multiple of 8 only, the
- * last unit of a float-weight row would read past the row, and past X's end.) */
-static void append_alignment(char *options, size_t size, int k)
-{
-    if (k % 32 == 0)
-        strncat(options, " -DX_ALIGNED", size - strlen(options) - 1);
-}
-
 static size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
 /* The arguments every matmul kernel takes: w, w's row bytes, x, y, m, k, n. */
@@ -67,42 +59,27 @@ static kqcl_status set_matmul_args(kqcl_context *ctx, cl_kernel kernel, const kq
     return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(ctx, err, what);
 }
 
-/* A tensor-core kernel (mma.cl). A driver that cannot build it gets the portable kernels from
- * then on: KQCL_ERR_UNSUPPORTED, so the caller falls back (a test's deliberately broken build
- * is reported as it is). */
-static kqcl_status mma_kernel(kqcl_context *ctx, kq_device *dev, const char *options, const char *name,
-                              cl_kernel *out)
-{
-    kqcl_status st = kq_get_kernel(ctx, dev, KQ_FAMILY_MMA, options, name, out);
-    if (st == KQCL_ERR_BUILD && getenv("KQCL_EXTRA_BUILD_OPTIONS") == NULL) {
-        dev->nv_mma = false;
-        kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
-        kq_clear_error(ctx);
-        return KQCL_ERR_UNSUPPORTED;
-    }
-    return st;
-}
+/* A launch that walks a variant's candidates: a kernel that builds but does not fit the device
+ * (kq_kernel_fits: UNSUPPORTED) hands over to the next smaller candidate. */
+#define KQ_MAX_CANDIDATES 8
 
 static kqcl_status launch_matvec(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
                                  kqcl_tensor *y)
 {
-    kq_matvec_tune t = kq_matvec_tune_for(dev);
-    int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
-    char options[256];
-    snprintf(options, sizeof options,
-             "-DWTYPE=%d -DXTYPE=%d -DTHREADS_PER_ROW=%d -DROW_GROUPS=%d -DROWS_PER_THREAD=%d -DNCOLS=%d", (int)w->type,
-             (int)x->type, t.threads_per_row, t.row_groups, t.rows_per_thread, n);
-    append_alignment(options, sizeof options, k);
-    if (!dev->info.is_gpu && t.threads_per_row == 1 && kq_type_is_kquant(w->type))
-        strncat(options, " -DKQ_CPU", sizeof options - strlen(options) - 1); /* matvec.cl's CPU kernel */
+    int n = (int)x->rows;
+    kq_variant v;
     cl_kernel kernel;
-    kqcl_status st = kq_get_kernel_variant(ctx, dev, KQ_FAMILY_MATVEC, options, "matvec", &kernel);
+    kqcl_status st = KQCL_ERR_UNSUPPORTED;
+    for (int skip = 0; st == KQCL_ERR_UNSUPPORTED && skip < KQ_MAX_CANDIDATES; skip++)
+        if ((st = kq_matvec_variant(ctx, dev, w->type, x->type, n, w->cols, skip, &v)) == KQCL_OK)
+            st = kq_variant_kernel(ctx, dev, &v, "matvec", &kernel);
     if (st != KQCL_OK)
         return st;
     if ((st = set_matmul_args(ctx, kernel, w, x, y, "kqcl_matmul: setting matvec arguments")) != KQCL_OK)
         return st;
-    size_t local = (size_t)t.threads_per_row * t.row_groups, rows_per_wg = (size_t)t.row_groups * t.rows_per_thread;
-    size_t global = round_up((size_t)m, rows_per_wg) / rows_per_wg * local;
+    kq_matvec_tune t = v.mv;
+    size_t local = v.wg_items, rows_per_wg = (size_t)t.row_groups * t.rows_per_thread;
+    size_t global = round_up((size_t)w->rows, rows_per_wg) / rows_per_wg * local;
     return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue matvec");
 }
 
@@ -111,21 +88,17 @@ static kqcl_status launch_matvec(kqcl_context *ctx, kq_device *dev, const kqcl_t
 static kqcl_status launch_mma(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
                               kqcl_tensor *y)
 {
-    if (!dev->nv_mma || !kq_type_is_kquant(w->type) || x->type != KQCL_TYPE_F32 || x->rows < kq_mma_min_n(dev))
-        return KQCL_ERR_UNSUPPORTED;
-    kq_mma_tune t = kq_mma_tune_for(dev);
-    size_t m = (size_t)w->rows;
-    char options[160];
-    snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=0 -DWARPS=%d -DMT=%d -DKQ_NV_PTX", (int)w->type, t.warps,
-             t.m_tiles);
+    kq_variant v;
     cl_kernel kernel;
-    kqcl_status st = mma_kernel(ctx, dev, options, "matvec_mma", &kernel);
+    kqcl_status st = kq_mma_decode_variant(ctx, dev, w->type, x->type, (int)x->rows, &v);
+    if (st == KQCL_OK)
+        st = kq_variant_kernel(ctx, dev, &v, "matvec_mma", &kernel);
     if (st != KQCL_OK)
         return st;
     if ((st = set_matmul_args(ctx, kernel, w, x, y, "kqcl_matmul: setting mma arguments")) != KQCL_OK)
         return st;
-    size_t rows_per_wg = (size_t)16 * t.m_tiles, local = (size_t)32 * t.warps;
-    size_t global = (m + rows_per_wg - 1) / rows_per_wg * local;
+    size_t rows_per_wg = (size_t)16 * v.mma.m_tiles, local = v.wg_items;
+    size_t global = ((size_t)w->rows + rows_per_wg - 1) / rows_per_wg * local;
     return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue mma");
 }
 
@@ -147,19 +120,18 @@ static kqcl_status launch_sum_splits(kqcl_context *ctx, kq_device *dev, cl_kerne
 static kqcl_status launch_mma_prefill(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
                                       kqcl_tensor *y)
 {
-    if (!dev->nv_mma || !kq_type_is_kquant(w->type) || x->type != KQCL_TYPE_F32)
-        return KQCL_ERR_UNSUPPORTED;
     int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
-    kq_mma_tune t = kq_mma_prefill_tune_for(dev, m, n, k);
-    char options[160];
-    snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=0 -DWARPS=%d -DMT=%d -DNT=%d -DKQ_NV_PTX", (int)w->type,
-             t.warps, t.m_tiles, t.n_tiles);
+    kq_variant v;
+    kqcl_status st = kq_mma_prefill_variant(ctx, dev, w->type, x->type, m, n, k, &v);
+    if (st != KQCL_OK)
+        return st;
+    kq_mma_tune t = v.mma;
     cl_kernel split, kernel, sum = NULL;
-    kqcl_status st = mma_kernel(ctx, dev, options, "split_activations", &split);
+    st = kq_variant_kernel(ctx, dev, &v, "split_activations", &split);
     if (st == KQCL_OK)
-        st = mma_kernel(ctx, dev, options, "matmul_mma", &kernel);
+        st = kq_variant_kernel(ctx, dev, &v, "matmul_mma", &kernel);
     if (st == KQCL_OK && t.k_splits > 1)
-        st = mma_kernel(ctx, dev, options, "sum_splits", &sum);
+        st = kq_variant_kernel(ctx, dev, &v, "sum_splits", &sum);
     if (st == KQCL_OK && t.k_splits > 1) /* the sums of splits 1.. (split 0 writes y) */
         st = ensure_buffer(ctx, dev, &dev->mma_part, &dev->mma_part_bytes,
                            (size_t)(t.k_splits - 1) * m * n * sizeof(float), "kqcl_matmul: k-split sums");
@@ -188,7 +160,7 @@ static kqcl_status launch_mma_prefill(kqcl_context *ctx, kq_device *dev, const k
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting mma arguments");
     size_t rows_per_wg = (size_t)16 * t.m_tiles * t.warps, cols_per_wg = (size_t)8 * t.n_tiles;
-    size_t local3[3] = {(size_t)32 * t.warps, 1, 1};
+    size_t local3[3] = {v.wg_items, 1, 1};
     size_t global3[3] = {((size_t)m + rows_per_wg - 1) / rows_per_wg * local3[0],
                          ((size_t)n + cols_per_wg - 1) / cols_per_wg, (size_t)t.k_splits};
     st = kq_enqueue(ctx, dev, kernel, 3, global3, local3, "kqcl_matmul: enqueue mma prefill");
@@ -198,30 +170,35 @@ static kqcl_status launch_mma_prefill(kqcl_context *ctx, kq_device *dev, const k
 static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
                                 kqcl_tensor *y)
 {
-    kq_matmul_tune t = kq_matmul_tune_for(dev, w->type);
-    bool cpu = !dev->info.is_gpu && kq_type_is_kquant(w->type); /* matmul.cl's CPU kernel */
-    int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
-    char options[256];
-    snprintf(options, sizeof options, "-DWTYPE=%d -DXTYPE=%d -DTILE_M=%d -DTILE_N=%d -DWPT_M=%d -DWPT_N=%d -DKUNITS=%d",
-             (int)w->type, (int)x->type, t.tile_m, t.tile_n, t.wpt_m, t.wpt_n, t.kunits);
-    append_alignment(options, sizeof options, k);
-    if (cpu)
-        strncat(options, " -DKQ_CPU", sizeof options - strlen(options) - 1);
+    kq_variant v;
     cl_kernel kernel;
-    kqcl_status st = kq_get_kernel_variant(ctx, dev, KQ_FAMILY_MATMUL, options, "matmul_tiled", &kernel);
+    kqcl_status st = KQCL_ERR_UNSUPPORTED;
+    for (int skip = 0; st == KQCL_ERR_UNSUPPORTED && skip < KQ_MAX_CANDIDATES; skip++)
+        if ((st = kq_tiled_variant(ctx, dev, w->type, x->type, w->cols, skip, &v)) == KQCL_OK)
+            st = kq_variant_kernel(ctx, dev, &v, "matmul_tiled", &kernel);
     if (st != KQCL_OK)
         return st;
     if ((st = set_matmul_args(ctx, kernel, w, x, y, "kqcl_matmul: setting matmul arguments")) != KQCL_OK)
         return st;
-    size_t local[2] = {(size_t)(t.tile_m / t.wpt_m) * (t.tile_n / t.wpt_n), 1};
+    kq_matmul_tune t = v.mm;
+    size_t local[2] = {v.wg_items, 1};
     /* in size_t: m + tile_m - 1 overflows an int for m near INT32_MAX */
-    size_t m_tiles = ((size_t)m + (size_t)t.tile_m - 1) / (size_t)t.tile_m;
-    size_t global[2] = {m_tiles * local[0], ((size_t)n + (size_t)t.tile_n - 1) / (size_t)t.tile_n};
-    if (cpu) { /* one work-item a work-group, each a tile_m x tile_n block of outputs */
-        local[0] = 1;
-        global[0] = m_tiles;
-    }
+    size_t m_tiles = ((size_t)w->rows + (size_t)t.tile_m - 1) / (size_t)t.tile_m;
+    size_t global[2] = {m_tiles * local[0], ((size_t)x->rows + (size_t)t.tile_n - 1) / (size_t)t.tile_n};
     return kq_enqueue(ctx, dev, kernel, 2, global, local, "kqcl_matmul: enqueue tiled matmul");
+}
+
+/* A tensor-core launch whose kernel does not build on this driver: the portable kernel serves,
+ * and only once that works are the tensor cores switched off for the device (a failure of both,
+ * such as a broken build of every kernel, is reported as it is, with its log). */
+static kqcl_status after_mma(kqcl_context *ctx, kq_device *dev, kqcl_status st_mma, kqcl_status st_portable)
+{
+    if (st_mma == KQCL_ERR_BUILD && st_portable == KQCL_OK) {
+        dev->nv_mma = false;
+        kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
+        kq_clear_error(ctx); /* the call succeeded: the failed build's log is not its error */
+    }
+    return st_portable;
 }
 
 /* Enqueue on one device; the operands are single-device tensors or views of parts. force_tiled
@@ -230,13 +207,13 @@ kqcl_status kq_matmul_launch(kqcl_context *ctx, kq_device *dev, const kqcl_tenso
                              kqcl_tensor *y, int force_tiled)
 {
     bool tiled = force_tiled > 0 || (force_tiled == 0 && x->rows > KQ_MATVEC_MAX_N);
-    if (tiled) {
-        bool mma = force_tiled == 0 || force_tiled == 2;
-        kqcl_status st_mma = mma ? launch_mma_prefill(ctx, dev, w, x, y) : KQCL_ERR_UNSUPPORTED;
-        return st_mma != KQCL_ERR_UNSUPPORTED ? st_mma : launch_tiled(ctx, dev, w, x, y);
-    }
-    kqcl_status st_mma = force_tiled == 0 ? launch_mma(ctx, dev, w, x, y) : KQCL_ERR_UNSUPPORTED;
-    return st_mma != KQCL_ERR_UNSUPPORTED ? st_mma : launch_matvec(ctx, dev, w, x, y);
+    bool mma = force_tiled == 0 || (tiled && force_tiled == 2);
+    kqcl_status st_mma = !mma ? KQCL_ERR_UNSUPPORTED
+                         : tiled ? launch_mma_prefill(ctx, dev, w, x, y)
+                                 : launch_mma(ctx, dev, w, x, y);
+    if (st_mma != KQCL_ERR_UNSUPPORTED && st_mma != KQCL_ERR_BUILD)
+        return st_mma;
+    return after_mma(ctx, dev, st_mma, tiled ? launch_tiled(ctx, dev, w, x, y) : launch_matvec(ctx, dev, w, x, y));
 }
 
 /* The single-device case every existing caller has: all three whole, each in one buffer (not

@@ -20,19 +20,23 @@ typedef struct kq_mma_tune {
     int k_splits; /* prefill: work-groups along k, summed after (a function of k and n only) */
 } kq_mma_tune;
 
-/* Launch parameters for a device: defaults by kind of device, overridden by the environment
- * (KQCL_MATVEC="threads_per_row,row_groups,rows_per_thread", KQCL_MATMUL="tile_m,tile_n,wpt_m,wpt_n,kunits") for
- * tuning experiments. */
-kq_matvec_tune kq_matvec_tune_for(const kq_device *dev); /* lib/tune.c */
-kq_matmul_tune kq_matmul_tune_for(const kq_device *dev, kqcl_type wtype);
-kq_mma_tune kq_mma_tune_for(const kq_device *dev); /* KQCL_MMA_TUNE="warps,m_tiles" */
+/* Launch parameters for a device (lib/tune.c): defaults by the device's kernel family, overridden
+ * by the environment for tuning experiments -- KQCL_MATVEC="threads_per_row,row_groups,rows_per_thread",
+ * KQCL_MATMUL="tile_m,tile_n,wpt_m,wpt_n,kunits", KQCL_MMA_TUNE="warps,m_tiles". A malformed value
+ * is KQCL_ERR_INVALID_ARG; *from_env says the values are the user's (variant.c then refuses
+ * what does not fit instead of choosing smaller ones). */
+kqcl_status kq_matvec_tune_for(kqcl_context *ctx, const kq_device *dev, kq_matvec_tune *t, bool *from_env);
+kqcl_status kq_matmul_tune_for(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, kq_matmul_tune *t,
+                               bool *from_env);
+kqcl_status kq_mma_tune_for(kqcl_context *ctx, const kq_device *dev, kq_mma_tune *t);
 /* KQCL_MMA_PREFILL="warps,m_tiles,n_tiles", KQCL_MMA_KSPLIT="k_splits"; the default tiles
  * depend on how many work-groups the m x n output makes for the device's compute units, the
  * k-splits never on m (so that a row split keeps the bits of one device). */
-kq_mma_tune kq_mma_prefill_tune_for(const kq_device *dev, int64_t m, int64_t n, int64_t k);
+kqcl_status kq_mma_prefill_tune_for(kqcl_context *ctx, const kq_device *dev, int64_t m, int64_t n, int64_t k,
+                                    kq_mma_tune *t);
 /* The smallest n the tensor-core decode kernel takes (KQCL_MMA_MIN_N overrides): below it the
  * FMA matvec is faster, its cost growing with n where the mma kernel's barely does. */
-int kq_mma_min_n(const kq_device *dev);
+kqcl_status kq_mma_min_n(kqcl_context *ctx, const kq_device *dev, int *min_n);
 
 /* Y = X . W^T with the kernel chosen by force_tiled (0: by n, 1: tiled, -1: matvec). */
 kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,

@@ -337,18 +337,24 @@ kqcl_status kq_get_kernel(kqcl_context *ctx, kq_device *dev, kq_family family, c
 kqcl_status kq_get_kernel_variant(kqcl_context *ctx, kq_device *dev, kq_family family, const char *options,
                                   const char *name, cl_kernel *out)
 {
-    if (dev->nv_ptx) {
-        char with_ptx[512];
-        snprintf(with_ptx, sizeof with_ptx, "%s -DKQ_NV_PTX", options);
-        kqcl_status st = kq_get_kernel(ctx, dev, family, with_ptx, name, out);
-        if (st != KQCL_ERR_BUILD || getenv("KQCL_EXTRA_BUILD_OPTIONS") != NULL)
-            return st; /* a test's broken build must fail, not fall back */
+    if (!dev->nv_ptx)
+        return kq_get_kernel(ctx, dev, family, options, name, out);
+    char with_ptx[512];
+    snprintf(with_ptx, sizeof with_ptx, "%s -DKQ_NV_PTX", options);
+    kqcl_status st = kq_get_kernel(ctx, dev, family, with_ptx, name, out);
+    if (st != KQCL_ERR_BUILD)
+        return st;
+    /* The variant does not build on this driver: the portable kernel serves. Only once that
+     * builds is the variant switched off for the device; when it fails too (a broken build of
+     * every kernel) that failure, with its log, is the call's. */
+    st = kq_get_kernel(ctx, dev, family, options, name, out);
+    if (st == KQCL_OK) {
         dev->nv_ptx = false;
         dev->nv_mma = false;
         kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
         kq_clear_error(ctx);
     }
-    return kq_get_kernel(ctx, dev, family, options, name, out);
+    return st;
 }
 
 void kq_programs_release(kq_device *dev)
@@ -365,8 +371,9 @@ void kq_programs_release(kq_device *dev)
 
 void kq_describe_variant(const kq_device *dev, char *buf, size_t size)
 {
-    snprintf(buf, size, "portable%s%s%s", dev->nv_ptx ? " + NVIDIA inline PTX" : "",
-             dev->nv_mma ? ", tensor-core decode" : "", dev->is_pocl ? " (PoCL: kqcl binary cache off)" : "");
+    snprintf(buf, size, "%s, portable%s%s%s", dev->gpu_kernels ? "GPU family" : "CPU family",
+             dev->nv_ptx ? " + NVIDIA inline PTX" : "", dev->nv_mma ? ", tensor cores" : "",
+             dev->is_pocl ? " (PoCL: kqcl binary cache off)" : "");
 }
 
 cl_int kq_set_args(cl_kernel kernel, int count, ...)

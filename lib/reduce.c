@@ -2,35 +2,28 @@
 #include "ops.h"
 #include "parallel.h"
 #include "program.h"
+#include "variant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Items a work-group of reduce_rows: 256 where the device allows it; a power of two for the tree. */
-static size_t reduce_wg(const kq_device *dev)
-{
-    size_t wg = 256;
-    while (wg > dev->max_wg)
-        wg >>= 1;
-    return wg;
-}
-
 kqcl_status kq_reduce_kernel(kqcl_context *ctx, kq_device *dev, kqcl_reduce_op op, kqcl_type xtype, const char *name,
                              cl_kernel *out)
 {
-    char options[96];
-    snprintf(options, sizeof options, "-DNO_CONTRACT -DXTYPE=%d -DREDUCE_OP=%d -DREDUCE_WG=%zu", (int)xtype, (int)op,
-             reduce_wg(dev));
-    return kq_get_kernel(ctx, dev, KQ_FAMILY_REDUCE, options, name, out);
+    kq_variant v;
+    kq_reduce_variant(dev, (int)op, xtype, &v);
+    return kq_variant_kernel(ctx, dev, &v, name, out);
 }
 
 /* One whole tensor (or one part's view) into the f32 buffer dst on its device. */
 static kqcl_status reduce_one(kqcl_context *ctx, kqcl_reduce_op op, const kqcl_tensor *src, cl_mem dst)
 {
     kq_device *dev = kq_tensor_device(src);
-    size_t wg = reduce_wg(dev);
+    kq_variant v;
+    kq_reduce_variant(dev, (int)op, src->type, &v);
+    size_t wg = v.wg_items;
     cl_kernel kernel;
-    kqcl_status st = kq_reduce_kernel(ctx, dev, op, src->type, "reduce_rows", &kernel);
+    kqcl_status st = kq_variant_kernel(ctx, dev, &v, "reduce_rows", &kernel);
     if (st != KQCL_OK)
         return st;
     int cols = (int)src->cols;

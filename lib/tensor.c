@@ -315,9 +315,12 @@ kq_segment *kq_row_segments(const kqcl_tensor *a, const kqcl_tensor *b, int *cou
     return segs;
 }
 
+/* Copies on several devices; one copy (a context of one device) is a plain tensor. */
+static bool replicated(const kqcl_tensor *t) { return t->split == KQCL_SPLIT_REPLICATE && t->ctx->n_devices > 1; }
+
 bool kq_same_layout(const kqcl_tensor *a, const kqcl_tensor *b)
 {
-    if (a->n_parts != b->n_parts || (a->split == KQCL_SPLIT_REPLICATE) != (b->split == KQCL_SPLIT_REPLICATE))
+    if (a->n_parts != b->n_parts || replicated(a) != replicated(b))
         return false;
     for (int i = 0; i < a->n_parts; i++) {
         const kq_part *p = &a->parts[i], *q = &b->parts[i];

@@ -4,6 +4,7 @@
  * Runs on kqcl's default device (a GPU if present, else PoCL on the CPU), or KQCL_DEVICES.
  */
 #include "ops.h"
+#include "variant.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -603,6 +604,134 @@ START_TEST(binary_cache_is_used_and_corrupt_entries_rebuilt)
 }
 END_TEST
 
+/* ---- kernel variants: tunables, device limits, fallbacks ------------------------------------------- */
+
+/* y = x . w^T on ctx for random weights of `type` (m x k) and n rows: its status, and when OK
+ * the result checked against the host. */
+static kqcl_status checked_matmul(kqcl_context *ctx, kqcl_type type, int64_t m, int64_t k, int n)
+{
+    void *w = tu_random_weights(type, m, k);
+    float *x = tu_random_floats((size_t)n * k);
+    kqcl_tensor *wt = NULL, *xt = NULL, *yt = NULL;
+    TU_OK(kqcl_tensor_create(ctx, type, m, k, &wt));
+    TU_OK(kqcl_tensor_create(ctx, KQCL_TYPE_F32, n, k, &xt));
+    TU_OK(kqcl_tensor_create(ctx, KQCL_TYPE_F32, n, m, &yt));
+    TU_OK(kqcl_tensor_write(wt, w, kqcl_tensor_bytes(wt)));
+    TU_OK(kqcl_tensor_write(xt, x, kqcl_tensor_bytes(xt)));
+    kqcl_status st = kqcl_matmul(ctx, wt, xt, yt);
+    if (st == KQCL_OK) {
+        float *got = tu_malloc(kqcl_tensor_bytes(yt));
+        TU_OK(kqcl_tensor_read(yt, got, kqcl_tensor_bytes(yt)));
+        double *ref = tu_malloc((size_t)n * m * sizeof(double)), *mag = tu_malloc((size_t)n * m * sizeof(double));
+        tu_host_matmul(type, w, KQCL_TYPE_F32, x, m, k, n, ref, mag);
+        char what[96];
+        snprintf(what, sizeof what, "%s m=%lld k=%lld n=%d", kqcl_type_name(type), (long long)m, (long long)k, n);
+        tu_assert_close(got, ref, mag, (size_t)n * m, what);
+        free(got), free(ref), free(mag);
+    }
+    kqcl_tensor_destroy(wt), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(yt);
+    free(w), free(x);
+    return st;
+}
+
+/* Tunables from the environment are checked against their kernel's constraints: a malformed or
+ * impossible set is refused with a message naming it (it used to give NaN or a 10% error). */
+START_TEST(tunables_are_checked)
+{
+    static const struct { const char *name, *value; int n; } bad[] = {
+        {"KQCL_MATVEC", "3,4,2", 1},          /* lanes of a row sum in a tree: a power of two */
+        {"KQCL_MATVEC", "abc", 1},            {"KQCL_MATVEC", "32,4", 1},
+        {"KQCL_MATVEC", "32,4,2,1", 1},       {"KQCL_MATVEC", "4096,4096,1", 1}, /* fits no device */
+        {"KQCL_MATVEC", "32,4,-2", 1},        {"KQCL_MATMUL", "64,64,6,8,1", 20}, /* float4 groups */
+        {"KQCL_MATMUL", "64,64,8,8", 20},     {"KQCL_MATMUL", "60,64,8,8,1", 20},
+        {"KQCL_MMA_MIN_N", "0", 4},           {"KQCL_MMA_MIN_N", "1e3", 4},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv(bad[i].name, bad[i].value, 1);
+        kqcl_status st = checked_matmul(tu_ctx, KQCL_TYPE_Q4_K, 40, 512, bad[i].n);
+        unsetenv(bad[i].name);
+        ck_assert_msg(st == KQCL_ERR_INVALID_ARG, "%s=%s: %s", bad[i].name, bad[i].value, kqcl_status_string(st));
+        ck_assert_msg(strstr(kqcl_last_error(tu_ctx), bad[i].name) != NULL, "%s=%s: message '%s'", bad[i].name,
+                      bad[i].value, kqcl_last_error(tu_ctx));
+    }
+    /* valid sets work and give right results (float weights take the work-group kernels on
+     * every kind of device, so one set serves CPUs and GPUs) */
+    setenv("KQCL_MATVEC", "8,2,1", 1);
+    ck_assert_int_eq(checked_matmul(tu_ctx, KQCL_TYPE_F32, 37, 300, 3), KQCL_OK);
+    unsetenv("KQCL_MATVEC");
+    setenv("KQCL_MATMUL", "32,32,4,4,2", 1);
+    ck_assert_int_eq(checked_matmul(tu_ctx, KQCL_TYPE_F16, 70, 300, 33), KQCL_OK);
+    unsetenv("KQCL_MATMUL");
+    ck_assert_int_eq(checked_matmul(tu_ctx, KQCL_TYPE_Q4_K, 40, 512, 20), KQCL_OK);
+}
+END_TEST
+
+/* A device with little local memory gets smaller variants, checked before they are built; one
+ * with too little for any tiled kernel gets a clear refusal. KQCL_TEST_LOCAL_MEM_BYTES caps the
+ * device's CL_DEVICE_LOCAL_MEM_SIZE as kqcl sees it (PoCL has 1 MiB or more). */
+START_TEST(local_memory_limits_choose_variants_that_fit)
+{
+    static const kqcl_type types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q6_K, KQCL_TYPE_F16};
+    setenv("KQCL_TEST_LOCAL_MEM_BYTES", "32768", 1);
+    kqcl_context *ctx = NULL;
+    kqcl_status st = kqcl_context_create(NULL, &ctx);
+    unsetenv("KQCL_TEST_LOCAL_MEM_BYTES");
+    ck_assert_msg(st == KQCL_OK, "%s", kqcl_last_error(NULL));
+    kqcl_device_info info;
+    TU_OK(kqcl_device_get_info(ctx, 0, &info));
+    ck_assert_uint_le(info.local_mem_bytes, 32768);
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        kq_variant v;
+        ck_assert_int_eq(kq_tiled_variant(ctx, &ctx->devices[0], types[t], KQCL_TYPE_F32, 512, 0, &v), KQCL_OK);
+        ck_assert_msg(v.local_bytes <= info.local_mem_bytes, "%s: %s declares %zu bytes", kqcl_type_name(types[t]),
+                      v.options, v.local_bytes);
+        for (int n = 1; n <= 70; n += 23)
+            ck_assert_int_eq(checked_matmul(ctx, types[t], 300, 512, n), KQCL_OK);
+    }
+    kqcl_context_destroy(ctx);
+
+    setenv("KQCL_TEST_LOCAL_MEM_BYTES", "1024", 1); /* less than the smallest tiled kernel */
+    st = kqcl_context_create(NULL, &ctx);
+    unsetenv("KQCL_TEST_LOCAL_MEM_BYTES");
+    ck_assert_msg(st == KQCL_OK, "%s", kqcl_last_error(NULL));
+    ck_assert_int_eq(checked_matmul(ctx, KQCL_TYPE_F32, 40, 256, 1), KQCL_OK); /* matvec still fits */
+    ck_assert_int_eq(checked_matmul(ctx, KQCL_TYPE_F32, 40, 256, 40), KQCL_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(kqcl_last_error(ctx), "local memory") != NULL, "message: %s", kqcl_last_error(ctx));
+    kqcl_context_destroy(ctx);
+}
+END_TEST
+
+/* A device-specific variant that does not build falls back to the portable kernels -- also
+ * when the user passes build options of their own (KQCL_EXTRA_BUILD_OPTIONS used to switch the
+ * fallback off). KQCL_TEST_FORCE_PTX=1 asks for the NVIDIA variants, which fail to build on any
+ * other device; the results must still be right and the variant switched off. */
+START_TEST(variants_that_do_not_build_fall_back)
+{
+    setenv("KQCL_TEST_FORCE_PTX", "1", 1);
+    setenv("KQCL_EXTRA_BUILD_OPTIONS", "-DKQCL_TEST_HARMLESS_OPTION=1", 1);
+    kqcl_context *ctx = NULL;
+    kqcl_status st = kqcl_context_create(NULL, &ctx);
+    unsetenv("KQCL_TEST_FORCE_PTX");
+    ck_assert_msg(st == KQCL_OK, "%s", kqcl_last_error(NULL));
+    kqcl_device_info info;
+    TU_OK(kqcl_device_get_info(ctx, 0, &info));
+    ck_assert_msg(strstr(info.variant, "PTX") != NULL, "forced: %s", info.variant);
+    static const int ns[] = {1, 5, 20}; /* matvec, tensor-core decode, tensor-core prefill */
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(checked_matmul(ctx, KQCL_TYPE_Q4_K, 48, 512, ns[i]), KQCL_OK);
+    TU_OK(kqcl_device_get_info(ctx, 0, &info));
+    if (info.nv_compute_capability == 0) /* elsewhere than NVIDIA the variants were dropped */
+        ck_assert_msg(strstr(info.variant, "PTX") == NULL && strstr(info.variant, "tensor") == NULL, "after: %s",
+                      info.variant);
+    unsetenv("KQCL_EXTRA_BUILD_OPTIONS");
+    kqcl_context_destroy(ctx);
+    setenv("KQCL_KERNELS", "fpga", 1);
+    ck_assert_int_eq(kqcl_context_create(NULL, &ctx), KQCL_ERR_INVALID_ARG);
+    ck_assert(strstr(kqcl_last_error(NULL), "KQCL_KERNELS") != NULL);
+    unsetenv("KQCL_KERNELS");
+}
+END_TEST
+
 /* ---- the suite ------------------------------------------------------------------------------------- */
 
 static Suite *device_suite(void)
@@ -640,6 +769,12 @@ static Suite *device_suite(void)
     tcase_add_test(tc, device_spec_grammar);
     tcase_add_test(tc, build_failure_reports_the_log);
     tcase_add_test(tc, binary_cache_is_used_and_corrupt_entries_rebuilt);
+    suite_add_tcase(s, tc);
+
+    tc = tu_context_case("variants");
+    tcase_add_test(tc, tunables_are_checked);
+    tcase_add_test(tc, local_memory_limits_choose_variants_that_fit);
+    tcase_add_test(tc, variants_that_do_not_build_fall_back);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,323 @@
+/*
+ * variant.c -- which kernel variant a call gets on a device, and whether the device can run it.
+ *
+ * A variant is a kernel family built with -D options (types, shape facts, tunables). Each .cl
+ * file states its tunables' constraints (#error guards) and declares its local memory from
+ * them; the formulas here are the same ones, so a variant is checked before it is built: its
+ * tunables against the kernel's constraints, its work-group size against
+ * CL_DEVICE_MAX_WORK_GROUP_SIZE and its local memory against CL_DEVICE_LOCAL_MEM_SIZE (an AMD
+ * GPU has 64 KiB, an NVIDIA one 48 KiB, a CPU runtime as little as 32 KiB). The defaults are
+ * lists of candidates, largest first: a device takes the first that fits. Tunables the user set
+ * are taken as given, or refused with a message -- never silently changed. `make check-kernels`
+ * compiles every variant these functions can return and compares the compilers' local-memory
+ * figures with the formulas.
+ */
+#include "variant.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_pow2(int v) { return v > 0 && (v & (v - 1)) == 0; }
+
+static bool fits(const kq_device *dev, const kq_variant *v)
+{
+    return (v->wg_items == 0 || v->wg_items <= dev->max_wg) &&
+           (dev->info.local_mem_bytes == 0 || v->local_bytes <= dev->info.local_mem_bytes);
+}
+
+/* A variant the device cannot run: the user's tunables are refused (INVALID_ARG), a default
+ * that fits nowhere is UNSUPPORTED. */
+static kqcl_status no_fit(kqcl_context *ctx, const kq_device *dev, const kq_variant *v, const char *what,
+                          bool from_env)
+{
+    return kq_fail(ctx, from_env ? KQCL_ERR_INVALID_ARG : KQCL_ERR_UNSUPPORTED,
+                   "%s (%s): needs %zu work-items and %zu bytes of local memory a work-group; %s allows %zu and %llu",
+                   what, v->options, v->wg_items, v->local_bytes, dev->info.name, dev->max_wg,
+                   (unsigned long long)dev->info.local_mem_bytes);
+}
+
+static void add_option(kq_variant *v, const char *opt)
+{
+    size_t len = strlen(v->options);
+    snprintf(v->options + len, sizeof v->options - len, " %s", opt);
+}
+
+/* Rows of k values, k a multiple of 32, start 32-byte aligned and end on a whole unit:
+ * activations load 16 bytes at a time with no bounds check. (With k a multiple of 8 only, the
+ * last unit of a float-weight row would read past the row, and past X's end.) */
+static void add_alignment(kq_variant *v, int64_t k)
+{
+    if (k % 32 == 0)
+        add_option(v, "-DX_ALIGNED");
+}
+
+/* ---- decode: matvec.cl ------------------------------------------------------------------------ */
+
+/* The constraints of matvec.cl's kernels; NULL when met, else what is wrong. */
+static const char *matvec_broken(const kq_matvec_tune *t, bool cpu)
+{
+    if (cpu)
+        return t->rows_per_thread > 16 ? "rows_per_thread must be at most 16 (registers)" : NULL;
+    if (!is_pow2(t->threads_per_row))
+        return "threads_per_row must be a power of two (the lanes of a row sum in a tree)";
+    return t->rows_per_thread > 16 ? "rows_per_thread must be at most 16 (registers)" : NULL;
+}
+
+static void matvec_fill(const kq_device *dev, kqcl_type wtype, kqcl_type xtype, int n, int64_t k,
+                        const kq_matvec_tune *t, kq_variant *v)
+{
+    memset(v, 0, sizeof *v);
+    v->family = KQ_FAMILY_MATVEC;
+    v->mv = *t;
+    /* the CPU kernel: whole rows a work-item, k-quant weights only */
+    v->cpu = !kq_gpu_kernels(dev) && t->threads_per_row == 1 && kq_type_is_kquant(wtype);
+    snprintf(v->options, sizeof v->options,
+             "-DWTYPE=%d -DXTYPE=%d -DTHREADS_PER_ROW=%d -DROW_GROUPS=%d -DROWS_PER_THREAD=%d -DNCOLS=%d", (int)wtype,
+             (int)xtype, t->threads_per_row, t->row_groups, t->rows_per_thread, n);
+    add_alignment(v, k);
+    if (v->cpu)
+        add_option(v, "-DKQ_CPU");
+    /* matvec.cl: the CPU kernel needs ROW_GROUPS items and no local memory; the work-group
+     * kernel partial[ROWS_PER_THREAD * NCOLS][WG_SIZE] floats */
+    v->wg_items = v->cpu ? (size_t)t->row_groups : (size_t)t->threads_per_row * t->row_groups;
+    v->local_bytes = v->cpu ? 0 : (size_t)t->rows_per_thread * n * v->wg_items * sizeof(float);
+    v->ptx_variant = true;
+}
+
+kqcl_status kq_matvec_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, kqcl_type xtype, int n,
+                              int64_t k, int skip, kq_variant *v)
+{
+    static const kq_matvec_tune gpu[] = {{32, 4, 2}, {32, 2, 2}, {32, 1, 2}, {16, 1, 2}, {8, 1, 1}, {1, 1, 1}};
+    static const kq_matvec_tune cpu[] = {{1, 1, 4}, {1, 1, 1}};
+    kq_matvec_tune t;
+    bool from_env;
+    kqcl_status st = kq_matvec_tune_for(ctx, dev, &t, &from_env);
+    if (st != KQCL_OK)
+        return st;
+    const kq_matvec_tune *list = kq_gpu_kernels(dev) ? gpu : cpu;
+    int count = from_env ? 1 : kq_gpu_kernels(dev) ? (int)(sizeof gpu / sizeof gpu[0]) : (int)(sizeof cpu / sizeof cpu[0]);
+    for (int i = 0; i < count; i++) {
+        matvec_fill(dev, wtype, xtype, n, k, from_env ? &t : &list[i], v);
+        const char *broken = matvec_broken(&v->mv, v->cpu);
+        if (broken)
+            return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "KQCL_MATVEC=%d,%d,%d: %s", t.threads_per_row, t.row_groups,
+                           t.rows_per_thread, broken);
+        if (fits(dev, v) && skip-- == 0)
+            return KQCL_OK;
+    }
+    return no_fit(ctx, dev, v, from_env ? "KQCL_MATVEC" : "matvec", from_env);
+}
+
+/* ---- prefill: matmul.cl ---------------------------------------------------------------------- */
+
+static const char *tiled_broken(const kq_matmul_tune *t, bool cpu)
+{
+    if (cpu) { /* matmul.cl's KQ_CPU kernel: k panels of KC = 32 * kunits, row panels of PANEL_M */
+        int panel_m = t->tile_m < 64 ? t->tile_m : 64, kc = 32 * t->kunits;
+        if (t->wpt_m % 16 != 0 || panel_m % t->wpt_m != 0 || t->tile_m % panel_m != 0)
+            return "wpt_m must be a multiple of 16 dividing min(tile_m, 64), which divides tile_m";
+        if (256 % kc != 0 && kc % 256 != 0)
+            return "32 * kunits must divide 256 or be a multiple of it";
+        return t->wpt_n > 16 ? "wpt_n must be at most 16 (registers)" : NULL;
+    }
+    if (t->wpt_m % 4 != 0 || t->wpt_n % 4 != 0)
+        return "wpt_m and wpt_n must be multiples of 4 (outputs go in float4 groups)";
+    if (t->tile_m % t->wpt_m != 0 || t->tile_n % t->wpt_n != 0)
+        return "tile_m and tile_n must be multiples of wpt_m and wpt_n";
+    return t->wpt_m * t->wpt_n > 256 ? "wpt_m * wpt_n must be at most 256 (registers)" : NULL;
+}
+
+static void tiled_fill(const kq_device *dev, kqcl_type wtype, kqcl_type xtype, int64_t k, const kq_matmul_tune *t,
+                       bool cpu, kq_variant *v)
+{
+    (void)dev;
+    memset(v, 0, sizeof *v);
+    v->family = KQ_FAMILY_MATMUL;
+    v->mm = *t;
+    v->cpu = cpu;
+    snprintf(v->options, sizeof v->options, "-DWTYPE=%d -DXTYPE=%d -DTILE_M=%d -DTILE_N=%d -DWPT_M=%d -DWPT_N=%d -DKUNITS=%d",
+             (int)wtype, (int)xtype, t->tile_m, t->tile_n, t->wpt_m, t->wpt_n, t->kunits);
+    add_alignment(v, k);
+    size_t kc = (size_t)32 * t->kunits;
+    if (cpu) { /* Wp16[KC * PANEL_M / 16] and Xp16[KC * STRIPS * WPT_N / 16] float16s, one item */
+        add_option(v, "-DKQ_CPU");
+        size_t panel_m = (size_t)(t->tile_m < 64 ? t->tile_m : 64), strips = (size_t)(t->tile_n + t->wpt_n - 1) / t->wpt_n;
+        v->wg_items = 1;
+        v->local_bytes = kc * panel_m * sizeof(float) + kc * strips * t->wpt_n * sizeof(float);
+    } else { /* Wl[KSTEP * TILE_M] and Xl[KSTEP * TILE_N] floats */
+        v->wg_items = (size_t)(t->tile_m / t->wpt_m) * (size_t)(t->tile_n / t->wpt_n);
+        v->local_bytes = kc * (size_t)(t->tile_m + t->tile_n) * sizeof(float);
+    }
+    v->ptx_variant = true;
+}
+
+typedef struct tiled_candidate {
+    kq_matmul_tune t;
+    bool cpu;
+} tiled_candidate;
+
+kqcl_status kq_tiled_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, kqcl_type xtype, int64_t k,
+                             int skip, kq_variant *v)
+{
+    /* Largest first; the CPU lists narrow the activation panel (tile_n) before the rest, and
+     * end on the work-group kernel's smallest tiles. */
+    static const tiled_candidate gpu[] = {{{128, 128, 8, 8, 1}, false}, {{64, 64, 8, 8, 1}, false},
+                                          {{64, 64, 4, 4, 1}, false},   {{32, 32, 4, 4, 1}, false},
+                                          {{16, 16, 4, 4, 1}, false}};
+    static const tiled_candidate cpu_kquant[] = {{{256, 512, 64, 6, 4}, true}, {{256, 128, 64, 6, 4}, true},
+                                                 {{256, 64, 64, 6, 4}, true},  {{256, 32, 64, 6, 2}, true},
+                                                 {{64, 16, 16, 4, 1}, true},   {{16, 16, 4, 4, 1}, false}};
+    static const tiled_candidate cpu_float[] = {{{64, 64, 8, 8, 1}, false}, {{32, 32, 4, 4, 1}, false},
+                                                {{16, 16, 4, 4, 1}, false}};
+    kq_matmul_tune t;
+    bool from_env;
+    kqcl_status st = kq_matmul_tune_for(ctx, dev, wtype, &t, &from_env);
+    if (st != KQCL_OK)
+        return st;
+    const tiled_candidate *list = kq_gpu_kernels(dev) ? gpu : kq_type_is_kquant(wtype) ? cpu_kquant : cpu_float;
+    int count = kq_gpu_kernels(dev) ? (int)(sizeof gpu / sizeof gpu[0])
+                : kq_type_is_kquant(wtype) ? (int)(sizeof cpu_kquant / sizeof cpu_kquant[0])
+                                           : (int)(sizeof cpu_float / sizeof cpu_float[0]);
+    if (from_env) {
+        tiled_candidate mine = {t, !kq_gpu_kernels(dev) && kq_type_is_kquant(wtype)};
+        tiled_fill(dev, wtype, xtype, k, &mine.t, mine.cpu, v);
+        const char *broken = tiled_broken(&t, mine.cpu);
+        if (broken)
+            return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "KQCL_MATMUL=%d,%d,%d,%d,%d: %s", t.tile_m, t.tile_n, t.wpt_m,
+                           t.wpt_n, t.kunits, broken);
+        return fits(dev, v) && skip == 0 ? KQCL_OK : no_fit(ctx, dev, v, "KQCL_MATMUL", true);
+    }
+    for (int i = 0; i < count; i++) {
+        tiled_fill(dev, wtype, xtype, k, &list[i].t, list[i].cpu, v);
+        if (fits(dev, v) && skip-- == 0)
+            return KQCL_OK;
+    }
+    return no_fit(ctx, dev, v, "the tiled matmul", false);
+}
+
+/* ---- the tensor cores: mma.cl (NVIDIA, inline PTX) ---------------------------------------- */
+
+/* mma.cl's decode kernel: partial[WARPS][MT * 4][32] floats; prefill: bl[STAGE_SLICES * NT * 3
+ * * 32] uint2 and sl_sum[(STAGE_SLICES / 2) * 8 * NT] floats, STAGE_SLICES = 4. */
+#define MMA_STAGE_SLICES 4
+
+static kqcl_status mma_check(kqcl_context *ctx, const kq_device *dev, kq_variant *v, const char *env)
+{
+    if (fits(dev, v))
+        return KQCL_OK;
+    if (getenv(env) != NULL)
+        return no_fit(ctx, dev, v, env, true);
+    return KQCL_ERR_UNSUPPORTED; /* the defaults do not fit: the portable kernels serve */
+}
+
+kqcl_status kq_mma_decode_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, kqcl_type xtype, int n,
+                                  kq_variant *v)
+{
+    int min_n;
+    kqcl_status st = kq_mma_min_n(ctx, dev, &min_n);
+    if (st != KQCL_OK)
+        return st;
+    if (!dev->nv_mma || !kq_type_is_kquant(wtype) || xtype != KQCL_TYPE_F32 || n < min_n)
+        return KQCL_ERR_UNSUPPORTED;
+    kq_mma_tune t;
+    if ((st = kq_mma_tune_for(ctx, dev, &t)) != KQCL_OK)
+        return st;
+    memset(v, 0, sizeof *v);
+    v->family = KQ_FAMILY_MMA;
+    v->mma = t;
+    snprintf(v->options, sizeof v->options, "-DWTYPE=%d -DXTYPE=0 -DWARPS=%d -DMT=%d -DKQ_NV_PTX", (int)wtype, t.warps,
+             t.m_tiles);
+    v->wg_items = (size_t)32 * t.warps;
+    v->local_bytes = (size_t)t.warps * t.m_tiles * 4 * 32 * sizeof(float);
+    return mma_check(ctx, dev, v, "KQCL_MMA_TUNE");
+}
+
+kqcl_status kq_mma_prefill_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, kqcl_type xtype,
+                                   int64_t m, int64_t n, int64_t k, kq_variant *v)
+{
+    if (!dev->nv_mma || !kq_type_is_kquant(wtype) || xtype != KQCL_TYPE_F32)
+        return KQCL_ERR_UNSUPPORTED;
+    kq_mma_tune t;
+    kqcl_status st = kq_mma_prefill_tune_for(ctx, dev, m, n, k, &t);
+    if (st != KQCL_OK)
+        return st;
+    if (t.k_splits > 64) /* each split past the first keeps an m x n sum */
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "KQCL_MMA_KSPLIT=%d: at most 64 k-splits", t.k_splits);
+    memset(v, 0, sizeof *v);
+    v->family = KQ_FAMILY_MMA;
+    v->mma = t;
+    snprintf(v->options, sizeof v->options, "-DWTYPE=%d -DXTYPE=0 -DWARPS=%d -DMT=%d -DNT=%d -DKQ_NV_PTX", (int)wtype,
+             t.warps, t.m_tiles, t.n_tiles);
+    v->wg_items = (size_t)32 * t.warps;
+    v->local_bytes = (size_t)MMA_STAGE_SLICES * t.n_tiles * 3 * 32 * 2 * sizeof(cl_uint) +
+                     (size_t)(MMA_STAGE_SLICES / 2) * 8 * t.n_tiles * sizeof(float);
+    return mma_check(ctx, dev, v, "KQCL_MMA_PREFILL");
+}
+
+/* ---- the other families ------------------------------------------------------------------------ */
+
+void kq_convert_variant(kqcl_type src_type, kqcl_type dst_type, kq_variant *v)
+{
+    memset(v, 0, sizeof *v);
+    v->family = KQ_FAMILY_CONVERT;
+    snprintf(v->options, sizeof v->options, "-DNO_CONTRACT -D%s=%d -DDTYPE=%d",
+             kq_type_is_kquant(src_type) ? "WTYPE" : "XTYPE", (int)src_type, (int)dst_type);
+}
+
+/* Items a work-group of reduce_rows: 256 where the device allows it; a power of two for the tree. */
+static size_t reduce_wg(const kq_device *dev)
+{
+    size_t wg = 256;
+    while (wg > dev->max_wg && wg > 1)
+        wg >>= 1;
+    return wg;
+}
+
+void kq_reduce_variant(const kq_device *dev, int op, kqcl_type xtype, kq_variant *v)
+{
+    memset(v, 0, sizeof *v);
+    v->family = KQ_FAMILY_REDUCE;
+    v->wg_items = reduce_wg(dev);
+    v->local_bytes = 2 * v->wg_items * sizeof(float); /* sums[REDUCE_WG], comps[REDUCE_WG] */
+    snprintf(v->options, sizeof v->options, "-DNO_CONTRACT -DXTYPE=%d -DREDUCE_OP=%d -DREDUCE_WG=%zu", (int)xtype, op,
+             v->wg_items);
+}
+
+void kq_bench_variant(const kq_device *dev, kq_variant *v)
+{
+    memset(v, 0, sizeof *v);
+    v->family = KQ_FAMILY_BENCH;
+    v->cpu = !dev->info.is_gpu; /* the bandwidth probe follows the memory system, not the kernel family */
+    snprintf(v->options, sizeof v->options, "%s", v->cpu ? "-DKQ_CPU" : "");
+}
+
+/* ---- after the build -------------------------------------------------------------------------- */
+
+kqcl_status kq_variant_kernel(kqcl_context *ctx, kq_device *dev, const kq_variant *v, const char *name,
+                              cl_kernel *out)
+{
+    kqcl_status st = v->ptx_variant ? kq_get_kernel_variant(ctx, dev, v->family, v->options, name, out)
+                                    : kq_get_kernel(ctx, dev, v->family, v->options, name, out);
+    return st == KQCL_OK ? kq_kernel_fits(ctx, dev, *out, v, name) : st;
+}
+
+kqcl_status kq_kernel_fits(kqcl_context *ctx, const kq_device *dev, cl_kernel kernel, const kq_variant *v,
+                           const char *name)
+{
+    size_t max_items = 0;
+    cl_ulong local = 0;
+    if (clGetKernelWorkGroupInfo(kernel, dev->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof max_items, &max_items, NULL) !=
+        CL_SUCCESS)
+        max_items = 0;
+    if (clGetKernelWorkGroupInfo(kernel, dev->id, CL_KERNEL_LOCAL_MEM_SIZE, sizeof local, &local, NULL) != CL_SUCCESS)
+        local = 0;
+    bool items_ok = max_items == 0 || v->wg_items == 0 || v->wg_items <= max_items;
+    bool local_ok = dev->info.local_mem_bytes == 0 || local <= dev->info.local_mem_bytes;
+    if (items_ok && local_ok)
+        return KQCL_OK;
+    return kq_fail(ctx, KQCL_ERR_UNSUPPORTED,
+                   "kernel %s (%s) built for %s takes at most %zu work-items and %llu bytes of local memory a "
+                   "work-group; the launch needs %zu items",
+                   name, v->options, dev->info.name, max_items, (unsigned long long)local, v->wg_items);
+}
