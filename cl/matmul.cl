@@ -54,6 +54,9 @@
 #if WPT_M % 16 != 0 || PANEL_M % WPT_M != 0 || TILE_M % PANEL_M != 0
 #error "CPU matmul: WPT_M must be a multiple of 16 dividing PANEL_M, which divides TILE_M"
 #endif
+#if KUNITS < 1 || (256 % (32 * KUNITS) != 0 && (32 * KUNITS) % 256 != 0)
+#error "CPU matmul: 32 * KUNITS must divide 256 or be a multiple of it"
+#endif
 #define KC (32 * KUNITS)
 #define MV (WPT_M / 16)
 
@@ -165,6 +168,10 @@ void matmul_tiled(const __global uchar *restrict w, ulong w_row_bytes, const __g
 }
 
 #else /* GPUs, and float weights everywhere */
+
+#if WPT_M % 4 != 0 || WPT_N % 4 != 0 || WPT_M < 4 || WPT_N < 4 || TILE_M % WPT_M != 0 || TILE_N % WPT_N != 0 || KUNITS < 1
+#error "tiled matmul: WPT_M and WPT_N multiples of 4 (float4 groups), TILE_M and TILE_N multiples of them, KUNITS >= 1"
+#endif
 
 #define THREADS_M (TILE_M / WPT_M)
 #define THREADS_N (TILE_N / WPT_N)

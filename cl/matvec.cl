@@ -30,6 +30,11 @@
 #define NCOLS 8
 #endif
 
+#if THREADS_PER_ROW < 1 || (THREADS_PER_ROW & (THREADS_PER_ROW - 1)) != 0 || ROW_GROUPS < 1 || ROWS_PER_THREAD < 1 || \
+    ROWS_PER_THREAD > 16 || NCOLS < 1 || NCOLS > 8
+#error "matvec: THREADS_PER_ROW a power of two (a tree sums a row's lanes), ROW_GROUPS >= 1, ROWS_PER_THREAD 1..16, NCOLS 1..8"
+#endif
+
 #define WG_SIZE (THREADS_PER_ROW * ROW_GROUPS)
 #define ROWS_PER_WG (ROW_GROUPS * ROWS_PER_THREAD)
 

@@ -28,6 +28,10 @@
 #define MT 1
 #endif
 
+#if WARPS < 1 || MT < 1
+#error "mma: WARPS and MT at least 1"
+#endif
+
 /* Veltkamp-style splits below must round exactly as written. */
 #pragma OPENCL FP_CONTRACT OFF
 
@@ -261,6 +265,9 @@ void matvec_mma(const __global uchar *w, ulong w_row_bytes, const __global float
  * ========================================================================================== */
 #ifndef NT
 #define NT 8
+#endif
+#if NT < 1
+#error "mma prefill: NT at least 1"
 #endif
 #define STAGE_SLICES 4
 #define WG_COLS (8 * NT)

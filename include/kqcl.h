@@ -146,12 +146,15 @@ typedef struct kqcl_device_info {
     char vendor[64];
     char platform[128];
     char driver[64];
-    char variant[96];           /* kernels chosen for this device, e.g. "portable" */
+    char variant[96];           /* kernels chosen for this device: "GPU family" or "CPU family"
+                                 * (KQCL_KERNELS), "portable", and on NVIDIA "+ NVIDIA inline PTX,
+                                 * tensor cores" unless a build of those failed (KQCL_PORTABLE) */
     int is_gpu;
     int compute_units;
     uint64_t global_mem_bytes;
     uint64_t max_alloc_bytes;
     uint64_t local_mem_bytes;
+    /* What the device reports; no kqcl kernel uses these extensions yet (OpenCL C 1.2 only). */
     int has_fp16;               /* cl_khr_fp16 */
     int has_subgroups;          /* cl_khr_subgroups or cl_intel_subgroups */
     int has_int_dot;            /* cl_khr_integer_dot_product */

@@ -334,13 +334,15 @@ kqcl_status kq_get_kernel(kqcl_context *ctx, kq_device *dev, kq_family family, c
     return KQCL_OK;
 }
 
+void kq_ptx_options(const char *options, char *buf, size_t size) { snprintf(buf, size, "%s -DKQ_NV_PTX", options); }
+
 kqcl_status kq_get_kernel_variant(kqcl_context *ctx, kq_device *dev, kq_family family, const char *options,
                                   const char *name, cl_kernel *out)
 {
     if (!dev->nv_ptx)
         return kq_get_kernel(ctx, dev, family, options, name, out);
     char with_ptx[512];
-    snprintf(with_ptx, sizeof with_ptx, "%s -DKQ_NV_PTX", options);
+    kq_ptx_options(options, with_ptx, sizeof with_ptx);
     kqcl_status st = kq_get_kernel(ctx, dev, family, with_ptx, name, out);
     if (st != KQCL_ERR_BUILD)
         return st;

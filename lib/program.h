@@ -25,6 +25,9 @@ kqcl_status kq_get_kernel(kqcl_context *ctx, kq_device *dev, kq_family family, c
 kqcl_status kq_get_kernel_variant(kqcl_context *ctx, kq_device *dev, kq_family family, const char *options,
                                   const char *name, cl_kernel *out);
 
+/* The options of a variant's NVIDIA form (inline PTX): options + " -DKQ_NV_PTX". */
+void kq_ptx_options(const char *options, char *buf, size_t size);
+
 /* Release every program and kernel of a device. */
 void kq_programs_release(kq_device *dev);
 

@@ -199,8 +199,21 @@ kqcl_status kq_tiled_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type 
 /* ---- the tensor cores: mma.cl (NVIDIA, inline PTX) ---------------------------------------- */
 
 /* mma.cl's decode kernel: partial[WARPS][MT * 4][32] floats; prefill: bl[STAGE_SLICES * NT * 3
- * * 32] uint2 and sl_sum[(STAGE_SLICES / 2) * 8 * NT] floats, STAGE_SLICES = 4. */
+ * * 32] uint2 and sl_sum[(STAGE_SLICES / 2) * 8 * NT] floats, STAGE_SLICES = 4. One program
+ * holds both, so a variant's figure is the larger (the decode program's prefill kernel has the
+ * file's default NT, 8). */
 #define MMA_STAGE_SLICES 4
+#define MMA_DEFAULT_NT 8
+
+static size_t mma_decode_local(const kq_mma_tune *t) { return (size_t)t->warps * t->m_tiles * 4 * 32 * sizeof(float); }
+
+static size_t mma_prefill_local(int n_tiles)
+{
+    return (size_t)MMA_STAGE_SLICES * n_tiles * 3 * 32 * 2 * sizeof(cl_uint) +
+           (size_t)(MMA_STAGE_SLICES / 2) * 8 * n_tiles * sizeof(float);
+}
+
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
 static kqcl_status mma_check(kqcl_context *ctx, const kq_device *dev, kq_variant *v, const char *env)
 {
@@ -229,7 +242,7 @@ kqcl_status kq_mma_decode_variant(kqcl_context *ctx, const kq_device *dev, kqcl_
     snprintf(v->options, sizeof v->options, "-DWTYPE=%d -DXTYPE=0 -DWARPS=%d -DMT=%d -DKQ_NV_PTX", (int)wtype, t.warps,
              t.m_tiles);
     v->wg_items = (size_t)32 * t.warps;
-    v->local_bytes = (size_t)t.warps * t.m_tiles * 4 * 32 * sizeof(float);
+    v->local_bytes = max_size(mma_decode_local(&t), mma_prefill_local(MMA_DEFAULT_NT));
     return mma_check(ctx, dev, v, "KQCL_MMA_TUNE");
 }
 
@@ -250,8 +263,7 @@ kqcl_status kq_mma_prefill_variant(kqcl_context *ctx, const kq_device *dev, kqcl
     snprintf(v->options, sizeof v->options, "-DWTYPE=%d -DXTYPE=0 -DWARPS=%d -DMT=%d -DNT=%d -DKQ_NV_PTX", (int)wtype,
              t.warps, t.m_tiles, t.n_tiles);
     v->wg_items = (size_t)32 * t.warps;
-    v->local_bytes = (size_t)MMA_STAGE_SLICES * t.n_tiles * 3 * 32 * 2 * sizeof(cl_uint) +
-                     (size_t)(MMA_STAGE_SLICES / 2) * 8 * t.n_tiles * sizeof(float);
+    v->local_bytes = max_size(mma_decode_local(&t), mma_prefill_local(t.n_tiles));
     return mma_check(ctx, dev, v, "KQCL_MMA_PREFILL");
 }
 

@@ -11,7 +11,8 @@
 typedef struct kq_variant {
     kq_family family;
     char options[256];  /* the -D options (program.c adds -cl-std and KQCL_EXTRA_BUILD_OPTIONS) */
-    size_t local_bytes; /* __local bytes of its largest kernel, by the formula of its .cl file */
+    size_t local_bytes; /* __local bytes of the largest kernel of its program (one .cl file), by
+                         * that file's formula */
     size_t wg_items;    /* work-group items its kernel requires (reqd_work_group_size); 0: any */
     bool cpu;           /* a KQ_CPU kernel (one work-item a work-group, whole rows) */
     bool ptx_variant;   /* on NVIDIA also built with -DKQ_NV_PTX, falling back without it */
@@ -50,8 +51,5 @@ kqcl_status kq_kernel_fits(kqcl_context *ctx, const kq_device *dev, cl_kernel ke
  * form first where the variant has one -- and checked with kq_kernel_fits. */
 kqcl_status kq_variant_kernel(kqcl_context *ctx, kq_device *dev, const kq_variant *v, const char *name,
                               cl_kernel *out);
-
-/* Tunables the environment may set, each "NAME=a,b,..." (for messages and the man pages). */
-#define KQ_TUNABLE_NAMES "KQCL_MATVEC, KQCL_MATMUL, KQCL_MMA_TUNE, KQCL_MMA_PREFILL, KQCL_MMA_KSPLIT, KQCL_MMA_MIN_N"
 
 #endif

@@ -1,0 +1,141 @@
+/*
+ * kernel_variants.c -- every kernel variant kqcl can select, one line each, for
+ * `make check-kernels` (scripts/check-kernels.sh compiles them offline for other vendors).
+ *
+ * The variants come from lib/variant.c, the functions the library itself calls before a build,
+ * asked for every weight type x activation type x n x alignment on a few device profiles (a
+ * device's kind and limits are all those functions read). Every candidate that fits a profile
+ * is listed, not only the first: a device of that kind with fewer resources gets the next one.
+ *
+ *   PROFILE <TAB> LIMIT <TAB> FAMILY <TAB> RANK <TAB> LOCAL_BYTES <TAB> OPTIONS
+ *
+ * LIMIT is the profile's local memory, RANK 0 the variant a device of the profile gets and 1.. the
+ * smaller ones it steps down to, LOCAL_BYTES the variant's own local-memory figure, which the
+ * script compares with what the compiler reports. Every n of decode (NCOLS 1..8) is listed for
+ * some type pairs and n = 1 and 8 for all (KQCL_VARIANTS_ALL=1: every n for every pair), so
+ * that the offline compiles stay within minutes. Prints to stdout; exit 1 on an internal error.
+ */
+#include "variant.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const family_names[KQ_FAMILY_COUNT] = {"matvec", "matmul", "convert", "reduce", "bench", "mma"};
+
+typedef struct profile {
+    const char *name;
+    bool is_gpu, gpu_kernels, nv;
+    uint64_t local_bytes;
+    size_t max_wg;
+    int compute_units;
+} profile;
+
+/* gpu: an AMD or Intel GPU (64 KiB of local memory, 256 items a work-group); cpu: PoCL (1 MiB);
+ * cpu-32k: a CPU runtime with 32 KiB (Intel's); nvidia: an H100/H200 with inline PTX and tensor
+ * cores (48 KiB, 1024 items, 132 SMs). */
+static const profile profiles[] = {
+    {"gpu", true, true, false, 65536, 256, 64},
+    {"cpu", false, false, false, 1 << 20, 4096, 16},
+    {"cpu-32k", false, false, false, 32768, 8192, 16},
+    {"nvidia", true, true, true, 49152, 1024, 132},
+};
+
+static const kqcl_type weight_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K,
+                                         KQCL_TYPE_F16,  KQCL_TYPE_BF16, KQCL_TYPE_F32};
+static const kqcl_type float_types[] = {KQCL_TYPE_F32, KQCL_TYPE_F16, KQCL_TYPE_BF16};
+
+static kq_device device_for(const profile *p)
+{
+    kq_device dev;
+    memset(&dev, 0, sizeof dev);
+    snprintf(dev.info.name, sizeof dev.info.name, "%s profile", p->name);
+    dev.info.is_gpu = p->is_gpu;
+    dev.info.local_mem_bytes = p->local_bytes;
+    dev.info.compute_units = p->compute_units;
+    dev.max_wg = p->max_wg;
+    dev.gpu_kernels = p->gpu_kernels;
+    dev.nv_ptx = dev.nv_mma = p->nv;
+    return dev;
+}
+
+static void print(const profile *p, const kq_variant *v, int rank)
+{
+    printf("%s\t%llu\t%s\t%d\t%zu\t%s\n", p->name, (unsigned long long)p->local_bytes, family_names[v->family], rank,
+           v->local_bytes, v->options);
+    if (p->nv && v->ptx_variant) {
+        char ptx[512];
+        kq_ptx_options(v->options, ptx, sizeof ptx);
+        printf("%s\t%llu\t%s\t%d\t%zu\t%s\n", p->name, (unsigned long long)p->local_bytes, family_names[v->family],
+               rank, v->local_bytes, ptx);
+    }
+}
+
+/* The decode n of a type pair: 1 and 8 always, one between them that changes with the pair. */
+static bool n_listed(int n, size_t w, size_t x)
+{
+    const char *all = getenv("KQCL_VARIANTS_ALL");
+    return (all && strcmp(all, "1") == 0) || n == 1 || n == KQ_MATVEC_MAX_N || n == 2 + (int)((3 * w + x) % 6);
+}
+
+/* k values that give both alignments a type can have: k-quant rows are whole blocks. */
+static int ks_for(kqcl_type wtype, int64_t ks[2])
+{
+    ks[0] = 512;
+    ks[1] = 300;
+    return kq_type_is_kquant(wtype) ? 1 : 2;
+}
+
+static void matmul_variants(const profile *p, kq_device *dev)
+{
+    for (size_t w = 0; w < sizeof weight_types / sizeof weight_types[0]; w++)
+        for (size_t x = 0; x < sizeof float_types / sizeof float_types[0]; x++) {
+            int64_t ks[2];
+            int n_ks = ks_for(weight_types[w], ks);
+            kq_variant v;
+            for (int ki = 0; ki < n_ks; ki++) {
+                for (int n = 1; n <= KQ_MATVEC_MAX_N; n++)
+                    for (int skip = 0; n_listed(n, w, x) && kq_matvec_variant(NULL, dev, weight_types[w], float_types[x],
+                                                                                n, ks[ki], skip, &v) == KQCL_OK;
+                         skip++)
+                        print(p, &v, skip);
+                for (int skip = 0;
+                     kq_tiled_variant(NULL, dev, weight_types[w], float_types[x], ks[ki], skip, &v) == KQCL_OK; skip++)
+                    print(p, &v, skip);
+            }
+            if (kq_mma_decode_variant(NULL, dev, weight_types[w], float_types[x], KQ_MATVEC_MAX_N, &v) == KQCL_OK)
+                print(p, &v, 0);
+            /* a large output (two 16-row tiles a warp) and a small one (one) */
+            if (kq_mma_prefill_variant(NULL, dev, weight_types[w], float_types[x], 4096, 512, 4096, &v) == KQCL_OK)
+                print(p, &v, 0);
+            if (kq_mma_prefill_variant(NULL, dev, weight_types[w], float_types[x], 256, 9, 256, &v) == KQCL_OK)
+                print(p, &v, 0);
+        }
+}
+
+static void other_variants(const profile *p, const kq_device *dev)
+{
+    kq_variant v;
+    for (size_t w = 0; w < sizeof weight_types / sizeof weight_types[0]; w++)
+        for (size_t d = 0; d < sizeof float_types / sizeof float_types[0]; d++) {
+            kq_convert_variant(weight_types[w], float_types[d], &v);
+            print(p, &v, 0);
+        }
+    for (int op = KQCL_REDUCE_SUM; op <= KQCL_REDUCE_MEAN; op++)
+        for (size_t x = 0; x < sizeof float_types / sizeof float_types[0]; x++) {
+            kq_reduce_variant(dev, op, float_types[x], &v);
+            print(p, &v, 0);
+        }
+    kq_bench_variant(dev, &v);
+    print(p, &v, 0);
+}
+
+int main(void)
+{
+    for (size_t i = 0; i < sizeof profiles / sizeof profiles[0]; i++) {
+        kq_device dev = device_for(&profiles[i]);
+        matmul_variants(&profiles[i], &dev);
+        other_variants(&profiles[i], &dev);
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
+}
