@@ -638,17 +638,24 @@ static kqcl_status checked_matmul(kqcl_context *ctx, kqcl_type type, int64_t m, 
  * impossible set is refused with a message naming it (it used to give NaN or a 10% error). */
 START_TEST(tunables_are_checked)
 {
-    static const struct { const char *name, *value; int n; } bad[] = {
-        {"KQCL_MATVEC", "3,4,2", 1},          /* lanes of a row sum in a tree: a power of two */
-        {"KQCL_MATVEC", "abc", 1},            {"KQCL_MATVEC", "32,4", 1},
-        {"KQCL_MATVEC", "32,4,2,1", 1},       {"KQCL_MATVEC", "4096,4096,1", 1}, /* fits no device */
-        {"KQCL_MATVEC", "32,4,-2", 1},        {"KQCL_MATMUL", "64,64,6,8,1", 20}, /* float4 groups */
-        {"KQCL_MATMUL", "64,64,8,8", 20},     {"KQCL_MATMUL", "60,64,8,8,1", 20},
-        {"KQCL_MMA_MIN_N", "0", 4},           {"KQCL_MMA_MIN_N", "1e3", 4},
+    /* f16 weights for the tiled kernel's sets: on NVIDIA, k-quant prefill takes the tensor cores,
+     * which KQCL_MATMUL does not shape */
+    static const struct { const char *name, *value; kqcl_type type; int n; } bad[] = {
+        {"KQCL_MATVEC", "3,4,2", KQCL_TYPE_Q4_K, 1}, /* lanes of a row sum in a tree: a power of two */
+        {"KQCL_MATVEC", "abc", KQCL_TYPE_Q4_K, 1},
+        {"KQCL_MATVEC", "32,4", KQCL_TYPE_Q4_K, 1},
+        {"KQCL_MATVEC", "32,4,2,1", KQCL_TYPE_Q4_K, 1},
+        {"KQCL_MATVEC", "4096,4096,1", KQCL_TYPE_Q4_K, 1}, /* fits no device */
+        {"KQCL_MATVEC", "32,4,-2", KQCL_TYPE_Q4_K, 1},
+        {"KQCL_MATMUL", "64,64,6,8,1", KQCL_TYPE_F16, 20}, /* outputs go in float4 groups */
+        {"KQCL_MATMUL", "64,64,8,8", KQCL_TYPE_F16, 20},
+        {"KQCL_MATMUL", "60,64,8,8,1", KQCL_TYPE_F16, 20},
+        {"KQCL_MMA_MIN_N", "0", KQCL_TYPE_Q4_K, 4},
+        {"KQCL_MMA_MIN_N", "1e3", KQCL_TYPE_Q4_K, 4},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         setenv(bad[i].name, bad[i].value, 1);
-        kqcl_status st = checked_matmul(tu_ctx, KQCL_TYPE_Q4_K, 40, 512, bad[i].n);
+        kqcl_status st = checked_matmul(tu_ctx, bad[i].type, 40, 512, bad[i].n);
         unsetenv(bad[i].name);
         ck_assert_msg(st == KQCL_ERR_INVALID_ARG, "%s=%s: %s", bad[i].name, bad[i].value, kqcl_status_string(st));
         ck_assert_msg(strstr(kqcl_last_error(tu_ctx), bad[i].name) != NULL, "%s=%s: message '%s'", bad[i].name,
@@ -707,11 +714,17 @@ END_TEST
  * other device; the results must still be right and the variant switched off. */
 START_TEST(variants_that_do_not_build_fall_back)
 {
+    char *portable = getenv("KQCL_PORTABLE") ? strdup(getenv("KQCL_PORTABLE")) : NULL; /* gpu-check.sh sets it */
+    unsetenv("KQCL_PORTABLE");
     setenv("KQCL_TEST_FORCE_PTX", "1", 1);
     setenv("KQCL_EXTRA_BUILD_OPTIONS", "-DKQCL_TEST_HARMLESS_OPTION=1", 1);
     kqcl_context *ctx = NULL;
     kqcl_status st = kqcl_context_create(NULL, &ctx);
     unsetenv("KQCL_TEST_FORCE_PTX");
+    if (portable) {
+        setenv("KQCL_PORTABLE", portable, 1);
+        free(portable);
+    }
     ck_assert_msg(st == KQCL_OK, "%s", kqcl_last_error(NULL));
     kqcl_device_info info;
     TU_OK(kqcl_device_get_info(ctx, 0, &info));
