@@ -95,6 +95,13 @@ KQCL_API const char *kqcl_type_name(kqcl_type type);
  * unknown. */
 KQCL_API kqcl_status kqcl_type_from_name(const char *name, kqcl_type *out);
 
+/* Any type id ggml defines, whether or not kqcl computes with it (q8_0, iq2_xs, i32, ...):
+ * its ggml name, values per block and bytes per block, each written where not NULL. What the
+ * GGUF reader bounds every tensor's data with. KQCL_ERR_INVALID_ARG for an id ggml does not
+ * define (removed ids such as 4, 5 and 31-33 included). */
+KQCL_API kqcl_status kqcl_ggml_type_info(uint32_t type, const char **name, int64_t *block_values,
+                                         size_t *block_bytes);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Host codecs: no device needed                                                                */
 
@@ -389,12 +396,22 @@ KQCL_API int kqcl_global_device_count(const kqcl_context *ctx);
 /* ------------------------------------------------------------------------------------------ */
 /* GGUF files (read and write)                                                                  */
 /*
- * Reader: GGUF versions 2 and 3 (little-endian), memory-mapped read-only. Every count, length,
- * offset and shape is checked against the file size and against overflow before it is used:
- * a truncated, corrupt or hostile file gives KQCL_ERR_FORMAT with a message naming what is
- * wrong and where (byte offset, key or tensor), read with kqcl_last_error(NULL). Tensors of a
- * type kqcl does not know (q8_0, iq2_xs, ...) are listed with known = 0 and nbytes = 0, not
- * rejected. A handle is read-only after open and may be read from several threads at once.
+ * Reader: GGUF versions 2 and 3 (little-endian). Every count, length, offset and shape is
+ * checked against the file size and against overflow before it is used: a truncated, corrupt
+ * or hostile file gives KQCL_ERR_FORMAT with a message naming what is wrong and where (byte
+ * offset, key or tensor), read with kqcl_last_error(NULL). Every tensor's data range is checked
+ * against the file for every type ggml defines (kqcl_ggml_type_info); tensors of a type kqcl
+ * does not compute with (q8_0, iq2_xs, ...) are listed with known = 0, not rejected, and a type
+ * id ggml does not define with nbytes = 0. general.alignment must be a power of two of at most
+ * 1 MiB and the data section must start inside the file. Keys and tensor names holding a NUL
+ * byte are refused. A handle is read-only after open and may be read from several threads at
+ * once.
+ *
+ * A file that changes after it was opened: the header (metadata, names, shapes) is read into
+ * memory at open, so metadata stays valid whatever happens to the file; kqcl_gguf_load_tensor
+ * reads tensor data with pread, so a file truncated since open gives KQCL_ERR_IO, never a
+ * signal. kqcl_gguf_tensor.data points into a read-only mapping of the file as it was at open:
+ * touching it after the file was truncated raises SIGBUS in the caller, as any mapping does.
  */
 
 /* The types of metadata values, as GGUF numbers them. */
@@ -437,14 +454,17 @@ typedef struct kqcl_gguf_tensor {
     int n_dims;        /* 0 .. 4 */
     int64_t ne[4];     /* GGUF order: ne[0] varies fastest (a row's length); unused dims are 1 */
     uint64_t offset;   /* from the start of the data section; a multiple of the alignment */
-    uint64_t nbytes;   /* bytes of the data; 0 for an unknown type */
-    const void *data;  /* the data, inside the mapping */
+    uint64_t nbytes;   /* bytes of the data, for every type ggml defines; 0 for other ids */
+    const void *data;  /* the data, inside the mapping (see above for truncated files) */
 } kqcl_gguf_tensor;
 
-/* Open and parse the GGUF file at `path` (mapped read-only, not copied). *out is NULL on
- * failure. KQCL_ERR_IO if the file cannot be opened or mapped, KQCL_ERR_FORMAT if it is
- * malformed, KQCL_ERR_UNSUPPORTED for GGUF v1, big-endian files or versions after 3,
- * KQCL_ERR_OUT_OF_MEMORY, KQCL_ERR_INVALID_ARG for NULL arguments. */
+/* Open and parse the GGUF file at `path` (header read into memory, data mapped read-only, not
+ * copied). *out is NULL on failure. The file is opened without blocking and must be a regular
+ * file: a FIFO, device or directory gives KQCL_ERR_IO at once. KQCL_ERR_IO if the file cannot
+ * be opened, read or mapped, KQCL_ERR_FORMAT if it is malformed or truncated (a file cut
+ * anywhere before the end of its last tensor's data), KQCL_ERR_UNSUPPORTED for GGUF v1,
+ * big-endian files or versions after 3, KQCL_ERR_OUT_OF_MEMORY, KQCL_ERR_INVALID_ARG for NULL
+ * arguments. The file stays open until kqcl_gguf_close. */
 KQCL_API kqcl_status kqcl_gguf_open(const char *path, kqcl_gguf **out);
 
 /* Unmap and free. NULL is a no-op. */
@@ -502,9 +522,11 @@ KQCL_API kqcl_status kqcl_gguf_tensor_info(const kqcl_gguf *g, int64_t i,
 KQCL_API int64_t kqcl_gguf_find_tensor(const kqcl_gguf *g, const char *name);
 
 /* Create a 2-D tensor on ctx from tensor `index` of g -- rows = ne[1]*ne[2]*ne[3], cols =
- * ne[0] -- and upload its data straight from the mapping. *out is NULL on failure.
- * KQCL_ERR_UNSUPPORTED for a type kqcl does not know or an empty tensor; otherwise the statuses
- * of kqcl_tensor_create and kqcl_tensor_write. The message is on ctx. */
+ * ne[0] -- and upload its data, read from the file with pread through a host buffer of the
+ * tensor's size (a handle of kq_gguf_open_memory: from its buffer). *out is NULL on failure.
+ * KQCL_ERR_UNSUPPORTED for a type kqcl does not know or an empty tensor; KQCL_ERR_IO when the
+ * file no longer holds the data (truncated since open); otherwise the statuses of
+ * kqcl_tensor_create and kqcl_tensor_write. The message is on ctx. */
 KQCL_API kqcl_status kqcl_gguf_load_tensor(kqcl_context *ctx, const kqcl_gguf *g, int64_t index,
                                            kqcl_tensor **out);
 
@@ -517,9 +539,9 @@ KQCL_API kqcl_status kqcl_gguf_load_tensor_split(kqcl_context *ctx, const kqcl_g
 /*
  * Writer: builds a GGUF v3 file in memory order -- metadata in the order first set, tensors in
  * the order added -- with tensor data aligned to general.alignment (32 unless that key is set
- * to another power of two as a u32). Tensor data is REFERENCED, not copied: it must stay valid
- * until kqcl_gguf_writer_write returns. Keys and names are copied. Setting a key again
- * replaces its value in place. Failures are KQCL_ERR_INVALID_ARG (NULL, bad type, duplicate
+ * to another power of two, at most 1 MiB, as a u32). Tensor data is REFERENCED, not copied:
+ * it must stay valid until kqcl_gguf_writer_write returns. Keys and names are copied. Setting
+ * a key again replaces its value in place. Failures are KQCL_ERR_INVALID_ARG (NULL, bad type, duplicate
  * tensor name, wrong nbytes), KQCL_ERR_OUT_OF_MEMORY or KQCL_ERR_IO, read with
  * kqcl_last_error(NULL).
  */
@@ -564,14 +586,19 @@ KQCL_API kqcl_status kqcl_gguf_writer_copy_kv(kqcl_gguf_writer *w, const kqcl_gg
                                               int64_t i);
 
 /* Add a tensor of ggml type id `type` with n_dims (1..4) dimensions ne[] in GGUF order. For a
- * type kqcl knows, nbytes must equal its size from the shape; other types' nbytes are taken as
+ * type ggml defines, nbytes must equal its size from the shape; other ids' nbytes are taken as
  * given. `data` (nbytes bytes) is referenced until kqcl_gguf_writer_write returns. Names must
  * be unique and shorter than 64 bytes (ggml's limit). */
 KQCL_API kqcl_status kqcl_gguf_writer_add_tensor(kqcl_gguf_writer *w, const char *name,
                                                  uint32_t type, int n_dims, const int64_t *ne,
                                                  const void *data, uint64_t nbytes);
 
-/* Write everything to `path` as GGUF v3 (the file is replaced; removed again on failure). */
+/* Write everything to `path` as GGUF v3: into a new temporary file beside the target
+ * (PATH.kqcl-tmp-*), renamed over it on success, so that a failure (disk full, write error)
+ * leaves whatever was at `path` untouched and removes only that temporary file. An existing
+ * file keeps its permissions; a symbolic link is followed to its target. A `path` that exists
+ * and is not a regular file (a device such as /dev/full, a FIFO, a directory) or is a dangling
+ * link is refused with KQCL_ERR_IO and left as it is. Needs write access to the directory. */
 KQCL_API kqcl_status kqcl_gguf_writer_write(const kqcl_gguf_writer *w, const char *path);
 
 #ifdef __cplusplus
