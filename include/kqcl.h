@@ -337,7 +337,7 @@ typedef enum kqcl_plan_mode {
 } kqcl_plan_mode;
 
 typedef struct kqcl_plan_device {
-    char name[64];
+    char name[64];          /* need not end in a NUL: at most 64 bytes are ever read        */
     uint64_t memory_bytes;  /* what the planner may fill                                    */
     double speed_gbps;      /* weight bytes a second it streams through a matvec, GB/s      */
     double link_gbps;       /* host-staged transfer bandwidth to and from it, GB/s          */
@@ -365,7 +365,9 @@ typedef struct kqcl_plan kqcl_plan;
 /* Fill `out` (capacity entries) with the context's devices as the planner sees them: memory,
  * speed (measured by kqcl_measure_devices if not yet) and link cost (timed). */
 KQCL_API kqcl_status kqcl_plan_devices(kqcl_context *ctx, kqcl_plan_device *out, int capacity);
-/* Plan: KQCL_ERR_OUT_OF_MEMORY when the layers do not fit the devices' memory. */
+/* Plan: KQCL_ERR_OUT_OF_MEMORY when the layers do not fit the devices' memory;
+ * KQCL_ERR_INVALID_ARG for a malformed request, tensor sizes that sum past 2^64 or more than
+ * INT32_MAX tensors. */
 KQCL_API kqcl_status kqcl_plan_create(const kqcl_plan_request *req, kqcl_plan **out);
 KQCL_API void kqcl_plan_destroy(kqcl_plan *plan);
 /* The mode chosen (never AUTO), the device of layer i (-1: split over all), the bytes placed on
