@@ -133,11 +133,18 @@ typedef struct kqcl_tensor kqcl_tensor;
  *   TEXT         every device whose device or platform name contains TEXT (case-insensitive)
  * Duplicates are dropped; order is kept. KQCL_ERR_NO_DEVICE if nothing matches,
  * KQCL_ERR_INVALID_ARG for a malformed spec. On failure *out is NULL and the reason is in
- * kqcl_last_error(NULL). */
+ * kqcl_last_error(NULL). Platforms and devices are discovered once per process, on the first
+ * call that needs them (this, kqcl_list_devices), safely from any number of threads at once;
+ * later calls reuse that list, and a failed discovery (no platform, no device) is reported
+ * again by every later call, as the OpenCL ICD loader keeps its platforms. */
 KQCL_API kqcl_status kqcl_context_create(const char *devices, kqcl_context **out);
 
-/* Release a context and everything it owns. Tensors must be destroyed first. NULL is a
- * no-op. */
+/* Release a context and everything it owns. NULL is a no-op. Collectives still in flight
+ * (kqcl_allreduce_start, kqcl_broadcast_start) are waited for first, never cancelled; their
+ * requests stay valid and must still be given to kqcl_request_wait, which then returns their
+ * status and frees them. Tensors not yet destroyed are released with the context and left
+ * detached: kqcl_tensor_destroy (still needed, to free them) and the shape getters work,
+ * every other call on them fails with KQCL_ERR_INVALID_ARG. */
 KQCL_API void kqcl_context_destroy(kqcl_context *ctx);
 
 /* Number of devices in the context (0 for NULL). */
@@ -320,7 +327,9 @@ KQCL_API kqcl_status kqcl_allreduce_start(kqcl_context *ctx, kqcl_tensor *t, kqc
  * is a global device index, see kqcl_global_device). */
 KQCL_API kqcl_status kqcl_broadcast(kqcl_context *ctx, kqcl_tensor *t, int root);
 KQCL_API kqcl_status kqcl_broadcast_start(kqcl_context *ctx, kqcl_tensor *t, int root, kqcl_request **req);
-/* Wait for a collective and release the request; its status. NULL is KQCL_ERR_INVALID_ARG. */
+/* Wait for a collective and release the request; its status. NULL is KQCL_ERR_INVALID_ARG.
+ * Also valid after kqcl_context_destroy (which waited for it); the message is then in
+ * kqcl_last_error(NULL). */
 KQCL_API kqcl_status kqcl_request_wait(kqcl_request *req);
 
 /* Pipeline executor: y = x . W0^T . W1^T ... run layer by layer, each on the devices its

@@ -61,6 +61,11 @@ struct kqcl_context {
     bool timing;
     cl_event events[KQ_MAX_EVENTS];
     int n_events;
+    /* What kqcl_context_destroy must settle first: the tensors not yet destroyed (released and
+     * left detached, tensor.c) and the collectives not yet waited for (finished, collective.c).
+     * Touched only by calls on the context, which its user serialises. */
+    struct kqcl_tensor *live_tensors;
+    struct kqcl_request *live_requests;
     char error[16384];
 };
 

@@ -383,15 +383,14 @@ START_TEST(context_creation_failures_release_everything)
     } cases[] = {
         {"clCreateContext:0:CL_OUT_OF_HOST_MEMORY", "CL_OUT_OF_HOST_MEMORY", KQCL_ERR_OUT_OF_MEMORY},
         {"clCreateCommandQueue:0:CL_OUT_OF_RESOURCES", "CL_OUT_OF_RESOURCES", KQCL_ERR_DEVICE},
-        {"clGetDeviceIDs:0:CL_DEVICE_NOT_FOUND", "no OpenCL device", KQCL_ERR_NO_DEVICE},
         /* the second device of a context fails: the first one's objects go too */
         {"clCreateCommandQueue:1:CL_DEVICE_NOT_AVAILABLE", "CL_DEVICE_NOT_AVAILABLE", KQCL_ERR_DEVICE},
     };
     int n_all = 0;
     TU_OK(kqcl_list_devices(NULL, 0, &n_all));
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *spec = i == 3 ? "all" : NULL;
-        if (i == 3 && n_all < 2)
+        const char *spec = i == 2 ? "all" : NULL;
+        if (i == 2 && n_all < 2)
             continue;
         faults(cases[i].spec);
         kqcl_context *ctx = (kqcl_context *)1;
@@ -407,6 +406,39 @@ START_TEST(context_creation_failures_release_everything)
     assert_context_works(ctx);
     kqcl_context_destroy(ctx);
     ck_assert_int_eq(shim_live("all"), before);
+}
+END_TEST
+
+/* Discovery runs once per process (issue 12, item 1), so its failure is tested in a process of
+ * its own: this program again, KQCL_FAULTS_CHILD=discovery (main). The failure is kept for the
+ * process, like the ICD loader's list of platforms. */
+static int child_discovery_fails(void)
+{
+    if (shim_configure("clGetDeviceIDs:0:CL_DEVICE_NOT_FOUND") != 0) /* no Check here: not a test */
+        return 1;
+    for (int i = 0; i < 2; i++) {
+        kqcl_context *ctx = (kqcl_context *)1;
+        kqcl_status st = kqcl_context_create(NULL, &ctx);
+        if (st != KQCL_ERR_NO_DEVICE || ctx != NULL || strstr(kqcl_last_error(NULL), "no OpenCL device") == NULL) {
+            fprintf(stderr, "discovery failure %d: %s: %s\n", i, kqcl_status_string(st), kqcl_last_error(NULL));
+            return 1;
+        }
+        shim_configure(""); /* the second time the driver would answer: the first answer stands */
+    }
+    int count = -1;
+    if (kqcl_list_devices(NULL, 0, &count) != KQCL_ERR_NO_DEVICE || count != 0)
+        return 1;
+    return shim_live("all") == 0 ? 0 : 1;
+}
+
+START_TEST(first_discovery_failure_is_no_device)
+{
+    char cmd[4200], exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert_int_gt(len, 0);
+    exe[len] = '\0';
+    snprintf(cmd, sizeof cmd, "KQCL_FAULTS_CHILD=discovery '%s'", exe);
+    ck_assert_msg(system(cmd) == 0, "a failed first discovery was not NO_DEVICE, kept, with nothing left alive");
 }
 END_TEST
 
@@ -617,6 +649,7 @@ static Suite *faults_suite(void)
     TCase *tc = tcase_create("lifecycle");
     tcase_add_test(tc, lifecycle_leaves_nothing_behind);
     tcase_add_test(tc, context_creation_failures_release_everything);
+    tcase_add_test(tc, first_discovery_failure_is_no_device);
     suite_add_tcase(s, tc);
     tc = tcase_create("faults");
     tcase_add_checked_fixture(tc, setup, teardown_no_leaks);
@@ -684,5 +717,7 @@ int main(int argc, char **argv)
 {
     (void)argc;
     preload_shim(argv);
+    if (getenv("KQCL_FAULTS_CHILD") && strcmp(getenv("KQCL_FAULTS_CHILD"), "discovery") == 0)
+        return child_discovery_fails();
     return tu_run_suite(faults_suite());
 }
