@@ -20,6 +20,15 @@
  * the OpenCL call and error; later calls succeed again when the device does. A context whose
  * device is gone for good keeps failing cleanly and is still destroyed with
  * kqcl_context_destroy. A corrupt or unwritable kernel cache only costs a rebuild.
+ *
+ * Kernel cache (KQCL_CACHE_DIR, else $XDG_CACHE_HOME/kqcl, else ~/.cache/kqcl; on by default
+ * except on PoCL; KQCL_CACHE=off|force): its binaries are run as kqcl's kernels, so it trusts
+ * only what is the user's own. The directory is created 0700 and used only if it is owned by
+ * the effective user and not group- or world-writable; otherwise kqcl builds from source
+ * without it, silently. An entry is read only if it is a regular file of that owner, not
+ * writable by others, opened without following links or blocking; it must hold its full key
+ * and the SHA-256 of key + binary. Any entry that fails to read, load or build, or lacks a
+ * kernel, is rebuilt from source and replaced: a bad entry never becomes a persistent error.
  * doc/reliability.md lists every promise and how it is tested.
  *
  * Shapes: tensors are 2-D and row-major. A row of a k-quant type is a concatenation of

@@ -26,6 +26,7 @@ typedef struct kq_program {
     char *options; /* the -D options it was built with (its key together with family) */
     int family;    /* kq_family */
     cl_program program;
+    bool from_cache; /* loaded from a cached binary: rebuilt from source if it lacks a kernel */
     const char *kernel_names[KQ_KERNELS_PER_PROGRAM];
     cl_kernel kernels[KQ_KERNELS_PER_PROGRAM];
 } kq_program;

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #endif
 #include "testutil.h"
+#include "sha256.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -547,6 +548,66 @@ static uint64_t fnv1a(const unsigned char *p, size_t n)
     return h;
 }
 
+/* A cache entry, parsed. Both layouts are read -- KQCLBIN2 (magic | u64 key length | key |
+ * u64 binary length | SHA-256 of key + binary | binary) and kqcl's layout before issue 12,
+ * KQCLBIN1 (the same with a u64 FNV-1a of the binary) -- so that the cache tests can forge
+ * entries the library of either time accepts, and so show the old failures. */
+typedef struct entry {
+    int version;
+    char key[8192];
+    unsigned char *bin;
+    size_t bin_len;
+} entry;
+
+static void read_cache_entry(const char *path, entry *e)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static unsigned char buf[64 << 20];
+    size_t size = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    ck_assert(size > 32 && (memcmp(buf, "KQCLBIN1", 8) == 0 || memcmp(buf, "KQCLBIN2", 8) == 0));
+    e->version = buf[7] - '0';
+    uint64_t key_len;
+    memcpy(&key_len, buf + 8, 8);
+    ck_assert_uint_lt(key_len, sizeof e->key);
+    memcpy(e->key, buf + 16, key_len);
+    e->key[key_len] = '\0';
+    size_t bin_at = 16 + key_len + 8 + (e->version == 1 ? 8 : 32);
+    ck_assert(bin_at < size);
+    e->bin_len = size - bin_at;
+    e->bin = tu_malloc(e->bin_len);
+    memcpy(e->bin, buf + bin_at, e->bin_len);
+}
+
+/* Write an entry holding `key` and `bin` in layout `version`, with a right checksum. */
+static void write_cache_entry(const char *path, int version, const char *key, const unsigned char *bin, size_t n)
+{
+    unlink(path);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    uint64_t key_len = strlen(key), bin_len = n;
+    fwrite(version == 1 ? "KQCLBIN1" : "KQCLBIN2", 1, 8, f);
+    fwrite(&key_len, 8, 1, f);
+    fwrite(key, 1, key_len, f);
+    fwrite(&bin_len, 8, 1, f);
+    if (version == 1) {
+        uint64_t sum = fnv1a(bin, n);
+        fwrite(&sum, 8, 1, f);
+    } else {
+        kq_sha256_ctx s;
+        uint8_t digest[KQ_SHA256_BYTES];
+        kq_sha256_init(&s);
+        kq_sha256_update(&s, key, key_len);
+        kq_sha256_update(&s, bin, n);
+        kq_sha256_final(&s, digest);
+        fwrite(digest, 1, sizeof digest, f);
+    }
+    fwrite(bin, 1, n, f);
+    ck_assert_int_eq(fclose(f), 0);
+    chmod(path, 0600);
+}
+
 static void rewrite_entry(const char *path, int how)
 {
     FILE *f = fopen(path, "rb");
@@ -554,20 +615,23 @@ static void rewrite_entry(const char *path, int how)
     static unsigned char buf[64 << 20];
     size_t size = fread(buf, 1, sizeof buf, f);
     fclose(f);
-    ck_assert(size > 32 && memcmp(buf, "KQCLBIN1", 8) == 0);
+    ck_assert(size > 32 && memcmp(buf, "KQCLBIN2", 8) == 0);
     uint64_t key_len;
     memcpy(&key_len, buf + 8, 8);
-    size_t bin_at = 16 + key_len + 16;
+    size_t bin_at = 16 + key_len + 8 + KQ_SHA256_BYTES;
     ck_assert(bin_at < size);
+    if (how == 0) { /* valid header, garbage binary with a matching checksum */
+        entry e;
+        read_cache_entry(path, &e);
+        for (size_t i = 0; i < e.bin_len; i++)
+            e.bin[i] = (unsigned char)tu_rand();
+        write_cache_entry(path, 2, e.key, e.bin, e.bin_len);
+        free(e.bin);
+        return;
+    }
     f = fopen(path, "wb");
     ck_assert_ptr_nonnull(f);
-    if (how == 0) { /* valid header, garbage binary with a matching checksum */
-        for (size_t i = bin_at; i < size; i++)
-            buf[i] = (unsigned char)tu_rand();
-        uint64_t sum = fnv1a(buf + bin_at, size - bin_at);
-        memcpy(buf + bin_at - 8, &sum, 8);
-        fwrite(buf, 1, size, f);
-    } else if (how == 1) { /* truncated in the binary */
+    if (how == 1) { /* truncated in the binary */
         fwrite(buf, 1, bin_at + (size - bin_at) / 2, f);
     } else if (how == 2) { /* empty */
     } else { /* random bytes */
@@ -595,7 +659,11 @@ static int for_each_entry(const char *dir, int how)
             ck_assert_ptr_nonnull(f);
             ck_assert_int_eq(fread(magic, 1, 8, f), 8);
             fclose(f);
-            ck_assert_msg(memcmp(magic, "KQCLBIN1", 8) == 0, "%s was not rewritten", line);
+            ck_assert_msg(memcmp(magic, "KQCLBIN2", 8) == 0, "%s was not rewritten", line);
+            struct stat sb;
+            ck_assert_int_eq(lstat(line, &sb), 0);
+            ck_assert_msg(S_ISREG(sb.st_mode) && (sb.st_mode & 077) == 0 && sb.st_uid == geteuid(),
+                          "%s: not a private regular file of ours", line);
         }
         n++;
     }
@@ -641,6 +709,172 @@ START_TEST(cache_entries_corrupt_in_every_way)
 }
 END_TEST
 
+/* ---- issue 12, item 2: the cache trusts only what is ours ------------------------------------- */
+
+/* The entries' paths (at most 16), whose keys contain `family` ("|matvec|") when not NULL. */
+static int entries_of(const char *dir, const char *family, char paths[][1200])
+{
+    char cmd[1200], line[1200];
+    snprintf(cmd, sizeof cmd, "ls %s/*.bin 2>/dev/null", dir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    int n = 0;
+    while (n < 16 && fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = '\0';
+        entry e;
+        read_cache_entry(line, &e);
+        free(e.bin);
+        if (family == NULL || strstr(e.key, family) != NULL)
+            snprintf(paths[n++], 1200, "%s", line);
+    }
+    pclose(p);
+    return n;
+}
+
+/* A matmul (the matvec family) and a conversion (convert): the programs fill_cache stores. */
+static void use_two_families(void)
+{
+    assert_context_works(tu_ctx);
+    kqcl_tensor *w = tu_tensor(KQCL_TYPE_F32, 2, 256, NULL), *h = tu_tensor(KQCL_TYPE_F16, 2, 256, NULL);
+    TU_OK(kqcl_convert(tu_ctx, w, h));
+    TU_OK(kqcl_finish(tu_ctx));
+    kqcl_tensor_destroy(w), kqcl_tensor_destroy(h);
+}
+
+/* A context on a cache directory that was filled before: did it load binaries, or build? */
+static void expect_built_from_source(const char *dir, const char *why)
+{
+    faults("");
+    new_context_with_cache(dir);
+    use_two_families();
+    ck_assert_msg(shim_calls("clCreateProgramWithBinary") == 0 && shim_calls("clCreateProgramWithSource") >= 1,
+                  "%s: the cache was used (%ld binaries loaded, %ld built from source)", why,
+                  shim_calls("clCreateProgramWithBinary"), shim_calls("clCreateProgramWithSource"));
+}
+
+static void fill_cache(const char *dir)
+{
+    new_context_with_cache(dir);
+    use_two_families();
+    faults("");
+    new_context_with_cache(dir);
+    use_two_families();
+    ck_assert_msg(shim_calls("clCreateProgramWithSource") == 0, "a good cache was not used");
+}
+
+/* A directory another user can write to (a shared or sticky one), or one of another owner, is
+ * not used: a kernel planted there computed y = 42. A directory kqcl makes is 0700. */
+START_TEST(cache_directory_not_ours_is_not_used)
+{
+    char dir[] = "/tmp/kqcl-faults-XXXXXX", sub[1100];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(sub, sizeof sub, "%s/made/by/kqcl", dir);
+    fill_cache(sub);
+    struct stat sb;
+    ck_assert_int_eq(stat(sub, &sb), 0);
+    ck_assert_int_eq(sb.st_mode & 0777, 0700);
+    snprintf(sub, sizeof sub, "%s/made", dir);
+    ck_assert_int_eq(stat(sub, &sb), 0);
+    ck_assert_int_eq(sb.st_mode & 0777, 0700);
+    snprintf(sub, sizeof sub, "%s/made/by/kqcl", dir);
+    ck_assert_int_eq(chmod(sub, 0777), 0); /* world-writable */
+    expect_built_from_source(sub, "a world-writable directory");
+    ck_assert_int_eq(chmod(sub, 01777), 0); /* sticky, like /tmp */
+    expect_built_from_source(sub, "a sticky shared directory");
+    ck_assert_int_eq(chmod(sub, 0770), 0); /* group-writable */
+    expect_built_from_source(sub, "a group-writable directory");
+    ck_assert_int_eq(chmod(sub, 0700), 0);
+    if (geteuid() == 0) { /* another owner: only root can give a directory away */
+        ck_assert_int_eq(chown(sub, 12345, (gid_t)-1), 0);
+        expect_built_from_source(sub, "a directory of another user");
+    }
+    run("rm -rf %s", dir);
+    unsetenv("KQCL_CACHE");
+}
+END_TEST
+
+/* Entries are not followed through links, not waited on (a FIFO hung the process), and not
+ * read when another user owns them or may write them; each is rebuilt and replaced. */
+START_TEST(cache_entries_not_ours_are_not_used)
+{
+    char dir[] = "/tmp/kqcl-faults-XXXXXX", elsewhere[1200], paths[16][1200];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    fill_cache(dir);
+    int n = entries_of(dir, NULL, paths);
+    ck_assert_int_ge(n, 1);
+    /* a symbolic link to a good entry kept elsewhere */
+    for (int i = 0; i < n; i++) {
+        snprintf(elsewhere, sizeof elsewhere, "%s/elsewhere-%d", dir, i);
+        ck_assert_int_eq(rename(paths[i], elsewhere), 0);
+        ck_assert_int_eq(symlink(elsewhere, paths[i]), 0);
+    }
+    expect_built_from_source(dir, "entries that are symbolic links");
+    ck_assert_int_eq(for_each_entry(dir, -1), n); /* replaced by regular files of ours */
+    /* entries others may write */
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(chmod(paths[i], 0666), 0);
+    expect_built_from_source(dir, "world-writable entries");
+    ck_assert_int_eq(for_each_entry(dir, -1), n);
+    /* entries of another owner */
+    if (geteuid() == 0) {
+        for (int i = 0; i < n; i++)
+            ck_assert_int_eq(chown(paths[i], 12345, (gid_t)-1), 0);
+        expect_built_from_source(dir, "entries of another user");
+        ck_assert_int_eq(for_each_entry(dir, -1), n);
+    }
+    /* a FIFO at an entry's path: must not hang (this test's timeout), and is replaced */
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(unlink(paths[i]), 0);
+        ck_assert_int_eq(mkfifo(paths[i], 0600), 0);
+    }
+    expect_built_from_source(dir, "FIFOs");
+    ck_assert_int_eq(for_each_entry(dir, -1), n);
+    run("rm -rf %s", dir);
+    unsetenv("KQCL_CACHE");
+}
+END_TEST
+
+/* A well-formed entry (right key and checksum) whose binary lacks the kernel asked of it gave
+ * KQCL_ERR_DEVICE in every later process and was never rebuilt: it is rebuilt from source and
+ * replaced. The binary of another family (convert) under the matvec entry's key stands in. */
+START_TEST(cache_entry_lacking_its_kernel_is_rebuilt)
+{
+    char dir[] = "/tmp/kqcl-faults-XXXXXX", matvec[16][1200], convert[16][1200];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    fill_cache(dir);
+    int n_matvec = entries_of(dir, "|matvec|", matvec), n_convert = entries_of(dir, "|convert|", convert);
+    ck_assert_int_ge(n_matvec, 1);
+    ck_assert_int_ge(n_convert, 1);
+    entry other;
+    read_cache_entry(convert[0], &other);
+    for (int i = 0; i < n_matvec; i++) {
+        entry e;
+        read_cache_entry(matvec[i], &e);
+        write_cache_entry(matvec[i], e.version, e.key, other.bin, other.bin_len);
+        free(e.bin);
+    }
+    for (int round = 0; round < 2; round++) { /* the first rebuilds, the second loads the new entry */
+        faults("");
+        new_context_with_cache(dir);
+        assert_context_works(tu_ctx);
+        if (round == 0)
+            ck_assert_int_ge(shim_calls("clCreateProgramWithSource"), 1);
+        else
+            ck_assert_msg(shim_calls("clCreateProgramWithSource") == 0, "the entry was not replaced");
+    }
+    for (int i = 0; i < n_matvec; i++) {
+        entry e;
+        read_cache_entry(matvec[i], &e);
+        ck_assert_msg(e.bin_len != other.bin_len || memcmp(e.bin, other.bin, e.bin_len) != 0,
+                      "%s still holds the other family's binary", matvec[i]);
+        free(e.bin);
+    }
+    free(other.bin);
+    run("rm -rf %s", dir);
+    unsetenv("KQCL_CACHE");
+}
+END_TEST
+
 /* ---- the suite ---------------------------------------------------------------------------------- */
 
 static Suite *faults_suite(void)
@@ -663,6 +897,9 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, cache_directory_that_is_a_file);
     tcase_add_test(tc, cache_directory_unwritable);
     tcase_add_test(tc, cache_entries_corrupt_in_every_way);
+    tcase_add_test(tc, cache_directory_not_ours_is_not_used);
+    tcase_add_test(tc, cache_entries_not_ours_are_not_used);
+    tcase_add_test(tc, cache_entry_lacking_its_kernel_is_rebuilt);
     suite_add_tcase(s, tc);
     return s;
 }

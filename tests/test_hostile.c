@@ -7,6 +7,7 @@
 #define _XOPEN_SOURCE 700
 
 #include "kqcl.h"
+#include "sha256.h"
 
 #include <check.h>
 #include <math.h>
@@ -352,9 +353,70 @@ START_TEST(run_total_shows_a_nan_error)
 }
 END_TEST
 
+/* ---- the kernel cache's hash (item 2): FIPS 180-4 test vectors ---------------------------------- */
+
+static void hex(const uint8_t *d, char out[65])
+{
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+START_TEST(sha256_fips_vectors)
+{
+    static const struct {
+        const char *message, *digest;
+    } vectors[] = {
+        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", /* 448 bits */
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+    };
+    uint8_t d[KQ_SHA256_BYTES];
+    char text[65];
+    for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+        kq_sha256(vectors[i].message, strlen(vectors[i].message), d);
+        hex(d, text);
+        ck_assert_str_eq(text, vectors[i].digest);
+        /* fed a byte at a time: the same */
+        kq_sha256_ctx s;
+        kq_sha256_init(&s);
+        for (size_t k = 0; k < strlen(vectors[i].message); k++)
+            kq_sha256_update(&s, vectors[i].message + k, 1);
+        kq_sha256_final(&s, d);
+        hex(d, text);
+        ck_assert_str_eq(text, vectors[i].digest);
+    }
+    /* a million 'a' (FIPS 180-4 example), in pieces of 1000 that straddle blocks */
+    char piece[1000];
+    memset(piece, 'a', sizeof piece);
+    kq_sha256_ctx s;
+    kq_sha256_init(&s);
+    for (int k = 0; k < 1000; k++)
+        kq_sha256_update(&s, piece, sizeof piece);
+    kq_sha256_final(&s, d);
+    hex(d, text);
+    ck_assert_str_eq(text, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    /* 55, 56 and 64 bytes: the padding's edge cases (against the one-shot digest of the same) */
+    for (size_t n = 55; n <= 64; n++) {
+        char msg[64];
+        memset(msg, 'x', n);
+        kq_sha256_init(&s);
+        kq_sha256_update(&s, msg, n / 2);
+        kq_sha256_update(&s, msg + n / 2, n - n / 2);
+        uint8_t split[KQ_SHA256_BYTES];
+        kq_sha256_final(&s, split);
+        kq_sha256(msg, n, d);
+        ck_assert(memcmp(split, d, sizeof d) == 0);
+    }
+}
+END_TEST
+
 static Suite *hostile_suite(void)
 {
     Suite *s = suite_create("hostile");
+    TCase *hash = tcase_create("sha256");
+    tcase_add_test(hash, sha256_fips_vectors);
+    suite_add_tcase(s, hash);
     TCase *plan = tcase_create("planner");
     tcase_add_test(plan, plan_device_name_without_nul);
     tcase_add_test(plan, plan_sizes_that_wrap);
