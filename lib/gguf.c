@@ -1195,8 +1195,10 @@ static void put_host_scalar(byte_buffer *b, kqcl_gguf_type type, const void *val
     uint64_t u64;
     switch (scalar_size(type)) {
     case 1:
-        u8 = type == KQCL_GGUF_TYPE_BOOL ? (uint8_t)(*(const bool *)value != 0)
-                                         : *(const uint8_t *)value;
+        /* a bool is read as its byte: any nonzero byte is true (a byte other than 0 or 1 read
+         * as a bool is undefined, found by fuzz_writer) */
+        u8 = *(const uint8_t *)value;
+        u8 = type == KQCL_GGUF_TYPE_BOOL ? (uint8_t)(u8 != 0) : u8;
         put_bytes(b, &u8, 1);
         break;
     case 2: memcpy(&u16, value, 2); put_le(b, u16, 2); break;

@@ -74,6 +74,15 @@ static void say(text *t, const char *fmt, ...)
 
 static double mib(uint64_t b) { return (double)b / (1 << 20); }
 
+/* A byte count computed in double, as a uint64_t: a share of a total near 2^64 rounds up to
+ * 2^64, which the conversion may not take (found by fuzz_plan); NaN (an infinite speed) is 0. */
+static uint64_t to_bytes(double b)
+{
+    if (!(b > 0))
+        return 0;
+    return b >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)b;
+}
+
 /* ---- layer split: contiguous stages in device order, max stage time minimal, memory bound --- */
 
 /* best[i][d]: the least max stage time placing layers [0, i) on devices [0, d). */
@@ -150,7 +159,7 @@ static double tensor_step_us(const kqcl_plan_request *r, uint64_t *device_bytes,
     }
     *fits = true;
     for (int d = 0; d < r->n_devices; d++) {
-        device_bytes[d] = (uint64_t)((double)all * speed_of(&r->devices[d]) / total_speed);
+        device_bytes[d] = to_bytes((double)all * speed_of(&r->devices[d]) / total_speed);
         *fits &= device_bytes[d] <= r->devices[d].memory_bytes;
     }
     /* Each split matmul's output is gathered: every device's slice up, the whole down. */

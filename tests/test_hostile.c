@@ -148,6 +148,16 @@ START_TEST(plan_sizes_that_wrap)
         ck_assert_int_eq(kqcl_plan_create(&req, &plan), KQCL_ERR_INVALID_ARG);
         ck_assert_ptr_null(plan);
     }
+    /* a total just below 2^64 is taken; its shares, computed in double, round to 2^64, which
+     * must not be converted to uint64_t as it is (UBSan; found by fuzz_plan) */
+    const uint64_t most[] = {UINT64_MAX - 1};
+    kqcl_plan_layer layer = {"blk.0", 1, NULL, most};
+    kqcl_plan_device one[2] = {{"a", UINT64_MAX, 100, 10, 10}, {"b", 0, 1e-300, 10, 10}};
+    kqcl_plan_request req = {2, one, 1, &layer, KQCL_PLAN_TENSOR, 4096};
+    kqcl_plan *plan = NULL;
+    ck_assert_int_eq(kqcl_plan_create(&req, &plan), KQCL_OK);
+    ck_assert_uint_eq(kqcl_plan_device_bytes(plan, 0), UINT64_MAX);
+    kqcl_plan_destroy(plan);
 }
 END_TEST
 

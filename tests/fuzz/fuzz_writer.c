@@ -76,7 +76,7 @@ static void step(kqcl_gguf_writer *w, reader *r)
         if (kqcl_ggml_type_info(type, NULL, &values, &bytes) == KQCL_OK && values > 0) {
             ne[0] = ne[0] / values * values;
             uint64_t n = 1;
-            for (int d = 0; d < (n_dims ? n_dims : 1); d++)
+            for (int d = 0; d < (n_dims < 1 ? 1 : n_dims > 4 ? 4 : n_dims); d++)
                 n *= (uint64_t)ne[d];
             if (byte(r) % 4 != 0 && n / (uint64_t)values * bytes < sizeof payload)
                 nbytes = n / (uint64_t)values * bytes; /* mostly right, sometimes not */
