@@ -9,9 +9,9 @@
  * Threads: a context and its tensors may be used from one thread at a time (calls on one
  * context are serialised by the caller); different contexts are independent and may be used
  * from different threads at once. Host codecs and GGUF readers keep no shared state. The
- * context-less last error is per thread. What processes and threads share is the OpenCL driver
- * and the on-disk kernel cache, whose entries are written to a private file and renamed into
- * place. kqcl reads its environment variables during calls: do not setenv() while another
+ * context-less last error is per thread. What processes and threads share is the OpenCL driver,
+ * the process's list of devices (discovered once, under pthread_once) and the on-disk kernel
+ * cache, whose entries are written to a private file and renamed into place. kqcl reads its environment variables during calls: do not setenv() while another
  * thread is inside kqcl (POSIX getenv/setenv rule). Checked by tests/test_threads.c, also under
  * ThreadSanitizer (make check-tsan).
  *
