@@ -9,9 +9,9 @@
  * Threads: a context and its tensors may be used from one thread at a time (calls on one
  * context are serialised by the caller); different contexts are independent and may be used
  * from different threads at once. Host codecs and GGUF readers keep no shared state. The
- * context-less last error is per thread. What processes and threads share is the OpenCL driver
- * and the on-disk kernel cache, whose entries are written to a private file and renamed into
- * place. kqcl reads its environment variables during calls: do not setenv() while another
+ * context-less last error is per thread. What processes and threads share is the OpenCL driver,
+ * the process's list of devices (discovered once, under pthread_once) and the on-disk kernel
+ * cache, whose entries are written to a private file and renamed into place. kqcl reads its environment variables during calls: do not setenv() while another
  * thread is inside kqcl (POSIX getenv/setenv rule). Checked by tests/test_threads.c, also under
  * ThreadSanitizer (make check-tsan).
  *
@@ -20,6 +20,15 @@
  * the OpenCL call and error; later calls succeed again when the device does. A context whose
  * device is gone for good keeps failing cleanly and is still destroyed with
  * kqcl_context_destroy. A corrupt or unwritable kernel cache only costs a rebuild.
+ *
+ * Kernel cache (KQCL_CACHE_DIR, else $XDG_CACHE_HOME/kqcl, else ~/.cache/kqcl; on by default
+ * except on PoCL; KQCL_CACHE=off|force): its binaries are run as kqcl's kernels, so it trusts
+ * only what is the user's own. The directory is created 0700 and used only if it is owned by
+ * the effective user and not group- or world-writable; otherwise kqcl builds from source
+ * without it, silently. An entry is read only if it is a regular file of that owner, not
+ * writable by others, opened without following links or blocking; it must hold its full key
+ * and the SHA-256 of key + binary. Any entry that fails to read, load or build, or lacks a
+ * kernel, is rebuilt from source and replaced: a bad entry never becomes a persistent error.
  * doc/reliability.md lists every promise and how it is tested.
  *
  * Shapes: tensors are 2-D and row-major. A row of a k-quant type is a concatenation of
@@ -95,6 +104,13 @@ KQCL_API const char *kqcl_type_name(kqcl_type type);
  * unknown. */
 KQCL_API kqcl_status kqcl_type_from_name(const char *name, kqcl_type *out);
 
+/* Any type id ggml defines, whether or not kqcl computes with it (q8_0, iq2_xs, i32, ...):
+ * its ggml name, values per block and bytes per block, each written where not NULL. What the
+ * GGUF reader bounds every tensor's data with. KQCL_ERR_INVALID_ARG for an id ggml does not
+ * define (removed ids such as 4, 5 and 31-33 included). */
+KQCL_API kqcl_status kqcl_ggml_type_info(uint32_t type, const char **name, int64_t *block_values,
+                                         size_t *block_bytes);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Host codecs: no device needed                                                                */
 
@@ -126,11 +142,18 @@ typedef struct kqcl_tensor kqcl_tensor;
  *   TEXT         every device whose device or platform name contains TEXT (case-insensitive)
  * Duplicates are dropped; order is kept. KQCL_ERR_NO_DEVICE if nothing matches,
  * KQCL_ERR_INVALID_ARG for a malformed spec. On failure *out is NULL and the reason is in
- * kqcl_last_error(NULL). */
+ * kqcl_last_error(NULL). Platforms and devices are discovered once per process, on the first
+ * call that needs them (this, kqcl_list_devices), safely from any number of threads at once;
+ * later calls reuse that list, and a failed discovery (no platform, no device) is reported
+ * again by every later call, as the OpenCL ICD loader keeps its platforms. */
 KQCL_API kqcl_status kqcl_context_create(const char *devices, kqcl_context **out);
 
-/* Release a context and everything it owns. Tensors must be destroyed first. NULL is a
- * no-op. */
+/* Release a context and everything it owns. NULL is a no-op. Collectives still in flight
+ * (kqcl_allreduce_start, kqcl_broadcast_start) are waited for first, never cancelled; their
+ * requests stay valid and must still be given to kqcl_request_wait, which then returns their
+ * status and frees them. Tensors not yet destroyed are released with the context and left
+ * detached: kqcl_tensor_destroy (still needed, to free them) and the shape getters work,
+ * every other call on them fails with KQCL_ERR_INVALID_ARG. */
 KQCL_API void kqcl_context_destroy(kqcl_context *ctx);
 
 /* Number of devices in the context (0 for NULL). */
@@ -323,7 +346,9 @@ KQCL_API kqcl_status kqcl_allreduce_start(kqcl_context *ctx, kqcl_tensor *t, kqc
  * is a global device index, see kqcl_global_device). */
 KQCL_API kqcl_status kqcl_broadcast(kqcl_context *ctx, kqcl_tensor *t, int root);
 KQCL_API kqcl_status kqcl_broadcast_start(kqcl_context *ctx, kqcl_tensor *t, int root, kqcl_request **req);
-/* Wait for a collective and release the request; its status. NULL is KQCL_ERR_INVALID_ARG. */
+/* Wait for a collective and release the request; its status. NULL is KQCL_ERR_INVALID_ARG.
+ * Also valid after kqcl_context_destroy (which waited for it); the message is then in
+ * kqcl_last_error(NULL). */
 KQCL_API kqcl_status kqcl_request_wait(kqcl_request *req);
 
 /* Pipeline executor: y = x . W0^T . W1^T ... run layer by layer, each on the devices its
@@ -340,7 +365,7 @@ typedef enum kqcl_plan_mode {
 } kqcl_plan_mode;
 
 typedef struct kqcl_plan_device {
-    char name[64];
+    char name[64];          /* need not end in a NUL: at most 64 bytes are ever read        */
     uint64_t memory_bytes;  /* what the planner may fill                                    */
     double speed_gbps;      /* weight bytes a second it streams through a matvec, GB/s      */
     double link_gbps;       /* host-staged transfer bandwidth to and from it, GB/s          */
@@ -368,7 +393,9 @@ typedef struct kqcl_plan kqcl_plan;
 /* Fill `out` (capacity entries) with the context's devices as the planner sees them: memory,
  * speed (measured by kqcl_measure_devices if not yet) and link cost (timed). */
 KQCL_API kqcl_status kqcl_plan_devices(kqcl_context *ctx, kqcl_plan_device *out, int capacity);
-/* Plan: KQCL_ERR_OUT_OF_MEMORY when the layers do not fit the devices' memory. */
+/* Plan: KQCL_ERR_OUT_OF_MEMORY when the layers do not fit the devices' memory;
+ * KQCL_ERR_INVALID_ARG for a malformed request, tensor sizes that sum past 2^64 or more than
+ * INT32_MAX tensors. */
 KQCL_API kqcl_status kqcl_plan_create(const kqcl_plan_request *req, kqcl_plan **out);
 KQCL_API void kqcl_plan_destroy(kqcl_plan *plan);
 /* The mode chosen (never AUTO), the device of layer i (-1: split over all), the bytes placed on
@@ -399,12 +426,22 @@ KQCL_API int kqcl_global_device_count(const kqcl_context *ctx);
 /* ------------------------------------------------------------------------------------------ */
 /* GGUF files (read and write)                                                                  */
 /*
- * Reader: GGUF versions 2 and 3 (little-endian), memory-mapped read-only. Every count, length,
- * offset and shape is checked against the file size and against overflow before it is used:
- * a truncated, corrupt or hostile file gives KQCL_ERR_FORMAT with a message naming what is
- * wrong and where (byte offset, key or tensor), read with kqcl_last_error(NULL). Tensors of a
- * type kqcl does not know (q8_0, iq2_xs, ...) are listed with known = 0 and nbytes = 0, not
- * rejected. A handle is read-only after open and may be read from several threads at once.
+ * Reader: GGUF versions 2 and 3 (little-endian). Every count, length, offset and shape is
+ * checked against the file size and against overflow before it is used: a truncated, corrupt
+ * or hostile file gives KQCL_ERR_FORMAT with a message naming what is wrong and where (byte
+ * offset, key or tensor), read with kqcl_last_error(NULL). Every tensor's data range is checked
+ * against the file for every type ggml defines (kqcl_ggml_type_info); tensors of a type kqcl
+ * does not compute with (q8_0, iq2_xs, ...) are listed with known = 0, not rejected, and a type
+ * id ggml does not define with nbytes = 0. general.alignment must be a power of two of at most
+ * 1 MiB and the data section must start inside the file. Keys and tensor names holding a NUL
+ * byte are refused. A handle is read-only after open and may be read from several threads at
+ * once.
+ *
+ * A file that changes after it was opened: the header (metadata, names, shapes) is read into
+ * memory at open, so metadata stays valid whatever happens to the file; kqcl_gguf_load_tensor
+ * reads tensor data with pread, so a file truncated since open gives KQCL_ERR_IO, never a
+ * signal. kqcl_gguf_tensor.data points into a read-only mapping of the file as it was at open:
+ * touching it after the file was truncated raises SIGBUS in the caller, as any mapping does.
  */
 
 /* The types of metadata values, as GGUF numbers them. */
@@ -447,14 +484,17 @@ typedef struct kqcl_gguf_tensor {
     int n_dims;        /* 0 .. 4 */
     int64_t ne[4];     /* GGUF order: ne[0] varies fastest (a row's length); unused dims are 1 */
     uint64_t offset;   /* from the start of the data section; a multiple of the alignment */
-    uint64_t nbytes;   /* bytes of the data; 0 for an unknown type */
-    const void *data;  /* the data, inside the mapping */
+    uint64_t nbytes;   /* bytes of the data, for every type ggml defines; 0 for other ids */
+    const void *data;  /* the data, inside the mapping (see above for truncated files) */
 } kqcl_gguf_tensor;
 
-/* Open and parse the GGUF file at `path` (mapped read-only, not copied). *out is NULL on
- * failure. KQCL_ERR_IO if the file cannot be opened or mapped, KQCL_ERR_FORMAT if it is
- * malformed, KQCL_ERR_UNSUPPORTED for GGUF v1, big-endian files or versions after 3,
- * KQCL_ERR_OUT_OF_MEMORY, KQCL_ERR_INVALID_ARG for NULL arguments. */
+/* Open and parse the GGUF file at `path` (header read into memory, data mapped read-only, not
+ * copied). *out is NULL on failure. The file is opened without blocking and must be a regular
+ * file: a FIFO, device or directory gives KQCL_ERR_IO at once. KQCL_ERR_IO if the file cannot
+ * be opened, read or mapped, KQCL_ERR_FORMAT if it is malformed or truncated (a file cut
+ * anywhere before the end of its last tensor's data), KQCL_ERR_UNSUPPORTED for GGUF v1,
+ * big-endian files or versions after 3, KQCL_ERR_OUT_OF_MEMORY, KQCL_ERR_INVALID_ARG for NULL
+ * arguments. The file stays open until kqcl_gguf_close. */
 KQCL_API kqcl_status kqcl_gguf_open(const char *path, kqcl_gguf **out);
 
 /* Unmap and free. NULL is a no-op. */
@@ -512,9 +552,11 @@ KQCL_API kqcl_status kqcl_gguf_tensor_info(const kqcl_gguf *g, int64_t i,
 KQCL_API int64_t kqcl_gguf_find_tensor(const kqcl_gguf *g, const char *name);
 
 /* Create a 2-D tensor on ctx from tensor `index` of g -- rows = ne[1]*ne[2]*ne[3], cols =
- * ne[0] -- and upload its data straight from the mapping. *out is NULL on failure.
- * KQCL_ERR_UNSUPPORTED for a type kqcl does not know or an empty tensor; otherwise the statuses
- * of kqcl_tensor_create and kqcl_tensor_write. The message is on ctx. */
+ * ne[0] -- and upload its data, read from the file with pread through a host buffer of the
+ * tensor's size (a handle of kq_gguf_open_memory: from its buffer). *out is NULL on failure.
+ * KQCL_ERR_UNSUPPORTED for a type kqcl does not know or an empty tensor; KQCL_ERR_IO when the
+ * file no longer holds the data (truncated since open); otherwise the statuses of
+ * kqcl_tensor_create and kqcl_tensor_write. The message is on ctx. */
 KQCL_API kqcl_status kqcl_gguf_load_tensor(kqcl_context *ctx, const kqcl_gguf *g, int64_t index,
                                            kqcl_tensor **out);
 
@@ -527,9 +569,9 @@ KQCL_API kqcl_status kqcl_gguf_load_tensor_split(kqcl_context *ctx, const kqcl_g
 /*
  * Writer: builds a GGUF v3 file in memory order -- metadata in the order first set, tensors in
  * the order added -- with tensor data aligned to general.alignment (32 unless that key is set
- * to another power of two as a u32). Tensor data is REFERENCED, not copied: it must stay valid
- * until kqcl_gguf_writer_write returns. Keys and names are copied. Setting a key again
- * replaces its value in place. Failures are KQCL_ERR_INVALID_ARG (NULL, bad type, duplicate
+ * to another power of two, at most 1 MiB, as a u32). Tensor data is REFERENCED, not copied:
+ * it must stay valid until kqcl_gguf_writer_write returns. Keys and names are copied. Setting
+ * a key again replaces its value in place. Failures are KQCL_ERR_INVALID_ARG (NULL, bad type, duplicate
  * tensor name, wrong nbytes), KQCL_ERR_OUT_OF_MEMORY or KQCL_ERR_IO, read with
  * kqcl_last_error(NULL).
  */
@@ -574,14 +616,19 @@ KQCL_API kqcl_status kqcl_gguf_writer_copy_kv(kqcl_gguf_writer *w, const kqcl_gg
                                               int64_t i);
 
 /* Add a tensor of ggml type id `type` with n_dims (1..4) dimensions ne[] in GGUF order. For a
- * type kqcl knows, nbytes must equal its size from the shape; other types' nbytes are taken as
+ * type ggml defines, nbytes must equal its size from the shape; other ids' nbytes are taken as
  * given. `data` (nbytes bytes) is referenced until kqcl_gguf_writer_write returns. Names must
  * be unique and shorter than 64 bytes (ggml's limit). */
 KQCL_API kqcl_status kqcl_gguf_writer_add_tensor(kqcl_gguf_writer *w, const char *name,
                                                  uint32_t type, int n_dims, const int64_t *ne,
                                                  const void *data, uint64_t nbytes);
 
-/* Write everything to `path` as GGUF v3 (the file is replaced; removed again on failure). */
+/* Write everything to `path` as GGUF v3: into a new temporary file beside the target
+ * (PATH.kqcl-tmp-*), renamed over it on success, so that a failure (disk full, write error)
+ * leaves whatever was at `path` untouched and removes only that temporary file. An existing
+ * file keeps its permissions; a symbolic link is followed to its target. A `path` that exists
+ * and is not a regular file (a device such as /dev/full, a FIFO, a directory) or is a dangling
+ * link is refused with KQCL_ERR_IO and left as it is. Needs write access to the directory. */
 KQCL_API kqcl_status kqcl_gguf_writer_write(const kqcl_gguf_writer *w, const char *path);
 
 #ifdef __cplusplus

@@ -67,6 +67,10 @@ struct kqcl_request {
     pthread_mutex_t lock; /* status and error, set by any slice thread */
     kqcl_status status;
     char error[512];
+    /* ctx->live_requests, until waited for; `finished`: kqcl_context_destroy waited for it
+     * and released what it held of the context (ctx is then NULL). */
+    kqcl_request *live_prev, *live_next;
+    bool finished;
 };
 
 /* ---- staging sets ------------------------------------------------------------------------------ */
@@ -563,7 +567,8 @@ static kqcl_status chain_queues(kqcl_request *r, bool gated)
     return KQCL_OK;
 }
 
-static void request_free(kqcl_request *r)
+/* Release what the request holds of its context: events, buffers, kernels, staging set. */
+static void request_release(kqcl_request *r)
 {
     for (int i = 0; i < r->n; i++) {
         if (r->gate[i] != NULL) {
@@ -582,8 +587,49 @@ static void request_free(kqcl_request *r)
     }
     if (r->stage != NULL)
         kq_stage_give(r->m, r->stage);
+    r->stage = NULL;
+    r->n = 0;
+}
+
+static void request_free(kqcl_request *r)
+{
+    request_release(r);
     pthread_mutex_destroy(&r->lock);
     free(r);
+}
+
+static void request_link(kqcl_request *r)
+{
+    kqcl_context *ctx = r->ctx;
+    r->live_next = ctx->live_requests;
+    if (ctx->live_requests != NULL)
+        ctx->live_requests->live_prev = r;
+    ctx->live_requests = r;
+}
+
+static void request_unlink(kqcl_request *r)
+{
+    if (r->live_prev != NULL)
+        r->live_prev->live_next = r->live_next;
+    else
+        r->ctx->live_requests = r->live_next;
+    if (r->live_next != NULL)
+        r->live_next->live_prev = r->live_prev;
+    r->live_prev = r->live_next = NULL;
+}
+
+void kq_requests_finish_all(kqcl_context *ctx)
+{
+    while (ctx->live_requests != NULL) {
+        kqcl_request *r = ctx->live_requests;
+        request_unlink(r);
+        if (r->threaded)
+            pthread_join(r->driver, NULL);
+        r->threaded = false;
+        request_release(r);
+        r->ctx = NULL;
+        r->finished = true;
+    }
 }
 
 static kqcl_status prepare(kqcl_request *r, bool *async)
@@ -728,6 +774,7 @@ kqcl_status kq_collective(kqcl_context *ctx, cl_mem *buffers, size_t bytes, int 
             request_free(r);
             return st;
         }
+        request_link(r);
         *req = r; /* done; kqcl_request_wait reports what the copies said */
         return KQCL_OK;
     }
@@ -744,6 +791,7 @@ kqcl_status kq_collective(kqcl_context *ctx, cl_mem *buffers, size_t bytes, int 
         if (!r->threaded)
             drive(r);
     }
+    request_link(r);
     *req = r;
     return KQCL_OK;
 }
@@ -752,9 +800,11 @@ KQCL_API kqcl_status kqcl_request_wait(kqcl_request *req)
 {
     if (req == NULL)
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_request_wait: req is NULL");
+    if (!req->finished)
+        request_unlink(req);
     if (req->threaded)
         pthread_join(req->driver, NULL);
-    kqcl_context *ctx = req->ctx;
+    kqcl_context *ctx = req->ctx; /* NULL when the context was destroyed first */
     kqcl_status st = req->status;
     char msg[sizeof req->error];
     memcpy(msg, req->error, sizeof msg);

@@ -5,8 +5,10 @@
 #include "context.h"
 #include "parallel.h"
 #include "program.h"
+#include "tensor.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,19 +151,58 @@ static void describe(const found_device *f, kqcl_device_info *info)
     free(ext);
 }
 
+/* Discovery runs once per process (pthread_once): PoCL crashed inside its device queries when
+ * several threads made the first contexts at once, and the platforms and devices of OpenCL do
+ * not change under a running process anyway (the ICD loader reads them once too). A failed
+ * discovery is kept as well: its status and message are given again to every later call. */
+static struct {
+    pthread_once_t once;
+    kqcl_status status;
+    char message[512];
+    int n;
+    found_device found[KQ_MAX_DEVICES];
+    kqcl_device_info infos[KQ_MAX_DEVICES];
+} discovery = {.once = PTHREAD_ONCE_INIT};
+
+static void discover_once(void)
+{
+    discovery.status = discover(discovery.found, KQ_MAX_DEVICES, &discovery.n);
+    if (discovery.status != KQCL_OK) {
+        size_t capacity;
+        snprintf(discovery.message, sizeof discovery.message, "%s", kq_thread_error_buffer(&capacity));
+        discovery.n = 0;
+        return;
+    }
+    for (int i = 0; i < discovery.n; i++)
+        describe(&discovery.found[i], &discovery.infos[i]);
+}
+
+/* The devices of the process, discovered on first use; read-only afterwards. */
+static kqcl_status discovered(const found_device **found, const kqcl_device_info **infos, int *n)
+{
+    pthread_once(&discovery.once, discover_once);
+    *found = discovery.found;
+    *infos = discovery.infos;
+    *n = discovery.n;
+    if (discovery.status != KQCL_OK)
+        return kq_fail(NULL, discovery.status, "%s", discovery.message);
+    return KQCL_OK;
+}
+
 KQCL_API kqcl_status kqcl_list_devices(kqcl_device_info *out, int capacity, int *count)
 {
     kq_clear_error(NULL);
     if (count == NULL || capacity < 0 || (out == NULL && capacity > 0))
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_list_devices: bad arguments");
-    found_device found[KQ_MAX_DEVICES];
+    const found_device *found;
+    const kqcl_device_info *infos;
     int n = 0;
-    kqcl_status st = discover(found, KQ_MAX_DEVICES, &n);
+    kqcl_status st = discovered(&found, &infos, &n);
     *count = n;
     if (st != KQCL_OK)
         return st;
     for (int i = 0; i < n && i < capacity; i++)
-        describe(&found[i], &out[i]);
+        out[i] = infos[i];
     return KQCL_OK;
 }
 
@@ -390,14 +431,12 @@ KQCL_API kqcl_status kqcl_context_create(const char *devices, kqcl_context **out
     if (devices == NULL)
         devices = getenv("KQCL_DEVICES");
 
-    found_device found[KQ_MAX_DEVICES];
-    kqcl_device_info infos[KQ_MAX_DEVICES];
+    const found_device *found;
+    const kqcl_device_info *infos;
     int n = 0, chosen[KQ_MAX_DEVICES], n_chosen = 0;
-    kqcl_status st = discover(found, KQ_MAX_DEVICES, &n);
+    kqcl_status st = discovered(&found, &infos, &n);
     if (st != KQCL_OK)
         return st;
-    for (int i = 0; i < n; i++)
-        describe(&found[i], &infos[i]);
     st = choose_devices(devices, found, infos, n, chosen, &n_chosen);
     if (st != KQCL_OK)
         return st;
@@ -421,6 +460,10 @@ KQCL_API void kqcl_context_destroy(kqcl_context *ctx)
 {
     if (ctx == NULL)
         return;
+    /* Collectives in flight first (their threads use the staging state and the queues), then
+     * the tensors the caller did not destroy: both settled before anything they use goes. */
+    kq_requests_finish_all(ctx);
+    kq_tensors_detach_all(ctx);
     kq_events_reset(ctx);
     kq_multi_release(ctx); /* its queues and pinned buffers belong to the devices' contexts */
     for (int i = 0; i < ctx->n_devices; i++)

@@ -26,6 +26,7 @@ typedef struct kq_program {
     char *options; /* the -D options it was built with (its key together with family) */
     int family;    /* kq_family */
     cl_program program;
+    bool from_cache; /* loaded from a cached binary: rebuilt from source if it lacks a kernel */
     const char *kernel_names[KQ_KERNELS_PER_PROGRAM];
     cl_kernel kernels[KQ_KERNELS_PER_PROGRAM];
 } kq_program;
@@ -63,6 +64,11 @@ struct kqcl_context {
     bool timing;
     cl_event events[KQ_MAX_EVENTS];
     int n_events;
+    /* What kqcl_context_destroy must settle first: the tensors not yet destroyed (released and
+     * left detached, tensor.c) and the collectives not yet waited for (finished, collective.c).
+     * Touched only by calls on the context, which its user serialises. */
+    struct kqcl_tensor *live_tensors;
+    struct kqcl_request *live_requests;
     char error[16384];
 };
 

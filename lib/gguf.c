@@ -15,7 +15,7 @@
  * then a filling pass into allocations of exactly that size. So nothing is ever allocated
  * from a count that the file has not already proven by holding the bytes it implies.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath, pread, O_NOFOLLOW */
 
 #include "gguf.h"
 
@@ -35,6 +35,11 @@
 #define GGUF_MAX_NESTING 16      /* arrays of arrays deeper than this are refused */
 #define GGUF_MAX_NAME 64         /* ggml's GGML_MAX_NAME, NUL included: the writer's limit */
 #define ALIGNMENT_KEY "general.alignment"
+/* The largest general.alignment taken: ggml writes 32, nobody needs more than a page or two,
+ * and a huge one only pads files (2^31 made `kqcl quantize` write 2 GiB of zeros). */
+#define GGUF_MAX_ALIGNMENT (1u << 20)
+/* The first read of a file's header; doubled while the parser runs out of bytes. */
+#define GGUF_FIRST_READ (1u << 20)
 
 /* The fewest bytes each item can take: a count is checked against the bytes left divided by
  * these before anything is reserved for it. */
@@ -59,9 +64,15 @@ typedef struct name_index {
 } name_index;
 
 struct kqcl_gguf {
-    const uint8_t *base;       /* the file's bytes */
-    size_t size;
-    void *mapping;             /* what to munmap; NULL for a caller's buffer */
+    const uint8_t *base;       /* the header's bytes: a heap copy (files) or the caller's buffer */
+    size_t size;               /* bytes at base: the header and maybe more, never the whole
+                                * model */
+    size_t file_size;          /* the file's (or buffer's) size at open */
+    const uint8_t *data_base;  /* where tensor data pointers point: the mapping, or base */
+    void *mapping;             /* what to munmap (file_size bytes); NULL for a caller's buffer */
+    uint8_t *header_copy;      /* what to free: base of a file, read with pread */
+    int fd;                    /* the file, kept open for pread; -1 for a caller's buffer */
+    char *path;                /* for messages */
     uint32_t version;
     uint64_t alignment;
     uint64_t data_offset;      /* start of the data section in the file */
@@ -129,6 +140,7 @@ typedef struct parser {
     size_t text_used;    /* text bytes used so far */
     uint64_t *refs;      /* filling pass: per node, a file offset or text offset (fixed up) */
     int depth;           /* arrays currently open */
+    bool needs_more;     /* a check failed for lack of bytes: a longer read may pass it */
     char where[160];     /* the item being parsed, for messages */
 } parser;
 
@@ -154,9 +166,11 @@ static kqcl_status malformed(const parser *p, size_t at, const char *fmt, ...)
 /* Take n bytes from the cursor; *out points at them. */
 static kqcl_status take(parser *p, uint64_t n, const char *what, const uint8_t **out)
 {
-    if (n > bytes_left(p))
+    if (n > bytes_left(p)) {
+        p->needs_more = true;
         return malformed(p, p->pos, "%s needs %" PRIu64 " bytes, only %zu left in the file",
                          what, n, bytes_left(p));
+    }
     *out = p->base + p->pos;
     p->pos += (size_t)n;
     return KQCL_OK;
@@ -189,9 +203,11 @@ static kqcl_status read_string(parser *p, const char *what, uint64_t *length,
     kqcl_status st = read_u64(p, what, length);
     if (st != KQCL_OK)
         return st;
-    if (*length > bytes_left(p))
+    if (*length > bytes_left(p)) {
+        p->needs_more = true;
         return malformed(p, length_at, "%s length %" PRIu64 " runs past the end of the file "
                          "(%zu bytes left)", what, *length, bytes_left(p));
+    }
     *bytes = p->base + p->pos;
     p->pos += (size_t)*length;
     *text_offset = p->text_used;
@@ -242,10 +258,12 @@ static kqcl_status parse_array(parser *p, size_t node)
 
     size_t elem_size = scalar_size(elem_type);
     if (elem_size != 0) {
-        if (count > bytes_left(p) / elem_size)
+        if (count > bytes_left(p) / elem_size) {
+            p->needs_more = true;
             return malformed(p, header_at, "array of %" PRIu64 " %s values runs past the end "
                              "of the file (%zu bytes left)", count,
                              kqcl_gguf_type_name((kqcl_gguf_type)elem_type), bytes_left(p));
+        }
         set_node(p, node, KQCL_GGUF_TYPE_ARRAY, elem_type, count, p->pos);
         p->pos += (size_t)count * elem_size;
         return KQCL_OK;
@@ -254,10 +272,12 @@ static kqcl_status parse_array(parser *p, size_t node)
         return malformed(p, header_at, "array of unknown value type %" PRIu32, elem_type);
 
     size_t min_bytes = elem_type == KQCL_GGUF_TYPE_STRING ? MIN_STRING_BYTES : MIN_ARRAY_BYTES;
-    if (count > bytes_left(p) / min_bytes)
+    if (count > bytes_left(p) / min_bytes) {
+        p->needs_more = true;
         return malformed(p, header_at, "array of %" PRIu64 " %ss cannot fit in the %zu bytes "
                          "left", count, kqcl_gguf_type_name((kqcl_gguf_type)elem_type),
                          bytes_left(p));
+    }
     size_t first = reserve_nodes(p, count);
     set_node(p, node, KQCL_GGUF_TYPE_ARRAY, elem_type, count, first);
     p->depth++;
@@ -336,13 +356,17 @@ static kqcl_status parse_header(parser *p, uint32_t *version, uint64_t *n_tensor
         return st;
     /* Each count alone, then both together, against the bytes left: the products cannot
      * overflow once each count is below bytes_left / its minimum. */
-    if (*n_kv > bytes_left(p) / MIN_KV_BYTES)
+    if (*n_kv > bytes_left(p) / MIN_KV_BYTES) {
+        p->needs_more = true;
         return malformed(p, 16, "metadata count %" PRIu64 " cannot fit in the %zu bytes left",
                          *n_kv, bytes_left(p));
+    }
     if (*n_tensors > bytes_left(p) / MIN_TENSOR_BYTES ||
-        *n_kv * MIN_KV_BYTES + *n_tensors * MIN_TENSOR_BYTES > bytes_left(p))
+        *n_kv * MIN_KV_BYTES + *n_tensors * MIN_TENSOR_BYTES > bytes_left(p)) {
+        p->needs_more = true;
         return malformed(p, 8, "tensor count %" PRIu64 " cannot fit in the %zu bytes left",
                          *n_tensors, bytes_left(p));
+    }
     return KQCL_OK;
 }
 
@@ -358,6 +382,9 @@ static kqcl_status parse_kvs(parser *p, uint64_t n_kv)
         if ((st = read_string(p, "key", &key_len, &key, &key_text)) != KQCL_OK)
             return st;
         set_where(p, "metadata key", i, key, key_len);
+        /* Keys are looked up as C strings: "k\0a" and "k\0b" would read back as one key. */
+        if (memchr(key, '\0', (size_t)key_len) != NULL)
+            return malformed(p, p->pos - (size_t)key_len, "the key holds a NUL byte");
         if ((st = read_u32(p, "value type", &type)) != KQCL_OK)
             return st;
         size_t node = reserve_nodes(p, 1);
@@ -370,23 +397,28 @@ static kqcl_status parse_kvs(parser *p, uint64_t n_kv)
     return KQCL_OK;
 }
 
-/* Bytes of a tensor of a known type from its shape, or a format error when they overflow. */
+/* Bytes of a tensor of any type ggml defines from its shape, or a format error when the row
+ * is not a whole number of blocks or the size overflows. */
 static kqcl_status tensor_bytes(parser *p, size_t at, uint32_t type, const int64_t ne[4],
                                 int64_t n_elements, uint64_t *nbytes)
 {
-    int64_t block = kqcl_block_size((kqcl_type)type);
+    int64_t block;
+    size_t block_bytes;
+    const char *name = "?";
     *nbytes = 0;
+    if (!kq_ggml_type_size(type, &block, &block_bytes))
+        return KQCL_OK; /* an id ggml does not define: listed, never read */
+    kqcl_ggml_type_info(type, &name, NULL, NULL);
     if (ne[0] % block != 0)
         return malformed(p, at, "ne[0] = %" PRId64 " is not a multiple of the %s block of "
-                         "%" PRId64 " values", ne[0], kqcl_type_name((kqcl_type)type), block);
+                         "%" PRId64 " values", ne[0], name, block);
     if (n_elements == 0)
         return KQCL_OK;
-    size_t row = kqcl_row_size((kqcl_type)type, ne[0]);
-    uint64_t rows = (uint64_t)(n_elements / ne[0]);
-    if (row == 0 || rows > SIZE_MAX / row)
-        return malformed(p, at, "%" PRIu64 " rows of %" PRId64 " %s values overflow the "
-                         "address space", rows, ne[0], kqcl_type_name((kqcl_type)type));
-    *nbytes = (uint64_t)row * rows;
+    uint64_t blocks = (uint64_t)(n_elements / block); /* ne[0] is a multiple of block */
+    if (blocks > SIZE_MAX / block_bytes)
+        return malformed(p, at, "%" PRId64 " %s values overflow the address space", n_elements,
+                         name);
+    *nbytes = blocks * block_bytes;
     return KQCL_OK;
 }
 
@@ -429,6 +461,8 @@ static kqcl_status parse_tensor_info(parser *p, uint64_t i)
     if ((st = read_string(p, "name", &name_len, &name, &name_text)) != KQCL_OK)
         return st;
     set_where(p, "tensor", i, name, name_len);
+    if (memchr(name, '\0', (size_t)name_len) != NULL)
+        return malformed(p, p->pos - (size_t)name_len, "the name holds a NUL byte");
     if ((st = read_shape(p, &n_dims, ne, &n_elements)) != KQCL_OK)
         return st;
     size_t type_at = p->pos;
@@ -437,7 +471,7 @@ static kqcl_status parse_tensor_info(parser *p, uint64_t i)
         return st;
     int known = kq_type_is_known((kqcl_type)type);
     uint64_t nbytes = 0;
-    if (known && (st = tensor_bytes(p, type_at, type, ne, n_elements, &nbytes)) != KQCL_OK)
+    if ((st = tensor_bytes(p, type_at, type, ne, n_elements, &nbytes)) != KQCL_OK)
         return st;
     if (p->filling) {
         kqcl_gguf_tensor *t = &p->g->tensors[i];
@@ -542,28 +576,39 @@ static kqcl_status read_alignment(kqcl_gguf *g)
     if (alignment == 0 || (alignment & (alignment - 1)) != 0)
         return kq_fail(NULL, KQCL_ERR_FORMAT, "GGUF metadata key %" PRId64 " '"
                        ALIGNMENT_KEY "' = %" PRIu32 " is not a power of two", i, alignment);
+    if (alignment > GGUF_MAX_ALIGNMENT)
+        return kq_fail(NULL, KQCL_ERR_FORMAT, "GGUF metadata key %" PRId64 " '"
+                       ALIGNMENT_KEY "' = %" PRIu32 " is larger than %u", i, alignment,
+                       GGUF_MAX_ALIGNMENT);
     g->alignment = alignment;
     return KQCL_OK;
 }
 
-/* The data section starts at the first aligned byte after the tensor infos; each tensor's
- * offset must be aligned and its bytes (when known) must lie inside the file. */
+/* The data section starts at the first aligned byte after the tensor infos, inside the file
+ * (a file that ends with its tensor infos and has no tensor may leave the padding out); each
+ * tensor's offset must be aligned and its bytes, for every type ggml defines, must lie inside
+ * the file. */
 static kqcl_status place_tensor_data(kqcl_gguf *g, size_t infos_end)
 {
     g->data_offset = ((uint64_t)infos_end + g->alignment - 1) / g->alignment * g->alignment;
+    bool header_only = g->n_tensors == 0 && infos_end == g->file_size;
+    if (g->data_offset > g->file_size && !header_only)
+        return kq_fail(NULL, KQCL_ERR_FORMAT, "GGUF: the data section would start at byte %"
+                       PRIu64 " (alignment %" PRIu64 "), past the end of the file (%zu bytes)",
+                       g->data_offset, g->alignment, g->file_size);
     for (int64_t i = 0; i < g->n_tensors; i++) {
         kqcl_gguf_tensor *t = &g->tensors[i];
         if (t->offset % g->alignment != 0)
             return kq_fail(NULL, KQCL_ERR_FORMAT, "GGUF tensor %" PRId64 " '%.80s': data offset "
                            "%" PRIu64 " is not a multiple of the alignment %" PRIu64, i,
                            t->name, t->offset, g->alignment);
-        uint64_t room = g->data_offset <= g->size ? g->size - g->data_offset : 0;
-        if (g->data_offset > g->size || t->offset > room || t->nbytes > room - t->offset)
+        uint64_t room = g->file_size - g->data_offset;
+        if (t->offset > room || t->nbytes > room - t->offset)
             return kq_fail(NULL, KQCL_ERR_FORMAT, "GGUF tensor %" PRId64 " '%.80s': data at "
                            "file byte %" PRIu64 " + %" PRIu64 " (%" PRIu64 " bytes) runs past "
                            "the end of the file (%zu bytes)", i, t->name, g->data_offset,
-                           t->offset, t->nbytes, g->size);
-        t->data = g->base + g->data_offset + t->offset;
+                           t->offset, t->nbytes, g->file_size);
+        t->data = g->data_base + g->data_offset + t->offset;
     }
     return KQCL_OK;
 }
@@ -571,18 +616,31 @@ static kqcl_status place_tensor_data(kqcl_gguf *g, size_t infos_end)
 /* ------------------------------------------------------------------------------------------ */
 /* Opening and closing                                                                          */
 
-KQCL_API void kqcl_gguf_close(kqcl_gguf *g)
+/* Free what parsing allocated, so that a longer read can be parsed again into g. */
+static void free_parsed(kqcl_gguf *g)
 {
-    if (g == NULL)
-        return;
-    if (g->mapping != NULL)
-        munmap(g->mapping, g->size);
     free(g->nodes);
     free(g->text);
     free(g->kvs);
     free(g->tensors);
     free(g->keys_sorted);
     free(g->names_sorted);
+    g->nodes = NULL, g->text = NULL, g->kvs = NULL, g->tensors = NULL;
+    g->keys_sorted = NULL, g->names_sorted = NULL;
+    g->n_nodes = 0, g->text_size = 0, g->n_kv = 0, g->n_tensors = 0;
+}
+
+KQCL_API void kqcl_gguf_close(kqcl_gguf *g)
+{
+    if (g == NULL)
+        return;
+    if (g->mapping != NULL)
+        munmap(g->mapping, g->file_size);
+    if (g->fd >= 0)
+        close(g->fd);
+    free_parsed(g);
+    free(g->header_copy);
+    free(g->path);
     free(g);
 }
 
@@ -606,11 +664,14 @@ static kqcl_status allocate_parsed(kqcl_gguf *g, const parser *measured, uint64_
     return KQCL_OK;
 }
 
-static kqcl_status parse_into(kqcl_gguf *g)
+/* Parse g->base[0, g->size). *needs_more: the header failed for lack of bytes, so a longer
+ * read of the file may pass. */
+static kqcl_status parse_into(kqcl_gguf *g, bool *needs_more)
 {
     parser measure = {.base = g->base, .size = g->size};
     uint64_t n_tensors, n_kv, *refs = NULL;
     kqcl_status st = parse_all(&measure, &n_tensors, &n_kv);
+    *needs_more = measure.needs_more;
     if (st != KQCL_OK)
         return st;
     if ((st = allocate_parsed(g, &measure, n_kv, n_tensors, &refs)) == KQCL_OK) {
@@ -640,9 +701,13 @@ kqcl_status kq_gguf_open_memory(const void *data, size_t size, kqcl_gguf **out)
     if (g == NULL)
         return kq_fail(NULL, KQCL_ERR_OUT_OF_MEMORY, "GGUF: out of memory");
     static const uint8_t empty[1];
+    g->fd = -1;
     g->base = size != 0 ? data : empty;
     g->size = size;
-    kqcl_status st = parse_into(g);
+    g->file_size = size;
+    g->data_base = g->base;
+    bool needs_more;
+    kqcl_status st = parse_into(g, &needs_more);
     if (st != KQCL_OK) {
         kqcl_gguf_close(g);
         return st;
@@ -651,13 +716,41 @@ kqcl_status kq_gguf_open_memory(const void *data, size_t size, kqcl_gguf **out)
     return KQCL_OK;
 }
 
-/* Map the file read-only; an empty file is not mapped (mmap refuses length 0). */
-static kqcl_status map_file(const char *path, void **mapping, size_t *size)
+/* Read exactly n bytes at `offset`; false (errno set, 0 for a file that got shorter) else. */
+static bool read_at(int fd, void *dst, size_t n, uint64_t offset)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    uint8_t *p = dst;
+    while (n > 0) {
+        size_t chunk = n < ((size_t)1 << 30) ? n : (size_t)1 << 30;
+        ssize_t got = pread(fd, p, chunk, (off_t)offset);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            if (got == 0)
+                errno = 0;
+            return false;
+        }
+        p += got, n -= (size_t)got, offset += (uint64_t)got;
+    }
+    return true;
+}
+
+static kqcl_status read_failed(const char *path, const char *what)
+{
+    int err = errno;
+    if (err == 0)
+        return kq_fail(NULL, KQCL_ERR_IO, "'%s' got shorter while %s (truncated by someone?)",
+                       path, what);
+    return kq_fail(NULL, KQCL_ERR_IO, "cannot read '%s' (%s): %s", path, what, strerror(err));
+}
+
+/* Open without blocking (a FIFO or a device would hang a plain open) and take only regular
+ * files. */
+static kqcl_status open_regular(const char *path, int *fd_out, size_t *size)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     struct stat st;
-    *mapping = NULL;
-    *size = 0;
+    *fd_out = -1;
     if (fd < 0)
         return kq_fail(NULL, KQCL_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
     if (fstat(fd, &st) != 0) {
@@ -669,23 +762,67 @@ static kqcl_status map_file(const char *path, void **mapping, size_t *size)
         close(fd);
         return kq_fail(NULL, KQCL_ERR_IO, "'%s' is not a regular file", path);
     }
-    if ((uint64_t)st.st_size > SIZE_MAX) {
+    if ((uint64_t)st.st_size > SIZE_MAX / 2) {
         close(fd);
         return kq_fail(NULL, KQCL_ERR_UNSUPPORTED, "'%s' is too large to map", path);
     }
     *size = (size_t)st.st_size;
-    if (*size != 0) {
-        void *m = mmap(NULL, *size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m == MAP_FAILED) {
-            int err = errno;
-            close(fd);
-            return kq_fail(NULL, err == ENOMEM ? KQCL_ERR_OUT_OF_MEMORY : KQCL_ERR_IO,
-                           "cannot map '%s': %s", path, strerror(err));
-        }
-        *mapping = m;
-    }
-    close(fd);
+    *fd_out = fd;
     return KQCL_OK;
+}
+
+/* Read the header into g: a first piece, doubled until the parser has all it needs. The
+ * header lives in heap memory, so metadata stays readable whatever happens to the file. */
+static kqcl_status read_header(kqcl_gguf *g)
+{
+    size_t want = g->file_size < GGUF_FIRST_READ ? g->file_size : GGUF_FIRST_READ;
+    for (;;) {
+        uint8_t *grown = realloc(g->header_copy, want + 1);
+        if (grown == NULL)
+            return kq_fail(NULL, KQCL_ERR_OUT_OF_MEMORY, "GGUF: out of memory for a %zu-byte "
+                           "header", want);
+        g->header_copy = grown;
+        if (!read_at(g->fd, grown, want, 0))
+            return read_failed(g->path, "reading the header");
+        g->base = grown;
+        g->size = want;
+        bool needs_more;
+        kqcl_status st = parse_into(g, &needs_more);
+        if (st == KQCL_OK || !needs_more || want == g->file_size)
+            return st;
+        free_parsed(g);
+        want = want > g->file_size / 2 ? g->file_size : want * 2;
+    }
+}
+
+/* Map the whole file read-only for kqcl_gguf_tensor.data. The library itself never reads
+ * through the mapping (a page of a file truncated later would raise SIGBUS): it preads. */
+static kqcl_status map_file(kqcl_gguf *g)
+{
+    if (g->file_size == 0)
+        return KQCL_OK; /* mmap refuses length 0 */
+    void *m = mmap(NULL, g->file_size, PROT_READ, MAP_PRIVATE, g->fd, 0);
+    if (m == MAP_FAILED) {
+        int err = errno;
+        return kq_fail(NULL, err == ENOMEM ? KQCL_ERR_OUT_OF_MEMORY : KQCL_ERR_IO,
+                       "cannot map '%s': %s", g->path, strerror(err));
+    }
+    g->mapping = m;
+    return KQCL_OK;
+}
+
+/* Put "PATH: " in front of this thread's last message. */
+static void name_file_in_message(const char *path)
+{
+    size_t capacity;
+    char *msg = kq_thread_error_buffer(&capacity);
+    if (strncmp(msg, path, strlen(path)) == 0)
+        return; /* already named */
+    char *copy = strdup(msg);
+    if (copy != NULL) {
+        snprintf(msg, capacity, "%s: %s", path, copy);
+        free(copy);
+    }
 }
 
 KQCL_API kqcl_status kqcl_gguf_open(const char *path, kqcl_gguf **out)
@@ -695,26 +832,24 @@ KQCL_API kqcl_status kqcl_gguf_open(const char *path, kqcl_gguf **out)
     if (path == NULL || out == NULL)
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_gguf_open: NULL argument");
     kq_clear_error(NULL);
-    void *mapping;
-    size_t size;
-    kqcl_status st = map_file(path, &mapping, &size);
-    if (st != KQCL_OK)
-        return st;
-    st = kq_gguf_open_memory(mapping, size, out);
+    kqcl_gguf *g = calloc(1, sizeof *g);
+    if (g == NULL || (g->path = strdup(path)) == NULL) {
+        free(g);
+        return kq_fail(NULL, KQCL_ERR_OUT_OF_MEMORY, "GGUF: out of memory");
+    }
+    kqcl_status st = open_regular(path, &g->fd, &g->file_size);
+    /* The mapping first: tensor data pointers are set while parsing. */
+    if (st == KQCL_OK)
+        st = map_file(g);
+    g->data_base = g->mapping;
+    if (st == KQCL_OK)
+        st = read_header(g);
     if (st != KQCL_OK) {
-        /* Name the file in front of the parser's message. */
-        size_t capacity;
-        char *msg = kq_thread_error_buffer(&capacity);
-        char *copy = strdup(msg);
-        if (copy != NULL) {
-            snprintf(msg, capacity, "%s: %s", path, copy);
-            free(copy);
-        }
-        if (mapping != NULL)
-            munmap(mapping, size);
+        name_file_in_message(path);
+        kqcl_gguf_close(g);
         return st;
     }
-    (*out)->mapping = mapping;
+    *out = g;
     return KQCL_OK;
 }
 
@@ -940,6 +1075,24 @@ KQCL_API kqcl_status kqcl_gguf_get_string(const kqcl_gguf *g, int64_t i, const c
 /* ------------------------------------------------------------------------------------------ */
 /* Loading onto a device                                                                        */
 
+/* A file's tensor data read with pread into a new buffer: a file truncated since it was opened
+ * then gives KQCL_ERR_IO, where touching the mapping would have raised SIGBUS. */
+static kqcl_status read_tensor_data(kqcl_context *ctx, const kqcl_gguf *g,
+                                    const kqcl_gguf_tensor *info, void **out)
+{
+    *out = malloc((size_t)info->nbytes);
+    if (*out == NULL)
+        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "tensor '%s': no host memory for %" PRIu64
+                       " bytes", info->name, info->nbytes);
+    if (read_at(g->fd, *out, (size_t)info->nbytes, g->data_offset + info->offset))
+        return KQCL_OK;
+    kqcl_status st = read_failed(g->path, "reading tensor data");
+    kq_fail(ctx, st, "tensor '%s': %s", info->name, kqcl_last_error(NULL));
+    free(*out);
+    *out = NULL;
+    return st;
+}
+
 KQCL_API kqcl_status kqcl_gguf_load_tensor(kqcl_context *ctx, const kqcl_gguf *g, int64_t index,
                                            kqcl_tensor **out)
 {
@@ -968,7 +1121,14 @@ KQCL_API kqcl_status kqcl_gguf_load_tensor_split(kqcl_context *ctx, const kqcl_g
                          : kqcl_tensor_create_split(ctx, (kqcl_type)info.type, rows, info.ne[0], split, &t);
     if (st != KQCL_OK)
         return st;
-    if ((st = kqcl_tensor_write(t, info.data, (size_t)info.nbytes)) != KQCL_OK) {
+    const void *data = info.data;
+    void *copy = NULL;
+    if (g->fd >= 0 && (st = read_tensor_data(ctx, g, &info, &copy)) == KQCL_OK)
+        data = copy;
+    if (st == KQCL_OK)
+        st = kqcl_tensor_write(t, data, (size_t)info.nbytes);
+    free(copy);
+    if (st != KQCL_OK) {
         kqcl_tensor_destroy(t);
         return st;
     }
@@ -1035,8 +1195,10 @@ static void put_host_scalar(byte_buffer *b, kqcl_gguf_type type, const void *val
     uint64_t u64;
     switch (scalar_size(type)) {
     case 1:
-        u8 = type == KQCL_GGUF_TYPE_BOOL ? (uint8_t)(*(const bool *)value != 0)
-                                         : *(const uint8_t *)value;
+        /* a bool is read as its byte: any nonzero byte is true (a byte other than 0 or 1 read
+         * as a bool is undefined, found by fuzz_writer) */
+        u8 = *(const uint8_t *)value;
+        u8 = type == KQCL_GGUF_TYPE_BOOL ? (uint8_t)(u8 != 0) : u8;
         put_bytes(b, &u8, 1);
         break;
     case 2: memcpy(&u16, value, 2); put_le(b, u16, 2); break;
@@ -1302,7 +1464,7 @@ KQCL_API kqcl_status kqcl_gguf_writer_copy_kv(kqcl_gguf_writer *w, const kqcl_gg
     return kqcl_gguf_writer_set_value(w, kqcl_gguf_key(g, i), &v);
 }
 
-/* The shape checks of add_tensor; *nbytes_expected is 0 for a type kqcl does not know. */
+/* The shape checks of add_tensor; *nbytes_expected is 0 for an id ggml does not define. */
 static kqcl_status check_tensor_shape(const char *name, uint32_t type, int n_dims,
                                       const int64_t *ne, uint64_t *nbytes_expected)
 {
@@ -1317,15 +1479,16 @@ static kqcl_status check_tensor_shape(const char *name, uint32_t type, int n_dim
                            PRId64, name, d, ne[d]);
         n_elements *= ne[d];
     }
-    if (!kq_type_is_known((kqcl_type)type) || n_elements == 0)
+    int64_t block;
+    size_t block_bytes;
+    if (!kq_ggml_type_size(type, &block, &block_bytes) || n_elements == 0)
         return KQCL_OK;
-    size_t row = kqcl_row_size((kqcl_type)type, ne[0]);
-    uint64_t rows = (uint64_t)(n_elements / ne[0]);
-    if (row == 0 || rows > UINT64_MAX / row)
+    uint64_t blocks = (uint64_t)(n_elements / block);
+    if (ne[0] % block != 0 || blocks > SIZE_MAX / block_bytes)
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "GGUF writer: tensor '%s': ne[0] = %" PRId64
-                       " is not a whole number of %s blocks", name, ne[0],
-                       kqcl_type_name((kqcl_type)type));
-    *nbytes_expected = (uint64_t)row * rows;
+                       " is not a whole number of blocks of ggml type %" PRIu32, name, ne[0],
+                       type);
+    *nbytes_expected = blocks * block_bytes;
     return KQCL_OK;
 }
 
@@ -1342,7 +1505,9 @@ KQCL_API kqcl_status kqcl_gguf_writer_add_tensor(kqcl_gguf_writer *w, const char
     kqcl_status st = check_tensor_shape(name, type, n_dims, ne, &expected);
     if (st != KQCL_OK)
         return st;
-    if (kq_type_is_known((kqcl_type)type) && nbytes != expected)
+    int64_t block_values;
+    size_t block_bytes;
+    if (kq_ggml_type_size(type, &block_values, &block_bytes) && nbytes != expected)
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "GGUF writer: tensor '%s': nbytes %" PRIu64
                        ", its shape needs %" PRIu64, name, nbytes, expected);
     for (size_t i = 0; i < w->n_tensors; i++)
@@ -1373,9 +1538,9 @@ static kqcl_status writer_alignment(const kqcl_gguf_writer *w, uint64_t *alignme
         const byte_buffer *v = &w->kvs[i].value;
         uint32_t value = v->length == 8 ? load_u32(v->bytes + 4) : 0;
         if (load_u32(v->bytes) != KQCL_GGUF_TYPE_UINT32 || value == 0 ||
-            (value & (value - 1)) != 0)
+            (value & (value - 1)) != 0 || value > GGUF_MAX_ALIGNMENT)
             return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "GGUF writer: " ALIGNMENT_KEY " must be "
-                           "a u32 power of two");
+                           "a u32 power of two, at most %u", GGUF_MAX_ALIGNMENT);
         *alignment = value;
     }
     return KQCL_OK;
@@ -1445,6 +1610,69 @@ static bool write_file(const kqcl_gguf_writer *w, const byte_buffer *header, uin
     return fflush(f) == 0;
 }
 
+/* Where to write `path` from: the file it names (through symbolic links), which must be a
+ * regular file when it exists -- a device node, FIFO or directory is refused, never replaced.
+ * *mode gets an existing file's permissions (-1: a new file, the umask decides). */
+static kqcl_status writer_target(const char *path, char **target, int *mode)
+{
+    struct stat st;
+    *target = NULL;
+    *mode = -1;
+    if (stat(path, &st) != 0) {
+        if (errno != ENOENT)
+            return kq_fail(NULL, KQCL_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+        struct stat link;
+        /* a dangling symbolic link is refused: where it points is not ours to create */
+        char *resolved = lstat(path, &link) == 0 && S_ISLNK(link.st_mode) ? NULL : strdup(path);
+        if (resolved == NULL)
+            return kq_fail(NULL, KQCL_ERR_IO, "cannot write '%s': a dangling symbolic link", path);
+        *target = resolved;
+        return KQCL_OK;
+    }
+    if (!S_ISREG(st.st_mode))
+        return kq_fail(NULL, KQCL_ERR_IO, "cannot write '%s': it exists and is not a regular "
+                       "file (left as it is)", path);
+    *mode = (int)(st.st_mode & 07777);
+    *target = realpath(path, NULL);
+    if (*target == NULL)
+        return kq_fail(NULL, KQCL_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    return KQCL_OK;
+}
+
+/* A new file of our own beside target ("TARGET.kqcl-tmp-PID-N", O_EXCL), so that nothing but
+ * that file is ever removed on failure. */
+static kqcl_status writer_temp(const char *target, int mode, char **tmp, FILE **f)
+{
+    static unsigned counter; /* names differ between calls; O_EXCL settles any race */
+    size_t size = strlen(target) + 64;
+    *tmp = malloc(size);
+    *f = NULL;
+    if (*tmp == NULL)
+        return kq_fail(NULL, KQCL_ERR_OUT_OF_MEMORY, "GGUF writer: out of memory");
+    for (int attempt = 0; attempt < 100; attempt++) {
+        unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
+        snprintf(*tmp, size, "%s.kqcl-tmp-%ld-%u", target, (long)getpid(), n);
+        int fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+        if (fd < 0 && errno == EEXIST)
+            continue;
+        if (fd < 0)
+            break;
+        if (mode >= 0)
+            (void)fchmod(fd, (mode_t)mode); /* keep an existing file's permissions */
+        *f = fdopen(fd, "wb");
+        if (*f != NULL)
+            return KQCL_OK;
+        close(fd);
+        unlink(*tmp);
+        break;
+    }
+    int err = errno;
+    free(*tmp);
+    *tmp = NULL;
+    return kq_fail(NULL, KQCL_ERR_IO, "cannot create a file beside '%s': %s", target,
+                   strerror(err));
+}
+
 KQCL_API kqcl_status kqcl_gguf_writer_write(const kqcl_gguf_writer *w, const char *path)
 {
     uint64_t alignment;
@@ -1459,21 +1687,33 @@ KQCL_API kqcl_status kqcl_gguf_writer_write(const kqcl_gguf_writer *w, const cha
         free(header.bytes);
         return kq_fail(NULL, KQCL_ERR_OUT_OF_MEMORY, "GGUF writer: out of memory");
     }
-    FILE *f = fopen(path, "wb");
-    if (f == NULL) {
+    char *target = NULL, *tmp = NULL;
+    int mode;
+    FILE *f = NULL;
+    st = writer_target(path, &target, &mode);
+    if (st == KQCL_OK)
+        st = writer_temp(target, mode, &tmp, &f);
+    if (st != KQCL_OK) {
         free(header.bytes);
-        return kq_fail(NULL, KQCL_ERR_IO, "cannot create '%s': %s", path, strerror(errno));
+        free(target);
+        return st;
     }
-    bool ok = write_file(w, &header, alignment, f);
+    bool ok = write_file(w, &header, alignment, f) && fsync(fileno(f)) == 0;
     int err = errno;
     free(header.bytes);
     if (fclose(f) != 0 && ok) {
         ok = false;
         err = errno;
     }
-    if (!ok) {
-        remove(path);
-        return kq_fail(NULL, KQCL_ERR_IO, "cannot write '%s': %s", path, strerror(err));
+    if (ok && rename(tmp, target) != 0) {
+        ok = false;
+        err = errno;
     }
+    if (!ok)
+        unlink(tmp); /* ours alone: what was at path is untouched */
+    free(tmp);
+    free(target);
+    if (!ok)
+        return kq_fail(NULL, KQCL_ERR_IO, "cannot write '%s': %s", path, strerror(err));
     return KQCL_OK;
 }

@@ -42,5 +42,8 @@ bool kq_type_is_known(kqcl_type type);
 bool kq_type_is_kquant(kqcl_type type);
 /* Bytes of one block and values in it. */
 size_t kq_block_bytes(kqcl_type type);
+/* Values and bytes of one block of any type ggml defines (kqcl_ggml_type_info); false for an
+ * id ggml does not define. */
+bool kq_ggml_type_size(uint32_t type, int64_t *block_values, size_t *block_bytes);
 
 #endif

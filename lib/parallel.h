@@ -86,6 +86,10 @@ enum { KQ_COLL_SUM = KQCL_REDUCE_SUM, KQ_COLL_MAX = KQCL_REDUCE_MAX, KQ_COLL_MIN
  * kqcl_request_wait(*req). */
 kqcl_status kq_collective(kqcl_context *ctx, cl_mem *buffers, size_t bytes, int op, int root, int root_rank,
                           bool async, kqcl_request **req);
+/* For kqcl_context_destroy: wait for every collective of ctx still in flight and release what
+ * it holds of the context; the requests stay valid for kqcl_request_wait, which then only
+ * reports their status and frees them. */
+void kq_requests_finish_all(kqcl_context *ctx);
 
 /* The kernel `name` of reduce.cl for operation op on xtype data (reduce.c); the collectives
  * take combine_copies from it. */

@@ -74,6 +74,15 @@ static void say(text *t, const char *fmt, ...)
 
 static double mib(uint64_t b) { return (double)b / (1 << 20); }
 
+/* A byte count computed in double, as a uint64_t: a share of a total near 2^64 rounds up to
+ * 2^64, which the conversion may not take (found by fuzz_plan); NaN (an infinite speed) is 0. */
+static uint64_t to_bytes(double b)
+{
+    if (!(b > 0))
+        return 0;
+    return b >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)b;
+}
+
 /* ---- layer split: contiguous stages in device order, max stage time minimal, memory bound --- */
 
 /* best[i][d]: the least max stage time placing layers [0, i) on devices [0, d). */
@@ -150,7 +159,7 @@ static double tensor_step_us(const kqcl_plan_request *r, uint64_t *device_bytes,
     }
     *fits = true;
     for (int d = 0; d < r->n_devices; d++) {
-        device_bytes[d] = (uint64_t)((double)all * speed_of(&r->devices[d]) / total_speed);
+        device_bytes[d] = to_bytes((double)all * speed_of(&r->devices[d]) / total_speed);
         *fits &= device_bytes[d] <= r->devices[d].memory_bytes;
     }
     /* Each split matmul's output is gathered: every device's slice up, the whole down. */
@@ -166,11 +175,29 @@ static kqcl_status check_request(const kqcl_plan_request *r)
     if (r == NULL || r->n_devices < 1 || r->n_devices > KQ_MAX_DEVICES || r->devices == NULL || r->n_layers < 1 ||
         r->layers == NULL || r->activation_bytes < 0 || (int)r->mode < 0 || r->mode > KQCL_PLAN_TENSOR)
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_plan_create: bad request (devices, layers or mode)");
-    for (int i = 0; i < r->n_layers; i++)
-        if (r->layers[i].n_tensors < 0 || (r->layers[i].n_tensors > 0 && r->layers[i].tensor_bytes == NULL))
+    /* Every sum the planner forms is of these sizes: refuse a total past 2^64 (it wrapped, and
+     * an impossible plan "fit"), and more tensors than an int counts. */
+    uint64_t total = 0;
+    int64_t tensors = 0;
+    for (int i = 0; i < r->n_layers; i++) {
+        const kqcl_plan_layer *l = &r->layers[i];
+        if (l->n_tensors < 0 || (l->n_tensors > 0 && l->tensor_bytes == NULL))
             return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_plan_create: layer %d has no tensor sizes", i);
+        tensors += l->n_tensors;
+        if (tensors > INT32_MAX)
+            return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_plan_create: more than %d tensors", INT32_MAX);
+        for (int t = 0; t < l->n_tensors; t++) {
+            if (l->tensor_bytes[t] > UINT64_MAX - total)
+                return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_plan_create: the tensor sizes sum past 2^64 "
+                               "(layer %d, tensor %d)", i, t);
+            total += l->tensor_bytes[t];
+        }
+    }
     return KQCL_OK;
 }
+
+/* A device's name: the field need not hold a NUL, so never read past its size. */
+static int name_length(const kqcl_plan_device *d) { return (int)strnlen(d->name, sizeof d->name); }
 
 static void describe_placement(text *t, const kqcl_plan_request *r, const kqcl_plan *p)
 {
@@ -179,7 +206,8 @@ static void describe_placement(text *t, const kqcl_plan_request *r, const kqcl_p
         total += (double)p->device_bytes[d];
     for (int d = 0; d < r->n_devices; d++) {
         double share = total > 0 ? (double)p->device_bytes[d] / total : 0;
-        say(t, "device %d (%s): %.1f MiB of %.1f MiB\n", d, r->devices[d].name[0] ? r->devices[d].name : "?",
+        int len = name_length(&r->devices[d]);
+        say(t, "device %d (%.*s): %.1f MiB of %.1f MiB\n", d, len ? len : 1, len ? r->devices[d].name : "?",
             mib(p->device_bytes[d]), mib(r->devices[d].memory_bytes));
         for (int i = 0; i < r->n_layers; i++) {
             if (p->layer_device[i] != d && p->layer_device[i] != -1)

@@ -5,14 +5,31 @@
  * tunables. Built programs are kept per device for the context's life. Their binaries are also
  * kept on disk (KQCL_CACHE_DIR, else $XDG_CACHE_HOME/kqcl, else ~/.cache/kqcl), keyed by
  * device, driver, kqcl version, source and options, so a second start does not compile again.
- * A cache file holds its full key and a checksum of the binary: anything that does not match
- * is rebuilt and overwritten, never trusted. PoCL keeps its own kernel cache and recompiles when
- * asked for a binary, so kqcl's cache is skipped there (KQCL_CACHE=off skips it everywhere).
+ * PoCL keeps its own kernel cache and recompiles when asked for a binary, so kqcl's cache is
+ * skipped there (KQCL_CACHE=force uses it anyway, KQCL_CACHE=off skips it everywhere).
+ *
+ * What the cache trusts (a binary it loads is run as kqcl's kernel, so another local user must
+ * never be able to plant one):
+ *   - the directory: created 0700 (parents too) and used only when it is a directory owned by
+ *     the effective user and not group- or world-writable; otherwise kernels are built from
+ *     source without the cache, silently (a library does not print; doc/reliability.md says
+ *     so), and nothing is written there;
+ *   - an entry: opened with O_NOFOLLOW | O_NONBLOCK (no link is followed, a FIFO cannot hang
+ *     us) and read only when fstat says it is a regular file owned by the effective user and
+ *     not group- or world-writable;
+ *   - its content: "KQCLBIN2", the full key, the binary and the SHA-256 of key + binary, all
+ *     written by kqcl; a key or digest that does not match is a miss. Entries are named by the
+ *     SHA-256 of their key;
+ *   - anything that fails -- to read, to load, to build, or a built program that lacks a kernel
+ *     asked of it (CL_INVALID_KERNEL_NAME) -- is rebuilt from source and its entry replaced
+ *     (written to a private mkstemp file and renamed over it), never an error that persists.
  */
 #include "program.h"
 #include "cl_sources.h"
+#include "sha256.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +60,8 @@ static uint64_t fnv1a(const void *data, size_t len, uint64_t h)
 
 /* ---- the on-disk cache ----------------------------------------------------------------------- */
 
-#define CACHE_MAGIC "KQCLBIN1"
+#define CACHE_MAGIC "KQCLBIN2"
+#define CACHE_MAX_BINARY (1ull << 31)
 
 static bool cache_dir(char *buf, size_t size)
 {
@@ -63,19 +81,33 @@ static bool cache_dir(char *buf, size_t size)
     return n > 0 && (size_t)n < size;
 }
 
-/* mkdir -p; false when the directory cannot be made (the cache is then skipped). */
+/* mkdir -p with mode 0700; false when the directory cannot be made (the cache is then
+ * skipped). */
 static bool make_dirs(char *path)
 {
     for (char *p = path + 1; *p; p++) {
         if (*p != '/')
             continue;
         *p = '\0';
-        int r = mkdir(path, 0755);
+        int r = mkdir(path, 0700);
         *p = '/';
         if (r != 0 && errno != EEXIST)
             return false;
     }
-    return mkdir(path, 0755) == 0 || errno == EEXIST;
+    return mkdir(path, 0700) == 0 || errno == EEXIST;
+}
+
+/* Ours alone: owned by the effective user, writable by nobody else. */
+static bool owned_and_private(const struct stat *st)
+{
+    return st->st_uid == geteuid() && (st->st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
+/* The cache directory, when it can be trusted (see the top of the file). */
+static bool trusted_dir(const char *dir)
+{
+    struct stat st;
+    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && owned_and_private(&st);
 }
 
 static bool cache_path(const kq_device *dev, const char *key, char *buf, size_t size)
@@ -83,43 +115,95 @@ static bool cache_path(const kq_device *dev, const char *key, char *buf, size_t 
     char dir[900];
     if (dev->is_pocl && !(getenv("KQCL_CACHE") && strcmp(getenv("KQCL_CACHE"), "force") == 0))
         return false;
-    if (!cache_dir(dir, sizeof dir) || !make_dirs(dir))
+    if (!cache_dir(dir, sizeof dir) || !make_dirs(dir) || !trusted_dir(dir))
         return false;
-    int n = snprintf(buf, size, "%s/%016llx.bin", dir, (unsigned long long)fnv1a(key, strlen(key), FNV_START));
+    uint8_t digest[KQ_SHA256_BYTES];
+    kq_sha256(key, strlen(key), digest);
+    char name[33];
+    for (int i = 0; i < 16; i++)
+        snprintf(name + 2 * i, 3, "%02x", digest[i]);
+    int n = snprintf(buf, size, "%s/%s.bin", dir, name);
     return n > 0 && (size_t)n < size;
 }
 
-/* Read a cached binary whose stored key equals `key`; NULL when absent, stale or corrupt. */
+/* SHA-256 of key + binary: what an entry's digest must be. */
+static void entry_digest(const char *key, const unsigned char *bin, size_t size, uint8_t digest[KQ_SHA256_BYTES])
+{
+    kq_sha256_ctx s;
+    kq_sha256_init(&s);
+    kq_sha256_update(&s, key, strlen(key));
+    kq_sha256_update(&s, bin, size);
+    kq_sha256_final(&s, digest);
+}
+
+/* The whole entry at `path` if it is a regular file of ours (links not followed, a FIFO or
+ * device not waited on), into *size bytes of a new buffer; NULL otherwise. */
+static unsigned char *read_entry(const char *path, size_t *size)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    unsigned char *bytes = NULL;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && owned_and_private(&st) && st.st_size > 0 &&
+        (uint64_t)st.st_size < CACHE_MAX_BINARY + 4096 && (bytes = malloc((size_t)st.st_size)) != NULL) {
+        size_t got = 0;
+        while (got < (size_t)st.st_size) {
+            ssize_t n = read(fd, bytes + got, (size_t)st.st_size - got);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+        char extra;
+        if (got != (size_t)st.st_size || read(fd, &extra, 1) != 0) { /* changed under us */
+            free(bytes);
+            bytes = NULL;
+        }
+        *size = got;
+    }
+    close(fd);
+    return bytes;
+}
+
+/* Read a cached binary whose stored key equals `key` and whose digest matches; NULL when absent,
+ * untrusted, stale or corrupt. Layout: magic | u64 key length | key | u64 binary length |
+ * SHA-256(key + binary) | binary. */
 static unsigned char *cache_load(const char *path, const char *key, size_t *size)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    char magic[8];
-    uint64_t key_len = 0, bin_len = 0, checksum = 0;
-    unsigned char *bin = NULL;
-    char *stored_key = NULL;
-    bool ok = fread(magic, 1, 8, f) == 8 && memcmp(magic, CACHE_MAGIC, 8) == 0 &&
-              fread(&key_len, sizeof key_len, 1, f) == 1 && key_len == strlen(key) &&
-              (stored_key = malloc(key_len + 1)) != NULL && fread(stored_key, 1, key_len, f) == key_len &&
-              memcmp(stored_key, key, key_len) == 0 && fread(&bin_len, sizeof bin_len, 1, f) == 1 &&
-              fread(&checksum, sizeof checksum, 1, f) == 1 && bin_len > 0 && bin_len < (1ull << 31) &&
-              (bin = malloc(bin_len)) != NULL && fread(bin, 1, bin_len, f) == bin_len &&
-              fnv1a(bin, bin_len, FNV_START) == checksum && fgetc(f) == EOF;
-    fclose(f);
-    free(stored_key);
-    if (!ok) {
-        free(bin);
-        return NULL;
+    size_t n = 0, key_len = strlen(key);
+    unsigned char *e = read_entry(path, &n);
+    uint64_t stored_key_len = 0, bin_len = 0;
+    size_t at = 8 + 8 + key_len + 8 + KQ_SHA256_BYTES;
+    bool ok = e != NULL && n >= 16 && memcmp(e, CACHE_MAGIC, 8) == 0;
+    if (ok) {
+        memcpy(&stored_key_len, e + 8, 8);
+        ok = stored_key_len == key_len && n > at && memcmp(e + 16, key, key_len) == 0;
     }
-    *size = bin_len;
+    if (ok) {
+        memcpy(&bin_len, e + 16 + key_len, 8);
+        ok = bin_len == n - at && bin_len < CACHE_MAX_BINARY;
+    }
+    uint8_t digest[KQ_SHA256_BYTES];
+    if (ok) {
+        entry_digest(key, e + at, (size_t)bin_len, digest);
+        ok = memcmp(digest, e + 16 + key_len + 8, KQ_SHA256_BYTES) == 0;
+    }
+    unsigned char *bin = ok ? malloc((size_t)bin_len) : NULL;
+    if (bin != NULL) {
+        memcpy(bin, e + at, (size_t)bin_len);
+        *size = (size_t)bin_len;
+    }
+    free(e);
     return bin;
 }
 
-/* Write atomically (a temporary file renamed over the entry); failures only lose the cache. */
+/* Write atomically (a private temporary file renamed over the entry); failures only lose the
+ * cache. */
 static void cache_store(const char *path, const char *key, const unsigned char *bin, size_t size)
 {
-    /* a name of its own (mkstemp): two contexts of one process may store the same entry at once */
+    /* a name of its own (mkstemp, 0600): two contexts of one process may store the same entry at once */
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
     int fd = mkstemp(tmp);
@@ -131,10 +215,12 @@ static void cache_store(const char *path, const char *key, const unsigned char *
         remove(tmp);
         return;
     }
-    uint64_t key_len = strlen(key), bin_len = size, checksum = fnv1a(bin, size, FNV_START);
+    uint64_t key_len = strlen(key), bin_len = size;
+    uint8_t digest[KQ_SHA256_BYTES];
+    entry_digest(key, bin, size, digest);
     bool ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(&key_len, sizeof key_len, 1, f) == 1 &&
               fwrite(key, 1, key_len, f) == key_len && fwrite(&bin_len, sizeof bin_len, 1, f) == 1 &&
-              fwrite(&checksum, sizeof checksum, 1, f) == 1 && fwrite(bin, 1, size, f) == size;
+              fwrite(digest, 1, sizeof digest, f) == sizeof digest && fwrite(bin, 1, size, f) == size;
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp, path) != 0)
         remove(tmp);
@@ -224,8 +310,9 @@ static cl_program build_from_cache(kq_device *dev, const char *path, const char 
     return prog;
 }
 
+/* use_cached false: build from source even when a cached binary exists (and replace it). */
 static kqcl_status build_program(kqcl_context *ctx, kq_device *dev, kq_family family, const char *options,
-                                 cl_program *out)
+                                 bool use_cached, cl_program *out, bool *from_cache)
 {
     const char *fname = family_files[family];
     const char *parts[2] = {source_text("common"), source_text(fname)};
@@ -244,7 +331,8 @@ static kqcl_status build_program(kqcl_context *ctx, kq_device *dev, kq_family fa
 
     char path[1024];
     bool cached = cache_path(dev, key, path, sizeof path);
-    cl_program prog = cached ? build_from_cache(dev, path, key, options) : NULL;
+    cl_program prog = cached && use_cached ? build_from_cache(dev, path, key, options) : NULL;
+    *from_cache = prog != NULL;
     if (prog == NULL) {
         cl_int err;
         prog = clCreateProgramWithSource(dev->cl_ctx, 2, parts, NULL, &err);
@@ -292,6 +380,22 @@ static kq_program *find_program(kq_device *dev, kq_family family, const char *op
     return NULL;
 }
 
+/* A program loaded from the cache lacks a kernel asked of it: a binary that is not what its key
+ * says. Build it from source, which also replaces the entry; kernels already made from the old
+ * program keep it alive until they are released. */
+static kqcl_status rebuild_from_source(kqcl_context *ctx, kq_device *dev, kq_program *p)
+{
+    cl_program prog;
+    bool from_cache;
+    kqcl_status st = build_program(ctx, dev, (kq_family)p->family, p->options, false, &prog, &from_cache);
+    if (st != KQCL_OK)
+        return st;
+    clReleaseProgram(p->program);
+    p->program = prog;
+    p->from_cache = false;
+    return KQCL_OK;
+}
+
 kqcl_status kq_get_kernel(kqcl_context *ctx, kq_device *dev, kq_family family, const char *options,
                           const char *name, cl_kernel *out)
 {
@@ -303,7 +407,8 @@ kqcl_status kq_get_kernel(kqcl_context *ctx, kq_device *dev, kq_family family, c
         if (dev->n_programs == KQ_MAX_PROGRAMS)
             kq_programs_release(dev); /* rare: many variants in one context; rebuild as needed */
         cl_program prog;
-        kqcl_status st = build_program(ctx, dev, family, opts, &prog);
+        bool from_cache;
+        kqcl_status st = build_program(ctx, dev, family, opts, true, &prog, &from_cache);
         if (st != KQCL_OK) {
             free(opts);
             return st;
@@ -313,6 +418,7 @@ kqcl_status kq_get_kernel(kqcl_context *ctx, kq_device *dev, kq_family family, c
         p->family = (int)family;
         p->options = opts;
         p->program = prog;
+        p->from_cache = from_cache;
     } else {
         free(opts);
     }
@@ -326,6 +432,8 @@ kqcl_status kq_get_kernel(kqcl_context *ctx, kq_device *dev, kq_family family, c
         return kq_fail(ctx, KQCL_ERR_DEVICE, "too many kernels asked of one program");
     cl_int err;
     cl_kernel k = clCreateKernel(p->program, name, &err);
+    if (err == CL_INVALID_KERNEL_NAME && p->from_cache && rebuild_from_source(ctx, dev, p) == KQCL_OK)
+        k = clCreateKernel(p->program, name, &err);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "clCreateKernel");
     p->kernel_names[slot] = name; /* names are string literals of the callers */

@@ -14,6 +14,8 @@ kqcl_status kq_check_tensor(kqcl_context *ctx, const kqcl_tensor *t, const char 
 {
     if (t == NULL)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: %s is NULL", call, name);
+    if (t->ctx == NULL)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: %s outlived its context (destroyed first)", call, name);
     if (t->ctx != ctx)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: %s belongs to another context", call, name);
     return KQCL_OK;
@@ -50,7 +52,42 @@ static kqcl_tensor *new_tensor(kqcl_context *ctx, kqcl_type type, int64_t rows, 
     t->row_bytes = kqcl_row_size(type, cols);
     t->bytes = (size_t)rows * t->row_bytes;
     t->split = split;
+    /* on the context's list, so that destroying the context first cannot leave it dangling */
+    t->live_next = ctx->live_tensors;
+    if (ctx->live_tensors != NULL)
+        ctx->live_tensors->live_prev = t;
+    ctx->live_tensors = t;
     return t;
+}
+
+static void release_buffers(kqcl_tensor *t)
+{
+    for (int i = 0; i < t->n_parts; i++) {
+        if (t->parts[i].buffer)
+            clReleaseMemObject(t->parts[i].buffer);
+        t->parts[i].buffer = NULL;
+    }
+    t->buffer = NULL;
+}
+
+void kq_tensors_detach_all(kqcl_context *ctx)
+{
+    for (kqcl_tensor *t = ctx->live_tensors, *next; t != NULL; t = next) {
+        next = t->live_next;
+        release_buffers(t);
+        t->ctx = NULL;
+        t->live_prev = t->live_next = NULL;
+    }
+    ctx->live_tensors = NULL;
+}
+
+/* A tensor-only call on a tensor whose context is gone: refused, the message context-less. */
+static kqcl_status check_alive(const kqcl_tensor *t, const char *call)
+{
+    if (t->ctx != NULL)
+        return KQCL_OK;
+    return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s: the tensor's context was destroyed before it; only "
+                   "kqcl_tensor_destroy is left to call", call);
 }
 
 int64_t kq_chunk_rows(size_t row_bytes, uint64_t max_alloc)
@@ -339,6 +376,8 @@ KQCL_API kqcl_status kqcl_tensor_part(const kqcl_tensor *t, int device, int64_t 
 {
     if (t == NULL || first == NULL || count == NULL)
         return kq_fail(t ? t->ctx : NULL, KQCL_ERR_INVALID_ARG, "kqcl_tensor_part: NULL argument");
+    if (check_alive(t, "kqcl_tensor_part") != KQCL_OK)
+        return KQCL_ERR_INVALID_ARG;
     if (device < 0 || device >= t->ctx->n_devices)
         return kq_fail(t->ctx, KQCL_ERR_INVALID_ARG, "kqcl_tensor_part: device %d out of range", device);
     const kq_part *p = kq_tensor_part_on(t, device);
@@ -400,6 +439,8 @@ static kqcl_status check_transfer(kqcl_tensor *t, const void *host, size_t nbyte
 {
     if (t == NULL)
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s: tensor is NULL", call);
+    if (check_alive(t, call) != KQCL_OK)
+        return KQCL_ERR_INVALID_ARG;
     kq_clear_error(t->ctx);
     if (host == NULL)
         return kq_fail(t->ctx, KQCL_ERR_INVALID_ARG, "%s: host pointer is NULL", call);
@@ -444,6 +485,8 @@ static kqcl_status part_io(kqcl_tensor *t, int device, void *host, size_t nbytes
 {
     if (t == NULL || host == NULL)
         return kq_fail(t ? t->ctx : NULL, KQCL_ERR_INVALID_ARG, "%s: NULL argument", call);
+    if (check_alive(t, call) != KQCL_OK)
+        return KQCL_ERR_INVALID_ARG;
     kq_clear_error(t->ctx);
     const kq_part *p = (device >= 0 && device < t->ctx->n_devices) ? kq_tensor_part_on(t, device) : NULL;
     if (p == NULL)
@@ -482,9 +525,15 @@ KQCL_API void kqcl_tensor_destroy(kqcl_tensor *t)
 {
     if (t == NULL)
         return;
-    for (int i = 0; i < t->n_parts; i++)
-        if (t->parts[i].buffer)
-            clReleaseMemObject(t->parts[i].buffer);
+    if (t->ctx != NULL) { /* else detached by kqcl_context_destroy: nothing of OpenCL left */
+        if (t->live_prev != NULL)
+            t->live_prev->live_next = t->live_next;
+        else
+            t->ctx->live_tensors = t->live_next;
+        if (t->live_next != NULL)
+            t->live_next->live_prev = t->live_prev;
+        release_buffers(t);
+    }
     free(t->parts);
     free(t);
 }

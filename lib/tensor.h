@@ -27,7 +27,14 @@ struct kqcl_tensor {
     kqcl_split split;
     int n_parts;      /* 1 for a whole tensor in one buffer; else the parts over all devices */
     kq_part *parts;   /* n_parts entries, in device order, a device's row chunks in row order */
+    /* ctx->live_tensors, a doubly linked list; ctx is NULL once the context was destroyed
+     * first (the tensor then holds no OpenCL object; only kqcl_tensor_destroy and the shape
+     * getters still work on it). */
+    struct kqcl_tensor *live_prev, *live_next;
 };
+
+/* For kqcl_context_destroy: release every live tensor's buffers and detach it from ctx. */
+void kq_tensors_detach_all(kqcl_context *ctx);
 
 /* The device a tensor lives on. */
 static inline kq_device *kq_tensor_device(const kqcl_tensor *t) { return &t->ctx->devices[t->device]; }

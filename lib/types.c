@@ -77,3 +77,63 @@ KQCL_API kqcl_status kqcl_type_from_name(const char *name, kqcl_type *out)
     }
     return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "unknown type name '%s'", name);
 }
+
+/* ---- every type ggml defines ---------------------------------------------------------------- */
+
+/* ggml's type ids with their block sizes, from ggml's type traits and block layouts
+ * (ggml-common.h): what a GGUF reader needs to bound any tensor's data, whether or not kqcl
+ * computes with the type. Ids 4, 5, 31-33 and 36-38 were removed from ggml and stay unknown. */
+typedef struct ggml_traits {
+    uint32_t id;
+    const char *name;
+    uint32_t block_values;
+    uint32_t block_bytes;
+} ggml_traits;
+
+static const ggml_traits ggml_table[] = {
+    {0, "f32", 1, 4},          {1, "f16", 1, 2},          {2, "q4_0", 32, 18},
+    {3, "q4_1", 32, 20},       {6, "q5_0", 32, 22},       {7, "q5_1", 32, 24},
+    {8, "q8_0", 32, 34},       {9, "q8_1", 32, 36},       {10, "q2_K", QK_K, 84},
+    {11, "q3_K", QK_K, 110},   {12, "q4_K", QK_K, 144},   {13, "q5_K", QK_K, 176},
+    {14, "q6_K", QK_K, 210},   {15, "q8_K", QK_K, 292},   {16, "iq2_xxs", QK_K, 66},
+    {17, "iq2_xs", QK_K, 74},  {18, "iq3_xxs", QK_K, 98}, {19, "iq1_s", QK_K, 50},
+    {20, "iq4_nl", 32, 18},    {21, "iq3_s", QK_K, 110},  {22, "iq2_s", QK_K, 82},
+    {23, "iq4_xs", QK_K, 136}, {24, "i8", 1, 1},          {25, "i16", 1, 2},
+    {26, "i32", 1, 4},         {27, "i64", 1, 8},         {28, "f64", 1, 8},
+    {29, "iq1_m", QK_K, 56},   {30, "bf16", 1, 2},        {34, "tq1_0", QK_K, 54},
+    {35, "tq2_0", QK_K, 66},   {39, "mxfp4", 32, 17},     {40, "nvfp4", 64, 36},
+    {41, "q1_0", 128, 18},     {42, "q2_0", 64, 18},
+};
+
+static const ggml_traits *ggml_traits_of(uint32_t id)
+{
+    for (size_t i = 0; i < sizeof ggml_table / sizeof ggml_table[0]; i++)
+        if (ggml_table[i].id == id)
+            return &ggml_table[i];
+    return NULL;
+}
+
+bool kq_ggml_type_size(uint32_t type, int64_t *block_values, size_t *block_bytes)
+{
+    const ggml_traits *t = ggml_traits_of(type);
+    if (t == NULL)
+        return false;
+    *block_values = t->block_values;
+    *block_bytes = t->block_bytes;
+    return true;
+}
+
+KQCL_API kqcl_status kqcl_ggml_type_info(uint32_t type, const char **name, int64_t *block_values,
+                                         size_t *block_bytes)
+{
+    const ggml_traits *t = ggml_traits_of(type);
+    if (t == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "ggml defines no type %u", (unsigned)type);
+    if (name != NULL)
+        *name = t->name;
+    if (block_values != NULL)
+        *block_values = t->block_values;
+    if (block_bytes != NULL)
+        *block_bytes = t->block_bytes;
+    return KQCL_OK;
+}

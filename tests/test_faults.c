@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #endif
 #include "testutil.h"
+#include "sha256.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -383,15 +384,14 @@ START_TEST(context_creation_failures_release_everything)
     } cases[] = {
         {"clCreateContext:0:CL_OUT_OF_HOST_MEMORY", "CL_OUT_OF_HOST_MEMORY", KQCL_ERR_OUT_OF_MEMORY},
         {"clCreateCommandQueue:0:CL_OUT_OF_RESOURCES", "CL_OUT_OF_RESOURCES", KQCL_ERR_DEVICE},
-        {"clGetDeviceIDs:0:CL_DEVICE_NOT_FOUND", "no OpenCL device", KQCL_ERR_NO_DEVICE},
         /* the second device of a context fails: the first one's objects go too */
         {"clCreateCommandQueue:1:CL_DEVICE_NOT_AVAILABLE", "CL_DEVICE_NOT_AVAILABLE", KQCL_ERR_DEVICE},
     };
     int n_all = 0;
     TU_OK(kqcl_list_devices(NULL, 0, &n_all));
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *spec = i == 3 ? "all" : NULL;
-        if (i == 3 && n_all < 2)
+        const char *spec = i == 2 ? "all" : NULL;
+        if (i == 2 && n_all < 2)
             continue;
         faults(cases[i].spec);
         kqcl_context *ctx = (kqcl_context *)1;
@@ -407,6 +407,39 @@ START_TEST(context_creation_failures_release_everything)
     assert_context_works(ctx);
     kqcl_context_destroy(ctx);
     ck_assert_int_eq(shim_live("all"), before);
+}
+END_TEST
+
+/* Discovery runs once per process (issue 12, item 1), so its failure is tested in a process of
+ * its own: this program again, KQCL_FAULTS_CHILD=discovery (main). The failure is kept for the
+ * process, like the ICD loader's list of platforms. */
+static int child_discovery_fails(void)
+{
+    if (shim_configure("clGetDeviceIDs:0:CL_DEVICE_NOT_FOUND") != 0) /* no Check here: not a test */
+        return 1;
+    for (int i = 0; i < 2; i++) {
+        kqcl_context *ctx = (kqcl_context *)1;
+        kqcl_status st = kqcl_context_create(NULL, &ctx);
+        if (st != KQCL_ERR_NO_DEVICE || ctx != NULL || strstr(kqcl_last_error(NULL), "no OpenCL device") == NULL) {
+            fprintf(stderr, "discovery failure %d: %s: %s\n", i, kqcl_status_string(st), kqcl_last_error(NULL));
+            return 1;
+        }
+        shim_configure(""); /* the second time the driver would answer: the first answer stands */
+    }
+    int count = -1;
+    if (kqcl_list_devices(NULL, 0, &count) != KQCL_ERR_NO_DEVICE || count != 0)
+        return 1;
+    return shim_live("all") == 0 ? 0 : 1;
+}
+
+START_TEST(first_discovery_failure_is_no_device)
+{
+    char cmd[4200], exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert_int_gt(len, 0);
+    exe[len] = '\0';
+    snprintf(cmd, sizeof cmd, "KQCL_FAULTS_CHILD=discovery '%s'", exe);
+    ck_assert_msg(system(cmd) == 0, "a failed first discovery was not NO_DEVICE, kept, with nothing left alive");
 }
 END_TEST
 
@@ -515,6 +548,66 @@ static uint64_t fnv1a(const unsigned char *p, size_t n)
     return h;
 }
 
+/* A cache entry, parsed. Both layouts are read -- KQCLBIN2 (magic | u64 key length | key |
+ * u64 binary length | SHA-256 of key + binary | binary) and kqcl's layout before issue 12,
+ * KQCLBIN1 (the same with a u64 FNV-1a of the binary) -- so that the cache tests can forge
+ * entries the library of either time accepts, and so show the old failures. */
+typedef struct entry {
+    int version;
+    char key[8192];
+    unsigned char *bin;
+    size_t bin_len;
+} entry;
+
+static void read_cache_entry(const char *path, entry *e)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static unsigned char buf[64 << 20];
+    size_t size = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    ck_assert(size > 32 && (memcmp(buf, "KQCLBIN1", 8) == 0 || memcmp(buf, "KQCLBIN2", 8) == 0));
+    e->version = buf[7] - '0';
+    uint64_t key_len;
+    memcpy(&key_len, buf + 8, 8);
+    ck_assert_uint_lt(key_len, sizeof e->key);
+    memcpy(e->key, buf + 16, key_len);
+    e->key[key_len] = '\0';
+    size_t bin_at = 16 + key_len + 8 + (e->version == 1 ? 8 : 32);
+    ck_assert(bin_at < size);
+    e->bin_len = size - bin_at;
+    e->bin = tu_malloc(e->bin_len);
+    memcpy(e->bin, buf + bin_at, e->bin_len);
+}
+
+/* Write an entry holding `key` and `bin` in layout `version`, with a right checksum. */
+static void write_cache_entry(const char *path, int version, const char *key, const unsigned char *bin, size_t n)
+{
+    unlink(path);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    uint64_t key_len = strlen(key), bin_len = n;
+    fwrite(version == 1 ? "KQCLBIN1" : "KQCLBIN2", 1, 8, f);
+    fwrite(&key_len, 8, 1, f);
+    fwrite(key, 1, key_len, f);
+    fwrite(&bin_len, 8, 1, f);
+    if (version == 1) {
+        uint64_t sum = fnv1a(bin, n);
+        fwrite(&sum, 8, 1, f);
+    } else {
+        kq_sha256_ctx s;
+        uint8_t digest[KQ_SHA256_BYTES];
+        kq_sha256_init(&s);
+        kq_sha256_update(&s, key, key_len);
+        kq_sha256_update(&s, bin, n);
+        kq_sha256_final(&s, digest);
+        fwrite(digest, 1, sizeof digest, f);
+    }
+    fwrite(bin, 1, n, f);
+    ck_assert_int_eq(fclose(f), 0);
+    chmod(path, 0600);
+}
+
 static void rewrite_entry(const char *path, int how)
 {
     FILE *f = fopen(path, "rb");
@@ -522,20 +615,23 @@ static void rewrite_entry(const char *path, int how)
     static unsigned char buf[64 << 20];
     size_t size = fread(buf, 1, sizeof buf, f);
     fclose(f);
-    ck_assert(size > 32 && memcmp(buf, "KQCLBIN1", 8) == 0);
+    ck_assert(size > 32 && memcmp(buf, "KQCLBIN2", 8) == 0);
     uint64_t key_len;
     memcpy(&key_len, buf + 8, 8);
-    size_t bin_at = 16 + key_len + 16;
+    size_t bin_at = 16 + key_len + 8 + KQ_SHA256_BYTES;
     ck_assert(bin_at < size);
+    if (how == 0) { /* valid header, garbage binary with a matching checksum */
+        entry e;
+        read_cache_entry(path, &e);
+        for (size_t i = 0; i < e.bin_len; i++)
+            e.bin[i] = (unsigned char)tu_rand();
+        write_cache_entry(path, 2, e.key, e.bin, e.bin_len);
+        free(e.bin);
+        return;
+    }
     f = fopen(path, "wb");
     ck_assert_ptr_nonnull(f);
-    if (how == 0) { /* valid header, garbage binary with a matching checksum */
-        for (size_t i = bin_at; i < size; i++)
-            buf[i] = (unsigned char)tu_rand();
-        uint64_t sum = fnv1a(buf + bin_at, size - bin_at);
-        memcpy(buf + bin_at - 8, &sum, 8);
-        fwrite(buf, 1, size, f);
-    } else if (how == 1) { /* truncated in the binary */
+    if (how == 1) { /* truncated in the binary */
         fwrite(buf, 1, bin_at + (size - bin_at) / 2, f);
     } else if (how == 2) { /* empty */
     } else { /* random bytes */
@@ -563,7 +659,11 @@ static int for_each_entry(const char *dir, int how)
             ck_assert_ptr_nonnull(f);
             ck_assert_int_eq(fread(magic, 1, 8, f), 8);
             fclose(f);
-            ck_assert_msg(memcmp(magic, "KQCLBIN1", 8) == 0, "%s was not rewritten", line);
+            ck_assert_msg(memcmp(magic, "KQCLBIN2", 8) == 0, "%s was not rewritten", line);
+            struct stat sb;
+            ck_assert_int_eq(lstat(line, &sb), 0);
+            ck_assert_msg(S_ISREG(sb.st_mode) && (sb.st_mode & 077) == 0 && sb.st_uid == geteuid(),
+                          "%s: not a private regular file of ours", line);
         }
         n++;
     }
@@ -609,6 +709,172 @@ START_TEST(cache_entries_corrupt_in_every_way)
 }
 END_TEST
 
+/* ---- issue 12, item 2: the cache trusts only what is ours ------------------------------------- */
+
+/* The entries' paths (at most 16), whose keys contain `family` ("|matvec|") when not NULL. */
+static int entries_of(const char *dir, const char *family, char paths[][1200])
+{
+    char cmd[1200], line[1200];
+    snprintf(cmd, sizeof cmd, "ls %s/*.bin 2>/dev/null", dir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    int n = 0;
+    while (n < 16 && fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = '\0';
+        entry e;
+        read_cache_entry(line, &e);
+        free(e.bin);
+        if (family == NULL || strstr(e.key, family) != NULL)
+            snprintf(paths[n++], 1200, "%s", line);
+    }
+    pclose(p);
+    return n;
+}
+
+/* A matmul (the matvec family) and a conversion (convert): the programs fill_cache stores. */
+static void use_two_families(void)
+{
+    assert_context_works(tu_ctx);
+    kqcl_tensor *w = tu_tensor(KQCL_TYPE_F32, 2, 256, NULL), *h = tu_tensor(KQCL_TYPE_F16, 2, 256, NULL);
+    TU_OK(kqcl_convert(tu_ctx, w, h));
+    TU_OK(kqcl_finish(tu_ctx));
+    kqcl_tensor_destroy(w), kqcl_tensor_destroy(h);
+}
+
+/* A context on a cache directory that was filled before: did it load binaries, or build? */
+static void expect_built_from_source(const char *dir, const char *why)
+{
+    faults("");
+    new_context_with_cache(dir);
+    use_two_families();
+    ck_assert_msg(shim_calls("clCreateProgramWithBinary") == 0 && shim_calls("clCreateProgramWithSource") >= 1,
+                  "%s: the cache was used (%ld binaries loaded, %ld built from source)", why,
+                  shim_calls("clCreateProgramWithBinary"), shim_calls("clCreateProgramWithSource"));
+}
+
+static void fill_cache(const char *dir)
+{
+    new_context_with_cache(dir);
+    use_two_families();
+    faults("");
+    new_context_with_cache(dir);
+    use_two_families();
+    ck_assert_msg(shim_calls("clCreateProgramWithSource") == 0, "a good cache was not used");
+}
+
+/* A directory another user can write to (a shared or sticky one), or one of another owner, is
+ * not used: a kernel planted there computed y = 42. A directory kqcl makes is 0700. */
+START_TEST(cache_directory_not_ours_is_not_used)
+{
+    char dir[] = "/tmp/kqcl-faults-XXXXXX", sub[1100];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(sub, sizeof sub, "%s/made/by/kqcl", dir);
+    fill_cache(sub);
+    struct stat sb;
+    ck_assert_int_eq(stat(sub, &sb), 0);
+    ck_assert_int_eq(sb.st_mode & 0777, 0700);
+    snprintf(sub, sizeof sub, "%s/made", dir);
+    ck_assert_int_eq(stat(sub, &sb), 0);
+    ck_assert_int_eq(sb.st_mode & 0777, 0700);
+    snprintf(sub, sizeof sub, "%s/made/by/kqcl", dir);
+    ck_assert_int_eq(chmod(sub, 0777), 0); /* world-writable */
+    expect_built_from_source(sub, "a world-writable directory");
+    ck_assert_int_eq(chmod(sub, 01777), 0); /* sticky, like /tmp */
+    expect_built_from_source(sub, "a sticky shared directory");
+    ck_assert_int_eq(chmod(sub, 0770), 0); /* group-writable */
+    expect_built_from_source(sub, "a group-writable directory");
+    ck_assert_int_eq(chmod(sub, 0700), 0);
+    if (geteuid() == 0) { /* another owner: only root can give a directory away */
+        ck_assert_int_eq(chown(sub, 12345, (gid_t)-1), 0);
+        expect_built_from_source(sub, "a directory of another user");
+    }
+    run("rm -rf %s", dir);
+    unsetenv("KQCL_CACHE");
+}
+END_TEST
+
+/* Entries are not followed through links, not waited on (a FIFO hung the process), and not
+ * read when another user owns them or may write them; each is rebuilt and replaced. */
+START_TEST(cache_entries_not_ours_are_not_used)
+{
+    char dir[] = "/tmp/kqcl-faults-XXXXXX", elsewhere[1200], paths[16][1200];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    fill_cache(dir);
+    int n = entries_of(dir, NULL, paths);
+    ck_assert_int_ge(n, 1);
+    /* a symbolic link to a good entry kept elsewhere */
+    for (int i = 0; i < n; i++) {
+        snprintf(elsewhere, sizeof elsewhere, "%s/elsewhere-%d", dir, i);
+        ck_assert_int_eq(rename(paths[i], elsewhere), 0);
+        ck_assert_int_eq(symlink(elsewhere, paths[i]), 0);
+    }
+    expect_built_from_source(dir, "entries that are symbolic links");
+    ck_assert_int_eq(for_each_entry(dir, -1), n); /* replaced by regular files of ours */
+    /* entries others may write */
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(chmod(paths[i], 0666), 0);
+    expect_built_from_source(dir, "world-writable entries");
+    ck_assert_int_eq(for_each_entry(dir, -1), n);
+    /* entries of another owner */
+    if (geteuid() == 0) {
+        for (int i = 0; i < n; i++)
+            ck_assert_int_eq(chown(paths[i], 12345, (gid_t)-1), 0);
+        expect_built_from_source(dir, "entries of another user");
+        ck_assert_int_eq(for_each_entry(dir, -1), n);
+    }
+    /* a FIFO at an entry's path: must not hang (this test's timeout), and is replaced */
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(unlink(paths[i]), 0);
+        ck_assert_int_eq(mkfifo(paths[i], 0600), 0);
+    }
+    expect_built_from_source(dir, "FIFOs");
+    ck_assert_int_eq(for_each_entry(dir, -1), n);
+    run("rm -rf %s", dir);
+    unsetenv("KQCL_CACHE");
+}
+END_TEST
+
+/* A well-formed entry (right key and checksum) whose binary lacks the kernel asked of it gave
+ * KQCL_ERR_DEVICE in every later process and was never rebuilt: it is rebuilt from source and
+ * replaced. The binary of another family (convert) under the matvec entry's key stands in. */
+START_TEST(cache_entry_lacking_its_kernel_is_rebuilt)
+{
+    char dir[] = "/tmp/kqcl-faults-XXXXXX", matvec[16][1200], convert[16][1200];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    fill_cache(dir);
+    int n_matvec = entries_of(dir, "|matvec|", matvec), n_convert = entries_of(dir, "|convert|", convert);
+    ck_assert_int_ge(n_matvec, 1);
+    ck_assert_int_ge(n_convert, 1);
+    entry other;
+    read_cache_entry(convert[0], &other);
+    for (int i = 0; i < n_matvec; i++) {
+        entry e;
+        read_cache_entry(matvec[i], &e);
+        write_cache_entry(matvec[i], e.version, e.key, other.bin, other.bin_len);
+        free(e.bin);
+    }
+    for (int round = 0; round < 2; round++) { /* the first rebuilds, the second loads the new entry */
+        faults("");
+        new_context_with_cache(dir);
+        assert_context_works(tu_ctx);
+        if (round == 0)
+            ck_assert_int_ge(shim_calls("clCreateProgramWithSource"), 1);
+        else
+            ck_assert_msg(shim_calls("clCreateProgramWithSource") == 0, "the entry was not replaced");
+    }
+    for (int i = 0; i < n_matvec; i++) {
+        entry e;
+        read_cache_entry(matvec[i], &e);
+        ck_assert_msg(e.bin_len != other.bin_len || memcmp(e.bin, other.bin, e.bin_len) != 0,
+                      "%s still holds the other family's binary", matvec[i]);
+        free(e.bin);
+    }
+    free(other.bin);
+    run("rm -rf %s", dir);
+    unsetenv("KQCL_CACHE");
+}
+END_TEST
+
 /* ---- the suite ---------------------------------------------------------------------------------- */
 
 static Suite *faults_suite(void)
@@ -617,6 +883,7 @@ static Suite *faults_suite(void)
     TCase *tc = tcase_create("lifecycle");
     tcase_add_test(tc, lifecycle_leaves_nothing_behind);
     tcase_add_test(tc, context_creation_failures_release_everything);
+    tcase_add_test(tc, first_discovery_failure_is_no_device);
     suite_add_tcase(s, tc);
     tc = tcase_create("faults");
     tcase_add_checked_fixture(tc, setup, teardown_no_leaks);
@@ -630,6 +897,9 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, cache_directory_that_is_a_file);
     tcase_add_test(tc, cache_directory_unwritable);
     tcase_add_test(tc, cache_entries_corrupt_in_every_way);
+    tcase_add_test(tc, cache_directory_not_ours_is_not_used);
+    tcase_add_test(tc, cache_entries_not_ours_are_not_used);
+    tcase_add_test(tc, cache_entry_lacking_its_kernel_is_rebuilt);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -684,5 +954,7 @@ int main(int argc, char **argv)
 {
     (void)argc;
     preload_shim(argv);
+    if (getenv("KQCL_FAULTS_CHILD") && strcmp(getenv("KQCL_FAULTS_CHILD"), "discovery") == 0)
+        return child_discovery_fails();
     return tu_run_suite(faults_suite());
 }

@@ -10,11 +10,15 @@
 
 #include <check.h>
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 static char tmp_dir[256];
@@ -515,7 +519,7 @@ static void check_tensor(const kqcl_gguf *g, const char *name, uint32_t type, in
     ck_assert_int_eq(t.ne[2], ne2);
     ck_assert_uint_eq(t.offset % kqcl_gguf_alignment(g), 0);
     ck_assert_uint_eq(((uintptr_t)t.data) % kqcl_gguf_alignment(g), 0);
-    ck_assert_uint_eq(t.nbytes, known ? nbytes : 0);
+    ck_assert_uint_eq(t.nbytes, nbytes); /* every type ggml defines is sized, known or not */
     ck_assert(memcmp(t.data, data, nbytes) == 0);
 }
 
@@ -965,13 +969,349 @@ START_TEST(test_bad_alignment_key)
     b_str(&b, "32");
     ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
     ck_assert_error_has("not a u32");
-    /* A huge alignment puts the data section past the end: fine with no tensors. */
-    b.n = 0;
+}
+END_TEST
+
+/* Issue 12, item 8: general.alignment = 2^31 in a 64-byte file with no tensors was accepted,
+ * its data section past the end (and `kqcl quantize` wrote 2 GiB). The alignment is bounded
+ * (1 MiB) and the data section must start inside the file. */
+START_TEST(test_absurd_alignment_refused)
+{
+    builder b = {0};
     b_header(&b, 3, 0, 1);
     b_str(&b, "general.alignment");
     b_u32(&b, KQCL_GGUF_TYPE_UINT32);
     b_u32(&b, 0x80000000u);
+    b_pad(&b, 64); /* a 64-byte file */
+    ck_assert_uint_eq(b.n, 64);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("alignment");
+    /* a power of two within the bound, but the data section would start past the end */
+    b.n = 0;
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "general.alignment");
+    b_u32(&b, KQCL_GGUF_TYPE_UINT32);
+    b_u32(&b, 1u << 20);
+    b_pad(&b, 64);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("past the end");
+    /* a file that ends with its (tensor-less) header needs no padding: still fine */
+    b.n = 0;
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "general.alignment");
+    b_u32(&b, KQCL_GGUF_TYPE_UINT32);
+    b_u32(&b, 4096);
     ck_assert_int_eq(open_bytes(&b), KQCL_OK);
+    /* the writer refuses what the reader would */
+    kqcl_gguf_writer *w;
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_u32(w, "general.alignment", 0x80000000u), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, tmp_path("huge_align.gguf")), KQCL_ERR_INVALID_ARG);
+    kqcl_gguf_writer_destroy(w);
+    ck_assert_int_ne(access(tmp_path("huge_align.gguf"), F_OK), 0);
+}
+END_TEST
+
+/* Issue 12, item 13: keys differing only after an embedded NUL ("k\0a", "k\0b") read back as
+ * the same key "k"; keys and tensor names with a NUL byte are refused. */
+static void b_raw_str(builder *b, const char *s, size_t n)
+{
+    b_u64(b, n);
+    b_raw(b, s, n);
+}
+
+START_TEST(test_embedded_nul_refused)
+{
+    builder b = {0};
+    b_header(&b, 3, 0, 2);
+    b_raw_str(&b, "k\0a", 3);
+    b_u32(&b, KQCL_GGUF_TYPE_UINT8);
+    b_le(&b, 1, 1);
+    b_raw_str(&b, "k\0b", 3);
+    b_u32(&b, KQCL_GGUF_TYPE_UINT8);
+    b_le(&b, 2, 1);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("NUL");
+    /* one such key alone too: kqcl_gguf_key would show a different key than the file holds */
+    b.n = 0;
+    b_header(&b, 3, 0, 1);
+    b_raw_str(&b, "general.name\0evil", 17);
+    b_u32(&b, KQCL_GGUF_TYPE_UINT8);
+    b_le(&b, 1, 1);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    /* tensor names the same way */
+    const int64_t ne[] = {8};
+    b.n = 0;
+    b_header(&b, 3, 2, 0);
+    b_raw_str(&b, "t\0a", 3);
+    b_u32(&b, 1);
+    b_u64(&b, 8);
+    b_u32(&b, KQCL_TYPE_F32);
+    b_u64(&b, 0);
+    b_tensor(&b, "t", 1, ne, KQCL_TYPE_F32, 32);
+    b_pad(&b, 32);
+    for (int k = 0; k < 64; k++)
+        b_le(&b, 0, 1);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("NUL");
+}
+END_TEST
+
+/* Issue 12, item 7: the data range of every tensor is checked for every ggml type, not only
+ * those kqcl computes with (a q8_0 tensor cut to half its size was accepted and `kqcl quantize`
+ * copied process memory into its output). Sizes per block from ggml's type traits. */
+static const struct {
+    uint32_t id;
+    int64_t block_values;
+    size_t block_bytes;
+} ggml_sizes[] = {
+    {0, 1, 4},     {1, 1, 2},     {2, 32, 18},   {3, 32, 20},   {6, 32, 22},   {7, 32, 24},
+    {8, 32, 34},   {9, 32, 36},   {10, 256, 84}, {11, 256, 110}, {12, 256, 144}, {13, 256, 176},
+    {14, 256, 210}, {15, 256, 292}, {16, 256, 66}, {17, 256, 74}, {18, 256, 98}, {19, 256, 50},
+    {20, 32, 18},  {21, 256, 110}, {22, 256, 82}, {23, 256, 136}, {24, 1, 1},   {25, 1, 2},
+    {26, 1, 4},    {27, 1, 8},    {28, 1, 8},    {29, 256, 56}, {30, 1, 2},    {34, 256, 54},
+    {35, 256, 66},
+};
+
+START_TEST(test_every_ggml_type_bounded)
+{
+    for (size_t k = 0; k < sizeof ggml_sizes / sizeof ggml_sizes[0]; k++) {
+        const int64_t ne[] = {2 * ggml_sizes[k].block_values, 3};
+        size_t full = 6 * ggml_sizes[k].block_bytes;
+        /* whole: opens, sized */
+        builder b = {0};
+        b_header(&b, 3, 1, 0);
+        b_tensor(&b, "w", 2, ne, ggml_sizes[k].id, 0);
+        b_pad(&b, 32);
+        size_t data_at = b.n;
+        for (size_t j = 0; j < full; j++)
+            b_le(&b, j, 1);
+        kqcl_gguf *g = NULL;
+        ck_assert_msg(kq_gguf_open_memory(b.bytes, b.n, &g) == KQCL_OK, "type %u whole: %s",
+                      ggml_sizes[k].id, kqcl_last_error(NULL));
+        kqcl_gguf_tensor t;
+        ck_assert_int_eq(kqcl_gguf_tensor_info(g, 0, &t), KQCL_OK);
+        ck_assert_msg(t.nbytes == full, "type %u: nbytes %llu, want %zu", ggml_sizes[k].id,
+                      (unsigned long long)t.nbytes, full);
+        kqcl_gguf_close(g);
+        /* cut to half, and by one byte: a format error naming the tensor */
+        size_t cuts[] = {data_at + full / 2, data_at + full - 1};
+        for (int c = 0; c < 2; c++) {
+            ck_assert_msg(kq_gguf_open_memory(b.bytes, cuts[c], &g) == KQCL_ERR_FORMAT,
+                          "type %u cut to %zu of %zu data bytes: accepted", ggml_sizes[k].id,
+                          cuts[c] - data_at, full);
+            ck_assert_error_has("runs past the end");
+        }
+        /* a row that is not a whole number of blocks */
+        if (ggml_sizes[k].block_values > 1) {
+            const int64_t odd[] = {ggml_sizes[k].block_values + 1, 1};
+            b.n = 0;
+            b_header(&b, 3, 1, 0);
+            b_tensor(&b, "w", 2, odd, ggml_sizes[k].id, 0);
+            b_pad(&b, 32);
+            for (size_t j = 0; j < 2 * ggml_sizes[k].block_bytes; j++)
+                b_le(&b, j, 1);
+            ck_assert_int_eq(kq_gguf_open_memory(b.bytes, b.n, &g), KQCL_ERR_FORMAT);
+        }
+    }
+    /* ids ggml does not define are listed unsized and never read */
+    const int64_t ne[] = {32, 2};
+    builder b = {0};
+    b_header(&b, 3, 1, 0);
+    b_tensor(&b, "w", 2, ne, 4, 0);
+    b_pad(&b, 32);
+    kqcl_gguf *g = NULL;
+    ck_assert_int_eq(kq_gguf_open_memory(b.bytes, b.n, &g), KQCL_OK);
+    kqcl_gguf_tensor t;
+    ck_assert_int_eq(kqcl_gguf_tensor_info(g, 0, &t), KQCL_OK);
+    ck_assert_uint_eq(t.nbytes, 0);
+    kqcl_gguf_close(g);
+}
+END_TEST
+
+/* kqcl_ggml_type_info, the table the reader and the tool size ggml types with. */
+START_TEST(test_ggml_type_info)
+{
+    for (size_t k = 0; k < sizeof ggml_sizes / sizeof ggml_sizes[0]; k++) {
+        const char *name = NULL;
+        int64_t values = 0;
+        size_t bytes = 0;
+        ck_assert_int_eq(kqcl_ggml_type_info(ggml_sizes[k].id, &name, &values, &bytes), KQCL_OK);
+        ck_assert_ptr_nonnull(name);
+        ck_assert_int_eq(values, ggml_sizes[k].block_values);
+        ck_assert_uint_eq(bytes, ggml_sizes[k].block_bytes);
+        if (kqcl_type_name((kqcl_type)ggml_sizes[k].id) != NULL) /* kqcl's own names agree */
+            ck_assert_str_eq(name, kqcl_type_name((kqcl_type)ggml_sizes[k].id));
+    }
+    const char *name = NULL;
+    ck_assert_int_eq(kqcl_ggml_type_info(8, &name, NULL, NULL), KQCL_OK);
+    ck_assert_str_eq(name, "q8_0");
+    ck_assert_int_eq(kqcl_ggml_type_info(4, NULL, NULL, NULL), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_ggml_type_info(31, NULL, NULL, NULL), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_ggml_type_info(UINT32_MAX, NULL, NULL, NULL), KQCL_ERR_INVALID_ARG);
+}
+END_TEST
+
+/* Issue 12, item 3: kqcl_gguf_open hung on a FIFO (a blocking open waits for a writer). It
+ * must refuse it at once with KQCL_ERR_IO; this test case has a 10 s timeout. */
+START_TEST(test_fifo_refused)
+{
+    const char *path = tmp_path("fifo.gguf");
+    unlink(path);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    kqcl_gguf *g = (kqcl_gguf *)1;
+    ck_assert_int_eq(kqcl_gguf_open(path, &g), KQCL_ERR_IO);
+    ck_assert_ptr_null(g);
+    ck_assert_error_has("not a regular file");
+    unlink(path);
+    /* a character device too */
+    ck_assert_int_eq(kqcl_gguf_open("/dev/null", &g), KQCL_ERR_IO);
+}
+END_TEST
+
+/* A file of one 1 MiB f32 tensor and a string, for the truncation test. */
+static const char *write_big_file(const char *name, float **data, size_t *bytes)
+{
+    kqcl_gguf_writer *w;
+    const int64_t ne[] = {1024, 256};
+    *bytes = 1024 * 256 * sizeof(float);
+    *data = malloc(*bytes);
+    ck_assert_ptr_nonnull(*data);
+    for (size_t i = 0; i < *bytes / sizeof(float); i++)
+        (*data)[i] = (float)i * 0.25f;
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_set_string(w, "general.name", "shrinking"), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "big", KQCL_TYPE_F32, 2, ne, *data, *bytes),
+                     KQCL_OK);
+    const char *path = tmp_path(name);
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    kqcl_gguf_writer_destroy(w);
+    return path;
+}
+
+/* Issue 12, item 5: a GGUF file truncated after it was opened made kqcl_gguf_load_tensor die of
+ * SIGBUS (it read through the mapping). Tensor data is read with pread: KQCL_ERR_IO, and the
+ * metadata, held in memory, stays readable. */
+START_TEST(test_file_truncated_after_open)
+{
+    kqcl_context *ctx = NULL;
+    if (kqcl_context_create(NULL, &ctx) != KQCL_OK) {
+        fprintf(stderr, "test_file_truncated_after_open: skipped, no device (%s)\n",
+                kqcl_last_error(NULL));
+        return;
+    }
+    float *data;
+    size_t bytes;
+    char *path = strdup(write_big_file("shrinking.gguf", &data, &bytes));
+    kqcl_gguf *g = open_ok(path);
+    kqcl_tensor *t = NULL;
+    /* intact: loads, and the bytes are right */
+    ck_assert_int_eq(kqcl_gguf_load_tensor(ctx, g, 0, &t), KQCL_OK);
+    float *back = malloc(bytes);
+    ck_assert_int_eq(kqcl_tensor_read(t, back, bytes), KQCL_OK);
+    ck_assert(memcmp(back, data, bytes) == 0);
+    kqcl_tensor_destroy(t);
+    /* someone truncates the file to its header */
+    ck_assert_int_eq(truncate(path, (off_t)kqcl_gguf_data_offset(g)), 0);
+    t = (kqcl_tensor *)1;
+    kqcl_status st = kqcl_gguf_load_tensor(ctx, g, 0, &t);
+    ck_assert_msg(st == KQCL_ERR_IO, "load after truncation: %s (%s)", kqcl_status_string(st),
+                  kqcl_last_error(ctx));
+    ck_assert_ptr_null(t);
+    ck_assert_msg(strstr(kqcl_last_error(ctx), "shorter") != NULL, "message: %s",
+                  kqcl_last_error(ctx));
+    const char *text;
+    ck_assert_int_eq(kqcl_gguf_get_string(g, kqcl_gguf_find_key(g, "general.name"), &text, NULL),
+                     KQCL_OK);
+    ck_assert_str_eq(text, "shrinking");
+    kqcl_gguf_close(g);
+    /* a file cut while opened is refused at open as any truncated file is */
+    kqcl_gguf *h = (kqcl_gguf *)1;
+    ck_assert_int_eq(kqcl_gguf_open(path, &h), KQCL_ERR_FORMAT);
+    free(back);
+    free(data);
+    free(path);
+    kqcl_context_destroy(ctx);
+}
+END_TEST
+
+/* A writer whose one tensor (64 KiB) makes any file larger than 4 KiB. */
+static kqcl_gguf_writer *writer_of_64k(void *buffer)
+{
+    kqcl_gguf_writer *w;
+    const int64_t ne[] = {16384};
+    memset(buffer, 0x5a, 65536);
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "t", KQCL_TYPE_F32, 1, ne, buffer, 65536),
+                     KQCL_OK);
+    return w;
+}
+
+static int count_dir_entries(void)
+{
+    DIR *dir = opendir(tmp_dir);
+    struct dirent *entry;
+    int n = 0;
+    ck_assert_ptr_nonnull(dir);
+    while ((entry = readdir(dir)) != NULL)
+        n += entry->d_name[0] != '.';
+    closedir(dir);
+    return n;
+}
+
+/* Issue 12, item 6: a failing write removed its output path: an existing file was lost, and as
+ * root `kqcl quantize in.gguf /dev/full q4_K` unlinked the device node. The writer writes a
+ * temporary file beside the target and renames it on success; on failure only that temporary
+ * file goes. A failure is forced with RLIMIT_FSIZE (Check runs each test in its own process). */
+START_TEST(test_failed_write_keeps_what_was_there)
+{
+    static uint8_t buffer[65536];
+    kqcl_gguf_writer *w = writer_of_64k(buffer);
+    const char *path = write_file("precious.gguf", "precious\n", 9);
+    int before = count_dir_entries();
+    struct rlimit old, small = {4096, 4096};
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small.rlim_max = old.rlim_max;
+    signal(SIGXFSZ, SIG_IGN); /* the write fails with EFBIG instead of killing us */
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+    kqcl_status st = kqcl_gguf_writer_write(w, path);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    ck_assert_int_eq(st, KQCL_ERR_IO);
+    size_t n;
+    char *text = read_whole(path, &n);
+    ck_assert_msg(n == 9 && memcmp(text, "precious\n", 9) == 0, "the existing file was changed "
+                  "(%zu bytes)", n);
+    free(text);
+    ck_assert_int_eq(count_dir_entries(), before); /* no temporary file left behind */
+    /* success replaces it, keeping its permissions */
+    ck_assert_int_eq(chmod(path, 0640), 0);
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    struct stat sb;
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert_uint_gt((size_t)sb.st_size, 65536);
+    ck_assert_int_eq(sb.st_mode & 07777, 0640);
+    ck_assert_int_eq(count_dir_entries(), before);
+    /* not a regular file: refused, left as it is (no device node is ever replaced) */
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, "/dev/null"), KQCL_ERR_IO);
+    ck_assert_error_has("not a regular file");
+    const char *fifo = tmp_path("fifo.out");
+    unlink(fifo);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, fifo), KQCL_ERR_IO);
+    ck_assert_int_eq(stat(fifo, &sb), 0);
+    ck_assert(S_ISFIFO(sb.st_mode));
+    unlink(fifo);
+    if (geteuid() == 0) { /* a device node of our own, like /dev/full (1, 7) */
+        const char *node = tmp_path("full.node");
+        unlink(node);
+        if (mknod(node, S_IFCHR | 0600, makedev(1, 7)) == 0) {
+            ck_assert_int_eq(kqcl_gguf_writer_write(w, node), KQCL_ERR_IO);
+            ck_assert_int_eq(stat(node, &sb), 0);
+            ck_assert_msg(S_ISCHR(sb.st_mode), "the device node was replaced or removed");
+            unlink(node);
+        }
+    }
+    kqcl_gguf_writer_destroy(w);
 }
 END_TEST
 
@@ -1023,7 +1363,22 @@ static Suite *gguf_suite(void)
     tcase_add_test(malformed, test_absurd_shapes);
     tcase_add_test(malformed, test_unknown_tensor_types_listed);
     tcase_add_test(malformed, test_bad_alignment_key);
+    tcase_add_test(malformed, test_absurd_alignment_refused);
+    tcase_add_test(malformed, test_embedded_nul_refused);
+    tcase_add_test(malformed, test_every_ggml_type_bounded);
+    tcase_add_test(malformed, test_ggml_type_info);
+    tcase_add_test(malformed, test_failed_write_keeps_what_was_there);
     suite_add_tcase(s, malformed);
+
+    /* Issue 12: files that change or are not files. A hang is the failure here: short timeout. */
+    TCase *hostile = tcase_create("hostile files");
+    tcase_set_timeout(hostile, 10);
+    tcase_add_test(hostile, test_fifo_refused);
+    suite_add_tcase(s, hostile);
+    TCase *shrink = tcase_create("a file truncated while open");
+    tcase_set_timeout(shrink, 300);
+    tcase_add_test(shrink, test_file_truncated_after_open);
+    suite_add_tcase(s, shrink);
     return s;
 }
 

@@ -9,10 +9,13 @@
  */
 #include "testutil.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 typedef struct job {
     kqcl_type wtype, xtype;
@@ -212,9 +215,196 @@ START_TEST(context_less_calls_in_threads)
 }
 END_TEST
 
+/* ---- issue 12: scenarios that need a process of their own ------------------------------------ */
+
+/* Run this program again with KQCL_THREADS_CHILD=mode (and `env`, "NAME=VALUE" or NULL), so
+ * that the scenario starts in a process where kqcl has done nothing yet (Check may not fork:
+ * make check-tsan runs with CK_FORK=no). Under a sanitizer the child is instrumented too and
+ * any report fails it. Returns the child's exit status, or 128 + its signal. */
+static int run_child(const char *mode, const char *env)
+{
+    char exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert_int_gt(len, 0);
+    exe[len] = '\0';
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        setenv("KQCL_THREADS_CHILD", mode, 1);
+        if (env != NULL) {
+            char copy[256];
+            snprintf(copy, sizeof copy, "%s", env);
+            char *eq = strchr(copy, '=');
+            *eq = '\0';
+            setenv(copy, eq + 1, 1);
+        }
+        execl(exe, exe, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Item 1: four threads whose kqcl_context_create calls are the process's first kqcl calls, all
+ * at once: PoCL crashed in its device queries during discovery in every run.
+ *
+ * The threads do not exit: the one that initialises PoCL gets an alternate signal stack from
+ * PoCL's LLVM, which AddressSanitizer then fails to unmap when that thread ends ("failed to
+ * deallocate ... unable to unmap", a sanitizer CHECK, not a kqcl fault). They report through a
+ * barrier and wait; the process ends with them. */
+static pthread_barrier_t cold_done;
+
+static void *cold_worker(void *arg)
+{
+    int *ok = arg;
+    kqcl_context *ctx = NULL;
+    pthread_barrier_wait(&barrier);
+    kqcl_status st = kqcl_context_create(NULL, &ctx);
+    kqcl_device_info info;
+    *ok = st == KQCL_OK && kqcl_device_count(ctx) >= 1 && kqcl_device_get_info(ctx, 0, &info) == KQCL_OK &&
+          info.name[0] != '\0';
+    if (!*ok)
+        fprintf(stderr, "cold thread: %s: %s\n", kqcl_status_string(st), kqcl_last_error(NULL));
+    kqcl_context_destroy(ctx);
+    pthread_barrier_wait(&cold_done);
+    for (;;)
+        pause();
+    return NULL;
+}
+
+static int child_cold_contexts(void)
+{
+    enum { T = 4 };
+    pthread_t threads[T];
+    int ok[T], all = 1;
+    pthread_barrier_init(&barrier, NULL, T);
+    pthread_barrier_init(&cold_done, NULL, T + 1);
+    for (int i = 0; i < T; i++)
+        if (pthread_create(&threads[i], NULL, cold_worker, &ok[i]) != 0)
+            return 2;
+    pthread_barrier_wait(&cold_done); /* every thread has written ok[] */
+    for (int i = 0; i < T; i++)
+        all &= ok[i];
+    return all ? 0 : 1;
+}
+
+START_TEST(cold_concurrent_first_contexts)
+{
+    for (int run = 0; run < 3; run++) {
+        int rc = run_child("cold", NULL);
+        ck_assert_msg(rc == 0, "run %d: the cold start failed (exit %d%s)", run, rc, rc > 128 ? ", a signal" : "");
+    }
+}
+END_TEST
+
+/* Item 4: kqcl_context_destroy while a kqcl_allreduce_start is in flight: the collective's
+ * thread used the context's staging state after it was freed. Destroy waits for it; the
+ * request stays valid for kqcl_request_wait; the tensor left behind is detached. On two PoCL
+ * devices (POCL_DEVICES in the child's environment). */
+static int child_destroy_in_flight(void)
+{
+    enum { N = 1 << 20 }; /* 4 MiB: the chunked, threaded path */
+    kqcl_context *ctx = NULL;
+    if (kqcl_context_create("all", &ctx) != KQCL_OK || kqcl_device_count(ctx) < 2) {
+        fprintf(stderr, "destroy in flight: skipped, fewer than two devices (%s)\n", kqcl_last_error(NULL));
+        kqcl_context_destroy(ctx);
+        return 0;
+    }
+    float *x = malloc(N * sizeof *x);
+    if (x == NULL)
+        return 2;
+    for (int i = 0; i < N; i++)
+        x[i] = (float)(i % 1000);
+    int failures = 0;
+    for (int round = 0; round < 4; round++) {
+        kqcl_tensor *t = NULL;
+        kqcl_request *req = NULL;
+        if (kqcl_tensor_create_split(ctx, KQCL_TYPE_F32, 1, N, KQCL_SPLIT_REPLICATE, &t) != KQCL_OK ||
+            kqcl_tensor_write(t, x, N * sizeof *x) != KQCL_OK ||
+            kqcl_allreduce_start(ctx, t, KQCL_REDUCE_SUM, &req) != KQCL_OK) {
+            fprintf(stderr, "destroy in flight: setup: %s\n", kqcl_last_error(ctx));
+            return 1;
+        }
+        kqcl_context_destroy(ctx); /* the collective still running */
+        ctx = NULL;
+        kqcl_status st = kqcl_request_wait(req);
+        if (st != KQCL_OK) {
+            fprintf(stderr, "destroy in flight: the request: %s: %s\n", kqcl_status_string(st), kqcl_last_error(NULL));
+            failures++;
+        }
+        if (kqcl_tensor_write(t, x, N * sizeof *x) != KQCL_ERR_INVALID_ARG) /* detached: refused */
+            failures++;
+        kqcl_tensor_destroy(t);
+        if (kqcl_context_create("all", &ctx) != KQCL_OK)
+            return 1;
+    }
+    kqcl_context_destroy(ctx);
+    free(x);
+    return failures ? 1 : 0;
+}
+
+START_TEST(destroy_with_an_allreduce_in_flight)
+{
+    int rc = run_child("allreduce", "POCL_DEVICES=pthread pthread");
+    ck_assert_msg(rc == 0, "destroy with a collective in flight: exit %d%s", rc, rc > 128 ? " (a signal)" : "");
+}
+END_TEST
+
+/* The context destroyed before its tensors (a use after free): the tensors are released with
+ * it and left detached; every call on them but kqcl_tensor_destroy and the getters is refused. */
+START_TEST(context_destroyed_before_its_tensors)
+{
+    kqcl_context *ctx = NULL;
+    TU_OK(kqcl_context_create(NULL, &ctx));
+    float x[2 * 256];
+    for (int i = 0; i < 2 * 256; i++)
+        x[i] = (float)i;
+    kqcl_tensor *a = NULL, *b = NULL, *c = NULL;
+    TU_OK(kqcl_tensor_create(ctx, KQCL_TYPE_F32, 2, 256, &a));
+    TU_OK(kqcl_tensor_create(ctx, KQCL_TYPE_Q4_K, 3, 256, &b));
+    TU_OK(kqcl_tensor_create_split(ctx, KQCL_TYPE_F32, 2, 256, KQCL_SPLIT_ROWS, &c));
+    TU_OK(kqcl_tensor_write(a, x, sizeof x));
+    kqcl_tensor_destroy(b); /* one destroyed in time: off the context's list */
+    kqcl_context_destroy(ctx);
+    ck_assert_int_eq(kqcl_tensor_write(a, x, sizeof x), KQCL_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(kqcl_last_error(NULL), "context was destroyed") != NULL, "message: %s",
+                  kqcl_last_error(NULL));
+    ck_assert_int_eq(kqcl_tensor_read(a, x, sizeof x), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_tensor_read_part(c, 0, x, 256 * sizeof(float)), KQCL_ERR_INVALID_ARG);
+    int64_t first, count;
+    ck_assert_int_eq(kqcl_tensor_part(c, 0, &first, &count), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_tensor_rows(a), 2);
+    ck_assert_int_eq(kqcl_tensor_cols(a), 256);
+    ck_assert_uint_eq(kqcl_tensor_bytes(a), sizeof x);
+    /* a new context does not take them */
+    TU_OK(kqcl_context_create(NULL, &ctx));
+    kqcl_tensor *y = NULL;
+    TU_OK(kqcl_tensor_create(ctx, KQCL_TYPE_F32, 2, 1, &y));
+    ck_assert_int_eq(kqcl_reduce(ctx, KQCL_REDUCE_SUM, a, y), KQCL_ERR_INVALID_ARG);
+    kqcl_tensor_destroy(a);
+    kqcl_tensor_destroy(c);
+    kqcl_tensor_destroy(y);
+    kqcl_context_destroy(ctx);
+}
+END_TEST
+
 int main(void)
 {
+    const char *child = getenv("KQCL_THREADS_CHILD");
+    if (child != NULL && strcmp(child, "cold") == 0)
+        return child_cold_contexts();
+    if (child != NULL && strcmp(child, "allreduce") == 0)
+        return child_destroy_in_flight();
     Suite *s = suite_create("threads");
+    TCase *fresh = tcase_create("issue 12: fresh processes and lifetimes");
+    tcase_set_timeout(fresh, 600);
+    tcase_add_test(fresh, cold_concurrent_first_contexts);
+    tcase_add_test(fresh, destroy_with_an_allreduce_in_flight);
+    tcase_add_test(fresh, context_destroyed_before_its_tensors);
+    suite_add_tcase(s, fresh);
     TCase *tc = tcase_create("threads");
     tcase_add_checked_fixture(tc, tu_context_setup, tu_context_teardown);
     tcase_add_test(tc, contexts_in_threads_match_serial_results);

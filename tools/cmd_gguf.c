@@ -22,65 +22,24 @@
 #define EXIT_USAGE 2
 
 /* ------------------------------------------------------------------------------------------ */
-/* ggml's tensor types, including those kqcl cannot compute with, to name and size them        */
+/* Names and sizes of ggml's types: the library's table (kqcl_ggml_type_info)                  */
 
-typedef struct ggml_type_info {
-    uint32_t id;
-    const char *name;
-    uint32_t block_values; /* values per block */
-    uint32_t block_bytes;  /* bytes per block */
-} ggml_type_info;
-
-/* From ggml's type traits (ggml.c); ids 4, 5 and 31-33, 36-38 were removed from ggml. */
-static const ggml_type_info ggml_types[] = {
-    {0, "f32", 1, 4},          {1, "f16", 1, 2},         {2, "q4_0", 32, 18},
-    {3, "q4_1", 32, 20},       {6, "q5_0", 32, 22},      {7, "q5_1", 32, 24},
-    {8, "q8_0", 32, 34},       {9, "q8_1", 32, 36},      {10, "q2_K", 256, 84},
-    {11, "q3_K", 256, 110},    {12, "q4_K", 256, 144},   {13, "q5_K", 256, 176},
-    {14, "q6_K", 256, 210},    {15, "q8_K", 256, 292},   {16, "iq2_xxs", 256, 66},
-    {17, "iq2_xs", 256, 74},   {18, "iq3_xxs", 256, 98}, {19, "iq1_s", 256, 50},
-    {20, "iq4_nl", 32, 18},    {21, "iq3_s", 256, 110},  {22, "iq2_s", 256, 82},
-    {23, "iq4_xs", 256, 136},  {24, "i8", 1, 1},         {25, "i16", 1, 2},
-    {26, "i32", 1, 4},         {27, "i64", 1, 8},        {28, "f64", 1, 8},
-    {29, "iq1_m", 256, 56},    {30, "bf16", 1, 2},       {34, "tq1_0", 256, 54},
-    {35, "tq2_0", 256, 66},    {39, "mxfp4", 32, 17},
-};
-
-static const ggml_type_info *ggml_type_of(uint32_t id)
-{
-    for (size_t i = 0; i < sizeof ggml_types / sizeof ggml_types[0]; i++)
-        if (ggml_types[i].id == id)
-            return &ggml_types[i];
-    return NULL;
-}
-
-/* The name ggml gives a type, or "type<N>" for one nobody here knows. */
+/* The name ggml gives a type, or "type<N>" for an id ggml does not define. */
 static const char *type_label(uint32_t id, char buffer[24])
 {
-    const char *name = kqcl_type_name((kqcl_type)id);
-    const ggml_type_info *info = ggml_type_of(id);
-    if (name != NULL)
+    const char *name = NULL;
+    if (kqcl_ggml_type_info(id, &name, NULL, NULL) == KQCL_OK && name != NULL)
         return name;
-    if (info != NULL)
-        return info->name;
     snprintf(buffer, 24, "type%" PRIu32, id);
     return buffer;
 }
 
-/* Bytes of a tensor: the reader's for kqcl's types, else from the table above (the reader
- * already checked the shape's product for overflow); 0 when unknown. */
-static uint64_t tensor_bytes(const kqcl_gguf_tensor *t)
-{
-    if (t->known)
-        return t->nbytes;
-    const ggml_type_info *info = ggml_type_of(t->type);
-    if (info == NULL || t->ne[0] % info->block_values != 0)
-        return 0;
-    uint64_t blocks = (uint64_t)(t->ne[0] / info->block_values);
-    for (int d = 1; d < 4; d++)
-        blocks *= (uint64_t)t->ne[d];
-    return blocks > UINT64_MAX / info->block_bytes ? 0 : blocks * info->block_bytes;
-}
+/* Bytes of a tensor: the reader sizes every type ggml defines (and checked that they lie in
+ * the file); 0 for other ids. */
+static uint64_t tensor_bytes(const kqcl_gguf_tensor *t) { return t->nbytes; }
+
+/* Does ggml define the type (so that nbytes is its size)? */
+static bool type_is_sized(uint32_t id) { return kqcl_ggml_type_info(id, NULL, NULL, NULL) == KQCL_OK; }
 
 static bool is_help(const char *arg) { return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0; }
 
@@ -122,6 +81,9 @@ static void print_quoted(FILE *out, const char *s, size_t n, size_t max_bytes)
         if (length == 0) {
             fputs("\\ufffd", out);
             i++;
+        } else if (length == 2 && p[i] == 0xC2 && p[i + 1] < 0xA0) {
+            fprintf(out, "\\u%04x", p[i + 1]); /* a C1 control: U+009B is a CSI to some terminals */
+            i += 2;
         } else if (length > 1) {
             fwrite(p + i, 1, length, out);
             i += length;
@@ -142,6 +104,40 @@ static void print_quoted(FILE *out, const char *s, size_t n, size_t max_bytes)
     if (shown < n)
         fputs("\xE2\x80\xA6", out); /* … */
     fputc('"', out);
+}
+
+/* A key or tensor name for text mode, into buf: control bytes (C0, DEL, C1) and backslashes
+ * escaped as in string values, invalid UTF-8 as \ufffd, so a file cannot send escape
+ * sequences to the terminal. Cut (with "...") to fit `size`. */
+static const char *escaped(const char *s, char *buf, size_t size)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s), used = 0;
+    for (size_t i = 0; i < n;) {
+        char piece[16];
+        size_t length = utf8_sequence(p + i, n - i);
+        if (length == 0)
+            snprintf(piece, sizeof piece, "\\ufffd"), length = 1;
+        else if (length == 2 && p[i] == 0xC2 && p[i + 1] < 0xA0)
+            snprintf(piece, sizeof piece, "\\u%04x", p[i + 1]);
+        else if (length == 1 && (p[i] < 0x20 || p[i] == 0x7F))
+            snprintf(piece, sizeof piece, "\\u%04x", p[i]);
+        else if (length == 1 && p[i] == '\\')
+            snprintf(piece, sizeof piece, "\\\\");
+        else
+            memcpy(piece, p + i, length), piece[length] = '\0';
+        size_t add = strlen(piece);
+        if (used + add + 4 > size) {
+            snprintf(buf + used, size - used, "...");
+            return buf;
+        }
+        memcpy(buf + used, piece, add + 1);
+        used += add;
+        i += length;
+    }
+    if (used == 0 && size > 0)
+        buf[0] = '\0';
+    return buf;
 }
 
 static void print_number(FILE *out, const kqcl_gguf_value *v, bool json)
@@ -218,7 +214,7 @@ static void print_json(const kqcl_gguf *g)
         printf(", \"type\": \"%s\", \"shape\": [", type_label(t.type, buffer));
         print_shape(stdout, &t, ", ");
         printf("], \"offset\": %" PRIu64 ", \"bytes\": ", t.offset);
-        if (bytes != 0 || t.known)
+        if (bytes != 0 || type_is_sized(t.type))
             printf("%" PRIu64 "}", bytes);
         else
             printf("null}");
@@ -233,8 +229,9 @@ static void print_text(const kqcl_gguf *g, const char *path)
     printf("%s: GGUF version %d, %" PRId64 " metadata keys, %" PRId64 " tensors, data at byte %"
            PRIu64 " (alignment %" PRIu64 ")\n", path, kqcl_gguf_version(g), n_kv, n_tensors,
            kqcl_gguf_data_offset(g), kqcl_gguf_alignment(g));
+    char safe[512];
     for (int64_t i = 0; i < n_kv; i++) {
-        int w = (int)strlen(kqcl_gguf_key(g, i));
+        int w = (int)strlen(escaped(kqcl_gguf_key(g, i), safe, sizeof safe));
         key_width = w > key_width ? (w < 48 ? w : 48) : key_width;
     }
     printf("\nmetadata:\n");
@@ -246,14 +243,14 @@ static void print_text(const kqcl_gguf *g, const char *path)
             snprintf(type, sizeof type, "%s[]", kqcl_gguf_type_name(v.elem_type));
         else
             snprintf(type, sizeof type, "%s", kqcl_gguf_type_name(v.type));
-        printf("  %-*s %-9s ", key_width, kqcl_gguf_key(g, i), type);
+        printf("  %-*s %-9s ", key_width, escaped(kqcl_gguf_key(g, i), safe, sizeof safe), type);
         print_value(stdout, &v, false);
         printf("\n");
     }
     for (int64_t i = 0; i < n_tensors; i++) {
         kqcl_gguf_tensor t;
         kqcl_gguf_tensor_info(g, i, &t);
-        int w = (int)strlen(t.name);
+        int w = (int)strlen(escaped(t.name, safe, sizeof safe));
         name_width = w > name_width ? (w < 48 ? w : 48) : name_width;
     }
     printf("\ntensors:\n  %5s  %-*s  %-8s  %-22s  %12s  %12s\n", "#", name_width, "name", "type",
@@ -268,9 +265,9 @@ static void print_text(const kqcl_gguf *g, const char *path)
                      d ? " x " : "", t.ne[d]);
         uint64_t bytes = tensor_bytes(&t);
         total += bytes;
-        printf("  %5" PRId64 "  %-*s  %-8s  %-22s  ", i, name_width, t.name,
-               type_label(t.type, buffer), shape);
-        if (bytes != 0 || t.known)
+        printf("  %5" PRId64 "  %-*s  %-8s  %-22s  ", i, name_width,
+               escaped(t.name, safe, sizeof safe), type_label(t.type, buffer), shape);
+        if (bytes != 0 || type_is_sized(t.type))
             printf("%12" PRIu64 "  %12" PRIu64 "\n", bytes, t.offset);
         else
             printf("%12s  %12" PRIu64 "\n", "?", t.offset);
@@ -406,20 +403,44 @@ static bool run_type_supported(uint32_t type)
            type == KQCL_TYPE_Q8_K;
 }
 
-/* The 2-D tensors of a type kqcl computes with: the model's matmul weights. */
+/* Why tensor t is not timed, or NULL when it is a weight kqcl run takes. */
+static const char *skip_reason(const kqcl_gguf_tensor *t)
+{
+    if (t->n_dims != 2)
+        return "not a 2-D matrix";
+    if (!t->known || !run_type_supported(t->type))
+        return type_is_sized(t->type) ? "a type kqcl does not compute with"
+                                      : "a type id ggml does not define";
+    if (t->nbytes == 0)
+        return "empty";
+    if (kqcl_row_size((kqcl_type)t->type, t->ne[0]) == 0)
+        return "its rows are not whole blocks";
+    return NULL;
+}
+
+/* The 2-D tensors of a type kqcl computes with: the model's matmul weights. Every other tensor
+ * is named on stderr with the reason, so that a count of weights never hides one. */
 static int64_t select_weights(const kqcl_gguf *g, int64_t *indices, uint64_t *total_bytes)
 {
-    int64_t count = 0;
+    int64_t count = 0, skipped = 0;
     *total_bytes = 0;
     for (int64_t i = 0; i < kqcl_gguf_tensor_count(g); i++) {
         kqcl_gguf_tensor t;
+        char safe[256], label[24];
         kqcl_gguf_tensor_info(g, i, &t);
-        if (t.n_dims == 2 && t.known && run_type_supported(t.type) &&
-            kqcl_row_size((kqcl_type)t.type, t.ne[0]) != 0 && t.nbytes != 0) {
+        const char *why = skip_reason(&t);
+        if (why == NULL) {
             indices[count++] = i;
             *total_bytes += t.nbytes;
+            continue;
         }
+        fprintf(stderr, "kqcl run: skipping '%s' (%s, %d-D): %s\n", escaped(t.name, safe, sizeof safe),
+                type_label(t.type, label), t.n_dims, why);
+        skipped++;
     }
+    if (skipped > 0)
+        fprintf(stderr, "kqcl run: %" PRId64 " of %" PRId64 " tensors skipped\n", skipped,
+                kqcl_gguf_tensor_count(g));
     return count;
 }
 
@@ -435,8 +456,9 @@ static int load_weights(kqcl_context *ctx, const kqcl_gguf *g, const int64_t *in
         kqcl_status st = kqcl_gguf_load_tensor_split(ctx, g, indices[k], split, &weights[k]);
         if (st != KQCL_OK) {
             progress_draw(&bar, done, true);
-            fprintf(stderr, "kqcl run: loading '%s': %s (%s)\n", t.name, kqcl_last_error(ctx),
-                    kqcl_status_string(st));
+            char safe[256];
+            fprintf(stderr, "kqcl run: loading '%s': %s (%s)\n", escaped(t.name, safe, sizeof safe),
+                    kqcl_last_error(ctx), kqcl_status_string(st));
             return 1;
         }
         done += t.nbytes;
@@ -537,6 +559,7 @@ static kqcl_status bench_weight(kqcl_context *ctx, const kqcl_gguf_tensor *t, kq
 static void print_run_report(const type_stats *stats, int n)
 {
     type_stats total = {0};
+    bool any_nan = false; /* a NaN error must show in the total, not vanish in a max */
     printf("%-6s %8s %12s %12s %9s %12s\n", "type", "tensors", "MB", "time ms", "GB/s",
            "max error");
     for (uint32_t type = 0; type < 64; type++) {
@@ -551,10 +574,13 @@ static void print_run_report(const type_stats *stats, int n)
         total.bytes += s->bytes;
         total.seconds += s->seconds;
         total.max_error = s->max_error > total.max_error ? s->max_error : total.max_error;
+        any_nan |= isnan(s->max_error);
+        total.failures += s->failures;
     }
-    printf("%-6s %8d %12.1f %12.3f %9.1f %12.2e\n", "total", total.tensors,
+    printf("%-6s %8d %12.1f %12.3f %9.1f %12.2e%s\n", "total", total.tensors,
            (double)total.bytes / 1e6, total.seconds * 1e3,
-           total.seconds > 0 ? (double)total.bytes / total.seconds / 1e9 : 0, total.max_error);
+           total.seconds > 0 ? (double)total.bytes / total.seconds / 1e9 : 0,
+           any_nan ? (double)NAN : total.max_error, total.failures ? "  FAILED" : "");
     if (total.seconds > 0)
         printf("matmul-only decode: %.1f tokens/s (every weight once per step, %d token%s a step)\n",
                (double)n / total.seconds, n, n == 1 ? "" : "s");
@@ -651,19 +677,21 @@ static int bench_weights(kqcl_context *ctx, const kqcl_gguf *g, const int64_t *i
     int failed = 0;
     for (int64_t k = 0; k < count; k++) {
         kqcl_gguf_tensor t;
+        char safe[256];
         double seconds = 0, error = 0;
         kqcl_gguf_tensor_info(g, indices[k], &t);
         kqcl_status st = bench_weight(ctx, &t, weights[k], n, split, &seconds, &error);
         if (st != KQCL_OK) {
-            fprintf(stderr, "kqcl run: '%s': %s (%s)\n", t.name, kqcl_last_error(ctx),
-                    kqcl_status_string(st));
+            fprintf(stderr, "kqcl run: '%s': %s (%s)\n", escaped(t.name, safe, sizeof safe),
+                    kqcl_last_error(ctx), kqcl_status_string(st));
             return 1;
         }
         type_stats *s = &stats[t.type];
         bool bad = !(error <= RUN_TOLERANCE);
         if (bad)
-            fprintf(stderr, "kqcl run: '%s' (%s): relative error %.3g exceeds %.0e\n", t.name,
-                    kqcl_type_name((kqcl_type)t.type), error, RUN_TOLERANCE);
+            fprintf(stderr, "kqcl run: '%s' (%s): relative error %.3g exceeds %.0e\n",
+                    escaped(t.name, safe, sizeof safe), kqcl_type_name((kqcl_type)t.type), error,
+                    RUN_TOLERANCE);
         s->tensors++;
         s->bytes += t.nbytes;
         s->seconds += seconds;
@@ -784,6 +812,7 @@ typedef struct quantize_job {
 static int add_one_tensor(quantize_job *job, int64_t i)
 {
     kqcl_gguf_tensor t;
+    char safe[256];
     kqcl_gguf_tensor_info(job->in, i, &t);
     int n_dims = t.n_dims > 0 ? t.n_dims : 1; /* a 0-D scalar is written as one value */
     uint64_t bytes = tensor_bytes(&t);
@@ -793,7 +822,8 @@ static int add_one_tensor(quantize_job *job, int64_t i)
     if (should_requantize(&t)) {
         size_t out_bytes;
         if ((st = requantize(&t, job->type, &job->buffers[i], &out_bytes)) != KQCL_OK) {
-            fprintf(stderr, "kqcl quantize: '%s': %s\n", t.name, kqcl_last_error(NULL));
+            fprintf(stderr, "kqcl quantize: '%s': %s\n", escaped(t.name, safe, sizeof safe),
+                    kqcl_last_error(NULL));
             return 1;
         }
         data = job->buffers[i];
@@ -806,7 +836,7 @@ static int add_one_tensor(quantize_job *job, int64_t i)
         if (bytes == 0 && elements != 0) {
             char buffer[24];
             fprintf(stderr, "kqcl quantize: '%s' has type %s, whose size is unknown: cannot copy "
-                            "it\n", t.name, type_label(t.type, buffer));
+                            "it\n", escaped(t.name, safe, sizeof safe), type_label(t.type, buffer));
             return 1;
         }
         job->bytes_in += bytes;
@@ -815,7 +845,8 @@ static int add_one_tensor(quantize_job *job, int64_t i)
     job->bytes_out += bytes;
     st = kqcl_gguf_writer_add_tensor(job->out, t.name, type, n_dims, t.ne, data, bytes);
     if (st != KQCL_OK) {
-        fprintf(stderr, "kqcl quantize: '%s': %s\n", t.name, kqcl_last_error(NULL));
+        fprintf(stderr, "kqcl quantize: '%s': %s\n", escaped(t.name, safe, sizeof safe),
+                    kqcl_last_error(NULL));
         return 1;
     }
     return 0;

@@ -1,5 +1,5 @@
 /*
- * stub_tensor.c -- the three tensor calls kqcl_gguf_load_tensor makes, for fuzz_gguf, which
+ * stub_tensor.c -- the tensor calls kqcl_gguf_load_tensor makes, for fuzz_gguf and fuzz_writer, which
  * links lib/gguf.c, lib/types.c and lib/error.c alone (no OpenCL). The fuzzer never creates a
  * context, so these are never reached; they only satisfy the linker.
  */
@@ -20,3 +20,10 @@ kqcl_status kqcl_tensor_write(kqcl_tensor *t, const void *src, size_t nbytes)
 }
 
 void kqcl_tensor_destroy(kqcl_tensor *t) { (void)t; }
+
+kqcl_status kqcl_tensor_create_split(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols, kqcl_split split,
+                                     kqcl_tensor **out)
+{
+    (void)split;
+    return kqcl_tensor_create(ctx, type, rows, cols, out);
+}
