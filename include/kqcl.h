@@ -83,6 +83,8 @@ KQCL_API const char *kqcl_status_string(kqcl_status status);
 typedef enum kqcl_type {
     KQCL_TYPE_F32 = 0,
     KQCL_TYPE_F16 = 1,
+    KQCL_TYPE_Q4_0 = 2,  /* 18 bytes per 32 values: an f16 scale, 4-bit quants */
+    KQCL_TYPE_Q8_0 = 8,  /* 34 bytes per 32 values: an f16 scale, 8-bit quants */
     KQCL_TYPE_Q4_K = 12, /* 144 bytes per 256 values */
     KQCL_TYPE_Q5_K = 13, /* 176 bytes per 256 values */
     KQCL_TYPE_Q6_K = 14, /* 210 bytes per 256 values */
@@ -94,14 +96,15 @@ typedef enum kqcl_type {
  * is not a whole number of blocks. */
 KQCL_API size_t kqcl_row_size(kqcl_type type, int64_t cols);
 
-/* Values per block of `type`: 256 for the k-quants, 1 for f32/f16/bf16, 0 for unknown types. */
+/* Values per block of `type`: 256 for the k-quants, 32 for q4_0 and q8_0, 1 for f32/f16/bf16,
+ * 0 for unknown types. */
 KQCL_API int64_t kqcl_block_size(kqcl_type type);
 
 /* ggml's name of a type ("q4_K", "f16"); NULL for a type kqcl does not know. */
 KQCL_API const char *kqcl_type_name(kqcl_type type);
 
-/* The type named `name` as ggml names it (case-sensitive, "q4_K"). KQCL_ERR_INVALID_ARG if
- * unknown. */
+/* The type named `name` as ggml names it ("q4_K", "q8_0"), in any case ("Q4_K", "q4_k").
+ * KQCL_ERR_INVALID_ARG if unknown. */
 KQCL_API kqcl_status kqcl_type_from_name(const char *name, kqcl_type *out);
 
 /* Any type id ggml defines, whether or not kqcl computes with it (q8_0, iq2_xs, i32, ...):

@@ -203,6 +203,26 @@ static void dequant_block_q8k(const uint8_t *b, float *y)
         y[i] = d * qs[i];
 }
 
+/* q8_0: d (f16) and 32 signed quants; y = q * d. */
+static void dequant_block_q80(const uint8_t *b, float *y)
+{
+    const float d = kq_half_to_float(load_le16(b));
+    const int8_t *qs = (const int8_t *)(b + 2);
+    for (int j = 0; j < 32; j++)
+        y[j] = qs[j] * d;
+}
+
+/* q4_0: d (f16) and 16 bytes: value j in the low nibble of byte j, value j + 16 in its high
+ * nibble, both offset by 8; y = (q - 8) * d. */
+static void dequant_block_q40(const uint8_t *b, float *y)
+{
+    const float d = kq_half_to_float(load_le16(b));
+    for (int j = 0; j < 16; j++) {
+        y[j] = ((b[2 + j] & 0x0F) - 8) * d;
+        y[j + 16] = ((b[2 + j] >> 4) - 8) * d;
+    }
+}
+
 void kq_dequantize_row(kqcl_type type, const void *src, float *dst, int64_t cols)
 {
     const uint8_t *s = src;
@@ -222,8 +242,11 @@ void kq_dequantize_row(kqcl_type type, const void *src, float *dst, int64_t cols
         break;
     }
     const size_t bytes = kq_block_bytes(type);
-    for (int64_t ib = 0; ib < cols / QK_K; ib++, s += bytes, dst += QK_K) {
+    const int64_t per_block = kqcl_block_size(type);
+    for (int64_t ib = 0; ib < cols / per_block; ib++, s += bytes, dst += per_block) {
         switch (type) {
+        case KQCL_TYPE_Q4_0: dequant_block_q40(s, dst); break;
+        case KQCL_TYPE_Q8_0: dequant_block_q80(s, dst); break;
         case KQCL_TYPE_Q4_K: dequant_block_q45k(s, s + Q4K_QS, NULL, dst); break;
         case KQCL_TYPE_Q5_K: dequant_block_q45k(s, s + Q5K_QS, s + Q5K_QH, dst); break;
         case KQCL_TYPE_Q6_K: dequant_block_q6k(s, dst); break;
@@ -540,6 +563,52 @@ static void quantize_block_q8k(const float *x, uint8_t *b)
     store_le_f32(b + Q8K_D, 1 / iscale);
 }
 
+/* The quant of x * id + 8.5 truncated to an integer and capped at 15, as ggml's q4_0 forms it;
+ * NaN (only garbage input makes it) gives 0 rather than undefined behaviour. */
+static int q4_0_quant(float v)
+{
+    float t = v + 8.5f;
+    if (!(t >= 0.0f)) /* NaN, or below the range ggml's choice of d allows */
+        return 0;
+    return t >= 15.0f ? 15 : (int)t;
+}
+
+/* A rounded q8_0 quant as an int: |q| <= 127 for finite input; NaN (garbage in) gives 0
+ * rather than undefined behaviour. */
+static int q8_0_quant(float q)
+{
+    if (!(q == q))
+        return 0;
+    return q > 127 ? 127 : q < -128 ? -128 : (int)q;
+}
+
+/* q8_0, exactly ggml's: d = amax / 127, quants roundf(x / d). */
+static void quantize_block_q80(const float *x, uint8_t *b)
+{
+    float amax = 0;
+    for (int j = 0; j < 32; j++)
+        amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    const float d = amax / 127, id = d ? 1.0f / d : 0.0f;
+    store_le16(b, kq_float_to_half(d));
+    for (int j = 0; j < 32; j++)
+        b[2 + j] = (uint8_t)(int8_t)q8_0_quant(roundf(x[j] * id));
+}
+
+/* q4_0, exactly ggml's: d = max / -8 with max the signed value of largest magnitude. */
+static void quantize_block_q40(const float *x, uint8_t *b)
+{
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; j++)
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    const float d = max / -8, id = d ? 1.0f / d : 0.0f;
+    store_le16(b, kq_float_to_half(d));
+    for (int j = 0; j < 16; j++)
+        b[2 + j] = (uint8_t)(q4_0_quant(x[j] * id) | (q4_0_quant(x[j + 16] * id) << 4));
+}
+
 static void quantize_row(kqcl_type type, const float *x, uint8_t *dst, int64_t cols)
 {
     switch (type) {
@@ -558,8 +627,11 @@ static void quantize_row(kqcl_type type, const float *x, uint8_t *dst, int64_t c
         break;
     }
     const size_t bytes = kq_block_bytes(type);
-    for (int64_t ib = 0; ib < cols / QK_K; ib++, x += QK_K, dst += bytes) {
+    const int64_t per_block = kqcl_block_size(type);
+    for (int64_t ib = 0; ib < cols / per_block; ib++, x += per_block, dst += bytes) {
         switch (type) {
+        case KQCL_TYPE_Q4_0: quantize_block_q40(x, dst); break;
+        case KQCL_TYPE_Q8_0: quantize_block_q80(x, dst); break;
         case KQCL_TYPE_Q4_K: quantize_block_q4k(x, dst); break;
         case KQCL_TYPE_Q5_K: quantize_block_q5k(x, dst); break;
         case KQCL_TYPE_Q6_K: quantize_block_q6k(x, dst); break;

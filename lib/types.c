@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <string.h>
+#include <strings.h>
 
 typedef struct type_traits {
     kqcl_type type;
@@ -10,10 +11,11 @@ typedef struct type_traits {
     size_t block_bytes;   /* bytes per block */
 } type_traits;
 
-/* Block sizes from ggml's layouts: q4_K 2+2+12+128, q5_K 2+2+12+32+128, q6_K 128+64+16+2,
- * q8_K 4+256+32. */
+/* Block sizes from ggml's layouts: q4_0 2+16, q8_0 2+32, q4_K 2+2+12+128, q5_K 2+2+12+32+128,
+ * q6_K 128+64+16+2, q8_K 4+256+32. */
 static const type_traits type_table[] = {
     {KQCL_TYPE_F32, "f32", 1, 4},        {KQCL_TYPE_F16, "f16", 1, 2},
+    {KQCL_TYPE_Q4_0, "q4_0", 32, 18},    {KQCL_TYPE_Q8_0, "q8_0", 32, 34},
     {KQCL_TYPE_Q4_K, "q4_K", QK_K, 144}, {KQCL_TYPE_Q5_K, "q5_K", QK_K, 176},
     {KQCL_TYPE_Q6_K, "q6_K", QK_K, 210}, {KQCL_TYPE_Q8_K, "q8_K", QK_K, 292},
     {KQCL_TYPE_BF16, "bf16", 1, 2},
@@ -70,7 +72,7 @@ KQCL_API kqcl_status kqcl_type_from_name(const char *name, kqcl_type *out)
     if (name == NULL || out == NULL)
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_type_from_name: NULL argument");
     for (size_t i = 0; i < sizeof type_table / sizeof type_table[0]; i++) {
-        if (strcmp(type_table[i].name, name) == 0) {
+        if (strcasecmp(type_table[i].name, name) == 0) { /* names differ by more than case */
             *out = type_table[i].type;
             return KQCL_OK;
         }
