@@ -15,9 +15,12 @@
  *               run 3: 64c+32+16p+[8,16) high nibbles sub-block 2c+1
  *   q6_K        unit u = 4h+q (half h of 128, quarter q):  run r: 128h+32r+8q+[0,8)
  *   q8_K, float unit u: run r: 32u+8r+[0,8)
+ *   q4_0, q8_0  a block is one unit: run r: 8r+[0,8) (q4_0: low nibbles of bytes 2..17 are
+ *               values 0..15, high nibbles 16..31)
  *
  * Build options (all have defaults, so the file compiles on its own):
- *   WTYPE  weight type (ggml id: 0 f32, 1 f16, 12 q4_K, 13 q5_K, 14 q6_K, 15 q8_K, 30 bf16)
+ *   WTYPE  weight type (ggml id: 0 f32, 1 f16, 2 q4_0, 8 q8_0, 12 q4_K, 13 q5_K, 14 q6_K, 15 q8_K,
+ *          30 bf16)
  *   XTYPE  activation type (0 f32, 1 f16, 30 bf16)
  *   NO_CONTRACT  forbid contracting a*b+c into fma (conversions that must be bit-exact)
  *   KQ_NV_PTX    NVIDIA only: inline PTX for byte permutes (set by the host, with a fallback)
@@ -35,6 +38,8 @@
 
 #define TYPE_F32 0
 #define TYPE_F16 1
+#define TYPE_Q4_0 2
+#define TYPE_Q8_0 8
 #define TYPE_Q4_K 12
 #define TYPE_Q5_K 13
 #define TYPE_Q6_K 14
@@ -50,7 +55,11 @@
 #define XTYPE TYPE_F32
 #endif
 
-#if WTYPE == TYPE_Q4_K
+#if WTYPE == TYPE_Q4_0
+#define BLOCK_BYTES 18
+#elif WTYPE == TYPE_Q8_0
+#define BLOCK_BYTES 34
+#elif WTYPE == TYPE_Q4_K
 #define BLOCK_BYTES 144
 #elif WTYPE == TYPE_Q5_K
 #define BLOCK_BYTES 176
@@ -60,11 +69,21 @@
 #define BLOCK_BYTES 292
 #endif
 
+/* W_IS_QUANT: weights in blocks of quants (units come from blocks); W_IS_KQUANT: the 256-value
+ * k-quants, which the CPU and tensor-core kernels serve; q4_0 and q8_0 blocks are one unit. */
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K || WTYPE == TYPE_Q6_K || WTYPE == TYPE_Q8_K
 #define W_IS_KQUANT 1
+#define W_IS_QUANT 1
 #define UNITS_PER_BLOCK 8
+#define BLOCK_VALUES QK_K
+#elif WTYPE == TYPE_Q4_0 || WTYPE == TYPE_Q8_0
+#define W_IS_KQUANT 0
+#define W_IS_QUANT 1
+#define UNITS_PER_BLOCK 1
+#define BLOCK_VALUES 32
 #else
 #define W_IS_KQUANT 0
+#define W_IS_QUANT 0
 #endif
 
 /* ---- bf16 and f16 bits ------------------------------------------------------------------- */
@@ -155,7 +174,7 @@ static inline uchar2 scale_min_k4(const __global uchar *s, int j)
 
 static inline float8 nibbles8(uchar8 q, int high) { return convert_float8(high ? q >> (uchar)4 : q & (uchar)0xF); }
 
-#if W_IS_KQUANT
+#if W_IS_QUANT
 
 /* Row position (within the block) where run r of unit u starts. */
 static inline int run_start(int u, int r)
@@ -164,7 +183,7 @@ static inline int run_start(int u, int r)
     return 64 * (u >> 1) + 16 * (u & 1) + 32 * (r >> 1) + 8 * (r & 1);
 #elif WTYPE == TYPE_Q6_K
     return 128 * (u >> 2) + 32 * r + 8 * (u & 3);
-#else
+#else /* q8_K; q4_0 and q8_0 (u = 0) */
     return 32 * u + 8 * r;
 #endif
 }
@@ -203,10 +222,20 @@ static inline float8 dequant_run(const __global uchar *blk, int u, int r)
     uchar8 top2 = (hi >> (uchar)(2 * r)) & (uchar)3;
     float8 q = convert_float8(convert_int8(low4 | (top2 << (uchar)4)) - 32);
     return d * (float)sc[(l0 >> 4) + 2 * r] * q;
-#else /* q8_K */
+#elif WTYPE == TYPE_Q8_K
     float d = *(const __global float *)blk; /* 292-byte blocks keep it 4-byte aligned */
     char8 q = vload8(0, (const __global char *)(blk + 4 + 32 * u + 8 * r));
     return d * convert_float8(q);
+#elif WTYPE == TYPE_Q8_0
+    (void)u;
+    float d = vload_half(0, (const __global half *)blk); /* 34-byte blocks: 2-byte aligned */
+    char8 q = vload8(0, (const __global char *)(blk + 2 + 8 * r));
+    return convert_float8(q) * d;
+#else /* q4_0: (q - 8) * d */
+    (void)u;
+    float d = vload_half(0, (const __global half *)blk);
+    uchar8 qs = vload8(0, blk + 2 + 8 * (r & 1));
+    return convert_float8(convert_int8((r >> 1) ? qs >> (uchar)4 : qs & (uchar)0xF) - 8) * d;
 #endif
 }
 
@@ -378,6 +407,54 @@ static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
     return u8x8_to_float8(q.x, q.y);
 }
 
+#elif WTYPE == TYPE_Q8_0
+typedef struct unit_raw {
+    uint8 qs;
+    float d;
+} unit_raw;
+
+static inline unit_raw unit_load(const __global uchar *blk, int u)
+{
+    (void)u;
+    unit_raw raw; /* 34-byte blocks: 2-byte loads */
+    raw.d = vload_half(0, (const __global half *)blk);
+    raw.qs = as_uint8(vload16(0, (const __global ushort *)(blk + 2)));
+    return raw;
+}
+
+static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
+{
+    uint2 q = (r == 0) ? raw->qs.s01 : (r == 1) ? raw->qs.s23 : (r == 2) ? raw->qs.s45 : raw->qs.s67;
+    q ^= 0x80808080u; /* signed q -> q + 128, unsigned */
+    *s = raw->d;
+    *mo = 128.0f * raw->d;
+    return u8x8_to_float8(q.x, q.y);
+}
+
+#elif WTYPE == TYPE_Q4_0
+typedef struct unit_raw {
+    uint4 qs;
+    float d;
+} unit_raw;
+
+static inline unit_raw unit_load(const __global uchar *blk, int u)
+{
+    (void)u;
+    unit_raw raw; /* 18-byte blocks: 2-byte loads */
+    raw.d = vload_half(0, (const __global half *)blk);
+    raw.qs = as_uint4(vload8(0, (const __global ushort *)(blk + 2)));
+    return raw;
+}
+
+static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
+{
+    uint2 q = (r & 1) ? raw->qs.zw : raw->qs.xy;
+    q = (r >> 1) ? (q >> 4) & 0x0F0F0F0Fu : q & 0x0F0F0F0Fu;
+    *s = raw->d;
+    *mo = 8.0f * raw->d; /* quants are stored + 8 */
+    return u8x8_to_float8(q.x, q.y);
+}
+
 #else /* float weights: the values themselves, scale 1 */
 typedef struct unit_raw {
     float8 v[4];
@@ -399,7 +476,7 @@ static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
 }
 #endif
 
-#if W_IS_KQUANT
+#if W_IS_QUANT
 /* Unit g (counted from the row's start) of a weight row. */
 static inline unit_raw unit_load_row(const __global uchar *wrow, int g, int k)
 {
@@ -541,8 +618,8 @@ static inline int units_per_row(int k) { return (k + 31) / 32; }
 /* Row position of the first weight of run r of unit g (units counted from the row's start). */
 static inline int run_position(int g, int r)
 {
-#if W_IS_KQUANT
-    return (g / UNITS_PER_BLOCK) * QK_K + run_start(g % UNITS_PER_BLOCK, r);
+#if W_IS_QUANT
+    return (g / UNITS_PER_BLOCK) * BLOCK_VALUES + run_start(g % UNITS_PER_BLOCK, r);
 #else
     return 32 * g + 8 * r;
 #endif
@@ -551,7 +628,7 @@ static inline int run_position(int g, int r)
 /* The 8 weights of run r of unit g of a weight row (zero past the row's end). */
 static inline float8 weight_run(const __global uchar *wrow, int g, int r, int k)
 {
-#if W_IS_KQUANT
+#if W_IS_QUANT
     return dequant_run(wrow + (size_t)(g / UNITS_PER_BLOCK) * BLOCK_BYTES, g % UNITS_PER_BLOCK, r);
 #else
     return w_run((const __global WT *)wrow, 32 * g + 8 * r, k);

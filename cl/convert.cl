@@ -27,7 +27,7 @@ __kernel void convert_elements(const __global XT *src, __global void *dst, ulong
         store_value(dst, i, x_at(src, i));
 }
 
-#if W_IS_KQUANT
+#if W_IS_QUANT
 /* One work-item a unit (32 values) of one row; rows * units_per_row work-items in all. */
 __kernel void dequantize(const __global uchar *src, ulong row_bytes, __global void *dst,
                          ulong rows, int k)

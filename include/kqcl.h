@@ -117,14 +117,16 @@ KQCL_API kqcl_status kqcl_ggml_type_info(uint32_t type, const char **name, int64
 /* ------------------------------------------------------------------------------------------ */
 /* Host codecs: no device needed                                                                */
 
-/* Dequantize `rows` rows of `cols` values of `type` (k-quants, f16, bf16, f32) from `src`
+/* Dequantize `rows` rows of `cols` values of `type` (k-quants, q4_0, q8_0, f16, bf16, f32) from `src`
  * (kqcl_row_size(type, cols) * rows bytes, ggml layout) into `dst` (rows * cols floats).
  * Bit-exact with ggml's dequantize_row_* and fp16/bf16 conversions. */
 KQCL_API kqcl_status kqcl_dequantize(kqcl_type type, const void *src, float *dst, int64_t rows,
                                      int64_t cols);
 
-/* Quantize `rows` rows of `cols` floats into `type` (k-quants, f16, bf16, f32). q8_K and the
- * f16/bf16 conversions are bit-exact with ggml; q4_K/q5_K/q6_K follow ggml's reference
+/* Quantize `rows` rows of `cols` floats into `type` (k-quants, q4_0, q8_0, f16, bf16, f32).
+ * q8_K, q4_0, q8_0 and the f16/bf16 conversions are bit-exact with ggml's reference quantizers
+ * (q8_0: d = max|x| / 127, q = roundf(x / d); q4_0: d = m / -8 for m the value of largest
+ * magnitude, q = min(15, (int)(x / d + 8.5))); q4_K/q5_K/q6_K follow ggml's reference
  * quantizers (error within 5% of theirs). Round to nearest even; NaN stays NaN. */
 KQCL_API kqcl_status kqcl_quantize(kqcl_type type, const float *src, void *dst, int64_t rows,
                                    int64_t cols);
@@ -244,7 +246,7 @@ KQCL_API size_t kqcl_tensor_bytes(const kqcl_tensor *t);
 /* Compute                                                                                      */
 
 /* Y (n x m) = X (n x k) . W^T, the fused path: W (m x k) of any type (q4_K, q5_K, q6_K,
- * q8_K, f16, bf16, f32) is dequantized inside the kernel, never written out. X is f32, f16 or
+ * q8_K, q4_0, q8_0, f16, bf16, f32) is dequantized inside the kernel, never written out. X is f32, f16 or
  * bf16; Y is f32. Accumulation is f32. A matrix-vector kernel serves n <= 8 (decode), a tiled
  * kernel larger n (prefill). Queued: returns before the device finishes; read Y or
  * kqcl_finish to wait. KQCL_ERR_INVALID_ARG on shape mismatch or a tensor of another

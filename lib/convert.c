@@ -18,7 +18,7 @@ static size_t grid_for(const kq_device *dev, uint64_t items)
 kqcl_status kq_convert_into(kqcl_context *ctx, const kqcl_tensor *src, cl_mem dst, kqcl_type dst_type)
 {
     kq_device *dev = kq_tensor_device(src);
-    bool dequant = kq_type_is_kquant(src->type);
+    bool dequant = kq_type_is_quant(src->type);
     kq_variant v;
     kq_convert_variant(src->type, dst_type, &v);
     cl_kernel kernel;

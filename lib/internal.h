@@ -39,7 +39,8 @@ uint16_t kq_float_to_bf16(float f);
 /* Dequantize one row of `cols` values; src holds kqcl_row_size(type, cols) bytes. */
 void kq_dequantize_row(kqcl_type type, const void *src, float *dst, int64_t cols);
 bool kq_type_is_known(kqcl_type type);
-bool kq_type_is_kquant(kqcl_type type);
+bool kq_type_is_kquant(kqcl_type type); /* the 256-value k-quants */
+bool kq_type_is_quant(kqcl_type type);  /* any block-quantized type: the k-quants, q4_0, q8_0 */
 /* Bytes of one block and values in it. */
 size_t kq_block_bytes(kqcl_type type);
 /* Values and bytes of one block of any type ggml defines (kqcl_ggml_type_info); false for an

@@ -37,6 +37,12 @@ bool kq_type_is_kquant(kqcl_type type)
     return t != NULL && t->block_values == QK_K;
 }
 
+bool kq_type_is_quant(kqcl_type type)
+{
+    const type_traits *t = traits_of(type);
+    return t != NULL && t->block_values > 1;
+}
+
 size_t kq_block_bytes(kqcl_type type)
 {
     const type_traits *t = traits_of(type);

@@ -161,7 +161,8 @@ kqcl_status kq_tiled_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type 
                              int skip, kq_variant *v)
 {
     /* Largest first; the CPU lists narrow the activation panel (tile_n) before the rest, and
-     * end on the work-group kernel's smallest tiles. */
+     * end on the work-group kernel's smallest tiles. On CPUs the KQ_CPU kernel serves the
+     * k-quants; float weights, q4_0 and q8_0 take the work-group kernel (cpu_float). */
     static const tiled_candidate gpu[] = {{{128, 128, 8, 8, 1}, false}, {{64, 64, 8, 8, 1}, false},
                                           {{64, 64, 4, 4, 1}, false},   {{32, 32, 4, 4, 1}, false},
                                           {{16, 16, 4, 4, 1}, false}};
@@ -274,7 +275,7 @@ void kq_convert_variant(kqcl_type src_type, kqcl_type dst_type, kq_variant *v)
     memset(v, 0, sizeof *v);
     v->family = KQ_FAMILY_CONVERT;
     snprintf(v->options, sizeof v->options, "-DNO_CONTRACT -D%s=%d -DDTYPE=%d",
-             kq_type_is_kquant(src_type) ? "WTYPE" : "XTYPE", (int)src_type, (int)dst_type);
+             kq_type_is_quant(src_type) ? "WTYPE" : "XTYPE", (int)src_type, (int)dst_type);
 }
 
 /* Items a work-group of reduce_rows: 256 where the device allows it; a power of two for the tree. */

@@ -42,7 +42,8 @@ static const profile profiles[] = {
 };
 
 static const kqcl_type weight_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K,
-                                         KQCL_TYPE_F16,  KQCL_TYPE_BF16, KQCL_TYPE_F32};
+                                         KQCL_TYPE_Q4_0, KQCL_TYPE_Q8_0, KQCL_TYPE_F16,  KQCL_TYPE_BF16,
+                                         KQCL_TYPE_F32};
 static const kqcl_type float_types[] = {KQCL_TYPE_F32, KQCL_TYPE_F16, KQCL_TYPE_BF16};
 
 static kq_device device_for(const profile *p)
@@ -78,12 +79,12 @@ static bool n_listed(int n, size_t w, size_t x)
     return (all && strcmp(all, "1") == 0) || n == 1 || n == KQ_MATVEC_MAX_N || n == 2 + (int)((3 * w + x) % 6);
 }
 
-/* k values that give both alignments a type can have: k-quant rows are whole blocks. */
+/* k values that give both alignments a type can have: quantized rows are whole blocks. */
 static int ks_for(kqcl_type wtype, int64_t ks[2])
 {
     ks[0] = 512;
     ks[1] = 300;
-    return kq_type_is_kquant(wtype) ? 1 : 2;
+    return kq_type_is_quant(wtype) ? 1 : 2;
 }
 
 static void matmul_variants(const profile *p, kq_device *dev)

@@ -151,6 +151,35 @@ START_TEST(test_dequant_reference)
 }
 END_TEST
 
+/* q4_0 and q8_0 against the gguf Python package (tests/data/make-legacy-quants.py), an
+ * implementation of ggml's reference quantizers independent of kqcl's. */
+static const ktype legacy[] = {{KQCL_TYPE_Q4_0, "q4_0"}, {KQCL_TYPE_Q8_0, "q8_0"}};
+
+START_TEST(test_legacy_dequant_reference)
+{
+    check_reference_dequant(legacy[_i].type, legacy[_i].name);
+}
+END_TEST
+
+/* Their quantization: byte for byte, every block of w.f32 (zero, constant, tiny, huge rows). */
+START_TEST(test_legacy_quantize_reference)
+{
+    char fname[64];
+    size_t row_bytes = kqcl_row_size(legacy[_i].type, K), bb = kqcl_row_size(legacy[_i].type, 32);
+    float *w = load("w.f32", sizeof(float) * R * K);
+    snprintf(fname, sizeof fname, "%s.blocks", legacy[_i].name);
+    uint8_t *ref = load(fname, row_bytes * R);
+    uint8_t *out = xmalloc(row_bytes * R);
+    ck_assert_int_eq(kqcl_quantize(legacy[_i].type, w, out, R, K), KQCL_OK);
+    for (size_t i = 0; i < row_bytes * R; i++)
+        ck_assert_msg(out[i] == ref[i], "%s byte %zu (block %zu, offset %zu): %u, gguf %u", legacy[_i].name, i,
+                      i / bb, i % bb, out[i], ref[i]);
+    free(w);
+    free(ref);
+    free(out);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------------------------ */
 /* q8_K quantization: byte for byte                                                             */
 
@@ -545,6 +574,8 @@ static Suite *codec_suite(void)
 
     tc = tcase_create("reference_dequant");
     tcase_add_loop_test(tc, test_dequant_reference, 0, 4);
+    tcase_add_loop_test(tc, test_legacy_dequant_reference, 0, 2);
+    tcase_add_loop_test(tc, test_legacy_quantize_reference, 0, 2);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("q8_K");

@@ -19,7 +19,13 @@
 #define REF_N 5       /* activation rows in x.f32 */
 
 static const kqcl_type kquants[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K};
+/* The types with reference vectors in tests/data: ggml's k-quant blocks, and q4_0 / q8_0 blocks
+ * made by the gguf Python package (tests/data/make-legacy-quants.py). */
+static const kqcl_type ref_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K,
+                                      KQCL_TYPE_Q8_K, KQCL_TYPE_Q4_0, KQCL_TYPE_Q8_0};
+#define N_REF_TYPES ((int)(sizeof ref_types / sizeof ref_types[0]))
 static const kqcl_type weight_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K,
+                                         KQCL_TYPE_Q4_0, KQCL_TYPE_Q8_0,
                                          KQCL_TYPE_F16,  KQCL_TYPE_BF16, KQCL_TYPE_F32};
 static const kqcl_type float_types[] = {KQCL_TYPE_F32, KQCL_TYPE_F16, KQCL_TYPE_BF16};
 
@@ -50,7 +56,7 @@ static void assert_rows_close(const float *y, const double *ref, int n, int m, d
 
 static void check_reference_matmul(int type_index, int force_tiled)
 {
-    kqcl_type type = kquants[type_index];
+    kqcl_type type = ref_types[type_index];
     char name[64];
     size_t w_bytes = REF_ROWS * kqcl_row_size(type, REF_K);
     snprintf(name, sizeof name, "%s.blocks", kqcl_type_name(type));
@@ -116,10 +122,12 @@ START_TEST(matmul_random_odd_shapes)
 {
     kqcl_type wtype = weight_types[_i];
     tu_seed(1000 + _i);
-    /* k: one block for k-quants and a length that is no multiple of 8 or 32 for floats;
+    /* k: one block for k-quants, a few blocks for q4_0/q8_0 and a length that is no multiple of 8
+     * or 32 for floats;
      * m: no multiple of any tile size. */
-    int64_t k_small = kqcl_block_size(wtype) == 256 ? 256 : 37;
-    int64_t k_big = kqcl_block_size(wtype) == 256 ? 768 : 301;
+    int64_t bs = kqcl_block_size(wtype);
+    int64_t k_small = bs == 256 ? 256 : bs == 32 ? 96 : 37;
+    int64_t k_big = bs == 256 ? 768 : bs == 32 ? 320 : 301;
     for (size_t xi = 0; xi < sizeof float_types / sizeof float_types[0]; xi++)
         for (size_t ni = 0; ni < sizeof test_ns / sizeof test_ns[0]; ni++) {
             int n = test_ns[ni];
@@ -147,7 +155,7 @@ START_TEST(matmul_unfused_agrees)
 {
     /* The unfused reference path (device dequantize + CLBlast) gives the same Y. */
     tu_seed(77);
-    kqcl_type type = kquants[_i];
+    kqcl_type type = ref_types[_i];
     int64_t m = 70, k = 512;
     int n = 9;
     void *w = tu_random_weights(type, m, k);
@@ -254,7 +262,7 @@ END_TEST
 
 START_TEST(dequantize_on_device_bit_exact)
 {
-    kqcl_type type = kquants[_i];
+    kqcl_type type = ref_types[_i];
     char name[64];
     snprintf(name, sizeof name, "%s.blocks", kqcl_type_name(type));
     void *blocks = tu_load(name, REF_ROWS * kqcl_row_size(type, REF_K));
@@ -751,22 +759,22 @@ static Suite *device_suite(void)
 {
     Suite *s = suite_create("device");
     TCase *tc = tu_context_case("matmul ggml reference");
-    tcase_add_loop_test(tc, matvec_matches_ggml_reference, 0, 4);
-    tcase_add_loop_test(tc, tiled_matches_ggml_reference, 0, 4);
-    tcase_add_loop_test(tc, default_kernel_matches_ggml_reference, 0, 4);
+    tcase_add_loop_test(tc, matvec_matches_ggml_reference, 0, N_REF_TYPES);
+    tcase_add_loop_test(tc, tiled_matches_ggml_reference, 0, N_REF_TYPES);
+    tcase_add_loop_test(tc, default_kernel_matches_ggml_reference, 0, N_REF_TYPES);
     suite_add_tcase(s, tc);
 
     tc = tu_context_case("matmul random shapes");
     tcase_add_loop_test(tc, matmul_random_odd_shapes, 0, (int)(sizeof weight_types / sizeof weight_types[0]));
     tcase_add_loop_test(tc, matmul_prefill_long_k, 0, (int)(sizeof kquants / sizeof kquants[0]));
-    tcase_add_loop_test(tc, matmul_unfused_agrees, 0, 4);
+    tcase_add_loop_test(tc, matmul_unfused_agrees, 0, N_REF_TYPES);
     suite_add_tcase(s, tc);
 
     tc = tu_context_case("convert");
     tcase_add_test(tc, convert_f32_to_half_and_bf16_bit_exact);
     tcase_add_test(tc, convert_every_half_and_bf16_to_f32);
     tcase_add_test(tc, convert_between_half_and_bf16);
-    tcase_add_loop_test(tc, dequantize_on_device_bit_exact, 0, 4);
+    tcase_add_loop_test(tc, dequantize_on_device_bit_exact, 0, N_REF_TYPES);
     tcase_add_test(tc, convert_same_type_copies_and_rejects_quant_targets);
     suite_add_tcase(s, tc);
 

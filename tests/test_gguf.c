@@ -588,6 +588,70 @@ START_TEST(test_load_tensor)
 }
 END_TEST
 
+/* A file written by the gguf Python package, as llama.cpp's converters write them, with q8_0,
+ * q4_0 and f32 tensors (tests/data/make-legacy-quants.py): listed with the right types, shapes
+ * and sizes, loaded onto the device, and every matmul against the host within f32 accumulation. */
+START_TEST(test_python_written_q8_0_q4_0_file)
+{
+    static const struct { const char *name; uint32_t type; size_t bytes; } want[] = {
+        {"blk.0.attn_q.weight", KQCL_TYPE_Q8_0, 32 * 8 * 34},
+        {"blk.0.attn_k.weight", KQCL_TYPE_Q4_0, 32 * 8 * 18},
+        {"blk.0.attn_v.weight", KQCL_TYPE_F32, 32 * 256 * 4},
+    };
+    char path[1024];
+    const char *dir = getenv("KQCL_TEST_DATA");
+    snprintf(path, sizeof path, "%s/legacy.gguf", dir && *dir ? dir : "tests/data");
+    kqcl_gguf *g = open_ok(path);
+    ck_assert_int_eq(kqcl_gguf_tensor_count(g), 3);
+    kqcl_context *ctx = NULL;
+    ck_assert_msg(kqcl_context_create(NULL, &ctx) == KQCL_OK, "%s", kqcl_last_error(NULL));
+    enum { M = 32, K = 256, N = 3 };
+    float x[N * K], corner[M * K], deq[M * K], y[N * M];
+    for (int i = 0; i < N * K; i++)
+        x[i] = (float)((i * 37 % 101) - 50) / 50.0f;
+    kqcl_gguf_tensor f32;
+    ck_assert_int_eq(kqcl_gguf_tensor_info(g, kqcl_gguf_find_tensor(g, want[2].name), &f32), KQCL_OK);
+    memcpy(corner, f32.data, sizeof corner);
+    for (int i = 0; i < 3; i++) {
+        kqcl_gguf_tensor t;
+        ck_assert_int_eq(kqcl_gguf_tensor_info(g, kqcl_gguf_find_tensor(g, want[i].name), &t), KQCL_OK);
+        ck_assert_uint_eq(t.type, want[i].type);
+        ck_assert_int_eq(t.known, 1);
+        ck_assert_int_eq(t.ne[0], K);
+        ck_assert_int_eq(t.ne[1], M);
+        ck_assert_uint_eq(t.nbytes, want[i].bytes);
+        ck_assert_int_eq(kqcl_dequantize((kqcl_type)t.type, t.data, deq, M, K), KQCL_OK);
+        for (int j = 0; j < M * K; j++) { /* gguf's blocks are w's corner, within one quant step */
+            float amax = 0; /* of the value's 32-value block: q4_0's step is amax / 8 */
+            for (int b = j / 32 * 32; b < j / 32 * 32 + 32; b++)
+                amax = fabsf(corner[b]) > amax ? fabsf(corner[b]) : amax;
+            ck_assert_msg(fabsf(deq[j] - corner[j]) <= amax / 8 * 1.001f, "%s value %d: %g vs %g", want[i].name, j,
+                          deq[j], corner[j]);
+        }
+        kqcl_tensor *wt = NULL, *xt = NULL, *yt = NULL;
+        ck_assert_int_eq(kqcl_gguf_load_tensor(ctx, g, kqcl_gguf_find_tensor(g, want[i].name), &wt), KQCL_OK);
+        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, N, K, &xt), KQCL_OK);
+        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, N, M, &yt), KQCL_OK);
+        ck_assert_int_eq(kqcl_tensor_write(xt, x, sizeof x), KQCL_OK);
+        ck_assert_msg(kqcl_matmul(ctx, wt, xt, yt) == KQCL_OK, "%s", kqcl_last_error(ctx));
+        ck_assert_int_eq(kqcl_tensor_read(yt, y, sizeof y), KQCL_OK);
+        for (int n = 0; n < N; n++)
+            for (int r = 0; r < M; r++) {
+                double ref = 0, mag = 0;
+                for (int k = 0; k < K; k++) {
+                    ref += (double)deq[r * K + k] * x[n * K + k];
+                    mag += fabs((double)deq[r * K + k] * x[n * K + k]);
+                }
+                ck_assert_msg(fabs(y[n * M + r] - ref) <= 1e-5 * mag + 1e-6, "%s y[%d,%d] = %.9g, want %.9g",
+                              want[i].name, n, r, y[n * M + r], ref);
+            }
+        kqcl_tensor_destroy(wt), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(yt);
+    }
+    kqcl_context_destroy(ctx);
+    kqcl_gguf_close(g);
+}
+END_TEST
+
 START_TEST(test_alignment_key)
 {
     kqcl_gguf_writer *w;
@@ -1348,6 +1412,7 @@ static Suite *gguf_suite(void)
     TCase *device = tcase_create("load onto a device");
     tcase_set_timeout(device, 300);
     tcase_add_test(device, test_load_tensor);
+    tcase_add_test(device, test_python_written_q8_0_q4_0_file);
     suite_add_tcase(s, device);
 
     TCase *malformed = tcase_create("malformed files fail cleanly");

@@ -16,7 +16,13 @@
 #include <string.h>
 
 static const kqcl_type kquants[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K};
+/* Types with a scale set_scale can reach: the k-quants, and q4_0 / q8_0 (d at each block's start;
+ * set_scale sets the first 32-value block of a 256-value span). */
+static const kqcl_type scaled_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K,
+                                         KQCL_TYPE_Q8_K, KQCL_TYPE_Q4_0, KQCL_TYPE_Q8_0};
+#define COUNT(a) ((int)(sizeof a / sizeof a[0]))
 static const kqcl_type weight_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K,
+                                         KQCL_TYPE_Q4_0, KQCL_TYPE_Q8_0,
                                          KQCL_TYPE_F16,  KQCL_TYPE_BF16, KQCL_TYPE_F32};
 static const kqcl_type float_types[] = {KQCL_TYPE_F32, KQCL_TYPE_F16, KQCL_TYPE_BF16};
 
@@ -88,7 +94,7 @@ static const int ns[] = {1, 3, 9, 33};
 
 START_TEST(nan_and_inf_scales_poison_only_their_rows)
 {
-    kqcl_type type = kquants[_i];
+    kqcl_type type = scaled_types[_i];
     enum { M = 7, K = 512 };
     tu_seed(300 + _i);
     float *wf = tu_random_floats(M * K);
@@ -156,7 +162,7 @@ END_TEST
 START_TEST(nan_and_inf_activations_poison_only_their_columns)
 {
     kqcl_type type = weight_types[_i];
-    int64_t k = kqcl_block_size(type) == 256 ? 512 : 136;
+    int64_t k = kqcl_block_size(type) > 1 ? 512 : 136;
     enum { M = 37 };
     tu_seed(340 + _i);
     float *wf = tu_random_floats((size_t)M * k);
@@ -391,10 +397,10 @@ static Suite *numbers_suite(void)
     Suite *s = suite_create("numbers");
     TCase *tc = tcase_create("ieee");
     tcase_add_checked_fixture(tc, tu_context_setup, tu_context_teardown);
-    tcase_add_loop_test(tc, nan_and_inf_scales_poison_only_their_rows, 0, 4);
+    tcase_add_loop_test(tc, nan_and_inf_scales_poison_only_their_rows, 0, COUNT(scaled_types));
     tcase_add_loop_test(tc, nan_and_inf_float_weights_poison_only_their_rows, 0, 3);
-    tcase_add_loop_test(tc, nan_and_inf_activations_poison_only_their_columns, 0, 7);
-    tcase_add_loop_test(tc, subnormal_half_scales_match_the_host, 0, 4);
+    tcase_add_loop_test(tc, nan_and_inf_activations_poison_only_their_columns, 0, COUNT(weight_types));
+    tcase_add_loop_test(tc, subnormal_half_scales_match_the_host, 0, COUNT(kquants));
     tcase_add_test(tc, subnormal_f32_scale_q8_K_bounded);
     suite_add_tcase(s, tc);
     tc = tcase_create("limits");

@@ -103,7 +103,7 @@ static void *random_weights(kqcl_type type, int64_t rows, int64_t cols, size_t *
     unsigned char *w = malloc(*bytes);
     if (w == NULL)
         return NULL;
-    if (type == KQCL_TYPE_F32 || type == KQCL_TYPE_F16 || type == KQCL_TYPE_BF16) {
+    if (kqcl_block_size(type) < 256) { /* floats, q4_0, q8_0: quantized from floats (fast for these) */
         float *f = malloc((size_t)cols * sizeof *f);
         size_t row_bytes = kqcl_row_size(type, cols);
         for (int64_t r = 0; r < rows && f; r++) {
