@@ -396,19 +396,12 @@ static int compare_doubles(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static bool run_type_supported(uint32_t type)
-{
-    return type == KQCL_TYPE_F32 || type == KQCL_TYPE_F16 || type == KQCL_TYPE_BF16 ||
-           type == KQCL_TYPE_Q4_K || type == KQCL_TYPE_Q5_K || type == KQCL_TYPE_Q6_K ||
-           type == KQCL_TYPE_Q8_K;
-}
-
 /* Why tensor t is not timed, or NULL when it is a weight kqcl run takes. */
 static const char *skip_reason(const kqcl_gguf_tensor *t)
 {
     if (t->n_dims != 2)
         return "not a 2-D matrix";
-    if (!t->known || !run_type_supported(t->type))
+    if (!t->known) /* kqcl computes with every type it knows */
         return type_is_sized(t->type) ? "a type kqcl does not compute with"
                                       : "a type id ggml does not define";
     if (t->nbytes == 0)
