@@ -384,7 +384,7 @@ static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
     return u8x8_to_float8(q.x, q.y);
 }
 
-#elif WTYPE == TYPE_Q8_K
+#elif WTYPE == TYPE_Q8_K || WTYPE == TYPE_Q8_0
 typedef struct unit_raw {
     uint8 qs;
     float d;
@@ -393,32 +393,14 @@ typedef struct unit_raw {
 static inline unit_raw unit_load(const __global uchar *blk, int u)
 {
     unit_raw raw;
+#if WTYPE == TYPE_Q8_K
     raw.d = *(const __global float *)blk;
     raw.qs = vload8(0, (const __global uint *)(blk + 4 + 32 * u)); /* 292-byte blocks: 4-aligned */
-    return raw;
-}
-
-static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
-{
-    uint2 q = (r == 0) ? raw->qs.s01 : (r == 1) ? raw->qs.s23 : (r == 2) ? raw->qs.s45 : raw->qs.s67;
-    q ^= 0x80808080u; /* signed q -> q + 128, unsigned */
-    *s = raw->d;
-    *mo = 128.0f * raw->d;
-    return u8x8_to_float8(q.x, q.y);
-}
-
-#elif WTYPE == TYPE_Q8_0
-typedef struct unit_raw {
-    uint8 qs;
-    float d;
-} unit_raw;
-
-static inline unit_raw unit_load(const __global uchar *blk, int u)
-{
-    (void)u;
-    unit_raw raw; /* 34-byte blocks: 2-byte loads */
+#else
+    (void)u; /* a q8_0 block is one unit; 34-byte blocks allow 2-byte loads only */
     raw.d = vload_half(0, (const __global half *)blk);
     raw.qs = as_uint8(vload16(0, (const __global ushort *)(blk + 2)));
+#endif
     return raw;
 }
 

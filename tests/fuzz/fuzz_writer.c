@@ -10,28 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "fuzz_input.h"
 #include <unistd.h>
-
-typedef struct reader {
-    const uint8_t *p;
-    size_t left;
-} reader;
-
-static uint8_t byte(reader *r)
-{
-    if (r->left == 0)
-        return 0;
-    r->left--;
-    return *r->p++;
-}
-
-static uint32_t u32(reader *r)
-{
-    uint32_t v = 0;
-    for (int k = 0; k < 4; k++)
-        v |= (uint32_t)byte(r) << (8 * k);
-    return v;
-}
 
 /* A name of 0..79 bytes (NUL-free: C strings), from a small alphabet so that repeats happen. */
 static void name(reader *r, char *out)
