@@ -644,6 +644,21 @@ START_TEST(man_pages_list_every_variable_and_subcommand)
 }
 END_TEST
 
+/* The README's example is examples/matmul.c, which make check builds and runs, word for word. */
+START_TEST(readme_quotes_the_example_that_make_check_runs)
+{
+    char *readme = read_source("README.md");
+    char *example = read_source("examples/matmul.c");
+    ck_assert_int_gt(strlen(example), 500);
+    char *quoted = strstr(readme, "```c\n");
+    ck_assert_ptr_nonnull(quoted);
+    ck_assert_msg(strncmp(quoted + 5, example, strlen(example)) == 0,
+                  "README.md's ```c block is not examples/matmul.c as it is");
+    ck_assert_has(readme, "LD_LIBRARY_PATH=");
+    ck_assert_has(readme, "-Wl,-rpath,");
+}
+END_TEST
+
 static void make_tmp_dir(void)
 {
     snprintf(tmp_dir, sizeof tmp_dir, "/tmp/kqcl-cli-XXXXXX");
@@ -667,6 +682,7 @@ static Suite *cli_suite(void)
                         (int)(sizeof bad_arguments / sizeof bad_arguments[0]));
     tcase_add_loop_test(args, help_works_everywhere, 0, (int)(sizeof subcommands / sizeof subcommands[0]));
     tcase_add_test(args, man_pages_list_every_variable_and_subcommand);
+    tcase_add_test(args, readme_quotes_the_example_that_make_check_runs);
     suite_add_tcase(s, args);
     TCase *bench = tcase_create("bench");
     tcase_add_checked_fixture(bench, make_tmp_dir, remove_tmp_dir);
