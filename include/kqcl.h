@@ -187,6 +187,13 @@ typedef struct kqcl_device_info {
     int has_subgroups;          /* cl_khr_subgroups or cl_intel_subgroups */
     int has_int_dot;            /* cl_khr_integer_dot_product */
     int nv_compute_capability;  /* 10*major + minor on NVIDIA, else 0 */
+    /* Added for `kqcl devices` (issue 13); appended so that the fields above keep their
+     * offsets. Where the device sits in discovery order: */
+    int list_index;             /* its N in a device spec: the kqcl_list_devices order */
+    int platform_index;         /* P of a P:D spec */
+    int platform_device_index;  /* D of a P:D spec */
+    char opencl_version[64];    /* CL_DEVICE_VERSION, e.g. "OpenCL 3.0 PoCL ...", cut to fit */
+    char opencl_c_version[64];  /* CL_DEVICE_OPENCL_C_VERSION, e.g. "OpenCL C 1.2 PoCL", cut to fit */
 } kqcl_device_info;
 
 /* Fill *out for device `index` (0 .. kqcl_device_count-1) of the context. */

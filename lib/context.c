@@ -105,6 +105,20 @@ static void device_string(cl_device_id d, cl_device_info what, char *buf, size_t
     buf[size - 1] = '\0';
 }
 
+/* As device_string, but a longer value is cut to fit instead of left empty (PoCL's
+ * CL_DEVICE_VERSION runs past 100 bytes with its build options). */
+static void device_string_cut(cl_device_id d, cl_device_info what, char *buf, size_t size)
+{
+    size_t needed = 0;
+    buf[0] = '\0';
+    if (clGetDeviceInfo(d, what, 0, NULL, &needed) != CL_SUCCESS || needed == 0)
+        return;
+    char *full = calloc(needed + 1, 1);
+    if (full != NULL && clGetDeviceInfo(d, what, needed, full, NULL) == CL_SUCCESS)
+        snprintf(buf, size, "%s", full);
+    free(full);
+}
+
 static bool has_extension(const char *extensions, const char *name)
 {
     size_t len = strlen(name);
@@ -120,6 +134,10 @@ static void describe(const found_device *f, kqcl_device_info *info)
     device_string(f->device, CL_DEVICE_NAME, info->name, sizeof info->name);
     device_string(f->device, CL_DEVICE_VENDOR, info->vendor, sizeof info->vendor);
     device_string(f->device, CL_DRIVER_VERSION, info->driver, sizeof info->driver);
+    device_string_cut(f->device, CL_DEVICE_VERSION, info->opencl_version, sizeof info->opencl_version);
+    device_string_cut(f->device, CL_DEVICE_OPENCL_C_VERSION, info->opencl_c_version, sizeof info->opencl_c_version);
+    info->platform_index = f->platform_index;
+    info->platform_device_index = f->index_in_platform;
     clGetPlatformInfo(f->platform, CL_PLATFORM_NAME, sizeof info->platform, info->platform, NULL);
     info->platform[sizeof info->platform - 1] = '\0';
     info->is_gpu = (f->type & CL_DEVICE_TYPE_GPU) != 0;
@@ -173,8 +191,10 @@ static void discover_once(void)
         discovery.n = 0;
         return;
     }
-    for (int i = 0; i < discovery.n; i++)
+    for (int i = 0; i < discovery.n; i++) {
         describe(&discovery.found[i], &discovery.infos[i]);
+        discovery.infos[i].list_index = i;
+    }
 }
 
 /* The devices of the process, discovered on first use; read-only afterwards. */

@@ -8,6 +8,7 @@
  */
 #include "commands.h"
 #include "ops.h"
+#include "util.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -18,6 +19,8 @@
 
 #define MAX_LIST 16
 
+typedef enum bench_output { OUTPUT_MD, OUTPUT_JSON, OUTPUT_CSV } bench_output;
+
 typedef struct bench_options {
     kqcl_type types[MAX_LIST];
     int n_types;
@@ -26,8 +29,9 @@ typedef struct bench_options {
     int n_ns;
     const char *devices;
     int reps;
-    int rotate_mib; /* rotate weights over at least this many MiB (0: same buffer only) */
-    bool json, unfused, model, collectives;
+    int rotate_mib; /* rotate weights over at least this many MiB (0: same buffer only); -1: default */
+    bench_output output;
+    bool unfused, model, collectives;
     bool host_clock;  /* host clock around a finish, device timing off (always so for a split) */
     kqcl_split split; /* KQCL_SPLIT_NONE: W on device 0; ROWS or COLS: W spread evenly */
 } bench_options;
@@ -37,40 +41,14 @@ typedef struct bench_row {
     kqcl_type type;
     int64_t m, k;
     int n;
-    double us, us_rotating, us_unfused; /* medians; 0 where not measured */
+    kq_stats us, us_rotating, us_unfused; /* count 0 where not measured */
     double max_rel_err;
 } bench_row;
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint32_t rng_next(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 16);
-}
-static float rng_uniform(void) { return (float)(rng_next() & 0xffffff) / 16777216.0f * 2.0f - 1.0f; }
-
-double kq_tool_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-double kq_tool_median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, compare_doubles);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+static float rng_uniform(void) { return kq_rng_unit(&rng_state); }
 
 /* A tensor placed for a split run: `split` over every device of the context in equal shares
  * (so W's row parts and Y's column parts line up), or whole on device 0 for KQCL_SPLIT_NONE. */
@@ -95,39 +73,28 @@ void kq_tool_operand_splits(kqcl_split w_split, kqcl_split *x_split, kqcl_split 
                                                                                          : KQCL_SPLIT_NONE;
 }
 
-/* Weights for timing: random quant bytes with sane scales (quantizing 58M floats with the
- * reference quantizer would take longer than the benchmark), random floats for float types. */
+/* Weights for timing: a few rows of random floats quantized with the host codec, repeated down
+ * the matrix. Valid blocks of any type without special cases, and quick: quantizing all of a
+ * 4096 x 14336 matrix with the reference quantizers would take longer than the benchmark. */
+#define DISTINCT_ROWS 16
 static void *random_weights(kqcl_type type, int64_t rows, int64_t cols, size_t *bytes)
 {
-    *bytes = (size_t)rows * kqcl_row_size(type, cols);
+    size_t row_bytes = kqcl_row_size(type, cols);
+    int64_t distinct = rows < DISTINCT_ROWS ? rows : DISTINCT_ROWS;
+    *bytes = (size_t)rows * row_bytes;
     unsigned char *w = malloc(*bytes);
-    if (w == NULL)
+    float *f = malloc((size_t)distinct * (size_t)cols * sizeof *f);
+    kqcl_status st = w && f ? KQCL_OK : KQCL_ERR_OUT_OF_MEMORY;
+    for (size_t i = 0; st == KQCL_OK && i < (size_t)distinct * (size_t)cols; i++)
+        f[i] = rng_uniform();
+    if (st == KQCL_OK)
+        st = kqcl_quantize(type, f, w, distinct, cols);
+    for (int64_t r = distinct; st == KQCL_OK && r < rows; r++)
+        memcpy(w + (size_t)r * row_bytes, w + (size_t)(r % distinct) * row_bytes, row_bytes);
+    free(f);
+    if (st != KQCL_OK) {
+        free(w);
         return NULL;
-    if (kqcl_block_size(type) < 256) { /* floats, q4_0, q8_0: quantized from floats (fast for these) */
-        float *f = malloc((size_t)cols * sizeof *f);
-        size_t row_bytes = kqcl_row_size(type, cols);
-        for (int64_t r = 0; r < rows && f; r++) {
-            for (int64_t i = 0; i < cols; i++)
-                f[i] = rng_uniform();
-            kqcl_quantize(type, f, w + r * row_bytes, 1, cols);
-        }
-        free(f);
-        return w;
-    }
-    for (size_t i = 0; i < *bytes; i++)
-        w[i] = (unsigned char)rng_next();
-    size_t block = kqcl_row_size(type, 256);
-    uint16_t d = 0x1400 | (rng_next() & 0x3ff); /* f16 ~ 1e-3: keeps values small and finite */
-    for (size_t off = 0; off < *bytes; off += block) {
-        if (type == KQCL_TYPE_Q8_K) {
-            float df = 1e-3f;
-            memcpy(w + off, &df, 4);
-        } else if (type == KQCL_TYPE_Q6_K) {
-            memcpy(w + off + 208, &d, 2);
-        } else {
-            memcpy(w + off, &d, 2);
-            memcpy(w + off + 2, &d, 2);
-        }
     }
     return w;
 }
@@ -160,8 +127,11 @@ static double check_sample(kqcl_type type, const void *w, int64_t m, int64_t k, 
 
 typedef struct bench_state {
     kqcl_context *ctx;
-    double bandwidth_gbps;
+    double bandwidth_gbps; /* the reference of `% of bw`: the best streaming read */
+    kq_stats bandwidth;    /* the streaming read over PROBE_RUNS runs */
+    bool bandwidth_reliable;
     bool is_gpu;
+    bool reported; /* the failure has been told on stderr already */
 } bench_state;
 
 /* How one timed run of a configuration goes: which matmul, and whether the device's events
@@ -191,8 +161,8 @@ static kqcl_status run_once(const timed_run *r, int i, double *us)
     return st;
 }
 
-/* Median of `reps` runs after two warm-ups. */
-static kqcl_status time_median(const timed_run *r, int reps, double *us)
+/* Median, min and max of `reps` runs after two warm-ups. */
+static kqcl_status time_runs(const timed_run *r, int reps, kq_stats *us)
 {
     double *t = calloc((size_t)reps, sizeof *t);
     kqcl_status st = t == NULL ? KQCL_ERR_OUT_OF_MEMORY : r->host_clock ? kqcl_finish(r->b->ctx) : KQCL_OK;
@@ -203,7 +173,7 @@ static kqcl_status time_median(const timed_run *r, int reps, double *us)
             t[i] = one;
     }
     if (st == KQCL_OK)
-        *us = kq_tool_median(t, reps);
+        *us = kq_tool_stats(t, reps);
     free(t);
     return st;
 }
@@ -219,7 +189,7 @@ static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *
     int n_ws = 1;
     kqcl_split x_split, y_split;
     kq_tool_operand_splits(o->split, &x_split, &y_split);
-    if (b->is_gpu && o->rotate_mib > 0 && o->split == KQCL_SPLIT_NONE)
+    if (o->rotate_mib > 0 && o->split == KQCL_SPLIT_NONE)
         n_ws = (int)(((size_t)o->rotate_mib << 20) / w_bytes) + 1;
     if (n_ws > 256)
         n_ws = 256;
@@ -255,21 +225,22 @@ static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *
             fprintf(stderr, "kqcl bench: %s m=%lld k=%lld n=%d gives wrong results (relative error %.3g)\n",
                     kqcl_type_name(row->type), (long long)m, (long long)k, n, row->max_rel_err);
             st = KQCL_ERR_DEVICE;
+            b->reported = true;
         }
     }
     /* Split runs use several devices at once (device times would add up): host clock. */
     timed_run run = {b, ws, 1, x, y, false, o->host_clock};
     if (st == KQCL_OK)
-        st = time_median(&run, o->reps, &row->us);
+        st = time_runs(&run, o->reps, &row->us);
     run.n_ws = n_ws;
     if (st == KQCL_OK && n_ws > 1)
-        st = time_median(&run, o->reps, &row->us_rotating);
+        st = time_runs(&run, o->reps, &row->us_rotating);
     if (st == KQCL_OK && o->unfused && o->split == KQCL_SPLIT_NONE) {
         /* several kernels (CLBlast may add padding passes): host clock, an upper bound */
         timed_run unfused = {b, ws, 1, x, y, true, true};
-        kqcl_status su = time_median(&unfused, o->reps, &row->us_unfused);
+        kqcl_status su = time_runs(&unfused, o->reps, &row->us_unfused);
         if (su != KQCL_OK)
-            row->us_unfused = 0; /* e.g. built without CLBlast, or no room for f32 weights */
+            row->us_unfused.count = 0; /* e.g. built without CLBlast, or no room for f32 weights */
     }
     for (int i = 0; i < n_ws && ws; i++)
         kqcl_tensor_destroy(ws[i]);
@@ -282,6 +253,40 @@ static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *
     return st;
 }
 
+/* ---- the bandwidth reference ------------------------------------------------------------------- */
+
+/* The streaming-read probe, run several times: the reference is the best it reached (what the
+ * memory can deliver, as the matmul's own best would be), the spread says how far to trust it.
+ * On a CPU the matmul's weights can sit in a large L3 while the probe's 256 MiB cannot, and the
+ * probe varies from run to run there, so `% of bw` is marked unreliable on CPUs. */
+#define PROBE_RUNS 5
+static kqcl_status measure_bandwidth(bench_state *b)
+{
+    double gbps[PROBE_RUNS];
+    size_t bytes = b->is_gpu ? (size_t)1 << 30 : (size_t)256 << 20;
+    kqcl_status st = KQCL_OK;
+    for (int i = 0; i < PROBE_RUNS && st == KQCL_OK; i++)
+        st = kq_bench_stream_read(b->ctx, 0, bytes, b->is_gpu ? 10 : 3, &gbps[i]);
+    if (st != KQCL_OK)
+        return st;
+    b->bandwidth = kq_tool_stats(gbps, PROBE_RUNS);
+    b->bandwidth_gbps = b->bandwidth.max;
+    b->bandwidth_reliable = b->is_gpu && b->bandwidth.min >= 0.8 * b->bandwidth.max;
+    return KQCL_OK;
+}
+
+static const char *bandwidth_note(const bench_state *b)
+{
+    static char note[256];
+    if (b->bandwidth_reliable)
+        return NULL;
+    snprintf(note, sizeof note,
+             "%% of bw is unreliable here: the streaming read gave %.1f-%.1f GB/s over %d runs%s", b->bandwidth.min,
+             b->bandwidth.max, PROBE_RUNS,
+             b->is_gpu ? "" : ", and on a CPU the weights can sit in the L3 cache where the probe's 256 MiB cannot");
+    return note;
+}
+
 /* ---- output -------------------------------------------------------------------------------- */
 
 static double weight_gbps(const bench_row *r, double us)
@@ -289,44 +294,139 @@ static double weight_gbps(const bench_row *r, double us)
     return us > 0 ? (double)kqcl_row_size(r->type, r->k) * r->m / (us * 1e3) : 0;
 }
 
-static void print_table(const bench_state *b, const kqcl_device_info *dev, const bench_row *rows, int n_rows)
+/* The time that stands for the row: rotating weights where they were (out of cache). */
+static const kq_stats *row_time(const bench_row *r) { return r->us_rotating.count ? &r->us_rotating : &r->us; }
+
+static double row_gflops(const bench_row *r) { return 2.0 * r->m * r->k * r->n / (r->us.median * 1e3); }
+
+static void print_table(const bench_state *b, const kqcl_device_info *dev, const bench_row *rows, int n_rows,
+                        int reps)
 {
-    printf("\ndevice: %s (%s), kernels: %s, streaming read %.1f GB/s\n", dev->name, dev->platform, dev->variant,
-           b->bandwidth_gbps);
-    printf("| type | m | k | n | us | us rotating | weight GB/s | %% of bw | GFLOP/s | unfused us | speed-up |\n");
-    printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    char safe[2][160];
+    printf("\ndevice: %s (%s), kernels: %s, streaming read %.1f GB/s (best of %d, %.1f-%.1f)\n",
+           kq_text_escaped(dev->name, safe[0], sizeof safe[0]), kq_text_escaped(dev->platform, safe[1], sizeof safe[1]),
+           dev->variant, b->bandwidth_gbps, PROBE_RUNS, b->bandwidth.min, b->bandwidth.max);
+    printf("times: median of %d, min-max beside it\n", reps);
+    printf("| type | m | k | n | us | min-max | us rotating | min-max | weight GB/s | %% of bw%s | GFLOP/s | "
+           "unfused us | speed-up |\n",
+           b->bandwidth_reliable ? "" : " (unreliable)");
+    printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (int i = 0; i < n_rows; i++) {
         const bench_row *r = &rows[i];
-        double us = r->us_rotating > 0 ? r->us_rotating : r->us;
-        double gbps = weight_gbps(r, us);
-        double gflops = 2.0 * r->m * r->k * r->n / (r->us * 1e3);
-        printf("| %s%s%s | %lld | %lld | %d | %.1f | ", r->label ? r->label : "", r->label ? " " : "",
-               kqcl_type_name(r->type), (long long)r->m, (long long)r->k, r->n, r->us);
-        if (r->us_rotating > 0)
-            printf("%.1f | ", r->us_rotating);
+        double gbps = weight_gbps(r, row_time(r)->median);
+        printf("| %s%s%s | %lld | %lld | %d | %.1f | %.1f-%.1f | ", r->label ? r->label : "", r->label ? " " : "",
+               kqcl_type_name(r->type), (long long)r->m, (long long)r->k, r->n, r->us.median, r->us.min, r->us.max);
+        if (r->us_rotating.count)
+            printf("%.1f | %.1f-%.1f | ", r->us_rotating.median, r->us_rotating.min, r->us_rotating.max);
         else
-            printf("- | ");
-        printf("%.1f | %.1f | %.1f | ", gbps, 100.0 * gbps / b->bandwidth_gbps, gflops);
-        if (r->us_unfused > 0)
-            printf("%.1f | %.2fx |\n", r->us_unfused, r->us_unfused / r->us);
+            printf("- | - | ");
+        printf("%.1f | %.1f | %.1f | ", gbps, 100.0 * gbps / b->bandwidth_gbps, row_gflops(r));
+        if (r->us_unfused.count)
+            printf("%.1f | %.2fx |\n", r->us_unfused.median, r->us_unfused.median / r->us.median);
         else
             printf("- | - |\n");
     }
+    if (!b->bandwidth_reliable)
+        printf("\nnote: %s\n", bandwidth_note(b));
 }
 
-static void print_json(const bench_state *b, const kqcl_device_info *dev, const bench_row *rows, int n_rows)
+/* A JSON number, or null where it was not measured. */
+static void json_number(const char *key, bool measured, double v)
 {
-    printf("{\"device\": \"%s\", \"platform\": \"%s\", \"stream_read_gbps\": %.2f, \"results\": [", dev->name,
-           dev->platform, b->bandwidth_gbps);
+    printf(", \"%s\": ", key);
+    if (measured && isfinite(v))
+        printf("%.4g", v);
+    else
+        printf("null");
+}
+
+static void json_stats(const char *key, const kq_stats *s)
+{
+    char name[64];
+    json_number(key, s->count > 0, s->median);
+    snprintf(name, sizeof name, "%s_min", key);
+    json_number(name, s->count > 0, s->min);
+    snprintf(name, sizeof name, "%s_max", key);
+    json_number(name, s->count > 0, s->max);
+}
+
+static void print_json_header(const bench_state *b, const kqcl_device_info *dev, const bench_options *o)
+{
+    char date[32];
+    time_t now = time(NULL);
+    struct tm utc;
+    gmtime_r(&now, &utc);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    printf("{\"kqcl_version\": \"%s\", \"date\": \"%s\", \"device\": ", kqcl_version(), date);
+    kq_json_cstring(stdout, dev->name);
+    printf(", \"platform\": ");
+    kq_json_cstring(stdout, dev->platform);
+    printf(", \"driver\": ");
+    kq_json_cstring(stdout, dev->driver);
+    printf(", \"kernels\": ");
+    kq_json_cstring(stdout, dev->variant);
+    printf(", \"precision\": \"f32\", \"repetitions\": %d, \"clock\": \"%s\", \"devices\": %d", o->reps,
+           o->host_clock ? "host" : "device", kqcl_device_count(b->ctx));
+    printf(", \"split\": \"%s\"", o->split == KQCL_SPLIT_ROWS ? "rows" : o->split == KQCL_SPLIT_COLS ? "cols" : "none");
+    json_number("stream_read_gbps", true, b->bandwidth_gbps);
+    json_number("stream_read_gbps_min", true, b->bandwidth.min);
+    printf(", \"bandwidth_reference_reliable\": %s, \"bandwidth_note\": ", b->bandwidth_reliable ? "true" : "false");
+    if (bandwidth_note(b))
+        kq_json_cstring(stdout, bandwidth_note(b));
+    else
+        printf("null");
+}
+
+static void print_json(const bench_state *b, const kqcl_device_info *dev, const bench_options *o,
+                       const bench_row *rows, int n_rows)
+{
+    print_json_header(b, dev, o);
+    printf(", \"results\": [");
     for (int i = 0; i < n_rows; i++) {
         const bench_row *r = &rows[i];
-        printf("%s\n  {\"type\": \"%s\", \"m\": %lld, \"k\": %lld, \"n\": %d, \"us\": %.3f, \"us_rotating\": %.3f, "
-               "\"weight_gbps\": %.2f, \"gflops\": %.2f, \"unfused_us\": %.3f, \"max_rel_err\": %.3g%s%s%s}",
-               i ? "," : "", kqcl_type_name(r->type), (long long)r->m, (long long)r->k, r->n, r->us, r->us_rotating,
-               weight_gbps(r, r->us), 2.0 * r->m * r->k * r->n / (r->us * 1e3), r->us_unfused, r->max_rel_err,
-               r->label ? ", \"tensor\": \"" : "", r->label ? r->label : "", r->label ? "\"" : "");
+        double gbps = weight_gbps(r, row_time(r)->median);
+        printf("%s\n  {\"tensor\": ", i ? "," : "");
+        if (r->label)
+            kq_json_cstring(stdout, r->label);
+        else
+            printf("null");
+        printf(", \"type\": \"%s\", \"m\": %lld, \"k\": %lld, \"n\": %d", kqcl_type_name(r->type), (long long)r->m,
+               (long long)r->k, r->n);
+        json_stats("us", &r->us);
+        json_stats("us_rotating", &r->us_rotating);
+        json_number("weight_gbps", true, gbps);
+        json_number("percent_of_bandwidth", true, 100.0 * gbps / b->bandwidth_gbps);
+        json_number("gflops", true, row_gflops(r));
+        json_stats("unfused_us", &r->us_unfused);
+        json_number("speedup", r->us_unfused.count > 0, r->us_unfused.median / r->us.median);
+        json_number("max_rel_err", true, r->max_rel_err);
+        printf("}");
     }
     printf("\n]}\n");
+}
+
+/* A CSV field that may be missing: empty where not measured. */
+static void csv_number(bool measured, double v) { printf(measured && isfinite(v) ? ",%.4g" : ",", v); }
+
+static void print_csv(const bench_state *b, const bench_row *rows, int n_rows)
+{
+    printf("tensor,type,m,k,n,us,us_min,us_max,us_rotating,us_rotating_min,us_rotating_max,weight_gbps,"
+           "percent_of_bandwidth,gflops,unfused_us,speedup,max_rel_err\n");
+    for (int i = 0; i < n_rows; i++) {
+        const bench_row *r = &rows[i];
+        double gbps = weight_gbps(r, row_time(r)->median);
+        printf("%s,%s,%lld,%lld,%d", r->label ? r->label : "", kqcl_type_name(r->type), (long long)r->m,
+               (long long)r->k, r->n);
+        csv_number(true, r->us.median), csv_number(true, r->us.min), csv_number(true, r->us.max);
+        csv_number(r->us_rotating.count, r->us_rotating.median);
+        csv_number(r->us_rotating.count, r->us_rotating.min);
+        csv_number(r->us_rotating.count, r->us_rotating.max);
+        csv_number(true, gbps), csv_number(true, 100.0 * gbps / b->bandwidth_gbps), csv_number(true, row_gflops(r));
+        csv_number(r->us_unfused.count, r->us_unfused.median);
+        csv_number(r->us_unfused.count, r->us_unfused.median / r->us.median);
+        csv_number(true, r->max_rel_err);
+        printf("\n");
+    }
 }
 
 /* ---- the Llama-3-8B decode sweep ---------------------------------------------------------------- */
@@ -358,7 +458,7 @@ static void print_model_summary(const bench_state *b, const bench_row *rows, int
 {
     double us = 0, bytes = 0;
     for (int i = 0; i < n_rows; i++) {
-        us += rows[i].us_rotating > 0 ? rows[i].us_rotating : rows[i].us;
+        us += row_time(&rows[i])->median;
         bytes += (double)kqcl_row_size(rows[i].type, rows[i].k) * rows[i].m;
     }
     us *= LLAMA3_LAYERS;
@@ -375,112 +475,158 @@ static void bench_usage(FILE *out)
 {
     fprintf(out,
             "usage: kqcl bench [--type q4_K,q5_K,...] [--m M] [--k K] [--n 1,8,512] [--device SPEC]\n"
-            "                  [--reps R] [--rotate MIB] [--no-unfused] [--model llama3-8b] [--json]\n"
-            "                  [--split none|rows|cols] [--host-clock] [--collectives]\n"
-            "Times the fused matmul Y = X . W^T (device events, 2 warm-ups, median of R repeats), the\n"
-            "unfused path (dequantize + CLBlast SGEMM, host-timed) and a streaming-read kernel.\n"
+            "                  [-r|--reps R] [--rotate MIB] [--no-unfused] [--model llama3-8b]\n"
+            "                  [-o|--output md|json|csv] [--json] [--split none|rows|cols] [--host-clock]\n"
+            "                  [--collectives]\n"
+            "Times the fused matmul Y = X . W^T (device events, 2 warm-ups, median and min-max of R\n"
+            "repeats), the unfused path (dequantize + CLBlast SGEMM, host-timed) and a streaming-read\n"
+            "kernel (best of 5 runs: the %% of bw reference; marked unreliable on CPUs).\n"
             "Defaults: m 4096, k 14336, the four k-quants, n 1,8 (and 512 on a GPU); R 20 on a GPU,\n"
-            "3 on a CPU; on a GPU the weights are also rotated over --rotate MiB (1024) so they do not\n"
-            "sit in the cache. Results are checked against the host before they are timed.\n"
-            "--split rows|cols spreads W evenly over every device of --device (X and Y placed to\n"
-            "match) and times on the host; --host-clock times on the host (around a finish, device\n"
-            "timing off) without a split too; --collectives times all-reduce and broadcast instead.\n");
-}
-
-static int parse_list(const char *s, int *out, int max)
-{
-    int n = 0;
-    while (*s && n < max) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s || v <= 0 || v > 1 << 20)
-            return -1;
-        out[n++] = (int)v;
-        s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',')
-            return -1;
-    }
-    return n;
-}
-
-static int parse_types(const char *s, kqcl_type *out, int max)
-{
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", s);
-    int n = 0;
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save))
-        if (kqcl_type_from_name(t, &out[n++]) != KQCL_OK)
-            return -1;
-    return n;
+            "3 on a CPU; the weights are also rotated over --rotate MiB (1024 on a GPU, 256 on a CPU)\n"
+            "so they do not sit in a cache. Results are checked against the host before they are timed.\n"
+            "-o picks the output: a markdown table (md), one JSON object (json; --json is the same),\n"
+            "or CSV with a header line (csv).\n"
+            "--split rows|cols spreads W evenly over every device of --device (two or more; X and Y\n"
+            "placed to match) and times on the host; --host-clock times on the host (around a finish,\n"
+            "device timing off) without a split too; --collectives times all-reduce and broadcast\n"
+            "over two or more devices instead.\n");
 }
 
 static int parse_bench_args(int argc, char **argv, bench_options *o)
 {
     static const struct option longs[] = {
-        {"type", required_argument, 0, 't'}, {"m", required_argument, 0, 'm'},  {"k", required_argument, 0, 'k'},
-        {"n", required_argument, 0, 'n'},    {"device", required_argument, 0, 'd'},
-        {"devices", required_argument, 0, 'd'}, {"reps", required_argument, 0, 'r'},
-        {"rotate", required_argument, 0, 'R'}, {"no-unfused", no_argument, 0, 'U'},
-        {"model", required_argument, 0, 'M'}, {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
-        {"split", required_argument, 0, 'S'}, {"collectives", no_argument, 0, 'C'},
-        {"host-clock", no_argument, 0, 'H'},
+        {"type", required_argument, 0, 't'},    {"m", required_argument, 0, 'm'},
+        {"k", required_argument, 0, 'k'},       {"n", required_argument, 0, 'n'},
+        {"device", required_argument, 0, 'd'},  {"devices", required_argument, 0, 'd'},
+        {"reps", required_argument, 0, 'r'},    {"rotate", required_argument, 0, 'R'},
+        {"no-unfused", no_argument, 0, 'U'},    {"model", required_argument, 0, 'M'},
+        {"json", no_argument, 0, 'j'},          {"output", required_argument, 0, 'o'},
+        {"help", no_argument, 0, 'h'},          {"split", required_argument, 0, 'S'},
+        {"collectives", no_argument, 0, 'C'},   {"host-clock", no_argument, 0, 'H'},
         {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+    static const char *const outputs[] = {"md", "json", "csv", NULL};
+    static const char *const splits[] = {"none", "rows", "cols", NULL};
+    static const char *const models[] = {"llama3-8b", NULL};
+    int c, rc = 0, choice;
+    opterr = 0;
+    while (rc == 0 && (c = getopt_long(argc, argv, ":ho:r:", longs, NULL)) != -1) {
         switch (c) {
-        case 't': o->n_types = parse_types(optarg, o->types, MAX_LIST); if (o->n_types <= 0) return 2; break;
-        case 'm': o->m = atoll(optarg); if (o->m <= 0) return 2; break;
-        case 'k': o->k = atoll(optarg); if (o->k <= 0) return 2; break;
-        case 'n': o->n_ns = parse_list(optarg, o->ns, MAX_LIST); if (o->n_ns <= 0) return 2; break;
+        case 't':
+            o->n_types = kq_option_type_list("bench", "--type", optarg, o->types, MAX_LIST);
+            rc = o->n_types < 0 ? KQ_EXIT_USAGE : o->n_types == 0 ? kq_usage_error("bench", "--type '': no type") : 0;
+            break;
+        case 'm': rc = kq_option_int64("bench", "--m", optarg, 1, INT32_MAX, &o->m); break;
+        case 'k': rc = kq_option_int64("bench", "--k", optarg, 1, INT32_MAX, &o->k); break;
+        case 'n':
+            o->n_ns = kq_option_int_list("bench", "--n", optarg, 1, 1 << 20, o->ns, MAX_LIST);
+            rc = o->n_ns < 0 ? KQ_EXIT_USAGE : o->n_ns == 0 ? kq_usage_error("bench", "--n '': no value") : 0;
+            break;
         case 'd': o->devices = optarg; break;
-        case 'r': o->reps = atoi(optarg); if (o->reps <= 0) return 2; break;
-        case 'R': o->rotate_mib = atoi(optarg); if (o->rotate_mib < 0) return 2; break;
+        case 'r': rc = kq_option_int("bench", "-r/--reps", optarg, 1, 100000,
+                                     &o->reps);
+            break;
+        case 'R': rc = kq_option_int("bench", "--rotate", optarg, 0, 1 << 20, &o->rotate_mib); break;
         case 'U': o->unfused = false; break;
-        case 'M': if (strcmp(optarg, "llama3-8b") != 0) return 2; o->model = true; break;
-        case 'j': o->json = true; break;
+        case 'M': rc = kq_option_choice("bench", "--model", optarg, models) < 0 ? KQ_EXIT_USAGE : 0; o->model = true; break;
+        case 'j': o->output = OUTPUT_JSON; break;
+        case 'o':
+            choice = kq_option_choice("bench", "-o", optarg, outputs);
+            rc = choice < 0 ? KQ_EXIT_USAGE : 0;
+            o->output = choice == 1 ? OUTPUT_JSON : choice == 2 ? OUTPUT_CSV : OUTPUT_MD;
+            break;
         case 'S':
-            if (strcmp(optarg, "rows") == 0)
-                o->split = KQCL_SPLIT_ROWS;
-            else if (strcmp(optarg, "cols") == 0)
-                o->split = KQCL_SPLIT_COLS;
-            else if (strcmp(optarg, "none") != 0)
-                return 2;
+            choice = kq_option_choice("bench", "--split", optarg, splits);
+            rc = choice < 0 ? KQ_EXIT_USAGE : 0;
+            o->split = choice == 1 ? KQCL_SPLIT_ROWS : choice == 2 ? KQCL_SPLIT_COLS : KQCL_SPLIT_NONE;
             break;
         case 'C': o->collectives = true; break;
         case 'H': o->host_clock = true; break;
         case 'h': bench_usage(stdout); return -1;
-        default: return 2;
+        default: return kq_option_error("bench", c, argv);
         }
     }
-    return optind < argc ? 2 : 0;
+    if (rc == 0 && optind < argc)
+        rc = kq_usage_error("bench", "'%s': unexpected argument (kqcl bench -h for usage)", argv[optind]);
+    return rc;
+}
+
+/* Every type must take rows of --k values: whole blocks. */
+static int check_k(const bench_options *o)
+{
+    for (int t = 0; t < o->n_types && !o->model; t++)
+        if (kqcl_row_size(o->types[t], o->k) == 0)
+            return kq_usage_error("bench", "--k %lld: not a whole number of %s blocks (%lld values each)",
+                                  (long long)o->k, kqcl_type_name(o->types[t]),
+                                  (long long)kqcl_block_size(o->types[t]));
+    return 0;
+}
+
+static void default_types_and_ns(bench_options *o, bool is_gpu)
+{
+    if (o->n_types == 0) {
+        kqcl_type defaults[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K};
+        memcpy(o->types, defaults, sizeof defaults);
+        o->n_types = 4;
+    }
+    if (o->n_ns == 0) {
+        int defaults[] = {1, 8, 512};
+        memcpy(o->ns, defaults, sizeof defaults);
+        o->n_ns = is_gpu ? 3 : 2;
+    }
+}
+
+static int fail(kqcl_context *ctx, kqcl_status st)
+{
+    fprintf(stderr, "kqcl bench: %s: %s\n", kqcl_status_string(st), kqcl_last_error(ctx));
+    kqcl_context_destroy(ctx);
+    return 1;
+}
+
+/* A split or a collective over one device would time a no-op: say so instead. */
+static int check_devices_for(const bench_options *o, kqcl_context *ctx)
+{
+    if (kqcl_device_count(ctx) >= 2 || (!o->collectives && o->split == KQCL_SPLIT_NONE))
+        return 0;
+    return kq_usage_error("bench", "%s needs two or more devices; %s selects one (try --device all, or "
+                          "POCL_DEVICES=\"pthread pthread\" on PoCL)",
+                          o->collectives ? "--collectives" : o->split == KQCL_SPLIT_ROWS ? "--split rows" : "--split cols",
+                          o->devices ? "--device" : getenv("KQCL_DEVICES") ? "KQCL_DEVICES" : "the default");
+}
+
+static kqcl_status run_rows(bench_state *b, const bench_options *o, bench_row *rows, int n_rows)
+{
+    kqcl_status st = KQCL_OK;
+    for (int i = 0; i < n_rows && st == KQCL_OK; i++) {
+        st = bench_one(b, o, &rows[i]);
+        if (st == KQCL_OK && o->output == OUTPUT_MD)
+            fprintf(stderr, "  %s n=%d: %.1f us\n", kqcl_type_name(rows[i].type), rows[i].n, rows[i].us.median);
+    }
+    return st;
 }
 
 int kq_cmd_bench(int argc, char **argv)
 {
-    bench_options o = {.m = 4096, .k = 14336, .reps = 0, .rotate_mib = 1024, .unfused = true};
+    bench_options o = {.m = 4096, .k = 14336, .reps = 0, .rotate_mib = -1, .unfused = true};
     int r = parse_bench_args(argc, argv, &o);
-    if (r != 0) {
-        if (r > 0)
-            bench_usage(stderr);
+    if (r == 0)
+        r = check_k(&o);
+    if (r != 0)
         return r > 0 ? r : 0;
-    }
     bench_state b = {0};
     kqcl_status st = kqcl_context_create(o.devices, &b.ctx);
-    if (st != KQCL_OK) {
-        fprintf(stderr, "kqcl bench: %s: %s\n", kqcl_status_string(st), kqcl_last_error(NULL));
-        return 1;
+    if (st != KQCL_OK)
+        return fail(NULL, st);
+    if ((r = check_devices_for(&o, b.ctx)) != 0) {
+        kqcl_context_destroy(b.ctx);
+        return r;
     }
     /* Device timing costs the driver time on every command (doc/perf.md run 12): on only where
      * device events time the runs. */
     o.host_clock = o.host_clock || o.split != KQCL_SPLIT_NONE;
-    if (!o.collectives && !o.host_clock && (st = kqcl_context_set_timing(b.ctx, 1)) != KQCL_OK) {
-        fprintf(stderr, "kqcl bench: %s: %s\n", kqcl_status_string(st), kqcl_last_error(b.ctx));
-        kqcl_context_destroy(b.ctx);
-        return 1;
-    }
+    if (!o.collectives && !o.host_clock && (st = kqcl_context_set_timing(b.ctx, 1)) != KQCL_OK)
+        return fail(b.ctx, st);
     if (o.collectives) {
-        int rc = kq_bench_collectives(b.ctx, o.json);
+        int rc = kq_bench_collectives(b.ctx, o.output == OUTPUT_JSON);
         kqcl_context_destroy(b.ctx);
         return rc;
     }
@@ -489,18 +635,11 @@ int kq_cmd_bench(int argc, char **argv)
     b.is_gpu = dev.is_gpu;
     if (o.reps == 0)
         o.reps = b.is_gpu ? 20 : 3;
-    if (o.n_types == 0) {
-        kqcl_type defaults[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K};
-        memcpy(o.types, defaults, sizeof defaults);
-        o.n_types = 4;
-    }
-    if (o.n_ns == 0) {
-        int defaults[] = {1, 8, 512};
-        memcpy(o.ns, defaults, sizeof defaults);
-        o.n_ns = b.is_gpu ? 3 : 2;
-    }
-    st = kq_bench_stream_read(b.ctx, 0, b.is_gpu ? (size_t)1 << 30 : (size_t)256 << 20, b.is_gpu ? 20 : 3,
-                              &b.bandwidth_gbps);
+    if (o.rotate_mib < 0)
+        o.rotate_mib = b.is_gpu ? 1024 : 256;
+    default_types_and_ns(&o, b.is_gpu);
+    if ((st = measure_bandwidth(&b)) != KQCL_OK)
+        return fail(b.ctx, st);
     bench_row rows[MAX_LIST * MAX_LIST];
     int n_rows = 0;
     if (o.model) {
@@ -510,28 +649,27 @@ int kq_cmd_bench(int argc, char **argv)
             for (int j = 0; j < o.n_ns; j++)
                 rows[n_rows++] = (bench_row){.type = o.types[t], .m = o.m, .k = o.k, .n = o.ns[j]};
     }
-    for (int i = 0; i < n_rows && st == KQCL_OK; i++) {
-        st = bench_one(&b, &o, &rows[i]);
-        if (st == KQCL_OK && !o.json)
-            fprintf(stderr, "  %s n=%d: %.1f us\n", kqcl_type_name(rows[i].type), rows[i].n, rows[i].us);
-    }
-    if (st != KQCL_OK) {
-        fprintf(stderr, "kqcl bench: %s: %s\n", kqcl_status_string(st), kqcl_last_error(b.ctx));
+    if ((st = run_rows(&b, &o, rows, n_rows)) != KQCL_OK && b.reported) {
         kqcl_context_destroy(b.ctx);
         return 1;
     }
+    if (st != KQCL_OK)
+        return fail(b.ctx, st);
     kqcl_device_get_info(b.ctx, 0, &dev); /* the kernel variant may have changed (fallback) */
-    if (o.split != KQCL_SPLIT_NONE && !o.json)
-        printf("\nW split by %s over %d devices, evenly; times on the host around a finish\n",
-               o.split == KQCL_SPLIT_ROWS ? "rows" : "columns", kqcl_device_count(b.ctx));
-    else if (o.host_clock && !o.json)
-        printf("\ntimes on the host around a finish (device timing off)\n");
-    if (o.json)
-        print_json(&b, &dev, rows, n_rows);
-    else
-        print_table(&b, &dev, rows, n_rows);
-    if (o.model && !o.json)
-        print_model_summary(&b, rows, n_rows);
+    if (o.output == OUTPUT_JSON) {
+        print_json(&b, &dev, &o, rows, n_rows);
+    } else if (o.output == OUTPUT_CSV) {
+        print_csv(&b, rows, n_rows);
+    } else {
+        if (o.split != KQCL_SPLIT_NONE)
+            printf("\nW split by %s over %d devices, evenly; times on the host around a finish\n",
+                   o.split == KQCL_SPLIT_ROWS ? "rows" : "columns", kqcl_device_count(b.ctx));
+        else if (o.host_clock)
+            printf("\ntimes on the host around a finish (device timing off)\n");
+        print_table(&b, &dev, rows, n_rows, o.reps);
+        if (o.model)
+            print_model_summary(&b, rows, n_rows);
+    }
     kqcl_context_destroy(b.ctx);
     return 0;
 }

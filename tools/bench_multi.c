@@ -67,8 +67,10 @@ static void print_table(const kqcl_context *ctx, const coll_row *rows, int n, do
     printf("collectives over %d device(s), %d rank(s), host-staged (pinned, chunked)\n", devices, kqcl_mpi_size());
     for (int d = 0; d < devices; d++) {
         kqcl_device_info info;
+        char safe[2][160];
         if (kqcl_device_get_info(ctx, d, &info) == KQCL_OK)
-            printf("  %d: %s (%s)\n", d, info.name, info.platform);
+            printf("  %d: %s (%s)\n", d, kq_text_escaped(info.name, safe[0], sizeof safe[0]),
+                   kq_text_escaped(info.platform, safe[1], sizeof safe[1]));
     }
     printf("%12s %14s %14s %14s %14s\n", "bytes", "allreduce us", "allreduce GB/s", "broadcast us", "broadcast GB/s");
     for (int i = 0; i < n; i++)

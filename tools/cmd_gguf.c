@@ -8,18 +8,21 @@
  */
 #include "commands.h"
 #include "kqcl.h"
+#include "util.h"
 
+#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#define EXIT_USAGE 2
+#define EXIT_USAGE KQ_EXIT_USAGE
 
 /* ------------------------------------------------------------------------------------------ */
 /* Names and sizes of ggml's types: the library's table (kqcl_ggml_type_info)                  */
@@ -41,8 +44,6 @@ static uint64_t tensor_bytes(const kqcl_gguf_tensor *t) { return t->nbytes; }
 /* Does ggml define the type (so that nbytes is its size)? */
 static bool type_is_sized(uint32_t id) { return kqcl_ggml_type_info(id, NULL, NULL, NULL) == KQCL_OK; }
 
-static bool is_help(const char *arg) { return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0; }
-
 static int open_or_complain(const char *cmd, const char *path, kqcl_gguf **g)
 {
     kqcl_status st = kqcl_gguf_open(path, g);
@@ -56,89 +57,9 @@ static int open_or_complain(const char *cmd, const char *path, kqcl_gguf **g)
 /* ------------------------------------------------------------------------------------------ */
 /* kqcl gguf                                                                                    */
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when it is not one. */
-static size_t utf8_sequence(const unsigned char *s, size_t n)
-{
-    size_t length = s[0] < 0x80 ? 1 : s[0] >= 0xC2 && s[0] <= 0xDF ? 2
-                  : s[0] >= 0xE0 && s[0] <= 0xEF ? 3 : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : 0;
-    if (length == 0 || length > n)
-        return 0;
-    for (size_t k = 1; k < length; k++)
-        if ((s[k] & 0xC0) != 0x80)
-            return 0;
-    return length;
-}
-
-/* A JSON string literal: quotes, backslashes and control bytes escaped, invalid UTF-8 shown as
- * U+FFFD, so the output always parses. At most max_bytes of s (0: all), then "…". */
-static void print_quoted(FILE *out, const char *s, size_t n, size_t max_bytes)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t shown = max_bytes != 0 && n > max_bytes ? max_bytes : n;
-    fputc('"', out);
-    for (size_t i = 0; i < shown;) {
-        size_t length = utf8_sequence(p + i, shown - i);
-        if (length == 0) {
-            fputs("\\ufffd", out);
-            i++;
-        } else if (length == 2 && p[i] == 0xC2 && p[i + 1] < 0xA0) {
-            fprintf(out, "\\u%04x", p[i + 1]); /* a C1 control: U+009B is a CSI to some terminals */
-            i += 2;
-        } else if (length > 1) {
-            fwrite(p + i, 1, length, out);
-            i += length;
-        } else {
-            unsigned char c = p[i++];
-            if (c == '"' || c == '\\')
-                fprintf(out, "\\%c", c);
-            else if (c == '\n')
-                fputs("\\n", out);
-            else if (c == '\t')
-                fputs("\\t", out);
-            else if (c < 0x20 || c == 0x7F)
-                fprintf(out, "\\u%04x", c);
-            else
-                fputc(c, out);
-        }
-    }
-    if (shown < n)
-        fputs("\xE2\x80\xA6", out); /* … */
-    fputc('"', out);
-}
-
-/* A key or tensor name for text mode, into buf: control bytes (C0, DEL, C1) and backslashes
- * escaped as in string values, invalid UTF-8 as \ufffd, so a file cannot send escape
- * sequences to the terminal. Cut (with "...") to fit `size`. */
-static const char *escaped(const char *s, char *buf, size_t size)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s), used = 0;
-    for (size_t i = 0; i < n;) {
-        char piece[16];
-        size_t length = utf8_sequence(p + i, n - i);
-        if (length == 0)
-            snprintf(piece, sizeof piece, "\\ufffd"), length = 1;
-        else if (length == 2 && p[i] == 0xC2 && p[i + 1] < 0xA0)
-            snprintf(piece, sizeof piece, "\\u%04x", p[i + 1]);
-        else if (length == 1 && (p[i] < 0x20 || p[i] == 0x7F))
-            snprintf(piece, sizeof piece, "\\u%04x", p[i]);
-        else if (length == 1 && p[i] == '\\')
-            snprintf(piece, sizeof piece, "\\\\");
-        else
-            memcpy(piece, p + i, length), piece[length] = '\0';
-        size_t add = strlen(piece);
-        if (used + add + 4 > size) {
-            snprintf(buf + used, size - used, "...");
-            return buf;
-        }
-        memcpy(buf + used, piece, add + 1);
-        used += add;
-        i += length;
-    }
-    if (used == 0 && size > 0)
-        buf[0] = '\0';
-    return buf;
-}
+/* The shared escapers (tools/util.c): JSON string literals, and names made safe for a terminal. */
+#define print_quoted kq_json_string
+#define escaped kq_text_escaped
 
 static void print_number(FILE *out, const kqcl_gguf_value *v, bool json)
 {
@@ -286,29 +207,24 @@ static void gguf_usage(FILE *out)
 
 int kq_cmd_gguf(int argc, char **argv)
 {
+    static const struct option longs[] = {{"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *path = NULL;
     bool json = false;
-    for (int i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            gguf_usage(stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "kqcl gguf: unknown option '%s'\n", argv[i]);
-            gguf_usage(stderr);
-            return EXIT_USAGE;
-        } else if (path != NULL) {
-            fprintf(stderr, "kqcl gguf: one FILE only ('%s' and '%s')\n", path, argv[i]);
-            return EXIT_USAGE;
-        } else {
-            path = argv[i];
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
+        switch (c) {
+        case 'j': json = true; break;
+        case 'h': gguf_usage(stdout); return 0;
+        default: return kq_option_error("gguf", c, argv);
         }
     }
-    if (path == NULL) {
-        gguf_usage(stderr);
-        return EXIT_USAGE;
-    }
+    if (optind < argc)
+        path = argv[optind++];
+    if (optind < argc)
+        return kq_usage_error("gguf", "'%s': one FILE only, '%s' given already", argv[optind], path);
+    if (path == NULL)
+        return kq_usage_error("gguf", "no FILE given (kqcl gguf -h for usage)");
     kqcl_gguf *g;
     if (open_or_complain("gguf", path, &g) != 0)
         return 1;
@@ -334,6 +250,7 @@ typedef struct run_options {
     const char *devices;
     int n;
     kqcl_split split; /* of the weights over the context's devices */
+    bool progress;    /* the bar even when stderr is not a terminal */
 } run_options;
 
 typedef struct type_stats {
@@ -344,19 +261,20 @@ typedef struct type_stats {
     int failures;
 } type_stats;
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+static double now_seconds(void) { return kq_tool_now_us() * 1e-6; }
 
-/* A progress bar on stderr: bytes done, rate and time left. Only on a terminal. */
+/* A progress bar on stderr: bytes done, rate and time left. On a terminal (or with --progress),
+ * one line that always fits the terminal's width (kq_terminal_columns): a line as wide as the
+ * terminal wraps, and every redraw after \r then stacks another copy. */
 typedef struct progress {
     bool enabled;
+    int columns;
     uint64_t total;
     double start, last_draw;
 } progress;
+
+#define BAR_MIN 5
+#define BAR_MAX 40
 
 static void progress_draw(progress *p, uint64_t done, bool final)
 {
@@ -367,34 +285,31 @@ static void progress_draw(progress *p, uint64_t done, bool final)
     double elapsed = now - p->start, fraction = p->total ? (double)done / (double)p->total : 1;
     double rate = elapsed > 0 ? (double)done / elapsed : 0;
     double left = rate > 0 ? (double)(p->total - done) / rate : 0;
-    char bar[31];
-    int filled = (int)(fraction * 30);
-    for (int k = 0; k < 30; k++)
-        bar[k] = k < filled ? '#' : '-';
-    bar[30] = '\0';
-    fprintf(stderr, "\rloading [%s] %7.2f / %.2f GB  %6.2f GB/s  %4.0fs left ", bar,
-            (double)done / 1e9, (double)p->total / 1e9, rate / 1e9, left);
+    char tail[96], line[256], bar[BAR_MAX + 1];
+    snprintf(tail, sizeof tail, " %.2f/%.2f GB %.2f GB/s %.0fs left", (double)done / 1e9, (double)p->total / 1e9,
+             rate / 1e9, left);
+    /* the widest that fits: "loading [" + bar + "]" + tail, one column kept free */
+    int room = p->columns - 1 - (int)strlen("loading []") - (int)strlen(tail);
+    int width = room > BAR_MAX ? BAR_MAX : room;
+    if (width >= BAR_MIN) {
+        int filled = (int)(fraction * width);
+        for (int k = 0; k < width; k++)
+            bar[k] = k < filled ? '#' : '-';
+        bar[width] = '\0';
+        snprintf(line, sizeof line, "loading [%s]%s", bar, tail);
+    } else {
+        snprintf(line, sizeof line, "loading %3.0f%%%s", 100 * fraction, tail);
+    }
+    if ((int)strlen(line) > p->columns - 1 && p->columns > 1)
+        line[p->columns - 1] = '\0'; /* a very narrow terminal: cut, never wrap */
+    /* \r and clear to the end of the line: a shorter redraw leaves nothing of the last one */
+    fprintf(stderr, "\r%s\033[K", line);
     if (final)
         fputc('\n', stderr);
 }
 
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-
-/* Uniform in [-1, 1): xorshift64*, fixed seed so runs compare. */
-static float random_unit(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    uint64_t r = rng_state * 0x2545F4914F6CDD1Dull;
-    return (float)(r >> 40) / 8388608.0f - 1.0f;
-}
-
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+static float random_unit(void) { return kq_rng_unit(&rng_state); }
 
 /* Why tensor t is not timed, or NULL when it is a weight kqcl run takes. */
 static const char *skip_reason(const kqcl_gguf_tensor *t)
@@ -438,10 +353,10 @@ static int64_t select_weights(const kqcl_gguf *g, int64_t *indices, uint64_t *to
 }
 
 static int load_weights(kqcl_context *ctx, const kqcl_gguf *g, const int64_t *indices,
-                        int64_t count, uint64_t total_bytes, kqcl_split split, kqcl_tensor **weights)
+                        int64_t count, uint64_t total_bytes, kqcl_split split, bool force_bar, kqcl_tensor **weights)
 {
-    progress bar = {.enabled = isatty(STDERR_FILENO) != 0, .total = total_bytes,
-                    .start = now_seconds()};
+    progress bar = {.enabled = force_bar || isatty(STDERR_FILENO) != 0, .columns = kq_terminal_columns(),
+                    .total = total_bytes, .start = now_seconds()};
     uint64_t done = 0;
     for (int64_t k = 0; k < count; k++) {
         kqcl_gguf_tensor t;
@@ -458,8 +373,9 @@ static int load_weights(kqcl_context *ctx, const kqcl_gguf *g, const int64_t *in
         progress_draw(&bar, done, k + 1 == count);
     }
     double seconds = now_seconds() - bar.start;
-    fprintf(stderr, "loaded %" PRId64 " tensors, %.2f GB in %.2f s (%.2f GB/s)\n", count,
-            (double)total_bytes / 1e9, seconds, seconds > 0 ? (double)total_bytes / 1e9 / seconds : 0);
+    /* in the table's unit (MB, 1e6 bytes), of the same tensors, so the two lines agree */
+    fprintf(stderr, "loaded %" PRId64 " tensors, %.1f MB in %.2f s (%.2f GB/s)\n", count,
+            (double)total_bytes / 1e6, seconds, seconds > 0 ? (double)total_bytes / 1e9 / seconds : 0);
     return 0;
 }
 
@@ -538,8 +454,7 @@ static kqcl_status bench_weight(kqcl_context *ctx, const kqcl_gguf_tensor *t, kq
     if (st == KQCL_OK)
         st = kqcl_tensor_read(y, ys, (size_t)n * (size_t)m * sizeof *ys);
     if (st == KQCL_OK) {
-        qsort(times, RUN_REPEATS, sizeof times[0], compare_doubles);
-        *seconds = times[RUN_REPEATS / 2];
+        *seconds = kq_tool_median(times, RUN_REPEATS);
         *error = check_rows(t, xs, ys, n, &st);
     }
     kqcl_tensor_destroy(x);
@@ -581,85 +496,55 @@ static void print_run_report(const type_stats *stats, int n)
 
 static void run_usage(FILE *out)
 {
-    fprintf(out, "usage: kqcl run FILE [--devices SPEC] [--n N] [--split rows|cols]\n"
-                 "  Load every 2-D weight of a supported type (f32, f16, bf16, q4_K, q5_K, q6_K,\n"
-                 "  q8_K) onto the device, time its matmul with a random f32 X of N rows (default\n"
-                 "  1: decode) as the median of %d runs, check %d rows of each Y against a host\n"
-                 "  reference, and report bytes, time, GB/s per type and the implied tokens/s.\n"
+    fprintf(out, "usage: kqcl run FILE [--devices SPEC] [--n N] [--split rows|cols] [--progress]\n"
+                 "  Load every 2-D weight of a type kqcl computes with onto the device, time its\n"
+                 "  matmul with a random f32 X of N rows (default 1: decode) as the median of %d\n"
+                 "  runs, check %d rows of each Y against a host reference, and report bytes, time,\n"
+                 "  GB/s per type and the implied tokens/s.\n"
                  "  --devices SPEC   as kqcl devices lists them (default: KQCL_DEVICES, else the\n"
                  "                   first GPU)\n"
                  "  --split rows|cols  spread every weight over the devices of --devices in\n"
                  "                   equal shares (rows: column-parallel, outputs gathered;\n"
                  "                   cols: row-parallel, partial sums all-reduced); times are\n"
-                 "                   then taken on the host around a finish\n",
+                 "                   then taken on the host around a finish\n"
+                 "  --progress       draw the loading bar even when stderr is not a terminal\n"
+                 "                   (it fits $COLUMNS, else the terminal's width)\n",
             RUN_REPEATS, RUN_CHECK_ROWS);
-}
-
-/* "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i past what it used. */
-static bool option_value(int argc, char **argv, int *i, const char *name, const char **value)
-{
-    size_t length = strlen(name);
-    if (strncmp(argv[*i], name, length) != 0)
-        return false;
-    if (argv[*i][length] == '=') {
-        *value = argv[*i] + length + 1;
-        return true;
-    }
-    if (argv[*i][length] != '\0')
-        return false;
-    *value = *i + 1 < argc ? argv[++*i] : NULL;
-    return true;
 }
 
 static int parse_run_args(int argc, char **argv, run_options *o)
 {
-    const char *value;
+    static const struct option longs[] = {
+        {"devices", required_argument, 0, 'd'}, {"device", required_argument, 0, 'd'},
+        {"n", required_argument, 0, 'n'},       {"split", required_argument, 0, 'S'},
+        {"progress", no_argument, 0, 'P'},      {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    static const char *const splits[] = {"rows", "cols", NULL};
+    int c, rc = 0, choice;
     *o = (run_options){.n = 1};
-    for (int i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            run_usage(stdout);
-            return -1;
-        } else if (option_value(argc, argv, &i, "--devices", &value) ||
-                   option_value(argc, argv, &i, "--device", &value)) {
-            if (value == NULL)
-                goto missing;
-            o->devices = value;
-        } else if (option_value(argc, argv, &i, "--n", &value)) {
-            char *end;
-            long n = value ? strtol(value, &end, 10) : 0;
-            if (value == NULL || *end != '\0' || n < 1 || n > 65536) {
-                fprintf(stderr, "kqcl run: --n wants a row count from 1 to 65536\n");
-                return EXIT_USAGE;
-            }
-            o->n = (int)n;
-        } else if (option_value(argc, argv, &i, "--split", &value)) {
-            if (value != NULL && strcmp(value, "rows") == 0)
-                o->split = KQCL_SPLIT_ROWS;
-            else if (value != NULL && strcmp(value, "cols") == 0)
-                o->split = KQCL_SPLIT_COLS;
-            else {
-                fprintf(stderr, "kqcl run: --split wants 'rows' or 'cols'\n");
-                return EXIT_USAGE;
-            }
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "kqcl run: unknown option '%s'\n", argv[i]);
-            run_usage(stderr);
-            return EXIT_USAGE;
-        } else if (o->path != NULL) {
-            fprintf(stderr, "kqcl run: one FILE only\n");
-            return EXIT_USAGE;
-        } else {
-            o->path = argv[i];
+    opterr = 0;
+    while (rc == 0 && (c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
+        switch (c) {
+        case 'd': o->devices = optarg; break;
+        case 'n': rc = kq_option_int("run", "--n", optarg, 1, 65536, &o->n); break;
+        case 'S':
+            choice = kq_option_choice("run", "--split", optarg, splits);
+            rc = choice < 0 ? EXIT_USAGE : 0;
+            o->split = choice == 0 ? KQCL_SPLIT_ROWS : KQCL_SPLIT_COLS;
+            break;
+        case 'P': o->progress = true; break;
+        case 'h': run_usage(stdout); return -1;
+        default: return kq_option_error("run", c, argv);
         }
-        continue;
-    missing:
-        fprintf(stderr, "kqcl run: %s needs a value\n", argv[i]);
-        return EXIT_USAGE;
     }
-    if (o->path == NULL) {
-        run_usage(stderr);
-        return EXIT_USAGE;
-    }
+    if (rc != 0)
+        return rc;
+    if (optind < argc)
+        o->path = argv[optind++];
+    if (optind < argc)
+        return kq_usage_error("run", "'%s': one FILE only, '%s' given already", argv[optind], o->path);
+    if (o->path == NULL)
+        return kq_usage_error("run", "no FILE given (kqcl run -h for usage)");
     return 0;
 }
 
@@ -719,7 +604,7 @@ int kq_cmd_run(int argc, char **argv)
         fprintf(stderr, "kqcl run: %s\n", kqcl_last_error(NULL));
     } else if (o.split == KQCL_SPLIT_NONE && kqcl_context_set_timing(ctx, 1) != KQCL_OK) { /* device-timed */
         fprintf(stderr, "kqcl run: %s\n", kqcl_last_error(ctx));
-    } else if (load_weights(ctx, g, indices, count, total_bytes, o.split, weights) == 0) {
+    } else if (load_weights(ctx, g, indices, count, total_bytes, o.split, o.progress, weights) == 0) {
         kqcl_device_info info;
         if (kqcl_device_get_info(ctx, 0, &info) == KQCL_OK)
             printf("%s: %" PRId64 " weights on %s (%s), n = %d\n", o.path, count, info.name,
@@ -744,19 +629,91 @@ int kq_cmd_run(int argc, char **argv)
 static void quantize_usage(FILE *out)
 {
     fprintf(out, "usage: kqcl quantize IN.gguf OUT.gguf TYPE\n"
-                 "  Re-quantize the f32/f16/bf16 2-D weights of IN whose rows are a multiple of\n"
-                 "  256 values to TYPE (q4_K, q5_K, q6_K or q8_K); 1-D tensors, norms (names\n"
-                 "  containing \"norm\") and everything else are copied unchanged, as is all\n"
-                 "  metadata. OUT is written as GGUF v3.\n");
+                 "  Re-quantize the f32/f16/bf16 2-D weights of IN to TYPE, one line per tensor\n"
+                 "  saying what became of it. TYPE is a type name in any case (q4_K, Q4_K, q8_0,\n"
+                 "  q6_K, f16, ...) or a llama.cpp mix: Q4_K_M (q4_K, with q6_K for output.weight\n"
+                 "  and the attn_v and ffn_down of the first and last eighth of the layers and\n"
+                 "  every third between) or Q5_K_M (the same over q5_K). 1-D tensors, norms (names\n"
+                 "  containing \"norm\"), rows that are not whole blocks and tensors already\n"
+                 "  quantized are copied unchanged, as is all metadata; general.file_type is set\n"
+                 "  to llama.cpp's number for what was written. OUT is written as GGUF v3.\n");
 }
 
-static bool should_requantize(const kqcl_gguf_tensor *t)
+/* ---- what to quantize to -------------------------------------------------------------------- */
+
+/* One type for every weight, or a mix that keeps more bits where llama.cpp's does. */
+typedef struct recipe {
+    char name[32];
+    kqcl_type base;      /* most weights */
+    kqcl_type more_bits; /* a mix's type for output.weight and some attn_v / ffn_down; = base otherwise */
+    int file_type;       /* llama.cpp's LLAMA_FTYPE for the result, -1 where it has none */
+} recipe;
+
+/* llama.cpp's mixes (LLAMA_FTYPE_MOSTLY_Q4_K_M = 15, _Q5_K_M = 17). */
+static const struct {
+    const char *name;
+    kqcl_type base, more_bits;
+    int file_type;
+} mixes[] = {
+    {"Q4_K_M", KQCL_TYPE_Q4_K, KQCL_TYPE_Q6_K, 15},
+    {"Q5_K_M", KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, 17},
+};
+
+/* llama.cpp's general.file_type (enum llama_ftype) for a file whose weights are mostly `type`:
+ * ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7, MOSTLY_Q4_K_S 14 and MOSTLY_Q5_K_S 16
+ * (the "mostly q4_K / q5_K" numbers), MOSTLY_Q6_K 18, MOSTLY_BF16 32. q8_K has none: llama.cpp
+ * uses it only for activations. */
+static int file_type_of(kqcl_type type)
 {
-    bool is_float = t->type == KQCL_TYPE_F32 || t->type == KQCL_TYPE_F16 ||
-                    t->type == KQCL_TYPE_BF16;
-    return is_float && t->n_dims == 2 && t->ne[0] > 0 && t->ne[1] > 0 && t->ne[0] % 256 == 0 &&
-           strstr(t->name, "norm") == NULL;
+    switch (type) {
+    case KQCL_TYPE_F32: return 0;
+    case KQCL_TYPE_F16: return 1;
+    case KQCL_TYPE_Q4_0: return 2;
+    case KQCL_TYPE_Q8_0: return 7;
+    case KQCL_TYPE_Q4_K: return 14;
+    case KQCL_TYPE_Q5_K: return 16;
+    case KQCL_TYPE_Q6_K: return 18;
+    case KQCL_TYPE_BF16: return 32;
+    default: return -1;
+    }
 }
+
+/* Can the host codec write `type`? Asked of the library, so a new type needs no change here. */
+static bool can_quantize_to(kqcl_type type)
+{
+    int64_t block = kqcl_block_size(type);
+    if (block <= 0 || block > 1024)
+        return false;
+    float zeros[1024] = {0};
+    unsigned char out[4096];
+    return kqcl_row_size(type, block) <= sizeof out && kqcl_quantize(type, zeros, out, 1, block) == KQCL_OK;
+}
+
+static bool parse_recipe(const char *text, recipe *r)
+{
+    snprintf(r->name, sizeof r->name, "%s", text);
+    for (size_t i = 0; i < sizeof mixes / sizeof mixes[0]; i++) {
+        if (strcasecmp(text, mixes[i].name) == 0) {
+            snprintf(r->name, sizeof r->name, "%s", mixes[i].name);
+            r->base = mixes[i].base, r->more_bits = mixes[i].more_bits, r->file_type = mixes[i].file_type;
+            return true;
+        }
+    }
+    if (kqcl_type_from_name(text, &r->base) != KQCL_OK || !can_quantize_to(r->base))
+        return false;
+    snprintf(r->name, sizeof r->name, "%s", kqcl_type_name(r->base));
+    r->more_bits = r->base;
+    r->file_type = file_type_of(r->base);
+    return true;
+}
+
+/* llama.cpp's rule for which layers of attn_v and ffn_down a _M mix gives more bits: the
+ * first and last eighth, and every third layer between. */
+static bool more_bits_at(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+/* ---- one tensor ------------------------------------------------------------------------------ */
+
+#define QUANTIZE_CHUNK_FLOATS (16u << 20) /* 64 MiB of f32 per conversion step */
 
 /* Convert t into `type` in chunks of rows, so a large embedding never needs all its floats. */
 static kqcl_status requantize(const kqcl_gguf_tensor *t, kqcl_type type, void **out,
@@ -796,50 +753,140 @@ static bool same_file(const char *a, const char *b)
 typedef struct quantize_job {
     kqcl_gguf *in;
     kqcl_gguf_writer *out;
-    kqcl_type type;
+    recipe recipe;
     void **buffers;        /* converted data, referenced by the writer until it writes */
     int64_t converted, kept;
     uint64_t bytes_in, bytes_out;
+    int n_attn_v, n_ffn_down; /* in the file, for the mix's layer rule */
+    int i_attn_v, i_ffn_down; /* seen so far */
+    bool has_output;          /* output.weight present (else a mix gives token_embd its bits) */
 } quantize_job;
+
+static bool is_float_type(uint32_t type) { return kqcl_block_size((kqcl_type)type) == 1; }
+
+/* NULL when t is converted; else why it is copied as it is. */
+static const char *keep_reason(const kqcl_gguf_tensor *t, kqcl_type target, char *buf, size_t size)
+{
+    if (!t->known || !is_float_type(t->type))
+        return "already quantized: kqcl converts f32, f16 and bf16 weights";
+    if (t->n_dims != 2)
+        return t->n_dims == 1 ? "1-D" : "not a 2-D matrix";
+    if (strstr(t->name, "norm") != NULL)
+        return "a norm";
+    if (t->ne[0] <= 0 || t->ne[1] <= 0)
+        return "empty";
+    if (kqcl_row_size(target, t->ne[0]) == 0) {
+        snprintf(buf, size, "rows of %" PRId64 " values are not whole %s blocks of %" PRId64, t->ne[0],
+                 kqcl_type_name(target), kqcl_block_size(target));
+        return buf;
+    }
+    return NULL;
+}
+
+/* The type a mix gives tensor t, and why in `why` (empty when it is the base type). */
+static kqcl_type target_of(quantize_job *job, const kqcl_gguf_tensor *t, char *why, size_t size)
+{
+    const recipe *r = &job->recipe;
+    why[0] = '\0';
+    if (r->more_bits == r->base)
+        return r->base;
+    bool more = false;
+    if (strcmp(t->name, "output.weight") == 0 || (!job->has_output && strcmp(t->name, "token_embd.weight") == 0)) {
+        more = true;
+        snprintf(why, size, "%s: the output projection keeps more bits", r->name);
+    } else if (strstr(t->name, ".attn_v.") != NULL) {
+        int i = job->i_attn_v++;
+        more = more_bits_at(i, job->n_attn_v);
+        if (more)
+            snprintf(why, size, "%s: attn_v %d of %d keeps more bits", r->name, i, job->n_attn_v);
+    } else if (strstr(t->name, ".ffn_down.") != NULL) {
+        int i = job->i_ffn_down++;
+        more = more_bits_at(i, job->n_ffn_down);
+        if (more)
+            snprintf(why, size, "%s: ffn_down %d of %d keeps more bits", r->name, i, job->n_ffn_down);
+    }
+    return more ? r->more_bits : r->base;
+}
 
 static int add_one_tensor(quantize_job *job, int64_t i)
 {
     kqcl_gguf_tensor t;
-    char safe[256];
+    char safe[256], label[24], why[160], reason[160];
     kqcl_gguf_tensor_info(job->in, i, &t);
     int n_dims = t.n_dims > 0 ? t.n_dims : 1; /* a 0-D scalar is written as one value */
     uint64_t bytes = tensor_bytes(&t);
     const void *data = t.data;
     uint32_t type = t.type;
     kqcl_status st;
-    if (should_requantize(&t)) {
+    escaped(t.name, safe, sizeof safe);
+    const char *keep = keep_reason(&t, job->recipe.base, reason, sizeof reason);
+    if (keep == NULL) {
+        kqcl_type target = target_of(job, &t, why, sizeof why);
         size_t out_bytes;
-        if ((st = requantize(&t, job->type, &job->buffers[i], &out_bytes)) != KQCL_OK) {
-            fprintf(stderr, "kqcl quantize: '%s': %s\n", escaped(t.name, safe, sizeof safe),
-                    kqcl_last_error(NULL));
+        if ((st = requantize(&t, target, &job->buffers[i], &out_bytes)) != KQCL_OK) {
+            fprintf(stderr, "kqcl quantize: '%s': %s\n", safe, kqcl_last_error(NULL));
             return 1;
         }
+        printf("  %s: %s -> %s%s%s%s\n", safe, type_label(t.type, label), kqcl_type_name(target), why[0] ? " (" : "",
+               why, why[0] ? ")" : "");
         data = job->buffers[i];
-        type = (uint32_t)job->type;
+        type = (uint32_t)target;
         job->bytes_in += bytes;
         bytes = out_bytes;
         job->converted++;
     } else {
         int64_t elements = t.ne[0] * t.ne[1] * t.ne[2] * t.ne[3];
         if (bytes == 0 && elements != 0) {
-            char buffer[24];
             fprintf(stderr, "kqcl quantize: '%s' has type %s, whose size is unknown: cannot copy "
-                            "it\n", escaped(t.name, safe, sizeof safe), type_label(t.type, buffer));
+                            "it\n", safe, type_label(t.type, label));
             return 1;
         }
+        printf("  %s: %s kept (%s)\n", safe, type_label(t.type, label), keep);
         job->bytes_in += bytes;
         job->kept++;
     }
     job->bytes_out += bytes;
     st = kqcl_gguf_writer_add_tensor(job->out, t.name, type, n_dims, t.ne, data, bytes);
     if (st != KQCL_OK) {
-        fprintf(stderr, "kqcl quantize: '%s': %s\n", escaped(t.name, safe, sizeof safe),
-                    kqcl_last_error(NULL));
+        fprintf(stderr, "kqcl quantize: '%s': %s\n", safe, kqcl_last_error(NULL));
+        return 1;
+    }
+    return 0;
+}
+
+/* Count what the mix's layer rule needs before the first tensor is converted. */
+static void survey(quantize_job *job)
+{
+    for (int64_t i = 0; i < kqcl_gguf_tensor_count(job->in); i++) {
+        kqcl_gguf_tensor t;
+        char reason[160];
+        kqcl_gguf_tensor_info(job->in, i, &t);
+        if (strcmp(t.name, "output.weight") == 0)
+            job->has_output = true;
+        if (keep_reason(&t, job->recipe.base, reason, sizeof reason) != NULL)
+            continue;
+        job->n_attn_v += strstr(t.name, ".attn_v.") != NULL;
+        job->n_ffn_down += strstr(t.name, ".ffn_down.") != NULL;
+    }
+}
+
+/* general.file_type as llama.cpp numbers it, for what was written: the recipe's when any
+ * weight was converted (left out where llama.cpp has no number for it), else the input's. */
+static int write_file_type(quantize_job *job)
+{
+    kqcl_status st = KQCL_OK;
+    if (job->converted == 0) {
+        printf("general.file_type: as in the input (no tensor converted)\n");
+    } else if (job->recipe.file_type >= 0) {
+        st = kqcl_gguf_writer_set_u32(job->out, "general.file_type", (uint32_t)job->recipe.file_type);
+        printf("general.file_type = %d (llama.cpp's number for %s)\n", job->recipe.file_type, job->recipe.name);
+    } else {
+        printf("general.file_type: left out (llama.cpp has no file type for %s)\n", job->recipe.name);
+    }
+    if (st == KQCL_OK && job->converted > 0 && kqcl_block_size(job->recipe.base) > 1)
+        st = kqcl_gguf_writer_set_u32(job->out, "general.quantization_version", 2); /* GGML_QNT_VERSION */
+    if (st != KQCL_OK) {
+        fprintf(stderr, "kqcl quantize: metadata: %s\n", kqcl_last_error(NULL));
         return 1;
     }
     return 0;
@@ -847,64 +894,67 @@ static int add_one_tensor(quantize_job *job, int64_t i)
 
 static int quantize_into(quantize_job *job, const char *out_path)
 {
+    bool drop_file_type = job->recipe.file_type < 0;
     for (int64_t i = 0; i < kqcl_gguf_kv_count(job->in); i++) {
+        if (drop_file_type && strcmp(kqcl_gguf_key(job->in, i), "general.file_type") == 0)
+            continue; /* put back below if nothing is converted */
         if (kqcl_gguf_writer_copy_kv(job->out, job->in, i) != KQCL_OK) {
             fprintf(stderr, "kqcl quantize: metadata: %s\n", kqcl_last_error(NULL));
             return 1;
         }
     }
+    survey(job);
     for (int64_t i = 0; i < kqcl_gguf_tensor_count(job->in); i++)
         if (add_one_tensor(job, i) != 0)
             return 1;
+    int64_t kept_key = kqcl_gguf_find_key(job->in, "general.file_type");
+    if (drop_file_type && job->converted == 0 && kept_key >= 0 &&
+        kqcl_gguf_writer_copy_kv(job->out, job->in, kept_key) != KQCL_OK) {
+        fprintf(stderr, "kqcl quantize: metadata: %s\n", kqcl_last_error(NULL));
+        return 1;
+    }
+    if (write_file_type(job) != 0)
+        return 1;
     if (kqcl_gguf_writer_write(job->out, out_path) != KQCL_OK) {
         fprintf(stderr, "kqcl quantize: %s\n", kqcl_last_error(NULL));
         return 1;
     }
     printf("%s: %" PRId64 " tensors quantized to %s, %" PRId64 " kept; %.1f MB -> %.1f MB\n",
-           out_path, job->converted, kqcl_type_name(job->type), job->kept,
+           out_path, job->converted, job->recipe.name, job->kept,
            (double)job->bytes_in / 1e6, (double)job->bytes_out / 1e6);
     return 0;
 }
 
 int kq_cmd_quantize(int argc, char **argv)
 {
-    const char *paths[3];
-    int n_paths = 0;
-    for (int i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
+    static const struct option longs[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
+        if (c == 'h') {
             quantize_usage(stdout);
             return 0;
         }
-        if ((argv[i][0] == '-' && argv[i][1] != '\0') || n_paths == 3) {
-            fprintf(stderr, "kqcl quantize: unexpected argument '%s'\n", argv[i]);
-            quantize_usage(stderr);
-            return EXIT_USAGE;
-        }
-        paths[n_paths++] = argv[i];
+        return kq_option_error("quantize", c, argv);
     }
-    kqcl_type type;
-    if (n_paths != 3) {
-        quantize_usage(stderr);
-        return EXIT_USAGE;
-    }
-    if (kqcl_type_from_name(paths[2], &type) != KQCL_OK || kqcl_block_size(type) != 256) {
-        fprintf(stderr, "kqcl quantize: TYPE must be q4_K, q5_K, q6_K or q8_K, not '%s'\n",
-                paths[2]);
-        return EXIT_USAGE;
-    }
-    if (same_file(paths[0], paths[1])) {
-        fprintf(stderr, "kqcl quantize: OUT must not be IN (%s)\n", paths[0]);
-        return EXIT_USAGE;
-    }
-    quantize_job job = {.type = type};
-    if (open_or_complain("quantize", paths[0], &job.in) != 0)
+    if (argc - optind != 3)
+        return kq_usage_error("quantize", "want IN.gguf OUT.gguf TYPE, got %d argument%s (kqcl quantize -h for usage)",
+                              argc - optind, argc - optind == 1 ? "" : "s");
+    const char *in_path = argv[optind], *out_path = argv[optind + 1], *type_name = argv[optind + 2];
+    quantize_job job = {.in = NULL};
+    if (!parse_recipe(type_name, &job.recipe))
+        return kq_usage_error("quantize", "TYPE '%s': not a type kqcl quantizes to, nor a mix "
+                              "(q4_K, q5_K, q6_K, q8_K, q8_0, q4_0, f16, bf16, f32, Q4_K_M, Q5_K_M)", type_name);
+    if (same_file(in_path, out_path))
+        return kq_usage_error("quantize", "OUT must not be IN (%s)", in_path);
+    if (open_or_complain("quantize", in_path, &job.in) != 0)
         return 1;
     int rc = 1;
     job.buffers = calloc((size_t)kqcl_gguf_tensor_count(job.in) + 1, sizeof *job.buffers);
     if (job.buffers == NULL || kqcl_gguf_writer_create(&job.out) != KQCL_OK)
         fprintf(stderr, "kqcl quantize: out of memory\n");
     else
-        rc = quantize_into(&job, paths[1]);
+        rc = quantize_into(&job, out_path);
     kqcl_gguf_writer_destroy(job.out);
     for (int64_t i = 0; job.buffers && i < kqcl_gguf_tensor_count(job.in); i++)
         free(job.buffers[i]);

@@ -10,6 +10,7 @@
  */
 #include "commands.h"
 #include "kqcl.h"
+#include "util.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -132,7 +133,10 @@ static int assumed_devices(const char *spec, kqcl_plan_device *out, int *n)
 {
     int count;
     double mem_gib, speed, link, lat;
-    if (sscanf(spec, "%dx%lf:%lf:%lf:%lf", &count, &mem_gib, &speed, &link, &lat) != 5 || count < 1 || count > 64 ||
+    int used = 0;
+    /* %n: the whole spec must be used, "2x141:4000:25:15junk" is refused */
+    if (sscanf(spec, "%dx%lf:%lf:%lf:%lf%n", &count, &mem_gib, &speed, &link, &lat, &used) != 5 ||
+        spec[used] != '\0' || count < 1 || count > 64 ||
         mem_gib <= 0 || speed <= 0 || link <= 0 || lat < 0)
         return -1;
     for (int d = 0; d < count; d++) {
@@ -161,47 +165,56 @@ static int measured_devices(const char *spec, kqcl_plan_device *out, int *n)
 
 /* ---- the command ------------------------------------------------------------------------------ */
 
+/* -1: go on; 0: done (help shown); 2: bad usage, told in one line. */
 static int parse(int argc, char **argv, plan_options *o)
 {
     *o = (plan_options){.mode = KQCL_PLAN_AUTO, .layers = 32, .tokens = 1, .hidden = 4096, .ffn = 14336,
                         .type = KQCL_TYPE_Q4_K};
     static const struct option longs[] = {
-        {"devices", required_argument, 0, 'd'}, {"mode", required_argument, 0, 'm'},
-        {"tokens", required_argument, 0, 'n'}, {"layers", required_argument, 0, 'l'},
-        {"hidden", required_argument, 0, 'H'}, {"ffn", required_argument, 0, 'f'},
-        {"type", required_argument, 0, 't'}, {"assume", required_argument, 0, 'a'},
-        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        {"devices", required_argument, 0, 'd'}, {"device", required_argument, 0, 'd'},
+        {"mode", required_argument, 0, 'm'},    {"tokens", required_argument, 0, 'n'},
+        {"layers", required_argument, 0, 'l'},  {"hidden", required_argument, 0, 'H'},
+        {"ffn", required_argument, 0, 'f'},     {"type", required_argument, 0, 't'},
+        {"assume", required_argument, 0, 'a'},  {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    static const char *const modes[] = {"auto", "layers", "tensor", NULL};
+    static const kqcl_plan_mode mode_values[] = {KQCL_PLAN_AUTO, KQCL_PLAN_LAYERS, KQCL_PLAN_TENSOR};
+    int c, rc = 0, choice;
+    kqcl_type types[1];
+    opterr = 0;
+    while (rc == 0 && (c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
         switch (c) {
         case 'd': o->devices = optarg; break;
         case 'm':
-            o->mode = strcmp(optarg, "layers") == 0 ? KQCL_PLAN_LAYERS
-                      : strcmp(optarg, "tensor") == 0 ? KQCL_PLAN_TENSOR
-                      : strcmp(optarg, "auto") == 0 ? KQCL_PLAN_AUTO : (kqcl_plan_mode)-1;
-            if ((int)o->mode < 0)
-                return 2;
+            choice = kq_option_choice("plan", "--mode", optarg, modes);
+            rc = choice < 0 ? KQ_EXIT_USAGE : 0;
+            o->mode = choice < 0 ? KQCL_PLAN_AUTO : mode_values[choice];
             break;
-        case 'n': o->tokens = atoi(optarg); break;
-        case 'l': o->layers = atoi(optarg); break;
-        case 'H': o->hidden = atoll(optarg); break;
-        case 'f': o->ffn = atoll(optarg); break;
+        case 'n': rc = kq_option_int("plan", "--tokens", optarg, 1, 1 << 20, &o->tokens); break;
+        case 'l': rc = kq_option_int("plan", "--layers", optarg, 1, MAX_LAYERS, &o->layers); break;
+        case 'H': rc = kq_option_int64("plan", "--hidden", optarg, 1, 1 << 24, &o->hidden); break;
+        case 'f': rc = kq_option_int64("plan", "--ffn", optarg, 1, 1 << 24, &o->ffn); break;
         case 't':
-            if (kqcl_type_from_name(optarg, &o->type) != KQCL_OK)
-                return 2;
+            if (kq_option_type_list("plan", "--type", optarg, types, 1) != 1)
+                return KQ_EXIT_USAGE;
+            o->type = types[0];
             break;
         case 'a': o->assume = optarg; break;
         case 'j': o->json = true; break;
         case 'h': usage(stdout); return 0;
-        default: return 2;
+        default: return kq_option_error("plan", c, argv);
         }
     }
+    if (rc != 0)
+        return rc;
     if (optind < argc)
         o->file = argv[optind++];
-    if (optind < argc || o->tokens < 1 || o->layers < 1 || o->hidden < 1 || o->ffn < 1 ||
-        kqcl_row_size(o->type, o->hidden) == 0 || kqcl_row_size(o->type, o->ffn) == 0)
-        return 2;
+    if (optind < argc)
+        return kq_usage_error("plan", "'%s': one FILE only (kqcl plan -h for usage)", argv[optind]);
+    if (kqcl_row_size(o->type, o->hidden) == 0 || kqcl_row_size(o->type, o->ffn) == 0)
+        return kq_usage_error("plan", "--hidden %lld / --ffn %lld: not whole numbers of %s blocks (%lld values each)",
+                              (long long)o->hidden, (long long)o->ffn, kqcl_type_name(o->type),
+                              (long long)kqcl_block_size(o->type));
     return -1;
 }
 
@@ -235,11 +248,8 @@ int kq_cmd_plan(int argc, char **argv)
 {
     plan_options o;
     int rc = parse(argc, argv, &o);
-    if (rc >= 0) {
-        if (rc)
-            usage(stderr);
+    if (rc >= 0)
         return rc;
-    }
     model *m = calloc(1, sizeof *m);
     kqcl_plan_device devs[64];
     int n_devices = 0;
@@ -255,8 +265,8 @@ int kq_cmd_plan(int argc, char **argv)
         synthetic(m, &o);
     }
     if (rc == 0 && o.assume && assumed_devices(o.assume, devs, &n_devices) != 0) {
-        fprintf(stderr, "kqcl plan: bad --assume '%s'\n", o.assume);
-        rc = 2;
+        rc = kq_usage_error("plan", "--assume '%s': want COUNTxMEM_GiB:SPEED_GBps:LINK_GBps:LATENCY_us, "
+                                    "e.g. 2x141:4000:25:15", o.assume);
     } else if (rc == 0 && !o.assume && measured_devices(o.devices, devs, &n_devices) != 0) {
         rc = 1;
     }

@@ -13,13 +13,11 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 
+#include "util.h" /* the clock, medians, checked parsing, escaping: shared by every subcommand */
+
 /* bench.c */
 int kq_cmd_bench(int argc, char **argv);
 
-/* Shared by the subcommands (tools/bench.c): a monotonic clock in microseconds, and the median
- * of n values (sorts them). */
-double kq_tool_now_us(void);
-double kq_tool_median(double *v, int n);
 /* A tensor over every device of ctx in equal shares (`split`), or on device 0 for
  * KQCL_SPLIT_NONE; and where X and Y go for a W split so (rows: X replicated, Y by columns;
  * columns: X by columns, Y replicated), so every device finds its operands in place. */

@@ -4,15 +4,32 @@
  */
 #include "commands.h"
 #include "kqcl.h"
+#include "util.h"
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-static void print_device(int index, const kqcl_device_info *d)
+#define MAX_DEVICES 64
+
+/* What the precision work would run on a device: f32 accumulation is all kqcl has so far. */
+static const char *precision_of(const kqcl_device_info *d)
 {
-    printf("%d: %s\n", index, d->name);
-    printf("   platform  %s | vendor %s | driver %s\n", d->platform, d->vendor, d->driver);
+    (void)d;
+    return "f32";
+}
+
+static void print_device(const kqcl_device_info *d, bool marked)
+{
+    char safe[3][160];
+    printf("%s%d (%d:%d): %s\n", marked ? "*" : " ", d->list_index, d->platform_index, d->platform_device_index,
+           kq_text_escaped(d->name, safe[0], sizeof safe[0]));
+    printf("   platform  %s | vendor %s | driver %s\n", kq_text_escaped(d->platform, safe[0], sizeof safe[0]),
+           kq_text_escaped(d->vendor, safe[1], sizeof safe[1]), kq_text_escaped(d->driver, safe[2], sizeof safe[2]));
+    printf("   OpenCL    %s | %s\n", kq_text_escaped(d->opencl_version, safe[0], sizeof safe[0]),
+           kq_text_escaped(d->opencl_c_version, safe[1], sizeof safe[1]));
     printf("   kind      %s, %d compute units\n", d->is_gpu ? "GPU" : "CPU/other", d->compute_units);
     printf("   memory    %.1f GiB global, %.1f GiB largest allocation, %llu KiB local\n",
            (double)d->global_mem_bytes / (1 << 30), (double)d->max_alloc_bytes / (1 << 30),
@@ -20,57 +37,147 @@ static void print_device(int index, const kqcl_device_info *d)
     /* reported for the reader; kqcl's kernels are OpenCL C 1.2 and use none of these yet */
     printf("   reports   fp16 %s, subgroups %s, integer dot %s (not used by kqcl's kernels)\n",
            d->has_fp16 ? "yes" : "no", d->has_subgroups ? "yes" : "no", d->has_int_dot ? "yes" : "no");
+    printf("   precision %s (the only mode so far)\n", precision_of(d));
     if (d->nv_compute_capability)
         printf("   NVIDIA    compute capability %d.%d (inline PTX from 3.0, tensor cores from 8.0)\n",
                d->nv_compute_capability / 10, d->nv_compute_capability % 10);
     if (d->variant[0])
-        printf("   kernels   %s\n", d->variant);
+        printf("   kernels   %s\n", kq_text_escaped(d->variant, safe[0], sizeof safe[0]));
+}
+
+static void print_device_json(const kqcl_device_info *d, bool marked)
+{
+    printf("{\"index\": %d, \"platform_index\": %d, \"platform_device_index\": %d, \"name\": ", d->list_index,
+           d->platform_index, d->platform_device_index);
+    kq_json_cstring(stdout, d->name);
+    printf(", \"platform\": ");
+    kq_json_cstring(stdout, d->platform);
+    printf(", \"vendor\": ");
+    kq_json_cstring(stdout, d->vendor);
+    printf(", \"driver\": ");
+    kq_json_cstring(stdout, d->driver);
+    printf(", \"opencl_version\": ");
+    kq_json_cstring(stdout, d->opencl_version);
+    printf(", \"opencl_c_version\": ");
+    kq_json_cstring(stdout, d->opencl_c_version);
+    printf(", \"kind\": \"%s\", \"compute_units\": %d, \"global_mem_bytes\": %llu, \"max_alloc_bytes\": %llu, "
+           "\"local_mem_bytes\": %llu, \"fp16\": %s, \"subgroups\": %s, \"integer_dot\": %s, "
+           "\"nv_compute_capability\": ",
+           d->is_gpu ? "gpu" : "cpu", d->compute_units, (unsigned long long)d->global_mem_bytes,
+           (unsigned long long)d->max_alloc_bytes, (unsigned long long)d->local_mem_bytes,
+           d->has_fp16 ? "true" : "false", d->has_subgroups ? "true" : "false", d->has_int_dot ? "true" : "false");
+    if (d->nv_compute_capability)
+        printf("%d.%d", d->nv_compute_capability / 10, d->nv_compute_capability % 10);
+    else
+        printf("null");
+    printf(", \"precision\": \"%s\", \"selected\": %s, \"kernels\": ", precision_of(d), marked ? "true" : "false");
+    if (d->variant[0])
+        kq_json_cstring(stdout, d->variant);
+    else
+        printf("null");
+    printf("}");
+}
+
+static void devices_usage(FILE *out)
+{
+    fprintf(out, "usage: kqcl devices [--device SPEC] [--json]\n"
+                 "  Lists every OpenCL device: its index N and platform:device P:D (both usable in a\n"
+                 "  device spec), OpenCL versions, memory, extensions and the precision kqcl uses.\n"
+                 "  The devices SPEC selects (default: KQCL_DEVICES, else the first GPU, else device\n"
+                 "  0) are marked '*', by index, with the kernels kqcl chose for each.\n"
+                 "  --json   one JSON object {\"kqcl_version\", \"selected_by\", \"devices\": [...]}\n");
+}
+
+/* The devices a spec selects (NULL: the default), by their index in list order. The context's
+ * info carries the index, so two identical devices are told apart. */
+static kqcl_status mark_selected(const char *spec, kqcl_device_info *infos, int count, bool *marked)
+{
+    kqcl_context *ctx = NULL;
+    kqcl_status st = kqcl_context_create(spec, &ctx);
+    for (int d = 0; st == KQCL_OK && d < kqcl_device_count(ctx); d++) {
+        kqcl_device_info chosen;
+        if (kqcl_device_get_info(ctx, d, &chosen) != KQCL_OK || chosen.list_index < 0 || chosen.list_index >= count)
+            continue;
+        marked[chosen.list_index] = true;
+        memcpy(infos[chosen.list_index].variant, chosen.variant, sizeof chosen.variant);
+    }
+    kqcl_context_destroy(ctx);
+    return st;
 }
 
 static int cmd_devices(int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("usage: kqcl devices\n  Lists every OpenCL platform and device, and what kqcl uses of each.\n"
-               "  The default device (KQCL_DEVICES, else the first GPU, else device 0) is marked '*'.\n");
-        return 0;
+    static const struct option longs[] = {{"device", required_argument, 0, 'd'}, {"devices", required_argument, 0, 'd'},
+                                          {"json", no_argument, 0, 'j'},      {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
+    const char *spec = NULL;
+    bool json = false;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":hd:", longs, NULL)) != -1) {
+        switch (c) {
+        case 'd': spec = optarg; break;
+        case 'j': json = true; break;
+        case 'h': devices_usage(stdout); return 0;
+        default: return kq_option_error("devices", c, argv);
+        }
     }
-    if (argc > 1) {
-        fprintf(stderr, "kqcl devices: unexpected argument '%s'\n", argv[1]);
-        return 2;
-    }
-    kqcl_device_info infos[64];
+    if (optind < argc)
+        return kq_usage_error("devices", "'%s': unexpected argument (kqcl devices -h for usage)", argv[optind]);
+    kqcl_device_info infos[MAX_DEVICES];
+    bool marked[MAX_DEVICES] = {false};
     int count = 0;
-    kqcl_status st = kqcl_list_devices(infos, 64, &count);
+    kqcl_status st = kqcl_list_devices(infos, MAX_DEVICES, &count);
     if (st != KQCL_OK) {
         fprintf(stderr, "kqcl devices: %s: %s\n", kqcl_status_string(st), kqcl_last_error(NULL));
         return 1;
     }
-    kqcl_context *ctx = NULL;
-    kqcl_device_info chosen;
-    memset(&chosen, 0, sizeof chosen);
-    if (kqcl_context_create(NULL, &ctx) == KQCL_OK)
-        kqcl_device_get_info(ctx, 0, &chosen);
-    for (int i = 0; i < count && i < 64; i++) {
-        bool is_default = ctx && strcmp(chosen.name, infos[i].name) == 0 && strcmp(chosen.platform, infos[i].platform) == 0;
-        if (is_default)
-            strcpy(infos[i].variant, chosen.variant);
-        printf("%s", is_default ? "*" : " ");
-        print_device(i, &infos[i]);
-        if (is_default)
-            ctx = (kqcl_context_destroy(ctx), NULL); /* mark only the first match */
+    count = count < MAX_DEVICES ? count : MAX_DEVICES;
+    const char *env = getenv("KQCL_DEVICES");
+    const char *source = spec ? "--device" : env && *env ? "KQCL_DEVICES" : "default";
+    kqcl_status selected = mark_selected(spec, infos, count, marked);
+    char why[512];
+    snprintf(why, sizeof why, "%s", selected == KQCL_OK ? "" : kqcl_last_error(NULL));
+    if (json) {
+        printf("{\"kqcl_version\": \"%s\", \"selected_by\": \"%s\", \"devices\": [", kqcl_version(), source);
+        for (int i = 0; i < count; i++) {
+            printf("%s\n  ", i ? "," : "");
+            print_device_json(&infos[i], marked[i]);
+        }
+        printf("\n]}\n");
+    } else {
+        for (int i = 0; i < count; i++)
+            print_device(&infos[i], marked[i]);
     }
-    kqcl_context_destroy(ctx);
+    if (selected != KQCL_OK) {
+        /* the list is still worth having; the spec's failure is the line a user needs */
+        const char *what = spec ? spec : env && *env ? env : "";
+        fprintf(stderr, "kqcl devices: %s '%s' selects no device: %s\n", source, what, why);
+        return spec ? KQ_EXIT_USAGE : 1;
+    }
+    return 0;
+}
+
+static int cmd_version(int argc, char **argv)
+{
+    if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        printf("usage: kqcl version\n  Prints the version of kqcl.\n");
+        return 0;
+    }
+    if (argc > 1)
+        return kq_usage_error("version", "'%s': unexpected argument (kqcl version takes none)", argv[1]);
+    printf("kqcl %s\n", kqcl_version());
     return 0;
 }
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: kqcl COMMAND [ARGS]   (kqcl COMMAND --help for each)\n\n"
+    fprintf(out, "usage: kqcl COMMAND [ARGS]   (kqcl COMMAND -h for each)\n\n"
                  "  devices    list OpenCL devices and what kqcl uses of them\n"
                  "  bench      time the fused matmuls against the unfused path and memory bandwidth\n"
                  "  gguf       describe a GGUF file (--json for scripts)\n"
                  "  run        load a GGUF model's weights onto devices and time their matmuls\n"
-                 "  quantize   re-quantize a GGUF file's float weights to a k-quant\n"
+                 "  quantize   re-quantize a GGUF file's float weights (q4_K, Q4_K_M, q8_0, ...)\n"
                  "  plan       place a model's layers on several devices (layer or tensor split)\n"
                  "  version    print kqcl's version\n\n"
                  "Devices are chosen with --device/--devices SPEC or KQCL_DEVICES (see kqcl(1)).\n");
@@ -80,7 +187,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
-        return 2;
+        return KQ_EXIT_USAGE;
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "devices") == 0)
@@ -95,15 +202,12 @@ int main(int argc, char **argv)
         return kq_cmd_quantize(argc - 1, argv + 1);
     if (strcmp(cmd, "plan") == 0)
         return kq_cmd_plan(argc - 1, argv + 1);
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("kqcl %s\n", kqcl_version());
-        return 0;
-    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
+        return cmd_version(argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "kqcl: unknown command '%s'\n", cmd);
-    usage(stderr);
-    return 2;
+    fprintf(stderr, "kqcl: '%s': unknown command (kqcl -h lists them)\n", cmd);
+    return KQ_EXIT_USAGE;
 }

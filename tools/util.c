@@ -1,0 +1,297 @@
+/*
+ * util.c -- the helpers the kqcl subcommands share (tools/util.h).
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- argument errors ---------------------------------------------------------------------- */
+
+int kq_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kqcl %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return KQ_EXIT_USAGE;
+}
+
+int kq_option_error(const char *cmd, int c, char **argv)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "?";
+    if (c == ':')
+        return kq_usage_error(cmd, "%s: needs a value (kqcl %s -h for usage)", arg, cmd);
+    return kq_usage_error(cmd, "%s: unknown option (kqcl %s -h for usage)", arg, cmd);
+}
+
+/* ---- numbers ------------------------------------------------------------------------------ */
+
+bool kq_parse_int64(const char *text, int64_t min, int64_t max, int64_t *out, const char **why)
+{
+    static char range[96];
+    const char *p = text;
+    if (*p == '-')
+        p++;
+    /* digits only: strtoll alone would take " 12", "+12", "0x1f" and stop quietly at "1e3" */
+    if (*p == '\0' || strspn(p, "0123456789") != strlen(p)) {
+        *why = "not a whole number";
+        return false;
+    }
+    errno = 0;
+    long long v = strtoll(text, NULL, 10);
+    if (errno == ERANGE || v < min || v > max) {
+        if (max == INT64_MAX)
+            snprintf(range, sizeof range, "must be at least %lld", (long long)min);
+        else
+            snprintf(range, sizeof range, "must be from %lld to %lld", (long long)min, (long long)max);
+        *why = range;
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+int kq_option_int64(const char *cmd, const char *option, const char *text, int64_t min, int64_t max,
+                    int64_t *out)
+{
+    const char *why = NULL;
+    if (kq_parse_int64(text, min, max, out, &why))
+        return 0;
+    return kq_usage_error(cmd, "%s '%s': %s", option, text, why);
+}
+
+int kq_option_int(const char *cmd, const char *option, const char *text, int min, int max, int *out)
+{
+    int64_t v = 0;
+    int rc = kq_option_int64(cmd, option, text, min, max, &v);
+    if (rc == 0)
+        *out = (int)v;
+    return rc;
+}
+
+/* The next comma-separated item of *cursor into buf; false at the end. An empty item ("1,,2",
+ * "1,") is returned as "" so that the caller names it. */
+static bool next_item(const char **cursor, bool *done, char *buf, size_t size)
+{
+    if (*done)
+        return false;
+    const char *comma = strchr(*cursor, ',');
+    size_t n = comma ? (size_t)(comma - *cursor) : strlen(*cursor);
+    snprintf(buf, size, "%.*s", (int)(n < size ? n : size - 1), *cursor);
+    if (comma)
+        *cursor = comma + 1;
+    else
+        *done = true;
+    return true;
+}
+
+int kq_option_int_list(const char *cmd, const char *option, const char *text, int min, int max, int *out,
+                       int capacity)
+{
+    const char *cursor = text;
+    bool done = false;
+    char item[64];
+    int n = 0;
+    while (next_item(&cursor, &done, item, sizeof item)) {
+        const char *why = NULL;
+        int64_t v = 0;
+        if (n == capacity) {
+            kq_usage_error(cmd, "%s '%s': at most %d values", option, text, capacity);
+            return -1;
+        }
+        if (!kq_parse_int64(item, min, max, &v, &why)) {
+            if (strchr(text, ',') == NULL)
+                kq_usage_error(cmd, "%s '%s': %s", option, text, why);
+            else
+                kq_usage_error(cmd, "%s '%s': item '%s' %s", option, text, item, why);
+            return -1;
+        }
+        out[n++] = (int)v;
+    }
+    return n;
+}
+
+int kq_option_type_list(const char *cmd, const char *option, const char *text, kqcl_type *out, int capacity)
+{
+    const char *cursor = text;
+    bool done = false;
+    char item[64];
+    int n = 0;
+    while (next_item(&cursor, &done, item, sizeof item)) {
+        if (n == capacity) {
+            kq_usage_error(cmd, "%s '%s': at most %d types", option, text, capacity);
+            return -1;
+        }
+        if (kqcl_type_from_name(item, &out[n]) != KQCL_OK) {
+            kq_usage_error(cmd, "%s '%s': '%s' is not a type kqcl knows (e.g. q4_K, q6_K, q8_0, f16)", option,
+                           text, item);
+            return -1;
+        }
+        n++;
+    }
+    return n;
+}
+
+int kq_option_choice(const char *cmd, const char *option, const char *text, const char *const *choices)
+{
+    char list[256] = "";
+    for (int i = 0; choices[i]; i++) {
+        if (strcmp(text, choices[i]) == 0)
+            return i;
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", choices[i]);
+    }
+    kq_usage_error(cmd, "%s '%s': want one of %s", option, text, list);
+    return -1;
+}
+
+/* ---- time and statistics ------------------------------------------------------------------ */
+
+double kq_tool_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+double kq_tool_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, compare_doubles);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+kq_stats kq_tool_stats(double *v, int n)
+{
+    kq_stats s = {0, 0, 0, 0};
+    if (n <= 0)
+        return s;
+    s.median = kq_tool_median(v, n); /* sorted now */
+    s.min = v[0];
+    s.max = v[n - 1];
+    s.count = n;
+    return s;
+}
+
+/* ---- random numbers ----------------------------------------------------------------------- */
+
+uint32_t kq_rng_next(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return (uint32_t)(*state >> 16);
+}
+
+float kq_rng_unit(uint64_t *state)
+{
+    return (float)(kq_rng_next(state) & 0xffffff) / 16777216.0f * 2.0f - 1.0f;
+}
+
+/* ---- text --------------------------------------------------------------------------------- */
+
+size_t kq_utf8_sequence(const unsigned char *s, size_t n)
+{
+    size_t length = s[0] < 0x80 ? 1 : s[0] >= 0xC2 && s[0] <= 0xDF ? 2
+                  : s[0] >= 0xE0 && s[0] <= 0xEF ? 3 : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : 0;
+    if (length == 0 || length > n)
+        return 0;
+    for (size_t k = 1; k < length; k++)
+        if ((s[k] & 0xC0) != 0x80)
+            return 0;
+    return length;
+}
+
+void kq_json_string(FILE *out, const char *s, size_t n, size_t max_bytes)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t shown = max_bytes != 0 && n > max_bytes ? max_bytes : n;
+    fputc('"', out);
+    for (size_t i = 0; i < shown;) {
+        size_t length = kq_utf8_sequence(p + i, shown - i);
+        if (length == 0) {
+            fputs("\\ufffd", out);
+            i++;
+        } else if (length == 2 && p[i] == 0xC2 && p[i + 1] < 0xA0) {
+            fprintf(out, "\\u%04x", p[i + 1]); /* a C1 control: U+009B is a CSI to some terminals */
+            i += 2;
+        } else if (length > 1) {
+            fwrite(p + i, 1, length, out);
+            i += length;
+        } else {
+            unsigned char c = p[i++];
+            if (c == '"' || c == '\\')
+                fprintf(out, "\\%c", c);
+            else if (c == '\n')
+                fputs("\\n", out);
+            else if (c == '\t')
+                fputs("\\t", out);
+            else if (c < 0x20 || c == 0x7F)
+                fprintf(out, "\\u%04x", c);
+            else
+                fputc(c, out);
+        }
+    }
+    if (shown < n)
+        fputs("\xE2\x80\xA6", out); /* … */
+    fputc('"', out);
+}
+
+void kq_json_cstring(FILE *out, const char *s) { kq_json_string(out, s, strlen(s), 0); }
+
+const char *kq_text_escaped(const char *s, char *buf, size_t size)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s), used = 0;
+    for (size_t i = 0; i < n;) {
+        char piece[16];
+        size_t length = kq_utf8_sequence(p + i, n - i);
+        if (length == 0)
+            snprintf(piece, sizeof piece, "\\ufffd"), length = 1;
+        else if (length == 2 && p[i] == 0xC2 && p[i + 1] < 0xA0)
+            snprintf(piece, sizeof piece, "\\u%04x", p[i + 1]);
+        else if (length == 1 && (p[i] < 0x20 || p[i] == 0x7F))
+            snprintf(piece, sizeof piece, "\\u%04x", p[i]);
+        else if (length == 1 && p[i] == '\\')
+            snprintf(piece, sizeof piece, "\\\\");
+        else
+            memcpy(piece, p + i, length), piece[length] = '\0';
+        size_t add = strlen(piece);
+        if (used + add + 4 > size) {
+            snprintf(buf + used, size - used, "...");
+            return buf;
+        }
+        memcpy(buf + used, piece, add + 1);
+        used += add;
+        i += length;
+    }
+    if (used == 0 && size > 0)
+        buf[0] = '\0';
+    return buf;
+}
+
+int kq_terminal_columns(void)
+{
+    const char *env = getenv("COLUMNS");
+    int64_t columns = 0;
+    const char *why;
+    if (env && kq_parse_int64(env, 1, 10000, &columns, &why))
+        return (int)columns;
+    struct winsize ws;
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    return 80;
+}

@@ -1,0 +1,98 @@
+/*
+ * util.h -- helpers every subcommand of the kqcl tool shares: checked parsing of numbers and
+ * lists, option errors in the one-line form kqcl(1) promises, the clock, random numbers,
+ * medians and spreads, and escaping for JSON and the terminal.
+ *
+ * Every argument error is one line on stderr, "kqcl SUBCOMMAND: WHAT: WHY", and exit status 2.
+ */
+#ifndef KQCL_TOOLS_UTIL_H
+#define KQCL_TOOLS_UTIL_H
+
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "kqcl.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define KQ_EXIT_USAGE 2
+
+/* ---- argument errors ---- */
+
+/* Print "kqcl CMD: " + the formatted text + newline to stderr; returns KQ_EXIT_USAGE. */
+int kq_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* What getopt_long (run with opterr = 0 and an optstring starting with ':') returned as '?' or
+ * ':' means, as one line: an unknown option or a missing value. argv and optind as getopt left
+ * them. Returns KQ_EXIT_USAGE. */
+int kq_option_error(const char *cmd, int c, char **argv);
+
+/* ---- numbers ---- */
+
+/* A whole decimal number from min to max, the whole of `text` (no sign other than one '-', no
+ * spaces, no exponent, no hex). On failure *why says what is wrong ("not a whole number",
+ * "must be at least 1", ...) and false is returned. */
+bool kq_parse_int64(const char *text, int64_t min, int64_t max, int64_t *out, const char **why);
+
+/* As kq_parse_int64, reporting a failure for option `option` of `cmd` as one line; returns 0
+ * or KQ_EXIT_USAGE. */
+int kq_option_int64(const char *cmd, const char *option, const char *text, int64_t min, int64_t max,
+                    int64_t *out);
+int kq_option_int(const char *cmd, const char *option, const char *text, int min, int max, int *out);
+
+/* A comma-separated list of whole numbers from min to max ("1,8,512"), at most `capacity` of
+ * them. Returns the count, or reports one line and returns -1. */
+int kq_option_int_list(const char *cmd, const char *option, const char *text, int min, int max, int *out,
+                       int capacity);
+
+/* A comma-separated list of type names (kqcl_type_from_name: any case). Returns the count, or
+ * reports one line naming the bad item and returns -1. */
+int kq_option_type_list(const char *cmd, const char *option, const char *text, kqcl_type *out, int capacity);
+
+/* `text` is one of the NULL-terminated `choices`: its index, or one line listing them and -1. */
+int kq_option_choice(const char *cmd, const char *option, const char *text, const char *const *choices);
+
+/* ---- time and statistics ---- */
+
+/* A monotonic clock, microseconds. */
+double kq_tool_now_us(void);
+/* The median of n values (sorts them). */
+double kq_tool_median(double *v, int n);
+
+/* Median, smallest and largest of a set of repeated timings. */
+typedef struct kq_stats {
+    double median, min, max;
+    int count; /* 0: not measured */
+} kq_stats;
+/* Sorts v. */
+kq_stats kq_tool_stats(double *v, int n);
+
+/* ---- random numbers (xorshift64, a fixed seed per state so runs compare) ---- */
+
+uint32_t kq_rng_next(uint64_t *state);
+/* Uniform in [-1, 1). */
+float kq_rng_unit(uint64_t *state);
+
+/* ---- text ---- */
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when it is not one. */
+size_t kq_utf8_sequence(const unsigned char *s, size_t n);
+
+/* A JSON string literal of n bytes of s: quotes, backslashes and control bytes escaped,
+ * invalid UTF-8 as U+FFFD, so the output always parses. At most max_bytes (0: all), then "…". */
+void kq_json_string(FILE *out, const char *s, size_t n, size_t max_bytes);
+/* The same for a NUL-terminated string, whole. */
+void kq_json_cstring(FILE *out, const char *s);
+
+/* s for a terminal, into buf: control bytes and backslashes escaped as in JSON, invalid UTF-8
+ * as \ufffd, so that a file cannot send escape sequences. Cut (with "...") to fit `size`. */
+const char *kq_text_escaped(const char *s, char *buf, size_t size);
+
+/* Columns of the terminal on stderr: $COLUMNS if set to a number, else TIOCGWINSZ, else 80. */
+int kq_terminal_columns(void);
+
+#endif
