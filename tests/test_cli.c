@@ -567,6 +567,39 @@ START_TEST(run_progress_fits_60_columns_and_agrees_with_the_table)
 }
 END_TEST
 
+/* The file the gguf Python package wrote (tests/data/legacy.gguf: q8_0, q4_0 and f32 weights)
+ * lists, runs with every result checked against the host, and quantizes. */
+START_TEST(python_written_q8_0_q4_0_file_lists_runs_and_quantizes)
+{
+    char in[1024];
+    const char *data = getenv("KQCL_TEST_DATA");
+    snprintf(in, sizeof in, "%s/legacy.gguf", data && *data ? data : "tests/data");
+    ck_assert_int_eq(tool("", "gguf %s", in), 0);
+    ck_assert_has(out_text, "blk.0.attn_q.weight  q8_0");
+    ck_assert_has(out_text, "blk.0.attn_k.weight  q4_0");
+    int rc = tool("", "run %s", in);
+    ck_assert_msg(rc == 0, "run: exit %d: %s", rc, err_text);
+    ck_assert_msg(strstr(err_text, "skipping") == NULL, "run skipped a tensor: %s", err_text);
+    int total = 0;
+    const char *t = strstr(out_text, "\ntotal ");
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(sscanf(t, "\ntotal %d", &total), 1);
+    ck_assert_int_eq(total, 3);
+    ck_assert_has(out_text, "\nq4_0 ");
+    ck_assert_has(out_text, "\nq8_0 ");
+    const char *out = tmp_path("legacy-q4_0.gguf");
+    rc = tool("", "quantize %s %s Q4_0", in, out);
+    ck_assert_msg(rc == 0, "quantize: exit %d: %s", rc, err_text);
+    kqcl_gguf *g = NULL;
+    ck_assert_int_eq(kqcl_gguf_open(out, &g), KQCL_OK);
+    ck_assert_uint_eq(tensor_type(g, "blk.0.attn_v.weight"), KQCL_TYPE_Q4_0); /* the f32 one */
+    ck_assert_uint_eq(tensor_type(g, "blk.0.attn_q.weight"), KQCL_TYPE_Q8_0); /* kept */
+    kqcl_gguf_close(g);
+    rc = tool("", "run %s", out);
+    ck_assert_msg(rc == 0, "run of the quantized file: exit %d: %s", rc, err_text);
+}
+END_TEST
+
 /* ---- the manual against the README ------------------------------------------------------------ */
 
 static char *read_source(const char *relative)
@@ -703,6 +736,7 @@ static Suite *cli_suite(void)
     tcase_add_loop_test(files, quantize_writes_a_consistent_file_type, 0,
                         (int)(sizeof single_types / sizeof single_types[0]));
     tcase_add_test(files, run_progress_fits_60_columns_and_agrees_with_the_table);
+    tcase_add_test(files, python_written_q8_0_q4_0_file_lists_runs_and_quantizes);
     suite_add_tcase(s, files);
     return s;
 }
