@@ -390,9 +390,7 @@ static kqcl_status choose_kernels(kq_device *dev, const kqcl_device_info *info)
     if (family != NULL && *family != '\0' && strcmp(family, "auto") != 0 && strcmp(family, "gpu") != 0 &&
         strcmp(family, "cpu") != 0)
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "KQCL_KERNELS='%s': want gpu, cpu or auto", family);
-    dev->gpu_kernels = family != NULL && strcmp(family, "gpu") == 0   ? true
-                       : family != NULL && strcmp(family, "cpu") == 0 ? false
-                                                                      : info->is_gpu;
+    dev->gpu_kernels = env_is("KQCL_KERNELS", "gpu") || (info->is_gpu && !env_is("KQCL_KERNELS", "cpu"));
     const char *portable = getenv("KQCL_PORTABLE");
     bool forced = env_is("KQCL_TEST_FORCE_PTX", "1");
     dev->nv_ptx = (forced || info->nv_compute_capability >= 30) && !(portable && strcmp(portable, "0") != 0);

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
 static bool is_pow2(int v) { return v > 0 && (v & (v - 1)) == 0; }
 
 static bool fits(const kq_device *dev, const kq_variant *v)
@@ -95,18 +97,22 @@ kqcl_status kq_matvec_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type
     kqcl_status st = kq_matvec_tune_for(ctx, dev, &t, &from_env);
     if (st != KQCL_OK)
         return st;
-    const kq_matvec_tune *list = kq_gpu_kernels(dev) ? gpu : cpu;
-    int count = from_env ? 1 : kq_gpu_kernels(dev) ? (int)(sizeof gpu / sizeof gpu[0]) : (int)(sizeof cpu / sizeof cpu[0]);
-    for (int i = 0; i < count; i++) {
-        matvec_fill(dev, wtype, xtype, n, k, from_env ? &t : &list[i], v);
-        const char *broken = matvec_broken(&v->mv, v->cpu);
+    if (from_env) { /* the user's set: checked, never changed */
+        matvec_fill(dev, wtype, xtype, n, k, &t, v);
+        const char *broken = matvec_broken(&t, v->cpu);
         if (broken)
             return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "KQCL_MATVEC=%d,%d,%d: %s", t.threads_per_row, t.row_groups,
                            t.rows_per_thread, broken);
+        return fits(dev, v) && skip == 0 ? KQCL_OK : no_fit(ctx, dev, v, "KQCL_MATVEC", true);
+    }
+    const kq_matvec_tune *list = kq_gpu_kernels(dev) ? gpu : cpu;
+    int count = kq_gpu_kernels(dev) ? COUNT(gpu) : COUNT(cpu);
+    for (int i = 0; i < count; i++) {
+        matvec_fill(dev, wtype, xtype, n, k, &list[i], v);
         if (fits(dev, v) && skip-- == 0)
             return KQCL_OK;
     }
-    return no_fit(ctx, dev, v, from_env ? "KQCL_MATVEC" : "matvec", from_env);
+    return no_fit(ctx, dev, v, "matvec", false);
 }
 
 /* ---- prefill: matmul.cl ---------------------------------------------------------------------- */
@@ -176,19 +182,18 @@ kqcl_status kq_tiled_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type 
     kqcl_status st = kq_matmul_tune_for(ctx, dev, wtype, &t, &from_env);
     if (st != KQCL_OK)
         return st;
-    const tiled_candidate *list = kq_gpu_kernels(dev) ? gpu : kq_type_is_kquant(wtype) ? cpu_kquant : cpu_float;
-    int count = kq_gpu_kernels(dev) ? (int)(sizeof gpu / sizeof gpu[0])
-                : kq_type_is_kquant(wtype) ? (int)(sizeof cpu_kquant / sizeof cpu_kquant[0])
-                                           : (int)(sizeof cpu_float / sizeof cpu_float[0]);
-    if (from_env) {
-        tiled_candidate mine = {t, !kq_gpu_kernels(dev) && kq_type_is_kquant(wtype)};
-        tiled_fill(dev, wtype, xtype, k, &mine.t, mine.cpu, v);
-        const char *broken = tiled_broken(&t, mine.cpu);
+    bool gpu_family = kq_gpu_kernels(dev), kquant = kq_type_is_kquant(wtype);
+    if (from_env) { /* the user's set: checked, never changed */
+        bool cpu = !gpu_family && kquant;
+        tiled_fill(dev, wtype, xtype, k, &t, cpu, v);
+        const char *broken = tiled_broken(&t, cpu);
         if (broken)
             return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "KQCL_MATMUL=%d,%d,%d,%d,%d: %s", t.tile_m, t.tile_n, t.wpt_m,
                            t.wpt_n, t.kunits, broken);
         return fits(dev, v) && skip == 0 ? KQCL_OK : no_fit(ctx, dev, v, "KQCL_MATMUL", true);
     }
+    const tiled_candidate *list = gpu_family ? gpu : kquant ? cpu_kquant : cpu_float;
+    int count = gpu_family ? COUNT(gpu) : kquant ? COUNT(cpu_kquant) : COUNT(cpu_float);
     for (int i = 0; i < count; i++) {
         tiled_fill(dev, wtype, xtype, k, &list[i].t, list[i].cpu, v);
         if (fits(dev, v) && skip-- == 0)
