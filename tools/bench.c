@@ -357,24 +357,18 @@ static void print_json_header(const bench_state *b, const kqcl_device_info *dev,
     struct tm utc;
     gmtime_r(&now, &utc);
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc);
-    printf("{\"kqcl_version\": \"%s\", \"date\": \"%s\", \"device\": ", kqcl_version(), date);
-    kq_json_cstring(stdout, dev->name);
-    printf(", \"platform\": ");
-    kq_json_cstring(stdout, dev->platform);
-    printf(", \"driver\": ");
-    kq_json_cstring(stdout, dev->driver);
-    printf(", \"kernels\": ");
-    kq_json_cstring(stdout, dev->variant);
+    printf("{\"kqcl_version\": \"%s\", \"date\": \"%s\"", kqcl_version(), date);
+    kq_json_field(stdout, "device", dev->name);
+    kq_json_field(stdout, "platform", dev->platform);
+    kq_json_field(stdout, "driver", dev->driver);
+    kq_json_field(stdout, "kernels", dev->variant);
     printf(", \"precision\": \"f32\", \"repetitions\": %d, \"clock\": \"%s\", \"devices\": %d", o->reps,
            o->host_clock ? "host" : "device", kqcl_device_count(b->ctx));
     printf(", \"split\": \"%s\"", o->split == KQCL_SPLIT_ROWS ? "rows" : o->split == KQCL_SPLIT_COLS ? "cols" : "none");
     json_number("stream_read_gbps", true, b->bandwidth_gbps);
     json_number("stream_read_gbps_min", true, b->bandwidth.min);
-    printf(", \"bandwidth_reference_reliable\": %s, \"bandwidth_note\": ", b->bandwidth_reliable ? "true" : "false");
-    if (bandwidth_note(b))
-        kq_json_cstring(stdout, bandwidth_note(b));
-    else
-        printf("null");
+    printf(", \"bandwidth_reference_reliable\": %s", b->bandwidth_reliable ? "true" : "false");
+    kq_json_field(stdout, "bandwidth_note", bandwidth_note(b));
 }
 
 static void print_json(const bench_state *b, const kqcl_device_info *dev, const bench_options *o,
@@ -386,10 +380,7 @@ static void print_json(const bench_state *b, const kqcl_device_info *dev, const 
         const bench_row *r = &rows[i];
         double gbps = weight_gbps(r, row_time(r)->median);
         printf("%s\n  {\"tensor\": ", i ? "," : "");
-        if (r->label)
-            kq_json_cstring(stdout, r->label);
-        else
-            printf("null");
+        kq_json_cstring_or_null(stdout, r->label);
         printf(", \"type\": \"%s\", \"m\": %lld, \"k\": %lld, \"n\": %d", kqcl_type_name(r->type), (long long)r->m,
                (long long)r->k, r->n);
         json_stats("us", &r->us);

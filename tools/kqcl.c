@@ -50,16 +50,11 @@ static void print_device_json(const kqcl_device_info *d, bool marked)
     printf("{\"index\": %d, \"platform_index\": %d, \"platform_device_index\": %d, \"name\": ", d->list_index,
            d->platform_index, d->platform_device_index);
     kq_json_cstring(stdout, d->name);
-    printf(", \"platform\": ");
-    kq_json_cstring(stdout, d->platform);
-    printf(", \"vendor\": ");
-    kq_json_cstring(stdout, d->vendor);
-    printf(", \"driver\": ");
-    kq_json_cstring(stdout, d->driver);
-    printf(", \"opencl_version\": ");
-    kq_json_cstring(stdout, d->opencl_version);
-    printf(", \"opencl_c_version\": ");
-    kq_json_cstring(stdout, d->opencl_c_version);
+    kq_json_field(stdout, "platform", d->platform);
+    kq_json_field(stdout, "vendor", d->vendor);
+    kq_json_field(stdout, "driver", d->driver);
+    kq_json_field(stdout, "opencl_version", d->opencl_version);
+    kq_json_field(stdout, "opencl_c_version", d->opencl_c_version);
     printf(", \"kind\": \"%s\", \"compute_units\": %d, \"global_mem_bytes\": %llu, \"max_alloc_bytes\": %llu, "
            "\"local_mem_bytes\": %llu, \"fp16\": %s, \"subgroups\": %s, \"integer_dot\": %s, "
            "\"nv_compute_capability\": ",
@@ -70,11 +65,8 @@ static void print_device_json(const kqcl_device_info *d, bool marked)
         printf("%d.%d", d->nv_compute_capability / 10, d->nv_compute_capability % 10);
     else
         printf("null");
-    printf(", \"precision\": \"%s\", \"selected\": %s, \"kernels\": ", precision_of(d), marked ? "true" : "false");
-    if (d->variant[0])
-        kq_json_cstring(stdout, d->variant);
-    else
-        printf("null");
+    printf(", \"precision\": \"%s\", \"selected\": %s", precision_of(d), marked ? "true" : "false");
+    kq_json_field(stdout, "kernels", d->variant[0] ? d->variant : NULL);
     printf("}");
 }
 

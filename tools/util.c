@@ -252,6 +252,20 @@ void kq_json_string(FILE *out, const char *s, size_t n, size_t max_bytes)
 
 void kq_json_cstring(FILE *out, const char *s) { kq_json_string(out, s, strlen(s), 0); }
 
+void kq_json_cstring_or_null(FILE *out, const char *s)
+{
+    if (s)
+        kq_json_cstring(out, s);
+    else
+        fputs("null", out);
+}
+
+void kq_json_field(FILE *out, const char *key, const char *value)
+{
+    fprintf(out, ", \"%s\": ", key);
+    kq_json_cstring_or_null(out, value);
+}
+
 const char *kq_text_escaped(const char *s, char *buf, size_t size)
 {
     const unsigned char *p = (const unsigned char *)s;

@@ -87,6 +87,10 @@ size_t kq_utf8_sequence(const unsigned char *s, size_t n);
 void kq_json_string(FILE *out, const char *s, size_t n, size_t max_bytes);
 /* The same for a NUL-terminated string, whole. */
 void kq_json_cstring(FILE *out, const char *s);
+/* s as kq_json_cstring writes it, or null for NULL (a value that was not measured or is not there). */
+void kq_json_cstring_or_null(FILE *out, const char *s);
+/* `, "key": value` of an object being written, value as kq_json_cstring_or_null writes it. */
+void kq_json_field(FILE *out, const char *key, const char *value);
 
 /* s for a terminal, into buf: control bytes and backslashes escaped as in JSON, invalid UTF-8
  * as \ufffd, so that a file cannot send escape sequences. Cut (with "...") to fit `size`. */
