@@ -332,7 +332,7 @@ static inline unit_raw unit_load(const __global uchar *blk, int u)
     return raw;
 }
 
-static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
+static inline uint2 raw_run_bytes(const unit_raw *raw, int r, float *s, float *mo)
 {
     int high = r >> 1;
     uint2 q = (r & 1) ? raw->qs.zw : raw->qs.xy;
@@ -343,7 +343,7 @@ static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
 #endif
     *s = raw->s[high];
     *mo = raw->mo[high];
-    return u8x8_to_float8(q.x, q.y);
+    return q;
 }
 
 #elif WTYPE == TYPE_Q6_K
@@ -374,14 +374,14 @@ static inline unit_raw unit_load(const __global uchar *blk, int u)
     return raw;
 }
 
-static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
+static inline uint2 raw_run_bytes(const unit_raw *raw, int r, float *s, float *mo)
 {
     uint2 lo = raw->ql[r & 1];
     lo = (r >> 1) ? (lo >> 4) & 0x0F0F0F0Fu : lo & 0x0F0F0F0Fu;
     uint2 q = lo | (((raw->qh >> (uint)(2 * r)) & 0x03030303u) << 4);
     *s = raw->s[r];
     *mo = 32.0f * raw->s[r]; /* quants are stored + 32 */
-    return u8x8_to_float8(q.x, q.y);
+    return q;
 }
 
 #elif WTYPE == TYPE_Q8_K || WTYPE == TYPE_Q8_0
@@ -404,13 +404,13 @@ static inline unit_raw unit_load(const __global uchar *blk, int u)
     return raw;
 }
 
-static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
+static inline uint2 raw_run_bytes(const unit_raw *raw, int r, float *s, float *mo)
 {
     uint2 q = (r == 0) ? raw->qs.s01 : (r == 1) ? raw->qs.s23 : (r == 2) ? raw->qs.s45 : raw->qs.s67;
     q ^= 0x80808080u; /* signed q -> q + 128, unsigned */
     *s = raw->d;
     *mo = 128.0f * raw->d;
-    return u8x8_to_float8(q.x, q.y);
+    return q;
 }
 
 #elif WTYPE == TYPE_Q4_0
@@ -428,13 +428,13 @@ static inline unit_raw unit_load(const __global uchar *blk, int u)
     return raw;
 }
 
-static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
+static inline uint2 raw_run_bytes(const unit_raw *raw, int r, float *s, float *mo)
 {
     uint2 q = (r & 1) ? raw->qs.zw : raw->qs.xy;
     q = (r >> 1) ? (q >> 4) & 0x0F0F0F0Fu : q & 0x0F0F0F0Fu;
     *s = raw->d;
     *mo = 8.0f * raw->d; /* quants are stored + 8 */
-    return u8x8_to_float8(q.x, q.y);
+    return q;
 }
 
 #else /* float weights: the values themselves, scale 1 */
@@ -459,6 +459,13 @@ static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
 #endif
 
 #if W_IS_QUANT
+/* Run r as floats: the 8 quants (+ QBIAS, unsigned) and their scale and offset. */
+static inline float8 raw_run(const unit_raw *raw, int r, float *s, float *mo)
+{
+    uint2 q = raw_run_bytes(raw, r, s, mo);
+    return u8x8_to_float8(q.x, q.y);
+}
+
 /* Unit g (counted from the row's start) of a weight row. */
 static inline unit_raw unit_load_row(const __global uchar *wrow, int g, int k)
 {

@@ -18,6 +18,11 @@
  *   activation row g (fragment B). mma's k index is a permutation of positions, the same for
  *   A and B, so any assignment inside the slice is correct.
  *
+ * Precision (include/kqcl.h): PARTS bf16 parts an activation -- 3 in F32 mode, 1 in BF16 (the
+ * part is x rounded once to bf16), 2 in F16 with X_ROUND_F16 (x rounded once to f16 first: its
+ * 11 significant bits are exactly two bf16 parts). The mins' activation sums are of the same
+ * parts, so every mode multiplies exactly the activations it promises.
+ *
  * Tunables: WARPS (warps a work-group), MT (16-row tiles a warp). Needs WTYPE a k-quant and
  * XTYPE f32.
  */
@@ -28,8 +33,12 @@
 #define MT 1
 #endif
 
-#if WARPS < 1 || MT < 1
-#error "mma: WARPS and MT at least 1"
+#ifndef PARTS
+#define PARTS 3
+#endif
+
+#if WARPS < 1 || MT < 1 || PARTS < 1 || PARTS > 3
+#error "mma: WARPS and MT at least 1, PARTS 1..3"
 #endif
 
 /* Veltkamp-style splits below must round exactly as written. */
@@ -59,16 +68,32 @@ static inline uint bf16x2_pack(float lo, float hi)
 static inline float bf16_lo(uint v) { return as_float(v << 16); }
 static inline float bf16_hi(uint v) { return as_float(v & 0xFFFF0000u); }
 
-/* (x0, x1) as three bf16 pairs whose sum is x to 24 bits: each remainder is exact. */
-static inline void split3(float x0, float x1, uint *hi, uint *mid, uint *lo)
+#ifdef X_ROUND_F16
+/* x rounded to f16 (nearest even) and back: exact both ways. */
+static inline float round_f16(float x)
 {
-    *hi = bf16x2_pack(x0, x1);
-    x0 = x0 - bf16_lo(*hi);
-    x1 = x1 - bf16_hi(*hi);
-    *mid = bf16x2_pack(x0, x1);
-    x0 = x0 - bf16_lo(*mid);
-    x1 = x1 - bf16_hi(*mid);
-    *lo = bf16x2_pack(x0, x1);
+    ushort h;
+    float r;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+    asm("cvt.f32.f16 %0, %1;" : "=f"(r) : "h"(h));
+    return r;
+}
+#endif
+
+/* (x0, x1) as PARTS bf16 pairs, largest first: with 3, their sum is x to 24 bits (each
+ * remainder is exact); with 1, x rounded to bf16; with X_ROUND_F16, x's f16 value, exactly. */
+static inline void split_parts(float x0, float x1, uint p[PARTS])
+{
+#ifdef X_ROUND_F16
+    x0 = round_f16(x0);
+    x1 = round_f16(x1);
+#endif
+#pragma unroll
+    for (int i = 0; i < PARTS; i++) {
+        p[i] = bf16x2_pack(x0, x1);
+        x0 = x0 - bf16_lo(p[i]);
+        x1 = x1 - bf16_hi(p[i]);
+    }
 }
 
 static inline void mma_bf16(float c[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint b1)
@@ -193,14 +218,14 @@ void matvec_mma(const __global uchar *w, ulong w_row_bytes, const __global float
             for (int s = 0; s < SLICES_PER_GROUP; s++) {
                 int sl = grp * SLICES_PER_GROUP + s;
                 float4 xv = col_live ? *(const __global float4 *)(xcol + b * QK_K + slice_position(sl)) : (float4)0.0f;
-                uint bh[2], bm[2], bl[2];
-                split3(xv.x, xv.y, &bh[0], &bm[0], &bl[0]);
-                split3(xv.z, xv.w, &bh[1], &bm[1], &bl[1]);
+                uint b01[PARTS], b23[PARTS];
+                split_parts(xv.x, xv.y, b01);
+                split_parts(xv.z, xv.w, b23);
 #if HAS_MIN
                 const uint ones = 0x3F803F80u; /* bf16 1.0, 1.0: sums of x for the mins */
-                mma_bf16(csum, ones, ones, ones, ones, bh[0], bh[1]);
-                mma_bf16(csum, ones, ones, ones, ones, bm[0], bm[1]);
-                mma_bf16(csum, ones, ones, ones, ones, bl[0], bl[1]);
+#pragma unroll
+                for (int part = 0; part < PARTS; part++)
+                    mma_bf16(csum, ones, ones, ones, ones, b01[part], b23[part]);
 #endif
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
@@ -208,9 +233,9 @@ void matvec_mma(const __global uchar *w, ulong w_row_bytes, const __global float
                     uint q8 = slice_quants(wrow[mt][1] + (size_t)b * BLOCK_BYTES, sl, t);
                     uint a0 = quants_bf16x2(q0, 0x5140u), a1 = quants_bf16x2(q8, 0x5140u);
                     uint a2 = quants_bf16x2(q0, 0x7362u), a3 = quants_bf16x2(q8, 0x7362u);
-                    mma_bf16(c[mt], a0, a1, a2, a3, bh[0], bh[1]);
-                    mma_bf16(c[mt], a0, a1, a2, a3, bm[0], bm[1]);
-                    mma_bf16(c[mt], a0, a1, a2, a3, bl[0], bl[1]);
+#pragma unroll
+                    for (int part = 0; part < PARTS; part++)
+                        mma_bf16(c[mt], a0, a1, a2, a3, b01[part], b23[part]);
                 }
             }
 #pragma unroll
@@ -253,14 +278,14 @@ void matvec_mma(const __global uchar *w, ulong w_row_bytes, const __global float
  * Prefill on the tensor cores: Y (n x m) = X . W^T for any n.
  *
  * split_activations (one launch before the matmul) writes each group of 4 activations as the
- * six bf16x2 words a B fragment needs (hi, mid, lo for positions p,p+1 and p+2,p+3), and each
- * 32-value sum of x (the q4_K/q5_K mins multiply it). Then matmul_mma: a work-group of WARPS
+ * 2 * PARTS bf16x2 words a B fragment needs (each part for positions p,p+1 and p+2,p+3), and
+ * each 32-value sum of x's parts (the q4_K/q5_K mins multiply it). Then matmul_mma: a work-group of WARPS
  * warps owns 16*MT*WARPS weight rows and 8*NT activation rows; every STAGE_SLICES slices it
  * copies those activations' fragments into local memory once for all its warps; each warp
- * decodes its rows' quants into A fragments and runs 3 mma a (16-row, 8-column) tile a slice.
+ * decodes its rows' quants into A fragments and runs PARTS mma a (16-row, 8-column) tile a slice.
  * The next stage's fragments are loaded into registers while the current one computes.
  *
- *   xs[row][k/4][6] uint    B-fragment words, row-major by activation row
+ *   xs[row][k/4][2*PARTS] uint  B-fragment words, row-major by activation row
  *   xsum[row][k/32] float   sums of 32 activations
  * ========================================================================================== */
 #ifndef NT
@@ -276,22 +301,39 @@ void matvec_mma(const __global uchar *w, ulong w_row_bytes, const __global float
  * (one a 32-activation group left every store 192 bytes from its neighbour's: ~100 us of the
  * 4096 x 14336 prefill at n = 512, paid whole by each device of a row split). The first item
  * of each 32 also sums them, in the order the sums were always taken. */
+/* The activations' values as the mode multiplies them: x itself with 3 parts (the parts sum to
+ * it), else the sum of its parts. */
+static inline float4 as_multiplied(float4 v)
+{
+#if PARTS == 3 && !defined(X_ROUND_F16)
+    return v;
+#else
+    uint p01[PARTS], p23[PARTS];
+    split_parts(v.x, v.y, p01);
+    split_parts(v.z, v.w, p23);
+    float4 r = (float4)0.0f;
+    for (int i = 0; i < PARTS; i++)
+        r += (float4)(bf16_lo(p01[i]), bf16_hi(p01[i]), bf16_lo(p23[i]), bf16_hi(p23[i]));
+    return r;
+#endif
+}
+
 __kernel void split_activations(const __global float *x, __global uint *xs, __global float *xsum, int n, int k)
 {
     size_t quads = (size_t)n * (k / 4);
     for (size_t i = get_global_id(0); i < quads; i += get_global_size(0)) {
         float4 v = vload4(i, x);
-        uint h[2], md[2], l[2];
-        split3(v.x, v.y, &h[0], &md[0], &l[0]);
-        split3(v.z, v.w, &h[1], &md[1], &l[1]);
-        __global uint2 *dst = (__global uint2 *)(xs + i * 6); /* 24-byte records: 8-byte aligned */
-        dst[0] = (uint2)(h[0], h[1]);
-        dst[1] = (uint2)(md[0], md[1]);
-        dst[2] = (uint2)(l[0], l[1]);
+        uint p01[PARTS], p23[PARTS];
+        split_parts(v.x, v.y, p01);
+        split_parts(v.z, v.w, p23);
+        __global uint2 *dst = (__global uint2 *)(xs + i * 2 * PARTS); /* 8-byte aligned records */
+#pragma unroll
+        for (int part = 0; part < PARTS; part++)
+            dst[part] = (uint2)(p01[part], p23[part]);
         if (i % 8 == 0) { /* k % 32 == 0: groups of 32 never straddle rows */
             float sum = 0.0f;
             for (int q = 0; q < 8; q++) {
-                float4 u = vload4(i + q, x);
+                float4 u = as_multiplied(vload4(i + q, x));
                 sum += (u.x + u.y) + (u.z + u.w);
             }
             xsum[i / 8] = sum;
@@ -306,12 +348,12 @@ __kernel void split_activations(const __global float *x, __global uint *xs, __gl
 /* A work-item's share of one stage, held in registers between the global loads and the store
  * to local memory, so the loads of stage s+1 are in flight while stage s computes. */
 typedef struct stage_regs {
-    uint2 words[STAGE_ITEMS][3]; /* hi, mid, lo */
+    uint2 words[STAGE_ITEMS][PARTS]; /* largest part first */
     float sums[SUM_ITEMS];
 } stage_regs;
 
 /* Load the stage's B fragments (STAGE_SLICES slices x 4 thread columns t x WG_COLS activation
- * rows x 3 parts) and the needed 32-sums. Items run over t fastest, so 4 neighbouring
+ * rows x PARTS parts) and the needed 32-sums. Items run over t fastest, so 4 neighbouring
  * work-items read one activation row's 96 contiguous bytes. Rows past n read as 0. */
 static inline void stage_load(stage_regs *r, const __global uint *xs, const __global float *xsum, int col0, int n, int k,
                        int b, int sl0, int lid)
@@ -320,14 +362,17 @@ static inline void stage_load(stage_regs *r, const __global uint *xs, const __gl
     for (int i = 0; i < STAGE_ITEMS; i++) {
         int it = lid + i * WG_ITEMS;
         int t = it % 4, col = (it / 4) % WG_COLS, s = it / (4 * WG_COLS);
-        r->words[i][0] = r->words[i][1] = r->words[i][2] = (uint2)0;
+#pragma unroll
+        for (int part = 0; part < PARTS; part++)
+            r->words[i][part] = (uint2)0;
         if (s < STAGE_SLICES && col0 + col < n) {
             int q = (b * QK_K + slice_position(sl0 + s)) / 4 + t;
-            /* 24-byte records: 8-byte aligned, so three 8-byte loads */
-            const __global uint2 *src = (const __global uint2 *)(xs + ((size_t)(col0 + col) * (k / 4) + q) * 6);
-            r->words[i][0] = src[0];
-            r->words[i][1] = src[1];
-            r->words[i][2] = src[2];
+            /* 8 * PARTS-byte records: 8-byte aligned, so PARTS 8-byte loads */
+            const __global uint2 *src =
+                (const __global uint2 *)(xs + ((size_t)(col0 + col) * (k / 4) + q) * 2 * PARTS);
+#pragma unroll
+            for (int part = 0; part < PARTS; part++)
+                r->words[i][part] = src[part];
         }
     }
 #if HAS_MIN
@@ -350,10 +395,10 @@ static inline void stage_store(const stage_regs *r, __local uint2 *bl, __local f
         int t = it % 4, col = (it / 4) % WG_COLS, s = it / (4 * WG_COLS);
         if (s >= STAGE_SLICES)
             break;
-        __local uint2 *dst = bl + ((s * NT + col / 8) * 3) * 32 + 4 * (col % 8) + t;
-        dst[0] = r->words[i][0];
-        dst[32] = r->words[i][1];
-        dst[64] = r->words[i][2];
+        __local uint2 *dst = bl + ((s * NT + col / 8) * PARTS) * 32 + 4 * (col % 8) + t;
+#pragma unroll
+        for (int part = 0; part < PARTS; part++)
+            dst[32 * part] = r->words[i][part];
     }
 #if HAS_MIN
 #pragma unroll
@@ -374,7 +419,7 @@ __kernel __attribute__((reqd_work_group_size(32 * WARPS, 1, 1)))
 void matmul_mma(const __global uchar *w, ulong w_row_bytes, const __global uint *xs, const __global float *xsum,
                 __global float *y, __global float *part, int m, int k, int n)
 {
-    __local uint2 bl[STAGE_SLICES * NT * 3 * 32];
+    __local uint2 bl[STAGE_SLICES * NT * PARTS * 32];
     __local float sl_sum[(STAGE_SLICES / 2) * WG_COLS];
     int lid = get_local_id(0), lane = lid & 31, warp = lid >> 5;
     int g = lane >> 2, t = lane & 3;
@@ -426,10 +471,10 @@ void matmul_mma(const __global uchar *w, ulong w_row_bytes, const __global uint 
                 /* part-major, so neighbouring mma go to different accumulators and do not
                  * wait on each other */
 #pragma unroll
-                for (int part = 0; part < 3; part++)
+                for (int part = 0; part < PARTS; part++)
 #pragma unroll
                     for (int nt = 0; nt < NT; nt++) {
-                        uint2 bf = bl[((s * NT + nt) * 3 + part) * 32 + lane];
+                        uint2 bf = bl[((s * NT + nt) * PARTS + part) * 32 + lane];
 #pragma unroll
                         for (int mt = 0; mt < MT; mt++)
                             mma_bf16(c[mt][nt], a[mt][0], a[mt][1], a[mt][2], a[mt][3], bf.x, bf.y);

@@ -220,6 +220,60 @@ KQCL_API kqcl_status kqcl_context_set_timing(kqcl_context *ctx, int on);
 KQCL_API kqcl_status kqcl_last_device_time(kqcl_context *ctx, uint64_t *nanoseconds);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Precision                                                                                    */
+
+/* How kqcl_matmul treats activations (the weights are never changed). A context starts with the
+ * environment variable KQCL_PRECISION (f32, q8, f16, bf16 or auto; a malformed value makes
+ * kqcl_context_create fail with KQCL_ERR_INVALID_ARG), else KQCL_PRECISION_F32.
+ *
+ *   F32   Activations as given, f32 products and sums: within 1e-5 * sum |w x| of float64.
+ *   Q8    Decode (n <= 8) with quantized weights (q4_K, q5_K, q6_K, q8_K, q4_0, q8_0): each row of
+ *         X is quantized on the device, once a call, in blocks of 32 values, exactly so:
+ *           amax = max |x_i| of the block;  d = amax * (float)(1/127)   (one f32 multiply)
+ *           q_i  = the integer nearest x_i / d (the exact quotient; halves away from zero),
+ *                  clamped to -127..127;  q_i = 0 when d is 0;  d is NaN when a value is NaN.
+ *         Weights stay quantized: each scale group's sum(q_w * q_x) is exact in int32, then scaled
+ *         in f32 by the weight scale and d; q4_K/q5_K's mins multiply d * sum(q_x) of the 16
+ *         activations they meet; q6_K's and q4_0's stored offsets are taken out of the weight
+ *         quants first (exact). Error: that of the quantized X, within 1e-5 * sum |w x| of a
+ *         float64 product of W with the quantized X -- the error ggml's integer paths have, with
+ *         ggml's CUDA block size (32). Prefill (n > 8) and float weights take the BF16 path.
+ *   F16   Activations rounded once to f16 (nearest even); products of those exact, sums f32.
+ *   BF16  Activations rounded once to bf16 (nearest even); products of those exact, sums f32.
+ *   AUTO  Per device, weight type and n: on GPUs Q8 for quantized weights at n <= 8, else BF16
+ *         (F16 for f16 weights); on CPUs F32. kqcl_precision_chosen says what a call gets.
+ *
+ * A mode a device has no kernel for is served by a more exact one, never refused: every mode runs
+ * on every device. Non-finite inputs keep kqcl_matmul's promise in every mode (a NaN activation
+ * makes its block's d NaN; an infinite one, every output it reaches non-finite). */
+typedef enum kqcl_precision {
+    KQCL_PRECISION_F32 = 0,
+    KQCL_PRECISION_Q8 = 1,
+    KQCL_PRECISION_F16 = 2,
+    KQCL_PRECISION_BF16 = 3,
+    KQCL_PRECISION_AUTO = 4
+} kqcl_precision;
+
+/* Set the precision of the context's later matmuls. KQCL_ERR_INVALID_ARG for a value outside the
+ * enum. Queued work is not affected. */
+KQCL_API kqcl_status kqcl_context_set_precision(kqcl_context *ctx, kqcl_precision precision);
+
+/* The context's precision as set (AUTO stays AUTO); KQCL_PRECISION_F32 for NULL. */
+KQCL_API kqcl_precision kqcl_context_precision(const kqcl_context *ctx);
+
+/* The mode a kqcl_matmul of weights of `wtype` with n activation rows gets on device `device`
+ * of the context under its current precision: AUTO and the fallbacks resolved (never AUTO). */
+KQCL_API kqcl_status kqcl_precision_chosen(const kqcl_context *ctx, int device, kqcl_type wtype,
+                                           int64_t n, kqcl_precision *out);
+
+/* "f32", "q8", "f16", "bf16", "auto"; "?" for other values. */
+KQCL_API const char *kqcl_precision_name(kqcl_precision precision);
+
+/* The precision named `name` (as kqcl_precision_name spells it, any case);
+ * KQCL_ERR_INVALID_ARG for anything else. */
+KQCL_API kqcl_status kqcl_precision_from_name(const char *name, kqcl_precision *out);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Tensors                                                                                      */
 
 /* Create a rows x cols tensor of `type` on the context's first device. Contents are
@@ -267,6 +321,15 @@ KQCL_API size_t kqcl_tensor_bytes(const kqcl_tensor *t);
  * is malformed, breaks its kernel's constraints or does not fit the device. */
 KQCL_API kqcl_status kqcl_matmul(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x,
                                  kqcl_tensor *y);
+
+/* Several products that share X, in one call: y[i] = X . w[i]^T for i < count (1..16), each
+ * exactly as kqcl_matmul computes it (the same bits). X is rounded or quantized for the
+ * context's precision once for the whole group, and on one device, for n <= 8, up to four
+ * weights of one type and width are served by one kernel launch (a launch costs ~5 us through
+ * NVIDIA's OpenCL): Q, K and V, or gate and up, of a transformer layer. Every w[i] must have
+ * X's width; the checks and errors are kqcl_matmul's, made for every i before anything runs. */
+KQCL_API kqcl_status kqcl_matmul_group(kqcl_context *ctx, int count, const kqcl_tensor *const *w,
+                                       const kqcl_tensor *x, kqcl_tensor *const *y);
 
 /* Convert src into dst of the same shape on the device: f32 <-> f16 <-> bf16 (round to
  * nearest even; NaN, inf and subnormals kept), and k-quant -> f32/f16/bf16 (device

@@ -4,6 +4,7 @@
  */
 #include "context.h"
 #include "parallel.h"
+#include "precision.h"
 #include "program.h"
 #include "tensor.h"
 
@@ -395,6 +396,7 @@ static kqcl_status choose_kernels(kq_device *dev, const kqcl_device_info *info)
     bool forced = env_is("KQCL_TEST_FORCE_PTX", "1");
     dev->nv_ptx = (forced || info->nv_compute_capability >= 30) && !(portable && strcmp(portable, "0") != 0);
     dev->nv_mma = dev->nv_ptx && (forced || info->nv_compute_capability >= 80) && !env_is("KQCL_MMA", "0");
+    dev->int_dot = info->has_int_dot && !env_is("KQCL_INT_DOT", "0");
     kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
     return KQCL_OK;
 }
@@ -430,7 +432,7 @@ static kqcl_status open_device(kq_device *dev, const found_device *f, const kqcl
 static void close_device(kq_device *dev)
 {
     kq_programs_release(dev);
-    cl_mem buffers[] = {dev->scratch, dev->mma_xs, dev->mma_xsum, dev->mma_part};
+    cl_mem buffers[] = {dev->scratch, dev->mma_xs, dev->mma_xsum, dev->mma_part, dev->xprep};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         if (buffers[i])
             clReleaseMemObject(buffers[i]);
@@ -459,9 +461,13 @@ KQCL_API kqcl_status kqcl_context_create(const char *devices, kqcl_context **out
     if (st != KQCL_OK)
         return st;
 
+    kqcl_precision precision;
+    if ((st = kq_precision_from_env(&precision)) != KQCL_OK)
+        return st;
     kqcl_context *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL)
         return kq_fail(NULL, KQCL_ERR_OUT_OF_MEMORY, "kqcl_context_create: no memory for the context");
+    ctx->precision = precision;
     for (int i = 0; i < n_chosen; i++) {
         st = open_device(&ctx->devices[i], &found[chosen[i]], &infos[chosen[i]]);
         ctx->n_devices = i + 1;

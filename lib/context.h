@@ -42,6 +42,7 @@ typedef struct kq_device {
     bool is_pocl;          /* PoCL: its own kernel cache, so kqcl's binary cache is skipped */
     bool nv_ptx;           /* NVIDIA: inline-PTX kernel variants on (off after a failed build) */
     bool nv_mma;           /* NVIDIA sm_80+: tensor-core decode kernel (mma.cl) on */
+    bool int_dot;          /* cl_khr_integer_dot_product in the Q8 kernels (off after a failed build) */
     bool gpu_kernels;      /* the GPU kernel family (else the KQ_CPU kernels): the device's kind,
                             * or KQCL_KERNELS=gpu|cpu, a testing aid */
     size_t max_wg;         /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
@@ -53,6 +54,8 @@ typedef struct kq_device {
     size_t mma_xs_bytes, mma_xsum_bytes;
     cl_mem mma_part; /* grown on demand: the tensor-core prefill's k-split sums */
     size_t mma_part_bytes;
+    cl_mem xprep; /* grown on demand: activations rounded (F16, BF16) or quantized (Q8) */
+    size_t xprep_bytes;
 } kq_device;
 
 struct kqcl_context {
@@ -62,6 +65,7 @@ struct kqcl_context {
     /* Events of the kernels enqueued by the last compute call, for kqcl_last_device_time;
      * recorded only while the queues time their commands (kqcl_context_set_timing). */
     bool timing;
+    kqcl_precision precision; /* kqcl_context_set_precision; KQCL_PRECISION at creation */
     cl_event events[KQ_MAX_EVENTS];
     int n_events;
     /* What kqcl_context_destroy must settle first: the tensors not yet destroyed (released and

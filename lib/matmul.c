@@ -1,9 +1,12 @@
 /*
- * matmul.c -- kqcl_matmul: checking the operands and dispatching to the fused kernels
- * (matvec.cl for decode, matmul.cl for prefill), and the unfused reference path.
+ * matmul.c -- kqcl_matmul and kqcl_matmul_group: checking the operands, preparing the
+ * activations for the call's precision (precision.c) and dispatching to the fused kernels
+ * (matvec.cl for decode, matmul.cl for prefill, mma.cl's tensor cores on NVIDIA, q8.cl's
+ * integer decode in Q8), and the unfused reference path.
  */
 #include "ops.h"
 #include "parallel.h"
+#include "precision.h"
 #include "program.h"
 #include "variant.h"
 
@@ -86,11 +89,11 @@ static kqcl_status launch_matvec(kqcl_context *ctx, kq_device *dev, const kqcl_t
 /* The tensor-core decode kernel (mma.cl): k-quant weights, f32 activations, n <= 8, on NVIDIA
  * sm_80+. Returns KQCL_ERR_UNSUPPORTED when it does not apply, so the caller falls back. */
 static kqcl_status launch_mma(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
-                              kqcl_tensor *y)
+                              kqcl_tensor *y, kqcl_precision mode)
 {
     kq_variant v;
     cl_kernel kernel;
-    kqcl_status st = kq_mma_decode_variant(ctx, dev, w->type, x->type, (int)x->rows, &v);
+    kqcl_status st = kq_mma_decode_variant(ctx, dev, w->type, x->type, (int)x->rows, mode, &v);
     if (st == KQCL_OK)
         st = kq_variant_kernel(ctx, dev, &v, "matvec_mma", &kernel);
     if (st != KQCL_OK)
@@ -115,29 +118,21 @@ static kqcl_status launch_sum_splits(kqcl_context *ctx, kq_device *dev, cl_kerne
     return kq_enqueue(ctx, dev, sum, 1, &global, &local, "kqcl_matmul: enqueue k-split sum");
 }
 
-/* Prefill on the tensor cores (mma.cl): split the activations once, then the tiled mma kernel.
- * KQCL_ERR_UNSUPPORTED when it does not apply, so the caller falls back to matmul.cl. */
-static kqcl_status launch_mma_prefill(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
-                                      kqcl_tensor *y)
+/* Prefill on the tensor cores (mma.cl), first step: the activations split into the bf16 parts
+ * of the mode (dev->mma_xs) and their 32-sums (dev->mma_xsum), once for every weight that
+ * shares them. KQCL_ERR_UNSUPPORTED when the tensor cores do not apply, so the caller falls
+ * back to matmul.cl. */
+static kqcl_status mma_split(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
+                             kqcl_precision mode, kq_variant *v)
 {
-    int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
-    kq_variant v;
-    kqcl_status st = kq_mma_prefill_variant(ctx, dev, w->type, x->type, m, n, k, &v);
-    if (st != KQCL_OK)
-        return st;
-    kq_mma_tune t = v.mma;
-    cl_kernel split, kernel, sum = NULL;
-    st = kq_variant_kernel(ctx, dev, &v, "split_activations", &split);
+    int k = (int)w->cols, n = (int)x->rows;
+    kqcl_status st = kq_mma_prefill_variant(ctx, dev, w->type, x->type, w->rows, n, k, mode, v);
+    cl_kernel split;
     if (st == KQCL_OK)
-        st = kq_variant_kernel(ctx, dev, &v, "matmul_mma", &kernel);
-    if (st == KQCL_OK && t.k_splits > 1)
-        st = kq_variant_kernel(ctx, dev, &v, "sum_splits", &sum);
-    if (st == KQCL_OK && t.k_splits > 1) /* the sums of splits 1.. (split 0 writes y) */
-        st = ensure_buffer(ctx, dev, &dev->mma_part, &dev->mma_part_bytes,
-                           (size_t)(t.k_splits - 1) * m * n * sizeof(float), "kqcl_matmul: k-split sums");
-    if (st == KQCL_OK) /* 6 words a 4 activations; a float a 32 */
-        st = ensure_buffer(ctx, dev, &dev->mma_xs, &dev->mma_xs_bytes, (size_t)n * k / 4 * 6 * sizeof(cl_uint),
-                           "kqcl_matmul: split activations");
+        st = kq_variant_kernel(ctx, dev, v, "split_activations", &split);
+    if (st == KQCL_OK) /* 2 words a part a 4 activations; a float a 32 */
+        st = ensure_buffer(ctx, dev, &dev->mma_xs, &dev->mma_xs_bytes,
+                           (size_t)n * k / 4 * 2 * kq_mma_parts(mode) * sizeof(cl_uint), "kqcl_matmul: split activations");
     if (st == KQCL_OK)
         st = ensure_buffer(ctx, dev, &dev->mma_xsum, &dev->mma_xsum_bytes, (size_t)n * k / 32 * sizeof(float),
                            "kqcl_matmul: activation sums");
@@ -149,14 +144,34 @@ static kqcl_status launch_mma_prefill(kqcl_context *ctx, kq_device *dev, const k
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting split arguments");
     size_t local = 256, items = (size_t)n * (k / 4); /* a work-item a 4 activations, looping past 2^22 */
     size_t global = round_up(items < ((size_t)1 << 22) ? items : (size_t)1 << 22, local);
-    st = kq_enqueue(ctx, dev, split, 1, &global, &local, "kqcl_matmul: enqueue split");
+    return kq_enqueue(ctx, dev, split, 1, &global, &local, "kqcl_matmul: enqueue split");
+}
+
+/* Second step, a weight: the tiled mma kernel over the split activations, then the k-split sums.
+ * The variant is the weight's own (its m sets the tiles), with the split's precision. */
+static kqcl_status mma_multiply(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
+                                kqcl_tensor *y, kqcl_precision mode)
+{
+    int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
+    kq_variant v;
+    kqcl_status st = kq_mma_prefill_variant(ctx, dev, w->type, x->type, m, n, k, mode, &v);
+    if (st != KQCL_OK)
+        return st;
+    kq_mma_tune t = v.mma;
+    cl_kernel kernel, sum = NULL;
+    st = kq_variant_kernel(ctx, dev, &v, "matmul_mma", &kernel);
+    if (st == KQCL_OK && t.k_splits > 1)
+        st = kq_variant_kernel(ctx, dev, &v, "sum_splits", &sum);
+    if (st == KQCL_OK && t.k_splits > 1) /* the sums of splits 1.. (split 0 writes y) */
+        st = ensure_buffer(ctx, dev, &dev->mma_part, &dev->mma_part_bytes,
+                           (size_t)(t.k_splits - 1) * m * n * sizeof(float), "kqcl_matmul: k-split sums");
     if (st != KQCL_OK)
         return st;
     cl_ulong row_bytes = w->row_bytes;
     cl_mem part = t.k_splits > 1 ? dev->mma_part : y->buffer; /* unused with one split */
-    err = kq_set_args(kernel, 9, sizeof(cl_mem), &w->buffer, sizeof row_bytes, &row_bytes, sizeof(cl_mem),
-                      &dev->mma_xs, sizeof(cl_mem), &dev->mma_xsum, sizeof(cl_mem), &y->buffer, sizeof(cl_mem), &part,
-                      sizeof m, &m, sizeof k, &k, sizeof n, &n);
+    cl_int err = kq_set_args(kernel, 9, sizeof(cl_mem), &w->buffer, sizeof row_bytes, &row_bytes, sizeof(cl_mem),
+                             &dev->mma_xs, sizeof(cl_mem), &dev->mma_xsum, sizeof(cl_mem), &y->buffer, sizeof(cl_mem),
+                             &part, sizeof m, &m, sizeof k, &k, sizeof n, &n);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting mma arguments");
     size_t rows_per_wg = (size_t)16 * t.m_tiles * t.warps, cols_per_wg = (size_t)8 * t.n_tiles;
@@ -188,6 +203,97 @@ static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_te
     return kq_enqueue(ctx, dev, kernel, 2, global, local, "kqcl_matmul: enqueue tiled matmul");
 }
 
+/* ---- the activations a mode multiplies ------------------------------------------------------ */
+
+/* X rounded once to `type` (f16 or bf16) in dev->xprep, as a view that stands for x: the same
+ * shape, another type and buffer. */
+static kqcl_status round_x(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *x, kqcl_type type,
+                           kqcl_tensor *view)
+{
+    *view = *x;
+    if (x->type == type)
+        return KQCL_OK;
+    view->type = type;
+    view->row_bytes = kqcl_row_size(type, x->cols);
+    view->bytes = (size_t)x->rows * view->row_bytes;
+    kqcl_status st = ensure_buffer(ctx, dev, &dev->xprep, &dev->xprep_bytes, view->bytes,
+                                   "kqcl_matmul: rounded activations");
+    if (st != KQCL_OK)
+        return st;
+    view->buffer = dev->xprep;
+    return kq_convert_into(ctx, x, dev->xprep, type);
+}
+
+/* Bytes of X quantized for Q8 (q8.cl's layout): a byte a value, a float d a 32, a float d * sum
+ * a 16. */
+static size_t q8_bytes(const kqcl_tensor *x)
+{
+    size_t values = (size_t)x->rows * (size_t)x->cols;
+    return values + values / 32 * sizeof(float) + values / 16 * sizeof(float);
+}
+
+/* X quantized for Q8 into dev->xprep: one pass, a work-item a block of 32. */
+static kqcl_status quantize_x(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *x)
+{
+    kq_variant v;
+    cl_kernel kernel;
+    kq_q8_quantize_variant(x->type, &v);
+    kqcl_status st = kq_variant_kernel(ctx, dev, &v, "quantize_q8", &kernel);
+    if (st == KQCL_OK)
+        st = ensure_buffer(ctx, dev, &dev->xprep, &dev->xprep_bytes, q8_bytes(x), "kqcl_matmul: quantized activations");
+    if (st != KQCL_OK)
+        return st;
+    int n = (int)x->rows, k = (int)x->cols;
+    cl_int err = kq_set_args(kernel, 4, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &dev->xprep, sizeof n, &n,
+                             sizeof k, &k);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, "kqcl_matmul: setting quantize arguments");
+    size_t blocks = (size_t)n * (size_t)(k / 32), local = 64;
+    size_t global = round_up(blocks < ((size_t)1 << 20) ? blocks : (size_t)1 << 20, local);
+    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue quantize");
+}
+
+/* Up to four weights of one type and width on the quantized X (dev->xprep), one launch. Slots
+ * past `count` repeat the last weight with no rows, so a group and a single product run the same
+ * program. */
+#define KQ_Q8_SLOTS 4
+
+static kqcl_status launch_matvec_q8(kqcl_context *ctx, kq_device *dev, int count, const kqcl_tensor *const *w,
+                                    const kqcl_tensor *x, kqcl_tensor *const *y)
+{
+    int n = (int)x->rows, k = (int)x->cols;
+    kq_variant v;
+    cl_kernel kernel;
+    kqcl_status st = KQCL_ERR_UNSUPPORTED;
+    for (int skip = 0; st == KQCL_ERR_UNSUPPORTED && skip < KQ_MAX_CANDIDATES; skip++)
+        if ((st = kq_q8_matvec_variant(ctx, dev, w[0]->type, n, k, KQ_Q8_SLOTS, skip, &v)) == KQCL_OK)
+            st = kq_variant_kernel(ctx, dev, &v, "matvec_q8", &kernel);
+    if (st != KQCL_OK)
+        return st;
+    cl_mem wb[KQ_Q8_SLOTS], yb[KQ_Q8_SLOTS];
+    int m[KQ_Q8_SLOTS];
+    size_t rows_per_wg = (size_t)v.mv.row_groups * v.mv.rows_per_thread, groups = 0;
+    for (int i = 0; i < KQ_Q8_SLOTS; i++) {
+        int from = i < count ? i : count - 1;
+        wb[i] = w[from]->buffer;
+        yb[i] = y[from]->buffer;
+        m[i] = i < count ? (int)w[i]->rows : 0;
+        groups += ((size_t)m[i] + rows_per_wg - 1) / rows_per_wg;
+    }
+    cl_ulong row_bytes = w[0]->row_bytes;
+    cl_int err = kq_set_args(kernel, 16, sizeof(cl_mem), &wb[0], sizeof(cl_mem), &wb[1], sizeof(cl_mem), &wb[2],
+                             sizeof(cl_mem), &wb[3], sizeof row_bytes, &row_bytes, sizeof(cl_mem), &dev->xprep,
+                             sizeof(cl_mem), &yb[0], sizeof(cl_mem), &yb[1], sizeof(cl_mem), &yb[2], sizeof(cl_mem),
+                             &yb[3], sizeof m[0], &m[0], sizeof m[1], &m[1], sizeof m[2], &m[2], sizeof m[3], &m[3],
+                             sizeof k, &k, sizeof n, &n);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, "kqcl_matmul: setting Q8 matvec arguments");
+    size_t local = v.wg_items, global = groups * local;
+    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue Q8 matvec");
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------ */
+
 /* A tensor-core launch whose kernel does not build on this driver: the portable kernel serves,
  * and only once that works are the tensor cores switched off for the device (a failure of both,
  * such as a broken build of every kernel, is reported as it is, with its log). */
@@ -201,19 +307,65 @@ static kqcl_status after_mma(kqcl_context *ctx, kq_device *dev, kqcl_status st_m
     return st_portable;
 }
 
-/* Enqueue on one device; the operands are single-device tensors or views of parts. force_tiled
- * 2: tiled as a large n chooses it (the tensor cores allowed), for a piece of a larger call. */
+static bool mma_failed(kqcl_status st) { return st == KQCL_ERR_UNSUPPORTED || st == KQCL_ERR_BUILD; }
+
+/* The portable kernels for a group in an F32, F16 or BF16 mode: X rounded once for all, then a
+ * launch a weight. */
+static kqcl_status portable_group(kqcl_context *ctx, kq_device *dev, int count, const kqcl_tensor *const *w,
+                                  const kqcl_tensor *x, kqcl_tensor *const *y, bool tiled, kqcl_precision mode)
+{
+    kqcl_tensor xv = *x;
+    kqcl_status st = KQCL_OK;
+    if (mode == KQCL_PRECISION_F16 || mode == KQCL_PRECISION_BF16)
+        st = round_x(ctx, dev, x, mode == KQCL_PRECISION_F16 ? KQCL_TYPE_F16 : KQCL_TYPE_BF16, &xv);
+    for (int i = 0; i < count && st == KQCL_OK; i++)
+        st = tiled ? launch_tiled(ctx, dev, w[i], &xv, y[i]) : launch_matvec(ctx, dev, w[i], &xv, y[i]);
+    return st;
+}
+
+/* The tensor cores for a group, where they apply: decode a launch a weight; prefill one split of
+ * X for all. UNSUPPORTED or BUILD before anything is enqueued when they do not apply. */
+static kqcl_status mma_group(kqcl_context *ctx, kq_device *dev, int count, const kqcl_tensor *const *w,
+                             const kqcl_tensor *x, kqcl_tensor *const *y, bool tiled, kqcl_precision mode)
+{
+    kqcl_status st = KQCL_OK;
+    if (!tiled) {
+        for (int i = 0; i < count && st == KQCL_OK; i++)
+            st = launch_mma(ctx, dev, w[i], x, y[i], mode);
+        return st;
+    }
+    kq_variant v;
+    st = mma_split(ctx, dev, w[0], x, mode, &v);
+    for (int i = 0; i < count && st == KQCL_OK; i++)
+        st = mma_multiply(ctx, dev, w[i], x, y[i], mode);
+    return st;
+}
+
+/* Enqueue on one device; the operands are single-device tensors or views of parts, the weights
+ * of one type and width. force_tiled 2: tiled as a large n chooses it (the tensor cores
+ * allowed), for a piece of a larger call. */
+static kqcl_status launch_group(kqcl_context *ctx, kq_device *dev, int count, const kqcl_tensor *const *w,
+                                const kqcl_tensor *x, kqcl_tensor *const *y, int force_tiled)
+{
+    bool tiled = force_tiled > 0 || (force_tiled == 0 && x->rows > KQ_MATVEC_MAX_N);
+    kqcl_precision mode = kq_precision_resolve(ctx->precision, dev, w[0]->type, !tiled);
+    if (mode == KQCL_PRECISION_Q8) {
+        kqcl_status st = quantize_x(ctx, dev, x);
+        for (int i = 0; i < count && st == KQCL_OK; i += KQ_Q8_SLOTS)
+            st = launch_matvec_q8(ctx, dev, count - i < KQ_Q8_SLOTS ? count - i : KQ_Q8_SLOTS, w + i, x, y + i);
+        return st;
+    }
+    bool mma = force_tiled == 0 || (tiled && force_tiled == 2);
+    kqcl_status st_mma = mma ? mma_group(ctx, dev, count, w, x, y, tiled, mode) : KQCL_ERR_UNSUPPORTED;
+    if (!mma_failed(st_mma))
+        return st_mma;
+    return after_mma(ctx, dev, st_mma, portable_group(ctx, dev, count, w, x, y, tiled, mode));
+}
+
 kqcl_status kq_matmul_launch(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
                              kqcl_tensor *y, int force_tiled)
 {
-    bool tiled = force_tiled > 0 || (force_tiled == 0 && x->rows > KQ_MATVEC_MAX_N);
-    bool mma = force_tiled == 0 || (tiled && force_tiled == 2);
-    kqcl_status st_mma = !mma ? KQCL_ERR_UNSUPPORTED
-                         : tiled ? launch_mma_prefill(ctx, dev, w, x, y)
-                                 : launch_mma(ctx, dev, w, x, y);
-    if (st_mma != KQCL_ERR_UNSUPPORTED && st_mma != KQCL_ERR_BUILD)
-        return st_mma;
-    return after_mma(ctx, dev, st_mma, tiled ? launch_tiled(ctx, dev, w, x, y) : launch_matvec(ctx, dev, w, x, y));
+    return launch_group(ctx, dev, 1, &w, x, &y, force_tiled);
 }
 
 /* The single-device case every existing caller has: all three whole, each in one buffer (not
@@ -244,6 +396,48 @@ kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_t
 KQCL_API kqcl_status kqcl_matmul(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y)
 {
     return kq_matmul_with(ctx, w, x, y, 0);
+}
+
+#define KQ_MAX_GROUP 16
+
+/* Weights i .. that can share one launch with w[i]: on X's device with it, of its type. */
+static int same_launch(const kqcl_tensor *const *w, kqcl_tensor *const *y, const kqcl_tensor *x, int i, int count)
+{
+    int j = i + 1;
+    while (j < count && on_one_device(w[j], x, y[j]) && w[j]->type == w[i]->type)
+        j++;
+    return j - i;
+}
+
+KQCL_API kqcl_status kqcl_matmul_group(kqcl_context *ctx, int count, const kqcl_tensor *const *w,
+                                       const kqcl_tensor *x, kqcl_tensor *const *y)
+{
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_matmul_group: ctx is NULL");
+    kq_clear_error(ctx);
+    if (count < 1 || count > KQ_MAX_GROUP || w == NULL || y == NULL)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_matmul_group: want 1..%d weights and outputs (count %d)",
+                       KQ_MAX_GROUP, count);
+    kqcl_status st = KQCL_OK;
+    for (int i = 0; i < count; i++) {
+        if ((st = check_operands(ctx, w[i], x, y[i])) != KQCL_OK) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", kqcl_last_error(ctx));
+            return kq_fail(ctx, st, "kqcl_matmul_group: weight %d: %s", i, why);
+        }
+        for (int j = 0; j < i; j++)
+            if (y[j] == y[i] || (const kqcl_tensor *)y[j] == w[i] || (const kqcl_tensor *)y[i] == w[j])
+                return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_matmul_group: output %d aliases an operand of %d", i, j);
+    }
+    kq_events_reset(ctx);
+    for (int i = 0; i < count && st == KQCL_OK;) {
+        bool whole = on_one_device(w[i], x, y[i]);
+        int run = whole ? same_launch(w, y, x, i, count) : 1;
+        st = whole ? launch_group(ctx, kq_tensor_device(x), run, w + i, x, y + i, 0)
+                   : kq_matmul_multi(ctx, w[i], x, y[i], 0);
+        i += run;
+    }
+    return st;
 }
 
 /* ---- the unfused reference path ---------------------------------------------------------------- */

@@ -26,6 +26,8 @@ typedef struct kq_mma_tune {
  * is KQCL_ERR_INVALID_ARG; *from_env says the values are the user's (variant.c then refuses
  * what does not fit instead of choosing smaller ones). */
 kqcl_status kq_matvec_tune_for(kqcl_context *ctx, const kq_device *dev, kq_matvec_tune *t, bool *from_env);
+/* The Q8 decode kernel's (q8.cl): KQCL_MATVEC_Q8="threads_per_row,row_groups,rows_per_thread". */
+kqcl_status kq_q8_tune_for(kqcl_context *ctx, const kq_device *dev, kq_matvec_tune *t, bool *from_env);
 kqcl_status kq_matmul_tune_for(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, kq_matmul_tune *t,
                                bool *from_env);
 kqcl_status kq_mma_tune_for(kqcl_context *ctx, const kq_device *dev, kq_mma_tune *t);

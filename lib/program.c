@@ -37,7 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const family_files[KQ_FAMILY_COUNT] = {"matvec", "matmul", "convert", "reduce", "bench", "mma"};
+static const char *const family_files[KQ_FAMILY_COUNT] = {"matvec", "matmul", "convert", "reduce", "bench", "mma", "q8"};
 
 static const char *source_text(const char *name)
 {

@@ -11,6 +11,7 @@ typedef enum kq_family {
     KQ_FAMILY_REDUCE,
     KQ_FAMILY_BENCH,
     KQ_FAMILY_MMA, /* NVIDIA tensor cores through inline PTX */
+    KQ_FAMILY_Q8,  /* Q8 precision: activation quantization and integer-dot decode */
     KQ_FAMILY_COUNT
 } kq_family;
 

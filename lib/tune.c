@@ -47,6 +47,19 @@ kqcl_status kq_matvec_tune_for(kqcl_context *ctx, const kq_device *dev, kq_matve
     return st;
 }
 
+kqcl_status kq_q8_tune_for(kqcl_context *ctx, const kq_device *dev, kq_matvec_tune *t, bool *from_env)
+{
+    /* As matvec: a row's activations are a quarter of the f32 bytes, so the same two rows a
+     * lane serve. */
+    *t = kq_gpu_kernels(dev) ? (kq_matvec_tune){32, 4, 2} : (kq_matvec_tune){1, 1, 4};
+    int v[3];
+    kqcl_status st;
+    *from_env = env_ints(ctx, "KQCL_MATVEC_Q8", v, 3, &st);
+    if (*from_env)
+        *t = (kq_matvec_tune){v[0], v[1], v[2]};
+    return st;
+}
+
 kqcl_status kq_matmul_tune_for(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, kq_matmul_tune *t,
                                bool *from_env)
 {

@@ -204,8 +204,8 @@ kqcl_status kq_tiled_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type 
 
 /* ---- the tensor cores: mma.cl (NVIDIA, inline PTX) ---------------------------------------- */
 
-/* mma.cl's decode kernel: partial[WARPS][MT * 4][32] floats; prefill: bl[STAGE_SLICES * NT * 3
- * * 32] uint2 and sl_sum[(STAGE_SLICES / 2) * 8 * NT] floats, STAGE_SLICES = 4. One program
+/* mma.cl's decode kernel: partial[WARPS][MT * 4][32] floats; prefill: bl[STAGE_SLICES * NT *
+ * PARTS * 32] uint2 and sl_sum[(STAGE_SLICES / 2) * 8 * NT] floats, STAGE_SLICES = 4. One program
  * holds both, so a variant's figure is the larger (the decode program's prefill kernel has the
  * file's default NT, 8). */
 #define MMA_STAGE_SLICES 4
@@ -213,9 +213,9 @@ kqcl_status kq_tiled_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type 
 
 static size_t mma_decode_local(const kq_mma_tune *t) { return (size_t)t->warps * t->m_tiles * 4 * 32 * sizeof(float); }
 
-static size_t mma_prefill_local(int n_tiles)
+static size_t mma_prefill_local(int n_tiles, int parts)
 {
-    return (size_t)MMA_STAGE_SLICES * n_tiles * 3 * 32 * 2 * sizeof(cl_uint) +
+    return (size_t)MMA_STAGE_SLICES * n_tiles * parts * 32 * 2 * sizeof(cl_uint) +
            (size_t)(MMA_STAGE_SLICES / 2) * 8 * n_tiles * sizeof(float);
 }
 
@@ -230,8 +230,24 @@ static kqcl_status mma_check(kqcl_context *ctx, const kq_device *dev, kq_variant
     return KQCL_ERR_UNSUPPORTED; /* the defaults do not fit: the portable kernels serve */
 }
 
+int kq_mma_parts(kqcl_precision mode)
+{
+    return mode == KQCL_PRECISION_BF16 ? 1 : mode == KQCL_PRECISION_F16 ? 2 : 3;
+}
+
+/* The precision options of an mma variant (see mma.cl): F32 keeps the file's defaults, so its
+ * programs are the ones they always were. */
+static void add_mma_precision(kq_variant *v, kqcl_precision mode)
+{
+    char opt[48];
+    if (kq_mma_parts(mode) == 3)
+        return;
+    snprintf(opt, sizeof opt, "-DPARTS=%d%s", kq_mma_parts(mode), mode == KQCL_PRECISION_F16 ? " -DX_ROUND_F16" : "");
+    add_option(v, opt);
+}
+
 kqcl_status kq_mma_decode_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, kqcl_type xtype, int n,
-                                  kq_variant *v)
+                                  kqcl_precision mode, kq_variant *v)
 {
     int min_n;
     kqcl_status st = kq_mma_min_n(ctx, dev, &min_n);
@@ -247,13 +263,14 @@ kqcl_status kq_mma_decode_variant(kqcl_context *ctx, const kq_device *dev, kqcl_
     v->mma = t;
     snprintf(v->options, sizeof v->options, "-DWTYPE=%d -DXTYPE=0 -DWARPS=%d -DMT=%d -DKQ_NV_PTX", (int)wtype, t.warps,
              t.m_tiles);
+    add_mma_precision(v, mode);
     v->wg_items = (size_t)32 * t.warps;
-    v->local_bytes = max_size(mma_decode_local(&t), mma_prefill_local(MMA_DEFAULT_NT));
+    v->local_bytes = max_size(mma_decode_local(&t), mma_prefill_local(MMA_DEFAULT_NT, kq_mma_parts(mode)));
     return mma_check(ctx, dev, v, "KQCL_MMA_TUNE");
 }
 
 kqcl_status kq_mma_prefill_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, kqcl_type xtype,
-                                   int64_t m, int64_t n, int64_t k, kq_variant *v)
+                                   int64_t m, int64_t n, int64_t k, kqcl_precision mode, kq_variant *v)
 {
     if (!dev->nv_mma || !kq_type_is_kquant(wtype) || xtype != KQCL_TYPE_F32)
         return KQCL_ERR_UNSUPPORTED;
@@ -268,9 +285,54 @@ kqcl_status kq_mma_prefill_variant(kqcl_context *ctx, const kq_device *dev, kqcl
     v->mma = t;
     snprintf(v->options, sizeof v->options, "-DWTYPE=%d -DXTYPE=0 -DWARPS=%d -DMT=%d -DNT=%d -DKQ_NV_PTX", (int)wtype,
              t.warps, t.m_tiles, t.n_tiles);
+    add_mma_precision(v, mode);
     v->wg_items = (size_t)32 * t.warps;
-    v->local_bytes = max_size(mma_decode_local(&t), mma_prefill_local(t.n_tiles));
+    v->local_bytes = max_size(mma_decode_local(&t), mma_prefill_local(t.n_tiles, kq_mma_parts(mode)));
     return mma_check(ctx, dev, v, "KQCL_MMA_PREFILL");
+}
+
+/* ---- Q8 precision: q8.cl ------------------------------------------------------------------- */
+
+kqcl_status kq_q8_matvec_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, int n, int64_t k,
+                                 int group, int skip, kq_variant *v)
+{
+    /* matvec.cl's shape and candidates (the same partial[] sums in local memory), its own
+     * tunables (KQCL_MATVEC_Q8) */
+    static const kq_matvec_tune gpu[] = {{32, 4, 2}, {32, 2, 2}, {32, 1, 2}, {16, 1, 2}, {8, 1, 1}, {1, 1, 1}};
+    static const kq_matvec_tune cpu[] = {{1, 1, 4}, {1, 1, 1}};
+    kq_matvec_tune t;
+    bool from_env;
+    kqcl_status st = kq_q8_tune_for(ctx, dev, &t, &from_env);
+    if (st != KQCL_OK)
+        return st;
+    const kq_matvec_tune *list = from_env ? &t : kq_gpu_kernels(dev) ? gpu : cpu;
+    int count = from_env ? 1 : kq_gpu_kernels(dev) ? COUNT(gpu) : COUNT(cpu);
+    if (from_env && !is_pow2(t.threads_per_row))
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "KQCL_MATVEC_Q8=%d,%d,%d: threads_per_row must be a power of two",
+                       t.threads_per_row, t.row_groups, t.rows_per_thread);
+    for (int i = 0; i < count; i++) {
+        memset(v, 0, sizeof *v);
+        v->family = KQ_FAMILY_Q8;
+        v->mv = list[i];
+        snprintf(v->options, sizeof v->options,
+                 "-DWTYPE=%d -DTHREADS_PER_ROW=%d -DROW_GROUPS=%d -DROWS_PER_THREAD=%d -DNCOLS=%d -DGROUP=%d%s",
+                 (int)wtype, list[i].threads_per_row, list[i].row_groups, list[i].rows_per_thread, n, group,
+                 dev->int_dot ? " -DKQ_INT_DOT" : "");
+        (void)k;
+        v->wg_items = (size_t)list[i].threads_per_row * list[i].row_groups;
+        v->local_bytes = (size_t)list[i].rows_per_thread * n * v->wg_items * sizeof(float);
+        v->ptx_variant = true;
+        if (fits(dev, v) && skip-- == 0)
+            return KQCL_OK;
+    }
+    return no_fit(ctx, dev, v, from_env ? "KQCL_MATVEC_Q8" : "the Q8 matvec", from_env);
+}
+
+void kq_q8_quantize_variant(kqcl_type xtype, kq_variant *v)
+{
+    memset(v, 0, sizeof *v);
+    v->family = KQ_FAMILY_Q8;
+    snprintf(v->options, sizeof v->options, "-DXTYPE=%d", (int)xtype);
 }
 
 /* ---- the other families ------------------------------------------------------------------------ */

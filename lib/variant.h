@@ -31,11 +31,19 @@ kqcl_status kq_matvec_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type
  * not to fit (kq_kernel_fits). */
 kqcl_status kq_tiled_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, kqcl_type xtype, int64_t k,
                              int skip, kq_variant *v);
-/* The tensor-core kernels (mma.cl); KQCL_ERR_UNSUPPORTED where they do not apply. */
+/* The tensor-core kernels (mma.cl); KQCL_ERR_UNSUPPORTED where they do not apply. `mode` (F32,
+ * F16 or BF16) sets how many bf16 parts an activation is multiplied in (kq_mma_parts: 3, 2, 1). */
 kqcl_status kq_mma_decode_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, kqcl_type xtype, int n,
-                                  kq_variant *v);
+                                  kqcl_precision mode, kq_variant *v);
 kqcl_status kq_mma_prefill_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, kqcl_type xtype,
-                                   int64_t m, int64_t n, int64_t k, kq_variant *v);
+                                   int64_t m, int64_t n, int64_t k, kqcl_precision mode, kq_variant *v);
+int kq_mma_parts(kqcl_precision mode);
+/* Q8 precision (q8.cl): the integer decode kernel for `group` (1..4) weights of wtype sharing
+ * X (candidates and `skip` as kq_matvec_variant; KQCL_MATVEC_Q8 sets the tunables), and the
+ * activation quantizer for X of xtype. */
+kqcl_status kq_q8_matvec_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, int n, int64_t k,
+                                 int group, int skip, kq_variant *v);
+void kq_q8_quantize_variant(kqcl_type xtype, kq_variant *v);
 /* convert.cl (dequantize or convert src_type into dst_type), reduce.cl, bench.cl. */
 void kq_convert_variant(kqcl_type src_type, kqcl_type dst_type, kq_variant *v);
 void kq_reduce_variant(const kq_device *dev, int op, kqcl_type xtype, kq_variant *v);

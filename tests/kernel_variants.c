@@ -21,30 +21,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const family_names[KQ_FAMILY_COUNT] = {"matvec", "matmul", "convert", "reduce", "bench", "mma"};
+static const char *const family_names[KQ_FAMILY_COUNT] = {"matvec", "matmul", "convert", "reduce", "bench", "mma", "q8"};
 
 typedef struct profile {
     const char *name;
-    bool is_gpu, gpu_kernels, nv;
+    bool is_gpu, gpu_kernels, nv, int_dot;
     uint64_t local_bytes;
     size_t max_wg;
     int compute_units;
 } profile;
 
-/* gpu: an AMD or Intel GPU (64 KiB of local memory, 256 items a work-group); cpu: PoCL (1 MiB);
+/* gpu: an AMD or Intel GPU (64 KiB of local memory, 256 items a work-group, integer dot products
+ * through cl_khr_integer_dot_product); cpu: PoCL (1 MiB);
  * cpu-32k: a CPU runtime with 32 KiB (Intel's); nvidia: an H100/H200 with inline PTX and tensor
  * cores (48 KiB, 1024 items, 132 SMs). */
 static const profile profiles[] = {
-    {"gpu", true, true, false, 65536, 256, 64},
-    {"cpu", false, false, false, 1 << 20, 4096, 16},
-    {"cpu-32k", false, false, false, 32768, 8192, 16},
-    {"nvidia", true, true, true, 49152, 1024, 132},
+    {"gpu", true, true, false, true, 65536, 256, 64},
+    {"cpu", false, false, false, false, 1 << 20, 4096, 16},
+    {"cpu-32k", false, false, false, false, 32768, 8192, 16},
+    {"nvidia", true, true, true, false, 49152, 1024, 132},
 };
 
 static const kqcl_type weight_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K,
                                          KQCL_TYPE_Q4_0, KQCL_TYPE_Q8_0, KQCL_TYPE_F16,  KQCL_TYPE_BF16,
                                          KQCL_TYPE_F32};
 static const kqcl_type float_types[] = {KQCL_TYPE_F32, KQCL_TYPE_F16, KQCL_TYPE_BF16};
+static const kqcl_precision mma_modes[] = {KQCL_PRECISION_F32, KQCL_PRECISION_F16, KQCL_PRECISION_BF16};
 
 static kq_device device_for(const profile *p)
 {
@@ -57,6 +59,7 @@ static kq_device device_for(const profile *p)
     dev.max_wg = p->max_wg;
     dev.gpu_kernels = p->gpu_kernels;
     dev.nv_ptx = dev.nv_mma = p->nv;
+    dev.int_dot = p->int_dot;
     return dev;
 }
 
@@ -104,14 +107,37 @@ static void matmul_variants(const profile *p, kq_device *dev)
                      kq_tiled_variant(NULL, dev, weight_types[w], float_types[x], ks[ki], skip, &v) == KQCL_OK; skip++)
                     print(p, &v, skip);
             }
-            if (kq_mma_decode_variant(NULL, dev, weight_types[w], float_types[x], KQ_MATVEC_MAX_N, &v) == KQCL_OK)
-                print(p, &v, 0);
-            /* a large output (two 16-row tiles a warp) and a small one (one) */
-            if (kq_mma_prefill_variant(NULL, dev, weight_types[w], float_types[x], 4096, 512, 4096, &v) == KQCL_OK)
-                print(p, &v, 0);
-            if (kq_mma_prefill_variant(NULL, dev, weight_types[w], float_types[x], 256, 9, 256, &v) == KQCL_OK)
-                print(p, &v, 0);
+            for (size_t mi = 0; mi < sizeof mma_modes / sizeof mma_modes[0]; mi++) {
+                kqcl_precision mode = mma_modes[mi];
+                if (kq_mma_decode_variant(NULL, dev, weight_types[w], float_types[x], KQ_MATVEC_MAX_N, mode, &v) ==
+                    KQCL_OK)
+                    print(p, &v, 0);
+                /* a large output (two 16-row tiles a warp) and a small one (one) */
+                if (kq_mma_prefill_variant(NULL, dev, weight_types[w], float_types[x], 4096, 512, 4096, mode, &v) ==
+                    KQCL_OK)
+                    print(p, &v, 0);
+                if (kq_mma_prefill_variant(NULL, dev, weight_types[w], float_types[x], 256, 9, 256, mode, &v) ==
+                    KQCL_OK)
+                    print(p, &v, 0);
+            }
         }
+}
+
+/* Q8 precision: the integer decode kernel for every quantized type and n, the quantizer for
+ * every activation type. */
+static void q8_variants(const profile *p, kq_device *dev)
+{
+    kq_variant v;
+    for (size_t w = 0; w < sizeof weight_types / sizeof weight_types[0]; w++)
+        for (int n = 1; kq_type_is_quant(weight_types[w]) && n <= KQ_MATVEC_MAX_N; n++)
+            for (int skip = 0; n_listed(n, w, 0) && kq_q8_matvec_variant(NULL, dev, weight_types[w], n, 512, 4, skip,
+                                                                         &v) == KQCL_OK;
+                 skip++)
+                print(p, &v, skip);
+    for (size_t x = 0; x < sizeof float_types / sizeof float_types[0]; x++) {
+        kq_q8_quantize_variant(float_types[x], &v);
+        print(p, &v, 0);
+    }
 }
 
 static void other_variants(const profile *p, const kq_device *dev)
@@ -136,6 +162,7 @@ int main(void)
     for (size_t i = 0; i < sizeof profiles / sizeof profiles[0]; i++) {
         kq_device dev = device_for(&profiles[i]);
         matmul_variants(&profiles[i], &dev);
+        q8_variants(&profiles[i], &dev);
         other_variants(&profiles[i], &dev);
     }
     return fflush(stdout) == 0 ? 0 : 1;
