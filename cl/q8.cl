@@ -66,37 +66,53 @@ static inline int q8_round(float x, float d, float inv_d)
     return (int)clamp(q, -127.0f, 127.0f);
 }
 
-/* A work-item a block of 32 activations (grid-striding): k is a multiple of 32, so blocks
- * never straddle rows and block b starts at value 32 b. */
-__kernel void quantize_q8(const __global XT *x, __global uchar *xq, int n, int k)
+/* A work-item a value, a work-group QUANT_WG of them (whole blocks: k is a multiple of 32, so
+ * blocks never straddle rows and block b starts at value 32 b), grid-striding: loads and stores
+ * are coalesced, and each block's maximum and 16-sums are trees in local memory (max and
+ * integer sums are exact in any order, so the result is the one the header defines). */
+#define QUANT_WG 64
+
+__kernel __attribute__((reqd_work_group_size(QUANT_WG, 1, 1)))
+void quantize_q8(const __global XT *x, __global uchar *xq, int n, int k)
 {
-    size_t blocks = (size_t)n * (k / Q8_BLOCK);
-    __global float *xd = (__global float *)(xq + (size_t)n * k);
-    __global float *dsum = xd + blocks;
-    for (size_t b = get_global_id(0); b < blocks; b += get_global_size(0)) {
-        const __global XT *src = x + b * Q8_BLOCK;
-        float v[Q8_BLOCK];
-        float amax = 0.0f;
-        bool has_nan = false;
-        for (int i = 0; i < Q8_BLOCK; i++) {
-            v[i] = x_at(src, (ulong)i);
-            has_nan |= isnan(v[i]);
-            amax = fmax(amax, fabs(v[i]));
+    __local float amax[QUANT_WG];
+    __local int flag[QUANT_WG], sum[QUANT_WG];
+    size_t values = (size_t)n * k;
+    __global float *xd = (__global float *)(xq + values);
+    __global float *dsum = xd + values / Q8_BLOCK;
+    int lid = get_local_id(0), first = lid & ~(Q8_BLOCK - 1);
+    for (size_t base = get_group_id(0) * (size_t)QUANT_WG; base < values; base += get_num_groups(0) * (size_t)QUANT_WG) {
+        size_t i = base + lid;
+        bool live = i < values; /* the group's last pass may hold fewer whole blocks */
+        float v = live ? x_at(x, (ulong)i) : 0.0f;
+        amax[lid] = fabs(v);
+        flag[lid] = isnan(v);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int s = Q8_BLOCK / 2; s > 0; s >>= 1) {
+            if ((lid & (Q8_BLOCK - 1)) < s) {
+                amax[lid] = fmax(amax[lid], amax[lid + s]);
+                flag[lid] |= flag[lid + s];
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
         }
-        float d = has_nan ? NAN : amax * (1.0f / 127.0f);
+        float d = flag[first] ? NAN : amax[first] * (1.0f / 127.0f);
         float inv_d = d > 0.0f ? 1.0f / d : 0.0f;
-        int sum[2] = {0, 0};
-        char q[Q8_BLOCK];
-        for (int i = 0; i < Q8_BLOCK; i++) {
-            int qi = q8_round(v[i], d, inv_d);
-            sum[i / 16] += qi;
-            q[i] = (char)qi;
+        int q = q8_round(v, d, inv_d);
+        sum[lid] = q;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int s = 8; s > 0; s >>= 1) { /* sums of 16 */
+            if ((lid & 15) < s)
+                sum[lid] += sum[lid + s];
+            barrier(CLK_LOCAL_MEM_FENCE);
         }
-        vstore16(vload16(0, q), 0, (__global char *)xq + b * Q8_BLOCK);
-        vstore16(vload16(1, q), 0, (__global char *)xq + b * Q8_BLOCK + 16);
-        xd[b] = d;
-        dsum[2 * b] = d * (float)sum[0];
-        dsum[2 * b + 1] = d * (float)sum[1];
+        if (live) {
+            ((__global char *)xq)[i] = (char)q;
+            if ((lid & 15) == 0)
+                dsum[i / 16] = d * (float)sum[lid];
+            if (lid == first)
+                xd[i / Q8_BLOCK] = d;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE); /* the next pass reuses the arrays */
     }
 }
 

@@ -232,7 +232,7 @@ static size_t q8_bytes(const kqcl_tensor *x)
     return values + values / 32 * sizeof(float) + values / 16 * sizeof(float);
 }
 
-/* X quantized for Q8 into dev->xprep: one pass, a work-item a block of 32. */
+/* X quantized for Q8 into dev->xprep: one pass, a work-item a value. */
 static kqcl_status quantize_x(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *x)
 {
     kq_variant v;
@@ -248,8 +248,9 @@ static kqcl_status quantize_x(kqcl_context *ctx, kq_device *dev, const kqcl_tens
                              sizeof k, &k);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting quantize arguments");
-    size_t blocks = (size_t)n * (size_t)(k / 32), local = 64;
-    size_t global = round_up(blocks < ((size_t)1 << 20) ? blocks : (size_t)1 << 20, local);
+    /* q8.cl's QUANT_WG items a work-group, a value an item, grid-striding past 2^22 */
+    size_t values = (size_t)n * (size_t)k, local = 64;
+    size_t global = round_up(values < ((size_t)1 << 22) ? values : (size_t)1 << 22, local);
     return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue quantize");
 }
 

@@ -333,6 +333,10 @@ void kq_q8_quantize_variant(kqcl_type xtype, kq_variant *v)
     memset(v, 0, sizeof *v);
     v->family = KQ_FAMILY_Q8;
     snprintf(v->options, sizeof v->options, "-DXTYPE=%d", (int)xtype);
+    v->wg_items = 64; /* q8.cl's QUANT_WG */
+    /* the program's largest kernel: its matvec_q8 with the file's defaults (32 x 4 items, one
+     * row each, 8 columns), above quantize_q8's amax[], flag[] and sum[] */
+    v->local_bytes = max_size(64 * (sizeof(float) + 2 * sizeof(int)), (size_t)1 * 8 * 32 * 4 * sizeof(float));
 }
 
 /* ---- the other families ------------------------------------------------------------------------ */

@@ -40,6 +40,12 @@ check_one() {
   local dir; dir=$(mktemp -d "$work/v.XXXXXX")
   cat "$cl/common.cl" "$cl/$family.cl" > "$dir/k.cl"
   local base="-x cl -cl-std=CL1.2 -Werror=implicit-function-declaration $options"
+  # The Q8 kernels' cl_khr_integer_dot_product form (-DKQ_INT_DOT): compiled for SPIR as for a
+  # device that offers the extension (its builtin stays a call the runtime provides). libclc
+  # (amdgcn) and llvm-spirv-15 lack the builtin, so those routes compile the char form the same
+  # options give a device without it.
+  local int_dot=""
+  [[ " $options " == *" -DKQ_INT_DOT "* ]] && int_dot="-Dcl_khr_integer_dot_product -D__opencl_c_integer_dot_product_input_4x8bit_packed"
   local out="" t verdict
   if [[ " $options " != *" -DKQ_NV_PTX "* ]]; then
     # shellcheck disable=SC2086
@@ -71,7 +77,7 @@ check_one() {
       spir64|spir64-O0)
         local opt=-O2; [ "$t" = spir64-O0 ] && opt=-cl-opt-disable
         # shellcheck disable=SC2086
-        if ! $CLANG $base -target spir64 $opt -emit-llvm -c "$dir/k.cl" -o "$dir/$t.bc" 2> "$dir/$t.log"; then
+        if ! $CLANG $base $int_dot -target spir64 $opt -emit-llvm -c "$dir/k.cl" -o "$dir/$t.bc" 2> "$dir/$t.log"; then
           verdict="FAIL(compile)"
         else # OpenCL builtins are mangled (_Z...); kqcl's own helpers are plain C names
           local undef; undef=$($NM -u "$dir/$t.bc" | awk '{print $2}' | grep -v '^_Z' | grep -v '^llvm\.' | tr '\n' ' ')
@@ -146,7 +152,7 @@ echo "check-kernels: $(wc -l < "$out/list.tsv") variants of 4 device profiles, $
 tr '\n' '\0' < "$out/jobs.tsv" | xargs -0 -P "$jobs" -I{} bash "$0" --one {} "$cl" "$out/work" > "$out/variants.tsv" 2> "$out/failures.log"
 # The table: per family and target, how many variants passed.
 awk -F'\t' -v targets="opencl-c gfx90a gfx942 gfx1030 gfx1100 spir64 spir64-O0 spirv nvptx64" \
-    -v families="matvec matmul mma convert reduce bench" '
+    -v families="matvec matmul mma q8 convert reduce bench" '
   { n = split($3, r, " "); for (i = 1; i <= n; i++) { t = r[i]; sub(/=.*/, "", t); v = substr(r[i], length(t) + 2)
       key = $1 " " t; all[key]++
       if (v != "ok") { bad[key]++; fails++ } } }

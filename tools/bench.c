@@ -221,7 +221,11 @@ static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *
         st = kqcl_tensor_read(y, y_host, (size_t)n * m * sizeof(float));
     if (st == KQCL_OK) {
         row->max_rel_err = check_sample(row->type, w_host, m, k, x_host, n, y_host);
-        if (!(row->max_rel_err < 1e-4)) {
+        /* f32: the library's 1e-5 bound and room; the other modes round X (Q8: each value within
+         * d/2 = amax/254 of its block, bf16 2^-9 of itself), well inside 1e-2 of sum |w x| for
+         * the bench's uniform activations */
+        double tol = kqcl_context_precision(b->ctx) == KQCL_PRECISION_F32 ? 1e-4 : 1e-2;
+        if (!(row->max_rel_err < tol)) {
             fprintf(stderr, "kqcl bench: %s m=%lld k=%lld n=%d gives wrong results (relative error %.3g)\n",
                     kqcl_type_name(row->type), (long long)m, (long long)k, n, row->max_rel_err);
             st = KQCL_ERR_DEVICE;
