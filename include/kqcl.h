@@ -240,8 +240,11 @@ KQCL_API kqcl_status kqcl_last_device_time(kqcl_context *ctx, uint64_t *nanoseco
  *         ggml's CUDA block size (32). Prefill (n > 8) and float weights take the BF16 path.
  *   F16   Activations rounded once to f16 (nearest even); products of those exact, sums f32.
  *   BF16  Activations rounded once to bf16 (nearest even); products of those exact, sums f32.
- *   AUTO  Per device, weight type and n: on GPUs Q8 for quantized weights at n <= 8, else BF16
- *         (F16 for f16 weights); on CPUs F32. kqcl_precision_chosen says what a call gets.
+ *   AUTO  The fastest mode a device has for the weight type and n, within ggml's error (measured
+ *         on an H200, doc/perf.md): on GPUs, decode Q8 for quantized weights (F32 for q6_K, as
+ *         fast there), prefill BF16 where tensor cores serve the type (else F32); f16 weights
+ *         F16, bf16 weights BF16, f32 weights F32. On CPUs F32. kqcl_precision_chosen says what
+ *         a call gets.
  *
  * A mode a device has no kernel for is served by a more exact one, never refused: every mode runs
  * on every device. Non-finite inputs keep kqcl_matmul's promise in every mode (a NaN activation

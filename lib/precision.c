@@ -57,18 +57,25 @@ KQCL_API kqcl_precision kqcl_context_precision(const kqcl_context *ctx)
     return ctx ? ctx->precision : KQCL_PRECISION_F32;
 }
 
-/* AUTO: the fastest mode whose error stays within ggml's. GPUs: integer dot products for
- * quantized weights in decode (bandwidth bound, and the activations shrink 4x), one bf16
- * product a weight in prefill (ggml's CUDA prefill rounds activations to 8 bits or to f16/bf16
- * as well); f16 weights keep f16 activations. CPUs: F32 (PoCL's F32 kernels are the ones tuned
- * there, doc/perf.md). */
+/* AUTO: the fastest mode whose error stays within ggml's, as measured on an H200 (doc/perf.md
+ * run 16; other GPUs take the same choices, untuned). GPUs, quantized weights: decode Q8 (the
+ * activations shrink 4x; q4_K 24.7 vs 25.7 us, q8_0 36.6 vs 50.0) except q6_K, where F32 is as
+ * fast (33.3 vs 34.4) and exact; prefill BF16 where the tensor cores serve the type (one product
+ * instead of three: q4_K 903 vs 1132 us), else F32 (rounding X first only costs). Float weights:
+ * their own type's mode for f16 and bf16 (f16 43 vs 55 us at n = 1, 138 vs 327 at n = 8), F32
+ * for f32. CPUs: F32, the kernels tuned there. */
 static kqcl_precision auto_mode(const kq_device *dev, kqcl_type wtype, bool decode)
 {
     if (!dev->info.is_gpu)
         return KQCL_PRECISION_F32;
-    if (kq_type_is_quant(wtype) && decode)
-        return KQCL_PRECISION_Q8;
-    return wtype == KQCL_TYPE_F16 ? KQCL_PRECISION_F16 : KQCL_PRECISION_BF16;
+    if (kq_type_is_quant(wtype)) {
+        if (decode)
+            return wtype == KQCL_TYPE_Q6_K ? KQCL_PRECISION_F32 : KQCL_PRECISION_Q8;
+        return dev->nv_mma && kq_type_is_kquant(wtype) ? KQCL_PRECISION_BF16 : KQCL_PRECISION_F32;
+    }
+    return wtype == KQCL_TYPE_F16    ? KQCL_PRECISION_F16
+           : wtype == KQCL_TYPE_BF16 ? KQCL_PRECISION_BF16
+                                     : KQCL_PRECISION_F32;
 }
 
 kqcl_precision kq_precision_resolve(kqcl_precision asked, const kq_device *dev, kqcl_type wtype, bool decode)

@@ -167,8 +167,12 @@ START_TEST(precision_names_and_settings)
     TU_OK(kqcl_context_set_precision(tu_ctx, KQCL_PRECISION_AUTO));
     kqcl_device_info info;
     TU_OK(kqcl_device_get_info(tu_ctx, 0, &info));
-    TU_OK(kqcl_precision_chosen(tu_ctx, 0, KQCL_TYPE_Q6_K, 8, &chosen));
+    TU_OK(kqcl_precision_chosen(tu_ctx, 0, KQCL_TYPE_Q4_K, 8, &chosen));
     ck_assert_int_eq(chosen, info.is_gpu ? KQCL_PRECISION_Q8 : KQCL_PRECISION_F32);
+    TU_OK(kqcl_precision_chosen(tu_ctx, 0, KQCL_TYPE_BF16, 1, &chosen));
+    ck_assert_int_eq(chosen, info.is_gpu ? KQCL_PRECISION_BF16 : KQCL_PRECISION_F32);
+    TU_OK(kqcl_precision_chosen(tu_ctx, 0, KQCL_TYPE_F32, 1, &chosen));
+    ck_assert_int_eq(chosen, KQCL_PRECISION_F32);
     TU_OK(kqcl_precision_chosen(tu_ctx, 0, KQCL_TYPE_F16, 512, &chosen));
     ck_assert_int_eq(chosen, info.is_gpu ? KQCL_PRECISION_F16 : KQCL_PRECISION_F32);
     ck_assert_int_ne(chosen, KQCL_PRECISION_AUTO);
