@@ -746,7 +746,7 @@ static char *section(char *page, const char *name)
 static bool is_api_constant(const char *name)
 {
     static const char *const prefixes[] = {"KQCL_TYPE_", "KQCL_SPLIT_", "KQCL_ERR_", "KQCL_OK", "KQCL_PLAN_",
-                                           "KQCL_REDUCE_", "KQCL_GGUF_TYPE_", "KQCL_VERSION"};
+                                           "KQCL_REDUCE_", "KQCL_GGUF_TYPE_", "KQCL_VERSION", "KQCL_PRECISION_"};
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
         if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
             return true;
