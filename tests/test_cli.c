@@ -1,7 +1,8 @@
 /*
  * test_cli.c -- the kqcl command line as a user meets it (issue 13): every bad argument named in
  * one line with exit status 2, -h everywhere, bench's outputs (markdown, JSON with nulls, CSV),
- * devices (P:D, versions, --json, the default marked by index), quantize (case-insensitive
+ * devices (P:D, versions, --json, the default marked by index, what precision auto picks),
+ * bench and run --precision (a row per mode, what each used), quantize (case-insensitive
  * types, the Q4_K_M mix, general.file_type, a line per tensor), run's progress bar in 60
  * columns, and the man pages against the README. The tool is run as a user runs it:
  * $KQCL_BUILDDIR/tools/kqcl through the shell, stdout and stderr to files.
@@ -205,6 +206,9 @@ static const struct {
     {"bench --split diag", "kqcl bench: --split 'diag': want one of none, rows, cols"},
     {"bench --model llama2", "kqcl bench: --model 'llama2': want one of llama3-8b"},
     {"bench -o xml", "kqcl bench: -o 'xml': want one of md, json, csv"},
+    {"bench --precision bogus", "kqcl bench: --precision 'bogus': 'bogus' is not a precision (want f32, q8,"},
+    {"bench --precision f32,q9", "kqcl bench: --precision 'f32,q9': 'q9' is not a precision"},
+    {"bench --precision f32,F32", "kqcl bench: --precision 'f32,F32': 'F32' is listed twice"},
     {"bench --frobnicate", "kqcl bench: --frobnicate: unknown option"},
     {"bench --m", "kqcl bench: --m: needs a value"},
     {"bench stray", "kqcl bench: 'stray': unexpected argument"},
@@ -219,6 +223,7 @@ static const struct {
     {"run model.gguf --n 0", "kqcl run: --n '0': must be from 1 to 65536"},
     {"run model.gguf --n 2.5", "kqcl run: --n '2.5': not a whole number"},
     {"run model.gguf --split diag", "kqcl run: --split 'diag': want one of rows, cols"},
+    {"run model.gguf --precision f8", "kqcl run: --precision 'f8': not a precision (want f32, q8, f16, bf16 or auto)"},
     {"run --frobnicate model.gguf", "kqcl run: --frobnicate: unknown option"},
     {"gguf", "kqcl gguf: no FILE given"},
     {"gguf --yaml x.gguf", "kqcl gguf: --yaml: unknown option"},
@@ -298,14 +303,38 @@ START_TEST(bench_csv_has_a_header)
 {
     int rc = tool("", "bench " SMALL " --no-unfused -o csv");
     ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
-    const char *header = "tensor,type,m,k,n,us,us_min,us_max,us_rotating,us_rotating_min,us_rotating_max,"
-                         "weight_gbps,percent_of_bandwidth,gflops,unfused_us,speedup,max_rel_err\n";
+    const char *header = "tensor,type,m,k,n,precision,used,us,us_min,us_max,us_rotating,us_rotating_min,"
+                         "us_rotating_max,weight_gbps,percent_of_bandwidth,gflops,unfused_us,speedup,max_rel_err\n";
     ck_assert_msg(strncmp(out_text, header, strlen(header)) == 0, "csv begins '%s'", out_text);
     ck_assert_int_eq(count_lines(out_text), 2);
     const char *row = out_text + strlen(header);
-    ck_assert_msg(strncmp(row, ",q4_K,64,256,1,", 15) == 0, "row '%s'", row);
-    ck_assert_int_eq(count_of(row, ","), 16);
+    ck_assert_msg(strncmp(row, ",q4_K,64,256,1,f32,f32,", 23) == 0, "row '%s'", row);
+    ck_assert_int_eq(count_of(row, ","), 18);
     ck_assert_has(row, ",,,"); /* unfused_us and speedup empty: not measured */
+}
+END_TEST
+
+/* A row per mode, each with what it ran: f32 is f32 everywhere, and q8 with q4_K weights at n = 1
+ * is Q8 on every device (asked for, it is never moved to another mode in decode). */
+START_TEST(bench_precision_list_gives_a_row_per_mode_with_what_it_used)
+{
+    int rc = tool("", "bench " SMALL " --no-unfused --rotate 0 --precision f32,q8 -o json");
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
+    ck_assert_json(out_text);
+    ck_assert_has(out_text, "\"precisions\": [\"f32\", \"q8\"]");
+    ck_assert_int_eq(count_of(out_text, "\"type\": \"q4_K\""), 2);
+    ck_assert_int_eq(count_of(out_text, "\"used\": \""), 2);
+    ck_assert_has(out_text, "\"precision\": \"f32\", \"used\": \"f32\"");
+    ck_assert_has(out_text, "\"precision\": \"q8\", \"used\": \"q8\"");
+    /* q8 outside decode (n > 8) runs bf16, and says so; the table has both columns */
+    rc = tool("", "bench --m 64 --k 256 --n 16 -r 1 --type q4_K --no-unfused --rotate 0 --precision Q8");
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
+    ck_assert_has(out_text, "| n | precision | used | us |");
+    ck_assert_has(out_text, "| q4_K | 64 | 256 | 16 | q8 | bf16 | ");
+    /* without --precision: the context's, from KQCL_PRECISION */
+    rc = tool("KQCL_PRECISION=bf16", "bench " SMALL " --no-unfused --rotate 0 -o csv");
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
+    ck_assert_has(out_text, "\n,q4_K,64,256,1,bf16,bf16,");
 }
 END_TEST
 
@@ -358,7 +387,43 @@ START_TEST(devices_json_and_versions)
     ck_assert_int_eq(rc, 0);
     ck_assert_has(out_text, " (0:0): ");
     ck_assert_has(out_text, "   OpenCL    OpenCL ");
-    ck_assert_has(out_text, "   precision f32 (the only mode so far)");
+}
+END_TEST
+
+/* What AUTO picks on the default device, as include/kqcl.h says it: GPUs q8 for quantized decode,
+ * bf16 prefill, f16 for f16 weights; CPUs f32. */
+START_TEST(devices_says_what_precision_auto_picks)
+{
+    kqcl_context *ctx = NULL;
+    kqcl_device_info info;
+    ck_assert_int_eq(kqcl_context_create("0", &ctx), KQCL_OK);
+    ck_assert_int_eq(kqcl_device_get_info(ctx, 0, &info), KQCL_OK);
+    kqcl_context_destroy(ctx);
+    int rc = tool("", "devices --device 0");
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
+    ck_assert_has(out_text, "   precision auto: ");
+    if (info.is_gpu) {
+        ck_assert_has(out_text, "   precision auto: q4_K decode q8, prefill bf16; f16 weights f16\n");
+        ck_assert_has(out_text, "GPU: integer dot products for quantized decode, ");
+    } else {
+        ck_assert_has(out_text, "   precision auto: q4_K decode f32, prefill f32; f16 weights f32\n");
+        ck_assert_has(out_text, "CPU: f32, the tuned CPU kernels");
+    }
+    rc = tool("", "devices --device 0 --json");
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
+    ck_assert_json(out_text);
+    ck_assert_has(out_text, info.is_gpu ? "\"precision_auto\": {\"q4_K_decode\": \"q8\", \"q4_K_prefill\": \"bf16\""
+                                        : "\"precision_auto\": {\"q4_K_decode\": \"f32\", \"q4_K_prefill\": \"f32\"");
+    ck_assert_has(out_text, "\"q8_integer_dot\": \"");
+    /* "precision" is what a context gets as created: KQCL_PRECISION */
+    rc = tool("KQCL_PRECISION=q8", "devices --device 0 --json");
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
+    ck_assert_has(out_text, "\"precision\": \"q8\", \"precision_auto\": {");
+    /* a malformed KQCL_PRECISION fails every context: named in one line, the list still shown */
+    rc = tool("KQCL_PRECISION=bogus", "devices");
+    ck_assert_int_eq(rc, 1);
+    ck_assert_has(out_text, " (0:0): ");
+    ck_assert_str_eq(err_text, "kqcl devices: KQCL_PRECISION 'bogus': want f32, q8, f16, bf16 or auto\n");
 }
 END_TEST
 
@@ -600,6 +665,50 @@ START_TEST(python_written_q8_0_q4_0_file_lists_runs_and_quantizes)
 }
 END_TEST
 
+/* The line of `text` that begins with `start`, into buf (without its newline). */
+static const char *line_of(const char *text, const char *start, char *buf, size_t size)
+{
+    const char *p = strncmp(text, start, strlen(start)) == 0 ? text : NULL;
+    if (p == NULL) {
+        char with_newline[64];
+        snprintf(with_newline, sizeof with_newline, "\n%s", start);
+        p = strstr(text, with_newline);
+        ck_assert_msg(p != NULL, "no line begins '%s' in: %s", start, text);
+        p++;
+    }
+    snprintf(buf, size, "%.*s", (int)strcspn(p, "\n"), p);
+    return buf;
+}
+
+/* run --precision q8 on the Python-written file: each type's matmul checked against X as Q8 or its
+ * fallback multiplies it, the mode each got in the "used" column: q8 for q8_0 and q4_0 at n = 1,
+ * bf16 (Q8's fallback) for f32 weights. */
+START_TEST(run_precision_q8_checks_and_says_what_each_type_used)
+{
+    char in[1024], line[256];
+    const char *data = getenv("KQCL_TEST_DATA");
+    snprintf(in, sizeof in, "%s/legacy.gguf", data && *data ? data : "tests/data");
+    int rc = tool("", "run %s --precision q8", in);
+    ck_assert_msg(rc == 0, "run --precision q8: exit %d: %s", rc, err_text);
+    ck_assert_has(out_text, ", n = 1, precision q8\n");
+    ck_assert_has(out_text, " max error  used\n");
+    const char *ends[][2] = {{"q4_0 ", "  q8"}, {"q8_0 ", "  q8"}, {"f32 ", "  bf16"}};
+    for (int i = 0; i < 3; i++) {
+        line_of(out_text, ends[i][0], line, sizeof line);
+        size_t n = strlen(line), e = strlen(ends[i][1]);
+        ck_assert_msg(n > e && strcmp(line + n - e, ends[i][1]) == 0, "'%s' does not end '%s'", line, ends[i][1]);
+    }
+    line_of(out_text, "total ", line, sizeof line);
+    ck_assert_msg(strstr(line, "bf16+q8") || strstr(line, "q8+bf16"), "total: '%s'", line);
+    /* the context's own precision when not given: KQCL_PRECISION */
+    rc = tool("KQCL_PRECISION=bf16", "run %s", in);
+    ck_assert_msg(rc == 0, "KQCL_PRECISION=bf16 run: exit %d: %s", rc, err_text);
+    ck_assert_has(out_text, ", precision bf16\n");
+    line_of(out_text, "total ", line, sizeof line);
+    ck_assert_msg(strcmp(line + strlen(line) - 6, "  bf16") == 0, "total: '%s'", line);
+}
+END_TEST
+
 /* ---- the manual against the README ------------------------------------------------------------ */
 
 static char *read_source(const char *relative)
@@ -637,7 +746,7 @@ static char *section(char *page, const char *name)
 static bool is_api_constant(const char *name)
 {
     static const char *const prefixes[] = {"KQCL_TYPE_", "KQCL_SPLIT_", "KQCL_ERR_", "KQCL_OK", "KQCL_PLAN_",
-                                           "KQCL_REDUCE_", "KQCL_GGUF_TYPE_", "KQCL_VERSION"};
+                                           "KQCL_REDUCE_", "KQCL_GGUF_TYPE_", "KQCL_VERSION", "KQCL_PRECISION_"};
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
         if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
             return true;
@@ -721,12 +830,14 @@ static Suite *cli_suite(void)
     tcase_add_checked_fixture(bench, make_tmp_dir, remove_tmp_dir);
     tcase_add_test(bench, bench_json_parses_and_has_nulls);
     tcase_add_test(bench, bench_csv_has_a_header);
+    tcase_add_test(bench, bench_precision_list_gives_a_row_per_mode_with_what_it_used);
     tcase_add_test(bench, bench_table_shows_spread_and_the_bandwidth_caveat);
     tcase_add_test(bench, bench_split_or_collectives_on_one_device_says_so);
     suite_add_tcase(s, bench);
     TCase *devices = tcase_create("devices");
     tcase_add_checked_fixture(devices, make_tmp_dir, remove_tmp_dir);
     tcase_add_test(devices, devices_json_and_versions);
+    tcase_add_test(devices, devices_says_what_precision_auto_picks);
     tcase_add_test(devices, devices_marks_the_default_by_index);
     tcase_add_test(devices, devices_spec_that_matches_nothing_says_so);
     suite_add_tcase(s, devices);
@@ -737,6 +848,7 @@ static Suite *cli_suite(void)
                         (int)(sizeof single_types / sizeof single_types[0]));
     tcase_add_test(files, run_progress_fits_60_columns_and_agrees_with_the_table);
     tcase_add_test(files, python_written_q8_0_q4_0_file_lists_runs_and_quantizes);
+    tcase_add_test(files, run_precision_q8_checks_and_says_what_each_type_used);
     suite_add_tcase(s, files);
     return s;
 }

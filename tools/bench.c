@@ -1,8 +1,9 @@
 /*
  * bench.c -- `kqcl bench`: times the fused matmul with device events (warm-up, then the median
  * of repeats), beside the unfused path (device dequantize + CLBlast SGEMM) and a streaming-read
- * kernel that measures the device's memory bandwidth. Every configuration's result is checked
- * against the host reference before its time is printed.
+ * kernel that measures the device's memory bandwidth, for each precision mode asked
+ * (--precision). Every configuration's result is checked against the host reference of what
+ * that mode multiplies (kq_activations_as_used) before its time is printed.
  *
  * It links the library's internals (lib/ops.h) for the unfused path and the bandwidth probe.
  */
@@ -18,6 +19,8 @@
 #include <time.h>
 
 #define MAX_LIST 16
+#define MAX_MODES 5 /* precision modes: f32, q8, f16, bf16, auto */
+#define MAX_PARTS 4 /* weights of one kqcl_matmul_group row */
 
 typedef enum bench_output { OUTPUT_MD, OUTPUT_JSON, OUTPUT_CSV } bench_output;
 
@@ -27,6 +30,8 @@ typedef struct bench_options {
     int64_t m, k;
     int ns[MAX_LIST];
     int n_ns;
+    kqcl_precision precisions[MAX_MODES]; /* none given: the context's (KQCL_PRECISION, else f32) */
+    int n_precisions;
     const char *devices;
     int reps;
     int rotate_mib; /* rotate weights over at least this many MiB (0: same buffer only); -1: default */
@@ -36,11 +41,24 @@ typedef struct bench_options {
     kqcl_split split; /* KQCL_SPLIT_NONE: W on device 0; ROWS or COLS: W spread evenly */
 } bench_options;
 
-typedef struct bench_row {
-    const char *label; /* a model tensor's name, or NULL */
+/* One weight of a row. */
+typedef struct bench_part {
     kqcl_type type;
-    int64_t m, k;
+    int64_t m;
+    const char *name; /* a model tensor's name, or NULL */
+} bench_part;
+
+/* One timed configuration: a weight (kqcl_matmul), or several that share X (kqcl_matmul_group:
+ * a model layer's Q/K/V, gate/up), in one precision mode. */
+typedef struct bench_row {
+    const char *label; /* a model tensor's name, or a group's names joined by '+'; NULL in a sweep */
+    bench_part parts[MAX_PARTS];
+    int n_parts;
+    int64_t m, k; /* m: the rows of every part together */
     int n;
+    kqcl_precision precision;        /* the context's mode for the row */
+    kqcl_precision used[MAX_MODES];  /* what kqcl_precision_chosen says the row ran, each once */
+    int n_used;
     kq_stats us, us_rotating, us_unfused; /* count 0 where not measured */
     double max_rel_err;
 } bench_row;
@@ -139,23 +157,39 @@ typedef struct bench_state {
  * once, launches included) time it. */
 typedef struct timed_run {
     bench_state *b;
-    kqcl_tensor **ws; /* weights, used in rotation */
-    int n_ws;
-    kqcl_tensor *x, *y;
+    kqcl_tensor **ws; /* n_ws sets of n_parts weights, used in rotation */
+    int n_ws, n_parts;
+    kqcl_tensor *x, **ys;
     bool unfused, host_clock;
 } timed_run;
 
+/* One call of the row: kqcl_matmul for one weight, kqcl_matmul_group for several (X prepared
+ * once, up to four weights of a type a launch); the unfused path a weight at a time. */
+static kqcl_status launch(const timed_run *r, kqcl_tensor **w)
+{
+    kqcl_context *ctx = r->b->ctx;
+    kqcl_status st = KQCL_OK;
+    if (r->unfused) {
+        for (int p = 0; p < r->n_parts && st == KQCL_OK; p++)
+            st = kq_matmul_unfused(ctx, w[p], r->x, r->ys[p]);
+        return st;
+    }
+    if (r->n_parts == 1)
+        return kqcl_matmul(ctx, w[0], r->x, r->ys[0]);
+    return kqcl_matmul_group(ctx, r->n_parts, (const kqcl_tensor *const *)w, r->x, r->ys);
+}
+
 static kqcl_status run_once(const timed_run *r, int i, double *us)
 {
-    kqcl_tensor *w = r->ws[i % r->n_ws];
+    kqcl_tensor **w = r->ws + (size_t)(i % r->n_ws) * (size_t)r->n_parts;
     double t0 = r->host_clock ? kq_tool_now_us() : 0;
-    kqcl_status st = r->unfused ? kq_matmul_unfused(r->b->ctx, w, r->x, r->y) : kqcl_matmul(r->b->ctx, w, r->x, r->y);
+    kqcl_status st = launch(r, w);
     if (st == KQCL_OK && r->host_clock) {
         st = kqcl_finish(r->b->ctx);
         *us = kq_tool_now_us() - t0;
     } else if (st == KQCL_OK) {
         uint64_t ns = 0;
-        st = kqcl_last_device_time(r->b->ctx, &ns);
+        st = kqcl_last_device_time(r->b->ctx, &ns); /* every kernel of the call, X's preparation too */
         *us = (double)ns / 1e3;
     }
     return st;
@@ -178,81 +212,155 @@ static kqcl_status time_runs(const timed_run *r, int reps, kq_stats *us)
     return st;
 }
 
-static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *row)
+static size_t row_weight_bytes(const bench_row *r)
 {
-    int64_t m = row->m, k = row->k;
-    int n = row->n;
-    size_t w_bytes;
-    void *w_host = random_weights(row->type, m, k, &w_bytes);
+    size_t bytes = 0;
+    for (int p = 0; p < r->n_parts; p++)
+        bytes += kqcl_row_size(r->parts[p].type, r->k) * (size_t)r->parts[p].m;
+    return bytes;
+}
+
+/* The parts' types joined by '+' ("q4_K", "q4_K+q4_K+q6_K"). */
+static const char *row_type_name(const bench_row *r, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    for (int p = 0; p < r->n_parts; p++)
+        snprintf(buf + strlen(buf), size - strlen(buf), "%s%s", p ? "+" : "", kqcl_type_name(r->parts[p].type));
+    return buf;
+}
+
+/* What the row's mode gives each part on the context's devices (kqcl_precision_chosen), each
+ * mode once; false when the library cannot say. */
+static bool find_used(kqcl_context *ctx, bench_row *row)
+{
+    row->n_used = 0;
+    for (int p = 0; p < row->n_parts; p++) {
+        kqcl_precision modes[MAX_MODES];
+        int count = kq_precisions_used(ctx, row->parts[p].type, row->n, modes, MAX_MODES);
+        if (count == 0)
+            return false;
+        for (int i = 0; i < count; i++) {
+            bool seen = false;
+            for (int j = 0; j < row->n_used; j++)
+                seen |= row->used[j] == modes[i];
+            if (!seen && row->n_used < MAX_MODES)
+                row->used[row->n_used++] = modes[i];
+        }
+    }
+    return true;
+}
+
+static const char *used_name(const bench_row *r, char *buf, size_t size)
+{
+    return kq_precision_names(r->used, r->n_used, buf, size);
+}
+
+/* time_unfused: time the unfused path (else the caller copies it from the row of another mode:
+ * it does not depend on the mode). */
+static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *row, bool time_unfused)
+{
+    int64_t k = row->k, m_max = 0;
+    int n = row->n, P = row->n_parts;
+    void *w_host[MAX_PARTS] = {NULL};
+    size_t w_bytes[MAX_PARTS] = {0}, group_bytes = 0;
+    kqcl_status st = kqcl_context_set_precision(b->ctx, row->precision);
+    if (st == KQCL_OK && !find_used(b->ctx, row))
+        st = KQCL_ERR_INVALID_ARG; /* kqcl_precision_chosen's message is on the context */
+    for (int p = 0; p < P && st == KQCL_OK; p++) {
+        w_host[p] = random_weights(row->parts[p].type, row->parts[p].m, k, &w_bytes[p]);
+        group_bytes += w_bytes[p];
+        m_max = row->parts[p].m > m_max ? row->parts[p].m : m_max;
+        if (w_host[p] == NULL)
+            st = KQCL_ERR_OUT_OF_MEMORY;
+    }
     float *x_host = malloc((size_t)n * k * sizeof(float));
-    float *y_host = malloc((size_t)n * m * sizeof(float));
+    /* X as each mode used multiplies it: the references the results are checked against */
+    float *x_used = malloc((size_t)(row->n_used > 0 ? row->n_used : 1) * (size_t)n * k * sizeof(float));
+    float *y_host = malloc((size_t)n * (m_max > 0 ? m_max : 1) * sizeof(float));
     int n_ws = 1;
     kqcl_split x_split, y_split;
     kq_tool_operand_splits(o->split, &x_split, &y_split);
-    if (o->rotate_mib > 0 && o->split == KQCL_SPLIT_NONE)
-        n_ws = (int)(((size_t)o->rotate_mib << 20) / w_bytes) + 1;
+    if (o->rotate_mib > 0 && o->split == KQCL_SPLIT_NONE && group_bytes > 0)
+        n_ws = (int)(((size_t)o->rotate_mib << 20) / group_bytes) + 1;
     if (n_ws > 256)
         n_ws = 256;
-    kqcl_tensor **ws = calloc((size_t)n_ws, sizeof *ws);
-    kqcl_tensor *x = NULL, *y = NULL;
-    kqcl_status st = (w_host && x_host && y_host && ws) ? KQCL_OK : KQCL_ERR_OUT_OF_MEMORY;
+    kqcl_tensor **ws = calloc((size_t)n_ws * (size_t)P, sizeof *ws);
+    kqcl_tensor *x = NULL, *ys[MAX_PARTS] = {NULL};
+    if (st == KQCL_OK && !(x_host && x_used && y_host && ws))
+        st = KQCL_ERR_OUT_OF_MEMORY;
     for (int64_t i = 0; st == KQCL_OK && i < (int64_t)n * k; i++)
         x_host[i] = rng_uniform();
-    for (int i = 0; i < n_ws && st == KQCL_OK; i++) {
-        st = kq_tool_create_placed(b->ctx, row->type, m, k, o->split, &ws[i]);
+    for (int u = 0; u < row->n_used && st == KQCL_OK; u++)
+        st = kq_activations_as_used(row->used[u], x_host, x_used + (size_t)u * n * k, n, k);
+    for (int i = 0; i < n_ws * P && st == KQCL_OK; i++) {
+        st = kq_tool_create_placed(b->ctx, row->parts[i % P].type, row->parts[i % P].m, k, o->split, &ws[i]);
         if (st == KQCL_OK)
-            st = kqcl_tensor_write(ws[i], w_host, w_bytes);
+            st = kqcl_tensor_write(ws[i], w_host[i % P], w_bytes[i % P]);
     }
     if (st == KQCL_OK)
         st = kq_tool_create_placed(b->ctx, KQCL_TYPE_F32, n, k, x_split, &x);
-    if (st == KQCL_OK)
-        st = kq_tool_create_placed(b->ctx, KQCL_TYPE_F32, n, m, y_split, &y);
+    for (int p = 0; p < P && st == KQCL_OK; p++)
+        st = kq_tool_create_placed(b->ctx, KQCL_TYPE_F32, n, row->parts[p].m, y_split, &ys[p]);
     if (st == KQCL_OK)
         st = kqcl_tensor_write(x, x_host, (size_t)n * k * sizeof(float));
 
     /* Correctness first: poison Y, run once, compare a sample with the host. */
-    if (st == KQCL_OK) {
-        memset(y_host, 0xff, (size_t)n * m * sizeof(float));
-        st = kqcl_tensor_write(y, y_host, (size_t)n * m * sizeof(float));
-    }
+    if (y_host)
+        memset(y_host, 0xff, (size_t)n * (m_max > 0 ? m_max : 1) * sizeof(float));
+    for (int p = 0; p < P && st == KQCL_OK; p++)
+        st = kqcl_tensor_write(ys[p], y_host, (size_t)n * row->parts[p].m * sizeof(float));
+    timed_run run = {b, ws, 1, P, x, ys, false, o->host_clock};
     if (st == KQCL_OK)
-        st = kqcl_matmul(b->ctx, ws[0], x, y);
-    if (st == KQCL_OK)
-        st = kqcl_tensor_read(y, y_host, (size_t)n * m * sizeof(float));
-    if (st == KQCL_OK) {
-        row->max_rel_err = check_sample(row->type, w_host, m, k, x_host, n, y_host);
-        /* f32: the library's 1e-5 bound and room; the other modes round X (Q8: each value within
-         * d/2 = amax/254 of its block, bf16 2^-9 of itself), well inside 1e-2 of sum |w x| for
-         * the bench's uniform activations */
-        double tol = kqcl_context_precision(b->ctx) == KQCL_PRECISION_F32 ? 1e-4 : 1e-2;
-        if (!(row->max_rel_err < tol)) {
-            fprintf(stderr, "kqcl bench: %s m=%lld k=%lld n=%d gives wrong results (relative error %.3g)\n",
-                    kqcl_type_name(row->type), (long long)m, (long long)k, n, row->max_rel_err);
-            st = KQCL_ERR_DEVICE;
-            b->reported = true;
+        st = launch(&run, ws);
+    row->max_rel_err = 0;
+    for (int p = 0; p < P && st == KQCL_OK; p++) {
+        int64_t m = row->parts[p].m;
+        st = kqcl_tensor_read(ys[p], y_host, (size_t)n * m * sizeof(float));
+        /* against X as the mode each device used multiplies it (kq_activations_as_used), so
+         * every mode is held to the f32 bound of its own product; where a split mixes devices
+         * of different modes, the nearest of their references */
+        double err = NAN; /* NaN unless some reference gives a number */
+        for (int u = 0; u < row->n_used && st == KQCL_OK; u++) {
+            double e = check_sample(row->parts[p].type, w_host[p], m, k, x_used + (size_t)u * n * k, n, y_host);
+            err = isnan(err) || e < err ? e : err;
         }
+        if (st == KQCL_OK && (isnan(err) || err > row->max_rel_err))
+            row->max_rel_err = err; /* NaN counts as worst, and stays */
+    }
+    if (st == KQCL_OK && !(row->max_rel_err < 1e-4)) {
+        char types[64], used[32];
+        fprintf(stderr,
+                "kqcl bench: %s%s%s m=%lld k=%lld n=%d, precision %s (used %s) gives wrong results (relative error "
+                "%.3g)\n",
+                row->label ? row->label : "", row->label ? " " : "", row_type_name(row, types, sizeof types),
+                (long long)row->m, (long long)k, n, kqcl_precision_name(row->precision),
+                used_name(row, used, sizeof used), row->max_rel_err);
+        st = KQCL_ERR_DEVICE;
+        b->reported = true;
     }
     /* Split runs use several devices at once (device times would add up): host clock. */
-    timed_run run = {b, ws, 1, x, y, false, o->host_clock};
     if (st == KQCL_OK)
         st = time_runs(&run, o->reps, &row->us);
     run.n_ws = n_ws;
     if (st == KQCL_OK && n_ws > 1)
         st = time_runs(&run, o->reps, &row->us_rotating);
-    if (st == KQCL_OK && o->unfused && o->split == KQCL_SPLIT_NONE) {
+    if (st == KQCL_OK && time_unfused && o->unfused && o->split == KQCL_SPLIT_NONE) {
         /* several kernels (CLBlast may add padding passes): host clock, an upper bound */
-        timed_run unfused = {b, ws, 1, x, y, true, true};
+        timed_run unfused = {b, ws, 1, P, x, ys, true, true};
         kqcl_status su = time_runs(&unfused, o->reps, &row->us_unfused);
         if (su != KQCL_OK)
             row->us_unfused.count = 0; /* e.g. built without CLBlast, or no room for f32 weights */
     }
-    for (int i = 0; i < n_ws && ws; i++)
+    for (int i = 0; i < n_ws * P && ws; i++)
         kqcl_tensor_destroy(ws[i]);
     kqcl_tensor_destroy(x);
-    kqcl_tensor_destroy(y);
+    for (int p = 0; p < P; p++) {
+        kqcl_tensor_destroy(ys[p]);
+        free(w_host[p]);
+    }
     free(ws);
-    free(w_host);
     free(x_host);
+    free(x_used);
     free(y_host);
     return st;
 }
@@ -295,7 +403,7 @@ static const char *bandwidth_note(const bench_state *b)
 
 static double weight_gbps(const bench_row *r, double us)
 {
-    return us > 0 ? (double)kqcl_row_size(r->type, r->k) * r->m / (us * 1e3) : 0;
+    return us > 0 ? (double)row_weight_bytes(r) / (us * 1e3) : 0;
 }
 
 /* The time that stands for the row: rotating weights where they were (out of cache). */
@@ -311,15 +419,20 @@ static void print_table(const bench_state *b, const kqcl_device_info *dev, const
            kq_text_escaped(dev->name, safe[0], sizeof safe[0]), kq_text_escaped(dev->platform, safe[1], sizeof safe[1]),
            dev->variant, b->bandwidth_gbps, PROBE_RUNS, b->bandwidth.min, b->bandwidth.max);
     printf("times: median of %d, min-max beside it\n", reps);
-    printf("| type | m | k | n | us | min-max | us rotating | min-max | weight GB/s | %% of bw%s | GFLOP/s | "
-           "unfused us | speed-up |\n",
+    printf("| type | m | k | n | precision | used | us | min-max | us rotating | min-max | weight GB/s | %% of bw%s | "
+           "GFLOP/s | unfused us | speed-up |\n",
            b->bandwidth_reliable ? "" : " (unreliable)");
-    printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    printf("| --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    bool grouped = false;
     for (int i = 0; i < n_rows; i++) {
         const bench_row *r = &rows[i];
+        char types[64], used[32];
         double gbps = weight_gbps(r, row_time(r)->median);
-        printf("| %s%s%s | %lld | %lld | %d | %.1f | %.1f-%.1f | ", r->label ? r->label : "", r->label ? " " : "",
-               kqcl_type_name(r->type), (long long)r->m, (long long)r->k, r->n, r->us.median, r->us.min, r->us.max);
+        grouped |= r->n_parts > 1;
+        printf("| %s%s%s | %lld | %lld | %d | %s | %s | %.1f | %.1f-%.1f | ", r->label ? r->label : "",
+               r->label ? " " : "", row_type_name(r, types, sizeof types), (long long)r->m, (long long)r->k, r->n,
+               kqcl_precision_name(r->precision), used_name(r, used, sizeof used), r->us.median, r->us.min,
+               r->us.max);
         if (r->us_rotating.count)
             printf("%.1f | %.1f-%.1f | ", r->us_rotating.median, r->us_rotating.min, r->us_rotating.max);
         else
@@ -330,6 +443,9 @@ static void print_table(const bench_state *b, const kqcl_device_info *dev, const
         else
             printf("- | - |\n");
     }
+    if (grouped)
+        printf("\na+b rows: one kqcl_matmul_group call over those weights, sharing X (m: their rows together; "
+               "the unfused path runs them one by one)\n");
     if (!b->bandwidth_reliable)
         printf("\nnote: %s\n", bandwidth_note(b));
 }
@@ -366,9 +482,13 @@ static void print_json_header(const bench_state *b, const kqcl_device_info *dev,
     kq_json_field(stdout, "platform", dev->platform);
     kq_json_field(stdout, "driver", dev->driver);
     kq_json_field(stdout, "kernels", dev->variant);
-    printf(", \"precision\": \"f32\", \"repetitions\": %d, \"clock\": \"%s\", \"devices\": %d", o->reps,
+    printf(", \"repetitions\": %d, \"clock\": \"%s\", \"devices\": %d", o->reps,
            o->host_clock ? "host" : "device", kqcl_device_count(b->ctx));
     printf(", \"split\": \"%s\"", o->split == KQCL_SPLIT_ROWS ? "rows" : o->split == KQCL_SPLIT_COLS ? "cols" : "none");
+    printf(", \"precisions\": [");
+    for (int i = 0; i < o->n_precisions; i++)
+        printf("%s\"%s\"", i ? ", " : "", kqcl_precision_name(o->precisions[i]));
+    printf("]");
     json_number("stream_read_gbps", true, b->bandwidth_gbps);
     json_number("stream_read_gbps_min", true, b->bandwidth.min);
     printf(", \"bandwidth_reference_reliable\": %s", b->bandwidth_reliable ? "true" : "false");
@@ -382,11 +502,23 @@ static void print_json(const bench_state *b, const kqcl_device_info *dev, const 
     printf(", \"results\": [");
     for (int i = 0; i < n_rows; i++) {
         const bench_row *r = &rows[i];
+        char types[64], used[32];
         double gbps = weight_gbps(r, row_time(r)->median);
         printf("%s\n  {\"tensor\": ", i ? "," : "");
         kq_json_cstring_or_null(stdout, r->label);
-        printf(", \"type\": \"%s\", \"m\": %lld, \"k\": %lld, \"n\": %d", kqcl_type_name(r->type), (long long)r->m,
-               (long long)r->k, r->n);
+        printf(", \"type\": \"%s\", \"m\": %lld, \"k\": %lld, \"n\": %d", row_type_name(r, types, sizeof types),
+               (long long)r->m, (long long)r->k, r->n);
+        if (r->n_parts > 1) {
+            printf(", \"parts\": [");
+            for (int p = 0; p < r->n_parts; p++) {
+                printf("%s{\"tensor\": ", p ? ", " : "");
+                kq_json_cstring_or_null(stdout, r->parts[p].name);
+                printf(", \"type\": \"%s\", \"m\": %lld}", kqcl_type_name(r->parts[p].type), (long long)r->parts[p].m);
+            }
+            printf("]");
+        }
+        printf(", \"precision\": \"%s\", \"used\": \"%s\"", kqcl_precision_name(r->precision),
+               used_name(r, used, sizeof used));
         json_stats("us", &r->us);
         json_stats("us_rotating", &r->us_rotating);
         json_number("weight_gbps", true, gbps);
@@ -405,13 +537,15 @@ static void csv_number(bool measured, double v) { printf(measured && isfinite(v)
 
 static void print_csv(const bench_state *b, const bench_row *rows, int n_rows)
 {
-    printf("tensor,type,m,k,n,us,us_min,us_max,us_rotating,us_rotating_min,us_rotating_max,weight_gbps,"
-           "percent_of_bandwidth,gflops,unfused_us,speedup,max_rel_err\n");
+    printf("tensor,type,m,k,n,precision,used,us,us_min,us_max,us_rotating,us_rotating_min,us_rotating_max,"
+           "weight_gbps,percent_of_bandwidth,gflops,unfused_us,speedup,max_rel_err\n");
     for (int i = 0; i < n_rows; i++) {
         const bench_row *r = &rows[i];
+        char types[64], used[32];
         double gbps = weight_gbps(r, row_time(r)->median);
-        printf("%s,%s,%lld,%lld,%d", r->label ? r->label : "", kqcl_type_name(r->type), (long long)r->m,
-               (long long)r->k, r->n);
+        printf("%s,%s,%lld,%lld,%d,%s,%s", r->label ? r->label : "", row_type_name(r, types, sizeof types),
+               (long long)r->m, (long long)r->k, r->n, kqcl_precision_name(r->precision),
+               used_name(r, used, sizeof used));
         csv_number(true, r->us.median), csv_number(true, r->us.min), csv_number(true, r->us.max);
         csv_number(r->us_rotating.count, r->us_rotating.median);
         csv_number(r->us_rotating.count, r->us_rotating.min);
@@ -440,28 +574,63 @@ static const struct {
 };
 #define LLAMA3_LAYERS 32
 
-static int model_rows(bench_row *rows)
+/* The layer's calls, in its order: Q/K/V share the normed X, gate/up the FFN's, so each pair or
+ * triple is one kqcl_matmul_group (X prepared once; Q and K, both q4_K, one launch in Q8
+ * decode, V of q6_K another); the output and down projections take X of their own. */
+static const struct {
+    const char *label;
+    int first, count;
+} llama3_8b_calls[] = {
+    {"attn_q+attn_k+attn_v", 0, 3}, {"attn_output", 3, 1}, {"ffn_gate+ffn_up", 4, 2}, {"ffn_down", 6, 1}};
+
+/* The calls' rows, each call in every mode asked before the next call. */
+static int model_rows(const bench_options *o, bench_row *rows)
 {
     int n = 0;
-    for (size_t i = 0; i < sizeof llama3_8b_layer / sizeof llama3_8b_layer[0]; i++)
-        rows[n++] = (bench_row){.label = llama3_8b_layer[i].name, .type = llama3_8b_layer[i].type,
-                                .m = llama3_8b_layer[i].m, .k = llama3_8b_layer[i].k, .n = 1};
+    for (size_t c = 0; c < sizeof llama3_8b_calls / sizeof llama3_8b_calls[0]; c++) {
+        bench_row r = {.label = llama3_8b_calls[c].label, .n = 1, .k = llama3_8b_layer[llama3_8b_calls[c].first].k};
+        for (int p = 0; p < llama3_8b_calls[c].count; p++) {
+            int t = llama3_8b_calls[c].first + p;
+            r.parts[r.n_parts++] = (bench_part){llama3_8b_layer[t].type, llama3_8b_layer[t].m, llama3_8b_layer[t].name};
+            r.m += llama3_8b_layer[t].m;
+        }
+        for (int j = 0; j < o->n_precisions; j++) {
+            rows[n] = r;
+            rows[n++].precision = o->precisions[j];
+        }
+    }
     return n;
 }
 
-static void print_model_summary(const bench_state *b, const bench_row *rows, int n_rows)
+/* Per mode: the layer's rows' times (rotating weights where measured), as the table has them --
+ * device time of the kernels (launches not counted) unless the host clock timed them -- times 32. */
+static void print_model_summary(const bench_state *b, const bench_options *o, const bench_row *rows, int n_rows)
 {
-    double us = 0, bytes = 0;
-    for (int i = 0; i < n_rows; i++) {
-        us += row_time(&rows[i])->median;
-        bytes += (double)kqcl_row_size(rows[i].type, rows[i].k) * rows[i].m;
+    for (int j = 0; j < o->n_precisions; j++) {
+        double us = 0, bytes = 0;
+        char used[32] = "";
+        for (int i = 0; i < n_rows; i++) {
+            if (rows[i].precision != o->precisions[j])
+                continue;
+            char one[32];
+            used_name(&rows[i], one, sizeof one);
+            if (used[0] == '\0')
+                snprintf(used, sizeof used, "%s", one);
+            else if (strcmp(used, one) != 0)
+                snprintf(used, sizeof used, "mixed");
+            us += row_time(&rows[i])->median;
+            bytes += (double)row_weight_bytes(&rows[i]);
+        }
+        us *= LLAMA3_LAYERS;
+        bytes *= LLAMA3_LAYERS;
+        double bound_us = bytes / (b->bandwidth_gbps * 1e3);
+        printf("%sllama3-8b decode, precision %s (used %s), matmuls only (%d layers, %.2f GB of weights, 4 calls a "
+               "layer; %s): %.0f us a token = %.1f tokens/s; bandwidth bound %.1f tokens/s (%.0f%%)\n",
+               j == 0 ? "\n" : "", kqcl_precision_name(o->precisions[j]), used, LLAMA3_LAYERS, bytes / 1e9,
+               o->host_clock ? "host clock around a finish, launches included"
+                             : "device time of the kernels, launches not counted",
+               us, 1e6 / us, 1e6 / bound_us, 100.0 * bound_us / us);
     }
-    us *= LLAMA3_LAYERS;
-    bytes *= LLAMA3_LAYERS;
-    double bound_us = bytes / (b->bandwidth_gbps * 1e3);
-    printf("\nllama3-8b decode, matmuls only (%d layers, %.2f GB of weights): %.0f us a token = %.1f tokens/s; "
-           "bandwidth bound %.1f tokens/s (%.0f%%)\n",
-           LLAMA3_LAYERS, bytes / 1e9, us, 1e6 / us, 1e6 / bound_us, 100.0 * bound_us / us);
 }
 
 /* ---- arguments ------------------------------------------------------------------------------------ */
@@ -472,10 +641,14 @@ static void bench_usage(FILE *out)
             "usage: kqcl bench [--type q4_K,q5_K,...] [--m M] [--k K] [--n 1,8,512] [--device SPEC]\n"
             "                  [-r|--reps R] [--rotate MIB] [--no-unfused] [--model llama3-8b]\n"
             "                  [-o|--output md|json|csv] [--json] [--split none|rows|cols] [--host-clock]\n"
-            "                  [--collectives]\n"
+            "                  [--collectives] [--precision f32,q8,f16,bf16,auto]\n"
             "Times the fused matmul Y = X . W^T (device events, 2 warm-ups, median and min-max of R\n"
-            "repeats), the unfused path (dequantize + CLBlast SGEMM, host-timed) and a streaming-read\n"
+            "repeats), the unfused path (dequantize + CLBlast SGEMM, f32, host-timed) and a streaming-read\n"
             "kernel (best of 5 runs: the %% of bw reference; marked unreliable on CPUs).\n"
+            "--precision: a row per mode listed (default: KQCL_PRECISION, else f32), each with the mode\n"
+            "kqcl_precision_chosen says it ran (\"used\": auto resolved, q8 outside quantized\n"
+            "decode as bf16).\n"
+            "--model llama3-8b times one layer's decode matmuls as 4 calls (Q/K/V and gate/up grouped).\n"
             "Defaults: m 4096, k 14336, the four k-quants, n 1,8 (and 512 on a GPU); R 20 on a GPU,\n"
             "3 on a CPU; the weights are also rotated over --rotate MiB (1024 on a GPU, 256 on a CPU)\n"
             "so they do not sit in a cache. Results are checked against the host before they are timed.\n"
@@ -498,7 +671,7 @@ static int parse_bench_args(int argc, char **argv, bench_options *o)
         {"json", no_argument, 0, 'j'},          {"output", required_argument, 0, 'o'},
         {"help", no_argument, 0, 'h'},          {"split", required_argument, 0, 'S'},
         {"collectives", no_argument, 0, 'C'},   {"host-clock", no_argument, 0, 'H'},
-        {0, 0, 0, 0}};
+        {"precision", required_argument, 0, 'P'}, {0, 0, 0, 0}};
     static const char *const outputs[] = {"md", "json", "csv", NULL};
     static const char *const splits[] = {"none", "rows", "cols", NULL};
     static const char *const models[] = {"llama3-8b", NULL};
@@ -536,6 +709,10 @@ static int parse_bench_args(int argc, char **argv, bench_options *o)
             break;
         case 'C': o->collectives = true; break;
         case 'H': o->host_clock = true; break;
+        case 'P':
+            o->n_precisions = kq_option_precision_list("bench", "--precision", optarg, o->precisions, MAX_MODES);
+            rc = o->n_precisions < 0 ? KQ_EXIT_USAGE : 0;
+            break;
         case 'h': bench_usage(stdout); return -1;
         default: return kq_option_error("bench", c, argv);
         }
@@ -588,13 +765,30 @@ static int check_devices_for(const bench_options *o, kqcl_context *ctx)
                           o->devices ? "--device" : getenv("KQCL_DEVICES") ? "KQCL_DEVICES" : "the default");
 }
 
+/* Whether two rows are the same configuration but for the mode (the unfused path is timed once). */
+static bool same_but_mode(const bench_row *a, const bench_row *b)
+{
+    bool same = a->n_parts == b->n_parts && a->k == b->k && a->n == b->n;
+    for (int p = 0; same && p < a->n_parts; p++)
+        same = a->parts[p].type == b->parts[p].type && a->parts[p].m == b->parts[p].m;
+    return same;
+}
+
 static kqcl_status run_rows(bench_state *b, const bench_options *o, bench_row *rows, int n_rows)
 {
     kqcl_status st = KQCL_OK;
     for (int i = 0; i < n_rows && st == KQCL_OK; i++) {
-        st = bench_one(b, o, &rows[i]);
-        if (st == KQCL_OK && o->output == OUTPUT_MD)
-            fprintf(stderr, "  %s n=%d: %.1f us\n", kqcl_type_name(rows[i].type), rows[i].n, rows[i].us.median);
+        bool again = i > 0 && same_but_mode(&rows[i - 1], &rows[i]);
+        st = bench_one(b, o, &rows[i], !again);
+        if (again)
+            rows[i].us_unfused = rows[i - 1].us_unfused;
+        if (st == KQCL_OK && o->output == OUTPUT_MD) {
+            char types[64], used[32];
+            fprintf(stderr, "  %s%s%s n=%d %s (used %s): %.1f us\n", rows[i].label ? rows[i].label : "",
+                    rows[i].label ? " " : "", row_type_name(&rows[i], types, sizeof types), rows[i].n,
+                    kqcl_precision_name(rows[i].precision), used_name(&rows[i], used, sizeof used),
+                    rows[i].us.median);
+        }
     }
     return st;
 }
@@ -633,23 +827,31 @@ int kq_cmd_bench(int argc, char **argv)
     if (o.rotate_mib < 0)
         o.rotate_mib = b.is_gpu ? 1024 : 256;
     default_types_and_ns(&o, b.is_gpu);
+    if (o.n_precisions == 0) /* the context's: KQCL_PRECISION, else f32 */
+        o.precisions[o.n_precisions++] = kqcl_context_precision(b.ctx);
     if ((st = measure_bandwidth(&b)) != KQCL_OK)
         return fail(b.ctx, st);
-    bench_row rows[MAX_LIST * MAX_LIST];
+    bench_row *rows = calloc((size_t)MAX_LIST * MAX_LIST * MAX_MODES, sizeof *rows);
+    if (rows == NULL)
+        return fail(b.ctx, KQCL_ERR_OUT_OF_MEMORY);
     int n_rows = 0;
     if (o.model) {
-        n_rows = model_rows(rows);
+        n_rows = model_rows(&o, rows);
     } else {
         for (int t = 0; t < o.n_types; t++)
             for (int j = 0; j < o.n_ns; j++)
-                rows[n_rows++] = (bench_row){.type = o.types[t], .m = o.m, .k = o.k, .n = o.ns[j]};
+                for (int p = 0; p < o.n_precisions; p++)
+                    rows[n_rows++] = (bench_row){.parts = {{o.types[t], o.m, NULL}}, .n_parts = 1, .m = o.m, .k = o.k,
+                                                 .n = o.ns[j], .precision = o.precisions[p]};
     }
-    if ((st = run_rows(&b, &o, rows, n_rows)) != KQCL_OK && b.reported) {
-        kqcl_context_destroy(b.ctx);
-        return 1;
-    }
-    if (st != KQCL_OK)
+    if ((st = run_rows(&b, &o, rows, n_rows)) != KQCL_OK) {
+        free(rows);
+        if (b.reported) {
+            kqcl_context_destroy(b.ctx);
+            return 1;
+        }
         return fail(b.ctx, st);
+    }
     kqcl_device_get_info(b.ctx, 0, &dev); /* the kernel variant may have changed (fallback) */
     if (o.output == OUTPUT_JSON) {
         print_json(&b, &dev, &o, rows, n_rows);
@@ -663,8 +865,9 @@ int kq_cmd_bench(int argc, char **argv)
             printf("\ntimes on the host around a finish (device timing off)\n");
         print_table(&b, &dev, rows, n_rows, o.reps);
         if (o.model)
-            print_model_summary(&b, rows, n_rows);
+            print_model_summary(&b, &o, rows, n_rows);
     }
+    free(rows);
     kqcl_context_destroy(b.ctx);
     return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * cmd_gguf.c -- the GGUF subcommands of the kqcl tool:
  *   kqcl gguf FILE [--json]          describe a file: version, metadata, tensors
- *   kqcl run FILE [--devices SPEC] [--n N] [--split rows|cols]
+ *   kqcl run FILE [--devices SPEC] [--n N] [--split rows|cols] [--precision MODE]
  *                                    load a model's 2-D weights and time their matmuls
  *   kqcl quantize IN OUT TYPE        re-quantize float weights to a k-quant
  * Public API only. Exit status: 0 success, 1 failure, 2 bad usage.
@@ -241,9 +241,11 @@ int kq_cmd_gguf(int argc, char **argv)
 
 #define RUN_REPEATS 5      /* timed matmuls per tensor; the median is reported */
 #define RUN_CHECK_ROWS 8   /* rows of W checked against the host reference */
-/* Error bound of a checked value, relative to sum |x_j * w_j|: f32 accumulation over k terms
- * in any order stays far below this for the sizes of real models. */
+/* Error bound of a checked value, relative to sum |x_j * w_j| against X as the precision mode
+ * multiplies it (kq_activations_as_used): f32 accumulation over k terms in any order stays far
+ * below this for the sizes of real models. */
 #define RUN_TOLERANCE 1e-3
+#define RUN_MAX_MODES 5
 
 typedef struct run_options {
     const char *path;
@@ -251,6 +253,8 @@ typedef struct run_options {
     int n;
     kqcl_split split; /* of the weights over the context's devices */
     bool progress;    /* the bar even when stderr is not a terminal */
+    kqcl_precision precision;
+    bool precision_set; /* --precision given; else the context's (KQCL_PRECISION, else f32) */
 } run_options;
 
 typedef struct type_stats {
@@ -259,7 +263,21 @@ typedef struct type_stats {
     double seconds;
     double max_error;
     int failures;
+    kqcl_precision used[RUN_MAX_MODES]; /* what kqcl_precision_chosen says its matmuls ran */
+    int n_used;
 } type_stats;
+
+/* Add modes to a set of them, each once. */
+static void add_modes(kqcl_precision *set, int *count, const kqcl_precision *modes, int n)
+{
+    for (int i = 0; i < n; i++) {
+        bool seen = false;
+        for (int j = 0; j < *count; j++)
+            seen |= set[j] == modes[i];
+        if (!seen && *count < RUN_MAX_MODES)
+            set[(*count)++] = modes[i];
+    }
+}
 
 static double now_seconds(void) { return kq_tool_now_us() * 1e-6; }
 
@@ -427,17 +445,21 @@ static kqcl_status time_matmul(kqcl_context *ctx, kqcl_tensor *w, kqcl_tensor *x
     return st;
 }
 
+/* used: the modes the matmul ran in (one unless a split mixes devices of different modes); the
+ * error is against the nearest of their references. */
 static kqcl_status bench_weight(kqcl_context *ctx, const kqcl_gguf_tensor *t, kqcl_tensor *w,
-                                int n, kqcl_split split, double *seconds, double *error)
+                                int n, kqcl_split split, const kqcl_precision *used, int n_used,
+                                double *seconds, double *error)
 {
     kqcl_split x_split, y_split;
     kq_tool_operand_splits(split, &x_split, &y_split);
     int64_t k = t->ne[0], m = t->ne[1];
     kqcl_tensor *x = NULL, *y = NULL;
     float *xs = malloc((size_t)n * (size_t)k * sizeof *xs);
+    float *xu = malloc((size_t)n * (size_t)k * sizeof *xu);
     float *ys = malloc((size_t)n * (size_t)m * sizeof *ys);
     double times[RUN_REPEATS];
-    kqcl_status st = xs && ys ? KQCL_OK : KQCL_ERR_OUT_OF_MEMORY;
+    kqcl_status st = xs && xu && ys ? KQCL_OK : KQCL_ERR_OUT_OF_MEMORY;
     if (st == KQCL_OK) {
         for (size_t j = 0; j < (size_t)n * (size_t)k; j++)
             xs[j] = random_unit();
@@ -453,13 +475,18 @@ static kqcl_status bench_weight(kqcl_context *ctx, const kqcl_gguf_tensor *t, kq
         st = time_matmul(ctx, w, x, y, split != KQCL_SPLIT_NONE, &times[r]);
     if (st == KQCL_OK)
         st = kqcl_tensor_read(y, ys, (size_t)n * (size_t)m * sizeof *ys);
-    if (st == KQCL_OK) {
+    if (st == KQCL_OK)
         *seconds = kq_tool_median(times, RUN_REPEATS);
-        *error = check_rows(t, xs, ys, n, &st);
+    *error = NAN; /* NaN unless some reference gives a number */
+    for (int u = 0; u < n_used && st == KQCL_OK; u++) {
+        st = kq_activations_as_used(used[u], xs, xu, n, k);
+        double e = st == KQCL_OK ? check_rows(t, xu, ys, n, &st) : 0;
+        *error = isnan(*error) || e < *error ? e : *error;
     }
     kqcl_tensor_destroy(x);
     kqcl_tensor_destroy(y);
     free(xs);
+    free(xu);
     free(ys);
     return st;
 }
@@ -468,16 +495,18 @@ static void print_run_report(const type_stats *stats, int n)
 {
     type_stats total = {0};
     bool any_nan = false; /* a NaN error must show in the total, not vanish in a max */
-    printf("%-6s %8s %12s %12s %9s %12s\n", "type", "tensors", "MB", "time ms", "GB/s",
-           "max error");
+    char used[32];
+    printf("%-6s %8s %12s %12s %9s %12s  %s\n", "type", "tensors", "MB", "time ms", "GB/s",
+           "max error", "used");
     for (uint32_t type = 0; type < 64; type++) {
         const type_stats *s = &stats[type];
         if (s->tensors == 0)
             continue;
-        printf("%-6s %8d %12.1f %12.3f %9.1f %12.2e%s\n", kqcl_type_name((kqcl_type)type),
+        printf("%-6s %8d %12.1f %12.3f %9.1f %12.2e  %s%s\n", kqcl_type_name((kqcl_type)type),
                s->tensors, (double)s->bytes / 1e6, s->seconds * 1e3,
                s->seconds > 0 ? (double)s->bytes / s->seconds / 1e9 : 0, s->max_error,
-               s->failures ? "  FAILED" : "");
+               kq_precision_names(s->used, s->n_used, used, sizeof used), s->failures ? "  FAILED" : "");
+        add_modes(total.used, &total.n_used, s->used, s->n_used);
         total.tensors += s->tensors;
         total.bytes += s->bytes;
         total.seconds += s->seconds;
@@ -485,10 +514,11 @@ static void print_run_report(const type_stats *stats, int n)
         any_nan |= isnan(s->max_error);
         total.failures += s->failures;
     }
-    printf("%-6s %8d %12.1f %12.3f %9.1f %12.2e%s\n", "total", total.tensors,
+    printf("%-6s %8d %12.1f %12.3f %9.1f %12.2e  %s%s\n", "total", total.tensors,
            (double)total.bytes / 1e6, total.seconds * 1e3,
            total.seconds > 0 ? (double)total.bytes / total.seconds / 1e9 : 0,
-           any_nan ? (double)NAN : total.max_error, total.failures ? "  FAILED" : "");
+           any_nan ? (double)NAN : total.max_error, kq_precision_names(total.used, total.n_used, used, sizeof used),
+           total.failures ? "  FAILED" : "");
     if (total.seconds > 0)
         printf("matmul-only decode: %.1f tokens/s (every weight once per step, %d token%s a step)\n",
                (double)n / total.seconds, n, n == 1 ? "" : "s");
@@ -496,11 +526,16 @@ static void print_run_report(const type_stats *stats, int n)
 
 static void run_usage(FILE *out)
 {
-    fprintf(out, "usage: kqcl run FILE [--devices SPEC] [--n N] [--split rows|cols] [--progress]\n"
+    fprintf(out, "usage: kqcl run FILE [--devices SPEC] [--n N] [--split rows|cols] [--precision MODE]\n"
+                 "                [--progress]\n"
                  "  Load every 2-D weight of a type kqcl computes with onto the device, time its\n"
                  "  matmul with a random f32 X of N rows (default 1: decode) as the median of %d\n"
                  "  runs, check %d rows of each Y against a host reference, and report bytes, time,\n"
                  "  GB/s per type and the implied tokens/s.\n"
+                 "  --precision MODE f32, q8, f16, bf16 or auto: the context's precision for the\n"
+                 "                   matmuls (default: KQCL_PRECISION, else f32); the report's\n"
+                 "                   \"used\" column is what each type got (kqcl_precision_chosen),\n"
+                 "                   and the check is against X as that mode multiplies it\n"
                  "  --devices SPEC   as kqcl devices lists them (default: KQCL_DEVICES, else the\n"
                  "                   first GPU)\n"
                  "  --split rows|cols  spread every weight over the devices of --devices in\n"
@@ -518,7 +553,7 @@ static int parse_run_args(int argc, char **argv, run_options *o)
         {"devices", required_argument, 0, 'd'}, {"device", required_argument, 0, 'd'},
         {"n", required_argument, 0, 'n'},       {"split", required_argument, 0, 'S'},
         {"progress", no_argument, 0, 'P'},      {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"precision", required_argument, 0, 'p'}, {0, 0, 0, 0}};
     static const char *const splits[] = {"rows", "cols", NULL};
     int c, rc = 0, choice;
     *o = (run_options){.n = 1};
@@ -533,6 +568,10 @@ static int parse_run_args(int argc, char **argv, run_options *o)
             o->split = choice == 0 ? KQCL_SPLIT_ROWS : KQCL_SPLIT_COLS;
             break;
         case 'P': o->progress = true; break;
+        case 'p':
+            rc = kq_option_precision("run", "--precision", optarg, &o->precision);
+            o->precision_set = rc == 0;
+            break;
         case 'h': run_usage(stdout); return -1;
         default: return kq_option_error("run", c, argv);
         }
@@ -558,7 +597,10 @@ static int bench_weights(kqcl_context *ctx, const kqcl_gguf *g, const int64_t *i
         char safe[256];
         double seconds = 0, error = 0;
         kqcl_gguf_tensor_info(g, indices[k], &t);
-        kqcl_status st = bench_weight(ctx, &t, weights[k], n, split, &seconds, &error);
+        kqcl_precision used[RUN_MAX_MODES];
+        int n_used = kq_precisions_used(ctx, (kqcl_type)t.type, n, used, RUN_MAX_MODES);
+        kqcl_status st = n_used > 0 ? bench_weight(ctx, &t, weights[k], n, split, used, n_used, &seconds, &error)
+                                    : KQCL_ERR_INVALID_ARG; /* kqcl_precision_chosen's message is on ctx */
         if (st != KQCL_OK) {
             fprintf(stderr, "kqcl run: '%s': %s (%s)\n", escaped(t.name, safe, sizeof safe),
                     kqcl_last_error(ctx), kqcl_status_string(st));
@@ -575,6 +617,7 @@ static int bench_weights(kqcl_context *ctx, const kqcl_gguf *g, const int64_t *i
         s->seconds += seconds;
         s->max_error = error > s->max_error || isnan(error) ? error : s->max_error;
         s->failures += bad;
+        add_modes(s->used, &s->n_used, used, n_used);
         failed |= bad;
     }
     return failed;
@@ -602,13 +645,15 @@ int kq_cmd_run(int argc, char **argv)
         fprintf(stderr, "kqcl run: %s has no 2-D tensor of a type kqcl computes with\n", o.path);
     } else if (kqcl_context_create(o.devices, &ctx) != KQCL_OK) {
         fprintf(stderr, "kqcl run: %s\n", kqcl_last_error(NULL));
+    } else if (o.precision_set && kqcl_context_set_precision(ctx, o.precision) != KQCL_OK) {
+        fprintf(stderr, "kqcl run: %s\n", kqcl_last_error(ctx));
     } else if (o.split == KQCL_SPLIT_NONE && kqcl_context_set_timing(ctx, 1) != KQCL_OK) { /* device-timed */
         fprintf(stderr, "kqcl run: %s\n", kqcl_last_error(ctx));
     } else if (load_weights(ctx, g, indices, count, total_bytes, o.split, o.progress, weights) == 0) {
         kqcl_device_info info;
         if (kqcl_device_get_info(ctx, 0, &info) == KQCL_OK)
-            printf("%s: %" PRId64 " weights on %s (%s), n = %d\n", o.path, count, info.name,
-                   info.variant, o.n);
+            printf("%s: %" PRId64 " weights on %s (%s), n = %d, precision %s\n", o.path, count, info.name,
+                   info.variant, o.n, kqcl_precision_name(kqcl_context_precision(ctx)));
         rc = bench_weights(ctx, g, indices, count, weights, o.n, o.split, stats);
         print_run_report(stats, o.n);
     }

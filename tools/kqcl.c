@@ -14,16 +14,89 @@
 
 #define MAX_DEVICES 64
 
-/* What the precision work would run on a device: f32 accumulation is all kqcl has so far. */
-static const char *precision_of(const kqcl_device_info *d)
+/* What a context on the device gets: its precision as created (KQCL_PRECISION, else f32), and
+ * what AUTO resolves to there (kqcl_precision_chosen) for q4_K and f16 weights in decode (n = 1)
+ * and prefill (n = 512). */
+typedef struct precision_info {
+    bool known;
+    kqcl_precision initial;
+    kqcl_precision q4k_decode, q4k_prefill, f16_decode, f16_prefill;
+    const char *dot; /* the form of the 4-byte integer dot product Q8 decode runs there */
+    char why[256];   /* known: why AUTO picks so; else why it could not be told */
+} precision_info;
+
+/* Q8's integer dot product on the device, as cl/q8.cl chooses it: dp4a through inline PTX on
+ * NVIDIA from compute capability 6.1 (where the context's kernels have inline PTX: not under
+ * KQCL_PORTABLE or after a failed build), else cl_khr_integer_dot_product where the device has
+ * it (and KQCL_INT_DOT, a library switch, is not 0), else plain char4 arithmetic. */
+static const char *dot_form(const kqcl_device_info *d, const char *variant)
 {
-    (void)d;
-    return "f32";
+    const char *int_dot = getenv("KQCL_INT_DOT");
+    if (d->nv_compute_capability >= 61 && strstr(variant, "inline PTX") != NULL)
+        return "dp4a (inline PTX)";
+    if (d->has_int_dot && !(int_dot && strcmp(int_dot, "0") == 0))
+        return "cl_khr_integer_dot_product";
+    return "char4 arithmetic";
+}
+
+/* A context of the device alone (spec "N", its index), set to AUTO and asked. */
+static void precision_of(const kqcl_device_info *d, precision_info *p)
+{
+    char spec[16];
+    kqcl_context *ctx = NULL;
+    kqcl_device_info info;
+    *p = (precision_info){.known = false};
+    snprintf(spec, sizeof spec, "%d", d->list_index);
+    kqcl_status st = kqcl_context_create(spec, &ctx);
+    if (st != KQCL_OK) {
+        snprintf(p->why, sizeof p->why, "%s", kqcl_last_error(NULL));
+        return;
+    }
+    p->initial = kqcl_context_precision(ctx);
+    st = kqcl_device_get_info(ctx, 0, &info);
+    if (st == KQCL_OK)
+        st = kqcl_context_set_precision(ctx, KQCL_PRECISION_AUTO);
+    if (st == KQCL_OK)
+        st = kqcl_precision_chosen(ctx, 0, KQCL_TYPE_Q4_K, 1, &p->q4k_decode);
+    if (st == KQCL_OK)
+        st = kqcl_precision_chosen(ctx, 0, KQCL_TYPE_Q4_K, 512, &p->q4k_prefill);
+    if (st == KQCL_OK)
+        st = kqcl_precision_chosen(ctx, 0, KQCL_TYPE_F16, 1, &p->f16_decode);
+    if (st == KQCL_OK)
+        st = kqcl_precision_chosen(ctx, 0, KQCL_TYPE_F16, 512, &p->f16_prefill);
+    if (st != KQCL_OK) {
+        snprintf(p->why, sizeof p->why, "%s", kqcl_last_error(ctx));
+        kqcl_context_destroy(ctx);
+        return;
+    }
+    p->known = true;
+    p->dot = dot_form(d, info.variant);
+    if (d->is_gpu)
+        snprintf(p->why, sizeof p->why, "GPU: integer dot products for quantized decode, %s", p->dot);
+    else
+        snprintf(p->why, sizeof p->why, "CPU: f32, the tuned CPU kernels (q8 when asked: %s)", p->dot);
+    kqcl_context_destroy(ctx);
+}
+
+/* "q4_K decode q8, prefill bf16; f16 weights f16" */
+static const char *auto_summary(const precision_info *p, char *buf, size_t size)
+{
+    char f16[64];
+    if (p->f16_decode == p->f16_prefill)
+        snprintf(f16, sizeof f16, "%s", kqcl_precision_name(p->f16_decode));
+    else
+        snprintf(f16, sizeof f16, "decode %s, prefill %s", kqcl_precision_name(p->f16_decode),
+                 kqcl_precision_name(p->f16_prefill));
+    snprintf(buf, size, "q4_K decode %s, prefill %s; f16 weights %s", kqcl_precision_name(p->q4k_decode),
+             kqcl_precision_name(p->q4k_prefill), f16);
+    return buf;
 }
 
 static void print_device(const kqcl_device_info *d, bool marked)
 {
-    char safe[3][160];
+    char safe[3][160], summary[128];
+    precision_info p;
+    precision_of(d, &p);
     printf("%s%d (%d:%d): %s\n", marked ? "*" : " ", d->list_index, d->platform_index, d->platform_device_index,
            kq_text_escaped(d->name, safe[0], sizeof safe[0]));
     printf("   platform  %s | vendor %s | driver %s\n", kq_text_escaped(d->platform, safe[0], sizeof safe[0]),
@@ -34,10 +107,14 @@ static void print_device(const kqcl_device_info *d, bool marked)
     printf("   memory    %.1f GiB global, %.1f GiB largest allocation, %llu KiB local\n",
            (double)d->global_mem_bytes / (1 << 30), (double)d->max_alloc_bytes / (1 << 30),
            (unsigned long long)(d->local_mem_bytes / 1024));
-    /* reported for the reader; kqcl's kernels are OpenCL C 1.2 and use none of these yet */
-    printf("   reports   fp16 %s, subgroups %s, integer dot %s (not used by kqcl's kernels)\n",
-           d->has_fp16 ? "yes" : "no", d->has_subgroups ? "yes" : "no", d->has_int_dot ? "yes" : "no");
-    printf("   precision %s (the only mode so far)\n", precision_of(d));
+    /* reported for the reader; of these only integer dot is used, by Q8 decode (cl/q8.cl) */
+    printf("   reports   fp16 %s, subgroups %s, integer dot %s\n", d->has_fp16 ? "yes" : "no",
+           d->has_subgroups ? "yes" : "no", d->has_int_dot ? "yes" : "no");
+    if (p.known)
+        printf("   precision auto: %s\n             %s\n", auto_summary(&p, summary, sizeof summary),
+               kq_text_escaped(p.why, safe[0], sizeof safe[0]));
+    else
+        printf("   precision auto: not known (%s)\n", kq_text_escaped(p.why, safe[0], sizeof safe[0]));
     if (d->nv_compute_capability)
         printf("   NVIDIA    compute capability %d.%d (inline PTX from 3.0, tensor cores from 8.0)\n",
                d->nv_compute_capability / 10, d->nv_compute_capability % 10);
@@ -47,6 +124,8 @@ static void print_device(const kqcl_device_info *d, bool marked)
 
 static void print_device_json(const kqcl_device_info *d, bool marked)
 {
+    precision_info p;
+    precision_of(d, &p);
     printf("{\"index\": %d, \"platform_index\": %d, \"platform_device_index\": %d, \"name\": ", d->list_index,
            d->platform_index, d->platform_device_index);
     kq_json_cstring(stdout, d->name);
@@ -65,7 +144,19 @@ static void print_device_json(const kqcl_device_info *d, bool marked)
         printf("%d.%d", d->nv_compute_capability / 10, d->nv_compute_capability % 10);
     else
         printf("null");
-    printf(", \"precision\": \"%s\", \"selected\": %s", precision_of(d), marked ? "true" : "false");
+    if (p.known) {
+        printf(", \"precision\": \"%s\", \"precision_auto\": {\"q4_K_decode\": \"%s\", \"q4_K_prefill\": \"%s\", "
+               "\"f16_decode\": \"%s\", \"f16_prefill\": \"%s\"",
+               kqcl_precision_name(p.initial), kqcl_precision_name(p.q4k_decode), kqcl_precision_name(p.q4k_prefill),
+               kqcl_precision_name(p.f16_decode), kqcl_precision_name(p.f16_prefill));
+        kq_json_field(stdout, "q8_integer_dot", p.dot);
+        kq_json_field(stdout, "why", p.why);
+        printf("}");
+    } else {
+        printf(", \"precision\": null, \"precision_auto\": null");
+        kq_json_field(stdout, "precision_error", p.why);
+    }
+    printf(", \"selected\": %s", marked ? "true" : "false");
     kq_json_field(stdout, "kernels", d->variant[0] ? d->variant : NULL);
     printf("}");
 }
@@ -74,7 +165,8 @@ static void devices_usage(FILE *out)
 {
     fprintf(out, "usage: kqcl devices [--device SPEC] [--json]\n"
                  "  Lists every OpenCL device: its index N and platform:device P:D (both usable in a\n"
-                 "  device spec), OpenCL versions, memory, extensions and the precision kqcl uses.\n"
+                 "  device spec), OpenCL versions, memory, extensions and what precision auto\n"
+                 "  picks there (kqcl_precision_chosen), and why.\n"
                  "  The devices SPEC selects (default: KQCL_DEVICES, else the first GPU, else device\n"
                  "  0) are marked '*', by index, with the kernels kqcl chose for each.\n"
                  "  --json   one JSON object {\"kqcl_version\", \"selected_by\", \"devices\": [...]}\n");
@@ -140,6 +232,13 @@ static int cmd_devices(int argc, char **argv)
     } else {
         for (int i = 0; i < count; i++)
             print_device(&infos[i], marked[i]);
+    }
+    const char *precision = getenv("KQCL_PRECISION");
+    kqcl_precision ignored;
+    if (precision && *precision && kqcl_precision_from_name(precision, &ignored) != KQCL_OK) {
+        /* every context fails then, the spec's included: the variable is what to fix */
+        fprintf(stderr, "kqcl devices: KQCL_PRECISION '%s': want f32, q8, f16, bf16 or auto\n", precision);
+        return 1;
     }
     if (selected != KQCL_OK) {
         /* the list is still worth having; the spec's failure is the line a user needs */

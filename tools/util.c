@@ -4,6 +4,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,119 @@ int kq_option_choice(const char *cmd, const char *option, const char *text, cons
     }
     kq_usage_error(cmd, "%s '%s': want one of %s", option, text, list);
     return -1;
+}
+
+/* ---- precision modes ---------------------------------------------------------------------- */
+
+#define PRECISION_CHOICES "f32, q8, f16, bf16 or auto"
+
+int kq_option_precision_list(const char *cmd, const char *option, const char *text, kqcl_precision *out,
+                             int capacity)
+{
+    const char *cursor = text;
+    bool done = false;
+    char item[64];
+    int n = 0;
+    while (next_item(&cursor, &done, item, sizeof item)) {
+        if (n == capacity) {
+            kq_usage_error(cmd, "%s '%s': at most %d modes", option, text, capacity);
+            return -1;
+        }
+        if (kqcl_precision_from_name(item, &out[n]) != KQCL_OK) {
+            kq_usage_error(cmd, "%s '%s': '%s' is not a precision (want " PRECISION_CHOICES ")", option, text,
+                           item);
+            return -1;
+        }
+        for (int i = 0; i < n; i++)
+            if (out[i] == out[n]) {
+                kq_usage_error(cmd, "%s '%s': '%s' is listed twice", option, text, item);
+                return -1;
+            }
+        n++;
+    }
+    return n;
+}
+
+int kq_option_precision(const char *cmd, const char *option, const char *text, kqcl_precision *out)
+{
+    if (kqcl_precision_from_name(text, out) == KQCL_OK)
+        return 0;
+    return kq_usage_error(cmd, "%s '%s': not a precision (want " PRECISION_CHOICES ")", option, text);
+}
+
+int kq_precisions_used(kqcl_context *ctx, kqcl_type wtype, int64_t n, kqcl_precision *modes, int capacity)
+{
+    int count = 0;
+    for (int d = 0; d < kqcl_device_count(ctx); d++) {
+        kqcl_precision p;
+        if (kqcl_precision_chosen(ctx, d, wtype, n, &p) != KQCL_OK)
+            return 0;
+        bool seen = false;
+        for (int i = 0; i < count; i++)
+            seen |= modes[i] == p;
+        if (!seen && count < capacity)
+            modes[count++] = p;
+    }
+    return count;
+}
+
+const char *kq_precision_names(const kqcl_precision *modes, int count, char *buf, size_t size)
+{
+    if (size == 0)
+        return buf;
+    snprintf(buf, size, "%s", count > 0 ? "" : "?");
+    for (int i = 0; i < count; i++)
+        snprintf(buf + strlen(buf), size - strlen(buf), "%s%s", i ? "+" : "", kqcl_precision_name(modes[i]));
+    return buf;
+}
+
+/* d * (the integer nearest x / d, halves away from zero, clamped to +-127). The quotient is taken
+ * in double: near a half, x and that half times d are multiples of about ulp(d) / 4, so an exact
+ * quotient that is not a half lies some 2^-26 d from one, far beyond double's rounding, and
+ * round() gets the exact quotient's answer. A NaN or infinite d (a NaN or Inf in the block)
+ * makes the block NaN, as its outputs are non-finite on the device. */
+static float q8_value(float x, float d)
+{
+    if (!isfinite(d))
+        return NAN;
+    if (d == 0.0f)
+        return 0.0f;
+    double q = round((double)x / (double)d);
+    q = q > 127 ? 127 : q < -127 ? -127 : q;
+    return (float)(q * (double)d); /* exact: 8 bits times 24 */
+}
+
+kqcl_status kq_activations_as_used(kqcl_precision mode, const float *x, float *out, int64_t rows, int64_t cols)
+{
+    size_t count = (size_t)rows * (size_t)cols;
+    if (mode == KQCL_PRECISION_F16 || mode == KQCL_PRECISION_BF16) {
+        kqcl_type type = mode == KQCL_PRECISION_F16 ? KQCL_TYPE_F16 : KQCL_TYPE_BF16;
+        uint16_t *half = malloc(count * sizeof *half);
+        kqcl_status st = half ? kqcl_quantize(type, x, half, rows, cols) : KQCL_ERR_OUT_OF_MEMORY;
+        if (st == KQCL_OK)
+            st = kqcl_dequantize(type, half, out, rows, cols);
+        free(half);
+        return st;
+    }
+    if (mode == KQCL_PRECISION_Q8) {
+        if (cols % 32 != 0)
+            return KQCL_ERR_INVALID_ARG;
+        for (size_t b = 0; b < count; b += 32) {
+            float amax = 0.0f;
+            bool nan = false;
+            for (int i = 0; i < 32; i++) {
+                nan |= isnan(x[b + i]);
+                amax = fabsf(x[b + i]) > amax ? fabsf(x[b + i]) : amax;
+            }
+            float d = nan ? NAN : amax * (float)(1.0 / 127.0); /* one f32 multiply, as the device */
+            for (int i = 0; i < 32; i++)
+                out[b + i] = q8_value(x[b + i], d);
+        }
+        return KQCL_OK;
+    }
+    if (out != x)
+        memcpy(out, x, count * sizeof *out);
+    return KQCL_OK;
 }
 
 /* ---- time and statistics ------------------------------------------------------------------ */

@@ -56,6 +56,30 @@ int kq_option_type_list(const char *cmd, const char *option, const char *text, k
 /* `text` is one of the NULL-terminated `choices`: its index, or one line listing them and -1. */
 int kq_option_choice(const char *cmd, const char *option, const char *text, const char *const *choices);
 
+/* ---- precision modes ---- */
+
+/* A comma-separated list of precision modes (kqcl_precision_from_name: f32, q8, f16, bf16, auto,
+ * any case), each at most once. Returns the count, or reports one line naming the bad item and
+ * returns -1. */
+int kq_option_precision_list(const char *cmd, const char *option, const char *text, kqcl_precision *out,
+                             int capacity);
+/* One precision mode; 0 or KQ_EXIT_USAGE (one line naming it). */
+int kq_option_precision(const char *cmd, const char *option, const char *text, kqcl_precision *out);
+
+/* The modes kqcl_precision_chosen gives a matmul of `wtype` weights and n rows of X on the
+ * devices of ctx under its current precision, each once, in device order: the count (at most
+ * `capacity`), 0 when it cannot say. One device, or devices alike, give one. */
+int kq_precisions_used(kqcl_context *ctx, kqcl_type wtype, int64_t n, kqcl_precision *modes, int capacity);
+/* Their names joined with '+' ("q8", "bf16+f32") into buf; "?" for none. */
+const char *kq_precision_names(const kqcl_precision *modes, int count, char *buf, size_t size);
+
+/* X as a matmul in `mode` multiplies it (include/kqcl.h, "Precision"), for host references:
+ * F32 as given; F16 and BF16 rounded once to nearest even (the host codecs); Q8 quantized in
+ * blocks of 32 -- d = amax * (float)(1/127), q the integer nearest x / d (halves away from zero)
+ * clamped to +-127, 0 when d is 0 -- and given back as d * q. rows x cols floats from x to out
+ * (which may be x); cols a multiple of 32 for Q8. */
+kqcl_status kq_activations_as_used(kqcl_precision mode, const float *x, float *out, int64_t rows, int64_t cols);
+
 /* ---- time and statistics ---- */
 
 /* A monotonic clock, microseconds. */
