@@ -10,8 +10,8 @@
  *                 weights two 4-way byte dot products per activation row.
  *
  * The integer dot product of 4 signed bytes comes in three forms, chosen by the host: inline
- * PTX dp4a on NVIDIA (KQ_NV_PTX), cl_khr_integer_dot_product where the device offers it
- * (KQ_INT_DOT), and plain char arithmetic everywhere else.
+ * PTX dp4a on NVIDIA sm_61 and later (KQ_NV_PTX with KQ_NV_DP4A), cl_khr_integer_dot_product
+ * where the device offers it (KQ_INT_DOT), and plain char arithmetic everywhere else.
  *
  * GROUP (1..4) weights that share X and their type and width are served by one launch: the
  * work-groups are dealt out to the matrices in order, each its ceil(m_i / rows a work-group).
@@ -165,7 +165,7 @@ static inline uint unbias(uint b)
 /* acc + the dot product of 4 signed bytes a and b. */
 static inline int dot4_i8(uint a, uint b, int acc)
 {
-#if defined(KQ_NV_PTX)
+#if defined(KQ_NV_PTX) && defined(KQ_NV_DP4A)
     int r;
     asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
     return r;

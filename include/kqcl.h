@@ -182,7 +182,8 @@ typedef struct kqcl_device_info {
     uint64_t global_mem_bytes;
     uint64_t max_alloc_bytes;
     uint64_t local_mem_bytes;
-    /* What the device reports; no kqcl kernel uses these extensions yet (OpenCL C 1.2 only). */
+    /* What the device reports. Only has_int_dot is used (the Q8 decode's dot products); the
+     * kernels are OpenCL C 1.2 otherwise. */
     int has_fp16;               /* cl_khr_fp16 */
     int has_subgroups;          /* cl_khr_subgroups or cl_intel_subgroups */
     int has_int_dot;            /* cl_khr_integer_dot_product */
@@ -265,7 +266,9 @@ KQCL_API kqcl_status kqcl_context_set_precision(kqcl_context *ctx, kqcl_precisio
 KQCL_API kqcl_precision kqcl_context_precision(const kqcl_context *ctx);
 
 /* The mode a kqcl_matmul of weights of `wtype` with n activation rows gets on device `device`
- * of the context under its current precision: AUTO and the fallbacks resolved (never AUTO). */
+ * of the context under its current precision: AUTO and the fallbacks resolved (never AUTO).
+ * (A device whose limits fit no Q8 kernel -- less local memory than any candidate needs, which
+ * no device kqcl has met has -- is found out at the call, which then runs BF16.) */
 KQCL_API kqcl_status kqcl_precision_chosen(const kqcl_context *ctx, int device, kqcl_type wtype,
                                            int64_t n, kqcl_precision *out);
 
@@ -320,17 +323,20 @@ KQCL_API size_t kqcl_tensor_bytes(const kqcl_tensor *t);
  * an infinite one makes them non-finite -- +-Inf or NaN, which one is not promised (an infinite
  * scale times a zero quant is NaN element by element, but a kernel that applies the scale once
  * per group gives +-Inf); every other output stays finite and within the bound.
- * KQCL_ERR_INVALID_ARG also when a tuning variable (KQCL_MATVEC, KQCL_MATMUL, KQCL_MMA_*)
- * is malformed, breaks its kernel's constraints or does not fit the device. */
+ * KQCL_ERR_INVALID_ARG also when a tuning variable (KQCL_MATVEC, KQCL_MATVEC_Q8, KQCL_MATMUL,
+ * KQCL_MMA_*) is malformed, breaks its kernel's constraints or does not fit the device.
+ * KQCL_INT_DOT=0 keeps the Q8 decode off cl_khr_integer_dot_product (char arithmetic instead). */
 KQCL_API kqcl_status kqcl_matmul(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x,
                                  kqcl_tensor *y);
 
 /* Several products that share X, in one call: y[i] = X . w[i]^T for i < count (1..16), each
- * exactly as kqcl_matmul computes it (the same bits). X is rounded or quantized for the
- * context's precision once for the whole group, and on one device, for n <= 8, up to four
- * weights of one type and width are served by one kernel launch (a launch costs ~5 us through
- * NVIDIA's OpenCL): Q, K and V, or gate and up, of a transformer layer. Every w[i] must have
- * X's width; the checks and errors are kqcl_matmul's, made for every i before anything runs. */
+ * exactly as kqcl_matmul computes it (the same bits): Q, K and V, or gate and up, of a
+ * transformer layer. X is rounded or quantized for the context's precision once for each run of
+ * consecutive weights of one type on X's device (a weight split over devices prepares its own),
+ * and in Q8 decode up to four weights of such a run are served by one kernel launch (a launch
+ * costs ~5 us through NVIDIA's OpenCL); the other kernels launch once a weight. Every w[i] must
+ * have X's width; the checks and errors are kqcl_matmul's, made for every i before anything
+ * runs. kqcl_last_device_time covers the whole group. */
 KQCL_API kqcl_status kqcl_matmul_group(kqcl_context *ctx, int count, const kqcl_tensor *const *w,
                                        const kqcl_tensor *x, kqcl_tensor *const *y);
 

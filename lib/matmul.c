@@ -354,7 +354,12 @@ static kqcl_status launch_group(kqcl_context *ctx, kq_device *dev, int count, co
         kqcl_status st = quantize_x(ctx, dev, x);
         for (int i = 0; i < count && st == KQCL_OK; i += KQ_Q8_SLOTS)
             st = launch_matvec_q8(ctx, dev, count - i < KQ_Q8_SLOTS ? count - i : KQ_Q8_SLOTS, w + i, x, y + i);
-        return st;
+        if (st != KQCL_ERR_UNSUPPORTED) /* the user's KQCL_MATVEC_Q8 that does not fit: INVALID_ARG */
+            return st;
+        /* no Q8 variant fits the device (the first launch found none, so nothing was enqueued
+         * on the quantized X): a mode is never refused, BF16 is the next more exact one */
+        kq_clear_error(ctx);
+        mode = KQCL_PRECISION_BF16;
     }
     bool mma = force_tiled == 0 || (tiled && force_tiled == 2);
     kqcl_status st_mma = mma ? mma_group(ctx, dev, count, w, x, y, tiled, mode) : KQCL_ERR_UNSUPPORTED;

@@ -315,9 +315,10 @@ kqcl_status kq_q8_matvec_variant(kqcl_context *ctx, const kq_device *dev, kqcl_t
         v->family = KQ_FAMILY_Q8;
         v->mv = list[i];
         snprintf(v->options, sizeof v->options,
-                 "-DWTYPE=%d -DTHREADS_PER_ROW=%d -DROW_GROUPS=%d -DROWS_PER_THREAD=%d -DNCOLS=%d -DGROUP=%d%s",
+                 "-DWTYPE=%d -DTHREADS_PER_ROW=%d -DROW_GROUPS=%d -DROWS_PER_THREAD=%d -DNCOLS=%d -DGROUP=%d%s%s",
                  (int)wtype, list[i].threads_per_row, list[i].row_groups, list[i].rows_per_thread, n, group,
-                 dev->int_dot ? " -DKQ_INT_DOT" : "");
+                 dev->int_dot ? " -DKQ_INT_DOT" : "",
+                 dev->info.nv_compute_capability >= 61 ? " -DKQ_NV_DP4A" : ""); /* dp4a: sm_61 on */
         (void)k;
         v->wg_items = (size_t)list[i].threads_per_row * list[i].row_groups;
         v->local_bytes = (size_t)list[i].rows_per_thread * n * v->wg_items * sizeof(float);

@@ -377,6 +377,35 @@ START_TEST(modes_round_as_promised_and_q8_error_is_ggmls)
 }
 END_TEST
 
+/* A device too small for every Q8 kernel (KQCL_TEST_LOCAL_MEM_BYTES caps PoCL's local memory
+ * below the smallest candidate's) runs the call in BF16: a mode is never refused. */
+START_TEST(q8_falls_back_where_no_kernel_fits)
+{
+    tu_seed(450);
+    const int n = 4;
+    const int64_t m = 40, k = 512;
+    kqcl_context_destroy(tu_ctx);
+    setenv("KQCL_TEST_LOCAL_MEM_BYTES", "16", 1);
+    kqcl_status st = kqcl_context_create(NULL, &tu_ctx);
+    unsetenv("KQCL_TEST_LOCAL_MEM_BYTES");
+    TU_OK(st);
+    kqcl_device_info info;
+    TU_OK(kqcl_device_get_info(tu_ctx, 0, &info));
+    if (strstr(info.variant, "CPU family") == NULL) /* the GPU family needs local memory on every
+                                                      * path; the CPU family's f32 kernels none */
+        return;
+    void *w = tu_random_weights(KQCL_TYPE_Q4_K, m, k);
+    float *x = tu_random_floats((size_t)n * k);
+    double *xs = tu_malloc((size_t)n * k * sizeof(double)), *want = tu_malloc((size_t)n * m * sizeof(double)),
+           *mag = tu_malloc((size_t)n * m * sizeof(double));
+    promised_x(KQCL_PRECISION_BF16, x, n, (int)k, xs);
+    ref_product(KQCL_TYPE_Q4_K, w, xs, m, k, n, want, mag);
+    float *got = device_product(KQCL_PRECISION_Q8, KQCL_TYPE_Q4_K, w, KQCL_TYPE_F32, x, m, k, n);
+    tu_assert_close(got, want, mag, (size_t)n * m, "q8 on a device no Q8 kernel fits (bf16 expected)");
+    free(w), free(x), free(xs), free(want), free(mag), free(got);
+}
+END_TEST
+
 /* ---- non-finite inputs in Q8 ------------------------------------------------------------------- */
 
 START_TEST(q8_non_finite_activations)
@@ -495,6 +524,7 @@ int main(void)
     tcase_add_test(tc, q8_activations_bit_exact_with_the_header);
     tcase_add_loop_test(tc, q8_mode_every_quant_type, 0, N_QUANT);
     tcase_add_loop_test(tc, q8_non_finite_activations, 0, N_QUANT);
+    tcase_add_test(tc, q8_falls_back_where_no_kernel_fits);
     suite_add_tcase(s, tc);
     tc = tu_context_case("modes");
     tcase_add_loop_test(tc, f16_bf16_auto_modes_every_type, 0, 9);
