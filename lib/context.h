@@ -16,7 +16,6 @@
 
 #define KQ_MAX_DEVICES 64
 #define KQ_MAX_PROGRAMS 48
-#define KQ_MAX_EVENTS 64
 
 #define KQ_KERNELS_PER_PROGRAM 4
 
@@ -30,6 +29,22 @@ typedef struct kq_program {
     const char *kernel_names[KQ_KERNELS_PER_PROGRAM];
     cl_kernel kernels[KQ_KERNELS_PER_PROGRAM];
 } kq_program;
+
+/* The device buffers the kernels keep between calls (scratch.c): each grown on demand, kept
+ * until the context goes. */
+typedef enum kq_scratch_slot {
+    KQ_SCRATCH_UNFUSED_W, /* the unfused path's dequantized weights */
+    KQ_SCRATCH_MMA_XS,    /* activations split into bf16 parts for the tensor cores */
+    KQ_SCRATCH_MMA_XSUM,  /* their 32-value sums (the q4_K/q5_K mins) */
+    KQ_SCRATCH_MMA_PART,  /* the tensor-core prefill's k-split sums */
+    KQ_SCRATCH_XPREP,     /* activations rounded (F16, BF16) or quantized (Q8) */
+    KQ_SCRATCH_COUNT
+} kq_scratch_slot;
+
+typedef struct kq_scratch_buf {
+    cl_mem mem;
+    size_t bytes;
+} kq_scratch_buf;
 
 typedef struct kq_device {
     cl_platform_id platform;
@@ -48,14 +63,7 @@ typedef struct kq_device {
     size_t max_wg;         /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
     kq_program programs[KQ_MAX_PROGRAMS];
     int n_programs;
-    cl_mem scratch; /* grown on demand: the unfused path's dequantized weights */
-    size_t scratch_bytes;
-    cl_mem mma_xs, mma_xsum; /* grown on demand: activations split for the tensor cores */
-    size_t mma_xs_bytes, mma_xsum_bytes;
-    cl_mem mma_part; /* grown on demand: the tensor-core prefill's k-split sums */
-    size_t mma_part_bytes;
-    cl_mem xprep; /* grown on demand: activations rounded (F16, BF16) or quantized (Q8) */
-    size_t xprep_bytes;
+    kq_scratch_buf scratch[KQ_SCRATCH_COUNT]; /* scratch.c's, grown on demand */
 } kq_device;
 
 struct kqcl_context {
@@ -66,8 +74,9 @@ struct kqcl_context {
      * recorded only while the queues time their commands (kqcl_context_set_timing). */
     bool timing;
     kqcl_precision precision; /* kqcl_context_set_precision; KQCL_PRECISION at creation */
-    cl_event events[KQ_MAX_EVENTS];
-    int n_events;
+    cl_event *events; /* queue.c: grown on demand */
+    int n_events, events_cap;
+    bool events_lost; /* an event could not be kept (no host memory) */
     /* What kqcl_context_destroy must settle first: the tensors not yet destroyed (released and
      * left detached, tensor.c) and the collectives not yet waited for (finished, collective.c).
      * Touched only by calls on the context, which its user serialises. */
@@ -80,15 +89,17 @@ struct kqcl_context {
  * rather than the KQ_CPU ones. */
 static inline bool kq_gpu_kernels(const kq_device *dev) { return dev->gpu_kernels; }
 
-/* Record an OpenCL failure: "what: CL_ERROR_NAME (code)". Returns KQCL_ERR_OUT_OF_MEMORY for
+/* queue.c. Record an OpenCL failure: "what: CL_ERROR_NAME (code)". Returns KQCL_ERR_OUT_OF_MEMORY for
  * allocation failures, KQCL_ERR_DEVICE otherwise. */
 kqcl_status kq_cl_fail(kqcl_context *ctx, cl_int err, const char *what);
 /* A compute queue for dev, timing its commands or not. */
 cl_command_queue kq_create_queue(const kq_device *dev, bool timing, cl_int *err);
 const char *kq_cl_error_name(cl_int err);
 
-/* Forget the events of the previous compute call; keep `ev` as one of the current call's. */
+/* Forget the events of the previous compute call; keep `ev` as one of the current call's
+ * (queue.c); free the array with the context. */
 void kq_events_reset(kqcl_context *ctx);
 void kq_events_add(kqcl_context *ctx, cl_event ev);
+void kq_events_free(kqcl_context *ctx);
 
 #endif

@@ -1,13 +1,14 @@
 /*
- * matmul.c -- kqcl_matmul and kqcl_matmul_group: checking the operands, preparing the
- * activations for the call's precision (precision.c) and dispatching to the fused kernels
- * (matvec.cl for decode, matmul.cl for prefill, mma.cl's tensor cores on NVIDIA, q8.cl's
- * integer decode in Q8), and the unfused reference path.
+ * matmul.c -- the products on one device: checking the operands, preparing the activations for
+ * the call's precision (precision.c), choosing and launching the fused kernels (matvec.cl for
+ * decode, matmul.cl for prefill, mma.cl's tensor cores on NVIDIA, q8.cl's integer decode in
+ * Q8), and the unfused reference path. The public calls are dispatch.c's, above this file and
+ * parallel.c.
  */
 #include "ops.h"
-#include "parallel.h"
 #include "precision.h"
 #include "program.h"
+#include "scratch.h"
 #include "variant.h"
 
 #include <stdio.h>
@@ -21,8 +22,7 @@
 #include <clblast_c.h>
 #endif
 
-static kqcl_status check_operands(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x,
-                                  const kqcl_tensor *y)
+kqcl_status kq_matmul_check(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, const kqcl_tensor *y)
 {
     kqcl_status st;
     if ((st = kq_check_tensor(ctx, w, "kqcl_matmul", "w")) != KQCL_OK ||
@@ -45,9 +45,6 @@ static kqcl_status check_operands(kqcl_context *ctx, const kqcl_tensor *w, const
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_matmul: y must not alias w or x");
     return KQCL_OK;
 }
-
-static kqcl_status ensure_buffer(kqcl_context *ctx, kq_device *dev, cl_mem *buf, size_t *have, size_t bytes,
-                                 const char *what);
 
 static size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
@@ -105,12 +102,12 @@ static kqcl_status launch_mma(kqcl_context *ctx, kq_device *dev, const kqcl_tens
     return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue mma");
 }
 
-/* y += the sums of k-splits 1..parts, which matmul_mma left in dev->mma_part. */
-static kqcl_status launch_sum_splits(kqcl_context *ctx, kq_device *dev, cl_kernel sum, kqcl_tensor *y, size_t count,
-                                     int parts)
+/* y += the sums of k-splits 1..parts, which matmul_mma left in `part`. */
+static kqcl_status launch_sum_splits(kqcl_context *ctx, kq_device *dev, cl_kernel sum, kqcl_tensor *y, cl_mem part,
+                                     size_t count, int parts)
 {
     cl_ulong n = count;
-    cl_int err = kq_set_args(sum, 4, sizeof(cl_mem), &y->buffer, sizeof(cl_mem), &dev->mma_part, sizeof n, &n,
+    cl_int err = kq_set_args(sum, 4, sizeof(cl_mem), &y->buffer, sizeof(cl_mem), &part, sizeof n, &n,
                              sizeof parts, &parts);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting k-split sum arguments");
@@ -119,7 +116,7 @@ static kqcl_status launch_sum_splits(kqcl_context *ctx, kq_device *dev, cl_kerne
 }
 
 /* Prefill on the tensor cores (mma.cl), first step: the activations split into the bf16 parts
- * of the mode (dev->mma_xs) and their 32-sums (dev->mma_xsum), once for every weight that
+ * of the mode (scratch KQ_SCRATCH_MMA_XS) and their 32-sums (KQ_SCRATCH_MMA_XSUM), once for every weight that
  * shares them. KQCL_ERR_UNSUPPORTED when the tensor cores do not apply, so the caller falls
  * back to matmul.cl. */
 static kqcl_status mma_split(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
@@ -128,18 +125,19 @@ static kqcl_status mma_split(kqcl_context *ctx, kq_device *dev, const kqcl_tenso
     int k = (int)w->cols, n = (int)x->rows;
     kqcl_status st = kq_mma_prefill_variant(ctx, dev, w->type, x->type, w->rows, n, k, mode, v);
     cl_kernel split;
+    cl_mem xs, xsum;
     if (st == KQCL_OK)
         st = kq_variant_kernel(ctx, dev, v, "split_activations", &split);
     if (st == KQCL_OK) /* 2 words a part a 4 activations; a float a 32 */
-        st = ensure_buffer(ctx, dev, &dev->mma_xs, &dev->mma_xs_bytes,
-                           (size_t)n * k / 4 * 2 * kq_mma_parts(mode) * sizeof(cl_uint), "kqcl_matmul: split activations");
+        st = kq_scratch(ctx, dev, KQ_SCRATCH_MMA_XS, (size_t)n * k / 4 * 2 * kq_mma_parts(mode) * sizeof(cl_uint),
+                        "kqcl_matmul: split activations", &xs);
     if (st == KQCL_OK)
-        st = ensure_buffer(ctx, dev, &dev->mma_xsum, &dev->mma_xsum_bytes, (size_t)n * k / 32 * sizeof(float),
-                           "kqcl_matmul: activation sums");
+        st = kq_scratch(ctx, dev, KQ_SCRATCH_MMA_XSUM, (size_t)n * k / 32 * sizeof(float),
+                        "kqcl_matmul: activation sums", &xsum);
     if (st != KQCL_OK)
         return st;
-    cl_int err = kq_set_args(split, 5, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &dev->mma_xs, sizeof(cl_mem),
-                             &dev->mma_xsum, sizeof n, &n, sizeof k, &k);
+    cl_int err = kq_set_args(split, 5, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &xs, sizeof(cl_mem), &xsum,
+                             sizeof n, &n, sizeof k, &k);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting split arguments");
     size_t local = 256, items = (size_t)n * (k / 4); /* a work-item a 4 activations, looping past 2^22 */
@@ -162,16 +160,16 @@ static kqcl_status mma_multiply(kqcl_context *ctx, kq_device *dev, const kqcl_te
     st = kq_variant_kernel(ctx, dev, &v, "matmul_mma", &kernel);
     if (st == KQCL_OK && t.k_splits > 1)
         st = kq_variant_kernel(ctx, dev, &v, "sum_splits", &sum);
-    if (st == KQCL_OK && t.k_splits > 1) /* the sums of splits 1.. (split 0 writes y) */
-        st = ensure_buffer(ctx, dev, &dev->mma_part, &dev->mma_part_bytes,
-                           (size_t)(t.k_splits - 1) * m * n * sizeof(float), "kqcl_matmul: k-split sums");
+    cl_mem part = y->buffer, xs = dev->scratch[KQ_SCRATCH_MMA_XS].mem, xsum = dev->scratch[KQ_SCRATCH_MMA_XSUM].mem;
+    if (st == KQCL_OK && t.k_splits > 1) /* the sums of splits 1.. (split 0 writes y; unused with one) */
+        st = kq_scratch(ctx, dev, KQ_SCRATCH_MMA_PART, (size_t)(t.k_splits - 1) * m * n * sizeof(float),
+                        "kqcl_matmul: k-split sums", &part);
     if (st != KQCL_OK)
         return st;
     cl_ulong row_bytes = w->row_bytes;
-    cl_mem part = t.k_splits > 1 ? dev->mma_part : y->buffer; /* unused with one split */
-    cl_int err = kq_set_args(kernel, 9, sizeof(cl_mem), &w->buffer, sizeof row_bytes, &row_bytes, sizeof(cl_mem),
-                             &dev->mma_xs, sizeof(cl_mem), &dev->mma_xsum, sizeof(cl_mem), &y->buffer, sizeof(cl_mem),
-                             &part, sizeof m, &m, sizeof k, &k, sizeof n, &n);
+    cl_int err = kq_set_args(kernel, 9, sizeof(cl_mem), &w->buffer, sizeof row_bytes, &row_bytes, sizeof(cl_mem), &xs,
+                             sizeof(cl_mem), &xsum, sizeof(cl_mem), &y->buffer, sizeof(cl_mem), &part, sizeof m, &m,
+                             sizeof k, &k, sizeof n, &n);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting mma arguments");
     size_t rows_per_wg = (size_t)16 * t.m_tiles * t.warps, cols_per_wg = (size_t)8 * t.n_tiles;
@@ -179,7 +177,7 @@ static kqcl_status mma_multiply(kqcl_context *ctx, kq_device *dev, const kqcl_te
     size_t global3[3] = {((size_t)m + rows_per_wg - 1) / rows_per_wg * local3[0],
                          ((size_t)n + cols_per_wg - 1) / cols_per_wg, (size_t)t.k_splits};
     st = kq_enqueue(ctx, dev, kernel, 3, global3, local3, "kqcl_matmul: enqueue mma prefill");
-    return st == KQCL_OK && sum != NULL ? launch_sum_splits(ctx, dev, sum, y, (size_t)m * n, t.k_splits - 1) : st;
+    return st == KQCL_OK && sum != NULL ? launch_sum_splits(ctx, dev, sum, y, part, (size_t)m * n, t.k_splits - 1) : st;
 }
 
 static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
@@ -205,7 +203,7 @@ static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_te
 
 /* ---- the activations a mode multiplies ------------------------------------------------------ */
 
-/* X rounded once to `type` (f16 or bf16) in dev->xprep, as a view that stands for x: the same
+/* X rounded once to `type` (f16 or bf16) in the KQ_SCRATCH_XPREP buffer, as a view that stands for x: the same
  * shape, another type and buffer. */
 static kqcl_status round_x(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *x, kqcl_type type,
                            kqcl_tensor *view)
@@ -216,12 +214,9 @@ static kqcl_status round_x(kqcl_context *ctx, kq_device *dev, const kqcl_tensor 
     view->type = type;
     view->row_bytes = kqcl_row_size(type, x->cols);
     view->bytes = (size_t)x->rows * view->row_bytes;
-    kqcl_status st = ensure_buffer(ctx, dev, &dev->xprep, &dev->xprep_bytes, view->bytes,
-                                   "kqcl_matmul: rounded activations");
-    if (st != KQCL_OK)
-        return st;
-    view->buffer = dev->xprep;
-    return kq_convert_into(ctx, x, dev->xprep, type);
+    kqcl_status st = kq_scratch(ctx, dev, KQ_SCRATCH_XPREP, view->bytes, "kqcl_matmul: rounded activations",
+                                &view->buffer);
+    return st == KQCL_OK ? kq_convert_into(ctx, x, view->buffer, type) : st;
 }
 
 /* Bytes of X quantized for Q8 (q8.cl's layout): a byte a value, a float d a 32, a float d * sum
@@ -232,20 +227,19 @@ static size_t q8_bytes(const kqcl_tensor *x)
     return values + values / 32 * sizeof(float) + values / 16 * sizeof(float);
 }
 
-/* X quantized for Q8 into dev->xprep: one pass, a work-item a value. */
-static kqcl_status quantize_x(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *x)
+/* X quantized for Q8 into *xq (the KQ_SCRATCH_XPREP buffer): one pass, a work-item a value. */
+static kqcl_status quantize_x(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *x, cl_mem *xq)
 {
     kq_variant v;
     cl_kernel kernel;
     kq_q8_quantize_variant(x->type, &v);
     kqcl_status st = kq_variant_kernel(ctx, dev, &v, "quantize_q8", &kernel);
     if (st == KQCL_OK)
-        st = ensure_buffer(ctx, dev, &dev->xprep, &dev->xprep_bytes, q8_bytes(x), "kqcl_matmul: quantized activations");
+        st = kq_scratch(ctx, dev, KQ_SCRATCH_XPREP, q8_bytes(x), "kqcl_matmul: quantized activations", xq);
     if (st != KQCL_OK)
         return st;
     int n = (int)x->rows, k = (int)x->cols;
-    cl_int err = kq_set_args(kernel, 4, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &dev->xprep, sizeof n, &n,
-                             sizeof k, &k);
+    cl_int err = kq_set_args(kernel, 4, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), xq, sizeof n, &n, sizeof k, &k);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting quantize arguments");
     /* q8.cl's QUANT_WG items a work-group, a value an item, grid-striding past 2^22 */
@@ -254,13 +248,13 @@ static kqcl_status quantize_x(kqcl_context *ctx, kq_device *dev, const kqcl_tens
     return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue quantize");
 }
 
-/* Up to four weights of one type and width on the quantized X (dev->xprep), one launch. Slots
+/* Up to four weights of one type and width on the quantized X (xq), one launch. Slots
  * past `count` repeat the last weight with no rows, so a group and a single product run the same
  * program. */
 #define KQ_Q8_SLOTS 4
 
 static kqcl_status launch_matvec_q8(kqcl_context *ctx, kq_device *dev, int count, const kqcl_tensor *const *w,
-                                    const kqcl_tensor *x, kqcl_tensor *const *y)
+                                    const kqcl_tensor *x, cl_mem xq, kqcl_tensor *const *y)
 {
     int n = (int)x->rows, k = (int)x->cols;
     kq_variant v;
@@ -283,7 +277,7 @@ static kqcl_status launch_matvec_q8(kqcl_context *ctx, kq_device *dev, int count
     }
     cl_ulong row_bytes = w[0]->row_bytes;
     cl_int err = kq_set_args(kernel, 16, sizeof(cl_mem), &wb[0], sizeof(cl_mem), &wb[1], sizeof(cl_mem), &wb[2],
-                             sizeof(cl_mem), &wb[3], sizeof row_bytes, &row_bytes, sizeof(cl_mem), &dev->xprep,
+                             sizeof(cl_mem), &wb[3], sizeof row_bytes, &row_bytes, sizeof(cl_mem), &xq,
                              sizeof(cl_mem), &yb[0], sizeof(cl_mem), &yb[1], sizeof(cl_mem), &yb[2], sizeof(cl_mem),
                              &yb[3], sizeof m[0], &m[0], sizeof m[1], &m[1], sizeof m[2], &m[2], sizeof m[3], &m[3],
                              sizeof k, &k, sizeof n, &n);
@@ -345,15 +339,16 @@ static kqcl_status mma_group(kqcl_context *ctx, kq_device *dev, int count, const
 /* Enqueue on one device; the operands are single-device tensors or views of parts, the weights
  * of one type and width. force_tiled 2: tiled as a large n chooses it (the tensor cores
  * allowed), for a piece of a larger call. */
-static kqcl_status launch_group(kqcl_context *ctx, kq_device *dev, int count, const kqcl_tensor *const *w,
-                                const kqcl_tensor *x, kqcl_tensor *const *y, int force_tiled)
+kqcl_status kq_matmul_launch_group(kqcl_context *ctx, kq_device *dev, int count, const kqcl_tensor *const *w,
+                                   const kqcl_tensor *x, kqcl_tensor *const *y, int force_tiled)
 {
     bool tiled = force_tiled > 0 || (force_tiled == 0 && x->rows > KQ_MATVEC_MAX_N);
     kqcl_precision mode = kq_precision_resolve(ctx->precision, dev, w[0]->type, !tiled);
     if (mode == KQCL_PRECISION_Q8) {
-        kqcl_status st = quantize_x(ctx, dev, x);
+        cl_mem xq;
+        kqcl_status st = quantize_x(ctx, dev, x, &xq);
         for (int i = 0; i < count && st == KQCL_OK; i += KQ_Q8_SLOTS)
-            st = launch_matvec_q8(ctx, dev, count - i < KQ_Q8_SLOTS ? count - i : KQ_Q8_SLOTS, w + i, x, y + i);
+            st = launch_matvec_q8(ctx, dev, count - i < KQ_Q8_SLOTS ? count - i : KQ_Q8_SLOTS, w + i, x, xq, y + i);
         if (st != KQCL_ERR_UNSUPPORTED) /* the user's KQCL_MATVEC_Q8 that does not fit: INVALID_ARG */
             return st;
         /* no Q8 variant fits the device (the first launch found none, so nothing was enqueued
@@ -371,110 +366,20 @@ static kqcl_status launch_group(kqcl_context *ctx, kq_device *dev, int count, co
 kqcl_status kq_matmul_launch(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
                              kqcl_tensor *y, int force_tiled)
 {
-    return launch_group(ctx, dev, 1, &w, x, &y, force_tiled);
-}
-
-/* The single-device case every existing caller has: all three whole, each in one buffer (not
- * split, replicated or held in several), and together. */
-static bool on_one_device(const kqcl_tensor *w, const kqcl_tensor *x, const kqcl_tensor *y)
-{
-    return w->buffer != NULL && x->buffer != NULL && y->buffer != NULL && w->device == x->device &&
-           w->device == y->device;
-}
-
-kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,
-                           int force_tiled)
-{
-    if (ctx == NULL)
-        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_matmul: ctx is NULL");
-    kq_clear_error(ctx);
-    kqcl_status st = check_operands(ctx, w, x, y);
-    if (st != KQCL_OK)
-        return st;
-    if (force_tiled < 0 && x->rows > KQ_MATVEC_MAX_N)
-        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "matvec serves n <= %d", KQ_MATVEC_MAX_N);
-    kq_events_reset(ctx);
-    if (!on_one_device(w, x, y))
-        return kq_matmul_multi(ctx, w, x, y, force_tiled);
-    return kq_matmul_launch(ctx, kq_tensor_device(w), w, x, y, force_tiled);
-}
-
-KQCL_API kqcl_status kqcl_matmul(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y)
-{
-    return kq_matmul_with(ctx, w, x, y, 0);
-}
-
-#define KQ_MAX_GROUP 16
-
-/* Weights i .. that can share one launch with w[i]: on X's device with it, of its type. */
-static int same_launch(const kqcl_tensor *const *w, kqcl_tensor *const *y, const kqcl_tensor *x, int i, int count)
-{
-    int j = i + 1;
-    while (j < count && on_one_device(w[j], x, y[j]) && w[j]->type == w[i]->type)
-        j++;
-    return j - i;
-}
-
-KQCL_API kqcl_status kqcl_matmul_group(kqcl_context *ctx, int count, const kqcl_tensor *const *w,
-                                       const kqcl_tensor *x, kqcl_tensor *const *y)
-{
-    if (ctx == NULL)
-        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_matmul_group: ctx is NULL");
-    kq_clear_error(ctx);
-    if (count < 1 || count > KQ_MAX_GROUP || w == NULL || y == NULL)
-        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_matmul_group: want 1..%d weights and outputs (count %d)",
-                       KQ_MAX_GROUP, count);
-    kqcl_status st = KQCL_OK;
-    for (int i = 0; i < count; i++) {
-        if ((st = check_operands(ctx, w[i], x, y[i])) != KQCL_OK) {
-            char why[512];
-            snprintf(why, sizeof why, "%s", kqcl_last_error(ctx));
-            return kq_fail(ctx, st, "kqcl_matmul_group: weight %d: %s", i, why);
-        }
-        for (int j = 0; j < i; j++)
-            if (y[j] == y[i] || (const kqcl_tensor *)y[j] == w[i] || (const kqcl_tensor *)y[i] == w[j])
-                return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_matmul_group: output %d aliases an operand of %d", i, j);
-    }
-    kq_events_reset(ctx);
-    for (int i = 0; i < count && st == KQCL_OK;) {
-        bool whole = on_one_device(w[i], x, y[i]);
-        int run = whole ? same_launch(w, y, x, i, count) : 1;
-        st = whole ? launch_group(ctx, kq_tensor_device(x), run, w + i, x, y + i, 0)
-                   : kq_matmul_multi(ctx, w[i], x, y[i], 0);
-        i += run;
-    }
-    return st;
+    return kq_matmul_launch_group(ctx, dev, 1, &w, x, &y, force_tiled);
 }
 
 /* ---- the unfused reference path ---------------------------------------------------------------- */
-
-/* A device buffer of at least `bytes`, kept and grown on demand. */
-static kqcl_status ensure_buffer(kqcl_context *ctx, kq_device *dev, cl_mem *buf, size_t *have, size_t bytes,
-                                 const char *what)
-{
-    if (*have >= bytes)
-        return KQCL_OK;
-    if (*buf)
-        clReleaseMemObject(*buf);
-    *buf = NULL;
-    *have = 0;
-    cl_int err;
-    *buf = clCreateBuffer(dev->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (err != CL_SUCCESS)
-        return kq_cl_fail(ctx, err, what);
-    *have = bytes;
-    return KQCL_OK;
-}
 
 kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y)
 {
     if (ctx == NULL)
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "unfused matmul: ctx is NULL");
     kq_clear_error(ctx);
-    kqcl_status st = check_operands(ctx, w, x, y);
+    kqcl_status st = kq_matmul_check(ctx, w, x, y);
     if (st != KQCL_OK)
         return st;
-    if (!on_one_device(w, x, y))
+    if (!kq_on_one_device(w, x, y))
         return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "unfused matmul: operands must be whole and on one device");
 #ifdef HAVE_CLBLAST
     if (x->type != KQCL_TYPE_F32)
@@ -483,13 +388,12 @@ kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqc
     kq_events_reset(ctx);
     cl_mem wf = w->buffer;
     if (w->type != KQCL_TYPE_F32) {
-        st = ensure_buffer(ctx, dev, &dev->scratch, &dev->scratch_bytes,
-                           (size_t)w->rows * (size_t)w->cols * sizeof(float), "unfused matmul: scratch buffer");
+        st = kq_scratch(ctx, dev, KQ_SCRATCH_UNFUSED_W, (size_t)w->rows * (size_t)w->cols * sizeof(float),
+                        "unfused matmul: scratch buffer", &wf);
         if (st == KQCL_OK)
-            st = kq_convert_into(ctx, w, dev->scratch, KQCL_TYPE_F32);
+            st = kq_convert_into(ctx, w, wf, KQCL_TYPE_F32);
         if (st != KQCL_OK)
             return st;
-        wf = dev->scratch;
     }
     size_t m = (size_t)w->rows, k = (size_t)w->cols, n = (size_t)x->rows;
     cl_event ev = NULL;
@@ -502,7 +406,6 @@ kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqc
         kq_events_add(ctx, ev);
     return KQCL_OK;
 #else
-    (void)ensure_buffer;
     return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "unfused matmul: kqcl was built without CLBlast");
 #endif
 }

@@ -40,7 +40,17 @@ kqcl_status kq_mma_prefill_tune_for(kqcl_context *ctx, const kq_device *dev, int
  * FMA matvec is faster, its cost growing with n where the mma kernel's barely does. */
 kqcl_status kq_mma_min_n(kqcl_context *ctx, const kq_device *dev, int *min_n);
 
-/* Y = X . W^T with the kernel chosen by force_tiled (0: by n, 1: tiled, -1: matvec). */
+/* matmul.c, one device: kqcl_matmul's operand checks (types, shapes, aliasing); and the launch
+ * of `count` weights of one type and width sharing X, all single-device tensors or views of
+ * parts on dev (X prepared once for the call's precision). */
+kqcl_status kq_matmul_check(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, const kqcl_tensor *y);
+kqcl_status kq_matmul_launch_group(kqcl_context *ctx, kq_device *dev, int count, const kqcl_tensor *const *w,
+                                   const kqcl_tensor *x, kqcl_tensor *const *y, int force_tiled);
+/* One weight: kq_matmul_launch_group with count 1 (parallel.c's pieces). */
+kqcl_status kq_matmul_launch(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
+                             kqcl_tensor *y, int force_tiled);
+
+/* Y = X . W^T with the kernel chosen by force_tiled (0: by n, 1: tiled, -1: matvec) (dispatch.c). */
 kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,
                            int force_tiled);
 

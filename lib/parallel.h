@@ -1,4 +1,4 @@
-/* parallel.h -- what the multi-device files share (tensor.c, matmul.c, parallel.c,
+/* parallel.h -- what the multi-device files share (tensor.c, dispatch.c, parallel.c,
  * collective.c, plan.c, mpi.c). */
 #ifndef KQCL_PARALLEL_H
 #define KQCL_PARALLEL_H
@@ -65,9 +65,6 @@ void kq_auto_weights(kqcl_context *ctx, double *weights);
 
 /* ---- compute --------------------------------------------------------------------------------- */
 
-/* Enqueue Y = X . W^T on one device for single-device views (matmul.c's launchers). */
-kqcl_status kq_matmul_launch(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
-                             kqcl_tensor *y, int force_tiled);
 /* kqcl_matmul when some operand is split, replicated or on another device (parallel.c). The
  * operands are checked for type and shape already. */
 kqcl_status kq_matmul_multi(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,

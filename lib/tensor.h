@@ -39,6 +39,14 @@ void kq_tensors_detach_all(kqcl_context *ctx);
 /* The device a tensor lives on. */
 static inline kq_device *kq_tensor_device(const kqcl_tensor *t) { return &t->ctx->devices[t->device]; }
 
+/* The single-device case of a product: w, x and y whole, each in one buffer (not split,
+ * replicated or held in several), and together. */
+static inline bool kq_on_one_device(const kqcl_tensor *w, const kqcl_tensor *x, const kqcl_tensor *y)
+{
+    return w->buffer != NULL && x->buffer != NULL && y->buffer != NULL && w->device == x->device &&
+           w->device == y->device;
+}
+
 /* Is `type` one of the float types activations and conversions take? */
 bool kq_type_is_float(kqcl_type type);
 

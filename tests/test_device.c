@@ -443,6 +443,25 @@ START_TEST(device_timing_on_and_off)
 }
 END_TEST
 
+/* Every event of a call is kept for kqcl_last_device_time: a split call over many devices and
+ * buffer chunks makes far more than the 64 that were kept (the rest dropped from the sum). */
+START_TEST(events_past_64_are_kept)
+{
+    TU_OK(kqcl_context_set_timing(tu_ctx, 1));
+    kq_events_reset(tu_ctx);
+    for (int i = 0; i < 150; i++) {
+        cl_event ev = NULL;
+        ck_assert_int_eq(clEnqueueMarkerWithWaitList(tu_ctx->devices[0].queue, 0, NULL, &ev), CL_SUCCESS);
+        kq_events_add(tu_ctx, ev);
+    }
+    ck_assert_int_eq(tu_ctx->n_events, 150);
+    uint64_t ns = 1;
+    TU_OK(kqcl_last_device_time(tu_ctx, &ns));
+    kq_events_reset(tu_ctx);
+    ck_assert_int_eq(tu_ctx->n_events, 0);
+}
+END_TEST
+
 START_TEST(api_rejects_bad_input_and_stays_usable)
 {
     kqcl_tensor *t = NULL;
@@ -787,6 +806,7 @@ static Suite *device_suite(void)
     tc = tu_context_case("api");
     tcase_add_test(tc, api_rejects_bad_input_and_stays_usable);
     tcase_add_test(tc, device_timing_on_and_off);
+    tcase_add_test(tc, events_past_64_are_kept);
     tcase_add_test(tc, device_spec_grammar);
     tcase_add_test(tc, build_failure_reports_the_log);
     tcase_add_test(tc, binary_cache_is_used_and_corrupt_entries_rebuilt);
