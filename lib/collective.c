@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RING 3                        /* staging slots per slice and device, host sums */
@@ -72,6 +73,51 @@ struct kqcl_request {
     kqcl_request *live_prev, *live_next;
     bool finished;
 };
+
+/* ---- per-context state (ctx->multi): the staging sets, transfer queues, measured speeds -------------------------------------------------------------------- */
+
+static void multi_free(kq_multi *m)
+{
+    kq_settle_pending(m);
+    for (int d = 0; d < KQ_MAX_DEVICES; d++) {
+        if (m->d2h[d])
+            clReleaseCommandQueue(m->d2h[d]);
+        if (m->h2d[d])
+            clReleaseCommandQueue(m->h2d[d]);
+    }
+    kq_stage_free(m->spare[0]);
+    kq_stage_free(m->spare[1]);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+double kq_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+kq_multi *kq_multi_get(kqcl_context *ctx)
+{
+    if (ctx->multi == NULL) {
+        kq_multi *m = calloc(1, sizeof *m);
+        if (m == NULL) {
+            kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "no host memory for the multi-device state");
+            return NULL;
+        }
+        pthread_mutex_init(&m->lock, NULL);
+        ctx->multi = m;
+    }
+    return ctx->multi;
+}
+
+void kq_multi_release(kqcl_context *ctx)
+{
+    if (ctx->multi != NULL)
+        multi_free(ctx->multi);
+    ctx->multi = NULL;
+}
 
 /* ---- staging sets ------------------------------------------------------------------------------ */
 

@@ -59,49 +59,30 @@ static kqcl_status convert_one(kqcl_context *ctx, const kqcl_tensor *src, cl_mem
     return kq_convert_into(ctx, src, dst, dst_type);
 }
 
-/* Rows [seg->row0, +rows) of src's part seg->a into dst's part seg->b (one device): a part the
- * range is the whole of is used in place, else the rows go through a scratch buffer. */
+/* A segment's rows, for kq_segment_apply: arg is the destination type. */
+static kqcl_status convert_rows(kqcl_context *ctx, const kqcl_tensor *in, cl_mem out, void *arg)
+{
+    return kq_convert_into(ctx, in, out, *(const kqcl_type *)arg);
+}
+
+/* Rows [seg->row0, +rows) of src's part seg->a into dst's part seg->b (one device): one copy
+ * for the same type, else the conversion through kq_segment_apply. */
 static kqcl_status convert_segment(kqcl_context *ctx, const kqcl_tensor *src, const kqcl_tensor *dst,
                                    const kq_segment *seg)
 {
     const kq_part *a = seg->a, *b = seg->b;
-    cl_command_queue q = ctx->devices[a->device].queue;
+    if (src->type != dst->type) {
+        kqcl_type to = dst->type;
+        return kq_segment_apply(ctx, src, seg, b->row_bytes, convert_rows, &to, "kqcl_convert");
+    }
     size_t a_off = (size_t)(seg->row0 - a->row0) * a->row_bytes, b_off = (size_t)(seg->row0 - b->row0) * b->row_bytes;
-    size_t a_bytes = (size_t)seg->rows * a->row_bytes, b_bytes = (size_t)seg->rows * b->row_bytes;
-    cl_int err = CL_SUCCESS;
-    if (src->type == dst->type) { /* one copy, offsets on both sides */
-        cl_event ev = NULL;
-        err = clEnqueueCopyBuffer(q, a->buffer, b->buffer, a_off, b_off, a_bytes, 0, NULL, ctx->timing ? &ev : NULL);
-        if (err != CL_SUCCESS)
-            return kq_cl_fail(ctx, err, "kqcl_convert: copy");
-        kq_events_add(ctx, ev);
-        return KQCL_OK;
-    }
-    kq_part in = *a, out = *b;
-    in.row0 = out.row0 = seg->row0;
-    in.rows = out.rows = seg->rows;
-    in.bytes = a_bytes, out.bytes = b_bytes;
-    bool in_temp = seg->rows != a->rows, out_temp = seg->rows != b->rows;
-    if (in_temp) {
-        in.buffer = clCreateBuffer(ctx->devices[a->device].cl_ctx, CL_MEM_READ_WRITE, a_bytes, NULL, &err);
-        if (err == CL_SUCCESS)
-            err = clEnqueueCopyBuffer(q, a->buffer, in.buffer, a_off, 0, a_bytes, 0, NULL, NULL);
-    }
-    if (err == CL_SUCCESS && out_temp)
-        out.buffer = clCreateBuffer(ctx->devices[b->device].cl_ctx, CL_MEM_READ_WRITE, b_bytes, NULL, &err);
-    kqcl_status st = err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(ctx, err, "kqcl_convert: scratch rows");
-    if (st == KQCL_OK) {
-        kqcl_tensor view = kq_part_view(src, &in);
-        st = kq_convert_into(ctx, &view, out.buffer, dst->type);
-    }
-    if (st == KQCL_OK && out_temp && (err = clEnqueueCopyBuffer(q, out.buffer, b->buffer, 0, b_off, b_bytes, 0, NULL,
-                                                               NULL)) != CL_SUCCESS)
-        st = kq_cl_fail(ctx, err, "kqcl_convert: copying rows");
-    if (in_temp && in.buffer) /* queued commands keep them until done */
-        clReleaseMemObject(in.buffer);
-    if (out_temp && out.buffer)
-        clReleaseMemObject(out.buffer);
-    return st;
+    cl_event ev = NULL;
+    cl_int err = clEnqueueCopyBuffer(ctx->devices[a->device].queue, a->buffer, b->buffer, a_off, b_off,
+                                     (size_t)seg->rows * a->row_bytes, 0, NULL, ctx->timing ? &ev : NULL);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, "kqcl_convert: copy");
+    kq_events_add(ctx, ev);
+    return KQCL_OK;
 }
 
 KQCL_API kqcl_status kqcl_convert(kqcl_context *ctx, const kqcl_tensor *src, kqcl_tensor *dst)

@@ -9,7 +9,7 @@
 #include <stdio.h>
 
 kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,
-                           int force_tiled)
+                           kq_kernel_choice choice)
 {
     if (ctx == NULL)
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_matmul: ctx is NULL");
@@ -17,17 +17,17 @@ kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_t
     kqcl_status st = kq_matmul_check(ctx, w, x, y);
     if (st != KQCL_OK)
         return st;
-    if (force_tiled < 0 && x->rows > KQ_MATVEC_MAX_N)
+    if (choice == KQ_KERNEL_MATVEC && x->rows > KQ_MATVEC_MAX_N)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "matvec serves n <= %d", KQ_MATVEC_MAX_N);
     kq_events_reset(ctx);
     if (!kq_on_one_device(w, x, y))
-        return kq_matmul_multi(ctx, w, x, y, force_tiled);
-    return kq_matmul_launch(ctx, kq_tensor_device(w), w, x, y, force_tiled);
+        return kq_matmul_multi(ctx, w, x, y, choice);
+    return kq_matmul_launch(ctx, kq_tensor_device(w), w, x, y, choice);
 }
 
 KQCL_API kqcl_status kqcl_matmul(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y)
 {
-    return kq_matmul_with(ctx, w, x, y, 0);
+    return kq_matmul_with(ctx, w, x, y, KQ_KERNEL_BY_N);
 }
 
 #define KQ_MAX_GROUP 16
@@ -65,8 +65,8 @@ KQCL_API kqcl_status kqcl_matmul_group(kqcl_context *ctx, int count, const kqcl_
     for (int i = 0; i < count && st == KQCL_OK;) {
         bool whole = kq_on_one_device(w[i], x, y[i]);
         int run = whole ? same_launch(w, y, x, i, count) : 1;
-        st = whole ? kq_matmul_launch_group(ctx, kq_tensor_device(x), run, w + i, x, y + i, 0)
-                   : kq_matmul_multi(ctx, w[i], x, y[i], 0);
+        st = whole ? kq_matmul_launch_group(ctx, kq_tensor_device(x), run, w + i, x, y + i, KQ_KERNEL_BY_N)
+                   : kq_matmul_multi(ctx, w[i], x, y[i], KQ_KERNEL_BY_N);
         i += run;
     }
     return st;

@@ -337,12 +337,12 @@ static kqcl_status mma_group(kqcl_context *ctx, kq_device *dev, int count, const
 }
 
 /* Enqueue on one device; the operands are single-device tensors or views of parts, the weights
- * of one type and width. force_tiled 2: tiled as a large n chooses it (the tensor cores
- * allowed), for a piece of a larger call. */
+ * of one type and width, the kernel by `choice`. */
 kqcl_status kq_matmul_launch_group(kqcl_context *ctx, kq_device *dev, int count, const kqcl_tensor *const *w,
-                                   const kqcl_tensor *x, kqcl_tensor *const *y, int force_tiled)
+                                   const kqcl_tensor *x, kqcl_tensor *const *y, kq_kernel_choice choice)
 {
-    bool tiled = force_tiled > 0 || (force_tiled == 0 && x->rows > KQ_MATVEC_MAX_N);
+    bool tiled = choice == KQ_KERNEL_TILED || choice == KQ_KERNEL_TILED_PIECE ||
+                 (choice == KQ_KERNEL_BY_N && x->rows > KQ_MATVEC_MAX_N);
     kqcl_precision mode = kq_precision_resolve(ctx->precision, dev, w[0]->type, !tiled);
     if (mode == KQCL_PRECISION_Q8) {
         cl_mem xq;
@@ -356,7 +356,7 @@ kqcl_status kq_matmul_launch_group(kqcl_context *ctx, kq_device *dev, int count,
         kq_clear_error(ctx);
         mode = KQCL_PRECISION_BF16;
     }
-    bool mma = force_tiled == 0 || (tiled && force_tiled == 2);
+    bool mma = choice == KQ_KERNEL_BY_N || choice == KQ_KERNEL_TILED_PIECE; /* forced kernels: the portable ones */
     kqcl_status st_mma = mma ? mma_group(ctx, dev, count, w, x, y, tiled, mode) : KQCL_ERR_UNSUPPORTED;
     if (!mma_failed(st_mma))
         return st_mma;
@@ -364,9 +364,9 @@ kqcl_status kq_matmul_launch_group(kqcl_context *ctx, kq_device *dev, int count,
 }
 
 kqcl_status kq_matmul_launch(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
-                             kqcl_tensor *y, int force_tiled)
+                             kqcl_tensor *y, kq_kernel_choice choice)
 {
-    return kq_matmul_launch_group(ctx, dev, 1, &w, x, &y, force_tiled);
+    return kq_matmul_launch_group(ctx, dev, 1, &w, x, &y, choice);
 }
 
 /* ---- the unfused reference path ---------------------------------------------------------------- */

@@ -7,6 +7,17 @@
 /* The largest n the matrix-vector kernel serves; larger n go to the tiled kernel. */
 #define KQ_MATVEC_MAX_N 8
 
+/* Which kernel a product takes: by n (the public calls), or forced (tests, the bench's
+ * comparisons); KQ_KERNEL_TILED_PIECE is tiled because the whole call's n is large, for a piece
+ * of a split call (the tensor cores allowed, as for the whole). The values are the ints the
+ * tests passed before the names. */
+typedef enum kq_kernel_choice {
+    KQ_KERNEL_MATVEC = -1,
+    KQ_KERNEL_BY_N = 0,
+    KQ_KERNEL_TILED = 1,
+    KQ_KERNEL_TILED_PIECE = 2
+} kq_kernel_choice;
+
 typedef struct kq_matvec_tune {
     int threads_per_row, row_groups, rows_per_thread;
 } kq_matvec_tune;
@@ -45,14 +56,14 @@ kqcl_status kq_mma_min_n(kqcl_context *ctx, const kq_device *dev, int *min_n);
  * parts on dev (X prepared once for the call's precision). */
 kqcl_status kq_matmul_check(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, const kqcl_tensor *y);
 kqcl_status kq_matmul_launch_group(kqcl_context *ctx, kq_device *dev, int count, const kqcl_tensor *const *w,
-                                   const kqcl_tensor *x, kqcl_tensor *const *y, int force_tiled);
+                                   const kqcl_tensor *x, kqcl_tensor *const *y, kq_kernel_choice choice);
 /* One weight: kq_matmul_launch_group with count 1 (parallel.c's pieces). */
 kqcl_status kq_matmul_launch(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
-                             kqcl_tensor *y, int force_tiled);
+                             kqcl_tensor *y, kq_kernel_choice choice);
 
-/* Y = X . W^T with the kernel chosen by force_tiled (0: by n, 1: tiled, -1: matvec) (dispatch.c). */
+/* Y = X . W^T with the kernel `choice` (dispatch.c). */
 kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,
-                           int force_tiled);
+                           kq_kernel_choice choice);
 
 /* The unfused reference path: dequantize W to f32 on the device, then CLBlast SGEMM.
  * KQCL_ERR_UNSUPPORTED when built without CLBlast; X must be f32. */

@@ -1,7 +1,7 @@
 /*
- * parallel.c -- several devices as one: the per-context state the multi-device calls keep,
- * shares of a split, device speeds, kqcl_matmul over placed operands (tensor and data
- * parallelism) and the pipeline executor.
+ * parallel.c -- several devices as one: shares of a split, device speeds, kqcl_matmul over
+ * placed operands (tensor and data parallelism) and the pipeline executor. The per-context
+ * state they and the collectives keep (ctx->multi) is collective.c's.
  *
  * A matmul over placed operands is a list of jobs, one per device that holds a part of W (or,
  * with W replicated, a range of X's rows). Each job finds the X region it needs on its device
@@ -14,53 +14,7 @@
 #include "parallel.h"
 
 #include <stdlib.h>
-#include <time.h>
 #include <string.h>
-
-/* ---- per-context state -------------------------------------------------------------------- */
-
-static void multi_free(kq_multi *m)
-{
-    kq_settle_pending(m);
-    for (int d = 0; d < KQ_MAX_DEVICES; d++) {
-        if (m->d2h[d])
-            clReleaseCommandQueue(m->d2h[d]);
-        if (m->h2d[d])
-            clReleaseCommandQueue(m->h2d[d]);
-    }
-    kq_stage_free(m->spare[0]);
-    kq_stage_free(m->spare[1]);
-    pthread_mutex_destroy(&m->lock);
-    free(m);
-}
-
-double kq_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-kq_multi *kq_multi_get(kqcl_context *ctx)
-{
-    if (ctx->multi == NULL) {
-        kq_multi *m = calloc(1, sizeof *m);
-        if (m == NULL) {
-            kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "no host memory for the multi-device state");
-            return NULL;
-        }
-        pthread_mutex_init(&m->lock, NULL);
-        ctx->multi = m;
-    }
-    return ctx->multi;
-}
-
-void kq_multi_release(kqcl_context *ctx)
-{
-    if (ctx->multi != NULL)
-        multi_free(ctx->multi);
-    ctx->multi = NULL;
-}
 
 /* ---- shares ----------------------------------------------------------------------------------- */
 
@@ -172,14 +126,14 @@ typedef struct job {
     cl_mem xbuf, ybuf;         /* on the device */
     bool x_temp, y_temp;       /* scratch buffers (released after) */
     bool y_home;               /* its Y region is in Y's parts on its device (in place or copied) */
-    int force_tiled;           /* kernel choice: the call's, or tiled for a piece of a larger n */
+    kq_kernel_choice choice;   /* the call's, or KQ_KERNEL_TILED_PIECE for a piece of a larger n */
 } job;
 
 typedef struct mm {
     kqcl_context *ctx;
     const kqcl_tensor *w, *x;
     kqcl_tensor *y;
-    int force_tiled;
+    kq_kernel_choice choice;
     job *jobs;
     int n_jobs, cap_jobs;
     void *x_host;              /* X gathered to the host, when some job needs it staged */
@@ -332,7 +286,7 @@ static kqcl_status launch_job(mm *c, job *j)
                       .row_bytes = kqcl_row_size(c->x->type, j->xr.cols), .device = j->device, .buffer = j->xbuf};
     kqcl_tensor yv = {.ctx = c->ctx, .type = KQCL_TYPE_F32, .rows = j->yr.rows, .cols = j->yr.cols,
                       .row_bytes = (size_t)j->yr.cols * sizeof(float), .device = j->device, .buffer = j->ybuf};
-    return kq_matmul_launch(c->ctx, &c->ctx->devices[j->device], &j->wv, &xv, &yv, j->force_tiled);
+    return kq_matmul_launch(c->ctx, &c->ctx->devices[j->device], &j->wv, &xv, &yv, j->choice);
 }
 
 static kqcl_status run_job(mm *c, job *j)
@@ -379,11 +333,12 @@ static kqcl_status add_job(mm *c, const job *base)
         c->jobs = jobs, c->cap_jobs = cap;
     }
     /* Pieces of a larger n keep its kernel (2: tiled, the tensor cores allowed). */
-    int force_tiled = c->force_tiled == 0 && per < n && n > KQ_MATVEC_MAX_N ? 2 : c->force_tiled;
+    kq_kernel_choice choice =
+        c->choice == KQ_KERNEL_BY_N && per < n && n > KQ_MATVEC_MAX_N ? KQ_KERNEL_TILED_PIECE : c->choice;
     for (int64_t s = 0; s < n; s += per) {
         job *j = &c->jobs[c->n_jobs++];
         *j = *base;
-        j->force_tiled = force_tiled;
+        j->choice = choice;
         j->xr.row0 = j->yr.row0 = base->xr.row0 + s;
         j->xr.rows = j->yr.rows = n - s < per ? n - s : per;
     }
@@ -540,12 +495,12 @@ static kqcl_status run_jobs(mm *c)
 }
 
 kqcl_status kq_matmul_multi(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,
-                            int force_tiled)
+                            kq_kernel_choice choice)
 {
     mm *c = calloc(1, sizeof *c);
     if (c == NULL)
         return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_matmul: no host memory");
-    *c = (mm){.ctx = ctx, .w = w, .x = x, .y = y, .force_tiled = force_tiled};
+    *c = (mm){.ctx = ctx, .w = w, .x = x, .y = y, .choice = choice};
     kqcl_status st = w->split == KQCL_SPLIT_REPLICATE ? jobs_data_parallel(c) : jobs_from_w(c);
     if (st == KQCL_OK)
         st = run_jobs(c);

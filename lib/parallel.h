@@ -3,11 +3,11 @@
 #ifndef KQCL_PARALLEL_H
 #define KQCL_PARALLEL_H
 
-#include "tensor.h"
+#include "ops.h" /* kq_kernel_choice */
 
 #include <pthread.h>
 
-/* ---- per-context state, ctx->multi (parallel.c) ---------------------------------------------- */
+/* ---- per-context state, ctx->multi (collective.c) ---------------------------------------------- */
 
 /* One set of pinned staging buffers for a collective: per device, `slot_bytes` x `slots`,
  * created with CL_MEM_ALLOC_HOST_PTR and kept mapped. */
@@ -68,7 +68,7 @@ void kq_auto_weights(kqcl_context *ctx, double *weights);
 /* kqcl_matmul when some operand is split, replicated or on another device (parallel.c). The
  * operands are checked for type and shape already. */
 kqcl_status kq_matmul_multi(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,
-                            int force_tiled);
+                            kq_kernel_choice choice);
 
 /* ---- collectives (collective.c) -------------------------------------------------------------- */
 

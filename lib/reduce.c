@@ -34,40 +34,10 @@ static kqcl_status reduce_one(kqcl_context *ctx, kqcl_reduce_op op, const kqcl_t
     return kq_enqueue(ctx, dev, kernel, 1, &global, &wg, "kqcl_reduce: enqueue");
 }
 
-/* Rows [seg->row0, +rows) of src's part seg->a into dst's part seg->b (one device), through
- * scratch buffers where the range is not the whole of a part. */
-static kqcl_status reduce_segment(kqcl_context *ctx, kqcl_reduce_op op, const kqcl_tensor *src, const kq_segment *seg)
+/* A segment's rows, for kq_segment_apply: arg is the operation. */
+static kqcl_status reduce_rows(kqcl_context *ctx, const kqcl_tensor *in, cl_mem out, void *arg)
 {
-    const kq_part *a = seg->a, *b = seg->b;
-    kq_device *dev = &ctx->devices[a->device];
-    size_t a_bytes = (size_t)seg->rows * a->row_bytes, b_bytes = (size_t)seg->rows * sizeof(float);
-    kq_part in = *a;
-    in.row0 = seg->row0, in.rows = seg->rows, in.bytes = a_bytes;
-    cl_mem out = b->buffer;
-    bool in_temp = seg->rows != a->rows, out_temp = seg->rows != b->rows;
-    cl_int err = CL_SUCCESS;
-    if (in_temp) {
-        in.buffer = clCreateBuffer(dev->cl_ctx, CL_MEM_READ_WRITE, a_bytes, NULL, &err);
-        if (err == CL_SUCCESS)
-            err = clEnqueueCopyBuffer(dev->queue, a->buffer, in.buffer, (size_t)(seg->row0 - a->row0) * a->row_bytes, 0,
-                                      a_bytes, 0, NULL, NULL);
-    }
-    if (err == CL_SUCCESS && out_temp)
-        out = clCreateBuffer(dev->cl_ctx, CL_MEM_READ_WRITE, b_bytes, NULL, &err);
-    kqcl_status st = err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(ctx, err, "kqcl_reduce: scratch rows");
-    if (st == KQCL_OK) {
-        kqcl_tensor view = kq_part_view(src, &in);
-        st = reduce_one(ctx, op, &view, out);
-    }
-    if (st == KQCL_OK && out_temp &&
-        (err = clEnqueueCopyBuffer(dev->queue, out, b->buffer, 0, (size_t)(seg->row0 - b->row0) * sizeof(float),
-                                   b_bytes, 0, NULL, NULL)) != CL_SUCCESS)
-        st = kq_cl_fail(ctx, err, "kqcl_reduce: copying rows");
-    if (in_temp && in.buffer) /* queued commands keep them until done */
-        clReleaseMemObject(in.buffer);
-    if (out_temp && out)
-        clReleaseMemObject(out);
-    return st;
+    return reduce_one(ctx, *(const kqcl_reduce_op *)arg, in, out);
 }
 
 KQCL_API kqcl_status kqcl_reduce(kqcl_context *ctx, kqcl_reduce_op op, const kqcl_tensor *src, kqcl_tensor *dst)
@@ -102,7 +72,7 @@ KQCL_API kqcl_status kqcl_reduce(kqcl_context *ctx, kqcl_reduce_op op, const kqc
         st = reduce_one(ctx, op, &view, dst->parts[i].buffer);
     }
     for (int i = 0; i < n_segs && st == KQCL_OK; i++)
-        st = reduce_segment(ctx, op, src, &segs[i]);
+        st = kq_segment_apply(ctx, src, &segs[i], sizeof(float), reduce_rows, &op, "kqcl_reduce");
     free(segs);
     return st;
 }

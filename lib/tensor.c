@@ -2,6 +2,7 @@
  * bytes to and from the host (scattered to and gathered from the parts). */
 #include "parallel.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -350,6 +351,45 @@ kq_segment *kq_row_segments(const kqcl_tensor *a, const kqcl_tensor *b, int *cou
     }
     *count = n;
     return segs;
+}
+
+kqcl_status kq_segment_apply(kqcl_context *ctx, const kqcl_tensor *src, const kq_segment *seg, size_t out_row_bytes,
+                             kq_segment_fn fn, void *arg, const char *what)
+{
+    const kq_part *a = seg->a, *b = seg->b;
+    kq_device *dev = &ctx->devices[a->device];
+    size_t a_bytes = (size_t)seg->rows * a->row_bytes, b_bytes = (size_t)seg->rows * out_row_bytes;
+    kq_part in = *a;
+    in.row0 = seg->row0, in.rows = seg->rows, in.bytes = a_bytes;
+    cl_mem out = b->buffer;
+    bool in_temp = seg->rows != a->rows, out_temp = seg->rows != b->rows;
+    cl_int err = CL_SUCCESS;
+    if (in_temp) {
+        in.buffer = clCreateBuffer(dev->cl_ctx, CL_MEM_READ_WRITE, a_bytes, NULL, &err);
+        if (err == CL_SUCCESS)
+            err = clEnqueueCopyBuffer(dev->queue, a->buffer, in.buffer, (size_t)(seg->row0 - a->row0) * a->row_bytes, 0,
+                                      a_bytes, 0, NULL, NULL);
+    }
+    if (err == CL_SUCCESS && out_temp)
+        out = clCreateBuffer(dev->cl_ctx, CL_MEM_READ_WRITE, b_bytes, NULL, &err);
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s: scratch rows", what);
+    kqcl_status st = err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(ctx, err, msg);
+    if (st == KQCL_OK) {
+        kqcl_tensor view = kq_part_view(src, &in);
+        st = fn(ctx, &view, out, arg);
+    }
+    if (st == KQCL_OK && out_temp &&
+        (err = clEnqueueCopyBuffer(dev->queue, out, b->buffer, 0, (size_t)(seg->row0 - b->row0) * out_row_bytes,
+                                   b_bytes, 0, NULL, NULL)) != CL_SUCCESS) {
+        snprintf(msg, sizeof msg, "%s: copying rows", what);
+        st = kq_cl_fail(ctx, err, msg);
+    }
+    if (in_temp && in.buffer) /* queued commands keep them until done */
+        clReleaseMemObject(in.buffer);
+    if (out_temp && out)
+        clReleaseMemObject(out);
+    return st;
 }
 
 /* Copies on several devices; one copy (a context of one device) is a plain tensor. */

@@ -72,6 +72,16 @@ typedef struct kq_segment {
  * NULL when they are not so placed (or no host memory: *count = -1 then). */
 kq_segment *kq_row_segments(const kqcl_tensor *a, const kqcl_tensor *b, int *count);
 
+/* What a segment's rows go through: `in` a single-buffer view of them, `out` the buffer their
+ * results go to, `arg` the caller's. */
+typedef kqcl_status (*kq_segment_fn)(kqcl_context *ctx, const kqcl_tensor *in, cl_mem out, void *arg);
+
+/* The rows of `seg` of src (its part seg->a) through fn into seg->b's buffer (one device,
+ * out_row_bytes a row): a part the range is the whole of is used in place, else the rows go
+ * through scratch buffers. `what` prefixes the messages ("kqcl_convert"). */
+kqcl_status kq_segment_apply(kqcl_context *ctx, const kqcl_tensor *src, const kq_segment *seg, size_t out_row_bytes,
+                             kq_segment_fn fn, void *arg, const char *what);
+
 /* A single-device view of part p, usable wherever a whole tensor is (no ownership). */
 kqcl_tensor kq_part_view(const kqcl_tensor *t, const kq_part *p);
 
