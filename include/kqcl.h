@@ -280,6 +280,75 @@ KQCL_API const char *kqcl_precision_name(kqcl_precision precision);
 KQCL_API kqcl_status kqcl_precision_from_name(const char *name, kqcl_precision *out);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Parameters                                                                                   */
+
+/* The launch parameters of the kernels and the collectives, for tuning experiments: each is an
+ * int with documented bounds (kqcl_param_bounds), KQCL_PARAM_AUTO by default -- kqcl's choice:
+ * its tuning table's values for the device's vendor and architecture (kqcl_device_tuning
+ * names the entry), or a choice per call. A context takes the environment's overrides once, at
+ * kqcl_context_create (the variable named beside each; the tuples set their members in order,
+ * e.g. KQCL_MATVEC="32,4,2"), and a malformed value makes the creation fail with
+ * KQCL_ERR_INVALID_ARG. Set members of one kernel's set are used with the others' defaults; a
+ * set that breaks the kernel's constraints or does not fit the device makes the calls that
+ * would use it fail with KQCL_ERR_INVALID_ARG, naming where it came from. */
+#define KQCL_PARAM_AUTO (-1)
+
+typedef enum kqcl_param {
+    /* decode (matvec.cl): KQCL_MATVEC="threads_per_row,row_groups,rows_per_thread" */
+    KQCL_PARAM_MATVEC_THREADS_PER_ROW = 0, /* lanes along k of a row, a power of two: 1..1024 */
+    KQCL_PARAM_MATVEC_ROW_GROUPS,          /* groups of lanes a work-group: 1..1024 */
+    KQCL_PARAM_MATVEC_ROWS_PER_THREAD,     /* rows a lane: 1..16 */
+    /* Q8 decode (q8.cl): KQCL_MATVEC_Q8, the same three */
+    KQCL_PARAM_MATVEC_Q8_THREADS_PER_ROW,
+    KQCL_PARAM_MATVEC_Q8_ROW_GROUPS,
+    KQCL_PARAM_MATVEC_Q8_ROWS_PER_THREAD,
+    /* prefill (matmul.cl): KQCL_MATMUL="tile_m,tile_n,wpt_m,wpt_n,kunits" */
+    KQCL_PARAM_MATMUL_TILE_M, /* 1..4096 */
+    KQCL_PARAM_MATMUL_TILE_N, /* 1..4096 */
+    KQCL_PARAM_MATMUL_WPT_M,  /* outputs a work-item along m: 1..256 */
+    KQCL_PARAM_MATMUL_WPT_N,  /* along n: 1..256 */
+    KQCL_PARAM_MATMUL_KUNITS, /* 32-value units a k step: 1..64 */
+    /* NVIDIA tensor cores (mma.cl): KQCL_MMA_TUNE="warps,m_tiles" (decode), KQCL_MMA_MIN_N,
+     * KQCL_MMA_PREFILL="warps,m_tiles,n_tiles", KQCL_MMA_KSPLIT */
+    KQCL_PARAM_MMA_WARPS,         /* 1..32 */
+    KQCL_PARAM_MMA_M_TILES,       /* 16-row tiles a warp: 1..16 */
+    KQCL_PARAM_MMA_MIN_N,         /* the smallest n the decode kernel takes: 1..4096 */
+    KQCL_PARAM_MMA_PREFILL_WARPS, /* 1..32 */
+    KQCL_PARAM_MMA_PREFILL_M_TILES, /* 1..16 */
+    KQCL_PARAM_MMA_PREFILL_N_TILES, /* 8-column tiles a work-group: 1..16 */
+    KQCL_PARAM_MMA_KSPLIT,        /* work-groups along k, summed after: 1..64 */
+    /* the collectives, context-wide (device -1): KQCL_COLL_CHUNK_KIB, KQCL_COLL_THREADS,
+     * KQCL_COLL_SPIN_US, KQCL_COLL_SUMS=host|device */
+    KQCL_PARAM_COLL_CHUNK_KIB, /* 1..1048575 */
+    KQCL_PARAM_COLL_THREADS,   /* host threads a large collective: 1..64 */
+    KQCL_PARAM_COLL_SPIN_US,   /* how long small ones poll before a blocking wait: 0..1000000 */
+    KQCL_PARAM_COLL_SUMS,      /* where chunks are combined: 0 on the host, 1 on a device */
+    KQCL_PARAM_COUNT
+} kqcl_param;
+
+/* Set `param` on device `device` of the context (-1: every device; the context-wide collective
+ * parameters take -1 only), or back to kqcl's choice with KQCL_PARAM_AUTO.
+ * KQCL_ERR_INVALID_ARG for an unknown parameter or device, or a value outside the bounds. */
+KQCL_API kqcl_status kqcl_context_set_param(kqcl_context *ctx, int device, kqcl_param param, int value);
+
+/* The value in force: the one set (by call or environment), else the device's default from the
+ * tuning table, else KQCL_PARAM_AUTO where kqcl chooses per call (the tensor-core prefill's
+ * tiles and k-splits, the collectives' chunks and threads). `device` as for set (-1: device 0,
+ * or the context for a collective parameter). */
+KQCL_API kqcl_status kqcl_context_get_param(const kqcl_context *ctx, int device, kqcl_param param, int *value);
+
+/* The bounds of an explicit value of `param`; KQCL_ERR_INVALID_ARG for an unknown one. */
+KQCL_API kqcl_status kqcl_param_bounds(kqcl_param param, int *min, int *max);
+
+/* "matvec_threads_per_row", ... (the enum's name in lower case, without KQCL_PARAM_); "?" for
+ * others. */
+KQCL_API const char *kqcl_param_name(kqcl_param param);
+
+/* The tuning-table entry device `device` of the context takes its defaults from, e.g. "NVIDIA
+ * sm_80+ (measured on an H200)"; "" for a bad argument. */
+KQCL_API const char *kqcl_device_tuning(const kqcl_context *ctx, int device);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Tensors                                                                                      */
 
 /* Create a rows x cols tensor of `type` on the context's first device. Contents are

@@ -26,6 +26,7 @@
  * later waits on the queue, and the host may go on.
  */
 #include "parallel.h"
+#include "config.h"
 #include "program.h"
 
 #include <math.h>
@@ -509,11 +510,11 @@ static void *drive(void *arg)
 
 /* ---- starting and finishing ---------------------------------------------------------------------- */
 
-static size_t env_size(const char *name, size_t fallback)
+/* A collective parameter of the context (config.c), else the fallback. */
+static size_t coll_param(const kqcl_context *ctx, kqcl_param p, size_t fallback)
 {
-    const char *s = getenv(name);
-    long v = s ? strtol(s, NULL, 10) : 0;
-    return v > 0 && v < (1L << 20) ? (size_t)v : fallback;
+    int v;
+    return kq_param_get(&ctx->coll_params, p, &v) ? (size_t)v : fallback;
 }
 
 /* PoCL's "basic" device runs commands synchronously inside other calls, and PoCL 3.1 then takes
@@ -533,7 +534,7 @@ static void plan_chunks(kqcl_request *r)
     size_t fallback = r->bytes / 32 > DEFAULT_CHUNK ? r->bytes / 32 : DEFAULT_CHUNK;
     if (fallback > most)
         fallback = most;
-    size_t chunk = env_size("KQCL_COLL_CHUNK_KIB", fallback / 1024) * 1024;
+    size_t chunk = coll_param(r->ctx, KQCL_PARAM_COLL_CHUNK_KIB, fallback / 1024) * 1024;
     if (chunk > r->bytes)
         chunk = (r->bytes + 63) / 64 * 64;
     r->chunk = chunk;
@@ -542,7 +543,7 @@ static void plan_chunks(kqcl_request *r)
      * sums did as well or better on one (two H200s, run 12: 16 MiB 17.7 vs 12.6 GB/s, 256 MiB
      * 33 vs 35). Across ranks one thread keeps the MPI calls in one order on every rank. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t want = env_size("KQCL_COLL_THREADS", r->on_devices ? 1 : cpus > 0 ? (size_t)cpus : 1);
+    size_t want = coll_param(r->ctx, KQCL_PARAM_COLL_THREADS, r->on_devices ? 1 : cpus > 0 ? (size_t)cpus : 1);
     size_t by_size = r->bytes / (4 * chunk);
     size_t t = want < by_size ? want : by_size;
     r->n_threads = r->span || t < 1 ? 1 : t > MAX_THREADS ? MAX_THREADS : (int)t;
@@ -555,9 +556,9 @@ static void plan_chunks(kqcl_request *r)
  * queues and cross-queue waits, see pocl_basic). */
 static bool sums_on_devices(const kqcl_request *r)
 {
-    const char *where = getenv("KQCL_COLL_SUMS");
-    bool forced = where != NULL && strcmp(where, "device") == 0;
-    if (r->op == KQ_COLL_BCAST || r->span || r->n < 2 || (where != NULL && strcmp(where, "host") == 0))
+    int where = (int)coll_param(r->ctx, KQCL_PARAM_COLL_SUMS, 2); /* 0 host, 1 device, 2 automatic */
+    bool forced = where == 1;
+    if (r->op == KQ_COLL_BCAST || r->span || r->n < 2 || where == 0)
         return false;
     for (int i = 0; i < r->n; i++) {
         const kq_device *dev = &r->ctx->devices[r->devs[i]];
@@ -718,8 +719,7 @@ static void wait_all(kqcl_request *r, cl_event *ev, int n, const char *what)
  * few microseconds more (NVIDIA: 29.5 vs 31.9 us for a 16 KiB all-reduce, doc/perf.md run 12). */
 static void await_small(kqcl_request *r, cl_event *ev, int n, const char *what)
 {
-    const char *env = getenv("KQCL_COLL_SPIN_US");
-    double budget = env != NULL ? strtod(env, NULL) : 1000.0, t0 = kq_now_us();
+    double budget = (double)coll_param(r->ctx, KQCL_PARAM_COLL_SPIN_US, 1000), t0 = kq_now_us();
     for (bool pending = budget > 0; pending && kq_now_us() - t0 < budget;) {
         pending = false;
         for (int i = 0; i < n && !pending; i++) {

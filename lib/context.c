@@ -4,6 +4,7 @@
  * queue.c).
  */
 #include "context.h"
+#include "config.h"
 #include "parallel.h"
 #include "precision.h"
 #include "program.h"
@@ -353,6 +354,7 @@ static kqcl_status choose_kernels(kq_device *dev, const kqcl_device_info *info)
     dev->nv_ptx = (forced || info->nv_compute_capability >= 30) && !(portable && strcmp(portable, "0") != 0);
     dev->nv_mma = dev->nv_ptx && (forced || info->nv_compute_capability >= 80) && !env_is("KQCL_MMA", "0");
     dev->int_dot = info->has_int_dot && !env_is("KQCL_INT_DOT", "0");
+    dev->tuning = kq_tuning_for(dev);
     kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
     return KQCL_OK;
 }
@@ -415,14 +417,22 @@ KQCL_API kqcl_status kqcl_context_create(const char *devices, kqcl_context **out
         return st;
 
     kqcl_precision precision;
-    if ((st = kq_precision_from_env(&precision)) != KQCL_OK)
+    kq_params params;
+    if ((st = kq_precision_from_env(&precision)) != KQCL_OK || (st = kq_params_from_env(&params)) != KQCL_OK)
         return st;
     kqcl_context *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL)
         return kq_fail(NULL, KQCL_ERR_OUT_OF_MEMORY, "kqcl_context_create: no memory for the context");
     ctx->precision = precision;
+    for (int p = 0; p < KQCL_PARAM_COUNT; p++) /* the environment's parameters, once */
+        if (kq_param_context_wide((kqcl_param)p))
+            kq_params_set(&ctx->coll_params, (kqcl_param)p, params.value[p], (kq_param_source)params.source[p]);
     for (int i = 0; i < n_chosen; i++) {
         st = open_device(&ctx->devices[i], &found[chosen[i]], &infos[chosen[i]]);
+        for (int p = 0; p < KQCL_PARAM_COUNT; p++)
+            if (!kq_param_context_wide((kqcl_param)p))
+                kq_params_set(&ctx->devices[i].params, (kqcl_param)p, params.value[p],
+                              (kq_param_source)params.source[p]);
         ctx->n_devices = i + 1;
         if (st != KQCL_OK) {
             kqcl_context_destroy(ctx);
@@ -459,4 +469,11 @@ KQCL_API kqcl_status kqcl_device_get_info(const kqcl_context *ctx, int index, kq
                        index, ctx->n_devices - 1);
     *out = ctx->devices[index].info;
     return KQCL_OK;
+}
+
+KQCL_API const char *kqcl_device_tuning(const kqcl_context *ctx, int device)
+{
+    if (ctx == NULL || device < 0 || device >= ctx->n_devices)
+        return "";
+    return kq_tuning_name(&ctx->devices[device]);
 }

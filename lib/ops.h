@@ -31,25 +31,26 @@ typedef struct kq_mma_tune {
     int k_splits; /* prefill: work-groups along k, summed after (a function of k and n only) */
 } kq_mma_tune;
 
-/* Launch parameters for a device (lib/tune.c): defaults by the device's kernel family, overridden
- * by the environment for tuning experiments -- KQCL_MATVEC="threads_per_row,row_groups,rows_per_thread",
- * KQCL_MATMUL="tile_m,tile_n,wpt_m,wpt_n,kunits", KQCL_MMA_TUNE="warps,m_tiles". A malformed value
- * is KQCL_ERR_INVALID_ARG; *from_env says the values are the user's (variant.c then refuses
- * what does not fit instead of choosing smaller ones). */
-kqcl_status kq_matvec_tune_for(kqcl_context *ctx, const kq_device *dev, kq_matvec_tune *t, bool *from_env);
-/* The Q8 decode kernel's (q8.cl): KQCL_MATVEC_Q8="threads_per_row,row_groups,rows_per_thread". */
-kqcl_status kq_q8_tune_for(kqcl_context *ctx, const kq_device *dev, kq_matvec_tune *t, bool *from_env);
+/* Launch parameters for a device (lib/tune.c): the tuning table's defaults for its family, vendor
+ * and architecture, with the user's parameters (kqcl_context_set_param, or KQCL_MATVEC,
+ * KQCL_MATVEC_Q8, KQCL_MATMUL, KQCL_MMA_TUNE, KQCL_MMA_PREFILL, KQCL_MMA_KSPLIT, KQCL_MMA_MIN_N
+ * read at creation: config.c) laid over them; *from_user says some member of the set is the
+ * user's (variant.c then refuses what does not fit instead of choosing smaller ones, naming
+ * kq_param_origin). The prefill's tiles and k-splits depend on how many work-groups the m x n
+ * output makes for the device's compute units, the k-splits never on m (so that a row split
+ * keeps the bits of one device). kq_mma_min_n: the smallest n the tensor-core decode kernel
+ * takes -- below it the FMA matvec is faster, its cost growing with n where the mma kernel's
+ * barely does. */
+kqcl_status kq_matvec_tune_for(kqcl_context *ctx, const kq_device *dev, kq_matvec_tune *t, bool *from_user);
+kqcl_status kq_q8_tune_for(kqcl_context *ctx, const kq_device *dev, kq_matvec_tune *t, bool *from_user);
 kqcl_status kq_matmul_tune_for(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, kq_matmul_tune *t,
-                               bool *from_env);
-kqcl_status kq_mma_tune_for(kqcl_context *ctx, const kq_device *dev, kq_mma_tune *t);
-/* KQCL_MMA_PREFILL="warps,m_tiles,n_tiles", KQCL_MMA_KSPLIT="k_splits"; the default tiles
- * depend on how many work-groups the m x n output makes for the device's compute units, the
- * k-splits never on m (so that a row split keeps the bits of one device). */
+                               bool *from_user);
+kqcl_status kq_mma_tune_for(kqcl_context *ctx, const kq_device *dev, kq_mma_tune *t, bool *from_user);
 kqcl_status kq_mma_prefill_tune_for(kqcl_context *ctx, const kq_device *dev, int64_t m, int64_t n, int64_t k,
-                                    kq_mma_tune *t);
-/* The smallest n the tensor-core decode kernel takes (KQCL_MMA_MIN_N overrides): below it the
- * FMA matvec is faster, its cost growing with n where the mma kernel's barely does. */
+                                    kq_mma_tune *t, bool *from_user);
 kqcl_status kq_mma_min_n(kqcl_context *ctx, const kq_device *dev, int *min_n);
+/* The name of the tuning-table entry of dev. */
+const char *kq_tuning_name(const kq_device *dev);
 
 /* matmul.c, one device: kqcl_matmul's operand checks (types, shapes, aliasing); and the launch
  * of `count` weights of one type and width sharing X, all single-device tensors or views of

@@ -13,6 +13,7 @@
  * figures with the formulas.
  */
 #include "variant.h"
+#include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,9 +32,9 @@ static bool fits(const kq_device *dev, const kq_variant *v)
 /* A variant the device cannot run: the user's tunables are refused (INVALID_ARG), a default
  * that fits nowhere is UNSUPPORTED. */
 static kqcl_status no_fit(kqcl_context *ctx, const kq_device *dev, const kq_variant *v, const char *what,
-                          bool from_env)
+                          bool from_user)
 {
-    return kq_fail(ctx, from_env ? KQCL_ERR_INVALID_ARG : KQCL_ERR_UNSUPPORTED,
+    return kq_fail(ctx, from_user ? KQCL_ERR_INVALID_ARG : KQCL_ERR_UNSUPPORTED,
                    "%s (%s): needs %zu work-items and %zu bytes of local memory a work-group; %s allows %zu and %llu",
                    what, v->options, v->wg_items, v->local_bytes, dev->info.name, dev->max_wg,
                    (unsigned long long)dev->info.local_mem_bytes);
@@ -55,6 +56,24 @@ static void add_alignment(kq_variant *v, int64_t k)
 }
 
 /* ---- decode: matvec.cl ------------------------------------------------------------------------ */
+
+/* The candidates of a decode kernel (matvec.cl, q8.cl), largest first: the tuning table's
+ * values for the device, then the smaller ones a device with less local memory or fewer items
+ * a work-group steps down to. */
+#define MATVEC_CANDIDATES 8
+
+static int matvec_candidates(const kq_device *dev, const kq_matvec_tune *first, kq_matvec_tune *out)
+{
+    static const kq_matvec_tune gpu[] = {{32, 4, 2}, {32, 2, 2}, {32, 1, 2}, {16, 1, 2}, {8, 1, 1}, {1, 1, 1}};
+    static const kq_matvec_tune cpu[] = {{1, 1, 4}, {1, 1, 1}};
+    const kq_matvec_tune *list = kq_gpu_kernels(dev) ? gpu : cpu;
+    int count = kq_gpu_kernels(dev) ? COUNT(gpu) : COUNT(cpu), n = 0;
+    out[n++] = *first;
+    for (int i = 0; i < count; i++)
+        if (memcmp(&list[i], first, sizeof *first) != 0)
+            out[n++] = list[i];
+    return n;
+}
 
 /* The constraints of matvec.cl's kernels; NULL when met, else what is wrong. */
 static const char *matvec_broken(const kq_matvec_tune *t, bool cpu)
@@ -90,23 +109,21 @@ static void matvec_fill(const kq_device *dev, kqcl_type wtype, kqcl_type xtype, 
 kqcl_status kq_matvec_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, kqcl_type xtype, int n,
                               int64_t k, int skip, kq_variant *v)
 {
-    static const kq_matvec_tune gpu[] = {{32, 4, 2}, {32, 2, 2}, {32, 1, 2}, {16, 1, 2}, {8, 1, 1}, {1, 1, 1}};
-    static const kq_matvec_tune cpu[] = {{1, 1, 4}, {1, 1, 1}};
-    kq_matvec_tune t;
-    bool from_env;
-    kqcl_status st = kq_matvec_tune_for(ctx, dev, &t, &from_env);
+    kq_matvec_tune t, list[MATVEC_CANDIDATES];
+    bool from_user;
+    kqcl_status st = kq_matvec_tune_for(ctx, dev, &t, &from_user);
     if (st != KQCL_OK)
         return st;
-    if (from_env) { /* the user's set: checked, never changed */
+    if (from_user) { /* the user's set: checked, never changed */
+        const char *who = kq_param_origin(&dev->params, KQCL_PARAM_MATVEC_THREADS_PER_ROW, 3);
         matvec_fill(dev, wtype, xtype, n, k, &t, v);
         const char *broken = matvec_broken(&t, v->cpu);
         if (broken)
-            return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "KQCL_MATVEC=%d,%d,%d: %s", t.threads_per_row, t.row_groups,
+            return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s (matvec %d,%d,%d): %s", who, t.threads_per_row, t.row_groups,
                            t.rows_per_thread, broken);
-        return fits(dev, v) && skip == 0 ? KQCL_OK : no_fit(ctx, dev, v, "KQCL_MATVEC", true);
+        return fits(dev, v) && skip == 0 ? KQCL_OK : no_fit(ctx, dev, v, who, true);
     }
-    const kq_matvec_tune *list = kq_gpu_kernels(dev) ? gpu : cpu;
-    int count = kq_gpu_kernels(dev) ? COUNT(gpu) : COUNT(cpu);
+    int count = matvec_candidates(dev, &t, list);
     for (int i = 0; i < count; i++) {
         matvec_fill(dev, wtype, xtype, n, k, &list[i], v);
         if (fits(dev, v) && skip-- == 0)
@@ -178,24 +195,28 @@ kqcl_status kq_tiled_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type 
     static const tiled_candidate cpu_float[] = {{{64, 64, 8, 8, 1}, false}, {{32, 32, 4, 4, 1}, false},
                                                 {{16, 16, 4, 4, 1}, false}};
     kq_matmul_tune t;
-    bool from_env;
-    kqcl_status st = kq_matmul_tune_for(ctx, dev, wtype, &t, &from_env);
+    bool from_user;
+    kqcl_status st = kq_matmul_tune_for(ctx, dev, wtype, &t, &from_user);
     if (st != KQCL_OK)
         return st;
     bool gpu_family = kq_gpu_kernels(dev), kquant = kq_type_is_kquant(wtype);
-    if (from_env) { /* the user's set: checked, never changed */
-        bool cpu = !gpu_family && kquant;
+    bool cpu = !gpu_family && kquant;
+    if (from_user) { /* the user's set: checked, never changed */
+        const char *who = kq_param_origin(&dev->params, KQCL_PARAM_MATMUL_TILE_M, 5);
         tiled_fill(dev, wtype, xtype, k, &t, cpu, v);
         const char *broken = tiled_broken(&t, cpu);
         if (broken)
-            return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "KQCL_MATMUL=%d,%d,%d,%d,%d: %s", t.tile_m, t.tile_n, t.wpt_m,
-                           t.wpt_n, t.kunits, broken);
-        return fits(dev, v) && skip == 0 ? KQCL_OK : no_fit(ctx, dev, v, "KQCL_MATMUL", true);
+            return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s (matmul %d,%d,%d,%d,%d): %s", who, t.tile_m, t.tile_n,
+                           t.wpt_m, t.wpt_n, t.kunits, broken);
+        return fits(dev, v) && skip == 0 ? KQCL_OK : no_fit(ctx, dev, v, who, true);
     }
     const tiled_candidate *list = gpu_family ? gpu : kquant ? cpu_kquant : cpu_float;
     int count = gpu_family ? COUNT(gpu) : kquant ? COUNT(cpu_kquant) : COUNT(cpu_float);
-    for (int i = 0; i < count; i++) {
-        tiled_fill(dev, wtype, xtype, k, &list[i].t, list[i].cpu, v);
+    /* the tuning table's set first, then the list's others, largest first */
+    for (int i = -1; i < count; i++) {
+        if (i >= 0 && list[i].cpu == cpu && memcmp(&list[i].t, &t, sizeof t) == 0)
+            continue;
+        tiled_fill(dev, wtype, xtype, k, i < 0 ? &t : &list[i].t, i < 0 ? cpu : list[i].cpu, v);
         if (fits(dev, v) && skip-- == 0)
             return KQCL_OK;
     }
@@ -221,12 +242,13 @@ static size_t mma_prefill_local(int n_tiles, int parts)
 
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
-static kqcl_status mma_check(kqcl_context *ctx, const kq_device *dev, kq_variant *v, const char *env)
+static kqcl_status mma_check(kqcl_context *ctx, const kq_device *dev, kq_variant *v, bool from_user,
+                             const char *who)
 {
     if (fits(dev, v))
         return KQCL_OK;
-    if (getenv(env) != NULL)
-        return no_fit(ctx, dev, v, env, true);
+    if (from_user)
+        return no_fit(ctx, dev, v, who, true);
     return KQCL_ERR_UNSUPPORTED; /* the defaults do not fit: the portable kernels serve */
 }
 
@@ -256,7 +278,8 @@ kqcl_status kq_mma_decode_variant(kqcl_context *ctx, const kq_device *dev, kqcl_
     if (!dev->nv_mma || !kq_type_is_kquant(wtype) || xtype != KQCL_TYPE_F32 || n < min_n)
         return KQCL_ERR_UNSUPPORTED;
     kq_mma_tune t;
-    if ((st = kq_mma_tune_for(ctx, dev, &t)) != KQCL_OK)
+    bool from_user;
+    if ((st = kq_mma_tune_for(ctx, dev, &t, &from_user)) != KQCL_OK)
         return st;
     memset(v, 0, sizeof *v);
     v->family = KQ_FAMILY_MMA;
@@ -266,7 +289,7 @@ kqcl_status kq_mma_decode_variant(kqcl_context *ctx, const kq_device *dev, kqcl_
     add_mma_precision(v, mode);
     v->wg_items = (size_t)32 * t.warps;
     v->local_bytes = max_size(mma_decode_local(&t), mma_prefill_local(MMA_DEFAULT_NT, kq_mma_parts(mode)));
-    return mma_check(ctx, dev, v, "KQCL_MMA_TUNE");
+    return mma_check(ctx, dev, v, from_user, kq_param_origin(&dev->params, KQCL_PARAM_MMA_WARPS, 2));
 }
 
 kqcl_status kq_mma_prefill_variant(kqcl_context *ctx, const kq_device *dev, kqcl_type wtype, kqcl_type xtype,
@@ -275,11 +298,10 @@ kqcl_status kq_mma_prefill_variant(kqcl_context *ctx, const kq_device *dev, kqcl
     if (!dev->nv_mma || !kq_type_is_kquant(wtype) || xtype != KQCL_TYPE_F32)
         return KQCL_ERR_UNSUPPORTED;
     kq_mma_tune t;
-    kqcl_status st = kq_mma_prefill_tune_for(ctx, dev, m, n, k, &t);
+    bool from_user;
+    kqcl_status st = kq_mma_prefill_tune_for(ctx, dev, m, n, k, &t, &from_user);
     if (st != KQCL_OK)
-        return st;
-    if (t.k_splits > 64) /* each split past the first keeps an m x n sum */
-        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "KQCL_MMA_KSPLIT=%d: at most 64 k-splits", t.k_splits);
+        return st; /* k_splits: at most 64 (kqcl_param_bounds), each past the first an m x n sum */
     memset(v, 0, sizeof *v);
     v->family = KQ_FAMILY_MMA;
     v->mma = t;
@@ -288,7 +310,7 @@ kqcl_status kq_mma_prefill_variant(kqcl_context *ctx, const kq_device *dev, kqcl
     add_mma_precision(v, mode);
     v->wg_items = (size_t)32 * t.warps;
     v->local_bytes = max_size(mma_decode_local(&t), mma_prefill_local(t.n_tiles, kq_mma_parts(mode)));
-    return mma_check(ctx, dev, v, "KQCL_MMA_PREFILL");
+    return mma_check(ctx, dev, v, from_user, kq_param_origin(&dev->params, KQCL_PARAM_MMA_PREFILL_WARPS, 3));
 }
 
 /* ---- Q8 precision: q8.cl ------------------------------------------------------------------- */
@@ -297,19 +319,19 @@ kqcl_status kq_q8_matvec_variant(kqcl_context *ctx, const kq_device *dev, kqcl_t
                                  int group, int skip, kq_variant *v)
 {
     /* matvec.cl's shape and candidates (the same partial[] sums in local memory), its own
-     * tunables (KQCL_MATVEC_Q8) */
-    static const kq_matvec_tune gpu[] = {{32, 4, 2}, {32, 2, 2}, {32, 1, 2}, {16, 1, 2}, {8, 1, 1}, {1, 1, 1}};
-    static const kq_matvec_tune cpu[] = {{1, 1, 4}, {1, 1, 1}};
-    kq_matvec_tune t;
-    bool from_env;
-    kqcl_status st = kq_q8_tune_for(ctx, dev, &t, &from_env);
+     * parameters (KQCL_PARAM_MATVEC_Q8_*) */
+    kq_matvec_tune t, list[MATVEC_CANDIDATES];
+    bool from_user;
+    kqcl_status st = kq_q8_tune_for(ctx, dev, &t, &from_user);
     if (st != KQCL_OK)
         return st;
-    const kq_matvec_tune *list = from_env ? &t : kq_gpu_kernels(dev) ? gpu : cpu;
-    int count = from_env ? 1 : kq_gpu_kernels(dev) ? COUNT(gpu) : COUNT(cpu);
-    if (from_env && !is_pow2(t.threads_per_row))
-        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "KQCL_MATVEC_Q8=%d,%d,%d: threads_per_row must be a power of two",
-                       t.threads_per_row, t.row_groups, t.rows_per_thread);
+    const char *who = kq_param_origin(&dev->params, KQCL_PARAM_MATVEC_Q8_THREADS_PER_ROW, 3);
+    int count = from_user ? 1 : matvec_candidates(dev, &t, list);
+    if (from_user)
+        list[0] = t;
+    if (from_user && !is_pow2(t.threads_per_row))
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s (Q8 matvec %d,%d,%d): threads_per_row must be a power of two",
+                       who, t.threads_per_row, t.row_groups, t.rows_per_thread);
     for (int i = 0; i < count; i++) {
         memset(v, 0, sizeof *v);
         v->family = KQ_FAMILY_Q8;
@@ -326,7 +348,7 @@ kqcl_status kq_q8_matvec_variant(kqcl_context *ctx, const kq_device *dev, kqcl_t
         if (fits(dev, v) && skip-- == 0)
             return KQCL_OK;
     }
-    return no_fit(ctx, dev, v, from_env ? "KQCL_MATVEC_Q8" : "the Q8 matvec", from_env);
+    return no_fit(ctx, dev, v, from_user ? who : "the Q8 matvec", from_user);
 }
 
 void kq_q8_quantize_variant(kqcl_type xtype, kq_variant *v)

@@ -145,9 +145,9 @@ START_TEST(matmul_prefill_long_k)
     tu_seed(3000 + _i);
     check_random_matmul(wtype, KQCL_TYPE_F32, 67, 9 * 256, 65);
     check_random_matmul(wtype, KQCL_TYPE_F32, 67, 16 * 256, 64);
-    setenv("KQCL_MMA_KSPLIT", "7", 1);
+    TU_OK(kqcl_context_set_param(tu_ctx, -1, KQCL_PARAM_MMA_KSPLIT, 7));
     check_random_matmul(wtype, KQCL_TYPE_F32, 67, 9 * 256, 12);
-    unsetenv("KQCL_MMA_KSPLIT");
+    TU_OK(kqcl_context_set_param(tu_ctx, -1, KQCL_PARAM_MMA_KSPLIT, KQCL_PARAM_AUTO));
 }
 END_TEST
 
@@ -666,37 +666,97 @@ static kqcl_status checked_matmul(kqcl_context *ctx, kqcl_type type, int64_t m, 
 START_TEST(tunables_are_checked)
 {
     /* f16 weights for the tiled kernel's sets: on NVIDIA, k-quant prefill takes the tensor cores,
-     * which KQCL_MATMUL does not shape */
+     * which KQCL_MATMUL does not shape. The environment is read when a context is created: a
+     * malformed value (or one outside a parameter's bounds) fails the creation, a set that breaks
+     * its kernel's constraints or fits no device fails the calls that would use it; both name
+     * the variable. */
     static const struct { const char *name, *value; kqcl_type type; int n; } bad[] = {
         {"KQCL_MATVEC", "3,4,2", KQCL_TYPE_Q4_K, 1}, /* lanes of a row sum in a tree: a power of two */
         {"KQCL_MATVEC", "abc", KQCL_TYPE_Q4_K, 1},
         {"KQCL_MATVEC", "32,4", KQCL_TYPE_Q4_K, 1},
         {"KQCL_MATVEC", "32,4,2,1", KQCL_TYPE_Q4_K, 1},
-        {"KQCL_MATVEC", "4096,4096,1", KQCL_TYPE_Q4_K, 1}, /* fits no device */
+        {"KQCL_MATVEC", "1024,1024,1", KQCL_TYPE_Q4_K, 1}, /* fits no device */
+        {"KQCL_MATVEC", "4096,4096,1", KQCL_TYPE_Q4_K, 1}, /* outside the bounds */
         {"KQCL_MATVEC", "32,4,-2", KQCL_TYPE_Q4_K, 1},
         {"KQCL_MATMUL", "64,64,6,8,1", KQCL_TYPE_F16, 20}, /* outputs go in float4 groups */
         {"KQCL_MATMUL", "64,64,8,8", KQCL_TYPE_F16, 20},
         {"KQCL_MATMUL", "60,64,8,8,1", KQCL_TYPE_F16, 20},
         {"KQCL_MMA_MIN_N", "0", KQCL_TYPE_Q4_K, 4},
         {"KQCL_MMA_MIN_N", "1e3", KQCL_TYPE_Q4_K, 4},
+        {"KQCL_COLL_SUMS", "gpu", KQCL_TYPE_Q4_K, 1},
+        {"KQCL_COLL_SPIN_US", "-1", KQCL_TYPE_Q4_K, 1},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kqcl_context *ctx = NULL;
         setenv(bad[i].name, bad[i].value, 1);
-        kqcl_status st = checked_matmul(tu_ctx, bad[i].type, 40, 512, bad[i].n);
+        kqcl_status st = kqcl_context_create(NULL, &ctx);
         unsetenv(bad[i].name);
+        const char *why = kqcl_last_error(NULL);
+        if (st == KQCL_OK) {
+            st = checked_matmul(ctx, bad[i].type, 40, 512, bad[i].n);
+            why = kqcl_last_error(ctx);
+        }
         ck_assert_msg(st == KQCL_ERR_INVALID_ARG, "%s=%s: %s", bad[i].name, bad[i].value, kqcl_status_string(st));
-        ck_assert_msg(strstr(kqcl_last_error(tu_ctx), bad[i].name) != NULL, "%s=%s: message '%s'", bad[i].name,
-                      bad[i].value, kqcl_last_error(tu_ctx));
+        ck_assert_msg(strstr(why, bad[i].name) != NULL, "%s=%s: message '%s'", bad[i].name, bad[i].value, why);
+        kqcl_context_destroy(ctx);
     }
     /* valid sets work and give right results (float weights take the work-group kernels on
      * every kind of device, so one set serves CPUs and GPUs) */
+    kqcl_context *ctx = NULL;
     setenv("KQCL_MATVEC", "8,2,1", 1);
-    ck_assert_int_eq(checked_matmul(tu_ctx, KQCL_TYPE_F32, 37, 300, 3), KQCL_OK);
-    unsetenv("KQCL_MATVEC");
     setenv("KQCL_MATMUL", "32,32,4,4,2", 1);
-    ck_assert_int_eq(checked_matmul(tu_ctx, KQCL_TYPE_F16, 70, 300, 33), KQCL_OK);
+    kqcl_status st = kqcl_context_create(NULL, &ctx);
+    unsetenv("KQCL_MATVEC");
     unsetenv("KQCL_MATMUL");
+    ck_assert_int_eq(st, KQCL_OK);
+    int v = 0;
+    ck_assert_int_eq(kqcl_context_get_param(ctx, 0, KQCL_PARAM_MATVEC_ROW_GROUPS, &v), KQCL_OK);
+    ck_assert_int_eq(v, 2);
+    ck_assert_int_eq(checked_matmul(ctx, KQCL_TYPE_F32, 37, 300, 3), KQCL_OK);
+    ck_assert_int_eq(checked_matmul(ctx, KQCL_TYPE_F16, 70, 300, 33), KQCL_OK);
+    kqcl_context_destroy(ctx);
     ck_assert_int_eq(checked_matmul(tu_ctx, KQCL_TYPE_Q4_K, 40, 512, 20), KQCL_OK);
+}
+END_TEST
+
+/* The same parameters through the API: bounds, devices, the values in force, AUTO, and sets
+ * that break their kernel's constraints named as the call's. */
+START_TEST(parameters_through_the_api)
+{
+    int lo = 0, hi = 0, v = 0;
+    ck_assert_int_eq(kqcl_param_bounds(KQCL_PARAM_MATVEC_ROWS_PER_THREAD, &lo, &hi), KQCL_OK);
+    ck_assert_int_eq(lo, 1);
+    ck_assert_int_eq(hi, 16);
+    ck_assert_int_eq(kqcl_param_bounds(KQCL_PARAM_COUNT, &lo, &hi), KQCL_ERR_INVALID_ARG);
+    ck_assert_str_eq(kqcl_param_name(KQCL_PARAM_MMA_KSPLIT), "mma_ksplit");
+    ck_assert_str_eq(kqcl_param_name(KQCL_PARAM_COUNT), "?");
+    ck_assert_int_eq(kqcl_context_set_param(tu_ctx, -1, KQCL_PARAM_MATVEC_ROWS_PER_THREAD, 17), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_context_set_param(tu_ctx, -1, KQCL_PARAM_MATVEC_ROWS_PER_THREAD, 0), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_context_set_param(tu_ctx, 5, KQCL_PARAM_MATVEC_ROWS_PER_THREAD, 1), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_context_set_param(tu_ctx, 0, KQCL_PARAM_COLL_THREADS, 2), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_context_set_param(tu_ctx, -1, (kqcl_param)99, 2), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_context_set_param(NULL, -1, KQCL_PARAM_MMA_KSPLIT, 2), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_context_get_param(tu_ctx, 0, (kqcl_param)-1, &v), KQCL_ERR_INVALID_ARG);
+    /* the defaults in force come from the device's tuning-table entry */
+    kqcl_device_info info;
+    TU_OK(kqcl_device_get_info(tu_ctx, 0, &info));
+    bool gpu_family = strstr(info.variant, "GPU family") != NULL;
+    TU_OK(kqcl_context_get_param(tu_ctx, 0, KQCL_PARAM_MATVEC_THREADS_PER_ROW, &v));
+    ck_assert_int_eq(v, gpu_family ? 32 : 1);
+    TU_OK(kqcl_context_get_param(tu_ctx, -1, KQCL_PARAM_MMA_KSPLIT, &v));
+    ck_assert_int_eq(v, KQCL_PARAM_AUTO); /* chosen per call */
+    ck_assert_ptr_nonnull(strstr(kqcl_device_tuning(tu_ctx, 0), gpu_family ? "" : "CPU family"));
+    ck_assert_str_eq(kqcl_device_tuning(tu_ctx, 9), "");
+    /* a member set over the defaults; a set that breaks the constraints names the call */
+    TU_OK(kqcl_context_set_param(tu_ctx, -1, KQCL_PARAM_MATVEC_THREADS_PER_ROW, 8));
+    TU_OK(kqcl_context_get_param(tu_ctx, 0, KQCL_PARAM_MATVEC_THREADS_PER_ROW, &v));
+    ck_assert_int_eq(v, 8);
+    ck_assert_int_eq(checked_matmul(tu_ctx, KQCL_TYPE_F32, 37, 300, 3), KQCL_OK);
+    TU_OK(kqcl_context_set_param(tu_ctx, -1, KQCL_PARAM_MATVEC_THREADS_PER_ROW, 3));
+    ck_assert_int_eq(checked_matmul(tu_ctx, KQCL_TYPE_F32, 37, 300, 3), KQCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(kqcl_last_error(tu_ctx), "kqcl_context_set_param"));
+    TU_OK(kqcl_context_set_param(tu_ctx, -1, KQCL_PARAM_MATVEC_THREADS_PER_ROW, KQCL_PARAM_AUTO));
+    ck_assert_int_eq(checked_matmul(tu_ctx, KQCL_TYPE_F32, 37, 300, 3), KQCL_OK);
 }
 END_TEST
 
@@ -814,6 +874,7 @@ static Suite *device_suite(void)
 
     tc = tu_context_case("variants");
     tcase_add_test(tc, tunables_are_checked);
+    tcase_add_test(tc, parameters_through_the_api);
     tcase_add_test(tc, local_memory_limits_choose_variants_that_fit);
     tcase_add_test(tc, variants_that_do_not_build_fall_back);
     suite_add_tcase(s, tc);

@@ -110,7 +110,7 @@ int main(int argc, char **argv)
     CHECK(ranks == 2, "want 2 ranks, have %d", ranks);
     CHECK(kqcl_global_device_count(ctx) == ranks * local, "global device count %d", kqcl_global_device_count(ctx));
     CHECK(kqcl_global_device(ctx, local - 1) == kqcl_mpi_rank() * local + local - 1, "global index");
-    setenv("KQCL_COLL_CHUNK_KIB", "64", 1);
+    CHECK(kqcl_context_set_param(ctx, -1, KQCL_PARAM_COLL_CHUNK_KIB, 64) == KQCL_OK, "chunk parameter");
     check_allreduce(ctx, 16384 / 4, KQCL_REDUCE_SUM);
     check_allreduce(ctx, 1000003, KQCL_REDUCE_SUM);
     check_allreduce(ctx, 100003, KQCL_REDUCE_MAX);

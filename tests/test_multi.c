@@ -323,10 +323,9 @@ static void check_allreduce(size_t count, kqcl_reduce_op op, bool async)
 /* Both stages -- sums on the devices (the default) and on the host -- give the device-order bits. */
 START_TEST(allreduce_sum_max_min_bit_exact)
 {
-    static const char *const where[] = {"device", "host"};
-    for (int w = 0; w < 2; w++) {
-        setenv("KQCL_COLL_SUMS", where[w], 1);
-        setenv("KQCL_COLL_CHUNK_KIB", "64", 1); /* many chunks, several slices and threads */
+    for (int w = 1; w >= 0; w--) { /* KQCL_PARAM_COLL_SUMS: 1 on a device, 0 on the host */
+        TU_OK(kqcl_context_set_param(tu_ctx, -1, KQCL_PARAM_COLL_SUMS, w));
+        TU_OK(kqcl_context_set_param(tu_ctx, -1, KQCL_PARAM_COLL_CHUNK_KIB, 64)); /* many chunks, slices, threads */
         size_t sizes[] = {1, 4096, 1000003};
         for (int s = 0; s < 3; s++) {
             check_allreduce(sizes[s], KQCL_REDUCE_SUM, false);
@@ -334,13 +333,13 @@ START_TEST(allreduce_sum_max_min_bit_exact)
             check_allreduce(sizes[s], KQCL_REDUCE_MIN, false);
         }
         check_allreduce(300000, KQCL_REDUCE_SUM, true);
-        setenv("KQCL_COLL_THREADS", "3", 1); /* owners rotate across slices too */
+        TU_OK(kqcl_context_set_param(tu_ctx, -1, KQCL_PARAM_COLL_THREADS, 3)); /* owners rotate across slices */
         check_allreduce(777777, KQCL_REDUCE_MAX, true);
-        unsetenv("KQCL_COLL_THREADS");
-        unsetenv("KQCL_COLL_CHUNK_KIB");
+        TU_OK(kqcl_context_set_param(tu_ctx, -1, KQCL_PARAM_COLL_THREADS, KQCL_PARAM_AUTO));
+        TU_OK(kqcl_context_set_param(tu_ctx, -1, KQCL_PARAM_COLL_CHUNK_KIB, KQCL_PARAM_AUTO));
         check_allreduce(1 << 20, KQCL_REDUCE_SUM, false); /* default chunks */
     }
-    unsetenv("KQCL_COLL_SUMS");
+    TU_OK(kqcl_context_set_param(tu_ctx, -1, KQCL_PARAM_COLL_SUMS, KQCL_PARAM_AUTO));
 }
 END_TEST
 
