@@ -168,7 +168,7 @@ static void gguf_usage(FILE *out)
 int kq_cmd_gguf(int argc, char **argv)
 {
     static const struct option longs[] = {{"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *path = NULL;
+    const char *path;
     bool json = false;
     int c;
     opterr = 0;
@@ -179,12 +179,9 @@ int kq_cmd_gguf(int argc, char **argv)
         default: return kq_option_error("gguf", c, argv);
         }
     }
-    if (optind < argc)
-        path = argv[optind++];
-    if (optind < argc)
-        return kq_usage_error("gguf", "'%s': one FILE only, '%s' given already", argv[optind], path);
-    if (path == NULL)
-        return kq_usage_error("gguf", "no FILE given (kqcl gguf -h for usage)");
+    int rc = kq_one_file("gguf", argc, argv, &path);
+    if (rc != 0)
+        return rc;
     kqcl_gguf *g;
     if (kq_gguf_open_or_complain("gguf", path, &g) != 0)
         return 1;

@@ -339,15 +339,7 @@ static int parse_run_args(int argc, char **argv, run_options *o)
         default: return kq_option_error("run", c, argv);
         }
     }
-    if (rc != 0)
-        return rc;
-    if (optind < argc)
-        o->path = argv[optind++];
-    if (optind < argc)
-        return kq_usage_error("run", "'%s': one FILE only, '%s' given already", argv[optind], o->path);
-    if (o->path == NULL)
-        return kq_usage_error("run", "no FILE given (kqcl run -h for usage)");
-    return 0;
+    return rc != 0 ? rc : kq_one_file("run", argc, argv, &o->path);
 }
 
 /* Time and check every loaded weight; per-type totals go into stats (indexed by type id). */

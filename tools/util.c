@@ -35,6 +35,16 @@ int kq_option_error(const char *cmd, int c, char **argv)
     return kq_usage_error(cmd, "%s: unknown option (kqcl %s -h for usage)", arg, cmd);
 }
 
+int kq_one_file(const char *cmd, int argc, char **argv, const char **path)
+{
+    *path = optind < argc ? argv[optind++] : NULL;
+    if (optind < argc)
+        return kq_usage_error(cmd, "'%s': one FILE only, '%s' given already", argv[optind], *path);
+    if (*path == NULL)
+        return kq_usage_error(cmd, "no FILE given (kqcl %s -h for usage)", cmd);
+    return 0;
+}
+
 /* ---- numbers ------------------------------------------------------------------------------ */
 
 bool kq_parse_int64(const char *text, int64_t min, int64_t max, int64_t *out, const char **why)

@@ -33,6 +33,10 @@ int kq_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(
  * them. Returns KQ_EXIT_USAGE. */
 int kq_option_error(const char *cmd, int c, char **argv);
 
+/* The one FILE operand after the options (argv[optind]; optind as getopt left it), into *path:
+ * 0, or one line (none given, or a second one) and KQ_EXIT_USAGE. */
+int kq_one_file(const char *cmd, int argc, char **argv, const char **path);
+
 /* ---- numbers ---- */
 
 /* A whole decimal number from min to max, the whole of `text` (no sign other than one '-', no
