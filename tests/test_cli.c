@@ -9,6 +9,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "kqcl.h"
+#include "toolutil.h"
 
 #include <check.h>
 #include <ctype.h>
@@ -17,50 +18,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-static char tmp_dir[256];
-static char out_text[1 << 20], err_text[1 << 16];
-
-static const char *tmp_path(const char *name)
-{
-    static char paths[4][512];
-    static int next;
-    char *path = paths[next++ % 4];
-    snprintf(path, sizeof paths[0], "%s/%s", tmp_dir, name);
-    return path;
-}
-
-static void slurp(const char *name, char *buf, size_t size)
-{
-    FILE *f = fopen(tmp_path(name), "rb");
-    ck_assert_ptr_nonnull(f);
-    size_t n = fread(buf, 1, size - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-}
-
-/* Run `prefix` (shell words: environment, ...) then the tool with args; out_text and err_text
- * get its output. Returns the exit status. KQCL_DEVICES is unset unless the prefix sets it. */
+/* The tool, with KQCL_DEVICES unset unless `prefix` (shell words: environment, ...) sets it;
+ * tool_out and tool_err get its output. Returns the exit status. */
+static int tool(const char *prefix, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int tool(const char *prefix, const char *fmt, ...)
 {
-    char args[2048], cmd[4096];
+    char words[512];
+    snprintf(words, sizeof words, "unset KQCL_DEVICES; %s", prefix);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
+    int rc = tool_runv(words, fmt, ap);
     va_end(ap);
-    const char *builddir = getenv("KQCL_BUILDDIR");
-    snprintf(cmd, sizeof cmd, "unset KQCL_DEVICES; %s %s/tools/kqcl %s >%s/out.txt 2>%s/err.txt", prefix,
-             builddir ? builddir : ".", args, tmp_dir, tmp_dir);
-    int status = system(cmd);
-    ck_assert_int_ne(status, -1);
-    slurp("out.txt", out_text, sizeof out_text);
-    slurp("err.txt", err_text, sizeof err_text);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return rc;
 }
-
-#define ck_assert_has(text, what) ck_assert_msg(strstr((text), (what)) != NULL, "'%s' lacks '%s'", (text), (what))
 
 static int count_lines(const char *s)
 {
@@ -240,13 +212,13 @@ static const struct {
 START_TEST(bad_argument_is_named_in_one_line)
 {
     int rc = tool("", "%s", bad_arguments[_i].args);
-    ck_assert_msg(rc == 2, "kqcl %s: exit %d, want 2 (stderr: %s)", bad_arguments[_i].args, rc, err_text);
-    ck_assert_msg(strncmp(err_text, bad_arguments[_i].says, strlen(bad_arguments[_i].says)) == 0,
-                  "kqcl %s says '%s', want it to begin '%s'", bad_arguments[_i].args, err_text,
+    ck_assert_msg(rc == 2, "kqcl %s: exit %d, want 2 (stderr: %s)", bad_arguments[_i].args, rc, tool_err);
+    ck_assert_msg(strncmp(tool_err, bad_arguments[_i].says, strlen(bad_arguments[_i].says)) == 0,
+                  "kqcl %s says '%s', want it to begin '%s'", bad_arguments[_i].args, tool_err,
                   bad_arguments[_i].says);
-    ck_assert_msg(count_lines(err_text) == 1, "kqcl %s: %d lines on stderr, want one: %s", bad_arguments[_i].args,
-                  count_lines(err_text), err_text);
-    ck_assert_str_eq(out_text, "");
+    ck_assert_msg(count_lines(tool_err) == 1, "kqcl %s: %d lines on stderr, want one: %s", bad_arguments[_i].args,
+                  count_lines(tool_err), tool_err);
+    ck_assert_str_eq(tool_out, "");
 }
 END_TEST
 
@@ -256,11 +228,11 @@ START_TEST(help_works_everywhere)
 {
     for (int form = 0; form < 2; form++) {
         int rc = tool("", "%s %s", subcommands[_i], form ? "--help" : "-h");
-        ck_assert_msg(rc == 0, "kqcl %s %s: exit %d (%s)", subcommands[_i], form ? "--help" : "-h", rc, err_text);
+        ck_assert_msg(rc == 0, "kqcl %s %s: exit %d (%s)", subcommands[_i], form ? "--help" : "-h", rc, tool_err);
         char want[64];
         snprintf(want, sizeof want, "usage: kqcl %s", subcommands[_i]);
-        ck_assert_has(out_text, want);
-        ck_assert_str_eq(err_text, "");
+        ck_assert_has(tool_out, want);
+        ck_assert_str_eq(tool_err, "");
     }
 }
 END_TEST
@@ -272,42 +244,42 @@ END_TEST
 START_TEST(bench_json_parses_and_has_nulls)
 {
     int rc = tool("", "bench " SMALL " --no-unfused --rotate 0 -o json");
-    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
-    ck_assert_json(out_text);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, tool_err);
+    ck_assert_json(tool_out);
     char version[64];
     snprintf(version, sizeof version, "\"kqcl_version\": \"%s\"", kqcl_version());
-    ck_assert_has(out_text, version);
-    ck_assert_has(out_text, "\"date\": \"20");
-    ck_assert_has(out_text, "\"device\": \"");
-    ck_assert_has(out_text, "\"driver\": \"");
-    ck_assert_has(out_text, "\"kernels\": \"");
-    ck_assert_has(out_text, "\"precision\": \"f32\"");
-    ck_assert_has(out_text, "\"repetitions\": 2");
-    ck_assert_has(out_text, "\"us_min\": ");
-    ck_assert_has(out_text, "\"us_max\": ");
+    ck_assert_has(tool_out, version);
+    ck_assert_has(tool_out, "\"date\": \"20");
+    ck_assert_has(tool_out, "\"device\": \"");
+    ck_assert_has(tool_out, "\"driver\": \"");
+    ck_assert_has(tool_out, "\"kernels\": \"");
+    ck_assert_has(tool_out, "\"precision\": \"f32\"");
+    ck_assert_has(tool_out, "\"repetitions\": 2");
+    ck_assert_has(tool_out, "\"us_min\": ");
+    ck_assert_has(tool_out, "\"us_max\": ");
     /* not measured: no rotation, no unfused path */
-    ck_assert_has(out_text, "\"us_rotating\": null");
-    ck_assert_has(out_text, "\"unfused_us\": null");
-    ck_assert_has(out_text, "\"speedup\": null");
-    ck_assert_has(out_text, "\"bandwidth_reference_reliable\": ");
+    ck_assert_has(tool_out, "\"us_rotating\": null");
+    ck_assert_has(tool_out, "\"unfused_us\": null");
+    ck_assert_has(tool_out, "\"speedup\": null");
+    ck_assert_has(tool_out, "\"bandwidth_reference_reliable\": ");
     /* --json is the same output */
     rc = tool("", "bench " SMALL " --no-unfused --json");
     ck_assert_int_eq(rc, 0);
-    ck_assert_json(out_text);
-    ck_assert_has(out_text, "\"precision\": \"f32\"");
-    ck_assert_has(out_text, "\"us_rotating\": ");
+    ck_assert_json(tool_out);
+    ck_assert_has(tool_out, "\"precision\": \"f32\"");
+    ck_assert_has(tool_out, "\"us_rotating\": ");
 }
 END_TEST
 
 START_TEST(bench_csv_has_a_header)
 {
     int rc = tool("", "bench " SMALL " --no-unfused -o csv");
-    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, tool_err);
     const char *header = "tensor,type,m,k,n,precision,used,us,us_min,us_max,us_rotating,us_rotating_min,"
                          "us_rotating_max,weight_gbps,percent_of_bandwidth,gflops,unfused_us,speedup,max_rel_err\n";
-    ck_assert_msg(strncmp(out_text, header, strlen(header)) == 0, "csv begins '%s'", out_text);
-    ck_assert_int_eq(count_lines(out_text), 2);
-    const char *row = out_text + strlen(header);
+    ck_assert_msg(strncmp(tool_out, header, strlen(header)) == 0, "csv begins '%s'", tool_out);
+    ck_assert_int_eq(count_lines(tool_out), 2);
+    const char *row = tool_out + strlen(header);
     ck_assert_msg(strncmp(row, ",q4_K,64,256,1,f32,f32,", 23) == 0, "row '%s'", row);
     ck_assert_int_eq(count_of(row, ","), 18);
     ck_assert_has(row, ",,,"); /* unfused_us and speedup empty: not measured */
@@ -319,39 +291,39 @@ END_TEST
 START_TEST(bench_precision_list_gives_a_row_per_mode_with_what_it_used)
 {
     int rc = tool("", "bench " SMALL " --no-unfused --rotate 0 --precision f32,q8 -o json");
-    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
-    ck_assert_json(out_text);
-    ck_assert_has(out_text, "\"precisions\": [\"f32\", \"q8\"]");
-    ck_assert_int_eq(count_of(out_text, "\"type\": \"q4_K\""), 2);
-    ck_assert_int_eq(count_of(out_text, "\"used\": \""), 2);
-    ck_assert_has(out_text, "\"precision\": \"f32\", \"used\": \"f32\"");
-    ck_assert_has(out_text, "\"precision\": \"q8\", \"used\": \"q8\"");
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, tool_err);
+    ck_assert_json(tool_out);
+    ck_assert_has(tool_out, "\"precisions\": [\"f32\", \"q8\"]");
+    ck_assert_int_eq(count_of(tool_out, "\"type\": \"q4_K\""), 2);
+    ck_assert_int_eq(count_of(tool_out, "\"used\": \""), 2);
+    ck_assert_has(tool_out, "\"precision\": \"f32\", \"used\": \"f32\"");
+    ck_assert_has(tool_out, "\"precision\": \"q8\", \"used\": \"q8\"");
     /* q8 outside decode (n > 8) runs bf16, and says so; the table has both columns */
     rc = tool("", "bench --m 64 --k 256 --n 16 -r 1 --type q4_K --no-unfused --rotate 0 --precision Q8");
-    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
-    ck_assert_has(out_text, "| n | precision | used | us |");
-    ck_assert_has(out_text, "| q4_K | 64 | 256 | 16 | q8 | bf16 | ");
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, tool_err);
+    ck_assert_has(tool_out, "| n | precision | used | us |");
+    ck_assert_has(tool_out, "| q4_K | 64 | 256 | 16 | q8 | bf16 | ");
     /* without --precision: the context's, from KQCL_PRECISION */
     rc = tool("KQCL_PRECISION=bf16", "bench " SMALL " --no-unfused --rotate 0 -o csv");
-    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
-    ck_assert_has(out_text, "\n,q4_K,64,256,1,bf16,bf16,");
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, tool_err);
+    ck_assert_has(tool_out, "\n,q4_K,64,256,1,bf16,bf16,");
 }
 END_TEST
 
 START_TEST(bench_table_shows_spread_and_the_bandwidth_caveat)
 {
     int rc = tool("", "bench " SMALL " --no-unfused");
-    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
-    ck_assert_has(out_text, "median of 2, min-max beside it");
-    ck_assert_has(out_text, "| us | min-max |");
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, tool_err);
+    ck_assert_has(tool_out, "median of 2, min-max beside it");
+    ck_assert_has(tool_out, "| us | min-max |");
     kqcl_context *ctx = NULL;
     kqcl_device_info info;
     ck_assert_int_eq(kqcl_context_create(NULL, &ctx), KQCL_OK);
     ck_assert_int_eq(kqcl_device_get_info(ctx, 0, &info), KQCL_OK);
     kqcl_context_destroy(ctx);
     if (!info.is_gpu) { /* weights in L3, a probe that varies: the column says so */
-        ck_assert_has(out_text, "% of bw (unreliable)");
-        ck_assert_has(out_text, "note: % of bw is unreliable here");
+        ck_assert_has(tool_out, "% of bw (unreliable)");
+        ck_assert_has(tool_out, "note: % of bw is unreliable here");
     }
 }
 END_TEST
@@ -361,11 +333,11 @@ START_TEST(bench_split_or_collectives_on_one_device_says_so)
     const char *forms[] = {"--split rows", "--split cols", "--collectives"};
     for (int i = 0; i < 3; i++) {
         int rc = tool("", "bench " SMALL " --device 0 %s", forms[i]);
-        ck_assert_msg(rc == 2, "%s: exit %d (%s)", forms[i], rc, err_text);
+        ck_assert_msg(rc == 2, "%s: exit %d (%s)", forms[i], rc, tool_err);
         char want[96];
         snprintf(want, sizeof want, "kqcl bench: %s needs two or more devices; --device selects one", forms[i]);
-        ck_assert_has(err_text, want);
-        ck_assert_int_eq(count_lines(err_text), 1);
+        ck_assert_has(tool_err, want);
+        ck_assert_int_eq(count_lines(tool_err), 1);
     }
 }
 END_TEST
@@ -375,18 +347,18 @@ END_TEST
 START_TEST(devices_json_and_versions)
 {
     int rc = tool("", "devices --json");
-    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
-    ck_assert_json(out_text);
-    ck_assert_has(out_text, "\"selected_by\": \"default\"");
-    ck_assert_has(out_text, "\"platform_index\": 0");
-    ck_assert_has(out_text, "\"opencl_version\": \"OpenCL ");
-    ck_assert_has(out_text, "\"opencl_c_version\": \"OpenCL C ");
-    ck_assert_has(out_text, "\"precision\": \"f32\"");
-    ck_assert_int_eq(count_of(out_text, "\"selected\": true"), 1);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, tool_err);
+    ck_assert_json(tool_out);
+    ck_assert_has(tool_out, "\"selected_by\": \"default\"");
+    ck_assert_has(tool_out, "\"platform_index\": 0");
+    ck_assert_has(tool_out, "\"opencl_version\": \"OpenCL ");
+    ck_assert_has(tool_out, "\"opencl_c_version\": \"OpenCL C ");
+    ck_assert_has(tool_out, "\"precision\": \"f32\"");
+    ck_assert_int_eq(count_of(tool_out, "\"selected\": true"), 1);
     rc = tool("", "devices");
     ck_assert_int_eq(rc, 0);
-    ck_assert_has(out_text, " (0:0): ");
-    ck_assert_has(out_text, "   OpenCL    OpenCL ");
+    ck_assert_has(tool_out, " (0:0): ");
+    ck_assert_has(tool_out, "   OpenCL    OpenCL ");
 }
 END_TEST
 
@@ -400,30 +372,30 @@ START_TEST(devices_says_what_precision_auto_picks)
     ck_assert_int_eq(kqcl_device_get_info(ctx, 0, &info), KQCL_OK);
     kqcl_context_destroy(ctx);
     int rc = tool("", "devices --device 0");
-    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
-    ck_assert_has(out_text, "   precision auto: ");
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, tool_err);
+    ck_assert_has(tool_out, "   precision auto: ");
     if (info.is_gpu) {
-        ck_assert_has(out_text, "   precision auto: q4_K decode q8, prefill bf16; f16 weights f16\n");
-        ck_assert_has(out_text, "GPU: integer dot products for quantized decode, ");
+        ck_assert_has(tool_out, "   precision auto: q4_K decode q8, prefill bf16; f16 weights f16\n");
+        ck_assert_has(tool_out, "GPU: integer dot products for quantized decode, ");
     } else {
-        ck_assert_has(out_text, "   precision auto: q4_K decode f32, prefill f32; f16 weights f32\n");
-        ck_assert_has(out_text, "CPU: f32, the tuned CPU kernels");
+        ck_assert_has(tool_out, "   precision auto: q4_K decode f32, prefill f32; f16 weights f32\n");
+        ck_assert_has(tool_out, "CPU: f32, the tuned CPU kernels");
     }
     rc = tool("", "devices --device 0 --json");
-    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
-    ck_assert_json(out_text);
-    ck_assert_has(out_text, info.is_gpu ? "\"precision_auto\": {\"q4_K_decode\": \"q8\", \"q4_K_prefill\": \"bf16\""
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, tool_err);
+    ck_assert_json(tool_out);
+    ck_assert_has(tool_out, info.is_gpu ? "\"precision_auto\": {\"q4_K_decode\": \"q8\", \"q4_K_prefill\": \"bf16\""
                                         : "\"precision_auto\": {\"q4_K_decode\": \"f32\", \"q4_K_prefill\": \"f32\"");
-    ck_assert_has(out_text, "\"q8_integer_dot\": \"");
+    ck_assert_has(tool_out, "\"q8_integer_dot\": \"");
     /* "precision" is what a context gets as created: KQCL_PRECISION */
     rc = tool("KQCL_PRECISION=q8", "devices --device 0 --json");
-    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
-    ck_assert_has(out_text, "\"precision\": \"q8\", \"precision_auto\": {");
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, tool_err);
+    ck_assert_has(tool_out, "\"precision\": \"q8\", \"precision_auto\": {");
     /* a malformed KQCL_PRECISION fails every context: named in one line, the list still shown */
     rc = tool("KQCL_PRECISION=bogus", "devices");
     ck_assert_int_eq(rc, 1);
-    ck_assert_has(out_text, " (0:0): ");
-    ck_assert_str_eq(err_text, "kqcl devices: KQCL_PRECISION 'bogus': want f32, q8, f16, bf16 or auto\n");
+    ck_assert_has(tool_out, " (0:0): ");
+    ck_assert_str_eq(tool_err, "kqcl devices: KQCL_PRECISION 'bogus': want f32, q8, f16, bf16 or auto\n");
 }
 END_TEST
 
@@ -432,21 +404,21 @@ START_TEST(devices_marks_the_default_by_index)
 {
     const char *env = "POCL_DEVICES='pthread pthread' KQCL_DEVICES=1";
     int rc = tool(env, "devices --json");
-    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
-    if (count_of(out_text, "\"index\": ") < 2)
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, tool_err);
+    if (count_of(tool_out, "\"index\": ") < 2)
         return; /* not PoCL: one device, nothing to tell apart */
-    ck_assert_has(out_text, "\"selected_by\": \"KQCL_DEVICES\"");
-    ck_assert_int_eq(count_of(out_text, "\"selected\": true"), 1);
-    const char *one = strstr(out_text, "{\"index\": 1,");
+    ck_assert_has(tool_out, "\"selected_by\": \"KQCL_DEVICES\"");
+    ck_assert_int_eq(count_of(tool_out, "\"selected\": true"), 1);
+    const char *one = strstr(tool_out, "{\"index\": 1,");
     ck_assert_ptr_nonnull(one);
     ck_assert_ptr_nonnull(strstr(one, "\"selected\": true"));
     rc = tool(env, "devices");
     ck_assert_int_eq(rc, 0);
-    ck_assert_has(out_text, "\n*1 (");
-    ck_assert_msg(strncmp(out_text, " 0 (", 4) == 0, "device 0 is marked: %s", out_text);
+    ck_assert_has(tool_out, "\n*1 (");
+    ck_assert_msg(strncmp(tool_out, " 0 (", 4) == 0, "device 0 is marked: %s", tool_out);
     rc = tool("POCL_DEVICES='pthread pthread'", "devices --device 0,1");
     ck_assert_int_eq(rc, 0);
-    ck_assert_int_eq(count_of(out_text, "*"), 2);
+    ck_assert_int_eq(count_of(tool_out, "*"), 2);
 }
 END_TEST
 
@@ -454,13 +426,13 @@ START_TEST(devices_spec_that_matches_nothing_says_so)
 {
     int rc = tool("", "devices --device no-such-device");
     ck_assert_int_eq(rc, 2);
-    ck_assert_has(err_text, "kqcl devices: --device 'no-such-device' selects no device");
-    ck_assert_int_eq(count_lines(err_text), 1);
-    ck_assert_has(out_text, " (0:0): "); /* the list is still shown */
-    ck_assert_int_eq(count_of(out_text, "\n*"), 0);
+    ck_assert_has(tool_err, "kqcl devices: --device 'no-such-device' selects no device");
+    ck_assert_int_eq(count_lines(tool_err), 1);
+    ck_assert_has(tool_out, " (0:0): "); /* the list is still shown */
+    ck_assert_int_eq(count_of(tool_out, "\n*"), 0);
     rc = tool("KQCL_DEVICES=no-such-device", "devices");
     ck_assert_int_eq(rc, 1);
-    ck_assert_has(err_text, "kqcl devices: KQCL_DEVICES 'no-such-device' selects no device");
+    ck_assert_has(tool_err, "kqcl devices: KQCL_DEVICES 'no-such-device' selects no device");
 }
 END_TEST
 
@@ -497,7 +469,7 @@ static const char *write_model(bool with_output)
                      KQCL_OK);
     if (with_output)
         ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "output.weight", 0, 2, ne2, data, sizeof data), KQCL_OK);
-    const char *path = tmp_path(with_output ? "model.gguf" : "tied.gguf");
+    const char *path = tool_tmp_path(with_output ? "model.gguf" : "tied.gguf");
     ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
     kqcl_gguf_writer_destroy(w);
     return path;
@@ -524,18 +496,18 @@ START_TEST(quantize_q4_k_m_follows_llama_cpp)
 {
     char in[512], out[512];
     snprintf(in, sizeof in, "%s", write_model(true));
-    snprintf(out, sizeof out, "%s", tmp_path("q4km.gguf"));
+    snprintf(out, sizeof out, "%s", tool_tmp_path("q4km.gguf"));
     int rc = tool("", "quantize %s %s q4_k_m", in, out); /* any case */
-    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, tool_err);
     /* first and last eighth of 8 layers (0, 7) and every third between (3, 6) keep q6_K */
-    ck_assert_has(out_text, "  blk.0.attn_v.weight: f32 -> q6_K (Q4_K_M: attn_v 0 of 8 keeps more bits)\n");
-    ck_assert_has(out_text, "  blk.1.attn_v.weight: f32 -> q4_K\n");
-    ck_assert_has(out_text, "  blk.3.ffn_down.weight: f32 -> q6_K (Q4_K_M: ffn_down 3 of 8 keeps more bits)\n");
-    ck_assert_has(out_text, "  blk.0.attn_q.weight: f32 -> q4_K\n");
-    ck_assert_has(out_text, "  blk.0.attn_norm.weight: f32 kept (1-D)\n");
-    ck_assert_has(out_text, "  output.weight: f32 -> q6_K (Q4_K_M: the output projection keeps more bits)\n");
-    ck_assert_has(out_text, "  token_embd.weight: f32 -> q4_K\n");
-    ck_assert_has(out_text, "general.file_type = 15");
+    ck_assert_has(tool_out, "  blk.0.attn_v.weight: f32 -> q6_K (Q4_K_M: attn_v 0 of 8 keeps more bits)\n");
+    ck_assert_has(tool_out, "  blk.1.attn_v.weight: f32 -> q4_K\n");
+    ck_assert_has(tool_out, "  blk.3.ffn_down.weight: f32 -> q6_K (Q4_K_M: ffn_down 3 of 8 keeps more bits)\n");
+    ck_assert_has(tool_out, "  blk.0.attn_q.weight: f32 -> q4_K\n");
+    ck_assert_has(tool_out, "  blk.0.attn_norm.weight: f32 kept (1-D)\n");
+    ck_assert_has(tool_out, "  output.weight: f32 -> q6_K (Q4_K_M: the output projection keeps more bits)\n");
+    ck_assert_has(tool_out, "  token_embd.weight: f32 -> q4_K\n");
+    ck_assert_has(tool_out, "general.file_type = 15");
     kqcl_gguf *g;
     ck_assert_int_eq(kqcl_gguf_open(out, &g), KQCL_OK);
     ck_assert_int_eq(file_type(g), 15);
@@ -560,8 +532,8 @@ START_TEST(quantize_q4_k_m_follows_llama_cpp)
     /* tied embeddings (no output.weight): token_embd takes the output's bits, as in llama.cpp */
     snprintf(in, sizeof in, "%s", write_model(false));
     rc = tool("", "quantize %s %s Q4_K_M", in, out);
-    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
-    ck_assert_has(out_text, "  token_embd.weight: f32 -> q6_K (Q4_K_M: the output projection keeps more bits)\n");
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, tool_err);
+    ck_assert_has(tool_out, "  token_embd.weight: f32 -> q6_K (Q4_K_M: the output projection keeps more bits)\n");
 }
 END_TEST
 
@@ -579,9 +551,9 @@ START_TEST(quantize_writes_a_consistent_file_type)
 {
     char in[512], out[512];
     snprintf(in, sizeof in, "%s", write_model(true));
-    snprintf(out, sizeof out, "%s", tmp_path("single.gguf"));
+    snprintf(out, sizeof out, "%s", tool_tmp_path("single.gguf"));
     int rc = tool("", "quantize %s %s %s", in, out, single_types[_i].type);
-    ck_assert_msg(rc == 0, "%s: exit %d: %s", single_types[_i].type, rc, err_text);
+    ck_assert_msg(rc == 0, "%s: exit %d: %s", single_types[_i].type, rc, tool_err);
     kqcl_gguf *g;
     ck_assert_int_eq(kqcl_gguf_open(out, &g), KQCL_OK);
     ck_assert_int_eq(file_type(g), single_types[_i].file_type);
@@ -590,11 +562,11 @@ START_TEST(quantize_writes_a_consistent_file_type)
     ck_assert_int_eq(tensor_type(g, "blk.0.attn_norm.weight"), KQCL_TYPE_F32);
     kqcl_gguf_close(g);
     if (single_types[_i].file_type < 0)
-        ck_assert_has(out_text, "general.file_type: left out (llama.cpp has no file type for q8_K)");
+        ck_assert_has(tool_out, "general.file_type: left out (llama.cpp has no file type for q8_K)");
     /* 3 x 8 + 2 converted, 9 kept */
-    ck_assert_has(out_text, " 26 tensors quantized to ");
-    ck_assert_has(out_text, ", 9 kept;");
-    ck_assert_int_eq(count_of(out_text, "  blk."), 4 * LAYERS);
+    ck_assert_has(tool_out, " 26 tensors quantized to ");
+    ck_assert_has(tool_out, ", 9 kept;");
+    ck_assert_int_eq(count_of(tool_out, "  blk."), 4 * LAYERS);
 }
 END_TEST
 
@@ -604,10 +576,10 @@ START_TEST(run_progress_fits_60_columns_and_agrees_with_the_table)
 {
     const char *in = write_model(true);
     int rc = tool("COLUMNS=60", "run %s --progress", in);
-    ck_assert_msg(rc == 0, "exit %d: %s", rc, err_text);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, tool_err);
     /* every redraw after \r, escape sequence aside, within 59 columns: nothing wraps */
     int draws = 0;
-    for (char *line = err_text; *line;) {
+    for (char *line = tool_err; *line;) {
         size_t n = strcspn(line, "\r\n");
         char *clear = strstr(line, "\033[K");
         size_t shown = clear && (size_t)(clear - line) < n ? (size_t)(clear - line) : n;
@@ -621,10 +593,10 @@ START_TEST(run_progress_fits_60_columns_and_agrees_with_the_table)
     /* "loaded N tensors, X MB" and the table's total row count the same tensors and bytes */
     int loaded = 0, total = 0;
     double loaded_mb = -1, total_mb = -2;
-    const char *l = strstr(err_text, "loaded ");
+    const char *l = strstr(tool_err, "loaded ");
     ck_assert_ptr_nonnull(l);
     ck_assert_int_eq(sscanf(l, "loaded %d tensors, %lf MB", &loaded, &loaded_mb), 2);
-    const char *t = strstr(out_text, "\ntotal ");
+    const char *t = strstr(tool_out, "\ntotal ");
     ck_assert_ptr_nonnull(t);
     ck_assert_int_eq(sscanf(t, "\ntotal %d %lf", &total, &total_mb), 2);
     ck_assert_int_eq(loaded, total);
@@ -640,28 +612,28 @@ START_TEST(python_written_q8_0_q4_0_file_lists_runs_and_quantizes)
     const char *data = getenv("KQCL_TEST_DATA");
     snprintf(in, sizeof in, "%s/legacy.gguf", data && *data ? data : "tests/data");
     ck_assert_int_eq(tool("", "gguf %s", in), 0);
-    ck_assert_has(out_text, "blk.0.attn_q.weight  q8_0");
-    ck_assert_has(out_text, "blk.0.attn_k.weight  q4_0");
+    ck_assert_has(tool_out, "blk.0.attn_q.weight  q8_0");
+    ck_assert_has(tool_out, "blk.0.attn_k.weight  q4_0");
     int rc = tool("", "run %s", in);
-    ck_assert_msg(rc == 0, "run: exit %d: %s", rc, err_text);
-    ck_assert_msg(strstr(err_text, "skipping") == NULL, "run skipped a tensor: %s", err_text);
+    ck_assert_msg(rc == 0, "run: exit %d: %s", rc, tool_err);
+    ck_assert_msg(strstr(tool_err, "skipping") == NULL, "run skipped a tensor: %s", tool_err);
     int total = 0;
-    const char *t = strstr(out_text, "\ntotal ");
+    const char *t = strstr(tool_out, "\ntotal ");
     ck_assert_ptr_nonnull(t);
     ck_assert_int_eq(sscanf(t, "\ntotal %d", &total), 1);
     ck_assert_int_eq(total, 3);
-    ck_assert_has(out_text, "\nq4_0 ");
-    ck_assert_has(out_text, "\nq8_0 ");
-    const char *out = tmp_path("legacy-q4_0.gguf");
+    ck_assert_has(tool_out, "\nq4_0 ");
+    ck_assert_has(tool_out, "\nq8_0 ");
+    const char *out = tool_tmp_path("legacy-q4_0.gguf");
     rc = tool("", "quantize %s %s Q4_0", in, out);
-    ck_assert_msg(rc == 0, "quantize: exit %d: %s", rc, err_text);
+    ck_assert_msg(rc == 0, "quantize: exit %d: %s", rc, tool_err);
     kqcl_gguf *g = NULL;
     ck_assert_int_eq(kqcl_gguf_open(out, &g), KQCL_OK);
     ck_assert_uint_eq(tensor_type(g, "blk.0.attn_v.weight"), KQCL_TYPE_Q4_0); /* the f32 one */
     ck_assert_uint_eq(tensor_type(g, "blk.0.attn_q.weight"), KQCL_TYPE_Q8_0); /* kept */
     kqcl_gguf_close(g);
     rc = tool("", "run %s", out);
-    ck_assert_msg(rc == 0, "run of the quantized file: exit %d: %s", rc, err_text);
+    ck_assert_msg(rc == 0, "run of the quantized file: exit %d: %s", rc, tool_err);
 }
 END_TEST
 
@@ -689,22 +661,22 @@ START_TEST(run_precision_q8_checks_and_says_what_each_type_used)
     const char *data = getenv("KQCL_TEST_DATA");
     snprintf(in, sizeof in, "%s/legacy.gguf", data && *data ? data : "tests/data");
     int rc = tool("", "run %s --precision q8", in);
-    ck_assert_msg(rc == 0, "run --precision q8: exit %d: %s", rc, err_text);
-    ck_assert_has(out_text, ", n = 1, precision q8\n");
-    ck_assert_has(out_text, " max error  used\n");
+    ck_assert_msg(rc == 0, "run --precision q8: exit %d: %s", rc, tool_err);
+    ck_assert_has(tool_out, ", n = 1, precision q8\n");
+    ck_assert_has(tool_out, " max error  used\n");
     const char *ends[][2] = {{"q4_0 ", "  q8"}, {"q8_0 ", "  q8"}, {"f32 ", "  bf16"}};
     for (int i = 0; i < 3; i++) {
-        line_of(out_text, ends[i][0], line, sizeof line);
+        line_of(tool_out, ends[i][0], line, sizeof line);
         size_t n = strlen(line), e = strlen(ends[i][1]);
         ck_assert_msg(n > e && strcmp(line + n - e, ends[i][1]) == 0, "'%s' does not end '%s'", line, ends[i][1]);
     }
-    line_of(out_text, "total ", line, sizeof line);
+    line_of(tool_out, "total ", line, sizeof line);
     ck_assert_msg(strstr(line, "bf16+q8") || strstr(line, "q8+bf16"), "total: '%s'", line);
     /* the context's own precision when not given: KQCL_PRECISION */
     rc = tool("KQCL_PRECISION=bf16", "run %s", in);
-    ck_assert_msg(rc == 0, "KQCL_PRECISION=bf16 run: exit %d: %s", rc, err_text);
-    ck_assert_has(out_text, ", precision bf16\n");
-    line_of(out_text, "total ", line, sizeof line);
+    ck_assert_msg(rc == 0, "KQCL_PRECISION=bf16 run: exit %d: %s", rc, tool_err);
+    ck_assert_has(tool_out, ", precision bf16\n");
+    line_of(tool_out, "total ", line, sizeof line);
     ck_assert_msg(strcmp(line + strlen(line) - 6, "  bf16") == 0, "total: '%s'", line);
 }
 END_TEST
@@ -801,25 +773,13 @@ START_TEST(readme_quotes_the_example_that_make_check_runs)
 }
 END_TEST
 
-static void make_tmp_dir(void)
-{
-    snprintf(tmp_dir, sizeof tmp_dir, "/tmp/kqcl-cli-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
-}
-
-static void remove_tmp_dir(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "test_cli: could not remove %s\n", tmp_dir);
-}
+static void make_tmp_dir(void) { ck_assert(tool_make_tmp_dir("cli")); }
 
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
     TCase *args = tcase_create("arguments");
-    tcase_add_checked_fixture(args, make_tmp_dir, remove_tmp_dir);
+    tcase_add_checked_fixture(args, make_tmp_dir, tool_remove_tmp_dir);
     tcase_add_loop_test(args, bad_argument_is_named_in_one_line, 0,
                         (int)(sizeof bad_arguments / sizeof bad_arguments[0]));
     tcase_add_loop_test(args, help_works_everywhere, 0, (int)(sizeof subcommands / sizeof subcommands[0]));
@@ -827,7 +787,7 @@ static Suite *cli_suite(void)
     tcase_add_test(args, readme_quotes_the_example_that_make_check_runs);
     suite_add_tcase(s, args);
     TCase *bench = tcase_create("bench");
-    tcase_add_checked_fixture(bench, make_tmp_dir, remove_tmp_dir);
+    tcase_add_checked_fixture(bench, make_tmp_dir, tool_remove_tmp_dir);
     tcase_add_test(bench, bench_json_parses_and_has_nulls);
     tcase_add_test(bench, bench_csv_has_a_header);
     tcase_add_test(bench, bench_precision_list_gives_a_row_per_mode_with_what_it_used);
@@ -835,14 +795,14 @@ static Suite *cli_suite(void)
     tcase_add_test(bench, bench_split_or_collectives_on_one_device_says_so);
     suite_add_tcase(s, bench);
     TCase *devices = tcase_create("devices");
-    tcase_add_checked_fixture(devices, make_tmp_dir, remove_tmp_dir);
+    tcase_add_checked_fixture(devices, make_tmp_dir, tool_remove_tmp_dir);
     tcase_add_test(devices, devices_json_and_versions);
     tcase_add_test(devices, devices_says_what_precision_auto_picks);
     tcase_add_test(devices, devices_marks_the_default_by_index);
     tcase_add_test(devices, devices_spec_that_matches_nothing_says_so);
     suite_add_tcase(s, devices);
     TCase *files = tcase_create("quantize and run");
-    tcase_add_checked_fixture(files, make_tmp_dir, remove_tmp_dir);
+    tcase_add_checked_fixture(files, make_tmp_dir, tool_remove_tmp_dir);
     tcase_add_test(files, quantize_q4_k_m_follows_llama_cpp);
     tcase_add_loop_test(files, quantize_writes_a_consistent_file_type, 0,
                         (int)(sizeof single_types / sizeof single_types[0]));

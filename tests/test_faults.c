@@ -59,8 +59,8 @@ static void assert_context_works(kqcl_context *ctx)
         wf[i] = tu_uniform();
     for (int i = 0; i < N * K; i++)
         x[i] = tu_uniform();
-    ck_assert_int_eq(kqcl_quantize(KQCL_TYPE_Q4_K, wf, wq, M, K), KQCL_OK);
-    ck_assert_int_eq(kqcl_dequantize(KQCL_TYPE_Q4_K, wq, deq, M, K), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_quantize(KQCL_TYPE_Q4_K, wf, wq, M, K));
+    TU_OK_CTX(NULL, kqcl_dequantize(KQCL_TYPE_Q4_K, wq, deq, M, K));
     kqcl_tensor *w = NULL, *xt = NULL, *yt = NULL;
     kqcl_status st = kqcl_tensor_create(ctx, KQCL_TYPE_Q4_K, M, K, &w);
     if (st == KQCL_OK)
@@ -124,47 +124,47 @@ START_TEST(lifecycle_leaves_nothing_behind)
     long before = shim_live("all");
     for (int round = 0; round < 2; round++) {
         kqcl_context *ctx;
-        ck_assert_int_eq(kqcl_context_create(NULL, &ctx), KQCL_OK);
-        ck_assert_int_eq(kqcl_context_set_timing(ctx, 1), KQCL_OK); /* its queues too, under the shim */
+        TU_OK_CTX(NULL, kqcl_context_create(NULL, &ctx));
+        TU_OK_CTX(ctx, kqcl_context_set_timing(ctx, 1)); /* its queues too, under the shim */
         float *wf = tu_malloc(M * K * sizeof(float)), *xf = tu_malloc(16 * K * sizeof(float));
         for (int i = 0; i < M * K; i++)
             wf[i] = tu_uniform();
         for (int i = 0; i < 16 * K; i++)
             xf[i] = tu_uniform();
         kqcl_tensor *x1, *x16, *x16h, *y1, *y16, *deq, *half, *sums;
-        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, 1, K, &x1), KQCL_OK);
-        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, 16, K, &x16), KQCL_OK);
-        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F16, 16, K, &x16h), KQCL_OK);
-        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, 1, M, &y1), KQCL_OK);
-        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, 16, M, &y16), KQCL_OK);
-        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, M, K, &deq), KQCL_OK);
-        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F16, M, K, &half), KQCL_OK);
-        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, M, 1, &sums), KQCL_OK);
-        ck_assert_int_eq(kqcl_tensor_write(x1, xf, K * sizeof(float)), KQCL_OK);
-        ck_assert_int_eq(kqcl_tensor_write(x16, xf, 16 * K * sizeof(float)), KQCL_OK);
-        ck_assert_int_eq(kqcl_convert(ctx, x16, x16h), KQCL_OK);
+        TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F32, 1, K, &x1));
+        TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F32, 16, K, &x16));
+        TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F16, 16, K, &x16h));
+        TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F32, 1, M, &y1));
+        TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F32, 16, M, &y16));
+        TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F32, M, K, &deq));
+        TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F16, M, K, &half));
+        TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F32, M, 1, &sums));
+        TU_OK_CTX(ctx, kqcl_tensor_write(x1, xf, K * sizeof(float)));
+        TU_OK_CTX(ctx, kqcl_tensor_write(x16, xf, 16 * K * sizeof(float)));
+        TU_OK_CTX(ctx, kqcl_convert(ctx, x16, x16h));
         for (size_t t = 0; t < sizeof wtypes / sizeof wtypes[0]; t++) {
             void *wq = tu_malloc(M * kqcl_row_size(wtypes[t], K));
-            ck_assert_int_eq(kqcl_quantize(wtypes[t], wf, wq, M, K), KQCL_OK);
+            TU_OK_CTX(NULL, kqcl_quantize(wtypes[t], wf, wq, M, K));
             kqcl_tensor *w;
-            ck_assert_int_eq(kqcl_tensor_create(ctx, wtypes[t], M, K, &w), KQCL_OK);
-            ck_assert_int_eq(kqcl_tensor_write(w, wq, kqcl_tensor_bytes(w)), KQCL_OK);
-            ck_assert_int_eq(kqcl_matmul(ctx, w, x1, y1), KQCL_OK);
-            ck_assert_int_eq(kqcl_matmul(ctx, w, x16, y16), KQCL_OK);
-            ck_assert_int_eq(kqcl_matmul(ctx, w, x16h, y16), KQCL_OK);
-            ck_assert_int_eq(kqcl_convert(ctx, w, deq), KQCL_OK);
-            ck_assert_int_eq(kqcl_convert(ctx, deq, half), KQCL_OK);
-            ck_assert_int_eq(kqcl_reduce(ctx, KQCL_REDUCE_SUM, half, sums), KQCL_OK);
+            TU_OK_CTX(ctx, kqcl_tensor_create(ctx, wtypes[t], M, K, &w));
+            TU_OK_CTX(ctx, kqcl_tensor_write(w, wq, kqcl_tensor_bytes(w)));
+            TU_OK_CTX(ctx, kqcl_matmul(ctx, w, x1, y1));
+            TU_OK_CTX(ctx, kqcl_matmul(ctx, w, x16, y16));
+            TU_OK_CTX(ctx, kqcl_matmul(ctx, w, x16h, y16));
+            TU_OK_CTX(ctx, kqcl_convert(ctx, w, deq));
+            TU_OK_CTX(ctx, kqcl_convert(ctx, deq, half));
+            TU_OK_CTX(ctx, kqcl_reduce(ctx, KQCL_REDUCE_SUM, half, sums));
             uint64_t ns;
-            ck_assert_int_eq(kqcl_last_device_time(ctx, &ns), KQCL_OK);
+            TU_OK_CTX(ctx, kqcl_last_device_time(ctx, &ns));
             /* the device's dequantization is bit-exact with the host's */
             float *host = tu_malloc(M * K * sizeof(float)), *dev = tu_read_f32(deq);
-            ck_assert_int_eq(kqcl_dequantize(wtypes[t], wq, host, M, K), KQCL_OK);
+            TU_OK_CTX(NULL, kqcl_dequantize(wtypes[t], wq, host, M, K));
             ck_assert(memcmp(host, dev, M * K * sizeof(float)) == 0);
             free(host), free(dev), free(wq);
             kqcl_tensor_destroy(w);
         }
-        ck_assert_int_eq(kqcl_finish(ctx), KQCL_OK);
+        TU_OK_CTX(ctx, kqcl_finish(ctx));
         /* a failed call in between */
         ck_assert_int_eq(kqcl_matmul(ctx, x1, x1, y1), KQCL_ERR_INVALID_ARG);
         kqcl_tensor_destroy(x1), kqcl_tensor_destroy(x16), kqcl_tensor_destroy(x16h), kqcl_tensor_destroy(y1);
@@ -403,7 +403,7 @@ START_TEST(context_creation_failures_release_everything)
         ck_assert_int_eq(shim_live("all"), before);
     }
     kqcl_context *ctx;
-    ck_assert_int_eq(kqcl_context_create(NULL, &ctx), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_context_create(NULL, &ctx));
     assert_context_works(ctx);
     kqcl_context_destroy(ctx);
     ck_assert_int_eq(shim_live("all"), before);

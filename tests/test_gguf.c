@@ -7,6 +7,7 @@
 
 #include "gguf.h"
 #include "kqcl.h"
+#include "testutil.h" /* TU_OK_CTX only: this suite does not link testutil.c */
 
 #include <check.h>
 #include <dirent.h>
@@ -150,23 +151,21 @@ static void add_every_type(kqcl_gguf_writer *w)
     int8_t i8 = -100;
     uint16_t u16 = 60000;
     int16_t i16 = -30000;
-    ck_assert_int_eq(kqcl_gguf_writer_set_scalar(w, "t.u8", KQCL_GGUF_TYPE_UINT8, &u8), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_scalar(w, "t.i8", KQCL_GGUF_TYPE_INT8, &i8), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_scalar(w, "t.u16", KQCL_GGUF_TYPE_UINT16, &u16),
-                     KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_scalar(w, "t.i16", KQCL_GGUF_TYPE_INT16, &i16),
-                     KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_u32(w, "t.u32", 4000000000u), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_i32(w, "t.i32", -2000000000), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_f32(w, "t.f32", 0.25f), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_bool(w, "t.bool", 1), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_string(w, "t.string", "llama"), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_u64(w, "t.u64", UINT64_MAX), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_i64(w, "t.i64", INT64_MIN), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_f64(w, "t.f64", -2.5e-300), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_scalar(w, "t.u8", KQCL_GGUF_TYPE_UINT8, &u8));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_scalar(w, "t.i8", KQCL_GGUF_TYPE_INT8, &i8));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_scalar(w, "t.u16", KQCL_GGUF_TYPE_UINT16, &u16));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_scalar(w, "t.i16", KQCL_GGUF_TYPE_INT16, &i16));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_u32(w, "t.u32", 4000000000u));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_i32(w, "t.i32", -2000000000));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_f32(w, "t.f32", 0.25f));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_bool(w, "t.bool", 1));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_string(w, "t.string", "llama"));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_u64(w, "t.u64", UINT64_MAX));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_i64(w, "t.i64", INT64_MIN));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_f64(w, "t.f64", -2.5e-300));
 #define SET_ARRAY(key, type, values) \
-    ck_assert_int_eq(kqcl_gguf_writer_set_array(w, key, type, values, \
-                                                sizeof values / sizeof values[0]), KQCL_OK)
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_array(w, key, type, values, \
+                                               sizeof values / sizeof values[0]))
     SET_ARRAY("a.u8", KQCL_GGUF_TYPE_UINT8, u8_values);
     SET_ARRAY("a.i8", KQCL_GGUF_TYPE_INT8, i8_values);
     SET_ARRAY("a.u16", KQCL_GGUF_TYPE_UINT16, u16_values);
@@ -179,10 +178,8 @@ static void add_every_type(kqcl_gguf_writer *w)
     SET_ARRAY("a.i64", KQCL_GGUF_TYPE_INT64, i64_values);
     SET_ARRAY("a.f64", KQCL_GGUF_TYPE_FLOAT64, f64_values);
 #undef SET_ARRAY
-    ck_assert_int_eq(kqcl_gguf_writer_set_string_array(w, "a.string", string_values, 4),
-                     KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_array(w, "a.empty", KQCL_GGUF_TYPE_UINT32, NULL, 0),
-                     KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_string_array(w, "a.string", string_values, 4));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_array(w, "a.empty", KQCL_GGUF_TYPE_UINT32, NULL, 0));
 }
 
 static kqcl_gguf *open_ok(const char *path)
@@ -201,7 +198,7 @@ static kqcl_gguf_value value_of(const kqcl_gguf *g, const char *key, kqcl_gguf_t
     ck_assert_msg(i >= 0, "key %s missing", key);
     ck_assert_str_eq(kqcl_gguf_key(g, i), key);
     ck_assert_int_eq(kqcl_gguf_kv_type(g, i), type);
-    ck_assert_int_eq(kqcl_gguf_get_value(g, i, &v), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_get_value(g, i, &v));
     ck_assert_int_eq(v.type, type);
     return v;
 }
@@ -210,17 +207,17 @@ static int64_t int_of(const kqcl_gguf *g, const char *key, kqcl_gguf_type type)
 {
     int64_t out;
     kqcl_gguf_value v = value_of(g, key, type);
-    ck_assert_int_eq(kqcl_gguf_value_int64(&v, &out), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_value_int64(&v, &out));
     return out;
 }
 
 START_TEST(test_metadata_round_trip)
 {
     kqcl_gguf_writer *w;
-    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_create(&w));
     add_every_type(w);
     const char *path = tmp_path("meta.gguf");
-    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_write(w, path));
     kqcl_gguf_writer_destroy(w);
 
     kqcl_gguf *g = open_ok(path);
@@ -247,40 +244,39 @@ START_TEST(test_metadata_round_trip)
     int flag;
     const char *text;
     size_t length;
-    ck_assert_int_eq(kqcl_gguf_value_uint64(&v, &u), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_value_uint64(&v, &u));
     ck_assert_uint_eq(u, UINT64_MAX);
     ck_assert_int_eq(kqcl_gguf_value_int64(&v, &s), KQCL_ERR_INVALID_ARG); /* does not fit */
     v = value_of(g, "t.i8", KQCL_GGUF_TYPE_INT8);
     ck_assert_int_eq(kqcl_gguf_value_uint64(&v, &u), KQCL_ERR_INVALID_ARG); /* negative */
-    ck_assert_int_eq(kqcl_gguf_value_double(&v, &d), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_value_double(&v, &d));
     ck_assert(d == -100.0);
 
     v = value_of(g, "t.f32", KQCL_GGUF_TYPE_FLOAT32);
-    ck_assert_int_eq(kqcl_gguf_value_double(&v, &d), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_value_double(&v, &d));
     ck_assert(d == 0.25);
     ck_assert_int_eq(kqcl_gguf_value_int64(&v, &s), KQCL_ERR_INVALID_ARG);
     v = value_of(g, "t.f64", KQCL_GGUF_TYPE_FLOAT64);
-    ck_assert_int_eq(kqcl_gguf_value_double(&v, &d), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_value_double(&v, &d));
     ck_assert(d == -2.5e-300);
     v = value_of(g, "t.bool", KQCL_GGUF_TYPE_BOOL);
-    ck_assert_int_eq(kqcl_gguf_value_bool(&v, &flag), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_value_bool(&v, &flag));
     ck_assert_int_eq(flag, 1);
     ck_assert_int_eq(kqcl_gguf_value_int64(&v, &s), KQCL_ERR_INVALID_ARG);
     v = value_of(g, "t.string", KQCL_GGUF_TYPE_STRING);
-    ck_assert_int_eq(kqcl_gguf_value_string(&v, &text, &length), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_value_string(&v, &text, &length));
     ck_assert_str_eq(text, "llama");
     ck_assert_uint_eq(length, 5);
     ck_assert_int_eq(kqcl_gguf_value_double(&v, &d), KQCL_ERR_INVALID_ARG);
 
     /* The shorthands by index. */
-    ck_assert_int_eq(kqcl_gguf_get_string(g, kqcl_gguf_find_key(g, "t.string"), &text, NULL),
-                     KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_get_string(g, kqcl_gguf_find_key(g, "t.string"), &text, NULL));
     ck_assert_str_eq(text, "llama");
-    ck_assert_int_eq(kqcl_gguf_get_uint64(g, kqcl_gguf_find_key(g, "t.u32"), &u), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_get_uint64(g, kqcl_gguf_find_key(g, "t.u32"), &u));
     ck_assert_uint_eq(u, 4000000000u);
     ck_assert_int_eq(kqcl_gguf_get_int64(g, 999, &s), KQCL_ERR_INVALID_ARG);
-    ck_assert_int_eq(kqcl_gguf_get_bool(g, kqcl_gguf_find_key(g, "t.bool"), &flag), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_get_double(g, kqcl_gguf_find_key(g, "t.u16"), &d), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_get_bool(g, kqcl_gguf_find_key(g, "t.bool"), &flag));
+    TU_OK_CTX(NULL, kqcl_gguf_get_double(g, kqcl_gguf_find_key(g, "t.u16"), &d));
     ck_assert(d == 60000.0);
     kqcl_gguf_close(g);
 }
@@ -293,7 +289,7 @@ static kqcl_gguf_value item_of(const kqcl_gguf *g, const char *key, uint64_t j,
     kqcl_gguf_value a = value_of(g, key, KQCL_GGUF_TYPE_ARRAY), e;
     ck_assert_int_eq(a.elem_type, elem_type);
     ck_assert_uint_eq(a.length, length);
-    ck_assert_int_eq(kqcl_gguf_value_item(&a, j, &e), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_value_item(&a, j, &e));
     ck_assert_int_eq(e.type, elem_type);
     return e;
 }
@@ -301,10 +297,10 @@ static kqcl_gguf_value item_of(const kqcl_gguf *g, const char *key, uint64_t j,
 START_TEST(test_array_round_trip)
 {
     kqcl_gguf_writer *w;
-    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_create(&w));
     add_every_type(w);
     const char *path = tmp_path("arrays.gguf");
-    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_write(w, path));
     kqcl_gguf_writer_destroy(w);
     kqcl_gguf *g = open_ok(path);
     int64_t s;
@@ -318,7 +314,7 @@ START_TEST(test_array_round_trip)
 #define CHECK_INT_ARRAY(key, type, values) \
     for (uint64_t j = 0; j < sizeof values / sizeof values[0]; j++) { \
         e = item_of(g, key, j, type, sizeof values / sizeof values[0]); \
-        ck_assert_int_eq(kqcl_gguf_value_int64(&e, &s), KQCL_OK); \
+        TU_OK_CTX(NULL, kqcl_gguf_value_int64(&e, &s)); \
         ck_assert_int_eq(s, (int64_t)values[j]); \
     }
     CHECK_INT_ARRAY("a.u8", KQCL_GGUF_TYPE_UINT8, u8_values);
@@ -331,23 +327,23 @@ START_TEST(test_array_round_trip)
 #undef CHECK_INT_ARRAY
     for (uint64_t j = 0; j < 2; j++) {
         e = item_of(g, "a.u64", j, KQCL_GGUF_TYPE_UINT64, 2);
-        ck_assert_int_eq(kqcl_gguf_value_uint64(&e, &u), KQCL_OK);
+        TU_OK_CTX(NULL, kqcl_gguf_value_uint64(&e, &u));
         ck_assert_uint_eq(u, u64_values[j]);
         e = item_of(g, "a.f64", j, KQCL_GGUF_TYPE_FLOAT64, 2);
-        ck_assert_int_eq(kqcl_gguf_value_double(&e, &d), KQCL_OK);
+        TU_OK_CTX(NULL, kqcl_gguf_value_double(&e, &d));
         ck_assert(d == f64_values[j]);
     }
     for (uint64_t j = 0; j < 3; j++) {
         e = item_of(g, "a.f32", j, KQCL_GGUF_TYPE_FLOAT32, 3);
-        ck_assert_int_eq(kqcl_gguf_value_double(&e, &d), KQCL_OK);
+        TU_OK_CTX(NULL, kqcl_gguf_value_double(&e, &d));
         ck_assert(d == (double)f32_values[j] && !signbit(d) == !signbit(f32_values[j]));
         e = item_of(g, "a.bool", j, KQCL_GGUF_TYPE_BOOL, 3);
-        ck_assert_int_eq(kqcl_gguf_value_bool(&e, &flag), KQCL_OK);
+        TU_OK_CTX(NULL, kqcl_gguf_value_bool(&e, &flag));
         ck_assert_int_eq(flag, bool_values[j]);
     }
     for (uint64_t j = 0; j < 4; j++) {
         e = item_of(g, "a.string", j, KQCL_GGUF_TYPE_STRING, 4);
-        ck_assert_int_eq(kqcl_gguf_value_string(&e, &text, &length), KQCL_OK);
+        TU_OK_CTX(NULL, kqcl_gguf_value_string(&e, &text, &length));
         ck_assert_str_eq(text, string_values[j]);
         ck_assert_uint_eq(length, strlen(string_values[j]));
     }
@@ -364,17 +360,17 @@ END_TEST
 START_TEST(test_copy_kv_is_exact)
 {
     kqcl_gguf_writer *w, *copy;
-    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_create(&w));
     add_every_type(w);
     char *first = strdup(tmp_path("copy_a.gguf"));
     char *second = strdup(tmp_path("copy_b.gguf"));
-    ck_assert_int_eq(kqcl_gguf_writer_write(w, first), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_write(w, first));
     kqcl_gguf_writer_destroy(w);
     kqcl_gguf *g = open_ok(first);
-    ck_assert_int_eq(kqcl_gguf_writer_create(&copy), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_create(&copy));
     for (int64_t i = 0; i < kqcl_gguf_kv_count(g); i++)
-        ck_assert_int_eq(kqcl_gguf_writer_copy_kv(copy, g, i), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_write(copy, second), KQCL_OK);
+        TU_OK_CTX(NULL, kqcl_gguf_writer_copy_kv(copy, g, i));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_write(copy, second));
     kqcl_gguf_writer_destroy(copy);
     kqcl_gguf_close(g);
     size_t n1, n2;
@@ -391,12 +387,12 @@ END_TEST
 START_TEST(test_set_replaces_in_place)
 {
     kqcl_gguf_writer *w;
-    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_u32(w, "a", 1), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_u32(w, "b", 2), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_string(w, "a", "now a string"), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_create(&w));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_u32(w, "a", 1));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_u32(w, "b", 2));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_string(w, "a", "now a string"));
     const char *path = tmp_path("replace.gguf");
-    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_write(w, path));
     kqcl_gguf_writer_destroy(w);
     kqcl_gguf *g = open_ok(path);
     ck_assert_int_eq(kqcl_gguf_kv_count(g), 2);
@@ -432,16 +428,16 @@ static void check_nested(const kqcl_gguf *g)
     const char *text;
     ck_assert_int_eq(outer.elem_type, KQCL_GGUF_TYPE_ARRAY);
     ck_assert_uint_eq(outer.length, 2);
-    ck_assert_int_eq(kqcl_gguf_value_item(&outer, 0, &inner), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_value_item(&outer, 0, &inner));
     ck_assert_int_eq(inner.elem_type, KQCL_GGUF_TYPE_UINT32);
     ck_assert_uint_eq(inner.length, 3);
-    ck_assert_int_eq(kqcl_gguf_value_item(&inner, 2, &e), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_value_int64(&e, &s), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_value_item(&inner, 2, &e));
+    TU_OK_CTX(NULL, kqcl_gguf_value_int64(&e, &s));
     ck_assert_int_eq(s, 9);
-    ck_assert_int_eq(kqcl_gguf_value_item(&outer, 1, &inner), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_value_item(&outer, 1, &inner));
     ck_assert_int_eq(inner.elem_type, KQCL_GGUF_TYPE_STRING);
-    ck_assert_int_eq(kqcl_gguf_value_item(&inner, 1, &e), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_value_string(&e, &text, NULL), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_value_item(&inner, 1, &e));
+    TU_OK_CTX(NULL, kqcl_gguf_value_string(&e, &text, NULL));
     ck_assert_str_eq(text, "yz");
 }
 
@@ -453,10 +449,10 @@ START_TEST(test_nested_arrays_and_v2)
     ck_assert_int_eq(kqcl_gguf_version(g), 2);
     check_nested(g);
     kqcl_gguf_writer *w;
-    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_copy_kv(w, g, 0), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_create(&w));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_copy_kv(w, g, 0));
     const char *path = tmp_path("nested_copy.gguf");
-    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_write(w, path));
     kqcl_gguf_writer_destroy(w);
     kqcl_gguf_close(g);
     g = open_ok(path);
@@ -487,20 +483,20 @@ static void add_tensors(kqcl_gguf_writer *w)
     const int64_t f32_ne[] = {4, 2}, f16_ne[] = {5}, q4k_ne[] = {256, 2}, q8k_ne[] = {256, 1, 3, 1},
                   bf16_ne[] = {2, 2}, q50_ne[] = {32};
     fill_patterns();
-    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "w.f32", KQCL_TYPE_F32, 2, f32_ne, f32_data,
-                                                 sizeof f32_data), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "w.f16", KQCL_TYPE_F16, 1, f16_ne, f16_data,
-                                                 sizeof f16_data), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "w.q4_K", KQCL_TYPE_Q4_K, 2, q4k_ne,
-                                                 q4k_data, sizeof q4k_data), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "w.q8_K", KQCL_TYPE_Q8_K, 4, q8k_ne,
-                                                 q8k_data, sizeof q8k_data), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "w.bf16", KQCL_TYPE_BF16, 2, bf16_ne,
-                                                 bf16_data, sizeof bf16_data), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_add_tensor(w, "w.f32", KQCL_TYPE_F32, 2, f32_ne, f32_data,
+                                                sizeof f32_data));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_add_tensor(w, "w.f16", KQCL_TYPE_F16, 1, f16_ne, f16_data,
+                                                sizeof f16_data));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_add_tensor(w, "w.q4_K", KQCL_TYPE_Q4_K, 2, q4k_ne,
+                                                q4k_data, sizeof q4k_data));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_add_tensor(w, "w.q8_K", KQCL_TYPE_Q8_K, 4, q8k_ne,
+                                                q8k_data, sizeof q8k_data));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_add_tensor(w, "w.bf16", KQCL_TYPE_BF16, 2, bf16_ne,
+                                                bf16_data, sizeof bf16_data));
     /* q5_0 (ggml type 6, 22 bytes a 32 values) is a type kqcl does not compute: written as
      * given, read back as unknown. */
-    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "w.q5_0", 6, 1, q50_ne, q50_data,
-                                                 sizeof q50_data), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_add_tensor(w, "w.q5_0", 6, 1, q50_ne, q50_data,
+                                                sizeof q50_data));
 }
 
 static void check_tensor(const kqcl_gguf *g, const char *name, uint32_t type, int n_dims,
@@ -510,7 +506,7 @@ static void check_tensor(const kqcl_gguf *g, const char *name, uint32_t type, in
     kqcl_gguf_tensor t;
     int64_t i = kqcl_gguf_find_tensor(g, name);
     ck_assert_msg(i >= 0, "tensor %s missing", name);
-    ck_assert_int_eq(kqcl_gguf_tensor_info(g, i, &t), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_tensor_info(g, i, &t));
     ck_assert_str_eq(t.name, name);
     ck_assert_uint_eq(t.type, type);
     ck_assert_int_eq(t.known, known);
@@ -527,11 +523,11 @@ static void check_tensor(const kqcl_gguf *g, const char *name, uint32_t type, in
 START_TEST(test_tensor_round_trip)
 {
     kqcl_gguf_writer *w;
-    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_string(w, "general.architecture", "test"), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_create(&w));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_string(w, "general.architecture", "test"));
     add_tensors(w);
     const char *path = tmp_path("tensors.gguf");
-    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_write(w, path));
     kqcl_gguf_writer_destroy(w);
     kqcl_gguf *g = open_ok(path);
     ck_assert_int_eq(kqcl_gguf_tensor_count(g), 6);
@@ -562,20 +558,19 @@ START_TEST(test_load_tensor)
         fprintf(stderr, "test_load_tensor: skipped, no device (%s)\n", kqcl_last_error(NULL));
         return;
     }
-    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_create(&w));
     add_tensors(w);
     const char *path = tmp_path("load.gguf");
-    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_write(w, path));
     kqcl_gguf_writer_destroy(w);
     kqcl_gguf *g = open_ok(path);
     kqcl_tensor *t = NULL;
     uint8_t back[sizeof q8k_data];
-    ck_assert_int_eq(kqcl_gguf_load_tensor(ctx, g, kqcl_gguf_find_tensor(g, "w.q8_K"), &t),
-                     KQCL_OK);
+    TU_OK_CTX(ctx, kqcl_gguf_load_tensor(ctx, g, kqcl_gguf_find_tensor(g, "w.q8_K"), &t));
     ck_assert_int_eq(kqcl_tensor_rows(t), 3); /* ne = {256, 1, 3, 1} */
     ck_assert_int_eq(kqcl_tensor_cols(t), 256);
     ck_assert_int_eq(kqcl_tensor_type(t), KQCL_TYPE_Q8_K);
-    ck_assert_int_eq(kqcl_tensor_read(t, back, sizeof back), KQCL_OK);
+    TU_OK_CTX(ctx, kqcl_tensor_read(t, back, sizeof back));
     ck_assert(memcmp(back, q8k_data, sizeof back) == 0);
     kqcl_tensor_destroy(t);
     t = (kqcl_tensor *)1;
@@ -610,17 +605,17 @@ START_TEST(test_python_written_q8_0_q4_0_file)
     for (int i = 0; i < N * K; i++)
         x[i] = (float)((i * 37 % 101) - 50) / 50.0f;
     kqcl_gguf_tensor f32;
-    ck_assert_int_eq(kqcl_gguf_tensor_info(g, kqcl_gguf_find_tensor(g, want[2].name), &f32), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_tensor_info(g, kqcl_gguf_find_tensor(g, want[2].name), &f32));
     memcpy(corner, f32.data, sizeof corner);
     for (int i = 0; i < 3; i++) {
         kqcl_gguf_tensor t;
-        ck_assert_int_eq(kqcl_gguf_tensor_info(g, kqcl_gguf_find_tensor(g, want[i].name), &t), KQCL_OK);
+        TU_OK_CTX(NULL, kqcl_gguf_tensor_info(g, kqcl_gguf_find_tensor(g, want[i].name), &t));
         ck_assert_uint_eq(t.type, want[i].type);
         ck_assert_int_eq(t.known, 1);
         ck_assert_int_eq(t.ne[0], K);
         ck_assert_int_eq(t.ne[1], M);
         ck_assert_uint_eq(t.nbytes, want[i].bytes);
-        ck_assert_int_eq(kqcl_dequantize((kqcl_type)t.type, t.data, deq, M, K), KQCL_OK);
+        TU_OK_CTX(NULL, kqcl_dequantize((kqcl_type)t.type, t.data, deq, M, K));
         for (int j = 0; j < M * K; j++) { /* gguf's blocks are w's corner, within one quant step */
             float amax = 0; /* of the value's 32-value block: q4_0's step is amax / 8 */
             for (int b = j / 32 * 32; b < j / 32 * 32 + 32; b++)
@@ -629,12 +624,12 @@ START_TEST(test_python_written_q8_0_q4_0_file)
                           deq[j], corner[j]);
         }
         kqcl_tensor *wt = NULL, *xt = NULL, *yt = NULL;
-        ck_assert_int_eq(kqcl_gguf_load_tensor(ctx, g, kqcl_gguf_find_tensor(g, want[i].name), &wt), KQCL_OK);
-        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, N, K, &xt), KQCL_OK);
-        ck_assert_int_eq(kqcl_tensor_create(ctx, KQCL_TYPE_F32, N, M, &yt), KQCL_OK);
-        ck_assert_int_eq(kqcl_tensor_write(xt, x, sizeof x), KQCL_OK);
+        TU_OK_CTX(ctx, kqcl_gguf_load_tensor(ctx, g, kqcl_gguf_find_tensor(g, want[i].name), &wt));
+        TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F32, N, K, &xt));
+        TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F32, N, M, &yt));
+        TU_OK_CTX(ctx, kqcl_tensor_write(xt, x, sizeof x));
         ck_assert_msg(kqcl_matmul(ctx, wt, xt, yt) == KQCL_OK, "%s", kqcl_last_error(ctx));
-        ck_assert_int_eq(kqcl_tensor_read(yt, y, sizeof y), KQCL_OK);
+        TU_OK_CTX(ctx, kqcl_tensor_read(yt, y, sizeof y));
         for (int n = 0; n < N; n++)
             for (int r = 0; r < M; r++) {
                 double ref = 0, mag = 0;
@@ -655,16 +650,16 @@ END_TEST
 START_TEST(test_alignment_key)
 {
     kqcl_gguf_writer *w;
-    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_u32(w, "general.alignment", 64), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_create(&w));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_u32(w, "general.alignment", 64));
     add_tensors(w);
     const char *path = tmp_path("align64.gguf");
-    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_write(w, path));
     kqcl_gguf *g = open_ok(path);
     ck_assert_uint_eq(kqcl_gguf_alignment(g), 64);
     check_tensor(g, "w.q8_K", KQCL_TYPE_Q8_K, 4, 256, 1, 3, q8k_data, sizeof q8k_data, 1);
     kqcl_gguf_close(g);
-    ck_assert_int_eq(kqcl_gguf_writer_set_u32(w, "general.alignment", 48), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_u32(w, "general.alignment", 48));
     ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_ERR_INVALID_ARG);
     kqcl_gguf_writer_destroy(w);
 }
@@ -674,15 +669,14 @@ START_TEST(test_writer_rejects)
 {
     kqcl_gguf_writer *w;
     const int64_t ne[] = {256, 2, 1, 1, 1}, odd[] = {100, 2};
-    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_create(&w));
     ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "a", KQCL_TYPE_Q4_K, 2, ne, q4k_data, 100),
                      KQCL_ERR_INVALID_ARG);   /* nbytes != 2 * 144 */
     ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "a", KQCL_TYPE_Q4_K, 2, odd, q4k_data, 288),
                      KQCL_ERR_INVALID_ARG);   /* 100 is not a whole number of blocks */
     ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "a", KQCL_TYPE_Q4_K, 5, ne, q4k_data, 288),
                      KQCL_ERR_INVALID_ARG);   /* n_dims 5 */
-    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "a", KQCL_TYPE_Q4_K, 2, ne, q4k_data, 288),
-                     KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_add_tensor(w, "a", KQCL_TYPE_Q4_K, 2, ne, q4k_data, 288));
     ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "a", KQCL_TYPE_Q4_K, 2, ne, q4k_data, 288),
                      KQCL_ERR_INVALID_ARG);   /* twice */
     char long_name[80];
@@ -716,16 +710,14 @@ static size_t build_small_valid(const char *path)
     kqcl_gguf *g;
     build_nested(&nested, 3);
     g = open_ok(write_file("small_nested.gguf", nested.bytes, nested.n));
-    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_create(&w));
     add_every_type(w);
-    ck_assert_int_eq(kqcl_gguf_writer_copy_kv(w, g, 0), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_copy_kv(w, g, 0));
     const int64_t ne_a[] = {8}, ne_b[] = {256, 2};
     fill_patterns();
-    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "a", KQCL_TYPE_F32, 1, ne_a, f32_data, 32),
-                     KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "b", KQCL_TYPE_Q4_K, 2, ne_b, q4k_data, 288),
-                     KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_add_tensor(w, "a", KQCL_TYPE_F32, 1, ne_a, f32_data, 32));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_add_tensor(w, "b", KQCL_TYPE_Q4_K, 2, ne_b, q4k_data, 288));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_write(w, path));
     kqcl_gguf_writer_destroy(w);
     kqcl_gguf_close(g);
     struct stat st;
@@ -760,7 +752,7 @@ START_TEST(test_bad_magic_and_versions)
 {
     builder b = {0};
     b_header(&b, 3, 0, 0);
-    ck_assert_int_eq(open_bytes(&b), KQCL_OK);
+    TU_OK_CTX(NULL, open_bytes(&b));
     b.bytes[0] = 'X';
     ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
     ck_assert_error_has("magic");
@@ -776,7 +768,7 @@ START_TEST(test_bad_magic_and_versions)
     ck_assert_error_has("big-endian");
     b.bytes[7] = 0;
     b.bytes[4] = 2;
-    ck_assert_int_eq(open_bytes(&b), KQCL_OK);
+    TU_OK_CTX(NULL, open_bytes(&b));
 }
 END_TEST
 
@@ -866,7 +858,7 @@ START_TEST(test_nested_arrays_bounded)
 {
     builder b = {0};
     b_nested_arrays(&b, 16);
-    ck_assert_int_eq(open_bytes(&b), KQCL_OK);
+    TU_OK_CTX(NULL, open_bytes(&b));
     b.n = 0;
     b_nested_arrays(&b, 17);
     ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
@@ -953,7 +945,7 @@ static kqcl_status open_one_tensor(uint32_t n_dims, const int64_t *ne, uint32_t 
 START_TEST(test_tensor_offsets)
 {
     const int64_t ne[] = {8};
-    ck_assert_int_eq(open_one_tensor(1, ne, KQCL_TYPE_F32, 0, 32), KQCL_OK);
+    TU_OK_CTX(NULL, open_one_tensor(1, ne, KQCL_TYPE_F32, 0, 32));
     ck_assert_int_eq(open_one_tensor(1, ne, KQCL_TYPE_F32, 0, 31), KQCL_ERR_FORMAT);
     ck_assert_error_has("blk.0.w");
     ck_assert_int_eq(open_one_tensor(1, ne, KQCL_TYPE_F32, 32, 32), KQCL_ERR_FORMAT);
@@ -981,8 +973,8 @@ START_TEST(test_absurd_shapes)
     ck_assert_int_eq(open_one_tensor(2, not_blocks, KQCL_TYPE_Q4_K, 0, 144), KQCL_ERR_FORMAT);
     ck_assert_error_has("not a multiple");
     ck_assert_int_eq(open_one_tensor(2, huge_rows, KQCL_TYPE_Q6_K, 0, 256), KQCL_ERR_FORMAT);
-    ck_assert_int_eq(open_one_tensor(2, zero, KQCL_TYPE_F32, 0, 0), KQCL_OK); /* empty */
-    ck_assert_int_eq(open_one_tensor(0, scalar, KQCL_TYPE_F32, 0, 4), KQCL_OK); /* a scalar */
+    TU_OK_CTX(NULL, open_one_tensor(2, zero, KQCL_TYPE_F32, 0, 0)); /* empty */
+    TU_OK_CTX(NULL, open_one_tensor(0, scalar, KQCL_TYPE_F32, 0, 4)); /* a scalar */
 }
 END_TEST
 
@@ -1001,13 +993,13 @@ START_TEST(test_unknown_tensor_types_listed)
     kqcl_gguf *g = open_ok(path);
     kqcl_gguf_tensor t;
     ck_assert_int_eq(kqcl_gguf_tensor_count(g), 3);
-    ck_assert_int_eq(kqcl_gguf_tensor_info(g, 1, &t), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_tensor_info(g, 1, &t));
     ck_assert_str_eq(t.name, "future");
     ck_assert_uint_eq(t.type, 12345);
     ck_assert_int_eq(t.known, 0);
     ck_assert_uint_eq(t.nbytes, 0);
     ck_assert_uint_eq(t.offset, 96);
-    ck_assert_int_eq(kqcl_gguf_tensor_info(g, 2, &t), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_tensor_info(g, 2, &t));
     ck_assert_int_eq(t.known, 1);
     ck_assert_uint_eq(t.nbytes, 32);
     ck_assert_uint_eq(((const uint8_t *)t.data)[0], 128);
@@ -1066,11 +1058,11 @@ START_TEST(test_absurd_alignment_refused)
     b_str(&b, "general.alignment");
     b_u32(&b, KQCL_GGUF_TYPE_UINT32);
     b_u32(&b, 4096);
-    ck_assert_int_eq(open_bytes(&b), KQCL_OK);
+    TU_OK_CTX(NULL, open_bytes(&b));
     /* the writer refuses what the reader would */
     kqcl_gguf_writer *w;
-    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_u32(w, "general.alignment", 0x80000000u), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_create(&w));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_u32(w, "general.alignment", 0x80000000u));
     ck_assert_int_eq(kqcl_gguf_writer_write(w, tmp_path("huge_align.gguf")), KQCL_ERR_INVALID_ARG);
     kqcl_gguf_writer_destroy(w);
     ck_assert_int_ne(access(tmp_path("huge_align.gguf"), F_OK), 0);
@@ -1155,7 +1147,7 @@ START_TEST(test_every_ggml_type_bounded)
         ck_assert_msg(kq_gguf_open_memory(b.bytes, b.n, &g) == KQCL_OK, "type %u whole: %s",
                       ggml_sizes[k].id, kqcl_last_error(NULL));
         kqcl_gguf_tensor t;
-        ck_assert_int_eq(kqcl_gguf_tensor_info(g, 0, &t), KQCL_OK);
+        TU_OK_CTX(NULL, kqcl_gguf_tensor_info(g, 0, &t));
         ck_assert_msg(t.nbytes == full, "type %u: nbytes %llu, want %zu", ggml_sizes[k].id,
                       (unsigned long long)t.nbytes, full);
         kqcl_gguf_close(g);
@@ -1186,9 +1178,9 @@ START_TEST(test_every_ggml_type_bounded)
     b_tensor(&b, "w", 2, ne, 4, 0);
     b_pad(&b, 32);
     kqcl_gguf *g = NULL;
-    ck_assert_int_eq(kq_gguf_open_memory(b.bytes, b.n, &g), KQCL_OK);
+    TU_OK_CTX(NULL, kq_gguf_open_memory(b.bytes, b.n, &g));
     kqcl_gguf_tensor t;
-    ck_assert_int_eq(kqcl_gguf_tensor_info(g, 0, &t), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_tensor_info(g, 0, &t));
     ck_assert_uint_eq(t.nbytes, 0);
     kqcl_gguf_close(g);
 }
@@ -1201,7 +1193,7 @@ START_TEST(test_ggml_type_info)
         const char *name = NULL;
         int64_t values = 0;
         size_t bytes = 0;
-        ck_assert_int_eq(kqcl_ggml_type_info(ggml_sizes[k].id, &name, &values, &bytes), KQCL_OK);
+        TU_OK_CTX(NULL, kqcl_ggml_type_info(ggml_sizes[k].id, &name, &values, &bytes));
         ck_assert_ptr_nonnull(name);
         ck_assert_int_eq(values, ggml_sizes[k].block_values);
         ck_assert_uint_eq(bytes, ggml_sizes[k].block_bytes);
@@ -1209,7 +1201,7 @@ START_TEST(test_ggml_type_info)
             ck_assert_str_eq(name, kqcl_type_name((kqcl_type)ggml_sizes[k].id));
     }
     const char *name = NULL;
-    ck_assert_int_eq(kqcl_ggml_type_info(8, &name, NULL, NULL), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_ggml_type_info(8, &name, NULL, NULL));
     ck_assert_str_eq(name, "q8_0");
     ck_assert_int_eq(kqcl_ggml_type_info(4, NULL, NULL, NULL), KQCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kqcl_ggml_type_info(31, NULL, NULL, NULL), KQCL_ERR_INVALID_ARG);
@@ -1244,12 +1236,11 @@ static const char *write_big_file(const char *name, float **data, size_t *bytes)
     ck_assert_ptr_nonnull(*data);
     for (size_t i = 0; i < *bytes / sizeof(float); i++)
         (*data)[i] = (float)i * 0.25f;
-    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_set_string(w, "general.name", "shrinking"), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "big", KQCL_TYPE_F32, 2, ne, *data, *bytes),
-                     KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_create(&w));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_string(w, "general.name", "shrinking"));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_add_tensor(w, "big", KQCL_TYPE_F32, 2, ne, *data, *bytes));
     const char *path = tmp_path(name);
-    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_write(w, path));
     kqcl_gguf_writer_destroy(w);
     return path;
 }
@@ -1271,9 +1262,9 @@ START_TEST(test_file_truncated_after_open)
     kqcl_gguf *g = open_ok(path);
     kqcl_tensor *t = NULL;
     /* intact: loads, and the bytes are right */
-    ck_assert_int_eq(kqcl_gguf_load_tensor(ctx, g, 0, &t), KQCL_OK);
+    TU_OK_CTX(ctx, kqcl_gguf_load_tensor(ctx, g, 0, &t));
     float *back = malloc(bytes);
-    ck_assert_int_eq(kqcl_tensor_read(t, back, bytes), KQCL_OK);
+    TU_OK_CTX(ctx, kqcl_tensor_read(t, back, bytes));
     ck_assert(memcmp(back, data, bytes) == 0);
     kqcl_tensor_destroy(t);
     /* someone truncates the file to its header */
@@ -1286,8 +1277,7 @@ START_TEST(test_file_truncated_after_open)
     ck_assert_msg(strstr(kqcl_last_error(ctx), "shorter") != NULL, "message: %s",
                   kqcl_last_error(ctx));
     const char *text;
-    ck_assert_int_eq(kqcl_gguf_get_string(g, kqcl_gguf_find_key(g, "general.name"), &text, NULL),
-                     KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_get_string(g, kqcl_gguf_find_key(g, "general.name"), &text, NULL));
     ck_assert_str_eq(text, "shrinking");
     kqcl_gguf_close(g);
     /* a file cut while opened is refused at open as any truncated file is */
@@ -1306,9 +1296,8 @@ static kqcl_gguf_writer *writer_of_64k(void *buffer)
     kqcl_gguf_writer *w;
     const int64_t ne[] = {16384};
     memset(buffer, 0x5a, 65536);
-    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "t", KQCL_TYPE_F32, 1, ne, buffer, 65536),
-                     KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_create(&w));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_add_tensor(w, "t", KQCL_TYPE_F32, 1, ne, buffer, 65536));
     return w;
 }
 
@@ -1350,7 +1339,7 @@ START_TEST(test_failed_write_keeps_what_was_there)
     ck_assert_int_eq(count_dir_entries(), before); /* no temporary file left behind */
     /* success replaces it, keeping its permissions */
     ck_assert_int_eq(chmod(path, 0640), 0);
-    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    TU_OK_CTX(NULL, kqcl_gguf_writer_write(w, path));
     struct stat sb;
     ck_assert_int_eq(stat(path, &sb), 0);
     ck_assert_uint_gt((size_t)sb.st_size, 65536);

@@ -8,90 +8,16 @@
 
 #include "kqcl.h"
 #include "sha256.h"
+#include "toolutil.h"
 
 #include <check.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-static char tmp_dir[256];
-
-static const char *tmp_path(const char *name)
-{
-    static char paths[4][512];
-    static int next;
-    char *path = paths[next++ % 4];
-    snprintf(path, sizeof paths[0], "%s/%s", tmp_dir, name);
-    return path;
-}
-
-/* Run the kqcl tool with `args`, after the shell words `prefix` ("timeout 10", ...), stdout
- * and stderr to files of tmp_dir. Returns its exit status, or 128 + the signal that killed it. */
-static int kqcl_tool_in(const char *prefix, const char *fmt, va_list ap)
-{
-    char args[2048], cmd[4096];
-    vsnprintf(args, sizeof args, fmt, ap);
-    const char *builddir = getenv("KQCL_BUILDDIR");
-    snprintf(cmd, sizeof cmd, "%s %s/tools/kqcl %s >%s/out.txt 2>%s/err.txt", prefix, builddir ? builddir : ".",
-             args, tmp_dir, tmp_dir);
-    int status = system(cmd);
-    ck_assert_int_ne(status, -1);
-    if (WIFEXITED(status) && WEXITSTATUS(status) > 128) /* the shell reports a signal so */
-        return WEXITSTATUS(status);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static int kqcl_tool(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = kqcl_tool_in("", fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-static int kqcl_tool_with(const char *prefix, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = kqcl_tool_in(prefix, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-static char *slurp(const char *name, size_t *n)
-{
-    FILE *f = fopen(tmp_path(name), "rb");
-    ck_assert_ptr_nonnull(f);
-    static char buf[1 << 20];
-    *n = fread(buf, 1, sizeof buf - 1, f);
-    buf[*n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-static const char *tool_stdout(void)
-{
-    size_t n;
-    return slurp("out.txt", &n);
-}
-
-static const char *tool_stderr(void)
-{
-    static char copy[1 << 16];
-    size_t n;
-    snprintf(copy, sizeof copy, "%s", slurp("err.txt", &n));
-    return copy;
-}
-
-#define ck_assert_has(text, what) \
-    ck_assert_msg(strstr((text), (what)) != NULL, "'%s' lacks '%s'", (text), (what))
 
 static bool exists(const char *path)
 {
@@ -178,7 +104,7 @@ static const char *write_model(const char *name)
     ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
     ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "w.f32", KQCL_TYPE_F32, 2, ne_f32, f32, sizeof f32), KQCL_OK);
     ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "w.q8_0", 8, 2, ne_q80, q80, sizeof q80), KQCL_OK);
-    const char *path = tmp_path(name);
+    const char *path = tool_tmp_path(name);
     ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
     kqcl_gguf_writer_destroy(w);
     return path;
@@ -197,17 +123,17 @@ START_TEST(quantize_refuses_a_cut_tensor)
     off_t cut = (off_t)(kqcl_gguf_data_offset(g) + t.offset + 64 * 34 / 2);
     kqcl_gguf_close(g);
     ck_assert_int_eq(truncate(in, cut), 0);
-    const char *out = tmp_path("cut.q4_K.gguf");
+    const char *out = tool_tmp_path("cut.q4_K.gguf");
     unlink(out);
-    int rc = kqcl_tool("quantize %s %s q4_K", in, out);
-    const char *err = tool_stderr();
+    int rc = tool_run("", "quantize %s %s q4_K", in, out);
+    const char *err = tool_err;
     ck_assert_msg(rc == 1, "kqcl quantize of a cut file: exit %d (%s)", rc, err);
     ck_assert_has(err, "w.q8_0");
     ck_assert_has(err, "runs past the end");
     ck_assert_msg(!exists(out), "an output was written");
     /* the whole file still quantizes, the q8_0 tensor copied as it is */
     char *whole = strdup(write_model("whole.gguf"));
-    ck_assert_int_eq(kqcl_tool("quantize %s %s q4_K", whole, out), 0);
+    ck_assert_int_eq(tool_run("", "quantize %s %s q4_K", whole, out), 0);
     ck_assert_int_eq(kqcl_gguf_open(out, &g), KQCL_OK);
     ck_assert_int_eq(kqcl_gguf_tensor_info(g, kqcl_gguf_find_tensor(g, "w.q8_0"), &t), KQCL_OK);
     ck_assert_uint_eq(t.nbytes, 64 * 34);
@@ -228,18 +154,18 @@ START_TEST(quantize_refuses_an_absurd_alignment)
     file[49] = 4; /* u32 */
     file[56] = 0x80; /* at 53..56: 0x80000000 little-endian */
     file[53] = 0, file[54] = 0, file[55] = 0;
-    const char *in = tmp_path("align.gguf");
+    const char *in = tool_tmp_path("align.gguf");
     FILE *f = fopen(in, "wb");
     ck_assert_ptr_nonnull(f);
     ck_assert_uint_eq(fwrite(file, 1, sizeof file, f), sizeof file);
     fclose(f);
     kqcl_gguf *g = (kqcl_gguf *)1;
     ck_assert_int_eq(kqcl_gguf_open(in, &g), KQCL_ERR_FORMAT);
-    const char *out = tmp_path("align.q4_K.gguf");
+    const char *out = tool_tmp_path("align.q4_K.gguf");
     unlink(out);
-    int rc = kqcl_tool_with("ulimit -f 65536;", "quantize %s %s q4_K", in, out);
-    ck_assert_msg(rc == 1, "kqcl quantize: exit %d (%s)", rc, tool_stderr());
-    ck_assert_has(tool_stderr(), "alignment");
+    int rc = tool_run("ulimit -f 65536;", "quantize %s %s q4_K", in, out);
+    ck_assert_msg(rc == 1, "kqcl quantize: exit %d (%s)", rc, tool_err);
+    ck_assert_has(tool_err, "alignment");
     ck_assert_msg(!exists(out), "an output was written");
 }
 END_TEST
@@ -247,12 +173,12 @@ END_TEST
 /* Item 3: `kqcl gguf FIFO` hung (a blocking open). It must fail at once. */
 START_TEST(gguf_refuses_a_fifo)
 {
-    const char *fifo = tmp_path("model.fifo");
+    const char *fifo = tool_tmp_path("model.fifo");
     unlink(fifo);
     ck_assert_int_eq(mkfifo(fifo, 0600), 0);
-    int rc = kqcl_tool_with("timeout 10", "gguf %s", fifo);
+    int rc = tool_run("timeout 10", "gguf %s", fifo);
     ck_assert_msg(rc == 1, "kqcl gguf FIFO: exit %d (124: it hung)", rc);
-    ck_assert_has(tool_stderr(), "not a regular file");
+    ck_assert_has(tool_err, "not a regular file");
     unlink(fifo);
 }
 END_TEST
@@ -268,13 +194,13 @@ START_TEST(gguf_text_escapes_names)
     ck_assert_int_eq(kqcl_gguf_writer_set_string(w, "evil\x1b[2J\x1b]0;title\x07key", "value\x1b[31m"), KQCL_OK);
     ck_assert_int_eq(kqcl_gguf_writer_set_u32(w, "c1\xc2\x9bkey", 1), KQCL_OK);
     ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "t\x1b[1m\rname", KQCL_TYPE_F32, 1, ne, x, sizeof x), KQCL_OK);
-    const char *path = tmp_path("escapes.gguf");
+    const char *path = tool_tmp_path("escapes.gguf");
     ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
     kqcl_gguf_writer_destroy(w);
     for (int json = 0; json < 2; json++) {
-        ck_assert_int_eq(kqcl_tool("gguf %s%s", path, json ? " --json" : ""), 0);
-        size_t n;
-        const char *out = slurp("out.txt", &n);
+        ck_assert_int_eq(tool_run("", "gguf %s%s", path, json ? " --json" : ""), 0);
+        size_t n = tool_out_length;
+        const char *out = tool_out;
         for (size_t i = 0; i < n; i++) {
             unsigned char c = (unsigned char)out[i];
             ck_assert_msg(c >= 0x20 || c == '\n', "%s: control byte 0x%02x at %zu", json ? "json" : "text", c, i);
@@ -319,13 +245,13 @@ START_TEST(run_names_every_skipped_tensor)
                      KQCL_OK);
     ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "blk.0.future", 12345, 2, ne_future, future, sizeof future),
                      KQCL_OK);
-    const char *path = tmp_path("skips.gguf");
+    const char *path = tool_tmp_path("skips.gguf");
     ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
     kqcl_gguf_writer_destroy(w);
-    int rc = kqcl_tool("run %s", path);
-    const char *err = tool_stderr();
+    int rc = tool_run("", "run %s", path);
+    const char *err = tool_err;
     ck_assert_msg(rc == 0, "kqcl run: exit %d: %s", rc, err);
-    ck_assert_has(tool_stdout(), "1 weights");
+    ck_assert_has(tool_out, "1 weights");
     ck_assert_has(err, "skipping 'blk.0.q5_0' (q5_0, 2-D): a type kqcl does not compute with");
     ck_assert_has(err, "skipping 'blk.0.future' (type12345, 2-D): a type id ggml does not define");
     ck_assert_has(err, "skipping 'blk.0.norm' (f32, 1-D): not a 2-D matrix");
@@ -349,12 +275,12 @@ START_TEST(run_total_shows_a_nan_error)
     ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
     ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "a", KQCL_TYPE_F32, 2, ne, bad, sizeof bad), KQCL_OK);
     ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "b", KQCL_TYPE_F16, 2, ne, good, sizeof good), KQCL_OK);
-    const char *path = tmp_path("nan.gguf");
+    const char *path = tool_tmp_path("nan.gguf");
     ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
     kqcl_gguf_writer_destroy(w);
-    int rc = kqcl_tool("run %s", path);
+    int rc = tool_run("", "run %s", path);
     ck_assert_msg(rc == 1, "kqcl run with NaN weights: exit %d", rc);
-    const char *out = tool_stdout();
+    const char *out = tool_out;
     const char *total = strstr(out, "\ntotal");
     ck_assert_msg(total != NULL, "no total row in: %s", out);
     char row[256];
@@ -449,9 +375,7 @@ static Suite *hostile_suite(void)
 
 int main(void)
 {
-    const char *base = getenv("TMPDIR");
-    snprintf(tmp_dir, sizeof tmp_dir, "%s/kqcl-hostile-XXXXXX", base && *base ? base : "/tmp");
-    if (mkdtemp(tmp_dir) == NULL) {
+    if (!tool_make_tmp_dir("hostile")) {
         perror("mkdtemp");
         return 1;
     }
@@ -459,9 +383,6 @@ int main(void)
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);
     srunner_free(runner);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "test_hostile: could not remove %s\n", tmp_dir);
+    tool_remove_tmp_dir();
     return failed == 0 ? 0 : 1;
 }

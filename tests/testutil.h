@@ -60,12 +60,16 @@ void tu_assert_close(const float *got, const double *ref, const double *mag, siz
 /* Run a suite (Check forks each test) and return the process's exit status. */
 int tu_run_suite(Suite *s);
 
-/* Assert a status, printing the context's last error when it differs. */
-#define TU_OK(expr)                                                                                   \
+/* Assert that expr gives KQCL_OK, printing the status and kqcl_last_error(ctx) when it does not:
+ * ctx the context the call reports on (a tensor's context for tensor calls), NULL for calls
+ * without one (context creation, host codecs, GGUF files). Header-only, so suites that do not
+ * link testutil.c use it too. TU_OK is the same on the suite's tu_ctx. */
+#define TU_OK_CTX(ctx, expr)                                                                          \
     do {                                                                                              \
         kqcl_status tu_st_ = (expr);                                                                  \
         ck_assert_msg(tu_st_ == KQCL_OK, "%s -> %s: %s", #expr, kqcl_status_string(tu_st_),          \
-                      kqcl_last_error(tu_ctx));                                                       \
+                      kqcl_last_error(ctx));                                                          \
     } while (0)
+#define TU_OK(expr) TU_OK_CTX(tu_ctx, expr)
 
 #endif

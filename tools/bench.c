@@ -126,16 +126,8 @@ static double check_sample(kqcl_type type, const void *w, int64_t m, int64_t k, 
     for (int s = 0; s < 8 && wrow; s++) {
         int64_t r = (s * (m - 1)) / 7;
         kqcl_dequantize(type, (const unsigned char *)w + r * row_bytes, wrow, 1, k);
-        for (int j = 0; j < n; j += (n > 8 ? n / 7 : 1)) {
-            double ref = 0, mag = 0;
-            for (int64_t i = 0; i < k; i++) {
-                ref += (double)wrow[i] * x[(size_t)j * k + i];
-                mag += fabs((double)wrow[i] * x[(size_t)j * k + i]);
-            }
-            double err = fabs(y[(size_t)j * m + r] - ref) / (mag > 0 ? mag : 1);
-            if (!(err <= worst))
-                worst = err; /* NaN counts as worst */
-        }
+        for (int j = 0; j < n; j += (n > 8 ? n / 7 : 1)) /* NaN counts as worst, and stays */
+            worst = kq_error_worse(worst, kq_relative_error(x + (size_t)j * k, wrow, k, y[(size_t)j * m + r]));
     }
     free(wrow);
     return worst;
@@ -184,14 +176,8 @@ static kqcl_status run_once(const timed_run *r, int i, double *us)
     kqcl_tensor **w = r->ws + (size_t)(i % r->n_ws) * (size_t)r->n_parts;
     double t0 = r->host_clock ? kq_tool_now_us() : 0;
     kqcl_status st = launch(r, w);
-    if (st == KQCL_OK && r->host_clock) {
-        st = kqcl_finish(r->b->ctx);
-        *us = kq_tool_now_us() - t0;
-    } else if (st == KQCL_OK) {
-        uint64_t ns = 0;
-        st = kqcl_last_device_time(r->b->ctx, &ns); /* every kernel of the call, X's preparation too */
-        *us = (double)ns / 1e3;
-    }
+    if (st == KQCL_OK) /* device time: every kernel of the call, X's preparation too */
+        st = kq_call_time_us(r->b->ctx, r->host_clock, t0, us);
     return st;
 }
 
@@ -239,13 +225,8 @@ static bool find_used(kqcl_context *ctx, bench_row *row)
         int count = kq_precisions_used(ctx, row->parts[p].type, row->n, modes, MAX_MODES);
         if (count == 0)
             return false;
-        for (int i = 0; i < count; i++) {
-            bool seen = false;
-            for (int j = 0; j < row->n_used; j++)
-                seen |= row->used[j] == modes[i];
-            if (!seen && row->n_used < MAX_MODES)
-                row->used[row->n_used++] = modes[i];
-        }
+        for (int i = 0; i < count; i++)
+            kq_precision_add(row->used, &row->n_used, MAX_MODES, modes[i]);
     }
     return true;
 }
@@ -322,10 +303,10 @@ static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *
         double err = NAN; /* NaN unless some reference gives a number */
         for (int u = 0; u < row->n_used && st == KQCL_OK; u++) {
             double e = check_sample(row->parts[p].type, w_host[p], m, k, x_used + (size_t)u * n * k, n, y_host);
-            err = isnan(err) || e < err ? e : err;
+            err = kq_error_nearest(err, e);
         }
-        if (st == KQCL_OK && (isnan(err) || err > row->max_rel_err))
-            row->max_rel_err = err; /* NaN counts as worst, and stays */
+        if (st == KQCL_OK)
+            row->max_rel_err = kq_error_worse(row->max_rel_err, err); /* NaN counts as worst, and stays */
     }
     if (st == KQCL_OK && !(row->max_rel_err < 1e-4)) {
         char types[64], used[32];

@@ -26,10 +26,9 @@ kqcl_status kq_tool_create_placed(kqcl_context *ctx, kqcl_type type, int64_t row
 void kq_tool_operand_splits(kqcl_split w_split, kqcl_split *x_split, kqcl_split *y_split);
     /* kqcl bench [...] */
 
-/* cmd_gguf.c */
-int kq_cmd_gguf(int argc, char **argv);     /* kqcl gguf FILE [--json] */
-int kq_cmd_run(int argc, char **argv);      /* kqcl run FILE [--devices SPEC] [--n N] ... */
-int kq_cmd_quantize(int argc, char **argv); /* kqcl quantize IN.gguf OUT.gguf TYPE */
+int kq_cmd_gguf(int argc, char **argv);     /* cmd_gguf.c: kqcl gguf FILE [--json] */
+int kq_cmd_run(int argc, char **argv);      /* cmd_run.c: kqcl run FILE [--devices SPEC] [--n N] ... */
+int kq_cmd_quantize(int argc, char **argv); /* cmd_quantize.c: kqcl quantize IN.gguf OUT.gguf TYPE */
 
 /* cmd_plan.c */
 int kq_cmd_plan(int argc, char **argv);     /* kqcl plan [FILE.gguf] [--devices SPEC] [--mode M] ... */

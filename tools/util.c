@@ -4,6 +4,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -32,6 +33,16 @@ int kq_option_error(const char *cmd, int c, char **argv)
     if (c == ':')
         return kq_usage_error(cmd, "%s: needs a value (kqcl %s -h for usage)", arg, cmd);
     return kq_usage_error(cmd, "%s: unknown option (kqcl %s -h for usage)", arg, cmd);
+}
+
+int kq_one_file(const char *cmd, int argc, char **argv, const char **path)
+{
+    *path = optind < argc ? argv[optind++] : NULL;
+    if (optind < argc)
+        return kq_usage_error(cmd, "'%s': one FILE only, '%s' given already", argv[optind], *path);
+    if (*path == NULL)
+        return kq_usage_error(cmd, "no FILE given (kqcl %s -h for usage)", cmd);
+    return 0;
 }
 
 /* ---- numbers ------------------------------------------------------------------------------ */
@@ -154,6 +165,29 @@ int kq_option_choice(const char *cmd, const char *option, const char *text, cons
     return -1;
 }
 
+/* ---- GGUF files and ggml's types ------------------------------------------------------------ */
+
+int kq_gguf_open_or_complain(const char *cmd, const char *path, kqcl_gguf **g)
+{
+    kqcl_status st = kqcl_gguf_open(path, g);
+    if (st != KQCL_OK) {
+        fprintf(stderr, "kqcl %s: %s (%s)\n", cmd, kqcl_last_error(NULL), kqcl_status_string(st));
+        return 1;
+    }
+    return 0;
+}
+
+const char *kq_ggml_type_label(uint32_t id, char buffer[24])
+{
+    const char *name = NULL;
+    if (kqcl_ggml_type_info(id, &name, NULL, NULL) == KQCL_OK && name != NULL)
+        return name;
+    snprintf(buffer, 24, "type%" PRIu32, id);
+    return buffer;
+}
+
+bool kq_ggml_type_sized(uint32_t id) { return kqcl_ggml_type_info(id, NULL, NULL, NULL) == KQCL_OK; }
+
 /* ---- precision modes ---------------------------------------------------------------------- */
 
 #define PRECISION_CHOICES "f32, q8, f16, bf16 or auto"
@@ -199,13 +233,18 @@ int kq_precisions_used(kqcl_context *ctx, kqcl_type wtype, int64_t n, kqcl_preci
         kqcl_precision p;
         if (kqcl_precision_chosen(ctx, d, wtype, n, &p) != KQCL_OK)
             return 0;
-        bool seen = false;
-        for (int i = 0; i < count; i++)
-            seen |= modes[i] == p;
-        if (!seen && count < capacity)
-            modes[count++] = p;
+        kq_precision_add(modes, &count, capacity, p);
     }
     return count;
+}
+
+void kq_precision_add(kqcl_precision *set, int *count, int capacity, kqcl_precision mode)
+{
+    for (int i = 0; i < *count; i++)
+        if (set[i] == mode)
+            return;
+    if (*count < capacity)
+        set[(*count)++] = mode;
 }
 
 const char *kq_precision_names(const kqcl_precision *modes, int count, char *buf, size_t size)
@@ -267,6 +306,27 @@ kqcl_status kq_activations_as_used(kqcl_precision mode, const float *x, float *o
     return KQCL_OK;
 }
 
+/* ---- checking results against the host ---------------------------------------------------- */
+
+double kq_relative_error(const float *x, const float *w, int64_t k, float y)
+{
+    double sum = 0, magnitude = 0;
+    for (int64_t j = 0; j < k; j++) {
+        sum += (double)x[j] * (double)w[j];
+        magnitude += fabs((double)x[j] * (double)w[j]);
+    }
+    return fabs((double)y - sum) / (magnitude > 0 ? magnitude : 1);
+}
+
+double kq_error_worse(double worst, double e)
+{
+    if (isnan(worst))
+        return worst;
+    return isnan(e) || e > worst ? e : worst;
+}
+
+double kq_error_nearest(double best, double e) { return isnan(best) || e < best ? e : best; }
+
 /* ---- time and statistics ------------------------------------------------------------------ */
 
 double kq_tool_now_us(void)
@@ -274,6 +334,19 @@ double kq_tool_now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+kqcl_status kq_call_time_us(kqcl_context *ctx, bool host_clock, double t0, double *us)
+{
+    if (host_clock) {
+        kqcl_status st = kqcl_finish(ctx);
+        *us = kq_tool_now_us() - t0;
+        return st;
+    }
+    uint64_t ns = 0;
+    kqcl_status st = kqcl_last_device_time(ctx, &ns);
+    *us = (double)ns / 1e3;
+    return st;
 }
 
 static int compare_doubles(const void *a, const void *b)

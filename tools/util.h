@@ -1,7 +1,9 @@
 /*
  * util.h -- helpers every subcommand of the kqcl tool shares: checked parsing of numbers and
- * lists, option errors in the one-line form kqcl(1) promises, the clock, random numbers,
- * medians and spreads, and escaping for JSON and the terminal.
+ * lists, option errors in the one-line form kqcl(1) promises, GGUF files and ggml's type
+ * names, precision modes and the host references of what they multiply, the clock and the
+ * timing of a call, checking results, random numbers, medians and spreads, and escaping for
+ * JSON and the terminal.
  *
  * Every argument error is one line on stderr, "kqcl SUBCOMMAND: WHAT: WHY", and exit status 2.
  */
@@ -31,6 +33,10 @@ int kq_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(
  * them. Returns KQ_EXIT_USAGE. */
 int kq_option_error(const char *cmd, int c, char **argv);
 
+/* The one FILE operand after the options (argv[optind]; optind as getopt left it), into *path:
+ * 0, or one line (none given, or a second one) and KQ_EXIT_USAGE. */
+int kq_one_file(const char *cmd, int argc, char **argv, const char **path);
+
 /* ---- numbers ---- */
 
 /* A whole decimal number from min to max, the whole of `text` (no sign other than one '-', no
@@ -56,6 +62,16 @@ int kq_option_type_list(const char *cmd, const char *option, const char *text, k
 /* `text` is one of the NULL-terminated `choices`: its index, or one line listing them and -1. */
 int kq_option_choice(const char *cmd, const char *option, const char *text, const char *const *choices);
 
+/* ---- GGUF files and ggml's types ---- */
+
+/* kqcl_gguf_open, or one line "kqcl CMD: why (status)" on stderr and 1; 0 when open. */
+int kq_gguf_open_or_complain(const char *cmd, const char *path, kqcl_gguf **g);
+/* The name ggml gives a type, or "type<N>" (in buffer) for an id ggml does not define. */
+const char *kq_ggml_type_label(uint32_t id, char buffer[24]);
+/* Does ggml define the type? The reader sizes every such tensor (kqcl_gguf_tensor.nbytes, checked
+ * to lie in the file); nbytes is 0 for other ids. */
+bool kq_ggml_type_sized(uint32_t id);
+
 /* ---- precision modes ---- */
 
 /* A comma-separated list of precision modes (kqcl_precision_from_name: f32, q8, f16, bf16, auto,
@@ -70,6 +86,8 @@ int kq_option_precision(const char *cmd, const char *option, const char *text, k
  * devices of ctx under its current precision, each once, in device order: the count (at most
  * `capacity`), 0 when it cannot say. One device, or devices alike, give one. */
 int kq_precisions_used(kqcl_context *ctx, kqcl_type wtype, int64_t n, kqcl_precision *modes, int capacity);
+/* Add mode to a set of *count modes (at most capacity), unless it is there already. */
+void kq_precision_add(kqcl_precision *set, int *count, int capacity, kqcl_precision mode);
 /* Their names joined with '+' ("q8", "bf16+f32") into buf; "?" for none. */
 const char *kq_precision_names(const kqcl_precision *modes, int count, char *buf, size_t size);
 
@@ -80,10 +98,26 @@ const char *kq_precision_names(const kqcl_precision *modes, int count, char *buf
  * (which may be x); cols a multiple of 32 for Q8. */
 kqcl_status kq_activations_as_used(kqcl_precision mode, const float *x, float *out, int64_t rows, int64_t cols);
 
+/* ---- checking results against the host ---- */
+
+/* The error of one value y of Y = X . W^T against the reference sum_j x_j w_j computed in double
+ * from k values of a row of X and of W (the host dequantization), relative to sum_j |x_j w_j|
+ * (to 1 when that is 0). */
+double kq_relative_error(const float *x, const float *w, int64_t k, float y);
+/* The worse of two errors, a NaN the worst of all (it stays). */
+double kq_error_worse(double worst, double e);
+/* The smaller, where `best` starts as NaN and stays so until some error gives a number: the
+ * error against the nearest of several references. */
+double kq_error_nearest(double best, double e);
+
 /* ---- time and statistics ---- */
 
 /* A monotonic clock, microseconds. */
 double kq_tool_now_us(void);
+/* The time of the call just made on ctx, microseconds: with host_clock, from t0 (kq_tool_now_us
+ * taken before the call) until kqcl_finish returns, launches included; else what the device's
+ * events say its kernels took (kqcl_last_device_time; timing on). */
+kqcl_status kq_call_time_us(kqcl_context *ctx, bool host_clock, double t0, double *us);
 /* The median of n values (sorts them). */
 double kq_tool_median(double *v, int n);
 
