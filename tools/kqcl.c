@@ -23,6 +23,8 @@ typedef struct precision_info {
     kqcl_precision q4k_decode, q4k_prefill, f16_decode, f16_prefill;
     const char *dot; /* the form of the 4-byte integer dot product Q8 decode runs there */
     char why[256];   /* known: why AUTO picks so; else why it could not be told */
+    char tuning[128];              /* kqcl_device_tuning: where the defaults come from */
+    int params[KQCL_PARAM_COUNT]; /* the device's parameters in force (kqcl_context_get_param) */
 } precision_info;
 
 /* Q8's integer dot product on the device, as cl/q8.cl chooses it: dp4a through inline PTX on
@@ -69,7 +71,10 @@ static void precision_of(const kqcl_device_info *d, precision_info *p)
         kqcl_context_destroy(ctx);
         return;
     }
-    p->known = true;
+    for (int i = 0; i < KQCL_PARAM_COUNT && st == KQCL_OK; i++)
+        st = kqcl_context_get_param(ctx, 0, (kqcl_param)i, &p->params[i]);
+    snprintf(p->tuning, sizeof p->tuning, "%s", kqcl_device_tuning(ctx, 0));
+    p->known = st == KQCL_OK;
     p->dot = dot_form(d, info.variant);
     if (d->is_gpu)
         snprintf(p->why, sizeof p->why, "GPU: integer dot products for quantized decode, %s", p->dot);
@@ -90,6 +95,28 @@ static const char *auto_summary(const precision_info *p, char *buf, size_t size)
     snprintf(buf, size, "q4_K decode %s, prefill %s; f16 weights %s", kqcl_precision_name(p->q4k_decode),
              kqcl_precision_name(p->q4k_prefill), f16);
     return buf;
+}
+
+/* The parameters in force, name=value ("auto": chosen per call), wrapped under the tuning
+ * entry they come from. */
+static void print_params(const precision_info *p)
+{
+    char safe[160];
+    printf("   tuning    %s\n            ", kq_text_escaped(p->tuning, safe, sizeof safe));
+    int col = 12;
+    for (int i = 0; i < KQCL_PARAM_COUNT; i++) {
+        char item[64];
+        if (p->params[i] == KQCL_PARAM_AUTO)
+            snprintf(item, sizeof item, " %s=auto", kqcl_param_name((kqcl_param)i));
+        else
+            snprintf(item, sizeof item, " %s=%d", kqcl_param_name((kqcl_param)i), p->params[i]);
+        if (col + (int)strlen(item) > 90) {
+            printf("\n            ");
+            col = 12;
+        }
+        col += printf("%s", item);
+    }
+    printf("\n");
 }
 
 static void print_device(const kqcl_device_info *d, bool marked)
@@ -120,6 +147,8 @@ static void print_device(const kqcl_device_info *d, bool marked)
                d->nv_compute_capability / 10, d->nv_compute_capability % 10);
     if (d->variant[0])
         printf("   kernels   %s\n", kq_text_escaped(d->variant, safe[0], sizeof safe[0]));
+    if (p.known)
+        print_params(&p);
 }
 
 static void print_device_json(const kqcl_device_info *d, bool marked)
@@ -152,6 +181,16 @@ static void print_device_json(const kqcl_device_info *d, bool marked)
         kq_json_field(stdout, "q8_integer_dot", p.dot);
         kq_json_field(stdout, "why", p.why);
         printf("}");
+        kq_json_field(stdout, "tuning", p.tuning);
+        printf(", \"params\": {");
+        for (int i = 0; i < KQCL_PARAM_COUNT; i++) {
+            printf("%s\"%s\": ", i ? ", " : "", kqcl_param_name((kqcl_param)i));
+            if (p.params[i] == KQCL_PARAM_AUTO)
+                printf("null");
+            else
+                printf("%d", p.params[i]);
+        }
+        printf("}");
     } else {
         printf(", \"precision\": null, \"precision_auto\": null");
         kq_json_field(stdout, "precision_error", p.why);
@@ -165,8 +204,10 @@ static void devices_usage(FILE *out)
 {
     fprintf(out, "usage: kqcl devices [--device SPEC] [--json]\n"
                  "  Lists every OpenCL device: its index N and platform:device P:D (both usable in a\n"
-                 "  device spec), OpenCL versions, memory, extensions and what precision auto\n"
-                 "  picks there (kqcl_precision_chosen), and why.\n"
+                 "  device spec), OpenCL versions, memory, extensions, what precision auto picks\n"
+                 "  there (kqcl_precision_chosen) and why, and the launch parameters in force\n"
+                 "  (kqcl_context_get_param; auto: chosen per call) with the tuning entry they\n"
+                 "  come from.\n"
                  "  The devices SPEC selects (default: KQCL_DEVICES, else the first GPU, else device\n"
                  "  0) are marked '*', by index, with the kernels kqcl chose for each.\n"
                  "  --json   one JSON object {\"kqcl_version\", \"selected_by\", \"devices\": [...]}\n");
