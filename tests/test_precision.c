@@ -79,27 +79,6 @@ static void ggml_q8_activations(const float *x, int n, int k, double *out)
     }
 }
 
-/* y = W (host-dequantized) . xs^T in float64, and mag = sum |w x|. */
-static void ref_product(kqcl_type wtype, const void *w, const double *xs, int64_t m, int64_t k, int n, double *y,
-                        double *mag)
-{
-    float *wf = tu_malloc((size_t)m * (size_t)k * sizeof(float));
-    ck_assert_int_eq(kqcl_dequantize(wtype, w, wf, m, k), KQCL_OK);
-    for (int j = 0; j < n; j++)
-        for (int64_t r = 0; r < m; r++) {
-            double s = 0, a = 0;
-            for (int64_t i = 0; i < k; i++) {
-                double p = (double)wf[r * k + i] * xs[(size_t)j * k + i];
-                s += p;
-                a += fabs(p);
-            }
-            y[(size_t)j * m + r] = s;
-            if (mag)
-                mag[(size_t)j * m + r] = a;
-        }
-    free(wf);
-}
-
 static double rms_error(const float *got, const double *ref, size_t count)
 {
     double e = 0;
@@ -310,7 +289,7 @@ static void check_mode(kqcl_precision mode, kqcl_type wtype, int n, int64_t m, i
     TU_OK(kqcl_context_set_precision(tu_ctx, mode));
     TU_OK(kqcl_precision_chosen(tu_ctx, 0, wtype, n, &used));
     promised_x(used, x, n, (int)k, xs);
-    ref_product(wtype, w, xs, m, k, n, want, mag);
+    tu_host_matmul_xd(wtype, w, xs, m, k, n, want, mag);
     float *got = device_product(mode, wtype, w, KQCL_TYPE_F32, x, m, k, n);
     char what[96];
     snprintf(what, sizeof what, "%s weights, %s mode (%s), n = %d, %lld x %lld", kqcl_type_name(wtype),
@@ -359,7 +338,7 @@ START_TEST(modes_round_as_promised_and_q8_error_is_ggmls)
            *ggml = tu_malloc((size_t)n * m * sizeof(double)), *xs = tu_malloc((size_t)n * k * sizeof(double));
     for (size_t i = 0; i < (size_t)n * k; i++)
         exact[i] = x[i];
-    ref_product(KQCL_TYPE_Q4_K, w, exact, m, k, n, want, NULL);
+    tu_host_matmul_xd(KQCL_TYPE_Q4_K, w, exact, m, k, n, want, NULL);
 
     float *bf = device_product(KQCL_PRECISION_BF16, KQCL_TYPE_Q4_K, w, KQCL_TYPE_F32, x, m, k, n);
     double e_bf = rms_error(bf, want, (size_t)n * m);
@@ -369,7 +348,7 @@ START_TEST(modes_round_as_promised_and_q8_error_is_ggmls)
 
     float *q8 = device_product(KQCL_PRECISION_Q8, KQCL_TYPE_Q4_K, w, KQCL_TYPE_F32, x, m, k, n);
     ggml_q8_activations(x, n, (int)k, xs);
-    ref_product(KQCL_TYPE_Q4_K, w, xs, m, k, n, ggml, NULL);
+    tu_host_matmul_xd(KQCL_TYPE_Q4_K, w, xs, m, k, n, ggml, NULL);
     double e_q8 = rms_error(q8, want, (size_t)n * m), e_ggml = rms_error_d(ggml, want, (size_t)n * m);
     ck_assert_msg(e_q8 <= 1.02 * e_ggml, "Q8 error %.4g above ggml's %.4g", e_q8, e_ggml);
     ck_assert_msg(e_q8 > 10 * e_f32, "Q8 error %.3g not above f32's %.3g: not quantized?", e_q8, e_f32);
@@ -399,7 +378,7 @@ START_TEST(q8_falls_back_where_no_kernel_fits)
     double *xs = tu_malloc((size_t)n * k * sizeof(double)), *want = tu_malloc((size_t)n * m * sizeof(double)),
            *mag = tu_malloc((size_t)n * m * sizeof(double));
     promised_x(KQCL_PRECISION_BF16, x, n, (int)k, xs);
-    ref_product(KQCL_TYPE_Q4_K, w, xs, m, k, n, want, mag);
+    tu_host_matmul_xd(KQCL_TYPE_Q4_K, w, xs, m, k, n, want, mag);
     float *got = device_product(KQCL_PRECISION_Q8, KQCL_TYPE_Q4_K, w, KQCL_TYPE_F32, x, m, k, n);
     tu_assert_close(got, want, mag, (size_t)n * m, "q8 on a device no Q8 kernel fits (bf16 expected)");
     free(w), free(x), free(xs), free(want), free(mag), free(got);

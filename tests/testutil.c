@@ -87,22 +87,34 @@ float *tu_read_f32(kqcl_tensor *t)
 void tu_host_matmul(kqcl_type wtype, const void *w, kqcl_type xtype, const void *x, int64_t m, int64_t k, int n,
                     double *y, double *mag)
 {
-    float *wf = tu_malloc((size_t)m * (size_t)k * sizeof(float)), *xf = tu_malloc((size_t)n * (size_t)k * sizeof(float));
-    ck_assert_int_eq(kqcl_dequantize(wtype, w, wf, m, k), KQCL_OK);
+    float *xf = tu_malloc((size_t)n * (size_t)k * sizeof(float));
+    double *xd = tu_malloc((size_t)n * (size_t)k * sizeof(double));
     ck_assert_int_eq(kqcl_dequantize(xtype, x, xf, n, k), KQCL_OK);
+    for (size_t i = 0; i < (size_t)n * (size_t)k; i++)
+        xd[i] = xf[i];
+    tu_host_matmul_xd(wtype, w, xd, m, k, n, y, mag);
+    free(xf);
+    free(xd);
+}
+
+void tu_host_matmul_xd(kqcl_type wtype, const void *w, const double *x, int64_t m, int64_t k, int n, double *y,
+                       double *mag)
+{
+    float *wf = tu_malloc((size_t)m * (size_t)k * sizeof(float));
+    ck_assert_int_eq(kqcl_dequantize(wtype, w, wf, m, k), KQCL_OK);
     for (int j = 0; j < n; j++)
         for (int64_t r = 0; r < m; r++) {
             double s = 0, a = 0;
             for (int64_t i = 0; i < k; i++) {
-                double p = (double)wf[r * k + i] * xf[(size_t)j * k + i];
+                double p = (double)wf[r * k + i] * x[(size_t)j * k + i];
                 s += p;
                 a += fabs(p);
             }
             y[(size_t)j * m + r] = s;
-            mag[(size_t)j * m + r] = a;
+            if (mag)
+                mag[(size_t)j * m + r] = a;
         }
     free(wf);
-    free(xf);
 }
 
 void tu_assert_close(const float *got, const double *ref, const double *mag, size_t count, const char *what)

@@ -52,6 +52,9 @@ TCase *tu_context_case(const char *name);
  * ggml layout), and mag[j*m + r] = sum |w x|: the scale the rounding of a float sum grows with. */
 void tu_host_matmul(kqcl_type wtype, const void *w, kqcl_type xtype, const void *x, int64_t m, int64_t k, int n,
                     double *y, double *mag);
+/* The same with X given in double (as a precision mode multiplies it); mag may be NULL. */
+void tu_host_matmul_xd(kqcl_type wtype, const void *w, const double *x, int64_t m, int64_t k, int n, double *y,
+                       double *mag);
 
 /* Every got[i] within 1e-5 * mag[i] (+1e-6) of ref[i]: f32 accumulation, a few roundings of
  * sum |w x|. */
