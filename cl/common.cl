@@ -18,7 +18,10 @@
  *   q4_0, q8_0  a block is one unit: run r: 8r+[0,8) (q4_0: low nibbles of bytes 2..17 are
  *               values 0..15, high nibbles 16..31)
  *
- * Build options (all have defaults, so the file compiles on its own):
+ * Block sizes and field offsets (Q4K_QS, Q6K_D, ...) are cl/kquant_layout.h's, which is
+ * prepended to this file wherever it is built (scripts/embed-cl.sh, scripts/check-kernels.sh).
+ *
+ * Build options (all have defaults, so the file compiles with the layout header alone):
  *   WTYPE  weight type (ggml id: 0 f32, 1 f16, 2 q4_0, 8 q8_0, 12 q4_K, 13 q5_K, 14 q6_K, 15 q8_K,
  *          30 bf16)
  *   XTYPE  activation type (0 f32, 1 f16, 30 bf16)
@@ -46,8 +49,6 @@
 #define TYPE_Q8_K 15
 #define TYPE_BF16 30
 
-#define QK_K 256
-
 #ifndef WTYPE
 #define WTYPE TYPE_Q4_K
 #endif
@@ -56,17 +57,17 @@
 #endif
 
 #if WTYPE == TYPE_Q4_0
-#define BLOCK_BYTES 18
+#define BLOCK_BYTES Q40_BYTES
 #elif WTYPE == TYPE_Q8_0
-#define BLOCK_BYTES 34
+#define BLOCK_BYTES Q80_BYTES
 #elif WTYPE == TYPE_Q4_K
-#define BLOCK_BYTES 144
+#define BLOCK_BYTES Q4K_BYTES
 #elif WTYPE == TYPE_Q5_K
-#define BLOCK_BYTES 176
+#define BLOCK_BYTES Q5K_BYTES
 #elif WTYPE == TYPE_Q6_K
-#define BLOCK_BYTES 210
+#define BLOCK_BYTES Q6K_BYTES
 #elif WTYPE == TYPE_Q8_K
-#define BLOCK_BYTES 292
+#define BLOCK_BYTES Q8K_BYTES
 #endif
 
 /* W_IS_QUANT: weights in blocks of quants (units come from blocks); W_IS_KQUANT: the 256-value
@@ -80,7 +81,7 @@
 #define W_IS_KQUANT 0
 #define W_IS_QUANT 1
 #define UNITS_PER_BLOCK 1
-#define BLOCK_VALUES 32
+#define BLOCK_VALUES QK4_0 /* QK8_0 the same */
 #else
 #define W_IS_KQUANT 0
 #define W_IS_QUANT 0
@@ -178,12 +179,27 @@ DEFINE_RUN_READER(x_run, XT, x_at, x_load8)
 
 /* ---- weights --------------------------------------------------------------------------------- */
 
-/* Six-bit scale and min j (0..7) of q4_K/q5_K's 12 packed bytes. */
-static inline uchar2 scale_min_k4(const __global uchar *s, int j)
+/* ---- the packed fields every decoder shares, unpacked once, on 32-bit words ----------------
+ * Each decoder loads the bytes as wide as its layout and its lanes allow and hands them over as
+ * words of 4 bytes; every operation below is byte-wise (no byte's result depends on another),
+ * so a word may hold any 4 positions, or just the one byte a caller needs in its low byte. */
+
+/* q4_K/q5_K's six-bit scales and mins from the 12 scale bytes (kquant_layout.h) as three words
+ * sw = bytes 0..3, 4..7, 8..11: .x the scales of sub-blocks 0..3, .y those of 4..7, .z the
+ * mins of 0..3, .w those of 4..7, a byte each (byte i of a result needs byte i of sw only). */
+static inline uint4 k4_scales_mins(uint3 sw)
 {
-    if (j < 4)
-        return (uchar2)(s[j] & 63, s[j + 4] & 63);
-    return (uchar2)((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+    return (uint4)(sw.x & 0x3F3F3F3Fu, (sw.z & 0x0F0F0F0Fu) | ((sw.x >> 2) & 0x30303030u),
+                   sw.y & 0x3F3F3F3Fu, ((sw.z >> 4) & 0x0F0F0F0Fu) | ((sw.y >> 2) & 0x30303030u));
+}
+
+/* q6_K: 4 quants of quarter r (0..3) of a half from 4 ql bytes and the 4 qh bytes of the same
+ * positions: the low (r < 2) or high nibble of ql, with bits 2r..2r+1 of qh on top. Unsigned:
+ * stored + Q6K_BIAS, which each caller takes out its own way (in bytes, or as an offset). */
+static inline uint q6k_quants(uint ql, uint qh, int r)
+{
+    uint lo = (r >> 1) ? (ql >> 4) & 0x0F0F0F0Fu : ql & 0x0F0F0F0Fu;
+    return lo | (((qh >> (uint)(2 * r)) & 0x03030303u) << 4);
 }
 
 static inline float8 nibbles8(uchar8 q, int high) { return convert_float8(high ? q >> (uchar)4 : q & (uchar)0xF); }
@@ -209,47 +225,49 @@ static inline float8 dequant_run(const __global uchar *blk, int u, int r)
 {
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
     int c = u >> 1, p = u & 1, high = r >> 1, sub = 2 * c + high;
-    float d = vload_half(0, (const __global half *)blk);
-    float dmin = vload_half(1, (const __global half *)blk);
-    uchar2 sm = scale_min_k4(blk + 4, sub);
-    float d1 = d * (float)sm.x, m1 = dmin * (float)sm.y;
+    /* q5_K's d, dmin and scales sit where q4_K's do */
+    float d = vload_half(0, (const __global half *)(blk + Q4K_D));
+    float dmin = vload_half(0, (const __global half *)(blk + Q4K_DMIN));
+    const __global uchar *sb = blk + Q4K_SCALES; /* the 3 bytes sub-block `sub` needs */
+    int sj = sub & 3;
+    uint4 sm = k4_scales_mins((uint3)(sb[sj], sb[sj + 4], sb[sj + 8]));
+    float d1 = d * (float)(sub < 4 ? sm.x : sm.y), m1 = dmin * (float)(sub < 4 ? sm.z : sm.w);
 #if WTYPE == TYPE_Q4_K
-    uchar8 qs = vload8(0, blk + 16 + 32 * c + 16 * p + 8 * (r & 1));
+    uchar8 qs = vload8(0, blk + Q4K_QS + 32 * c + 16 * p + 8 * (r & 1));
     float8 q = nibbles8(qs, high);
 #else
     int l0 = 16 * p + 8 * (r & 1);
-    uchar8 qs = vload8(0, blk + 48 + 32 * c + l0);
-    uchar8 qh = vload8(0, blk + 16 + l0);
+    uchar8 qs = vload8(0, blk + Q5K_QS + 32 * c + l0);
+    uchar8 qh = vload8(0, blk + Q5K_QH + l0);
     uchar bit = (uchar)(1 << sub);
     float8 q = nibbles8(qs, high) + convert_float8(select((uchar8)0, (uchar8)16, (qh & bit) != (uchar8)0));
 #endif
     return d1 * q - m1;
 #elif WTYPE == TYPE_Q6_K
     int h = u >> 2, l0 = 8 * (u & 3);
-    const __global uchar *ql = blk + 64 * h;
-    const __global uchar *qh = blk + 128 + 32 * h;
-    const __global char *sc = (const __global char *)(blk + 192 + 8 * h);
-    float d = vload_half(0, (const __global half *)(blk + 208));
-    uchar8 lo = vload8(0, ql + l0 + 32 * (r & 1));
-    uchar8 hi = vload8(0, qh + l0);
-    uchar8 low4 = (r >> 1) ? lo >> (uchar)4 : lo & (uchar)0xF;
-    uchar8 top2 = (hi >> (uchar)(2 * r)) & (uchar)3;
-    float8 q = convert_float8(convert_int8(low4 | (top2 << (uchar)4)) - 32);
+    const __global uchar *ql = blk + Q6K_QL + 64 * h;
+    const __global uchar *qh = blk + Q6K_QH + 32 * h;
+    const __global char *sc = (const __global char *)(blk + Q6K_SCALES + 8 * h);
+    float d = vload_half(0, (const __global half *)(blk + Q6K_D));
+    uint2 lo = as_uint2(vload8(0, ql + l0 + 32 * (r & 1)));
+    uint2 hi = as_uint2(vload8(0, qh + l0));
+    uchar8 q6 = as_uchar8((uint2)(q6k_quants(lo.x, hi.x, r), q6k_quants(lo.y, hi.y, r)));
+    float8 q = convert_float8(convert_int8(q6) - Q6K_BIAS);
     return d * (float)sc[(l0 >> 4) + 2 * r] * q;
 #elif WTYPE == TYPE_Q8_K
-    float d = *(const __global float *)blk; /* 292-byte blocks keep it 4-byte aligned */
-    char8 q = vload8(0, (const __global char *)(blk + 4 + 32 * u + 8 * r));
+    float d = *(const __global float *)(blk + Q8K_D); /* 292-byte blocks keep it 4-byte aligned */
+    char8 q = vload8(0, (const __global char *)(blk + Q8K_QS + 32 * u + 8 * r));
     return d * convert_float8(q);
 #elif WTYPE == TYPE_Q8_0
     (void)u;
-    float d = vload_half(0, (const __global half *)blk); /* 34-byte blocks: 2-byte aligned */
-    char8 q = vload8(0, (const __global char *)(blk + 2 + 8 * r));
+    float d = vload_half(0, (const __global half *)(blk + Q80_D)); /* 34-byte blocks: 2-byte aligned */
+    char8 q = vload8(0, (const __global char *)(blk + Q80_QS + 8 * r));
     return convert_float8(q) * d;
 #else /* q4_0: (q - 8) * d */
     (void)u;
-    float d = vload_half(0, (const __global half *)blk);
-    uchar8 qs = vload8(0, blk + 2 + 8 * (r & 1));
-    return convert_float8(convert_int8((r >> 1) ? qs >> (uchar)4 : qs & (uchar)0xF) - 8) * d;
+    float d = vload_half(0, (const __global half *)(blk + Q40_D));
+    uchar8 qs = vload8(0, blk + Q40_QS + 8 * (r & 1));
+    return convert_float8(convert_int8((r >> 1) ? qs >> (uchar)4 : qs & (uchar)0xF) - Q40_BIAS) * d;
 #endif
 }
 
@@ -324,23 +342,23 @@ static inline unit_raw unit_load(const __global uchar *blk, int u)
 {
     unit_raw raw;
     int c = u >> 1, p = u & 1;
-    float2 dm = vload_half2(0, (const __global half *)blk); /* d, dmin */
+    float2 dm = vload_half2(0, (const __global half *)(blk + Q4K_D)); /* d, dmin (q5_K alike) */
     /* All 8 six-bit scales and mins at once, four a word, without branching on the lane's
-     * sub-block: j < 4 sit in the low 6 bits of bytes 0..3 / 4..7; j >= 4 take their low 4
-     * bits from bytes 8..11 and their top 2 from bits 6..7 of bytes 0..3 / 4..7. */
-    uint3 sw = vload3(0, (const __global uint *)(blk + 4));
-    uint sc_word = c < 2 ? sw.x & 0x3F3F3F3Fu : (sw.z & 0x0F0F0F0Fu) | ((sw.x >> 2) & 0x30303030u);
-    uint m_word = c < 2 ? sw.y & 0x3F3F3F3Fu : ((sw.z >> 4) & 0x0F0F0F0Fu) | ((sw.y >> 2) & 0x30303030u);
+     * sub-block: chunk c's sub-blocks 2c and 2c+1 are bytes 2(c & 1) and 2(c & 1) + 1 of the
+     * scale and min words of sub-blocks 0..3 (c < 2) or 4..7. */
+    uint4 sm = k4_scales_mins(vload3(0, (const __global uint *)(blk + Q4K_SCALES)));
+    uint sc_word = c < 2 ? sm.x : sm.y;
+    uint m_word = c < 2 ? sm.z : sm.w;
     uint shift = 16u * (uint)(c & 1);
     raw.s[0] = dm.x * (float)((sc_word >> shift) & 0xFFu);
     raw.s[1] = dm.x * (float)((sc_word >> (shift + 8u)) & 0xFFu);
     raw.mo[0] = dm.y * (float)((m_word >> shift) & 0xFFu);
     raw.mo[1] = dm.y * (float)((m_word >> (shift + 8u)) & 0xFFu);
 #if WTYPE == TYPE_Q4_K
-    raw.qs = *(const __global uint4 *)(blk + 16 + 32 * c + 16 * p); /* 144-byte blocks: 16-aligned */
+    raw.qs = *(const __global uint4 *)(blk + Q4K_QS + 32 * c + 16 * p); /* 144-byte blocks: 16-aligned */
 #else
-    raw.qs = *(const __global uint4 *)(blk + 48 + 32 * c + 16 * p); /* 176-byte blocks: 16-aligned */
-    raw.qh = *(const __global uint4 *)(blk + 16 + 16 * p);
+    raw.qs = *(const __global uint4 *)(blk + Q5K_QS + 32 * c + 16 * p); /* 176-byte blocks: 16-aligned */
+    raw.qh = *(const __global uint4 *)(blk + Q5K_QH + 16 * p);
     raw.hbit = 2 * c;
 #endif
     return raw;
@@ -378,11 +396,11 @@ static inline unit_raw unit_load(const __global uchar *blk, int u)
 {
     unit_raw raw;
     int h = u >> 2, l0 = 8 * (u & 3);
-    raw.ql[0] = load8_align2(blk + 64 * h + l0);
-    raw.ql[1] = load8_align2(blk + 64 * h + 32 + l0);
-    raw.qh = load8_align2(blk + 128 + 32 * h + l0);
-    float d = vload_half(0, (const __global half *)(blk + 208));
-    const __global char *sc = (const __global char *)(blk + 192 + 8 * h + (l0 >> 4));
+    raw.ql[0] = load8_align2(blk + Q6K_QL + 64 * h + l0);
+    raw.ql[1] = load8_align2(blk + Q6K_QL + 64 * h + 32 + l0);
+    raw.qh = load8_align2(blk + Q6K_QH + 32 * h + l0);
+    float d = vload_half(0, (const __global half *)(blk + Q6K_D));
+    const __global char *sc = (const __global char *)(blk + Q6K_SCALES + 8 * h + (l0 >> 4));
     for (int r = 0; r < 4; r++)
         raw.s[r] = d * (float)sc[2 * r];
     return raw;
@@ -391,10 +409,9 @@ static inline unit_raw unit_load(const __global uchar *blk, int u)
 static inline uint2 raw_run_bytes(const unit_raw *raw, int r, float *s, float *mo)
 {
     uint2 lo = raw->ql[r & 1];
-    lo = (r >> 1) ? (lo >> 4) & 0x0F0F0F0Fu : lo & 0x0F0F0F0Fu;
-    uint2 q = lo | (((raw->qh >> (uint)(2 * r)) & 0x03030303u) << 4);
+    uint2 q = (uint2)(q6k_quants(lo.x, raw->qh.x, r), q6k_quants(lo.y, raw->qh.y, r));
     *s = raw->s[r];
-    *mo = 32.0f * raw->s[r]; /* quants are stored + 32 */
+    *mo = (float)Q6K_BIAS * raw->s[r]; /* quants are stored + 32 */
     return q;
 }
 
@@ -408,12 +425,12 @@ static inline unit_raw unit_load(const __global uchar *blk, int u)
 {
     unit_raw raw;
 #if WTYPE == TYPE_Q8_K
-    raw.d = *(const __global float *)blk;
-    raw.qs = vload8(0, (const __global uint *)(blk + 4 + 32 * u)); /* 292-byte blocks: 4-aligned */
+    raw.d = *(const __global float *)(blk + Q8K_D);
+    raw.qs = vload8(0, (const __global uint *)(blk + Q8K_QS + 32 * u)); /* 292-byte blocks: 4-aligned */
 #else
     (void)u; /* a q8_0 block is one unit; 34-byte blocks allow 2-byte loads only */
-    raw.d = vload_half(0, (const __global half *)blk);
-    raw.qs = as_uint8(vload16(0, (const __global ushort *)(blk + 2)));
+    raw.d = vload_half(0, (const __global half *)(blk + Q80_D));
+    raw.qs = as_uint8(vload16(0, (const __global ushort *)(blk + Q80_QS)));
 #endif
     return raw;
 }
@@ -437,8 +454,8 @@ static inline unit_raw unit_load(const __global uchar *blk, int u)
 {
     (void)u;
     unit_raw raw; /* 18-byte blocks: 2-byte loads */
-    raw.d = vload_half(0, (const __global half *)blk);
-    raw.qs = as_uint4(vload8(0, (const __global ushort *)(blk + 2)));
+    raw.d = vload_half(0, (const __global half *)(blk + Q40_D));
+    raw.qs = as_uint4(vload8(0, (const __global ushort *)(blk + Q40_QS)));
     return raw;
 }
 
@@ -447,7 +464,7 @@ static inline uint2 raw_run_bytes(const unit_raw *raw, int r, float *s, float *m
     uint2 q = (r & 1) ? raw->qs.zw : raw->qs.xy;
     q = (r >> 1) ? (q >> 4) & 0x0F0F0F0Fu : q & 0x0F0F0F0Fu;
     *s = raw->d;
-    *mo = 8.0f * raw->d; /* quants are stored + 8 */
+    *mo = (float)Q40_BIAS * raw->d; /* quants are stored + 8 */
     return q;
 }
 
@@ -569,13 +586,10 @@ typedef struct blk_scales {
 static inline void blk_prep(const __global uchar *blk, blk_scales *sc)
 {
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
-    float2 dm = half2_bits_to_float2(*(const __global uint *)blk);
-    uint3 sw = vload3(0, (const __global uint *)(blk + 4));
-    uint s_lo = sw.x & 0x3F3F3F3Fu, m_lo = sw.y & 0x3F3F3F3Fu;
-    uint s_hi = (sw.z & 0x0F0F0F0Fu) | ((sw.x >> 2) & 0x30303030u);
-    uint m_hi = ((sw.z >> 4) & 0x0F0F0F0Fu) | ((sw.y >> 2) & 0x30303030u);
-    float8 s8 = dm.x * convert_float8(as_uchar8((uint2)(s_lo, s_hi)));
-    float8 m8 = dm.y * convert_float8(as_uchar8((uint2)(m_lo, m_hi)));
+    float2 dm = half2_bits_to_float2(*(const __global uint *)(blk + Q4K_D)); /* d, dmin (q5_K alike) */
+    uint4 sm = k4_scales_mins(vload3(0, (const __global uint *)(blk + Q4K_SCALES)));
+    float8 s8 = dm.x * convert_float8(as_uchar8(sm.xy));
+    float8 m8 = dm.y * convert_float8(as_uchar8(sm.zw));
     float sa[8], ma[8];
     vstore8(s8, 0, sa);
     vstore8(m8, 0, ma);
@@ -585,17 +599,17 @@ static inline void blk_prep(const __global uchar *blk, blk_scales *sc)
         sc->mo[t] = ma[t >> 1];
     }
 #elif WTYPE == TYPE_Q6_K
-    float d = half2_bits_to_float2((uint)*(const __global ushort *)(blk + 208)).x;
-    float16 s16 = d * convert_float16(vload16(0, (const __global char *)(blk + 192)));
+    float d = half2_bits_to_float2((uint)*(const __global ushort *)(blk + Q6K_D)).x;
+    float16 s16 = d * convert_float16(vload16(0, (const __global char *)(blk + Q6K_SCALES)));
     float sa[16];
     vstore16(s16, 0, sa);
 #pragma unroll
     for (int t = 0; t < 16; t++) {
         sc->s[t] = sa[t];
-        sc->mo[t] = 32.0f * sa[t];
+        sc->mo[t] = (float)Q6K_BIAS * sa[t];
     }
 #else /* q8_K */
-    float d = *(const __global float *)blk;
+    float d = *(const __global float *)(blk + Q8K_D);
 #pragma unroll
     for (int t = 0; t < 16; t++) {
         sc->s[t] = d;
@@ -604,30 +618,37 @@ static inline void blk_prep(const __global uchar *blk, blk_scales *sc)
 #endif
 }
 
+#if WTYPE == TYPE_Q6_K
+/* The 16 quants of q6_K group t as bytes, unsigned (stored + Q6K_BIAS). */
+static inline uchar16 q6k_group_bytes(const __global uchar *blk, int t)
+{
+    int h = t >> 3, r = (t >> 1) & 3, lh = t & 1;
+    uint4 lo = as_uint4(ld16_a2(blk + Q6K_QL + 64 * h + 32 * (r & 1) + 16 * lh));
+    uint4 hi = as_uint4(ld16_a2(blk + Q6K_QH + 32 * h + 16 * lh));
+    return as_uchar16((uint4)(q6k_quants(lo.x, hi.x, r), q6k_quants(lo.y, hi.y, r), q6k_quants(lo.z, hi.z, r),
+                              q6k_quants(lo.w, hi.w, r)));
+}
+#endif
+
 /* The 16 quants of group t as floats (before scale and offset). */
 static inline float16 blk_group(const __global uchar *blk, int t)
 {
 #if WTYPE == TYPE_Q4_K
     int c = t >> 2, high = (t >> 1) & 1, half_ = t & 1;
-    uchar16 q = ld16_a4(blk + 16 + 32 * c + 16 * half_);
+    uchar16 q = ld16_a4(blk + Q4K_QS + 32 * c + 16 * half_);
     q = high ? q >> (uchar)4 : q & (uchar)0xF;
     return convert_float16(q);
 #elif WTYPE == TYPE_Q5_K
     int c = t >> 2, high = (t >> 1) & 1, half_ = t & 1;
-    uchar16 q = ld16_a4(blk + 48 + 32 * c + 16 * half_);
-    uchar16 h = ld16_a4(blk + 16 + 16 * half_);
+    uchar16 q = ld16_a4(blk + Q5K_QS + 32 * c + 16 * half_);
+    uchar16 h = ld16_a4(blk + Q5K_QH + 16 * half_);
     q = high ? q >> (uchar)4 : q & (uchar)0xF;
     q |= ((h >> (uchar)(2 * c + high)) & (uchar)1) << (uchar)4;
     return convert_float16(q);
 #elif WTYPE == TYPE_Q6_K
-    int h = t >> 3, r = (t >> 1) & 3, lh = t & 1;
-    uchar16 lo = ld16_a2(blk + 64 * h + 32 * (r & 1) + 16 * lh);
-    uchar16 hi = ld16_a2(blk + 128 + 32 * h + 16 * lh);
-    lo = (r >> 1) ? lo >> (uchar)4 : lo & (uchar)0xF;
-    uchar16 q = lo | (((hi >> (uchar)(2 * r)) & (uchar)3) << (uchar)4);
-    return convert_float16(q);
+    return convert_float16(q6k_group_bytes(blk, t));
 #else /* q8_K */
-    return convert_float16(as_char16(ld16_a4(blk + 4 + 16 * t)));
+    return convert_float16(as_char16(ld16_a4(blk + Q8K_QS + 16 * t)));
 #endif
 }
 

@@ -58,12 +58,7 @@
 /* Group t of a q6_K block as (q - 32) floats: the offset is taken in bytes (exact). */
 static inline float16 q6_group(const __global uchar *blk, int t)
 {
-    int h = t >> 3, r = (t >> 1) & 3, lh = t & 1;
-    uchar16 lo = ld16_a2(blk + 64 * h + 32 * (r & 1) + 16 * lh);
-    uchar16 hi = ld16_a2(blk + 128 + 32 * h + 16 * lh);
-    lo = (r >> 1) ? lo >> (uchar)4 : lo & (uchar)0xF;
-    uchar16 q = lo | (((hi >> (uchar)(2 * r)) & (uchar)3) << (uchar)4);
-    return convert_float16(as_char16(q - (uchar)32));
+    return convert_float16(as_char16(q6k_group_bytes(blk, t) - (uchar)Q6K_BIAS));
 }
 #endif
 
@@ -80,8 +75,8 @@ static inline void block_dot(const __global uchar *blk[ROWS_PER_THREAD], const _
     float sc[ROWS_PER_THREAD][16];
 #pragma unroll
     for (int i = 0; i < ROWS_PER_THREAD; i++) {
-        float d = half2_bits_to_float2((uint)*(const __global ushort *)(blk[i] + 208)).x;
-        vstore16(d * convert_float16(as_char16(ld16_a2(blk[i] + 192))), 0, sc[i]);
+        float d = half2_bits_to_float2((uint)*(const __global ushort *)(blk[i] + Q6K_D)).x;
+        vstore16(d * convert_float16(as_char16(ld16_a2(blk[i] + Q6K_SCALES))), 0, sc[i]);
     }
 #else
     float16 bacc[ROWS_PER_THREAD][NCOLS];
@@ -114,7 +109,7 @@ static inline void block_dot(const __global uchar *blk[ROWS_PER_THREAD], const _
 #if WTYPE == TYPE_Q8_K
 #pragma unroll
     for (int i = 0; i < ROWS_PER_THREAD; i++) {
-        float d = *(const __global float *)blk[i];
+        float d = *(const __global float *)(blk[i] + Q8K_D);
 #pragma unroll
         for (int j = 0; j < NCOLS; j++)
             acc[i][j] = fma(bacc[i][j], (float16)d, acc[i][j]);

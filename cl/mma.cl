@@ -138,25 +138,23 @@ static inline uint slice_quants(const __global uchar *blk, int sl, int t)
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
     int j = sl >> 1, c = j >> 1, hi = j & 1, l = 16 * (sl & 1) + 4 * t;
 #if WTYPE == TYPE_Q4_K
-    uint q = *(const __global uint *)(blk + 16 + 32 * c + l);
+    uint q = *(const __global uint *)(blk + Q4K_QS + 32 * c + l);
 #else
-    uint q = *(const __global uint *)(blk + 48 + 32 * c + l);
+    uint q = *(const __global uint *)(blk + Q5K_QS + 32 * c + l);
 #endif
     q = hi ? (q >> 4) & 0x0F0F0F0Fu : q & 0x0F0F0F0Fu;
 #if WTYPE == TYPE_Q5_K
-    uint qh = *(const __global uint *)(blk + 16 + l);
+    uint qh = *(const __global uint *)(blk + Q5K_QH + l);
     q |= ((qh >> (uint)j) & 0x01010101u) << 4;
 #endif
     return q;
 #elif WTYPE == TYPE_Q6_K
     int h = sl >> 3, r = (sl >> 1) & 3, l = 16 * (sl & 1) + 4 * t;
-    ushort2 lo2 = vload2(0, (const __global ushort *)(blk + 64 * h + 32 * (r & 1) + l));
-    ushort2 hi2 = vload2(0, (const __global ushort *)(blk + 128 + 32 * h + l));
-    uint low = (uint)lo2.x | ((uint)lo2.y << 16), high = (uint)hi2.x | ((uint)hi2.y << 16);
-    low = (r >> 1) ? (low >> 4) & 0x0F0F0F0Fu : low & 0x0F0F0F0Fu;
-    return low | (((high >> (uint)(2 * r)) & 0x03030303u) << 4);
+    ushort2 lo2 = vload2(0, (const __global ushort *)(blk + Q6K_QL + 64 * h + 32 * (r & 1) + l));
+    ushort2 hi2 = vload2(0, (const __global ushort *)(blk + Q6K_QH + 32 * h + l));
+    return q6k_quants((uint)lo2.x | ((uint)lo2.y << 16), (uint)hi2.x | ((uint)hi2.y << 16), r);
 #else
-    return *(const __global uint *)(blk + 4 + 16 * sl + 4 * t);
+    return *(const __global uint *)(blk + Q8K_QS + 16 * sl + 4 * t);
 #endif
 }
 
@@ -165,18 +163,18 @@ static inline float2 group_scale(const __global uchar *blk, int grp)
 {
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
     /* branchless, as unit_load: sub-blocks 0..3 and 4..7 each have their word of 4 */
-    float2 dm = vload_half2(0, (const __global half *)blk);
-    uint3 sw = vload3(0, (const __global uint *)(blk + 4));
-    uint sc_word = grp < 4 ? sw.x & 0x3F3F3F3Fu : (sw.z & 0x0F0F0F0Fu) | ((sw.x >> 2) & 0x30303030u);
-    uint m_word = grp < 4 ? sw.y & 0x3F3F3F3Fu : ((sw.z >> 4) & 0x0F0F0F0Fu) | ((sw.y >> 2) & 0x30303030u);
+    float2 dm = vload_half2(0, (const __global half *)(blk + Q4K_D)); /* d, dmin (q5_K alike) */
+    uint4 sm = k4_scales_mins(vload3(0, (const __global uint *)(blk + Q4K_SCALES)));
+    uint sc_word = grp < 4 ? sm.x : sm.y;
+    uint m_word = grp < 4 ? sm.z : sm.w;
     uint shift = 8u * (uint)(grp & 3);
     return (float2)(dm.x * (float)((sc_word >> shift) & 0xFFu), dm.y * (float)((m_word >> shift) & 0xFFu));
 #elif WTYPE == TYPE_Q6_K
     int h = grp >> 3, r = (grp >> 1) & 3, s = grp & 1;
-    const __global char *sc = (const __global char *)(blk + 192);
-    return (float2)(vload_half(0, (const __global half *)(blk + 208)) * (float)sc[8 * h + s + 2 * r], 0.0f);
+    const __global char *sc = (const __global char *)(blk + Q6K_SCALES);
+    return (float2)(vload_half(0, (const __global half *)(blk + Q6K_D)) * (float)sc[8 * h + s + 2 * r], 0.0f);
 #else
-    return (float2)(*(const __global float *)blk, 0.0f);
+    return (float2)(*(const __global float *)(blk + Q8K_D), 0.0f);
 #endif
 }
 

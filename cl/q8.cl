@@ -124,9 +124,9 @@ void quantize_q8(const __global XT *x, __global uchar *xq, int n, int k)
  * taken out here, in the bytes, so the products are of the true signed quants. q4_K/q5_K keep
  * theirs as mins, which multiply the activations' sums instead. */
 #if WTYPE == TYPE_Q6_K
-#define QBIAS 32
+#define QBIAS Q6K_BIAS
 #elif WTYPE == TYPE_Q4_0
-#define QBIAS 8
+#define QBIAS Q40_BIAS
 #elif WTYPE == TYPE_Q8_K || WTYPE == TYPE_Q8_0
 #define QBIAS 128
 #else

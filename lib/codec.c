@@ -22,13 +22,9 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
-/* Byte offsets of the fields in each block (shared k-quants spec). */
-enum {
-    Q4K_D = 0, Q4K_DMIN = 2, Q4K_SCALES = 4, Q4K_QS = 16, Q4K_BYTES = 144,
-    Q5K_D = 0, Q5K_DMIN = 2, Q5K_SCALES = 4, Q5K_QH = 16, Q5K_QS = 48, Q5K_BYTES = 176,
-    Q6K_QL = 0, Q6K_QH = 128, Q6K_SCALES = 192, Q6K_D = 208, Q6K_BYTES = 210,
-    Q8K_D = 0, Q8K_QS = 4, Q8K_BSUMS = 260, Q8K_BYTES = 292
-};
+/* Block sizes and field offsets (Q4K_QS, Q6K_D, ...): cl/kquant_layout.h, which the kernels
+ * are built with too. */
+#include "../cl/kquant_layout.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Little-endian field access                                                                  */
@@ -152,9 +148,9 @@ static void get_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *m)
 static void dequant_block_q45k(const uint8_t *b, const uint8_t *qs, const uint8_t *qh,
                                float *y)
 {
-    const float d = kq_half_to_float(load_le16(b + 0));
-    const float dmin = kq_half_to_float(load_le16(b + 2));
-    const uint8_t *scales = b + 4;
+    const float d = kq_half_to_float(load_le16(b + Q4K_D)); /* q5_K's fields sit alike */
+    const float dmin = kq_half_to_float(load_le16(b + Q4K_DMIN));
+    const uint8_t *scales = b + Q4K_SCALES;
     for (int c = 0; c < 4; c++) {
         uint8_t sc, m;
         get_scale_min(2 * c, scales, &sc, &m);
@@ -182,10 +178,10 @@ static void dequant_block_q6k(const uint8_t *b, float *y)
         float *yh = y + 128 * h;
         for (int l = 0; l < 32; l++) {
             int is = l / 16;
-            int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-            int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-            int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-            int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - Q6K_BIAS;
+            int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - Q6K_BIAS;
+            int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - Q6K_BIAS;
+            int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - Q6K_BIAS;
             /* (d * scale) * q, left to right in float, as ggml */
             yh[l] = d * sc[is + 0] * q1;
             yh[l + 32] = d * sc[is + 2] * q2;
@@ -206,9 +202,9 @@ static void dequant_block_q8k(const uint8_t *b, float *y)
 /* q8_0: d (f16) and 32 signed quants; y = q * d. */
 static void dequant_block_q80(const uint8_t *b, float *y)
 {
-    const float d = kq_half_to_float(load_le16(b));
-    const int8_t *qs = (const int8_t *)(b + 2);
-    for (int j = 0; j < 32; j++)
+    const float d = kq_half_to_float(load_le16(b + Q80_D));
+    const int8_t *qs = (const int8_t *)(b + Q80_QS);
+    for (int j = 0; j < QK8_0; j++)
         y[j] = qs[j] * d;
 }
 
@@ -216,10 +212,10 @@ static void dequant_block_q80(const uint8_t *b, float *y)
  * nibble, both offset by 8; y = (q - 8) * d. */
 static void dequant_block_q40(const uint8_t *b, float *y)
 {
-    const float d = kq_half_to_float(load_le16(b));
+    const float d = kq_half_to_float(load_le16(b + Q40_D));
     for (int j = 0; j < 16; j++) {
-        y[j] = ((b[2 + j] & 0x0F) - 8) * d;
-        y[j + 16] = ((b[2 + j] >> 4) - 8) * d;
+        y[j] = ((b[Q40_QS + j] & 0x0F) - Q40_BIAS) * d;
+        y[j + 16] = ((b[Q40_QS + j] >> 4) - Q40_BIAS) * d;
     }
 }
 
@@ -437,17 +433,17 @@ static void quantize_q45k_scales(const float *x, int nmax, float rmin, int nstep
     }
     float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
     float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-    uint8_t *s = b + 4;
-    memset(s, 0, 12);
+    uint8_t *s = b + Q4K_SCALES; /* q5_K's fields sit alike */
+    memset(s, 0, Q4K_SCALES_BYTES);
     for (int j = 0; j < 8; j++) {
         uint8_t ls = (uint8_t)nearest_int(inv_scale * scales[j]); /* uint8 wrap as ggml */
         uint8_t lm = (uint8_t)nearest_int(inv_min * mins[j]);
         put_scale_min(j, s, ls < 63 ? ls : 63, lm < 63 ? lm : 63);
     }
-    store_le16(b + 0, kq_float_to_half(max_scale / 63.f));
-    store_le16(b + 2, kq_float_to_half(max_min / 63.f));
-    const float d_all = kq_half_to_float(load_le16(b + 0));
-    const float m_all = kq_half_to_float(load_le16(b + 2));
+    store_le16(b + Q4K_D, kq_float_to_half(max_scale / 63.f));
+    store_le16(b + Q4K_DMIN, kq_float_to_half(max_min / 63.f));
+    const float d_all = kq_half_to_float(load_le16(b + Q4K_D));
+    const float m_all = kq_half_to_float(load_le16(b + Q4K_DMIN));
     for (int j = 0; j < 8; j++) {
         uint8_t sc, m;
         get_scale_min(j, s, &sc, &m);
@@ -529,7 +525,7 @@ static void quantize_block_q6k(const float *x, uint8_t *b)
         if (!d)
             continue;
         for (int l = 0; l < 16; l++)
-            L[16 * j + l] = (int8_t)(clamp_int(nearest_int(x[16 * j + l] / d), -32, 31) + 32);
+            L[16 * j + l] = (int8_t)(clamp_int(nearest_int(x[16 * j + l] / d), -32, 31) + Q6K_BIAS);
     }
     pack_q6k(L, b);
 }
@@ -589,9 +585,9 @@ static void quantize_block_q80(const float *x, uint8_t *b)
     for (int j = 0; j < 32; j++)
         amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
     const float d = amax / 127, id = d ? 1.0f / d : 0.0f;
-    store_le16(b, kq_float_to_half(d));
+    store_le16(b + Q80_D, kq_float_to_half(d));
     for (int j = 0; j < 32; j++)
-        b[2 + j] = (uint8_t)(int8_t)q8_0_quant(roundf(x[j] * id));
+        b[Q80_QS + j] = (uint8_t)(int8_t)q8_0_quant(roundf(x[j] * id));
 }
 
 /* q4_0, exactly ggml's: d = max / -8 with max the signed value of largest magnitude. */
@@ -604,9 +600,9 @@ static void quantize_block_q40(const float *x, uint8_t *b)
             max = x[j];
         }
     const float d = max / -8, id = d ? 1.0f / d : 0.0f;
-    store_le16(b, kq_float_to_half(d));
+    store_le16(b + Q40_D, kq_float_to_half(d));
     for (int j = 0; j < 16; j++)
-        b[2 + j] = (uint8_t)(q4_0_quant(x[j] * id) | (q4_0_quant(x[j + 16] * id) << 4));
+        b[Q40_QS + j] = (uint8_t)(q4_0_quant(x[j] * id) | (q4_0_quant(x[j + 16] * id) << 4));
 }
 
 static void quantize_row(kqcl_type type, const float *x, uint8_t *dst, int64_t cols)

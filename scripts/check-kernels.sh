@@ -38,7 +38,8 @@ check_one() {
   local targets local_bytes family options
   IFS=$'\t' read -r _ targets local_bytes family options <<< "$line"
   local dir; dir=$(mktemp -d "$work/v.XXXXXX")
-  cat "$cl/common.cl" "$cl/$family.cl" > "$dir/k.cl"
+  # as lib/program.c builds it: the layout header (embed-cl.sh prepends it to common.cl), common, family
+  cat "$cl/kquant_layout.h" "$cl/common.cl" "$cl/$family.cl" > "$dir/k.cl"
   local base="-x cl -cl-std=CL1.2 -Werror=implicit-function-declaration $options"
   # The Q8 kernels' cl_khr_integer_dot_product form (-DKQ_INT_DOT): compiled for SPIR as for a
   # device that offers the extension (its builtin stays a call the runtime provides). libclc
