@@ -225,6 +225,47 @@ START_TEST(col_split_matches_host_reference)
 }
 END_TEST
 
+/* Every precision mode holds across devices: a row split keeps one device's bits in each mode,
+ * and a column split (each device's share of k quantized or rounded on its own: the shares
+ * are whole blocks, so the blocks are the whole X's) agrees with one device in that mode within
+ * f32's bound -- which a split that multiplied f32 activations would not (Q8 and BF16 move the
+ * result by far more). */
+START_TEST(splits_keep_the_precision)
+{
+    static const kqcl_precision modes[] = {KQCL_PRECISION_Q8, KQCL_PRECISION_BF16, KQCL_PRECISION_F16};
+    double f[64];
+    uneven(f);
+    const int64_t m = 19, k = 5 * 256;
+    void *w = tu_random_weights(KQCL_TYPE_Q4_K, m, k);
+    kqcl_tensor *wt = placed(KQCL_TYPE_Q4_K, m, k, KQCL_SPLIT_COLS, f, w);
+    for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++) {
+        TU_OK(kqcl_context_set_precision(tu_ctx, modes[mi]));
+        check_row_split(KQCL_TYPE_Q4_K, 37, 3 * 256, f, KQCL_SPLIT_NONE);
+        check_row_split(KQCL_TYPE_Q8_0, 21, 7 * 32, NULL, KQCL_SPLIT_NONE);
+        for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) {
+            int n = ns[c];
+            float *x = tu_random_floats((size_t)(n * k));
+            double *ref = tu_malloc((size_t)(n * m) * sizeof(double)), *mag = tu_malloc((size_t)(n * m) * sizeof(double));
+            tu_host_matmul(KQCL_TYPE_Q4_K, w, KQCL_TYPE_F32, x, m, k, n, ref, mag);
+            float *one = single_device_y(0, KQCL_TYPE_Q4_K, w, m, k, x, n);
+            for (size_t i = 0; i < (size_t)(n * m); i++)
+                ref[i] = one[i]; /* the mode's result on one device */
+            kqcl_tensor *xt = placed(KQCL_TYPE_F32, n, k, KQCL_SPLIT_COLS, f, x);
+            kqcl_tensor *yt = poisoned(n, m, KQCL_SPLIT_NONE, 0);
+            TU_OK(kqcl_matmul(tu_ctx, wt, xt, yt));
+            float *got = tu_read_f32(yt);
+            char what[96];
+            snprintf(what, sizeof what, "%s mode, q4_K cols split, n = %d", kqcl_precision_name(modes[mi]), n);
+            tu_assert_close(got, ref, mag, (size_t)(n * m), what);
+            free(got), free(one), free(x), free(ref), free(mag);
+            kqcl_tensor_destroy(xt), kqcl_tensor_destroy(yt);
+        }
+    }
+    kqcl_tensor_destroy(wt);
+    free(w);
+}
+END_TEST
+
 START_TEST(col_split_one_block)
 {
     /* one 256-value block: a single device holds it all */
@@ -619,6 +660,7 @@ int main(void)
     tcase_add_test(tc, row_split_more_devices_than_rows);
     tcase_add_loop_test(tc, col_split_matches_host_reference, 0, N_WTYPES);
     tcase_add_test(tc, col_split_one_block);
+    tcase_add_test(tc, splits_keep_the_precision);
     suite_add_tcase(s, tc);
     tc = tu_context_case("data and pipeline parallel");
     tcase_add_loop_test(tc, data_parallel_replicated_w, 0, N_WTYPES);
