@@ -26,7 +26,7 @@
  * later waits on the queue, and the host may go on.
  */
 #include "parallel.h"
-#include "config.h"
+#include "params.h"
 #include "program.h"
 
 #include <math.h>
@@ -510,7 +510,7 @@ static void *drive(void *arg)
 
 /* ---- starting and finishing ---------------------------------------------------------------------- */
 
-/* A collective parameter of the context (config.c), else the fallback. */
+/* A collective parameter of the context (params.c), else the fallback. */
 static size_t coll_param(const kqcl_context *ctx, kqcl_param p, size_t fallback)
 {
     int v;

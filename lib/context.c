@@ -4,7 +4,7 @@
  * queue.c).
  */
 #include "context.h"
-#include "config.h"
+#include "params.h"
 #include "parallel.h"
 #include "precision.h"
 #include "program.h"

@@ -30,7 +30,7 @@ typedef struct kq_program {
     cl_kernel kernels[KQ_KERNELS_PER_PROGRAM];
 } kq_program;
 
-/* The launch parameters a device (or, for the collectives, the context) holds: config.c. */
+/* The launch parameters a device (or, for the collectives, the context) holds: params.c. */
 typedef struct kq_params {
     int value[KQCL_PARAM_COUNT];
     unsigned char source[KQCL_PARAM_COUNT]; /* kq_param_source: 0 = unset, kqcl's default */
@@ -74,7 +74,7 @@ typedef struct kq_device {
     int n_programs;
     kq_scratch_buf scratch[KQ_SCRATCH_COUNT]; /* scratch.c's, grown on demand */
     const kq_tuning *tuning; /* the defaults for its family, vendor and architecture (tune.c) */
-    kq_params params;        /* the user's launch parameters (config.c) */
+    kq_params params;        /* the user's launch parameters (params.c) */
 } kq_device;
 
 struct kqcl_context {
@@ -85,7 +85,7 @@ struct kqcl_context {
      * recorded only while the queues time their commands (kqcl_context_set_timing). */
     bool timing;
     kqcl_precision precision; /* kqcl_context_set_precision; KQCL_PRECISION at creation */
-    kq_params coll_params;    /* the collectives' parameters (config.c) */
+    kq_params coll_params;    /* the collectives' parameters (params.c) */
     cl_event *events; /* queue.c: grown on demand */
     int n_events, events_cap;
     bool events_lost; /* an event could not be kept (no host memory) */

@@ -34,7 +34,7 @@ typedef struct kq_mma_tune {
 /* Launch parameters for a device (lib/tune.c): the tuning table's defaults for its family, vendor
  * and architecture, with the user's parameters (kqcl_context_set_param, or KQCL_MATVEC,
  * KQCL_MATVEC_Q8, KQCL_MATMUL, KQCL_MMA_TUNE, KQCL_MMA_PREFILL, KQCL_MMA_KSPLIT, KQCL_MMA_MIN_N
- * read at creation: config.c) laid over them; *from_user says some member of the set is the
+ * read at creation: params.c) laid over them; *from_user says some member of the set is the
  * user's (variant.c then refuses what does not fit instead of choosing smaller ones, naming
  * kq_param_origin). The prefill's tiles and k-splits depend on how many work-groups the m x n
  * output makes for the device's compute units, the k-splits never on m (so that a row split

@@ -1,8 +1,8 @@
 /* tune.c -- launch parameters of the fused kernels: the tuning table (the defaults, per kind of
  * device: kernel family, vendor, architecture) and the user's parameters laid over them
- * (config.c holds those, from kqcl_context_set_param or the environment at creation). Whether a
+ * (params.c holds those, from kqcl_context_set_param or the environment at creation). Whether a
  * device can run a set is variant.c's concern. */
-#include "config.h"
+#include "params.h"
 #include "ops.h"
 
 #include <string.h>

@@ -13,7 +13,7 @@
  * figures with the formulas.
  */
 #include "variant.h"
-#include "config.h"
+#include "params.h"
 
 #include <stdio.h>
 #include <stdlib.h>

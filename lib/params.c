@@ -1,8 +1,8 @@
-/* config.c -- the launch parameters as API (include/kqcl.h, "Parameters"): their names, bounds
+/* params.c -- the launch parameters as API (include/kqcl.h, "Parameters"): their names, bounds
  * and environment variables, the values a context holds per device (and for the collectives,
  * per context), read from the environment once, at context creation. The defaults themselves
  * are tune.c's tuning table. */
-#include "config.h"
+#include "params.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
-/* config.h -- the launch parameters a context holds (config.c) and their defaults (tune.c). */
-#ifndef KQCL_CONFIG_H
-#define KQCL_CONFIG_H
+/* params.h -- the launch parameters a context holds (params.c) and their defaults (tune.c). */
+#ifndef KQCL_PARAMS_H
+#define KQCL_PARAMS_H
 
 #include "context.h"
 
