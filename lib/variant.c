@@ -18,15 +18,50 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static bool is_pow2(int v) { return v > 0 && (v & (v - 1)) == 0; }
 
+/* A CPU runtime runs a work-group on one host thread, its work-items in a loop, and keeps what
+ * each item holds privately across a barrier in arrays of one element an item -- on that
+ * thread's stack (PoCL: a 4096-item matvec of 16 rows a lane overflows the default 8 MiB one and
+ * the process dies, where 13 rows run). The stack is the process's RLIMIT_STACK (glibc's
+ * default for new threads); a work-group may use a quarter of it. */
+static uint64_t cpu_work_group_stack_budget(void)
+{
+    struct rlimit r;
+    uint64_t stack = 8u << 20; /* glibc's thread stack where the limit says nothing */
+    if (getrlimit(RLIMIT_STACK, &r) == 0 && r.rlim_cur != RLIM_INFINITY && r.rlim_cur > 0)
+        stack = (uint64_t)r.rlim_cur;
+    return stack / 4;
+}
+
+/* Whether a work-group's private memory, per_item bytes a work-item, fits where the device runs
+ * it: a GPU holds it in registers and spills (its limits show in CL_KERNEL_WORK_GROUP_SIZE), a
+ * CPU on a thread's stack. */
+static bool private_fits(const kq_device *dev, size_t items, uint64_t per_item)
+{
+    return dev->info.is_gpu || items == 0 || per_item == 0 || (uint64_t)items * per_item <= cpu_work_group_stack_budget();
+}
+
 static bool fits(const kq_device *dev, const kq_variant *v)
 {
     return (v->wg_items == 0 || v->wg_items <= dev->max_wg) &&
-           (dev->info.local_mem_bytes == 0 || v->local_bytes <= dev->info.local_mem_bytes);
+           (dev->info.local_mem_bytes == 0 || v->local_bytes <= dev->info.local_mem_bytes) &&
+           private_fits(dev, v->wg_items, v->private_bytes);
+}
+
+/* The private memory a work-item of matvec.cl's or q8.cl's work-group kernel holds: per row
+ * its sums (a float a column), row pointer and one unit of loaded weights (32 values: 128 bytes
+ * of f32 at most); per column 8 activations and their sum; doubled, as a CPU runtime's copies
+ * of what crosses a barrier measured up to 1.7x this (PoCL 3.1). */
+static size_t decode_private_bytes(const kq_matvec_tune *t, int n)
+{
+    size_t per_row = (size_t)n * sizeof(float) + sizeof(void *) + 32 * sizeof(float);
+    size_t per_col = 8 * sizeof(float) + sizeof(float);
+    return 2 * ((size_t)t->rows_per_thread * per_row + (size_t)n * per_col + 64);
 }
 
 /* A variant the device cannot run: the user's tunables are refused (INVALID_ARG), a default
@@ -34,6 +69,12 @@ static bool fits(const kq_device *dev, const kq_variant *v)
 static kqcl_status no_fit(kqcl_context *ctx, const kq_device *dev, const kq_variant *v, const char *what,
                           bool from_user)
 {
+    if (!private_fits(dev, v->wg_items, v->private_bytes))
+        return kq_fail(ctx, from_user ? KQCL_ERR_INVALID_ARG : KQCL_ERR_UNSUPPORTED,
+                       "%s (%s): %zu work-items of about %zu bytes of private memory a work-group exceed the %llu bytes "
+                       "a work-group of %s may take of a thread's stack",
+                       what, v->options, v->wg_items, v->private_bytes,
+                       (unsigned long long)cpu_work_group_stack_budget(), dev->info.name);
     return kq_fail(ctx, from_user ? KQCL_ERR_INVALID_ARG : KQCL_ERR_UNSUPPORTED,
                    "%s (%s): needs %zu work-items and %zu bytes of local memory a work-group; %s allows %zu and %llu",
                    what, v->options, v->wg_items, v->local_bytes, dev->info.name, dev->max_wg,
@@ -103,6 +144,7 @@ static void matvec_fill(const kq_device *dev, kqcl_type wtype, kqcl_type xtype, 
      * kernel partial[ROWS_PER_THREAD * NCOLS][WG_SIZE] floats */
     v->wg_items = v->cpu ? (size_t)t->row_groups : (size_t)t->threads_per_row * t->row_groups;
     v->local_bytes = v->cpu ? 0 : (size_t)t->rows_per_thread * n * v->wg_items * sizeof(float);
+    v->private_bytes = v->cpu ? 0 : decode_private_bytes(t, n);
     v->ptx_variant = true;
 }
 
@@ -344,6 +386,7 @@ kqcl_status kq_q8_matvec_variant(kqcl_context *ctx, const kq_device *dev, kqcl_t
         (void)k;
         v->wg_items = (size_t)list[i].threads_per_row * list[i].row_groups;
         v->local_bytes = (size_t)list[i].rows_per_thread * n * v->wg_items * sizeof(float);
+        v->private_bytes = decode_private_bytes(&list[i], n);
         v->ptx_variant = true;
         if (fits(dev, v) && skip-- == 0)
             return KQCL_OK;
@@ -419,12 +462,20 @@ kqcl_status kq_kernel_fits(kqcl_context *ctx, const kq_device *dev, cl_kernel ke
         max_items = 0;
     if (clGetKernelWorkGroupInfo(kernel, dev->id, CL_KERNEL_LOCAL_MEM_SIZE, sizeof local, &local, NULL) != CL_SUCCESS)
         local = 0;
+    cl_ulong priv = 0;
+    if (clGetKernelWorkGroupInfo(kernel, dev->id, CL_KERNEL_PRIVATE_MEM_SIZE, sizeof priv, &priv, NULL) != CL_SUCCESS)
+        priv = 0;
+    uint64_t per_item = v->private_bytes > priv ? v->private_bytes : priv;
     bool items_ok = max_items == 0 || v->wg_items == 0 || v->wg_items <= max_items;
     bool local_ok = dev->info.local_mem_bytes == 0 || local <= dev->info.local_mem_bytes;
-    if (items_ok && local_ok)
+    /* only where kqcl estimated it too: a runtime's figure alone (PoCL reports 1024 bytes for
+     * any kernel) would refuse the large work-groups of kernels that hold next to nothing */
+    bool private_ok = v->private_bytes == 0 || private_fits(dev, v->wg_items, per_item);
+    if (items_ok && local_ok && private_ok)
         return KQCL_OK;
     return kq_fail(ctx, KQCL_ERR_UNSUPPORTED,
-                   "kernel %s (%s) built for %s takes at most %zu work-items and %llu bytes of local memory a "
-                   "work-group; the launch needs %zu items",
-                   name, v->options, dev->info.name, max_items, (unsigned long long)local, v->wg_items);
+                   "kernel %s (%s) built for %s takes at most %zu work-items, %llu bytes of local memory and %llu "
+                   "bytes of private memory a work-group; the launch needs %zu items of %llu bytes",
+                   name, v->options, dev->info.name, max_items, (unsigned long long)local,
+                   (unsigned long long)cpu_work_group_stack_budget(), v->wg_items, (unsigned long long)per_item);
 }

@@ -14,6 +14,8 @@ typedef struct kq_variant {
     size_t local_bytes; /* __local bytes of the largest kernel of its program (one .cl file), by
                          * that file's formula */
     size_t wg_items;    /* work-group items its kernel requires (reqd_work_group_size); 0: any */
+    size_t private_bytes; /* private memory a work-item, estimated from the kernel's arrays
+                           * (matvec, Q8 decode); 0: not estimated */
     bool cpu;           /* a KQ_CPU kernel (one work-item a work-group, whole rows) */
     bool ptx_variant;   /* on NVIDIA also built with -DKQ_NV_PTX, falling back without it */
     kq_matvec_tune mv;  /* the launch parameters of whichever kernel it is */
@@ -50,8 +52,9 @@ void kq_reduce_variant(const kq_device *dev, int op, kqcl_type xtype, kq_variant
 void kq_bench_variant(const kq_device *dev, kq_variant *v);
 
 /* Whether a built kernel fits the device as the variant assumed: its CL_KERNEL_WORK_GROUP_SIZE
- * (registers can lower it) and CL_KERNEL_LOCAL_MEM_SIZE; KQCL_ERR_UNSUPPORTED with a message
- * when not. */
+ * (registers can lower it), CL_KERNEL_LOCAL_MEM_SIZE and, on a CPU device, a work-group's
+ * private memory (CL_KERNEL_PRIVATE_MEM_SIZE or the variant's estimate, whichever is larger)
+ * against the stack it runs on; KQCL_ERR_UNSUPPORTED with a message when not. */
 kqcl_status kq_kernel_fits(kqcl_context *ctx, const kq_device *dev, cl_kernel kernel, const kq_variant *v,
                            const char *name);
 

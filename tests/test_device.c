@@ -661,6 +661,34 @@ static kqcl_status checked_matmul(kqcl_context *ctx, kqcl_type type, int64_t m, 
     return st;
 }
 
+/* q4_K weights at n = 1 in the context's Q8 mode, checked against the activations Q8 promises
+ * when the call succeeds; the call's status. */
+static kqcl_status checked_q8_product(kqcl_context *ctx, int64_t m, int64_t k)
+{
+    void *w = tu_random_weights(KQCL_TYPE_Q4_K, m, k);
+    float *x = tu_random_floats((size_t)k);
+    kqcl_tensor *wt = NULL, *xt = NULL, *yt = NULL;
+    TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_Q4_K, m, k, &wt));
+    TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F32, 1, k, &xt));
+    TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F32, 1, m, &yt));
+    TU_OK_CTX(ctx, kqcl_tensor_write(wt, w, kqcl_tensor_bytes(wt)));
+    TU_OK_CTX(ctx, kqcl_tensor_write(xt, x, kqcl_tensor_bytes(xt)));
+    kqcl_status st = kqcl_matmul(ctx, wt, xt, yt);
+    if (st == KQCL_OK) {
+        float *got = tu_malloc(kqcl_tensor_bytes(yt));
+        TU_OK_CTX(ctx, kqcl_tensor_read(yt, got, kqcl_tensor_bytes(yt)));
+        double *xs = tu_malloc((size_t)k * sizeof(double)), *ref = tu_malloc((size_t)m * sizeof(double)),
+               *mag = tu_malloc((size_t)m * sizeof(double));
+        tu_promised_x(KQCL_PRECISION_Q8, x, 1, (int)k, xs);
+        tu_host_matmul_xd(KQCL_TYPE_Q4_K, w, xs, m, k, 1, ref, mag);
+        tu_assert_close(got, ref, mag, (size_t)m, "q4_K in Q8 mode");
+        free(got), free(xs), free(ref), free(mag);
+    }
+    kqcl_tensor_destroy(wt), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(yt);
+    free(w), free(x);
+    return st;
+}
+
 /* Tunables from the environment are checked against their kernel's constraints: a malformed or
  * impossible set is refused with a message naming it (it used to give NaN or a 10% error). */
 START_TEST(tunables_are_checked)
@@ -716,6 +744,44 @@ START_TEST(tunables_are_checked)
     ck_assert_int_eq(checked_matmul(ctx, KQCL_TYPE_F16, 70, 300, 33), KQCL_OK);
     kqcl_context_destroy(ctx);
     ck_assert_int_eq(checked_matmul(tu_ctx, KQCL_TYPE_Q4_K, 40, 512, 20), KQCL_OK);
+}
+END_TEST
+
+/* Sets inside the published bounds whose work-groups hold more private memory than the device
+ * can give them (PoCL: 4096 work-items of 16 rows each overflow the thread stack a work-group
+ * runs on, and the process died) are refused with INVALID_ARG, or run right where the device
+ * can hold them (a GPU takes or refuses them by its own limits) -- never a crash. Through the
+ * environment and through the API, decode and Q8 decode, float weights at n = 1 and 8. */
+START_TEST(sets_beyond_private_memory_are_refused)
+{
+    static const char *sets[] = {"1024,4,16", "512,8,16"};
+    static const kqcl_type types[] = {KQCL_TYPE_F16, KQCL_TYPE_F32, KQCL_TYPE_BF16};
+    for (size_t s = 0; s < sizeof sets / sizeof sets[0]; s++) {
+        int tpr, groups, rows;
+        ck_assert_int_eq(sscanf(sets[s], "%d,%d,%d", &tpr, &groups, &rows), 3);
+        kqcl_context *ctx = NULL;
+        setenv("KQCL_MATVEC", sets[s], 1);
+        TU_OK_CTX(NULL, kqcl_context_create(NULL, &ctx));
+        unsetenv("KQCL_MATVEC");
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+            for (int n = 1; n <= 8; n += 7) {
+                kqcl_status st = checked_matmul(ctx, types[t], 64, 256, n);
+                ck_assert_msg(st == KQCL_OK || st == KQCL_ERR_INVALID_ARG, "KQCL_MATVEC=%s, %s, n = %d: %s: %s",
+                              sets[s], kqcl_type_name(types[t]), n, kqcl_status_string(st), kqcl_last_error(ctx));
+                if (st != KQCL_OK)
+                    ck_assert_msg(strstr(kqcl_last_error(ctx), "KQCL_MATVEC") != NULL, "message: %s",
+                                  kqcl_last_error(ctx));
+            }
+        /* the same set through the API, for the Q8 decode kernel */
+        TU_OK_CTX(ctx, kqcl_context_set_precision(ctx, KQCL_PRECISION_Q8));
+        TU_OK_CTX(ctx, kqcl_context_set_param(ctx, -1, KQCL_PARAM_MATVEC_Q8_THREADS_PER_ROW, tpr));
+        TU_OK_CTX(ctx, kqcl_context_set_param(ctx, -1, KQCL_PARAM_MATVEC_Q8_ROW_GROUPS, groups));
+        TU_OK_CTX(ctx, kqcl_context_set_param(ctx, -1, KQCL_PARAM_MATVEC_Q8_ROWS_PER_THREAD, rows));
+        kqcl_status st = checked_q8_product(ctx, 64, 256);
+        ck_assert_msg(st == KQCL_OK || st == KQCL_ERR_INVALID_ARG, "Q8 %s: %s: %s", sets[s], kqcl_status_string(st),
+                      kqcl_last_error(ctx));
+        kqcl_context_destroy(ctx);
+    }
 }
 END_TEST
 
@@ -874,6 +940,7 @@ static Suite *device_suite(void)
 
     tc = tu_context_case("variants");
     tcase_add_test(tc, tunables_are_checked);
+    tcase_add_test(tc, sets_beyond_private_memory_are_refused);
     tcase_add_test(tc, parameters_through_the_api);
     tcase_add_test(tc, local_memory_limits_choose_variants_that_fit);
     tcase_add_test(tc, variants_that_do_not_build_fall_back);
