@@ -332,9 +332,13 @@ static kqcl_status add_job(mm *c, const job *base)
             return kq_fail(c->ctx, KQCL_ERR_OUT_OF_MEMORY, "kqcl_matmul: no host memory");
         c->jobs = jobs, c->cap_jobs = cap;
     }
-    /* Pieces of a larger n keep its kernel (2: tiled, the tensor cores allowed). */
+    /* Pieces keep the whole call's kernel and so its precision mode: a job that holds part of
+     * X's rows (data parallel, or cut to fit an allocation) of a call whose n is past decode's
+     * runs the tiled kernel (the tensor cores allowed), as one device would for the call --
+     * kqcl_precision_chosen answers for the call's n, not a slice's. */
+    int64_t call_n = c->x->rows;
     kq_kernel_choice choice =
-        c->choice == KQ_KERNEL_BY_N && per < n && n > KQ_MATVEC_MAX_N ? KQ_KERNEL_TILED_PIECE : c->choice;
+        c->choice == KQ_KERNEL_BY_N && per < call_n && call_n > KQ_MATVEC_MAX_N ? KQ_KERNEL_TILED_PIECE : c->choice;
     for (int64_t s = 0; s < n; s += per) {
         job *j = &c->jobs[c->n_jobs++];
         *j = *base;

@@ -278,41 +278,53 @@ END_TEST
 
 /* ---- data parallel ---------------------------------------------------------------------------------- */
 
-START_TEST(data_parallel_replicated_w)
+/* W replicated, X's rows spread unevenly: every row as the call's mode promises -- the mode
+ * kqcl_precision_chosen gives for the call's n, not for a device's share of the rows (a
+ * share of a prefill is no decode: n = 9 over two devices is not two Q8 decodes). */
+static void check_data_parallel(kqcl_type type, kqcl_precision mode, int n)
 {
-    kqcl_type type = weight_types[_i];
     const int64_t m = 24, k = 512;
-    const int n = 11;
     void *w = tu_random_weights(type, m, k);
     float *x = tu_random_floats((size_t)(n * k));
     double f[64];
     uneven(f);
+    TU_OK(kqcl_context_set_precision(tu_ctx, mode));
     kqcl_tensor *wt = placed(type, m, k, KQCL_SPLIT_REPLICATE, NULL, w);
     kqcl_tensor *xt = placed(KQCL_TYPE_F32, n, k, KQCL_SPLIT_ROWS, f, x);
     kqcl_tensor *ys[2] = {placed(KQCL_TYPE_F32, n, m, KQCL_SPLIT_ROWS, f, NULL), poisoned(n, m, KQCL_SPLIT_NONE, 0)};
+    double *xs = tu_malloc((size_t)(n * k) * sizeof(double)), *ref = tu_malloc((size_t)(n * m) * sizeof(double)),
+           *mag = tu_malloc((size_t)(n * m) * sizeof(double));
     for (int yi = 0; yi < 2; yi++) {
         TU_OK(kqcl_matmul(tu_ctx, wt, xt, ys[yi]));
         float *got = tu_read_f32(ys[yi]);
-        /* each X row is computed whole on one device with the same kernel as alone there */
         for (int d = 0; d < n_dev(); d++) {
             int64_t first, count;
             TU_OK(kqcl_tensor_part(xt, d, &first, &count));
             if (count == 0)
                 continue;
-            kqcl_tensor *wd = on_device(type, m, k, d, w), *xd = on_device(KQCL_TYPE_F32, count, k, d, x + first * k);
-            kqcl_tensor *yd = poisoned(count, m, KQCL_SPLIT_NONE, d);
-            TU_OK(kqcl_matmul(tu_ctx, wd, xd, yd));
-            float *ref = tu_read_f32(yd);
-            for (int64_t i = 0; i < count * m; i++)
-                ck_assert_msg(same_bits(got[first * m + i], ref[i]), "%s: data parallel y[%lld] differs",
-                              kqcl_type_name(type), (long long)(first * m + i));
-            free(ref);
-            kqcl_tensor_destroy(wd), kqcl_tensor_destroy(xd), kqcl_tensor_destroy(yd);
+            kqcl_precision used;
+            TU_OK(kqcl_precision_chosen(tu_ctx, d, type, n, &used));
+            tu_promised_x(used, x + first * k, (int)count, (int)k, xs);
+            tu_host_matmul_xd(type, w, xs, m, k, (int)count, ref, mag);
+            char what[128];
+            snprintf(what, sizeof what, "%s, %s mode (%s), n = %d: device %d's rows %lld..%lld",
+                     kqcl_type_name(type), kqcl_precision_name(mode), kqcl_precision_name(used), n, d,
+                     (long long)first, (long long)(first + count - 1));
+            tu_assert_close(got + first * m, ref, mag, (size_t)(count * m), what);
         }
         free(got);
     }
     kqcl_tensor_destroy(wt), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(ys[0]), kqcl_tensor_destroy(ys[1]);
-    free(w), free(x);
+    free(w), free(x), free(xs), free(ref), free(mag);
+}
+
+START_TEST(data_parallel_replicated_w)
+{
+    static const kqcl_precision modes[] = {KQCL_PRECISION_F32, KQCL_PRECISION_Q8, KQCL_PRECISION_AUTO};
+    static const int data_ns[] = {5, 9, 11, 16};
+    for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++)
+        for (size_t c = 0; c < sizeof data_ns / sizeof data_ns[0]; c++)
+            check_data_parallel(weight_types[_i], modes[mi], data_ns[c]);
 }
 END_TEST
 

@@ -17,53 +17,6 @@ static const kqcl_type quant_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYP
                                         KQCL_TYPE_Q8_K, KQCL_TYPE_Q4_0, KQCL_TYPE_Q8_0};
 #define N_QUANT ((int)(sizeof quant_types / sizeof quant_types[0]))
 
-/* ---- the host reference of Q8's activations, from the header's words ---------------------------- */
-
-/* The integer nearest x / d (the exact quotient), halves away from zero, clamped to +-127: the
- * quotient's exact value is compared with the two candidates through exact residuals in
- * double (x and q * d are exact in double: 24 + 8 bits). */
-static int ref_q8_round(float x, float d)
-{
-    if (!(d > 0.0f) || isinf(d) || isnan(x))
-        return 0;
-    double q = floor((double)x / d); /* an estimate; corrected below */
-    for (;;) {
-        double lo = (double)x - q * d; /* x - q d: >= 0 when q <= x/d */
-        if (lo < 0) {
-            q -= 1;
-            continue;
-        }
-        if (lo >= d) {
-            q += 1;
-            continue;
-        }
-        break;
-    }
-    /* now q <= x/d < q + 1; the remainder lo = x - q d in [0, d) */
-    double lo = (double)x - q * d, half = 0.5 * (double)d;
-    double r = lo > half ? q + 1 : lo < half ? q : (x > 0 ? q + 1 : q);
-    return (int)fmin(fmax(r, -127), 127);
-}
-
-/* X (n x k floats) as Q8 multiplies it: each value d * q, in double. */
-static void ref_q8_activations(const float *x, int n, int k, double *out, float *d_out)
-{
-    for (int b = 0; b < n * k / 32; b++) {
-        const float *v = x + (size_t)b * 32;
-        float amax = 0.0f;
-        bool nan = false;
-        for (int i = 0; i < 32; i++) {
-            nan |= isnan(v[i]) != 0;
-            amax = fmaxf(amax, fabsf(v[i]));
-        }
-        float d = nan ? NAN : amax * (1.0f / 127.0f);
-        if (d_out)
-            d_out[b] = d;
-        for (int i = 0; i < 32; i++)
-            out[(size_t)b * 32 + i] = (double)d * ref_q8_round(v[i], d);
-    }
-}
-
 /* ggml's CUDA quantization of activations (q8_1: blocks of 32, d = amax / 127, q = roundf(x /
  * d)) -- the error kqcl's Q8 is held to. */
 static void ggml_q8_activations(const float *x, int n, int k, double *out)
@@ -201,12 +154,15 @@ static unsigned char *q8_0_identity(int k)
 }
 
 /* Blocks of 32 built to hit the rounding's edges: exact halves (q + 1/2) d of both signs, their
- * float neighbours, the block maximum itself, zeros, an all-zero block, tiny and huge scales. */
+ * float neighbours, the block maximum itself, zeros, an all-zero block, tiny (down to subnormal)
+ * and huge scales. */
 static void edge_activations(float *x, int count)
 {
     for (int b = 0; b < count / 32; b++) {
         float *v = x + 32 * b;
-        float amax = b % 5 == 0 ? 127.0f : b % 5 == 1 ? 1.0f : b % 5 == 2 ? 3.0e-30f : b % 5 == 3 ? 6.0e30f : 0.37f;
+        /* tiny blocks too: below about 3.7e-37, 1/d overflows and d is subnormal */
+        static const float amaxes[] = {127.0f, 1.0f, 3.0e-30f, 6.0e30f, 0.37f, 3.0e-37f, 2.0e-38f, 5.0e-40f};
+        float amax = amaxes[b % 8];
         float d = amax * (1.0f / 127.0f);
         for (int i = 0; i < 32; i++) {
             int q = (int)(tu_rand() % 254) - 127;
@@ -234,7 +190,7 @@ START_TEST(q8_activations_bit_exact_with_the_header)
         x[(size_t)(n - 1) * k + i] = tu_uniform() * 3.0f;
     unsigned char *eye = q8_0_identity(k);
     double *want = tu_malloc((size_t)n * k * sizeof(double));
-    ref_q8_activations(x, n, k, want, NULL);
+    tu_q8_activations(x, n, k, want, NULL);
     float *got = device_product(KQCL_PRECISION_Q8, KQCL_TYPE_Q8_0, eye, KQCL_TYPE_F32, x, k, k, n);
     int exact_halves = 0;
     for (int i = 0; i < n * k; i++) {
@@ -244,7 +200,7 @@ START_TEST(q8_activations_bit_exact_with_the_header)
     }
     /* the edges were hit: some activations are exact halves of their block's d */
     float *dd = tu_malloc((size_t)n * k / 32 * sizeof(float));
-    ref_q8_activations(x, n, k, want, dd);
+    tu_q8_activations(x, n, k, want, dd);
     for (int i = 0; i < n * k; i++) {
         double q = (double)x[i] / dd[i / 32];
         exact_halves += dd[i / 32] > 0 && q - floor(q) == 0.5;
@@ -256,28 +212,6 @@ END_TEST
 
 /* ---- every mode against the activations it promises ------------------------------------------ */
 
-/* The float64 product of W with X as `mode` promises to multiply it. */
-static void promised_x(kqcl_precision mode, const float *x, int n, int k, double *xs)
-{
-    size_t count = (size_t)n * k;
-    if (mode == KQCL_PRECISION_Q8) {
-        ref_q8_activations(x, n, k, xs, NULL);
-        return;
-    }
-    for (size_t i = 0; i < count; i++) {
-        uint16_t h;
-        float r = x[i];
-        if (mode == KQCL_PRECISION_F16) {
-            ck_assert_int_eq(kqcl_quantize(KQCL_TYPE_F16, &x[i], &h, 1, 1), KQCL_OK);
-            ck_assert_int_eq(kqcl_dequantize(KQCL_TYPE_F16, &h, &r, 1, 1), KQCL_OK);
-        } else if (mode == KQCL_PRECISION_BF16) {
-            ck_assert_int_eq(kqcl_quantize(KQCL_TYPE_BF16, &x[i], &h, 1, 1), KQCL_OK);
-            ck_assert_int_eq(kqcl_dequantize(KQCL_TYPE_BF16, &h, &r, 1, 1), KQCL_OK);
-        }
-        xs[i] = r;
-    }
-}
-
 /* Weight type i x mode: random odd shapes, n = 1..8 (decode) and 9, 33 (prefill). */
 static void check_mode(kqcl_precision mode, kqcl_type wtype, int n, int64_t m, int64_t k)
 {
@@ -288,7 +222,7 @@ static void check_mode(kqcl_precision mode, kqcl_type wtype, int n, int64_t m, i
     kqcl_precision used;
     TU_OK(kqcl_context_set_precision(tu_ctx, mode));
     TU_OK(kqcl_precision_chosen(tu_ctx, 0, wtype, n, &used));
-    promised_x(used, x, n, (int)k, xs);
+    tu_promised_x(used, x, n, (int)k, xs);
     tu_host_matmul_xd(wtype, w, xs, m, k, n, want, mag);
     float *got = device_product(mode, wtype, w, KQCL_TYPE_F32, x, m, k, n);
     char what[96];
@@ -377,7 +311,7 @@ START_TEST(q8_falls_back_where_no_kernel_fits)
     float *x = tu_random_floats((size_t)n * k);
     double *xs = tu_malloc((size_t)n * k * sizeof(double)), *want = tu_malloc((size_t)n * m * sizeof(double)),
            *mag = tu_malloc((size_t)n * m * sizeof(double));
-    promised_x(KQCL_PRECISION_BF16, x, n, (int)k, xs);
+    tu_promised_x(KQCL_PRECISION_BF16, x, n, (int)k, xs);
     tu_host_matmul_xd(KQCL_TYPE_Q4_K, w, xs, m, k, n, want, mag);
     float *got = device_product(KQCL_PRECISION_Q8, KQCL_TYPE_Q4_K, w, KQCL_TYPE_F32, x, m, k, n);
     tu_assert_close(got, want, mag, (size_t)n * m, "q8 on a device no Q8 kernel fits (bf16 expected)");

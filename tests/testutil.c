@@ -159,3 +159,71 @@ TCase *tu_context_case(const char *name)
     tcase_set_timeout(tc, 900);
     return tc;
 }
+
+/* ---- the host reference of Q8's activations, from the header's words ---------------------------- */
+
+/* The integer nearest x / d (the exact quotient), halves away from zero, clamped to +-127: the
+ * quotient's exact value is compared with the two candidates through exact residuals in
+ * double (x and q * d are exact in double: 24 + 8 bits). */
+static int ref_q8_round(float x, float d)
+{
+    if (!(d > 0.0f) || isinf(d) || isnan(x))
+        return 0;
+    double q = floor((double)x / d); /* an estimate; corrected below */
+    for (;;) {
+        double lo = (double)x - q * d; /* x - q d: >= 0 when q <= x/d */
+        if (lo < 0) {
+            q -= 1;
+            continue;
+        }
+        if (lo >= d) {
+            q += 1;
+            continue;
+        }
+        break;
+    }
+    /* now q <= x/d < q + 1; the remainder lo = x - q d in [0, d) */
+    double lo = (double)x - q * d, half = 0.5 * (double)d;
+    double r = lo > half ? q + 1 : lo < half ? q : (x > 0 ? q + 1 : q);
+    return (int)fmin(fmax(r, -127), 127);
+}
+
+void tu_q8_activations(const float *x, int n, int k, double *out, float *d_out)
+{
+    for (int b = 0; b < n * k / 32; b++) {
+        const float *v = x + (size_t)b * 32;
+        float amax = 0.0f;
+        bool nan = false;
+        for (int i = 0; i < 32; i++) {
+            nan |= isnan(v[i]) != 0;
+            amax = fmaxf(amax, fabsf(v[i]));
+        }
+        float d = nan ? NAN : amax * (1.0f / 127.0f);
+        if (d_out)
+            d_out[b] = d;
+        for (int i = 0; i < 32; i++)
+            out[(size_t)b * 32 + i] = (double)d * ref_q8_round(v[i], d);
+    }
+}
+
+
+void tu_promised_x(kqcl_precision mode, const float *x, int n, int k, double *xs)
+{
+    size_t count = (size_t)n * k;
+    if (mode == KQCL_PRECISION_Q8) {
+        tu_q8_activations(x, n, k, xs, NULL);
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        uint16_t h;
+        float r = x[i];
+        if (mode == KQCL_PRECISION_F16) {
+            ck_assert_int_eq(kqcl_quantize(KQCL_TYPE_F16, &x[i], &h, 1, 1), KQCL_OK);
+            ck_assert_int_eq(kqcl_dequantize(KQCL_TYPE_F16, &h, &r, 1, 1), KQCL_OK);
+        } else if (mode == KQCL_PRECISION_BF16) {
+            ck_assert_int_eq(kqcl_quantize(KQCL_TYPE_BF16, &x[i], &h, 1, 1), KQCL_OK);
+            ck_assert_int_eq(kqcl_dequantize(KQCL_TYPE_BF16, &h, &r, 1, 1), KQCL_OK);
+        }
+        xs[i] = r;
+    }
+}

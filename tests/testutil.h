@@ -56,6 +56,13 @@ void tu_host_matmul(kqcl_type wtype, const void *w, kqcl_type xtype, const void 
 void tu_host_matmul_xd(kqcl_type wtype, const void *w, const double *x, int64_t m, int64_t k, int n, double *y,
                        double *mag);
 
+/* X (n x k floats, k a multiple of 32) as the Q8 mode multiplies it, from the header's words:
+ * each value d * q in double; d_out (n * k / 32, may be NULL) the blocks' scales. */
+void tu_q8_activations(const float *x, int n, int k, double *out, float *d_out);
+/* X as precision `mode` (never AUTO: ask kqcl_precision_chosen) promises to multiply it, in
+ * double: Q8's quants, f16 or bf16 roundings, or X itself. */
+void tu_promised_x(kqcl_precision mode, const float *x, int n, int k, double *xs);
+
 /* Every got[i] within 1e-5 * mag[i] (+1e-6) of ref[i]: f32 accumulation, a few roundings of
  * sum |w x|. */
 void tu_assert_close(const float *got, const double *ref, const double *mag, size_t count, const char *what);
