@@ -66,6 +66,16 @@ static inline int q8_round(float x, float d, float inv_d)
     return (int)clamp(q, -127.0f, 127.0f);
 }
 
+/* q8_round for any d, however small: a block whose largest |x| is below about 3.7e-37 has a d
+ * whose reciprocal overflows (d < 1/FLT_MAX) or that is subnormal (d/2 not exact), so such a
+ * block is quantized scaled by 2^64 -- exact for x and d alike, and x / d is unchanged. */
+static inline int q8_quant(float x, float d)
+{
+    float scale = d < 0x1p-64f ? 0x1p64f : 1.0f;
+    float ds = d * scale;
+    return q8_round(x * scale, ds, ds > 0.0f ? 1.0f / ds : 0.0f);
+}
+
 /* A work-item a value, a work-group QUANT_WG of them (whole blocks: k is a multiple of 32, so
  * blocks never straddle rows and block b starts at value 32 b), grid-striding: loads and stores
  * are coalesced, and each block's maximum and 16-sums are trees in local memory (max and
@@ -96,8 +106,7 @@ void quantize_q8(const __global XT *x, __global uchar *xq, int n, int k)
             barrier(CLK_LOCAL_MEM_FENCE);
         }
         float d = flag[first] ? NAN : amax[first] * (1.0f / 127.0f);
-        float inv_d = d > 0.0f ? 1.0f / d : 0.0f;
-        int q = q8_round(v, d, inv_d);
+        int q = q8_quant(v, d);
         sum[lid] = q;
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int s = 8; s > 0; s >>= 1) { /* sums of 16 */
