@@ -29,6 +29,18 @@
  *   KQ_NV_PTX    NVIDIA only: inline PTX for byte permutes (set by the host, with a fallback)
  */
 
+/* Vectors wider than the target's registers (float16 without AVX-512, float8 without AVX) are
+ * passed to and returned from the builtins (vload16, convert_float16, ...) and our helpers, and
+ * clang warns that such a call's ABI depends on the CPU features (-Wpsabi). That matters only
+ * between objects compiled for different features; a kernel program is one module, compiled
+ * together with the builtin library for the same target (PoCL links its library for the very
+ * CPU it runs on), so the warning says nothing here and is switched off -- it alone: PoCL prints
+ * a compiler's warnings to the user's terminal, and the offline x86-64 compile of `make
+ * check-kernels` fails on any warning. */
+#ifdef __clang__
+#pragma clang diagnostic ignored "-Wpsabi"
+#endif
+
 /* Conversions must round exactly as the host codec does: no a*b+c fused into one rounding. */
 #ifdef NO_CONTRACT
 #pragma OPENCL FP_CONTRACT OFF

@@ -11,6 +11,10 @@
 #            Intel's and Mesa's drivers; bare `inline` helpers are left undefined there)
 #   spirv    clang-15 + llvm-spirv-15 to SPIR-V, checked with spirv-val (no Import linkage)
 #   nvptx64  clang-19 + libclc to PTX, for the NVIDIA-only variants (inline PTX, -fgnu-keywords)
+#   x86_64   clang-19 for an x86-64 CPU without AVX-512 (haswell), as PoCL compiles a program for
+#            such a CPU, with every warning an error: PoCL prints the compiler's warnings to the
+#            user's terminal, so a kernel that warns there fails here (the CPU and GPU families
+#            both run on PoCL)
 # and, for every variant but the NVIDIA-only ones, its preprocessed source is searched for what
 # is not OpenCL C (__builtin_*, asm). A variant fails on a compile error, an undefined function,
 # a non-OpenCL-C construct, or local memory beyond the target's limit or beyond kqcl's own
@@ -96,6 +100,12 @@ check_one() {
                                    cut -d'"' -f2 | grep -v '^__spirv_BuiltIn' | tr '\n' ' ')
           [ -n "$imports" ] && verdict="FAIL(imports: $imports)"
         fi ;;
+      x86_64)
+        # shellcheck disable=SC2086
+        if ! $CLANG $base -Werror -target x86_64-pc-linux-gnu -Xclang -target-cpu -Xclang haswell -O2 -c "$dir/k.cl" \
+             -o "$dir/x86.o" 2> "$dir/$t.log"; then
+          verdict="FAIL(compile or warning)"
+        fi ;;
       nvptx64)
         # shellcheck disable=SC2086
         if ! $CLANG $base -fgnu-keywords -target nvptx64-unknown-nvidiacl -Wno-linker-warnings -Xclang -mlink-builtin-bitcode \
@@ -134,8 +144,9 @@ fi
 rm -rf "$out" && mkdir -p "$out/work"
 "$variants" > "$out/list.tsv" || { echo "check-kernels: $variants failed"; exit 1; }
 # One job a distinct (family, options), with the targets of every profile that lists it: GPU
-# variants for SPIR, SPIR-V and the four AMD targets; CPU variants for SPIR and SPIR-V (Intel's
-# CPU runtime takes SPIR-V); the NVIDIA profile's variants, inline PTX or not, for nvptx64. The
+# variants for SPIR, SPIR-V, x86-64 (PoCL runs them in the tests) and the four AMD targets; CPU
+# variants for SPIR, SPIR-V (Intel's CPU runtime takes SPIR-V) and x86-64 (PoCL); the NVIDIA
+# profile's variants, inline PTX or not, for nvptx64. The
 # smaller candidates a device steps down to (rank > 0) are compiled for SPIR only -- where an
 # undefined helper or a non-OpenCL-C construct shows -- unless KQCL_VARIANTS_ALL=1, which also
 # compiles every n of decode for every type pair: about 25 minutes on 2 cores, against 5.
@@ -143,8 +154,8 @@ awk -F'\t' -v all="${KQCL_VARIANTS_ALL:-0}" '{
   prof = $1; fam = $3; rank = $4; loc = $5; opt = $6; key = fam " " opt; first = rank == 0 || all == 1
   t = ""
   if (opt ~ / -DKQ_NV_PTX( |$)/ || prof == "nvidia") t = (first ? "nvptx64" : "")
-  else if (prof == "gpu") t = "spir64 spir64-O0" (first ? " spirv gfx90a gfx942 gfx1030 gfx1100" : "")
-  else t = "spir64 spir64-O0" (first ? " spirv" : "")
+  else if (prof == "gpu") t = "spir64 spir64-O0" (first ? " spirv x86_64 gfx90a gfx942 gfx1030 gfx1100" : "")
+  else t = "spir64 spir64-O0" (first ? " spirv x86_64" : "")
   if (!(key in seen)) { seen[key] = 1; order[++n] = key; fams[key] = fam; opts[key] = opt; locs[key] = loc }
   split(t, ts, " "); for (i in ts) if (ts[i] != "" && index(" " tg[key] " ", " " ts[i] " ") == 0) tg[key] = tg[key] " " ts[i]
 } END { for (i = 1; i <= n; i++) { k = order[i]; if (tg[k] != "") printf "%d\t%s\t%s\t%s\t%s\n", i, substr(tg[k], 2), locs[k], fams[k], opts[k] } }' \
@@ -152,7 +163,7 @@ awk -F'\t' -v all="${KQCL_VARIANTS_ALL:-0}" '{
 echo "check-kernels: $(wc -l < "$out/list.tsv") variants of 4 device profiles, $(wc -l < "$out/jobs.tsv") distinct; compiling with $jobs jobs"
 tr '\n' '\0' < "$out/jobs.tsv" | xargs -0 -P "$jobs" -I{} bash "$0" --one {} "$cl" "$out/work" > "$out/variants.tsv" 2> "$out/failures.log"
 # The table: per family and target, how many variants passed.
-awk -F'\t' -v targets="opencl-c gfx90a gfx942 gfx1030 gfx1100 spir64 spir64-O0 spirv nvptx64" \
+awk -F'\t' -v targets="opencl-c gfx90a gfx942 gfx1030 gfx1100 spir64 spir64-O0 spirv x86_64 nvptx64" \
     -v families="matvec matmul mma q8 convert reduce bench" '
   { n = split($3, r, " "); for (i = 1; i <= n; i++) { t = r[i]; sub(/=.*/, "", t); v = substr(r[i], length(t) + 2)
       key = $1 " " t; all[key]++
