@@ -185,24 +185,126 @@ END_TEST
 
 /* ---- device memory ---------------------------------------------------------------------------- */
 
+/* The allocation test is written against the device's own figures, whatever they are: a
+ * memory of a few GiB or of terabytes, a largest allocation of a quarter of it (NVIDIA, PoCL)
+ * or all of it. Shapes stay within the API's limits (rows and columns at most INT32_MAX), or
+ * the shape check, not the one under test, answers. */
+#define F32_BYTES 4u
+
+/* Rows of `cols` f32 values that together exceed `bytes`; 0 when more than INT32_MAX. */
+static int64_t f32_rows_over(uint64_t bytes, uint64_t cols)
+{
+    uint64_t rows = bytes / (cols * F32_BYTES) + 1;
+    return rows <= INT32_MAX ? (int64_t)rows : 0;
+}
+
+static bool fits_memory(const kqcl_device_info *info, uint64_t bytes)
+{
+    return info->global_mem_bytes == 0 || bytes <= info->global_mem_bytes; /* 0: the driver did not say */
+}
+
+/* Under KQCL_SHIM_MAX_ALLOC_BYTES / KQCL_SHIM_GLOBAL_MEM_BYTES the device must report the shim's
+ * figures, or the test would prove nothing about them. */
+static void assert_figures_simulated(const kqcl_device_info *info)
+{
+    const char *alloc = getenv("KQCL_SHIM_MAX_ALLOC_BYTES"), *mem = getenv("KQCL_SHIM_GLOBAL_MEM_BYTES");
+    if (alloc != NULL && getenv("KQCL_TEST_MAX_ALLOC_BYTES") == NULL) /* that cap would lower it */
+        ck_assert_uint_eq(info->max_alloc_bytes, strtoull(alloc, NULL, 10));
+    if (mem != NULL)
+        ck_assert_uint_eq(info->global_mem_bytes, strtoull(mem, NULL, 10));
+}
+
+/* More than the device's whole memory: OUT_OF_MEMORY. Rows of 4 MiB reach any memory up to
+ * 8 PiB within INT32_MAX rows (rows of 1 KiB, as before, stopped at 2 TiB). */
+static void assert_beyond_memory_refused(const kqcl_device_info *info)
+{
+    if (info->global_mem_bytes == 0)
+        return;
+    uint64_t cols = 1u << 20;
+    int64_t rows = f32_rows_over(info->global_mem_bytes, cols);
+    ck_assert_msg(rows > 0, "no shape exceeds %llu bytes", (unsigned long long)info->global_mem_bytes);
+    kqcl_tensor *t = (kqcl_tensor *)1;
+    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, rows, (int64_t)cols, &t), KQCL_ERR_OUT_OF_MEMORY);
+    ck_assert_ptr_null(t);
+    assert_message_has(tu_ctx, "memory");
+}
+
+/* One row larger than the largest allocation: UNSUPPORTED (a tensor may span several buffers,
+ * a row may not). Only where such a row exists: with a largest allocation of 8 GiB - 4 bytes or
+ * more, even the widest row the API takes (INT32_MAX f32 values) fits one, and where the row
+ * would also exceed the memory, that is what is reported. Returns whether it was tried. */
+static bool try_row_beyond_one_allocation(const kqcl_device_info *info)
+{
+    uint64_t cols = info->max_alloc_bytes / F32_BYTES + 1;
+    if (cols > INT32_MAX || !fits_memory(info, cols * F32_BYTES))
+        return false;
+    kqcl_tensor *t = (kqcl_tensor *)1;
+    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, 1, (int64_t)cols, &t), KQCL_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(t);
+    assert_message_has(tu_ctx, "row");
+    assert_message_has(tu_ctx, "largest allocation");
+    return true;
+}
+
+/* A tensor that must be one buffer -- a replica: a whole copy a device, never cut into row
+ * chunks -- a little larger than the largest allocation, of rows that each fit one: UNSUPPORTED,
+ * or OUT_OF_MEMORY where the memory holds no more than one allocation. This shape exists for
+ * every device's figures, so the limit is tested where no single row can exceed it. */
+static void assert_one_buffer_beyond_one_allocation_refused(const kqcl_device_info *info)
+{
+    uint64_t cols = info->max_alloc_bytes / F32_BYTES / 2; /* rows of at most half an allocation */
+    cols = cols > (1u << 16) ? (1u << 16) : cols < 1 ? 1 : cols;
+    int64_t rows = f32_rows_over(info->max_alloc_bytes, cols);
+    ck_assert_msg(rows > 0, "no shape exceeds %llu bytes", (unsigned long long)info->max_alloc_bytes);
+    bool in_memory = fits_memory(info, (uint64_t)rows * cols * F32_BYTES);
+    kqcl_tensor *t = (kqcl_tensor *)1;
+    ck_assert_int_eq(kqcl_tensor_create_split(tu_ctx, KQCL_TYPE_F32, rows, (int64_t)cols, KQCL_SPLIT_REPLICATE, &t),
+                     in_memory ? KQCL_ERR_UNSUPPORTED : KQCL_ERR_OUT_OF_MEMORY);
+    ck_assert_ptr_null(t);
+    assert_message_has(tu_ctx, in_memory ? "largest allocation" : "memory");
+}
+
 START_TEST(allocation_beyond_the_device_fails_before_any_work)
 {
     kqcl_device_info info;
     TU_OK(kqcl_device_get_info(tu_ctx, 0, &info));
+    assert_figures_simulated(&info);
     faults("");
-    kqcl_tensor *t = (kqcl_tensor *)1;
-    /* more than the device's whole memory */
-    int64_t rows = (int64_t)(info.global_mem_bytes / 1024) + 1;
-    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, rows, 256, &t), KQCL_ERR_OUT_OF_MEMORY);
-    ck_assert_ptr_null(t);
-    ck_assert_msg(kqcl_last_error(tu_ctx)[0] != '\0', "no message");
-    /* one row larger than the largest allocation: a tensor may span several buffers, a row
-     * may not */
-    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, 1, (int64_t)(info.max_alloc_bytes / 4) + 256, &t),
-                     KQCL_ERR_UNSUPPORTED);
-    assert_message_has(tu_ctx, "allocation");
+    assert_beyond_memory_refused(&info);
+    try_row_beyond_one_allocation(&info);
+    assert_one_buffer_beyond_one_allocation_refused(&info);
     ck_assert_int_eq(shim_calls("clCreateBuffer"), 0);
     assert_context_works(tu_ctx);
+}
+END_TEST
+
+/* The test above as if on devices with other figures, reported by the shim. Devices are
+ * described once a process, so each set runs in a process of its own: this program again,
+ * KQCL_FAULTS_CHILD=allocation (main). The first set failed before issue 23 on a PoCL that
+ * reports an 8 GiB largest allocation ("shape 1 x 2147483904 is too large"). */
+START_TEST(allocation_test_holds_for_other_devices_figures)
+{
+    static const struct {
+        const char *max_alloc, *global_mem;
+    } devices[] = {
+        {"8589934592", "23128698880"},     /* 8 GiB of 21.5 GiB (PoCL 3.1 here): no f32 row exceeds it */
+        {"8589934584", "25769803776"},     /* 8 GiB - 8 bytes: the widest row, 2^31 - 1 values, does */
+        {"1073741824", "4294967296"},      /* 1 GiB of 4 GiB: a quarter, as NVIDIA reports */
+        {"8589934592", "8589934592"},      /* the largest allocation is the whole memory */
+        {"68719476736", "549755813888"},   /* 64 GiB of 512 GiB */
+        {"4398046511104", "4398046511104"}, /* 4 TiB (PoCL on a large host): past 2^31 rows of 1 KiB */
+    };
+    char exe[4096], cmd[4400];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert_int_gt(len, 0);
+    exe[len] = '\0';
+    for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "KQCL_FAULTS_CHILD=allocation KQCL_SHIM_MAX_ALLOC_BYTES=%s KQCL_SHIM_GLOBAL_MEM_BYTES=%s '%s'",
+                 devices[i].max_alloc, devices[i].global_mem, exe);
+        ck_assert_msg(system(cmd) == 0, "the allocation test failed on a device of %s bytes, %s of them one "
+                      "allocation (its output is above)", devices[i].global_mem, devices[i].max_alloc);
+    }
 }
 END_TEST
 
@@ -888,6 +990,7 @@ static Suite *faults_suite(void)
     tc = tcase_create("faults");
     tcase_add_checked_fixture(tc, setup, teardown_no_leaks);
     tcase_add_test(tc, allocation_beyond_the_device_fails_before_any_work);
+    tcase_add_test(tc, allocation_test_holds_for_other_devices_figures);
     tcase_add_test(tc, buffer_creation_failure_is_out_of_memory);
     tcase_add_test(tc, lazy_allocation_failure_at_first_use);
     tcase_add_test(tc, real_device_exhaustion_on_a_gpu);
@@ -900,6 +1003,18 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, cache_directory_not_ours_is_not_used);
     tcase_add_test(tc, cache_entries_not_ours_are_not_used);
     tcase_add_test(tc, cache_entry_lacking_its_kernel_is_rebuilt);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* The allocation test alone, for allocation_test_holds_for_other_devices_figures: named as in
+ * the full suite, so that CK_RUN_SUITE / CK_RUN_CASE choose it there too. */
+static Suite *allocation_suite(void)
+{
+    Suite *s = suite_create("faults");
+    TCase *tc = tcase_create("faults");
+    tcase_add_checked_fixture(tc, setup, teardown_no_leaks);
+    tcase_add_test(tc, allocation_beyond_the_device_fails_before_any_work);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -956,5 +1071,7 @@ int main(int argc, char **argv)
     preload_shim(argv);
     if (getenv("KQCL_FAULTS_CHILD") && strcmp(getenv("KQCL_FAULTS_CHILD"), "discovery") == 0)
         return child_discovery_fails();
+    if (getenv("KQCL_FAULTS_CHILD") && strcmp(getenv("KQCL_FAULTS_CHILD"), "allocation") == 0)
+        return tu_run_suite(allocation_suite());
     return tu_run_suite(faults_suite());
 }
