@@ -17,8 +17,11 @@
  *   - an entry: opened with O_NOFOLLOW | O_NONBLOCK (no link is followed, a FIFO cannot hang
  *     us) and read only when fstat says it is a regular file owned by the effective user and
  *     not group- or world-writable;
- *   - its content: "KQCLBIN2", the full key, the binary and the SHA-256 of key + binary, all
- *     written by kqcl; a key or digest that does not match is a miss. Entries are named by the
+ *   - its content: "KQCLBIN2", the full key, the binary's length, the SHA-256 of key + binary
+ *     and the binary, all written by kqcl; a key or digest that does not match is a miss.
+ *     The header is read and checked first (the key, a length that is exactly the rest of the
+ *     file and at most CACHE_MAX_BINARY, 256 MiB), and only then is the binary allocated and
+ *     read, so a corrupt entry of any size costs a few small reads. Entries are named by the
  *     SHA-256 of their key;
  *   - anything that fails -- to read, to load, to build, or a built program that lacks a kernel
  *     asked of it (CL_INVALID_KERNEL_NAME) -- is rebuilt from source and its entry replaced
@@ -61,7 +64,11 @@ static uint64_t fnv1a(const void *data, size_t len, uint64_t h)
 /* ---- the on-disk cache ----------------------------------------------------------------------- */
 
 #define CACHE_MAGIC "KQCLBIN2"
-#define CACHE_MAX_BINARY (1ull << 31)
+/* The largest binary an entry may hold. A family's binary is a few hundred KB to a few MB (PoCL's
+ * ELF for matvec: 125 KB; PTX text on NVIDIA, some MB); 256 MiB is far above any of them and
+ * bounds what a corrupt or planted entry can make kqcl allocate and hash (a 1 GiB entry was read
+ * whole: 1.28 GB peak, 4.3 s). */
+#define CACHE_MAX_BINARY (256ull << 20)
 
 static bool cache_dir(char *buf, size_t size)
 {
@@ -136,66 +143,110 @@ static void entry_digest(const char *key, const unsigned char *bin, size_t size,
     kq_sha256_final(&s, digest);
 }
 
-/* The whole entry at `path` if it is a regular file of ours (links not followed, a FIFO or
- * device not waited on), into *size bytes of a new buffer; NULL otherwise. */
-static unsigned char *read_entry(const char *path, size_t *size)
+/* The entry at `path` opened for reading, and its size, if it is a regular file of ours (no
+ * link followed, a FIFO or device not waited on); -1 otherwise. */
+static int open_entry(const char *path, uint64_t *size)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
-        return NULL;
+        return -1;
     struct stat st;
-    unsigned char *bytes = NULL;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && owned_and_private(&st) && st.st_size > 0 &&
-        (uint64_t)st.st_size < CACHE_MAX_BINARY + 4096 && (bytes = malloc((size_t)st.st_size)) != NULL) {
-        size_t got = 0;
-        while (got < (size_t)st.st_size) {
-            ssize_t n = read(fd, bytes + got, (size_t)st.st_size - got);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                break;
-            got += (size_t)n;
-        }
-        char extra;
-        if (got != (size_t)st.st_size || read(fd, &extra, 1) != 0) { /* changed under us */
-            free(bytes);
-            bytes = NULL;
-        }
-        *size = got;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !owned_and_private(&st) || st.st_size <= 0) {
+        close(fd);
+        return -1;
     }
-    close(fd);
-    return bytes;
+    *size = (uint64_t)st.st_size;
+    return fd;
 }
 
-/* Read a cached binary whose stored key equals `key` and whose digest matches; NULL when absent,
- * untrusted, stale or corrupt. Layout: magic | u64 key length | key | u64 binary length |
- * SHA-256(key + binary) | binary. */
+/* Exactly `len` bytes; false on an error or an early end. */
+static bool read_exactly(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, (unsigned char *)buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        got += (size_t)n;
+    }
+    return true;
+}
+
+/* The next `len` bytes equal `want`; read in small pieces, so nothing is allocated for them. */
+static bool read_matches(int fd, const char *want, size_t len)
+{
+    char piece[512];
+    for (size_t at = 0; at < len; at += sizeof piece) {
+        size_t n = len - at < sizeof piece ? len - at : sizeof piece;
+        if (!read_exactly(fd, piece, n) || memcmp(piece, want + at, n) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* Nothing follows: the file did not grow after fstat. */
+static bool at_end(int fd)
+{
+    char extra;
+    ssize_t n;
+    while ((n = read(fd, &extra, 1)) < 0 && errno == EINTR)
+        ;
+    return n == 0;
+}
+
+/* Read the header (magic | u64 key length | key | u64 binary length | SHA-256 of key + binary)
+ * of an entry of `file_size` bytes, and accept it only when it is for `key` and its binary
+ * length is the rest of the file and within CACHE_MAX_BINARY: the binary's length and stored
+ * digest then in *bin_len and digest. Only the header is read, whatever the file's size. */
+static bool read_entry_header(int fd, uint64_t file_size, const char *key, uint64_t *bin_len,
+                              uint8_t digest[KQ_SHA256_BYTES])
+{
+    size_t key_len = strlen(key);
+    uint64_t stored_key_len = 0, header = 8 + 8 + (uint64_t)key_len + 8 + KQ_SHA256_BYTES;
+    if (file_size <= header || !read_matches(fd, CACHE_MAGIC, 8) ||
+        !read_exactly(fd, &stored_key_len, sizeof stored_key_len) || stored_key_len != key_len ||
+        !read_matches(fd, key, key_len) || !read_exactly(fd, bin_len, sizeof *bin_len) ||
+        !read_exactly(fd, digest, KQ_SHA256_BYTES))
+        return false;
+    return *bin_len == file_size - header && *bin_len <= CACHE_MAX_BINARY;
+}
+
+/* The binary that follows an accepted header, in a new buffer; NULL when it cannot be read
+ * whole, or more follows it. */
+static unsigned char *read_entry_binary(int fd, uint64_t bin_len)
+{
+    unsigned char *bin = malloc((size_t)bin_len);
+    if (bin != NULL && (!read_exactly(fd, bin, (size_t)bin_len) || !at_end(fd))) {
+        free(bin);
+        bin = NULL;
+    }
+    return bin;
+}
+
+/* A cached binary whose stored key equals `key` and whose digest matches; NULL when absent,
+ * untrusted, stale or corrupt. The header is checked against the key and the file's size
+ * before anything is allocated for the binary, so a corrupt entry costs a few reads whatever
+ * its size. */
 static unsigned char *cache_load(const char *path, const char *key, size_t *size)
 {
-    size_t n = 0, key_len = strlen(key);
-    unsigned char *e = read_entry(path, &n);
-    uint64_t stored_key_len = 0, bin_len = 0;
-    size_t at = 8 + 8 + key_len + 8 + KQ_SHA256_BYTES;
-    bool ok = e != NULL && n >= 16 && memcmp(e, CACHE_MAGIC, 8) == 0;
-    if (ok) {
-        memcpy(&stored_key_len, e + 8, 8);
-        ok = stored_key_len == key_len && n > at && memcmp(e + 16, key, key_len) == 0;
+    uint64_t file_size = 0, bin_len = 0;
+    uint8_t stored[KQ_SHA256_BYTES], digest[KQ_SHA256_BYTES];
+    int fd = open_entry(path, &file_size);
+    if (fd < 0)
+        return NULL;
+    unsigned char *bin = read_entry_header(fd, file_size, key, &bin_len, stored) ? read_entry_binary(fd, bin_len)
+                                                                                   : NULL;
+    close(fd);
+    if (bin == NULL)
+        return NULL;
+    entry_digest(key, bin, (size_t)bin_len, digest);
+    if (memcmp(digest, stored, sizeof digest) != 0) {
+        free(bin);
+        return NULL;
     }
-    if (ok) {
-        memcpy(&bin_len, e + 16 + key_len, 8);
-        ok = bin_len == n - at && bin_len < CACHE_MAX_BINARY;
-    }
-    uint8_t digest[KQ_SHA256_BYTES];
-    if (ok) {
-        entry_digest(key, e + at, (size_t)bin_len, digest);
-        ok = memcmp(digest, e + 16 + key_len + 8, KQ_SHA256_BYTES) == 0;
-    }
-    unsigned char *bin = ok ? malloc((size_t)bin_len) : NULL;
-    if (bin != NULL) {
-        memcpy(bin, e + at, (size_t)bin_len);
-        *size = (size_t)bin_len;
-    }
-    free(e);
+    *size = (size_t)bin_len;
     return bin;
 }
 
@@ -203,6 +254,8 @@ static unsigned char *cache_load(const char *path, const char *key, size_t *size
  * cache. */
 static void cache_store(const char *path, const char *key, const unsigned char *bin, size_t size)
 {
+    if ((uint64_t)size > CACHE_MAX_BINARY) /* it would never be loaded */
+        return;
     /* a name of its own (mkstemp, 0600): two contexts of one process may store the same entry at once */
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);

@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -977,6 +979,77 @@ START_TEST(cache_entry_lacking_its_kernel_is_rebuilt)
 }
 END_TEST
 
+/* ---- issue 23, item 6: an entry is not read beyond what an entry can be --------------------------- */
+
+/* The process's peak resident memory so far, in KiB (Linux's unit for ru_maxrss). */
+static long peak_rss_kib(void)
+{
+    struct rusage ru;
+    ck_assert_int_eq(getrusage(RUSAGE_SELF, &ru), 0);
+    return ru.ru_maxrss;
+}
+
+static double seconds_now(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* How a 1 GiB entry is forged: all zeros (no magic); the entry's own header with a binary
+ * length that accounts for the whole file (every check before the digest passes); or that
+ * header with the true, small binary length in a file 1 GiB long. */
+enum huge_entry { HUGE_ZEROS, HUGE_CONSISTENT_HEADER, HUGE_SIZE_MISMATCH, HUGE_KINDS };
+
+/* Replace the entry at `path` by a sparse file of `size` bytes of kind `how`, a private regular
+ * file of ours, as the library's own entries are. The digest is left zero: wrong. */
+static void plant_huge_entry(const char *path, uint64_t size, enum huge_entry how)
+{
+    entry e;
+    read_cache_entry(path, &e);
+    uint64_t key_len = strlen(e.key), header = 8 + 8 + key_len + 8 + KQ_SHA256_BYTES;
+    uint64_t bin_len = how == HUGE_CONSISTENT_HEADER ? size - header : e.bin_len;
+    uint8_t digest[KQ_SHA256_BYTES] = {0};
+    free(e.bin);
+    ck_assert_int_eq(unlink(path), 0);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ck_assert_int_ge(fd, 0);
+    if (how != HUGE_ZEROS)
+        ck_assert(write(fd, "KQCLBIN2", 8) == 8 && write(fd, &key_len, 8) == 8 &&
+                  write(fd, e.key, key_len) == (ssize_t)key_len && write(fd, &bin_len, 8) == 8 &&
+                  write(fd, digest, sizeof digest) == (ssize_t)sizeof digest);
+    ck_assert_int_eq(ftruncate(fd, (off_t)size), 0); /* sparse: no disk, no page cache to speak of */
+    ck_assert_int_eq(close(fd), 0);
+}
+
+/* A corrupt entry of 1 GiB was read whole before it was rejected (1.28 GB peak, 4.3 s): the
+ * reader now reads the fixed header, checks it against the key and the file's size, and
+ * allocates only for a binary within its bound. Measured by the peak resident memory of this
+ * process, which reading one such entry raised by 1 GiB. A peak is a high-water mark, so each
+ * kind of entry (_i) is a test of its own: a process of its own where Check forks. */
+START_TEST(cache_entry_of_a_gigabyte_is_not_read_whole)
+{
+    char dir[] = "/tmp/kqcl-faults-XXXXXX", paths[16][1200];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    fill_cache(dir); /* the kernels built once: their compilation's memory is in the peak already */
+    int n = entries_of(dir, NULL, paths);
+    ck_assert_int_ge(n, 1);
+    for (int i = 0; i < n; i++)
+        plant_huge_entry(paths[i], 1ull << 30, (enum huge_entry)_i);
+    long before = peak_rss_kib();
+    double start = seconds_now();
+    expect_built_from_source(dir, "1 GiB entries");
+    long grown_mib = (peak_rss_kib() - before) / 1024;
+    fprintf(stderr, "%d cache entries of 1 GiB (kind %d): peak resident memory +%ld MiB, %.2f s\n", n, _i, grown_mib,
+            seconds_now() - start);
+    ck_assert_msg(grown_mib < 256, "1 GiB cache entries (kind %d) raised the peak resident memory by %ld MiB", _i,
+                  grown_mib);
+    ck_assert_int_eq(for_each_entry(dir, -1), n); /* replaced by good entries */
+    run("rm -rf %s", dir);
+    unsetenv("KQCL_CACHE");
+}
+END_TEST
+
 /* ---- the suite ---------------------------------------------------------------------------------- */
 
 static Suite *faults_suite(void)
@@ -1003,6 +1076,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, cache_directory_not_ours_is_not_used);
     tcase_add_test(tc, cache_entries_not_ours_are_not_used);
     tcase_add_test(tc, cache_entry_lacking_its_kernel_is_rebuilt);
+    tcase_add_loop_test(tc, cache_entry_of_a_gigabyte_is_not_read_whole, 0, HUGE_KINDS);
     suite_add_tcase(s, tc);
     return s;
 }
