@@ -10,8 +10,16 @@
  *
  * What the cache trusts (a binary it loads is run as kqcl's kernel, so another local user must
  * never be able to plant one):
- *   - the directory: created 0700 (parents too) and used only when it is a directory owned by
- *     the effective user and not group- or world-writable; otherwise kernels are built from
+ *   - the directory: used only when it is owned by the effective user and not group- or
+ *     world-writable (sticky or not), and every directory above it is trusted too, checked from
+ *     the root down as OpenSSH's StrictModes checks a path: each owned by root or the effective
+ *     user and writable by nobody else. Whoever may write a parent could swap what is below for
+ *     a link to a private directory of ours, whose next run would write there. A sticky parent
+ *     (/tmp, root's) may be writable by others: there nobody else can rename or remove a name
+ *     of ours, and every name the walk takes, links included, must be ours or root's. Links
+ *     are followed (their targets checked the same way), but never into /proc, /dev or /sys,
+ *     the kernel's views, not storage. Missing directories are made 0700 as the walk reaches
+ *     them, so nothing is made below a parent that failed. Otherwise kernels are built from
  *     source without the cache, silently (a library does not print; doc/reliability.md says
  *     so), and nothing is written there;
  *   - an entry: opened with O_NOFOLLOW | O_NONBLOCK (no link is followed, a FIFO cannot hang
@@ -88,21 +96,8 @@ static bool cache_dir(char *buf, size_t size)
     return n > 0 && (size_t)n < size;
 }
 
-/* mkdir -p with mode 0700; false when the directory cannot be made (the cache is then
- * skipped). */
-static bool make_dirs(char *path)
-{
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        int r = mkdir(path, 0700);
-        *p = '/';
-        if (r != 0 && errno != EEXIST)
-            return false;
-    }
-    return mkdir(path, 0700) == 0 || errno == EEXIST;
-}
+/* Owned by root or by us: nobody else can rename, replace or chmod it. */
+static bool owner_trusted(const struct stat *st) { return st->st_uid == 0 || st->st_uid == geteuid(); }
 
 /* Ours alone: owned by the effective user, writable by nobody else. */
 static bool owned_and_private(const struct stat *st)
@@ -110,19 +105,133 @@ static bool owned_and_private(const struct stat *st)
     return st->st_uid == geteuid() && (st->st_mode & (S_IWGRP | S_IWOTH)) == 0;
 }
 
-/* The cache directory, when it can be trusted (see the top of the file). */
-static bool trusted_dir(const char *dir)
+/* A directory on the way to the cache: of a trusted owner and writable by nobody else, or
+ * sticky (/tmp), where others may add names but not rename or remove ours -- and every name
+ * the walk takes is checked to be ours or root's. */
+static bool safe_ancestor(const struct stat *st)
 {
+    return S_ISDIR(st->st_mode) && owner_trusted(st) &&
+           ((st->st_mode & (S_IWGRP | S_IWOTH)) == 0 || (st->st_mode & S_ISVTX) != 0);
+}
+
+/* The kernel's views of processes, devices and itself: no place for a cache, whatever their
+ * modes say (/proc/self/fd/N leads wherever descriptor N points, /dev/shm is memory). */
+static bool kernel_view(const char *dir)
+{
+    return strcmp(dir, "/proc") == 0 || strcmp(dir, "/dev") == 0 || strcmp(dir, "/sys") == 0;
+}
+
+#define MAX_LINKS 40 /* links followed in one path, as Linux's MAXSYMLINKS */
+
+/* A walk down the cache directory's path from the root, one name at a time. */
+typedef struct dir_walk {
+    char at[900];     /* the directory reached, with no link in it; "" is the root */
+    char rest[4096];  /* the names still to take, separated by '/' */
+    int links;        /* links followed */
+} dir_walk;
+
+/* Take the next name of the rest into `name` ("" when none is left); false if it is too long. */
+static bool next_name(dir_walk *w, char *name, size_t size)
+{
+    const char *p = w->rest + strspn(w->rest, "/");
+    size_t len = strcspn(p, "/");
+    if (len >= size)
+        return false;
+    memcpy(name, p, len);
+    name[len] = '\0';
+    memmove(w->rest, p + len, strlen(p + len) + 1);
+    return true;
+}
+
+/* A link found in a directory only we or root can write (so it is what one of us put there):
+ * its target, then the rest of the path, from the root if the target is absolute. */
+static bool follow_link(dir_walk *w, const char *link)
+{
+    char target[sizeof w->rest], rest[sizeof w->rest];
+    ssize_t len = readlink(link, target, sizeof target - 1);
+    if (len <= 0 || ++w->links > MAX_LINKS)
+        return false;
+    target[len] = '\0';
+    int n = snprintf(rest, sizeof rest, "%s/%s", target, w->rest);
+    if (n < 0 || (size_t)n >= sizeof rest)
+        return false;
+    memcpy(w->rest, rest, (size_t)n + 1);
+    if (target[0] == '/')
+        w->at[0] = '\0';
+    return true;
+}
+
+/* Take one name from w->at: "." stays, ".." goes up (w->at has no link in it, so its parent
+ * is its text up to the last '/'), a missing directory is made 0700, a link is followed, a
+ * directory must be safe_ancestor; a kernel view is not entered. False where the walk must
+ * stop: the cache is then not used. Nothing is made anywhere before every directory above it
+ * passed. */
+static bool step_into(dir_walk *w, const char *name)
+{
+    if (strcmp(name, ".") == 0)
+        return true;
+    if (strcmp(name, "..") == 0) {
+        char *slash = strrchr(w->at, '/');
+        if (slash != NULL)
+            *slash = '\0';
+        return true;
+    }
+    char next[sizeof w->at];
+    int n = snprintf(next, sizeof next, "%s/%s", w->at, name);
+    if (n < 0 || (size_t)n >= sizeof next || kernel_view(next))
+        return false;
     struct stat st;
-    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && owned_and_private(&st);
+    if (lstat(next, &st) != 0 &&
+        !(errno == ENOENT && (mkdir(next, 0700) == 0 || errno == EEXIST) && lstat(next, &st) == 0))
+        return false;
+    if (!owner_trusted(&st))
+        return false;
+    if (S_ISLNK(st.st_mode))
+        return follow_link(w, next);
+    if (!safe_ancestor(&st))
+        return false;
+    memcpy(w->at, next, (size_t)n + 1);
+    return true;
+}
+
+/* The cache directory `path` with every link followed (missing directories made 0700) into
+ * `out`, when it can be trusted: every directory from the root down passes step_into, and the
+ * last is ours alone (see the top of the file). A relative path starts at the working
+ * directory, whose own parents are checked the same way. */
+static bool trusted_cache_dir(const char *path, char *out, size_t size)
+{
+    dir_walk w = {.at = "", .links = 0};
+    char cwd[sizeof w.rest];
+    if (path[0] != '/' && getcwd(cwd, sizeof cwd) == NULL)
+        return false;
+    int n = snprintf(w.rest, sizeof w.rest, "%s/%s", path[0] == '/' ? "" : cwd, path);
+    if (n < 0 || (size_t)n >= sizeof w.rest)
+        return false;
+    struct stat st;
+    if (lstat("/", &st) != 0 || !safe_ancestor(&st))
+        return false;
+    char name[256]; /* NAME_MAX + 1 */
+    for (;;) {
+        if (!next_name(&w, name, sizeof name))
+            return false;
+        if (name[0] == '\0')
+            break; /* the whole path taken */
+        if (!step_into(&w, name))
+            return false;
+    }
+    const char *dir = w.at[0] != '\0' ? w.at : "/";
+    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || !owned_and_private(&st))
+        return false;
+    n = snprintf(out, size, "%s", dir);
+    return n > 0 && (size_t)n < size;
 }
 
 static bool cache_path(const kq_device *dev, const char *key, char *buf, size_t size)
 {
-    char dir[900];
+    char wanted[900], dir[900];
     if (dev->is_pocl && !(getenv("KQCL_CACHE") && strcmp(getenv("KQCL_CACHE"), "force") == 0))
         return false;
-    if (!cache_dir(dir, sizeof dir) || !make_dirs(dir) || !trusted_dir(dir))
+    if (!cache_dir(wanted, sizeof wanted) || !trusted_cache_dir(wanted, dir, sizeof dir))
         return false;
     uint8_t digest[KQ_SHA256_BYTES];
     kq_sha256(key, strlen(key), digest);

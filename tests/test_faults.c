@@ -14,6 +14,7 @@
 #include "testutil.h"
 #include "sha256.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -979,6 +980,115 @@ START_TEST(cache_entry_lacking_its_kernel_is_rebuilt)
 }
 END_TEST
 
+/* ---- issue 23, item 7: the cache directory's parents are checked too --------------------------- */
+
+/* A context on `dir` loaded its programs from their binaries and built none. */
+static void expect_cache_used(const char *dir, const char *why)
+{
+    faults("");
+    new_context_with_cache(dir);
+    use_two_families();
+    ck_assert_msg(shim_calls("clCreateProgramWithBinary") >= 1 && shim_calls("clCreateProgramWithSource") == 0,
+                  "%s: the cache was not used (%ld binaries loaded, %ld built from source)", why,
+                  shim_calls("clCreateProgramWithBinary"), shim_calls("clCreateProgramWithSource"));
+}
+
+/* Names in directory `dir`, "." and ".." aside; -1 when it cannot be read (or does not exist). */
+static int names_in(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+/* Whoever may write a parent of the cache directory may swap the directory for a link to a
+ * private directory of ours, whose next run would write its entries there (and load what is
+ * there). Every directory on the way is checked as OpenSSH's StrictModes does: owned by root or
+ * by us, writable by nobody else -- except a sticky one such as /tmp, where nobody else may
+ * rename or remove what is ours. The test runs as root and as any other user. */
+START_TEST(cache_directory_with_a_shared_parent_is_not_used)
+{
+    char dir[] = "/tmp/kqcl-faults-XXXXXX", shared[1100], cache[1200], link[1200], private_dir[1100];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(shared, sizeof shared, "%s/shared", dir);
+    snprintf(cache, sizeof cache, "%s/kqcl", shared);
+    fill_cache(cache); /* shared/ and shared/kqcl/ made 0700 by kqcl: used */
+    ck_assert_int_eq(chmod(shared, 0777), 0);
+    expect_built_from_source(cache, "a world-writable parent");
+    ck_assert_int_eq(chmod(shared, 0770), 0);
+    expect_built_from_source(cache, "a group-writable parent");
+    ck_assert_int_eq(chmod(shared, 01777), 0);
+    expect_cache_used(cache, "a sticky parent (as /tmp)");
+    ck_assert_int_eq(chmod(shared, 0755), 0);
+    expect_cache_used(cache, "a parent of ours, mode 0755");
+    if (geteuid() == 0) { /* only root can give a directory away */
+        ck_assert_int_eq(chown(shared, 12345, (gid_t)-1), 0);
+        expect_built_from_source(cache, "a parent of another user");
+        ck_assert_int_eq(chown(shared, 0, (gid_t)-1), 0);
+    }
+    /* the attack: in a shared directory, a link to a private directory of ours */
+    snprintf(private_dir, sizeof private_dir, "%s/private", dir);
+    snprintf(link, sizeof link, "%s/link", shared);
+    ck_assert_int_eq(mkdir(private_dir, 0700), 0);
+    ck_assert_int_eq(symlink(private_dir, link), 0);
+    ck_assert_int_eq(chmod(shared, 0777), 0);
+    new_context_with_cache(link);
+    use_two_families();
+    expect_built_from_source(link, "a link in a world-writable directory");
+    ck_assert_msg(names_in(private_dir) == 0, "%d files written through a link in a shared directory",
+                  names_in(private_dir));
+    /* the same link where only we could have put it is followed: links themselves are fine */
+    ck_assert_int_eq(chmod(shared, 0700), 0);
+    new_context_with_cache(link);
+    use_two_families();
+    expect_cache_used(link, "a link in a private directory");
+    ck_assert_int_ge(names_in(private_dir), 1);
+    run("rm -rf %s", dir);
+    unsetenv("KQCL_CACHE");
+}
+END_TEST
+
+/* A cache directory reached through /proc, /dev or /sys -- named so, or through a link into
+ * them -- is not used, and nothing is made there: these are the kernel's views of processes and
+ * devices, not storage (/proc/self/fd/N leads wherever descriptor N points; /dev/shm is memory
+ * any user may fill). No call fails for it. */
+START_TEST(cache_directory_under_proc_dev_or_sys_is_not_used)
+{
+    char dir[] = "/tmp/kqcl-faults-XXXXXX", cache[1200], made[1200];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    static const char *const through[] = {"/proc/self/fd", "/dev/fd"};
+    snprintf(made, sizeof made, "%s/cache", dir);
+    for (size_t i = 0; i < sizeof through / sizeof through[0]; i++) {
+        snprintf(cache, sizeof cache, "%s/%d/cache", through[i], fd);
+        new_context_with_cache(cache);
+        use_two_families();
+        expect_built_from_source(cache, through[i]);
+        ck_assert_msg(names_in(made) == -1, "%s: %s was made", cache, made);
+    }
+    char shm[] = "/dev/shm/kqcl-faults-XXXXXX";
+    if (mkdtemp(shm) != NULL) { /* where there is a /dev/shm */
+        snprintf(cache, sizeof cache, "%s/cache", shm);
+        new_context_with_cache(cache);
+        use_two_families();
+        expect_built_from_source(cache, "/dev/shm");
+        ck_assert_msg(names_in(cache) == -1, "%s was made", cache);
+        run("rm -rf %s", shm);
+    }
+    new_context_with_cache("/sys/kqcl-faults/cache");
+    assert_context_works(tu_ctx);
+    close(fd);
+    run("rm -rf %s", dir);
+    unsetenv("KQCL_CACHE");
+}
+END_TEST
+
 /* ---- issue 23, item 6: an entry is not read beyond what an entry can be --------------------------- */
 
 /* The process's peak resident memory so far, in KiB (Linux's unit for ru_maxrss). */
@@ -1076,6 +1186,8 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, cache_directory_not_ours_is_not_used);
     tcase_add_test(tc, cache_entries_not_ours_are_not_used);
     tcase_add_test(tc, cache_entry_lacking_its_kernel_is_rebuilt);
+    tcase_add_test(tc, cache_directory_with_a_shared_parent_is_not_used);
+    tcase_add_test(tc, cache_directory_under_proc_dev_or_sys_is_not_used);
     tcase_add_loop_test(tc, cache_entry_of_a_gigabyte_is_not_read_whole, 0, HUGE_KINDS);
     suite_add_tcase(s, tc);
     return s;
