@@ -287,10 +287,11 @@ KQCL_API kqcl_status kqcl_precision_from_name(const char *name, kqcl_precision *
  * its tuning table's values for the device's vendor and architecture (kqcl_device_tuning
  * names the entry), or a choice per call. A context takes the environment's overrides once, at
  * kqcl_context_create (the variable named beside each; the tuples set their members in order,
- * e.g. KQCL_MATVEC="32,4,2"), and a malformed value makes the creation fail with
- * KQCL_ERR_INVALID_ARG. Set members of one kernel's set are used with the others' defaults; a
- * set that breaks the kernel's constraints or does not fit the device makes the calls that
- * would use it fail with KQCL_ERR_INVALID_ARG, naming where it came from. */
+ * e.g. KQCL_MATVEC="32,4,2": decimal digits and commas only, no blank or sign), and a
+ * malformed value makes the creation fail with KQCL_ERR_INVALID_ARG. Set members of one
+ * kernel's set are used with the others' defaults; a set that breaks the kernel's constraints
+ * or does not fit the device makes the calls that would use it fail with KQCL_ERR_INVALID_ARG,
+ * naming where it came from. */
 #define KQCL_PARAM_AUTO (-1)
 
 typedef enum kqcl_param {

@@ -4,7 +4,6 @@
  * are tune.c's tuning table. */
 #include "params.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +80,27 @@ static kqcl_status malformed(const char *env, const char *s, const kqcl_param *m
     return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s='%s': want %s%s", env, s, count > 1 ? "comma-separated " : "", want);
 }
 
+/* The number written at *s in decimal digits alone, moving *s past it, when it is at most
+ * `max`; false for anything else. No sign and no blank are taken: the header promises exactly
+ * the tuple's integers, and none of the bounds is negative, so a '-' is never part of a value
+ * (strtol, used before, skipped leading blanks and took '+' and "-0"). Stopping at `max` (an
+ * int) also keeps a long run of digits from overflowing. */
+static bool digits_at_most(const char **s, int max, int *value)
+{
+    const char *p = *s;
+    long long v = 0;
+    if (*p < '0' || *p > '9')
+        return false;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        v = v * 10 + (*p - '0');
+        if (v > max)
+            return false;
+    }
+    *value = (int)v;
+    *s = p;
+    return true;
+}
+
 /* One variable: unset is nothing, else exactly its tuple's integers, each within bounds. */
 static kqcl_status tuple_from_env(const char *env, kq_params *out)
 {
@@ -98,15 +118,11 @@ static kqcl_status tuple_from_env(const char *env, kq_params *out)
     int v[8];
     const char *p = s;
     for (int i = 0; i < count; i++) {
-        char *end;
-        errno = 0;
-        long x = strtol(p, &end, 10);
-        bool last = i == count - 1;
-        if (end == p || errno != 0 || x < params[members[i]].min || x > params[members[i]].max ||
-            (last ? *end != '\0' : *end != ','))
+        const param_info *pi = &params[members[i]];
+        char after = i == count - 1 ? '\0' : ','; /* commas between the members, nothing after */
+        if (!digits_at_most(&p, pi->max, &v[i]) || v[i] < pi->min || *p != after)
             return malformed(env, s, members, count);
-        v[i] = (int)x;
-        p = end + 1;
+        p++;
     }
     for (int i = 0; i < count; i++)
         kq_params_set(out, members[i], v[i], KQ_FROM_ENV);

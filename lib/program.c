@@ -10,15 +10,26 @@
  *
  * What the cache trusts (a binary it loads is run as kqcl's kernel, so another local user must
  * never be able to plant one):
- *   - the directory: created 0700 (parents too) and used only when it is a directory owned by
- *     the effective user and not group- or world-writable; otherwise kernels are built from
+ *   - the directory: used only when it is owned by the effective user and not group- or
+ *     world-writable (sticky or not), and every directory above it is trusted too, checked from
+ *     the root down as OpenSSH's StrictModes checks a path: each owned by root or the effective
+ *     user and writable by nobody else. Whoever may write a parent could swap what is below for
+ *     a link to a private directory of ours, whose next run would write there. A sticky parent
+ *     (/tmp, root's) may be writable by others: there nobody else can rename or remove a name
+ *     of ours, and every name the walk takes, links included, must be ours or root's. Links
+ *     are followed (their targets checked the same way), but never into /proc, /dev or /sys,
+ *     the kernel's views, not storage. Missing directories are made 0700 as the walk reaches
+ *     them, so nothing is made below a parent that failed. Otherwise kernels are built from
  *     source without the cache, silently (a library does not print; doc/reliability.md says
  *     so), and nothing is written there;
  *   - an entry: opened with O_NOFOLLOW | O_NONBLOCK (no link is followed, a FIFO cannot hang
  *     us) and read only when fstat says it is a regular file owned by the effective user and
  *     not group- or world-writable;
- *   - its content: "KQCLBIN2", the full key, the binary and the SHA-256 of key + binary, all
- *     written by kqcl; a key or digest that does not match is a miss. Entries are named by the
+ *   - its content: "KQCLBIN2", the full key, the binary's length, the SHA-256 of key + binary
+ *     and the binary, all written by kqcl; a key or digest that does not match is a miss.
+ *     The header is read and checked first (the key, a length that is exactly the rest of the
+ *     file and at most CACHE_MAX_BINARY, 256 MiB), and only then is the binary allocated and
+ *     read, so a corrupt entry of any size costs a few small reads. Entries are named by the
  *     SHA-256 of their key;
  *   - anything that fails -- to read, to load, to build, or a built program that lacks a kernel
  *     asked of it (CL_INVALID_KERNEL_NAME) -- is rebuilt from source and its entry replaced
@@ -61,7 +72,11 @@ static uint64_t fnv1a(const void *data, size_t len, uint64_t h)
 /* ---- the on-disk cache ----------------------------------------------------------------------- */
 
 #define CACHE_MAGIC "KQCLBIN2"
-#define CACHE_MAX_BINARY (1ull << 31)
+/* The largest binary an entry may hold. A family's binary is a few hundred KB to a few MB (PoCL's
+ * ELF for matvec: 125 KB; PTX text on NVIDIA, some MB); 256 MiB is far above any of them and
+ * bounds what a corrupt or planted entry can make kqcl allocate and hash (a 1 GiB entry was read
+ * whole: 1.28 GB peak, 4.3 s). */
+#define CACHE_MAX_BINARY (256ull << 20)
 
 static bool cache_dir(char *buf, size_t size)
 {
@@ -81,21 +96,8 @@ static bool cache_dir(char *buf, size_t size)
     return n > 0 && (size_t)n < size;
 }
 
-/* mkdir -p with mode 0700; false when the directory cannot be made (the cache is then
- * skipped). */
-static bool make_dirs(char *path)
-{
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        int r = mkdir(path, 0700);
-        *p = '/';
-        if (r != 0 && errno != EEXIST)
-            return false;
-    }
-    return mkdir(path, 0700) == 0 || errno == EEXIST;
-}
+/* Owned by root or by us: nobody else can rename, replace or chmod it. */
+static bool owner_trusted(const struct stat *st) { return st->st_uid == 0 || st->st_uid == geteuid(); }
 
 /* Ours alone: owned by the effective user, writable by nobody else. */
 static bool owned_and_private(const struct stat *st)
@@ -103,19 +105,133 @@ static bool owned_and_private(const struct stat *st)
     return st->st_uid == geteuid() && (st->st_mode & (S_IWGRP | S_IWOTH)) == 0;
 }
 
-/* The cache directory, when it can be trusted (see the top of the file). */
-static bool trusted_dir(const char *dir)
+/* A directory on the way to the cache: of a trusted owner and writable by nobody else, or
+ * sticky (/tmp), where others may add names but not rename or remove ours -- and every name
+ * the walk takes is checked to be ours or root's. */
+static bool safe_ancestor(const struct stat *st)
 {
+    return S_ISDIR(st->st_mode) && owner_trusted(st) &&
+           ((st->st_mode & (S_IWGRP | S_IWOTH)) == 0 || (st->st_mode & S_ISVTX) != 0);
+}
+
+/* The kernel's views of processes, devices and itself: no place for a cache, whatever their
+ * modes say (/proc/self/fd/N leads wherever descriptor N points, /dev/shm is memory). */
+static bool kernel_view(const char *dir)
+{
+    return strcmp(dir, "/proc") == 0 || strcmp(dir, "/dev") == 0 || strcmp(dir, "/sys") == 0;
+}
+
+#define MAX_LINKS 40 /* links followed in one path, as Linux's MAXSYMLINKS */
+
+/* A walk down the cache directory's path from the root, one name at a time. */
+typedef struct dir_walk {
+    char at[900];     /* the directory reached, with no link in it; "" is the root */
+    char rest[4096];  /* the names still to take, separated by '/' */
+    int links;        /* links followed */
+} dir_walk;
+
+/* Take the next name of the rest into `name` ("" when none is left); false if it is too long. */
+static bool next_name(dir_walk *w, char *name, size_t size)
+{
+    const char *p = w->rest + strspn(w->rest, "/");
+    size_t len = strcspn(p, "/");
+    if (len >= size)
+        return false;
+    memcpy(name, p, len);
+    name[len] = '\0';
+    memmove(w->rest, p + len, strlen(p + len) + 1);
+    return true;
+}
+
+/* A link found in a directory only we or root can write (so it is what one of us put there):
+ * its target, then the rest of the path, from the root if the target is absolute. */
+static bool follow_link(dir_walk *w, const char *link)
+{
+    char target[sizeof w->rest], rest[sizeof w->rest];
+    ssize_t len = readlink(link, target, sizeof target - 1);
+    if (len <= 0 || ++w->links > MAX_LINKS)
+        return false;
+    target[len] = '\0';
+    int n = snprintf(rest, sizeof rest, "%s/%s", target, w->rest);
+    if (n < 0 || (size_t)n >= sizeof rest)
+        return false;
+    memcpy(w->rest, rest, (size_t)n + 1);
+    if (target[0] == '/')
+        w->at[0] = '\0';
+    return true;
+}
+
+/* Take one name from w->at: "." stays, ".." goes up (w->at has no link in it, so its parent
+ * is its text up to the last '/'), a missing directory is made 0700, a link is followed, a
+ * directory must be safe_ancestor; a kernel view is not entered. False where the walk must
+ * stop: the cache is then not used. Nothing is made anywhere before every directory above it
+ * passed. */
+static bool step_into(dir_walk *w, const char *name)
+{
+    if (strcmp(name, ".") == 0)
+        return true;
+    if (strcmp(name, "..") == 0) {
+        char *slash = strrchr(w->at, '/');
+        if (slash != NULL)
+            *slash = '\0';
+        return true;
+    }
+    char next[sizeof w->at];
+    int n = snprintf(next, sizeof next, "%s/%s", w->at, name);
+    if (n < 0 || (size_t)n >= sizeof next || kernel_view(next))
+        return false;
     struct stat st;
-    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && owned_and_private(&st);
+    if (lstat(next, &st) != 0 &&
+        !(errno == ENOENT && (mkdir(next, 0700) == 0 || errno == EEXIST) && lstat(next, &st) == 0))
+        return false;
+    if (!owner_trusted(&st))
+        return false;
+    if (S_ISLNK(st.st_mode))
+        return follow_link(w, next);
+    if (!safe_ancestor(&st))
+        return false;
+    memcpy(w->at, next, (size_t)n + 1);
+    return true;
+}
+
+/* The cache directory `path` with every link followed (missing directories made 0700) into
+ * `out`, when it can be trusted: every directory from the root down passes step_into, and the
+ * last is ours alone (see the top of the file). A relative path starts at the working
+ * directory, whose own parents are checked the same way. */
+static bool trusted_cache_dir(const char *path, char *out, size_t size)
+{
+    dir_walk w = {.at = "", .links = 0};
+    char cwd[sizeof w.rest];
+    if (path[0] != '/' && getcwd(cwd, sizeof cwd) == NULL)
+        return false;
+    int n = snprintf(w.rest, sizeof w.rest, "%s/%s", path[0] == '/' ? "" : cwd, path);
+    if (n < 0 || (size_t)n >= sizeof w.rest)
+        return false;
+    struct stat st;
+    if (lstat("/", &st) != 0 || !safe_ancestor(&st))
+        return false;
+    char name[256]; /* NAME_MAX + 1 */
+    for (;;) {
+        if (!next_name(&w, name, sizeof name))
+            return false;
+        if (name[0] == '\0')
+            break; /* the whole path taken */
+        if (!step_into(&w, name))
+            return false;
+    }
+    const char *dir = w.at[0] != '\0' ? w.at : "/";
+    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || !owned_and_private(&st))
+        return false;
+    n = snprintf(out, size, "%s", dir);
+    return n > 0 && (size_t)n < size;
 }
 
 static bool cache_path(const kq_device *dev, const char *key, char *buf, size_t size)
 {
-    char dir[900];
+    char wanted[900], dir[900];
     if (dev->is_pocl && !(getenv("KQCL_CACHE") && strcmp(getenv("KQCL_CACHE"), "force") == 0))
         return false;
-    if (!cache_dir(dir, sizeof dir) || !make_dirs(dir) || !trusted_dir(dir))
+    if (!cache_dir(wanted, sizeof wanted) || !trusted_cache_dir(wanted, dir, sizeof dir))
         return false;
     uint8_t digest[KQ_SHA256_BYTES];
     kq_sha256(key, strlen(key), digest);
@@ -136,66 +252,110 @@ static void entry_digest(const char *key, const unsigned char *bin, size_t size,
     kq_sha256_final(&s, digest);
 }
 
-/* The whole entry at `path` if it is a regular file of ours (links not followed, a FIFO or
- * device not waited on), into *size bytes of a new buffer; NULL otherwise. */
-static unsigned char *read_entry(const char *path, size_t *size)
+/* The entry at `path` opened for reading, and its size, if it is a regular file of ours (no
+ * link followed, a FIFO or device not waited on); -1 otherwise. */
+static int open_entry(const char *path, uint64_t *size)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
-        return NULL;
+        return -1;
     struct stat st;
-    unsigned char *bytes = NULL;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && owned_and_private(&st) && st.st_size > 0 &&
-        (uint64_t)st.st_size < CACHE_MAX_BINARY + 4096 && (bytes = malloc((size_t)st.st_size)) != NULL) {
-        size_t got = 0;
-        while (got < (size_t)st.st_size) {
-            ssize_t n = read(fd, bytes + got, (size_t)st.st_size - got);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                break;
-            got += (size_t)n;
-        }
-        char extra;
-        if (got != (size_t)st.st_size || read(fd, &extra, 1) != 0) { /* changed under us */
-            free(bytes);
-            bytes = NULL;
-        }
-        *size = got;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !owned_and_private(&st) || st.st_size <= 0) {
+        close(fd);
+        return -1;
     }
-    close(fd);
-    return bytes;
+    *size = (uint64_t)st.st_size;
+    return fd;
 }
 
-/* Read a cached binary whose stored key equals `key` and whose digest matches; NULL when absent,
- * untrusted, stale or corrupt. Layout: magic | u64 key length | key | u64 binary length |
- * SHA-256(key + binary) | binary. */
+/* Exactly `len` bytes; false on an error or an early end. */
+static bool read_exactly(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, (unsigned char *)buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        got += (size_t)n;
+    }
+    return true;
+}
+
+/* The next `len` bytes equal `want`; read in small pieces, so nothing is allocated for them. */
+static bool read_matches(int fd, const char *want, size_t len)
+{
+    char piece[512];
+    for (size_t at = 0; at < len; at += sizeof piece) {
+        size_t n = len - at < sizeof piece ? len - at : sizeof piece;
+        if (!read_exactly(fd, piece, n) || memcmp(piece, want + at, n) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* Nothing follows: the file did not grow after fstat. */
+static bool at_end(int fd)
+{
+    char extra;
+    ssize_t n;
+    while ((n = read(fd, &extra, 1)) < 0 && errno == EINTR)
+        ;
+    return n == 0;
+}
+
+/* Read the header (magic | u64 key length | key | u64 binary length | SHA-256 of key + binary)
+ * of an entry of `file_size` bytes, and accept it only when it is for `key` and its binary
+ * length is the rest of the file and within CACHE_MAX_BINARY: the binary's length and stored
+ * digest then in *bin_len and digest. Only the header is read, whatever the file's size. */
+static bool read_entry_header(int fd, uint64_t file_size, const char *key, uint64_t *bin_len,
+                              uint8_t digest[KQ_SHA256_BYTES])
+{
+    size_t key_len = strlen(key);
+    uint64_t stored_key_len = 0, header = 8 + 8 + (uint64_t)key_len + 8 + KQ_SHA256_BYTES;
+    if (file_size <= header || !read_matches(fd, CACHE_MAGIC, 8) ||
+        !read_exactly(fd, &stored_key_len, sizeof stored_key_len) || stored_key_len != key_len ||
+        !read_matches(fd, key, key_len) || !read_exactly(fd, bin_len, sizeof *bin_len) ||
+        !read_exactly(fd, digest, KQ_SHA256_BYTES))
+        return false;
+    return *bin_len == file_size - header && *bin_len <= CACHE_MAX_BINARY;
+}
+
+/* The binary that follows an accepted header, in a new buffer; NULL when it cannot be read
+ * whole, or more follows it. */
+static unsigned char *read_entry_binary(int fd, uint64_t bin_len)
+{
+    unsigned char *bin = malloc((size_t)bin_len);
+    if (bin != NULL && (!read_exactly(fd, bin, (size_t)bin_len) || !at_end(fd))) {
+        free(bin);
+        bin = NULL;
+    }
+    return bin;
+}
+
+/* A cached binary whose stored key equals `key` and whose digest matches; NULL when absent,
+ * untrusted, stale or corrupt. The header is checked against the key and the file's size
+ * before anything is allocated for the binary, so a corrupt entry costs a few reads whatever
+ * its size. */
 static unsigned char *cache_load(const char *path, const char *key, size_t *size)
 {
-    size_t n = 0, key_len = strlen(key);
-    unsigned char *e = read_entry(path, &n);
-    uint64_t stored_key_len = 0, bin_len = 0;
-    size_t at = 8 + 8 + key_len + 8 + KQ_SHA256_BYTES;
-    bool ok = e != NULL && n >= 16 && memcmp(e, CACHE_MAGIC, 8) == 0;
-    if (ok) {
-        memcpy(&stored_key_len, e + 8, 8);
-        ok = stored_key_len == key_len && n > at && memcmp(e + 16, key, key_len) == 0;
+    uint64_t file_size = 0, bin_len = 0;
+    uint8_t stored[KQ_SHA256_BYTES], digest[KQ_SHA256_BYTES];
+    int fd = open_entry(path, &file_size);
+    if (fd < 0)
+        return NULL;
+    unsigned char *bin = read_entry_header(fd, file_size, key, &bin_len, stored) ? read_entry_binary(fd, bin_len)
+                                                                                   : NULL;
+    close(fd);
+    if (bin == NULL)
+        return NULL;
+    entry_digest(key, bin, (size_t)bin_len, digest);
+    if (memcmp(digest, stored, sizeof digest) != 0) {
+        free(bin);
+        return NULL;
     }
-    if (ok) {
-        memcpy(&bin_len, e + 16 + key_len, 8);
-        ok = bin_len == n - at && bin_len < CACHE_MAX_BINARY;
-    }
-    uint8_t digest[KQ_SHA256_BYTES];
-    if (ok) {
-        entry_digest(key, e + at, (size_t)bin_len, digest);
-        ok = memcmp(digest, e + 16 + key_len + 8, KQ_SHA256_BYTES) == 0;
-    }
-    unsigned char *bin = ok ? malloc((size_t)bin_len) : NULL;
-    if (bin != NULL) {
-        memcpy(bin, e + at, (size_t)bin_len);
-        *size = (size_t)bin_len;
-    }
-    free(e);
+    *size = (size_t)bin_len;
     return bin;
 }
 
@@ -203,6 +363,8 @@ static unsigned char *cache_load(const char *path, const char *key, size_t *size
  * cache. */
 static void cache_store(const char *path, const char *key, const unsigned char *bin, size_t size)
 {
+    if ((uint64_t)size > CACHE_MAX_BINARY) /* it would never be loaded */
+        return;
     /* a name of its own (mkstemp, 0600): two contexts of one process may store the same entry at once */
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);

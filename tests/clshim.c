@@ -17,6 +17,14 @@
  *    can assert that a create/use/destroy cycle leaves no OpenCL object behind
  *    (clshim_live). KQCL_SHIM_REPORT=1 prints what is still alive at exit.
  *
+ *  - Other devices' figures. KQCL_SHIM_MAX_ALLOC_BYTES and KQCL_SHIM_GLOBAL_MEM_BYTES, when
+ *    set, are what clGetDeviceInfo reports for CL_DEVICE_MAX_MEM_ALLOC_SIZE and
+ *    CL_DEVICE_GLOBAL_MEM_SIZE of every device, so that a test written against the device's
+ *    figures can be run as if on a device with others (an 8 GiB largest allocation, 512 GiB of
+ *    memory) without one. The driver itself still has its own limits: only checks that refuse
+ *    before any allocation can be exercised this way. kqcl reads the figures once a process, so
+ *    they are set before it starts (tests/test_faults runs itself again with them).
+ *
  * Built as a libtool module (tests/.libs/clshim.so), not with the sanitizers: it is loaded
  * before everything else and must not pull in a sanitizer runtime of its own.
  */
@@ -29,6 +37,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +302,44 @@ SHIM_API cl_int clGetDeviceIDs(cl_platform_id platform, cl_device_type type, cl_
     REAL(clGetDeviceIDs);
     FAIL_INT(clGetDeviceIDs);
     return real_fn(platform, type, num_entries, devices, num_devices);
+}
+
+/* The figure environment variable `env` asks for, if it is set to a number. */
+static bool figure_from_env(const char *env, cl_ulong *value)
+{
+    const char *s = getenv(env);
+    if (s == NULL || *s == '\0')
+        return false;
+    char *end = NULL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end != '\0')
+        return false;
+    *value = (cl_ulong)v;
+    return true;
+}
+
+/* A device query answered with a simulated figure where one is set (see the top of the file). */
+static bool simulated_figure(cl_device_info what, size_t size, void *value, size_t *size_ret)
+{
+    cl_ulong figure;
+    bool simulated = (what == CL_DEVICE_MAX_MEM_ALLOC_SIZE && figure_from_env("KQCL_SHIM_MAX_ALLOC_BYTES", &figure)) ||
+                     (what == CL_DEVICE_GLOBAL_MEM_SIZE && figure_from_env("KQCL_SHIM_GLOBAL_MEM_BYTES", &figure));
+    if (!simulated || (value != NULL && size < sizeof figure))
+        return false; /* a query the driver answers (or refuses) itself */
+    if (value != NULL)
+        memcpy(value, &figure, sizeof figure);
+    if (size_ret != NULL)
+        *size_ret = sizeof figure;
+    return true;
+}
+
+SHIM_API cl_int clGetDeviceInfo(cl_device_id device, cl_device_info param_name, size_t param_value_size,
+                                void *param_value, size_t *param_value_size_ret)
+{
+    REAL(clGetDeviceInfo);
+    if (simulated_figure(param_name, param_value_size, param_value, param_value_size_ret))
+        return CL_SUCCESS;
+    return real_fn(device, param_name, param_value_size, param_value, param_value_size_ret);
 }
 
 SHIM_API cl_context clCreateContext(const cl_context_properties *properties, cl_uint num_devices,

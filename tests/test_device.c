@@ -785,6 +785,50 @@ START_TEST(sets_beyond_private_memory_are_refused)
 }
 END_TEST
 
+/* A tuple is exactly its integers (include/kqcl.h): digits, and commas between them. strtol
+ * took leading blanks (newlines too) and a '+', so ' 1,1,4', '+1,1,4' and '1, 1,4' were
+ * accepted (issue 23, item 5). No parameter's lower bound is negative, so a '-' belongs to no
+ * valid value ('-0' was taken as 0). Each refusal fails the creation and names the variable. */
+START_TEST(tuples_are_digits_and_commas_only)
+{
+    static const struct {
+        const char *name, *value;
+    } bad[] = {
+        {"KQCL_MATVEC", " 1,1,4"},  {"KQCL_MATVEC", "+1,1,4"},    {"KQCL_MATVEC", "1, 1,4"},
+        {"KQCL_MATVEC", "1,1,+4"},  {"KQCL_MATVEC", "\t1,1,4"},   {"KQCL_MATVEC", "1,\n1,4"},
+        {"KQCL_MATVEC", "1,1,4 "},  {"KQCL_MATVEC", "1,1,4\n"},   {"KQCL_MATVEC", ""},
+        {"KQCL_MATVEC", "1,,4"},    {"KQCL_MATVEC", "1,1,4,"},    {"KQCL_MATVEC", "99999999999999999999,1,4"},
+        {"KQCL_MATVEC_Q8", "+32,4,2"}, {"KQCL_MATMUL", "32, 32,4,4,2"}, {"KQCL_MMA_MIN_N", " 8"},
+        {"KQCL_MMA_MIN_N", "+8"},   {"KQCL_MMA_MIN_N", "8 "},     {"KQCL_COLL_SPIN_US", "-0"},
+        {"KQCL_COLL_SPIN_US", "+0"}, {"KQCL_COLL_THREADS", "0x4"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kqcl_context *ctx = (kqcl_context *)1;
+        setenv(bad[i].name, bad[i].value, 1);
+        kqcl_status st = kqcl_context_create(NULL, &ctx);
+        unsetenv(bad[i].name);
+        ck_assert_msg(st == KQCL_ERR_INVALID_ARG, "%s='%s': %s", bad[i].name, bad[i].value, kqcl_status_string(st));
+        ck_assert_ptr_null(ctx);
+        ck_assert_msg(strstr(kqcl_last_error(NULL), bad[i].name) != NULL, "%s='%s': message '%s'", bad[i].name,
+                      bad[i].value, kqcl_last_error(NULL));
+    }
+    /* written plainly, the same values are taken */
+    kqcl_context *ctx = NULL;
+    int v = 0;
+    setenv("KQCL_MATVEC", "1,1,4", 1);
+    setenv("KQCL_COLL_SPIN_US", "0", 1);
+    kqcl_status st = kqcl_context_create(NULL, &ctx);
+    unsetenv("KQCL_MATVEC");
+    unsetenv("KQCL_COLL_SPIN_US");
+    ck_assert_msg(st == KQCL_OK, "%s: %s", kqcl_status_string(st), kqcl_last_error(NULL));
+    ck_assert_int_eq(kqcl_context_get_param(ctx, 0, KQCL_PARAM_MATVEC_ROWS_PER_THREAD, &v), KQCL_OK);
+    ck_assert_int_eq(v, 4);
+    ck_assert_int_eq(kqcl_context_get_param(ctx, -1, KQCL_PARAM_COLL_SPIN_US, &v), KQCL_OK);
+    ck_assert_int_eq(v, 0);
+    kqcl_context_destroy(ctx);
+}
+END_TEST
+
 /* The same parameters through the API: bounds, devices, the values in force, AUTO, and sets
  * that break their kernel's constraints named as the call's. */
 START_TEST(parameters_through_the_api)
@@ -941,6 +985,7 @@ static Suite *device_suite(void)
     tc = tu_context_case("variants");
     tcase_add_test(tc, tunables_are_checked);
     tcase_add_test(tc, sets_beyond_private_memory_are_refused);
+    tcase_add_test(tc, tuples_are_digits_and_commas_only);
     tcase_add_test(tc, parameters_through_the_api);
     tcase_add_test(tc, local_memory_limits_choose_variants_that_fit);
     tcase_add_test(tc, variants_that_do_not_build_fall_back);

@@ -14,6 +14,7 @@
 #include "testutil.h"
 #include "sha256.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -185,24 +188,126 @@ END_TEST
 
 /* ---- device memory ---------------------------------------------------------------------------- */
 
+/* The allocation test is written against the device's own figures, whatever they are: a
+ * memory of a few GiB or of terabytes, a largest allocation of a quarter of it (NVIDIA, PoCL)
+ * or all of it. Shapes stay within the API's limits (rows and columns at most INT32_MAX), or
+ * the shape check, not the one under test, answers. */
+#define F32_BYTES 4u
+
+/* Rows of `cols` f32 values that together exceed `bytes`; 0 when more than INT32_MAX. */
+static int64_t f32_rows_over(uint64_t bytes, uint64_t cols)
+{
+    uint64_t rows = bytes / (cols * F32_BYTES) + 1;
+    return rows <= INT32_MAX ? (int64_t)rows : 0;
+}
+
+static bool fits_memory(const kqcl_device_info *info, uint64_t bytes)
+{
+    return info->global_mem_bytes == 0 || bytes <= info->global_mem_bytes; /* 0: the driver did not say */
+}
+
+/* Under KQCL_SHIM_MAX_ALLOC_BYTES / KQCL_SHIM_GLOBAL_MEM_BYTES the device must report the shim's
+ * figures, or the test would prove nothing about them. */
+static void assert_figures_simulated(const kqcl_device_info *info)
+{
+    const char *alloc = getenv("KQCL_SHIM_MAX_ALLOC_BYTES"), *mem = getenv("KQCL_SHIM_GLOBAL_MEM_BYTES");
+    if (alloc != NULL && getenv("KQCL_TEST_MAX_ALLOC_BYTES") == NULL) /* that cap would lower it */
+        ck_assert_uint_eq(info->max_alloc_bytes, strtoull(alloc, NULL, 10));
+    if (mem != NULL)
+        ck_assert_uint_eq(info->global_mem_bytes, strtoull(mem, NULL, 10));
+}
+
+/* More than the device's whole memory: OUT_OF_MEMORY. Rows of 4 MiB reach any memory up to
+ * 8 PiB within INT32_MAX rows (rows of 1 KiB, as before, stopped at 2 TiB). */
+static void assert_beyond_memory_refused(const kqcl_device_info *info)
+{
+    if (info->global_mem_bytes == 0)
+        return;
+    uint64_t cols = 1u << 20;
+    int64_t rows = f32_rows_over(info->global_mem_bytes, cols);
+    ck_assert_msg(rows > 0, "no shape exceeds %llu bytes", (unsigned long long)info->global_mem_bytes);
+    kqcl_tensor *t = (kqcl_tensor *)1;
+    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, rows, (int64_t)cols, &t), KQCL_ERR_OUT_OF_MEMORY);
+    ck_assert_ptr_null(t);
+    assert_message_has(tu_ctx, "memory");
+}
+
+/* One row larger than the largest allocation: UNSUPPORTED (a tensor may span several buffers,
+ * a row may not). Only where such a row exists: with a largest allocation of 8 GiB - 4 bytes or
+ * more, even the widest row the API takes (INT32_MAX f32 values) fits one, and where the row
+ * would also exceed the memory, that is what is reported. Returns whether it was tried. */
+static bool try_row_beyond_one_allocation(const kqcl_device_info *info)
+{
+    uint64_t cols = info->max_alloc_bytes / F32_BYTES + 1;
+    if (cols > INT32_MAX || !fits_memory(info, cols * F32_BYTES))
+        return false;
+    kqcl_tensor *t = (kqcl_tensor *)1;
+    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, 1, (int64_t)cols, &t), KQCL_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(t);
+    assert_message_has(tu_ctx, "row");
+    assert_message_has(tu_ctx, "largest allocation");
+    return true;
+}
+
+/* A tensor that must be one buffer -- a replica: a whole copy a device, never cut into row
+ * chunks -- a little larger than the largest allocation, of rows that each fit one: UNSUPPORTED,
+ * or OUT_OF_MEMORY where the memory holds no more than one allocation. This shape exists for
+ * every device's figures, so the limit is tested where no single row can exceed it. */
+static void assert_one_buffer_beyond_one_allocation_refused(const kqcl_device_info *info)
+{
+    uint64_t cols = info->max_alloc_bytes / F32_BYTES / 2; /* rows of at most half an allocation */
+    cols = cols > (1u << 16) ? (1u << 16) : cols < 1 ? 1 : cols;
+    int64_t rows = f32_rows_over(info->max_alloc_bytes, cols);
+    ck_assert_msg(rows > 0, "no shape exceeds %llu bytes", (unsigned long long)info->max_alloc_bytes);
+    bool in_memory = fits_memory(info, (uint64_t)rows * cols * F32_BYTES);
+    kqcl_tensor *t = (kqcl_tensor *)1;
+    ck_assert_int_eq(kqcl_tensor_create_split(tu_ctx, KQCL_TYPE_F32, rows, (int64_t)cols, KQCL_SPLIT_REPLICATE, &t),
+                     in_memory ? KQCL_ERR_UNSUPPORTED : KQCL_ERR_OUT_OF_MEMORY);
+    ck_assert_ptr_null(t);
+    assert_message_has(tu_ctx, in_memory ? "largest allocation" : "memory");
+}
+
 START_TEST(allocation_beyond_the_device_fails_before_any_work)
 {
     kqcl_device_info info;
     TU_OK(kqcl_device_get_info(tu_ctx, 0, &info));
+    assert_figures_simulated(&info);
     faults("");
-    kqcl_tensor *t = (kqcl_tensor *)1;
-    /* more than the device's whole memory */
-    int64_t rows = (int64_t)(info.global_mem_bytes / 1024) + 1;
-    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, rows, 256, &t), KQCL_ERR_OUT_OF_MEMORY);
-    ck_assert_ptr_null(t);
-    ck_assert_msg(kqcl_last_error(tu_ctx)[0] != '\0', "no message");
-    /* one row larger than the largest allocation: a tensor may span several buffers, a row
-     * may not */
-    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, 1, (int64_t)(info.max_alloc_bytes / 4) + 256, &t),
-                     KQCL_ERR_UNSUPPORTED);
-    assert_message_has(tu_ctx, "allocation");
+    assert_beyond_memory_refused(&info);
+    try_row_beyond_one_allocation(&info);
+    assert_one_buffer_beyond_one_allocation_refused(&info);
     ck_assert_int_eq(shim_calls("clCreateBuffer"), 0);
     assert_context_works(tu_ctx);
+}
+END_TEST
+
+/* The test above as if on devices with other figures, reported by the shim. Devices are
+ * described once a process, so each set runs in a process of its own: this program again,
+ * KQCL_FAULTS_CHILD=allocation (main). The first set failed before issue 23 on a PoCL that
+ * reports an 8 GiB largest allocation ("shape 1 x 2147483904 is too large"). */
+START_TEST(allocation_test_holds_for_other_devices_figures)
+{
+    static const struct {
+        const char *max_alloc, *global_mem;
+    } devices[] = {
+        {"8589934592", "23128698880"},     /* 8 GiB of 21.5 GiB (PoCL 3.1 here): no f32 row exceeds it */
+        {"8589934584", "25769803776"},     /* 8 GiB - 8 bytes: the widest row, 2^31 - 1 values, does */
+        {"1073741824", "4294967296"},      /* 1 GiB of 4 GiB: a quarter, as NVIDIA reports */
+        {"8589934592", "8589934592"},      /* the largest allocation is the whole memory */
+        {"68719476736", "549755813888"},   /* 64 GiB of 512 GiB */
+        {"4398046511104", "4398046511104"}, /* 4 TiB (PoCL on a large host): past 2^31 rows of 1 KiB */
+    };
+    char exe[4096], cmd[4400];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert_int_gt(len, 0);
+    exe[len] = '\0';
+    for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "KQCL_FAULTS_CHILD=allocation KQCL_SHIM_MAX_ALLOC_BYTES=%s KQCL_SHIM_GLOBAL_MEM_BYTES=%s '%s'",
+                 devices[i].max_alloc, devices[i].global_mem, exe);
+        ck_assert_msg(system(cmd) == 0, "the allocation test failed on a device of %s bytes, %s of them one "
+                      "allocation (its output is above)", devices[i].global_mem, devices[i].max_alloc);
+    }
 }
 END_TEST
 
@@ -875,6 +980,186 @@ START_TEST(cache_entry_lacking_its_kernel_is_rebuilt)
 }
 END_TEST
 
+/* ---- issue 23, item 7: the cache directory's parents are checked too --------------------------- */
+
+/* A context on `dir` loaded its programs from their binaries and built none. */
+static void expect_cache_used(const char *dir, const char *why)
+{
+    faults("");
+    new_context_with_cache(dir);
+    use_two_families();
+    ck_assert_msg(shim_calls("clCreateProgramWithBinary") >= 1 && shim_calls("clCreateProgramWithSource") == 0,
+                  "%s: the cache was not used (%ld binaries loaded, %ld built from source)", why,
+                  shim_calls("clCreateProgramWithBinary"), shim_calls("clCreateProgramWithSource"));
+}
+
+/* Names in directory `dir`, "." and ".." aside; -1 when it cannot be read (or does not exist). */
+static int names_in(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+/* Whoever may write a parent of the cache directory may swap the directory for a link to a
+ * private directory of ours, whose next run would write its entries there (and load what is
+ * there). Every directory on the way is checked as OpenSSH's StrictModes does: owned by root or
+ * by us, writable by nobody else -- except a sticky one such as /tmp, where nobody else may
+ * rename or remove what is ours. The test runs as root and as any other user. */
+START_TEST(cache_directory_with_a_shared_parent_is_not_used)
+{
+    char dir[] = "/tmp/kqcl-faults-XXXXXX", shared[1100], cache[1200], link[1200], private_dir[1100];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(shared, sizeof shared, "%s/shared", dir);
+    snprintf(cache, sizeof cache, "%s/kqcl", shared);
+    fill_cache(cache); /* shared/ and shared/kqcl/ made 0700 by kqcl: used */
+    ck_assert_int_eq(chmod(shared, 0777), 0);
+    expect_built_from_source(cache, "a world-writable parent");
+    ck_assert_int_eq(chmod(shared, 0770), 0);
+    expect_built_from_source(cache, "a group-writable parent");
+    ck_assert_int_eq(chmod(shared, 01777), 0);
+    expect_cache_used(cache, "a sticky parent (as /tmp)");
+    ck_assert_int_eq(chmod(shared, 0755), 0);
+    expect_cache_used(cache, "a parent of ours, mode 0755");
+    if (geteuid() == 0) { /* only root can give a directory away */
+        ck_assert_int_eq(chown(shared, 12345, (gid_t)-1), 0);
+        expect_built_from_source(cache, "a parent of another user");
+        ck_assert_int_eq(chown(shared, 0, (gid_t)-1), 0);
+    }
+    /* the attack: in a shared directory, a link to a private directory of ours */
+    snprintf(private_dir, sizeof private_dir, "%s/private", dir);
+    snprintf(link, sizeof link, "%s/link", shared);
+    ck_assert_int_eq(mkdir(private_dir, 0700), 0);
+    ck_assert_int_eq(symlink(private_dir, link), 0);
+    ck_assert_int_eq(chmod(shared, 0777), 0);
+    new_context_with_cache(link);
+    use_two_families();
+    expect_built_from_source(link, "a link in a world-writable directory");
+    ck_assert_msg(names_in(private_dir) == 0, "%d files written through a link in a shared directory",
+                  names_in(private_dir));
+    /* the same link where only we could have put it is followed: links themselves are fine */
+    ck_assert_int_eq(chmod(shared, 0700), 0);
+    new_context_with_cache(link);
+    use_two_families();
+    expect_cache_used(link, "a link in a private directory");
+    ck_assert_int_ge(names_in(private_dir), 1);
+    run("rm -rf %s", dir);
+    unsetenv("KQCL_CACHE");
+}
+END_TEST
+
+/* A cache directory reached through /proc, /dev or /sys -- named so, or through a link into
+ * them -- is not used, and nothing is made there: these are the kernel's views of processes and
+ * devices, not storage (/proc/self/fd/N leads wherever descriptor N points; /dev/shm is memory
+ * any user may fill). No call fails for it. */
+START_TEST(cache_directory_under_proc_dev_or_sys_is_not_used)
+{
+    char dir[] = "/tmp/kqcl-faults-XXXXXX", cache[1200], made[1200];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    static const char *const through[] = {"/proc/self/fd", "/dev/fd"};
+    snprintf(made, sizeof made, "%s/cache", dir);
+    for (size_t i = 0; i < sizeof through / sizeof through[0]; i++) {
+        snprintf(cache, sizeof cache, "%s/%d/cache", through[i], fd);
+        new_context_with_cache(cache);
+        use_two_families();
+        expect_built_from_source(cache, through[i]);
+        ck_assert_msg(names_in(made) == -1, "%s: %s was made", cache, made);
+    }
+    char shm[] = "/dev/shm/kqcl-faults-XXXXXX";
+    if (mkdtemp(shm) != NULL) { /* where there is a /dev/shm */
+        snprintf(cache, sizeof cache, "%s/cache", shm);
+        new_context_with_cache(cache);
+        use_two_families();
+        expect_built_from_source(cache, "/dev/shm");
+        ck_assert_msg(names_in(cache) == -1, "%s was made", cache);
+        run("rm -rf %s", shm);
+    }
+    new_context_with_cache("/sys/kqcl-faults/cache");
+    assert_context_works(tu_ctx);
+    close(fd);
+    run("rm -rf %s", dir);
+    unsetenv("KQCL_CACHE");
+}
+END_TEST
+
+/* ---- issue 23, item 6: an entry is not read beyond what an entry can be --------------------------- */
+
+/* The process's peak resident memory so far, in KiB (Linux's unit for ru_maxrss). */
+static long peak_rss_kib(void)
+{
+    struct rusage ru;
+    ck_assert_int_eq(getrusage(RUSAGE_SELF, &ru), 0);
+    return ru.ru_maxrss;
+}
+
+static double seconds_now(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* How a 1 GiB entry is forged: all zeros (no magic); the entry's own header with a binary
+ * length that accounts for the whole file (every check before the digest passes); or that
+ * header with the true, small binary length in a file 1 GiB long. */
+enum huge_entry { HUGE_ZEROS, HUGE_CONSISTENT_HEADER, HUGE_SIZE_MISMATCH, HUGE_KINDS };
+
+/* Replace the entry at `path` by a sparse file of `size` bytes of kind `how`, a private regular
+ * file of ours, as the library's own entries are. The digest is left zero: wrong. */
+static void plant_huge_entry(const char *path, uint64_t size, enum huge_entry how)
+{
+    entry e;
+    read_cache_entry(path, &e);
+    uint64_t key_len = strlen(e.key), header = 8 + 8 + key_len + 8 + KQ_SHA256_BYTES;
+    uint64_t bin_len = how == HUGE_CONSISTENT_HEADER ? size - header : e.bin_len;
+    uint8_t digest[KQ_SHA256_BYTES] = {0};
+    free(e.bin);
+    ck_assert_int_eq(unlink(path), 0);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ck_assert_int_ge(fd, 0);
+    if (how != HUGE_ZEROS)
+        ck_assert(write(fd, "KQCLBIN2", 8) == 8 && write(fd, &key_len, 8) == 8 &&
+                  write(fd, e.key, key_len) == (ssize_t)key_len && write(fd, &bin_len, 8) == 8 &&
+                  write(fd, digest, sizeof digest) == (ssize_t)sizeof digest);
+    ck_assert_int_eq(ftruncate(fd, (off_t)size), 0); /* sparse: no disk, no page cache to speak of */
+    ck_assert_int_eq(close(fd), 0);
+}
+
+/* A corrupt entry of 1 GiB was read whole before it was rejected (1.28 GB peak, 4.3 s): the
+ * reader now reads the fixed header, checks it against the key and the file's size, and
+ * allocates only for a binary within its bound. Measured by the peak resident memory of this
+ * process, which reading one such entry raised by 1 GiB. A peak is a high-water mark, so each
+ * kind of entry (_i) is a test of its own: a process of its own where Check forks. */
+START_TEST(cache_entry_of_a_gigabyte_is_not_read_whole)
+{
+    char dir[] = "/tmp/kqcl-faults-XXXXXX", paths[16][1200];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    fill_cache(dir); /* the kernels built once: their compilation's memory is in the peak already */
+    int n = entries_of(dir, NULL, paths);
+    ck_assert_int_ge(n, 1);
+    for (int i = 0; i < n; i++)
+        plant_huge_entry(paths[i], 1ull << 30, (enum huge_entry)_i);
+    long before = peak_rss_kib();
+    double start = seconds_now();
+    expect_built_from_source(dir, "1 GiB entries");
+    long grown_mib = (peak_rss_kib() - before) / 1024;
+    fprintf(stderr, "%d cache entries of 1 GiB (kind %d): peak resident memory +%ld MiB, %.2f s\n", n, _i, grown_mib,
+            seconds_now() - start);
+    ck_assert_msg(grown_mib < 256, "1 GiB cache entries (kind %d) raised the peak resident memory by %ld MiB", _i,
+                  grown_mib);
+    ck_assert_int_eq(for_each_entry(dir, -1), n); /* replaced by good entries */
+    run("rm -rf %s", dir);
+    unsetenv("KQCL_CACHE");
+}
+END_TEST
+
 /* ---- the suite ---------------------------------------------------------------------------------- */
 
 static Suite *faults_suite(void)
@@ -888,6 +1173,7 @@ static Suite *faults_suite(void)
     tc = tcase_create("faults");
     tcase_add_checked_fixture(tc, setup, teardown_no_leaks);
     tcase_add_test(tc, allocation_beyond_the_device_fails_before_any_work);
+    tcase_add_test(tc, allocation_test_holds_for_other_devices_figures);
     tcase_add_test(tc, buffer_creation_failure_is_out_of_memory);
     tcase_add_test(tc, lazy_allocation_failure_at_first_use);
     tcase_add_test(tc, real_device_exhaustion_on_a_gpu);
@@ -900,6 +1186,21 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, cache_directory_not_ours_is_not_used);
     tcase_add_test(tc, cache_entries_not_ours_are_not_used);
     tcase_add_test(tc, cache_entry_lacking_its_kernel_is_rebuilt);
+    tcase_add_test(tc, cache_directory_with_a_shared_parent_is_not_used);
+    tcase_add_test(tc, cache_directory_under_proc_dev_or_sys_is_not_used);
+    tcase_add_loop_test(tc, cache_entry_of_a_gigabyte_is_not_read_whole, 0, HUGE_KINDS);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+/* The allocation test alone, for allocation_test_holds_for_other_devices_figures: named as in
+ * the full suite, so that CK_RUN_SUITE / CK_RUN_CASE choose it there too. */
+static Suite *allocation_suite(void)
+{
+    Suite *s = suite_create("faults");
+    TCase *tc = tcase_create("faults");
+    tcase_add_checked_fixture(tc, setup, teardown_no_leaks);
+    tcase_add_test(tc, allocation_beyond_the_device_fails_before_any_work);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -956,5 +1257,7 @@ int main(int argc, char **argv)
     preload_shim(argv);
     if (getenv("KQCL_FAULTS_CHILD") && strcmp(getenv("KQCL_FAULTS_CHILD"), "discovery") == 0)
         return child_discovery_fails();
+    if (getenv("KQCL_FAULTS_CHILD") && strcmp(getenv("KQCL_FAULTS_CHILD"), "allocation") == 0)
+        return tu_run_suite(allocation_suite());
     return tu_run_suite(faults_suite());
 }
