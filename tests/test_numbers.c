@@ -392,6 +392,50 @@ START_TEST(requests_beyond_the_api_are_refused)
 }
 END_TEST
 
+/* ---- the range the bound holds in ----------------------------------------------------------------- */
+
+/* include/kqcl.h promises the bound, and finite outputs, for |x| <= 2^64 and -- for f32/bf16
+ * weights -- |w| <= 2^32: the kernels' f32 intermediates (unsigned quants folded as
+ * s * sum(u x) - m * sum(x), Q8's d * sum(q)) stay far below FLT_MAX there. Activations at that
+ * edge, weights at theirs, in every mode but F16 (whose rounding makes |x| >= 65520 infinite),
+ * decode and prefill, against float64 of the activations the mode promises. */
+START_TEST(activations_at_the_range_edge)
+{
+    static const kqcl_precision modes[] = {KQCL_PRECISION_F32, KQCL_PRECISION_Q8, KQCL_PRECISION_BF16};
+    kqcl_type wtype = weight_types[_i];
+    const int64_t m = 19, k = 512;
+    bool wide = wtype == KQCL_TYPE_F32 || wtype == KQCL_TYPE_BF16;
+    float *wf = tu_random_floats((size_t)(m * k));
+    for (int64_t i = 0; i < m * k; i++)
+        wf[i] *= wide ? 0x1p32f : 1.0f;
+    wf[0] = wide ? 0x1p32f : 1.0f;
+    void *w = quantized(wtype, wf, m, k);
+    for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++)
+        for (int n = 1; n <= 9; n += 8) {
+            float *x = tu_malloc((size_t)n * k * sizeof(float));
+            for (int64_t i = 0; i < n * k; i++)
+                x[i] = (tu_rand() & 1 ? 0x1p64f : -0x1p64f) * (0.5f + 0.25f * (tu_uniform() + 1.0f));
+            x[0] = 0x1p64f;
+            kqcl_precision used;
+            TU_OK(kqcl_context_set_precision(tu_ctx, modes[mi]));
+            TU_OK(kqcl_precision_chosen(tu_ctx, 0, wtype, n, &used));
+            double *xs = tu_malloc((size_t)n * k * sizeof(double)), *ref = tu_malloc((size_t)n * m * sizeof(double)),
+                   *mag = tu_malloc((size_t)n * m * sizeof(double));
+            tu_promised_x(used, x, n, (int)k, xs);
+            tu_host_matmul_xd(wtype, w, xs, m, k, n, ref, mag);
+            float *got = device_matmul(wtype, w, KQCL_TYPE_F32, x, m, k, n);
+            char what[96];
+            snprintf(what, sizeof what, "%s weights, |x| up to 2^64, %s mode, n = %d", kqcl_type_name(wtype),
+                     kqcl_precision_name(used), n);
+            for (int64_t i = 0; i < n * m; i++)
+                ck_assert_msg(isfinite(got[i]), "%s: y[%lld] = %g", what, (long long)i, (double)got[i]);
+            tu_assert_close(got, ref, mag, (size_t)(n * m), what);
+            free(x), free(xs), free(ref), free(mag), free(got);
+        }
+    free(wf), free(w);
+}
+END_TEST
+
 static Suite *numbers_suite(void)
 {
     Suite *s = suite_create("numbers");
@@ -402,6 +446,7 @@ static Suite *numbers_suite(void)
     tcase_add_loop_test(tc, nan_and_inf_activations_poison_only_their_columns, 0, COUNT(weight_types));
     tcase_add_loop_test(tc, subnormal_half_scales_match_the_host, 0, COUNT(kquants));
     tcase_add_test(tc, subnormal_f32_scale_q8_K_bounded);
+    tcase_add_loop_test(tc, activations_at_the_range_edge, 0, COUNT(weight_types));
     suite_add_tcase(s, tc);
     tc = tcase_create("limits");
     tcase_add_checked_fixture(tc, tu_context_setup, tu_context_teardown);
