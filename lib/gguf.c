@@ -1639,19 +1639,29 @@ static kqcl_status writer_target(const char *path, char **target, int *mode)
     return KQCL_OK;
 }
 
-/* A new file of our own beside target ("TARGET.kqcl-tmp-PID-N", O_EXCL), so that nothing but
- * that file is ever removed on failure. */
+/* Bytes of target's directory part, its last '/' included (0: the current directory). */
+static size_t directory_length(const char *target)
+{
+    const char *slash = strrchr(target, '/');
+    return slash ? (size_t)(slash - target) + 1 : 0;
+}
+
+/* A new file of our own in target's directory ("DIR/kqcl-tmp-PID-N", O_EXCL), so that nothing
+ * but that file is ever removed on failure, and the rename into place stays on one file system.
+ * Its name does not grow from target's own: at most 40 bytes, so it fits NAME_MAX however
+ * long target's name is (TARGET.kqcl-tmp-PID-N could not be made for names of 231 bytes on). */
 static kqcl_status writer_temp(const char *target, int mode, char **tmp, FILE **f)
 {
     static unsigned counter; /* names differ between calls; O_EXCL settles any race */
-    size_t size = strlen(target) + 64;
+    size_t dir_length = directory_length(target), size = dir_length + 64;
     *tmp = malloc(size);
     *f = NULL;
     if (*tmp == NULL)
         return kq_fail(NULL, KQCL_ERR_OUT_OF_MEMORY, "GGUF writer: out of memory");
     for (int attempt = 0; attempt < 100; attempt++) {
         unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
-        snprintf(*tmp, size, "%s.kqcl-tmp-%ld-%u", target, (long)getpid(), n);
+        memcpy(*tmp, target, dir_length);
+        snprintf(*tmp + dir_length, size - dir_length, "kqcl-tmp-%ld-%u", (long)getpid(), n);
         int fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
         if (fd < 0 && errno == EEXIST)
             continue;

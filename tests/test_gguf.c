@@ -1369,6 +1369,31 @@ START_TEST(test_failed_write_keeps_what_was_there)
 }
 END_TEST
 
+/* Issue 23, item 8: the temporary file was named "TARGET.kqcl-tmp-PID-N", 17 or more bytes
+ * longer than the target's own name, so a target whose name had 231 to 255 bytes (NAME_MAX)
+ * could not be written: ENAMETOOLONG, reported as an I/O error. */
+START_TEST(test_write_names_up_to_name_max)
+{
+    static uint8_t buffer[65536];
+    kqcl_gguf_writer *w = writer_of_64k(buffer);
+    int before = count_dir_entries();
+    for (size_t length = 230; length <= 255; length += 5) {
+        char name[256];
+        memset(name, 'q', length - 5);
+        memcpy(name + length - 5, ".gguf", 6);
+        const char *path = tmp_path(name);
+        kqcl_status st = kqcl_gguf_writer_write(w, path);
+        ck_assert_msg(st == KQCL_OK, "a name of %zu bytes: %s", length, kqcl_last_error(NULL));
+        kqcl_gguf *g = open_ok(path);
+        ck_assert_int_eq(kqcl_gguf_tensor_count(g), 1);
+        kqcl_gguf_close(g);
+        ck_assert_int_eq(count_dir_entries(), before + 1); /* the file, no temporary one */
+        ck_assert_int_eq(unlink(path), 0);
+    }
+    kqcl_gguf_writer_destroy(w);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------------------------ */
 
 static void remove_tmp_dir(void)
@@ -1423,6 +1448,7 @@ static Suite *gguf_suite(void)
     tcase_add_test(malformed, test_every_ggml_type_bounded);
     tcase_add_test(malformed, test_ggml_type_info);
     tcase_add_test(malformed, test_failed_write_keeps_what_was_there);
+    tcase_add_test(malformed, test_write_names_up_to_name_max);
     suite_add_tcase(s, malformed);
 
     /* Issue 12: files that change or are not files. A hang is the failure here: short timeout. */
