@@ -290,6 +290,22 @@ START_TEST(run_total_shows_a_nan_error)
 }
 END_TEST
 
+/* ---- kqcl bench and kqcl plan (issue 23) ------------------------------------------------------ */
+
+/* Item 9: the number of weight copies --rotate asks for, (MiB << 20) / bytes, was cast to int:
+ * 1 TiB of 6-byte f16 rows wrapped negative, passed the cap of 256 and failed the calloc
+ * ("out of memory"). It is capped in size_t. */
+START_TEST(bench_rotate_copies_capped)
+{
+    if (!have_device())
+        return;
+    int rc = tool_run("", "bench --type f16 --m 1 --k 3 --n 1 -r 1 --no-unfused --rotate 1048576 -o json");
+    ck_assert_msg(rc == 0, "kqcl bench --rotate 1048576: exit %d (%s)", rc, tool_err);
+    ck_assert_has(tool_out, "\"us_rotating\": ");
+    ck_assert_msg(strstr(tool_out, "\"us_rotating\": null") == NULL, "no rotating time: %s", tool_out);
+}
+END_TEST
+
 /* ---- the kernel cache's hash (item 2): FIPS 180-4 test vectors ---------------------------------- */
 
 static void hex(const uint8_t *d, char out[65])
@@ -370,6 +386,10 @@ static Suite *hostile_suite(void)
     tcase_add_test(run, run_names_every_skipped_tensor);
     tcase_add_test(run, run_total_shows_a_nan_error);
     suite_add_tcase(s, run);
+    TCase *bench_plan = tcase_create("kqcl bench and plan");
+    tcase_set_timeout(bench_plan, 300);
+    tcase_add_test(bench_plan, bench_rotate_copies_capped);
+    suite_add_tcase(s, bench_plan);
     return s;
 }
 
