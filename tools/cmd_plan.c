@@ -13,12 +13,14 @@
 #include "util.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_TENSORS 16384
 #define MAX_LAYERS 1024
+#define MAX_DEVICES 64
 
 typedef struct model {
     int n_layers;
@@ -37,6 +39,8 @@ typedef struct plan_options {
     int64_t hidden, ffn;
     kqcl_type type;
     bool json;
+    kqcl_plan_device assumed[MAX_DEVICES]; /* --assume's devices */
+    int n_assumed;
 } plan_options;
 
 static void usage(FILE *out)
@@ -129,23 +133,73 @@ static int from_gguf(model *m, const kqcl_gguf *g)
 
 /* ---- the devices ------------------------------------------------------------------------------ */
 
-static int assumed_devices(const char *spec, kqcl_plan_device *out, int *n)
+/* The text of *spec up to `stop` ('\0': its end) into buf, and *spec past the stop; false when
+ * the stop is not there or the part does not fit buf. */
+static bool take_part(const char **spec, char stop, char *buf, size_t size)
 {
-    int count;
-    double mem_gib, speed, link, lat;
-    int used = 0;
-    /* %n: the whole spec must be used, "2x141:4000:25:15junk" is refused */
-    if (sscanf(spec, "%dx%lf:%lf:%lf:%lf%n", &count, &mem_gib, &speed, &link, &lat, &used) != 5 ||
-        spec[used] != '\0' || count < 1 || count > 64 ||
-        mem_gib <= 0 || speed <= 0 || link <= 0 || lat < 0)
-        return -1;
+    const char *end = stop ? strchr(*spec, stop) : *spec + strlen(*spec);
+    if (end == NULL || (size_t)(end - *spec) >= size)
+        return false;
+    memcpy(buf, *spec, (size_t)(end - *spec));
+    buf[end - *spec] = '\0';
+    *spec = stop ? end + 1 : end;
+    return true;
+}
+
+/* A number that is all of text ("", " 1" and "1x" are not); whether it is finite is the
+ * caller's to check. */
+static bool whole_double(const char *text, double *out)
+{
+    char *end;
+    if (*text == '\0' || *text == ' ' || *text == '\t')
+        return false; /* strtod would skip blanks */
+    *out = strtod(text, &end);
+    return *end == '\0';
+}
+
+/* Why an assumed device's value is refused, or NULL. NaN passed every comparison and inf
+ * became a uint64_t (undefined), so finiteness is checked first; memory must fit 2^64 bytes. */
+static const char *assumed_value_problem(int field, double v)
+{
+    if (!isfinite(v))
+        return "not a finite number";
+    if (field == 3)
+        return v < 0 ? "must not be negative" : NULL;
+    if (v <= 0)
+        return "must be above 0";
+    if (field == 0 && v >= 0x1p34)
+        return "must be below 2^34 (GiB: 2^64 bytes)";
+    return NULL;
+}
+
+/* --assume COUNTxMEM_GiB:SPEED_GBps:LINK_GBps:LATENCY_us: COUNT devices alike, into o. 0, or
+ * one line naming what is wrong and KQ_EXIT_USAGE, as for any bad argument. */
+static int parse_assumed(const char *spec, plan_options *o)
+{
+    static const char *const names[4] = {"MEM_GiB", "SPEED_GBps", "LINK_GBps", "LATENCY_us"};
+    char count_text[32], parts[4][64];
+    const char *rest = spec, *why = NULL;
+    double v[4];
+    bool ok = take_part(&rest, 'x', count_text, sizeof count_text);
+    for (int i = 0; i < 4 && ok; i++)
+        ok = take_part(&rest, i < 3 ? ':' : '\0', parts[i], sizeof parts[i]) && whole_double(parts[i], &v[i]);
+    if (!ok)
+        return kq_usage_error("plan", "--assume '%s': want COUNTxMEM_GiB:SPEED_GBps:LINK_GBps:LATENCY_us, "
+                                      "e.g. 2x141:4000:25:15", spec);
+    int64_t count;
+    if (!kq_parse_int64(count_text, 1, MAX_DEVICES, &count, &why))
+        return kq_usage_error("plan", "--assume '%s': COUNT '%s': %s", spec, count_text, why);
+    for (int i = 0; i < 4; i++)
+        if ((why = assumed_value_problem(i, v[i])) != NULL)
+            return kq_usage_error("plan", "--assume '%s': %s '%s': %s", spec, names[i], parts[i], why);
     for (int d = 0; d < count; d++) {
-        memset(&out[d], 0, sizeof out[d]);
-        snprintf(out[d].name, sizeof out[d].name, "assumed %d", d);
-        out[d].memory_bytes = (uint64_t)(mem_gib * (1ull << 30));
-        out[d].speed_gbps = speed, out[d].link_gbps = link, out[d].link_latency_us = lat;
+        kqcl_plan_device *dev = &o->assumed[d];
+        memset(dev, 0, sizeof *dev);
+        snprintf(dev->name, sizeof dev->name, "assumed %d", d);
+        dev->memory_bytes = (uint64_t)(v[0] * 0x1p30);
+        dev->speed_gbps = v[1], dev->link_gbps = v[2], dev->link_latency_us = v[3];
     }
-    *n = count;
+    o->n_assumed = (int)count;
     return 0;
 }
 
@@ -155,7 +209,7 @@ static int measured_devices(const char *spec, kqcl_plan_device *out, int *n)
     kqcl_status st = kqcl_context_create(spec ? spec : getenv("KQCL_DEVICES") ? NULL : "all", &ctx);
     if (st == KQCL_OK) {
         *n = kqcl_device_count(ctx);
-        st = kqcl_plan_devices(ctx, out, 64);
+        st = kqcl_plan_devices(ctx, out, MAX_DEVICES);
     }
     if (st != KQCL_OK)
         fprintf(stderr, "kqcl plan: %s: %s\n", kqcl_status_string(st), kqcl_last_error(ctx));
@@ -199,7 +253,10 @@ static int parse(int argc, char **argv, plan_options *o)
                 return KQ_EXIT_USAGE;
             o->type = types[0];
             break;
-        case 'a': o->assume = optarg; break;
+        case 'a':
+            o->assume = optarg;
+            rc = parse_assumed(optarg, o);
+            break;
         case 'j': o->json = true; break;
         case 'h': usage(stdout); return 0;
         default: return kq_option_error("plan", c, argv);
@@ -251,7 +308,7 @@ int kq_cmd_plan(int argc, char **argv)
     if (rc >= 0)
         return rc;
     model *m = calloc(1, sizeof *m);
-    kqcl_plan_device devs[64];
+    kqcl_plan_device devs[MAX_DEVICES];
     int n_devices = 0;
     kqcl_gguf *g = NULL;
     rc = m == NULL ? 1 : 0;
@@ -264,10 +321,10 @@ int kq_cmd_plan(int argc, char **argv)
     } else if (rc == 0) {
         synthetic(m, &o);
     }
-    if (rc == 0 && o.assume && assumed_devices(o.assume, devs, &n_devices) != 0) {
-        rc = kq_usage_error("plan", "--assume '%s': want COUNTxMEM_GiB:SPEED_GBps:LINK_GBps:LATENCY_us, "
-                                    "e.g. 2x141:4000:25:15", o.assume);
-    } else if (rc == 0 && !o.assume && measured_devices(o.devices, devs, &n_devices) != 0) {
+    if (rc == 0 && o.assume) {
+        memcpy(devs, o.assumed, sizeof devs);
+        n_devices = o.n_assumed;
+    } else if (rc == 0 && measured_devices(o.devices, devs, &n_devices) != 0) {
         rc = 1;
     }
     kqcl_plan *p = NULL;
