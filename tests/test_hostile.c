@@ -306,6 +306,61 @@ START_TEST(bench_rotate_copies_capped)
 }
 END_TEST
 
+/* An f32 tensor of `values` zeros (at most 1024) named `name`, added to w. */
+static void add_zeros(kqcl_gguf_writer *w, const char *name, int64_t values)
+{
+    static const float zeros[1024];
+    const int64_t ne[] = {values};
+    ck_assert_int_le(values, 1024);
+    kqcl_status st = kqcl_gguf_writer_add_tensor(w, name, KQCL_TYPE_F32, 1, ne, zeros, (uint64_t)values * 4);
+    ck_assert_msg(st == KQCL_OK, "%s: %s", name, kqcl_last_error(NULL));
+}
+
+/* w written to tool_tmp_dir/name and destroyed: the path. */
+static const char *write_and_destroy(kqcl_gguf_writer *w, const char *name)
+{
+    const char *path = tool_tmp_path(name);
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    kqcl_gguf_writer_destroy(w);
+    return path;
+}
+
+/* The bytes `kqcl plan FILE --json` places on one assumed device: every tensor's, when none is
+ * left out. */
+static unsigned long long planned_bytes(const char *path)
+{
+    static const char field[] = "\"device_bytes\": [";
+    int rc = tool_run("", "plan %s --assume 1x1000:100:10:10 --json", path);
+    ck_assert_msg(rc == 0, "kqcl plan: exit %d (%s)", rc, tool_err);
+    const char *at = strstr(tool_out, field);
+    ck_assert_msg(at != NULL, "no device bytes in: %s", tool_out);
+    return strtoull(at + strlen(field), NULL, 10);
+}
+
+/* Item 13: plan kept the first 16383 tensors and 1024 layers: a file of 20000 tensors was
+ * planned with 82% of its bytes, one of 2000 layers was "no tensors". Every one counts. */
+START_TEST(plan_counts_every_tensor)
+{
+    kqcl_gguf_writer *w;
+    char name[64];
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    for (int i = 0; i < 20000; i++) {
+        snprintf(name, sizeof name, "blk.%d.t%d", i / 20, i % 20);
+        add_zeros(w, name, 8);
+    }
+    const char *path = write_and_destroy(w, "many_tensors.gguf");
+    ck_assert_uint_eq(planned_bytes(path), 20000ull * 32);
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    for (int i = 0; i < 2000; i++) {
+        snprintf(name, sizeof name, "blk.%d.w", i);
+        add_zeros(w, name, 8);
+    }
+    path = write_and_destroy(w, "many_layers.gguf");
+    ck_assert_uint_eq(planned_bytes(path), 2000ull * 32);
+    ck_assert_has(tool_out, "{\"name\": \"blk.1999\", \"device\": 0}");
+}
+END_TEST
+
 /* ---- the kernel cache's hash (item 2): FIPS 180-4 test vectors ---------------------------------- */
 
 static void hex(const uint8_t *d, char out[65])
@@ -389,6 +444,7 @@ static Suite *hostile_suite(void)
     TCase *bench_plan = tcase_create("kqcl bench and plan");
     tcase_set_timeout(bench_plan, 300);
     tcase_add_test(bench_plan, bench_rotate_copies_capped);
+    tcase_add_test(bench_plan, plan_counts_every_tensor);
     suite_add_tcase(s, bench_plan);
     return s;
 }

@@ -13,22 +13,23 @@
 #include "util.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TENSORS 16384
-#define MAX_LAYERS 1024
+#define MAX_LAYERS 1024 /* of a synthetic model (--layers) */
 #define MAX_DEVICES 64
 
+/* The layers as the planner takes them, and the arrays they point into: sized for the model at
+ * hand (a file's tensors, each layer one or more of them), so that nothing is left out. */
 typedef struct model {
     int n_layers;
-    kqcl_plan_layer layers[MAX_LAYERS];
-    char layer_names[MAX_LAYERS][32];
-    const char *names[MAX_TENSORS];
-    uint64_t bytes[MAX_TENSORS];
-    int first[MAX_LAYERS]; /* index of each layer's first tensor in names/bytes */
+    kqcl_plan_layer *layers;
+    char (*layer_names)[32];
+    const char **names;
+    uint64_t *bytes;
     int64_t hidden;
 } model;
 
@@ -57,24 +58,44 @@ static void usage(FILE *out)
 
 /* ---- the model -------------------------------------------------------------------------------- */
 
+/* Room for n_tensors tensors in at most n_tensors layers; false when out of memory. */
+static bool model_reserve(model *m, size_t n_tensors)
+{
+    size_t n = n_tensors > 0 ? n_tensors : 1;
+    m->layers = calloc(n, sizeof *m->layers);
+    m->layer_names = calloc(n, sizeof *m->layer_names);
+    m->names = calloc(n, sizeof *m->names);
+    m->bytes = calloc(n, sizeof *m->bytes);
+    return m->layers && m->layer_names && m->names && m->bytes;
+}
+
+static void model_free(model *m)
+{
+    free(m->layers);
+    free(m->layer_names);
+    free(m->names);
+    free(m->bytes);
+}
+
+/* A new layer whose tensors start at first_tensor: its index. There is room: each layer has a
+ * tensor of its own. */
 static int add_layer(model *m, const char *name, int first_tensor)
 {
-    if (m->n_layers >= MAX_LAYERS)
-        return -1;
     int i = m->n_layers++;
     snprintf(m->layer_names[i], sizeof m->layer_names[i], "%s", name);
-    m->first[i] = first_tensor;
     m->layers[i] = (kqcl_plan_layer){m->layer_names[i], 0, &m->names[first_tensor], &m->bytes[first_tensor]};
     return i;
 }
 
-static void synthetic(model *m, const plan_options *o)
+static bool synthetic(model *m, const plan_options *o)
 {
     static const char *names[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
     int64_t h = o->hidden, f = o->ffn, kv = h / 4; /* grouped-query attention, 4 heads a KV head */
     int64_t rows[7] = {h, kv, kv, h, f, f, h}, cols[7] = {h, h, h, h, h, h, f};
     int t = 0;
-    for (int l = 0; l < o->layers && l < MAX_LAYERS; l++) {
+    if (!model_reserve(m, 7 * (size_t)o->layers))
+        return false;
+    for (int l = 0; l < o->layers; l++) {
         char name[32];
         snprintf(name, sizeof name, "blk.%d", l);
         int i = add_layer(m, name, t);
@@ -85,6 +106,7 @@ static void synthetic(model *m, const plan_options *o)
         m->layers[i].n_tensors = 7;
     }
     m->hidden = h;
+    return true;
 }
 
 /* Layer index of a tensor name: N for "blk.N.", -1 before the blocks, -2 after. */
@@ -95,11 +117,14 @@ static int block_of(const char *name)
     return strncmp(name, "output", 6) == 0 ? -2 : -1;
 }
 
-static int from_gguf(model *m, const kqcl_gguf *g)
+/* The file's tensors grouped into layers: NULL, or why not. */
+static const char *from_gguf(model *m, const kqcl_gguf *g)
 {
     int64_t n = kqcl_gguf_tensor_count(g);
-    if (n > MAX_TENSORS - 1)
-        n = MAX_TENSORS - 1;
+    if (n > INT_MAX)
+        return "more tensors than a plan takes"; /* the planner counts them in an int */
+    if (!model_reserve(m, (size_t)n))
+        return "out of memory";
     int t = 0;
     /* three passes keep the order: what comes before the blocks, the blocks, what comes after */
     for (int pass = 0; pass < 3; pass++) {
@@ -107,7 +132,7 @@ static int from_gguf(model *m, const kqcl_gguf *g)
         for (int64_t i = 0; i < n; i++) {
             kqcl_gguf_tensor info;
             if (kqcl_gguf_tensor_info(g, i, &info) != KQCL_OK)
-                continue;
+                return kqcl_last_error(NULL);
             int b = block_of(info.name);
             if ((pass == 0 && b != -1) || (pass == 1 && b < 0) || (pass == 2 && b != -2))
                 continue;
@@ -118,8 +143,7 @@ static int from_gguf(model *m, const kqcl_gguf *g)
                 snprintf(name, sizeof name, "%s", b >= 0 ? "" : b == -1 ? "input" : "output");
                 if (b >= 0)
                     snprintf(name, sizeof name, "blk.%d", b);
-                if ((layer = add_layer(m, name, t)) < 0)
-                    return -1;
+                layer = add_layer(m, name, t);
                 current = b;
             }
             m->names[t] = info.name;
@@ -128,7 +152,7 @@ static int from_gguf(model *m, const kqcl_gguf *g)
             t++;
         }
     }
-    return m->n_layers > 0 ? 0 : -1;
+    return m->n_layers > 0 ? NULL : "no tensors";
 }
 
 /* ---- the devices ------------------------------------------------------------------------------ */
@@ -307,19 +331,21 @@ int kq_cmd_plan(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc >= 0)
         return rc;
-    model *m = calloc(1, sizeof *m);
+    rc = 0;
+    model m = {0};
     kqcl_plan_device devs[MAX_DEVICES];
     int n_devices = 0;
     kqcl_gguf *g = NULL;
-    rc = m == NULL ? 1 : 0;
-    if (rc == 0 && o.file) {
+    if (o.file) {
         kqcl_status st = kqcl_gguf_open(o.file, &g);
-        if (st != KQCL_OK || from_gguf(m, g) != 0) {
-            fprintf(stderr, "kqcl plan: %s: %s\n", o.file, st != KQCL_OK ? kqcl_last_error(NULL) : "no tensors");
+        const char *why = st != KQCL_OK ? kqcl_last_error(NULL) : from_gguf(&m, g);
+        if (why != NULL) {
+            fprintf(stderr, "kqcl plan: %s: %s\n", o.file, why);
             rc = 1;
         }
-    } else if (rc == 0) {
-        synthetic(m, &o);
+    } else if (!synthetic(&m, &o)) {
+        fprintf(stderr, "kqcl plan: out of memory\n");
+        rc = 1;
     }
     if (rc == 0 && o.assume) {
         memcpy(devs, o.assumed, sizeof devs);
@@ -329,8 +355,8 @@ int kq_cmd_plan(int argc, char **argv)
     }
     kqcl_plan *p = NULL;
     if (rc == 0) {
-        int64_t hidden = m->hidden > 0 ? m->hidden : o.hidden;
-        kqcl_plan_request req = {n_devices, devs, m->n_layers, m->layers, o.mode, hidden * 4 * o.tokens};
+        int64_t hidden = m.hidden > 0 ? m.hidden : o.hidden;
+        kqcl_plan_request req = {n_devices, devs, m.n_layers, m.layers, o.mode, hidden * 4 * o.tokens};
         kqcl_status st = kqcl_plan_create(&req, &p);
         if (st != KQCL_OK) {
             fprintf(stderr, "kqcl plan: %s: %s\n", kqcl_status_string(st), kqcl_last_error(NULL));
@@ -338,9 +364,9 @@ int kq_cmd_plan(int argc, char **argv)
         }
     }
     if (rc == 0)
-        rc = print_plan(p, m, n_devices, o.json);
+        rc = print_plan(p, &m, n_devices, o.json);
     kqcl_plan_destroy(p);
     kqcl_gguf_close(g);
-    free(m);
+    model_free(&m);
     return rc;
 }
