@@ -337,6 +337,30 @@ static unsigned long long planned_bytes(const char *path)
     return strtoull(at + strlen(field), NULL, 10);
 }
 
+/* Item 12: "blk.-3.w" was dropped (atoi gave -3, neither before, in nor after the blocks) and
+ * "blk.x.w" went into block 0. A name that is not "blk.N." with N a whole number is counted
+ * as plan counts any other name that is not a block's: with the tensors before the blocks. */
+START_TEST(plan_counts_malformed_block_numbers)
+{
+    static const char *const odd[] = {"blk.-3.w", "blk.x.w", "blk.+1.w", "blk.99999999999.w", "blk.4"};
+    kqcl_gguf_writer *w;
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    add_zeros(w, "token_embd.weight", 16); /* 64 bytes */
+    add_zeros(w, "blk.0.w", 32);           /* 128 */
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++)
+        add_zeros(w, odd[i], 64); /* 256 each */
+    add_zeros(w, "blk.1.w", 128);   /* 512 */
+    add_zeros(w, "output.weight", 8); /* 32 */
+    const char *path = write_and_destroy(w, "odd.gguf");
+    ck_assert_uint_eq(planned_bytes(path), 64 + 128 + 5 * 256 + 512 + 32);
+    ck_assert_has(tool_out, "{\"name\": \"input\", \"device\": 0}, {\"name\": \"blk.0\", \"device\": 0}, "
+                            "{\"name\": \"blk.1\", \"device\": 0}, {\"name\": \"output\"");
+    ck_assert_int_eq(tool_run("", "plan %s --assume 1x1000:100:10:10", path), 0);
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++)
+        ck_assert_has(tool_out, odd[i]);
+}
+END_TEST
+
 /* Item 13: plan kept the first 16383 tensors and 1024 layers: a file of 20000 tensors was
  * planned with 82% of its bytes, one of 2000 layers was "no tensors". Every one counts. */
 START_TEST(plan_counts_every_tensor)
@@ -444,6 +468,7 @@ static Suite *hostile_suite(void)
     TCase *bench_plan = tcase_create("kqcl bench and plan");
     tcase_set_timeout(bench_plan, 300);
     tcase_add_test(bench_plan, bench_rotate_copies_capped);
+    tcase_add_test(bench_plan, plan_counts_malformed_block_numbers);
     tcase_add_test(bench_plan, plan_counts_every_tensor);
     suite_add_tcase(s, bench_plan);
     return s;

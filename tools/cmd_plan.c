@@ -12,6 +12,7 @@
 #include "kqcl.h"
 #include "util.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -109,11 +110,19 @@ static bool synthetic(model *m, const plan_options *o)
     return true;
 }
 
-/* Layer index of a tensor name: N for "blk.N.", -1 before the blocks, -2 after. */
+/* Layer index of a tensor name: N for "blk.N." (N as ggml writes it: decimal digits, at most
+ * INT_MAX), -2 for "output*" (after the blocks), -1 for any other name (before them). A
+ * malformed N ("blk.-3.", "blk.x.", "blk.4" with no '.') is such an other name: atoi gave -3,
+ * which no pass took (the tensor was dropped), and 0 for "x". */
 static int block_of(const char *name)
 {
-    if (strncmp(name, "blk.", 4) == 0)
-        return atoi(name + 4);
+    if (strncmp(name, "blk.", 4) == 0) {
+        const char *digits = name + 4;
+        size_t n = strspn(digits, "0123456789");
+        errno = 0;
+        long long b = n > 0 && digits[n] == '.' ? strtoll(digits, NULL, 10) : -1;
+        return b >= 0 && b <= INT_MAX && errno == 0 ? (int)b : -1;
+    }
     return strncmp(name, "output", 6) == 0 ? -2 : -1;
 }
 
