@@ -337,6 +337,34 @@ static unsigned long long planned_bytes(const char *path)
     return strtoull(at + strlen(field), NULL, 10);
 }
 
+/* Item 11: token_embd.weight of {2^62, 0} (empty, so the reader takes it) made the activation
+ * bytes per step, hidden * 4 * tokens, overflow int64_t (undefined; the plan said 0 bytes). */
+START_TEST(plan_refuses_a_hidden_size_that_overflows)
+{
+    kqcl_gguf_writer *w;
+    const int64_t ne[] = {(int64_t)1 << 62, 0};
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "token_embd.weight", KQCL_TYPE_F32, 2, ne, NULL, 0), KQCL_OK);
+    add_zeros(w, "blk.0.attn_q.weight", 64);
+    const char *path = write_and_destroy(w, "wide.gguf");
+    int rc = tool_run("", "plan %s --assume 1x1:1:1:1", path);
+    ck_assert_msg(rc == 1, "kqcl plan of hidden size 2^62: exit %d (%s)", rc, tool_err);
+    ck_assert_has(tool_err, "token_embd.weight");
+    ck_assert_has(tool_err, "overflow");
+    /* a hidden size that fits, times tokens that do not */
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    const int64_t ne_fits[] = {(int64_t)1 << 42, 0};
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "token_embd.weight", KQCL_TYPE_F32, 2, ne_fits, NULL, 0),
+                     KQCL_OK);
+    add_zeros(w, "blk.0.attn_q.weight", 64);
+    path = write_and_destroy(w, "wide2.gguf");
+    ck_assert_int_eq(tool_run("", "plan %s --assume 1x1:1:1:1", path), 0);
+    rc = tool_run("", "plan %s --assume 1x1:1:1:1 --tokens 1048576", path);
+    ck_assert_msg(rc == 1, "kqcl plan of 2^42 x 2^20 tokens: exit %d (%s)", rc, tool_err);
+    ck_assert_has(tool_err, "overflow");
+}
+END_TEST
+
 /* Item 12: "blk.-3.w" was dropped (atoi gave -3, neither before, in nor after the blocks) and
  * "blk.x.w" went into block 0. A name that is not "blk.N." with N a whole number is counted
  * as plan counts any other name that is not a block's: with the tensors before the blocks. */
@@ -468,6 +496,7 @@ static Suite *hostile_suite(void)
     TCase *bench_plan = tcase_create("kqcl bench and plan");
     tcase_set_timeout(bench_plan, 300);
     tcase_add_test(bench_plan, bench_rotate_copies_capped);
+    tcase_add_test(bench_plan, plan_refuses_a_hidden_size_that_overflows);
     tcase_add_test(bench_plan, plan_counts_malformed_block_numbers);
     tcase_add_test(bench_plan, plan_counts_every_tensor);
     suite_add_tcase(s, bench_plan);

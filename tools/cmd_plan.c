@@ -308,6 +308,17 @@ static int parse(int argc, char **argv, plan_options *o)
     return -1;
 }
 
+/* Bytes of the activations a step moves between layers: `tokens` rows of `hidden` f32 values.
+ * false when that passes INT64_MAX: a hidden size read from a file can be anything (an empty
+ * token_embd.weight of {2^62, 0} is a valid tensor), and the product overflowed. */
+static bool activation_bytes(int64_t hidden, int tokens, int64_t *out)
+{
+    if (hidden < 0 || tokens < 1 || hidden > INT64_MAX / 4 / tokens)
+        return false;
+    *out = hidden * 4 * tokens;
+    return true;
+}
+
 static int print_plan(const kqcl_plan *p, const model *m, int n_devices, bool json)
 {
     size_t need = 0;
@@ -334,28 +345,43 @@ static int print_plan(const kqcl_plan *p, const model *m, int n_devices, bool js
     return 0;
 }
 
+/* The model of FILE or the synthetic one into m (g: the file, open while m's names are used),
+ * and the bytes a step moves between layers: 0, or 1 told on stderr. */
+static int load_model(const plan_options *o, model *m, kqcl_gguf **g, int64_t *step_bytes)
+{
+    if (o->file) {
+        kqcl_status st = kqcl_gguf_open(o->file, g);
+        const char *why = st != KQCL_OK ? kqcl_last_error(NULL) : from_gguf(m, *g);
+        if (why != NULL) {
+            fprintf(stderr, "kqcl plan: %s: %s\n", o->file, why);
+            return 1;
+        }
+    } else if (!synthetic(m, o)) {
+        fprintf(stderr, "kqcl plan: out of memory\n");
+        return 1;
+    }
+    int64_t hidden = m->hidden > 0 ? m->hidden : o->hidden;
+    if (!activation_bytes(hidden, o->tokens, step_bytes)) {
+        /* only a file's hidden size can be this large: --hidden is at most 2^24 */
+        fprintf(stderr, "kqcl plan: %s: token_embd.weight's hidden size %lld x 4 bytes x %d tokens overflows "
+                        "2^63 bytes a step\n", o->file ? o->file : "(synthetic)", (long long)hidden, o->tokens);
+        return 1;
+    }
+    return 0;
+}
+
 int kq_cmd_plan(int argc, char **argv)
 {
     plan_options o;
     int rc = parse(argc, argv, &o);
     if (rc >= 0)
         return rc;
-    rc = 0;
     model m = {0};
     kqcl_plan_device devs[MAX_DEVICES];
     int n_devices = 0;
+    int64_t step_bytes = 0;
     kqcl_gguf *g = NULL;
-    if (o.file) {
-        kqcl_status st = kqcl_gguf_open(o.file, &g);
-        const char *why = st != KQCL_OK ? kqcl_last_error(NULL) : from_gguf(&m, g);
-        if (why != NULL) {
-            fprintf(stderr, "kqcl plan: %s: %s\n", o.file, why);
-            rc = 1;
-        }
-    } else if (!synthetic(&m, &o)) {
-        fprintf(stderr, "kqcl plan: out of memory\n");
-        rc = 1;
-    }
+    rc = load_model(&o, &m, &g, &step_bytes);
     if (rc == 0 && o.assume) {
         memcpy(devs, o.assumed, sizeof devs);
         n_devices = o.n_assumed;
@@ -364,8 +390,7 @@ int kq_cmd_plan(int argc, char **argv)
     }
     kqcl_plan *p = NULL;
     if (rc == 0) {
-        int64_t hidden = m.hidden > 0 ? m.hidden : o.hidden;
-        kqcl_plan_request req = {n_devices, devs, m.n_layers, m.layers, o.mode, hidden * 4 * o.tokens};
+        kqcl_plan_request req = {n_devices, devs, m.n_layers, m.layers, o.mode, step_bytes};
         kqcl_status st = kqcl_plan_create(&req, &p);
         if (st != KQCL_OK) {
             fprintf(stderr, "kqcl plan: %s: %s\n", kqcl_status_string(st), kqcl_last_error(NULL));
