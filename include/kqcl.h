@@ -778,7 +778,8 @@ KQCL_API kqcl_status kqcl_gguf_writer_add_tensor(kqcl_gguf_writer *w, const char
                                                  const void *data, uint64_t nbytes);
 
 /* Write everything to `path` as GGUF v3: into a new temporary file beside the target
- * (PATH.kqcl-tmp-*), renamed over it on success, so that a failure (disk full, write error)
+ * (kqcl-tmp-PID-N in PATH's directory: short, so any name up to NAME_MAX can be written),
+ * renamed over it on success, so that a failure (disk full, write error)
  * leaves whatever was at `path` untouched and removes only that temporary file. An existing
  * file keeps its permissions; a symbolic link is followed to its target. A `path` that exists
  * and is not a regular file (a device such as /dev/full, a FIFO, a directory) or is a dangling

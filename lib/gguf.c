@@ -40,6 +40,12 @@
 #define GGUF_MAX_ALIGNMENT (1u << 20)
 /* The first read of a file's header; doubled while the parser runs out of bytes. */
 #define GGUF_FIRST_READ (1u << 20)
+/* The most a header (all before the data section, read into memory whole) may take, and the
+ * most one string may: real files, tokenizers included, need tens of MB at most -- the longest
+ * strings are whole tokenizer.json files -- while a lying length in a large (or sparse) file
+ * would otherwise be read, doubling, up to the whole file before it was refused. */
+#define GGUF_MAX_HEADER ((uint64_t)256 << 20)
+#define GGUF_MAX_STRING ((uint64_t)64 << 20)
 
 /* The fewest bytes each item can take: a count is checked against the bytes left divided by
  * these before anything is reserved for it. */
@@ -132,7 +138,8 @@ KQCL_API const char *kqcl_gguf_type_name(kqcl_gguf_type type)
 
 typedef struct parser {
     const uint8_t *base;
-    size_t size;
+    size_t size;         /* bytes read: the header or more, up to the whole file */
+    size_t file_size;    /* bytes in the file (or buffer): what any length is bounded by */
     size_t pos;
     bool filling;        /* false: measuring pass, only counts; true: writes into g */
     kqcl_gguf *g;
@@ -163,14 +170,39 @@ static kqcl_status malformed(const parser *p, size_t at, const char *fmt, ...)
     return kq_fail(NULL, KQCL_ERR_FORMAT, "GGUF %s, byte %zu: %s", p->where, at, what);
 }
 
+static uint64_t file_left(const parser *p) { return (uint64_t)(p->file_size - p->pos); }
+
+/* count * size, or UINT64_MAX when that overflows: a claim no file can back. */
+static uint64_t claimed_bytes(uint64_t count, uint64_t size)
+{
+    return count > UINT64_MAX / size ? UINT64_MAX : count * size;
+}
+
+/* What n more bytes at the cursor would run past, for a message ("the end of the file (10
+ * bytes left)"), or NULL when they have been read. The end of the file and the most a header
+ * may take refuse them for good, so a length the file cannot back fails on the first read;
+ * only bytes the file holds but that were not read yet set needs_more, for a longer read. */
+static const char *runs_past(parser *p, uint64_t n, char *why, size_t size)
+{
+    if (n <= bytes_left(p))
+        return NULL;
+    if (n > file_left(p)) {
+        snprintf(why, size, "the end of the file (%" PRIu64 " bytes left)", file_left(p));
+    } else if ((uint64_t)p->pos + n > GGUF_MAX_HEADER) {
+        snprintf(why, size, "the %" PRIu64 " MiB a GGUF header may take", GGUF_MAX_HEADER >> 20);
+    } else {
+        p->needs_more = true;
+        snprintf(why, size, "the %zu bytes read", bytes_left(p));
+    }
+    return why;
+}
+
 /* Take n bytes from the cursor; *out points at them. */
 static kqcl_status take(parser *p, uint64_t n, const char *what, const uint8_t **out)
 {
-    if (n > bytes_left(p)) {
-        p->needs_more = true;
-        return malformed(p, p->pos, "%s needs %" PRIu64 " bytes, only %zu left in the file",
-                         what, n, bytes_left(p));
-    }
+    char why[96];
+    if (runs_past(p, n, why, sizeof why) != NULL)
+        return malformed(p, p->pos, "%s of %" PRIu64 " bytes runs past %s", what, n, why);
     *out = p->base + p->pos;
     p->pos += (size_t)n;
     return KQCL_OK;
@@ -200,14 +232,17 @@ static kqcl_status read_string(parser *p, const char *what, uint64_t *length,
                                const uint8_t **bytes, size_t *text_offset)
 {
     size_t length_at = p->pos;
+    char why[96];
     kqcl_status st = read_u64(p, what, length);
     if (st != KQCL_OK)
         return st;
-    if (*length > bytes_left(p)) {
-        p->needs_more = true;
-        return malformed(p, length_at, "%s length %" PRIu64 " runs past the end of the file "
-                         "(%zu bytes left)", what, *length, bytes_left(p));
-    }
+    /* the cap before any longer read; past the file's end is the plainer message */
+    if (*length > GGUF_MAX_STRING && *length <= file_left(p))
+        return malformed(p, length_at, "%s length %" PRIu64 " is longer than the %" PRIu64
+                         " MiB a GGUF string may take", what, *length, GGUF_MAX_STRING >> 20);
+    if (runs_past(p, *length, why, sizeof why) != NULL)
+        return malformed(p, length_at, "%s length %" PRIu64 " runs past %s", what, *length,
+                         why);
     *bytes = p->base + p->pos;
     p->pos += (size_t)*length;
     *text_offset = p->text_used;
@@ -249,6 +284,7 @@ static kqcl_status parse_array(parser *p, size_t node)
     size_t header_at = p->pos;
     uint32_t elem_type;
     uint64_t count;
+    char why[96];
     kqcl_status st;
     if (p->depth >= GGUF_MAX_NESTING)
         return malformed(p, header_at, "arrays nested deeper than %d levels", GGUF_MAX_NESTING);
@@ -258,12 +294,9 @@ static kqcl_status parse_array(parser *p, size_t node)
 
     size_t elem_size = scalar_size(elem_type);
     if (elem_size != 0) {
-        if (count > bytes_left(p) / elem_size) {
-            p->needs_more = true;
-            return malformed(p, header_at, "array of %" PRIu64 " %s values runs past the end "
-                             "of the file (%zu bytes left)", count,
-                             kqcl_gguf_type_name((kqcl_gguf_type)elem_type), bytes_left(p));
-        }
+        if (runs_past(p, claimed_bytes(count, elem_size), why, sizeof why) != NULL)
+            return malformed(p, header_at, "array of %" PRIu64 " %s values runs past %s", count,
+                             kqcl_gguf_type_name((kqcl_gguf_type)elem_type), why);
         set_node(p, node, KQCL_GGUF_TYPE_ARRAY, elem_type, count, p->pos);
         p->pos += (size_t)count * elem_size;
         return KQCL_OK;
@@ -272,12 +305,10 @@ static kqcl_status parse_array(parser *p, size_t node)
         return malformed(p, header_at, "array of unknown value type %" PRIu32, elem_type);
 
     size_t min_bytes = elem_type == KQCL_GGUF_TYPE_STRING ? MIN_STRING_BYTES : MIN_ARRAY_BYTES;
-    if (count > bytes_left(p) / min_bytes) {
-        p->needs_more = true;
-        return malformed(p, header_at, "array of %" PRIu64 " %ss cannot fit in the %zu bytes "
-                         "left", count, kqcl_gguf_type_name((kqcl_gguf_type)elem_type),
-                         bytes_left(p));
-    }
+    if (runs_past(p, claimed_bytes(count, min_bytes), why, sizeof why) != NULL)
+        return malformed(p, header_at, "array of %" PRIu64 " %ss (%zu bytes each at least) runs "
+                         "past %s", count, kqcl_gguf_type_name((kqcl_gguf_type)elem_type),
+                         min_bytes, why);
     size_t first = reserve_nodes(p, count);
     set_node(p, node, KQCL_GGUF_TYPE_ARRAY, elem_type, count, first);
     p->depth++;
@@ -354,19 +385,18 @@ static kqcl_status parse_header(parser *p, uint32_t *version, uint64_t *n_tensor
     if ((st = read_u64(p, "tensor count", n_tensors)) != KQCL_OK ||
         (st = read_u64(p, "metadata count", n_kv)) != KQCL_OK)
         return st;
-    /* Each count alone, then both together, against the bytes left: the products cannot
-     * overflow once each count is below bytes_left / its minimum. */
-    if (*n_kv > bytes_left(p) / MIN_KV_BYTES) {
-        p->needs_more = true;
-        return malformed(p, 16, "metadata count %" PRIu64 " cannot fit in the %zu bytes left",
-                         *n_kv, bytes_left(p));
-    }
-    if (*n_tensors > bytes_left(p) / MIN_TENSOR_BYTES ||
-        *n_kv * MIN_KV_BYTES + *n_tensors * MIN_TENSOR_BYTES > bytes_left(p)) {
-        p->needs_more = true;
-        return malformed(p, 8, "tensor count %" PRIu64 " cannot fit in the %zu bytes left",
-                         *n_tensors, bytes_left(p));
-    }
+    /* Each count alone, then both together, against the bytes left (the sum cannot overflow
+     * once each count's bytes are within the file). */
+    char why[96];
+    uint64_t kv_bytes = claimed_bytes(*n_kv, MIN_KV_BYTES);
+    uint64_t tensor_bytes = claimed_bytes(*n_tensors, MIN_TENSOR_BYTES);
+    if (runs_past(p, kv_bytes, why, sizeof why) != NULL)
+        return malformed(p, 16, "metadata count %" PRIu64 " (%d bytes each at least) runs past "
+                         "%s", *n_kv, MIN_KV_BYTES, why);
+    if (runs_past(p, tensor_bytes, why, sizeof why) != NULL ||
+        runs_past(p, kv_bytes + tensor_bytes, why, sizeof why) != NULL)
+        return malformed(p, 8, "tensor count %" PRIu64 " (%d bytes each at least) runs past %s",
+                         *n_tensors, MIN_TENSOR_BYTES, why);
     return KQCL_OK;
 }
 
@@ -668,15 +698,15 @@ static kqcl_status allocate_parsed(kqcl_gguf *g, const parser *measured, uint64_
  * read of the file may pass. */
 static kqcl_status parse_into(kqcl_gguf *g, bool *needs_more)
 {
-    parser measure = {.base = g->base, .size = g->size};
+    parser measure = {.base = g->base, .size = g->size, .file_size = g->file_size};
     uint64_t n_tensors, n_kv, *refs = NULL;
     kqcl_status st = parse_all(&measure, &n_tensors, &n_kv);
     *needs_more = measure.needs_more;
     if (st != KQCL_OK)
         return st;
     if ((st = allocate_parsed(g, &measure, n_kv, n_tensors, &refs)) == KQCL_OK) {
-        parser fill = {.base = g->base, .size = g->size, .filling = true, .g = g,
-                       .refs = refs};
+        parser fill = {.base = g->base, .size = g->size, .file_size = g->file_size,
+                       .filling = true, .g = g, .refs = refs};
         st = parse_all(&fill, &n_tensors, &n_kv); /* cannot fail: the same bytes passed */
         if (st == KQCL_OK) {
             resolve_pointers(g, refs);
@@ -771,11 +801,14 @@ static kqcl_status open_regular(const char *path, int *fd_out, size_t *size)
     return KQCL_OK;
 }
 
-/* Read the header into g: a first piece, doubled until the parser has all it needs. The
- * header lives in heap memory, so metadata stays readable whatever happens to the file. */
+/* Read the header into g: a first piece, doubled until the parser has all it needs, never
+ * more than the file or GGUF_MAX_HEADER (the parser asks for more only for bytes that both
+ * hold). The header lives in heap memory, so metadata stays readable whatever happens to the
+ * file. */
 static kqcl_status read_header(kqcl_gguf *g)
 {
-    size_t want = g->file_size < GGUF_FIRST_READ ? g->file_size : GGUF_FIRST_READ;
+    size_t limit = g->file_size < GGUF_MAX_HEADER ? g->file_size : (size_t)GGUF_MAX_HEADER;
+    size_t want = limit < GGUF_FIRST_READ ? limit : GGUF_FIRST_READ;
     for (;;) {
         uint8_t *grown = realloc(g->header_copy, want + 1);
         if (grown == NULL)
@@ -788,10 +821,10 @@ static kqcl_status read_header(kqcl_gguf *g)
         g->size = want;
         bool needs_more;
         kqcl_status st = parse_into(g, &needs_more);
-        if (st == KQCL_OK || !needs_more || want == g->file_size)
+        if (st == KQCL_OK || !needs_more || want == limit)
             return st;
         free_parsed(g);
-        want = want > g->file_size / 2 ? g->file_size : want * 2;
+        want = want > limit / 2 ? limit : want * 2;
     }
 }
 
@@ -1639,19 +1672,29 @@ static kqcl_status writer_target(const char *path, char **target, int *mode)
     return KQCL_OK;
 }
 
-/* A new file of our own beside target ("TARGET.kqcl-tmp-PID-N", O_EXCL), so that nothing but
- * that file is ever removed on failure. */
+/* Bytes of target's directory part, its last '/' included (0: the current directory). */
+static size_t directory_length(const char *target)
+{
+    const char *slash = strrchr(target, '/');
+    return slash ? (size_t)(slash - target) + 1 : 0;
+}
+
+/* A new file of our own in target's directory ("DIR/kqcl-tmp-PID-N", O_EXCL), so that nothing
+ * but that file is ever removed on failure, and the rename into place stays on one file system.
+ * Its name does not grow from target's own: at most 40 bytes, so it fits NAME_MAX however
+ * long target's name is (TARGET.kqcl-tmp-PID-N could not be made for names of 231 bytes on). */
 static kqcl_status writer_temp(const char *target, int mode, char **tmp, FILE **f)
 {
     static unsigned counter; /* names differ between calls; O_EXCL settles any race */
-    size_t size = strlen(target) + 64;
+    size_t dir_length = directory_length(target), size = dir_length + 64;
     *tmp = malloc(size);
     *f = NULL;
     if (*tmp == NULL)
         return kq_fail(NULL, KQCL_ERR_OUT_OF_MEMORY, "GGUF writer: out of memory");
     for (int attempt = 0; attempt < 100; attempt++) {
         unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
-        snprintf(*tmp, size, "%s.kqcl-tmp-%ld-%u", target, (long)getpid(), n);
+        memcpy(*tmp, target, dir_length);
+        snprintf(*tmp + dir_length, size - dir_length, "kqcl-tmp-%ld-%u", (long)getpid(), n);
         int fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
         if (fd < 0 && errno == EEXIST)
             continue;

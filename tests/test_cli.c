@@ -190,6 +190,16 @@ static const struct {
     {"plan --hidden 100", "kqcl plan: --hidden 100 / --ffn 14336: not whole numbers of q4_K blocks"},
     {"plan --type q9_K", "kqcl plan: --type 'q9_K': 'q9_K' is not a type kqcl knows"},
     {"plan --assume 2x141:4000:25:15junk", "kqcl plan: --assume '2x141:4000:25:15junk': want COUNTx"},
+    {"plan --assume 2x141:4000:25", "kqcl plan: --assume '2x141:4000:25': want COUNTx"},
+    /* issue 23, item 10: NaN passed every range check (exit 0), inf became a uint64_t (exit 1) */
+    {"plan --assume 1xnan:nan:nan:nan", "kqcl plan: --assume '1xnan:nan:nan:nan': MEM_GiB 'nan': not a finite number"},
+    {"plan --assume 1xinf:1:1:1", "kqcl plan: --assume '1xinf:1:1:1': MEM_GiB 'inf': not a finite number"},
+    {"plan --assume 1x1:1:1:-inf", "kqcl plan: --assume '1x1:1:1:-inf': LATENCY_us '-inf': not a finite number"},
+    {"plan --assume 1x1e300:1:1:1", "kqcl plan: --assume '1x1e300:1:1:1': MEM_GiB '1e300': must be below 2^34"},
+    {"plan --assume 1x141:0:25:15", "kqcl plan: --assume '1x141:0:25:15': SPEED_GBps '0': must be above 0"},
+    {"plan --assume 1x141:4000:25:-1", "kqcl plan: --assume '1x141:4000:25:-1': LATENCY_us '-1': must not be"},
+    {"plan --assume 99999999999x1:1:1:1", "kqcl plan: --assume '99999999999x1:1:1:1': COUNT '99999999999': must be "
+                                           "from 1 to 64"},
     {"plan a.gguf b.gguf", "kqcl plan: 'b.gguf': one FILE only"},
     {"run", "kqcl run: no FILE given"},
     {"run model.gguf --n 0", "kqcl run: --n '0': must be from 1 to 65536"},

@@ -1226,6 +1226,104 @@ START_TEST(test_fifo_refused)
 }
 END_TEST
 
+/* Peak resident memory of this process so far, KiB (Check runs each test in its own process). */
+static long peak_rss_kib(void)
+{
+    struct rusage usage;
+    ck_assert_int_eq(getrusage(RUSAGE_SELF, &usage), 0);
+    return usage.ru_maxrss;
+}
+
+/* The built header at the start of a sparse file of `size` bytes (no disk used for the rest). */
+static const char *write_sparse(const builder *b, off_t size)
+{
+    const char *path = write_file("sparse.gguf", b->bytes, b->n);
+    ck_assert_int_eq(truncate(path, size), 0);
+    return path;
+}
+
+/* Open a header built into a sparse 1 GiB file: the status, and the message holds `says`. The
+ * open may not make this process more than 64 MiB bigger (the first read is 1 MiB). */
+static void open_sparse_fails(const builder *b, const char *says)
+{
+    const char *path = write_sparse(b, (off_t)1 << 30);
+    long before = peak_rss_kib();
+    kqcl_gguf *g = (kqcl_gguf *)1;
+    kqcl_status st = kqcl_gguf_open(path, &g);
+    long grown_mib = (peak_rss_kib() - before) / 1024;
+    ck_assert_msg(st == KQCL_ERR_FORMAT, "'%s': status %d (%s)", says, st, kqcl_last_error(NULL));
+    ck_assert_ptr_null(g);
+    ck_assert_error_has(says);
+    ck_assert_msg(grown_mib < 64, "'%s': the open took %ld MiB", says, grown_mib);
+    unlink(path);
+}
+
+/* Issue 23: a length field the file could not back made kqcl_gguf_open read the whole file
+ * into memory before refusing it (2.3 GB for a 2 GiB sparse file): a claim longer than the
+ * first read doubled the read until the claim fit or the file ended. A claim past the end of
+ * the file, a string longer than a GGUF string may be, or a header longer than one may be is
+ * refused from the first read. */
+START_TEST(test_claims_bounded_before_reading)
+{
+    /* a small file: the claim is measured against the file, not against what was read */
+    builder b = {0};
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "key");
+    b_u32(&b, KQCL_GGUF_TYPE_STRING);
+    b_u64(&b, (uint64_t)1 << 40);
+    b_raw(&b, "short", 5);
+    ck_assert_int_eq(open_bytes(&b), KQCL_ERR_FORMAT);
+    ck_assert_error_has("string length 1099511627776 runs past the end of the file (5 bytes left)");
+    /* the key's length: more than the 1 GiB file holds */
+    b.n = 0;
+    b_header(&b, 3, 0, 1);
+    b_u64(&b, (uint64_t)1 << 40);
+    open_sparse_fails(&b, "runs past the end of the file");
+    /* within the file, but longer than any string a GGUF file needs */
+    b.n = 0;
+    b_header(&b, 3, 0, 1);
+    b_u64(&b, 900u << 20);
+    open_sparse_fails(&b, "longer than the 64 MiB a GGUF string may take");
+    /* a u8 array within the file, but past the most a header may take */
+    b.n = 0;
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "bytes");
+    b_u32(&b, KQCL_GGUF_TYPE_ARRAY);
+    b_u32(&b, KQCL_GGUF_TYPE_UINT8);
+    b_u64(&b, 900u << 20);
+    open_sparse_fails(&b, "the 256 MiB a GGUF header may take");
+    /* 2^30 strings of at least 8 bytes each: more than the file holds */
+    b.n = 0;
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "strings");
+    b_u32(&b, KQCL_GGUF_TYPE_ARRAY);
+    b_u32(&b, KQCL_GGUF_TYPE_STRING);
+    b_u64(&b, (uint64_t)1 << 30);
+    open_sparse_fails(&b, "strings (8 bytes each at least) runs past the end of the file");
+    /* a tensor count the file cannot hold */
+    b.n = 0;
+    b_header(&b, 3, (uint64_t)1 << 28, 0);
+    open_sparse_fails(&b, "tensor count");
+    /* a header longer than the first read, that the file does hold, is still read whole */
+    size_t long_length = (size_t)3 << 20;
+    char *text = malloc(long_length + 1);
+    ck_assert_ptr_nonnull(text);
+    memset(text, 'x', long_length);
+    text[long_length] = '\0';
+    kqcl_gguf_writer *w;
+    TU_OK_CTX(NULL, kqcl_gguf_writer_create(&w));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_set_string(w, "tokenizer.huggingface.json", text));
+    const char *path = tmp_path("long_header.gguf");
+    TU_OK_CTX(NULL, kqcl_gguf_writer_write(w, path));
+    kqcl_gguf_writer_destroy(w);
+    kqcl_gguf *g = open_ok(path);
+    kqcl_gguf_value v = value_of(g, "tokenizer.huggingface.json", KQCL_GGUF_TYPE_STRING);
+    ck_assert_uint_eq(v.length, long_length);
+    kqcl_gguf_close(g);
+    free(text);
+}
+END_TEST
+
 /* A file of one 1 MiB f32 tensor and a string, for the truncation test. */
 static const char *write_big_file(const char *name, float **data, size_t *bytes)
 {
@@ -1369,6 +1467,31 @@ START_TEST(test_failed_write_keeps_what_was_there)
 }
 END_TEST
 
+/* Issue 23, item 8: the temporary file was named "TARGET.kqcl-tmp-PID-N", 17 or more bytes
+ * longer than the target's own name, so a target whose name had 231 to 255 bytes (NAME_MAX)
+ * could not be written: ENAMETOOLONG, reported as an I/O error. */
+START_TEST(test_write_names_up_to_name_max)
+{
+    static uint8_t buffer[65536];
+    kqcl_gguf_writer *w = writer_of_64k(buffer);
+    int before = count_dir_entries();
+    for (size_t length = 230; length <= 255; length += 5) {
+        char name[256];
+        memset(name, 'q', length - 5);
+        memcpy(name + length - 5, ".gguf", 6);
+        const char *path = tmp_path(name);
+        kqcl_status st = kqcl_gguf_writer_write(w, path);
+        ck_assert_msg(st == KQCL_OK, "a name of %zu bytes: %s", length, kqcl_last_error(NULL));
+        kqcl_gguf *g = open_ok(path);
+        ck_assert_int_eq(kqcl_gguf_tensor_count(g), 1);
+        kqcl_gguf_close(g);
+        ck_assert_int_eq(count_dir_entries(), before + 1); /* the file, no temporary one */
+        ck_assert_int_eq(unlink(path), 0);
+    }
+    kqcl_gguf_writer_destroy(w);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------------------------ */
 
 static void remove_tmp_dir(void)
@@ -1423,12 +1546,14 @@ static Suite *gguf_suite(void)
     tcase_add_test(malformed, test_every_ggml_type_bounded);
     tcase_add_test(malformed, test_ggml_type_info);
     tcase_add_test(malformed, test_failed_write_keeps_what_was_there);
+    tcase_add_test(malformed, test_write_names_up_to_name_max);
     suite_add_tcase(s, malformed);
 
     /* Issue 12: files that change or are not files. A hang is the failure here: short timeout. */
     TCase *hostile = tcase_create("hostile files");
     tcase_set_timeout(hostile, 10);
     tcase_add_test(hostile, test_fifo_refused);
+    tcase_add_test(hostile, test_claims_bounded_before_reading);
     suite_add_tcase(s, hostile);
     TCase *shrink = tcase_create("a file truncated while open");
     tcase_set_timeout(shrink, 300);

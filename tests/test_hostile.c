@@ -290,6 +290,129 @@ START_TEST(run_total_shows_a_nan_error)
 }
 END_TEST
 
+/* ---- kqcl bench and kqcl plan (issue 23) ------------------------------------------------------ */
+
+/* Item 9: the number of weight copies --rotate asks for, (MiB << 20) / bytes, was cast to int:
+ * 1 TiB of 6-byte f16 rows wrapped negative, passed the cap of 256 and failed the calloc
+ * ("out of memory"). It is capped in size_t. */
+START_TEST(bench_rotate_copies_capped)
+{
+    if (!have_device())
+        return;
+    int rc = tool_run("", "bench --type f16 --m 1 --k 3 --n 1 -r 1 --no-unfused --rotate 1048576 -o json");
+    ck_assert_msg(rc == 0, "kqcl bench --rotate 1048576: exit %d (%s)", rc, tool_err);
+    ck_assert_has(tool_out, "\"us_rotating\": ");
+    ck_assert_msg(strstr(tool_out, "\"us_rotating\": null") == NULL, "no rotating time: %s", tool_out);
+}
+END_TEST
+
+/* An f32 tensor of `values` zeros (at most 1024) named `name`, added to w. */
+static void add_zeros(kqcl_gguf_writer *w, const char *name, int64_t values)
+{
+    static const float zeros[1024];
+    const int64_t ne[] = {values};
+    ck_assert_int_le(values, 1024);
+    kqcl_status st = kqcl_gguf_writer_add_tensor(w, name, KQCL_TYPE_F32, 1, ne, zeros, (uint64_t)values * 4);
+    ck_assert_msg(st == KQCL_OK, "%s: %s", name, kqcl_last_error(NULL));
+}
+
+/* w written to tool_tmp_dir/name and destroyed: the path. */
+static const char *write_and_destroy(kqcl_gguf_writer *w, const char *name)
+{
+    const char *path = tool_tmp_path(name);
+    ck_assert_int_eq(kqcl_gguf_writer_write(w, path), KQCL_OK);
+    kqcl_gguf_writer_destroy(w);
+    return path;
+}
+
+/* The bytes `kqcl plan FILE --json` places on one assumed device: every tensor's, when none is
+ * left out. */
+static unsigned long long planned_bytes(const char *path)
+{
+    static const char field[] = "\"device_bytes\": [";
+    int rc = tool_run("", "plan %s --assume 1x1000:100:10:10 --json", path);
+    ck_assert_msg(rc == 0, "kqcl plan: exit %d (%s)", rc, tool_err);
+    const char *at = strstr(tool_out, field);
+    ck_assert_msg(at != NULL, "no device bytes in: %s", tool_out);
+    return strtoull(at + strlen(field), NULL, 10);
+}
+
+/* Item 11: token_embd.weight of {2^62, 0} (empty, so the reader takes it) made the activation
+ * bytes per step, hidden * 4 * tokens, overflow int64_t (undefined; the plan said 0 bytes). */
+START_TEST(plan_refuses_a_hidden_size_that_overflows)
+{
+    kqcl_gguf_writer *w;
+    const int64_t ne[] = {(int64_t)1 << 62, 0};
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "token_embd.weight", KQCL_TYPE_F32, 2, ne, NULL, 0), KQCL_OK);
+    add_zeros(w, "blk.0.attn_q.weight", 64);
+    const char *path = write_and_destroy(w, "wide.gguf");
+    int rc = tool_run("", "plan %s --assume 1x1:1:1:1", path);
+    ck_assert_msg(rc == 1, "kqcl plan of hidden size 2^62: exit %d (%s)", rc, tool_err);
+    ck_assert_has(tool_err, "token_embd.weight");
+    ck_assert_has(tool_err, "overflow");
+    /* a hidden size that fits, times tokens that do not */
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    const int64_t ne_fits[] = {(int64_t)1 << 42, 0};
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "token_embd.weight", KQCL_TYPE_F32, 2, ne_fits, NULL, 0),
+                     KQCL_OK);
+    add_zeros(w, "blk.0.attn_q.weight", 64);
+    path = write_and_destroy(w, "wide2.gguf");
+    ck_assert_int_eq(tool_run("", "plan %s --assume 1x1:1:1:1", path), 0);
+    rc = tool_run("", "plan %s --assume 1x1:1:1:1 --tokens 1048576", path);
+    ck_assert_msg(rc == 1, "kqcl plan of 2^42 x 2^20 tokens: exit %d (%s)", rc, tool_err);
+    ck_assert_has(tool_err, "overflow");
+}
+END_TEST
+
+/* Item 12: "blk.-3.w" was dropped (atoi gave -3, neither before, in nor after the blocks) and
+ * "blk.x.w" went into block 0. A name that is not "blk.N." with N a whole number is counted
+ * as plan counts any other name that is not a block's: with the tensors before the blocks. */
+START_TEST(plan_counts_malformed_block_numbers)
+{
+    static const char *const odd[] = {"blk.-3.w", "blk.x.w", "blk.+1.w", "blk.99999999999.w", "blk.4"};
+    kqcl_gguf_writer *w;
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    add_zeros(w, "token_embd.weight", 16); /* 64 bytes */
+    add_zeros(w, "blk.0.w", 32);           /* 128 */
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++)
+        add_zeros(w, odd[i], 64); /* 256 each */
+    add_zeros(w, "blk.1.w", 128);   /* 512 */
+    add_zeros(w, "output.weight", 8); /* 32 */
+    const char *path = write_and_destroy(w, "odd.gguf");
+    ck_assert_uint_eq(planned_bytes(path), 64 + 128 + 5 * 256 + 512 + 32);
+    ck_assert_has(tool_out, "{\"name\": \"input\", \"device\": 0}, {\"name\": \"blk.0\", \"device\": 0}, "
+                            "{\"name\": \"blk.1\", \"device\": 0}, {\"name\": \"output\"");
+    ck_assert_int_eq(tool_run("", "plan %s --assume 1x1000:100:10:10", path), 0);
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++)
+        ck_assert_has(tool_out, odd[i]);
+}
+END_TEST
+
+/* Item 13: plan kept the first 16383 tensors and 1024 layers: a file of 20000 tensors was
+ * planned with 82% of its bytes, one of 2000 layers was "no tensors". Every one counts. */
+START_TEST(plan_counts_every_tensor)
+{
+    kqcl_gguf_writer *w;
+    char name[64];
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    for (int i = 0; i < 20000; i++) {
+        snprintf(name, sizeof name, "blk.%d.t%d", i / 20, i % 20);
+        add_zeros(w, name, 8);
+    }
+    const char *path = write_and_destroy(w, "many_tensors.gguf");
+    ck_assert_uint_eq(planned_bytes(path), 20000ull * 32);
+    ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
+    for (int i = 0; i < 2000; i++) {
+        snprintf(name, sizeof name, "blk.%d.w", i);
+        add_zeros(w, name, 8);
+    }
+    path = write_and_destroy(w, "many_layers.gguf");
+    ck_assert_uint_eq(planned_bytes(path), 2000ull * 32);
+    ck_assert_has(tool_out, "{\"name\": \"blk.1999\", \"device\": 0}");
+}
+END_TEST
+
 /* ---- the kernel cache's hash (item 2): FIPS 180-4 test vectors ---------------------------------- */
 
 static void hex(const uint8_t *d, char out[65])
@@ -370,6 +493,13 @@ static Suite *hostile_suite(void)
     tcase_add_test(run, run_names_every_skipped_tensor);
     tcase_add_test(run, run_total_shows_a_nan_error);
     suite_add_tcase(s, run);
+    TCase *bench_plan = tcase_create("kqcl bench and plan");
+    tcase_set_timeout(bench_plan, 300);
+    tcase_add_test(bench_plan, bench_rotate_copies_capped);
+    tcase_add_test(bench_plan, plan_refuses_a_hidden_size_that_overflows);
+    tcase_add_test(bench_plan, plan_counts_malformed_block_numbers);
+    tcase_add_test(bench_plan, plan_counts_every_tensor);
+    suite_add_tcase(s, bench_plan);
     return s;
 }
 

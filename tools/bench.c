@@ -236,6 +236,19 @@ static const char *used_name(const bench_row *r, char *buf, size_t size)
     return kq_precision_names(r->used, r->n_used, buf, size);
 }
 
+#define MAX_ROTATION_COPIES 256
+
+/* Copies of the weights (group_bytes a copy) that fill rotate_mib MiB, one more than fit, at
+ * most MAX_ROTATION_COPIES. Counted in size_t and capped before it becomes an int: 1 TiB of
+ * small rows is more copies than an int holds (it wrapped negative and passed the cap). */
+static int rotation_copies(int rotate_mib, size_t group_bytes)
+{
+    if (rotate_mib <= 0 || group_bytes == 0)
+        return 1;
+    uint64_t copies = ((uint64_t)rotate_mib << 20) / group_bytes + 1;
+    return copies < MAX_ROTATION_COPIES ? (int)copies : MAX_ROTATION_COPIES;
+}
+
 /* time_unfused: time the unfused path (else the caller copies it from the row of another mode:
  * it does not depend on the mode). */
 static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *row, bool time_unfused)
@@ -261,10 +274,8 @@ static kqcl_status bench_one(bench_state *b, const bench_options *o, bench_row *
     int n_ws = 1;
     kqcl_split x_split, y_split;
     kq_tool_operand_splits(o->split, &x_split, &y_split);
-    if (o->rotate_mib > 0 && o->split == KQCL_SPLIT_NONE && group_bytes > 0)
-        n_ws = (int)(((size_t)o->rotate_mib << 20) / group_bytes) + 1;
-    if (n_ws > 256)
-        n_ws = 256;
+    if (o->rotate_mib > 0 && o->split == KQCL_SPLIT_NONE)
+        n_ws = rotation_copies(o->rotate_mib, group_bytes);
     kqcl_tensor **ws = calloc((size_t)n_ws * (size_t)P, sizeof *ws);
     kqcl_tensor *x = NULL, *ys[MAX_PARTS] = {NULL};
     if (st == KQCL_OK && !(x_host && x_used && y_host && ws))

@@ -12,21 +12,25 @@
 #include "kqcl.h"
 #include "util.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TENSORS 16384
-#define MAX_LAYERS 1024
+#define MAX_LAYERS 1024 /* of a synthetic model (--layers) */
+#define MAX_DEVICES 64
 
+/* The layers as the planner takes them, and the arrays they point into: sized for the model at
+ * hand (a file's tensors, each layer one or more of them), so that nothing is left out. */
 typedef struct model {
     int n_layers;
-    kqcl_plan_layer layers[MAX_LAYERS];
-    char layer_names[MAX_LAYERS][32];
-    const char *names[MAX_TENSORS];
-    uint64_t bytes[MAX_TENSORS];
-    int first[MAX_LAYERS]; /* index of each layer's first tensor in names/bytes */
+    kqcl_plan_layer *layers;
+    char (*layer_names)[32];
+    const char **names;
+    uint64_t *bytes;
     int64_t hidden;
 } model;
 
@@ -37,6 +41,8 @@ typedef struct plan_options {
     int64_t hidden, ffn;
     kqcl_type type;
     bool json;
+    kqcl_plan_device assumed[MAX_DEVICES]; /* --assume's devices */
+    int n_assumed;
 } plan_options;
 
 static void usage(FILE *out)
@@ -53,24 +59,44 @@ static void usage(FILE *out)
 
 /* ---- the model -------------------------------------------------------------------------------- */
 
+/* Room for n_tensors tensors in at most n_tensors layers; false when out of memory. */
+static bool model_reserve(model *m, size_t n_tensors)
+{
+    size_t n = n_tensors > 0 ? n_tensors : 1;
+    m->layers = calloc(n, sizeof *m->layers);
+    m->layer_names = calloc(n, sizeof *m->layer_names);
+    m->names = calloc(n, sizeof *m->names);
+    m->bytes = calloc(n, sizeof *m->bytes);
+    return m->layers && m->layer_names && m->names && m->bytes;
+}
+
+static void model_free(model *m)
+{
+    free(m->layers);
+    free(m->layer_names);
+    free(m->names);
+    free(m->bytes);
+}
+
+/* A new layer whose tensors start at first_tensor: its index. There is room: each layer has a
+ * tensor of its own. */
 static int add_layer(model *m, const char *name, int first_tensor)
 {
-    if (m->n_layers >= MAX_LAYERS)
-        return -1;
     int i = m->n_layers++;
     snprintf(m->layer_names[i], sizeof m->layer_names[i], "%s", name);
-    m->first[i] = first_tensor;
     m->layers[i] = (kqcl_plan_layer){m->layer_names[i], 0, &m->names[first_tensor], &m->bytes[first_tensor]};
     return i;
 }
 
-static void synthetic(model *m, const plan_options *o)
+static bool synthetic(model *m, const plan_options *o)
 {
     static const char *names[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
     int64_t h = o->hidden, f = o->ffn, kv = h / 4; /* grouped-query attention, 4 heads a KV head */
     int64_t rows[7] = {h, kv, kv, h, f, f, h}, cols[7] = {h, h, h, h, h, h, f};
     int t = 0;
-    for (int l = 0; l < o->layers && l < MAX_LAYERS; l++) {
+    if (!model_reserve(m, 7 * (size_t)o->layers))
+        return false;
+    for (int l = 0; l < o->layers; l++) {
         char name[32];
         snprintf(name, sizeof name, "blk.%d", l);
         int i = add_layer(m, name, t);
@@ -81,21 +107,33 @@ static void synthetic(model *m, const plan_options *o)
         m->layers[i].n_tensors = 7;
     }
     m->hidden = h;
+    return true;
 }
 
-/* Layer index of a tensor name: N for "blk.N.", -1 before the blocks, -2 after. */
+/* Layer index of a tensor name: N for "blk.N." (N as ggml writes it: decimal digits, at most
+ * INT_MAX), -2 for "output*" (after the blocks), -1 for any other name (before them). A
+ * malformed N ("blk.-3.", "blk.x.", "blk.4" with no '.') is such an other name: atoi gave -3,
+ * which no pass took (the tensor was dropped), and 0 for "x". */
 static int block_of(const char *name)
 {
-    if (strncmp(name, "blk.", 4) == 0)
-        return atoi(name + 4);
+    if (strncmp(name, "blk.", 4) == 0) {
+        const char *digits = name + 4;
+        size_t n = strspn(digits, "0123456789");
+        errno = 0;
+        long long b = n > 0 && digits[n] == '.' ? strtoll(digits, NULL, 10) : -1;
+        return b >= 0 && b <= INT_MAX && errno == 0 ? (int)b : -1;
+    }
     return strncmp(name, "output", 6) == 0 ? -2 : -1;
 }
 
-static int from_gguf(model *m, const kqcl_gguf *g)
+/* The file's tensors grouped into layers: NULL, or why not. */
+static const char *from_gguf(model *m, const kqcl_gguf *g)
 {
     int64_t n = kqcl_gguf_tensor_count(g);
-    if (n > MAX_TENSORS - 1)
-        n = MAX_TENSORS - 1;
+    if (n > INT_MAX)
+        return "more tensors than a plan takes"; /* the planner counts them in an int */
+    if (!model_reserve(m, (size_t)n))
+        return "out of memory";
     int t = 0;
     /* three passes keep the order: what comes before the blocks, the blocks, what comes after */
     for (int pass = 0; pass < 3; pass++) {
@@ -103,7 +141,7 @@ static int from_gguf(model *m, const kqcl_gguf *g)
         for (int64_t i = 0; i < n; i++) {
             kqcl_gguf_tensor info;
             if (kqcl_gguf_tensor_info(g, i, &info) != KQCL_OK)
-                continue;
+                return kqcl_last_error(NULL);
             int b = block_of(info.name);
             if ((pass == 0 && b != -1) || (pass == 1 && b < 0) || (pass == 2 && b != -2))
                 continue;
@@ -114,8 +152,7 @@ static int from_gguf(model *m, const kqcl_gguf *g)
                 snprintf(name, sizeof name, "%s", b >= 0 ? "" : b == -1 ? "input" : "output");
                 if (b >= 0)
                     snprintf(name, sizeof name, "blk.%d", b);
-                if ((layer = add_layer(m, name, t)) < 0)
-                    return -1;
+                layer = add_layer(m, name, t);
                 current = b;
             }
             m->names[t] = info.name;
@@ -124,28 +161,78 @@ static int from_gguf(model *m, const kqcl_gguf *g)
             t++;
         }
     }
-    return m->n_layers > 0 ? 0 : -1;
+    return m->n_layers > 0 ? NULL : "no tensors";
 }
 
 /* ---- the devices ------------------------------------------------------------------------------ */
 
-static int assumed_devices(const char *spec, kqcl_plan_device *out, int *n)
+/* The text of *spec up to `stop` ('\0': its end) into buf, and *spec past the stop; false when
+ * the stop is not there or the part does not fit buf. */
+static bool take_part(const char **spec, char stop, char *buf, size_t size)
 {
-    int count;
-    double mem_gib, speed, link, lat;
-    int used = 0;
-    /* %n: the whole spec must be used, "2x141:4000:25:15junk" is refused */
-    if (sscanf(spec, "%dx%lf:%lf:%lf:%lf%n", &count, &mem_gib, &speed, &link, &lat, &used) != 5 ||
-        spec[used] != '\0' || count < 1 || count > 64 ||
-        mem_gib <= 0 || speed <= 0 || link <= 0 || lat < 0)
-        return -1;
+    const char *end = stop ? strchr(*spec, stop) : *spec + strlen(*spec);
+    if (end == NULL || (size_t)(end - *spec) >= size)
+        return false;
+    memcpy(buf, *spec, (size_t)(end - *spec));
+    buf[end - *spec] = '\0';
+    *spec = stop ? end + 1 : end;
+    return true;
+}
+
+/* A number that is all of text ("", " 1" and "1x" are not); whether it is finite is the
+ * caller's to check. */
+static bool whole_double(const char *text, double *out)
+{
+    char *end;
+    if (*text == '\0' || *text == ' ' || *text == '\t')
+        return false; /* strtod would skip blanks */
+    *out = strtod(text, &end);
+    return *end == '\0';
+}
+
+/* Why an assumed device's value is refused, or NULL. NaN passed every comparison and inf
+ * became a uint64_t (undefined), so finiteness is checked first; memory must fit 2^64 bytes. */
+static const char *assumed_value_problem(int field, double v)
+{
+    if (!isfinite(v))
+        return "not a finite number";
+    if (field == 3)
+        return v < 0 ? "must not be negative" : NULL;
+    if (v <= 0)
+        return "must be above 0";
+    if (field == 0 && v >= 0x1p34)
+        return "must be below 2^34 (GiB: 2^64 bytes)";
+    return NULL;
+}
+
+/* --assume COUNTxMEM_GiB:SPEED_GBps:LINK_GBps:LATENCY_us: COUNT devices alike, into o. 0, or
+ * one line naming what is wrong and KQ_EXIT_USAGE, as for any bad argument. */
+static int parse_assumed(const char *spec, plan_options *o)
+{
+    static const char *const names[4] = {"MEM_GiB", "SPEED_GBps", "LINK_GBps", "LATENCY_us"};
+    char count_text[32], parts[4][64];
+    const char *rest = spec, *why = NULL;
+    double v[4];
+    bool ok = take_part(&rest, 'x', count_text, sizeof count_text);
+    for (int i = 0; i < 4 && ok; i++)
+        ok = take_part(&rest, i < 3 ? ':' : '\0', parts[i], sizeof parts[i]) && whole_double(parts[i], &v[i]);
+    if (!ok)
+        return kq_usage_error("plan", "--assume '%s': want COUNTxMEM_GiB:SPEED_GBps:LINK_GBps:LATENCY_us, "
+                                      "e.g. 2x141:4000:25:15", spec);
+    int64_t count;
+    if (!kq_parse_int64(count_text, 1, MAX_DEVICES, &count, &why))
+        return kq_usage_error("plan", "--assume '%s': COUNT '%s': %s", spec, count_text, why);
+    for (int i = 0; i < 4; i++)
+        if ((why = assumed_value_problem(i, v[i])) != NULL)
+            return kq_usage_error("plan", "--assume '%s': %s '%s': %s", spec, names[i], parts[i], why);
     for (int d = 0; d < count; d++) {
-        memset(&out[d], 0, sizeof out[d]);
-        snprintf(out[d].name, sizeof out[d].name, "assumed %d", d);
-        out[d].memory_bytes = (uint64_t)(mem_gib * (1ull << 30));
-        out[d].speed_gbps = speed, out[d].link_gbps = link, out[d].link_latency_us = lat;
+        kqcl_plan_device *dev = &o->assumed[d];
+        memset(dev, 0, sizeof *dev);
+        snprintf(dev->name, sizeof dev->name, "assumed %d", d);
+        dev->memory_bytes = (uint64_t)(v[0] * 0x1p30);
+        dev->speed_gbps = v[1], dev->link_gbps = v[2], dev->link_latency_us = v[3];
     }
-    *n = count;
+    o->n_assumed = (int)count;
     return 0;
 }
 
@@ -155,7 +242,7 @@ static int measured_devices(const char *spec, kqcl_plan_device *out, int *n)
     kqcl_status st = kqcl_context_create(spec ? spec : getenv("KQCL_DEVICES") ? NULL : "all", &ctx);
     if (st == KQCL_OK) {
         *n = kqcl_device_count(ctx);
-        st = kqcl_plan_devices(ctx, out, 64);
+        st = kqcl_plan_devices(ctx, out, MAX_DEVICES);
     }
     if (st != KQCL_OK)
         fprintf(stderr, "kqcl plan: %s: %s\n", kqcl_status_string(st), kqcl_last_error(ctx));
@@ -199,7 +286,10 @@ static int parse(int argc, char **argv, plan_options *o)
                 return KQ_EXIT_USAGE;
             o->type = types[0];
             break;
-        case 'a': o->assume = optarg; break;
+        case 'a':
+            o->assume = optarg;
+            rc = parse_assumed(optarg, o);
+            break;
         case 'j': o->json = true; break;
         case 'h': usage(stdout); return 0;
         default: return kq_option_error("plan", c, argv);
@@ -216,6 +306,17 @@ static int parse(int argc, char **argv, plan_options *o)
                               (long long)o->hidden, (long long)o->ffn, kqcl_type_name(o->type),
                               (long long)kqcl_block_size(o->type));
     return -1;
+}
+
+/* Bytes of the activations a step moves between layers: `tokens` rows of `hidden` f32 values.
+ * false when that passes INT64_MAX: a hidden size read from a file can be anything (an empty
+ * token_embd.weight of {2^62, 0} is a valid tensor), and the product overflowed. */
+static bool activation_bytes(int64_t hidden, int tokens, int64_t *out)
+{
+    if (hidden < 0 || tokens < 1 || hidden > INT64_MAX / 4 / tokens)
+        return false;
+    *out = hidden * 4 * tokens;
+    return true;
 }
 
 static int print_plan(const kqcl_plan *p, const model *m, int n_devices, bool json)
@@ -244,36 +345,52 @@ static int print_plan(const kqcl_plan *p, const model *m, int n_devices, bool js
     return 0;
 }
 
+/* The model of FILE or the synthetic one into m (g: the file, open while m's names are used),
+ * and the bytes a step moves between layers: 0, or 1 told on stderr. */
+static int load_model(const plan_options *o, model *m, kqcl_gguf **g, int64_t *step_bytes)
+{
+    if (o->file) {
+        kqcl_status st = kqcl_gguf_open(o->file, g);
+        const char *why = st != KQCL_OK ? kqcl_last_error(NULL) : from_gguf(m, *g);
+        if (why != NULL) {
+            fprintf(stderr, "kqcl plan: %s: %s\n", o->file, why);
+            return 1;
+        }
+    } else if (!synthetic(m, o)) {
+        fprintf(stderr, "kqcl plan: out of memory\n");
+        return 1;
+    }
+    int64_t hidden = m->hidden > 0 ? m->hidden : o->hidden;
+    if (!activation_bytes(hidden, o->tokens, step_bytes)) {
+        /* only a file's hidden size can be this large: --hidden is at most 2^24 */
+        fprintf(stderr, "kqcl plan: %s: token_embd.weight's hidden size %lld x 4 bytes x %d tokens overflows "
+                        "2^63 bytes a step\n", o->file ? o->file : "(synthetic)", (long long)hidden, o->tokens);
+        return 1;
+    }
+    return 0;
+}
+
 int kq_cmd_plan(int argc, char **argv)
 {
     plan_options o;
     int rc = parse(argc, argv, &o);
     if (rc >= 0)
         return rc;
-    model *m = calloc(1, sizeof *m);
-    kqcl_plan_device devs[64];
+    model m = {0};
+    kqcl_plan_device devs[MAX_DEVICES];
     int n_devices = 0;
+    int64_t step_bytes = 0;
     kqcl_gguf *g = NULL;
-    rc = m == NULL ? 1 : 0;
-    if (rc == 0 && o.file) {
-        kqcl_status st = kqcl_gguf_open(o.file, &g);
-        if (st != KQCL_OK || from_gguf(m, g) != 0) {
-            fprintf(stderr, "kqcl plan: %s: %s\n", o.file, st != KQCL_OK ? kqcl_last_error(NULL) : "no tensors");
-            rc = 1;
-        }
-    } else if (rc == 0) {
-        synthetic(m, &o);
-    }
-    if (rc == 0 && o.assume && assumed_devices(o.assume, devs, &n_devices) != 0) {
-        rc = kq_usage_error("plan", "--assume '%s': want COUNTxMEM_GiB:SPEED_GBps:LINK_GBps:LATENCY_us, "
-                                    "e.g. 2x141:4000:25:15", o.assume);
-    } else if (rc == 0 && !o.assume && measured_devices(o.devices, devs, &n_devices) != 0) {
+    rc = load_model(&o, &m, &g, &step_bytes);
+    if (rc == 0 && o.assume) {
+        memcpy(devs, o.assumed, sizeof devs);
+        n_devices = o.n_assumed;
+    } else if (rc == 0 && measured_devices(o.devices, devs, &n_devices) != 0) {
         rc = 1;
     }
     kqcl_plan *p = NULL;
     if (rc == 0) {
-        int64_t hidden = m->hidden > 0 ? m->hidden : o.hidden;
-        kqcl_plan_request req = {n_devices, devs, m->n_layers, m->layers, o.mode, hidden * 4 * o.tokens};
+        kqcl_plan_request req = {n_devices, devs, m.n_layers, m.layers, o.mode, step_bytes};
         kqcl_status st = kqcl_plan_create(&req, &p);
         if (st != KQCL_OK) {
             fprintf(stderr, "kqcl plan: %s: %s\n", kqcl_status_string(st), kqcl_last_error(NULL));
@@ -281,9 +398,9 @@ int kq_cmd_plan(int argc, char **argv)
         }
     }
     if (rc == 0)
-        rc = print_plan(p, m, n_devices, o.json);
+        rc = print_plan(p, &m, n_devices, o.json);
     kqcl_plan_destroy(p);
     kqcl_gguf_close(g);
-    free(m);
+    model_free(&m);
     return rc;
 }
