@@ -388,7 +388,12 @@ KQCL_API size_t kqcl_tensor_bytes(const kqcl_tensor *t);
  * kernel larger n (prefill). Queued: returns before the device finishes; read Y or
  * kqcl_finish to wait. KQCL_ERR_INVALID_ARG on shape mismatch or a tensor of another
  * context, KQCL_ERR_UNSUPPORTED for a type pair outside the above.
- * Results are within 1e-5 * sum |w x| of float64 on every device and kernel. Non-finite
+ * Results are within 1e-5 * sum |w x| of float64 on every device and kernel, and finite, for
+ * activations with |x| <= 2^64 (1.8e19) and, with f32 or bf16 weights (or q8_K's f32 scale),
+ * |w| <= 2^32 -- in every precision mode but F16, whose rounding to f16 makes |x| >= 65520
+ * infinite. Beyond that range the kernels' f32 intermediates may overflow (unsigned quants
+ * are folded as s * sum(u x) - m * sum(x)): an output whose exact value is finite may then be
+ * +-Inf or NaN. Non-finite
  * inputs, on every device: a NaN scale, weight or activation makes the outputs it reaches NaN;
  * an infinite one makes them non-finite -- +-Inf or NaN, which one is not promised (an infinite
  * scale times a zero quant is NaN element by element, but a kernel that applies the scale once
