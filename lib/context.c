@@ -389,6 +389,11 @@ static kqcl_status open_device(kq_device *dev, const found_device *f, const kqcl
 
 static void close_device(kq_device *dev)
 {
+    /* Work the caller never waited for may still run: let it end before its kernels, programs
+     * and buffers go (PoCL 3.1's workers tidied a finished launch's kernel after kqcl had released
+     * it and asserted, "pocl_release_dlhandle_cache: ... ref_count > 0", under load). */
+    if (dev->queue)
+        clFinish(dev->queue);
     kq_programs_release(dev);
     kq_scratch_release(dev);
     if (dev->queue)

@@ -415,6 +415,19 @@ static kqcl_status build_failed(kqcl_context *ctx, kq_device *dev, cl_program pr
     return status;
 }
 
+/* PoCL 3.1 is not safe against a compile on the caller's thread (clBuildProgram, or the binary
+ * clGetProgramInfo makes) while its worker threads run and tidy earlier launches -- their
+ * work-group functions are compiled and cached there too. Under load, when those launches were
+ * still running, processes aborted in PoCL ("Failed to create kernel compiler pass
+ * inline-kernels"; "pocl_release_dlhandle_cache: Assertion `found->ref_count > 0'"). So on PoCL
+ * the device's queue is drained first; a build is rare (once per variant and context), the wait
+ * short. Other contexts of the process are not drained: doc/reliability.md says so. */
+static void quiesce_before_build(kq_device *dev)
+{
+    if (dev->is_pocl && dev->queue)
+        clFinish(dev->queue);
+}
+
 static unsigned char *program_binary(kq_device *dev, cl_program prog, size_t *size)
 {
     (void)dev;
@@ -497,6 +510,7 @@ static kqcl_status build_program(kqcl_context *ctx, kq_device *dev, kq_family fa
     *from_cache = prog != NULL;
     if (prog == NULL) {
         cl_int err;
+        quiesce_before_build(dev);
         prog = clCreateProgramWithSource(dev->cl_ctx, 2, parts, NULL, &err);
         if (err != CL_SUCCESS) {
             free(key);
@@ -566,8 +580,10 @@ kqcl_status kq_get_kernel(kqcl_context *ctx, kq_device *dev, kq_family family, c
         return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "no memory for build options");
     kq_program *p = find_program(dev, family, opts);
     if (p == NULL) {
-        if (dev->n_programs == KQ_MAX_PROGRAMS)
-            kq_programs_release(dev); /* rare: many variants in one context; rebuild as needed */
+        if (dev->n_programs == KQ_MAX_PROGRAMS) { /* rare: many variants in one context; rebuild as needed */
+            clFinish(dev->queue); /* nothing queued may still use the kernels released here */
+            kq_programs_release(dev);
+        }
         cl_program prog;
         bool from_cache;
         kqcl_status st = build_program(ctx, dev, family, opts, true, &prog, &from_cache);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define REF_ROWS 96   /* weight rows in tests/data/w.f32 */
@@ -944,9 +945,83 @@ END_TEST
 
 /* ---- the suite ------------------------------------------------------------------------------------- */
 
+/* ---- builds while kernels run ---------------------------------------------------------------------- */
+
+/* One round of builds_beside_running_kernels: a context, a build that fails (as
+ * build_failure_reports_the_log's), a new program (a salt in the build options makes it new)
+ * whose product is left running, and the context destroyed without waiting -- or, when
+ * `check`, the product read and checked. 0 when every call did what it should. */
+static int build_round(int salt, const float *w, const float *x, int64_t m, int64_t k, bool check)
+{
+    kqcl_context *ctx = NULL;
+    if (kqcl_context_create(NULL, &ctx) != KQCL_OK)
+        return 2;
+    kqcl_tensor *wt = NULL, *xt = NULL, *yt = NULL;
+    char opts[64];
+    snprintf(opts, sizeof opts, "-DKQCL_TEST_SALT=%d -DKQCL_TEST_BROKEN_BUILD", salt);
+    setenv("KQCL_EXTRA_BUILD_OPTIONS", opts, 1);
+    int bad = kqcl_tensor_create(ctx, KQCL_TYPE_F32, m, k, &wt) != KQCL_OK ||
+              kqcl_tensor_create(ctx, KQCL_TYPE_F32, 1, k, &xt) != KQCL_OK ||
+              kqcl_tensor_create(ctx, KQCL_TYPE_F32, 1, m, &yt) != KQCL_OK ||
+              kqcl_tensor_write(wt, w, (size_t)(m * k) * 4) != KQCL_OK ||
+              kqcl_tensor_write(xt, x, (size_t)k * 4) != KQCL_OK || kqcl_matmul(ctx, wt, xt, yt) != KQCL_ERR_BUILD;
+    snprintf(opts, sizeof opts, "-DKQCL_TEST_SALT=%d", salt);
+    setenv("KQCL_EXTRA_BUILD_OPTIONS", opts, 1);
+    bad = bad || kqcl_matmul(ctx, wt, xt, yt) != KQCL_OK;
+    unsetenv("KQCL_EXTRA_BUILD_OPTIONS");
+    float *y = malloc((size_t)m * sizeof(float));
+    if (check && !bad)
+        bad = y == NULL || kqcl_tensor_read(yt, y, (size_t)m * 4) != KQCL_OK;
+    for (int64_t i = 0; check && !bad && i < m; i++) {
+        double want = 0, mag = 0;
+        for (int64_t j = 0; j < k; j++)
+            want += (double)w[i * k + j] * x[j], mag += fabs((double)w[i * k + j] * x[j]);
+        bad = fabs(y[i] - want) > 1e-5 * mag + 1e-6;
+    }
+    free(y);
+    kqcl_tensor_destroy(wt), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(yt);
+    kqcl_context_destroy(ctx); /* the product may still be running */
+    return bad;
+}
+
+static int build_while_computing(int rounds, int salt_base)
+{
+    const int64_t m = 1024, k = 4096;
+    float *w = tu_random_floats((size_t)(m * k)), *x = tu_random_floats((size_t)k);
+    int bad = 0;
+    for (int r = 0; r < rounds && !bad; r++)
+        bad = build_round(salt_base + r, w, x, m, k, r == rounds - 1);
+    free(w), free(x);
+    return bad;
+}
+
+/* Builds while earlier launches run, and contexts destroyed with work still queued, in two
+ * processes side by side: every call does what it should and the last product of each process
+ * is right. (PoCL 3.1 aborted in this situation, "pocl_release_dlhandle_cache: Assertion
+ * `found->ref_count > 0'", until kqcl drained a PoCL queue before a build and before teardown;
+ * this test did not catch that in 12 runs, tests/run-build-race.sh did -- it is the
+ * reproduction. This one holds the lifecycle.) No OpenCL is touched before the fork. */
+START_TEST(builds_beside_running_kernels)
+{
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0)
+        _exit(build_while_computing(12, 1000));
+    int mine = build_while_computing(12, 2000), status = 0;
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_msg(WIFEXITED(status), "the other process died of signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    ck_assert_msg(WEXITSTATUS(status) == 0, "the other process: wrong results or a failed call (%d)", WEXITSTATUS(status));
+    ck_assert_msg(mine == 0, "this process: wrong results or a failed call (%d)", mine);
+}
+END_TEST
+
 static Suite *device_suite(void)
 {
     Suite *s = suite_create("device");
+    TCase *race = tcase_create("build race"); /* no fixture: it forks before any OpenCL */
+    tcase_set_timeout(race, 900);
+    tcase_add_test(race, builds_beside_running_kernels);
+    suite_add_tcase(s, race);
     TCase *tc = tu_context_case("matmul ggml reference");
     tcase_add_loop_test(tc, matvec_matches_ggml_reference, 0, N_REF_TYPES);
     tcase_add_loop_test(tc, tiled_matches_ggml_reference, 0, N_REF_TYPES);
