@@ -541,8 +541,29 @@ START_TEST(second_device_views_and_copies)
     float got[400];
     TU_OK(kqcl_tensor_read(t0, got, sizeof got));
     ck_assert(memcmp(got, m1 + kqcl_buffer_alignment(tu_ctx, 1), sizeof got) == 0);
-    /* mixed devices in one product: the views' placement is honoured (host-staged or refused, never wrong) */
     kqcl_tensor_destroy(v1), kqcl_tensor_destroy(t0);
+
+    /* one product over both devices: W and Y views on device 1, X a tensor on device 0 (staged) */
+    int64_t m = 33, k = 256;
+    int n = 3;
+    void *w = tu_random_weights(KQCL_TYPE_Q4_K, m, k);
+    float *x = tu_random_floats((size_t)n * k);
+    double *want = tu_malloc((size_t)n * m * sizeof(double)), *mag = tu_malloc((size_t)n * m * sizeof(double));
+    tu_host_matmul(KQCL_TYPE_Q4_K, w, KQCL_TYPE_F32, x, m, k, n, want, mag);
+    size_t align = kqcl_buffer_alignment(tu_ctx, 1), wbytes = (size_t)m * kqcl_row_size(KQCL_TYPE_Q4_K, k);
+    kqcl_buffer *b = new_buffer(tu_ctx, 1, round_up(wbytes, align) + (size_t)n * m * 4);
+    kqcl_tensor *wv = NULL, *yv = NULL, *xt = NULL;
+    TU_OK(kqcl_tensor_view(b, 0, KQCL_TYPE_Q4_K, m, k, &wv));
+    TU_OK(kqcl_tensor_view(b, round_up(wbytes, align), KQCL_TYPE_F32, n, m, &yv));
+    TU_OK(kqcl_tensor_write(wv, w, wbytes));
+    TU_OK(kqcl_tensor_create_on(tu_ctx, KQCL_TYPE_F32, n, k, 0, &xt));
+    TU_OK(kqcl_tensor_write(xt, x, (size_t)n * k * 4));
+    TU_OK(kqcl_matmul(tu_ctx, wv, xt, yv));
+    float *y = tu_read_f32(yv);
+    tu_assert_close(y, want, mag, (size_t)n * m, "W, Y views on device 1, X on device 0");
+    kqcl_tensor_destroy(wv), kqcl_tensor_destroy(yv), kqcl_tensor_destroy(xt);
+    kqcl_buffer_destroy(b);
+    free(w), free(x), free(want), free(mag), free(y);
     kqcl_buffer_destroy(b0), kqcl_buffer_destroy(b1);
     free(m0), free(m1);
 }
