@@ -389,12 +389,13 @@ KQCL_API size_t kqcl_tensor_bytes(const kqcl_tensor *t);
  * offset + bytes <= kqcl_buffer_size, computed without overflow; otherwise
  * KQCL_ERR_INVALID_ARG, with a message naming the argument. bytes = 0 is a valid empty range
  * (offset <= size): nothing is done. Messages go to the buffer's context (kqcl_last_error(ctx));
- * those of a NULL or detached buffer to kqcl_last_error(NULL). A buffer belongs to one context and is used,
- * like its tensors, from one thread at a time. Commands on one device run in the order they
- * were issued (one in-order queue a device), so a write, fill or copy is seen by every later
- * call on that device. Two arguments of one call that overlap in a buffer (a view given as both
- * X and Y of kqcl_matmul, say) are not supported: the result is undefined (never a crash);
- * kqcl_buffer_copy alone takes overlapping ranges (memmove).
+ * those of a NULL or detached buffer to kqcl_last_error(NULL). A buffer belongs to one context
+ * and is used, like its tensors, from one thread at a time. Commands on one device run in the
+ * order they were issued (one in-order queue a device), so a write, fill or copy is seen by
+ * every later call on that device, through the buffer or any view of it. Two arguments of one
+ * call that overlap in a buffer (a view given as both X and Y of kqcl_matmul, say) are not
+ * supported: the result is undefined (never a crash); kqcl_buffer_copy alone takes overlapping
+ * ranges (memmove).
  * A buffer outlived by its context is left detached, as tensors are: kqcl_buffer_destroy
  * (still needed) and kqcl_buffer_size work, every other call fails with KQCL_ERR_INVALID_ARG.
  */
