@@ -5,6 +5,7 @@
  * host reference; destroy orders; the second device when the context has two (run-multi.sh runs
  * this suite with POCL_DEVICES="pthread pthread" KQCL_DEVICES=all).
  */
+#include "ops.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -401,6 +402,48 @@ START_TEST(matmul_on_views_q8_and_bf16_modes)
 }
 END_TEST
 
+/* Every kernel on views, whatever n would pick: the matrix-vector and the tiled kernels forced,
+ * and the unfused path (device dequantization into scratch, then CLBlast) where built. */
+START_TEST(every_kernel_on_views)
+{
+    kqcl_type wtype = view_wtypes[_i];
+    tu_seed(420 + (uint64_t)_i);
+    int64_t m = 45, k = kqcl_block_size(wtype) == 256 ? 512 : 320;
+    int n = 5;
+    size_t align = kqcl_buffer_alignment(tu_ctx, 0), wbytes = (size_t)m * kqcl_row_size(wtype, k);
+    size_t xoff = round_up(wbytes, align), yoff = xoff + round_up((size_t)n * k * 4, align);
+    kqcl_buffer *b = new_buffer(tu_ctx, 0, yoff + (size_t)n * m * 4);
+    void *w = tu_random_weights(wtype, m, k);
+    float *x = tu_random_floats((size_t)n * k);
+    double *want = tu_malloc((size_t)n * m * sizeof(double)), *mag = tu_malloc((size_t)n * m * sizeof(double));
+    tu_host_matmul(wtype, w, KQCL_TYPE_F32, x, m, k, n, want, mag);
+    TU_OK(kqcl_buffer_write(b, 0, w, wbytes));
+    TU_OK(kqcl_buffer_write(b, xoff, x, (size_t)n * k * 4));
+    kqcl_tensor *wv = NULL, *xv = NULL, *yv = NULL;
+    TU_OK(kqcl_tensor_view(b, 0, wtype, m, k, &wv));
+    TU_OK(kqcl_tensor_view(b, xoff, KQCL_TYPE_F32, n, k, &xv));
+    TU_OK(kqcl_tensor_view(b, yoff, KQCL_TYPE_F32, n, m, &yv));
+    static const kq_kernel_choice choices[] = {KQ_KERNEL_MATVEC, KQ_KERNEL_TILED};
+    for (int c = 0; c < 3; c++) {
+        TU_OK(kqcl_buffer_fill(b, yoff, 0xff, (size_t)n * m * 4));
+        kqcl_status st = c < 2 ? kq_matmul_with(tu_ctx, wv, xv, yv, choices[c]) : kq_matmul_unfused(tu_ctx, wv, xv, yv);
+        if (c == 2 && st == KQCL_ERR_UNSUPPORTED) {
+            printf("every_kernel_on_views: unfused path skipped: %s\n", kqcl_last_error(tu_ctx));
+            continue;
+        }
+        TU_OK(st);
+        float *got = tu_read_f32(yv);
+        char what[64];
+        snprintf(what, sizeof what, "%s views, %s", kqcl_type_name(wtype), c == 0 ? "matvec" : c == 1 ? "tiled" : "unfused");
+        tu_assert_close(got, want, mag, (size_t)n * m, what);
+        free(got);
+    }
+    kqcl_tensor_destroy(wv), kqcl_tensor_destroy(xv), kqcl_tensor_destroy(yv);
+    kqcl_buffer_destroy(b);
+    free(w), free(x), free(want), free(mag);
+}
+END_TEST
+
 /* kqcl_matmul_group with every weight and output a view of one buffer. */
 START_TEST(matmul_group_on_views)
 {
@@ -581,6 +624,7 @@ int main(void)
     tcase_add_test(tc, view_and_buffer_share_bytes);
     tcase_add_loop_test(tc, matmul_on_views_of_one_buffer, 0, N_VIEW_WTYPES);
     tcase_add_loop_test(tc, matmul_on_views_q8_and_bf16_modes, 0, 3); /* the quantized types */
+    tcase_add_loop_test(tc, every_kernel_on_views, 0, N_VIEW_WTYPES);
     tcase_add_test(tc, matmul_group_on_views);
     tcase_add_test(tc, convert_and_reduce_on_views);
     tcase_add_test(tc, buffer_destroyed_before_its_views);
