@@ -380,6 +380,92 @@ KQCL_API kqcl_type kqcl_tensor_type(const kqcl_tensor *t);
 KQCL_API size_t kqcl_tensor_bytes(const kqcl_tensor *t);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Buffers: raw device memory, and tensors over it                                              */
+/*
+ * A buffer is bytes of one device's memory, untyped, written, read, filled and copied by byte
+ * ranges; tensors are made over parts of it with kqcl_tensor_view, without a copy. What a ggml
+ * backend needs: one buffer a ggml buffer, its tensors at byte offsets in it (doc/design.md).
+ * Units are bytes throughout. Every range (offset, bytes) must lie inside the buffer:
+ * offset + bytes <= kqcl_buffer_size, computed without overflow; otherwise
+ * KQCL_ERR_INVALID_ARG, with a message naming the argument. bytes = 0 is a valid empty range
+ * (offset <= size): nothing is done. Messages go to the buffer's context (kqcl_last_error(ctx));
+ * those of a NULL or detached buffer to kqcl_last_error(NULL). A buffer belongs to one context
+ * and is used, like its tensors, from one thread at a time. Commands on one device run in the
+ * order they were issued (one in-order queue a device), so a write, fill or copy is seen by
+ * every later call on that device, through the buffer or any view of it. Two arguments of one
+ * call that overlap in a buffer (a view given as both X and Y of kqcl_matmul, say) are not
+ * supported: the result is undefined (never a crash); kqcl_buffer_copy alone takes overlapping
+ * ranges (memmove).
+ * A buffer outlived by its context is left detached, as tensors are: kqcl_buffer_destroy
+ * (still needed) and kqcl_buffer_size work, every other call fails with KQCL_ERR_INVALID_ARG.
+ */
+typedef struct kqcl_buffer kqcl_buffer;
+
+/* Allocate `bytes` bytes on device `device` (0 .. kqcl_device_count-1) of the context; *out
+ * gets the buffer (NULL on failure). Contents are undefined until written. Freed with
+ * kqcl_buffer_destroy. KQCL_ERR_INVALID_ARG for NULL ctx or out, a bad device index or bytes 0;
+ * KQCL_ERR_UNSUPPORTED when bytes is more than the device's largest allocation
+ * (kqcl_device_info.max_alloc_bytes); KQCL_ERR_OUT_OF_MEMORY when the host or the device has
+ * no memory for it (some drivers allocate at first use: that use then fails so);
+ * KQCL_ERR_DEVICE for another OpenCL error. */
+KQCL_API kqcl_status kqcl_buffer_create(kqcl_context *ctx, int device, size_t bytes, kqcl_buffer **out);
+
+/* Release a buffer. NULL is a no-op. Destroy its views (kqcl_tensor_view) first: a buffer
+ * destroyed before its views only drops its own reference, the device memory stays until the
+ * last view is destroyed, and the views keep working meanwhile. Work queued on it finishes
+ * first (OpenCL keeps the memory until then). */
+KQCL_API void kqcl_buffer_destroy(kqcl_buffer *b);
+
+/* The buffer's size in bytes, as created; 0 for NULL. */
+KQCL_API size_t kqcl_buffer_size(const kqcl_buffer *b);
+
+/* Copy `bytes` bytes from host `src` into the buffer at byte `offset`. Blocking: ordered after
+ * the work queued on the buffer's device before it, and src may be reused on return.
+ * KQCL_ERR_INVALID_ARG for a NULL b or src, a range outside the buffer, a detached buffer;
+ * KQCL_ERR_DEVICE (KQCL_ERR_OUT_OF_MEMORY for an allocation failure) when the copy fails. */
+KQCL_API kqcl_status kqcl_buffer_write(kqcl_buffer *b, size_t offset, const void *src, size_t bytes);
+
+/* Copy `bytes` bytes at byte `offset` of the buffer to host `dst`. Waits for the work queued
+ * on the buffer's device before it, then for the copy. Statuses as kqcl_buffer_write's. */
+KQCL_API kqcl_status kqcl_buffer_read(kqcl_buffer *b, size_t offset, void *dst, size_t bytes);
+
+/* Set `bytes` bytes at byte `offset` (any offset and size) to `value`. Queued: returns before
+ * the device has done it; later calls on the device see it. Statuses as kqcl_buffer_write's
+ * (no host pointer). */
+KQCL_API kqcl_status kqcl_buffer_fill(kqcl_buffer *b, size_t offset, uint8_t value, size_t bytes);
+
+/* Copy `bytes` bytes from src at src_offset to dst at dst_offset. Same device: a device-side
+ * copy, queued (returns before it is done; later calls on the device see it); the ranges may
+ * overlap, even in one buffer (memmove: then staged through a temporary device buffer). Two
+ * devices: staged through host memory, in pieces of at most 16 MiB, after the work queued on
+ * src's device, and blocking. Both buffers of one context. KQCL_ERR_INVALID_ARG for NULL
+ * buffers, buffers of different contexts, a detached buffer, a range outside either buffer;
+ * KQCL_ERR_OUT_OF_MEMORY when no host or device memory is left for the staging;
+ * KQCL_ERR_DEVICE when a copy fails. The message is on dst's context. */
+KQCL_API kqcl_status kqcl_buffer_copy(kqcl_buffer *dst, size_t dst_offset, const kqcl_buffer *src,
+                                      size_t src_offset, size_t bytes);
+
+/* The bytes a view's offset in a buffer of device `device` must be a multiple of: the device's
+ * CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes, at least 64; a power of two. 0 for a NULL context or
+ * a bad device index. */
+KQCL_API size_t kqcl_buffer_alignment(const kqcl_context *ctx, int device);
+
+/* A rows x cols tensor of `type` over the bytes [offset, offset + rows * kqcl_row_size(type,
+ * cols)) of b, in host (ggml) layout, without a copy: writes through the buffer and through the
+ * tensor are seen by both. *out gets it (NULL on failure). The view is a whole, single-buffer
+ * tensor on b's device (KQCL_SPLIT_NONE), taken by every call that takes a tensor
+ * (kqcl_matmul, kqcl_convert, kqcl_reduce, kqcl_tensor_read/write, kqcl_tensor_copy, ...).
+ * It holds its own reference to the memory: kqcl_tensor_destroy frees the view only, never the
+ * buffer, and a view outlives its buffer safely (kqcl_buffer_destroy). KQCL_ERR_INVALID_ARG for
+ * NULL b or out, a detached buffer, an offset not a multiple of kqcl_buffer_alignment, a range
+ * past the end of the buffer, or a shape kqcl_tensor_create refuses so (unknown type, rows <=
+ * 0, cols not a positive whole number of blocks); KQCL_ERR_UNSUPPORTED for more than
+ * 2147483647 rows or columns; KQCL_ERR_OUT_OF_MEMORY when no host or device memory is left for
+ * the view; KQCL_ERR_DEVICE for another OpenCL error. */
+KQCL_API kqcl_status kqcl_tensor_view(kqcl_buffer *b, size_t offset, kqcl_type type, int64_t rows, int64_t cols,
+                                      kqcl_tensor **out);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Compute                                                                                      */
 
 /* Y (n x m) = X (n x k) . W^T, the fused path: W (m x k) of any type (q4_K, q5_K, q6_K,

@@ -453,9 +453,10 @@ KQCL_API void kqcl_context_destroy(kqcl_context *ctx)
     if (ctx == NULL)
         return;
     /* Collectives in flight first (their threads use the staging state and the queues), then
-     * the tensors the caller did not destroy: both settled before anything they use goes. */
+     * the tensors and buffers the caller did not destroy: both settled before anything they use goes. */
     kq_requests_finish_all(ctx);
     kq_tensors_detach_all(ctx);
+    kq_buffers_detach_all(ctx);
     kq_events_free(ctx);
     kq_multi_release(ctx); /* its queues and pinned buffers belong to the devices' contexts */
     for (int i = 0; i < ctx->n_devices; i++)

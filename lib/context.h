@@ -93,6 +93,7 @@ struct kqcl_context {
      * left detached, tensor.c) and the collectives not yet waited for (finished, collective.c).
      * Touched only by calls on the context, which its user serialises. */
     struct kqcl_tensor *live_tensors;
+    struct kqcl_buffer *live_buffers; /* the same for buffers (buffer.c) */
     struct kqcl_request *live_requests;
     char error[16384];
 };

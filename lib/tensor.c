@@ -24,7 +24,7 @@ kqcl_status kq_check_tensor(kqcl_context *ctx, const kqcl_tensor *t, const char 
 
 /* ---- creation ------------------------------------------------------------------------------- */
 
-static kqcl_status check_shape(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols, const char *call)
+kqcl_status kq_check_shape(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols, const char *call)
 {
     if (!kq_type_is_known(type))
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: unknown type %d", call, (int)type);
@@ -69,6 +69,9 @@ static void release_buffers(kqcl_tensor *t)
         t->parts[i].buffer = NULL;
     }
     t->buffer = NULL;
+    if (t->view_parent) /* after the sub-buffer made from it */
+        clReleaseMemObject(t->view_parent);
+    t->view_parent = NULL;
 }
 
 void kq_tensors_detach_all(kqcl_context *ctx)
@@ -112,7 +115,7 @@ static kqcl_status plan_parts(kqcl_context *ctx, kqcl_tensor *t, const kq_part *
         const kq_part *p = &base[i];
         const kqcl_device_info *info = &ctx->devices[p->device].info;
         size_t row_bytes = kqcl_row_size(t->type, p->cols);
-        uint64_t bytes = (uint64_t)p->rows * row_bytes; /* rows * row_bytes fits: check_shape */
+        uint64_t bytes = (uint64_t)p->rows * row_bytes; /* rows * row_bytes fits: kq_check_shape */
         on_device[p->device] += bytes;
         if (info->global_mem_bytes > 0 && on_device[p->device] > info->global_mem_bytes)
             return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "%s: %llu bytes exceed device %d's memory (%llu)", call,
@@ -204,12 +207,38 @@ KQCL_API kqcl_status kqcl_tensor_create_on(kqcl_context *ctx, kqcl_type type, in
     if (device < 0 || device >= ctx->n_devices)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_tensor_create_on: device %d out of range 0..%d", device,
                        ctx->n_devices - 1);
-    kqcl_status st = check_shape(ctx, type, rows, cols, "kqcl_tensor_create");
+    kqcl_status st = kq_check_shape(ctx, type, rows, cols, "kqcl_tensor_create");
     if (st != KQCL_OK)
         return st;
     kqcl_tensor *t = new_tensor(ctx, type, rows, cols, KQCL_SPLIT_NONE);
     kq_part whole = {.device = device, .rows = rows, .cols = cols};
     return finish_tensor(ctx, t, &whole, 1, "kqcl_tensor_create", out);
+}
+
+kqcl_status kq_tensor_wrap(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols, int device, cl_mem buffer,
+                           cl_mem parent, const char *call, kqcl_tensor **out)
+{
+    kqcl_tensor *t = new_tensor(ctx, type, rows, cols, KQCL_SPLIT_NONE);
+    if (t != NULL)
+        t->parts = calloc(1, sizeof *t->parts);
+    if (t == NULL || t->parts == NULL) {
+        clReleaseMemObject(buffer);
+        kqcl_tensor_destroy(t);
+        return kq_fail(ctx, KQCL_ERR_OUT_OF_MEMORY, "%s: no host memory", call);
+    }
+    t->parts[0] = (kq_part){.device = device, .rows = rows, .cols = cols, .row_bytes = t->row_bytes,
+                            .bytes = t->bytes, .buffer = buffer};
+    t->n_parts = 1;
+    t->device = device;
+    t->buffer = buffer;
+    cl_int err = parent != NULL ? clRetainMemObject(parent) : CL_SUCCESS;
+    if (err != CL_SUCCESS) {
+        kqcl_tensor_destroy(t);
+        return kq_cl_fail(ctx, err, "clRetainMemObject for a view");
+    }
+    t->view_parent = parent;
+    *out = t;
+    return KQCL_OK;
 }
 
 KQCL_API kqcl_status kqcl_tensor_create(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols,
@@ -275,7 +304,7 @@ KQCL_API kqcl_status kqcl_tensor_create_split_ex(kqcl_context *ctx, kqcl_type ty
         return kqcl_tensor_create_on(ctx, type, rows, cols, 0, out);
     if (split != KQCL_SPLIT_ROWS && split != KQCL_SPLIT_COLS && split != KQCL_SPLIT_REPLICATE)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_tensor_create_split: unknown split %d", (int)split);
-    kqcl_status st = check_shape(ctx, type, rows, cols, "kqcl_tensor_create_split");
+    kqcl_status st = kq_check_shape(ctx, type, rows, cols, "kqcl_tensor_create_split");
     if (st == KQCL_OK && fractions != NULL)
         st = check_fractions(ctx, fractions);
     if (st != KQCL_OK)

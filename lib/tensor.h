@@ -27,14 +27,28 @@ struct kqcl_tensor {
     kqcl_split split;
     int n_parts;      /* 1 for a whole tensor in one buffer; else the parts over all devices */
     kq_part *parts;   /* n_parts entries, in device order, a device's row chunks in row order */
+    cl_mem view_parent; /* a view (kqcl_tensor_view): the buffer its one part is a sub-buffer of,
+                         * retained by the view so that it outlives its kqcl_buffer; else NULL */
     /* ctx->live_tensors, a doubly linked list; ctx is NULL once the context was destroyed
      * first (the tensor then holds no OpenCL object; only kqcl_tensor_destroy and the shape
      * getters still work on it). */
     struct kqcl_tensor *live_prev, *live_next;
 };
 
+/* A shape kqcl_tensor_create takes: KQCL_ERR_INVALID_ARG (unknown type, bad shape) or
+ * KQCL_ERR_UNSUPPORTED (too large for the kernels' 32-bit indices), the message prefixed by `call`. */
+kqcl_status kq_check_shape(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols, const char *call);
+
+/* A whole tensor on `device` held in `buffer` (taken: released with the tensor, also on failure),
+ * a sub-buffer of `parent` (retained by the tensor) for a view. The shape must have passed
+ * kq_check_shape. KQCL_ERR_OUT_OF_MEMORY when the host has no memory. */
+kqcl_status kq_tensor_wrap(kqcl_context *ctx, kqcl_type type, int64_t rows, int64_t cols, int device, cl_mem buffer,
+                           cl_mem parent, const char *call, kqcl_tensor **out);
+
 /* For kqcl_context_destroy: release every live tensor's buffers and detach it from ctx. */
 void kq_tensors_detach_all(kqcl_context *ctx);
+/* The same for the kqcl_buffers not yet destroyed (buffer.c). */
+void kq_buffers_detach_all(kqcl_context *ctx);
 
 /* The device a tensor lives on. */
 static inline kq_device *kq_tensor_device(const kqcl_tensor *t) { return &t->ctx->devices[t->device]; }

@@ -325,6 +325,65 @@ START_TEST(buffer_creation_failure_is_out_of_memory)
 }
 END_TEST
 
+/* kqcl_buffer_* and kqcl_tensor_view (issue 19): every OpenCL failure is a status and a message,
+ * nothing is left allocated (teardown_no_leaks counts the objects), and the next call succeeds. */
+START_TEST(buffers_and_views_fail_cleanly)
+{
+    kqcl_buffer *b = (kqcl_buffer *)1;
+    faults("clCreateBuffer:0:CL_MEM_OBJECT_ALLOCATION_FAILURE:1");
+    ck_assert_int_eq(kqcl_buffer_create(tu_ctx, 0, 4096, &b), KQCL_ERR_OUT_OF_MEMORY);
+    ck_assert_ptr_null(b);
+    assert_message_has(tu_ctx, "CL_MEM_OBJECT_ALLOCATION_FAILURE");
+    faults("clCreateBuffer:0:CL_OUT_OF_RESOURCES:1");
+    ck_assert_int_eq(kqcl_buffer_create(tu_ctx, 0, 4096, &b), KQCL_ERR_DEVICE);
+    TU_OK(kqcl_buffer_create(tu_ctx, 0, 4096, &b));
+
+    kqcl_tensor *v = (kqcl_tensor *)1;
+    faults("clCreateSubBuffer:0:CL_OUT_OF_HOST_MEMORY:1");
+    ck_assert_int_eq(kqcl_tensor_view(b, 0, KQCL_TYPE_F32, 4, 256, &v), KQCL_ERR_OUT_OF_MEMORY);
+    ck_assert_ptr_null(v);
+    assert_message_has(tu_ctx, "clCreateSubBuffer");
+    faults("clCreateSubBuffer:0:CL_MEM_OBJECT_ALLOCATION_FAILURE:1");
+    ck_assert_int_eq(kqcl_tensor_view(b, 0, KQCL_TYPE_F32, 4, 256, &v), KQCL_ERR_OUT_OF_MEMORY);
+    faults("clCreateSubBuffer:0:-30:1"); /* CL_INVALID_VALUE */
+    ck_assert_int_eq(kqcl_tensor_view(b, 0, KQCL_TYPE_F32, 4, 256, &v), KQCL_ERR_DEVICE);
+    assert_message_has(tu_ctx, "CL_INVALID_VALUE");
+    TU_OK(kqcl_tensor_view(b, 0, KQCL_TYPE_F32, 4, 256, &v));
+
+    unsigned char host[4096] = {0};
+    faults("clEnqueueWriteBuffer:0:CL_MEM_OBJECT_ALLOCATION_FAILURE:1");
+    ck_assert_int_eq(kqcl_buffer_write(b, 3, host, 100), KQCL_ERR_OUT_OF_MEMORY);
+    assert_message_has(tu_ctx, "kqcl_buffer_write");
+    faults("clEnqueueReadBuffer:0:CL_DEVICE_NOT_AVAILABLE:1");
+    ck_assert_int_eq(kqcl_buffer_read(b, 3, host, 100), KQCL_ERR_DEVICE);
+    assert_message_has(tu_ctx, "CL_DEVICE_NOT_AVAILABLE");
+    faults("clEnqueueFillBuffer:0:CL_OUT_OF_RESOURCES:1");
+    ck_assert_int_eq(kqcl_buffer_fill(b, 1, 7, 10), KQCL_ERR_DEVICE);
+    assert_message_has(tu_ctx, "clEnqueueFillBuffer");
+    faults("clEnqueueCopyBuffer:0:CL_OUT_OF_RESOURCES:1");
+    ck_assert_int_eq(kqcl_buffer_copy(b, 2048, b, 0, 100), KQCL_ERR_DEVICE);
+    faults("clCreateBuffer:0:CL_MEM_OBJECT_ALLOCATION_FAILURE:1"); /* an overlapping copy's temporary */
+    ck_assert_int_eq(kqcl_buffer_copy(b, 50, b, 0, 100), KQCL_ERR_OUT_OF_MEMORY);
+    faults("clEnqueueCopyBuffer:1:CL_OUT_OF_RESOURCES:1"); /* its second half */
+    ck_assert_int_eq(kqcl_buffer_copy(b, 50, b, 0, 100), KQCL_ERR_DEVICE);
+    faults("");
+    TU_OK(kqcl_buffer_fill(b, 0, 9, 4096));
+    TU_OK(kqcl_buffer_copy(b, 50, b, 0, 100));
+    TU_OK(kqcl_buffer_read(b, 0, host, 4096));
+    for (int i = 0; i < 4096; i++)
+        ck_assert_int_eq(host[i], 9);
+
+    /* the buffer first, then its view: the view's own references are released with it */
+    kqcl_buffer_destroy(b);
+    TU_OK(kqcl_tensor_read(v, host, 4 * 256 * sizeof(float)));
+    kqcl_tensor_destroy(v);
+    /* and a buffer and view left to the context: released by kqcl_context_destroy (teardown) */
+    TU_OK(kqcl_buffer_create(tu_ctx, 0, 4096, &b));
+    TU_OK(kqcl_tensor_view(b, 0, KQCL_TYPE_F32, 1, 256, &v));
+    assert_context_works(tu_ctx);
+}
+END_TEST
+
 /* NVIDIA and PoCL create buffers lazily: the memory is taken at the first transfer or launch,
  * which is where a full device says so. */
 START_TEST(lazy_allocation_failure_at_first_use)
@@ -1175,6 +1234,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, allocation_beyond_the_device_fails_before_any_work);
     tcase_add_test(tc, allocation_test_holds_for_other_devices_figures);
     tcase_add_test(tc, buffer_creation_failure_is_out_of_memory);
+    tcase_add_test(tc, buffers_and_views_fail_cleanly);
     tcase_add_test(tc, lazy_allocation_failure_at_first_use);
     tcase_add_test(tc, real_device_exhaustion_on_a_gpu);
     tcase_add_test(tc, device_lost_between_calls);
