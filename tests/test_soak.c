@@ -147,7 +147,10 @@ START_TEST(soak_random_matmuls_on_two_devices)
      * steady state rather than while the driver compiles. */
     static problem seen[1 << 16];
     int n_seen = 0;
-    while (now() - start < seconds) {
+    /* At least 20 matmuls and 8 samples after the warm-up, however slow or loaded the machine
+     * (within 4x the time) */
+    int steady = 0;
+    while (now() - start < seconds || ((steady < 8 || iterations < 20) && now() - start < 4 * seconds)) {
         problem p;
         if (now() - start < seconds / 2 || n_seen == 0) {
             p = random_problem(iterations < 21 ? iterations : -1); /* every type pair early */
@@ -163,19 +166,22 @@ START_TEST(soak_random_matmuls_on_two_devices)
             fprintf(stderr, "soak: %.0f s, %d matmuls, VmRSS %ld kB\n", now() - start, iterations, rss_kb());
         if (n_samples < 4096) {
             sample_at[n_samples] = now() - start;
+            steady += sample_at[n_samples] >= seconds / 2;
             samples[n_samples++] = rss_kb();
         }
     }
     for (int i = 0; i < n_ctx; i++)
         kqcl_context_destroy(ctx[i]);
-    /* memory: the first half is warm-up; the largest RSS of the last quarter against that of
-     * the third */
+    /* memory: the first half of the time is warm-up; of the samples after it, the largest RSS
+     * of the later half against that of the earlier half (halves by count, not by clock: on a
+     * loaded machine one matmul that builds a kernel can take seconds) */
     long first = 0, last = 0;
-    for (int i = 0; i < n_samples; i++) {
-        if (sample_at[i] >= seconds / 2 && sample_at[i] < seconds * 3 / 4 && samples[i] > first)
-            first = samples[i];
-        if (sample_at[i] >= seconds * 3 / 4 && samples[i] > last)
-            last = samples[i];
+    for (int i = 0, seen_steady = 0; i < n_samples; i++) {
+        if (sample_at[i] < seconds / 2)
+            continue;
+        long *half = seen_steady++ < steady / 2 ? &first : &last;
+        if (samples[i] > *half)
+            *half = samples[i];
     }
     int combos = 0;
     for (int i = 0; i < 21; i++)
