@@ -469,7 +469,7 @@ START_TEST(api_rejects_bad_input_and_stays_usable)
     ck_assert_ptr_null(t);
     ck_assert_str_ne(kqcl_last_error(tu_ctx), "");
     ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_Q4_K, 0, 256, &t), KQCL_ERR_INVALID_ARG);
-    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, (kqcl_type)7, 1, 256, &t), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, (kqcl_type)9, 1, 256, &t), KQCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kqcl_tensor_create(NULL, KQCL_TYPE_F32, 1, 1, &t), KQCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, 1, 1, NULL), KQCL_ERR_INVALID_ARG);
 

@@ -362,7 +362,7 @@ START_TEST(requests_beyond_the_api_are_refused)
         {KQCL_TYPE_F32, 0, 1, KQCL_ERR_INVALID_ARG},
         {KQCL_TYPE_F32, -1, 1, KQCL_ERR_INVALID_ARG},
         {KQCL_TYPE_F32, 1, INT64_MIN, KQCL_ERR_INVALID_ARG},
-        {(kqcl_type)2, 1, 1, KQCL_ERR_INVALID_ARG},                        /* q4_0: not a kqcl type */
+        {(kqcl_type)9, 32, 32, KQCL_ERR_INVALID_ARG},                      /* q8_1: not a kqcl type */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         t = (kqcl_tensor *)1;
