@@ -245,9 +245,10 @@ KQCL_API kqcl_status kqcl_last_device_time(kqcl_context *ctx, uint64_t *nanoseco
  *         Weights stay quantized: each scale group's sum(q_w * q_x) is exact in int32, then scaled
  *         in f32 by the weight scale and d; q4_K/q5_K's mins multiply d * sum(q_x) of the 16
  *         activations they meet, q4_1/q5_1's those of the 32 of their block; q6_K's, q4_0's and
- *         q5_0's stored offsets are taken out of the weight quants first (exact). Error: that of the quantized X, within 1e-5 * sum |w x| of a
- *         float64 product of W with the quantized X -- the error ggml's integer paths have, with
- *         ggml's CUDA block size (32). Prefill (n > 8) and float weights take the BF16 path.
+ *         q5_0's stored offsets are taken out of the weight quants first (exact). Error: that of
+ *         the quantized X, within 1e-5 * sum |w x| of a float64 product of W with the quantized
+ *         X -- the error ggml's integer paths have, with ggml's CUDA block size (32). Prefill
+ *         (n > 8) and float weights take the BF16 path.
  *   F16   Activations rounded once to f16 (nearest even); products of those exact, sums f32.
  *   BF16  Activations rounded once to bf16 (nearest even); products of those exact, sums f32.
  *   AUTO  The fastest mode a device has for the weight type and n, within ggml's error (measured
@@ -393,8 +394,8 @@ KQCL_API size_t kqcl_tensor_bytes(const kqcl_tensor *t);
 
 /* Y (n x m) = X (n x k) . W^T, the fused path: W (m x k) of any type (q4_K, q5_K, q6_K,
  * q8_K, q4_0, q4_1, q5_0, q5_1, q8_0, f16, bf16, f32) is dequantized inside the kernel, never
- * written out. X is f32, f16 or bf16; Y is f32. Accumulation is f32. A matrix-vector kernel serves n <= 8 (decode), a tiled
- * kernel larger n (prefill). Queued: returns before the device finishes; read Y or
+ * written out. X is f32, f16 or bf16; Y is f32. Accumulation is f32. A matrix-vector kernel
+ * serves n <= 8 (decode), a tiled kernel larger n (prefill). Queued: returns before the device finishes; read Y or
  * kqcl_finish to wait. KQCL_ERR_INVALID_ARG on shape mismatch or a tensor of another
  * context, KQCL_ERR_UNSUPPORTED for a type pair outside the above.
  * Results are within 1e-5 * sum |w x| of float64 on every device and kernel. Non-finite
