@@ -15,15 +15,17 @@
  *               run 3: 64c+32+16p+[8,16) high nibbles sub-block 2c+1
  *   q6_K        unit u = 4h+q (half h of 128, quarter q):  run r: 128h+32r+8q+[0,8)
  *   q8_K, float unit u: run r: 32u+8r+[0,8)
- *   q4_0, q8_0  a block is one unit: run r: 8r+[0,8) (q4_0: low nibbles of bytes 2..17 are
- *               values 0..15, high nibbles 16..31)
+ *   q4_0, q4_1, q5_0, q5_1, q8_0
+ *               a block is one unit: run r: 8r+[0,8) (the 4- and 5-bit types: the low nibbles
+ *               of the 16 qs bytes are values 0..15, the high nibbles 16..31; q5_0/q5_1's
+ *               fifth bits are bits 8r..8r+7 of the qh word)
  *
  * Block sizes and field offsets (Q4K_QS, Q6K_D, ...) are cl/kquant_layout.h's, which is
  * prepended to this file wherever it is built (scripts/embed-cl.sh, scripts/check-kernels.sh).
  *
  * Build options (all have defaults, so the file compiles with the layout header alone):
- *   WTYPE  weight type (ggml id: 0 f32, 1 f16, 2 q4_0, 8 q8_0, 12 q4_K, 13 q5_K, 14 q6_K, 15 q8_K,
- *          30 bf16)
+ *   WTYPE  weight type (ggml id: 0 f32, 1 f16, 2 q4_0, 3 q4_1, 6 q5_0, 7 q5_1, 8 q8_0, 12 q4_K,
+ *          13 q5_K, 14 q6_K, 15 q8_K, 30 bf16)
  *   XTYPE  activation type (0 f32, 1 f16, 30 bf16)
  *   NO_CONTRACT  forbid contracting a*b+c into fma (conversions that must be bit-exact)
  *   KQ_NV_PTX    NVIDIA only: inline PTX for byte permutes (set by the host, with a fallback)
@@ -54,6 +56,9 @@
 #define TYPE_F32 0
 #define TYPE_F16 1
 #define TYPE_Q4_0 2
+#define TYPE_Q4_1 3
+#define TYPE_Q5_0 6
+#define TYPE_Q5_1 7
 #define TYPE_Q8_0 8
 #define TYPE_Q4_K 12
 #define TYPE_Q5_K 13
@@ -70,6 +75,12 @@
 
 #if WTYPE == TYPE_Q4_0
 #define BLOCK_BYTES Q40_BYTES
+#elif WTYPE == TYPE_Q4_1
+#define BLOCK_BYTES Q41_BYTES
+#elif WTYPE == TYPE_Q5_0
+#define BLOCK_BYTES Q50_BYTES
+#elif WTYPE == TYPE_Q5_1
+#define BLOCK_BYTES Q51_BYTES
 #elif WTYPE == TYPE_Q8_0
 #define BLOCK_BYTES Q80_BYTES
 #elif WTYPE == TYPE_Q4_K
@@ -83,17 +94,18 @@
 #endif
 
 /* W_IS_QUANT: weights in blocks of quants (units come from blocks); W_IS_KQUANT: the 256-value
- * k-quants, which the CPU and tensor-core kernels serve; q4_0 and q8_0 blocks are one unit. */
+ * k-quants, which the CPU and tensor-core kernels serve; a block of the 32-value types (q4_0,
+ * q4_1, q5_0, q5_1, q8_0) is one unit. */
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K || WTYPE == TYPE_Q6_K || WTYPE == TYPE_Q8_K
 #define W_IS_KQUANT 1
 #define W_IS_QUANT 1
 #define UNITS_PER_BLOCK 8
 #define BLOCK_VALUES QK_K
-#elif WTYPE == TYPE_Q4_0 || WTYPE == TYPE_Q8_0
+#elif WTYPE == TYPE_Q4_0 || WTYPE == TYPE_Q4_1 || WTYPE == TYPE_Q5_0 || WTYPE == TYPE_Q5_1 || WTYPE == TYPE_Q8_0
 #define W_IS_KQUANT 0
 #define W_IS_QUANT 1
 #define UNITS_PER_BLOCK 1
-#define BLOCK_VALUES QK4_0 /* QK8_0 the same */
+#define BLOCK_VALUES QK4_0 /* QK4_1, QK5_0, QK5_1 and QK8_0 the same */
 #else
 #define W_IS_KQUANT 0
 #define W_IS_QUANT 0
@@ -216,6 +228,18 @@ static inline uint q6k_quants(uint ql, uint qh, int r)
 
 static inline float8 nibbles8(uchar8 q, int high) { return convert_float8(high ? q >> (uchar)4 : q & (uchar)0xF); }
 
+/* A little-endian 32-bit word from a 2-byte-aligned address (q5_0's qh: 22-byte blocks). */
+static inline uint load_u32_align2(const __global uchar *p)
+{
+    ushort2 v = vload2(0, (const __global ushort *)p);
+    return (uint)v.x | ((uint)v.y << 16);
+}
+
+/* q5_0/q5_1: 4 bits of qh (values i..i+3, bit i in bit 0 of `bits`) spread to 4 bytes as the
+ * fifth bit of each quant: byte j is 16 if bit j is set, else 0. The multiply places bit j at
+ * bit 8j (the four shifted copies occupy disjoint bits, so nothing carries). */
+static inline uint q5_high4(uint bits) { return (((bits & 0xFu) * 0x00204081u) & 0x01010101u) << 4; }
+
 #if W_IS_QUANT
 
 /* Row position (within the block) where run r of unit u starts. */
@@ -275,6 +299,31 @@ static inline float8 dequant_run(const __global uchar *blk, int u, int r)
     float d = vload_half(0, (const __global half *)(blk + Q80_D)); /* 34-byte blocks: 2-byte aligned */
     char8 q = vload8(0, (const __global char *)(blk + Q80_QS + 8 * r));
     return convert_float8(q) * d;
+#elif WTYPE == TYPE_Q4_1
+    (void)u; /* q * d + m */
+    float d = vload_half(0, (const __global half *)(blk + Q41_D));
+    float m = vload_half(0, (const __global half *)(blk + Q41_M));
+    uchar8 qs = vload8(0, blk + Q41_QS + 8 * (r & 1));
+    return nibbles8(qs, r >> 1) * d + m;
+#elif WTYPE == TYPE_Q5_0 || WTYPE == TYPE_Q5_1
+    (void)u; /* q5_0: (q - 16) * d; q5_1: q * d + m */
+#if WTYPE == TYPE_Q5_0
+    float d = vload_half(0, (const __global half *)(blk + Q50_D));
+    uint qh = load_u32_align2(blk + Q50_QH) >> (uint)(8 * r);
+    uchar8 qs = vload8(0, blk + Q50_QS + 8 * (r & 1));
+#else
+    float d = vload_half(0, (const __global half *)(blk + Q51_D));
+    float m = vload_half(0, (const __global half *)(blk + Q51_M));
+    uint qh = load_u32_align2(blk + Q51_QH) >> (uint)(8 * r);
+    uchar8 qs = vload8(0, blk + Q51_QS + 8 * (r & 1));
+#endif
+    uchar8 hi = as_uchar8((uint2)(q5_high4(qh), q5_high4(qh >> 4)));
+    uchar8 q = ((r >> 1) ? qs >> (uchar)4 : qs & (uchar)0xF) | hi;
+#if WTYPE == TYPE_Q5_0
+    return convert_float8(convert_int8(q) - Q50_BIAS) * d;
+#else
+    return convert_float8(q) * d + m;
+#endif
 #else /* q4_0: (q - 8) * d */
     (void)u;
     float d = vload_half(0, (const __global half *)(blk + Q40_D));
@@ -477,6 +526,54 @@ static inline uint2 raw_run_bytes(const unit_raw *raw, int r, float *s, float *m
     q = (r >> 1) ? (q >> 4) & 0x0F0F0F0Fu : q & 0x0F0F0F0Fu;
     *s = raw->d;
     *mo = (float)Q40_BIAS * raw->d; /* quants are stored + 8 */
+    return q;
+}
+
+#elif WTYPE == TYPE_Q4_1 || WTYPE == TYPE_Q5_0 || WTYPE == TYPE_Q5_1
+/* The nibbles as q4_0's, q5_0/q5_1's fifth bits on top; q4_1/q5_1's min m is the offset with
+ * its sign turned (weight = d * q + m = s * q - mo). */
+typedef struct unit_raw {
+    uint4 qs;
+#if WTYPE != TYPE_Q4_1
+    uint qh;
+#endif
+    float d, mo;
+} unit_raw;
+
+static inline unit_raw unit_load(const __global uchar *blk, int u)
+{
+    (void)u;
+    unit_raw raw;
+#if WTYPE == TYPE_Q4_1
+    float2 dm = vload_half2(0, (const __global half *)(blk + Q41_D)); /* d, m */
+    raw.qs = vload4(0, (const __global uint *)(blk + Q41_QS)); /* 20-byte blocks: 4-aligned */
+    raw.d = dm.x;
+    raw.mo = -dm.y;
+#elif WTYPE == TYPE_Q5_1
+    float2 dm = vload_half2(0, (const __global half *)(blk + Q51_D)); /* d, m */
+    raw.qh = *(const __global uint *)(blk + Q51_QH); /* 24-byte blocks: 8-aligned */
+    raw.qs = vload4(0, (const __global uint *)(blk + Q51_QS));
+    raw.d = dm.x;
+    raw.mo = -dm.y;
+#else
+    raw.d = vload_half(0, (const __global half *)(blk + Q50_D)); /* 22-byte blocks: 2-byte loads */
+    raw.qh = load_u32_align2(blk + Q50_QH);
+    raw.qs = as_uint4(vload8(0, (const __global ushort *)(blk + Q50_QS)));
+    raw.mo = (float)Q50_BIAS * raw.d; /* quants are stored + 16 */
+#endif
+    return raw;
+}
+
+static inline uint2 raw_run_bytes(const unit_raw *raw, int r, float *s, float *mo)
+{
+    uint2 q = (r & 1) ? raw->qs.zw : raw->qs.xy;
+    q = (r >> 1) ? (q >> 4) & 0x0F0F0F0Fu : q & 0x0F0F0F0Fu;
+#if WTYPE != TYPE_Q4_1
+    uint bits = raw->qh >> (uint)(8 * r); /* values 8r..8r+7 */
+    q |= (uint2)(q5_high4(bits), q5_high4(bits >> 4));
+#endif
+    *s = raw->d;
+    *mo = raw->mo;
     return q;
 }
 

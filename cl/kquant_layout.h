@@ -17,6 +17,9 @@
 #define QK_K 256 /* values in a k-quant super-block */
 #endif
 #define QK4_0 32 /* values in a q4_0 block */
+#define QK4_1 32 /* values in a q4_1 block */
+#define QK5_0 32 /* values in a q5_0 block */
+#define QK5_1 32 /* values in a q5_1 block */
 #define QK8_0 32 /* values in a q8_0 block */
 
 /*
@@ -115,5 +118,40 @@
 #define Q80_D 0
 #define Q80_QS 2
 #define Q80_BYTES 34
+
+/*
+ * q4_1: 20 bytes, 32 values: q4_0's nibbles with a min m instead of an offset.
+ *   0     2     4                    20
+ *   +-----+-----+--------------------+
+ *   | d   | m   | qs: 16 bytes, as   |
+ *   | f16 | f16 | q4_0's qs          |
+ *   +-----+-----+--------------------+
+ *   value = q * d + m,  q in 0..15
+ *
+ * q5_0: 22 bytes, 32 values.             q5_1: 24 bytes, 32 values.
+ *   0     2          6             22      0     2     4          8             24
+ *   +-----+----------+-------------+       +-----+-----+----------+-------------+
+ *   | d   | qh: 4    | qs: 16      |       | d   | m   | qh: 4    | qs: 16      |
+ *   | f16 | bytes,   | bytes, as   |       | f16 | f16 | bytes,   | bytes, as   |
+ *   |     | a u32    | q4_0's qs   |       |     |     | as q5_0  | q4_0's qs   |
+ *   +-----+----------+-------------+       +-----+-----+----------+-------------+
+ *   qh is a little-endian 32-bit word whose bit j is the fifth bit (value 16) of value j:
+ *   q = nibble | (bit << 4), in 0..31.
+ *   q5_0: value = (q - Q50_BIAS) * d         q5_1: value = q * d + m
+ */
+#define Q41_D 0
+#define Q41_M 2
+#define Q41_QS 4
+#define Q41_BYTES 20
+#define Q50_D 0
+#define Q50_QH 2
+#define Q50_QS 6
+#define Q50_BYTES 22
+#define Q50_BIAS 16
+#define Q51_D 0
+#define Q51_M 2
+#define Q51_QH 4
+#define Q51_QS 8
+#define Q51_BYTES 24
 
 #endif /* KQCL_KQUANT_LAYOUT_H */

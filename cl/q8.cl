@@ -4,7 +4,8 @@
  * products, never turning a weight into a float.
  *
  *   quantize_q8   X (n x k, XT) -> xq, one buffer:  q[n][k] char | d[n][k/32] float |
- *                 dsum[n][k/16] float (d * the sum of 16 quants, for q4_K/q5_K's mins)
+ *                 dsum[n][k/16] float (d * the sum of 16 quants, for q4_K/q5_K's mins and,
+ *                 two a block, q4_1/q5_1's)
  *   matvec_q8     Y (n x m) = Xq . W^T for n <= 8: matvec.cl's work-group shape (lanes along
  *                 k, a unit of 32 weights a lane, a tree across the lanes), each run of 8
  *                 weights two 4-way byte dot products per activation row.
@@ -130,12 +131,14 @@ void quantize_q8(const __global XT *x, __global uchar *xq, int n, int k)
 #if W_IS_QUANT
 
 /* The offset each weight type stores its quants with (raw_run_bytes gives them unsigned):
- * taken out here, in the bytes, so the products are of the true signed quants. q4_K/q5_K keep
- * theirs as mins, which multiply the activations' sums instead. */
+ * taken out here, in the bytes, so the products are of the true signed quants. q4_K/q5_K and
+ * q4_1/q5_1 keep theirs as mins, which multiply the activations' sums instead. */
 #if WTYPE == TYPE_Q6_K
 #define QBIAS Q6K_BIAS
 #elif WTYPE == TYPE_Q4_0
 #define QBIAS Q40_BIAS
+#elif WTYPE == TYPE_Q5_0
+#define QBIAS Q50_BIAS
 #elif WTYPE == TYPE_Q8_K || WTYPE == TYPE_Q8_0
 #define QBIAS 128
 #else
@@ -145,7 +148,8 @@ void quantize_q8(const __global XT *x, __global uchar *xq, int n, int k)
 
 /* Runs of a unit that share one weight scale and one activation block, and are consecutive in
  * the row: q4_K/q5_K two (a sub-block's 16 values of the unit), q6_K one (a scale a 16, and a
- * unit's runs 32 apart), the one-scale blocks all four. */
+ * unit's runs 32 apart), the one-scale blocks all four (q4_1/q5_1's min then meets the sums of
+ * both 16-value halves of the activation block). */
 #if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
 #define RUNS_SHARED 2
 #elif WTYPE == TYPE_Q6_K
@@ -256,6 +260,9 @@ void matvec_q8(const __global uchar *w0, const __global uchar *w1, const __globa
                 dx[j] = xd[(size_t)j * (k / Q8_BLOCK) + pos / Q8_BLOCK];
 #ifdef HAS_MIN
                 xm[j] = dsum[(size_t)j * (k / 16) + pos / 16];
+#if RUNS_SHARED == 4
+                xm[j] += dsum[(size_t)j * (k / 16) + pos / 16 + 1];
+#endif
 #endif
             }
             for (int i = 0; i < ROWS_PER_THREAD; i++) {

@@ -33,7 +33,8 @@
  *
  * Shapes: tensors are 2-D and row-major. A row of a k-quant type is a concatenation of
  * 256-value blocks in ggml's byte layout (doc/design.md, shared k-quants spec), so a row's
- * length must be a multiple of 256 for those types.
+ * length must be a multiple of 256 for those types; one of q4_0, q4_1, q5_0, q5_1 or q8_0 is of
+ * 32-value blocks, a multiple of 32.
  */
 #ifndef KQCL_H
 #define KQCL_H
@@ -84,6 +85,9 @@ typedef enum kqcl_type {
     KQCL_TYPE_F32 = 0,
     KQCL_TYPE_F16 = 1,
     KQCL_TYPE_Q4_0 = 2,  /* 18 bytes per 32 values: an f16 scale, 4-bit quants */
+    KQCL_TYPE_Q4_1 = 3,  /* 20 bytes per 32 values: an f16 scale and min, 4-bit quants */
+    KQCL_TYPE_Q5_0 = 6,  /* 22 bytes per 32 values: an f16 scale, 5-bit quants */
+    KQCL_TYPE_Q5_1 = 7,  /* 24 bytes per 32 values: an f16 scale and min, 5-bit quants */
     KQCL_TYPE_Q8_0 = 8,  /* 34 bytes per 32 values: an f16 scale, 8-bit quants */
     KQCL_TYPE_Q4_K = 12, /* 144 bytes per 256 values */
     KQCL_TYPE_Q5_K = 13, /* 176 bytes per 256 values */
@@ -96,8 +100,8 @@ typedef enum kqcl_type {
  * is not a whole number of blocks. */
 KQCL_API size_t kqcl_row_size(kqcl_type type, int64_t cols);
 
-/* Values per block of `type`: 256 for the k-quants, 32 for q4_0 and q8_0, 1 for f32/f16/bf16,
- * 0 for unknown types. */
+/* Values per block of `type`: 256 for the k-quants, 32 for q4_0, q4_1, q5_0, q5_1 and q8_0, 1 for
+ * f32/f16/bf16, 0 for unknown types. */
 KQCL_API int64_t kqcl_block_size(kqcl_type type);
 
 /* ggml's name of a type ("q4_K", "f16"); NULL for a type kqcl does not know. */
@@ -117,16 +121,20 @@ KQCL_API kqcl_status kqcl_ggml_type_info(uint32_t type, const char **name, int64
 /* ------------------------------------------------------------------------------------------ */
 /* Host codecs: no device needed                                                                */
 
-/* Dequantize `rows` rows of `cols` values of `type` (k-quants, q4_0, q8_0, f16, bf16, f32) from `src`
- * (kqcl_row_size(type, cols) * rows bytes, ggml layout) into `dst` (rows * cols floats).
+/* Dequantize `rows` rows of `cols` values of `type` (k-quants, q4_0, q4_1, q5_0, q5_1, q8_0, f16,
+ * bf16, f32) from `src` (kqcl_row_size(type, cols) * rows bytes, ggml layout) into `dst`
+ * (rows * cols floats).
  * Bit-exact with ggml's dequantize_row_* and fp16/bf16 conversions. */
 KQCL_API kqcl_status kqcl_dequantize(kqcl_type type, const void *src, float *dst, int64_t rows,
                                      int64_t cols);
 
-/* Quantize `rows` rows of `cols` floats into `type` (k-quants, q4_0, q8_0, f16, bf16, f32).
- * q8_K, q4_0, q8_0 and the f16/bf16 conversions are bit-exact with ggml's reference quantizers
- * (q8_0: d = max|x| / 127, q = roundf(x / d); q4_0: d = m / -8 for m the value of largest
- * magnitude, q = min(15, (int)(x / d + 8.5))); q4_K/q5_K/q6_K follow ggml's reference
+/* Quantize `rows` rows of `cols` floats into `type` (k-quants, q4_0, q4_1, q5_0, q5_1, q8_0, f16,
+ * bf16, f32). q8_K, q4_0, q4_1, q5_0, q5_1, q8_0 and the f16/bf16 conversions are bit-exact with
+ * ggml's reference quantizers (q8_0: d = max|x| / 127, q = roundf(x / d); q4_0: d = m / -8 for m
+ * the value of largest magnitude, q = min(15, (int)(x / d + 8.5)); q5_0: d = m / -16,
+ * q = min(31, (int)(x / d + 16.5)); q4_1 and q5_1: the block's min and max, d = (max - min) /
+ * 15 (31), q = (int)((x - min) / d + 0.5), q4_1's capped at 15; each 1/d taken once, as ggml's
+ * id); q4_K/q5_K/q6_K follow ggml's reference
  * quantizers (error within 5% of theirs). Round to nearest even; NaN stays NaN. */
 KQCL_API kqcl_status kqcl_quantize(kqcl_type type, const float *src, void *dst, int64_t rows,
                                    int64_t cols);
@@ -228,17 +236,19 @@ KQCL_API kqcl_status kqcl_last_device_time(kqcl_context *ctx, uint64_t *nanoseco
  * kqcl_context_create fail with KQCL_ERR_INVALID_ARG), else KQCL_PRECISION_F32.
  *
  *   F32   Activations as given, f32 products and sums: within 1e-5 * sum |w x| of float64.
- *   Q8    Decode (n <= 8) with quantized weights (q4_K, q5_K, q6_K, q8_K, q4_0, q8_0): each row of
- *         X is quantized on the device, once a call, in blocks of 32 values, exactly so:
+ *   Q8    Decode (n <= 8) with quantized weights (q4_K, q5_K, q6_K, q8_K, q4_0, q4_1, q5_0, q5_1,
+ *         q8_0): each row of X is quantized on the device, once a call, in blocks of 32 values,
+ *         exactly so:
  *           amax = max |x_i| of the block;  d = amax * (float)(1/127)   (one f32 multiply)
  *           q_i  = the integer nearest x_i / d (the exact quotient; halves away from zero),
  *                  clamped to -127..127;  q_i = 0 when d is 0;  d is NaN when a value is NaN.
  *         Weights stay quantized: each scale group's sum(q_w * q_x) is exact in int32, then scaled
  *         in f32 by the weight scale and d; q4_K/q5_K's mins multiply d * sum(q_x) of the 16
- *         activations they meet; q6_K's and q4_0's stored offsets are taken out of the weight
- *         quants first (exact). Error: that of the quantized X, within 1e-5 * sum |w x| of a
- *         float64 product of W with the quantized X -- the error ggml's integer paths have, with
- *         ggml's CUDA block size (32). Prefill (n > 8) and float weights take the BF16 path.
+ *         activations they meet, q4_1/q5_1's those of the 32 of their block; q6_K's, q4_0's and
+ *         q5_0's stored offsets are taken out of the weight quants first (exact). Error: that of
+ *         the quantized X, within 1e-5 * sum |w x| of a float64 product of W with the quantized
+ *         X -- the error ggml's integer paths have, with ggml's CUDA block size (32). Prefill
+ *         (n > 8) and float weights take the BF16 path.
  *   F16   Activations rounded once to f16 (nearest even); products of those exact, sums f32.
  *   BF16  Activations rounded once to bf16 (nearest even); products of those exact, sums f32.
  *   AUTO  The fastest mode a device has for the weight type and n, within ggml's error (measured
@@ -469,9 +479,9 @@ KQCL_API kqcl_status kqcl_tensor_view(kqcl_buffer *b, size_t offset, kqcl_type t
 /* Compute                                                                                      */
 
 /* Y (n x m) = X (n x k) . W^T, the fused path: W (m x k) of any type (q4_K, q5_K, q6_K,
- * q8_K, q4_0, q8_0, f16, bf16, f32) is dequantized inside the kernel, never written out. X is f32, f16 or
- * bf16; Y is f32. Accumulation is f32. A matrix-vector kernel serves n <= 8 (decode), a tiled
- * kernel larger n (prefill). Queued: returns before the device finishes; read Y or
+ * q8_K, q4_0, q4_1, q5_0, q5_1, q8_0, f16, bf16, f32) is dequantized inside the kernel, never
+ * written out. X is f32, f16 or bf16; Y is f32. Accumulation is f32. A matrix-vector kernel
+ * serves n <= 8 (decode), a tiled kernel larger n (prefill). Queued: returns before the device finishes; read Y or
  * kqcl_finish to wait. KQCL_ERR_INVALID_ARG on shape mismatch or a tensor of another
  * context, KQCL_ERR_UNSUPPORTED for a type pair outside the above.
  * Results are within 1e-5 * sum |w x| of float64 on every device and kernel, and finite, for
@@ -502,8 +512,9 @@ KQCL_API kqcl_status kqcl_matmul_group(kqcl_context *ctx, int count, const kqcl_
                                        const kqcl_tensor *x, kqcl_tensor *const *y);
 
 /* Convert src into dst of the same shape on the device: f32 <-> f16 <-> bf16 (round to
- * nearest even; NaN, inf and subnormals kept), and k-quant -> f32/f16/bf16 (device
- * dequantization, bit-exact with the host codec for f32). Same type copies. */
+ * nearest even; NaN, inf and subnormals kept), and quantized (k-quants, q4_0, q4_1, q5_0, q5_1,
+ * q8_0) -> f32/f16/bf16 (device dequantization, bit-exact with the host codec for f32). Same
+ * type copies. */
 KQCL_API kqcl_status kqcl_convert(kqcl_context *ctx, const kqcl_tensor *src, kqcl_tensor *dst);
 
 typedef enum kqcl_reduce_op {
@@ -676,7 +687,7 @@ KQCL_API int kqcl_global_device_count(const kqcl_context *ctx);
  * or hostile file gives KQCL_ERR_FORMAT with a message naming what is wrong and where (byte
  * offset, key or tensor), read with kqcl_last_error(NULL). Every tensor's data range is checked
  * against the file for every type ggml defines (kqcl_ggml_type_info); tensors of a type kqcl
- * does not compute with (q8_0, iq2_xs, ...) are listed with known = 0, not rejected, and a type
+ * does not compute with (q8_1, iq2_xs, ...) are listed with known = 0, not rejected, and a type
  * id ggml does not define with nbytes = 0. general.alignment must be a power of two of at most
  * 1 MiB and the data section must start inside the file. Keys and tensor names holding a NUL
  * byte are refused. A handle is read-only after open and may be read from several threads at

@@ -1,16 +1,18 @@
 /*
- * codec.c -- host (de)quantization of ggml's k-quant blocks and the f16/bf16 conversions.
+ * codec.c -- host (de)quantization of ggml's k-quant blocks, its 32-value blocks (q4_0, q4_1,
+ * q5_0, q5_1, q8_0) and the f16/bf16 conversions.
  *
  * Dequantization is bit-exact with ggml's dequantize_row_*: every float operation below is
  * done in the same order and precision as ggml's reference C code. Quantization follows
- * ggml's reference quantizers (quantize_row_*_ref); q8_K and the f16/bf16 conversions are
- * bit-exact, q4_K/q5_K/q6_K run the same search algorithms.
+ * ggml's reference quantizers (quantize_row_*_ref); q8_K, the 32-value blocks and the f16/bf16
+ * conversions are bit-exact, q4_K/q5_K/q6_K run the same search algorithms.
  *
  * Block fields are read and written byte by byte (little-endian), because packed blocks such
  * as q6_K (210 bytes) start at addresses that need not be aligned.
  */
 #include "internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -219,6 +221,60 @@ static void dequant_block_q40(const uint8_t *b, float *y)
     }
 }
 
+/* q4_1: d and m (f16) and 16 bytes of nibbles as q4_0's; y = q * d + m. */
+static void dequant_block_q41(const uint8_t *b, float *y)
+{
+    const float d = kq_half_to_float(load_le16(b + Q41_D));
+    const float m = kq_half_to_float(load_le16(b + Q41_M));
+    for (int j = 0; j < 16; j++) {
+        y[j] = (b[Q41_QS + j] & 0x0F) * d + m;
+        y[j + 16] = (b[Q41_QS + j] >> 4) * d + m;
+    }
+}
+
+static uint32_t load_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void store_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* The 32 five-bit quants of a q5_0/q5_1 block: the nibbles as q4_0's, and bit j of the
+ * little-endian word qh on top of value j's. */
+static void q5_quants(const uint8_t *qh_bytes, const uint8_t *qs, int *q)
+{
+    const uint32_t qh = load_le32(qh_bytes);
+    for (int j = 0; j < 16; j++) {
+        q[j] = (qs[j] & 0x0F) | (int)(((qh >> j) & 1u) << 4);
+        q[j + 16] = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+    }
+}
+
+/* q5_0: d (f16), qh, nibbles; y = (q - 16) * d. */
+static void dequant_block_q50(const uint8_t *b, float *y)
+{
+    const float d = kq_half_to_float(load_le16(b + Q50_D));
+    int q[32];
+    q5_quants(b + Q50_QH, b + Q50_QS, q);
+    for (int j = 0; j < 32; j++)
+        y[j] = (q[j] - Q50_BIAS) * d;
+}
+
+/* q5_1: d and m (f16), qh, nibbles; y = q * d + m. */
+static void dequant_block_q51(const uint8_t *b, float *y)
+{
+    const float d = kq_half_to_float(load_le16(b + Q51_D));
+    const float m = kq_half_to_float(load_le16(b + Q51_M));
+    int q[32];
+    q5_quants(b + Q51_QH, b + Q51_QS, q);
+    for (int j = 0; j < 32; j++)
+        y[j] = q[j] * d + m;
+}
+
 void kq_dequantize_row(kqcl_type type, const void *src, float *dst, int64_t cols)
 {
     const uint8_t *s = src;
@@ -242,6 +298,9 @@ void kq_dequantize_row(kqcl_type type, const void *src, float *dst, int64_t cols
     for (int64_t ib = 0; ib < cols / per_block; ib++, s += bytes, dst += per_block) {
         switch (type) {
         case KQCL_TYPE_Q4_0: dequant_block_q40(s, dst); break;
+        case KQCL_TYPE_Q4_1: dequant_block_q41(s, dst); break;
+        case KQCL_TYPE_Q5_0: dequant_block_q50(s, dst); break;
+        case KQCL_TYPE_Q5_1: dequant_block_q51(s, dst); break;
         case KQCL_TYPE_Q8_0: dequant_block_q80(s, dst); break;
         case KQCL_TYPE_Q4_K: dequant_block_q45k(s, s + Q4K_QS, NULL, dst); break;
         case KQCL_TYPE_Q5_K: dequant_block_q45k(s, s + Q5K_QS, s + Q5K_QH, dst); break;
@@ -605,6 +664,92 @@ static void quantize_block_q40(const float *x, uint8_t *b)
         b[Q40_QS + j] = (uint8_t)(q4_0_quant(x[j] * id) | (q4_0_quant(x[j + 16] * id) << 4));
 }
 
+/* t truncated toward zero and capped at `cap`, as ggml's MIN(cap, (int8_t)t) forms a quant from
+ * a t that its choice of d keeps in [0, cap + 1); NaN and t < 0 (only garbage input makes them)
+ * give 0 rather than undefined behaviour, and so does nothing beyond `cap` wrap. */
+static int capped_quant(float t, int cap)
+{
+    if (!(t >= 0.0f))
+        return 0;
+    return t >= (float)cap ? cap : (int)t;
+}
+
+/* The smallest and largest value of a 32-value block, as ggml's q4_1/q5_1 scan finds them. */
+static void block_min_max(const float *x, float *min, float *max)
+{
+    float lo = FLT_MAX, hi = -FLT_MAX;
+    for (int j = 0; j < 32; j++) {
+        if (x[j] < lo)
+            lo = x[j];
+        if (x[j] > hi)
+            hi = x[j];
+    }
+    *min = lo;
+    *max = hi;
+}
+
+/* q4_1, exactly ggml's: d = (max - min) / 15, m = min, q = min(15, (int)((x - min) / d + 0.5))
+ * with 1/d taken once. */
+static void quantize_block_q41(const float *x, uint8_t *b)
+{
+    float min, max;
+    block_min_max(x, &min, &max);
+    const float d = (max - min) / 15, id = d ? 1.0f / d : 0.0f;
+    store_le16(b + Q41_D, kq_float_to_half(d));
+    store_le16(b + Q41_M, kq_float_to_half(min));
+    for (int j = 0; j < 16; j++) {
+        int q0 = capped_quant((x[j] - min) * id + 0.5f, 15);
+        int q1 = capped_quant((x[j + 16] - min) * id + 0.5f, 15);
+        b[Q41_QS + j] = (uint8_t)(q0 | (q1 << 4));
+    }
+}
+
+/* The 32 five-bit quants q into a q5_0/q5_1 block's qh word and nibbles. */
+static void q5_store(const int *q, uint8_t *qh_bytes, uint8_t *qs)
+{
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        qs[j] = (uint8_t)((q[j] & 0x0F) | ((q[j + 16] & 0x0F) << 4));
+        qh |= (uint32_t)((q[j] >> 4) & 1) << j;
+        qh |= (uint32_t)((q[j + 16] >> 4) & 1) << (j + 16);
+    }
+    store_le32(qh_bytes, qh);
+}
+
+/* q5_0, exactly ggml's: d = max / -16 with max the signed value of largest magnitude,
+ * q = min(31, (int)(x / d + 16.5)). */
+static void quantize_block_q50(const float *x, uint8_t *b)
+{
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; j++)
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    const float d = max / -16, id = d ? 1.0f / d : 0.0f;
+    store_le16(b + Q50_D, kq_float_to_half(d));
+    int q[32];
+    for (int j = 0; j < 32; j++)
+        q[j] = capped_quant(x[j] * id + 16.5f, 31);
+    q5_store(q, b + Q50_QH, b + Q50_QS);
+}
+
+/* q5_1, exactly ggml's: d = (max - min) / 31, m = min, q = (int)((x - min) / d + 0.5), which
+ * its d keeps within 31 (capped there, as the gguf package does, should a subnormal d's
+ * reciprocal overshoot: ggml's C would wrap). */
+static void quantize_block_q51(const float *x, uint8_t *b)
+{
+    float min, max;
+    block_min_max(x, &min, &max);
+    const float d = (max - min) / 31, id = d ? 1.0f / d : 0.0f;
+    store_le16(b + Q51_D, kq_float_to_half(d));
+    store_le16(b + Q51_M, kq_float_to_half(min));
+    int q[32];
+    for (int j = 0; j < 32; j++)
+        q[j] = capped_quant((x[j] - min) * id + 0.5f, 31);
+    q5_store(q, b + Q51_QH, b + Q51_QS);
+}
+
 static void quantize_row(kqcl_type type, const float *x, uint8_t *dst, int64_t cols)
 {
     switch (type) {
@@ -627,6 +772,9 @@ static void quantize_row(kqcl_type type, const float *x, uint8_t *dst, int64_t c
     for (int64_t ib = 0; ib < cols / per_block; ib++, x += per_block, dst += bytes) {
         switch (type) {
         case KQCL_TYPE_Q4_0: quantize_block_q40(x, dst); break;
+        case KQCL_TYPE_Q4_1: quantize_block_q41(x, dst); break;
+        case KQCL_TYPE_Q5_0: quantize_block_q50(x, dst); break;
+        case KQCL_TYPE_Q5_1: quantize_block_q51(x, dst); break;
         case KQCL_TYPE_Q8_0: quantize_block_q80(x, dst); break;
         case KQCL_TYPE_Q4_K: quantize_block_q4k(x, dst); break;
         case KQCL_TYPE_Q5_K: quantize_block_q5k(x, dst); break;

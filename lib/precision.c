@@ -63,7 +63,8 @@ KQCL_API kqcl_precision kqcl_context_precision(const kqcl_context *ctx)
  * fast (33.3 vs 34.4) and exact; prefill BF16 where the tensor cores serve the type (one product
  * instead of three: q4_K 903 vs 1132 us), else F32 (rounding X first only costs). Float weights:
  * their own type's mode for f16 and bf16 (f16 43 vs 55 us at n = 1, 138 vs 327 at n = 8), F32
- * for f32. CPUs: F32, the kernels tuned there. */
+ * for f32. CPUs: F32, the kernels tuned there. q4_1, q5_0 and q5_1 take q4_0's and q8_0's
+ * choices (decode Q8, prefill F32), not measured on their own. */
 static kqcl_precision auto_mode(const kq_device *dev, kqcl_type wtype, bool decode)
 {
     if (!dev->info.is_gpu)

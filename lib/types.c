@@ -1,6 +1,8 @@
 /* types.c -- the table of tensor types: names, block sizes, row sizes. */
 #include "internal.h"
 
+#include "../cl/kquant_layout.h"
+
 #include <string.h>
 #include <strings.h>
 
@@ -11,13 +13,21 @@ typedef struct type_traits {
     size_t block_bytes;   /* bytes per block */
 } type_traits;
 
-/* Block sizes from ggml's layouts: q4_0 2+16, q8_0 2+32, q4_K 2+2+12+128, q5_K 2+2+12+32+128,
- * q6_K 128+64+16+2, q8_K 4+256+32. */
+/* Block sizes are cl/kquant_layout.h's, the one place kqcl states a block's layout (the kernels
+ * are built with it too): q4_0 2+16, q4_1 2+2+16, q5_0 2+4+16, q5_1 2+2+4+16, q8_0 2+32,
+ * q4_K 2+2+12+128, q5_K 2+2+12+32+128, q6_K 128+64+16+2, q8_K 4+256+32. */
 static const type_traits type_table[] = {
-    {KQCL_TYPE_F32, "f32", 1, 4},        {KQCL_TYPE_F16, "f16", 1, 2},
-    {KQCL_TYPE_Q4_0, "q4_0", 32, 18},    {KQCL_TYPE_Q8_0, "q8_0", 32, 34},
-    {KQCL_TYPE_Q4_K, "q4_K", QK_K, 144}, {KQCL_TYPE_Q5_K, "q5_K", QK_K, 176},
-    {KQCL_TYPE_Q6_K, "q6_K", QK_K, 210}, {KQCL_TYPE_Q8_K, "q8_K", QK_K, 292},
+    {KQCL_TYPE_F32, "f32", 1, 4},
+    {KQCL_TYPE_F16, "f16", 1, 2},
+    {KQCL_TYPE_Q4_0, "q4_0", QK4_0, Q40_BYTES},
+    {KQCL_TYPE_Q4_1, "q4_1", QK4_1, Q41_BYTES},
+    {KQCL_TYPE_Q5_0, "q5_0", QK5_0, Q50_BYTES},
+    {KQCL_TYPE_Q5_1, "q5_1", QK5_1, Q51_BYTES},
+    {KQCL_TYPE_Q8_0, "q8_0", QK8_0, Q80_BYTES},
+    {KQCL_TYPE_Q4_K, "q4_K", QK_K, Q4K_BYTES},
+    {KQCL_TYPE_Q5_K, "q5_K", QK_K, Q5K_BYTES},
+    {KQCL_TYPE_Q6_K, "q6_K", QK_K, Q6K_BYTES},
+    {KQCL_TYPE_Q8_K, "q8_K", QK_K, Q8K_BYTES},
     {KQCL_TYPE_BF16, "bf16", 1, 2},
 };
 
@@ -90,7 +100,8 @@ KQCL_API kqcl_status kqcl_type_from_name(const char *name, kqcl_type *out)
 
 /* ggml's type ids with their block sizes, from ggml's type traits and block layouts
  * (ggml-common.h): what a GGUF reader needs to bound any tensor's data, whether or not kqcl
- * computes with the type. Ids 4, 5, 31-33 and 36-38 were removed from ggml and stay unknown. */
+ * computes with the type (those it computes with take their sizes from kquant_layout.h). Ids
+ * 4, 5, 31-33 and 36-38 were removed from ggml and stay unknown. */
 typedef struct ggml_traits {
     uint32_t id;
     const char *name;
@@ -99,11 +110,13 @@ typedef struct ggml_traits {
 } ggml_traits;
 
 static const ggml_traits ggml_table[] = {
-    {0, "f32", 1, 4},          {1, "f16", 1, 2},          {2, "q4_0", 32, 18},
-    {3, "q4_1", 32, 20},       {6, "q5_0", 32, 22},       {7, "q5_1", 32, 24},
-    {8, "q8_0", 32, 34},       {9, "q8_1", 32, 36},       {10, "q2_K", QK_K, 84},
-    {11, "q3_K", QK_K, 110},   {12, "q4_K", QK_K, 144},   {13, "q5_K", QK_K, 176},
-    {14, "q6_K", QK_K, 210},   {15, "q8_K", QK_K, 292},   {16, "iq2_xxs", QK_K, 66},
+    {0, "f32", 1, 4},          {1, "f16", 1, 2},          {2, "q4_0", QK4_0, Q40_BYTES},
+    {3, "q4_1", QK4_1, Q41_BYTES},       {6, "q5_0", QK5_0, Q50_BYTES},
+    {7, "q5_1", QK5_1, Q51_BYTES},       {8, "q8_0", QK8_0, Q80_BYTES},
+    {9, "q8_1", 32, 36},       {10, "q2_K", QK_K, 84},    {11, "q3_K", QK_K, 110},
+    {12, "q4_K", QK_K, Q4K_BYTES},       {13, "q5_K", QK_K, Q5K_BYTES},
+    {14, "q6_K", QK_K, Q6K_BYTES},       {15, "q8_K", QK_K, Q8K_BYTES},
+    {16, "iq2_xxs", QK_K, 66},
     {17, "iq2_xs", QK_K, 74},  {18, "iq3_xxs", QK_K, 98}, {19, "iq1_s", QK_K, 50},
     {20, "iq4_nl", 32, 18},    {21, "iq3_s", QK_K, 110},  {22, "iq2_s", QK_K, 82},
     {23, "iq4_xs", QK_K, 136}, {24, "i8", 1, 1},          {25, "i16", 1, 2},

@@ -43,8 +43,8 @@ static const profile profiles[] = {
 };
 
 static const kqcl_type weight_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K,
-                                         KQCL_TYPE_Q4_0, KQCL_TYPE_Q8_0, KQCL_TYPE_F16,  KQCL_TYPE_BF16,
-                                         KQCL_TYPE_F32};
+                                         KQCL_TYPE_Q4_0, KQCL_TYPE_Q4_1, KQCL_TYPE_Q5_0, KQCL_TYPE_Q5_1,
+                                         KQCL_TYPE_Q8_0, KQCL_TYPE_F16,  KQCL_TYPE_BF16, KQCL_TYPE_F32};
 static const kqcl_type float_types[] = {KQCL_TYPE_F32, KQCL_TYPE_F16, KQCL_TYPE_BF16};
 static const kqcl_precision mma_modes[] = {KQCL_PRECISION_F32, KQCL_PRECISION_F16, KQCL_PRECISION_BF16};
 

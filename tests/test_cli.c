@@ -554,7 +554,8 @@ static const struct {
 } single_types[] = {
     {"Q4_K", KQCL_TYPE_Q4_K, 14}, {"q5_k", KQCL_TYPE_Q5_K, 16}, {"Q6_K", KQCL_TYPE_Q6_K, 18},
     {"f16", KQCL_TYPE_F16, 1},    {"BF16", KQCL_TYPE_BF16, 32}, {"Q8_0", KQCL_TYPE_Q8_0, 7},
-    {"q4_0", KQCL_TYPE_Q4_0, 2},  {"q8_K", KQCL_TYPE_Q8_K, -1},
+    {"q4_0", KQCL_TYPE_Q4_0, 2},  {"q8_K", KQCL_TYPE_Q8_K, -1}, {"Q4_1", KQCL_TYPE_Q4_1, 3},
+    {"q5_0", KQCL_TYPE_Q5_0, 8},  {"Q5_1", KQCL_TYPE_Q5_1, 9},
 };
 
 START_TEST(quantize_writes_a_consistent_file_type)
@@ -661,6 +662,37 @@ static const char *line_of(const char *text, const char *start, char *buf, size_
     snprintf(buf, size, "%.*s", (int)strcspn(p, "\n"), p);
     return buf;
 }
+
+/* The gguf package's file of the other 32-value types (tests/data/legacy-q4_1-q5.gguf: q4_1,
+ * q5_0 and q5_1 weights) lists, and runs with no tensor skipped and every result checked against
+ * the host, in F32 and in Q8 (each type's integer kernel at n = 1). */
+START_TEST(python_written_q4_1_q5_file_lists_and_runs)
+{
+    char in[1024], line[256];
+    const char *data = getenv("KQCL_TEST_DATA");
+    snprintf(in, sizeof in, "%s/legacy-q4_1-q5.gguf", data && *data ? data : "tests/data");
+    ck_assert_int_eq(tool("", "gguf %s", in), 0);
+    ck_assert_has(tool_out, "blk.0.attn_q.weight  q4_1");
+    ck_assert_has(tool_out, "blk.0.attn_k.weight  q5_0");
+    ck_assert_has(tool_out, "blk.0.attn_v.weight  q5_1");
+    int rc = tool("", "run %s", in);
+    ck_assert_msg(rc == 0, "run: exit %d: %s", rc, tool_err);
+    ck_assert_msg(strstr(tool_err, "skipping") == NULL, "run skipped a tensor: %s", tool_err);
+    int total = 0;
+    const char *t = strstr(tool_out, "\ntotal ");
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(sscanf(t, "\ntotal %d", &total), 1);
+    ck_assert_int_eq(total, 3);
+    rc = tool("", "run %s --precision q8", in);
+    ck_assert_msg(rc == 0, "run --precision q8: exit %d: %s", rc, tool_err);
+    const char *types[] = {"q4_1 ", "q5_0 ", "q5_1 "};
+    for (int i = 0; i < 3; i++) {
+        line_of(tool_out, types[i], line, sizeof line);
+        size_t n = strlen(line);
+        ck_assert_msg(n > 4 && strcmp(line + n - 4, "  q8") == 0, "'%s' does not end '  q8'", line);
+    }
+}
+END_TEST
 
 /* run --precision q8 on the Python-written file: each type's matmul checked against X as Q8 or its
  * fallback multiplies it, the mode each got in the "used" column: q8 for q8_0 and q4_0 at n = 1,
@@ -818,6 +850,7 @@ static Suite *cli_suite(void)
                         (int)(sizeof single_types / sizeof single_types[0]));
     tcase_add_test(files, run_progress_fits_60_columns_and_agrees_with_the_table);
     tcase_add_test(files, python_written_q8_0_q4_0_file_lists_runs_and_quantizes);
+    tcase_add_test(files, python_written_q4_1_q5_file_lists_and_runs);
     tcase_add_test(files, run_precision_q8_checks_and_says_what_each_type_used);
     suite_add_tcase(s, files);
     return s;

@@ -151,9 +151,12 @@ START_TEST(test_dequant_reference)
 }
 END_TEST
 
-/* q4_0 and q8_0 against the gguf Python package (tests/data/make-legacy-quants.py), an
- * implementation of ggml's reference quantizers independent of kqcl's. */
-static const ktype legacy[] = {{KQCL_TYPE_Q4_0, "q4_0"}, {KQCL_TYPE_Q8_0, "q8_0"}};
+/* q4_0, q4_1, q5_0, q5_1 and q8_0 against the gguf Python package
+ * (tests/data/make-legacy-quants.py), an implementation of ggml's reference quantizers
+ * independent of kqcl's. */
+static const ktype legacy[] = {{KQCL_TYPE_Q4_0, "q4_0"}, {KQCL_TYPE_Q4_1, "q4_1"}, {KQCL_TYPE_Q5_0, "q5_0"},
+                               {KQCL_TYPE_Q5_1, "q5_1"}, {KQCL_TYPE_Q8_0, "q8_0"}};
+#define N_LEGACY ((int)(sizeof legacy / sizeof legacy[0]))
 
 START_TEST(test_legacy_dequant_reference)
 {
@@ -555,8 +558,8 @@ START_TEST(test_bad_arguments)
     expect_invalid(kqcl_dequantize(KQCL_TYPE_Q6_K, q, y, -1, QK), "dequantize rows=-1");
     expect_invalid(kqcl_quantize(KQCL_TYPE_F16, x, q, 1, 0), "quantize cols=0");
     expect_invalid(kqcl_dequantize(KQCL_TYPE_F32, q, y, 1, -4), "dequantize cols=-4");
-    expect_invalid(kqcl_quantize((kqcl_type)7, x, q, 1, QK), "quantize type 7");
-    expect_invalid(kqcl_dequantize((kqcl_type)7, q, y, 1, QK), "dequantize type 7");
+    expect_invalid(kqcl_quantize((kqcl_type)9, x, q, 1, QK), "quantize type 9 (q8_1)");
+    expect_invalid(kqcl_dequantize((kqcl_type)9, q, y, 1, QK), "dequantize type 9 (q8_1)");
     expect_invalid(kqcl_quantize(KQCL_TYPE_Q8_K, x, q, INT64_MAX / 2, QK), "rows overflow");
     expect_invalid(kqcl_dequantize(KQCL_TYPE_Q8_K, q, y, INT64_MAX / 2, QK), "rows overflow");
     /* a good call afterwards clears the message */
@@ -574,8 +577,8 @@ static Suite *codec_suite(void)
 
     tc = tcase_create("reference_dequant");
     tcase_add_loop_test(tc, test_dequant_reference, 0, 4);
-    tcase_add_loop_test(tc, test_legacy_dequant_reference, 0, 2);
-    tcase_add_loop_test(tc, test_legacy_quantize_reference, 0, 2);
+    tcase_add_loop_test(tc, test_legacy_dequant_reference, 0, N_LEGACY);
+    tcase_add_loop_test(tc, test_legacy_quantize_reference, 0, N_LEGACY);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("q8_K");

@@ -20,14 +20,18 @@
 #define REF_N 5       /* activation rows in x.f32 */
 
 static const kqcl_type kquants[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K};
-/* The types with reference vectors in tests/data: ggml's k-quant blocks, and q4_0 / q8_0 blocks
- * made by the gguf Python package (tests/data/make-legacy-quants.py). */
-static const kqcl_type ref_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K,
-                                      KQCL_TYPE_Q8_K, KQCL_TYPE_Q4_0, KQCL_TYPE_Q8_0};
+/* The types with reference vectors in tests/data: ggml's k-quant blocks, and q4_0, q4_1, q5_0,
+ * q5_1 and q8_0 blocks made by the gguf Python package (tests/data/make-legacy-quants.py). */
+static const kqcl_type ref_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K,
+                                      KQCL_TYPE_Q4_0, KQCL_TYPE_Q4_1, KQCL_TYPE_Q5_0, KQCL_TYPE_Q5_1,
+                                      KQCL_TYPE_Q8_0};
 #define N_REF_TYPES ((int)(sizeof ref_types / sizeof ref_types[0]))
 static const kqcl_type weight_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K,
-                                         KQCL_TYPE_Q4_0, KQCL_TYPE_Q8_0,
-                                         KQCL_TYPE_F16,  KQCL_TYPE_BF16, KQCL_TYPE_F32};
+                                         KQCL_TYPE_Q4_0, KQCL_TYPE_Q4_1, KQCL_TYPE_Q5_0, KQCL_TYPE_Q5_1,
+                                         KQCL_TYPE_Q8_0, KQCL_TYPE_F16,  KQCL_TYPE_BF16, KQCL_TYPE_F32};
+/* The 32-value block types: a block is one unit of the kernels (common.cl). */
+static const kqcl_type block32_types[] = {KQCL_TYPE_Q4_0, KQCL_TYPE_Q4_1, KQCL_TYPE_Q5_0, KQCL_TYPE_Q5_1,
+                                          KQCL_TYPE_Q8_0};
 static const kqcl_type float_types[] = {KQCL_TYPE_F32, KQCL_TYPE_F16, KQCL_TYPE_BF16};
 
 static bool same_bits_or_both_nan(float a, float b)
@@ -135,6 +139,18 @@ START_TEST(matmul_random_odd_shapes)
             check_random_matmul(wtype, float_types[xi], 67, (ni % 2) ? k_small : k_big, n);
         }
     check_random_matmul(wtype, KQCL_TYPE_F32, 1, k_big, 1); /* a single weight row */
+}
+END_TEST
+
+/* The 32-value block types at every decode n (1..8), the first prefill n (9) and 33, on an odd
+ * number of blocks (k = 32 * 7 and 32 * 13) and odd m, with each activation type. */
+START_TEST(matmul_block32_every_n)
+{
+    kqcl_type wtype = block32_types[_i];
+    tu_seed(2000 + _i);
+    static const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 33};
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+        check_random_matmul(wtype, float_types[ni % 3], ni % 2 ? 33 : 67, ni % 2 ? 32 * 13 : 32 * 7, ns[ni]);
 }
 END_TEST
 
@@ -470,7 +486,7 @@ START_TEST(api_rejects_bad_input_and_stays_usable)
     ck_assert_ptr_null(t);
     ck_assert_str_ne(kqcl_last_error(tu_ctx), "");
     ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_Q4_K, 0, 256, &t), KQCL_ERR_INVALID_ARG);
-    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, (kqcl_type)7, 1, 256, &t), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_tensor_create(tu_ctx, (kqcl_type)9, 1, 256, &t), KQCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kqcl_tensor_create(NULL, KQCL_TYPE_F32, 1, 1, &t), KQCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F32, 1, 1, NULL), KQCL_ERR_INVALID_ARG);
 
@@ -1030,6 +1046,7 @@ static Suite *device_suite(void)
 
     tc = tu_context_case("matmul random shapes");
     tcase_add_loop_test(tc, matmul_random_odd_shapes, 0, (int)(sizeof weight_types / sizeof weight_types[0]));
+    tcase_add_loop_test(tc, matmul_block32_every_n, 0, (int)(sizeof block32_types / sizeof block32_types[0]));
     tcase_add_loop_test(tc, matmul_prefill_long_k, 0, (int)(sizeof kquants / sizeof kquants[0]));
     tcase_add_loop_test(tc, matmul_unfused_agrees, 0, N_REF_TYPES);
     suite_add_tcase(s, tc);

@@ -466,13 +466,13 @@ END_TEST
 /* Tensors                                                                                      */
 
 static uint8_t f32_data[2 * 4 * 4], f16_data[5 * 2], q4k_data[2 * 144], q8k_data[3 * 292],
-    bf16_data[4 * 2], q50_data[22];
+    bf16_data[4 * 2], q81_data[36];
 
 static void fill_patterns(void)
 {
-    uint8_t *all[] = {f32_data, f16_data, q4k_data, q8k_data, bf16_data, q50_data};
+    uint8_t *all[] = {f32_data, f16_data, q4k_data, q8k_data, bf16_data, q81_data};
     size_t sizes[] = {sizeof f32_data, sizeof f16_data, sizeof q4k_data, sizeof q8k_data,
-                      sizeof bf16_data, sizeof q50_data};
+                      sizeof bf16_data, sizeof q81_data};
     for (int t = 0; t < 6; t++)
         for (size_t k = 0; k < sizes[t]; k++)
             all[t][k] = (uint8_t)(k * 7 + (size_t)t * 13 + 1);
@@ -481,7 +481,7 @@ static void fill_patterns(void)
 static void add_tensors(kqcl_gguf_writer *w)
 {
     const int64_t f32_ne[] = {4, 2}, f16_ne[] = {5}, q4k_ne[] = {256, 2}, q8k_ne[] = {256, 1, 3, 1},
-                  bf16_ne[] = {2, 2}, q50_ne[] = {32};
+                  bf16_ne[] = {2, 2}, q81_ne[] = {32};
     fill_patterns();
     TU_OK_CTX(NULL, kqcl_gguf_writer_add_tensor(w, "w.f32", KQCL_TYPE_F32, 2, f32_ne, f32_data,
                                                 sizeof f32_data));
@@ -493,10 +493,10 @@ static void add_tensors(kqcl_gguf_writer *w)
                                                 q8k_data, sizeof q8k_data));
     TU_OK_CTX(NULL, kqcl_gguf_writer_add_tensor(w, "w.bf16", KQCL_TYPE_BF16, 2, bf16_ne,
                                                 bf16_data, sizeof bf16_data));
-    /* q5_0 (ggml type 6, 22 bytes a 32 values) is a type kqcl does not compute: written as
+    /* q8_1 (ggml type 9, 36 bytes a 32 values) is a type kqcl does not compute: written as
      * given, read back as unknown. */
-    TU_OK_CTX(NULL, kqcl_gguf_writer_add_tensor(w, "w.q5_0", 6, 1, q50_ne, q50_data,
-                                                sizeof q50_data));
+    TU_OK_CTX(NULL, kqcl_gguf_writer_add_tensor(w, "w.q8_1", 9, 1, q81_ne, q81_data,
+                                                sizeof q81_data));
 }
 
 static void check_tensor(const kqcl_gguf *g, const char *name, uint32_t type, int n_dims,
@@ -538,7 +538,7 @@ START_TEST(test_tensor_round_trip)
     check_tensor(g, "w.q4_K", KQCL_TYPE_Q4_K, 2, 256, 2, 1, q4k_data, sizeof q4k_data, 1);
     check_tensor(g, "w.q8_K", KQCL_TYPE_Q8_K, 4, 256, 1, 3, q8k_data, sizeof q8k_data, 1);
     check_tensor(g, "w.bf16", KQCL_TYPE_BF16, 2, 2, 2, 1, bf16_data, sizeof bf16_data, 1);
-    check_tensor(g, "w.q5_0", 6, 1, 32, 1, 1, q50_data, sizeof q50_data, 0);
+    check_tensor(g, "w.q8_1", 9, 1, 32, 1, 1, q81_data, sizeof q81_data, 0);
     ck_assert_int_eq(kqcl_gguf_find_tensor(g, "nope"), -1);
     kqcl_gguf_tensor t;
     ck_assert_int_eq(kqcl_gguf_tensor_info(g, 6, &t), KQCL_ERR_INVALID_ARG);
@@ -574,7 +574,7 @@ START_TEST(test_load_tensor)
     ck_assert(memcmp(back, q8k_data, sizeof back) == 0);
     kqcl_tensor_destroy(t);
     t = (kqcl_tensor *)1;
-    ck_assert_int_eq(kqcl_gguf_load_tensor(ctx, g, kqcl_gguf_find_tensor(g, "w.q5_0"), &t),
+    ck_assert_int_eq(kqcl_gguf_load_tensor(ctx, g, kqcl_gguf_find_tensor(g, "w.q8_1"), &t),
                      KQCL_ERR_UNSUPPORTED);
     ck_assert_ptr_null(t);
     ck_assert_int_eq(kqcl_gguf_load_tensor(ctx, g, 99, &t), KQCL_ERR_INVALID_ARG);
@@ -583,48 +583,68 @@ START_TEST(test_load_tensor)
 }
 END_TEST
 
-/* A file written by the gguf Python package, as llama.cpp's converters write them, with q8_0,
- * q4_0 and f32 tensors (tests/data/make-legacy-quants.py): listed with the right types, shapes
- * and sizes, loaded onto the device, and every matmul against the host within f32 accumulation. */
-START_TEST(test_python_written_q8_0_q4_0_file)
+/* The files written by the gguf Python package, as llama.cpp's converters write them
+ * (tests/data/make-legacy-quants.py): legacy.gguf with q8_0, q4_0 and f32 tensors,
+ * legacy-q4_1-q5.gguf with q4_1, q5_0 and q5_1 ones, each the top-left 32 x 256 corner of
+ * w.f32: listed with the right types, shapes and sizes, loaded onto the device, and every matmul
+ * against the host within f32 accumulation. */
+static const struct {
+    const char *file;
+    struct { const char *name; uint32_t type; size_t bytes; } tensors[3];
+} python_files[] = {
+    {"legacy.gguf",
+     {{"blk.0.attn_q.weight", KQCL_TYPE_Q8_0, 32 * 8 * 34},
+      {"blk.0.attn_k.weight", KQCL_TYPE_Q4_0, 32 * 8 * 18},
+      {"blk.0.attn_v.weight", KQCL_TYPE_F32, 32 * 256 * 4}}},
+    {"legacy-q4_1-q5.gguf",
+     {{"blk.0.attn_q.weight", KQCL_TYPE_Q4_1, 32 * 8 * 20},
+      {"blk.0.attn_k.weight", KQCL_TYPE_Q5_0, 32 * 8 * 22},
+      {"blk.0.attn_v.weight", KQCL_TYPE_Q5_1, 32 * 8 * 24}}},
+};
+
+START_TEST(test_python_written_files)
 {
-    static const struct { const char *name; uint32_t type; size_t bytes; } want[] = {
-        {"blk.0.attn_q.weight", KQCL_TYPE_Q8_0, 32 * 8 * 34},
-        {"blk.0.attn_k.weight", KQCL_TYPE_Q4_0, 32 * 8 * 18},
-        {"blk.0.attn_v.weight", KQCL_TYPE_F32, 32 * 256 * 4},
-    };
+    enum { M = 32, K = 256, N = 3, W_COLS = 1024 };
     char path[1024];
     const char *dir = getenv("KQCL_TEST_DATA");
-    snprintf(path, sizeof path, "%s/legacy.gguf", dir && *dir ? dir : "tests/data");
+    dir = dir && *dir ? dir : "tests/data";
+    static float corner[M * K], deq[M * K];
+    float row[W_COLS];
+    snprintf(path, sizeof path, "%s/w.f32", dir);
+    FILE *wf = fopen(path, "rb");
+    ck_assert_msg(wf != NULL, "%s: %s", path, strerror(errno));
+    for (int r = 0; r < M; r++) {
+        ck_assert_uint_eq(fread(row, sizeof row, 1, wf), 1);
+        memcpy(corner + r * K, row, K * sizeof(float));
+    }
+    fclose(wf);
+    snprintf(path, sizeof path, "%s/%s", dir, python_files[_i].file);
     kqcl_gguf *g = open_ok(path);
     ck_assert_int_eq(kqcl_gguf_tensor_count(g), 3);
     kqcl_context *ctx = NULL;
     ck_assert_msg(kqcl_context_create(NULL, &ctx) == KQCL_OK, "%s", kqcl_last_error(NULL));
-    enum { M = 32, K = 256, N = 3 };
-    float x[N * K], corner[M * K], deq[M * K], y[N * M];
+    float x[N * K], y[N * M];
     for (int i = 0; i < N * K; i++)
         x[i] = (float)((i * 37 % 101) - 50) / 50.0f;
-    kqcl_gguf_tensor f32;
-    TU_OK_CTX(NULL, kqcl_gguf_tensor_info(g, kqcl_gguf_find_tensor(g, want[2].name), &f32));
-    memcpy(corner, f32.data, sizeof corner);
     for (int i = 0; i < 3; i++) {
+        const char *name = python_files[_i].tensors[i].name;
         kqcl_gguf_tensor t;
-        TU_OK_CTX(NULL, kqcl_gguf_tensor_info(g, kqcl_gguf_find_tensor(g, want[i].name), &t));
-        ck_assert_uint_eq(t.type, want[i].type);
+        TU_OK_CTX(NULL, kqcl_gguf_tensor_info(g, kqcl_gguf_find_tensor(g, name), &t));
+        ck_assert_uint_eq(t.type, python_files[_i].tensors[i].type);
         ck_assert_int_eq(t.known, 1);
         ck_assert_int_eq(t.ne[0], K);
         ck_assert_int_eq(t.ne[1], M);
-        ck_assert_uint_eq(t.nbytes, want[i].bytes);
+        ck_assert_uint_eq(t.nbytes, python_files[_i].tensors[i].bytes);
         TU_OK_CTX(NULL, kqcl_dequantize((kqcl_type)t.type, t.data, deq, M, K));
         for (int j = 0; j < M * K; j++) { /* gguf's blocks are w's corner, within one quant step */
-            float amax = 0; /* of the value's 32-value block: q4_0's step is amax / 8 */
+            float amax = 0; /* of the value's 32-value block: q4_0's step is amax / 8, the others' less */
             for (int b = j / 32 * 32; b < j / 32 * 32 + 32; b++)
                 amax = fabsf(corner[b]) > amax ? fabsf(corner[b]) : amax;
-            ck_assert_msg(fabsf(deq[j] - corner[j]) <= amax / 8 * 1.001f, "%s value %d: %g vs %g", want[i].name, j,
-                          deq[j], corner[j]);
+            ck_assert_msg(fabsf(deq[j] - corner[j]) <= amax / 8 * 1.001f, "%s %s value %d: %g vs %g",
+                          python_files[_i].file, name, j, deq[j], corner[j]);
         }
         kqcl_tensor *wt = NULL, *xt = NULL, *yt = NULL;
-        TU_OK_CTX(ctx, kqcl_gguf_load_tensor(ctx, g, kqcl_gguf_find_tensor(g, want[i].name), &wt));
+        TU_OK_CTX(ctx, kqcl_gguf_load_tensor(ctx, g, kqcl_gguf_find_tensor(g, name), &wt));
         TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F32, N, K, &xt));
         TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F32, N, M, &yt));
         TU_OK_CTX(ctx, kqcl_tensor_write(xt, x, sizeof x));
@@ -637,8 +657,8 @@ START_TEST(test_python_written_q8_0_q4_0_file)
                     ref += (double)deq[r * K + k] * x[n * K + k];
                     mag += fabs((double)deq[r * K + k] * x[n * K + k]);
                 }
-                ck_assert_msg(fabs(y[n * M + r] - ref) <= 1e-5 * mag + 1e-6, "%s y[%d,%d] = %.9g, want %.9g",
-                              want[i].name, n, r, y[n * M + r], ref);
+                ck_assert_msg(fabs(y[n * M + r] - ref) <= 1e-5 * mag + 1e-6, "%s y[%d,%d] = %.9g, want %.9g", name, n,
+                              r, y[n * M + r], ref);
             }
         kqcl_tensor_destroy(wt), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(yt);
     }
@@ -1524,7 +1544,7 @@ static Suite *gguf_suite(void)
     TCase *device = tcase_create("load onto a device");
     tcase_set_timeout(device, 300);
     tcase_add_test(device, test_load_tensor);
-    tcase_add_test(device, test_python_written_q8_0_q4_0_file);
+    tcase_add_loop_test(device, test_python_written_files, 0, (int)(sizeof python_files / sizeof python_files[0]));
     suite_add_tcase(s, device);
 
     TCase *malformed = tcase_create("malformed files fail cleanly");

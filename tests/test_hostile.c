@@ -227,20 +227,20 @@ static bool have_device(void)
     return true;
 }
 
-/* A tensor of a type kqcl cannot compute (q5_0 -- q8_0 was one until kqcl learnt it -- or an
- * unknown id) was skipped without a word ("8 weights" for 9): every skipped tensor is named with
- * the reason. */
+/* A tensor of a type kqcl cannot compute (q8_1 -- q8_0 and q5_0 were ones until kqcl learnt
+ * them -- or an unknown id) was skipped without a word ("8 weights" for 9): every skipped tensor
+ * is named with the reason. */
 START_TEST(run_names_every_skipped_tensor)
 {
     if (!have_device())
         return;
     static float f32[4 * 256], norm[256];
-    static uint8_t q50[64 * 22], future[100];
+    static uint8_t q81[64 * 36], future[100];
     kqcl_gguf_writer *w;
-    const int64_t ne_f32[] = {256, 4}, ne_q50[] = {64, 32}, ne_norm[] = {256}, ne_future[] = {10, 10};
+    const int64_t ne_f32[] = {256, 4}, ne_q81[] = {64, 32}, ne_norm[] = {256}, ne_future[] = {10, 10};
     ck_assert_int_eq(kqcl_gguf_writer_create(&w), KQCL_OK);
     ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "blk.0.w", KQCL_TYPE_F32, 2, ne_f32, f32, sizeof f32), KQCL_OK);
-    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "blk.0.q5_0", 6, 2, ne_q50, q50, sizeof q50), KQCL_OK);
+    ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "blk.0.q8_1", 9, 2, ne_q81, q81, sizeof q81), KQCL_OK);
     ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "blk.0.norm", KQCL_TYPE_F32, 1, ne_norm, norm, sizeof norm),
                      KQCL_OK);
     ck_assert_int_eq(kqcl_gguf_writer_add_tensor(w, "blk.0.future", 12345, 2, ne_future, future, sizeof future),
@@ -252,7 +252,7 @@ START_TEST(run_names_every_skipped_tensor)
     const char *err = tool_err;
     ck_assert_msg(rc == 0, "kqcl run: exit %d: %s", rc, err);
     ck_assert_has(tool_out, "1 weights");
-    ck_assert_has(err, "skipping 'blk.0.q5_0' (q5_0, 2-D): a type kqcl does not compute with");
+    ck_assert_has(err, "skipping 'blk.0.q8_1' (q8_1, 2-D): a type kqcl does not compute with");
     ck_assert_has(err, "skipping 'blk.0.future' (type12345, 2-D): a type id ggml does not define");
     ck_assert_has(err, "skipping 'blk.0.norm' (f32, 1-D): not a 2-D matrix");
     ck_assert_has(err, "3 of 4 tensors skipped");

@@ -12,7 +12,8 @@
 #include <string.h>
 
 static const kqcl_type weight_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K,
-                                         KQCL_TYPE_Q4_0, KQCL_TYPE_Q8_0,
+                                         KQCL_TYPE_Q4_0, KQCL_TYPE_Q4_1, KQCL_TYPE_Q5_0, KQCL_TYPE_Q5_1,
+                                         KQCL_TYPE_Q8_0,
                                          KQCL_TYPE_F16,  KQCL_TYPE_BF16, KQCL_TYPE_F32};
 #define N_WTYPES ((int)(sizeof weight_types / sizeof weight_types[0]))
 static const int ns[] = {1, 3, 12}; /* matvec, matvec, tiled */

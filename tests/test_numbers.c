@@ -16,13 +16,15 @@
 #include <string.h>
 
 static const kqcl_type kquants[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K};
-/* Types with a scale set_scale can reach: the k-quants, and q4_0 / q8_0 (d at each block's start;
- * set_scale sets the first 32-value block of a 256-value span). */
-static const kqcl_type scaled_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K,
-                                         KQCL_TYPE_Q8_K, KQCL_TYPE_Q4_0, KQCL_TYPE_Q8_0};
+/* Types with a scale set_scale can reach: the k-quants, and the 32-value block types (d at each
+ * block's start, q4_1/q5_1's min m after it; set_scale sets the first 32-value block of a
+ * 256-value span). */
+static const kqcl_type scaled_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K, KQCL_TYPE_Q4_0,
+                                         KQCL_TYPE_Q4_1, KQCL_TYPE_Q5_0, KQCL_TYPE_Q5_1, KQCL_TYPE_Q8_0};
 #define COUNT(a) ((int)(sizeof a / sizeof a[0]))
 static const kqcl_type weight_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K,
-                                         KQCL_TYPE_Q4_0, KQCL_TYPE_Q8_0,
+                                         KQCL_TYPE_Q4_0, KQCL_TYPE_Q4_1, KQCL_TYPE_Q5_0, KQCL_TYPE_Q5_1,
+                                         KQCL_TYPE_Q8_0,
                                          KQCL_TYPE_F16,  KQCL_TYPE_BF16, KQCL_TYPE_F32};
 static const kqcl_type float_types[] = {KQCL_TYPE_F32, KQCL_TYPE_F16, KQCL_TYPE_BF16};
 
@@ -39,8 +41,8 @@ static void *quantized(kqcl_type type, const float *f, int64_t rows, int64_t col
     return q;
 }
 
-/* The f16 super-block scale d (which = 0) or dmin (which = 1) of block b of row r. q8_K's d is an
- * f32: it gets the f32 value of the half. */
+/* The f16 super-block scale d (which = 0) or dmin (which = 1; q4_1/q5_1: the min m) of block b
+ * of row r. q8_K's d is an f32: it gets the f32 value of the half. */
 static void set_scale(kqcl_type type, unsigned char *w, int64_t k, int64_t r, int64_t b, int which, uint16_t half)
 {
     unsigned char *block = w + (size_t)r * kqcl_row_size(type, k) + (size_t)b * kqcl_row_size(type, 256);
@@ -101,8 +103,8 @@ START_TEST(nan_and_inf_scales_poison_only_their_rows)
     unsigned char *w = quantized(type, wf, M, K);
     set_scale(type, w, K, 1, 1, 0, HALF_NAN);    /* row 1: d = NaN in its second block */
     set_scale(type, w, K, 3, 0, 0, HALF_INF);    /* row 3: d = +Inf */
-    if (type == KQCL_TYPE_Q4_K || type == KQCL_TYPE_Q5_K)
-        set_scale(type, w, K, 5, 1, 1, HALF_INF); /* row 5: dmin = +Inf */
+    if (type == KQCL_TYPE_Q4_K || type == KQCL_TYPE_Q5_K || type == KQCL_TYPE_Q4_1 || type == KQCL_TYPE_Q5_1)
+        set_scale(type, w, K, 5, 1, 1, HALF_INF); /* row 5: dmin (q4_1/q5_1: m) = +Inf */
     else
         set_scale(type, w, K, 5, 1, 0, HALF_NEG_INF);
     for (size_t xi = 0; xi < sizeof float_types / sizeof float_types[0]; xi++)
@@ -362,7 +364,7 @@ START_TEST(requests_beyond_the_api_are_refused)
         {KQCL_TYPE_F32, 0, 1, KQCL_ERR_INVALID_ARG},
         {KQCL_TYPE_F32, -1, 1, KQCL_ERR_INVALID_ARG},
         {KQCL_TYPE_F32, 1, INT64_MIN, KQCL_ERR_INVALID_ARG},
-        {(kqcl_type)2, 1, 1, KQCL_ERR_INVALID_ARG},                        /* q4_0: not a kqcl type */
+        {(kqcl_type)9, 32, 32, KQCL_ERR_INVALID_ARG},                      /* q8_1: not a kqcl type */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         t = (kqcl_tensor *)1;

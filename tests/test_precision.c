@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const kqcl_type quant_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K,
-                                        KQCL_TYPE_Q8_K, KQCL_TYPE_Q4_0, KQCL_TYPE_Q8_0};
+static const kqcl_type quant_types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K, KQCL_TYPE_Q4_0,
+                                        KQCL_TYPE_Q4_1, KQCL_TYPE_Q5_0, KQCL_TYPE_Q5_1, KQCL_TYPE_Q8_0};
 #define N_QUANT ((int)(sizeof quant_types / sizeof quant_types[0]))
 
 /* ggml's CUDA quantization of activations (q8_1: blocks of 32, d = amax / 127, q = roundf(x /
@@ -240,12 +240,16 @@ START_TEST(q8_mode_every_quant_type)
     static const int ns[] = {1, 2, 3, 5, 8, 9};
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
         check_mode(KQCL_PRECISION_Q8, wtype, ns[i], 37 + 2 * (int64_t)i, k);
+    static const int more_ns[] = {4, 6, 7, 33}; /* the 32-value blocks: every decode n, and 33 */
+    for (size_t i = 0; kqcl_block_size(wtype) == 32 && i < sizeof more_ns / sizeof more_ns[0]; i++)
+        check_mode(KQCL_PRECISION_Q8, wtype, more_ns[i], 35, k);
 }
 END_TEST
 
 START_TEST(f16_bf16_auto_modes_every_type)
 {
-    static const kqcl_type types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K, KQCL_TYPE_Q4_0,
+    static const kqcl_type types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q5_K, KQCL_TYPE_Q6_K, KQCL_TYPE_Q8_K,
+                                      KQCL_TYPE_Q4_0, KQCL_TYPE_Q4_1, KQCL_TYPE_Q5_0, KQCL_TYPE_Q5_1,
                                       KQCL_TYPE_Q8_0, KQCL_TYPE_F16,  KQCL_TYPE_BF16, KQCL_TYPE_F32};
     static const kqcl_precision modes[] = {KQCL_PRECISION_F16, KQCL_PRECISION_BF16, KQCL_PRECISION_AUTO};
     tu_seed(200 + (uint64_t)_i);

@@ -55,16 +55,19 @@ static const struct {
 };
 
 /* llama.cpp's general.file_type (enum llama_ftype) for a file whose weights are mostly `type`:
- * ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7, MOSTLY_Q4_K_S 14 and MOSTLY_Q5_K_S 16
- * (the "mostly q4_K / q5_K" numbers), MOSTLY_Q6_K 18, MOSTLY_BF16 32. q8_K has none: llama.cpp
- * uses it only for activations. */
+ * ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q4_1 3, MOSTLY_Q8_0 7, MOSTLY_Q5_0 8,
+ * MOSTLY_Q5_1 9, MOSTLY_Q4_K_S 14 and MOSTLY_Q5_K_S 16 (the "mostly q4_K / q5_K" numbers),
+ * MOSTLY_Q6_K 18, MOSTLY_BF16 32. q8_K has none: llama.cpp uses it only for activations. */
 static int file_type_of(kqcl_type type)
 {
     switch (type) {
     case KQCL_TYPE_F32: return 0;
     case KQCL_TYPE_F16: return 1;
     case KQCL_TYPE_Q4_0: return 2;
+    case KQCL_TYPE_Q4_1: return 3;
     case KQCL_TYPE_Q8_0: return 7;
+    case KQCL_TYPE_Q5_0: return 8;
+    case KQCL_TYPE_Q5_1: return 9;
     case KQCL_TYPE_Q4_K: return 14;
     case KQCL_TYPE_Q5_K: return 16;
     case KQCL_TYPE_Q6_K: return 18;
@@ -339,7 +342,8 @@ int kq_cmd_quantize(int argc, char **argv)
     quantize_job job = {.in = NULL};
     if (!parse_recipe(type_name, &job.recipe))
         return kq_usage_error("quantize", "TYPE '%s': not a type kqcl quantizes to, nor a mix "
-                              "(q4_K, q5_K, q6_K, q8_K, q8_0, q4_0, f16, bf16, f32, Q4_K_M, Q5_K_M)", type_name);
+                              "(q4_K, q5_K, q6_K, q8_K, q8_0, q5_1, q5_0, q4_1, q4_0, f16, bf16, f32, Q4_K_M, "
+                              "Q5_K_M)", type_name);
     if (same_file(in_path, out_path))
         return kq_usage_error("quantize", "OUT must not be IN (%s)", in_path);
     if (kq_gguf_open_or_complain("quantize", in_path, &job.in) != 0)
