@@ -29,27 +29,30 @@ rc=$?
 secs=$(( $(date +%s) - start ))
 
 # The console printer's lines: "  OP(type_a=q4_0,type_b=f32,...): OK" (colour codes around the
-# verdict), "... : not supported [KQCL0]", "... : compare failed ... FAIL".
+# verdict), "...: not supported [KQCL0]" (or [CPU]: the reference lacks it), "...: compare
+# failed ... FAIL"; a failed comparison's "[OP] ERR = ... > ..." may come first on the line.
 sed 's/\x1b\[[0-9;]*m//g' "$log" | awk -v backend="$backend" -v ops="$ops" -v rc="$rc" -v secs="$secs" '
-  /^  [A-Z_0-9]+\(.*\): / {
+  /[A-Z][A-Z_0-9]*\([a-z_0-9]+=[^)]*\): / {
     t = "-"
     if (match($0, /type_a=[^,)]+/)) t = substr($0, RSTART + 7, RLENGTH - 7)
     else if (match($0, /type=[^,)]+/)) t = substr($0, RSTART + 5, RLENGTH - 5)
     if (!(t in seen)) { seen[t] = 1; order[++ntypes] = t }
-    if ($0 ~ /not supported/) { ns[t]++; NS++ }
-    else if ($0 ~ /: OK$/ || $0 ~ /OK$/) { run[t]++; ok[t]++; RUN++; OK++ }
-    else if ($0 ~ /FAIL$/) { run[t]++; RUN++; failed[++nfailed] = $0 }
+    if ($0 ~ /not supported \[/) {
+      if ($0 ~ ("not supported \\[[^]]*" backend)) { ns[t]++; NS++ } else { nc[t]++; NC++ }
+    } else if ($0 ~ /FAIL[ \t]*$/) { run[t]++; RUN++; failed[++nfailed] = $0 }
+    else if ($0 ~ /OK[ \t]*$/) { run[t]++; ok[t]++; RUN++; OK++ }
     next
   }
   END {
-    printf "test-backend-ops %s on %s (%d s):\n", ops, backend, secs
-    printf "  %-8s %6s %7s %14s\n", "type", "run", "passed", "not supported"
+    printf "test-backend-ops %s on %s (%d s): cases run, passed, not supported by %s, and\n", ops, backend, secs, backend
+    printf "supported by %s but not by the CPU backend that is the reference (not run):\n", backend
+    printf "  %-8s %6s %7s %14s %12s\n", "type", "run", "passed", "not supported", "CPU lacks"
     for (i = 1; i <= ntypes; i++) {
       t = order[i]
-      printf "  %-8s %6d %7d %14d\n", t, run[t], ok[t], ns[t]
+      printf "  %-8s %6d %7d %14d %12d\n", t, run[t], ok[t], ns[t], nc[t]
     }
-    printf "  %-8s %6d %7d %14d\n", "all", RUN, OK, NS
-    for (i = 1; i <= nfailed; i++) print "FAILED:" failed[i]
+    printf "  %-8s %6d %7d %14d %12d\n", "all", RUN, OK, NS, NC
+    for (i = 1; i <= nfailed; i++) print "FAILED: " failed[i]
     if (nfailed > 0 || RUN == 0 || rc != 0) {
       if (RUN == 0) print "ggml-test-ops: no case ran on " backend " (did the module load? is there a device?)"
       if (rc != 0) print "ggml-test-ops: test-backend-ops exited with status " rc
@@ -59,6 +62,6 @@ sed 's/\x1b\[[0-9;]*m//g' "$log" | awk -v backend="$backend" -v ops="$ops" -v rc
 status=$?
 if [ $status -ne 0 ]; then
   echo "ggml-test-ops: FAILED; the log is $log; its last lines:"
-  tail -n 15 "$log"
+  tail -n 15 "$log" | sed 's/\x1b\[[0-9;]*m//g'
 fi
 exit $status
