@@ -17,7 +17,8 @@
  *     (PROT_NONE), so tensor->data = base + offset is unique, aligned, and faults if the host
  *     ever touches it;
  *   - ops from a table (kq_ops below), each a pair: does the device take this node, and compute
- *     it. MUL_MAT for every weight type kqcl computes; NONE and the view ops cost nothing.
+ *     it. MUL_MAT for every weight type kqcl computes, GET_ROWS (an embedding lookup) for every
+ *     type kqcl knows; NONE and the view ops cost nothing.
  *
  * kqcl's calls on one context are serialised by the caller (kqcl.h): every call here holds
  * kq_lock. Products are queued on the device (kqcl_matmul is asynchronous); a buffer read
@@ -463,6 +464,93 @@ static enum ggml_status kq_compute_mul_mat(kq_backend *be, struct ggml_tensor *d
     return status;
 }
 
+/*
+ * GET_ROWS: dst[i12][i11][i10] (a row of ne00 f32) = src0[i12][i11][idx] with idx =
+ * src1[i12][i11][i10] (i32): an embedding lookup. The indices are read to the host (which waits
+ * for the work queued before), the rows gathered into scratch and converted on the device
+ * (kqcl_convert: dequantization, or a copy for f32). Taken: src0 of a type kqcl knows (rows
+ * contiguous within), src1 i32 with contiguous rows, dst f32 and contiguous.
+ */
+static bool kq_supports_get_rows(const kq_device *d, const struct ggml_tensor *op)
+{
+    const struct ggml_tensor *s0 = op->src[0], *s1 = op->src[1];
+    if (s0 == NULL || s1 == NULL || op->type != GGML_TYPE_F32 || !ggml_is_contiguous(op) || s1->type != GGML_TYPE_I32)
+        return false;
+    const int64_t k = s0->ne[0];
+    if (k <= 0 || k > INT32_MAX || s1->ne[0] > INT32_MAX || !kq_weight_type(s0->type, k) ||
+        s0->nb[0] != ggml_type_size(s0->type) || s1->nb[0] != sizeof(int32_t))
+        return false;
+    if (s0->ne[2] != s1->ne[1] || s0->ne[3] != s1->ne[2] || op->ne[0] != k || op->ne[1] != s1->ne[0])
+        return false;
+    const uint64_t max = d->info.max_alloc_bytes;
+    return (uint64_t)s1->ne[0] * ggml_row_size(s0->type, k) <= max && (uint64_t)s1->ne[0] * (uint64_t)k * sizeof(float) <= max;
+}
+
+static enum ggml_status kq_compute_get_rows(kq_backend *be, struct ggml_tensor *dst)
+{
+    kq_device *d = be->dev;
+    const struct ggml_tensor *s0 = dst->src[0], *s1 = dst->src[1];
+    kq_buffer *b0 = kq_buffer_of(s0), *b1 = kq_buffer_of(s1), *bd = kq_buffer_of(dst);
+    if (b0 == NULL || b1 == NULL || bd == NULL) {
+        kq_log("%s: GET_ROWS %s: an operand is not in a kqcl buffer", d->name, dst->name);
+        return GGML_STATUS_FAILED;
+    }
+    const kqcl_type type = (kqcl_type)s0->type;
+    const int64_t k = s0->ne[0], n = s1->ne[0];
+    const size_t row = kqcl_row_size(type, k), y_row = (size_t)k * sizeof(float);
+    const size_t off0 = kq_offset(b0, s0), off1 = kq_offset(b1, s1), offd = kq_offset(bd, dst);
+    int32_t *idx = malloc((size_t)n * sizeof *idx);
+    if (idx == NULL)
+        return GGML_STATUS_ALLOC_FAILED;
+    enum ggml_status status = GGML_STATUS_SUCCESS;
+    for (int64_t i12 = 0; i12 < s1->ne[2] && status == GGML_STATUS_SUCCESS; i12++) {
+        for (int64_t i11 = 0; i11 < s1->ne[1]; i11++) {
+            const size_t o1 = off1 + (size_t)i11 * s1->nb[1] + (size_t)i12 * s1->nb[2];
+            const size_t o0 = off0 + (size_t)i11 * s0->nb[2] + (size_t)i12 * s0->nb[3];
+            const size_t od = offd + (size_t)i11 * dst->nb[2] + (size_t)i12 * dst->nb[3];
+            bool ok = kq_ok(kqcl_buffer_read(b1->mem, o1, idx, (size_t)n * sizeof *idx), "GET_ROWS indices");
+            for (int64_t i = 0; ok && i < n; i++)
+                if (idx[i] < 0 || idx[i] >= s0->ne[1]) {
+                    kq_log("%s: GET_ROWS %s: row %d of %lld", d->name, dst->name, idx[i], (long long)s0->ne[1]);
+                    ok = false;
+                }
+            kqcl_buffer *rows = ok ? kq_scratch(d, KQ_SCRATCH_W, (size_t)n * row) : NULL;
+            ok = rows != NULL;
+            /* Runs of consecutive rows are one copy. */
+            for (int64_t i = 0; ok && i < n;) {
+                int64_t j = i + 1;
+                while (j < n && idx[j] == idx[j - 1] + 1)
+                    j++;
+                ok = kq_ok(kqcl_buffer_copy(rows, (size_t)i * row, b0->mem, o0 + (size_t)idx[i] * s0->nb[1],
+                                            (size_t)(j - i) * row),
+                           "GET_ROWS gather");
+                i = j;
+            }
+            kqcl_tensor *src = NULL, *out = NULL;
+            kqcl_buffer *y_mem = NULL;
+            ok = ok && kq_ok(kqcl_tensor_view(rows, 0, type, n, k, &src), "tensor view");
+            if (ok) {
+                y_mem = od % d->alignment == 0 ? bd->mem : kq_scratch(d, KQ_SCRATCH_Y, (size_t)n * y_row);
+                ok = y_mem != NULL &&
+                     kq_ok(kqcl_tensor_view(y_mem, y_mem == bd->mem ? od : 0, KQCL_TYPE_F32, n, k, &out), "tensor view");
+            }
+            ok = ok && kq_ok(kqcl_convert(kq_ctx, src, out), "GET_ROWS convert");
+            if (ok && y_mem != bd->mem)
+                ok = kq_ok(kqcl_buffer_copy(bd->mem, od, y_mem, 0, (size_t)n * y_row), "GET_ROWS result copy");
+            kqcl_tensor_destroy(src);
+            kqcl_tensor_destroy(out);
+            if (!ok) {
+                kq_log("%s: GET_ROWS %s (%s, %lld rows of %lld) failed", d->name, dst->name, ggml_type_name(s0->type),
+                       (long long)n, (long long)k);
+                status = GGML_STATUS_FAILED;
+                break;
+            }
+        }
+    }
+    free(idx);
+    return status;
+}
+
 /* The op table: what the device takes (supports) and how it computes it (compute). An op
  * without an entry is declined and stays with another backend. */
 typedef struct kq_op {
@@ -477,6 +565,7 @@ static const kq_op kq_ops[GGML_OP_COUNT] = {
     [GGML_OP_PERMUTE] = {kq_supports_view, kq_compute_nothing},
     [GGML_OP_TRANSPOSE] = {kq_supports_view, kq_compute_nothing},
     [GGML_OP_MUL_MAT] = {kq_supports_mul_mat, kq_compute_mul_mat},
+    [GGML_OP_GET_ROWS] = {kq_supports_get_rows, kq_compute_get_rows},
 };
 
 static const kq_op *kq_op_of(enum ggml_op op)

@@ -2,7 +2,7 @@
 # ggml-test-ops.sh TEST_BACKEND_OPS MODULE [OPS] -- ggml's own test-backend-ops (from a build of
 # the pinned llama.cpp) judges the kqcl module: every case of OPS (default MUL_MAT, a -o list)
 # on device $GGML_BACKEND (default KQCL0) against ggml's CPU backend. Prints the counts per
-# weight type (run / passed / not supported) and fails on any failed case, or when nothing ran
+# op and weight type (run / passed / not supported) and fails on any failed case, or when nothing ran
 # (the module did not load, or no device). The full log is kept in $GGML_TEST_LOG (default
 # ggml-test-ops.log in the current directory). `make check-ggml` runs it.
 set -u
@@ -36,6 +36,9 @@ sed 's/\x1b\[[0-9;]*m//g' "$log" | awk -v backend="$backend" -v ops="$ops" -v rc
     t = "-"
     if (match($0, /type_a=[^,)]+/)) t = substr($0, RSTART + 7, RLENGTH - 7)
     else if (match($0, /type=[^,)]+/)) t = substr($0, RSTART + 5, RLENGTH - 5)
+    match($0, /[A-Z][A-Z_0-9]*\([a-z_0-9]+=/)
+    op = substr($0, RSTART, RLENGTH); sub(/\(.*/, "", op)
+    t = sprintf("%-10s %s", op, t)
     if (!(t in seen)) { seen[t] = 1; order[++ntypes] = t }
     if ($0 ~ /not supported \[/) {
       if ($0 ~ ("not supported \\[[^]]*" backend)) { ns[t]++; NS++ } else { nc[t]++; NC++ }
@@ -46,12 +49,12 @@ sed 's/\x1b\[[0-9;]*m//g' "$log" | awk -v backend="$backend" -v ops="$ops" -v rc
   END {
     printf "test-backend-ops %s on %s (%d s): cases run, passed, not supported by %s, and\n", ops, backend, secs, backend
     printf "supported by %s but not by the CPU backend that is the reference (not run):\n", backend
-    printf "  %-8s %6s %7s %14s %12s\n", "type", "run", "passed", "not supported", "CPU lacks"
+    printf "  %-18s %6s %7s %14s %12s\n", "op       type", "run", "passed", "not supported", "CPU lacks"
     for (i = 1; i <= ntypes; i++) {
       t = order[i]
-      printf "  %-8s %6d %7d %14d %12d\n", t, run[t], ok[t], ns[t], nc[t]
+      printf "  %-18s %6d %7d %14d %12d\n", t, run[t], ok[t], ns[t], nc[t]
     }
-    printf "  %-8s %6d %7d %14d %12d\n", "all", RUN, OK, NS, NC
+    printf "  %-18s %6d %7d %14d %12d\n", "all", RUN, OK, NS, NC
     for (i = 1; i <= nfailed; i++) print "FAILED: " failed[i]
     if (nfailed > 0 || RUN == 0 || rc != 0) {
       if (RUN == 0) print "ggml-test-ops: no case ran on " backend " (did the module load? is there a device?)"
