@@ -18,7 +18,8 @@
  *     ever touches it;
  *   - ops from a table (kq_ops below), each a pair: does the device take this node, and compute
  *     it. MUL_MAT for every weight type kqcl computes, GET_ROWS (an embedding lookup) for every
- *     type kqcl knows; NONE and the view ops cost nothing.
+ *     type kqcl knows, SET_ROWS into f32/f16/bf16 (writing the KV cache, so that it may live on
+ *     the device); NONE and the view ops cost nothing.
  *
  * kqcl's calls on one context are serialised by the caller (kqcl.h): every call here holds
  * kq_lock. Products are queued on the device (kqcl_matmul is asynchronous); a buffer read
@@ -551,6 +552,109 @@ static enum ggml_status kq_compute_get_rows(kq_backend *be, struct ggml_tensor *
     return status;
 }
 
+/*
+ * SET_ROWS: dst[i03][i02][idx] = src0[i03][i02][i] converted to dst's type, idx =
+ * src1[i03 % ne12][i02 % ne11][i] (i32 or i64), dst a view of the tensor written in place (the
+ * KV cache). The indices are read to the host; each batch's rows are converted on the device
+ * (kqcl_convert, rounding to nearest even) into scratch, then copied to their rows. Taken: src0
+ * f32 or f16, dst f32, f16 or bf16, rows contiguous within; quantized destinations are not.
+ */
+static bool kq_supports_set_rows(const kq_device *d, const struct ggml_tensor *op)
+{
+    const struct ggml_tensor *s0 = op->src[0], *s1 = op->src[1];
+    if (s0 == NULL || s1 == NULL || (s0->type != GGML_TYPE_F32 && s0->type != GGML_TYPE_F16) ||
+        (op->type != GGML_TYPE_F32 && op->type != GGML_TYPE_F16 && op->type != GGML_TYPE_BF16) ||
+        (s1->type != GGML_TYPE_I32 && s1->type != GGML_TYPE_I64))
+        return false;
+    const int64_t k = s0->ne[0];
+    if (k <= 0 || k > INT32_MAX || s0->ne[1] > INT32_MAX || op->ne[0] != k || s1->ne[0] != s0->ne[1] ||
+        s0->nb[0] != ggml_type_size(s0->type) || op->nb[0] != ggml_type_size(op->type) ||
+        s1->nb[0] != ggml_type_size(s1->type) || s1->ne[1] <= 0 || s1->ne[2] <= 0 || s0->ne[2] % s1->ne[1] != 0 ||
+        s0->ne[3] % s1->ne[2] != 0 || op->ne[2] != s0->ne[2] || op->ne[3] != s0->ne[3])
+        return false;
+    const uint64_t max = d->info.max_alloc_bytes;
+    return (uint64_t)s0->ne[1] * (uint64_t)k * sizeof(float) <= max;
+}
+
+static enum ggml_status kq_compute_set_rows(kq_backend *be, struct ggml_tensor *dst)
+{
+    kq_device *d = be->dev;
+    const struct ggml_tensor *s0 = dst->src[0], *s1 = dst->src[1];
+    kq_buffer *b0 = kq_buffer_of(s0), *b1 = kq_buffer_of(s1), *bd = kq_buffer_of(dst);
+    if (b0 == NULL || b1 == NULL || bd == NULL) {
+        kq_log("%s: SET_ROWS %s: an operand is not in a kqcl buffer", d->name, dst->name);
+        return GGML_STATUS_FAILED;
+    }
+    const kqcl_type ts = (kqcl_type)s0->type, td = (kqcl_type)dst->type;
+    const int64_t k = s0->ne[0], n = s0->ne[1];
+    const size_t d_row = kqcl_row_size(td, k), isz = ggml_type_size(s1->type);
+    const size_t off0 = kq_offset(b0, s0), off1 = kq_offset(b1, s1), offd = kq_offset(bd, dst);
+    unsigned char *raw = malloc((size_t)n * isz);
+    int64_t *idx = malloc((size_t)n * sizeof *idx);
+    if (raw == NULL || idx == NULL) {
+        free(raw);
+        free(idx);
+        return GGML_STATUS_ALLOC_FAILED;
+    }
+    enum ggml_status status = GGML_STATUS_SUCCESS;
+    for (int64_t i03 = 0; i03 < s0->ne[3] && status == GGML_STATUS_SUCCESS; i03++) {
+        for (int64_t i02 = 0; i02 < s0->ne[2]; i02++) {
+            const size_t o1 = off1 + (size_t)(i02 % s1->ne[1]) * s1->nb[1] + (size_t)(i03 % s1->ne[2]) * s1->nb[2];
+            bool ok = kq_ok(kqcl_buffer_read(b1->mem, o1, raw, (size_t)n * isz), "SET_ROWS indices");
+            for (int64_t i = 0; ok && i < n; i++) {
+                if (isz == sizeof(int64_t)) {
+                    memcpy(&idx[i], raw + (size_t)i * isz, sizeof idx[i]);
+                } else {
+                    int32_t v;
+                    memcpy(&v, raw + (size_t)i * isz, sizeof v);
+                    idx[i] = v;
+                }
+                if (idx[i] < 0 || idx[i] >= dst->ne[1]) {
+                    kq_log("%s: SET_ROWS %s: row %lld of %lld", d->name, dst->name, (long long)idx[i],
+                           (long long)dst->ne[1]);
+                    ok = false;
+                }
+            }
+            /* The batch's rows in dst's type, contiguous: src0's rows themselves where they
+             * already are, else converted into scratch. */
+            kqcl_buffer *rows_mem = NULL;
+            size_t rows_off = 0;
+            const size_t o0 = off0 + (size_t)i02 * s0->nb[2] + (size_t)i03 * s0->nb[3];
+            if (ok && ts == td && (n == 1 || s0->nb[1] == d_row)) {
+                rows_mem = b0->mem;
+                rows_off = o0;
+            } else if (ok) {
+                kqcl_tensor *x = kq_operand(d, b0->mem, o0, s0->nb[1], ts, n, k, KQ_SCRATCH_X), *y = NULL;
+                rows_mem = x ? kq_scratch(d, KQ_SCRATCH_Y, (size_t)n * d_row) : NULL;
+                ok = rows_mem != NULL && kq_ok(kqcl_tensor_view(rows_mem, 0, td, n, k, &y), "tensor view") &&
+                     kq_ok(kqcl_convert(kq_ctx, x, y), "SET_ROWS convert");
+                kqcl_tensor_destroy(x);
+                kqcl_tensor_destroy(y);
+            }
+            const size_t od = offd + (size_t)i02 * dst->nb[2] + (size_t)i03 * dst->nb[3];
+            for (int64_t i = 0; ok && i < n;) { /* runs of consecutive rows are one copy */
+                int64_t j = i + 1;
+                while (j < n && idx[j] == idx[j - 1] + 1 && dst->nb[1] == d_row)
+                    j++;
+                ok = kq_ok(kqcl_buffer_copy(bd->mem, od + (size_t)idx[i] * dst->nb[1], rows_mem,
+                                            rows_off + (size_t)i * (rows_mem == b0->mem ? s0->nb[1] : d_row),
+                                            (size_t)(j - i) * d_row),
+                           "SET_ROWS copy");
+                i = j;
+            }
+            if (!ok) {
+                kq_log("%s: SET_ROWS %s (%s to %s, %lld rows of %lld) failed", d->name, dst->name,
+                       ggml_type_name(s0->type), ggml_type_name(dst->type), (long long)n, (long long)k);
+                status = GGML_STATUS_FAILED;
+                break;
+            }
+        }
+    }
+    free(raw);
+    free(idx);
+    return status;
+}
+
 /* The op table: what the device takes (supports) and how it computes it (compute). An op
  * without an entry is declined and stays with another backend. */
 typedef struct kq_op {
@@ -566,6 +670,7 @@ static const kq_op kq_ops[GGML_OP_COUNT] = {
     [GGML_OP_TRANSPOSE] = {kq_supports_view, kq_compute_nothing},
     [GGML_OP_MUL_MAT] = {kq_supports_mul_mat, kq_compute_mul_mat},
     [GGML_OP_GET_ROWS] = {kq_supports_get_rows, kq_compute_get_rows},
+    [GGML_OP_SET_ROWS] = {kq_supports_set_rows, kq_compute_set_rows},
 };
 
 static const kq_op *kq_op_of(enum ggml_op op)

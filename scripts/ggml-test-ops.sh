@@ -35,6 +35,7 @@ sed 's/\x1b\[[0-9;]*m//g' "$log" | awk -v backend="$backend" -v ops="$ops" -v rc
   /[A-Z][A-Z_0-9]*\([a-z_0-9]+=[^)]*\): / {
     t = "-"
     if (match($0, /type_a=[^,)]+/)) t = substr($0, RSTART + 7, RLENGTH - 7)
+    else if (match($0, /type_dst=[^,)]+/)) t = substr($0, RSTART + 9, RLENGTH - 9)
     else if (match($0, /type=[^,)]+/)) t = substr($0, RSTART + 5, RLENGTH - 5)
     match($0, /[A-Z][A-Z_0-9]*\([a-z_0-9]+=/)
     op = substr($0, RSTART, RLENGTH); sub(/\(.*/, "", op)
