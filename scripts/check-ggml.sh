@@ -60,7 +60,7 @@ if [ ! -f Makefile ] || [ "$(sed -n 's/^GGML_DIR = //p' Makefile)" != "$work/lla
 fi
 make -j"$jobs" ggml/libggml-kqcl.la > make.log 2>&1 || { tail -30 make.log; exit 1; }
 
-echo "== test-backend-ops MUL_MAT on KQCL0"
+echo "== test-backend-ops (make check-ggml) on KQCL0"
 make check-ggml LLAMA_BUILD="$work/llama-build"
 end=$(date +%s)
 echo "check-ggml: passed in $(( end - start )) s (llama.cpp $(( llama_done - start )) s, module and tests $(( end - llama_done )) s)"
