@@ -55,7 +55,9 @@ fi
 echo "== kqcl --with-ggml=$work/llama-src/llama.cpp in $work/kqcl-build"
 mkdir -p "$work/kqcl-build"
 cd "$work/kqcl-build"
-if [ ! -f Makefile ] || [ "$(sed -n 's/^GGML_DIR = //p' Makefile)" != "$work/llama-src/llama.cpp/ggml" ]; then
+if [ ! -f Makefile ] || [ "$(sed -n 's/^GGML_DIR = //p' Makefile)" != "$work/llama-src/llama.cpp/ggml" ] ||
+   [ "$(sed -n 's/^srcdir = //p' Makefile)" != "$kqsrc" ]; then
+  [ -f Makefile ] && make distclean > /dev/null 2>&1 || true
   "$kqsrc/configure" --with-ggml="$work/llama-src/llama.cpp" > configure.log 2>&1 || { tail -20 configure.log; exit 1; }
 fi
 make -j"$jobs" ggml/libggml-kqcl.la > make.log 2>&1 || { tail -30 make.log; exit 1; }
