@@ -50,7 +50,9 @@ if [ -f "$src/config.status" ]; then
   (cd "$src" && git ls-files -z --cached --others --exclude-standard | tar --null --no-recursion -T - -cf -) |
     tar -xf - -C "$kqsrc"
 fi
-[ -x "$kqsrc/configure" ] || (cd "$kqsrc" && autoreconf -fi > /dev/null)
+if [ ! -x "$kqsrc/configure" ]; then
+  (cd "$kqsrc" && autoreconf -fi) > "$work/autoreconf.log" 2>&1 || { tail -20 "$work/autoreconf.log"; exit 1; }
+fi
 
 echo "== kqcl --with-ggml=$work/llama-src/llama.cpp in $work/kqcl-build"
 mkdir -p "$work/kqcl-build"
