@@ -1,0 +1,944 @@
+/*
+ * ggml-kqcl.c -- a ggml backend on kqcl: llama.cpp's matrix products on any OpenCL device.
+ *
+ * A loadable module (libggml-kqcl.so) for an unmodified llama.cpp built with shared libraries:
+ * GGML_BACKEND_PATH=/path/libggml-kqcl.so makes ggml call ggml_backend_init, which this file
+ * exports through GGML_BACKEND_DL_IMPL. It is written against kqcl's public interface only
+ * (kqcl.h) and ggml's backend interface (ggml-backend-impl.h), which is not versioned between
+ * llama.cpp commits: configure builds it only against the pinned tree (configure.ac says which).
+ *
+ * What ggml sees:
+ *   - one device per kqcl device of one kqcl context (KQCL_DEVICES chooses them, as in the
+ *     library; KQCL_PRECISION sets the products' precision, F32 by default), named KQCL0,
+ *     KQCL1, ..., described by the OpenCL device name, of GPU type whatever OpenCL says (llama.cpp
+ *     offloads layers to GPU-type devices only);
+ *   - a buffer type a device whose buffers are kqcl device memory (kqcl_buffer). ggml wants a
+ *     base address: each buffer reserves an inaccessible range of address space of its size
+ *     (PROT_NONE), so tensor->data = base + offset is unique, aligned, and faults if the host
+ *     ever touches it;
+ *   - ops from a table (kq_ops below), each a pair: does the device take this node, and compute
+ *     it. MUL_MAT for every weight type kqcl computes, GET_ROWS (an embedding lookup) for every
+ *     type kqcl knows, SET_ROWS into f32/f16/bf16 (writing the KV cache, so that it may live on
+ *     the device); NONE and the view ops cost nothing.
+ *
+ * kqcl's calls on one context are serialised by the caller (kqcl.h): every call here holds
+ * kq_lock. Products are queued on the device (kqcl_matmul is asynchronous); a buffer read
+ * waits for them, and synchronize is kqcl_finish.
+ */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_NORESERVE */
+
+#include "ggml-backend-impl.h"
+#include "ggml-backend.h"
+#include "ggml.h"
+
+#include <kqcl.h>
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define KQ_NAME "KQCL"
+
+/* ---- state ------------------------------------------------------------------------------- */
+
+/* Scratch buffers a device keeps for operands that cannot be viewed in place: rows that are
+ * not contiguous, or that start at an offset kqcl_tensor_view does not take. */
+enum { KQ_SCRATCH_W, KQ_SCRATCH_X, KQ_SCRATCH_Y, KQ_SCRATCH_COUNT };
+
+typedef struct kq_device {
+    int index;                /* in the kqcl context */
+    char name[16];            /* KQCL0 */
+    char description[160];    /* the OpenCL device name */
+    kqcl_device_info info;
+    size_t alignment;         /* kqcl_buffer_alignment */
+    size_t allocated;         /* bytes of the live buffers, for get_memory */
+    kqcl_buffer *scratch[KQ_SCRATCH_COUNT];
+    struct ggml_backend_device dev;
+    struct ggml_backend_buffer_type buft;
+} kq_device;
+
+typedef struct kq_buffer {
+    kq_device *dev;
+    kqcl_buffer *mem;
+    void *reserved;           /* the PROT_NONE range */
+    size_t reserved_bytes;
+    char *base;               /* aligned, inside it */
+} kq_buffer;
+
+typedef struct kq_backend {
+    kq_device *dev;
+} kq_backend;
+
+static pthread_mutex_t kq_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t kq_once = PTHREAD_ONCE_INIT;
+static kqcl_context *kq_ctx;
+static int kq_n_devices;
+static kq_device *kq_devices;
+
+static void kq_log(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ggml-kqcl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* A failed kqcl call: its status and the context's message. */
+static bool kq_ok(kqcl_status st, const char *what)
+{
+    if (st == KQCL_OK)
+        return true;
+    kq_log("%s: %s (%s)", what, kqcl_status_string(st), kqcl_last_error(kq_ctx));
+    return false;
+}
+
+static size_t kq_round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
+
+/* ---- buffers ----------------------------------------------------------------------------- */
+
+static void kq_buffer_free(ggml_backend_buffer_t buffer)
+{
+    kq_buffer *b = buffer->context;
+    pthread_mutex_lock(&kq_lock);
+    /* Work still queued may read or write it: let it finish first. */
+    kqcl_finish(kq_ctx);
+    kqcl_buffer_destroy(b->mem);
+    b->dev->allocated -= buffer->size;
+    pthread_mutex_unlock(&kq_lock);
+    munmap(b->reserved, b->reserved_bytes);
+    free(b);
+}
+
+static void *kq_buffer_get_base(ggml_backend_buffer_t buffer) { return ((kq_buffer *)buffer->context)->base; }
+
+/* The bytes of a tensor's data in its buffer start at this offset. */
+static size_t kq_offset(const kq_buffer *b, const struct ggml_tensor *t)
+{
+    return (size_t)((const char *)t->data - b->base);
+}
+
+static void kq_buffer_memset_tensor(ggml_backend_buffer_t buffer, struct ggml_tensor *tensor, uint8_t value,
+                                    size_t offset, size_t size)
+{
+    kq_buffer *b = buffer->context;
+    pthread_mutex_lock(&kq_lock);
+    kq_ok(kqcl_buffer_fill(b->mem, kq_offset(b, tensor) + offset, value, size), "memset_tensor");
+    pthread_mutex_unlock(&kq_lock);
+}
+
+static void kq_buffer_set_tensor(ggml_backend_buffer_t buffer, struct ggml_tensor *tensor, const void *data,
+                                 size_t offset, size_t size)
+{
+    kq_buffer *b = buffer->context;
+    pthread_mutex_lock(&kq_lock);
+    kq_ok(kqcl_buffer_write(b->mem, kq_offset(b, tensor) + offset, data, size), "set_tensor");
+    pthread_mutex_unlock(&kq_lock);
+}
+
+static void kq_buffer_get_tensor(ggml_backend_buffer_t buffer, const struct ggml_tensor *tensor, void *data,
+                                 size_t offset, size_t size)
+{
+    kq_buffer *b = buffer->context;
+    pthread_mutex_lock(&kq_lock);
+    kq_ok(kqcl_buffer_read(b->mem, kq_offset(b, tensor) + offset, data, size), "get_tensor");
+    pthread_mutex_unlock(&kq_lock);
+}
+
+static ggml_backend_buffer_t kq_buft_alloc_buffer(ggml_backend_buffer_type_t buft, size_t size);
+
+/* The kqcl buffer holding a tensor's data, or NULL when it is not in one of ours. */
+static kq_buffer *kq_buffer_of(const struct ggml_tensor *t)
+{
+    ggml_backend_buffer_t buf = t->view_src ? t->view_src->buffer : t->buffer;
+    if (buf == NULL || buf->buft == NULL || buf->buft->iface.alloc_buffer != kq_buft_alloc_buffer ||
+        buf->context == NULL)
+        return NULL;
+    return buf->context;
+}
+
+/* dst is in this buffer; src may be anywhere. Between kqcl buffers kqcl copies (on the device,
+ * or staged through the host between two devices); from elsewhere false, and ggml copies through
+ * host memory. */
+static bool kq_buffer_cpy_tensor(ggml_backend_buffer_t buffer, const struct ggml_tensor *src, struct ggml_tensor *dst)
+{
+    kq_buffer *d = buffer->context, *s = kq_buffer_of(src);
+    if (s == NULL)
+        return false;
+    pthread_mutex_lock(&kq_lock);
+    bool ok = kq_ok(kqcl_buffer_copy(d->mem, kq_offset(d, dst), s->mem, kq_offset(s, src), ggml_nbytes(src)),
+                    "cpy_tensor");
+    pthread_mutex_unlock(&kq_lock);
+    return ok;
+}
+
+static void kq_buffer_clear(ggml_backend_buffer_t buffer, uint8_t value)
+{
+    kq_buffer *b = buffer->context;
+    pthread_mutex_lock(&kq_lock);
+    kq_ok(kqcl_buffer_fill(b->mem, 0, value, buffer->size), "clear");
+    pthread_mutex_unlock(&kq_lock);
+}
+
+static const struct ggml_backend_buffer_i kq_buffer_iface = {
+    .free_buffer = kq_buffer_free,
+    .get_base = kq_buffer_get_base,
+    .init_tensor = NULL,
+    .memset_tensor = kq_buffer_memset_tensor,
+    .set_tensor = kq_buffer_set_tensor,
+    .get_tensor = kq_buffer_get_tensor,
+    .set_tensor_2d = NULL,
+    .get_tensor_2d = NULL,
+    .cpy_tensor = kq_buffer_cpy_tensor,
+    .clear = kq_buffer_clear,
+    .reset = NULL,
+};
+
+/* ---- buffer types ------------------------------------------------------------------------ */
+
+static const char *kq_buft_get_name(ggml_backend_buffer_type_t buft)
+{
+    return ((kq_device *)buft->context)->name;
+}
+
+static ggml_backend_buffer_t kq_buft_alloc_buffer(ggml_backend_buffer_type_t buft, size_t size)
+{
+    kq_device *d = buft->context;
+    kq_buffer *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    b->dev = d;
+    /* Address space only: never readable, never backed. */
+    b->reserved_bytes = kq_round_up(size, 4096) + d->alignment;
+    b->reserved = mmap(NULL, b->reserved_bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (b->reserved == MAP_FAILED) {
+        kq_log("%s: cannot reserve %zu bytes of address space for a buffer", d->name, b->reserved_bytes);
+        free(b);
+        return NULL;
+    }
+    b->base = (char *)kq_round_up((uintptr_t)b->reserved, d->alignment);
+    pthread_mutex_lock(&kq_lock);
+    bool ok = kq_ok(kqcl_buffer_create(kq_ctx, d->index, size, &b->mem), "alloc_buffer");
+    if (ok)
+        d->allocated += size;
+    pthread_mutex_unlock(&kq_lock);
+    if (!ok) {
+        munmap(b->reserved, b->reserved_bytes);
+        free(b);
+        return NULL;
+    }
+    return ggml_backend_buffer_init(buft, kq_buffer_iface, b, size);
+}
+
+static size_t kq_buft_get_alignment(ggml_backend_buffer_type_t buft) { return ((kq_device *)buft->context)->alignment; }
+
+static size_t kq_buft_get_max_size(ggml_backend_buffer_type_t buft)
+{
+    uint64_t max = ((kq_device *)buft->context)->info.max_alloc_bytes;
+    return max > SIZE_MAX ? SIZE_MAX : (size_t)max;
+}
+
+static bool kq_buft_is_host(ggml_backend_buffer_type_t buft)
+{
+    (void)buft;
+    return false;
+}
+
+static const struct ggml_backend_buffer_type_i kq_buft_iface = {
+    .get_name = kq_buft_get_name,
+    .alloc_buffer = kq_buft_alloc_buffer,
+    .get_alignment = kq_buft_get_alignment,
+    .get_max_size = kq_buft_get_max_size,
+    .get_alloc_size = NULL,
+    .is_host = kq_buft_is_host,
+};
+
+/* ---- operands ---------------------------------------------------------------------------- */
+
+/* A device scratch buffer of at least `bytes`. Replacing one waits for the work that may still
+ * use the old one. */
+static kqcl_buffer *kq_scratch(kq_device *d, int slot, size_t bytes)
+{
+    kqcl_buffer *s = d->scratch[slot];
+    if (s != NULL && kqcl_buffer_size(s) >= bytes)
+        return s;
+    if (s != NULL) {
+        kqcl_finish(kq_ctx);
+        kqcl_buffer_destroy(s);
+        d->scratch[slot] = NULL;
+    }
+    /* Grow by half again, up to what one allocation may hold, so that slowly growing shapes
+     * (a KV cache) do not reallocate each time. */
+    size_t want = bytes + bytes / 2;
+    if (want < bytes || want > d->info.max_alloc_bytes)
+        want = bytes;
+    want = kq_round_up(want, 256);
+    if (want > d->info.max_alloc_bytes)
+        want = bytes;
+    if (!kq_ok(kqcl_buffer_create(kq_ctx, d->index, want, &d->scratch[slot]), "scratch buffer"))
+        return NULL;
+    return d->scratch[slot];
+}
+
+/* A kqcl tensor of `rows` rows of `cols` values of `type` whose row r starts at byte
+ * offset + r * stride of `mem`: a view where the rows are contiguous and the offset aligned,
+ * else a copy in scratch slot `slot`. NULL on failure (logged). */
+static kqcl_tensor *kq_operand(kq_device *d, kqcl_buffer *mem, size_t offset, size_t stride, kqcl_type type,
+                               int64_t rows, int64_t cols, int slot)
+{
+    size_t row = kqcl_row_size(type, cols);
+    kqcl_tensor *t = NULL;
+    if ((stride == row || rows == 1) && offset % d->alignment == 0) {
+        if (!kq_ok(kqcl_tensor_view(mem, offset, type, rows, cols, &t), "tensor view"))
+            return NULL;
+        return t;
+    }
+    kqcl_buffer *s = kq_scratch(d, slot, (size_t)rows * row);
+    if (s == NULL)
+        return NULL;
+    if (stride == row || rows == 1) {
+        if (!kq_ok(kqcl_buffer_copy(s, 0, mem, offset, (size_t)rows * row), "operand copy"))
+            return NULL;
+    } else {
+        for (int64_t r = 0; r < rows; r++)
+            if (!kq_ok(kqcl_buffer_copy(s, (size_t)r * row, mem, offset + (size_t)r * stride, row), "operand copy"))
+                return NULL;
+    }
+    if (!kq_ok(kqcl_tensor_view(s, 0, type, rows, cols, &t), "tensor view"))
+        return NULL;
+    return t;
+}
+
+/* Is the ggml type one kqcl computes with, with ggml's byte layout for a row of `cols`? kqcl's
+ * type ids are ggml's; a type kqcl learns (q4_1, q5_0, q5_1) is taken once kqcl names it. */
+static bool kq_weight_type(enum ggml_type type, int64_t cols)
+{
+    if ((int)type < 0 || type >= GGML_TYPE_COUNT || kqcl_type_name((kqcl_type)type) == NULL)
+        return false;
+    size_t row = kqcl_row_size((kqcl_type)type, cols);
+    return row != 0 && row == ggml_row_size(type, cols);
+}
+
+static bool kq_activation_type(enum ggml_type type)
+{
+    return type == GGML_TYPE_F32 || type == GGML_TYPE_F16 || type == GGML_TYPE_BF16;
+}
+
+/* Rows of t spread over dimensions 1..last (those of more than one element) at one stride:
+ * that stride in *stride (the row size when there is one row). */
+static bool kq_rows_uniform(const struct ggml_tensor *t, int last, size_t *stride)
+{
+    int prev = -1;
+    *stride = ggml_row_size(t->type, t->ne[0]);
+    for (int j = 1; j <= last; j++) {
+        if (t->ne[j] == 1)
+            continue;
+        if (prev < 0)
+            *stride = t->nb[j];
+        else if (t->nb[j] != t->nb[prev] * (size_t)t->ne[prev])
+            return false;
+        prev = j;
+    }
+    return true;
+}
+
+/* ---- ops --------------------------------------------------------------------------------- */
+
+static bool kq_supports_view(const kq_device *d, const struct ggml_tensor *op)
+{
+    (void)d;
+    (void)op;
+    return true;
+}
+
+static enum ggml_status kq_compute_nothing(kq_backend *be, struct ggml_tensor *node)
+{
+    (void)be;
+    (void)node;
+    return GGML_STATUS_SUCCESS;
+}
+
+/*
+ * MUL_MAT: dst[i3][i2] (ne11 x ne01, f32) = src1[i3][i2] (ne11 x k) . src0[i3/r3][i2/r2]^T,
+ * r2 = ne12/ne02, r3 = ne13/ne03 (src0 broadcast over the batches). Each product is one
+ * kqcl_matmul of kqcl views of the three buffers; src1 batches that share a src0 matrix and lie
+ * at one row stride are one product (all of them when src0 is a single matrix).
+ *
+ * Taken: src0 of a type kqcl computes (kqcl_row_size agrees with ggml's row size), src1 f32,
+ * f16 or bf16, dst f32 and contiguous; rows contiguous within (nb[0] the element size), any
+ * other strides (rows are gathered into scratch). Declined: anything wider than kqcl's int
+ * shapes or a scratch larger than one allocation.
+ */
+static bool kq_supports_mul_mat(const kq_device *d, const struct ggml_tensor *op)
+{
+    const struct ggml_tensor *s0 = op->src[0], *s1 = op->src[1];
+    if (s0 == NULL || s1 == NULL || op->type != GGML_TYPE_F32 || !ggml_is_contiguous(op))
+        return false;
+    const int64_t k = s0->ne[0], m = s0->ne[1];
+    if (k <= 0 || s1->ne[0] != k || !kq_weight_type(s0->type, k) || !kq_activation_type(s1->type))
+        return false;
+    if (s0->nb[0] != ggml_type_size(s0->type) || s1->nb[0] != ggml_type_size(s1->type))
+        return false;
+    if (s0->ne[2] <= 0 || s0->ne[3] <= 0 || s1->ne[2] % s0->ne[2] != 0 || s1->ne[3] % s0->ne[3] != 0)
+        return false;
+    const int64_t rows_x = s1->ne[1] * s1->ne[2] * s1->ne[3]; /* the most one product takes */
+    if (k > INT32_MAX || m > INT32_MAX || rows_x > INT32_MAX)
+        return false;
+    const uint64_t max = d->info.max_alloc_bytes;
+    return (uint64_t)m * ggml_row_size(s0->type, k) <= max && (uint64_t)rows_x * ggml_row_size(s1->type, k) <= max &&
+           (uint64_t)rows_x * (uint64_t)m * sizeof(float) <= max;
+}
+
+static enum ggml_status kq_compute_mul_mat(kq_backend *be, struct ggml_tensor *dst)
+{
+    kq_device *d = be->dev;
+    const struct ggml_tensor *s0 = dst->src[0], *s1 = dst->src[1];
+    kq_buffer *b0 = kq_buffer_of(s0), *b1 = kq_buffer_of(s1), *bd = kq_buffer_of(dst);
+    if (b0 == NULL || b1 == NULL || bd == NULL) {
+        kq_log("%s: MUL_MAT %s: an operand is not in a kqcl buffer", d->name, dst->name);
+        return GGML_STATUS_FAILED;
+    }
+    const kqcl_type tw = (kqcl_type)s0->type, tx = (kqcl_type)s1->type;
+    const int64_t k = s0->ne[0], m = s0->ne[1], n = s1->ne[1];
+    const int64_t r2 = s1->ne[2] / s0->ne[2], r3 = s1->ne[3] / s0->ne[3];
+    const size_t off0 = kq_offset(b0, s0), off1 = kq_offset(b1, s1), offd = kq_offset(bd, dst);
+    const size_t y_row = (size_t)m * sizeof(float);
+
+    /* How many src1 batches one product takes: all (src0 one matrix, src1's rows at one
+     * stride), or the r2 that share a src0 matrix, or one. */
+    size_t x_stride;
+    int64_t batches2 = 1, batches3 = 1;
+    if (s0->ne[2] == 1 && s0->ne[3] == 1 && kq_rows_uniform(s1, 3, &x_stride)) {
+        batches2 = s1->ne[2];
+        batches3 = s1->ne[3];
+    } else if (r2 > 1 && kq_rows_uniform(s1, 2, &x_stride)) {
+        batches2 = r2;
+    } else {
+        kq_rows_uniform(s1, 1, &x_stride);
+    }
+    const int64_t rows = n * batches2 * batches3;
+
+    enum ggml_status status = GGML_STATUS_SUCCESS;
+    kqcl_tensor *w = NULL;
+    size_t w_off = SIZE_MAX;
+    for (int64_t i3 = 0; i3 < s1->ne[3] && status == GGML_STATUS_SUCCESS; i3 += batches3) {
+        for (int64_t i2 = 0; i2 < s1->ne[2]; i2 += batches2) {
+            const size_t o0 = off0 + (size_t)(i2 / r2) * s0->nb[2] + (size_t)(i3 / r3) * s0->nb[3];
+            if (w == NULL || o0 != w_off) { /* a broadcast src0 matrix is prepared once */
+                kqcl_tensor_destroy(w);
+                w = kq_operand(d, b0->mem, o0, s0->nb[1], tw, m, k, KQ_SCRATCH_W);
+                w_off = o0;
+            }
+            kqcl_tensor *x = w ? kq_operand(d, b1->mem, off1 + (size_t)i2 * s1->nb[2] + (size_t)i3 * s1->nb[3],
+                                            x_stride, tx, rows, k, KQ_SCRATCH_X)
+                               : NULL;
+            const size_t od = offd + (size_t)i2 * dst->nb[2] + (size_t)i3 * dst->nb[3];
+            kqcl_tensor *y = NULL;
+            kqcl_buffer *y_mem = NULL;
+            if (x != NULL) {
+                if (od % d->alignment == 0) {
+                    y_mem = bd->mem;
+                    kq_ok(kqcl_tensor_view(bd->mem, od, KQCL_TYPE_F32, rows, m, &y), "tensor view");
+                } else if ((y_mem = kq_scratch(d, KQ_SCRATCH_Y, (size_t)rows * y_row)) != NULL) {
+                    kq_ok(kqcl_tensor_view(y_mem, 0, KQCL_TYPE_F32, rows, m, &y), "tensor view");
+                }
+            }
+            bool ok = y != NULL && kq_ok(kqcl_matmul(kq_ctx, w, x, y), "MUL_MAT");
+            if (ok && y_mem != bd->mem)
+                ok = kq_ok(kqcl_buffer_copy(bd->mem, od, y_mem, 0, (size_t)rows * y_row), "MUL_MAT result copy");
+            kqcl_tensor_destroy(x);
+            kqcl_tensor_destroy(y);
+            if (!ok) {
+                kq_log("%s: MUL_MAT %s (%s x %s, m %lld n %lld k %lld) failed", d->name, dst->name,
+                       ggml_type_name(s0->type), ggml_type_name(s1->type), (long long)m, (long long)n, (long long)k);
+                status = GGML_STATUS_FAILED;
+                break;
+            }
+        }
+    }
+    kqcl_tensor_destroy(w);
+    return status;
+}
+
+/*
+ * GET_ROWS: dst[i12][i11][i10] (a row of ne00 f32) = src0[i12][i11][idx] with idx =
+ * src1[i12][i11][i10] (i32): an embedding lookup. The indices are read to the host (which waits
+ * for the work queued before), the rows gathered into scratch and converted on the device
+ * (kqcl_convert: dequantization, or a copy for f32). Taken: src0 of a type kqcl knows (rows
+ * contiguous within), src1 i32 with contiguous rows, dst f32 and contiguous.
+ */
+static bool kq_supports_get_rows(const kq_device *d, const struct ggml_tensor *op)
+{
+    const struct ggml_tensor *s0 = op->src[0], *s1 = op->src[1];
+    if (s0 == NULL || s1 == NULL || op->type != GGML_TYPE_F32 || !ggml_is_contiguous(op) || s1->type != GGML_TYPE_I32)
+        return false;
+    const int64_t k = s0->ne[0];
+    if (k <= 0 || k > INT32_MAX || s1->ne[0] > INT32_MAX || !kq_weight_type(s0->type, k) ||
+        s0->nb[0] != ggml_type_size(s0->type) || s1->nb[0] != sizeof(int32_t))
+        return false;
+    if (s0->ne[2] != s1->ne[1] || s0->ne[3] != s1->ne[2] || op->ne[0] != k || op->ne[1] != s1->ne[0])
+        return false;
+    const uint64_t max = d->info.max_alloc_bytes;
+    return (uint64_t)s1->ne[0] * ggml_row_size(s0->type, k) <= max && (uint64_t)s1->ne[0] * (uint64_t)k * sizeof(float) <= max;
+}
+
+static enum ggml_status kq_compute_get_rows(kq_backend *be, struct ggml_tensor *dst)
+{
+    kq_device *d = be->dev;
+    const struct ggml_tensor *s0 = dst->src[0], *s1 = dst->src[1];
+    kq_buffer *b0 = kq_buffer_of(s0), *b1 = kq_buffer_of(s1), *bd = kq_buffer_of(dst);
+    if (b0 == NULL || b1 == NULL || bd == NULL) {
+        kq_log("%s: GET_ROWS %s: an operand is not in a kqcl buffer", d->name, dst->name);
+        return GGML_STATUS_FAILED;
+    }
+    const kqcl_type type = (kqcl_type)s0->type;
+    const int64_t k = s0->ne[0], n = s1->ne[0];
+    const size_t row = kqcl_row_size(type, k), y_row = (size_t)k * sizeof(float);
+    const size_t off0 = kq_offset(b0, s0), off1 = kq_offset(b1, s1), offd = kq_offset(bd, dst);
+    int32_t *idx = malloc((size_t)n * sizeof *idx);
+    if (idx == NULL)
+        return GGML_STATUS_ALLOC_FAILED;
+    enum ggml_status status = GGML_STATUS_SUCCESS;
+    for (int64_t i12 = 0; i12 < s1->ne[2] && status == GGML_STATUS_SUCCESS; i12++) {
+        for (int64_t i11 = 0; i11 < s1->ne[1]; i11++) {
+            const size_t o1 = off1 + (size_t)i11 * s1->nb[1] + (size_t)i12 * s1->nb[2];
+            const size_t o0 = off0 + (size_t)i11 * s0->nb[2] + (size_t)i12 * s0->nb[3];
+            const size_t od = offd + (size_t)i11 * dst->nb[2] + (size_t)i12 * dst->nb[3];
+            bool ok = kq_ok(kqcl_buffer_read(b1->mem, o1, idx, (size_t)n * sizeof *idx), "GET_ROWS indices");
+            for (int64_t i = 0; ok && i < n; i++)
+                if (idx[i] < 0 || idx[i] >= s0->ne[1]) {
+                    kq_log("%s: GET_ROWS %s: row %d of %lld", d->name, dst->name, idx[i], (long long)s0->ne[1]);
+                    ok = false;
+                }
+            kqcl_buffer *rows = ok ? kq_scratch(d, KQ_SCRATCH_W, (size_t)n * row) : NULL;
+            ok = rows != NULL;
+            /* Runs of consecutive rows are one copy. */
+            for (int64_t i = 0; ok && i < n;) {
+                int64_t j = i + 1;
+                while (j < n && idx[j] == idx[j - 1] + 1)
+                    j++;
+                ok = kq_ok(kqcl_buffer_copy(rows, (size_t)i * row, b0->mem, o0 + (size_t)idx[i] * s0->nb[1],
+                                            (size_t)(j - i) * row),
+                           "GET_ROWS gather");
+                i = j;
+            }
+            kqcl_tensor *src = NULL, *out = NULL;
+            kqcl_buffer *y_mem = NULL;
+            ok = ok && kq_ok(kqcl_tensor_view(rows, 0, type, n, k, &src), "tensor view");
+            if (ok) {
+                y_mem = od % d->alignment == 0 ? bd->mem : kq_scratch(d, KQ_SCRATCH_Y, (size_t)n * y_row);
+                ok = y_mem != NULL &&
+                     kq_ok(kqcl_tensor_view(y_mem, y_mem == bd->mem ? od : 0, KQCL_TYPE_F32, n, k, &out), "tensor view");
+            }
+            ok = ok && kq_ok(kqcl_convert(kq_ctx, src, out), "GET_ROWS convert");
+            if (ok && y_mem != bd->mem)
+                ok = kq_ok(kqcl_buffer_copy(bd->mem, od, y_mem, 0, (size_t)n * y_row), "GET_ROWS result copy");
+            kqcl_tensor_destroy(src);
+            kqcl_tensor_destroy(out);
+            if (!ok) {
+                kq_log("%s: GET_ROWS %s (%s, %lld rows of %lld) failed", d->name, dst->name, ggml_type_name(s0->type),
+                       (long long)n, (long long)k);
+                status = GGML_STATUS_FAILED;
+                break;
+            }
+        }
+    }
+    free(idx);
+    return status;
+}
+
+/*
+ * SET_ROWS: dst[i03][i02][idx] = src0[i03][i02][i] converted to dst's type, idx =
+ * src1[i03 % ne12][i02 % ne11][i] (i32 or i64), dst a view of the tensor written in place (the
+ * KV cache). The indices are read to the host; each batch's rows are converted on the device
+ * (kqcl_convert, rounding to nearest even) into scratch, then copied to their rows. Taken: src0
+ * f32 or f16, dst f32, f16 or bf16, rows contiguous within; quantized destinations are not.
+ */
+static bool kq_supports_set_rows(const kq_device *d, const struct ggml_tensor *op)
+{
+    const struct ggml_tensor *s0 = op->src[0], *s1 = op->src[1];
+    if (s0 == NULL || s1 == NULL || (s0->type != GGML_TYPE_F32 && s0->type != GGML_TYPE_F16) ||
+        (op->type != GGML_TYPE_F32 && op->type != GGML_TYPE_F16 && op->type != GGML_TYPE_BF16) ||
+        (s1->type != GGML_TYPE_I32 && s1->type != GGML_TYPE_I64))
+        return false;
+    const int64_t k = s0->ne[0];
+    if (k <= 0 || k > INT32_MAX || s0->ne[1] > INT32_MAX || op->ne[0] != k || s1->ne[0] != s0->ne[1] ||
+        s0->nb[0] != ggml_type_size(s0->type) || op->nb[0] != ggml_type_size(op->type) ||
+        s1->nb[0] != ggml_type_size(s1->type) || s1->ne[1] <= 0 || s1->ne[2] <= 0 || s0->ne[2] % s1->ne[1] != 0 ||
+        s0->ne[3] % s1->ne[2] != 0 || op->ne[2] != s0->ne[2] || op->ne[3] != s0->ne[3])
+        return false;
+    const uint64_t max = d->info.max_alloc_bytes;
+    return (uint64_t)s0->ne[1] * (uint64_t)k * sizeof(float) <= max;
+}
+
+static enum ggml_status kq_compute_set_rows(kq_backend *be, struct ggml_tensor *dst)
+{
+    kq_device *d = be->dev;
+    const struct ggml_tensor *s0 = dst->src[0], *s1 = dst->src[1];
+    kq_buffer *b0 = kq_buffer_of(s0), *b1 = kq_buffer_of(s1), *bd = kq_buffer_of(dst);
+    if (b0 == NULL || b1 == NULL || bd == NULL) {
+        kq_log("%s: SET_ROWS %s: an operand is not in a kqcl buffer", d->name, dst->name);
+        return GGML_STATUS_FAILED;
+    }
+    const kqcl_type ts = (kqcl_type)s0->type, td = (kqcl_type)dst->type;
+    const int64_t k = s0->ne[0], n = s0->ne[1];
+    const size_t d_row = kqcl_row_size(td, k), isz = ggml_type_size(s1->type);
+    const size_t off0 = kq_offset(b0, s0), off1 = kq_offset(b1, s1), offd = kq_offset(bd, dst);
+    unsigned char *raw = malloc((size_t)n * isz);
+    int64_t *idx = malloc((size_t)n * sizeof *idx);
+    if (raw == NULL || idx == NULL) {
+        free(raw);
+        free(idx);
+        return GGML_STATUS_ALLOC_FAILED;
+    }
+    enum ggml_status status = GGML_STATUS_SUCCESS;
+    for (int64_t i03 = 0; i03 < s0->ne[3] && status == GGML_STATUS_SUCCESS; i03++) {
+        for (int64_t i02 = 0; i02 < s0->ne[2]; i02++) {
+            const size_t o1 = off1 + (size_t)(i02 % s1->ne[1]) * s1->nb[1] + (size_t)(i03 % s1->ne[2]) * s1->nb[2];
+            bool ok = kq_ok(kqcl_buffer_read(b1->mem, o1, raw, (size_t)n * isz), "SET_ROWS indices");
+            for (int64_t i = 0; ok && i < n; i++) {
+                if (isz == sizeof(int64_t)) {
+                    memcpy(&idx[i], raw + (size_t)i * isz, sizeof idx[i]);
+                } else {
+                    int32_t v;
+                    memcpy(&v, raw + (size_t)i * isz, sizeof v);
+                    idx[i] = v;
+                }
+                if (idx[i] < 0 || idx[i] >= dst->ne[1]) {
+                    kq_log("%s: SET_ROWS %s: row %lld of %lld", d->name, dst->name, (long long)idx[i],
+                           (long long)dst->ne[1]);
+                    ok = false;
+                }
+            }
+            /* The batch's rows in dst's type, contiguous: src0's rows themselves where they
+             * already are, else converted into scratch. */
+            kqcl_buffer *rows_mem = NULL;
+            size_t rows_off = 0;
+            const size_t o0 = off0 + (size_t)i02 * s0->nb[2] + (size_t)i03 * s0->nb[3];
+            if (ok && ts == td && (n == 1 || s0->nb[1] == d_row)) {
+                rows_mem = b0->mem;
+                rows_off = o0;
+            } else if (ok) {
+                kqcl_tensor *x = kq_operand(d, b0->mem, o0, s0->nb[1], ts, n, k, KQ_SCRATCH_X), *y = NULL;
+                rows_mem = x ? kq_scratch(d, KQ_SCRATCH_Y, (size_t)n * d_row) : NULL;
+                ok = rows_mem != NULL && kq_ok(kqcl_tensor_view(rows_mem, 0, td, n, k, &y), "tensor view") &&
+                     kq_ok(kqcl_convert(kq_ctx, x, y), "SET_ROWS convert");
+                kqcl_tensor_destroy(x);
+                kqcl_tensor_destroy(y);
+            }
+            const size_t od = offd + (size_t)i02 * dst->nb[2] + (size_t)i03 * dst->nb[3];
+            for (int64_t i = 0; ok && i < n;) { /* runs of consecutive rows are one copy */
+                int64_t j = i + 1;
+                while (j < n && idx[j] == idx[j - 1] + 1 && dst->nb[1] == d_row)
+                    j++;
+                ok = kq_ok(kqcl_buffer_copy(bd->mem, od + (size_t)idx[i] * dst->nb[1], rows_mem,
+                                            rows_off + (size_t)i * (rows_mem == b0->mem ? s0->nb[1] : d_row),
+                                            (size_t)(j - i) * d_row),
+                           "SET_ROWS copy");
+                i = j;
+            }
+            if (!ok) {
+                kq_log("%s: SET_ROWS %s (%s to %s, %lld rows of %lld) failed", d->name, dst->name,
+                       ggml_type_name(s0->type), ggml_type_name(dst->type), (long long)n, (long long)k);
+                status = GGML_STATUS_FAILED;
+                break;
+            }
+        }
+    }
+    free(raw);
+    free(idx);
+    return status;
+}
+
+/* The op table: what the device takes (supports) and how it computes it (compute). An op
+ * without an entry is declined and stays with another backend. */
+typedef struct kq_op {
+    bool (*supports)(const kq_device *d, const struct ggml_tensor *op);
+    enum ggml_status (*compute)(kq_backend *be, struct ggml_tensor *node);
+} kq_op;
+
+static const kq_op kq_ops[GGML_OP_COUNT] = {
+    [GGML_OP_NONE] = {kq_supports_view, kq_compute_nothing},
+    [GGML_OP_RESHAPE] = {kq_supports_view, kq_compute_nothing},
+    [GGML_OP_VIEW] = {kq_supports_view, kq_compute_nothing},
+    [GGML_OP_PERMUTE] = {kq_supports_view, kq_compute_nothing},
+    [GGML_OP_TRANSPOSE] = {kq_supports_view, kq_compute_nothing},
+    [GGML_OP_MUL_MAT] = {kq_supports_mul_mat, kq_compute_mul_mat},
+    [GGML_OP_GET_ROWS] = {kq_supports_get_rows, kq_compute_get_rows},
+    [GGML_OP_SET_ROWS] = {kq_supports_set_rows, kq_compute_set_rows},
+};
+
+static const kq_op *kq_op_of(enum ggml_op op)
+{
+    if ((int)op < 0 || op >= GGML_OP_COUNT || kq_ops[op].supports == NULL)
+        return NULL;
+    return &kq_ops[op];
+}
+
+/* ---- backend (stream) -------------------------------------------------------------------- */
+
+static const char *kq_backend_get_name(ggml_backend_t backend) { return ((kq_backend *)backend->context)->dev->name; }
+
+static void kq_backend_free(ggml_backend_t backend)
+{
+    free(backend->context);
+    free(backend);
+}
+
+static void kq_backend_synchronize(ggml_backend_t backend)
+{
+    (void)backend;
+    pthread_mutex_lock(&kq_lock);
+    kq_ok(kqcl_finish(kq_ctx), "synchronize");
+    pthread_mutex_unlock(&kq_lock);
+}
+
+static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct ggml_cgraph *cgraph)
+{
+    kq_backend *be = backend->context;
+    enum ggml_status status = GGML_STATUS_SUCCESS;
+    pthread_mutex_lock(&kq_lock);
+    const int n_nodes = ggml_graph_n_nodes(cgraph);
+    for (int i = 0; i < n_nodes && status == GGML_STATUS_SUCCESS; i++) {
+        struct ggml_tensor *node = ggml_graph_node(cgraph, i);
+        if ((node->flags & GGML_TENSOR_FLAG_COMPUTE) == 0 || ggml_is_empty(node))
+            continue;
+        const kq_op *op = kq_op_of(node->op);
+        if (op == NULL) {
+            kq_log("%s: op %s (%s) is not supported", be->dev->name, ggml_op_name(node->op), node->name);
+            status = GGML_STATUS_FAILED;
+            break;
+        }
+        status = op->compute(be, node);
+    }
+    pthread_mutex_unlock(&kq_lock);
+    return status;
+}
+
+static const struct ggml_backend_i kq_backend_iface = {
+    .get_name = kq_backend_get_name,
+    .free = kq_backend_free,
+    .set_tensor_async = NULL,
+    .get_tensor_async = NULL,
+    .set_tensor_2d_async = NULL,
+    .get_tensor_2d_async = NULL,
+    .cpy_tensor_async = NULL,
+    .synchronize = kq_backend_synchronize,
+    .graph_plan_create = NULL,
+    .graph_plan_free = NULL,
+    .graph_plan_update = NULL,
+    .graph_plan_compute = NULL,
+    .graph_compute = kq_backend_graph_compute,
+    .event_record = NULL,
+    .event_wait = NULL,
+    .graph_optimize = NULL,
+};
+
+static ggml_guid_t kq_guid(void)
+{
+    static ggml_guid guid = {0x6b, 0x71, 0x63, 0x6c, 0x2d, 0x67, 0x67, 0x6d,
+                             0x6c, 0x2d, 0x62, 0x61, 0x63, 0x6b, 0x65, 0x6e}; /* "kqcl-ggml-backen" */
+    return &guid;
+}
+
+/* ---- devices ----------------------------------------------------------------------------- */
+
+static const char *kq_dev_get_name(ggml_backend_dev_t dev) { return ((kq_device *)dev->context)->name; }
+
+static const char *kq_dev_get_description(ggml_backend_dev_t dev) { return ((kq_device *)dev->context)->description; }
+
+static void kq_dev_get_memory(ggml_backend_dev_t dev, size_t *free_bytes, size_t *total)
+{
+    kq_device *d = dev->context;
+    size_t all = d->info.global_mem_bytes > SIZE_MAX ? SIZE_MAX : (size_t)d->info.global_mem_bytes;
+    pthread_mutex_lock(&kq_lock);
+    size_t used = d->allocated;
+    pthread_mutex_unlock(&kq_lock);
+    *total = all;
+    *free_bytes = used < all ? all - used : 0;
+}
+
+/* GPU whatever OpenCL calls the device: llama.cpp offloads layers only to GPU-type devices
+ * (and its -dev refuses others). */
+static enum ggml_backend_dev_type kq_dev_get_type(ggml_backend_dev_t dev)
+{
+    (void)dev;
+    return GGML_BACKEND_DEVICE_TYPE_GPU;
+}
+
+static void kq_dev_get_props(ggml_backend_dev_t dev, struct ggml_backend_dev_props *props)
+{
+    memset(props, 0, sizeof *props);
+    props->name = kq_dev_get_name(dev);
+    props->description = kq_dev_get_description(dev);
+    props->type = kq_dev_get_type(dev);
+    props->device_id = NULL;
+    kq_dev_get_memory(dev, &props->memory_free, &props->memory_total);
+    props->caps.async = false;
+    props->caps.host_buffer = false;
+    props->caps.buffer_from_host_ptr = false;
+    props->caps.events = false;
+    props->caps.mmap_support = false;
+}
+
+static ggml_backend_t kq_dev_init_backend(ggml_backend_dev_t dev, const char *params)
+{
+    (void)params;
+    kq_backend *be = calloc(1, sizeof *be);
+    ggml_backend_t backend = calloc(1, sizeof *backend);
+    if (be == NULL || backend == NULL) {
+        free(be);
+        free(backend);
+        return NULL;
+    }
+    be->dev = dev->context;
+    backend->guid = kq_guid();
+    backend->iface = kq_backend_iface;
+    backend->device = dev;
+    backend->context = be;
+    return backend;
+}
+
+static ggml_backend_buffer_type_t kq_dev_get_buffer_type(ggml_backend_dev_t dev)
+{
+    return &((kq_device *)dev->context)->buft;
+}
+
+static bool kq_dev_supports_op(ggml_backend_dev_t dev, const struct ggml_tensor *op)
+{
+    const kq_op *entry = kq_op_of(op->op);
+    return entry != NULL && entry->supports(dev->context, op);
+}
+
+static bool kq_dev_supports_buft(ggml_backend_dev_t dev, ggml_backend_buffer_type_t buft)
+{
+    return buft == &((kq_device *)dev->context)->buft;
+}
+
+static const struct ggml_backend_device_i kq_dev_iface = {
+    .get_name = kq_dev_get_name,
+    .get_description = kq_dev_get_description,
+    .get_memory = kq_dev_get_memory,
+    .get_type = kq_dev_get_type,
+    .get_props = kq_dev_get_props,
+    .init_backend = kq_dev_init_backend,
+    .get_buffer_type = kq_dev_get_buffer_type,
+    .get_host_buffer_type = NULL,
+    .buffer_from_host_ptr = NULL,
+    .supports_op = kq_dev_supports_op,
+    .supports_buft = kq_dev_supports_buft,
+    .offload_op = NULL,
+    .event_new = NULL,
+    .event_free = NULL,
+    .event_synchronize = NULL,
+};
+
+/* ---- registry ---------------------------------------------------------------------------- */
+
+static struct ggml_backend_reg kq_reg;
+
+static const char *kq_reg_get_name(ggml_backend_reg_t reg)
+{
+    (void)reg;
+    return KQ_NAME;
+}
+
+static size_t kq_reg_get_device_count(ggml_backend_reg_t reg)
+{
+    (void)reg;
+    return (size_t)kq_n_devices;
+}
+
+static ggml_backend_dev_t kq_reg_get_device(ggml_backend_reg_t reg, size_t index)
+{
+    (void)reg;
+    return index < (size_t)kq_n_devices ? &kq_devices[index].dev : NULL;
+}
+
+static struct ggml_backend_feature kq_features[3];
+
+static struct ggml_backend_feature *kq_get_features(ggml_backend_reg_t reg)
+{
+    (void)reg;
+    return kq_features;
+}
+
+static void *kq_reg_get_proc_address(ggml_backend_reg_t reg, const char *name)
+{
+    (void)reg;
+    if (strcmp(name, "ggml_backend_get_features") == 0)
+        return (void *)kq_get_features;
+    return NULL;
+}
+
+static const struct ggml_backend_reg_i kq_reg_iface = {
+    .get_name = kq_reg_get_name,
+    .get_device_count = kq_reg_get_device_count,
+    .get_device = kq_reg_get_device,
+    .get_proc_address = kq_reg_get_proc_address,
+};
+
+/* One kqcl context with the devices KQCL_DEVICES names (kqcl's default otherwise); a failure
+ * leaves the backend with no device and says why. */
+static void kq_init(void)
+{
+    kqcl_status st = kqcl_context_create(NULL, &kq_ctx);
+    if (st != KQCL_OK) {
+        kq_log("no device: %s (%s)", kqcl_status_string(st), kqcl_last_error(NULL));
+        kq_ctx = NULL;
+    }
+    int n = kq_ctx ? kqcl_device_count(kq_ctx) : 0;
+    kq_devices = n > 0 ? calloc((size_t)n, sizeof *kq_devices) : NULL;
+    for (int i = 0; kq_devices != NULL && i < n; i++) {
+        kq_device *d = &kq_devices[kq_n_devices];
+        if (!kq_ok(kqcl_device_get_info(kq_ctx, i, &d->info), "device info"))
+            continue;
+        d->index = i;
+        snprintf(d->name, sizeof d->name, KQ_NAME "%d", kq_n_devices);
+        snprintf(d->description, sizeof d->description, "%s", d->info.name);
+        d->alignment = kqcl_buffer_alignment(kq_ctx, i);
+        if (d->alignment == 0)
+            d->alignment = 128;
+        d->dev.iface = kq_dev_iface;
+        d->dev.reg = &kq_reg;
+        d->dev.context = d;
+        d->buft.iface = kq_buft_iface;
+        d->buft.device = &d->dev;
+        d->buft.context = d;
+        kq_n_devices++;
+    }
+    static char version[32];
+    snprintf(version, sizeof version, "%s", kqcl_version());
+    kq_features[0].name = "KQCL";
+    kq_features[0].value = version;
+    kq_features[1].name = "PRECISION";
+    kq_features[1].value = kqcl_precision_name(kqcl_context_precision(kq_ctx));
+    kq_features[2].name = NULL;
+    kq_features[2].value = NULL;
+    kq_reg.api_version = GGML_BACKEND_API_VERSION;
+    kq_reg.iface = kq_reg_iface;
+    kq_reg.context = NULL;
+}
+
+ggml_backend_reg_t ggml_backend_kqcl_reg(void);
+
+ggml_backend_reg_t ggml_backend_kqcl_reg(void)
+{
+    pthread_once(&kq_once, kq_init);
+    return &kq_reg;
+}
+
+/* ggml asks before loading: 0 (not loaded, ggml says so) when OpenCL shows no device. */
+static int kq_score(void)
+{
+    int count = 0;
+    return kqcl_list_devices(NULL, 0, &count) == KQCL_OK && count > 0 ? 1 : 0;
+}
+
+GGML_BACKEND_DL_IMPL(ggml_backend_kqcl_reg)
+GGML_BACKEND_DL_SCORE_IMPL(kq_score)
