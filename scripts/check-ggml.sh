@@ -5,7 +5,8 @@
 # beside it: CPU backend, shared libraries, test-backend-ops and the tools), configure kqcl out
 # of tree --with-ggml on that source, build libggml-kqcl.so, and run `make check-ggml`:
 # test-backend-ops -o MUL_MAT on KQCL0 (PoCL on a machine without a GPU) against ggml's CPU
-# backend. Fails on any failed case. WORK (default /tmp/kqcl-check-ggml) keeps the builds, so a
+# backend, then a real model through it (scripts/check-ggml-model.sh; KQCL_GGML_MODEL=0 skips
+# it). Fails on any failed case. WORK (default /tmp/kqcl-check-ggml) keeps the builds, so a
 # second run only rebuilds what changed. JOBS (default 2) sets make's parallelism.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -66,5 +67,8 @@ make -j"$jobs" ggml/libggml-kqcl.la > make.log 2>&1 || { tail -30 make.log; exit
 
 echo "== test-backend-ops (make check-ggml) on KQCL0"
 make check-ggml LLAMA_BUILD="$work/llama-build"
+ops_done=$(date +%s)
+
+[ "${KQCL_GGML_MODEL:-1}" = 0 ] || bash "$kqsrc/scripts/check-ggml-model.sh" "$work" "$PWD/ggml/.libs/libggml-kqcl.so"
 end=$(date +%s)
-echo "check-ggml: passed in $(( end - start )) s (llama.cpp $(( llama_done - start )) s, module and tests $(( end - llama_done )) s)"
+echo "check-ggml: passed in $(( end - start )) s (llama.cpp $(( llama_done - start )) s, module and ops $(( ops_done - llama_done )) s, model $(( end - ops_done )) s)"
