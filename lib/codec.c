@@ -649,8 +649,9 @@ static void quantize_block_q80(const float *x, uint8_t *b)
         b[Q80_QS + j] = (uint8_t)(int8_t)q8_0_quant(roundf(x[j] * id));
 }
 
-/* q4_0, exactly ggml's: d = max / -8 with max the signed value of largest magnitude. */
-static void quantize_block_q40(const float *x, uint8_t *b)
+/* The signed value of largest magnitude of a 32-value block (the first of equals), as ggml's
+ * q4_0/q5_0 scan finds it. */
+static float block_signed_max(const float *x)
 {
     float amax = 0, max = 0;
     for (int j = 0; j < 32; j++)
@@ -658,7 +659,13 @@ static void quantize_block_q40(const float *x, uint8_t *b)
             amax = fabsf(x[j]);
             max = x[j];
         }
-    const float d = max / -8, id = d ? 1.0f / d : 0.0f;
+    return max;
+}
+
+/* q4_0, exactly ggml's: d = max / -8 with max the signed value of largest magnitude. */
+static void quantize_block_q40(const float *x, uint8_t *b)
+{
+    const float d = block_signed_max(x) / -8, id = d ? 1.0f / d : 0.0f;
     store_le16(b + Q40_D, kq_float_to_half(d));
     for (int j = 0; j < 16; j++)
         b[Q40_QS + j] = (uint8_t)(q4_0_quant(x[j] * id) | (q4_0_quant(x[j + 16] * id) << 4));
@@ -720,13 +727,7 @@ static void q5_store(const int *q, uint8_t *qh_bytes, uint8_t *qs)
  * q = min(31, (int)(x / d + 16.5)). */
 static void quantize_block_q50(const float *x, uint8_t *b)
 {
-    float amax = 0, max = 0;
-    for (int j = 0; j < 32; j++)
-        if (amax < fabsf(x[j])) {
-            amax = fabsf(x[j]);
-            max = x[j];
-        }
-    const float d = max / -16, id = d ? 1.0f / d : 0.0f;
+    const float d = block_signed_max(x) / -16, id = d ? 1.0f / d : 0.0f;
     store_le16(b + Q50_D, kq_float_to_half(d));
     int q[32];
     for (int j = 0; j < 32; j++)

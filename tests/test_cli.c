@@ -615,6 +615,19 @@ START_TEST(run_progress_fits_60_columns_and_agrees_with_the_table)
 }
 END_TEST
 
+/* `kqcl run FILE` exits 0, skips no tensor and checks `tensors` of them. */
+static void run_checks_every_tensor(const char *file, int tensors)
+{
+    int rc = tool("", "run %s", file);
+    ck_assert_msg(rc == 0, "run: exit %d: %s", rc, tool_err);
+    ck_assert_msg(strstr(tool_err, "skipping") == NULL, "run skipped a tensor: %s", tool_err);
+    int total = 0;
+    const char *t = strstr(tool_out, "\ntotal ");
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(sscanf(t, "\ntotal %d", &total), 1);
+    ck_assert_int_eq(total, tensors);
+}
+
 /* The file the gguf Python package wrote (tests/data/legacy.gguf: q8_0, q4_0 and f32 weights)
  * lists, runs with every result checked against the host, and quantizes. */
 START_TEST(python_written_q8_0_q4_0_file_lists_runs_and_quantizes)
@@ -625,18 +638,11 @@ START_TEST(python_written_q8_0_q4_0_file_lists_runs_and_quantizes)
     ck_assert_int_eq(tool("", "gguf %s", in), 0);
     ck_assert_has(tool_out, "blk.0.attn_q.weight  q8_0");
     ck_assert_has(tool_out, "blk.0.attn_k.weight  q4_0");
-    int rc = tool("", "run %s", in);
-    ck_assert_msg(rc == 0, "run: exit %d: %s", rc, tool_err);
-    ck_assert_msg(strstr(tool_err, "skipping") == NULL, "run skipped a tensor: %s", tool_err);
-    int total = 0;
-    const char *t = strstr(tool_out, "\ntotal ");
-    ck_assert_ptr_nonnull(t);
-    ck_assert_int_eq(sscanf(t, "\ntotal %d", &total), 1);
-    ck_assert_int_eq(total, 3);
+    run_checks_every_tensor(in, 3);
     ck_assert_has(tool_out, "\nq4_0 ");
     ck_assert_has(tool_out, "\nq8_0 ");
     const char *out = tool_tmp_path("legacy-q4_0.gguf");
-    rc = tool("", "quantize %s %s Q4_0", in, out);
+    int rc = tool("", "quantize %s %s Q4_0", in, out);
     ck_assert_msg(rc == 0, "quantize: exit %d: %s", rc, tool_err);
     kqcl_gguf *g = NULL;
     ck_assert_int_eq(kqcl_gguf_open(out, &g), KQCL_OK);
@@ -675,15 +681,8 @@ START_TEST(python_written_q4_1_q5_file_lists_and_runs)
     ck_assert_has(tool_out, "blk.0.attn_q.weight  q4_1");
     ck_assert_has(tool_out, "blk.0.attn_k.weight  q5_0");
     ck_assert_has(tool_out, "blk.0.attn_v.weight  q5_1");
-    int rc = tool("", "run %s", in);
-    ck_assert_msg(rc == 0, "run: exit %d: %s", rc, tool_err);
-    ck_assert_msg(strstr(tool_err, "skipping") == NULL, "run skipped a tensor: %s", tool_err);
-    int total = 0;
-    const char *t = strstr(tool_out, "\ntotal ");
-    ck_assert_ptr_nonnull(t);
-    ck_assert_int_eq(sscanf(t, "\ntotal %d", &total), 1);
-    ck_assert_int_eq(total, 3);
-    rc = tool("", "run %s --precision q8", in);
+    run_checks_every_tensor(in, 3);
+    int rc = tool("", "run %s --precision q8", in);
     ck_assert_msg(rc == 0, "run --precision q8: exit %d: %s", rc, tool_err);
     const char *types[] = {"q4_1 ", "q5_0 ", "q5_1 "};
     for (int i = 0; i < 3; i++) {

@@ -651,7 +651,8 @@ END_TEST
 /* ---- kernel variants: tunables, device limits, fallbacks ------------------------------------------- */
 
 /* y = x . w^T on ctx for random weights of `type` (m x k) and n rows: its status, and when OK
- * the result checked against the host. */
+ * the result checked against the host (float64 of the activations the context's precision
+ * promises for the call). */
 static kqcl_status checked_matmul(kqcl_context *ctx, kqcl_type type, int64_t m, int64_t k, int n)
 {
     void *w = tu_random_weights(type, m, k);
@@ -666,39 +667,17 @@ static kqcl_status checked_matmul(kqcl_context *ctx, kqcl_type type, int64_t m, 
     if (st == KQCL_OK) {
         float *got = tu_malloc(kqcl_tensor_bytes(yt));
         TU_OK(kqcl_tensor_read(yt, got, kqcl_tensor_bytes(yt)));
-        double *ref = tu_malloc((size_t)n * m * sizeof(double)), *mag = tu_malloc((size_t)n * m * sizeof(double));
-        tu_host_matmul(type, w, KQCL_TYPE_F32, x, m, k, n, ref, mag);
+        /* against the activations the context's precision promises for this call */
+        kqcl_precision used;
+        TU_OK_CTX(ctx, kqcl_precision_chosen(ctx, 0, type, n, &used));
+        double *xs = tu_malloc((size_t)n * k * sizeof(double)), *ref = tu_malloc((size_t)n * m * sizeof(double)),
+               *mag = tu_malloc((size_t)n * m * sizeof(double));
+        tu_promised_x(used, x, n, (int)k, xs);
+        tu_host_matmul_xd(type, w, xs, m, k, n, ref, mag);
         char what[96];
-        snprintf(what, sizeof what, "%s m=%lld k=%lld n=%d", kqcl_type_name(type), (long long)m, (long long)k, n);
+        snprintf(what, sizeof what, "%s m=%lld k=%lld n=%d, %s", kqcl_type_name(type), (long long)m, (long long)k, n,
+                 kqcl_precision_name(used));
         tu_assert_close(got, ref, mag, (size_t)n * m, what);
-        free(got), free(ref), free(mag);
-    }
-    kqcl_tensor_destroy(wt), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(yt);
-    free(w), free(x);
-    return st;
-}
-
-/* q4_K weights at n = 1 in the context's Q8 mode, checked against the activations Q8 promises
- * when the call succeeds; the call's status. */
-static kqcl_status checked_q8_product(kqcl_context *ctx, int64_t m, int64_t k)
-{
-    void *w = tu_random_weights(KQCL_TYPE_Q4_K, m, k);
-    float *x = tu_random_floats((size_t)k);
-    kqcl_tensor *wt = NULL, *xt = NULL, *yt = NULL;
-    TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_Q4_K, m, k, &wt));
-    TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F32, 1, k, &xt));
-    TU_OK_CTX(ctx, kqcl_tensor_create(ctx, KQCL_TYPE_F32, 1, m, &yt));
-    TU_OK_CTX(ctx, kqcl_tensor_write(wt, w, kqcl_tensor_bytes(wt)));
-    TU_OK_CTX(ctx, kqcl_tensor_write(xt, x, kqcl_tensor_bytes(xt)));
-    kqcl_status st = kqcl_matmul(ctx, wt, xt, yt);
-    if (st == KQCL_OK) {
-        float *got = tu_malloc(kqcl_tensor_bytes(yt));
-        TU_OK_CTX(ctx, kqcl_tensor_read(yt, got, kqcl_tensor_bytes(yt)));
-        double *xs = tu_malloc((size_t)k * sizeof(double)), *ref = tu_malloc((size_t)m * sizeof(double)),
-               *mag = tu_malloc((size_t)m * sizeof(double));
-        tu_promised_x(KQCL_PRECISION_Q8, x, 1, (int)k, xs);
-        tu_host_matmul_xd(KQCL_TYPE_Q4_K, w, xs, m, k, 1, ref, mag);
-        tu_assert_close(got, ref, mag, (size_t)m, "q4_K in Q8 mode");
         free(got), free(xs), free(ref), free(mag);
     }
     kqcl_tensor_destroy(wt), kqcl_tensor_destroy(xt), kqcl_tensor_destroy(yt);
@@ -794,7 +773,7 @@ START_TEST(sets_beyond_private_memory_are_refused)
         TU_OK_CTX(ctx, kqcl_context_set_param(ctx, -1, KQCL_PARAM_MATVEC_Q8_THREADS_PER_ROW, tpr));
         TU_OK_CTX(ctx, kqcl_context_set_param(ctx, -1, KQCL_PARAM_MATVEC_Q8_ROW_GROUPS, groups));
         TU_OK_CTX(ctx, kqcl_context_set_param(ctx, -1, KQCL_PARAM_MATVEC_Q8_ROWS_PER_THREAD, rows));
-        kqcl_status st = checked_q8_product(ctx, 64, 256);
+        kqcl_status st = checked_matmul(ctx, KQCL_TYPE_Q4_K, 64, 256, 1);
         ck_assert_msg(st == KQCL_OK || st == KQCL_ERR_INVALID_ARG, "Q8 %s: %s: %s", sets[s], kqcl_status_string(st),
                       kqcl_last_error(ctx));
         kqcl_context_destroy(ctx);
