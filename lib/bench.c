@@ -1,7 +1,7 @@
 /* bench.c -- the device memory-bandwidth probe behind `kqcl bench` (bench.cl). */
 #include "ops.h"
 #include "program.h"
-#include "variant.h"
+#include "family.h"
 
 #include <stdlib.h>
 
@@ -32,7 +32,8 @@ static kqcl_status stream_read(kqcl_context *ctx, int device, size_t bytes, int 
         bytes = dev->info.max_alloc_bytes / 16 * 16;
     cl_kernel kernel;
     kq_variant v;
-    kq_bench_variant(dev, &v);
+    kq_shape s = {0};
+    kq_pick_variant(ctx, dev, &kq_bench_family, &s, 0, &v);
     kqcl_status st = kq_get_kernel(ctx, dev, v.family, v.options, "stream_read", &kernel);
     if (st != KQCL_OK)
         return st;

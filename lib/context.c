@@ -354,8 +354,7 @@ static kqcl_status choose_kernels(kq_device *dev, const kqcl_device_info *info)
     dev->nv_ptx = (forced || info->nv_compute_capability >= 30) && !(portable && strcmp(portable, "0") != 0);
     dev->nv_mma = dev->nv_ptx && (forced || info->nv_compute_capability >= 80) && !env_is("KQCL_MMA", "0");
     dev->int_dot = info->has_int_dot && !env_is("KQCL_INT_DOT", "0");
-    dev->tuning = kq_tuning_for(dev);
-    kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
+    kq_describe_kernels(dev, dev->info.variant, sizeof dev->info.variant);
     return KQCL_OK;
 }
 
@@ -429,21 +428,15 @@ KQCL_API kqcl_status kqcl_context_create(const char *devices, kqcl_context **out
     if (ctx == NULL)
         return kq_fail(NULL, KQCL_ERR_OUT_OF_MEMORY, "kqcl_context_create: no memory for the context");
     ctx->precision = precision;
-    for (int p = 0; p < KQCL_PARAM_COUNT; p++) /* the environment's parameters, once */
-        if (kq_param_context_wide((kqcl_param)p))
-            kq_params_set(&ctx->coll_params, (kqcl_param)p, params.value[p], (kq_param_source)params.source[p]);
     for (int i = 0; i < n_chosen; i++) {
         st = open_device(&ctx->devices[i], &found[chosen[i]], &infos[chosen[i]]);
-        for (int p = 0; p < KQCL_PARAM_COUNT; p++)
-            if (!kq_param_context_wide((kqcl_param)p))
-                kq_params_set(&ctx->devices[i].params, (kqcl_param)p, params.value[p],
-                              (kq_param_source)params.source[p]);
         ctx->n_devices = i + 1;
         if (st != KQCL_OK) {
             kqcl_context_destroy(ctx);
             return st;
         }
     }
+    kq_params_apply(ctx, &params); /* the environment's parameters, once */
     *out = ctx;
     return KQCL_OK;
 }
@@ -481,5 +474,5 @@ KQCL_API const char *kqcl_device_tuning(const kqcl_context *ctx, int device)
 {
     if (ctx == NULL || device < 0 || device >= ctx->n_devices)
         return "";
-    return kq_tuning_name(&ctx->devices[device]);
+    return kq_device_kind_name(&ctx->devices[device]);
 }

@@ -30,14 +30,30 @@ typedef struct kq_program {
     cl_kernel kernels[KQ_KERNELS_PER_PROGRAM];
 } kq_program;
 
-/* The launch parameters a device (or, for the collectives, the context) holds: params.c. */
+/* Where a parameter's value came from: none (kqcl's default), the environment at creation, or
+ * kqcl_context_set_param. */
+typedef enum kq_param_source { KQ_FROM_DEFAULT = 0, KQ_FROM_ENV = 1, KQ_FROM_CALL = 2 } kq_param_source;
+
+/* The launch parameters a device (or, for the collectives, the context) holds: params.c sets
+ * them, the families' descriptors (family.c) and the collectives read them. */
 typedef struct kq_params {
     int value[KQCL_PARAM_COUNT];
     unsigned char source[KQCL_PARAM_COUNT]; /* kq_param_source: 0 = unset, kqcl's default */
 } kq_params;
 
-struct kq_tuning; /* tune.c's table entry: the defaults of a kind of device */
-typedef struct kq_tuning kq_tuning;
+/* The value set for p, if any. */
+static inline bool kq_param_get(const kq_params *ps, kqcl_param p, int *value)
+{
+    if (ps->source[p] == KQ_FROM_DEFAULT)
+        return false;
+    *value = ps->value[p];
+    return true;
+}
+
+static inline kq_param_source kq_param_source_of(const kq_params *ps, kqcl_param p)
+{
+    return (kq_param_source)ps->source[p];
+}
 
 /* The device buffers the kernels keep between calls (scratch.c): each grown on demand, kept
  * until the context goes. */
@@ -73,7 +89,6 @@ typedef struct kq_device {
     kq_program programs[KQ_MAX_PROGRAMS];
     int n_programs;
     kq_scratch_buf scratch[KQ_SCRATCH_COUNT]; /* scratch.c's, grown on demand */
-    const kq_tuning *tuning; /* the defaults for its family, vendor and architecture (tune.c) */
     kq_params params;        /* the user's launch parameters (params.c) */
 } kq_device;
 

@@ -2,7 +2,7 @@
 #include "ops.h"
 #include "parallel.h"
 #include "program.h"
-#include "variant.h"
+#include "family.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +20,8 @@ kqcl_status kq_convert_into(kqcl_context *ctx, const kqcl_tensor *src, cl_mem ds
     kq_device *dev = kq_tensor_device(src);
     bool dequant = kq_type_is_quant(src->type);
     kq_variant v;
-    kq_convert_variant(src->type, dst_type, &v);
+    kq_shape s = {.wtype = src->type, .xtype = dst_type};
+    kq_pick_variant(ctx, dev, &kq_convert_family, &s, 0, &v);
     cl_kernel kernel;
     kqcl_status st = kq_variant_kernel(ctx, dev, &v, dequant ? "dequantize" : "convert_elements", &kernel);
     if (st != KQCL_OK)

@@ -6,10 +6,10 @@
  * parallel.c.
  */
 #include "ops.h"
+#include "family.h"
 #include "precision.h"
 #include "program.h"
 #include "scratch.h"
-#include "variant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,28 +59,36 @@ static kqcl_status set_matmul_args(kqcl_context *ctx, cl_kernel kernel, const kq
     return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(ctx, err, what);
 }
 
-/* A launch that walks a variant's candidates: a kernel that builds but does not fit the device
- * (kq_kernel_fits: UNSUPPORTED) hands over to the next smaller candidate. */
-#define KQ_MAX_CANDIDATES 8
+/* The shape of a product of w and x for the families' descriptors. */
+static kq_shape shape_of(const kqcl_tensor *w, const kqcl_tensor *x, kqcl_precision mode)
+{
+    return (kq_shape){.wtype = w->type, .xtype = x->type, .m = w->rows, .n = x->rows, .k = w->cols, .mode = mode};
+}
+
+/* Pick, build and launch the main kernel of a family over w, x and y (the descriptor's geometry). */
+static kqcl_status launch_family(kqcl_context *ctx, kq_device *dev, const kq_family_desc *f, const char *name,
+                                 const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y, kqcl_precision mode)
+{
+    kq_shape s = shape_of(w, x, mode);
+    kq_variant v;
+    cl_kernel kernel;
+    kqcl_status st = kq_family_kernel(ctx, dev, f, &s, name, &v, &kernel);
+    if (st != KQCL_OK)
+        return st;
+    char what[64];
+    snprintf(what, sizeof what, "kqcl_matmul: setting %s arguments", f->name);
+    if ((st = set_matmul_args(ctx, kernel, w, x, y, what)) != KQCL_OK)
+        return st;
+    size_t global[3], local[3];
+    unsigned dims = f->geometry(&v, &s, global, local);
+    snprintf(what, sizeof what, "kqcl_matmul: enqueue %s", f->name);
+    return kq_enqueue(ctx, dev, kernel, dims, global, local, what);
+}
 
 static kqcl_status launch_matvec(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
                                  kqcl_tensor *y)
 {
-    int n = (int)x->rows;
-    kq_variant v;
-    cl_kernel kernel;
-    kqcl_status st = KQCL_ERR_UNSUPPORTED;
-    for (int skip = 0; st == KQCL_ERR_UNSUPPORTED && skip < KQ_MAX_CANDIDATES; skip++)
-        if ((st = kq_matvec_variant(ctx, dev, w->type, x->type, n, w->cols, skip, &v)) == KQCL_OK)
-            st = kq_variant_kernel(ctx, dev, &v, "matvec", &kernel);
-    if (st != KQCL_OK)
-        return st;
-    if ((st = set_matmul_args(ctx, kernel, w, x, y, "kqcl_matmul: setting matvec arguments")) != KQCL_OK)
-        return st;
-    kq_matvec_tune t = v.mv;
-    size_t local = v.wg_items, rows_per_wg = (size_t)t.row_groups * t.rows_per_thread;
-    size_t global = round_up((size_t)w->rows, rows_per_wg) / rows_per_wg * local;
-    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue matvec");
+    return launch_family(ctx, dev, &kq_matvec_family, "matvec", w, x, y, KQCL_PRECISION_F32);
 }
 
 /* The tensor-core decode kernel (mma.cl): k-quant weights, f32 activations, n <= 8, on NVIDIA
@@ -88,18 +96,7 @@ static kqcl_status launch_matvec(kqcl_context *ctx, kq_device *dev, const kqcl_t
 static kqcl_status launch_mma(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
                               kqcl_tensor *y, kqcl_precision mode)
 {
-    kq_variant v;
-    cl_kernel kernel;
-    kqcl_status st = kq_mma_decode_variant(ctx, dev, w->type, x->type, (int)x->rows, mode, &v);
-    if (st == KQCL_OK)
-        st = kq_variant_kernel(ctx, dev, &v, "matvec_mma", &kernel);
-    if (st != KQCL_OK)
-        return st;
-    if ((st = set_matmul_args(ctx, kernel, w, x, y, "kqcl_matmul: setting mma arguments")) != KQCL_OK)
-        return st;
-    size_t rows_per_wg = (size_t)16 * v.mma.m_tiles, local = v.wg_items;
-    size_t global = ((size_t)w->rows + rows_per_wg - 1) / rows_per_wg * local;
-    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue mma");
+    return launch_family(ctx, dev, &kq_mma_decode_family, "matvec_mma", w, x, y, mode);
 }
 
 /* y += the sums of k-splits 1..parts, which matmul_mma left in `part`. */
@@ -123,11 +120,10 @@ static kqcl_status mma_split(kqcl_context *ctx, kq_device *dev, const kqcl_tenso
                              kqcl_precision mode, kq_variant *v)
 {
     int k = (int)w->cols, n = (int)x->rows;
-    kqcl_status st = kq_mma_prefill_variant(ctx, dev, w->type, x->type, w->rows, n, k, mode, v);
+    kq_shape s = shape_of(w, x, mode);
     cl_kernel split;
     cl_mem xs, xsum;
-    if (st == KQCL_OK)
-        st = kq_variant_kernel(ctx, dev, v, "split_activations", &split);
+    kqcl_status st = kq_family_kernel(ctx, dev, &kq_mma_prefill_family, &s, "split_activations", v, &split);
     if (st == KQCL_OK) /* 2 words a part a 4 activations; a float a 32 */
         st = kq_scratch(ctx, dev, KQ_SCRATCH_MMA_XS, (size_t)n * k / 4 * 2 * kq_mma_parts(mode) * sizeof(cl_uint),
                         "kqcl_matmul: split activations", &xs);
@@ -151,18 +147,16 @@ static kqcl_status mma_multiply(kqcl_context *ctx, kq_device *dev, const kqcl_te
                                 kqcl_tensor *y, kqcl_precision mode)
 {
     int m = (int)w->rows, k = (int)w->cols, n = (int)x->rows;
+    kq_shape s = shape_of(w, x, mode);
     kq_variant v;
-    kqcl_status st = kq_mma_prefill_variant(ctx, dev, w->type, x->type, m, n, k, mode, &v);
-    if (st != KQCL_OK)
-        return st;
-    kq_mma_tune t = v.mma;
     cl_kernel kernel, sum = NULL;
-    st = kq_variant_kernel(ctx, dev, &v, "matmul_mma", &kernel);
-    if (st == KQCL_OK && t.k_splits > 1)
+    kqcl_status st = kq_family_kernel(ctx, dev, &kq_mma_prefill_family, &s, "matmul_mma", &v, &kernel);
+    int k_splits = kq_variant_value(&v, KQCL_PARAM_MMA_KSPLIT);
+    if (st == KQCL_OK && k_splits > 1)
         st = kq_variant_kernel(ctx, dev, &v, "sum_splits", &sum);
     cl_mem part = y->buffer, xs = dev->scratch[KQ_SCRATCH_MMA_XS].mem, xsum = dev->scratch[KQ_SCRATCH_MMA_XSUM].mem;
-    if (st == KQCL_OK && t.k_splits > 1) /* the sums of splits 1.. (split 0 writes y; unused with one) */
-        st = kq_scratch(ctx, dev, KQ_SCRATCH_MMA_PART, (size_t)(t.k_splits - 1) * m * n * sizeof(float),
+    if (st == KQCL_OK && k_splits > 1) /* the sums of splits 1.. (split 0 writes y; unused with one) */
+        st = kq_scratch(ctx, dev, KQ_SCRATCH_MMA_PART, (size_t)(k_splits - 1) * m * n * sizeof(float),
                         "kqcl_matmul: k-split sums", &part);
     if (st != KQCL_OK)
         return st;
@@ -172,33 +166,16 @@ static kqcl_status mma_multiply(kqcl_context *ctx, kq_device *dev, const kqcl_te
                              sizeof k, &k, sizeof n, &n);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting mma arguments");
-    size_t rows_per_wg = (size_t)16 * t.m_tiles * t.warps, cols_per_wg = (size_t)8 * t.n_tiles;
-    size_t local3[3] = {v.wg_items, 1, 1};
-    size_t global3[3] = {((size_t)m + rows_per_wg - 1) / rows_per_wg * local3[0],
-                         ((size_t)n + cols_per_wg - 1) / cols_per_wg, (size_t)t.k_splits};
-    st = kq_enqueue(ctx, dev, kernel, 3, global3, local3, "kqcl_matmul: enqueue mma prefill");
-    return st == KQCL_OK && sum != NULL ? launch_sum_splits(ctx, dev, sum, y, part, (size_t)m * n, t.k_splits - 1) : st;
+    size_t global[3], local[3];
+    unsigned dims = kq_mma_prefill_family.geometry(&v, &s, global, local);
+    st = kq_enqueue(ctx, dev, kernel, dims, global, local, "kqcl_matmul: enqueue mma prefill");
+    return st == KQCL_OK && sum != NULL ? launch_sum_splits(ctx, dev, sum, y, part, (size_t)m * n, k_splits - 1) : st;
 }
 
 static kqcl_status launch_tiled(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
                                 kqcl_tensor *y)
 {
-    kq_variant v;
-    cl_kernel kernel;
-    kqcl_status st = KQCL_ERR_UNSUPPORTED;
-    for (int skip = 0; st == KQCL_ERR_UNSUPPORTED && skip < KQ_MAX_CANDIDATES; skip++)
-        if ((st = kq_tiled_variant(ctx, dev, w->type, x->type, w->cols, skip, &v)) == KQCL_OK)
-            st = kq_variant_kernel(ctx, dev, &v, "matmul_tiled", &kernel);
-    if (st != KQCL_OK)
-        return st;
-    if ((st = set_matmul_args(ctx, kernel, w, x, y, "kqcl_matmul: setting matmul arguments")) != KQCL_OK)
-        return st;
-    kq_matmul_tune t = v.mm;
-    size_t local[2] = {v.wg_items, 1};
-    /* in size_t: m + tile_m - 1 overflows an int for m near INT32_MAX */
-    size_t m_tiles = ((size_t)w->rows + (size_t)t.tile_m - 1) / (size_t)t.tile_m;
-    size_t global[2] = {m_tiles * local[0], ((size_t)x->rows + (size_t)t.tile_n - 1) / (size_t)t.tile_n};
-    return kq_enqueue(ctx, dev, kernel, 2, global, local, "kqcl_matmul: enqueue tiled matmul");
+    return launch_family(ctx, dev, &kq_tiled_family, "matmul_tiled", w, x, y, KQCL_PRECISION_F32);
 }
 
 /* ---- the activations a mode multiplies ------------------------------------------------------ */
@@ -230,10 +207,10 @@ static size_t q8_bytes(const kqcl_tensor *x)
 /* X quantized for Q8 into *xq (the KQ_SCRATCH_XPREP buffer): one pass, a work-item a value. */
 static kqcl_status quantize_x(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *x, cl_mem *xq)
 {
+    kq_shape s = {.xtype = x->type, .n = x->rows, .k = x->cols};
     kq_variant v;
     cl_kernel kernel;
-    kq_q8_quantize_variant(x->type, &v);
-    kqcl_status st = kq_variant_kernel(ctx, dev, &v, "quantize_q8", &kernel);
+    kqcl_status st = kq_family_kernel(ctx, dev, &kq_q8_quantize_family, &s, "quantize_q8", &v, &kernel);
     if (st == KQCL_OK)
         st = kq_scratch(ctx, dev, KQ_SCRATCH_XPREP, q8_bytes(x), "kqcl_matmul: quantized activations", xq);
     if (st != KQCL_OK)
@@ -242,10 +219,9 @@ static kqcl_status quantize_x(kqcl_context *ctx, kq_device *dev, const kqcl_tens
     cl_int err = kq_set_args(kernel, 4, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), xq, sizeof n, &n, sizeof k, &k);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting quantize arguments");
-    /* q8.cl's QUANT_WG items a work-group, a value an item, grid-striding past 2^22 */
-    size_t values = (size_t)n * (size_t)k, local = 64;
-    size_t global = round_up(values < ((size_t)1 << 22) ? values : (size_t)1 << 22, local);
-    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue quantize");
+    size_t global[3], local[3];
+    unsigned dims = kq_q8_quantize_family.geometry(&v, &s, global, local);
+    return kq_enqueue(ctx, dev, kernel, dims, global, local, "kqcl_matmul: enqueue quantize");
 }
 
 /* Up to four weights of one type and width on the quantized X (xq), one launch. Slots
@@ -257,23 +233,25 @@ static kqcl_status launch_matvec_q8(kqcl_context *ctx, kq_device *dev, int count
                                     const kqcl_tensor *x, cl_mem xq, kqcl_tensor *const *y)
 {
     int n = (int)x->rows, k = (int)x->cols;
+    kq_shape s = shape_of(w[0], x, KQCL_PRECISION_Q8);
+    s.group = KQ_Q8_SLOTS;
     kq_variant v;
     cl_kernel kernel;
-    kqcl_status st = KQCL_ERR_UNSUPPORTED;
-    for (int skip = 0; st == KQCL_ERR_UNSUPPORTED && skip < KQ_MAX_CANDIDATES; skip++)
-        if ((st = kq_q8_matvec_variant(ctx, dev, w[0]->type, n, k, KQ_Q8_SLOTS, skip, &v)) == KQCL_OK)
-            st = kq_variant_kernel(ctx, dev, &v, "matvec_q8", &kernel);
+    kqcl_status st = kq_family_kernel(ctx, dev, &kq_q8_matvec_family, &s, "matvec_q8", &v, &kernel);
     if (st != KQCL_OK)
         return st;
     cl_mem wb[KQ_Q8_SLOTS], yb[KQ_Q8_SLOTS];
     int m[KQ_Q8_SLOTS];
-    size_t rows_per_wg = (size_t)v.mv.row_groups * v.mv.rows_per_thread, groups = 0;
-    for (int i = 0; i < KQ_Q8_SLOTS; i++) {
+    size_t global = 0, local[3];
+    for (int i = 0; i < KQ_Q8_SLOTS; i++) { /* the launch: every weight's work-groups in a row */
         int from = i < count ? i : count - 1;
         wb[i] = w[from]->buffer;
         yb[i] = y[from]->buffer;
         m[i] = i < count ? (int)w[i]->rows : 0;
-        groups += ((size_t)m[i] + rows_per_wg - 1) / rows_per_wg;
+        size_t g[3];
+        s.m = m[i];
+        kq_q8_matvec_family.geometry(&v, &s, g, local);
+        global += g[0];
     }
     cl_ulong row_bytes = w[0]->row_bytes;
     cl_int err = kq_set_args(kernel, 16, sizeof(cl_mem), &wb[0], sizeof(cl_mem), &wb[1], sizeof(cl_mem), &wb[2],
@@ -283,8 +261,7 @@ static kqcl_status launch_matvec_q8(kqcl_context *ctx, kq_device *dev, int count
                              sizeof k, &k, sizeof n, &n);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_matmul: setting Q8 matvec arguments");
-    size_t local = v.wg_items, global = groups * local;
-    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_matmul: enqueue Q8 matvec");
+    return kq_enqueue(ctx, dev, kernel, 1, &global, local, "kqcl_matmul: enqueue Q8 matvec");
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
@@ -294,11 +271,8 @@ static kqcl_status launch_matvec_q8(kqcl_context *ctx, kq_device *dev, int count
  * such as a broken build of every kernel, is reported as it is, with its log). */
 static kqcl_status after_mma(kqcl_context *ctx, kq_device *dev, kqcl_status st_mma, kqcl_status st_portable)
 {
-    if (st_mma == KQCL_ERR_BUILD && st_portable == KQCL_OK) {
-        dev->nv_mma = false;
-        kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
-        kq_clear_error(ctx); /* the call succeeded: the failed build's log is not its error */
-    }
+    if (st_mma == KQCL_ERR_BUILD && st_portable == KQCL_OK)
+        kq_turn_off_ptx(ctx, dev, true);
     return st_portable;
 }
 

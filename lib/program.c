@@ -622,7 +622,7 @@ kqcl_status kq_get_kernel(kqcl_context *ctx, kq_device *dev, kq_family family, c
 
 void kq_ptx_options(const char *options, char *buf, size_t size) { snprintf(buf, size, "%s -DKQ_NV_PTX", options); }
 
-kqcl_status kq_get_kernel_variant(kqcl_context *ctx, kq_device *dev, kq_family family, const char *options,
+kqcl_status kq_get_kernel_ptx_first(kqcl_context *ctx, kq_device *dev, kq_family family, const char *options,
                                   const char *name, cl_kernel *out)
 {
     if (!dev->nv_ptx)
@@ -636,13 +636,18 @@ kqcl_status kq_get_kernel_variant(kqcl_context *ctx, kq_device *dev, kq_family f
      * builds is the variant switched off for the device; when it fails too (a broken build of
      * every kernel) that failure, with its log, is the call's. */
     st = kq_get_kernel(ctx, dev, family, options, name, out);
-    if (st == KQCL_OK) {
-        dev->nv_ptx = false;
-        dev->nv_mma = false;
-        kq_describe_variant(dev, dev->info.variant, sizeof dev->info.variant);
-        kq_clear_error(ctx);
-    }
+    if (st == KQCL_OK)
+        kq_turn_off_ptx(ctx, dev, false);
     return st;
+}
+
+void kq_turn_off_ptx(kqcl_context *ctx, kq_device *dev, bool tensor_cores_only)
+{
+    dev->nv_mma = false;
+    if (!tensor_cores_only)
+        dev->nv_ptx = false;
+    kq_describe_kernels(dev, dev->info.variant, sizeof dev->info.variant);
+    kq_clear_error(ctx); /* the call succeeded on the portable kernel: the failed build's log is not its error */
 }
 
 void kq_programs_release(kq_device *dev)
@@ -657,7 +662,7 @@ void kq_programs_release(kq_device *dev)
     dev->n_programs = 0;
 }
 
-void kq_describe_variant(const kq_device *dev, char *buf, size_t size)
+void kq_describe_kernels(const kq_device *dev, char *buf, size_t size)
 {
     snprintf(buf, size, "%s, portable%s%s%s", dev->gpu_kernels ? "GPU family" : "CPU family",
              dev->nv_ptx ? " + NVIDIA inline PTX" : "", dev->nv_mma ? ", tensor cores" : "",

@@ -23,8 +23,13 @@ kqcl_status kq_get_kernel(kqcl_context *ctx, kq_device *dev, kq_family family, c
 /* As kq_get_kernel, with the device-specific variant options added (inline PTX on NVIDIA).
  * A variant that fails to build is switched off for the device and the portable kernel is
  * built instead, so a driver that rejects it costs one failed build, not a failed call. */
-kqcl_status kq_get_kernel_variant(kqcl_context *ctx, kq_device *dev, kq_family family, const char *options,
+kqcl_status kq_get_kernel_ptx_first(kqcl_context *ctx, kq_device *dev, kq_family family, const char *options,
                                   const char *name, cl_kernel *out);
+
+/* After an inline-PTX build failed where the portable kernel then served: the PTX variants (or
+ * only the tensor-core kernels) off for the device from now on, its description updated. The one
+ * place this policy lives (program.c's fallback and matmul.c's tensor cores call it). */
+void kq_turn_off_ptx(kqcl_context *ctx, kq_device *dev, bool tensor_cores_only);
 
 /* The options of a variant's NVIDIA form (inline PTX): options + " -DKQ_NV_PTX". */
 void kq_ptx_options(const char *options, char *buf, size_t size);
@@ -32,8 +37,8 @@ void kq_ptx_options(const char *options, char *buf, size_t size);
 /* Release every program and kernel of a device. */
 void kq_programs_release(kq_device *dev);
 
-/* A short description of the kernel variants chosen for the device ("portable"). */
-void kq_describe_variant(const kq_device *dev, char *buf, size_t size);
+/* A short description of the kernels the device runs ("GPU family, portable + NVIDIA inline PTX"). */
+void kq_describe_kernels(const kq_device *dev, char *buf, size_t size);
 
 /* Set kernel arguments from a list of (size, pointer) pairs; returns the first failure. */
 cl_int kq_set_args(cl_kernel kernel, int count, ...);

@@ -2,7 +2,7 @@
 #include "ops.h"
 #include "parallel.h"
 #include "program.h"
-#include "variant.h"
+#include "family.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +11,8 @@ kqcl_status kq_reduce_kernel(kqcl_context *ctx, kq_device *dev, kqcl_reduce_op o
                              cl_kernel *out)
 {
     kq_variant v;
-    kq_reduce_variant(dev, (int)op, xtype, &v);
+    kq_shape s = {.xtype = xtype, .op = (int)op};
+    kq_pick_variant(ctx, dev, &kq_reduce_family, &s, 0, &v);
     return kq_variant_kernel(ctx, dev, &v, name, out);
 }
 
@@ -20,7 +21,8 @@ static kqcl_status reduce_one(kqcl_context *ctx, kqcl_reduce_op op, const kqcl_t
 {
     kq_device *dev = kq_tensor_device(src);
     kq_variant v;
-    kq_reduce_variant(dev, (int)op, src->type, &v);
+    kq_shape s = {.xtype = src->type, .op = (int)op};
+    kq_pick_variant(ctx, dev, &kq_reduce_family, &s, 0, &v);
     size_t wg = v.wg_items;
     cl_kernel kernel;
     kqcl_status st = kq_variant_kernel(ctx, dev, &v, "reduce_rows", &kernel);

@@ -2,9 +2,10 @@
  * kernel_variants.c -- every kernel variant kqcl can select, one line each, for
  * `make check-kernels` (scripts/check-kernels.sh compiles them offline for other vendors).
  *
- * The variants come from lib/variant.c, the functions the library itself calls before a build,
- * asked for every weight type x activation type x n x alignment on a few device profiles (a
- * device's kind and limits are all those functions read). Every candidate that fits a profile
+ * The variants come from the kernel families' descriptors (lib/family.c) through kq_pick_variant,
+ * the function the library itself calls before a build, asked for every weight type x
+ * activation type x n x alignment on a few device profiles (a device's kind and limits are all
+ * the descriptors read). Every candidate that fits a profile
  * is listed, not only the first: a device of that kind with fewer resources gets the next one.
  *
  *   PROFILE <TAB> LIMIT <TAB> FAMILY <TAB> RANK <TAB> LOCAL_BYTES <TAB> OPTIONS
@@ -15,12 +16,13 @@
  * some type pairs and n = 1 and 8 for all (KQCL_VARIANTS_ALL=1: every n for every pair), so
  * that the offline compiles stay within minutes. Prints to stdout; exit 1 on an internal error.
  */
-#include "variant.h"
+#include "family.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* The program (.cl file) names the offline compile script knows (scripts/check-kernels.sh). */
 static const char *const family_names[KQ_FAMILY_COUNT] = {"matvec", "matmul", "convert", "reduce", "bench", "mma", "q8"};
 
 typedef struct profile {
@@ -90,34 +92,42 @@ static int ks_for(kqcl_type wtype, int64_t ks[2])
     return kq_type_is_quant(wtype) ? 1 : 2;
 }
 
+/* Every candidate of family f for the shape, rank 0 the one the profile's device gets. */
+static void every_fitting(const profile *p, kq_device *dev, const kq_family_desc *f, const kq_shape *s)
+{
+    kq_variant v;
+    for (int skip = 0; kq_pick_variant(NULL, dev, f, s, skip, &v) == KQCL_OK; skip++)
+        print(p, &v, skip);
+}
+
 static void matmul_variants(const profile *p, kq_device *dev)
 {
     for (size_t w = 0; w < sizeof weight_types / sizeof weight_types[0]; w++)
         for (size_t x = 0; x < sizeof float_types / sizeof float_types[0]; x++) {
             int64_t ks[2];
             int n_ks = ks_for(weight_types[w], ks);
-            kq_variant v;
+            kq_shape s = {.wtype = weight_types[w], .xtype = float_types[x], .m = 4096};
             for (int ki = 0; ki < n_ks; ki++) {
-                for (int n = 1; n <= KQ_MATVEC_MAX_N; n++)
-                    for (int skip = 0; n_listed(n, w, x) && kq_matvec_variant(NULL, dev, weight_types[w], float_types[x],
-                                                                                n, ks[ki], skip, &v) == KQCL_OK;
-                         skip++)
-                        print(p, &v, skip);
-                for (int skip = 0;
-                     kq_tiled_variant(NULL, dev, weight_types[w], float_types[x], ks[ki], skip, &v) == KQCL_OK; skip++)
-                    print(p, &v, skip);
+                s.k = ks[ki];
+                for (s.n = 1; s.n <= KQ_MATVEC_MAX_N; s.n++)
+                    if (n_listed((int)s.n, w, x))
+                        every_fitting(p, dev, &kq_matvec_family, &s);
+                every_fitting(p, dev, &kq_tiled_family, &s);
             }
             for (size_t mi = 0; mi < sizeof mma_modes / sizeof mma_modes[0]; mi++) {
-                kqcl_precision mode = mma_modes[mi];
-                if (kq_mma_decode_variant(NULL, dev, weight_types[w], float_types[x], KQ_MATVEC_MAX_N, mode, &v) ==
-                    KQCL_OK)
+                kq_variant v;
+                kq_shape d = {.wtype = weight_types[w], .xtype = float_types[x], .m = 4096, .n = KQ_MATVEC_MAX_N,
+                              .k = 4096, .mode = mma_modes[mi]};
+                if (kq_pick_variant(NULL, dev, &kq_mma_decode_family, &d, 0, &v) == KQCL_OK)
                     print(p, &v, 0);
                 /* a large output (two 16-row tiles a warp) and a small one (one) */
-                if (kq_mma_prefill_variant(NULL, dev, weight_types[w], float_types[x], 4096, 512, 4096, mode, &v) ==
-                    KQCL_OK)
+                kq_shape big = {.wtype = weight_types[w], .xtype = float_types[x], .m = 4096, .n = 512, .k = 4096,
+                                .mode = mma_modes[mi]};
+                kq_shape small = {.wtype = weight_types[w], .xtype = float_types[x], .m = 256, .n = 9, .k = 256,
+                                  .mode = mma_modes[mi]};
+                if (kq_pick_variant(NULL, dev, &kq_mma_prefill_family, &big, 0, &v) == KQCL_OK)
                     print(p, &v, 0);
-                if (kq_mma_prefill_variant(NULL, dev, weight_types[w], float_types[x], 256, 9, 256, mode, &v) ==
-                    KQCL_OK)
+                if (kq_pick_variant(NULL, dev, &kq_mma_prefill_family, &small, 0, &v) == KQCL_OK)
                     print(p, &v, 0);
             }
         }
@@ -127,34 +137,33 @@ static void matmul_variants(const profile *p, kq_device *dev)
  * every activation type. */
 static void q8_variants(const profile *p, kq_device *dev)
 {
-    kq_variant v;
-    for (size_t w = 0; w < sizeof weight_types / sizeof weight_types[0]; w++)
-        for (int n = 1; kq_type_is_quant(weight_types[w]) && n <= KQ_MATVEC_MAX_N; n++)
-            for (int skip = 0; n_listed(n, w, 0) && kq_q8_matvec_variant(NULL, dev, weight_types[w], n, 512, 4, skip,
-                                                                         &v) == KQCL_OK;
-                 skip++)
-                print(p, &v, skip);
+    for (size_t w = 0; w < sizeof weight_types / sizeof weight_types[0]; w++) {
+        kq_shape s = {.wtype = weight_types[w], .xtype = KQCL_TYPE_F32, .m = 4096, .k = 512, .group = 4,
+                      .mode = KQCL_PRECISION_Q8};
+        for (s.n = 1; kq_type_is_quant(weight_types[w]) && s.n <= KQ_MATVEC_MAX_N; s.n++)
+            if (n_listed((int)s.n, w, 0))
+                every_fitting(p, dev, &kq_q8_matvec_family, &s);
+    }
     for (size_t x = 0; x < sizeof float_types / sizeof float_types[0]; x++) {
-        kq_q8_quantize_variant(float_types[x], &v);
-        print(p, &v, 0);
+        kq_shape s = {.xtype = float_types[x]};
+        every_fitting(p, dev, &kq_q8_quantize_family, &s);
     }
 }
 
-static void other_variants(const profile *p, const kq_device *dev)
+static void other_variants(const profile *p, kq_device *dev)
 {
-    kq_variant v;
     for (size_t w = 0; w < sizeof weight_types / sizeof weight_types[0]; w++)
         for (size_t d = 0; d < sizeof float_types / sizeof float_types[0]; d++) {
-            kq_convert_variant(weight_types[w], float_types[d], &v);
-            print(p, &v, 0);
+            kq_shape s = {.wtype = weight_types[w], .xtype = float_types[d]};
+            every_fitting(p, dev, &kq_convert_family, &s);
         }
     for (int op = KQCL_REDUCE_SUM; op <= KQCL_REDUCE_MEAN; op++)
         for (size_t x = 0; x < sizeof float_types / sizeof float_types[0]; x++) {
-            kq_reduce_variant(dev, op, float_types[x], &v);
-            print(p, &v, 0);
+            kq_shape s = {.xtype = float_types[x], .op = op};
+            every_fitting(p, dev, &kq_reduce_family, &s);
         }
-    kq_bench_variant(dev, &v);
-    print(p, &v, 0);
+    kq_shape s = {0};
+    every_fitting(p, dev, &kq_bench_family, &s);
 }
 
 int main(void)

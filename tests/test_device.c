@@ -4,7 +4,7 @@
  * Runs on kqcl's default device (a GPU if present, else PoCL on the CPU), or KQCL_DEVICES.
  */
 #include "ops.h"
-#include "variant.h"
+#include "family.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -825,6 +825,33 @@ START_TEST(tuples_are_digits_and_commas_only)
 }
 END_TEST
 
+/* What kqcl_context_get_param reports is what runs: for every kernel-side parameter of the
+ * decode and tiled families and every kind of weight, the reported default is either AUTO
+ * (chosen per call) or the value the variant a call gets holds. It reported the k-quants' tiled
+ * set for every weight: 256 x 512 on CPUs, where float weights run 64 x 64 (issue 21). */
+START_TEST(reported_parameters_are_the_ones_that_run)
+{
+    static const kqcl_type weights[] = {KQCL_TYPE_F32, KQCL_TYPE_F16, KQCL_TYPE_Q4_0, KQCL_TYPE_Q8_0,
+                                        KQCL_TYPE_Q4_K, KQCL_TYPE_Q6_K};
+    static const kq_family_desc *const families[] = {&kq_matvec_family, &kq_tiled_family};
+    kq_device *dev = &tu_ctx->devices[0];
+    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++)
+        for (int i = 0; i < families[f]->n_tunables; i++) {
+            kqcl_param p = families[f]->tunables[i].param;
+            int reported;
+            TU_OK(kqcl_context_get_param(tu_ctx, 0, p, &reported));
+            for (size_t w = 0; w < sizeof weights / sizeof weights[0]; w++) {
+                kq_shape s = {.wtype = weights[w], .xtype = KQCL_TYPE_F32, .m = 512, .n = f == 0 ? 1 : 64, .k = 512};
+                kq_variant v;
+                TU_OK(kq_pick_variant(tu_ctx, dev, families[f], &s, 0, &v));
+                ck_assert_msg(reported == KQCL_PARAM_AUTO || reported == kq_variant_value(&v, p),
+                              "%s: reported %d, %s weights run %d (%s)", kqcl_param_name(p), reported,
+                              kqcl_type_name(weights[w]), kq_variant_value(&v, p), v.options);
+            }
+        }
+}
+END_TEST
+
 /* The same parameters through the API: bounds, devices, the values in force, AUTO, and sets
  * that break their kernel's constraints named as the call's. */
 START_TEST(parameters_through_the_api)
@@ -882,7 +909,8 @@ START_TEST(local_memory_limits_choose_variants_that_fit)
     ck_assert_uint_le(info.local_mem_bytes, 32768);
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         kq_variant v;
-        ck_assert_int_eq(kq_tiled_variant(ctx, &ctx->devices[0], types[t], KQCL_TYPE_F32, 512, 0, &v), KQCL_OK);
+        kq_shape s = {.wtype = types[t], .xtype = KQCL_TYPE_F32, .m = 300, .n = 64, .k = 512};
+        ck_assert_int_eq(kq_pick_variant(ctx, &ctx->devices[0], &kq_tiled_family, &s, 0, &v), KQCL_OK);
         ck_assert_msg(v.local_bytes <= info.local_mem_bytes, "%s: %s declares %zu bytes", kqcl_type_name(types[t]),
                       v.options, v.local_bytes);
         for (int n = 1; n <= 70; n += 23)
@@ -1058,6 +1086,7 @@ static Suite *device_suite(void)
     tcase_add_test(tc, sets_beyond_private_memory_are_refused);
     tcase_add_test(tc, tuples_are_digits_and_commas_only);
     tcase_add_test(tc, parameters_through_the_api);
+    tcase_add_test(tc, reported_parameters_are_the_ones_that_run);
     tcase_add_test(tc, local_memory_limits_choose_variants_that_fit);
     tcase_add_test(tc, variants_that_do_not_build_fall_back);
     suite_add_tcase(s, tc);
