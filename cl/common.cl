@@ -53,18 +53,7 @@
 #error "KQCL_TEST_BROKEN_BUILD: a deliberately broken kernel build"
 #endif
 
-#define TYPE_F32 0
-#define TYPE_F16 1
-#define TYPE_Q4_0 2
-#define TYPE_Q4_1 3
-#define TYPE_Q5_0 6
-#define TYPE_Q5_1 7
-#define TYPE_Q8_0 8
-#define TYPE_Q4_K 12
-#define TYPE_Q5_K 13
-#define TYPE_Q6_K 14
-#define TYPE_Q8_K 15
-#define TYPE_BF16 30
+/* The type ids (TYPE_F32, ...) are kquant_layout.h's, which begins every program. */
 
 #ifndef WTYPE
 #define WTYPE TYPE_Q4_K

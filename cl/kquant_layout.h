@@ -22,6 +22,21 @@
 #define QK5_1 32 /* values in a q5_1 block */
 #define QK8_0 32 /* values in a q8_0 block */
 
+/* The type ids: kqcl.h's kqcl_type values (ggml's ids), for the kernels' -DWTYPE / -DXTYPE;
+ * lib/base/types.c asserts at compile time that they agree. */
+#define TYPE_F32 0
+#define TYPE_F16 1
+#define TYPE_Q4_0 2
+#define TYPE_Q4_1 3
+#define TYPE_Q5_0 6
+#define TYPE_Q5_1 7
+#define TYPE_Q8_0 8
+#define TYPE_Q4_K 12
+#define TYPE_Q5_K 13
+#define TYPE_Q6_K 14
+#define TYPE_Q8_K 15
+#define TYPE_BF16 30
+
 /*
  * q4_K: 144 bytes, 8 sub-blocks of 32 values, each with a 6-bit scale and a 6-bit min.
  *

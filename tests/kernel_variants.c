@@ -16,7 +16,7 @@
  * some type pairs and n = 1 and 8 for all (KQCL_VARIANTS_ALL=1: every n for every pair), so
  * that the offline compiles stay within minutes. Prints to stdout; exit 1 on an internal error.
  */
-#include "family.h"
+#include "kernels/family.h"
 
 #include <stdio.h>
 #include <stdlib.h>

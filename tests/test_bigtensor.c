@@ -5,7 +5,7 @@
  * that small tensors need many buffers, and compares with the host reference and with the same
  * call on an uncapped context, where every tensor is one buffer.
  */
-#include "ops.h"
+#include "ops/ops.h"
 #include "testutil.h"
 
 #include <math.h>

@@ -5,7 +5,7 @@
  * host reference; destroy orders; the second device when the context has two (run-multi.sh runs
  * this suite with POCL_DEVICES="pthread pthread" KQCL_DEVICES=all).
  */
-#include "ops.h"
+#include "ops/ops.h"
 #include "testutil.h"
 
 #include <math.h>

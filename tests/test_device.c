@@ -3,8 +3,8 @@
  * reference vectors and a float64 host reference, and the API's handling of bad input.
  * Runs on kqcl's default device (a GPU if present, else PoCL on the CPU), or KQCL_DEVICES.
  */
-#include "ops.h"
-#include "family.h"
+#include "ops/ops.h"
+#include "kernels/family.h"
 #include "testutil.h"
 
 #include <math.h>

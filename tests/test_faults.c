@@ -12,7 +12,7 @@
 #define _GNU_SOURCE
 #endif
 #include "testutil.h"
-#include "sha256.h"
+#include "base/sha256.h"
 
 #include <dirent.h>
 #include <dlfcn.h>

@@ -5,7 +5,7 @@
  */
 #define _XOPEN_SOURCE 700
 
-#include "gguf.h"
+#include "gguf/gguf.h"
 #include "kqcl.h"
 #include "testutil.h" /* TU_OK_CTX only: this suite does not link testutil.c */
 

@@ -7,7 +7,7 @@
 #define _XOPEN_SOURCE 700
 
 #include "kqcl.h"
-#include "sha256.h"
+#include "base/sha256.h"
 #include "toolutil.h"
 
 #include <check.h>

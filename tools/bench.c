@@ -8,7 +8,7 @@
  * It links the library's internals (lib/ops.h) for the unfused path and the bandwidth probe.
  */
 #include "commands.h"
-#include "ops.h"
+#include "ops/ops.h"
 #include "util.h"
 
 #include <getopt.h>

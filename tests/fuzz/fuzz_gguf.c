@@ -9,7 +9,7 @@
  *   ./fuzz_gguf -max_total_time=60 tests/fuzz/corpus
  * (stub_tensor.c stands in for the three tensor calls: the device side is not needed).
  */
-#include "gguf.h"
+#include "gguf/gguf.h"
 
 #include <string.h>
 

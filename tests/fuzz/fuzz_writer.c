@@ -5,7 +5,7 @@
  * writes must be read back by the reader, key for key and tensor for tensor; what it refuses
  * must leave no file. `make fuzz` runs it (seeds in tests/fuzz/corpus-writer/).
  */
-#include "gguf.h"
+#include "gguf/gguf.h"
 
 #include <stdio.h>
 #include <stdlib.h>

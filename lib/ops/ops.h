@@ -1,0 +1,49 @@
+/* ops.h -- kernel launch parameters and the internal compute paths (tests and the bench). */
+#ifndef KQCL_OPS_H
+#define KQCL_OPS_H
+
+#include "device/tensor.h"
+#include "kernels/family.h" /* KQ_MATVEC_MAX_N */
+
+/* Which kernel a product takes: by n (the public calls), or forced (tests, the bench's
+ * comparisons); KQ_KERNEL_TILED_PIECE is tiled because the whole call's n is large, for a piece
+ * of a split call (the tensor cores allowed, as for the whole). The values are the ints the
+ * tests passed before the names. */
+typedef enum kq_kernel_choice {
+    KQ_KERNEL_MATVEC = -1,
+    KQ_KERNEL_BY_N = 0,
+    KQ_KERNEL_TILED = 1,
+    KQ_KERNEL_TILED_PIECE = 2
+} kq_kernel_choice;
+
+/* matmul.c, one device: kqcl_matmul's operand checks (types, shapes, aliasing); and the launch
+ * of `count` weights of one type and width sharing X, all single-device tensors or views of
+ * parts on dev (X prepared once for the call's precision). */
+kqcl_status kq_matmul_check(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, const kqcl_tensor *y);
+kqcl_status kq_matmul_launch_group(kqcl_context *ctx, kq_device *dev, int count, const kqcl_tensor *const *w,
+                                   const kqcl_tensor *x, kqcl_tensor *const *y, kq_kernel_choice choice);
+/* One weight: kq_matmul_launch_group with count 1 (parallel.c's pieces). */
+kqcl_status kq_matmul_launch(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
+                             kqcl_tensor *y, kq_kernel_choice choice);
+
+/* Y = X . W^T with the kernel `choice` (dispatch.c). */
+kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y,
+                           kq_kernel_choice choice);
+
+/* The unfused reference path: dequantize W to f32 on the device, then CLBlast SGEMM.
+ * KQCL_ERR_UNSUPPORTED when built without CLBlast; X must be f32. */
+kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y);
+
+/* Device-side dequantization/conversion of src into a float buffer (dst_type f32/f16/bf16). */
+kqcl_status kq_convert_into(kqcl_context *ctx, const kqcl_tensor *src, cl_mem dst, kqcl_type dst_type);
+
+/* The kernel `name` of reduce.cl for operation op on xtype data (reduce.c); the collectives
+ * take combine_copies from it. */
+kqcl_status kq_reduce_kernel(kqcl_context *ctx, kq_device *dev, kqcl_reduce_op op, kqcl_type xtype, const char *name,
+                             cl_kernel *out);
+
+/* Stream `bytes` of device memory through the read kernel `reps` times; the median
+ * bandwidth in GB/s (1e9 bytes/s) from device events. */
+kqcl_status kq_bench_stream_read(kqcl_context *ctx, int device, size_t bytes, int reps, double *gbps);
+
+#endif
