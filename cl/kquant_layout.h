@@ -2,9 +2,9 @@
  * kquant_layout.h -- the byte layout of ggml's quant blocks: block sizes and field offsets, the
  * one place kqcl states them. Valid both as C and as OpenCL C (nothing but #defines), so the
  * host and the kernels read the same names:
- *   - lib/codec.c includes it;
+ *   - lib/base/codec.c includes it;
  *   - scripts/embed-cl.sh prepends it to common.cl's embedded text, so every kernel program
- *     (common.cl + a family's .cl, lib/program.c) begins with it;
+ *     (common.cl + a family's .cl, lib/device/program.c) begins with it;
  *   - scripts/check-kernels.sh prepends it to every offline compile (it + common.cl + family).
  * Multi-byte fields are little-endian; d and dmin are f16, except q8_K's f32 d. A block's
  * address is only as aligned as its size allows (q6_K: 2 bytes, q8_K: 4, q4_K/q5_K: 16 in a

@@ -81,7 +81,7 @@ static inline int q8_quant(float x, float d)
  * blocks never straddle rows and block b starts at value 32 b), grid-striding: loads and stores
  * are coalesced, and each block's maximum and 16-sums are trees in local memory (max and
  * integer sums are exact in any order, so the result is the one the header defines). */
-#ifndef QUANT_WG /* the host's quantize variant passes it (lib/family.c); the matvec programs take 64 */
+#ifndef QUANT_WG /* the host's quantize variant passes it (lib/kernels/family.c); the matvec programs take 64 */
 #define QUANT_WG 64
 #endif
 

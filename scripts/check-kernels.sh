@@ -1,6 +1,6 @@
 #!/bin/bash
 # check-kernels.sh VARIANTS CLDIR OUTDIR [JOBS] -- `make check-kernels`: every kernel variant kqcl
-# can select (VARIANTS: tests/kernel_variants, which asks lib/variant.c), compiled offline as the
+# can select (VARIANTS: tests/kernel_variants, which asks lib/kernels/family.c), compiled offline as the
 # other vendors' drivers would compile it:
 #   amdgcn   clang-19 + libclc for AMD's gfx90a, gfx942 (CDNA), gfx1030, gfx1100 (RDNA): object
 #            code, its undefined symbols and the local memory (group segment) the compiler gives,
@@ -42,7 +42,7 @@ check_one() {
   local targets local_bytes family options
   IFS=$'\t' read -r _ targets local_bytes family options <<< "$line"
   local dir; dir=$(mktemp -d "$work/v.XXXXXX")
-  # as lib/program.c builds it: the layout header (embed-cl.sh prepends it to common.cl), common, family
+  # as lib/device/program.c builds it: the layout header (embed-cl.sh prepends it to common.cl), common, family
   cat "$cl/kquant_layout.h" "$cl/common.cl" "$cl/$family.cl" > "$dir/k.cl"
   local base="-x cl -cl-std=CL1.2 -Werror=implicit-function-declaration $options"
   # The Q8 kernels' cl_khr_integer_dot_product form (-DKQ_INT_DOT): compiled for SPIR as for a

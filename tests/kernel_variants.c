@@ -2,7 +2,7 @@
  * kernel_variants.c -- every kernel variant kqcl can select, one line each, for
  * `make check-kernels` (scripts/check-kernels.sh compiles them offline for other vendors).
  *
- * The variants come from the kernel families' descriptors (lib/family.c) through kq_pick_variant,
+ * The variants come from the kernel families' descriptors (lib/kernels/family.c) through kq_pick_variant,
  * the function the library itself calls before a build, asked for every weight type x
  * activation type x n x alignment on a few device profiles (a device's kind and limits are all
  * the descriptors read). Every candidate that fits a profile

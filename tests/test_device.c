@@ -7,6 +7,7 @@
 #include "kernels/family.h"
 #include "testutil.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -852,6 +853,105 @@ START_TEST(reported_parameters_are_the_ones_that_run)
 }
 END_TEST
 
+/* A file of the source tree (SRCDIR/path, SRCDIR being $KQCL_TEST_DATA/../..), whole, or NULL. */
+static char *source_file(const char *path)
+{
+    char full[4096];
+    snprintf(full, sizeof full, "%s/../../%s", tu_data_dir(), path);
+    FILE *f = fopen(full, "rb");
+    if (f == NULL)
+        return NULL;
+    static char text[1 << 20];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    return strdup(text);
+}
+
+/* The members of variable `env` in family f, comma-separated, their shared prefix dropped
+ * ("threads_per_row,row_groups,rows_per_thread" for KQCL_MATVEC). */
+static const char *tuple_of_variable(const kq_family_desc *f, const char *env)
+{
+    static char out[256];
+    const char *names[KQ_MAX_TUNABLES];
+    int count = 0;
+    for (int i = 0; i < f->n_tunables; i++)
+        if (strcmp(f->tunables[i].env, env) == 0)
+            names[count++] = f->tunables[i].name;
+    size_t prefix = strlen(names[0]); /* the longest common prefix ending in '_' */
+    for (int i = 1; i < count; i++)
+        while (prefix > 0 && strncmp(names[0], names[i], prefix) != 0)
+            prefix--;
+    while (count > 1 && prefix > 0 && names[0][prefix - 1] != '_')
+        prefix--;
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 0; i < count; i++)
+        len += (size_t)snprintf(out + len, sizeof out - len, "%s%s", i ? "," : "", names[i] + (count > 1 ? prefix : 0));
+    return out;
+}
+
+/* The documents that list the parameters agree with the descriptors (lib/kernels/family.c), the
+ * one table: include/kqcl.h's enum gives each KQCL_PARAM_X its name ("x" in lower case) and, in
+ * its comment, its bounds "a..b"; the man page's tuples name the members of each variable in
+ * the table's order. */
+START_TEST(documents_list_the_parameter_table)
+{
+    char *header = source_file("include/kqcl.h"), *man = source_file("doc/kqcl_context_set_param.3");
+    ck_assert_msg(header != NULL && man != NULL, "include/kqcl.h and doc/kqcl_context_set_param.3 beside %s",
+                  tu_data_dir());
+    int p = 0, with_bounds = 0;
+    for (char *line = strstr(header, "    KQCL_PARAM_"); line && p < KQCL_PARAM_COUNT; line = strstr(line + 1, "    KQCL_PARAM_")) {
+        char name[64] = "";
+        sscanf(line + 4 + strlen("KQCL_PARAM_"), "%63[A-Z0-9_]", name);
+        if (strcmp(name, "COUNT") == 0)
+            break;
+        for (char *c = name; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+        ck_assert_str_eq(name, kqcl_param_name((kqcl_param)p));
+        char *eol = strchr(line, '\n'), *range = strstr(line, "..");
+        int lo, hi, min, max;
+        if (range && range < eol) {
+            char *start = range;
+            while (start > line && start[-1] >= '0' && start[-1] <= '9')
+                start--;
+            ck_assert_int_eq(sscanf(start, "%d..%d", &lo, &hi), 2);
+            TU_OK(kqcl_param_bounds((kqcl_param)p, &min, &max));
+            ck_assert_msg(lo == min && hi == max, "kqcl.h says %s is %d..%d, the table %d..%d", name, lo, hi, min, max);
+            with_bounds++;
+        }
+        p++;
+    }
+    ck_assert_int_eq(p, KQCL_PARAM_COUNT);
+    ck_assert_int_ge(with_bounds, 15);
+    /* every quoted tuple of the man page is some variable's members, their shared prefix dropped */
+    int tuples = 0;
+    char *environment = strstr(man, ".SH ENVIRONMENT"); /* past the roff comments' lone quotes */
+    ck_assert_ptr_nonnull(environment);
+    for (char *q = strchr(environment, '"'); q != NULL; q = strchr(q + 1, '"')) {
+        char *end = strchr(q + 1, '"');
+        if (end == NULL)
+            break;
+        size_t n = (size_t)(end - q - 1);
+        char tuple[256];
+        snprintf(tuple, sizeof tuple, "%.*s", (int)n, q + 1);
+        q = end;
+        if (strchr(tuple, ',') == NULL || strchr(tuple, ' ') != NULL)
+            continue; /* not a tuple */
+        bool found = false;
+        for (int f = 0; f < kq_n_param_families && !found; f++)
+            for (int i = 0; i < kq_param_families[f]->n_tunables && !found; i++)
+                found = kq_param_families[f]->tunables[i].member == 0 &&
+                        strcmp(tuple_of_variable(kq_param_families[f], kq_param_families[f]->tunables[i].env), tuple) == 0;
+        ck_assert_msg(found, "the man page's tuple \"%s\" is no variable's members in the table's order", tuple);
+        tuples++;
+    }
+    ck_assert_int_ge(tuples, 4);
+    free(header);
+    free(man);
+}
+END_TEST
+
 /* The same parameters through the API: bounds, devices, the values in force, AUTO, and sets
  * that break their kernel's constraints named as the call's. */
 START_TEST(parameters_through_the_api)
@@ -1087,6 +1187,7 @@ static Suite *device_suite(void)
     tcase_add_test(tc, tuples_are_digits_and_commas_only);
     tcase_add_test(tc, parameters_through_the_api);
     tcase_add_test(tc, reported_parameters_are_the_ones_that_run);
+    tcase_add_test(tc, documents_list_the_parameter_table);
     tcase_add_test(tc, local_memory_limits_choose_variants_that_fit);
     tcase_add_test(tc, variants_that_do_not_build_fall_back);
     suite_add_tcase(s, tc);

@@ -5,7 +5,7 @@
  * (--precision). Every configuration's result is checked against the host reference of what
  * that mode multiplies (kq_activations_as_used) before its time is printed.
  *
- * It links the library's internals (lib/ops.h) for the unfused path and the bandwidth probe.
+ * It links the library's internals (lib/ops/ops.h) for the unfused path and the bandwidth probe.
  */
 #include "commands.h"
 #include "ops/ops.h"
