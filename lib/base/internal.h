@@ -35,6 +35,17 @@ void kq_clear_error(kqcl_context *ctx);
 /* The per-thread context-less message buffer. */
 char *kq_thread_error_buffer(size_t *capacity);
 
+/* --- the environment (env.c): every variable kqcl reads goes through these ---------------- */
+
+/* The value as set (NULL when unset; "" when set empty). */
+const char *kq_env(const char *name);
+/* The value, or NULL when unset or empty: most variables treat the two alike. */
+const char *kq_env_nonempty(const char *name);
+/* Whether it is set to exactly `value`. */
+bool kq_env_is(const char *name, const char *value);
+/* Whether it is a positive decimal integer (nothing else), in *out. */
+bool kq_env_positive(const char *name, uint64_t *out);
+
 /* --- host codecs (codec.c) ----------------------------------------------------------------- */
 
 float kq_half_to_float(uint16_t h);

@@ -319,19 +319,9 @@ static kqcl_status choose_devices(const char *spec, const found_device *found, c
 /* Lower *value to the environment variable `name` (a positive integer) if it is smaller. */
 static void apply_test_cap(const char *name, uint64_t *value)
 {
-    const char *cap = getenv(name);
-    if (cap == NULL || *cap == '\0')
-        return;
-    char *end = NULL;
-    unsigned long long v = strtoull(cap, &end, 10);
-    if (end != NULL && *end == '\0' && v > 0 && v < *value)
-        *value = v;
-}
-
-static bool env_is(const char *name, const char *value)
-{
-    const char *s = getenv(name);
-    return s != NULL && strcmp(s, value) == 0;
+    uint64_t cap;
+    if (kq_env_positive(name, &cap) && cap < *value)
+        *value = cap;
 }
 
 /* Which kernels the device runs. The family follows the device's kind; KQCL_KERNELS=gpu|cpu
@@ -341,16 +331,15 @@ static bool env_is(const char *name, const char *value)
  * they fail to build, which proves the fallback to the portable kernels. */
 static kqcl_status choose_kernels(kq_device *dev, const kqcl_device_info *info)
 {
-    const char *family = getenv("KQCL_KERNELS");
-    if (family != NULL && *family != '\0' && strcmp(family, "auto") != 0 && strcmp(family, "gpu") != 0 &&
-        strcmp(family, "cpu") != 0)
+    const char *family = kq_env_nonempty("KQCL_KERNELS");
+    if (family != NULL && strcmp(family, "auto") != 0 && strcmp(family, "gpu") != 0 && strcmp(family, "cpu") != 0)
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "KQCL_KERNELS='%s': want gpu, cpu or auto", family);
-    dev->gpu_kernels = env_is("KQCL_KERNELS", "gpu") || (info->is_gpu && !env_is("KQCL_KERNELS", "cpu"));
-    const char *portable = getenv("KQCL_PORTABLE");
-    bool forced = env_is("KQCL_TEST_FORCE_PTX", "1");
+    dev->gpu_kernels = kq_env_is("KQCL_KERNELS", "gpu") || (info->is_gpu && !kq_env_is("KQCL_KERNELS", "cpu"));
+    const char *portable = kq_env("KQCL_PORTABLE"); /* any value but 0, empty too */
+    bool forced = kq_env_is("KQCL_TEST_FORCE_PTX", "1");
     dev->nv_ptx = (forced || info->nv_compute_capability >= 30) && !(portable && strcmp(portable, "0") != 0);
-    dev->nv_mma = dev->nv_ptx && (forced || info->nv_compute_capability >= 80) && !env_is("KQCL_MMA", "0");
-    dev->int_dot = info->has_int_dot && !env_is("KQCL_INT_DOT", "0");
+    dev->nv_mma = dev->nv_ptx && (forced || info->nv_compute_capability >= 80) && !kq_env_is("KQCL_MMA", "0");
+    dev->int_dot = info->has_int_dot && !kq_env_is("KQCL_INT_DOT", "0");
     kq_describe_kernels(dev, dev->info.variant, sizeof dev->info.variant);
     return KQCL_OK;
 }

@@ -80,17 +80,17 @@ static uint64_t fnv1a(const void *data, size_t len, uint64_t h)
 
 static bool cache_dir(char *buf, size_t size)
 {
-    const char *mode = getenv("KQCL_CACHE");
-    if (mode && (strcmp(mode, "off") == 0 || strcmp(mode, "0") == 0))
+    if (kq_env_is("KQCL_CACHE", "off") || kq_env_is("KQCL_CACHE", "0"))
         return false;
-    const char *dir = getenv("KQCL_CACHE_DIR");
+    const char *dir = kq_env_nonempty("KQCL_CACHE_DIR"), *xdg = kq_env_nonempty("XDG_CACHE_HOME");
+    const char *home = kq_env_nonempty("HOME");
     int n;
-    if (dir && *dir)
+    if (dir)
         n = snprintf(buf, size, "%s", dir);
-    else if (getenv("XDG_CACHE_HOME") && *getenv("XDG_CACHE_HOME"))
-        n = snprintf(buf, size, "%s/kqcl", getenv("XDG_CACHE_HOME"));
-    else if (getenv("HOME") && *getenv("HOME"))
-        n = snprintf(buf, size, "%s/.cache/kqcl", getenv("HOME"));
+    else if (xdg)
+        n = snprintf(buf, size, "%s/kqcl", xdg);
+    else if (home)
+        n = snprintf(buf, size, "%s/.cache/kqcl", home);
     else
         return false;
     return n > 0 && (size_t)n < size;
@@ -229,7 +229,7 @@ static bool trusted_cache_dir(const char *path, char *out, size_t size)
 static bool cache_path(const kq_device *dev, const char *key, char *buf, size_t size)
 {
     char wanted[900], dir[900];
-    if (dev->is_pocl && !(getenv("KQCL_CACHE") && strcmp(getenv("KQCL_CACHE"), "force") == 0))
+    if (dev->is_pocl && !kq_env_is("KQCL_CACHE", "force"))
         return false;
     if (!cache_dir(wanted, sizeof wanted) || !trusted_cache_dir(wanted, dir, sizeof dir))
         return false;
@@ -524,7 +524,7 @@ static kqcl_status build_program(kqcl_context *ctx, kq_device *dev, kq_family fa
             return st;
         }
         size_t size;
-        const char *dump_dir = getenv("KQCL_DUMP_BINARIES");
+        const char *dump_dir = kq_env("KQCL_DUMP_BINARIES");
         unsigned char *bin = (cached || dump_dir) ? program_binary(dev, prog, &size) : NULL;
         if (bin && cached)
             cache_store(path, key, bin, size);
@@ -540,7 +540,7 @@ static kqcl_status build_program(kqcl_context *ctx, kq_device *dev, kq_family fa
 /* Options every program gets: the user's or a test's extra options last, so they win. */
 static char *full_options(const char *options)
 {
-    const char *extra = getenv("KQCL_EXTRA_BUILD_OPTIONS");
+    const char *extra = kq_env("KQCL_EXTRA_BUILD_OPTIONS");
     size_t size = strlen(options) + (extra ? strlen(extra) : 0) + 32;
     char *s = malloc(size);
     if (s)

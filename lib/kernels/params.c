@@ -94,7 +94,7 @@ static bool digits_at_most(const char **s, int max, int *value)
 /* One variable: unset is nothing, else exactly its tuple's integers, each within bounds. */
 static kqcl_status tuple_from_env(const char *env, kq_params *out)
 {
-    const char *s = getenv(env);
+    const char *s = kq_env(env); /* set but empty is malformed */
     if (s == NULL)
         return KQCL_OK;
     const kq_tunable *members[KQ_MAX_TUNABLES];

@@ -326,9 +326,9 @@ kqcl_status kq_matmul_launch_group(kqcl_context *ctx, kq_device *dev, int count,
         if (st != KQCL_ERR_UNSUPPORTED) /* the user's KQCL_MATVEC_Q8 that does not fit: INVALID_ARG */
             return st;
         /* no Q8 variant fits the device (the first launch found none, so nothing was enqueued
-         * on the quantized X): a mode is never refused, BF16 is the next more exact one */
+         * on the quantized X): a mode is never refused */
         kq_clear_error(ctx);
-        mode = KQCL_PRECISION_BF16;
+        mode = kq_precision_instead_of_q8();
     }
     bool mma = choice == KQ_KERNEL_BY_N || choice == KQ_KERNEL_TILED_PIECE; /* forced kernels: the portable ones */
     kqcl_status st_mma = mma ? mma_group(ctx, dev, count, w, x, y, tiled, mode) : KQCL_ERR_UNSUPPORTED;

@@ -30,9 +30,9 @@ KQCL_API kqcl_status kqcl_precision_from_name(const char *name, kqcl_precision *
 
 kqcl_status kq_precision_from_env(kqcl_precision *out)
 {
-    const char *s = getenv("KQCL_PRECISION");
+    const char *s = kq_env_nonempty("KQCL_PRECISION");
     *out = KQCL_PRECISION_F32;
-    if (s == NULL || *s == '\0')
+    if (s == NULL)
         return KQCL_OK;
     kqcl_status st = kqcl_precision_from_name(s, out);
     if (st != KQCL_OK)
@@ -79,15 +79,17 @@ static kqcl_precision auto_mode(const kq_device *dev, kqcl_type wtype, bool deco
                                      : KQCL_PRECISION_F32;
 }
 
+/* BF16 is the mode next more exact than Q8 (a relative error of 2^-9 a value, where Q8's is up
+ * to 1/254 of the block's largest). */
+kqcl_precision kq_precision_instead_of_q8(void) { return KQCL_PRECISION_BF16; }
+
 kqcl_precision kq_precision_resolve(kqcl_precision asked, const kq_device *dev, kqcl_type wtype, bool decode)
 {
     if (asked == KQCL_PRECISION_AUTO)
         asked = auto_mode(dev, wtype, decode);
-    /* The integer path serves quantized weights in decode; elsewhere BF16 is the next more
-     * exact mode (a relative error of 2^-9 a value, where Q8's is up to 1/254 of the block's
-     * largest). */
+    /* The integer path serves quantized weights in decode only. */
     if (asked == KQCL_PRECISION_Q8 && !(kq_type_is_quant(wtype) && decode))
-        return KQCL_PRECISION_BF16;
+        return kq_precision_instead_of_q8();
     return asked;
 }
 

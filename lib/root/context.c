@@ -20,7 +20,7 @@ KQCL_API kqcl_status kqcl_context_create(const char *devices, kqcl_context **out
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_context_create: out is NULL");
     *out = NULL;
     if (devices == NULL)
-        devices = getenv("KQCL_DEVICES");
+        devices = kq_env("KQCL_DEVICES");
     kqcl_precision precision;
     kq_params params;
     kqcl_status st;
