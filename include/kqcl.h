@@ -534,6 +534,55 @@ KQCL_API kqcl_status kqcl_reduce(kqcl_context *ctx, kqcl_reduce_op op, const kqc
                                  kqcl_tensor *dst);
 
 /* ------------------------------------------------------------------------------------------ */
+/* A transformer layer's other operations                                                      */
+/*
+ * What a decode step does besides its products, on f32 tensors of one device (whole tensors or
+ * views; KQCL_ERR_UNSUPPORTED for placed ones), computed in f32 whatever the context's precision.
+ * y may be the same tensor as an operand of its shape (in place). Like every compute call they
+ * are queued on the device and return; kqcl_tensor_read waits for them.
+ */
+typedef enum kqcl_binary_op {
+    KQCL_BINARY_ADD = 0, /* a + b */
+    KQCL_BINARY_SUB = 1, /* a - b */
+    KQCL_BINARY_MUL = 2, /* a * b */
+    KQCL_BINARY_DIV = 3  /* a / b */
+} kqcl_binary_op;
+
+/* y = a (op) b, element by element, y and a of one shape. b broadcasts: its rows divide a's and
+ * its columns a's, and element (r, c) takes b's (r % b.rows, c % b.cols) -- a bias or a norm's
+ * weight is one row, a residual a's own shape. Each element is the one IEEE f32 operation. */
+KQCL_API kqcl_status kqcl_binary(kqcl_context *ctx, kqcl_binary_op op, const kqcl_tensor *a, const kqcl_tensor *b,
+                                 kqcl_tensor *y);
+
+/* y = x * scale + bias (two roundings: a multiply, then an add). */
+KQCL_API kqcl_status kqcl_scale(kqcl_context *ctx, const kqcl_tensor *x, float scale, float bias, kqcl_tensor *y);
+
+typedef enum kqcl_unary_op {
+    KQCL_UNARY_SILU = 0, /* x / (1 + e^-x) */
+    KQCL_UNARY_GELU = 1, /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), ggml's GELU */
+    KQCL_UNARY_RELU = 2  /* max(x, 0) */
+} kqcl_unary_op;
+
+/* y = op(x), element by element; within 4 ulp of the f32 result of the formula (OpenCL's exp
+ * and tanh), relative error 1e-6 in the tests against a float64 reference. */
+KQCL_API kqcl_status kqcl_unary(kqcl_context *ctx, kqcl_unary_op op, const kqcl_tensor *x, kqcl_tensor *y);
+
+typedef enum kqcl_glu_op {
+    KQCL_GLU_SWIGLU = 0, /* silu(gate) * up: Llama's feed-forward */
+    KQCL_GLU_GEGLU = 1   /* gelu(gate) * up: Gemma's */
+} kqcl_glu_op;
+
+/* The gated activation of a feed-forward block: y = act(gate) * up, gate, up and y of one shape. */
+KQCL_API kqcl_status kqcl_glu(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tensor *gate, const kqcl_tensor *up,
+                              kqcl_tensor *y);
+
+/* RMS normalisation, row by row: y = x / sqrt(mean(x^2) + eps), multiplied by the weight w
+ * (1 x cols; NULL: none) in the same pass. eps >= 0 and finite. The squares are summed in f32
+ * by a tree of at most 256 strided sums (relative error about 1e-6 for any row length). */
+KQCL_API kqcl_status kqcl_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *w, float eps,
+                                   kqcl_tensor *y);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Several devices: placement, tensor/data/pipeline parallelism, collectives, MPI               */
 /*
  * A tensor is either on one device (kqcl_tensor_create, kqcl_tensor_create_on) or placed over

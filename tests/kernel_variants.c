@@ -22,8 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The program (.cl file) names the offline compile script knows (scripts/check-kernels.sh). */
-static const char *const family_names[KQ_FAMILY_COUNT] = {"matvec", "matmul", "convert", "reduce", "bench", "mma", "q8"};
 
 typedef struct profile {
     const char *name;
@@ -67,12 +65,12 @@ static kq_device device_for(const profile *p)
 
 static void print(const profile *p, const kq_variant *v, int rank)
 {
-    printf("%s\t%llu\t%s\t%d\t%zu\t%s\n", p->name, (unsigned long long)p->local_bytes, family_names[v->family], rank,
+    printf("%s\t%llu\t%s\t%d\t%zu\t%s\n", p->name, (unsigned long long)p->local_bytes, kq_family_file(v->family), rank,
            v->local_bytes, v->options);
     if (p->nv && v->ptx_variant) {
         char ptx[512];
         kq_ptx_options(v->options, ptx, sizeof ptx);
-        printf("%s\t%llu\t%s\t%d\t%zu\t%s\n", p->name, (unsigned long long)p->local_bytes, family_names[v->family],
+        printf("%s\t%llu\t%s\t%d\t%zu\t%s\n", p->name, (unsigned long long)p->local_bytes, kq_family_file(v->family),
                rank, v->local_bytes, ptx);
     }
 }
@@ -164,6 +162,7 @@ static void other_variants(const profile *p, kq_device *dev)
         }
     kq_shape s = {0};
     every_fitting(p, dev, &kq_bench_family, &s);
+    every_fitting(p, dev, &kq_elementwise_family, &s);
 }
 
 int main(void)

@@ -48,7 +48,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const family_files[KQ_FAMILY_COUNT] = {"matvec", "matmul", "convert", "reduce", "bench", "mma", "q8"};
+static const char *const family_files[KQ_FAMILY_COUNT] = {"matvec", "matmul", "convert",   "reduce",
+                                                           "bench",  "mma",    "q8",        "elementwise"};
+
+const char *kq_family_file(kq_family family) { return family_files[family]; }
 
 static const char *source_text(const char *name)
 {

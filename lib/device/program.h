@@ -12,8 +12,12 @@ typedef enum kq_family {
     KQ_FAMILY_BENCH,
     KQ_FAMILY_MMA, /* NVIDIA tensor cores through inline PTX */
     KQ_FAMILY_Q8,  /* Q8 precision: activation quantization and integer-dot decode */
+    KQ_FAMILY_ELEMENTWISE, /* a layer's element-wise and row-wise operations */
     KQ_FAMILY_COUNT
 } kq_family;
+
+/* The .cl file of a family, without its extension ("matvec"). */
+const char *kq_family_file(kq_family family);
 
 /* The kernel `name` of `family` built with `options` for device `dev` of the context: built
  * (or loaded from the cache) on first use, then kept. KQCL_ERR_BUILD carries the build log. */

@@ -557,13 +557,20 @@ const kq_family_desc kq_convert_family = {
     .layout = convert_layout,
 };
 
-/* reduce.cl: items a work-group of reduce_rows, 256 where the device allows it; a power of two
- * for the tree; sums[REDUCE_WG] and comps[REDUCE_WG] floats. */
-static void reduce_layout(const kq_device *dev, const kq_shape *s, kq_variant *v)
+/* Items a work-group of a kernel that sums in a tree: 256 where the device allows it, a power
+ * of two. */
+static size_t tree_work_group(const kq_device *dev)
 {
     size_t wg = 256;
     while (wg > dev->max_wg && wg > 1)
         wg >>= 1;
+    return wg;
+}
+
+/* reduce.cl: reduce_rows's work-group a tree's, sums[REDUCE_WG] and comps[REDUCE_WG] floats. */
+static void reduce_layout(const kq_device *dev, const kq_shape *s, kq_variant *v)
+{
+    size_t wg = tree_work_group(dev);
     v->wg_items = wg;
     v->local_bytes = 2 * wg * sizeof(float);
     add_option(v, "-DNO_CONTRACT -DXTYPE=%d -DREDUCE_OP=%d -DREDUCE_WG=%zu", (int)s->xtype, s->op, wg);
@@ -588,6 +595,23 @@ const kq_family_desc kq_bench_family = {
     .name = "bench",
     .program = KQ_FAMILY_BENCH,
     .layout = bench_layout,
+};
+
+/* elementwise.cl: the layer's operations (lib/ops/layer.c); rms_norm's work-group a tree's,
+ * sums[OP_WG] floats. */
+static void elementwise_layout(const kq_device *dev, const kq_shape *s, kq_variant *v)
+{
+    (void)s;
+    size_t wg = tree_work_group(dev);
+    v->wg_items = wg;
+    v->local_bytes = wg * sizeof(float);
+    add_option(v, "-DNO_CONTRACT -DOP_WG=%zu", wg); /* scale's multiply and add round apart */
+}
+
+const kq_family_desc kq_elementwise_family = {
+    .name = "elementwise",
+    .program = KQ_FAMILY_ELEMENTWISE,
+    .layout = elementwise_layout,
 };
 
 /* ---- the collectives' parameters ------------------------------------------------------------ */

@@ -6,8 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Work-items for an element-wise pass: enough to fill the device, each grid-striding. */
-static size_t grid_for(const kq_device *dev, uint64_t items)
+size_t kq_grid_for(const kq_device *dev, uint64_t items)
 {
     size_t cap = (size_t)(dev->info.compute_units > 0 ? dev->info.compute_units : 1) * 2048;
     size_t g = items < cap ? (size_t)items : cap;
@@ -40,7 +39,7 @@ kqcl_status kq_convert_into(kqcl_context *ctx, const kqcl_tensor *src, cl_mem ds
     }
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_convert: setting arguments");
-    size_t local = 64, global = grid_for(dev, items);
+    size_t local = 64, global = kq_grid_for(dev, items);
     return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_convert: enqueue");
 }
 

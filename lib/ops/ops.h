@@ -34,6 +34,10 @@ kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_t
  * KQCL_ERR_UNSUPPORTED when built without CLBlast; X must be f32. */
 kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y);
 
+/* Work-items for an element-wise pass over `items` values: enough to fill the device, each
+ * grid-striding, a multiple of 64 (convert.c). */
+size_t kq_grid_for(const kq_device *dev, uint64_t items);
+
 /* Device-side dequantization/conversion of src into a float buffer (dst_type f32/f16/bf16). */
 kqcl_status kq_convert_into(kqcl_context *ctx, const kqcl_tensor *src, cl_mem dst, kqcl_type dst_type);
 

@@ -1,0 +1,199 @@
+/*
+ * layer.c -- a transformer layer's operations besides its products (include/kqcl.h, "A
+ * transformer layer's other operations"): element-wise binary operations with a broadcast
+ * operand, scale and bias, the unary and gated activations, RMS normalisation. The kernels are
+ * elementwise.cl's; each call checks its operands, picks the family's variant for the device and
+ * launches one kernel.
+ */
+#include "ops/ops.h"
+#include "device/program.h"
+#include "kernels/family.h"
+
+#include <math.h>
+
+/* An f32 tensor of ctx, whole on one device (or a view of one). */
+static kqcl_status check_operand(kqcl_context *ctx, const kqcl_tensor *t, const char *call, const char *name)
+{
+    kqcl_status st = kq_check_tensor(ctx, t, call, name);
+    if (st != KQCL_OK)
+        return st;
+    if (t->type != KQCL_TYPE_F32)
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: %s is %s; these operations take f32", call, name,
+                       kqcl_type_name(t->type));
+    if (t->buffer == NULL)
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: %s is placed over devices; these operations take whole tensors",
+                       call, name);
+    return KQCL_OK;
+}
+
+static kqcl_status same_device(kqcl_context *ctx, const kqcl_tensor *a, const kqcl_tensor *b, const char *call)
+{
+    if (a->device != b->device)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: the operands are on devices %d and %d", call, a->device,
+                       b->device);
+    return KQCL_OK;
+}
+
+static kqcl_status same_shape(kqcl_context *ctx, const kqcl_tensor *a, const kqcl_tensor *b, const char *call,
+                              const char *what)
+{
+    if (a->rows != b->rows || a->cols != b->cols)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: %s: %lld x %lld and %lld x %lld", call, what,
+                       (long long)a->rows, (long long)a->cols, (long long)b->rows, (long long)b->cols);
+    return KQCL_OK;
+}
+
+/* The start of a call: ctx given, its last error cleared, then x and y checked: f32, whole, on
+ * one device, of one shape. */
+static kqcl_status begin(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *y, const char *call)
+{
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s: ctx is NULL", call);
+    kq_clear_error(ctx);
+    kqcl_status st;
+    if ((st = check_operand(ctx, x, call, "the input")) != KQCL_OK || (st = check_operand(ctx, y, call, "y")) != KQCL_OK ||
+        (st = same_device(ctx, x, y, call)) != KQCL_OK || (st = same_shape(ctx, x, y, call, "y's shape is not the input's")) != KQCL_OK)
+        return st;
+    kq_events_reset(ctx);
+    return KQCL_OK;
+}
+
+/* elementwise.cl's kernel `name` for y's device. */
+static kqcl_status kernel_for(kqcl_context *ctx, const kqcl_tensor *y, const char *name, kq_variant *v,
+                              cl_kernel *kernel)
+{
+    kq_shape s = {0};
+    return kq_family_kernel(ctx, kq_tensor_device(y), &kq_elementwise_family, &s, name, v, kernel);
+}
+
+/* Launch an element-wise kernel whose arguments were set (err: how that went) over `items`
+ * elements, in a grid-stride loop. */
+static kqcl_status launch_elements(kqcl_context *ctx, const kqcl_tensor *y, cl_kernel kernel, cl_int err,
+                                   uint64_t items, const char *call)
+{
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, call);
+    kq_device *dev = kq_tensor_device(y);
+    size_t local = 64, global = kq_grid_for(dev, items);
+    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, call);
+}
+
+static bool divides(int64_t part, int64_t whole) { return part > 0 && whole % part == 0; }
+
+KQCL_API kqcl_status kqcl_binary(kqcl_context *ctx, kqcl_binary_op op, const kqcl_tensor *a, const kqcl_tensor *b,
+                                 kqcl_tensor *y)
+{
+    const char *call = "kqcl_binary";
+    kqcl_status st = begin(ctx, a, y, call);
+    if (st != KQCL_OK)
+        return st;
+    if ((st = check_operand(ctx, b, call, "b")) != KQCL_OK || (st = same_device(ctx, a, b, call)) != KQCL_OK)
+        return st;
+    if ((int)op < KQCL_BINARY_ADD || (int)op > KQCL_BINARY_DIV)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: %d is not a kqcl_binary_op", call, (int)op);
+    if (!divides(b->rows, a->rows) || !divides(b->cols, a->cols))
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: b (%lld x %lld) does not broadcast over a (%lld x %lld)", call,
+                       (long long)b->rows, (long long)b->cols, (long long)a->rows, (long long)a->cols);
+    if (b == y && (b->rows != a->rows || b->cols != a->cols))
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: y is b, which broadcasts", call);
+    kq_variant v;
+    cl_kernel k;
+    if ((st = kernel_for(ctx, y, "binary_f32", &v, &k)) != KQCL_OK)
+        return st;
+    cl_ulong rows = (cl_ulong)a->rows, cols = (cl_ulong)a->cols, b_rows = (cl_ulong)b->rows, b_cols = (cl_ulong)b->cols;
+    int o = (int)op;
+    cl_int err = kq_set_args(k, 8, sizeof(cl_mem), &a->buffer, sizeof(cl_mem), &b->buffer, sizeof(cl_mem), &y->buffer,
+                             sizeof rows, &rows, sizeof cols, &cols, sizeof b_rows, &b_rows, sizeof b_cols, &b_cols,
+                             sizeof o, &o);
+    return launch_elements(ctx, y, k, err, rows * cols, call);
+}
+
+KQCL_API kqcl_status kqcl_scale(kqcl_context *ctx, const kqcl_tensor *x, float scale, float bias, kqcl_tensor *y)
+{
+    const char *call = "kqcl_scale";
+    kqcl_status st = begin(ctx, x, y, call);
+    if (st != KQCL_OK)
+        return st;
+    kq_variant v;
+    cl_kernel k;
+    if ((st = kernel_for(ctx, y, "scale_f32", &v, &k)) != KQCL_OK)
+        return st;
+    cl_ulong n = (cl_ulong)x->rows * (cl_ulong)x->cols;
+    cl_int err = kq_set_args(k, 5, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &y->buffer, sizeof n, &n, sizeof scale,
+                             &scale, sizeof bias, &bias);
+    return launch_elements(ctx, y, k, err, n, call);
+}
+
+KQCL_API kqcl_status kqcl_unary(kqcl_context *ctx, kqcl_unary_op op, const kqcl_tensor *x, kqcl_tensor *y)
+{
+    const char *call = "kqcl_unary";
+    kqcl_status st = begin(ctx, x, y, call);
+    if (st != KQCL_OK)
+        return st;
+    if ((int)op < KQCL_UNARY_SILU || (int)op > KQCL_UNARY_RELU)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: %d is not a kqcl_unary_op", call, (int)op);
+    kq_variant v;
+    cl_kernel k;
+    if ((st = kernel_for(ctx, y, "unary_f32", &v, &k)) != KQCL_OK)
+        return st;
+    cl_ulong n = (cl_ulong)x->rows * (cl_ulong)x->cols;
+    int o = (int)op;
+    cl_int err = kq_set_args(k, 4, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &y->buffer, sizeof n, &n, sizeof o, &o);
+    return launch_elements(ctx, y, k, err, n, call);
+}
+
+KQCL_API kqcl_status kqcl_glu(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tensor *gate, const kqcl_tensor *up,
+                              kqcl_tensor *y)
+{
+    const char *call = "kqcl_glu";
+    kqcl_status st = begin(ctx, gate, y, call);
+    if (st != KQCL_OK)
+        return st;
+    if ((st = check_operand(ctx, up, call, "up")) != KQCL_OK || (st = same_device(ctx, gate, up, call)) != KQCL_OK ||
+        (st = same_shape(ctx, gate, up, call, "up's shape is not gate's")) != KQCL_OK)
+        return st;
+    if ((int)op < KQCL_GLU_SWIGLU || (int)op > KQCL_GLU_GEGLU)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: %d is not a kqcl_glu_op", call, (int)op);
+    kq_variant v;
+    cl_kernel k;
+    if ((st = kernel_for(ctx, y, "glu_f32", &v, &k)) != KQCL_OK)
+        return st;
+    cl_ulong n = (cl_ulong)gate->rows * (cl_ulong)gate->cols;
+    int o = (int)op;
+    cl_int err = kq_set_args(k, 5, sizeof(cl_mem), &gate->buffer, sizeof(cl_mem), &up->buffer, sizeof(cl_mem),
+                             &y->buffer, sizeof n, &n, sizeof o, &o);
+    return launch_elements(ctx, y, k, err, n, call);
+}
+
+KQCL_API kqcl_status kqcl_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *w, float eps,
+                                   kqcl_tensor *y)
+{
+    const char *call = "kqcl_rms_norm";
+    kqcl_status st = begin(ctx, x, y, call);
+    if (st != KQCL_OK)
+        return st;
+    if (!(eps >= 0.0f) || isinf(eps))
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: eps %g: want a finite eps >= 0", call, (double)eps);
+    if (w != NULL) {
+        if ((st = check_operand(ctx, w, call, "w")) != KQCL_OK || (st = same_device(ctx, x, w, call)) != KQCL_OK)
+            return st;
+        if (w->rows != 1 || w->cols != x->cols)
+            return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: w is %lld x %lld; want 1 x %lld", call, (long long)w->rows,
+                           (long long)w->cols, (long long)x->cols);
+        if (w == y)
+            return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: y is w", call);
+    }
+    kq_variant v;
+    cl_kernel kernel;
+    if ((st = kernel_for(ctx, y, "rms_norm_f32", &v, &kernel)) != KQCL_OK)
+        return st;
+    cl_ulong cols = (cl_ulong)x->cols;
+    int has_w = w != NULL;
+    cl_mem wbuf = w != NULL ? w->buffer : x->buffer; /* any buffer: the kernel reads it only with has_w */
+    cl_int err = kq_set_args(kernel, 6, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &wbuf, sizeof(cl_mem), &y->buffer,
+                             sizeof cols, &cols, sizeof eps, &eps, sizeof has_w, &has_w);
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, "kqcl_rms_norm: setting arguments");
+    size_t local = v.wg_items, global = (size_t)x->rows * local; /* a work-group a row */
+    return kq_enqueue(ctx, kq_tensor_device(y), kernel, 1, &global, &local, "kqcl_rms_norm: enqueue");
+}

@@ -1,0 +1,296 @@
+/*
+ * test_layer.c -- a transformer layer's other operations (kqcl_binary, kqcl_scale, kqcl_unary,
+ * kqcl_glu, kqcl_rms_norm) against float64 host references: random and fixed inputs, odd shapes,
+ * every broadcast the header allows, outputs poisoned with NaN first, in place, on views of one
+ * buffer, tensors larger than one pass of the grid, and every bad argument.
+ */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* uniform in [-scale, scale) */
+static float *random_values(size_t n, float scale)
+{
+    float *v = tu_random_floats(n);
+    for (size_t i = 0; i < n; i++)
+        v[i] *= scale;
+    return v;
+}
+
+static kqcl_tensor *f32_tensor(int64_t rows, int64_t cols, const float *host)
+{
+    return tu_tensor(KQCL_TYPE_F32, rows, cols, host);
+}
+
+/* got within rel * |ref| + abs of ref, element by element (NaN never is). */
+static void assert_near(const float *got, const double *ref, size_t n, double rel, double abs_tol, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs((double)got[i] - ref[i]) <= rel * fabs(ref[i]) + abs_tol,
+                      "%s: element %zu: got %.9g, want %.9g", what, i, (double)got[i], ref[i]);
+}
+
+/* ---- binary ------------------------------------------------------------------------------- */
+
+static double binary_ref(kqcl_binary_op op, double a, double b)
+{
+    switch (op) {
+    case KQCL_BINARY_ADD: return a + b;
+    case KQCL_BINARY_SUB: return a - b;
+    case KQCL_BINARY_MUL: return a * b;
+    default: return a / b;
+    }
+}
+
+/* a (rows x cols) op b (b_rows x b_cols): each element is the one f32 operation, so it equals the
+ * double result rounded to f32 (53 >= 2 x 24 + 2 bits: the double rounding is innocuous); a
+ * division may be 2.5 ulp off on devices without correctly rounded division (OpenCL 1.2). */
+static void check_binary(kqcl_binary_op op, int64_t rows, int64_t cols, int64_t b_rows, int64_t b_cols)
+{
+    size_t n = (size_t)(rows * cols), nb = (size_t)(b_rows * b_cols);
+    float *a = random_values(n, 4.0f), *b = random_values(nb, 4.0f);
+    for (size_t i = 0; op == KQCL_BINARY_DIV && i < nb; i++)
+        b[i] = b[i] >= 0 ? b[i] + 0.25f : b[i] - 0.25f; /* away from 0 */
+    kqcl_tensor *ta = f32_tensor(rows, cols, a), *tb = f32_tensor(b_rows, b_cols, b);
+    kqcl_tensor *ty = tu_poisoned_f32(rows, cols);
+    TU_OK(kqcl_binary(tu_ctx, op, ta, tb, ty));
+    float *got = tu_read_f32(ty);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            float want = (float)binary_ref(op, a[r * cols + c], b[(r % b_rows) * b_cols + c % b_cols]);
+            float g = got[r * cols + c];
+            double ulp = fabs((double)nextafterf(want, INFINITY) - want);
+            ck_assert_msg(g == want || (op == KQCL_BINARY_DIV && fabs((double)g - want) <= 3 * ulp),
+                          "op %d, %lld x %lld by %lld x %lld: (%lld, %lld) got %.9g want %.9g", (int)op,
+                          (long long)rows, (long long)cols, (long long)b_rows, (long long)b_cols, (long long)r,
+                          (long long)c, (double)g, (double)want);
+        }
+    free(got), free(a), free(b);
+    kqcl_tensor_destroy(ta), kqcl_tensor_destroy(tb), kqcl_tensor_destroy(ty);
+}
+
+START_TEST(binary_operations_with_every_broadcast)
+{
+    tu_seed(11);
+    for (int op = KQCL_BINARY_ADD; op <= KQCL_BINARY_DIV; op++) {
+        check_binary((kqcl_binary_op)op, 7, 33, 7, 33);  /* a residual: a's own shape */
+        check_binary((kqcl_binary_op)op, 7, 33, 1, 33);  /* a norm's weight, a bias: one row */
+        check_binary((kqcl_binary_op)op, 7, 33, 7, 1);   /* one value a row */
+        check_binary((kqcl_binary_op)op, 7, 33, 1, 1);   /* one value */
+        check_binary((kqcl_binary_op)op, 6, 33, 3, 11);  /* tiles dividing both */
+        check_binary((kqcl_binary_op)op, 1, 1, 1, 1);
+    }
+    check_binary(KQCL_BINARY_ADD, 3, 70001, 1, 70001); /* many passes of the grid */
+}
+END_TEST
+
+/* Fixed values: signed zeros, infinities and NaN go through as IEEE says. */
+START_TEST(binary_fixed_values)
+{
+    const float a[6] = {1.5f, -0.0f, INFINITY, 3.0f, NAN, 1e30f};
+    const float b[6] = {-1.5f, 0.0f, -INFINITY, 0.0f, 1.0f, 1e30f};
+    kqcl_tensor *ta = f32_tensor(1, 6, a), *tb = f32_tensor(1, 6, b), *ty = tu_poisoned_f32(1, 6);
+    TU_OK(kqcl_binary(tu_ctx, KQCL_BINARY_ADD, ta, tb, ty));
+    float *got = tu_read_f32(ty);
+    ck_assert(got[0] == 0.0f && !signbit(got[0]));
+    ck_assert(got[1] == 0.0f && !signbit(got[1]));
+    ck_assert(isnan(got[2]));
+    ck_assert(got[3] == 3.0f);
+    ck_assert(isnan(got[4]));
+    ck_assert(got[5] == 2e30f);
+    free(got);
+    TU_OK(kqcl_binary(tu_ctx, KQCL_BINARY_MUL, ta, tb, ty));
+    got = tu_read_f32(ty);
+    ck_assert(got[0] == -2.25f);
+    ck_assert(got[1] == 0.0f && signbit(got[1]));
+    ck_assert(isinf(got[2]) && got[2] < 0);
+    ck_assert(isinf(got[5])); /* 1e60 overflows f32 */
+    free(got);
+    kqcl_tensor_destroy(ta), kqcl_tensor_destroy(tb), kqcl_tensor_destroy(ty);
+}
+END_TEST
+
+/* ---- scale, unary, glu -------------------------------------------------------------------- */
+
+START_TEST(scale_rounds_the_multiply_and_the_add_apart)
+{
+    tu_seed(12);
+    const int64_t rows = 5, cols = 1001;
+    size_t n = (size_t)(rows * cols);
+    float *x = random_values(n, 100.0f);
+    kqcl_tensor *tx = f32_tensor(rows, cols, x), *ty = tu_poisoned_f32(rows, cols);
+    const float scale = 0.1f, bias = -3.7f;
+    TU_OK(kqcl_scale(tu_ctx, tx, scale, bias, ty));
+    float *got = tu_read_f32(ty);
+    for (size_t i = 0; i < n; i++) {
+        volatile float product = x[i] * scale; /* rounded to f32 before the add */
+        float want = product + bias;
+        ck_assert_msg(got[i] == want, "element %zu: got %.9g want %.9g", i, (double)got[i], (double)want);
+    }
+    free(got), free(x);
+    kqcl_tensor_destroy(tx), kqcl_tensor_destroy(ty);
+}
+END_TEST
+
+static double silu_ref(double x) { return x / (1.0 + exp(-x)); }
+static double gelu_ref(double x) { return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
+
+/* Activations against float64 within a relative 1e-5 (absolute 1e-6 near zero): OpenCL's exp
+ * and tanh are a few ulp, and the formula's operations round in f32. */
+START_TEST(activations_against_float64)
+{
+    tu_seed(13);
+    const int64_t rows = 9, cols = 517;
+    size_t n = (size_t)(rows * cols);
+    float *x = random_values(n, 8.0f), *u = random_values(n, 2.0f);
+    x[0] = 0.0f, x[1] = -8.0f, x[2] = 8.0f, x[3] = 1e-7f;
+    kqcl_tensor *tx = f32_tensor(rows, cols, x), *tu = f32_tensor(rows, cols, u), *ty = tu_poisoned_f32(rows, cols);
+    double *ref = tu_malloc(n * sizeof *ref);
+    for (int op = KQCL_UNARY_SILU; op <= KQCL_UNARY_RELU; op++) {
+        TU_OK(kqcl_unary(tu_ctx, (kqcl_unary_op)op, tx, ty));
+        for (size_t i = 0; i < n; i++)
+            ref[i] = op == KQCL_UNARY_SILU ? silu_ref(x[i]) : op == KQCL_UNARY_GELU ? gelu_ref(x[i]) : fmax(x[i], 0.0);
+        float *got = tu_read_f32(ty);
+        assert_near(got, ref, n, op == KQCL_UNARY_RELU ? 0 : 1e-5, op == KQCL_UNARY_RELU ? 0 : 1e-6, "unary");
+        free(got);
+    }
+    for (int op = KQCL_GLU_SWIGLU; op <= KQCL_GLU_GEGLU; op++) {
+        TU_OK(kqcl_glu(tu_ctx, (kqcl_glu_op)op, tx, tu, ty));
+        for (size_t i = 0; i < n; i++)
+            ref[i] = (op == KQCL_GLU_SWIGLU ? silu_ref(x[i]) : gelu_ref(x[i])) * u[i];
+        float *got = tu_read_f32(ty);
+        assert_near(got, ref, n, 1e-5, 1e-6, "glu");
+        free(got);
+    }
+    free(ref), free(x), free(u);
+    kqcl_tensor_destroy(tx), kqcl_tensor_destroy(tu), kqcl_tensor_destroy(ty);
+}
+END_TEST
+
+/* ---- rms_norm ----------------------------------------------------------------------------- */
+
+static void check_rms_norm(int64_t rows, int64_t cols, bool weighted, float eps, bool in_place)
+{
+    size_t n = (size_t)(rows * cols);
+    float *x = random_values(n, 3.0f), *w = random_values((size_t)cols, 2.0f);
+    for (int64_t r = 1; r < rows; r += 2) /* rows of very different sizes */
+        for (int64_t c = 0; c < cols; c++)
+            x[r * cols + c] *= 1e-3f * (float)(r + 1);
+    kqcl_tensor *tx = f32_tensor(rows, cols, x), *tw = weighted ? f32_tensor(1, cols, w) : NULL;
+    kqcl_tensor *ty = in_place ? tx : tu_poisoned_f32(rows, cols);
+    TU_OK(kqcl_rms_norm(tu_ctx, tx, tw, eps, ty));
+    double *ref = tu_malloc(n * sizeof *ref);
+    for (int64_t r = 0; r < rows; r++) {
+        double sum = 0;
+        for (int64_t c = 0; c < cols; c++)
+            sum += (double)x[r * cols + c] * x[r * cols + c];
+        double scale = 1.0 / sqrt(sum / (double)cols + eps);
+        for (int64_t c = 0; c < cols; c++)
+            ref[r * cols + c] = x[r * cols + c] * scale * (weighted ? w[c] : 1.0);
+    }
+    float *got = tu_read_f32(ty);
+    char what[96];
+    snprintf(what, sizeof what, "rms_norm %lld x %lld%s%s", (long long)rows, (long long)cols,
+             weighted ? ", weighted" : "", in_place ? ", in place" : "");
+    assert_near(got, ref, n, 1e-5, 1e-7, what);
+    free(got), free(ref), free(x), free(w);
+    if (!in_place)
+        kqcl_tensor_destroy(ty);
+    kqcl_tensor_destroy(tx), kqcl_tensor_destroy(tw);
+}
+
+START_TEST(rms_norm_against_float64)
+{
+    tu_seed(14);
+    check_rms_norm(1, 1, false, 1e-6f, false);
+    check_rms_norm(3, 7, true, 1e-5f, false);
+    check_rms_norm(5, 576, true, 1e-5f, false);  /* SmolLM2's rows */
+    check_rms_norm(4, 640, false, 1e-6f, true);  /* Gemma-3's, in place */
+    check_rms_norm(2, 4097, true, 0.0f, false);  /* longer than a work-group's stride, eps 0 */
+    check_rms_norm(300, 33, true, 1e-5f, true);
+}
+END_TEST
+
+/* ---- views of one buffer (how the ggml backend calls them) ----------------------------------- */
+
+START_TEST(operations_on_views_of_one_buffer)
+{
+    tu_seed(15);
+    const int64_t rows = 4, cols = 96;
+    size_t bytes = (size_t)(rows * cols) * sizeof(float), align = kqcl_buffer_alignment(tu_ctx, 0);
+    ck_assert_uint_gt(align, 0);
+    size_t stride = (bytes + align - 1) / align * align;
+    kqcl_buffer *buf = NULL;
+    TU_OK(kqcl_buffer_create(tu_ctx, 0, 3 * stride, &buf));
+    kqcl_tensor *a = NULL, *b = NULL, *y = NULL;
+    TU_OK(kqcl_tensor_view(buf, 0, KQCL_TYPE_F32, rows, cols, &a));
+    TU_OK(kqcl_tensor_view(buf, stride, KQCL_TYPE_F32, rows, cols, &b));
+    TU_OK(kqcl_tensor_view(buf, 2 * stride, KQCL_TYPE_F32, rows, cols, &y));
+    float *x = random_values((size_t)(rows * cols), 1.0f), *z = random_values((size_t)(rows * cols), 1.0f);
+    TU_OK(kqcl_tensor_write(a, x, bytes));
+    TU_OK(kqcl_tensor_write(b, z, bytes));
+    TU_OK(kqcl_binary(tu_ctx, KQCL_BINARY_ADD, a, b, y));
+    TU_OK(kqcl_glu(tu_ctx, KQCL_GLU_SWIGLU, y, b, y)); /* in place on a view */
+    float *got = tu_read_f32(y);
+    double *ref = tu_malloc((size_t)(rows * cols) * sizeof *ref);
+    for (size_t i = 0; i < (size_t)(rows * cols); i++)
+        ref[i] = silu_ref((float)(x[i] + z[i])) * z[i];
+    assert_near(got, ref, (size_t)(rows * cols), 1e-5, 1e-6, "views");
+    free(got), free(ref), free(x), free(z);
+    kqcl_tensor_destroy(a), kqcl_tensor_destroy(b), kqcl_tensor_destroy(y);
+    kqcl_buffer_destroy(buf);
+}
+END_TEST
+
+/* ---- bad arguments ------------------------------------------------------------------------ */
+
+START_TEST(bad_arguments_are_refused)
+{
+    float v[12] = {0};
+    kqcl_tensor *a = f32_tensor(3, 4, v), *b = f32_tensor(3, 4, v), *row = f32_tensor(1, 4, v);
+    kqcl_tensor *wide = f32_tensor(1, 3, v), *h = NULL, *split = NULL;
+    TU_OK(kqcl_tensor_create(tu_ctx, KQCL_TYPE_F16, 3, 4, &h));
+    TU_OK(kqcl_tensor_create_split(tu_ctx, KQCL_TYPE_F32, 3, 256, KQCL_SPLIT_REPLICATE, &split));
+    ck_assert_int_eq(kqcl_binary(NULL, KQCL_BINARY_ADD, a, b, a), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_binary(tu_ctx, KQCL_BINARY_ADD, NULL, b, a), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_binary(tu_ctx, KQCL_BINARY_ADD, a, NULL, a), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_binary(tu_ctx, (kqcl_binary_op)9, a, b, a), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_binary(tu_ctx, KQCL_BINARY_ADD, a, wide, b), KQCL_ERR_INVALID_ARG); /* 3 does not divide 4 */
+    ck_assert_int_eq(kqcl_binary(tu_ctx, KQCL_BINARY_ADD, a, row, row), KQCL_ERR_INVALID_ARG); /* y not a's shape */
+    ck_assert_int_eq(kqcl_binary(tu_ctx, KQCL_BINARY_ADD, h, b, a), KQCL_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(kqcl_last_error(tu_ctx), "f16"));
+    ck_assert_int_eq(kqcl_scale(tu_ctx, split, 1.0f, 0.0f, split), KQCL_ERR_UNSUPPORTED);
+    ck_assert_int_eq(kqcl_unary(tu_ctx, (kqcl_unary_op)-1, a, b), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_glu(tu_ctx, KQCL_GLU_GEGLU, a, row, b), KQCL_ERR_INVALID_ARG); /* up not gate's shape */
+    ck_assert_int_eq(kqcl_glu(tu_ctx, (kqcl_glu_op)2, a, b, b), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_rms_norm(tu_ctx, a, wide, 1e-5f, b), KQCL_ERR_INVALID_ARG); /* w not 1 x cols */
+    ck_assert_int_eq(kqcl_rms_norm(tu_ctx, a, row, NAN, b), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_rms_norm(tu_ctx, a, row, -1.0f, b), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_rms_norm(tu_ctx, a, row, INFINITY, b), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_rms_norm(tu_ctx, row, row, 1e-5f, row), KQCL_ERR_INVALID_ARG); /* y is w */
+    ck_assert_int_eq(kqcl_rms_norm(tu_ctx, a, NULL, 1e-5f, NULL), KQCL_ERR_INVALID_ARG);
+    kqcl_tensor *rows_of_one = f32_tensor(3, 1, v); /* y = b, which broadcasts */
+    ck_assert_int_eq(kqcl_binary(tu_ctx, KQCL_BINARY_ADD, a, rows_of_one, rows_of_one), KQCL_ERR_INVALID_ARG);
+    kqcl_tensor_destroy(rows_of_one);
+    kqcl_tensor_destroy(a), kqcl_tensor_destroy(b), kqcl_tensor_destroy(row), kqcl_tensor_destroy(wide);
+    kqcl_tensor_destroy(h), kqcl_tensor_destroy(split);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("layer");
+    TCase *tc = tu_context_case("operations");
+    tcase_add_test(tc, binary_operations_with_every_broadcast);
+    tcase_add_test(tc, binary_fixed_values);
+    tcase_add_test(tc, scale_rounds_the_multiply_and_the_add_apart);
+    tcase_add_test(tc, activations_against_float64);
+    tcase_add_test(tc, rms_norm_against_float64);
+    tcase_add_test(tc, operations_on_views_of_one_buffer);
+    tcase_add_test(tc, bad_arguments_are_refused);
+    suite_add_tcase(s, tc);
+    return tu_run_suite(s);
+}
