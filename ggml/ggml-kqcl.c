@@ -19,7 +19,9 @@
  *   - ops from a table (kq_ops below), each a pair: does the device take this node, and compute
  *     it. MUL_MAT for every weight type kqcl computes, GET_ROWS (an embedding lookup) for every
  *     type kqcl knows, SET_ROWS into f32/f16/bf16 (writing the KV cache, so that it may live on
- *     the device); NONE and the view ops cost nothing.
+ *     the device); a layer's element-wise and row-wise ops on contiguous f32 tensors (ADD, SUB,
+ *     MUL, DIV with the broadcasts kqcl_binary takes, SCALE, UNARY SILU/GELU/RELU, GLU
+ *     SWIGLU/GEGLU in their two-tensor form, RMS_NORM); NONE and the view ops cost nothing.
  *
  * kqcl's calls on one context are serialised by the caller (kqcl.h): every call here holds
  * kq_lock. Products are queued on the device (kqcl_matmul is asynchronous); a buffer read
@@ -33,6 +35,7 @@
 
 #include <kqcl.h>
 
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -655,6 +658,202 @@ static enum ggml_status kq_compute_set_rows(kq_backend *be, struct ggml_tensor *
     return status;
 }
 
+/* ---- a layer's element-wise and row-wise ops ---------------------------------------------- */
+
+/* A contiguous f32 ggml tensor as a kqcl tensor of its rows (all dimensions past the first) x
+ * ne0: a view of its buffer, or a copy in scratch `slot` where its offset is not aligned. NULL on
+ * failure (logged). */
+static kqcl_tensor *kq_rows_of(kq_device *d, const struct ggml_tensor *t, int slot)
+{
+    kq_buffer *b = kq_buffer_of(t);
+    if (b == NULL)
+        return NULL;
+    return kq_operand(d, b->mem, kq_offset(b, t), t->nb[1], KQCL_TYPE_F32, ggml_nrows(t), t->ne[0], slot);
+}
+
+/* Where an op writes dst: a view of dst's bytes, or scratch Y (then copied home by kq_out_end). */
+typedef struct kq_out {
+    kqcl_tensor *t;
+    kq_buffer *home;
+    kqcl_buffer *mem;
+    size_t offset, bytes;
+} kq_out;
+
+static bool kq_out_begin(kq_device *d, const struct ggml_tensor *dst, kq_out *o)
+{
+    memset(o, 0, sizeof *o);
+    if ((o->home = kq_buffer_of(dst)) == NULL)
+        return false;
+    o->offset = kq_offset(o->home, dst);
+    o->bytes = ggml_nbytes(dst);
+    o->mem = o->offset % d->alignment == 0 ? o->home->mem : kq_scratch(d, KQ_SCRATCH_Y, o->bytes);
+    return o->mem != NULL && kq_ok(kqcl_tensor_view(o->mem, o->mem == o->home->mem ? o->offset : 0, KQCL_TYPE_F32,
+                                                    ggml_nrows(dst), dst->ne[0], &o->t),
+                                   "tensor view");
+}
+
+/* After the op (ok: it was queued): the scratch result copied into dst, the views released. */
+static enum ggml_status kq_out_end(kq_out *o, bool ok, kqcl_tensor *in0, kqcl_tensor *in1)
+{
+    if (ok && o->mem != o->home->mem)
+        ok = kq_ok(kqcl_buffer_copy(o->home->mem, o->offset, o->mem, 0, o->bytes), "result copy");
+    kqcl_tensor_destroy(o->t);
+    kqcl_tensor_destroy(in0);
+    kqcl_tensor_destroy(in1);
+    return ok ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
+}
+
+/* f32, contiguous, and no dimension beyond what kqcl's shapes hold. */
+static bool kq_plain_f32(const struct ggml_tensor *t)
+{
+    return t != NULL && t->type == GGML_TYPE_F32 && ggml_is_contiguous(t) && t->ne[0] <= INT32_MAX &&
+           ggml_nrows(t) <= INT32_MAX;
+}
+
+/* dst and src0 plain f32 tensors of one shape, within one allocation of the device. */
+static bool kq_same_plain(const kq_device *d, const struct ggml_tensor *op)
+{
+    return kq_plain_f32(op) && kq_plain_f32(op->src[0]) && ggml_are_same_shape(op, op->src[0]) &&
+           ggml_nbytes(op) <= d->info.max_alloc_bytes;
+}
+
+/* ggml's broadcast of src1 over src0 (dimension j repeats src1's ne[j] over src0's) as kqcl's
+ * (src1's rows and columns repeating over src0's): the columns divide, and the row dimensions of
+ * src1 are src0's up to some dimension and 1 beyond it, so that src0's flat row r takes src1's
+ * flat row r % rows(src1) as ggml's index arithmetic does. */
+static bool kq_broadcast_fits(const struct ggml_tensor *a, const struct ggml_tensor *b)
+{
+    if (b->ne[0] <= 0 || a->ne[0] % b->ne[0] != 0)
+        return false;
+    int j = 1;
+    while (j < GGML_MAX_DIMS && b->ne[j] == a->ne[j])
+        j++;
+    for (; j < GGML_MAX_DIMS; j++)
+        if (b->ne[j] != 1)
+            return false;
+    return true;
+}
+
+static bool kq_supports_binary(const kq_device *d, const struct ggml_tensor *op)
+{
+    return kq_same_plain(d, op) && kq_plain_f32(op->src[1]) && kq_broadcast_fits(op->src[0], op->src[1]);
+}
+
+static kqcl_binary_op kq_binary_of(enum ggml_op op)
+{
+    return op == GGML_OP_ADD ? KQCL_BINARY_ADD : op == GGML_OP_SUB ? KQCL_BINARY_SUB
+                                              : op == GGML_OP_MUL ? KQCL_BINARY_MUL
+                                                                  : KQCL_BINARY_DIV;
+}
+
+static enum ggml_status kq_compute_binary(kq_backend *be, struct ggml_tensor *dst)
+{
+    kq_device *d = be->dev;
+    kq_out o;
+    kqcl_tensor *a = kq_rows_of(d, dst->src[0], KQ_SCRATCH_X), *b = a ? kq_rows_of(d, dst->src[1], KQ_SCRATCH_W) : NULL;
+    bool ok = b != NULL && kq_out_begin(d, dst, &o);
+    if (!ok) {
+        kqcl_tensor_destroy(a), kqcl_tensor_destroy(b);
+        return GGML_STATUS_FAILED;
+    }
+    ok = kq_ok(kqcl_binary(kq_ctx, kq_binary_of(dst->op), a, b, o.t), ggml_op_name(dst->op));
+    return kq_out_end(&o, ok, a, b);
+}
+
+static bool kq_supports_scale(const kq_device *d, const struct ggml_tensor *op) { return kq_same_plain(d, op); }
+
+static enum ggml_status kq_compute_scale(kq_backend *be, struct ggml_tensor *dst)
+{
+    kq_device *d = be->dev;
+    float scale, bias;
+    memcpy(&scale, (const char *)dst->op_params, sizeof scale);
+    memcpy(&bias, (const char *)dst->op_params + sizeof scale, sizeof bias);
+    kq_out o;
+    kqcl_tensor *x = kq_rows_of(d, dst->src[0], KQ_SCRATCH_X);
+    if (x == NULL || !kq_out_begin(d, dst, &o)) {
+        kqcl_tensor_destroy(x);
+        return GGML_STATUS_FAILED;
+    }
+    return kq_out_end(&o, kq_ok(kqcl_scale(kq_ctx, x, scale, bias, o.t), "SCALE"), x, NULL);
+}
+
+/* ggml's unary ops kqcl computes, as kqcl's; -1 for the others. */
+static int kq_unary_of(enum ggml_unary_op op)
+{
+    return op == GGML_UNARY_OP_SILU ? KQCL_UNARY_SILU : op == GGML_UNARY_OP_GELU ? KQCL_UNARY_GELU
+                                                     : op == GGML_UNARY_OP_RELU ? KQCL_UNARY_RELU
+                                                                                 : -1;
+}
+
+static bool kq_supports_unary(const kq_device *d, const struct ggml_tensor *op)
+{
+    return kq_same_plain(d, op) && kq_unary_of(ggml_get_unary_op(op)) >= 0;
+}
+
+static enum ggml_status kq_compute_unary(kq_backend *be, struct ggml_tensor *dst)
+{
+    kq_device *d = be->dev;
+    kq_out o;
+    kqcl_tensor *x = kq_rows_of(d, dst->src[0], KQ_SCRATCH_X);
+    if (x == NULL || !kq_out_begin(d, dst, &o)) {
+        kqcl_tensor_destroy(x);
+        return GGML_STATUS_FAILED;
+    }
+    kqcl_unary_op op = (kqcl_unary_op)kq_unary_of(ggml_get_unary_op(dst));
+    return kq_out_end(&o, kq_ok(kqcl_unary(kq_ctx, op, x, o.t), "UNARY"), x, NULL);
+}
+
+/* GLU with the gate and up halves in two tensors (ggml_swiglu_split, ggml_geglu_split): src0
+ * the gate, src1 up (swapped: the other way round); the one-tensor form is declined. */
+static int kq_glu_of(enum ggml_glu_op op)
+{
+    return op == GGML_GLU_OP_SWIGLU ? KQCL_GLU_SWIGLU : op == GGML_GLU_OP_GEGLU ? KQCL_GLU_GEGLU : -1;
+}
+
+static bool kq_supports_glu(const kq_device *d, const struct ggml_tensor *op)
+{
+    return kq_same_plain(d, op) && kq_plain_f32(op->src[1]) && ggml_are_same_shape(op->src[0], op->src[1]) &&
+           kq_glu_of(ggml_get_glu_op(op)) >= 0;
+}
+
+static enum ggml_status kq_compute_glu(kq_backend *be, struct ggml_tensor *dst)
+{
+    kq_device *d = be->dev;
+    int32_t swapped; /* op_params[1] (ggml_glu_impl) */
+    memcpy(&swapped, (const char *)dst->op_params + sizeof(int32_t), sizeof swapped);
+    const struct ggml_tensor *gate = dst->src[swapped ? 1 : 0], *up = dst->src[swapped ? 0 : 1];
+    kq_out o;
+    kqcl_tensor *g = kq_rows_of(d, gate, KQ_SCRATCH_X), *u = g ? kq_rows_of(d, up, KQ_SCRATCH_W) : NULL;
+    if (u == NULL || !kq_out_begin(d, dst, &o)) {
+        kqcl_tensor_destroy(g), kqcl_tensor_destroy(u);
+        return GGML_STATUS_FAILED;
+    }
+    kqcl_glu_op op = (kqcl_glu_op)kq_glu_of(ggml_get_glu_op(dst));
+    return kq_out_end(&o, kq_ok(kqcl_glu(kq_ctx, op, g, u, o.t), "GLU"), g, u);
+}
+
+/* RMS_NORM over each row (ne0), eps in op_params; ggml's weight multiply is a separate MUL. */
+static bool kq_supports_rms_norm(const kq_device *d, const struct ggml_tensor *op)
+{
+    float eps;
+    memcpy(&eps, op->op_params, sizeof eps);
+    return kq_same_plain(d, op) && eps >= 0.0f && eps < INFINITY;
+}
+
+static enum ggml_status kq_compute_rms_norm(kq_backend *be, struct ggml_tensor *dst)
+{
+    kq_device *d = be->dev;
+    float eps;
+    memcpy(&eps, dst->op_params, sizeof eps);
+    kq_out o;
+    kqcl_tensor *x = kq_rows_of(d, dst->src[0], KQ_SCRATCH_X);
+    if (x == NULL || !kq_out_begin(d, dst, &o)) {
+        kqcl_tensor_destroy(x);
+        return GGML_STATUS_FAILED;
+    }
+    return kq_out_end(&o, kq_ok(kqcl_rms_norm(kq_ctx, x, NULL, eps, o.t), "RMS_NORM"), x, NULL);
+}
+
 /* The op table: what the device takes (supports) and how it computes it (compute). An op
  * without an entry is declined and stays with another backend. */
 typedef struct kq_op {
@@ -671,6 +870,14 @@ static const kq_op kq_ops[GGML_OP_COUNT] = {
     [GGML_OP_MUL_MAT] = {kq_supports_mul_mat, kq_compute_mul_mat},
     [GGML_OP_GET_ROWS] = {kq_supports_get_rows, kq_compute_get_rows},
     [GGML_OP_SET_ROWS] = {kq_supports_set_rows, kq_compute_set_rows},
+    [GGML_OP_ADD] = {kq_supports_binary, kq_compute_binary},
+    [GGML_OP_SUB] = {kq_supports_binary, kq_compute_binary},
+    [GGML_OP_MUL] = {kq_supports_binary, kq_compute_binary},
+    [GGML_OP_DIV] = {kq_supports_binary, kq_compute_binary},
+    [GGML_OP_SCALE] = {kq_supports_scale, kq_compute_scale},
+    [GGML_OP_UNARY] = {kq_supports_unary, kq_compute_unary},
+    [GGML_OP_GLU] = {kq_supports_glu, kq_compute_glu},
+    [GGML_OP_RMS_NORM] = {kq_supports_rms_norm, kq_compute_rms_norm},
 };
 
 static const kq_op *kq_op_of(enum ggml_op op)
