@@ -113,3 +113,81 @@ void rms_norm_f32(__global const float *x, __global const float *w, __global flo
     for (ulong c = lid; c < cols; c += OP_WG)
         yr[c] = has_w ? xr[c] * scale * w[c] : xr[c] * scale;
 }
+
+/* The largest (max) or the sum of each item's value v over the work-group, through `red`. */
+static float group_reduce(__local float *red, float v, bool max)
+{
+    size_t lid = get_local_id(0);
+    barrier(CLK_LOCAL_MEM_FENCE); /* red may still be read from the previous reduction */
+    red[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (size_t step = OP_WG / 2; step > 0; step >>= 1) {
+        if (lid < step)
+            red[lid] = max ? fmax(red[lid], red[lid + step]) : red[lid] + red[lid + step];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    return red[0];
+}
+
+/* A work-group a row: y = softmax(x * scale + mask), the mask's row r % mask_rows (when
+ * has_mask). exp(v - max) summed in f32; a row whose values are all -inf gives NaN. */
+__kernel __attribute__((reqd_work_group_size(OP_WG, 1, 1)))
+void softmax_f32(__global const float *x, __global const float *mask, __global float *y, ulong cols, ulong mask_rows,
+                 float scale, int has_mask)
+{
+    __local float red[OP_WG];
+    size_t lid = get_local_id(0);
+    ulong row = get_group_id(0);
+    __global const float *xr = x + row * cols;
+    __global const float *mr = mask + (has_mask ? (row % mask_rows) * cols : 0);
+    __global float *yr = y + row * cols;
+    float m = -INFINITY;
+    for (ulong c = lid; c < cols; c += OP_WG)
+        m = fmax(m, xr[c] * scale + (has_mask ? mr[c] : 0.0f));
+    m = group_reduce(red, m, true);
+    float s = 0.0f;
+    for (ulong c = lid; c < cols; c += OP_WG) {
+        float e = exp(xr[c] * scale + (has_mask ? mr[c] : 0.0f) - m);
+        yr[c] = e;
+        s += e;
+    }
+    float inv = 1.0f / group_reduce(red, s, false);
+    for (ulong c = lid; c < cols; c += OP_WG)
+        yr[c] *= inv;
+}
+
+/* Rotary position embedding of rows of `cols` values, `heads` consecutive rows a position
+ * (pos[pos_offset + r / heads]): the first n_dims values turn in pairs -- (2i, 2i + 1), or with neox
+ * (i, i + n_dims / 2) -- by theta = p * theta_scale^i (theta_scale = freq_base^(-2 / n_dims)),
+ * interpolated by freq_scale and, with YaRN (ext_factor != 0), mixed back towards p *
+ * theta_scale^i over the correction dims [corr_low, corr_high] with the magnitude scaled;
+ * attn_factor scales both. Values past n_dims are copied. An item a pair. */
+__kernel void rope_f32(__global const float *x, __global const int *pos, ulong pos_offset, __global float *y,
+                       ulong rows, ulong cols, ulong heads, int n_dims, int neox, float theta_scale, float freq_scale, float ext_factor,
+                       float attn_factor, float corr_low, float corr_high)
+{
+    ulong half_cols = cols / 2, n = rows * half_cols;
+    for (ulong i = get_global_id(0); i < n; i += get_global_size(0)) {
+        ulong r = i / half_cols, j = i - r * half_cols; /* pair j of row r */
+        __global const float *xr = x + r * cols;
+        __global float *yr = y + r * cols;
+        if (2 * j >= (ulong)n_dims) { /* past the rotated part: copied */
+            yr[2 * j] = xr[2 * j];
+            yr[2 * j + 1] = xr[2 * j + 1];
+            continue;
+        }
+        ulong a = neox ? j : 2 * j, b = neox ? j + (ulong)n_dims / 2 : 2 * j + 1;
+        float theta_extrap = (float)pos[pos_offset + r / heads] * pown(theta_scale, (int)j);
+        float theta = freq_scale * theta_extrap, mscale = attn_factor;
+        if (ext_factor != 0.0f) {
+            float ramp = 1.0f - clamp(((float)j - corr_low) / fmax(0.001f, corr_high - corr_low), 0.0f, 1.0f);
+            float mix = ramp * ext_factor;
+            theta = theta * (1.0f - mix) + theta_extrap * mix;
+            mscale *= 1.0f + 0.1f * log(1.0f / freq_scale);
+        }
+        float c = cos(theta) * mscale, s = sin(theta) * mscale;
+        float x0 = xr[a], x1 = xr[b];
+        yr[a] = x0 * c - x1 * s;
+        yr[b] = x0 * s + x1 * c;
+    }
+}

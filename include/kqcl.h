@@ -582,6 +582,33 @@ KQCL_API kqcl_status kqcl_glu(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tens
 KQCL_API kqcl_status kqcl_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *w, float eps,
                                    kqcl_tensor *y);
 
+/* Softmax of each row of x * scale + mask (a product's scale, then the attention mask): mask NULL
+ * or an f32 tensor of x's columns whose rows divide x's (row r takes the mask's r % mask.rows;
+ * -inf masks a position out). exp is OpenCL's; the sums are f32 trees (relative error 1e-6 in
+ * the tests). A row whose every value is masked out gives NaN. */
+KQCL_API kqcl_status kqcl_softmax(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *mask, float scale,
+                                  kqcl_tensor *y);
+
+/* Rotary position embedding (RoPE) as llama.cpp computes it, YaRN included. */
+typedef struct kqcl_rope_params {
+    int n_dims;                /* values of a row that turn (even, at most cols); the rest are copied */
+    int neox;                  /* 0: pairs (2i, 2i + 1), Llama's; 1: (i, i + n_dims / 2), NeoX's (Gemma, Qwen) */
+    float freq_base;           /* pair i turns by p * freq_base^(-2i / n_dims) ... */
+    float freq_scale;          /* ... times freq_scale (1: none; below 1 interpolates) */
+    float ext_factor;          /* YaRN: how far the pairs in the correction range go back to the
+                                * unscaled angle (0: off), and the magnitude 1 + 0.1 ln(1 / freq_scale) */
+    float attn_factor;         /* scales cos and sin (1: none) */
+    float corr_low, corr_high; /* YaRN's correction range, in pairs (ggml_rope_yarn_corr_dims) */
+} kqcl_rope_params;
+
+/* y = x with each row's first n_dims values turned by its position: rows in groups of `heads`
+ * consecutive rows (a token's heads) share position positions[offset / 4 + r / heads], int32
+ * values in device memory (a buffer of x's device; offset a multiple of 4; x.rows / heads of
+ * them). x and y f32 of one shape, cols even. cos and sin are OpenCL's (relative error 1e-5 in
+ * the tests; the angle is formed in f32, so its error grows with p: about p * 1e-7 radians). */
+KQCL_API kqcl_status kqcl_rope(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_buffer *positions, size_t offset,
+                               int heads, const kqcl_rope_params *params, kqcl_tensor *y);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Several devices: placement, tensor/data/pipeline parallelism, collectives, MPI               */
 /*

@@ -1,6 +1,6 @@
 /*
  * test_layer.c -- a transformer layer's other operations (kqcl_binary, kqcl_scale, kqcl_unary,
- * kqcl_glu, kqcl_rms_norm) against float64 host references: random and fixed inputs, odd shapes,
+ * kqcl_glu, kqcl_rms_norm, kqcl_softmax, kqcl_rope) against float64 host references: random and fixed inputs, odd shapes,
  * every broadcast the header allows, outputs poisoned with NaN first, in place, on views of one
  * buffer, tensors larger than one pass of the grid, and every bad argument.
  */
@@ -214,6 +214,158 @@ START_TEST(rms_norm_against_float64)
 }
 END_TEST
 
+/* ---- softmax ------------------------------------------------------------------------------- */
+
+static void check_softmax(int64_t rows, int64_t cols, int64_t mask_rows, float scale, bool in_place)
+{
+    size_t n = (size_t)(rows * cols);
+    float *x = random_values(n, 6.0f), *m = mask_rows ? random_values((size_t)(mask_rows * cols), 2.0f) : NULL;
+    for (int64_t i = 0; m && i < mask_rows * cols; i += 3)
+        m[i] = -INFINITY; /* masked out */
+    if (m)
+        m[1] = 0.0f; /* every mask row keeps a position: its rows are not all -inf */
+    for (int64_t r = 1; m && r < mask_rows; r++)
+        m[r * cols + 1] = 0.0f;
+    kqcl_tensor *tx = f32_tensor(rows, cols, x), *tm = m ? f32_tensor(mask_rows, cols, m) : NULL;
+    kqcl_tensor *ty = in_place ? tx : tu_poisoned_f32(rows, cols);
+    TU_OK(kqcl_softmax(tu_ctx, tx, tm, scale, ty));
+    double *ref = tu_malloc(n * sizeof *ref);
+    for (int64_t r = 0; r < rows; r++) {
+        double max = -INFINITY, sum = 0;
+        double *v = ref + r * cols;
+        for (int64_t c = 0; c < cols; c++) {
+            float scaled = x[r * cols + c] * scale; /* the device's f32 multiply, then add */
+            v[c] = (float)(scaled + (m ? m[(r % mask_rows) * cols + c] : 0.0f));
+            max = fmax(max, v[c]);
+        }
+        for (int64_t c = 0; c < cols; c++)
+            sum += (v[c] = exp(v[c] - max));
+        for (int64_t c = 0; c < cols; c++)
+            v[c] /= sum;
+    }
+    float *got = tu_read_f32(ty);
+    char what[96];
+    snprintf(what, sizeof what, "softmax %lld x %lld, mask rows %lld", (long long)rows, (long long)cols,
+             (long long)mask_rows);
+    assert_near(got, ref, n, 1e-5, 1e-9, what);
+    free(got), free(ref), free(x), free(m);
+    if (!in_place)
+        kqcl_tensor_destroy(ty);
+    kqcl_tensor_destroy(tx), kqcl_tensor_destroy(tm);
+}
+
+START_TEST(softmax_against_float64)
+{
+    tu_seed(16);
+    check_softmax(1, 1, 0, 1.0f, false);
+    check_softmax(4, 37, 0, 0.125f, false);
+    check_softmax(12, 256, 4, 0.125f, false); /* 3 heads x 4 tokens, the mask a token's row */
+    check_softmax(9, 1000, 1, 1.0f, true);
+    check_softmax(2, 3001, 2, -0.5f, false);  /* longer than a work-group's stride */
+}
+END_TEST
+
+/* Fixed values: a row of equal values is uniform; -inf everywhere gives NaN. */
+START_TEST(softmax_fixed_rows)
+{
+    const float x[8] = {3, 3, 3, 3, 1, 2, 3, 4};
+    const float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, 0, 0, 0, 0};
+    kqcl_tensor *tx = f32_tensor(2, 4, x), *tm = f32_tensor(2, 4, m), *ty = tu_poisoned_f32(2, 4);
+    TU_OK(kqcl_softmax(tu_ctx, tx, NULL, 1.0f, ty));
+    float *got = tu_read_f32(ty);
+    for (int c = 0; c < 4; c++)
+        ck_assert_float_eq_tol(got[c], 0.25f, 1e-7f);
+    free(got);
+    TU_OK(kqcl_softmax(tu_ctx, tx, tm, 1.0f, ty));
+    got = tu_read_f32(ty);
+    for (int c = 0; c < 4; c++)
+        ck_assert(isnan(got[c]));
+    ck_assert_float_eq_tol(got[7], (float)(exp(0.0) / (exp(-3.0) + exp(-2.0) + exp(-1.0) + 1.0)), 1e-6f);
+    free(got);
+    kqcl_tensor_destroy(tx), kqcl_tensor_destroy(tm), kqcl_tensor_destroy(ty);
+}
+END_TEST
+
+/* ---- rope --------------------------------------------------------------------------------- */
+
+/* ggml's rope in float64 (its f32 theta_scale), for `heads` rows a position. */
+static void rope_ref(const float *x, const int32_t *pos, int64_t rows, int64_t cols, int heads,
+                     const kqcl_rope_params *p, double *out)
+{
+    float theta_scale = powf(p->freq_base, -2.0f / (float)p->n_dims);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        double *yr = out + r * cols;
+        for (int64_t c = 0; c < cols; c++)
+            yr[c] = xr[c];
+        for (int64_t j = 0; j < p->n_dims / 2; j++) {
+            double extrap = (double)pos[r / heads] * pow(theta_scale, (double)j);
+            double theta = p->freq_scale * extrap, mscale = p->attn_factor;
+            if (p->ext_factor != 0.0f) {
+                double ramp = 1.0 - fmin(1.0, fmax(0.0, (j - p->corr_low) / fmax(0.001, p->corr_high - p->corr_low)));
+                double mix = ramp * p->ext_factor;
+                theta = theta * (1 - mix) + extrap * mix;
+                mscale *= 1.0 + 0.1 * log(1.0 / p->freq_scale);
+            }
+            int64_t a = p->neox ? j : 2 * j, b = p->neox ? j + p->n_dims / 2 : 2 * j + 1;
+            double c = cos(theta) * mscale, s = sin(theta) * mscale;
+            yr[a] = xr[a] * c - xr[b] * s;
+            yr[b] = xr[a] * s + xr[b] * c;
+        }
+    }
+}
+
+/* The angle is formed in f32 (p * theta_scale^i): an error of a few ulp of it, so the bound
+ * grows with the position. */
+static void check_rope(int64_t tokens, int heads, int64_t cols, const kqcl_rope_params *p, int32_t max_pos)
+{
+    int64_t rows = tokens * heads;
+    size_t n = (size_t)(rows * cols);
+    float *x = random_values(n, 2.0f);
+    int32_t *pos = tu_malloc((size_t)tokens * sizeof *pos);
+    for (int64_t t = 0; t < tokens; t++)
+        pos[t] = (int32_t)(tu_rand() % (uint32_t)(max_pos + 1));
+    pos[0] = 0;
+    size_t offset = 12; /* positions past three other values */
+    kqcl_buffer *pb = NULL;
+    TU_OK(kqcl_buffer_create(tu_ctx, 0, offset + (size_t)tokens * sizeof *pos, &pb));
+    TU_OK(kqcl_buffer_write(pb, offset, pos, (size_t)tokens * sizeof *pos));
+    kqcl_tensor *tx = f32_tensor(rows, cols, x), *ty = tu_poisoned_f32(rows, cols);
+    TU_OK(kqcl_rope(tu_ctx, tx, pb, offset, heads, p, ty));
+    double *ref = tu_malloc(n * sizeof *ref);
+    rope_ref(x, pos, rows, cols, heads, p, ref);
+    float *got = tu_read_f32(ty);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            double tol = 1e-5 + 4.0 * (double)pos[r / heads] * 1.2e-7 * 2.0 * p->attn_factor; /* |x| < 2 */
+            ck_assert_msg(fabs(got[r * cols + c] - ref[r * cols + c]) <= tol,
+                          "rope n_dims %d neox %d: row %lld (position %d) value %lld: got %.9g want %.9g", p->n_dims,
+                          p->neox, (long long)r, pos[r / heads], (long long)c, (double)got[r * cols + c],
+                          ref[r * cols + c]);
+        }
+    free(got), free(ref), free(x), free(pos);
+    kqcl_tensor_destroy(tx), kqcl_tensor_destroy(ty);
+    kqcl_buffer_destroy(pb);
+}
+
+START_TEST(rope_against_float64)
+{
+    tu_seed(17);
+    kqcl_rope_params llama = {.n_dims = 64, .neox = 0, .freq_base = 10000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f};
+    check_rope(5, 9, 64, &llama, 4096);         /* SmolLM2: 9 heads of 64 */
+    kqcl_rope_params gemma = {.n_dims = 256, .neox = 1, .freq_base = 1000000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f};
+    check_rope(3, 4, 256, &gemma, 4096);        /* Gemma-3: NeoX pairs */
+    kqcl_rope_params partial = {.n_dims = 32, .neox = 1, .freq_base = 10000.0f, .freq_scale = 0.25f, .attn_factor = 0.8f};
+    check_rope(4, 2, 80, &partial, 100);        /* part of a row turns, interpolated */
+    kqcl_rope_params yarn = {.n_dims = 64, .neox = 0, .freq_base = 10000.0f, .freq_scale = 0.25f, .ext_factor = 1.0f,
+                             .attn_factor = 1.0f, .corr_low = 4.5f, .corr_high = 20.25f};
+    check_rope(6, 3, 64, &yarn, 4096);          /* YaRN's mix and magnitude */
+    kqcl_rope_params small = llama;
+    small.n_dims = 8;
+    check_rope(3000, 1, 8, &small, 4096);       /* many passes of the grid */
+}
+END_TEST
+
 /* ---- views of one buffer (how the ggml backend calls them) ----------------------------------- */
 
 START_TEST(operations_on_views_of_one_buffer)
@@ -272,6 +424,27 @@ START_TEST(bad_arguments_are_refused)
     ck_assert_int_eq(kqcl_rms_norm(tu_ctx, a, row, INFINITY, b), KQCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kqcl_rms_norm(tu_ctx, row, row, 1e-5f, row), KQCL_ERR_INVALID_ARG); /* y is w */
     ck_assert_int_eq(kqcl_rms_norm(tu_ctx, a, NULL, 1e-5f, NULL), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_softmax(tu_ctx, a, wide, 1.0f, b), KQCL_ERR_INVALID_ARG); /* mask not x's columns */
+    ck_assert_int_eq(kqcl_softmax(tu_ctx, a, row, INFINITY, b), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_softmax(tu_ctx, row, row, 1.0f, row), KQCL_ERR_INVALID_ARG); /* y is the mask */
+    kqcl_buffer *pos = NULL;
+    TU_OK(kqcl_buffer_create(tu_ctx, 0, 64, &pos));
+    kqcl_rope_params rp = {.n_dims = 4, .freq_base = 10000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f};
+    TU_OK(kqcl_rope(tu_ctx, a, pos, 0, 3, &rp, b));
+    ck_assert_int_eq(kqcl_rope(tu_ctx, a, NULL, 0, 3, &rp, b), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_rope(tu_ctx, a, pos, 2, 3, &rp, b), KQCL_ERR_INVALID_ARG);  /* offset not of int32s */
+    ck_assert_int_eq(kqcl_rope(tu_ctx, a, pos, 64, 3, &rp, b), KQCL_ERR_INVALID_ARG); /* past the buffer */
+    ck_assert_int_eq(kqcl_rope(tu_ctx, a, pos, 0, 2, &rp, b), KQCL_ERR_INVALID_ARG);  /* 2 does not divide 3 rows */
+    ck_assert_int_eq(kqcl_rope(tu_ctx, a, pos, 0, 3, NULL, b), KQCL_ERR_INVALID_ARG);
+    rp.n_dims = 6; /* past the row */
+    ck_assert_int_eq(kqcl_rope(tu_ctx, a, pos, 0, 3, &rp, b), KQCL_ERR_INVALID_ARG);
+    rp.n_dims = 3; /* odd */
+    ck_assert_int_eq(kqcl_rope(tu_ctx, a, pos, 0, 3, &rp, b), KQCL_ERR_INVALID_ARG);
+    rp.n_dims = 4, rp.freq_base = 0.0f;
+    ck_assert_int_eq(kqcl_rope(tu_ctx, a, pos, 0, 3, &rp, b), KQCL_ERR_INVALID_ARG);
+    rp.freq_base = 10000.0f, rp.ext_factor = NAN;
+    ck_assert_int_eq(kqcl_rope(tu_ctx, a, pos, 0, 3, &rp, b), KQCL_ERR_INVALID_ARG);
+    kqcl_buffer_destroy(pos);
     kqcl_tensor *rows_of_one = f32_tensor(3, 1, v); /* y = b, which broadcasts */
     ck_assert_int_eq(kqcl_binary(tu_ctx, KQCL_BINARY_ADD, a, rows_of_one, rows_of_one), KQCL_ERR_INVALID_ARG);
     kqcl_tensor_destroy(rows_of_one);
@@ -289,6 +462,9 @@ int main(void)
     tcase_add_test(tc, scale_rounds_the_multiply_and_the_add_apart);
     tcase_add_test(tc, activations_against_float64);
     tcase_add_test(tc, rms_norm_against_float64);
+    tcase_add_test(tc, softmax_against_float64);
+    tcase_add_test(tc, softmax_fixed_rows);
+    tcase_add_test(tc, rope_against_float64);
     tcase_add_test(tc, operations_on_views_of_one_buffer);
     tcase_add_test(tc, bad_arguments_are_refused);
     suite_add_tcase(s, tc);

@@ -13,6 +13,16 @@ struct kqcl_buffer {
     struct kqcl_buffer *live_prev, *live_next; /* ctx->live_buffers */
 };
 
+cl_mem kq_buffer_mem(const kqcl_buffer *b, int *device)
+{
+    *device = b->device;
+    return b->mem;
+}
+
+size_t kq_buffer_bytes(const kqcl_buffer *b) { return b->bytes; }
+
+const kqcl_context *kq_buffer_context(const kqcl_buffer *b) { return b->ctx; }
+
 /* A copy between devices goes through host memory in pieces of at most this many bytes. */
 #define STAGE_BYTES ((size_t)16 << 20)
 

@@ -68,6 +68,12 @@ void kq_shares(int64_t units, int n, const double *weights, int64_t *counts);
  * sizes. */
 void kq_auto_weights(kqcl_context *ctx, double *weights);
 
+/* A buffer's OpenCL memory and device, size and context (NULL once the context was destroyed
+ * first), for the calls that read raw device memory (kqcl_rope's positions). */
+cl_mem kq_buffer_mem(const kqcl_buffer *b, int *device);
+size_t kq_buffer_bytes(const kqcl_buffer *b);
+const kqcl_context *kq_buffer_context(const kqcl_buffer *b);
+
 /* Is `type` one of the float types activations and conversions take? */
 bool kq_type_is_float(kqcl_type type);
 

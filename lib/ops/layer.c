@@ -1,7 +1,8 @@
 /*
  * layer.c -- a transformer layer's operations besides its products (include/kqcl.h, "A
  * transformer layer's other operations"): element-wise binary operations with a broadcast
- * operand, scale and bias, the unary and gated activations, RMS normalisation. The kernels are
+ * operand, scale and bias, the unary and gated activations, RMS normalisation, softmax with a
+ * mask, rotary position embedding. The kernels are
  * elementwise.cl's; each call checks its operands, picks the family's variant for the device and
  * launches one kernel.
  */
@@ -76,6 +77,16 @@ static kqcl_status launch_elements(kqcl_context *ctx, const kqcl_tensor *y, cl_k
     kq_device *dev = kq_tensor_device(y);
     size_t local = 64, global = kq_grid_for(dev, items);
     return kq_enqueue(ctx, dev, kernel, 1, &global, &local, call);
+}
+
+/* A work-group a row (softmax_f32, rms_norm_f32's launch). */
+static kqcl_status launch_rows(kqcl_context *ctx, const kqcl_tensor *y, cl_kernel kernel, cl_int err,
+                               const kq_variant *v, int64_t rows, const char *call)
+{
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, call);
+    size_t local = v->wg_items, global = (size_t)rows * local;
+    return kq_enqueue(ctx, kq_tensor_device(y), kernel, 1, &global, &local, call);
 }
 
 static bool divides(int64_t part, int64_t whole) { return part > 0 && whole % part == 0; }
@@ -192,8 +203,87 @@ KQCL_API kqcl_status kqcl_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, cons
     cl_mem wbuf = w != NULL ? w->buffer : x->buffer; /* any buffer: the kernel reads it only with has_w */
     cl_int err = kq_set_args(kernel, 6, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &wbuf, sizeof(cl_mem), &y->buffer,
                              sizeof cols, &cols, sizeof eps, &eps, sizeof has_w, &has_w);
-    if (err != CL_SUCCESS)
-        return kq_cl_fail(ctx, err, "kqcl_rms_norm: setting arguments");
-    size_t local = v.wg_items, global = (size_t)x->rows * local; /* a work-group a row */
-    return kq_enqueue(ctx, kq_tensor_device(y), kernel, 1, &global, &local, "kqcl_rms_norm: enqueue");
+    return launch_rows(ctx, y, kernel, err, &v, x->rows, call);
+}
+
+KQCL_API kqcl_status kqcl_softmax(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *mask, float scale,
+                                  kqcl_tensor *y)
+{
+    const char *call = "kqcl_softmax";
+    kqcl_status st = begin(ctx, x, y, call);
+    if (st != KQCL_OK)
+        return st;
+    if (!isfinite(scale))
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: scale %g is not finite", call, (double)scale);
+    if (mask != NULL) {
+        if ((st = check_operand(ctx, mask, call, "mask")) != KQCL_OK || (st = same_device(ctx, x, mask, call)) != KQCL_OK)
+            return st;
+        if (mask->cols != x->cols || !divides(mask->rows, x->rows))
+            return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: the mask (%lld x %lld) does not fit x (%lld x %lld)", call,
+                           (long long)mask->rows, (long long)mask->cols, (long long)x->rows, (long long)x->cols);
+        if (mask == y)
+            return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: y is the mask", call);
+    }
+    kq_variant v;
+    cl_kernel k;
+    if ((st = kernel_for(ctx, y, "softmax_f32", &v, &k)) != KQCL_OK)
+        return st;
+    cl_ulong cols = (cl_ulong)x->cols, mask_rows = mask ? (cl_ulong)mask->rows : 1;
+    int has_mask = mask != NULL;
+    cl_mem mbuf = mask ? mask->buffer : x->buffer; /* read only with has_mask */
+    cl_int err = kq_set_args(k, 7, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &mbuf, sizeof(cl_mem), &y->buffer,
+                             sizeof cols, &cols, sizeof mask_rows, &mask_rows, sizeof scale, &scale, sizeof has_mask,
+                             &has_mask);
+    return launch_rows(ctx, y, k, err, &v, x->rows, call);
+}
+
+/* The rope parameters a call may take: every value finite, the turned part even and within the row. */
+static kqcl_status check_rope(kqcl_context *ctx, const kqcl_rope_params *p, int64_t cols, const char *call)
+{
+    if (p == NULL)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: params is NULL", call);
+    if (cols % 2 != 0 || p->n_dims <= 0 || p->n_dims % 2 != 0 || p->n_dims > cols)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: n_dims %d with rows of %lld: want an even n_dims within an even row",
+                       call, p->n_dims, (long long)cols);
+    if (!(p->freq_base > 0.0f) || !(p->freq_scale > 0.0f) || !isfinite(p->freq_base) || !isfinite(p->freq_scale) ||
+        !isfinite(p->ext_factor) || !isfinite(p->attn_factor) || !isfinite(p->corr_low) || !isfinite(p->corr_high))
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: want finite parameters, freq_base and freq_scale > 0", call);
+    return KQCL_OK;
+}
+
+KQCL_API kqcl_status kqcl_rope(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_buffer *positions, size_t offset,
+                               int heads, const kqcl_rope_params *params, kqcl_tensor *y)
+{
+    const char *call = "kqcl_rope";
+    kqcl_status st = begin(ctx, x, y, call);
+    if (st != KQCL_OK || (st = check_rope(ctx, params, x->cols, call)) != KQCL_OK)
+        return st;
+    if (positions == NULL || kq_buffer_context(positions) != ctx)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: positions is NULL or of another context", call);
+    if (heads <= 0 || x->rows % heads != 0)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: heads %d does not divide x's %lld rows", call, heads,
+                       (long long)x->rows);
+    int pos_device;
+    cl_mem pos = kq_buffer_mem(positions, &pos_device);
+    uint64_t need = (uint64_t)(x->rows / heads) * sizeof(int32_t);
+    if (pos_device != x->device || offset % sizeof(int32_t) != 0 || offset > kq_buffer_bytes(positions) ||
+        kq_buffer_bytes(positions) - offset < need)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG,
+                       "%s: positions: %llu bytes at offset %zu of a %zu-byte buffer on device %d (x on %d)", call,
+                       (unsigned long long)need, offset, kq_buffer_bytes(positions), pos_device, x->device);
+    kq_variant v;
+    cl_kernel k;
+    if ((st = kernel_for(ctx, y, "rope_f32", &v, &k)) != KQCL_OK)
+        return st;
+    const kqcl_rope_params *p = params;
+    cl_ulong pos_offset = offset / sizeof(int32_t), rows = (cl_ulong)x->rows, cols = (cl_ulong)x->cols;
+    cl_ulong h = (cl_ulong)heads;
+    float theta_scale = powf(p->freq_base, -2.0f / (float)p->n_dims);
+    cl_int err = kq_set_args(k, 15, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &pos, sizeof pos_offset, &pos_offset,
+                             sizeof(cl_mem), &y->buffer, sizeof rows, &rows, sizeof cols, &cols, sizeof h, &h,
+                             sizeof p->n_dims, &p->n_dims, sizeof p->neox, &p->neox, sizeof theta_scale, &theta_scale,
+                             sizeof p->freq_scale, &p->freq_scale, sizeof p->ext_factor, &p->ext_factor,
+                             sizeof p->attn_factor, &p->attn_factor, sizeof p->corr_low, &p->corr_low,
+                             sizeof p->corr_high, &p->corr_high);
+    return launch_elements(ctx, y, k, err, rows * (cols / 2), call);
 }
