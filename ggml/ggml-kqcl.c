@@ -21,7 +21,8 @@
  *     type kqcl knows, SET_ROWS into f32/f16/bf16 (writing the KV cache, so that it may live on
  *     the device); a layer's element-wise and row-wise ops on contiguous f32 tensors (ADD, SUB,
  *     MUL, DIV with the broadcasts kqcl_binary takes, SCALE, UNARY SILU/GELU/RELU, GLU
- *     SWIGLU/GEGLU in their two-tensor form, RMS_NORM); NONE and the view ops cost nothing.
+ *     SWIGLU/GEGLU in their two-tensor form, RMS_NORM, SOFT_MAX with a causal mask, ROPE in
+ *     the normal and NeoX modes); NONE and the view ops cost nothing.
  *
  * kqcl's calls on one context are serialised by the caller (kqcl.h): every call here holds
  * kq_lock. Products are queued on the device (kqcl_matmul is asynchronous); a buffer read
@@ -854,6 +855,86 @@ static enum ggml_status kq_compute_rms_norm(kq_backend *be, struct ggml_tensor *
     return kq_out_end(&o, kq_ok(kqcl_rms_norm(kq_ctx, x, NULL, eps, o.t), "RMS_NORM"), x, NULL);
 }
 
+/*
+ * SOFT_MAX: softmax(src0 * scale + mask) over each row, scale and max_bias in op_params. Taken:
+ * max_bias 0 (no ALiBi slopes), no sinks, src0 and dst plain f32 of one shape, the mask absent
+ * or f32 with rows contiguous within, src0's columns, at least src0's rows a matrix and one
+ * matrix for all (ne2 = ne3 = 1: llama.cpp's causal mask) -- so that src0's flat row r takes
+ * the mask's row r % ne01, as kqcl_softmax does with a view of the mask's first ne01 rows.
+ */
+static bool kq_supports_soft_max(const kq_device *d, const struct ggml_tensor *op)
+{
+    float max_bias;
+    memcpy(&max_bias, (const char *)op->op_params + sizeof(float), sizeof max_bias);
+    const struct ggml_tensor *x = op->src[0], *m = op->src[1];
+    if (!kq_same_plain(d, op) || max_bias != 0.0f || op->src[2] != NULL)
+        return false;
+    return m == NULL || (m->type == GGML_TYPE_F32 && m->nb[0] == sizeof(float) && m->ne[0] == x->ne[0] &&
+                         m->ne[1] >= x->ne[1] && m->ne[2] == 1 && m->ne[3] == 1);
+}
+
+static enum ggml_status kq_compute_soft_max(kq_backend *be, struct ggml_tensor *dst)
+{
+    kq_device *d = be->dev;
+    const struct ggml_tensor *src = dst->src[0], *m = dst->src[1];
+    float scale;
+    memcpy(&scale, dst->op_params, sizeof scale);
+    kq_buffer *bm = m ? kq_buffer_of(m) : NULL;
+    kq_out o;
+    kqcl_tensor *x = kq_rows_of(d, src, KQ_SCRATCH_X), *mask = NULL;
+    bool ok = x != NULL && (m == NULL || (bm != NULL && (mask = kq_operand(d, bm->mem, kq_offset(bm, m), m->nb[1],
+                                                                          KQCL_TYPE_F32, src->ne[1], src->ne[0],
+                                                                          KQ_SCRATCH_W)) != NULL));
+    if (!ok || !kq_out_begin(d, dst, &o)) {
+        kqcl_tensor_destroy(x), kqcl_tensor_destroy(mask);
+        return GGML_STATUS_FAILED;
+    }
+    return kq_out_end(&o, kq_ok(kqcl_softmax(kq_ctx, x, mask, scale, o.t), "SOFT_MAX"), x, mask);
+}
+
+/*
+ * ROPE: src0 [head values, heads, tokens, 1] turned by the positions src1 (i32, one a token), the
+ * rest of its parameters in op_params (ggml_rope_impl's layout: n_dims [1], mode [2],
+ * n_ctx_orig [4], freq_base .. beta_slow as floats [5..10], n_offs [15]). Taken: the normal and
+ * NeoX modes turning from the row's start, no frequency factors (src2), src0 and dst plain f32
+ * of one shape, the positions contiguous.
+ */
+static bool kq_supports_rope(const kq_device *d, const struct ggml_tensor *op)
+{
+    const int32_t *ip = (const int32_t *)op->op_params;
+    const struct ggml_tensor *x = op->src[0], *pos = op->src[1];
+    const int n_dims = ip[1], mode = ip[2], n_offs = ip[15]; /* ggml_rope_set_offset's: rotated from there */
+    return kq_same_plain(d, op) && (mode == 0 || mode == GGML_ROPE_TYPE_NEOX) && n_offs == 0 && op->src[2] == NULL &&
+           pos != NULL &&
+           pos->type == GGML_TYPE_I32 && ggml_is_contiguous(pos) && pos->ne[0] == x->ne[2] && x->ne[3] == 1 &&
+           x->ne[0] % 2 == 0 && n_dims > 0 && n_dims % 2 == 0 && n_dims <= x->ne[0] && x->ne[1] <= INT32_MAX;
+}
+
+static enum ggml_status kq_compute_rope(kq_backend *be, struct ggml_tensor *dst)
+{
+    kq_device *d = be->dev;
+    const struct ggml_tensor *src = dst->src[0], *pos = dst->src[1];
+    const int32_t *ip = (const int32_t *)dst->op_params;
+    float f[6]; /* freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow */
+    memcpy(f, ip + 5, sizeof f);
+    kqcl_rope_params p = {.n_dims = ip[1], .neox = ip[2] == GGML_ROPE_TYPE_NEOX, .freq_base = f[0],
+                          .freq_scale = f[1], .ext_factor = f[2], .attn_factor = f[3]};
+    float corr[2];
+    ggml_rope_yarn_corr_dims(p.n_dims, ip[4], f[0], f[4], f[5], corr);
+    /* With no original context (n_ctx_orig 0) the range's end is -inf; ggml's ramp then divides
+     * by its floor of 0.001, as kqcl's does for an empty range: the same angles. */
+    p.corr_low = corr[0], p.corr_high = corr[1] >= corr[0] ? corr[1] : corr[0];
+    kq_buffer *bp = kq_buffer_of(pos);
+    kq_out o;
+    kqcl_tensor *x = bp ? kq_rows_of(d, src, KQ_SCRATCH_X) : NULL;
+    if (x == NULL || !kq_out_begin(d, dst, &o)) {
+        kqcl_tensor_destroy(x);
+        return GGML_STATUS_FAILED;
+    }
+    bool ok = kq_ok(kqcl_rope(kq_ctx, x, bp->mem, kq_offset(bp, pos), (int)src->ne[1], &p, o.t), "ROPE");
+    return kq_out_end(&o, ok, x, NULL);
+}
+
 /* The op table: what the device takes (supports) and how it computes it (compute). An op
  * without an entry is declined and stays with another backend. */
 typedef struct kq_op {
@@ -878,6 +959,8 @@ static const kq_op kq_ops[GGML_OP_COUNT] = {
     [GGML_OP_UNARY] = {kq_supports_unary, kq_compute_unary},
     [GGML_OP_GLU] = {kq_supports_glu, kq_compute_glu},
     [GGML_OP_RMS_NORM] = {kq_supports_rms_norm, kq_compute_rms_norm},
+    [GGML_OP_SOFT_MAX] = {kq_supports_soft_max, kq_compute_soft_max},
+    [GGML_OP_ROPE] = {kq_supports_rope, kq_compute_rope},
 };
 
 static const kq_op *kq_op_of(enum ggml_op op)

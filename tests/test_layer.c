@@ -397,6 +397,37 @@ START_TEST(operations_on_views_of_one_buffer)
 }
 END_TEST
 
+/* Every kernel of the family from one context: one program holds them all (it held four, and
+ * a decode step that used more failed with "too many kernels asked of one program"). */
+START_TEST(every_operation_on_one_context)
+{
+    tu_seed(18);
+    float *v = random_values(64, 1.0f);
+    kqcl_tensor *x = f32_tensor(4, 16, v), *y = tu_poisoned_f32(4, 16), *w = f32_tensor(1, 16, v);
+    kqcl_buffer *pos = NULL;
+    TU_OK(kqcl_buffer_create(tu_ctx, 0, 16, &pos));
+    TU_OK(kqcl_buffer_fill(pos, 0, 0, 16));
+    kqcl_rope_params rp = {.n_dims = 16, .freq_base = 10000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f};
+    TU_OK(kqcl_binary(tu_ctx, KQCL_BINARY_ADD, x, w, y));
+    TU_OK(kqcl_scale(tu_ctx, y, 2.0f, 0.0f, y));
+    TU_OK(kqcl_unary(tu_ctx, KQCL_UNARY_SILU, y, y));
+    TU_OK(kqcl_glu(tu_ctx, KQCL_GLU_GEGLU, y, x, y));
+    TU_OK(kqcl_rms_norm(tu_ctx, y, w, 1e-6f, y));
+    TU_OK(kqcl_softmax(tu_ctx, y, NULL, 1.0f, y));
+    TU_OK(kqcl_rope(tu_ctx, y, pos, 0, 1, &rp, y)); /* position 0: unchanged */
+    float *got = tu_read_f32(y);
+    for (int r = 0; r < 4; r++) {
+        double sum = 0;
+        for (int c = 0; c < 16; c++)
+            sum += got[r * 16 + c];
+        ck_assert_msg(fabs(sum - 1.0) < 1e-5, "row %d of the softmax sums to %g", r, sum);
+    }
+    free(got), free(v);
+    kqcl_tensor_destroy(x), kqcl_tensor_destroy(y), kqcl_tensor_destroy(w);
+    kqcl_buffer_destroy(pos);
+}
+END_TEST
+
 /* ---- bad arguments ------------------------------------------------------------------------ */
 
 START_TEST(bad_arguments_are_refused)
@@ -466,6 +497,7 @@ int main(void)
     tcase_add_test(tc, softmax_fixed_rows);
     tcase_add_test(tc, rope_against_float64);
     tcase_add_test(tc, operations_on_views_of_one_buffer);
+    tcase_add_test(tc, every_operation_on_one_context);
     tcase_add_test(tc, bad_arguments_are_refused);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
