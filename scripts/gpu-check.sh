@@ -17,7 +17,7 @@ mkdir -p "$out"
 export KQCL_TEST_DATA=$PWD/tests/data KQCL_CACHE_DIR=/tmp/kqcl-check-cache KQCL_DEVICES=${KQCL_DEVICES:-gpu}
 export KQCL_BUILDDIR=$PWD/$build # test_cli runs BUILD/tools/kqcl
 export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120} KQCL_SOAK_SECONDS=${KQCL_SOAK_SECONDS:-10}
-suites=${SUITES:-test_codec test_device test_precision test_buffer test_numbers test_gguf test_multi test_bigtensor test_threads test_hostile test_cli test_soak}
+suites=${SUITES:-test_codec test_device test_precision test_buffer test_layer test_numbers test_gguf test_multi test_bigtensor test_threads test_hostile test_cli test_soak}
 "$build/tools/kqcl" devices > "$out/devices.txt" 2>&1
 printf '| path | suite | result | seconds |\n| --- | --- | --- | --- |\n' > "$out/summary.md"
 failed=0
