@@ -22,7 +22,8 @@
  *     the device); a layer's element-wise and row-wise ops on contiguous f32 tensors (ADD, SUB,
  *     MUL, DIV with the broadcasts kqcl_binary takes, SCALE, UNARY SILU/GELU/RELU, GLU
  *     SWIGLU/GEGLU in their two-tensor form, RMS_NORM, SOFT_MAX with a causal mask, ROPE in
- *     the normal and NeoX modes); NONE and the view ops cost nothing.
+ *     the normal and NeoX modes, FLASH_ATTN_EXT over an f16 or f32 cache); NONE and the view ops
+ *     cost nothing.
  *
  * kqcl's calls on one context are serialised by the caller (kqcl.h): every call here holds
  * kq_lock. Products are queued on the device (kqcl_matmul is asynchronous); a buffer read
@@ -51,7 +52,7 @@
 
 /* Scratch buffers a device keeps for operands that cannot be viewed in place: rows that are
  * not contiguous, or that start at an offset kqcl_tensor_view does not take. */
-enum { KQ_SCRATCH_W, KQ_SCRATCH_X, KQ_SCRATCH_Y, KQ_SCRATCH_COUNT };
+enum { KQ_SCRATCH_W, KQ_SCRATCH_X, KQ_SCRATCH_Y, KQ_SCRATCH_V, KQ_SCRATCH_M, KQ_SCRATCH_COUNT };
 
 typedef struct kq_device {
     int index;                /* in the kqcl context */
@@ -935,6 +936,105 @@ static enum ggml_status kq_compute_rope(kq_backend *be, struct ggml_tensor *dst)
     return kq_out_end(&o, ok, x, NULL);
 }
 
+/*
+ * FLASH_ATTN_EXT: kqcl_attention, once a stream (dimension 3). q [D, n_q, heads, streams] f32,
+ * k [D, n_kv, kv_heads, streams] and v [Dv, n_kv, kv_heads, streams] of one type (f16 or f32),
+ * their rows at whole-row strides (the cache's views), the mask f16 [n_kv, >= n_q, 1, 1 or
+ * streams], dst [Dv, heads, n_q, streams] f32 contiguous: a query's heads side by side, as
+ * kqcl_attention writes y. op_params: scale, max_bias, logit_softcap
+ * (ggml divides the scale by the cap inside; kqcl's softcap * tanh(scale * qk / softcap) is the
+ * same). Taken: no ALiBi (max_bias 0), no sinks, k and v strides equal in rows.
+ */
+static bool kq_row_strides(const struct ggml_tensor *t, int64_t *s1, int64_t *s2)
+{
+    size_t row = ggml_row_size(t->type, t->ne[0]);
+    if (t->nb[0] != ggml_type_size(t->type) || t->nb[1] % row != 0 || t->nb[2] % row != 0)
+        return false;
+    *s1 = (int64_t)(t->nb[1] / row), *s2 = (int64_t)(t->nb[2] / row);
+    return true;
+}
+
+/* Rows a strided tensor spans: its last (i1, i2) row's index + 1. */
+static int64_t kq_rows_spanned(const struct ggml_tensor *t, int64_t s1, int64_t s2)
+{
+    return (t->ne[1] - 1) * s1 + (t->ne[2] - 1) * s2 + 1;
+}
+
+static bool kq_supports_flash_attn(const kq_device *d, const struct ggml_tensor *op)
+{
+    const struct ggml_tensor *q = op->src[0], *k = op->src[1], *v = op->src[2], *m = op->src[3];
+    float prm[3];
+    memcpy(prm, op->op_params, sizeof prm);
+    int64_t qs1, qs2, ks1, ks2, vs1, vs2;
+    if (q == NULL || k == NULL || v == NULL || op->src[4] != NULL || prm[1] != 0.0f || !(prm[2] >= 0.0f))
+        return false;
+    if (q->type != GGML_TYPE_F32 || (k->type != GGML_TYPE_F16 && k->type != GGML_TYPE_F32) || v->type != k->type ||
+        op->type != GGML_TYPE_F32 || !ggml_is_contiguous(op))
+        return false;
+    if (k->ne[3] != q->ne[3] || v->ne[3] != q->ne[3] || k->ne[0] != q->ne[0] || v->ne[1] != k->ne[1] ||
+        v->ne[2] != k->ne[2] || q->ne[2] % k->ne[2] != 0 || q->ne[2] > INT32_MAX)
+        return false;
+    if (!kq_row_strides(q, &qs1, &qs2) || !kq_row_strides(k, &ks1, &ks2) || !kq_row_strides(v, &vs1, &vs2) ||
+        ks1 != vs1 || ks2 != vs2)
+        return false;
+    if (m != NULL && (m->type != GGML_TYPE_F16 || !ggml_is_contiguous(m) || m->ne[0] != k->ne[1] ||
+                      m->ne[1] < q->ne[1] || m->ne[2] != 1 || (m->ne[3] != 1 && m->ne[3] != q->ne[3])))
+        return false;
+    const uint64_t max = d->info.max_alloc_bytes;
+    return (uint64_t)q->ne[1] * q->ne[2] * k->ne[1] * sizeof(float) <= max && ggml_nbytes(op) <= max;
+}
+
+/* One stream (dimension 3) of FLASH_ATTN_EXT: q, k, v, the mask and dst at the stream's offsets. */
+static bool kq_flash_attn_stream(kq_device *d, struct ggml_tensor *dst, int64_t i3)
+{
+    const struct ggml_tensor *q = dst->src[0], *k = dst->src[1], *v = dst->src[2], *m = dst->src[3];
+    float prm[3];
+    memcpy(prm, dst->op_params, sizeof prm);
+    int64_t qs1, qs2, ks1, ks2, vs1, vs2;
+    kq_row_strides(q, &qs1, &qs2), kq_row_strides(k, &ks1, &ks2), kq_row_strides(v, &vs1, &vs2);
+    kqcl_attention_params p = {.heads = (int)q->ne[2], .kv_heads = (int)k->ne[2], .queries = q->ne[1],
+                               .kv_len = k->ne[1], .q_query_stride = qs1, .q_head_stride = qs2, .kv_pos_stride = ks1,
+                               .kv_head_stride = ks2, .scale = prm[0], .softcap = prm[2]};
+    kq_buffer *bq = kq_buffer_of(q), *bk = kq_buffer_of(k), *bv = kq_buffer_of(v), *bm = m ? kq_buffer_of(m) : NULL;
+    kq_buffer *bd = kq_buffer_of(dst);
+    if (bq == NULL || bk == NULL || bv == NULL || bd == NULL || (m != NULL && bm == NULL))
+        return false;
+    const size_t qrow = ggml_row_size(q->type, q->ne[0]), krow = ggml_row_size(k->type, k->ne[0]);
+    const size_t vrow = ggml_row_size(v->type, v->ne[0]), yrow = (size_t)v->ne[0] * sizeof(float);
+    const size_t y_bytes = (size_t)(p.queries * p.heads) * yrow, od = kq_offset(bd, dst) + (size_t)i3 * dst->nb[3];
+    kqcl_tensor *tq = kq_operand(d, bq->mem, kq_offset(bq, q) + (size_t)i3 * q->nb[3], qrow, KQCL_TYPE_F32,
+                                 kq_rows_spanned(q, qs1, qs2), q->ne[0], KQ_SCRATCH_X);
+    kqcl_tensor *tk = tq ? kq_operand(d, bk->mem, kq_offset(bk, k) + (size_t)i3 * k->nb[3], krow, (kqcl_type)k->type,
+                                      kq_rows_spanned(k, ks1, ks2), k->ne[0], KQ_SCRATCH_W)
+                         : NULL;
+    kqcl_tensor *tv = tk ? kq_operand(d, bv->mem, kq_offset(bv, v) + (size_t)i3 * v->nb[3], vrow, (kqcl_type)v->type,
+                                      kq_rows_spanned(v, vs1, vs2), v->ne[0], KQ_SCRATCH_V)
+                         : NULL;
+    kqcl_tensor *tm = NULL, *ty = NULL;
+    if (tv != NULL && m != NULL)
+        tm = kq_operand(d, bm->mem, kq_offset(bm, m) + (size_t)(m->ne[3] > 1 ? i3 : 0) * m->nb[3], m->nb[1],
+                        KQCL_TYPE_F16, q->ne[1], m->ne[0], KQ_SCRATCH_M);
+    /* y in place where dst's stream starts aligned, else in scratch Y and copied */
+    kqcl_buffer *y_mem = od % d->alignment == 0 ? bd->mem : kq_scratch(d, KQ_SCRATCH_Y, y_bytes);
+    bool ok = tv != NULL && (m == NULL || tm != NULL) && y_mem != NULL &&
+              kq_ok(kqcl_tensor_view(y_mem, y_mem == bd->mem ? od : 0, KQCL_TYPE_F32, p.queries * p.heads, v->ne[0], &ty),
+                    "tensor view") &&
+              kq_ok(kqcl_attention(kq_ctx, tq, tk, tv, tm, &p, ty), "FLASH_ATTN_EXT");
+    if (ok && y_mem != bd->mem)
+        ok = kq_ok(kqcl_buffer_copy(bd->mem, od, y_mem, 0, y_bytes), "FLASH_ATTN_EXT result copy");
+    kqcl_tensor_destroy(tq), kqcl_tensor_destroy(tk), kqcl_tensor_destroy(tv), kqcl_tensor_destroy(tm);
+    kqcl_tensor_destroy(ty);
+    return ok;
+}
+
+static enum ggml_status kq_compute_flash_attn(kq_backend *be, struct ggml_tensor *dst)
+{
+    for (int64_t i3 = 0; i3 < dst->src[0]->ne[3]; i3++)
+        if (!kq_flash_attn_stream(be->dev, dst, i3))
+            return GGML_STATUS_FAILED;
+    return GGML_STATUS_SUCCESS;
+}
+
 /* The op table: what the device takes (supports) and how it computes it (compute). An op
  * without an entry is declined and stays with another backend. */
 typedef struct kq_op {
@@ -961,6 +1061,7 @@ static const kq_op kq_ops[GGML_OP_COUNT] = {
     [GGML_OP_RMS_NORM] = {kq_supports_rms_norm, kq_compute_rms_norm},
     [GGML_OP_SOFT_MAX] = {kq_supports_soft_max, kq_compute_soft_max},
     [GGML_OP_ROPE] = {kq_supports_rope, kq_compute_rope},
+    [GGML_OP_FLASH_ATTN_EXT] = {kq_supports_flash_attn, kq_compute_flash_attn},
 };
 
 static const kq_op *kq_op_of(enum ggml_op op)

@@ -609,6 +609,31 @@ typedef struct kqcl_rope_params {
 KQCL_API kqcl_status kqcl_rope(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_buffer *positions, size_t offset,
                                int heads, const kqcl_rope_params *params, kqcl_tensor *y);
 
+/* Attention of query rows over a KV cache: for query i and head h, y = softmax(s) . V with
+ * s_j = softcap * tanh(scale * q . k_j / softcap) (scale * q . k_j when softcap is 0) + mask[i][j]
+ * over the cache positions j < kv_len of KV head h / (heads / kv_heads) (grouped-query heads).
+ * Rows are addressed by strides, so a cache with room for more positions, or with a position's
+ * heads side by side, is read in place:
+ *   q: f32, queries x heads rows of d values, query i's head h at row i * q_query_stride + h *
+ *      q_head_stride;
+ *   k, v: f16 or f32 (one type), rows of d (keys) and dv (values) values, position j's KV head
+ *      g at row j * kv_pos_stride + g * kv_head_stride of each;
+ *   mask: NULL, or f32 or f16 with at least `queries` rows of kv_len values (-inf: not seen);
+ *   y: f32, queries * heads rows of dv values, query i's head h at row i * heads + h.
+ * A query that sees no position gets zeros. Three launches: the scores, a softmax of each row,
+ * the weighted values (f32 sums with fma; relative error about 1e-6 in the tests). */
+typedef struct kqcl_attention_params {
+    int heads, kv_heads;                   /* kv_heads divides heads */
+    int64_t queries, kv_len;
+    int64_t q_query_stride, q_head_stride; /* in rows of q */
+    int64_t kv_pos_stride, kv_head_stride; /* in rows of k and of v */
+    float scale, softcap;                  /* softcap 0: none */
+} kqcl_attention_params;
+
+KQCL_API kqcl_status kqcl_attention(kqcl_context *ctx, const kqcl_tensor *q, const kqcl_tensor *k,
+                                    const kqcl_tensor *v, const kqcl_tensor *mask, const kqcl_attention_params *params,
+                                    kqcl_tensor *y);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Several devices: placement, tensor/data/pipeline parallelism, collectives, MPI               */
 /*

@@ -164,7 +164,7 @@ echo "check-kernels: $(wc -l < "$out/list.tsv") variants of 4 device profiles, $
 tr '\n' '\0' < "$out/jobs.tsv" | xargs -0 -P "$jobs" -I{} bash "$0" --one {} "$cl" "$out/work" > "$out/variants.tsv" 2> "$out/failures.log"
 # The table: per family and target, how many variants passed.
 awk -F'\t' -v targets="opencl-c gfx90a gfx942 gfx1030 gfx1100 spir64 spir64-O0 spirv x86_64 nvptx64" \
-    -v families="matvec matmul mma q8 convert reduce bench elementwise" '
+    -v families="matvec matmul mma q8 convert reduce bench elementwise attention" '
   { n = split($3, r, " "); for (i = 1; i <= n; i++) { t = r[i]; sub(/=.*/, "", t); v = substr(r[i], length(t) + 2)
       key = $1 " " t; all[key]++
       if (v != "ok") { bad[key]++; fails++ } } }

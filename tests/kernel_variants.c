@@ -163,6 +163,10 @@ static void other_variants(const profile *p, kq_device *dev)
     kq_shape s = {0};
     every_fitting(p, dev, &kq_bench_family, &s);
     every_fitting(p, dev, &kq_elementwise_family, &s);
+    for (int t = 0; t < 2; t++) {
+        kq_shape a = {.wtype = t ? KQCL_TYPE_F32 : KQCL_TYPE_F16};
+        every_fitting(p, dev, &kq_attention_family, &a);
+    }
 }
 
 int main(void)

@@ -1,6 +1,6 @@
 /*
  * test_layer.c -- a transformer layer's other operations (kqcl_binary, kqcl_scale, kqcl_unary,
- * kqcl_glu, kqcl_rms_norm, kqcl_softmax, kqcl_rope) against float64 host references: random and fixed inputs, odd shapes,
+ * kqcl_glu, kqcl_rms_norm, kqcl_softmax, kqcl_rope, kqcl_attention) against float64 host references: random and fixed inputs, odd shapes,
  * every broadcast the header allows, outputs poisoned with NaN first, in place, on views of one
  * buffer, tensors larger than one pass of the grid, and every bad argument.
  */
@@ -366,6 +366,156 @@ START_TEST(rope_against_float64)
 }
 END_TEST
 
+/* ---- attention ------------------------------------------------------------------------------ */
+
+typedef struct attn_case {
+    int heads, kv_heads;
+    int64_t queries, kv_len, capacity, d, dv;
+    bool head_major_cache, head_major_q, f16_cache, f16_mask, with_mask;
+    float scale, softcap;
+} attn_case;
+
+static float f16_round(float x)
+{
+    uint16_t h;
+    kqcl_quantize(KQCL_TYPE_F16, &x, &h, 1, 1);
+    float back;
+    kqcl_dequantize(KQCL_TYPE_F16, &h, &back, 1, 1);
+    return back;
+}
+
+/* A cache of `capacity` positions x kv_heads rows of `cols` values as the device holds it (f16
+ * values rounded), in the case's layout; returns the host floats and the tensor. */
+static kqcl_tensor *cache_tensor(const attn_case *c, int64_t cols, float **host)
+{
+    int64_t rows = c->capacity * c->kv_heads;
+    *host = random_values((size_t)(rows * cols), 1.5f);
+    for (int64_t i = 0; c->f16_cache && i < rows * cols; i++)
+        (*host)[i] = f16_round((*host)[i]);
+    if (!c->f16_cache)
+        return f32_tensor(rows, cols, *host);
+    uint16_t *h = tu_malloc((size_t)(rows * cols) * sizeof *h);
+    TU_OK_CTX(NULL, kqcl_quantize(KQCL_TYPE_F16, *host, h, rows, cols));
+    kqcl_tensor *t = tu_tensor(KQCL_TYPE_F16, rows, cols, h);
+    free(h);
+    return t;
+}
+
+static void check_attention(const attn_case *c)
+{
+    kqcl_attention_params p = {.heads = c->heads, .kv_heads = c->kv_heads, .queries = c->queries, .kv_len = c->kv_len,
+                               .q_query_stride = c->head_major_q ? 1 : c->heads,
+                               .q_head_stride = c->head_major_q ? c->queries : 1,
+                               .kv_pos_stride = c->head_major_cache ? 1 : c->kv_heads,
+                               .kv_head_stride = c->head_major_cache ? c->capacity : 1,
+                               .scale = c->scale, .softcap = c->softcap};
+    float *q = random_values((size_t)(c->queries * c->heads * c->d), 1.0f), *k, *v;
+    kqcl_tensor *tq = f32_tensor(c->queries * c->heads, c->d, q), *tk = cache_tensor(c, c->d, &k),
+                *tv = cache_tensor(c, c->dv, &v);
+    float *m = random_values((size_t)(c->queries * c->kv_len), 0.5f);
+    for (int64_t i = 0; i < c->queries; i++) /* causal, and every 5th position out */
+        for (int64_t j = 0; j < c->kv_len; j++)
+            if (j > c->kv_len - c->queries + i || j % 5 == 4)
+                m[i * c->kv_len + j] = -INFINITY;
+    for (int64_t i = 0; c->f16_mask && i < c->queries * c->kv_len; i++)
+        m[i] = f16_round(m[i]);
+    kqcl_tensor *tm = NULL;
+    if (c->with_mask && c->f16_mask) {
+        uint16_t *h = tu_malloc((size_t)(c->queries * c->kv_len) * sizeof *h);
+        TU_OK_CTX(NULL, kqcl_quantize(KQCL_TYPE_F16, m, h, c->queries, c->kv_len));
+        tm = tu_tensor(KQCL_TYPE_F16, c->queries, c->kv_len, h);
+        free(h);
+    } else if (c->with_mask) {
+        tm = f32_tensor(c->queries, c->kv_len, m);
+    }
+    kqcl_tensor *ty = tu_poisoned_f32(c->queries * c->heads, c->dv);
+    TU_OK(kqcl_attention(tu_ctx, tq, tk, tv, tm, &p, ty));
+    size_t n = (size_t)(c->queries * c->heads * c->dv);
+    double *ref = tu_malloc(n * sizeof *ref), *mag = tu_malloc(n * sizeof *mag), *w = tu_malloc((size_t)c->kv_len * sizeof *w);
+    for (int64_t i = 0; i < c->queries; i++)
+        for (int h = 0; h < c->heads; h++) {
+            const float *qr = q + (i * p.q_query_stride + h * p.q_head_stride) * c->d;
+            int g = h / (c->heads / c->kv_heads);
+            double max = -INFINITY, sum = 0;
+            for (int64_t j = 0; j < c->kv_len; j++) {
+                const float *kr = k + (j * p.kv_pos_stride + g * p.kv_head_stride) * c->d;
+                double dot = 0;
+                for (int64_t e = 0; e < c->d; e++)
+                    dot += (double)qr[e] * kr[e];
+                double sc = c->softcap != 0.0f ? c->softcap * tanh(c->scale * dot / c->softcap) : c->scale * dot;
+                w[j] = sc + (c->with_mask ? m[i * c->kv_len + j] : 0.0);
+                max = fmax(max, w[j]);
+            }
+            for (int64_t j = 0; j < c->kv_len; j++)
+                sum += (w[j] = max == -INFINITY ? 0.0 : exp(w[j] - max));
+            for (int64_t e = 0; e < c->dv; e++) {
+                double acc = 0, a = 0;
+                for (int64_t j = 0; j < c->kv_len; j++) {
+                    double vv = v[(j * p.kv_pos_stride + g * p.kv_head_stride) * c->dv + e];
+                    acc += (sum > 0 ? w[j] / sum : 0.0) * vv;
+                    a += (sum > 0 ? w[j] / sum : 0.0) * fabs(vv);
+                }
+                ref[(i * c->heads + h) * c->dv + e] = acc;
+                mag[(i * c->heads + h) * c->dv + e] = a;
+            }
+        }
+    float *got = tu_read_f32(ty);
+    for (size_t e = 0; e < n; e++) /* f32 scores (d terms) and sums: within 1e-5 of the weighted magnitude */
+        ck_assert_msg(fabs(got[e] - ref[e]) <= 2e-5 * mag[e] + 1e-6, "attention (heads %d/%d, %lld queries, kv %lld): "
+                      "element %zu: got %.9g want %.9g", c->heads, c->kv_heads, (long long)c->queries,
+                      (long long)c->kv_len, e, (double)got[e], ref[e]);
+    free(got), free(ref), free(mag), free(w), free(q), free(k), free(v), free(m);
+    kqcl_tensor_destroy(tq), kqcl_tensor_destroy(tk), kqcl_tensor_destroy(tv), kqcl_tensor_destroy(tm);
+    kqcl_tensor_destroy(ty);
+}
+
+START_TEST(attention_against_float64)
+{
+    tu_seed(19);
+    /* decode, SmolLM2's heads (9 over 3), a position's heads side by side in an f16 cache */
+    attn_case decode = {9, 3, 1, 37, 64, 64, 64, false, false, true, false, true, 0.125f, 0.0f};
+    check_attention(&decode);
+    /* a prompt, head-major queries and cache, f32, an f16 causal mask, values wider than keys, softcap */
+    attn_case prompt = {4, 4, 7, 29, 40, 32, 48, true, true, false, true, true, 0.2f, 30.0f};
+    check_attention(&prompt);
+    /* no mask, one KV head for all (multi-query), a long cache */
+    attn_case mqa = {8, 1, 2, 1500, 1500, 16, 16, false, false, true, false, false, 0.25f, 0.0f};
+    check_attention(&mqa);
+}
+END_TEST
+
+/* A query whose every position is masked out gets zeros (as ggml's flash attention gives). */
+START_TEST(attention_of_a_query_that_sees_nothing)
+{
+    float q[8] = {1, 2, 3, 4, 5, 6, 7, 8}, kv[8] = {1, 1, 1, 1, 2, 2, 2, 2};
+    float mask[4] = {-INFINITY, -INFINITY, 0, -INFINITY};
+    kqcl_tensor *tq = f32_tensor(2, 4, q), *tk = f32_tensor(2, 4, kv), *tm = f32_tensor(2, 2, mask);
+    kqcl_tensor *ty = tu_poisoned_f32(2, 4);
+    kqcl_attention_params p = {.heads = 1, .kv_heads = 1, .queries = 2, .kv_len = 2, .q_query_stride = 1,
+                               .kv_pos_stride = 1, .scale = 1.0f};
+    TU_OK(kqcl_attention(tu_ctx, tq, tk, tk, tm, &p, ty));
+    float *got = tu_read_f32(ty);
+    for (int e = 0; e < 4; e++) {
+        ck_assert_float_eq(got[e], 0.0f);     /* query 0 sees nothing */
+        ck_assert_float_eq(got[4 + e], 1.0f); /* query 1 sees position 0 only */
+    }
+    free(got);
+    /* bad arguments */
+    ck_assert_int_eq(kqcl_attention(tu_ctx, tq, tk, tk, tm, NULL, ty), KQCL_ERR_INVALID_ARG);
+    p.kv_heads = 2; /* does not divide 1 */
+    ck_assert_int_eq(kqcl_attention(tu_ctx, tq, tk, tk, tm, &p, ty), KQCL_ERR_INVALID_ARG);
+    p.kv_heads = 1, p.kv_len = 3; /* past the cache and the mask */
+    ck_assert_int_eq(kqcl_attention(tu_ctx, tq, tk, tk, tm, &p, ty), KQCL_ERR_INVALID_ARG);
+    p.kv_len = 2, p.softcap = -1.0f;
+    ck_assert_int_eq(kqcl_attention(tu_ctx, tq, tk, tk, tm, &p, ty), KQCL_ERR_INVALID_ARG);
+    p.softcap = 0.0f;
+    ck_assert_int_eq(kqcl_attention(tu_ctx, tq, tk, tk, tm, &p, tq), KQCL_ERR_INVALID_ARG); /* y is q */
+    ck_assert_int_eq(kqcl_attention(tu_ctx, tq, tk, tk, tm, &p, tm), KQCL_ERR_INVALID_ARG); /* y's shape */
+    ck_assert_int_eq(kqcl_attention(NULL, tq, tk, tk, tm, &p, ty), KQCL_ERR_INVALID_ARG);
+    kqcl_tensor_destroy(tq), kqcl_tensor_destroy(tk), kqcl_tensor_destroy(tm), kqcl_tensor_destroy(ty);
+}
+END_TEST
+
 /* ---- views of one buffer (how the ggml backend calls them) ----------------------------------- */
 
 START_TEST(operations_on_views_of_one_buffer)
@@ -496,6 +646,8 @@ int main(void)
     tcase_add_test(tc, softmax_against_float64);
     tcase_add_test(tc, softmax_fixed_rows);
     tcase_add_test(tc, rope_against_float64);
+    tcase_add_test(tc, attention_against_float64);
+    tcase_add_test(tc, attention_of_a_query_that_sees_nothing);
     tcase_add_test(tc, operations_on_views_of_one_buffer);
     tcase_add_test(tc, every_operation_on_one_context);
     tcase_add_test(tc, bad_arguments_are_refused);

@@ -48,8 +48,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const family_files[KQ_FAMILY_COUNT] = {"matvec", "matmul", "convert",   "reduce",
-                                                           "bench",  "mma",    "q8",        "elementwise"};
+static const char *const family_files[KQ_FAMILY_COUNT] = {"matvec", "matmul", "convert",     "reduce",   "bench",
+                                                           "mma",    "q8",     "elementwise", "attention"};
 
 const char *kq_family_file(kq_family family) { return family_files[family]; }
 

@@ -13,6 +13,7 @@ typedef enum kq_family {
     KQ_FAMILY_MMA, /* NVIDIA tensor cores through inline PTX */
     KQ_FAMILY_Q8,  /* Q8 precision: activation quantization and integer-dot decode */
     KQ_FAMILY_ELEMENTWISE, /* a layer's element-wise and row-wise operations */
+    KQ_FAMILY_ATTENTION,   /* attention over a KV cache */
     KQ_FAMILY_COUNT
 } kq_family;
 

@@ -614,6 +614,19 @@ const kq_family_desc kq_elementwise_family = {
     .layout = elementwise_layout,
 };
 
+/* attention.cl: the cache's type (f16 or f32) in s->wtype. */
+static void attention_layout(const kq_device *dev, const kq_shape *s, kq_variant *v)
+{
+    (void)dev;
+    add_option(v, "-DKVTYPE=%d", (int)s->wtype);
+}
+
+const kq_family_desc kq_attention_family = {
+    .name = "attention",
+    .program = KQ_FAMILY_ATTENTION,
+    .layout = attention_layout,
+};
+
 /* ---- the collectives' parameters ------------------------------------------------------------ */
 
 static const kq_tunable collective_tunables[] = {

@@ -107,6 +107,7 @@ extern const kq_family_desc kq_convert_family;    /* convert.cl */
 extern const kq_family_desc kq_reduce_family;     /* reduce.cl */
 extern const kq_family_desc kq_bench_family;      /* bench.cl */
 extern const kq_family_desc kq_elementwise_family; /* elementwise.cl: a layer's element-wise and row-wise ops */
+extern const kq_family_desc kq_attention_family;   /* attention.cl: attention over a KV cache */
 /* The collectives' parameters: a set of tunables with no kernel (collective.c reads them). */
 extern const kq_family_desc kq_collective_params;
 
