@@ -24,7 +24,11 @@ if [ ! -f "$module" ]; then
 fi
 
 start=$(date +%s)
-GGML_BACKEND_PATH=$module "$tbo" test -b "$backend" -o "$ops" > "$log" 2>&1
+# GGML_TEST_PARAMS: a regex the cases' parameters must match (test-backend-ops -p), to keep a long
+# op's run to some of its cases.
+filter=()
+[ -n "${GGML_TEST_PARAMS:-}" ] && filter=(-p "$GGML_TEST_PARAMS")
+GGML_BACKEND_PATH=$module "$tbo" test -b "$backend" -o "$ops" "${filter[@]}" > "$log" 2>&1
 rc=$?
 secs=$(( $(date +%s) - start ))
 
