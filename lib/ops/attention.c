@@ -123,8 +123,7 @@ static kqcl_status launch_scores(kqcl_context *ctx, kq_device *dev, const kqcl_t
                              &p->softcap, sizeof mask_type, &mask_type, sizeof mask_cols, &mask_cols);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_attention: setting the scores' arguments");
-    size_t local = 64, global = kq_grid_for(dev, queries * heads * kv_len);
-    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_attention: enqueue scores");
+    return kq_launch_elements(ctx, dev, kernel, queries * heads * kv_len, "kqcl_attention: enqueue scores");
 }
 
 /* The weighted sums of the value rows by the softmax of the scores. */
@@ -145,8 +144,7 @@ static kqcl_status launch_values(kqcl_context *ctx, kq_device *dev, const kqcl_t
                              sizeof kv_len, &kv_len, sizeof dv, &dv, sizeof kps, &kps, sizeof khs, &khs);
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_attention: setting the values' arguments");
-    size_t local = 64, global = kq_grid_for(dev, queries * heads * dv);
-    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_attention: enqueue values");
+    return kq_launch_elements(ctx, dev, kernel, queries * heads * dv, "kqcl_attention: enqueue values");
 }
 
 KQCL_API kqcl_status kqcl_attention(kqcl_context *ctx, const kqcl_tensor *q, const kqcl_tensor *k,

@@ -6,11 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-size_t kq_grid_for(const kq_device *dev, uint64_t items)
+kqcl_status kq_launch_elements(kqcl_context *ctx, kq_device *dev, cl_kernel kernel, uint64_t items, const char *what)
 {
     size_t cap = (size_t)(dev->info.compute_units > 0 ? dev->info.compute_units : 1) * 2048;
     size_t g = items < cap ? (size_t)items : cap;
-    return (g + 63) / 64 * 64;
+    size_t local = 64, global = (g + 63) / 64 * 64;
+    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, what);
 }
 
 kqcl_status kq_convert_into(kqcl_context *ctx, const kqcl_tensor *src, cl_mem dst, kqcl_type dst_type)
@@ -39,8 +40,7 @@ kqcl_status kq_convert_into(kqcl_context *ctx, const kqcl_tensor *src, cl_mem ds
     }
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, "kqcl_convert: setting arguments");
-    size_t local = 64, global = kq_grid_for(dev, items);
-    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_convert: enqueue");
+    return kq_launch_elements(ctx, dev, kernel, items, "kqcl_convert: enqueue");
 }
 
 /* One whole tensor (or one part's view) into dst's buffer on the same device. */

@@ -74,9 +74,7 @@ static kqcl_status launch_elements(kqcl_context *ctx, const kqcl_tensor *y, cl_k
 {
     if (err != CL_SUCCESS)
         return kq_cl_fail(ctx, err, call);
-    kq_device *dev = kq_tensor_device(y);
-    size_t local = 64, global = kq_grid_for(dev, items);
-    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, call);
+    return kq_launch_elements(ctx, kq_tensor_device(y), kernel, items, call);
 }
 
 /* A work-group a row (softmax_f32, rms_norm_f32's launch). */

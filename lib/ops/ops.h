@@ -34,9 +34,9 @@ kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_t
  * KQCL_ERR_UNSUPPORTED when built without CLBlast; X must be f32. */
 kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y);
 
-/* Work-items for an element-wise pass over `items` values: enough to fill the device, each
- * grid-striding, a multiple of 64 (convert.c). */
-size_t kq_grid_for(const kq_device *dev, uint64_t items);
+/* Enqueue a grid-striding element-wise kernel over `items` values: work-groups of 64, as many
+ * work-items as fill the device (convert.c; the layer's ops and attention use it too). */
+kqcl_status kq_launch_elements(kqcl_context *ctx, kq_device *dev, cl_kernel kernel, uint64_t items, const char *what);
 
 /* kqcl_softmax's launch, the operands checked (layer.c); empty_zero: a row whose values are all
  * -inf gives zeros, not NaN (attention's query that sees no position). */
