@@ -1,11 +1,25 @@
 /*
- * attention.cl -- attention of query rows over a KV cache (lib/ops/attention.c): the scores
- * q . k^T of every query, head and cache position (scaled, soft-capped, masked) in one pass,
- * then -- after elementwise.cl's softmax of each score row -- the weighted sums of the value
- * rows. Grouped-query heads: query head h reads KV head h / (heads / kv_heads). The cache is
- * KVTYPE (f16 or f32) rows of d (keys) and dv (values) values, a position's and a KV head's row at
- * pos * kv_pos_stride + head * kv_head_stride; queries are f32 rows, query i's head h at
- * i * q_query_stride + h * q_head_stride. Sums in f32 with fma; 64-bit indices, grid-striding.
+ * attention.cl -- attention of query rows over a KV cache in one pass (lib/ops/attention.c):
+ * for each (query, head) row the scores q . k^T over the cache positions (scaled, soft-capped,
+ * masked), their softmax and the weighted sum of the value rows, with the softmax taken online
+ * (a running maximum m and sum l; when m grows, the sums so far are scaled by exp(m_old - m)),
+ * so no score reaches global memory. Grouped-query heads: query head h reads KV head
+ * h / (heads / kv_heads). The cache is KVTYPE (f16 or f32) rows of d (keys) and dv (values)
+ * values, a position's and a KV head's row at pos * kv_pos_stride + head * kv_head_stride;
+ * queries are f32 rows, query i's head h at i * q_query_stride + h * q_head_stride; y's row
+ * query * heads + head. A row that sees no position (every score -inf) gives zeros. Sums in f32.
+ *
+ * Two forms of one kernel, attn_fused:
+ *   GPUs      a work-group a row; ATT_WG positions at a time, an item a position's score, then
+ *             every item ATT_COLS of the dv output columns over those positions (value rows
+ *             read along the row, by neighbouring items).
+ *   CPUs (-DKQ_CPU)  a work-item a row, walking the positions one by one with 16-wide vectors
+ *             along d and dv (PoCL runs a work-group as a loop: a tree across items would only
+ *             cost); ATT_COLS 16-wide accumulators.
+ *
+ * mask_type: 0 none, 1 f32, 2 f16 rows of mask_cols values, query i's row i.
+ * Options: KVTYPE, ATT_WG (GPUs: a power of two), ATT_COLS (GPUs: ceil(dv / ATT_WG); CPUs:
+ * ceil(dv / 16)).
  */
 
 #ifndef KVTYPE
@@ -14,8 +28,48 @@
 #if KVTYPE != TYPE_F16 && KVTYPE != TYPE_F32
 #error "KVTYPE must be f16 or f32"
 #endif
+#ifndef ATT_WG
+#define ATT_WG 64
+#endif
+#ifndef ATT_COLS
+#define ATT_COLS 1
+#endif
+#if ATT_COLS < 1 || ATT_WG < 1 || (ATT_WG & (ATT_WG - 1)) != 0
+#error "attention: ATT_WG a power of two, ATT_COLS >= 1"
+#endif
 
-static float kv_value(__global const void *base, ulong i)
+/* The score of query row qr against key row kr (scaled, soft-capped, masked). */
+static float masked_score(float dot, float scale, float softcap, int mask_type, __global const void *mask, ulong at)
+{
+    float v = dot * scale;
+    if (softcap != 0.0f)
+        v = softcap * tanh(v / softcap);
+    if (mask_type == 1)
+        v += ((__global const float *)mask)[at];
+    else if (mask_type == 2)
+        v += vload_half(at, (__global const half *)mask);
+    return v;
+}
+
+#ifdef KQ_CPU
+
+/* 16 cache values from element i on, as floats; f16 by integer ops (PoCL's vload_half is a
+ * long software routine on x86). Subnormal halves come out exact where the CPU keeps float
+ * subnormals. */
+static inline float16 kv_load16(__global const void *base, ulong i)
+{
+#if KVTYPE == TYPE_F16
+    uint16 h = convert_uint16(vload16(0, (__global const ushort *)base + i));
+    uint16 mag = (h & 0x7FFFu) << 13;
+    float16 f = as_float16(mag) * 0x1p112f;
+    uint16 bits = select(as_uint16(f), mag | 0x7F800000u, (h & 0x7C00u) == (uint16)0x7C00u);
+    return as_float16(bits | ((h & 0x8000u) << 16));
+#else
+    return vload16(0, (__global const float *)base + i);
+#endif
+}
+
+static inline float kv_load1(__global const void *base, ulong i)
 {
 #if KVTYPE == TYPE_F16
     return vload_half(i, (__global const half *)base);
@@ -24,44 +78,147 @@ static float kv_value(__global const void *base, ulong i)
 #endif
 }
 
-/* mask_type: 0 none, 1 f32, 2 f16 rows of mask_cols values, query i's row i. */
-__kernel void attn_scores(__global const float *q, __global const void *k, __global const void *mask, __global float *s,
-                          ulong queries, ulong heads, ulong group, ulong kv_len, ulong d, ulong q_query_stride,
-                          ulong q_head_stride, ulong kv_pos_stride, ulong kv_head_stride, float scale, float softcap,
-                          int mask_type, ulong mask_cols)
+static inline float hsum16(float16 v)
 {
-    ulong n = queries * heads * kv_len;
-    for (ulong i = get_global_id(0); i < n; i += get_global_size(0)) {
-        ulong j = i % kv_len, row = i / kv_len; /* row = query * heads + head */
-        ulong h = row % heads, qi = row / heads;
-        __global const float *qr = q + (qi * q_query_stride + h * q_head_stride) * d;
+    float8 a = v.lo + v.hi;
+    float4 b = a.lo + a.hi;
+    return (b.x + b.y) + (b.z + b.w);
+}
+
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void attn_fused(__global const float *q, __global const void *k, __global const void *v, __global const void *mask,
+                __global float *y, ulong rows, ulong heads, ulong group, ulong kv_len, ulong d, ulong dv,
+                ulong q_query_stride, ulong q_head_stride, ulong kv_pos_stride, ulong kv_head_stride, float scale,
+                float softcap, int mask_type, ulong mask_cols)
+{
+    ulong row = get_global_id(0);
+    if (row >= rows)
+        return;
+    ulong h = row % heads, qi = row / heads;
+    __global const float *qr = q + (qi * q_query_stride + h * q_head_stride) * d;
+    ulong d16 = d / 16 * 16, dv16 = dv / 16 * 16;
+    float16 acc[ATT_COLS];
+    for (int t = 0; t < ATT_COLS; t++)
+        acc[t] = (float16)0.0f;
+    float m = -INFINITY, l = 0.0f;
+    for (ulong j = 0; j < kv_len; j++) {
         ulong kr = (j * kv_pos_stride + (h / group) * kv_head_stride) * d;
-        float dot = 0.0f;
-        for (ulong c = 0; c < d; c++)
-            dot = fma(qr[c], kv_value(k, kr + c), dot);
-        float v = dot * scale;
-        if (softcap != 0.0f)
-            v = softcap * tanh(v / softcap);
-        if (mask_type == 1)
-            v += ((__global const float *)mask)[qi * mask_cols + j];
-        else if (mask_type == 2)
-            v += vload_half(qi * mask_cols + j, (__global const half *)mask);
-        s[i] = v;
+        float16 dot16 = (float16)0.0f;
+        for (ulong c = 0; c < d16; c += 16)
+            dot16 = fma(vload16(0, qr + c), kv_load16(k, kr + c), dot16);
+        float dot = hsum16(dot16);
+        for (ulong c = d16; c < d; c++)
+            dot = fma(qr[c], kv_load1(k, kr + c), dot);
+        float s = masked_score(dot, scale, softcap, mask_type, mask, qi * mask_cols + j);
+        if (s == -INFINITY)
+            continue; /* weight 0 */
+        if (s > m) { /* a new maximum: what was summed so far scales down */
+            float a = exp(m - s);
+            l *= a;
+            for (int t = 0; t < ATT_COLS; t++)
+                acc[t] *= a;
+            m = s;
+        }
+        float e = exp(s - m);
+        l += e;
+        ulong vr = (j * kv_pos_stride + (h / group) * kv_head_stride) * dv;
+        for (ulong c = 0; c < dv16; c += 16)
+            acc[c / 16] = fma((float16)e, kv_load16(v, vr + c), acc[c / 16]);
+        if (dv16 < dv) { /* the last, partial 16 columns */
+            float tail[16] = {0.0f};
+            for (ulong c = dv16; c < dv; c++)
+                tail[c - dv16] = kv_load1(v, vr + c);
+            acc[dv16 / 16] = fma((float16)e, vload16(0, tail), acc[dv16 / 16]);
+        }
+    }
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    __global float *yr = y + row * dv;
+    for (ulong c = 0; c < dv16; c += 16)
+        vstore16(acc[c / 16] * inv, 0, yr + c);
+    if (dv16 < dv) {
+        float tail[16];
+        vstore16(acc[dv16 / 16] * inv, 0, tail);
+        for (ulong c = dv16; c < dv; c++)
+            yr[c] = tail[c - dv16];
     }
 }
 
-/* y[row][c] = sum over j of p[row][j] * v[j's row][c], row = query * heads + head. */
-__kernel void attn_values(__global const float *p, __global const void *v, __global float *y, ulong queries,
-                          ulong heads, ulong group, ulong kv_len, ulong dv, ulong kv_pos_stride, ulong kv_head_stride)
+#else /* GPUs */
+
+static inline float kv_value(__global const void *base, ulong i)
 {
-    ulong n = queries * heads * dv;
-    for (ulong i = get_global_id(0); i < n; i += get_global_size(0)) {
-        ulong c = i % dv, row = i / dv, h = row % heads;
-        __global const float *pr = p + row * kv_len;
-        ulong base = (h / group) * kv_head_stride * dv + c;
-        float sum = 0.0f;
-        for (ulong j = 0; j < kv_len; j++)
-            sum = fma(pr[j], kv_value(v, base + j * kv_pos_stride * dv), sum);
-        y[i] = sum;
+#if KVTYPE == TYPE_F16
+    return vload_half(i, (__global const half *)base);
+#else
+    return ((__global const float *)base)[i];
+#endif
+}
+
+/* The largest (max) or the sum of every item's v, through red. */
+static float att_reduce(__local float *red, float v, bool max)
+{
+    size_t lid = get_local_id(0);
+    barrier(CLK_LOCAL_MEM_FENCE); /* red may still be read from the previous reduction */
+    red[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (size_t step = ATT_WG / 2; step > 0; step >>= 1) {
+        if (lid < step)
+            red[lid] = max ? fmax(red[lid], red[lid + step]) : red[lid] + red[lid + step];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    return red[0];
+}
+
+__kernel __attribute__((reqd_work_group_size(ATT_WG, 1, 1)))
+void attn_fused(__global const float *q, __global const void *k, __global const void *v, __global const void *mask,
+                __global float *y, ulong rows, ulong heads, ulong group, ulong kv_len, ulong d, ulong dv,
+                ulong q_query_stride, ulong q_head_stride, ulong kv_pos_stride, ulong kv_head_stride, float scale,
+                float softcap, int mask_type, ulong mask_cols)
+{
+    __local float red[ATT_WG], p[ATT_WG];
+    size_t lid = get_local_id(0);
+    ulong row = get_group_id(0); /* the grid is exactly rows work-groups */
+    ulong h = row % heads, qi = row / heads;
+    __global const float *qr = q + (qi * q_query_stride + h * q_head_stride) * d;
+    float acc[ATT_COLS];
+    for (int t = 0; t < ATT_COLS; t++)
+        acc[t] = 0.0f;
+    float m = -INFINITY, l = 0.0f; /* the same in every item */
+    for (ulong j0 = 0; j0 < kv_len; j0 += ATT_WG) {
+        ulong j = j0 + lid;
+        float s = -INFINITY;
+        if (j < kv_len) {
+            ulong kr = (j * kv_pos_stride + (h / group) * kv_head_stride) * d;
+            float dot = 0.0f;
+            for (ulong c = 0; c < d; c++)
+                dot = fma(qr[c], kv_value(k, kr + c), dot);
+            s = masked_score(dot, scale, softcap, mask_type, mask, qi * mask_cols + j);
+        }
+        float m_new = fmax(m, att_reduce(red, s, true));
+        if (m_new == -INFINITY)
+            continue; /* nothing seen yet: every item takes this branch alike */
+        float e = exp(s - m_new), a = exp(m - m_new); /* exp(-inf) = 0 */
+        p[lid] = e;
+        l = l * a + att_reduce(red, e, false); /* its barriers also publish p */
+        m = m_new;
+        ulong n = min((ulong)ATT_WG, kv_len - j0);
+        ulong vr0 = (j0 * kv_pos_stride + (h / group) * kv_head_stride) * dv, vstep = kv_pos_stride * dv;
+        for (int t = 0; t < ATT_COLS; t++) {
+            ulong c = lid + (ulong)t * ATT_WG;
+            if (c < dv) {
+                float sum = acc[t] * a;
+                for (ulong jj = 0; jj < n; jj++)
+                    sum = fma(p[jj], kv_value(v, vr0 + jj * vstep + c), sum);
+                acc[t] = sum;
+            }
+        }
+    }
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int t = 0; t < ATT_COLS; t++) {
+        ulong c = lid + (ulong)t * ATT_WG;
+        if (c < dv)
+            y[row * dv + c] = acc[t] * inv;
     }
 }
+
+#endif

@@ -642,9 +642,17 @@ static inline float hsum8(float8 v)
 }
 
 /* ---- CPUs (PoCL, -DKQ_CPU): helpers of the CPU decode and prefill kernels -------------------
- * A block is 16 "groups" of 16 weights at positions 16t..16t+15 (every k-quant layout allows
- * this order), each with one scale and one offset: weight = s[t] * q - mo[t]. */
-#if defined(KQ_CPU) && W_IS_KQUANT
+ * A block is CPU_GROUPS "groups" of 16 weights at positions 16t..16t+15 (every block layout
+ * allows this order), each with one scale and one offset: weight = s[t] * q - mo[t]. A k-quant
+ * block is 16 groups; a small block (q4_0, q4_1, q5_0, q5_1, q8_0) is 2, one scale for both:
+ * its low nibbles (or first 16 bytes) are values 0..15, its high nibbles values 16..31. */
+#if defined(KQ_CPU) && W_IS_QUANT
+
+#if W_IS_KQUANT
+#define CPU_GROUPS 16
+#else
+#define CPU_GROUPS 2
+#endif
 
 /* 16 bytes at p, with the alignment the block layout guarantees (a byte-wise vload16 of PoCL
  * became 8 word inserts for some rows: LLVM did not see through it). */
@@ -678,7 +686,7 @@ static inline float16 x_load16(const __global XT *x, ulong i)
 
 /* Per-block scales of one row: group t (weights 16t..16t+15 of the block) is s[t]*q - mo[t]. */
 typedef struct blk_scales {
-    float s[16], mo[16];
+    float s[CPU_GROUPS], mo[CPU_GROUPS];
 } blk_scales;
 
 static inline void blk_prep(const __global uchar *blk, blk_scales *sc)
@@ -706,13 +714,26 @@ static inline void blk_prep(const __global uchar *blk, blk_scales *sc)
         sc->s[t] = sa[t];
         sc->mo[t] = (float)Q6K_BIAS * sa[t];
     }
-#else /* q8_K */
+#elif WTYPE == TYPE_Q8_K
     float d = *(const __global float *)(blk + Q8K_D);
 #pragma unroll
     for (int t = 0; t < 16; t++) {
         sc->s[t] = d;
         sc->mo[t] = 0.0f;
     }
+#else /* the small blocks: d is the first half of every one (2-byte aligned), m the second */
+    float d = half2_bits_to_float2((uint)*(const __global ushort *)blk).x;
+#if WTYPE == TYPE_Q4_0
+    float mo = (float)Q40_BIAS * d; /* (q - 8) d = q d - 8 d, and 8 d is exact */
+#elif WTYPE == TYPE_Q5_0
+    float mo = (float)Q50_BIAS * d;
+#elif WTYPE == TYPE_Q4_1 || WTYPE == TYPE_Q5_1
+    float mo = -half2_bits_to_float2((uint)*(const __global ushort *)(blk + (WTYPE == TYPE_Q4_1 ? Q41_M : Q51_M))).x;
+#else /* q8_0 */
+    float mo = 0.0f;
+#endif
+    sc->s[0] = sc->s[1] = d;
+    sc->mo[0] = sc->mo[1] = mo;
 #endif
 }
 
@@ -745,8 +766,18 @@ static inline float16 blk_group(const __global uchar *blk, int t)
     return convert_float16(q);
 #elif WTYPE == TYPE_Q6_K
     return convert_float16(q6k_group_bytes(blk, t));
-#else /* q8_K */
+#elif WTYPE == TYPE_Q8_K
     return convert_float16(as_char16(ld16_a4(blk + Q8K_QS + 16 * t)));
+#elif WTYPE == TYPE_Q8_0
+    return convert_float16(as_char16(ld16_a2(blk + Q80_QS + 16 * t)));
+#elif WTYPE == TYPE_Q4_0 || WTYPE == TYPE_Q4_1
+    uchar16 q = WTYPE == TYPE_Q4_0 ? ld16_a2(blk + Q40_QS) : ld16_a4(blk + Q41_QS);
+    return convert_float16(t ? q >> (uchar)4 : q & (uchar)0xF);
+#else /* q5_0, q5_1: bit i of the qh word is value i's fifth bit */
+    uchar16 q = WTYPE == TYPE_Q5_0 ? ld16_a2(blk + Q50_QS) : ld16_a4(blk + Q51_QS);
+    uint qh = WTYPE == TYPE_Q5_0 ? load_u32_align2(blk + Q50_QH) : *(const __global uint *)(blk + Q51_QH);
+    uint16 bits = ((uint16)(qh >> (uint)(16 * t)) >> (uint16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)) & 1u;
+    return convert_float16((t ? q >> (uchar)4 : q & (uchar)0xF) | (convert_uchar16(bits) << (uchar)4));
 #endif
 }
 

@@ -130,11 +130,10 @@ static float group_reduce(__local float *red, float v, bool max)
 }
 
 /* A work-group a row: y = softmax(x * scale + mask), the mask's row r % mask_rows (when
- * has_mask). exp(v - max) summed in f32; a row whose values are all -inf gives NaN, or zeros
- * with empty_zero (attention: a query that sees no position). */
+ * has_mask). exp(v - max) summed in f32; a row whose values are all -inf gives NaN. */
 __kernel __attribute__((reqd_work_group_size(OP_WG, 1, 1)))
 void softmax_f32(__global const float *x, __global const float *mask, __global float *y, ulong cols, ulong mask_rows,
-                 float scale, int has_mask, int empty_zero)
+                 float scale, int has_mask)
 {
     __local float red[OP_WG];
     size_t lid = get_local_id(0);
@@ -146,11 +145,6 @@ void softmax_f32(__global const float *x, __global const float *mask, __global f
     for (ulong c = lid; c < cols; c += OP_WG)
         m = fmax(m, xr[c] * scale + (has_mask ? mr[c] : 0.0f));
     m = group_reduce(red, m, true);
-    if (empty_zero && m == -INFINITY) {
-        for (ulong c = lid; c < cols; c += OP_WG)
-            yr[c] = 0.0f;
-        return; /* the whole work-group: m is the group's */
-    }
     float s = 0.0f;
     for (ulong c = lid; c < cols; c += OP_WG) {
         float e = exp(xr[c] * scale + (has_mask ? mr[c] : 0.0f) - m);

@@ -38,12 +38,13 @@
 #define WG_SIZE (THREADS_PER_ROW * ROW_GROUPS)
 #define ROWS_PER_WG (ROW_GROUPS * ROWS_PER_THREAD)
 
-#if defined(KQ_CPU) && W_IS_KQUANT
+#if defined(KQ_CPU) && W_IS_QUANT
 /* ---- CPUs (PoCL), set by the host with -DKQ_CPU --------------------------------------------
  * PoCL runs a work-group as a loop over its items on one thread. Here a work-item owns
  * ROWS_PER_THREAD whole rows (ROW_GROUPS items a group, THREADS_PER_ROW must be 1) and walks
  * them block by block with explicit 16-wide vectors, group by group (common.cl's CPU helpers):
- *   q4_K/q5_K  fma(q, s, -mo) per group of 16, into the n activation vectors;
+ *   q4_K/q5_K and the small blocks  fma(q, s, -mo) per group of 16, into the n activation
+ *              vectors;
  *   q6_K       (q - 32) formed in bytes (exact), times the group's scale: no offset term;
  *   q8_K       sum(q x) per block in its own accumulator, times d once a block.
  * No local memory, no reduction across items. Rows are short streams (a few KiB) that the
@@ -51,7 +52,11 @@
  * Variants measured on the way are in doc/perf-cpu-notes.md. */
 
 #ifndef KQ_PREFETCH
+#if W_IS_KQUANT
 #define KQ_PREFETCH 4 /* blocks ahead */
+#else
+#define KQ_PREFETCH 32 /* small blocks: about as many bytes ahead */
+#endif
 #endif
 
 #if WTYPE == TYPE_Q6_K
@@ -62,11 +67,11 @@ static inline float16 q6_group(const __global uchar *blk, int t)
 }
 #endif
 
-/* acc[i][j] += row i's block (at blk[i]) times activation row j's 256 values at xb + j*k. */
+/* acc[i][j] += row i's block (at blk[i]) times activation row j's BLOCK_VALUES values at xb + j*k. */
 static inline void block_dot(const __global uchar *blk[ROWS_PER_THREAD], const __global XT *xb, int k,
                       float16 acc[ROWS_PER_THREAD][NCOLS])
 {
-#if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
+#if WTYPE != TYPE_Q6_K && WTYPE != TYPE_Q8_K
     blk_scales sc[ROWS_PER_THREAD];
 #pragma unroll
     for (int i = 0; i < ROWS_PER_THREAD; i++)
@@ -82,19 +87,19 @@ static inline void block_dot(const __global uchar *blk[ROWS_PER_THREAD], const _
     float16 bacc[ROWS_PER_THREAD][NCOLS];
 #endif
 #pragma unroll
-    for (int t = 0; t < 16; t++) {
+    for (int t = 0; t < CPU_GROUPS; t++) {
         float16 xv[NCOLS];
 #pragma unroll
         for (int j = 0; j < NCOLS; j++)
             xv[j] = x_load16(xb + (size_t)j * k, (ulong)(16 * t));
 #pragma unroll
         for (int i = 0; i < ROWS_PER_THREAD; i++) {
-#if WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
-            float16 wv = fma(blk_group(blk[i], t), (float16)sc[i].s[t], (float16)(-sc[i].mo[t]));
-#elif WTYPE == TYPE_Q6_K
+#if WTYPE == TYPE_Q6_K
             float16 wv = q6_group(blk[i], t) * sc[i][t];
-#else
+#elif WTYPE == TYPE_Q8_K
             float16 q = blk_group(blk[i], t);
+#else
+            float16 wv = fma(blk_group(blk[i], t), (float16)sc[i].s[t], (float16)(-sc[i].mo[t]));
 #endif
 #pragma unroll
             for (int j = 0; j < NCOLS; j++) {
@@ -133,7 +138,7 @@ void matvec(const __global uchar *w, ulong w_row_bytes, const __global XT *x,
         for (int j = 0; j < NCOLS; j++)
             acc[i][j] = (float16)0.0f;
     }
-    int nb = k / QK_K;
+    int nb = k / BLOCK_VALUES;
     for (int b = 0; b < nb; b++) {
         const __global uchar *blk[ROWS_PER_THREAD];
 #pragma unroll
@@ -144,7 +149,7 @@ void matvec(const __global uchar *w, ulong w_row_bytes, const __global XT *x,
                 prefetch(blk[i] + KQ_PREFETCH * BLOCK_BYTES, BLOCK_BYTES);
 #endif
         }
-        block_dot(blk, x + (size_t)b * QK_K, k, acc);
+        block_dot(blk, x + (size_t)b * BLOCK_VALUES, k, acc);
     }
     for (int i = 0; i < ROWS_PER_THREAD; i++)
         if (row0 + i < m)

@@ -163,10 +163,12 @@ static void other_variants(const profile *p, kq_device *dev)
     kq_shape s = {0};
     every_fitting(p, dev, &kq_bench_family, &s);
     every_fitting(p, dev, &kq_elementwise_family, &s);
-    for (int t = 0; t < 2; t++) {
-        kq_shape a = {.wtype = t ? KQCL_TYPE_F32 : KQCL_TYPE_F16};
-        every_fitting(p, dev, &kq_attention_family, &a);
-    }
+    static const int64_t head_sizes[] = {40, 64, 128, 256}; /* dv: 40 leaves a partial 16 on CPUs */
+    for (int t = 0; t < 2; t++)
+        for (size_t h = 0; h < sizeof head_sizes / sizeof head_sizes[0]; h++) {
+            kq_shape a = {.wtype = t ? KQCL_TYPE_F32 : KQCL_TYPE_F16, .k = head_sizes[h]};
+            every_fitting(p, dev, &kq_attention_family, &a);
+        }
 }
 
 int main(void)

@@ -373,6 +373,7 @@ typedef struct attn_case {
     int64_t queries, kv_len, capacity, d, dv;
     bool head_major_cache, head_major_q, f16_cache, f16_mask, with_mask;
     float scale, softcap;
+    int64_t hidden_prefix; /* positions below it masked for every query (whole blocks unseen) */
 } attn_case;
 
 static float f16_round(float x)
@@ -415,7 +416,7 @@ static void check_attention(const attn_case *c)
     float *m = random_values((size_t)(c->queries * c->kv_len), 0.5f);
     for (int64_t i = 0; i < c->queries; i++) /* causal, and every 5th position out */
         for (int64_t j = 0; j < c->kv_len; j++)
-            if (j > c->kv_len - c->queries + i || j % 5 == 4)
+            if (j > c->kv_len - c->queries + i || j % 5 == 4 || j < c->hidden_prefix)
                 m[i * c->kv_len + j] = -INFINITY;
     for (int64_t i = 0; c->f16_mask && i < c->queries * c->kv_len; i++)
         m[i] = f16_round(m[i]);
@@ -481,6 +482,10 @@ START_TEST(attention_against_float64)
     /* no mask, one KV head for all (multi-query), a long cache */
     attn_case mqa = {8, 1, 2, 1500, 1500, 16, 16, false, false, true, false, false, 0.25f, 0.0f};
     check_attention(&mqa);
+    /* rows of 20 and 40 values (not whole 16s), the first 70 positions unseen by every query (a
+     * GPU work-group's first 64 see nothing; a CPU item's running maximum starts late) */
+    attn_case odd = {6, 2, 3, 150, 160, 20, 40, false, true, true, false, true, 0.3f, 0.0f, 70};
+    check_attention(&odd);
 }
 END_TEST
 

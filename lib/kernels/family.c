@@ -149,7 +149,7 @@ static const kq_tunable q8_matvec_tunables[] = {
 
 /* GPUs: a warp-wide group of lanes along k keeps each row's reads coalesced, and two rows a lane
  * halve the activation loads (measured on H100 and H200). CPUs (PoCL): one work-item owns 4
- * whole rows (matvec.cl's KQ_CPU kernel for k-quants; float weights one lane a row), since PoCL
+ * whole rows (matvec.cl's KQ_CPU kernel for quantized weights; float weights one lane a row), since PoCL
  * runs a work-group as one loop and a reduction across items would only cost. The smaller sets
  * are what a device with less local memory or fewer items a work-group steps down to. */
 static const kq_candidate matvec_gpu[] = {{{32, 4, 2}, false}, {{32, 2, 2}, false}, {{32, 1, 2}, false},
@@ -191,8 +191,8 @@ static void decode_work_group(const kq_shape *s, kq_variant *v)
 
 static void matvec_layout(const kq_device *dev, const kq_shape *s, kq_variant *v)
 {
-    /* the CPU kernel: whole rows a work-item, k-quant weights only; ROW_GROUPS items, no local memory */
-    v->cpu = !kq_gpu_kernels(dev) && v->t[MV_THREADS_PER_ROW] == 1 && kq_type_is_kquant(s->wtype);
+    /* the CPU kernel: whole rows a work-item, block-quantized weights only; ROW_GROUPS items, no local memory */
+    v->cpu = !kq_gpu_kernels(dev) && v->t[MV_THREADS_PER_ROW] == 1 && kq_type_is_quant(s->wtype);
     add_option(v, " -DNCOLS=%d", (int)s->n);
     add_alignment(v, s->k);
     if (v->cpu) {
@@ -614,11 +614,26 @@ const kq_family_desc kq_elementwise_family = {
     .layout = elementwise_layout,
 };
 
-/* attention.cl: the cache's type (f16 or f32) in s->wtype. */
+/* attention.cl's attn_fused: the cache's type (f16 or f32) in s->wtype, the value rows' length
+ * dv in s->k. GPUs: a work-group of up to 64 items a row (the positions of a step, one each),
+ * each keeping ceil(dv / 64) output columns, p[] and red[] floats; CPUs: one item a row with
+ * ceil(dv / 16) 16-wide accumulators. */
 static void attention_layout(const kq_device *dev, const kq_shape *s, kq_variant *v)
 {
-    (void)dev;
-    add_option(v, "-DKVTYPE=%d", (int)s->wtype);
+    int64_t dv = s->k > 0 ? s->k : 1;
+    v->cpu = !kq_gpu_kernels(dev);
+    if (v->cpu) {
+        v->wg_items = 1;
+        v->private_bytes = (size_t)((dv + 15) / 16) * 16 * sizeof(float) + 64 * sizeof(float);
+        add_option(v, "-DKVTYPE=%d -DKQ_CPU -DATT_COLS=%lld", (int)s->wtype, (long long)((dv + 15) / 16));
+        return;
+    }
+    size_t wg = tree_work_group(dev) < 64 ? tree_work_group(dev) : 64;
+    v->wg_items = wg;
+    v->local_bytes = 2 * wg * sizeof(float);
+    v->private_bytes = (size_t)((dv + (int64_t)wg - 1) / (int64_t)wg) * sizeof(float);
+    add_option(v, "-DKVTYPE=%d -DATT_WG=%zu -DATT_COLS=%lld", (int)s->wtype, wg,
+               (long long)((dv + (int64_t)wg - 1) / (int64_t)wg));
 }
 
 const kq_family_desc kq_attention_family = {

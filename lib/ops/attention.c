@@ -1,12 +1,10 @@
 /*
- * attention.c -- kqcl_attention: a query's attention over a KV cache (include/kqcl.h). Three
- * launches on the queries' device: attention.cl's scores (every query, head and position, scaled,
- * soft-capped and masked) into scratch, elementwise.cl's softmax of each row in place (a row that
- * sees no position gives zeros), attention.cl's weighted sums of the value rows into y.
+ * attention.c -- kqcl_attention: queries' attention over a KV cache (include/kqcl.h). One launch
+ * on the queries' device: attention.cl's attn_fused, the scores, their softmax (online) and the
+ * weighted values of each (query, head) row in one pass; no score goes to global memory.
  */
 #include "ops/ops.h"
 #include "device/program.h"
-#include "device/scratch.h"
 #include "kernels/family.h"
 
 #include <math.h>
@@ -99,52 +97,35 @@ static kqcl_status check_operands(kqcl_context *ctx, const kqcl_tensor *q, const
     return KQCL_OK;
 }
 
-/* The scores: every (query, head) row of kv_len values into the scratch tensor s. */
-static kqcl_status launch_scores(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *q, const kqcl_tensor *k,
-                                 const kqcl_tensor *mask, const kqcl_attention_params *p, const kqcl_tensor *s)
+/* One launch: attention.cl's attn_fused, a work-group (GPUs) or a work-item (CPUs) a row. */
+static kqcl_status launch_fused(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *q, const kqcl_tensor *k,
+                                const kqcl_tensor *v, const kqcl_tensor *mask, const kqcl_attention_params *p,
+                                kqcl_tensor *y)
 {
-    kq_shape shape = {.wtype = k->type};
+    kq_shape shape = {.wtype = k->type, .k = v->cols};
     kq_variant var;
     cl_kernel kernel;
-    kqcl_status st = kq_family_kernel(ctx, dev, &kq_attention_family, &shape, "attn_scores", &var, &kernel);
+    kqcl_status st = kq_family_kernel(ctx, dev, &kq_attention_family, &shape, "attn_fused", &var, &kernel);
     if (st != KQCL_OK)
         return st;
-    cl_ulong queries = (cl_ulong)p->queries, heads = (cl_ulong)p->heads, group = (cl_ulong)(p->heads / p->kv_heads);
-    cl_ulong kv_len = (cl_ulong)p->kv_len, d = (cl_ulong)q->cols;
+    cl_ulong rows = (cl_ulong)(p->queries * p->heads), heads = (cl_ulong)p->heads;
+    cl_ulong group = (cl_ulong)(p->heads / p->kv_heads), kv_len = (cl_ulong)p->kv_len;
+    cl_ulong d = (cl_ulong)q->cols, dv = (cl_ulong)v->cols;
     cl_ulong qqs = (cl_ulong)p->q_query_stride, qhs = (cl_ulong)p->q_head_stride;
     cl_ulong kps = (cl_ulong)p->kv_pos_stride, khs = (cl_ulong)p->kv_head_stride;
     int mask_type = mask == NULL ? 0 : mask->type == KQCL_TYPE_F32 ? 1 : 2;
     cl_ulong mask_cols = mask ? (cl_ulong)mask->cols : 0;
     cl_mem mbuf = mask ? mask->buffer : q->buffer; /* read only with a mask */
-    cl_int err = kq_set_args(kernel, 17, sizeof(cl_mem), &q->buffer, sizeof(cl_mem), &k->buffer, sizeof(cl_mem), &mbuf,
-                             sizeof(cl_mem), &s->buffer, sizeof queries, &queries, sizeof heads, &heads, sizeof group,
-                             &group, sizeof kv_len, &kv_len, sizeof d, &d, sizeof qqs, &qqs, sizeof qhs, &qhs,
-                             sizeof kps, &kps, sizeof khs, &khs, sizeof p->scale, &p->scale, sizeof p->softcap,
-                             &p->softcap, sizeof mask_type, &mask_type, sizeof mask_cols, &mask_cols);
+    cl_int err = kq_set_args(kernel, 19, sizeof(cl_mem), &q->buffer, sizeof(cl_mem), &k->buffer, sizeof(cl_mem),
+                             &v->buffer, sizeof(cl_mem), &mbuf, sizeof(cl_mem), &y->buffer, sizeof rows, &rows,
+                             sizeof heads, &heads, sizeof group, &group, sizeof kv_len, &kv_len, sizeof d, &d,
+                             sizeof dv, &dv, sizeof qqs, &qqs, sizeof qhs, &qhs, sizeof kps, &kps, sizeof khs, &khs,
+                             sizeof p->scale, &p->scale, sizeof p->softcap, &p->softcap, sizeof mask_type,
+                             &mask_type, sizeof mask_cols, &mask_cols);
     if (err != CL_SUCCESS)
-        return kq_cl_fail(ctx, err, "kqcl_attention: setting the scores' arguments");
-    return kq_launch_elements(ctx, dev, kernel, queries * heads * kv_len, "kqcl_attention: enqueue scores");
-}
-
-/* The weighted sums of the value rows by the softmax of the scores. */
-static kqcl_status launch_values(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *s, const kqcl_tensor *v,
-                                 const kqcl_attention_params *p, kqcl_tensor *y)
-{
-    kq_shape shape = {.wtype = v->type};
-    kq_variant var;
-    cl_kernel kernel;
-    kqcl_status st = kq_family_kernel(ctx, dev, &kq_attention_family, &shape, "attn_values", &var, &kernel);
-    if (st != KQCL_OK)
-        return st;
-    cl_ulong queries = (cl_ulong)p->queries, heads = (cl_ulong)p->heads, group = (cl_ulong)(p->heads / p->kv_heads);
-    cl_ulong kv_len = (cl_ulong)p->kv_len, dv = (cl_ulong)v->cols;
-    cl_ulong kps = (cl_ulong)p->kv_pos_stride, khs = (cl_ulong)p->kv_head_stride;
-    cl_int err = kq_set_args(kernel, 10, sizeof(cl_mem), &s->buffer, sizeof(cl_mem), &v->buffer, sizeof(cl_mem),
-                             &y->buffer, sizeof queries, &queries, sizeof heads, &heads, sizeof group, &group,
-                             sizeof kv_len, &kv_len, sizeof dv, &dv, sizeof kps, &kps, sizeof khs, &khs);
-    if (err != CL_SUCCESS)
-        return kq_cl_fail(ctx, err, "kqcl_attention: setting the values' arguments");
-    return kq_launch_elements(ctx, dev, kernel, queries * heads * dv, "kqcl_attention: enqueue values");
+        return kq_cl_fail(ctx, err, "kqcl_attention: setting the arguments");
+    size_t local = var.wg_items, global = (size_t)rows * (var.cpu ? 1 : local);
+    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_attention: enqueue");
 }
 
 KQCL_API kqcl_status kqcl_attention(kqcl_context *ctx, const kqcl_tensor *q, const kqcl_tensor *k,
@@ -158,17 +139,5 @@ KQCL_API kqcl_status kqcl_attention(kqcl_context *ctx, const kqcl_tensor *q, con
     if (st != KQCL_OK)
         return st;
     kq_events_reset(ctx);
-    kq_device *dev = kq_tensor_device(q);
-    /* the scores, a row of kv_len a (query, head), as a tensor over the scratch buffer */
-    kqcl_tensor s = *y;
-    s.rows = params->queries * params->heads;
-    s.cols = params->kv_len;
-    s.row_bytes = (size_t)s.cols * sizeof(float);
-    s.bytes = (size_t)s.rows * s.row_bytes;
-    if ((st = kq_scratch(ctx, dev, KQ_SCRATCH_ATTN, s.bytes, "kqcl_attention: scores", &s.buffer)) != KQCL_OK)
-        return st;
-    if ((st = launch_scores(ctx, dev, q, k, mask, params, &s)) != KQCL_OK ||
-        (st = kq_softmax_rows(ctx, &s, NULL, 1.0f, true, &s)) != KQCL_OK)
-        return st;
-    return launch_values(ctx, dev, &s, v, params, y);
+    return launch_fused(ctx, kq_tensor_device(q), q, k, v, mask, params, y);
 }

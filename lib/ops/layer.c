@@ -204,23 +204,6 @@ KQCL_API kqcl_status kqcl_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, cons
     return launch_rows(ctx, y, kernel, err, &v, x->rows, call);
 }
 
-kqcl_status kq_softmax_rows(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *mask, float scale,
-                            bool empty_zero, kqcl_tensor *y)
-{
-    kq_variant v;
-    cl_kernel k;
-    kqcl_status st = kernel_for(ctx, y, "softmax_f32", &v, &k);
-    if (st != KQCL_OK)
-        return st;
-    cl_ulong cols = (cl_ulong)x->cols, mask_rows = mask ? (cl_ulong)mask->rows : 1;
-    int has_mask = mask != NULL, zero = empty_zero;
-    cl_mem mbuf = mask ? mask->buffer : x->buffer; /* read only with has_mask */
-    cl_int err = kq_set_args(k, 8, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &mbuf, sizeof(cl_mem), &y->buffer,
-                             sizeof cols, &cols, sizeof mask_rows, &mask_rows, sizeof scale, &scale, sizeof has_mask,
-                             &has_mask, sizeof zero, &zero);
-    return launch_rows(ctx, y, k, err, &v, x->rows, "kqcl_softmax");
-}
-
 KQCL_API kqcl_status kqcl_softmax(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *mask, float scale,
                                   kqcl_tensor *y)
 {
@@ -239,7 +222,17 @@ KQCL_API kqcl_status kqcl_softmax(kqcl_context *ctx, const kqcl_tensor *x, const
         if (mask == y)
             return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: y is the mask", call);
     }
-    return kq_softmax_rows(ctx, x, mask, scale, false, y);
+    kq_variant v;
+    cl_kernel k;
+    if ((st = kernel_for(ctx, y, "softmax_f32", &v, &k)) != KQCL_OK)
+        return st;
+    cl_ulong cols = (cl_ulong)x->cols, mask_rows = mask ? (cl_ulong)mask->rows : 1;
+    int has_mask = mask != NULL;
+    cl_mem mbuf = mask ? mask->buffer : x->buffer; /* read only with has_mask */
+    cl_int err = kq_set_args(k, 7, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &mbuf, sizeof(cl_mem), &y->buffer,
+                             sizeof cols, &cols, sizeof mask_rows, &mask_rows, sizeof scale, &scale, sizeof has_mask,
+                             &has_mask);
+    return launch_rows(ctx, y, k, err, &v, x->rows, call);
 }
 
 /* The rope parameters a call may take: every value finite, the turned part even and within the row. */

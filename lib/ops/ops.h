@@ -38,11 +38,6 @@ kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqc
  * work-items as fill the device (convert.c; the layer's ops and attention use it too). */
 kqcl_status kq_launch_elements(kqcl_context *ctx, kq_device *dev, cl_kernel kernel, uint64_t items, const char *what);
 
-/* kqcl_softmax's launch, the operands checked (layer.c); empty_zero: a row whose values are all
- * -inf gives zeros, not NaN (attention's query that sees no position). */
-kqcl_status kq_softmax_rows(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *mask, float scale,
-                            bool empty_zero, kqcl_tensor *y);
-
 /* Device-side dequantization/conversion of src into a float buffer (dst_type f32/f16/bf16). */
 kqcl_status kq_convert_into(kqcl_context *ctx, const kqcl_tensor *src, cl_mem dst, kqcl_type dst_type);
 
