@@ -659,6 +659,15 @@ static inline float hsum8(float8 v)
 static inline uchar16 ld16_a4(const __global uchar *p) { return as_uchar16(vload4(0, (const __global uint *)p)); }
 static inline uchar16 ld16_a2(const __global uchar *p) { return as_uchar16(vload8(0, (const __global ushort *)p)); }
 
+/* Eight f16 bit patterns as floats at once, by integer ops (as half2_bits_to_float2). */
+static inline float8 half8_bits_to_float8(uint8 h)
+{
+    uint8 shifted = (h & 0x7FFFu) << 13;
+    float8 mag = as_float8(shifted) * 0x1p112f;
+    uint8 bits = select(as_uint8(mag), shifted | 0x7F800000u, (h & 0x7C00u) == (uint8)0x7C00u);
+    return as_float8(bits | ((h & 0x8000u) << 16));
+}
+
 static inline float2 half2_bits_to_float2(uint v)
 {
     uint2 h = (uint2)(v & 0xFFFFu, v >> 16);

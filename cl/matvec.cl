@@ -67,11 +67,60 @@ static inline float16 q6_group(const __global uchar *blk, int t)
 }
 #endif
 
+#if !W_IS_KQUANT
+/* A small block's d (low 16 bits) and, for q4_1/q5_1, m (high 16 bits): the leading halves. */
+static inline uint small_block_halves(const __global uchar *blk)
+{
+    const __global ushort *h = (const __global ushort *)blk;
+#if WTYPE == TYPE_Q4_1 || WTYPE == TYPE_Q5_1
+    return (uint)h[0] | (uint)h[1] << 16;
+#else
+    return (uint)h[0];
+#endif
+}
+
+/* Every row's scale and offset (weight = s q - mo) for its current small block, four rows'
+ * halves converted as one vector: a half by integer ops is some ten instructions, as many as
+ * the 32 weights' own arithmetic if done one by one. */
+static inline void small_scales(const __global uchar *blk[ROWS_PER_THREAD], float s[ROWS_PER_THREAD],
+                                float mo[ROWS_PER_THREAD])
+{
+#pragma unroll
+    for (int i0 = 0; i0 < ROWS_PER_THREAD; i0 += 4) {
+        uint4 w;
+        w.x = small_block_halves(blk[i0]);
+        w.y = small_block_halves(blk[min(i0 + 1, ROWS_PER_THREAD - 1)]);
+        w.z = small_block_halves(blk[min(i0 + 2, ROWS_PER_THREAD - 1)]);
+        w.w = small_block_halves(blk[min(i0 + 3, ROWS_PER_THREAD - 1)]);
+        uint8 h = (uint8)(w.x & 0xFFFFu, w.x >> 16, w.y & 0xFFFFu, w.y >> 16, w.z & 0xFFFFu, w.z >> 16,
+                          w.w & 0xFFFFu, w.w >> 16);
+        float f[8];
+        vstore8(half8_bits_to_float8(h), 0, f);
+#pragma unroll
+        for (int r = 0; r < 4 && i0 + r < ROWS_PER_THREAD; r++) {
+            s[i0 + r] = f[2 * r];
+#if WTYPE == TYPE_Q4_0
+            mo[i0 + r] = (float)Q40_BIAS * f[2 * r]; /* (q - 8) d = q d - 8 d, and 8 d is exact */
+#elif WTYPE == TYPE_Q5_0
+            mo[i0 + r] = (float)Q50_BIAS * f[2 * r];
+#elif WTYPE == TYPE_Q8_0
+            mo[i0 + r] = 0.0f;
+#else
+            mo[i0 + r] = -f[2 * r + 1]; /* q d + m */
+#endif
+        }
+    }
+}
+#endif
+
 /* acc[i][j] += row i's block (at blk[i]) times activation row j's BLOCK_VALUES values at xb + j*k. */
 static inline void block_dot(const __global uchar *blk[ROWS_PER_THREAD], const __global XT *xb, int k,
                       float16 acc[ROWS_PER_THREAD][NCOLS])
 {
-#if WTYPE != TYPE_Q6_K && WTYPE != TYPE_Q8_K
+#if !W_IS_KQUANT
+    float s[ROWS_PER_THREAD], mo[ROWS_PER_THREAD];
+    small_scales(blk, s, mo);
+#elif WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
     blk_scales sc[ROWS_PER_THREAD];
 #pragma unroll
     for (int i = 0; i < ROWS_PER_THREAD; i++)
@@ -98,6 +147,8 @@ static inline void block_dot(const __global uchar *blk[ROWS_PER_THREAD], const _
             float16 wv = q6_group(blk[i], t) * sc[i][t];
 #elif WTYPE == TYPE_Q8_K
             float16 q = blk_group(blk[i], t);
+#elif !W_IS_KQUANT
+            float16 wv = fma(blk_group(blk[i], t), (float16)s[i], (float16)(-mo[i]));
 #else
             float16 wv = fma(blk_group(blk[i], t), (float16)sc[i].s[t], (float16)(-sc[i].mo[t]));
 #endif

@@ -620,8 +620,9 @@ KQCL_API kqcl_status kqcl_rope(kqcl_context *ctx, const kqcl_tensor *x, const kq
  *      g at row j * kv_pos_stride + g * kv_head_stride of each;
  *   mask: NULL, or f32 or f16 with at least `queries` rows of kv_len values (-inf: not seen);
  *   y: f32, queries * heads rows of dv values, query i's head h at row i * heads + h.
- * A query that sees no position gets zeros. Three launches: the scores, a softmax of each row,
- * the weighted values (f32 sums with fma; relative error about 1e-6 in the tests). */
+ * A query that sees no position gets zeros. One launch: scores, softmax (taken online) and
+ * weighted values in one pass, no score stored (f32 sums with fma; relative error about 1e-6
+ * in the tests). */
 typedef struct kqcl_attention_params {
     int heads, kv_heads;                   /* kv_heads divides heads */
     int64_t queries, kv_len;
