@@ -23,7 +23,10 @@
  *     MUL, DIV with the broadcasts kqcl_binary takes, SCALE, UNARY SILU/GELU/RELU, GLU
  *     SWIGLU/GEGLU in their two-tensor form, RMS_NORM, SOFT_MAX with a causal mask, ROPE in
  *     the normal and NeoX modes, FLASH_ATTN_EXT over an f16 or f32 cache); NONE and the view ops
- *     cost nothing.
+ *     cost nothing;
+ *   - fusions from a second table (kq_fusions): a run of nodes computed as one kqcl call where
+ *     ggml_can_fuse allows (RMS_NORM then MUL by its weight: one kqcl_rms_norm). KQCL_GGML_FUSION=0
+ *     turns them off.
  *
  * kqcl's calls on one context are serialised by the caller (kqcl.h): every call here holds
  * kq_lock. Products are queued on the device (kqcl_matmul is asynchronous); a buffer read
@@ -33,6 +36,11 @@
 
 #include "ggml-backend-impl.h"
 #include "ggml-backend.h"
+/* ggml_can_fuse; the header defines static helpers this file does not call */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "ggml-impl.h"
+#pragma GCC diagnostic pop
 #include "ggml.h"
 
 #include <kqcl.h>
@@ -1071,6 +1079,64 @@ static const kq_op *kq_op_of(enum ggml_op op)
     return &kq_ops[op];
 }
 
+/* ---- fusions: a run of graph nodes as one kqcl call -----------------------------------------
+ * Each saves launches (on PoCL a launch costs some 10 us of thread wake-ups; on NVIDIA ~6 us).
+ * A fusion applies only where ggml_can_fuse says the run's inner results go nowhere else. */
+
+/* RMS_NORM, then MUL by a weight of one row (llama.cpp's attn_norm and ffn_norm): kqcl_rms_norm
+ * with w multiplies in the same pass. */
+static bool kq_fits_norm_mul(const struct ggml_cgraph *g, int i)
+{
+    static const enum ggml_op ops[] = {GGML_OP_RMS_NORM, GGML_OP_MUL};
+    if (!ggml_can_fuse(g, i, ops, 2))
+        return false;
+    const struct ggml_tensor *norm = g->nodes[i], *mul = g->nodes[i + 1];
+    const struct ggml_tensor *w = mul->src[0] == norm ? mul->src[1] : mul->src[0];
+    return mul->src[0] == norm && kq_plain_f32(w) && w->ne[0] == norm->ne[0] && ggml_nrows(w) == 1 &&
+           kq_plain_f32(mul);
+}
+
+static enum ggml_status kq_compute_norm_mul(kq_backend *be, const struct ggml_cgraph *g, int i)
+{
+    kq_device *d = be->dev;
+    const struct ggml_tensor *norm = g->nodes[i];
+    struct ggml_tensor *mul = g->nodes[i + 1];
+    float eps;
+    memcpy(&eps, norm->op_params, sizeof eps);
+    kq_out o;
+    kqcl_tensor *x = kq_rows_of(d, norm->src[0], KQ_SCRATCH_X), *w = x ? kq_rows_of(d, mul->src[1], KQ_SCRATCH_W) : NULL;
+    if (w == NULL || !kq_out_begin(d, mul, &o)) {
+        kqcl_tensor_destroy(x), kqcl_tensor_destroy(w);
+        return GGML_STATUS_FAILED;
+    }
+    return kq_out_end(&o, kq_ok(kqcl_rms_norm(kq_ctx, x, w, eps, o.t), "RMS_NORM+MUL"), x, w);
+}
+
+typedef struct kq_fusion {
+    enum ggml_op first; /* the op that starts the run */
+    int nodes;          /* nodes it takes */
+    bool (*fits)(const struct ggml_cgraph *g, int i);
+    enum ggml_status (*compute)(kq_backend *be, const struct ggml_cgraph *g, int i);
+} kq_fusion;
+
+static const kq_fusion kq_fusions[] = {
+    {GGML_OP_RMS_NORM, 2, kq_fits_norm_mul, kq_compute_norm_mul},
+};
+
+/* The fusion that takes the run starting at node i; NULL: none (or KQCL_GGML_FUSION=0). */
+static const kq_fusion *kq_fusion_at(const struct ggml_cgraph *g, int i)
+{
+    static int enabled = -1;
+    if (enabled < 0) {
+        const char *e = getenv("KQCL_GGML_FUSION");
+        enabled = e == NULL || strcmp(e, "0") != 0;
+    }
+    for (size_t f = 0; enabled && f < sizeof kq_fusions / sizeof kq_fusions[0]; f++)
+        if (g->nodes[i]->op == kq_fusions[f].first && kq_fusions[f].fits(g, i))
+            return &kq_fusions[f];
+    return NULL;
+}
+
 /* ---- backend (stream) -------------------------------------------------------------------- */
 
 static const char *kq_backend_get_name(ggml_backend_t backend) { return ((kq_backend *)backend->context)->dev->name; }
@@ -1099,6 +1165,12 @@ static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct 
         struct ggml_tensor *node = ggml_graph_node(cgraph, i);
         if ((node->flags & GGML_TENSOR_FLAG_COMPUTE) == 0 || ggml_is_empty(node))
             continue;
+        const kq_fusion *fusion = kq_fusion_at(cgraph, i);
+        if (fusion != NULL) {
+            status = fusion->compute(be, cgraph, i);
+            i += fusion->nodes - 1;
+            continue;
+        }
         const kq_op *op = kq_op_of(node->op);
         if (op == NULL) {
             kq_log("%s: op %s (%s) is not supported", be->dev->name, ggml_op_name(node->op), node->name);
