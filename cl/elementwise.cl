@@ -89,19 +89,29 @@ __kernel void glu_f32(__global const float *gate, __global const float *up, __gl
     }
 }
 
-/* A work-group a row: y = x / sqrt(mean(x^2) + eps), times w (one value a column) when has_w.
- * The squares are summed in each item's stride, then in a tree. */
+/* A work-group a row: y = v / sqrt(mean(v^2) + eps), times w (one value a column) when has_w,
+ * where v is x, or with has_r the residual sum x + r, which is also written to sum. The squares
+ * are summed in each item's stride, then in a tree. Every value of a row is read (pass 1)
+ * before the barrier and any y written after it, so y may be x, r or sum; an item reads back
+ * only the sums it wrote itself. */
 __kernel __attribute__((reqd_work_group_size(OP_WG, 1, 1)))
-void rms_norm_f32(__global const float *x, __global const float *w, __global float *y, ulong cols, float eps,
-                  int has_w)
+void rms_norm_f32(__global const float *x, __global const float *r, __global const float *w, __global float *sum,
+                  __global float *y, ulong cols, float eps, int has_r, int has_w)
 {
     __local float sums[OP_WG];
     size_t lid = get_local_id(0);
-    __global const float *xr = x + get_group_id(0) * cols;
-    __global float *yr = y + get_group_id(0) * cols;
+    ulong row = get_group_id(0) * cols;
+    __global const float *xr = x + row;
+    __global float *yr = y + row;
     float s = 0.0f;
-    for (ulong c = lid; c < cols; c += OP_WG)
-        s = fma(xr[c], xr[c], s);
+    for (ulong c = lid; c < cols; c += OP_WG) {
+        float v = xr[c];
+        if (has_r) {
+            v += r[row + c];
+            sum[row + c] = v;
+        }
+        s = fma(v, v, s);
+    }
     sums[lid] = s;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (size_t step = OP_WG / 2; step > 0; step >>= 1) {
@@ -110,8 +120,10 @@ void rms_norm_f32(__global const float *x, __global const float *w, __global flo
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     float scale = 1.0f / sqrt(sums[0] / (float)cols + eps);
-    for (ulong c = lid; c < cols; c += OP_WG)
-        yr[c] = has_w ? xr[c] * scale * w[c] : xr[c] * scale;
+    for (ulong c = lid; c < cols; c += OP_WG) {
+        float v = has_r ? sum[row + c] : xr[c];
+        yr[c] = has_w ? v * scale * w[c] : v * scale;
+    }
 }
 
 /* The largest (max) or the sum of each item's value v over the work-group, through `red`. */

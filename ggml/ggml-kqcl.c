@@ -25,8 +25,8 @@
  *     the normal and NeoX modes, FLASH_ATTN_EXT over an f16 or f32 cache); NONE and the view ops
  *     cost nothing;
  *   - fusions from a second table (kq_fusions): a run of nodes computed as one kqcl call where
- *     ggml_can_fuse allows (RMS_NORM then MUL by its weight: one kqcl_rms_norm). KQCL_GGML_FUSION=0
- *     turns them off.
+ *     ggml_can_fuse allows (RMS_NORM then MUL by its weight: one kqcl_rms_norm; the residual ADD
+ *     before them too: one kqcl_add_rms_norm). KQCL_GGML_FUSION=0 turns them off.
  *
  * kqcl's calls on one context are serialised by the caller (kqcl.h): every call here holds
  * kq_lock. Products are queued on the device (kqcl_matmul is asynchronous); a buffer read
@@ -1112,6 +1112,53 @@ static enum ggml_status kq_compute_norm_mul(kq_backend *be, const struct ggml_cg
     return kq_out_end(&o, kq_ok(kqcl_rms_norm(kq_ctx, x, w, eps, o.t), "RMS_NORM+MUL"), x, w);
 }
 
+/* ADD of two same-shape tensors (the residual stream), then RMS_NORM of the sum and MUL by a
+ * one-row weight (the next block's norm): one kqcl_add_rms_norm writes both the sum, which later
+ * nodes read, and the weighted norm. */
+static bool kq_fits_add_norm_mul(const struct ggml_cgraph *g, int i)
+{
+    if (i + 2 >= g->n_nodes)
+        return false;
+    const struct ggml_tensor *add = g->nodes[i], *norm = g->nodes[i + 1];
+    if (add->op != GGML_OP_ADD || (add->flags & GGML_TENSOR_FLAG_COMPUTE) == 0 || norm->src[0] != add ||
+        !kq_fits_norm_mul(g, i + 1))
+        return false;
+    return kq_plain_f32(add) && kq_plain_f32(add->src[0]) && kq_plain_f32(add->src[1]) &&
+           ggml_are_same_shape(add, add->src[0]) && ggml_are_same_shape(add, add->src[1]);
+}
+
+static enum ggml_status kq_compute_add_norm_mul(kq_backend *be, const struct ggml_cgraph *g, int i)
+{
+    kq_device *d = be->dev;
+    struct ggml_tensor *add = g->nodes[i], *mul = g->nodes[i + 2];
+    kq_buffer *bs = kq_buffer_of(add), *by = kq_buffer_of(mul);
+    if (bs == NULL || by == NULL)
+        return GGML_STATUS_FAILED;
+    /* both results written in place, or the ops one by one (a result off the alignment would
+     * need the one scratch output slot each) */
+    if (kq_offset(bs, add) % d->alignment != 0 || kq_offset(by, mul) % d->alignment != 0) {
+        enum ggml_status st = kq_compute_binary(be, add);
+        return st == GGML_STATUS_SUCCESS ? kq_compute_norm_mul(be, g, i + 1) : st;
+    }
+    float eps;
+    memcpy(&eps, g->nodes[i + 1]->op_params, sizeof eps);
+    kq_out sum, y;
+    kqcl_tensor *x = kq_rows_of(d, add->src[0], KQ_SCRATCH_X), *r = x ? kq_rows_of(d, add->src[1], KQ_SCRATCH_V) : NULL;
+    kqcl_tensor *w = r ? kq_rows_of(d, mul->src[1], KQ_SCRATCH_W) : NULL;
+    if (w == NULL || !kq_out_begin(d, add, &sum)) {
+        kqcl_tensor_destroy(x), kqcl_tensor_destroy(r), kqcl_tensor_destroy(w);
+        return GGML_STATUS_FAILED;
+    }
+    if (!kq_out_begin(d, mul, &y)) {
+        kqcl_tensor_destroy(w);
+        return kq_out_end(&sum, false, x, r);
+    }
+    bool ok = kq_ok(kqcl_add_rms_norm(kq_ctx, x, r, w, eps, sum.t, y.t), "ADD+RMS_NORM+MUL");
+    kqcl_tensor_destroy(w);
+    enum ggml_status st = kq_out_end(&y, ok, NULL, NULL);
+    return kq_out_end(&sum, ok, x, r) == GGML_STATUS_SUCCESS ? st : GGML_STATUS_FAILED;
+}
+
 typedef struct kq_fusion {
     enum ggml_op first; /* the op that starts the run */
     int nodes;          /* nodes it takes */
@@ -1120,6 +1167,7 @@ typedef struct kq_fusion {
 } kq_fusion;
 
 static const kq_fusion kq_fusions[] = {
+    {GGML_OP_ADD, 3, kq_fits_add_norm_mul, kq_compute_add_norm_mul},
     {GGML_OP_RMS_NORM, 2, kq_fits_norm_mul, kq_compute_norm_mul},
 };
 

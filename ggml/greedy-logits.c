@@ -1,9 +1,11 @@
 /* greedy-logits -- greedy generation through llama.cpp's public API on one chosen device, printing
  * at every step the chosen token, the runner-up and the gap between their logits.
  *
- *   greedy-logits MODEL DEVICE N_TOKENS PROMPT
+ *   greedy-logits MODEL DEVICE N_TOKENS PROMPT [fa]
  *
  * DEVICE is a ggml device name (KQCL0, CUDA0, ...) that takes every layer, or "cpu" for none.
+ * Without "fa" the KV cache and attention stay on the host (flash attention off, llama.cpp's
+ * -nkvo); with it the cache lives on DEVICE and attention is flash attention there (-fa on).
  * Backends load as llama.cpp's own tools load them (GGML_BACKEND_PATH names the kqcl module).
  * Two runs' outputs side by side show whether two backends give the same tokens, and where they
  * part, whether the step was a near-tie (scripts/ggml-greedy.sh compares them).
@@ -14,6 +16,7 @@
 #include <llama.h>
 #include <ggml-backend.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,10 +77,11 @@ static int tokenize_prompt(const struct llama_vocab *vocab, const char *prompt, 
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: greedy-logits MODEL DEVICE|cpu N_TOKENS PROMPT\n");
+    if (argc != 5 && !(argc == 6 && strcmp(argv[5], "fa") == 0)) {
+        fprintf(stderr, "usage: greedy-logits MODEL DEVICE|cpu N_TOKENS PROMPT [fa]\n");
         return 2;
     }
+    bool on_device = argc == 6;
     const char *device_name = argv[2];
     int n_tokens = atoi(argv[3]);
 
@@ -118,9 +122,8 @@ int main(int argc, char **argv)
     struct llama_context_params cp = llama_context_default_params();
     cp.n_ctx = (uint32_t)(n_prompt + n_tokens + 8);
     cp.n_batch = cp.n_ctx;
-    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    /* The KV cache and attention stay on the host, as the module does not compute them yet. */
-    cp.offload_kqv = 0;
+    cp.flash_attn_type = on_device ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    cp.offload_kqv = on_device;
     struct llama_context *ctx = llama_init_from_model(model, cp);
     if (ctx == NULL) {
         fprintf(stderr, "greedy-logits: cannot create a context\n");

@@ -582,6 +582,13 @@ KQCL_API kqcl_status kqcl_glu(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tens
 KQCL_API kqcl_status kqcl_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *w, float eps,
                                    kqcl_tensor *y);
 
+/* The residual add and the next norm in one pass (one launch, not two): sum = x + r, written,
+ * then y = rms_norm(sum) times w as kqcl_rms_norm computes it. x, r, sum and y f32 of one
+ * shape on one device; sum may be x or r, and y any of x, r and sum (a row is read whole before
+ * any of it is written); w is neither sum nor y. */
+KQCL_API kqcl_status kqcl_add_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *r,
+                                       const kqcl_tensor *w, float eps, kqcl_tensor *sum, kqcl_tensor *y);
+
 /* Softmax of each row of x * scale + mask (a product's scale, then the attention mask): mask NULL
  * or an f32 tensor of x's columns whose rows divide x's (row r takes the mask's r % mask.rows;
  * -inf masks a position out). exp is OpenCL's; the sums are f32 trees (relative error 1e-6 in

@@ -25,6 +25,10 @@
  *    before any allocation can be exercised this way. kqcl reads the figures once a process, so
  *    they are set before it starts (tests/test_faults runs itself again with them).
  *
+ *  - Launch counting. KQCL_SHIM_LAUNCHES=1 counts the kernels enqueued, by kernel name, and
+ *    prints the counts at exit ("clshim: launches N", then "clshim: launches of NAME N"): how
+ *    many launches a decode step costs (scripts/ggml-launches.sh).
+ *
  * Built as a libtool module (tests/.libs/clshim.so), not with the sanitizers: it is loaded
  * before everything else and must not pull in a sanitizer runtime of its own.
  */
@@ -237,6 +241,49 @@ __attribute__((constructor)) static void shim_init(void)
     const char *spec = getenv("KQCL_SHIM_FAIL");
     if (spec && parse_rules(spec) != 0)
         fprintf(stderr, "clshim: cannot parse KQCL_SHIM_FAIL='%s'\n", spec);
+}
+
+/* ---- launch counting (KQCL_SHIM_LAUNCHES=1) ------------------------------------------------ */
+
+#define MAX_KERNEL_NAMES 64
+static struct {
+    char name[64];
+    long count;
+} launch_names[MAX_KERNEL_NAMES];
+static long launches;
+
+static void count_launch(cl_kernel kernel)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("KQCL_SHIM_LAUNCHES");
+        on = e != NULL && strcmp(e, "1") == 0;
+    }
+    if (!on)
+        return;
+    char name[64] = "?";
+    clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
+    name[sizeof name - 1] = '\0';
+    pthread_mutex_lock(&lock);
+    launches++;
+    for (int i = 0; i < MAX_KERNEL_NAMES; i++)
+        if (launch_names[i].count == 0 || strcmp(launch_names[i].name, name) == 0) {
+            if (launch_names[i].count == 0)
+                memcpy(launch_names[i].name, name, sizeof name);
+            launch_names[i].count++;
+            break;
+        }
+    pthread_mutex_unlock(&lock);
+}
+
+__attribute__((destructor)) static void shim_report_launches(void)
+{
+    const char *e = getenv("KQCL_SHIM_LAUNCHES");
+    if (e == NULL || strcmp(e, "1") != 0)
+        return;
+    fprintf(stderr, "clshim: launches %ld\n", launches);
+    for (int i = 0; i < MAX_KERNEL_NAMES && launch_names[i].count > 0; i++)
+        fprintf(stderr, "clshim: launches of %s %ld\n", launch_names[i].name, launch_names[i].count);
 }
 
 __attribute__((destructor)) static void shim_report(void)
@@ -582,6 +629,7 @@ SHIM_API cl_int clEnqueueNDRangeKernel(cl_command_queue queue, cl_kernel kernel,
 {
     REAL(clEnqueueNDRangeKernel);
     FAIL_INT(clEnqueueNDRangeKernel);
+    count_launch(kernel);
     cl_int err = real_fn(queue, kernel, work_dim, global_work_offset, global_work_size, local_work_size,
                          num_events_in_wait_list, event_wait_list, event);
     track_event(err, event);

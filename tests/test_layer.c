@@ -1,6 +1,6 @@
 /*
  * test_layer.c -- a transformer layer's other operations (kqcl_binary, kqcl_scale, kqcl_unary,
- * kqcl_glu, kqcl_rms_norm, kqcl_softmax, kqcl_rope, kqcl_attention) against float64 host references: random and fixed inputs, odd shapes,
+ * kqcl_glu, kqcl_rms_norm, kqcl_add_rms_norm, kqcl_softmax, kqcl_rope, kqcl_attention) against float64 host references: random and fixed inputs, odd shapes,
  * every broadcast the header allows, outputs poisoned with NaN first, in place, on views of one
  * buffer, tensors larger than one pass of the grid, and every bad argument.
  */
@@ -211,6 +211,59 @@ START_TEST(rms_norm_against_float64)
     check_rms_norm(4, 640, false, 1e-6f, true);  /* Gemma-3's, in place */
     check_rms_norm(2, 4097, true, 0.0f, false);  /* longer than a work-group's stride, eps 0 */
     check_rms_norm(300, 33, true, 1e-5f, true);
+}
+END_TEST
+
+/* The residual add and the norm in one call: sum exactly the f32 sum (one rounding, as the host's
+ * float add), y the norm of it; `alias` 0: four tensors, 1: sum is x (the residual stream
+ * updated in place), 2: y is sum, 3: y is r. */
+static void check_add_rms_norm(int64_t rows, int64_t cols, bool weighted, int alias)
+{
+    size_t n = (size_t)(rows * cols);
+    float *x = random_values(n, 3.0f), *r = random_values(n, 5.0f), *w = random_values((size_t)cols, 2.0f);
+    kqcl_tensor *tx = f32_tensor(rows, cols, x), *tr = f32_tensor(rows, cols, r);
+    kqcl_tensor *tw = weighted ? f32_tensor(1, cols, w) : NULL;
+    kqcl_tensor *own_sum = alias == 1 ? NULL : tu_poisoned_f32(rows, cols);
+    kqcl_tensor *tsum = alias == 1 ? tx : own_sum;
+    kqcl_tensor *own_y = alias >= 2 ? NULL : tu_poisoned_f32(rows, cols);
+    kqcl_tensor *ty = alias == 2 ? tsum : alias == 3 ? tr : own_y;
+    TU_OK(kqcl_add_rms_norm(tu_ctx, tx, tr, tw, 1e-5f, tsum, ty));
+    float *sum = tu_malloc(n * sizeof *sum);
+    double *ref = tu_malloc(n * sizeof *ref);
+    for (int64_t i = 0; i < rows; i++) {
+        double sq = 0;
+        for (int64_t c = 0; c < cols; c++) {
+            sum[i * cols + c] = x[i * cols + c] + r[i * cols + c];
+            sq += (double)sum[i * cols + c] * sum[i * cols + c];
+        }
+        double scale = 1.0 / sqrt(sq / (double)cols + 1e-5);
+        for (int64_t c = 0; c < cols; c++)
+            ref[i * cols + c] = sum[i * cols + c] * scale * (weighted ? w[c] : 1.0);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "add_rms_norm %lld x %lld%s, alias %d", (long long)rows, (long long)cols,
+             weighted ? ", weighted" : "", alias);
+    if (alias != 2) {
+        float *got_sum = tu_read_f32(tsum);
+        for (size_t e = 0; e < n; e++)
+            ck_assert_msg(got_sum[e] == sum[e], "%s: sum %zu: got %.9g want %.9g", what, e, (double)got_sum[e],
+                          (double)sum[e]);
+        free(got_sum);
+    }
+    float *got = tu_read_f32(ty);
+    assert_near(got, ref, n, 1e-5, 1e-7, what);
+    free(got), free(ref), free(sum), free(x), free(r), free(w);
+    kqcl_tensor_destroy(tx), kqcl_tensor_destroy(tr), kqcl_tensor_destroy(tw);
+    kqcl_tensor_destroy(own_sum), kqcl_tensor_destroy(own_y);
+}
+
+START_TEST(add_rms_norm_against_float64)
+{
+    tu_seed(15);
+    check_add_rms_norm(1, 576, true, 0);  /* a decode step of SmolLM2 */
+    check_add_rms_norm(7, 640, true, 1);  /* Gemma-3's rows, the stream in place */
+    check_add_rms_norm(3, 4097, false, 2);
+    check_add_rms_norm(300, 33, true, 3);
 }
 END_TEST
 
@@ -474,13 +527,13 @@ START_TEST(attention_against_float64)
 {
     tu_seed(19);
     /* decode, SmolLM2's heads (9 over 3), a position's heads side by side in an f16 cache */
-    attn_case decode = {9, 3, 1, 37, 64, 64, 64, false, false, true, false, true, 0.125f, 0.0f};
+    attn_case decode = {9, 3, 1, 37, 64, 64, 64, false, false, true, false, true, 0.125f, 0.0f, 0};
     check_attention(&decode);
     /* a prompt, head-major queries and cache, f32, an f16 causal mask, values wider than keys, softcap */
-    attn_case prompt = {4, 4, 7, 29, 40, 32, 48, true, true, false, true, true, 0.2f, 30.0f};
+    attn_case prompt = {4, 4, 7, 29, 40, 32, 48, true, true, false, true, true, 0.2f, 30.0f, 0};
     check_attention(&prompt);
     /* no mask, one KV head for all (multi-query), a long cache */
-    attn_case mqa = {8, 1, 2, 1500, 1500, 16, 16, false, false, true, false, false, 0.25f, 0.0f};
+    attn_case mqa = {8, 1, 2, 1500, 1500, 16, 16, false, false, true, false, false, 0.25f, 0.0f, 0};
     check_attention(&mqa);
     /* rows of 20 and 40 values (not whole 16s), the first 70 positions unseen by every query (a
      * GPU work-group's first 64 see nothing; a CPU item's running maximum starts late) */
@@ -610,6 +663,13 @@ START_TEST(bad_arguments_are_refused)
     ck_assert_int_eq(kqcl_rms_norm(tu_ctx, a, row, INFINITY, b), KQCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kqcl_rms_norm(tu_ctx, row, row, 1e-5f, row), KQCL_ERR_INVALID_ARG); /* y is w */
     ck_assert_int_eq(kqcl_rms_norm(tu_ctx, a, NULL, 1e-5f, NULL), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_add_rms_norm(tu_ctx, a, NULL, NULL, 1e-5f, a, b), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_add_rms_norm(tu_ctx, a, b, NULL, 1e-5f, NULL, b), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_add_rms_norm(tu_ctx, a, row, NULL, 1e-5f, a, b), KQCL_ERR_INVALID_ARG); /* r's shape */
+    ck_assert_int_eq(kqcl_add_rms_norm(tu_ctx, a, b, NULL, 1e-5f, row, b), KQCL_ERR_INVALID_ARG); /* sum's shape */
+    ck_assert_int_eq(kqcl_add_rms_norm(tu_ctx, a, b, row, -1.0f, a, b), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_add_rms_norm(tu_ctx, a, h, NULL, 1e-5f, a, b), KQCL_ERR_UNSUPPORTED); /* r is f16 */
+    ck_assert_int_eq(kqcl_add_rms_norm(NULL, a, b, NULL, 1e-5f, a, b), KQCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kqcl_softmax(tu_ctx, a, wide, 1.0f, b), KQCL_ERR_INVALID_ARG); /* mask not x's columns */
     ck_assert_int_eq(kqcl_softmax(tu_ctx, a, row, INFINITY, b), KQCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kqcl_softmax(tu_ctx, row, row, 1.0f, row), KQCL_ERR_INVALID_ARG); /* y is the mask */
@@ -648,6 +708,7 @@ int main(void)
     tcase_add_test(tc, scale_rounds_the_multiply_and_the_add_apart);
     tcase_add_test(tc, activations_against_float64);
     tcase_add_test(tc, rms_norm_against_float64);
+    tcase_add_test(tc, add_rms_norm_against_float64);
     tcase_add_test(tc, softmax_against_float64);
     tcase_add_test(tc, softmax_fixed_rows);
     tcase_add_test(tc, rope_against_float64);

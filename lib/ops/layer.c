@@ -174,34 +174,76 @@ KQCL_API kqcl_status kqcl_glu(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tens
     return launch_elements(ctx, y, k, err, n, call);
 }
 
+/* The weight's checks: one row of x's columns, on x's device, not the output. */
+static kqcl_status check_norm_weight(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *w,
+                                     const kqcl_tensor *y, const char *call)
+{
+    kqcl_status st;
+    if ((st = check_operand(ctx, w, call, "w")) != KQCL_OK || (st = same_device(ctx, x, w, call)) != KQCL_OK)
+        return st;
+    if (w->rows != 1 || w->cols != x->cols)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: w is %lld x %lld; want 1 x %lld", call, (long long)w->rows,
+                       (long long)w->cols, (long long)x->cols);
+    if (w == y)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: y is w", call);
+    return KQCL_OK;
+}
+
+/* rms_norm_f32 over x's rows, with the residual r added first (into sum) when r is given. */
+static kqcl_status launch_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *r,
+                                   const kqcl_tensor *w, float eps, const kqcl_tensor *sum, kqcl_tensor *y,
+                                   const char *call)
+{
+    kq_variant v;
+    cl_kernel kernel;
+    kqcl_status st = kernel_for(ctx, y, "rms_norm_f32", &v, &kernel);
+    if (st != KQCL_OK)
+        return st;
+    cl_ulong cols = (cl_ulong)x->cols;
+    int has_r = r != NULL, has_w = w != NULL;
+    /* any buffer where the kernel reads or writes nothing (without has_r, has_w) */
+    cl_mem rbuf = r ? r->buffer : x->buffer, wbuf = w ? w->buffer : x->buffer, sbuf = sum ? sum->buffer : y->buffer;
+    cl_int err = kq_set_args(kernel, 9, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &rbuf, sizeof(cl_mem), &wbuf,
+                             sizeof(cl_mem), &sbuf, sizeof(cl_mem), &y->buffer, sizeof cols, &cols, sizeof eps, &eps,
+                             sizeof has_r, &has_r, sizeof has_w, &has_w);
+    return launch_rows(ctx, y, kernel, err, &v, x->rows, call);
+}
+
+static kqcl_status check_eps(kqcl_context *ctx, float eps, const char *call)
+{
+    if (!(eps >= 0.0f) || isinf(eps))
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: eps %g: want a finite eps >= 0", call, (double)eps);
+    return KQCL_OK;
+}
+
 KQCL_API kqcl_status kqcl_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *w, float eps,
                                    kqcl_tensor *y)
 {
     const char *call = "kqcl_rms_norm";
     kqcl_status st = begin(ctx, x, y, call);
-    if (st != KQCL_OK)
+    if (st != KQCL_OK || (st = check_eps(ctx, eps, call)) != KQCL_OK ||
+        (w != NULL && (st = check_norm_weight(ctx, x, w, y, call)) != KQCL_OK))
         return st;
-    if (!(eps >= 0.0f) || isinf(eps))
-        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: eps %g: want a finite eps >= 0", call, (double)eps);
-    if (w != NULL) {
-        if ((st = check_operand(ctx, w, call, "w")) != KQCL_OK || (st = same_device(ctx, x, w, call)) != KQCL_OK)
-            return st;
-        if (w->rows != 1 || w->cols != x->cols)
-            return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: w is %lld x %lld; want 1 x %lld", call, (long long)w->rows,
-                           (long long)w->cols, (long long)x->cols);
-        if (w == y)
-            return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: y is w", call);
-    }
-    kq_variant v;
-    cl_kernel kernel;
-    if ((st = kernel_for(ctx, y, "rms_norm_f32", &v, &kernel)) != KQCL_OK)
+    return launch_rms_norm(ctx, x, NULL, w, eps, NULL, y, call);
+}
+
+KQCL_API kqcl_status kqcl_add_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *r,
+                                       const kqcl_tensor *w, float eps, kqcl_tensor *sum, kqcl_tensor *y)
+{
+    const char *call = "kqcl_add_rms_norm";
+    kqcl_status st = begin(ctx, x, y, call);
+    if (st != KQCL_OK || (st = check_eps(ctx, eps, call)) != KQCL_OK)
         return st;
-    cl_ulong cols = (cl_ulong)x->cols;
-    int has_w = w != NULL;
-    cl_mem wbuf = w != NULL ? w->buffer : x->buffer; /* any buffer: the kernel reads it only with has_w */
-    cl_int err = kq_set_args(kernel, 6, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &wbuf, sizeof(cl_mem), &y->buffer,
-                             sizeof cols, &cols, sizeof eps, &eps, sizeof has_w, &has_w);
-    return launch_rows(ctx, y, kernel, err, &v, x->rows, call);
+    if ((st = check_operand(ctx, r, call, "r")) != KQCL_OK || (st = same_device(ctx, x, r, call)) != KQCL_OK ||
+        (st = check_operand(ctx, sum, call, "sum")) != KQCL_OK || (st = same_device(ctx, x, sum, call)) != KQCL_OK)
+        return st;
+    if ((st = same_shape(ctx, x, r, call, "r's shape is not x's")) != KQCL_OK ||
+        (st = same_shape(ctx, x, sum, call, "sum's shape is not x's")) != KQCL_OK)
+        return st;
+    if (w != NULL && ((st = check_norm_weight(ctx, x, w, y, call)) != KQCL_OK ||
+                      (w == sum && (st = kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: sum is w", call)) != KQCL_OK)))
+        return st;
+    return launch_rms_norm(ctx, x, r, w, eps, sum, y, call);
 }
 
 KQCL_API kqcl_status kqcl_softmax(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *mask, float scale,
