@@ -197,7 +197,8 @@ __kernel void rope_f32(__global const float *x, __global const int *pos, ulong p
             theta = theta * (1.0f - mix) + theta_extrap * mix;
             mscale *= 1.0f + 0.1f * log(1.0f / freq_scale);
         }
-        float c = cos(theta) * mscale, s = sin(theta) * mscale;
+        float c, s = sincos(theta, &c) * mscale; /* one argument reduction for both */
+        c *= mscale;
         float x0 = xr[a], x1 = xr[b];
         yr[a] = x0 * c - x1 * s;
         yr[b] = x0 * s + x1 * c;
