@@ -126,6 +126,29 @@ void rms_norm_f32(__global const float *x, __global const float *r, __global con
     }
 }
 
+/* Row scatter (writing a KV cache): row r of x (cols floats) into row idx[r] of y, stored as
+ * dst_type (f32, f16 or bf16, rounded to nearest even as kqcl_convert does); idx int32 values,
+ * or int64 with idx64, from element idx_offset on. A row whose index is outside [0, y_rows) is
+ * not written (the host cannot check device-side indices without waiting for them). */
+__kernel void set_rows_f32(__global const float *x, __global const void *idx, ulong idx_offset, int idx64,
+                           __global void *y, ulong rows, ulong cols, ulong y_rows, int dst_type)
+{
+    ulong n = rows * cols;
+    for (ulong i = get_global_id(0); i < n; i += get_global_size(0)) {
+        ulong r = i / cols, c = i - r * cols;
+        long t = idx64 ? ((__global const long *)idx)[idx_offset + r] : (long)((__global const int *)idx)[idx_offset + r];
+        if (t < 0 || (ulong)t >= y_rows)
+            continue;
+        ulong o = (ulong)t * cols + c;
+        if (dst_type == TYPE_F32)
+            ((__global float *)y)[o] = x[i];
+        else if (dst_type == TYPE_F16)
+            ((__global ushort *)y)[o] = float_to_half_bits(x[i]);
+        else
+            ((__global ushort *)y)[o] = float_to_bf16(x[i]);
+    }
+}
+
 /* The largest (max) or the sum of each item's value v over the work-group, through `red`. */
 static float group_reduce(__local float *red, float v, bool max)
 {

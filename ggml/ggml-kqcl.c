@@ -568,9 +568,11 @@ static enum ggml_status kq_compute_get_rows(kq_backend *be, struct ggml_tensor *
 /*
  * SET_ROWS: dst[i03][i02][idx] = src0[i03][i02][i] converted to dst's type, idx =
  * src1[i03 % ne12][i02 % ne11][i] (i32 or i64), dst a view of the tensor written in place (the
- * KV cache). The indices are read to the host; each batch's rows are converted on the device
- * (kqcl_convert, rounding to nearest even) into scratch, then copied to their rows. Taken: src0
- * f32 or f16, dst f32, f16 or bf16, rows contiguous within; quantized destinations are not.
+ * KV cache). From f32 into dst rows at a view's offset: kqcl_set_rows, one launch, the indices
+ * read on the device. Otherwise the indices are read to the host; each batch's rows are
+ * converted on the device (kqcl_convert, rounding to nearest even) into scratch, then copied to
+ * their rows. Taken: src0 f32 or f16, dst f32, f16 or bf16, rows contiguous within; quantized
+ * destinations are not.
  */
 static bool kq_supports_set_rows(const kq_device *d, const struct ggml_tensor *op)
 {
@@ -587,6 +589,21 @@ static bool kq_supports_set_rows(const kq_device *d, const struct ggml_tensor *o
         return false;
     const uint64_t max = d->info.max_alloc_bytes;
     return (uint64_t)s0->ne[1] * (uint64_t)k * sizeof(float) <= max;
+}
+
+/* One batch by kqcl_set_rows: the indices stay on the device (no wait for the queue, no copy
+ * commands); src0's n rows of k floats at o0 (rows nb1 apart), the indices at o1 of b1, dst's
+ * rows rows at od of bd. */
+static bool kq_set_rows_on_device(kq_device *d, kq_buffer *b0, size_t o0, size_t nb1, int64_t n, int64_t k,
+                                  kq_buffer *b1, size_t o1, int index_bytes, kq_buffer *bd, size_t od, kqcl_type td,
+                                  int64_t rows)
+{
+    kqcl_tensor *x = kq_operand(d, b0->mem, o0, nb1, KQCL_TYPE_F32, n, k, KQ_SCRATCH_X), *y = NULL;
+    bool ok = x != NULL && kq_ok(kqcl_tensor_view(bd->mem, od, td, rows, k, &y), "tensor view") &&
+              kq_ok(kqcl_set_rows(kq_ctx, x, b1->mem, o1, index_bytes, y), "SET_ROWS");
+    kqcl_tensor_destroy(x);
+    kqcl_tensor_destroy(y);
+    return ok;
 }
 
 static enum ggml_status kq_compute_set_rows(kq_backend *be, struct ggml_tensor *dst)
@@ -613,6 +630,15 @@ static enum ggml_status kq_compute_set_rows(kq_backend *be, struct ggml_tensor *
     for (int64_t i03 = 0; i03 < s0->ne[3] && status == GGML_STATUS_SUCCESS; i03++) {
         for (int64_t i02 = 0; i02 < s0->ne[2]; i02++) {
             const size_t o1 = off1 + (size_t)(i02 % s1->ne[1]) * s1->nb[1] + (size_t)(i03 % s1->ne[2]) * s1->nb[2];
+            const size_t o0 = off0 + (size_t)i02 * s0->nb[2] + (size_t)i03 * s0->nb[3];
+            const size_t od = offd + (size_t)i02 * dst->nb[2] + (size_t)i03 * dst->nb[3];
+            if (ts == KQCL_TYPE_F32 && dst->nb[1] == d_row && od % d->alignment == 0 && o1 % isz == 0) {
+                if (!kq_set_rows_on_device(d, b0, o0, s0->nb[1], n, k, b1, o1, (int)isz, bd, od, td, dst->ne[1])) {
+                    status = GGML_STATUS_FAILED;
+                    break;
+                }
+                continue;
+            }
             bool ok = kq_ok(kqcl_buffer_read(b1->mem, o1, raw, (size_t)n * isz), "SET_ROWS indices");
             for (int64_t i = 0; ok && i < n; i++) {
                 if (isz == sizeof(int64_t)) {
@@ -632,7 +658,6 @@ static enum ggml_status kq_compute_set_rows(kq_backend *be, struct ggml_tensor *
              * already are, else converted into scratch. */
             kqcl_buffer *rows_mem = NULL;
             size_t rows_off = 0;
-            const size_t o0 = off0 + (size_t)i02 * s0->nb[2] + (size_t)i03 * s0->nb[3];
             if (ok && ts == td && (n == 1 || s0->nb[1] == d_row)) {
                 rows_mem = b0->mem;
                 rows_off = o0;
@@ -644,7 +669,6 @@ static enum ggml_status kq_compute_set_rows(kq_backend *be, struct ggml_tensor *
                 kqcl_tensor_destroy(x);
                 kqcl_tensor_destroy(y);
             }
-            const size_t od = offd + (size_t)i02 * dst->nb[2] + (size_t)i03 * dst->nb[3];
             for (int64_t i = 0; ok && i < n;) { /* runs of consecutive rows are one copy */
                 int64_t j = i + 1;
                 while (j < n && idx[j] == idx[j - 1] + 1 && dst->nb[1] == d_row)

@@ -642,6 +642,14 @@ KQCL_API kqcl_status kqcl_attention(kqcl_context *ctx, const kqcl_tensor *q, con
                                     const kqcl_tensor *v, const kqcl_tensor *mask, const kqcl_attention_params *params,
                                     kqcl_tensor *y);
 
+/* Row scatter, as a KV cache is written: row i of src (f32) becomes row idx[i] of dst, converted
+ * to dst's type (f32, f16 or bf16; rounding as kqcl_convert). The indices are src.rows int32
+ * (index_bytes 4) or int64 (8) values in device memory: `indices` a buffer of dst's device, from
+ * byte `offset` (a multiple of index_bytes). The host does not read them (that would wait for the
+ * device): a row whose index is outside [0, dst.rows) is not written. One launch. */
+KQCL_API kqcl_status kqcl_set_rows(kqcl_context *ctx, const kqcl_tensor *src, const kqcl_buffer *indices,
+                                   size_t offset, int index_bytes, kqcl_tensor *dst);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Several devices: placement, tensor/data/pipeline parallelism, collectives, MPI               */
 /*

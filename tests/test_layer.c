@@ -1,6 +1,6 @@
 /*
  * test_layer.c -- a transformer layer's other operations (kqcl_binary, kqcl_scale, kqcl_unary,
- * kqcl_glu, kqcl_rms_norm, kqcl_add_rms_norm, kqcl_softmax, kqcl_rope, kqcl_attention) against float64 host references: random and fixed inputs, odd shapes,
+ * kqcl_glu, kqcl_rms_norm, kqcl_add_rms_norm, kqcl_set_rows, kqcl_softmax, kqcl_rope, kqcl_attention) against float64 host references: random and fixed inputs, odd shapes,
  * every broadcast the header allows, outputs poisoned with NaN first, in place, on views of one
  * buffer, tensors larger than one pass of the grid, and every bad argument.
  */
@@ -264,6 +264,60 @@ START_TEST(add_rms_norm_against_float64)
     check_add_rms_norm(7, 640, true, 1);  /* Gemma-3's rows, the stream in place */
     check_add_rms_norm(3, 4097, false, 2);
     check_add_rms_norm(300, 33, true, 3);
+}
+END_TEST
+
+/* ---- set_rows ------------------------------------------------------------------------------ */
+
+/* src's rows scattered into a cache of `cache_rows` rows of `type`, by indices read from device
+ * memory (int32 or int64, after `skip` unused values); two indices out of range. Every written
+ * row must be the host codec's conversion bit for bit, every other row untouched. */
+static void check_set_rows(kqcl_type type, int index_bytes, int64_t cols)
+{
+    const int64_t rows = 6, cache_rows = 11, skip = 3;
+    const int64_t where[6] = {7, -1, 0, 10, 11, 4}; /* -1 and 11: outside the cache, not written */
+    float *x = random_values((size_t)(rows * cols), 8.0f);
+    size_t esz = kqcl_row_size(type, 1), cache_bytes = (size_t)(cache_rows * cols) * esz;
+    unsigned char *before = tu_malloc(cache_bytes), *got = tu_malloc(cache_bytes), *want = tu_malloc(cache_bytes);
+    for (size_t i = 0; i < cache_bytes; i++)
+        before[i] = (unsigned char)(0x5A ^ (i * 7)); /* no value a conversion gives everywhere */
+    memcpy(want, before, cache_bytes);
+    unsigned char *row = tu_malloc((size_t)cols * esz);
+    for (int64_t r = 0; r < rows; r++)
+        if (where[r] >= 0 && where[r] < cache_rows) {
+            TU_OK_CTX(NULL, kqcl_quantize(type, x + r * cols, row, 1, cols));
+            memcpy(want + (size_t)(where[r] * cols) * esz, row, (size_t)cols * esz);
+        }
+    unsigned char idx[(3 + 6) * 8];
+    for (int64_t i = 0; i < skip + rows; i++) {
+        int64_t v = i < skip ? 999 : where[i - skip];
+        int32_t v32 = (int32_t)v;
+        if (index_bytes == 8)
+            memcpy(idx + i * 8, &v, 8);
+        else
+            memcpy(idx + i * 4, &v32, 4);
+    }
+    kqcl_buffer *ib = NULL;
+    TU_OK(kqcl_buffer_create(tu_ctx, 0, sizeof idx, &ib));
+    TU_OK(kqcl_buffer_write(ib, 0, idx, (size_t)((skip + rows) * index_bytes)));
+    kqcl_tensor *src = f32_tensor(rows, cols, x), *cache = tu_tensor(type, cache_rows, cols, before);
+    TU_OK(kqcl_set_rows(tu_ctx, src, ib, (size_t)(skip * index_bytes), index_bytes, cache));
+    TU_OK(kqcl_tensor_read(cache, got, cache_bytes));
+    for (size_t i = 0; i < cache_bytes; i++)
+        ck_assert_msg(got[i] == want[i], "set_rows into %s (int%d indices, %lld columns): byte %zu (row %zu): got %u want %u",
+                      kqcl_type_name(type), index_bytes * 8, (long long)cols, i, i / ((size_t)cols * esz), got[i],
+                      want[i]);
+    free(x), free(before), free(got), free(want), free(row);
+    kqcl_tensor_destroy(src), kqcl_tensor_destroy(cache);
+    kqcl_buffer_destroy(ib);
+}
+
+START_TEST(set_rows_scatters_exactly)
+{
+    tu_seed(16);
+    check_set_rows(KQCL_TYPE_F16, 4, 192); /* SmolLM2's K and V rows, int32 positions */
+    check_set_rows(KQCL_TYPE_BF16, 8, 37);
+    check_set_rows(KQCL_TYPE_F32, 8, 256);
 }
 END_TEST
 
@@ -677,6 +731,15 @@ START_TEST(bad_arguments_are_refused)
     TU_OK(kqcl_buffer_create(tu_ctx, 0, 64, &pos));
     kqcl_rope_params rp = {.n_dims = 4, .freq_base = 10000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f};
     TU_OK(kqcl_rope(tu_ctx, a, pos, 0, 3, &rp, b));
+    TU_OK(kqcl_buffer_fill(pos, 0, 0, 64)); /* indices 0: row 0 of the cache */
+    TU_OK(kqcl_set_rows(tu_ctx, a, pos, 4, 4, h));
+    ck_assert_int_eq(kqcl_set_rows(tu_ctx, a, NULL, 0, 4, h), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_set_rows(tu_ctx, a, pos, 0, 2, h), KQCL_ERR_INVALID_ARG);  /* int16 indices */
+    ck_assert_int_eq(kqcl_set_rows(tu_ctx, a, pos, 4, 8, h), KQCL_ERR_INVALID_ARG);  /* offset not of int64s */
+    ck_assert_int_eq(kqcl_set_rows(tu_ctx, a, pos, 48, 8, h), KQCL_ERR_INVALID_ARG); /* 3 int64s past the end */
+    ck_assert_int_eq(kqcl_set_rows(tu_ctx, a, pos, 0, 4, wide), KQCL_ERR_INVALID_ARG); /* rows of 3, not 4 */
+    ck_assert_int_eq(kqcl_set_rows(tu_ctx, h, pos, 0, 4, a), KQCL_ERR_UNSUPPORTED);    /* src f16 */
+    ck_assert_int_eq(kqcl_set_rows(NULL, a, pos, 0, 4, h), KQCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kqcl_rope(tu_ctx, a, NULL, 0, 3, &rp, b), KQCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kqcl_rope(tu_ctx, a, pos, 2, 3, &rp, b), KQCL_ERR_INVALID_ARG);  /* offset not of int32s */
     ck_assert_int_eq(kqcl_rope(tu_ctx, a, pos, 64, 3, &rp, b), KQCL_ERR_INVALID_ARG); /* past the buffer */
@@ -709,6 +772,7 @@ int main(void)
     tcase_add_test(tc, activations_against_float64);
     tcase_add_test(tc, rms_norm_against_float64);
     tcase_add_test(tc, add_rms_norm_against_float64);
+    tcase_add_test(tc, set_rows_scatters_exactly);
     tcase_add_test(tc, softmax_against_float64);
     tcase_add_test(tc, softmax_fixed_rows);
     tcase_add_test(tc, rope_against_float64);

@@ -327,3 +327,60 @@ KQCL_API kqcl_status kqcl_rope(kqcl_context *ctx, const kqcl_tensor *x, const kq
                              sizeof p->corr_high, &p->corr_high);
     return launch_elements(ctx, y, k, err, rows * (cols / 2), call);
 }
+
+/* The index buffer of kqcl_set_rows: on dst's device, `count` values of index_bytes from
+ * `offset`, which is a multiple of index_bytes. */
+static kqcl_status check_indices(kqcl_context *ctx, const kqcl_buffer *indices, size_t offset, int index_bytes,
+                                 int64_t count, int device, const char *call)
+{
+    if (indices == NULL || kq_buffer_context(indices) != ctx)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: indices is NULL or of another context", call);
+    if (index_bytes != 4 && index_bytes != 8)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: index_bytes %d: want 4 (int32) or 8 (int64)", call,
+                       index_bytes);
+    int idx_device;
+    (void)kq_buffer_mem(indices, &idx_device);
+    uint64_t need = (uint64_t)count * (uint64_t)index_bytes;
+    if (idx_device != device || offset % (size_t)index_bytes != 0 || offset > kq_buffer_bytes(indices) ||
+        kq_buffer_bytes(indices) - offset < need)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG,
+                       "%s: indices: %llu bytes at offset %zu of a %zu-byte buffer on device %d (dst on %d)", call,
+                       (unsigned long long)need, offset, kq_buffer_bytes(indices), idx_device, device);
+    return KQCL_OK;
+}
+
+KQCL_API kqcl_status kqcl_set_rows(kqcl_context *ctx, const kqcl_tensor *src, const kqcl_buffer *indices,
+                                   size_t offset, int index_bytes, kqcl_tensor *dst)
+{
+    const char *call = "kqcl_set_rows";
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s: ctx is NULL", call);
+    kq_clear_error(ctx);
+    kqcl_status st;
+    if ((st = check_operand(ctx, src, call, "src")) != KQCL_OK || (st = kq_check_tensor(ctx, dst, call, "dst")) != KQCL_OK)
+        return st;
+    if (dst->type != KQCL_TYPE_F32 && dst->type != KQCL_TYPE_F16 && dst->type != KQCL_TYPE_BF16)
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: dst is %s; want f32, f16 or bf16", call, kqcl_type_name(dst->type));
+    if (dst->buffer == NULL)
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: dst is placed over devices; want a whole tensor", call);
+    if ((st = same_device(ctx, src, dst, call)) != KQCL_OK)
+        return st;
+    if (src->cols != dst->cols)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: rows of %lld values into rows of %lld", call,
+                       (long long)src->cols, (long long)dst->cols);
+    if ((st = check_indices(ctx, indices, offset, index_bytes, src->rows, dst->device, call)) != KQCL_OK)
+        return st;
+    kq_events_reset(ctx);
+    kq_variant v;
+    cl_kernel k;
+    if ((st = kernel_for(ctx, dst, "set_rows_f32", &v, &k)) != KQCL_OK)
+        return st;
+    int idx_device, idx64 = index_bytes == 8, dst_type = (int)dst->type;
+    cl_mem idx = kq_buffer_mem(indices, &idx_device);
+    cl_ulong idx_offset = offset / (size_t)index_bytes, rows = (cl_ulong)src->rows, cols = (cl_ulong)src->cols;
+    cl_ulong y_rows = (cl_ulong)dst->rows;
+    cl_int err = kq_set_args(k, 9, sizeof(cl_mem), &src->buffer, sizeof(cl_mem), &idx, sizeof idx_offset, &idx_offset,
+                             sizeof idx64, &idx64, sizeof(cl_mem), &dst->buffer, sizeof rows, &rows, sizeof cols,
+                             &cols, sizeof y_rows, &y_rows, sizeof dst_type, &dst_type);
+    return launch_elements(ctx, dst, k, err, rows * cols, call);
+}
