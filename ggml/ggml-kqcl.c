@@ -22,8 +22,8 @@
  *     the device); a layer's element-wise and row-wise ops on contiguous f32 tensors (ADD, SUB,
  *     MUL, DIV with the broadcasts kqcl_binary takes, SCALE, UNARY SILU/GELU/RELU, GLU
  *     SWIGLU/GEGLU in their two-tensor form, RMS_NORM, SOFT_MAX with a causal mask, ROPE in
- *     the normal and NeoX modes, FLASH_ATTN_EXT over an f16 or f32 cache); NONE and the view ops
- *     cost nothing;
+ *     the normal and NeoX modes, FLASH_ATTN_EXT over an f16 or f32 cache); CPY/DUP/CONT between
+ *     f32, f16 and bf16 where both sides are contiguous; NONE and the view ops cost nothing;
  *   - fusions from a second table (kq_fusions): a run of nodes computed as one kqcl call where
  *     ggml_can_fuse allows (RMS_NORM then MUL by its weight: one kqcl_rms_norm; the residual ADD
  *     before them too: one kqcl_add_rms_norm). KQCL_GGML_FUSION=0 turns them off.
@@ -713,7 +713,9 @@ typedef struct kq_out {
     size_t offset, bytes;
 } kq_out;
 
-static bool kq_out_begin(kq_device *d, const struct ggml_tensor *dst, kq_out *o)
+/* dst's bytes as a rows x cols kqcl tensor of `type` (contiguous). */
+static bool kq_out_begin_as(kq_device *d, const struct ggml_tensor *dst, kqcl_type type, int64_t rows, int64_t cols,
+                            kq_out *o)
 {
     memset(o, 0, sizeof *o);
     if ((o->home = kq_buffer_of(dst)) == NULL)
@@ -721,9 +723,15 @@ static bool kq_out_begin(kq_device *d, const struct ggml_tensor *dst, kq_out *o)
     o->offset = kq_offset(o->home, dst);
     o->bytes = ggml_nbytes(dst);
     o->mem = o->offset % d->alignment == 0 ? o->home->mem : kq_scratch(d, KQ_SCRATCH_Y, o->bytes);
-    return o->mem != NULL && kq_ok(kqcl_tensor_view(o->mem, o->mem == o->home->mem ? o->offset : 0, KQCL_TYPE_F32,
-                                                    ggml_nrows(dst), dst->ne[0], &o->t),
+    return o->mem != NULL && kq_ok(kqcl_tensor_view(o->mem, o->mem == o->home->mem ? o->offset : 0, type, rows, cols,
+                                                    &o->t),
                                    "tensor view");
+}
+
+/* An f32 dst's rows (all dimensions past the first) x ne0. */
+static bool kq_out_begin(kq_device *d, const struct ggml_tensor *dst, kq_out *o)
+{
+    return kq_out_begin_as(d, dst, KQCL_TYPE_F32, ggml_nrows(dst), dst->ne[0], o);
 }
 
 /* After the op (ok: it was queued): the scratch result copied into dst, the views released. */
@@ -864,6 +872,43 @@ static enum ggml_status kq_compute_glu(kq_backend *be, struct ggml_tensor *dst)
     }
     kqcl_glu_op op = (kqcl_glu_op)kq_glu_of(ggml_get_glu_op(dst));
     return kq_out_end(&o, kq_ok(kqcl_glu(kq_ctx, op, g, u, o.t), "GLU"), g, u);
+}
+
+/*
+ * CPY, DUP, CONT between f32, f16 and bf16: one kqcl_convert (round to nearest even) of the
+ * elements in order. Taken where source and destination are both contiguous, so that the i-th
+ * element of one is the i-th of the other whatever their shapes; a permuted or strided view
+ * (most CONTs) stays on the CPU backend.
+ */
+static bool kq_float_type(enum ggml_type t)
+{
+    return t == GGML_TYPE_F32 || t == GGML_TYPE_F16 || t == GGML_TYPE_BF16;
+}
+
+static bool kq_supports_copy(const kq_device *d, const struct ggml_tensor *op)
+{
+    const struct ggml_tensor *src = op->src[0];
+    return src != NULL && kq_float_type(src->type) && kq_float_type(op->type) && ggml_is_contiguous(src) &&
+           ggml_is_contiguous(op) && ggml_nelements(src) == ggml_nelements(op) && src->ne[0] > 0 &&
+           src->ne[0] <= INT32_MAX && ggml_nbytes(op) <= d->info.max_alloc_bytes &&
+           ggml_nbytes(src) <= d->info.max_alloc_bytes;
+}
+
+static enum ggml_status kq_compute_copy(kq_backend *be, struct ggml_tensor *dst)
+{
+    kq_device *d = be->dev;
+    const struct ggml_tensor *src = dst->src[0];
+    const int64_t cols = src->ne[0], rows = ggml_nelements(src) / cols; /* one flat order for both */
+    kq_buffer *bs = kq_buffer_of(src);
+    kq_out o;
+    kqcl_tensor *x = bs ? kq_operand(d, bs->mem, kq_offset(bs, src), (size_t)cols * ggml_type_size(src->type),
+                                     (kqcl_type)src->type, rows, cols, KQ_SCRATCH_X)
+                        : NULL;
+    if (x == NULL || !kq_out_begin_as(d, dst, (kqcl_type)dst->type, rows, cols, &o)) {
+        kqcl_tensor_destroy(x);
+        return GGML_STATUS_FAILED;
+    }
+    return kq_out_end(&o, kq_ok(kqcl_convert(kq_ctx, x, o.t), ggml_op_name(dst->op)), x, NULL);
 }
 
 /* RMS_NORM over each row (ne0), eps in op_params; ggml's weight multiply is a separate MUL. */
@@ -1094,6 +1139,9 @@ static const kq_op kq_ops[GGML_OP_COUNT] = {
     [GGML_OP_SOFT_MAX] = {kq_supports_soft_max, kq_compute_soft_max},
     [GGML_OP_ROPE] = {kq_supports_rope, kq_compute_rope},
     [GGML_OP_FLASH_ATTN_EXT] = {kq_supports_flash_attn, kq_compute_flash_attn},
+    [GGML_OP_CPY] = {kq_supports_copy, kq_compute_copy},
+    [GGML_OP_DUP] = {kq_supports_copy, kq_compute_copy},
+    [GGML_OP_CONT] = {kq_supports_copy, kq_compute_copy},
 };
 
 static const kq_op *kq_op_of(enum ggml_op op)
