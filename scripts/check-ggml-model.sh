@@ -64,6 +64,17 @@ grep -q "offloaded 31/31 layers" "$work/ppl-kqcl.log" || { echo "check-ggml-mode
 fa=(-f "$text" -c 512 --chunks 5 -nr -fa on)
 kqcl_fa=$(GGML_BACKEND_PATH=$module ppl "$work/ppl-kqcl-fa.log" -m "$model" "${fa[@]}" -ngl 99 -dev KQCL0 -v)
 grep -q "splits = 2," "$work/ppl-kqcl-fa.log" || { echo "check-ggml-model: with -fa on the graph is not 2 splits"; exit 1; }
+# llama.cpp's layer split over two kqcl devices (two PoCL devices here; on a machine with a GPU
+# the same works across vendors, each device its own kqcl device): layers on KQCL0 and KQCL1, the
+# activations handed over between them by ggml's scheduler, in 3 graph splits. The kernels are
+# the same on either device, so the perplexity must be the one-device figure exactly.
+kqcl_sm=$(KQCL_DEVICES=all POCL_DEVICES="pthread pthread" GGML_BACKEND_PATH=$module \
+  ppl "$work/ppl-kqcl-sm-layer.log" -m "$model" "${fa[@]}" -ngl 99 -dev KQCL0,KQCL1 -sm layer -v)
+grep -q "splits = 3," "$work/ppl-kqcl-sm-layer.log" && grep -q "assigned to device KQCL1" "$work/ppl-kqcl-sm-layer.log" ||
+  { echo "check-ggml-model: -sm layer did not split the layers over KQCL0 and KQCL1"; exit 1; }
+[ "$kqcl_sm" = "$kqcl_fa" ] ||
+  { echo "check-ggml-model: -sm layer over two devices gives $kqcl_sm, one device $kqcl_fa"; exit 1; }
+echo "  layers over KQCL0 and KQCL1 (-sm layer, 3 graph splits): $kqcl_sm, as on one device"
 python3 - "$exact" "$cpu" "$kqcl" "$kqcl_fa" <<'PY'
 import sys
 exact, cpu, kqcl, kqcl_fa = map(float, sys.argv[1:])
