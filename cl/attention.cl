@@ -124,10 +124,11 @@ void attn_fused(__global const float *q, __global const void *k, __global const 
         ulong vr = (j * kv_pos_stride + (h / group) * kv_head_stride) * dv;
         for (ulong c = 0; c < dv16; c += 16)
             acc[c / 16] = fma((float16)e, kv_load16(v, vr + c), acc[c / 16]);
-        if (dv16 < dv) { /* the last, partial 16 columns */
-            float tail[16] = {0.0f};
-            for (ulong c = dv16; c < dv; c++)
-                tail[c - dv16] = kv_load1(v, vr + c);
+        if (dv16 < dv) { /* the last, partial 16 columns (no array initialiser: a constant
+                          * aggregate became a module variable that spirv-val refuses) */
+            float tail[16];
+            for (ulong t = 0; t < 16; t++)
+                tail[t] = dv16 + t < dv ? kv_load1(v, vr + dv16 + t) : 0.0f;
             acc[dv16 / 16] = fma((float16)e, vload16(0, tail), acc[dv16 / 16]);
         }
     }

@@ -18,7 +18,7 @@
 #define KQ_MAX_DEVICES 64
 #define KQ_MAX_PROGRAMS 48
 
-#define KQ_KERNELS_PER_PROGRAM 8 /* elementwise.cl has 7 kernels */
+#define KQ_KERNELS_PER_PROGRAM 12 /* elementwise.cl has 8 kernels */
 
 /* One compiled program: a kernel family built with one set of options for one device, and
  * the kernel objects made from it (created once, reused by every call). */
