@@ -1155,6 +1155,23 @@ static const kq_op *kq_op_of(enum ggml_op op)
  * Each saves launches (on PoCL a launch costs some 10 us of thread wake-ups; on NVIDIA ~6 us).
  * A fusion applies only where ggml_can_fuse says the run's inner results go nowhere else. */
 
+/* A fused run reads its first node's inputs and writes its last node's result in one kernel,
+ * a work-group a row. ggml's allocator frees a node's inputs once the node is allocated, so a
+ * later node's result may lie over them at another offset: in one kernel that result would
+ * overwrite rows another work-group has yet to read (exactly the same range is safe: each row
+ * is read before it is written). Such a run is not fused. (It happened: with -sm layer over two
+ * devices, whose graph splits are allocated differently, the perplexity moved, 6.9340 for
+ * 6.7691, doc/reliability.md.) */
+/* Whether a and b share bytes without being the very same range. */
+static bool kq_overlap_apart(const struct ggml_tensor *a, const struct ggml_tensor *b)
+{
+    kq_buffer *ba = kq_buffer_of(a), *bb = kq_buffer_of(b);
+    if (ba == NULL || ba != bb)
+        return false;
+    size_t oa = kq_offset(ba, a), ob = kq_offset(bb, b), na = ggml_nbytes(a), nb = ggml_nbytes(b);
+    return oa < ob + nb && ob < oa + na && !(oa == ob && na == nb);
+}
+
 /* RMS_NORM, then MUL by a weight of one row (llama.cpp's attn_norm and ffn_norm): kqcl_rms_norm
  * with w multiplies in the same pass. */
 static bool kq_fits_norm_mul(const struct ggml_cgraph *g, int i)
@@ -1165,7 +1182,7 @@ static bool kq_fits_norm_mul(const struct ggml_cgraph *g, int i)
     const struct ggml_tensor *norm = g->nodes[i], *mul = g->nodes[i + 1];
     const struct ggml_tensor *w = mul->src[0] == norm ? mul->src[1] : mul->src[0];
     return mul->src[0] == norm && kq_plain_f32(w) && w->ne[0] == norm->ne[0] && ggml_nrows(w) == 1 &&
-           kq_plain_f32(mul);
+           kq_plain_f32(mul) && !kq_overlap_apart(mul, norm->src[0]);
 }
 
 static enum ggml_status kq_compute_norm_mul(kq_backend *be, const struct ggml_cgraph *g, int i)
@@ -1189,19 +1206,16 @@ static enum ggml_status kq_compute_norm_mul(kq_backend *be, const struct ggml_cg
  * nodes read, and the weighted norm. */
 static bool kq_fits_add_norm_mul(const struct ggml_cgraph *g, int i)
 {
-    /* Not with two devices or more: there, with both devices taking it, llama-perplexity's
-     * figure moved from the second chunk on (SmolLM2 -sm layer over two PoCL devices, 5 chunks:
-     * 6.9340 where one device gives 6.7691; either device alone taking it gave 6.7691). The
-     * cause is not found (doc/reliability.md, open points); check-ggml-model.sh holds -sm layer
-     * to the one-device figure. */
-    if (kq_n_devices > 1 || i + 2 >= g->n_nodes)
+    if (i + 2 >= g->n_nodes)
         return false;
     const struct ggml_tensor *add = g->nodes[i], *norm = g->nodes[i + 1];
     if (add->op != GGML_OP_ADD || (add->flags & GGML_TENSOR_FLAG_COMPUTE) == 0 || norm->src[0] != add ||
         !kq_fits_norm_mul(g, i + 1))
         return false;
-    return kq_plain_f32(add) && kq_plain_f32(add->src[0]) && kq_plain_f32(add->src[1]) &&
-           ggml_are_same_shape(add, add->src[0]) && ggml_are_same_shape(add, add->src[1]);
+    const struct ggml_tensor *mul = g->nodes[i + 2], *x = add->src[0], *r = add->src[1];
+    return kq_plain_f32(add) && kq_plain_f32(x) && kq_plain_f32(r) && ggml_are_same_shape(add, x) &&
+           ggml_are_same_shape(add, r) && !kq_overlap_apart(add, x) && !kq_overlap_apart(add, r) &&
+           !kq_overlap_apart(mul, x) && !kq_overlap_apart(mul, r) && !kq_overlap_apart(mul, add);
 }
 
 static enum ggml_status kq_compute_add_norm_mul(kq_backend *be, const struct ggml_cgraph *g, int i)

@@ -584,8 +584,9 @@ KQCL_API kqcl_status kqcl_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, cons
 
 /* The residual add and the next norm in one pass (one launch, not two): sum = x + r, written,
  * then y = rms_norm(sum) times w as kqcl_rms_norm computes it. x, r, sum and y f32 of one
- * shape on one device; sum may be x or r, and y any of x, r and sum (a row is read whole before
- * any of it is written); w is neither sum nor y. */
+ * shape on one device; sum may be x or r, and y any of x, r and sum, each exactly (a row is read
+ * whole before any of it is written): never overlapping one of them in part, at another offset,
+ * where one row's result would overwrite another row still to be read; w is neither sum nor y. */
 KQCL_API kqcl_status kqcl_add_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *r,
                                        const kqcl_tensor *w, float eps, kqcl_tensor *sum, kqcl_tensor *y);
 
