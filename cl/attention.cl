@@ -51,25 +51,8 @@ static float masked_score(float dot, float scale, float softcap, int mask_type, 
     return v;
 }
 
-#ifdef KQ_CPU
-
-/* 16 cache values from element i on, as floats; f16 by integer ops (PoCL's vload_half is a
- * long software routine on x86). Subnormal halves come out exact where the CPU keeps float
- * subnormals. */
-static inline float16 kv_load16(__global const void *base, ulong i)
-{
-#if KVTYPE == TYPE_F16
-    uint16 h = convert_uint16(vload16(0, (__global const ushort *)base + i));
-    uint16 mag = (h & 0x7FFFu) << 13;
-    float16 f = as_float16(mag) * 0x1p112f;
-    uint16 bits = select(as_uint16(f), mag | 0x7F800000u, (h & 0x7C00u) == (uint16)0x7C00u);
-    return as_float16(bits | ((h & 0x8000u) << 16));
-#else
-    return vload16(0, (__global const float *)base + i);
-#endif
-}
-
-static inline float kv_load1(__global const void *base, ulong i)
+/* Cache element i as a float. */
+static inline float kv_value(__global const void *base, ulong i)
 {
 #if KVTYPE == TYPE_F16
     return vload_half(i, (__global const half *)base);
@@ -78,11 +61,16 @@ static inline float kv_load1(__global const void *base, ulong i)
 #endif
 }
 
-static inline float hsum16(float16 v)
+#ifdef KQ_CPU
+
+/* 16 cache values from element i on, as floats; f16 by integer ops (common.cl). */
+static inline float16 kv_load16(__global const void *base, ulong i)
 {
-    float8 a = v.lo + v.hi;
-    float4 b = a.lo + a.hi;
-    return (b.x + b.y) + (b.z + b.w);
+#if KVTYPE == TYPE_F16
+    return half16_bits_to_float16(convert_uint16(vload16(0, (__global const ushort *)base + i)));
+#else
+    return vload16(0, (__global const float *)base + i);
+#endif
 }
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
@@ -106,9 +94,9 @@ void attn_fused(__global const float *q, __global const void *k, __global const 
         float16 dot16 = (float16)0.0f;
         for (ulong c = 0; c < d16; c += 16)
             dot16 = fma(vload16(0, qr + c), kv_load16(k, kr + c), dot16);
-        float dot = hsum16(dot16);
+        float dot = hsum8(dot16.lo + dot16.hi);
         for (ulong c = d16; c < d; c++)
-            dot = fma(qr[c], kv_load1(k, kr + c), dot);
+            dot = fma(qr[c], kv_value(k, kr + c), dot);
         float s = masked_score(dot, scale, softcap, mask_type, mask, qi * mask_cols + j);
         if (s == -INFINITY)
             continue; /* weight 0 */
@@ -128,7 +116,7 @@ void attn_fused(__global const float *q, __global const void *k, __global const 
                           * aggregate became a module variable that spirv-val refuses) */
             float tail[16];
             for (ulong t = 0; t < 16; t++)
-                tail[t] = dv16 + t < dv ? kv_load1(v, vr + dv16 + t) : 0.0f;
+                tail[t] = dv16 + t < dv ? kv_value(v, vr + dv16 + t) : 0.0f;
             acc[dv16 / 16] = fma((float16)e, vload16(0, tail), acc[dv16 / 16]);
         }
     }
@@ -145,30 +133,6 @@ void attn_fused(__global const float *q, __global const void *k, __global const 
 }
 
 #else /* GPUs */
-
-static inline float kv_value(__global const void *base, ulong i)
-{
-#if KVTYPE == TYPE_F16
-    return vload_half(i, (__global const half *)base);
-#else
-    return ((__global const float *)base)[i];
-#endif
-}
-
-/* The largest (max) or the sum of every item's v, through red. */
-static float att_reduce(__local float *red, float v, bool max)
-{
-    size_t lid = get_local_id(0);
-    barrier(CLK_LOCAL_MEM_FENCE); /* red may still be read from the previous reduction */
-    red[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (size_t step = ATT_WG / 2; step > 0; step >>= 1) {
-        if (lid < step)
-            red[lid] = max ? fmax(red[lid], red[lid + step]) : red[lid] + red[lid + step];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    return red[0];
-}
 
 __kernel __attribute__((reqd_work_group_size(ATT_WG, 1, 1)))
 void attn_fused(__global const float *q, __global const void *k, __global const void *v, __global const void *mask,
@@ -195,12 +159,12 @@ void attn_fused(__global const float *q, __global const void *k, __global const 
                 dot = fma(qr[c], kv_value(k, kr + c), dot);
             s = masked_score(dot, scale, softcap, mask_type, mask, qi * mask_cols + j);
         }
-        float m_new = fmax(m, att_reduce(red, s, true));
+        float m_new = fmax(m, group_reduce(red, s, true, ATT_WG));
         if (m_new == -INFINITY)
             continue; /* nothing seen yet: every item takes this branch alike */
         float e = exp(s - m_new), a = exp(m - m_new); /* exp(-inf) = 0 */
         p[lid] = e;
-        l = l * a + att_reduce(red, e, false); /* its barriers also publish p */
+        l = l * a + group_reduce(red, e, false, ATT_WG); /* its barriers also publish p */
         m = m_new;
         ulong n = min((ulong)ATT_WG, kv_len - j0);
         ulong vr0 = (j0 * kv_pos_stride + (h / group) * kv_head_stride) * dv, vstep = kv_pos_stride * dv;

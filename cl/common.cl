@@ -144,6 +144,36 @@ static inline ushort float_to_half_bits(float f)
     return (ushort)(sign | ((rounded - 0x38000000u) >> 13));
 }
 
+/* f16 bit patterns (in the low 16 bits of each lane) as floats by integer ops, 2, 8 or 16 at a
+ * time: the magnitude moved into a float's place and scaled by 2^112 (subnormal halves come out
+ * exact where float subnormals are kept); exponent 31 (Inf, NaN) set apart, as the multiply would
+ * give finite numbers near 2^16. PoCL's vload_half is a long software routine on x86. */
+static inline float16 half16_bits_to_float16(uint16 h)
+{
+    uint16 shifted = (h & 0x7FFFu) << 13;
+    float16 mag = as_float16(shifted) * 0x1p112f;
+    uint16 bits = select(as_uint16(mag), shifted | 0x7F800000u, (h & 0x7C00u) == (uint16)0x7C00u);
+    return as_float16(bits | ((h & 0x8000u) << 16));
+}
+
+static inline float8 half8_bits_to_float8(uint8 h)
+{
+    uint8 shifted = (h & 0x7FFFu) << 13;
+    float8 mag = as_float8(shifted) * 0x1p112f;
+    uint8 bits = select(as_uint8(mag), shifted | 0x7F800000u, (h & 0x7C00u) == (uint8)0x7C00u);
+    return as_float8(bits | ((h & 0x8000u) << 16));
+}
+
+/* v's two halves: the low 16 bits in .x, the high in .y. */
+static inline float2 half2_bits_to_float2(uint v)
+{
+    uint2 h = (uint2)(v & 0xFFFFu, v >> 16);
+    uint2 shifted = (h & 0x7FFFu) << 13;
+    float2 mag = as_float2(shifted) * 0x1p112f;
+    uint2 bits = select(as_uint2(mag), shifted | 0x7F800000u, as_uint2((h & 0x7C00u) == (uint2)0x7C00u));
+    return as_float2(bits | ((h & 0x8000u) << 16));
+}
+
 /* 8 f16 or bf16 values from a 16-byte aligned address in one 16-byte load (vload_half8 from
  * global memory became 8 two-byte loads on NVIDIA: f16 weights decoded at 15% of bandwidth);
  * the f16 bits are converted in registers. */
@@ -641,6 +671,22 @@ static inline float hsum8(float8 v)
     return (p.x + p.y) + (p.z + p.w);
 }
 
+/* The largest (max) or the sum of every work-item's v over a work-group of wg items (a power
+ * of two), through red[wg] in local memory; every item gets it. */
+static inline float group_reduce(__local float *red, float v, bool max, size_t wg)
+{
+    size_t lid = get_local_id(0);
+    barrier(CLK_LOCAL_MEM_FENCE); /* red may still be read from the previous reduction */
+    red[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (size_t step = wg / 2; step > 0; step >>= 1) {
+        if (lid < step)
+            red[lid] = max ? fmax(red[lid], red[lid + step]) : red[lid] + red[lid + step];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    return red[0];
+}
+
 /* ---- CPUs (PoCL, -DKQ_CPU): helpers of the CPU decode and prefill kernels -------------------
  * A block is CPU_GROUPS "groups" of 16 weights at positions 16t..16t+15 (every block layout
  * allows this order), each with one scale and one offset: weight = s[t] * q - mo[t]. A k-quant
@@ -659,25 +705,6 @@ static inline float hsum8(float8 v)
 static inline uchar16 ld16_a4(const __global uchar *p) { return as_uchar16(vload4(0, (const __global uint *)p)); }
 static inline uchar16 ld16_a2(const __global uchar *p) { return as_uchar16(vload8(0, (const __global ushort *)p)); }
 
-/* Eight f16 bit patterns as floats at once, by integer ops (as half2_bits_to_float2). */
-static inline float8 half8_bits_to_float8(uint8 h)
-{
-    uint8 shifted = (h & 0x7FFFu) << 13;
-    float8 mag = as_float8(shifted) * 0x1p112f;
-    uint8 bits = select(as_uint8(mag), shifted | 0x7F800000u, (h & 0x7C00u) == (uint8)0x7C00u);
-    return as_float8(bits | ((h & 0x8000u) << 16));
-}
-
-static inline float2 half2_bits_to_float2(uint v)
-{
-    uint2 h = (uint2)(v & 0xFFFFu, v >> 16);
-    uint2 shifted = (h & 0x7FFFu) << 13;
-    float2 mag = as_float2(shifted) * 0x1p112f;
-    /* exponent 31 (Inf, NaN): the multiply would give finite numbers near 2^16 */
-    uint2 bits = select(as_uint2(mag), shifted | 0x7F800000u, as_uint2((h & 0x7C00u) == (uint2)0x7C00u));
-    return as_float2(bits | ((h & 0x8000u) << 16));
-}
-
 #if XTYPE == TYPE_F32
 static inline float16 x_load16(const __global XT *x, ulong i) { return vload16(0, x + i); }
 #elif XTYPE == TYPE_BF16
@@ -685,11 +712,7 @@ static inline float16 x_load16(const __global XT *x, ulong i) { return as_float1
 #else /* f16 bits by integer ops (PoCL's vload_half is a long software routine on x86) */
 static inline float16 x_load16(const __global XT *x, ulong i)
 {
-    uint16 h = convert_uint16(vload16(0, (const __global ushort *)x + i));
-    uint16 e = h & 0x7C00u;
-    float16 mag = as_float16((h & 0x7FFFu) << 13) * 0x1p112f;
-    uint16 bits = select(as_uint16(mag), ((h & 0x7FFFu) << 13) | 0x7F800000u, e == (uint16)0x7C00u);
-    return as_float16(bits | ((h & 0x8000u) << 16));
+    return half16_bits_to_float16(convert_uint16(vload16(0, (const __global ushort *)x + i)));
 }
 #endif
 

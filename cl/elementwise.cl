@@ -149,21 +149,6 @@ __kernel void set_rows_f32(__global const float *x, __global const void *idx, ul
     }
 }
 
-/* The largest (max) or the sum of each item's value v over the work-group, through `red`. */
-static float group_reduce(__local float *red, float v, bool max)
-{
-    size_t lid = get_local_id(0);
-    barrier(CLK_LOCAL_MEM_FENCE); /* red may still be read from the previous reduction */
-    red[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (size_t step = OP_WG / 2; step > 0; step >>= 1) {
-        if (lid < step)
-            red[lid] = max ? fmax(red[lid], red[lid + step]) : red[lid] + red[lid + step];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    return red[0];
-}
-
 /* A work-group a row: y = softmax(x * scale + mask), the mask's row r % mask_rows (when
  * has_mask). exp(v - max) summed in f32; a row whose values are all -inf gives NaN. */
 __kernel __attribute__((reqd_work_group_size(OP_WG, 1, 1)))
@@ -179,14 +164,14 @@ void softmax_f32(__global const float *x, __global const float *mask, __global f
     float m = -INFINITY;
     for (ulong c = lid; c < cols; c += OP_WG)
         m = fmax(m, xr[c] * scale + (has_mask ? mr[c] : 0.0f));
-    m = group_reduce(red, m, true);
+    m = group_reduce(red, m, true, OP_WG);
     float s = 0.0f;
     for (ulong c = lid; c < cols; c += OP_WG) {
         float e = exp(xr[c] * scale + (has_mask ? mr[c] : 0.0f) - m);
         yr[c] = e;
         s += e;
     }
-    float inv = 1.0f / group_reduce(red, s, false);
+    float inv = 1.0f / group_reduce(red, s, false, OP_WG);
     for (ulong c = lid; c < cols; c += OP_WG)
         yr[c] *= inv;
 }

@@ -205,11 +205,8 @@ void matvec(const __global uchar *w, ulong w_row_bytes, const __global XT *x,
     for (int i = 0; i < ROWS_PER_THREAD; i++)
         if (row0 + i < m)
 #pragma unroll
-            for (int j = 0; j < NCOLS; j++) {
-                float8 a8 = acc[i][j].lo + acc[i][j].hi;
-                float4 a4 = a8.lo + a8.hi;
-                y[(size_t)j * m + row0 + i] = (a4.x + a4.y) + (a4.z + a4.w);
-            }
+            for (int j = 0; j < NCOLS; j++)
+                y[(size_t)j * m + row0 + i] = hsum8(acc[i][j].lo + acc[i][j].hi);
 }
 
 #else /* GPUs, and float weights everywhere */

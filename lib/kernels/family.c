@@ -634,7 +634,8 @@ static void attention_layout(const kq_device *dev, const kq_shape *s, kq_variant
         add_option(v, "-DKVTYPE=%d -DKQ_CPU -DATT_COLS=%lld", (int)s->wtype, (long long)((dv + 15) / 16));
         return;
     }
-    size_t wg = tree_work_group(dev) < 64 ? tree_work_group(dev) : 64;
+    size_t wg = tree_work_group(dev);
+    wg = wg < 64 ? wg : 64;
     v->wg_items = wg;
     v->local_bytes = 2 * wg * sizeof(float);
     v->private_bytes = (size_t)((dv + (int64_t)wg - 1) / (int64_t)wg) * sizeof(float);
