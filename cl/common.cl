@@ -843,3 +843,22 @@ static inline float dot8(float8 a, float8 b)
     float4 p = a.lo * b.lo + a.hi * b.hi;
     return (p.x + p.y) + (p.z + p.w);
 }
+
+/* ---- products that share X: several weights served by one launch ---------------------------
+ * Decode kernels take up to four weights (w0..w3, y0..y3, m0..m3) and deal the launch's
+ * work-groups out to them in order, each its ceil(m_i / rows_per_wg); a slot with m_i = 0 takes
+ * none. The matrix of work-group wg and its first row there, over the first `slots` weights. */
+static inline int group_matrix(int wg, const int m[4], int slots, int rows_per_wg, int *row_wg)
+{
+    int mat = 0;
+#pragma unroll
+    for (int i = 0; i + 1 < slots && i < 3; i++) {
+        int wgs = (m[mat] + rows_per_wg - 1) / rows_per_wg;
+        if (mat == i && wg >= wgs) {
+            wg -= wgs;
+            mat = i + 1;
+        }
+    }
+    *row_wg = wg;
+    return mat;
+}

@@ -15,6 +15,9 @@
  * activation value loaded from cache serves ROWS_PER_THREAD rows (activations outweigh the
  * weights 8 to 1 in bytes for f32 x and q4_K W, so this, not DRAM, would otherwise limit).
  *
+ * GROUP (1..4) weights that share X and their type and width are served by one launch
+ * (common.cl's group_matrix): Q, K and V, or gate and up, cost one launch, not three or two.
+ *
  * Tunables: THREADS_PER_ROW (power of two), ROW_GROUPS, ROWS_PER_THREAD, NCOLS (exactly n).
  */
 #ifndef THREADS_PER_ROW
@@ -29,14 +32,32 @@
 #ifndef NCOLS
 #define NCOLS 8
 #endif
+#ifndef GROUP
+#define GROUP 1
+#endif
 
 #if THREADS_PER_ROW < 1 || (THREADS_PER_ROW & (THREADS_PER_ROW - 1)) != 0 || ROW_GROUPS < 1 || ROWS_PER_THREAD < 1 || \
-    ROWS_PER_THREAD > 16 || NCOLS < 1 || NCOLS > 8
-#error "matvec: THREADS_PER_ROW a power of two (a tree sums a row's lanes), ROW_GROUPS >= 1, ROWS_PER_THREAD 1..16, NCOLS 1..8"
+    ROWS_PER_THREAD > 16 || NCOLS < 1 || NCOLS > 8 || GROUP < 1 || GROUP > 4
+#error "matvec: THREADS_PER_ROW a power of two (a tree sums a row's lanes), ROW_GROUPS >= 1, ROWS_PER_THREAD 1..16, NCOLS 1..8, GROUP 1..4"
 #endif
 
 #define WG_SIZE (THREADS_PER_ROW * ROW_GROUPS)
 #define ROWS_PER_WG (ROW_GROUPS * ROWS_PER_THREAD)
+
+/* The kernel's arguments, in both forms: the group's weights, X, their outputs and heights. */
+#define MATVEC_ARGS                                                                                                    \
+    const __global uchar *w0, const __global uchar *w1, const __global uchar *w2, const __global uchar *w3,           \
+        ulong w_row_bytes, const __global XT *x, __global float *y0, __global float *y1, __global float *y2,          \
+        __global float *y3, int m0, int m1, int m2, int m3, int k, int n
+
+/* This work-group's weight (w), output (y), height (m) and first row group (wg_row). */
+#define MATVEC_PICK_SLOT                                                                                               \
+    const int ms_[4] = {m0, m1, m2, m3};                                                                               \
+    int wg_row;                                                                                                        \
+    int mat_ = group_matrix(get_group_id(0), ms_, GROUP, ROWS_PER_WG, &wg_row);                                        \
+    const __global uchar *w = mat_ == 0 ? w0 : mat_ == 1 ? w1 : mat_ == 2 ? w2 : w3;                                 \
+    __global float *y = mat_ == 0 ? y0 : mat_ == 1 ? y1 : mat_ == 2 ? y2 : y3;                                        \
+    int m = ms_[mat_]
 
 #if defined(KQ_CPU) && W_IS_QUANT
 /* ---- CPUs (PoCL), set by the host with -DKQ_CPU --------------------------------------------
@@ -174,10 +195,10 @@ static inline void block_dot(const __global uchar *blk[ROWS_PER_THREAD], const _
 }
 
 __kernel __attribute__((reqd_work_group_size(ROW_GROUPS, 1, 1)))
-void matvec(const __global uchar *w, ulong w_row_bytes, const __global XT *x,
-            __global float *y, int m, int k, int n)
+void matvec(MATVEC_ARGS)
 {
-    int row0 = get_group_id(0) * ROWS_PER_WG + get_local_id(0) * ROWS_PER_THREAD;
+    MATVEC_PICK_SLOT;
+    int row0 = wg_row * ROWS_PER_WG + get_local_id(0) * ROWS_PER_THREAD;
     if (row0 >= m)
         return;
     float16 acc[ROWS_PER_THREAD][NCOLS];
@@ -212,13 +233,13 @@ void matvec(const __global uchar *w, ulong w_row_bytes, const __global XT *x,
 #else /* GPUs, and float weights everywhere */
 
 __kernel __attribute__((reqd_work_group_size(WG_SIZE, 1, 1)))
-void matvec(const __global uchar *w, ulong w_row_bytes, const __global XT *x,
-            __global float *y, int m, int k, int n)
+void matvec(MATVEC_ARGS)
 {
     __local float partial[ROWS_PER_THREAD * NCOLS][WG_SIZE];
+    MATVEC_PICK_SLOT;
     int lid = get_local_id(0);
     int lane = lid % THREADS_PER_ROW;
-    int row0 = get_group_id(0) * ROWS_PER_WG + (lid / THREADS_PER_ROW) * ROWS_PER_THREAD;
+    int row0 = wg_row * ROWS_PER_WG + (lid / THREADS_PER_ROW) * ROWS_PER_THREAD;
     float acc[ROWS_PER_THREAD][NCOLS];
     for (int i = 0; i < ROWS_PER_THREAD; i++)
         for (int j = 0; j < NCOLS; j++)

@@ -14,8 +14,8 @@
  * PTX dp4a on NVIDIA sm_61 and later (KQ_NV_PTX with KQ_NV_DP4A), cl_khr_integer_dot_product
  * where the device offers it (KQ_INT_DOT), and plain char arithmetic everywhere else.
  *
- * GROUP (1..4) weights that share X and their type and width are served by one launch: the
- * work-groups are dealt out to the matrices in order, each its ceil(m_i / rows a work-group).
+ * GROUP (1..4) weights that share X and their type and width are served by one launch
+ * (common.cl's group_matrix).
  *
  * Tunables as matvec.cl: THREADS_PER_ROW (power of two), ROW_GROUPS, ROWS_PER_THREAD, NCOLS.
  */
@@ -192,22 +192,6 @@ static inline int dot4_i8(uint a, uint b, int acc)
 #endif
 }
 
-/* The matrix of the group a work-group serves, and its first row there. */
-static inline int group_matrix(int wg, const int *m, int *row_wg)
-{
-    int mat = 0;
-#pragma unroll
-    for (int i = 0; i + 1 < GROUP; i++) {
-        int wgs = (m[mat] + ROWS_PER_WG - 1) / ROWS_PER_WG;
-        if (mat == i && wg >= wgs) {
-            wg -= wgs;
-            mat = i + 1;
-        }
-    }
-    *row_wg = wg;
-    return mat;
-}
-
 __kernel __attribute__((reqd_work_group_size(WG_SIZE, 1, 1)))
 void matvec_q8(const __global uchar *w0, const __global uchar *w1, const __global uchar *w2, const __global uchar *w3,
                ulong w_row_bytes, const __global uchar *xq, __global float *y0, __global float *y1,
@@ -216,7 +200,7 @@ void matvec_q8(const __global uchar *w0, const __global uchar *w1, const __globa
     __local float partial[ROWS_PER_THREAD * NCOLS][WG_SIZE];
     const int ms[4] = {m0, m1, m2, m3};
     int wg_row;
-    int mat = group_matrix(get_group_id(0), ms, &wg_row);
+    int mat = group_matrix(get_group_id(0), ms, GROUP, ROWS_PER_WG, &wg_row);
     const __global uchar *w = mat == 0 ? w0 : mat == 1 ? w1 : mat == 2 ? w2 : w3;
     __global float *y = mat == 0 ? y0 : mat == 1 ? y1 : mat == 2 ? y2 : y3;
     int m = ms[mat];

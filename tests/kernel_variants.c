@@ -104,7 +104,7 @@ static void matmul_variants(const profile *p, kq_device *dev)
         for (size_t x = 0; x < sizeof float_types / sizeof float_types[0]; x++) {
             int64_t ks[2];
             int n_ks = ks_for(weight_types[w], ks);
-            kq_shape s = {.wtype = weight_types[w], .xtype = float_types[x], .m = 4096};
+            kq_shape s = {.wtype = weight_types[w], .xtype = float_types[x], .m = 4096, .group = 4}; /* decode: matmul.c's groups */
             for (int ki = 0; ki < n_ks; ki++) {
                 s.k = ks[ki];
                 for (s.n = 1; s.n <= KQ_MATVEC_MAX_N; s.n++)

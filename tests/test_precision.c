@@ -350,8 +350,9 @@ END_TEST
 
 /* ---- kqcl_matmul_group ----------------------------------------------------------------------- */
 
-/* Six weights sharing X (more than one launch holds), two types mixed: each output the bits of a
- * single call, in every mode, for decode and prefill. */
+/* Six weights sharing X (more than one launch holds), three types mixed (a k-quant run, a
+ * q6_K, a small-block q4_1), heights off the kernels' rows a work-group (21): each output the
+ * bits of a single call, in every mode, for decode and prefill. */
 START_TEST(group_matches_single_calls)
 {
     static const kqcl_precision modes[] = {KQCL_PRECISION_F32, KQCL_PRECISION_Q8, KQCL_PRECISION_BF16,
@@ -360,10 +361,10 @@ START_TEST(group_matches_single_calls)
     tu_seed(500);
     const int count = 6;
     const int64_t k = 512;
-    const int64_t ms[6] = {64, 24, 24, 40, 8, 72};
+    const int64_t ms[6] = {64, 24, 21, 40, 8, 72};
     kqcl_tensor *w[6], *y[6], *single = NULL;
     for (int i = 0; i < count; i++) {
-        kqcl_type t = i == 4 ? KQCL_TYPE_Q6_K : KQCL_TYPE_Q4_K;
+        kqcl_type t = i == 4 ? KQCL_TYPE_Q6_K : i == 5 ? KQCL_TYPE_Q4_1 : KQCL_TYPE_Q4_K;
         void *h = tu_random_weights(t, ms[i], k);
         w[i] = tu_tensor(t, ms[i], k, h);
         free(h);

@@ -200,6 +200,8 @@ static void matvec_layout(const kq_device *dev, const kq_shape *s, kq_variant *v
     /* the CPU kernel: whole rows a work-item, block-quantized weights only; ROW_GROUPS items, no local memory */
     v->cpu = !kq_gpu_kernels(dev) && v->t[MV_THREADS_PER_ROW] == 1 && kq_type_is_quant(s->wtype);
     add_option(v, " -DNCOLS=%d", (int)s->n);
+    if (s->group > 1) /* weights served by one launch (matmul.c's groups) */
+        add_option(v, " -DGROUP=%d", s->group);
     add_alignment(v, s->k);
     if (v->cpu) {
         add_option(v, " -DKQ_CPU");

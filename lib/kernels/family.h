@@ -40,7 +40,7 @@ typedef struct kq_candidates {
 } kq_candidates;
 
 /* What a call asks of a family: the operand types and sizes (m x k weights, n activation rows),
- * the weights launched together (Q8's group) and the precision mode. */
+ * the weights launched together (matmul.c's decode groups) and the precision mode. */
 typedef struct kq_shape {
     kqcl_type wtype, xtype;
     int64_t m, n, k;

@@ -85,12 +85,6 @@ static kqcl_status launch_family(kqcl_context *ctx, kq_device *dev, const kq_fam
     return kq_enqueue(ctx, dev, kernel, dims, global, local, what);
 }
 
-static kqcl_status launch_matvec(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
-                                 kqcl_tensor *y)
-{
-    return launch_family(ctx, dev, &kq_matvec_family, "matvec", w, x, y, KQCL_PRECISION_F32);
-}
-
 /* The tensor-core decode kernel (mma.cl): k-quant weights, f32 activations, n <= 8, on NVIDIA
  * sm_80+. Returns KQCL_ERR_UNSUPPORTED when it does not apply, so the caller falls back. */
 static kqcl_status launch_mma(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *w, const kqcl_tensor *x,
@@ -224,44 +218,63 @@ static kqcl_status quantize_x(kqcl_context *ctx, kq_device *dev, const kqcl_tens
     return kq_enqueue(ctx, dev, kernel, dims, global, local, "kqcl_matmul: enqueue quantize");
 }
 
-/* Up to four weights of one type and width on the quantized X (xq), one launch. Slots
- * past `count` repeat the last weight with no rows, so a group and a single product run the same
- * program. */
-#define KQ_Q8_SLOTS 4
+/* Up to four weights of one type and width that share X, one decode launch (matvec.cl in the
+ * F32, F16 and BF16 modes, q8.cl's matvec_q8 on the quantized X in Q8): the kernels take four
+ * weight slots and deal their work-groups out in order. Slots past `count` repeat the last
+ * weight with no rows, so a group and a single product run the same program. xbuf is the X the
+ * kernel reads (x itself, rounded, or quantized). */
+#define KQ_GROUP_SLOTS 4
 
-static kqcl_status launch_matvec_q8(kqcl_context *ctx, kq_device *dev, int count, const kqcl_tensor *const *w,
-                                    const kqcl_tensor *x, cl_mem xq, kqcl_tensor *const *y)
+static kqcl_status launch_decode_group(kqcl_context *ctx, kq_device *dev, const kq_family_desc *f, const char *name,
+                                       kqcl_precision mode, int count, const kqcl_tensor *const *w,
+                                       const kqcl_tensor *x, cl_mem xbuf, kqcl_tensor *const *y)
 {
     int n = (int)x->rows, k = (int)x->cols;
-    kq_shape s = shape_of(w[0], x, KQCL_PRECISION_Q8);
-    s.group = KQ_Q8_SLOTS;
+    kq_shape s = shape_of(w[0], x, mode);
+    s.group = KQ_GROUP_SLOTS;
     kq_variant v;
     cl_kernel kernel;
-    kqcl_status st = kq_family_kernel(ctx, dev, &kq_q8_matvec_family, &s, "matvec_q8", &v, &kernel);
+    kqcl_status st = kq_family_kernel(ctx, dev, f, &s, name, &v, &kernel);
     if (st != KQCL_OK)
         return st;
-    cl_mem wb[KQ_Q8_SLOTS], yb[KQ_Q8_SLOTS];
-    int m[KQ_Q8_SLOTS];
+    cl_mem wb[KQ_GROUP_SLOTS], yb[KQ_GROUP_SLOTS];
+    int m[KQ_GROUP_SLOTS];
     size_t global = 0, local[3];
-    for (int i = 0; i < KQ_Q8_SLOTS; i++) { /* the launch: every weight's work-groups in a row */
+    for (int i = 0; i < KQ_GROUP_SLOTS; i++) { /* the launch: every weight's work-groups in a row */
         int from = i < count ? i : count - 1;
         wb[i] = w[from]->buffer;
         yb[i] = y[from]->buffer;
         m[i] = i < count ? (int)w[i]->rows : 0;
         size_t g[3];
         s.m = m[i];
-        kq_q8_matvec_family.geometry(&v, &s, g, local);
+        f->geometry(&v, &s, g, local);
         global += g[0];
     }
     cl_ulong row_bytes = w[0]->row_bytes;
     cl_int err = kq_set_args(kernel, 16, sizeof(cl_mem), &wb[0], sizeof(cl_mem), &wb[1], sizeof(cl_mem), &wb[2],
-                             sizeof(cl_mem), &wb[3], sizeof row_bytes, &row_bytes, sizeof(cl_mem), &xq,
+                             sizeof(cl_mem), &wb[3], sizeof row_bytes, &row_bytes, sizeof(cl_mem), &xbuf,
                              sizeof(cl_mem), &yb[0], sizeof(cl_mem), &yb[1], sizeof(cl_mem), &yb[2], sizeof(cl_mem),
                              &yb[3], sizeof m[0], &m[0], sizeof m[1], &m[1], sizeof m[2], &m[2], sizeof m[3], &m[3],
                              sizeof k, &k, sizeof n, &n);
-    if (err != CL_SUCCESS)
-        return kq_cl_fail(ctx, err, "kqcl_matmul: setting Q8 matvec arguments");
-    return kq_enqueue(ctx, dev, kernel, 1, &global, local, "kqcl_matmul: enqueue Q8 matvec");
+    char what[64];
+    if (err != CL_SUCCESS) {
+        snprintf(what, sizeof what, "kqcl_matmul: setting %s arguments", f->name);
+        return kq_cl_fail(ctx, err, what);
+    }
+    snprintf(what, sizeof what, "kqcl_matmul: enqueue %s", f->name);
+    return kq_enqueue(ctx, dev, kernel, 1, &global, local, what);
+}
+
+/* Every weight of a group, KQ_GROUP_SLOTS a launch. */
+static kqcl_status launch_decode(kqcl_context *ctx, kq_device *dev, const kq_family_desc *f, const char *name,
+                                 kqcl_precision mode, int count, const kqcl_tensor *const *w, const kqcl_tensor *x,
+                                 cl_mem xbuf, kqcl_tensor *const *y)
+{
+    kqcl_status st = KQCL_OK;
+    for (int i = 0; i < count && st == KQCL_OK; i += KQ_GROUP_SLOTS)
+        st = launch_decode_group(ctx, dev, f, name, mode, count - i < KQ_GROUP_SLOTS ? count - i : KQ_GROUP_SLOTS,
+                                 w + i, x, xbuf, y + i);
+    return st;
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
@@ -278,8 +291,8 @@ static kqcl_status after_mma(kqcl_context *ctx, kq_device *dev, kqcl_status st_m
 
 static bool mma_failed(kqcl_status st) { return st == KQCL_ERR_UNSUPPORTED || st == KQCL_ERR_BUILD; }
 
-/* The portable kernels for a group in an F32, F16 or BF16 mode: X rounded once for all, then a
- * launch a weight. */
+/* The portable kernels for a group in an F32, F16 or BF16 mode: X rounded once for all, then
+ * decode four weights a launch, prefill a launch a weight. */
 static kqcl_status portable_group(kqcl_context *ctx, kq_device *dev, int count, const kqcl_tensor *const *w,
                                   const kqcl_tensor *x, kqcl_tensor *const *y, bool tiled, kqcl_precision mode)
 {
@@ -287,8 +300,10 @@ static kqcl_status portable_group(kqcl_context *ctx, kq_device *dev, int count, 
     kqcl_status st = KQCL_OK;
     if (mode == KQCL_PRECISION_F16 || mode == KQCL_PRECISION_BF16)
         st = round_x(ctx, dev, x, mode == KQCL_PRECISION_F16 ? KQCL_TYPE_F16 : KQCL_TYPE_BF16, &xv);
+    if (st == KQCL_OK && !tiled)
+        return launch_decode(ctx, dev, &kq_matvec_family, "matvec", KQCL_PRECISION_F32, count, w, &xv, xv.buffer, y);
     for (int i = 0; i < count && st == KQCL_OK; i++)
-        st = tiled ? launch_tiled(ctx, dev, w[i], &xv, y[i]) : launch_matvec(ctx, dev, w[i], &xv, y[i]);
+        st = launch_tiled(ctx, dev, w[i], &xv, y[i]);
     return st;
 }
 
@@ -321,8 +336,8 @@ kqcl_status kq_matmul_launch_group(kqcl_context *ctx, kq_device *dev, int count,
     if (mode == KQCL_PRECISION_Q8) {
         cl_mem xq;
         kqcl_status st = quantize_x(ctx, dev, x, &xq);
-        for (int i = 0; i < count && st == KQCL_OK; i += KQ_Q8_SLOTS)
-            st = launch_matvec_q8(ctx, dev, count - i < KQ_Q8_SLOTS ? count - i : KQ_Q8_SLOTS, w + i, x, xq, y + i);
+        if (st == KQCL_OK)
+            st = launch_decode(ctx, dev, &kq_q8_matvec_family, "matvec_q8", KQCL_PRECISION_Q8, count, w, x, xq, y);
         if (st != KQCL_ERR_UNSUPPORTED) /* the user's KQCL_MATVEC_Q8 that does not fit: INVALID_ARG */
             return st;
         /* no Q8 variant fits the device (the first launch found none, so nothing was enqueued
