@@ -1250,30 +1250,167 @@ static enum ggml_status kq_compute_add_norm_mul(kq_backend *be, const struct ggm
     return kq_out_end(&sum, ok, x, r) == GGML_STATUS_SUCCESS ? st : GGML_STATUS_FAILED;
 }
 
+/* Consecutive MUL_MATs of one X (Q, K and V; gate and up, side by side after graph_optimize):
+ * one kqcl_matmul_group, which serves up to four weights of a type with one decode launch.
+ * Taken where every product is one kqcl product in place: a single 2-D weight of one type and
+ * width, viewed where it lies; X 2-D; each result aligned; no result over X or another. */
+#define KQ_MAX_GROUP 4
+
+static bool kq_bytes_overlap(const struct ggml_tensor *a, const struct ggml_tensor *b)
+{
+    kq_buffer *ba = kq_buffer_of(a), *bb = kq_buffer_of(b);
+    if (ba == NULL || ba != bb)
+        return false;
+    size_t oa = kq_offset(ba, a), ob = kq_offset(bb, b);
+    return oa < ob + ggml_nbytes(b) && ob < oa + ggml_nbytes(a);
+}
+
+/* One product of the group, viewable in place (first: the group's first, whose X and weight
+ * type the others must share). */
+static bool kq_group_member(const kq_device *d, const struct ggml_tensor *t, const struct ggml_tensor *first)
+{
+    const struct ggml_tensor *w = t->src[0], *x = t->src[1];
+    kq_buffer *bw = kq_buffer_of(w), *by = kq_buffer_of(t);
+    if (t->op != GGML_OP_MUL_MAT || (t->flags & GGML_TENSOR_FLAG_COMPUTE) == 0 || ggml_is_empty(t) || bw == NULL ||
+        by == NULL || !kq_supports_mul_mat(d, t))
+        return false;
+    if (x != first->src[1] || w->type != first->src[0]->type || w->ne[0] != first->src[0]->ne[0])
+        return false;
+    return w->ne[2] == 1 && w->ne[3] == 1 && x->ne[2] == 1 && x->ne[3] == 1 &&
+           w->nb[1] == ggml_row_size(w->type, w->ne[0]) && kq_offset(bw, w) % d->alignment == 0 &&
+           kq_offset(by, t) % d->alignment == 0 && !kq_bytes_overlap(t, x);
+}
+
+static int kq_fits_mul_mat_group(const struct ggml_cgraph *g, int i)
+{
+    const struct ggml_tensor *first = g->nodes[i];
+    kq_buffer *b = kq_buffer_of(first);
+    if (b == NULL || !kq_group_member(b->dev, first, first))
+        return 0;
+    int n = 1;
+    while (i + n < g->n_nodes && n < KQ_MAX_GROUP && kq_group_member(b->dev, g->nodes[i + n], first)) {
+        for (int j = 0; j < n; j++)
+            if (kq_bytes_overlap(g->nodes[i + n], g->nodes[i + j]))
+                return n > 1 ? n : 0;
+        n++;
+    }
+    return n > 1 ? n : 0;
+}
+
+static enum ggml_status kq_compute_mul_mat_group(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes)
+{
+    kq_device *d = be->dev;
+    const struct ggml_tensor *xs = g->nodes[i]->src[1];
+    kq_buffer *bx = kq_buffer_of(xs);
+    size_t x_stride;
+    kq_rows_uniform(xs, 1, &x_stride);
+    kqcl_tensor *x = bx ? kq_operand(d, bx->mem, kq_offset(bx, xs), x_stride, (kqcl_type)xs->type, xs->ne[1],
+                                     xs->ne[0], KQ_SCRATCH_X)
+                        : NULL;
+    kqcl_tensor *w[KQ_MAX_GROUP] = {NULL}, *y[KQ_MAX_GROUP] = {NULL};
+    bool ok = x != NULL;
+    for (int j = 0; j < nodes && ok; j++) {
+        const struct ggml_tensor *t = g->nodes[i + j], *ws = t->src[0];
+        kq_buffer *bw = kq_buffer_of(ws), *by = kq_buffer_of(t);
+        ok = kq_ok(kqcl_tensor_view(bw->mem, kq_offset(bw, ws), (kqcl_type)ws->type, ws->ne[1], ws->ne[0], &w[j]),
+                   "tensor view") &&
+             kq_ok(kqcl_tensor_view(by->mem, kq_offset(by, t), KQCL_TYPE_F32, xs->ne[1], ws->ne[1], &y[j]),
+                   "tensor view");
+    }
+    ok = ok && kq_ok(kqcl_matmul_group(kq_ctx, nodes, (const kqcl_tensor *const *)w, x, y), "MUL_MAT group");
+    for (int j = 0; j < nodes; j++)
+        kqcl_tensor_destroy(w[j]), kqcl_tensor_destroy(y[j]);
+    kqcl_tensor_destroy(x);
+    if (!ok)
+        kq_log("%s: MUL_MAT group of %d from %s failed", d->name, nodes, g->nodes[i]->name);
+    return ok ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
+}
+
+/* A fusion's test gives the nodes it would take from node i (0: it does not apply); its compute
+ * takes that many. */
 typedef struct kq_fusion {
     enum ggml_op first; /* the op that starts the run */
-    int nodes;          /* nodes it takes */
-    bool (*fits)(const struct ggml_cgraph *g, int i);
-    enum ggml_status (*compute)(kq_backend *be, const struct ggml_cgraph *g, int i);
+    int (*fits)(const struct ggml_cgraph *g, int i);
+    enum ggml_status (*compute)(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes);
 } kq_fusion;
 
+static int kq_fusion_norm_mul(const struct ggml_cgraph *g, int i) { return kq_fits_norm_mul(g, i) ? 2 : 0; }
+static int kq_fusion_add_norm_mul(const struct ggml_cgraph *g, int i) { return kq_fits_add_norm_mul(g, i) ? 3 : 0; }
+
+static enum ggml_status kq_fused_norm_mul(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes)
+{
+    (void)nodes;
+    return kq_compute_norm_mul(be, g, i);
+}
+
+static enum ggml_status kq_fused_add_norm_mul(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes)
+{
+    (void)nodes;
+    return kq_compute_add_norm_mul(be, g, i);
+}
+
 static const kq_fusion kq_fusions[] = {
-    {GGML_OP_ADD, 3, kq_fits_add_norm_mul, kq_compute_add_norm_mul},
-    {GGML_OP_RMS_NORM, 2, kq_fits_norm_mul, kq_compute_norm_mul},
+    {GGML_OP_ADD, kq_fusion_add_norm_mul, kq_fused_add_norm_mul},
+    {GGML_OP_RMS_NORM, kq_fusion_norm_mul, kq_fused_norm_mul},
+    {GGML_OP_MUL_MAT, kq_fits_mul_mat_group, kq_compute_mul_mat_group},
 };
 
-/* The fusion that takes the run starting at node i; NULL: none (or KQCL_GGML_FUSION=0). */
-static const kq_fusion *kq_fusion_at(const struct ggml_cgraph *g, int i)
+static bool kq_fusion_enabled(void)
 {
     static int enabled = -1;
     if (enabled < 0) {
         const char *e = getenv("KQCL_GGML_FUSION");
         enabled = e == NULL || strcmp(e, "0") != 0;
     }
-    for (size_t f = 0; enabled && f < sizeof kq_fusions / sizeof kq_fusions[0]; f++)
-        if (g->nodes[i]->op == kq_fusions[f].first && kq_fusions[f].fits(g, i))
+    return enabled;
+}
+
+/* The fusion that takes the run starting at node i, and its nodes; NULL: none (or
+ * KQCL_GGML_FUSION=0). */
+static const kq_fusion *kq_fusion_at(const struct ggml_cgraph *g, int i, int *nodes)
+{
+    for (size_t f = 0; kq_fusion_enabled() && f < sizeof kq_fusions / sizeof kq_fusions[0]; f++)
+        if (g->nodes[i]->op == kq_fusions[f].first && (*nodes = kq_fusions[f].fits(g, i)) > 0)
             return &kq_fusions[f];
     return NULL;
+}
+
+/* ---- graph order: products that share X side by side -----------------------------------------
+ * llama.cpp builds Q, K and V (and gate and up) as products of one X, but ggml's order puts each
+ * product's consumers (a reshape, a RoPE) between them. Before the graph is allocated, each
+ * MUL_MAT of a weight (a leaf: nothing in the graph computes it) that shares X with an earlier
+ * one within a short window is moved up beside it, so the group fusion above sees a run. This
+ * only moves a node ahead of nodes it does not depend on (its inputs are X, computed before the
+ * first product, and the weight), and the allocator then lays the graph out in the new order. */
+#define KQ_GROUP_WINDOW 24 /* nodes looked ahead: a layer's attention products lie within ~10 */
+
+static bool kq_product_of_weight(const struct ggml_tensor *t)
+{
+    return t->op == GGML_OP_MUL_MAT && t->src[0] != NULL && t->src[0]->op == GGML_OP_NONE &&
+           t->src[0]->view_src == NULL && t->src[1] != NULL;
+}
+
+static void kq_backend_graph_optimize(ggml_backend_t backend, struct ggml_cgraph *g,
+                                      struct ggml_backend_graph_optimize_params *params)
+{
+    (void)backend;
+    (void)params;
+    if (!kq_fusion_enabled())
+        return;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (!kq_product_of_weight(g->nodes[i]))
+            continue;
+        int run = 1; /* products now at i .. i + run - 1 */
+        for (int j = i + 1; j < g->n_nodes && j < i + KQ_GROUP_WINDOW && run < KQ_MAX_GROUP; j++) {
+            struct ggml_tensor *t = g->nodes[j];
+            if (!kq_product_of_weight(t) || t->src[1] != g->nodes[i]->src[1])
+                continue;
+            memmove(&g->nodes[i + run + 1], &g->nodes[i + run], (size_t)(j - i - run) * sizeof g->nodes[0]);
+            g->nodes[i + run] = t;
+            run++;
+        }
+        i += run - 1;
+    }
 }
 
 /* ---- backend (stream) -------------------------------------------------------------------- */
@@ -1304,10 +1441,11 @@ static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct 
         struct ggml_tensor *node = ggml_graph_node(cgraph, i);
         if ((node->flags & GGML_TENSOR_FLAG_COMPUTE) == 0 || ggml_is_empty(node))
             continue;
-        const kq_fusion *fusion = kq_fusion_at(cgraph, i);
+        int nodes = 0;
+        const kq_fusion *fusion = kq_fusion_at(cgraph, i, &nodes);
         if (fusion != NULL) {
-            status = fusion->compute(be, cgraph, i);
-            i += fusion->nodes - 1;
+            status = fusion->compute(be, cgraph, i, nodes);
+            i += nodes - 1;
             continue;
         }
         const kq_op *op = kq_op_of(node->op);
@@ -1338,7 +1476,7 @@ static const struct ggml_backend_i kq_backend_iface = {
     .graph_compute = kq_backend_graph_compute,
     .event_record = NULL,
     .event_wait = NULL,
-    .graph_optimize = NULL,
+    .graph_optimize = kq_backend_graph_optimize,
 };
 
 static ggml_guid_t kq_guid(void)

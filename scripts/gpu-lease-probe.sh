@@ -1,0 +1,18 @@
+#!/bin/bash
+# gpu-lease-probe.sh -- first call of a two-call GPU lease (issue 22's decode probe, issue 20's
+# speed), run from the repository root with build-gpu/, build-peers/ and build-model/part00
+# carried: llama.cpp (CUDA) built in the background for the second call
+# (gpu-lease-speed.sh), and meanwhile scripts/gpu-decode-probe.sh on the static kqcl.
+set -u
+T0=$(date +%s)
+. build-peers/device/opencl-env.sh
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | tee $OUT/gpu.txt
+cp build-model/part00 /tmp/smol.part00 2>/dev/null
+( LLAMA_CUDA=1 bash build-peers/llama-build.sh $PWD/build-peers/llama.cpp-0c1e570.tar.gz /tmp/llama-build > /tmp/lbuild.log 2>&1 &&
+  ninja -C /tmp/llama-build llama-quantize >> /tmp/lbuild.log 2>&1 &&
+  bash scripts/ggml-greedy.sh build /tmp/llama-src/llama.cpp /tmp/llama-build >> /tmp/lbuild.log 2>&1
+  echo "llama rc=$?" > /tmp/lbuild.done ) > /dev/null 2>&1 &
+timeout ${PROBE_S:-420} bash scripts/gpu-decode-probe.sh build-gpu $OUT/probe 2>&1 | cut -c1-240
+for i in $(seq 1 40); do [ -e /tmp/lbuild.done ] && break; [ $(( $(date +%s) - T0 )) -gt 560 ] && break; sleep 3; done
+cat /tmp/lbuild.done 2>/dev/null; tail -2 /tmp/lbuild.log
+echo "call 1 done in $(( $(date +%s) - T0 )) s"

@@ -1,0 +1,34 @@
+#!/bin/bash
+# gpu-lease-speed.sh -- the call after gpu-lease-probe.sh on the same warm machine,
+# build-model/part01 carried: SmolLM2 through llama.cpp with everything on KQCL0 (-fa 1) on both
+# kernel paths, perplexity and greedy tokens against CUDA and the exact weights, and
+# llama-bench for kqcl, CUDA and the CPU in the same lease.
+set -u
+. build-peers/device/opencl-env.sh
+cat /tmp/lbuild.done
+M=/tmp/smol.gguf
+cat /tmp/smol.part00 build-model/part01 > $M
+echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $M" | sha256sum -c - || exit 1
+B=/tmp/llama-build/bin; MOD=$PWD/build-gpu/ggml/libggml-kqcl.so; T=/tmp/llama-src/llama.cpp/README.md
+export GGML_BACKEND_PATH=$MOD KQCL_CACHE_DIR=/tmp/kc-ggml KQCL_DEVICES=gpu
+$B/llama-quantize --allow-requantize $M /tmp/smol-f32.gguf F32 > /tmp/quant.log 2>&1; echo "quantize rc=$?"
+ppl() { local name=$1; shift; timeout 100 "$B/llama-perplexity" "$@" > $OUT/ppl-$name.log 2>&1; echo "ppl $name rc=$? $(grep -o 'Final estimate.*' $OUT/ppl-$name.log) $(grep -o 'offloaded.*layers' $OUT/ppl-$name.log)"; }
+C="-f $T -c 512 --chunks 5 -fa on"
+ppl kqcl-fa -m $M $C -ngl 99 -dev KQCL0
+KQCL_PORTABLE=1 ppl kqcl-fa-portable -m $M $C -ngl 99 -dev KQCL0
+KQCL_GGML_FUSION=0 ppl kqcl-fa-nofusion -m $M $C -ngl 99 -dev KQCL0
+P="The capital of France is Paris. Here is a short history of the city:"
+G() { local name=$1 model=$2 dev=$3; shift 3; timeout 60 "$B/greedy-logits" $model $dev 64 "$P" "$@" > $OUT/greedy-$name.tsv 2> $OUT/greedy-$name.err; echo "greedy $name rc=$?"; }
+G exact /tmp/smol-f32.gguf cpu
+G cuda $M CUDA0 fa
+G kqcl $M KQCL0 fa
+KQCL_PORTABLE=1 G kqcl-portable $M KQCL0 fa
+for x in cuda kqcl kqcl-portable; do bash scripts/ggml-greedy.sh compare $OUT/greedy-exact.tsv $OUT/greedy-$x.tsv; done
+bench() { local name=$1; shift; timeout 150 "$B/llama-bench" -m $M -p 512 -n 128 -r 3 "$@" > $OUT/bench-$name.md 2> $OUT/bench-$name.err; echo "bench $name rc=$?"; grep -E "pp512|tg128" $OUT/bench-$name.md; }
+bench cuda-fa -fa 1 -ngl 99 -dev CUDA0
+bench kqcl-fa -fa 1 -ngl 99 -dev KQCL0
+KQCL_PORTABLE=1 bench kqcl-fa-portable -fa 1 -ngl 99 -dev KQCL0
+KQCL_GGML_FUSION=0 bench kqcl-fa-nofusion -fa 1 -ngl 99 -dev KQCL0
+bench cuda -fa 0 -ngl 99 -dev CUDA0
+CUDA_VISIBLE_DEVICES= bench cpu -ngl 0 -fa 1
+bench cuda-fa-again -fa 1 -ngl 99 -dev CUDA0
