@@ -53,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #define KQ_NAME "KQCL"
 
@@ -82,8 +83,18 @@ typedef struct kq_buffer {
     char *base;               /* aligned, inside it */
 } kq_buffer;
 
+/* KQCL_GGML_PROFILE=1: where a graph's time goes, told on stderr when the backend is freed. The
+ * host's time to enqueue a graph, and to its end on the device (a finish after each graph, which
+ * llama.cpp's decode waits for anyway to read the logits): when enqueuing takes about as long as
+ * the whole, the host is what limits. */
+typedef struct kq_profile {
+    long graphs, nodes;
+    double enqueue_us, total_us;
+} kq_profile;
+
 typedef struct kq_backend {
     kq_device *dev;
+    kq_profile profile;
 } kq_backend;
 
 static pthread_mutex_t kq_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -1417,8 +1428,31 @@ static void kq_backend_graph_optimize(ggml_backend_t backend, struct ggml_cgraph
 
 static const char *kq_backend_get_name(ggml_backend_t backend) { return ((kq_backend *)backend->context)->dev->name; }
 
+static bool kq_profiling(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("KQCL_GGML_PROFILE");
+        on = e != NULL && strcmp(e, "1") == 0;
+    }
+    return on;
+}
+
+static double kq_now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
 static void kq_backend_free(ggml_backend_t backend)
 {
+    const kq_backend *be = backend->context;
+    const kq_profile *p = &be->profile;
+    if (p->graphs > 0)
+        fprintf(stderr, "%s: %ld graphs, %.1f nodes, enqueue %.1f us, to the device's end %.1f us (means)\n",
+                be->dev->name, p->graphs, (double)p->nodes / p->graphs, p->enqueue_us / p->graphs,
+                p->total_us / p->graphs);
     free(backend->context);
     free(backend);
 }
@@ -1436,6 +1470,7 @@ static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct 
     kq_backend *be = backend->context;
     enum ggml_status status = GGML_STATUS_SUCCESS;
     pthread_mutex_lock(&kq_lock);
+    const double t0 = kq_profiling() ? kq_now_us() : 0;
     const int n_nodes = ggml_graph_n_nodes(cgraph);
     for (int i = 0; i < n_nodes && status == GGML_STATUS_SUCCESS; i++) {
         struct ggml_tensor *node = ggml_graph_node(cgraph, i);
@@ -1455,6 +1490,14 @@ static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct 
             break;
         }
         status = op->compute(be, node);
+    }
+    if (kq_profiling()) {
+        const double t1 = kq_now_us();
+        kqcl_finish(kq_ctx);
+        be->profile.graphs++;
+        be->profile.nodes += n_nodes;
+        be->profile.enqueue_us += t1 - t0;
+        be->profile.total_us += kq_now_us() - t0;
     }
     pthread_mutex_unlock(&kq_lock);
     return status;

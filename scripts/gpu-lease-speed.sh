@@ -23,6 +23,8 @@ G exact /tmp/smol-f32.gguf cpu
 G cuda $M CUDA0 fa
 G kqcl $M KQCL0 fa
 KQCL_PORTABLE=1 G kqcl-portable $M KQCL0 fa
+KQCL_GGML_PROFILE=1 G kqcl-profile $M KQCL0 fa; grep -h "graphs," $OUT/greedy-kqcl-profile.err
+KQCL_GGML_PROFILE=1 KQCL_GGML_FUSION=0 G kqcl-profile-nofusion $M KQCL0 fa; grep -h "graphs," $OUT/greedy-kqcl-profile-nofusion.err
 for x in cuda kqcl kqcl-portable; do bash scripts/ggml-greedy.sh compare $OUT/greedy-exact.tsv $OUT/greedy-$x.tsv; done
 bench() { local name=$1; shift; timeout 150 "$B/llama-bench" -m $M -p 512 -n 128 -r 3 "$@" > $OUT/bench-$name.md 2> $OUT/bench-$name.err; echo "bench $name rc=$?"; grep -E "pp512|tg128" $OUT/bench-$name.md; }
 bench cuda-fa -fa 1 -ngl 99 -dev CUDA0
