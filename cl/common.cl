@@ -844,6 +844,18 @@ static inline float dot8(float8 a, float8 b)
     return (p.x + p.y) + (p.z + p.w);
 }
 
+/* ---- activations (kqcl.h's kqcl_unary_op), for the element-wise kernels and the matvec's GLU ---- */
+
+#define GELU_SQRT_2_OVER_PI 0.79788456080286535588f
+#define GELU_COEF 0.044715f
+
+static inline float silu(float x) { return x / (1.0f + exp(-x)); }
+
+static inline float gelu(float x)
+{
+    return 0.5f * x * (1.0f + tanh(GELU_SQRT_2_OVER_PI * x * (1.0f + GELU_COEF * x * x)));
+}
+
 /* ---- products that share X: several weights served by one launch ---------------------------
  * Decode kernels take up to four weights (w0..w3, y0..y3, m0..m3) and deal the launch's
  * work-groups out to them in order, each its ceil(m_i / rows_per_wg); a slot with m_i = 0 takes

@@ -28,16 +28,6 @@
 #define GLU_SWIGLU 0
 #define GLU_GEGLU 1
 
-#define GELU_SQRT_2_OVER_PI 0.79788456080286535588f
-#define GELU_COEF 0.044715f
-
-static float silu(float x) { return x / (1.0f + exp(-x)); }
-
-static float gelu(float x)
-{
-    return 0.5f * x * (1.0f + tanh(GELU_SQRT_2_OVER_PI * x * (1.0f + GELU_COEF * x * x)));
-}
-
 static float binary(int op, float a, float b)
 {
     switch (op) {

@@ -18,6 +18,11 @@
  * GROUP (1..4) weights that share X and their type and width are served by one launch
  * (common.cl's group_matrix): Q, K and V, or gate and up, cost one launch, not three or two.
  *
+ * GLU (1 SwiGLU, 2 GeGLU): the gated feed-forward in one launch (kqcl_matmul_glu): w0 is the
+ * gate, w1 the up weight, y0 gets act(X . gate^T) * (X . up^T). A lane computes its rows of
+ * both weights (ROWS = twice ROWS_PER_THREAD sums, the gate's first) and the lane that stores
+ * combines them, so neither product goes to memory.
+ *
  * Tunables: THREADS_PER_ROW (power of two), ROW_GROUPS, ROWS_PER_THREAD, NCOLS (exactly n).
  */
 #ifndef THREADS_PER_ROW
@@ -35,10 +40,18 @@
 #ifndef GROUP
 #define GROUP 1
 #endif
+#ifndef GLU
+#define GLU 0
+#endif
+#if GLU
+#define ROWS (2 * ROWS_PER_THREAD) /* a lane's sums: its gate rows, then the same rows of up */
+#else
+#define ROWS ROWS_PER_THREAD
+#endif
 
 #if THREADS_PER_ROW < 1 || (THREADS_PER_ROW & (THREADS_PER_ROW - 1)) != 0 || ROW_GROUPS < 1 || ROWS_PER_THREAD < 1 || \
-    ROWS_PER_THREAD > 16 || NCOLS < 1 || NCOLS > 8 || GROUP < 1 || GROUP > 4
-#error "matvec: THREADS_PER_ROW a power of two (a tree sums a row's lanes), ROW_GROUPS >= 1, ROWS_PER_THREAD 1..16, NCOLS 1..8, GROUP 1..4"
+    ROWS > 16 || NCOLS < 1 || NCOLS > 8 || GROUP < 1 || GROUP > 4 || GLU < 0 || GLU > 2 || (GLU && GROUP != 1)
+#error "matvec: THREADS_PER_ROW a power of two (a tree sums a row's lanes), ROW_GROUPS >= 1, ROWS_PER_THREAD 1..16 (8 with GLU), NCOLS 1..8, GROUP 1..4 (1 with GLU)"
 #endif
 
 #define WG_SIZE (THREADS_PER_ROW * ROW_GROUPS)
@@ -58,6 +71,30 @@
     const __global uchar *w = mat_ == 0 ? w0 : mat_ == 1 ? w1 : mat_ == 2 ? w2 : w3;                                 \
     __global float *y = mat_ == 0 ? y0 : mat_ == 1 ? y1 : mat_ == 2 ? y2 : y3;                                        \
     int m = ms_[mat_]
+
+/* Lane row i's weight row: rows row0 .. of w; with GLU, i >= ROWS_PER_THREAD the same rows of
+ * w1 (up). Rows past m repeat the last row (their sums are never stored), keeping loads in range. */
+static inline const __global uchar *lane_row(const __global uchar *w, const __global uchar *w1, ulong w_row_bytes,
+                                             int row0, int i, int m)
+{
+#if GLU
+    if (i >= ROWS_PER_THREAD) {
+        w = w1;
+        i -= ROWS_PER_THREAD;
+    }
+#endif
+    (void)w1;
+    return w + (size_t)min(row0 + i, m - 1) * w_row_bytes;
+}
+
+/* What the storing lane writes for row i of its rows and column j, from its sums s(i, j). */
+#if GLU == 1
+#define LANE_RESULT(s, i, j) (silu(s(i, j)) * s((i) + ROWS_PER_THREAD, j))
+#elif GLU == 2
+#define LANE_RESULT(s, i, j) (gelu(s(i, j)) * s((i) + ROWS_PER_THREAD, j))
+#else
+#define LANE_RESULT(s, i, j) s(i, j)
+#endif
 
 #if defined(KQ_CPU) && W_IS_QUANT
 /* ---- CPUs (PoCL), set by the host with -DKQ_CPU --------------------------------------------
@@ -103,22 +140,22 @@ static inline uint small_block_halves(const __global uchar *blk)
 /* Every row's scale and offset (weight = s q - mo) for its current small block, four rows'
  * halves converted as one vector: a half by integer ops is some ten instructions, as many as
  * the 32 weights' own arithmetic if done one by one. */
-static inline void small_scales(const __global uchar *blk[ROWS_PER_THREAD], float s[ROWS_PER_THREAD],
-                                float mo[ROWS_PER_THREAD])
+static inline void small_scales(const __global uchar *blk[ROWS], float s[ROWS],
+                                float mo[ROWS])
 {
 #pragma unroll
-    for (int i0 = 0; i0 < ROWS_PER_THREAD; i0 += 4) {
+    for (int i0 = 0; i0 < ROWS; i0 += 4) {
         uint4 w;
         w.x = small_block_halves(blk[i0]);
-        w.y = small_block_halves(blk[min(i0 + 1, ROWS_PER_THREAD - 1)]);
-        w.z = small_block_halves(blk[min(i0 + 2, ROWS_PER_THREAD - 1)]);
-        w.w = small_block_halves(blk[min(i0 + 3, ROWS_PER_THREAD - 1)]);
+        w.y = small_block_halves(blk[min(i0 + 1, ROWS - 1)]);
+        w.z = small_block_halves(blk[min(i0 + 2, ROWS - 1)]);
+        w.w = small_block_halves(blk[min(i0 + 3, ROWS - 1)]);
         uint8 h = (uint8)(w.x & 0xFFFFu, w.x >> 16, w.y & 0xFFFFu, w.y >> 16, w.z & 0xFFFFu, w.z >> 16,
                           w.w & 0xFFFFu, w.w >> 16);
         float f[8];
         vstore8(half8_bits_to_float8(h), 0, f);
 #pragma unroll
-        for (int r = 0; r < 4 && i0 + r < ROWS_PER_THREAD; r++) {
+        for (int r = 0; r < 4 && i0 + r < ROWS; r++) {
             s[i0 + r] = f[2 * r];
 #if WTYPE == TYPE_Q4_0
             mo[i0 + r] = (float)Q40_BIAS * f[2 * r]; /* (q - 8) d = q d - 8 d, and 8 d is exact */
@@ -135,26 +172,26 @@ static inline void small_scales(const __global uchar *blk[ROWS_PER_THREAD], floa
 #endif
 
 /* acc[i][j] += row i's block (at blk[i]) times activation row j's BLOCK_VALUES values at xb + j*k. */
-static inline void block_dot(const __global uchar *blk[ROWS_PER_THREAD], const __global XT *xb, int k,
-                      float16 acc[ROWS_PER_THREAD][NCOLS])
+static inline void block_dot(const __global uchar *blk[ROWS], const __global XT *xb, int k,
+                      float16 acc[ROWS][NCOLS])
 {
 #if !W_IS_KQUANT
-    float s[ROWS_PER_THREAD], mo[ROWS_PER_THREAD];
+    float s[ROWS], mo[ROWS];
     small_scales(blk, s, mo);
 #elif WTYPE == TYPE_Q4_K || WTYPE == TYPE_Q5_K
-    blk_scales sc[ROWS_PER_THREAD];
+    blk_scales sc[ROWS];
 #pragma unroll
-    for (int i = 0; i < ROWS_PER_THREAD; i++)
+    for (int i = 0; i < ROWS; i++)
         blk_prep(blk[i], &sc[i]);
 #elif WTYPE == TYPE_Q6_K
-    float sc[ROWS_PER_THREAD][16];
+    float sc[ROWS][16];
 #pragma unroll
-    for (int i = 0; i < ROWS_PER_THREAD; i++) {
+    for (int i = 0; i < ROWS; i++) {
         float d = half2_bits_to_float2((uint)*(const __global ushort *)(blk[i] + Q6K_D)).x;
         vstore16(d * convert_float16(as_char16(ld16_a2(blk[i] + Q6K_SCALES))), 0, sc[i]);
     }
 #else
-    float16 bacc[ROWS_PER_THREAD][NCOLS];
+    float16 bacc[ROWS][NCOLS];
 #endif
 #pragma unroll
     for (int t = 0; t < CPU_GROUPS; t++) {
@@ -163,7 +200,7 @@ static inline void block_dot(const __global uchar *blk[ROWS_PER_THREAD], const _
         for (int j = 0; j < NCOLS; j++)
             xv[j] = x_load16(xb + (size_t)j * k, (ulong)(16 * t));
 #pragma unroll
-        for (int i = 0; i < ROWS_PER_THREAD; i++) {
+        for (int i = 0; i < ROWS; i++) {
 #if WTYPE == TYPE_Q6_K
             float16 wv = q6_group(blk[i], t) * sc[i][t];
 #elif WTYPE == TYPE_Q8_K
@@ -185,7 +222,7 @@ static inline void block_dot(const __global uchar *blk[ROWS_PER_THREAD], const _
     }
 #if WTYPE == TYPE_Q8_K
 #pragma unroll
-    for (int i = 0; i < ROWS_PER_THREAD; i++) {
+    for (int i = 0; i < ROWS; i++) {
         float d = *(const __global float *)(blk[i] + Q8K_D);
 #pragma unroll
         for (int j = 0; j < NCOLS; j++)
@@ -201,20 +238,20 @@ void matvec(MATVEC_ARGS)
     int row0 = wg_row * ROWS_PER_WG + get_local_id(0) * ROWS_PER_THREAD;
     if (row0 >= m)
         return;
-    float16 acc[ROWS_PER_THREAD][NCOLS];
-    const __global uchar *wrow[ROWS_PER_THREAD];
+    float16 acc[ROWS][NCOLS];
+    const __global uchar *wrow[ROWS];
 #pragma unroll
-    for (int i = 0; i < ROWS_PER_THREAD; i++) {
-        wrow[i] = w + (size_t)min(row0 + i, m - 1) * w_row_bytes;
+    for (int i = 0; i < ROWS; i++) {
+        wrow[i] = lane_row(w, w1, w_row_bytes, row0, i, m);
 #pragma unroll
         for (int j = 0; j < NCOLS; j++)
             acc[i][j] = (float16)0.0f;
     }
     int nb = k / BLOCK_VALUES;
     for (int b = 0; b < nb; b++) {
-        const __global uchar *blk[ROWS_PER_THREAD];
+        const __global uchar *blk[ROWS];
 #pragma unroll
-        for (int i = 0; i < ROWS_PER_THREAD; i++) {
+        for (int i = 0; i < ROWS; i++) {
             blk[i] = wrow[i] + (size_t)b * BLOCK_BYTES;
 #if KQ_PREFETCH > 0
             if (b + KQ_PREFETCH < nb) /* OpenCL C's prefetch: a hint a driver may ignore */
@@ -223,11 +260,13 @@ void matvec(MATVEC_ARGS)
         }
         block_dot(blk, x + (size_t)b * BLOCK_VALUES, k, acc);
     }
+#define ROW_SUM(i, j) hsum8(acc[i][j].lo + acc[i][j].hi)
     for (int i = 0; i < ROWS_PER_THREAD; i++)
         if (row0 + i < m)
 #pragma unroll
             for (int j = 0; j < NCOLS; j++)
-                y[(size_t)j * m + row0 + i] = hsum8(acc[i][j].lo + acc[i][j].hi);
+                y[(size_t)j * m + row0 + i] = LANE_RESULT(ROW_SUM, i, j);
+#undef ROW_SUM
 }
 
 #else /* GPUs, and float weights everywhere */
@@ -235,28 +274,27 @@ void matvec(MATVEC_ARGS)
 __kernel __attribute__((reqd_work_group_size(WG_SIZE, 1, 1)))
 void matvec(MATVEC_ARGS)
 {
-    __local float partial[ROWS_PER_THREAD * NCOLS][WG_SIZE];
+    __local float partial[ROWS * NCOLS][WG_SIZE];
     MATVEC_PICK_SLOT;
     int lid = get_local_id(0);
     int lane = lid % THREADS_PER_ROW;
     int row0 = wg_row * ROWS_PER_WG + (lid / THREADS_PER_ROW) * ROWS_PER_THREAD;
-    float acc[ROWS_PER_THREAD][NCOLS];
-    for (int i = 0; i < ROWS_PER_THREAD; i++)
+    float acc[ROWS][NCOLS];
+    for (int i = 0; i < ROWS; i++)
         for (int j = 0; j < NCOLS; j++)
             acc[i][j] = 0.0f;
 
-    /* rows past m repeat the last row (their sums are never stored), keeping loads in range */
-    const __global uchar *wrow[ROWS_PER_THREAD];
-    for (int i = 0; i < ROWS_PER_THREAD; i++)
-        wrow[i] = w + (size_t)min(row0 + i, m - 1) * w_row_bytes;
+    const __global uchar *wrow[ROWS];
+    for (int i = 0; i < ROWS; i++)
+        wrow[i] = lane_row(w, w1, w_row_bytes, row0, i, m);
 
     /* A lane takes a whole unit (32 weights) at a time, so its scales are decoded once for 32
      * weights; lanes on neighbouring units read neighbouring quant bytes. (One run a lane, for
      * contiguous activation loads, measured 2-3x slower on an H200: doc/perf.md.) */
     int units = units_per_row(k);
     for (int g = lane; g < units; g += THREADS_PER_ROW) {
-        unit_raw raw[ROWS_PER_THREAD]; /* all rows' loads issued before any is used */
-        for (int i = 0; i < ROWS_PER_THREAD; i++)
+        unit_raw raw[ROWS]; /* all rows' loads issued before any is used */
+        for (int i = 0; i < ROWS; i++)
             raw[i] = unit_load_row(wrow[i], g, k);
         for (int r = 0; r < 4; r++) {
             int pos = run_position(g, r);
@@ -266,7 +304,7 @@ void matvec(MATVEC_ARGS)
                 xv[j] = x_run_fast(x + (size_t)j * k, pos, k);
                 xsum[j] = hsum8(xv[j]);
             }
-            for (int i = 0; i < ROWS_PER_THREAD; i++) {
+            for (int i = 0; i < ROWS; i++) {
                 float s, mo;
                 float8 q = raw_run(&raw[i], r, &s, &mo);
                 for (int j = 0; j < NCOLS; j++)
@@ -275,20 +313,22 @@ void matvec(MATVEC_ARGS)
         }
     }
 
-    for (int i = 0; i < ROWS_PER_THREAD; i++)
+    for (int i = 0; i < ROWS; i++)
         for (int j = 0; j < NCOLS; j++)
             partial[i * NCOLS + j][lid] = acc[i][j];
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int stride = THREADS_PER_ROW / 2; stride > 0; stride >>= 1) {
         if (lane < stride)
-            for (int s = 0; s < ROWS_PER_THREAD * NCOLS; s++)
+            for (int s = 0; s < ROWS * NCOLS; s++)
                 partial[s][lid] += partial[s][lid + stride];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
+#define ROW_SUM(i, j) partial[(i) * NCOLS + (j)][lid]
     if (lane == 0)
         for (int i = 0; i < ROWS_PER_THREAD; i++)
             if (row0 + i < m)
                 for (int j = 0; j < NCOLS; j++)
-                    y[(size_t)j * m + row0 + i] = partial[i * NCOLS + j][lid];
+                    y[(size_t)j * m + row0 + i] = LANE_RESULT(ROW_SUM, i, j);
+#undef ROW_SUM
 }
 #endif

@@ -576,6 +576,18 @@ typedef enum kqcl_glu_op {
 KQCL_API kqcl_status kqcl_glu(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tensor *gate, const kqcl_tensor *up,
                               kqcl_tensor *y);
 
+/* The gated feed-forward block's first half: y = act(X . w_gate^T) * (X . w_up^T), act as
+ * kqcl_glu's op. w_gate and w_up have X's width and one height m; y is f32, X.rows x m; all
+ * whole tensors on one device (else KQCL_ERR_UNSUPPORTED). In decode (X of at most 8 rows) in
+ * the F32, F16 and BF16 modes, with both weights of one type, one launch: each lane sums its
+ * rows of both weights and the activation is applied before the store, so neither product goes
+ * to memory. Elsewhere (Q8, prefill, NVIDIA's tensor-core decode, mixed types) the two products
+ * as kqcl_matmul_group computes them, then kqcl_glu: three launches or more. Either way the
+ * products are kqcl_matmul's sums and the activation kqcl_glu's formula; the one-launch form
+ * may differ from kqcl_glu in the last bit where a compiler contracts the formula differently. */
+KQCL_API kqcl_status kqcl_matmul_glu(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tensor *w_gate,
+                                     const kqcl_tensor *w_up, const kqcl_tensor *x, kqcl_tensor *y);
+
 /* RMS normalisation, row by row: y = x / sqrt(mean(x^2) + eps), multiplied by the weight w
  * (1 x cols; NULL: none) in the same pass. eps >= 0 and finite. The squares are summed in f32
  * by a tree of at most 256 strided sums (relative error about 1e-6 for any row length). */

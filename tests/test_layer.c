@@ -170,6 +170,79 @@ START_TEST(activations_against_float64)
 }
 END_TEST
 
+/* ---- kqcl_matmul_glu ------------------------------------------------------------------------- */
+
+/* act(X . gate^T) * (X . up^T) against float64 of the activation over kqcl's own products (the
+ * sums are kqcl_matmul's, so only the activation is judged; within 1e-5 of |gate up| + |y|, as
+ * GELU's 1 + tanh cancels in f32 for a large negative gate): decode (one launch where it fuses),
+ * a prefill (the products then kqcl_glu), in F32, BF16 and Q8, for a k-quant, a small block and
+ * f16 weights, a height off every work-group's rows (37), both ops. y poisoned first. */
+START_TEST(matmul_glu_against_its_products)
+{
+    static const kqcl_type types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q4_1, KQCL_TYPE_F16};
+    static const kqcl_precision modes[] = {KQCL_PRECISION_F32, KQCL_PRECISION_BF16, KQCL_PRECISION_Q8};
+    static const int ns[] = {1, 3, 12};
+    const int64_t m = 37, k = 512;
+    tu_seed(77);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        void *hg = tu_random_weights(types[ti], m, k), *hu = tu_random_weights(types[ti], m, k);
+        kqcl_tensor *wg = tu_tensor(types[ti], m, k, hg), *wu = tu_tensor(types[ti], m, k, hu);
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            int n = ns[ni];
+            float *hx = random_values((size_t)n * k, 1.0f);
+            kqcl_tensor *x = f32_tensor(n, k, hx), *g = tu_poisoned_f32(n, m), *u = tu_poisoned_f32(n, m);
+            double *ref = tu_malloc((size_t)n * m * sizeof *ref), *mag = tu_malloc((size_t)n * m * sizeof *mag);
+            for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++) {
+                TU_OK(kqcl_context_set_precision(tu_ctx, modes[mi]));
+                TU_OK(kqcl_matmul(tu_ctx, wg, x, g));
+                TU_OK(kqcl_matmul(tu_ctx, wu, x, u));
+                float *gv = tu_read_f32(g), *uv = tu_read_f32(u);
+                for (int op = KQCL_GLU_SWIGLU; op <= KQCL_GLU_GEGLU; op++) {
+                    kqcl_tensor *y = tu_poisoned_f32(n, m);
+                    TU_OK(kqcl_matmul_glu(tu_ctx, (kqcl_glu_op)op, wg, wu, x, y));
+                    for (size_t i = 0; i < (size_t)n * m; i++) {
+                        ref[i] = (op == KQCL_GLU_SWIGLU ? silu_ref(gv[i]) : gelu_ref(gv[i])) * uv[i];
+                        mag[i] = fabs((double)gv[i] * uv[i]) + fabs(ref[i]);
+                    }
+                    float *got = tu_read_f32(y);
+                    char what[96];
+                    snprintf(what, sizeof what, "matmul_glu %s %s n %d op %d", kqcl_type_name(types[ti]),
+                             kqcl_precision_name(modes[mi]), n, op);
+                    tu_assert_close(got, ref, mag, (size_t)n * m, what);
+                    free(got);
+                    kqcl_tensor_destroy(y);
+                }
+                free(gv), free(uv);
+            }
+            TU_OK(kqcl_context_set_precision(tu_ctx, KQCL_PRECISION_AUTO));
+            free(hx), free(ref), free(mag);
+            kqcl_tensor_destroy(x), kqcl_tensor_destroy(g), kqcl_tensor_destroy(u);
+        }
+        free(hg), free(hu);
+        kqcl_tensor_destroy(wg), kqcl_tensor_destroy(wu);
+    }
+}
+END_TEST
+
+START_TEST(matmul_glu_refuses_bad_arguments)
+{
+    const int64_t k = 256;
+    void *h = tu_random_weights(KQCL_TYPE_Q4_K, 8, k);
+    float *hx = random_values((size_t)k, 1.0f);
+    kqcl_tensor *w = tu_tensor(KQCL_TYPE_Q4_K, 8, k, h), *w16 = tu_tensor(KQCL_TYPE_Q4_K, 16, k, NULL);
+    kqcl_tensor *x = f32_tensor(1, k, hx), *y = tu_poisoned_f32(1, 8);
+    ck_assert_int_eq(kqcl_matmul_glu(NULL, KQCL_GLU_SWIGLU, w, w, x, y), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_matmul_glu(tu_ctx, (kqcl_glu_op)7, w, w, x, y), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_matmul_glu(tu_ctx, KQCL_GLU_SWIGLU, w, w16, x, y), KQCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(kqcl_last_error(tu_ctx), "kqcl_matmul_glu"));
+    ck_assert_int_eq(kqcl_matmul_glu(tu_ctx, KQCL_GLU_SWIGLU, NULL, w, x, y), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_matmul_glu(tu_ctx, KQCL_GLU_SWIGLU, w, w, x, x), KQCL_ERR_INVALID_ARG);
+    TU_OK(kqcl_matmul_glu(tu_ctx, KQCL_GLU_GEGLU, w, w, x, y)); /* and the context still works */
+    free(h), free(hx);
+    kqcl_tensor_destroy(w), kqcl_tensor_destroy(w16), kqcl_tensor_destroy(x), kqcl_tensor_destroy(y);
+}
+END_TEST
+
 /* ---- rms_norm ----------------------------------------------------------------------------- */
 
 static void check_rms_norm(int64_t rows, int64_t cols, bool weighted, float eps, bool in_place)
@@ -770,6 +843,8 @@ int main(void)
     tcase_add_test(tc, binary_fixed_values);
     tcase_add_test(tc, scale_rounds_the_multiply_and_the_add_apart);
     tcase_add_test(tc, activations_against_float64);
+    tcase_add_test(tc, matmul_glu_against_its_products);
+    tcase_add_test(tc, matmul_glu_refuses_bad_arguments);
     tcase_add_test(tc, rms_norm_against_float64);
     tcase_add_test(tc, add_rms_norm_against_float64);
     tcase_add_test(tc, set_rows_scatters_exactly);

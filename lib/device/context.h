@@ -64,6 +64,8 @@ typedef enum kq_scratch_slot {
     KQ_SCRATCH_MMA_XSUM,  /* their 32-value sums (the q4_K/q5_K mins) */
     KQ_SCRATCH_MMA_PART,  /* the tensor-core prefill's k-split sums */
     KQ_SCRATCH_XPREP,     /* activations rounded (F16, BF16) or quantized (Q8) */
+    KQ_SCRATCH_GLU_GATE,  /* kqcl_matmul_glu unfused: the gate product ... */
+    KQ_SCRATCH_GLU_UP,    /* ... and the up product */
     KQ_SCRATCH_COUNT
 } kq_scratch_slot;
 

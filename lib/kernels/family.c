@@ -187,12 +187,14 @@ static size_t decode_private_bytes(int rows_per_thread, int64_t n)
     return 2 * ((size_t)rows_per_thread * per_row + (size_t)n * per_col + 64);
 }
 
-/* The work-group kernel's partial[ROWS_PER_THREAD * NCOLS][WG_SIZE] floats (both files). */
+/* The work-group kernel's partial[ROWS * NCOLS][WG_SIZE] floats (both files; ROWS is
+ * ROWS_PER_THREAD, twice that in matvec.cl's GLU form, which sums a gate and an up row each). */
 static void decode_work_group(const kq_shape *s, kq_variant *v)
 {
+    int rows = v->t[MV_ROWS_PER_THREAD] * (s->glu ? 2 : 1);
     v->wg_items = (size_t)v->t[MV_THREADS_PER_ROW] * v->t[MV_ROW_GROUPS];
-    v->local_bytes = (size_t)v->t[MV_ROWS_PER_THREAD] * (size_t)s->n * v->wg_items * sizeof(float);
-    v->private_bytes = decode_private_bytes(v->t[MV_ROWS_PER_THREAD], s->n);
+    v->local_bytes = (size_t)rows * (size_t)s->n * v->wg_items * sizeof(float);
+    v->private_bytes = decode_private_bytes(rows, s->n);
 }
 
 static void matvec_layout(const kq_device *dev, const kq_shape *s, kq_variant *v)
@@ -202,6 +204,8 @@ static void matvec_layout(const kq_device *dev, const kq_shape *s, kq_variant *v
     add_option(v, " -DNCOLS=%d", (int)s->n);
     if (s->group > 1) /* weights served by one launch (matmul.c's groups) */
         add_option(v, " -DGROUP=%d", s->group);
+    if (s->glu) /* gate and up with the activation (kqcl_matmul_glu) */
+        add_option(v, " -DGLU=%d", s->glu);
     add_alignment(v, s->k);
     if (v->cpu) {
         add_option(v, " -DKQ_CPU");

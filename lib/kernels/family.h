@@ -45,6 +45,7 @@ typedef struct kq_shape {
     kqcl_type wtype, xtype;
     int64_t m, n, k;
     int group;
+    int glu; /* matvec.cl's GLU form: 0 none, 1 SwiGLU, 2 GeGLU (kqcl_matmul_glu) */
     kqcl_precision mode;
     int op; /* reduce.cl's operation */
 } kq_shape;

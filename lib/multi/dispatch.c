@@ -1,5 +1,5 @@
 /*
- * dispatch.c -- the public products, kqcl_matmul and kqcl_matmul_group: the operands checked,
+ * dispatch.c -- the public products, kqcl_matmul, kqcl_matmul_group and kqcl_matmul_glu: the operands checked,
  * then the work handed to one device (matmul.c) or spread over several (parallel.c, which
  * launches its pieces through matmul.c). The layering: dispatch.c -> parallel.c -> matmul.c.
  */
@@ -72,3 +72,24 @@ KQCL_API kqcl_status kqcl_matmul_group(kqcl_context *ctx, int count, const kqcl_
     return st;
 }
 
+
+KQCL_API kqcl_status kqcl_matmul_glu(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tensor *w_gate,
+                                     const kqcl_tensor *w_up, const kqcl_tensor *x, kqcl_tensor *y)
+{
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_matmul_glu: ctx is NULL");
+    kq_clear_error(ctx);
+    kqcl_status st;
+    if ((st = kq_matmul_check(ctx, w_gate, x, y)) != KQCL_OK || (st = kq_matmul_check(ctx, w_up, x, y)) != KQCL_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", kqcl_last_error(ctx));
+        return kq_fail(ctx, st, "kqcl_matmul_glu: %s", why);
+    }
+    if ((int)op < KQCL_GLU_SWIGLU || (int)op > KQCL_GLU_GEGLU)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_matmul_glu: %d is not a kqcl_glu_op", (int)op);
+    if (!kq_on_one_device(w_gate, x, y) || !kq_on_one_device(w_up, x, y))
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED,
+                       "kqcl_matmul_glu: the weights, x and y must be whole tensors on one device");
+    kq_events_reset(ctx);
+    return kq_matmul_glu_launch(ctx, kq_tensor_device(x), op, w_gate, w_up, x, y);
+}

@@ -163,15 +163,22 @@ KQCL_API kqcl_status kqcl_glu(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tens
         return st;
     if ((int)op < KQCL_GLU_SWIGLU || (int)op > KQCL_GLU_GEGLU)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: %d is not a kqcl_glu_op", call, (int)op);
+    return kq_glu_launch(ctx, op, gate, up, y);
+}
+
+kqcl_status kq_glu_launch(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tensor *gate, const kqcl_tensor *up,
+                          kqcl_tensor *y)
+{
     kq_variant v;
     cl_kernel k;
-    if ((st = kernel_for(ctx, y, "glu_f32", &v, &k)) != KQCL_OK)
+    kqcl_status st = kernel_for(ctx, y, "glu_f32", &v, &k);
+    if (st != KQCL_OK)
         return st;
     cl_ulong n = (cl_ulong)gate->rows * (cl_ulong)gate->cols;
     int o = (int)op;
     cl_int err = kq_set_args(k, 5, sizeof(cl_mem), &gate->buffer, sizeof(cl_mem), &up->buffer, sizeof(cl_mem),
                              &y->buffer, sizeof n, &n, sizeof o, &o);
-    return launch_elements(ctx, y, k, err, n, call);
+    return launch_elements(ctx, y, k, err, n, "kqcl_glu");
 }
 
 /* The weight's checks: one row of x's columns, on x's device, not the output. */

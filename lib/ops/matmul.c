@@ -225,13 +225,16 @@ static kqcl_status quantize_x(kqcl_context *ctx, kq_device *dev, const kqcl_tens
  * kernel reads (x itself, rounded, or quantized). */
 #define KQ_GROUP_SLOTS 4
 
-static kqcl_status launch_decode_group(kqcl_context *ctx, kq_device *dev, const kq_family_desc *f, const char *name,
-                                       kqcl_precision mode, int count, const kqcl_tensor *const *w,
+/* The launch behind both: `glu` 0, or matvec.cl's GLU form (1 SwiGLU, 2 GeGLU: w[0] the gate,
+ * w[1] up, one output y[0] of w[0]'s height; a single slot's work-groups). */
+static kqcl_status launch_decode_slots(kqcl_context *ctx, kq_device *dev, const kq_family_desc *f, const char *name,
+                                       kqcl_precision mode, int glu, int count, const kqcl_tensor *const *w,
                                        const kqcl_tensor *x, cl_mem xbuf, kqcl_tensor *const *y)
 {
     int n = (int)x->rows, k = (int)x->cols;
     kq_shape s = shape_of(w[0], x, mode);
-    s.group = KQ_GROUP_SLOTS;
+    s.group = glu ? 1 : KQ_GROUP_SLOTS;
+    s.glu = glu;
     kq_variant v;
     cl_kernel kernel;
     kqcl_status st = kq_family_kernel(ctx, dev, f, &s, name, &v, &kernel);
@@ -243,8 +246,8 @@ static kqcl_status launch_decode_group(kqcl_context *ctx, kq_device *dev, const 
     for (int i = 0; i < KQ_GROUP_SLOTS; i++) { /* the launch: every weight's work-groups in a row */
         int from = i < count ? i : count - 1;
         wb[i] = w[from]->buffer;
-        yb[i] = y[from]->buffer;
-        m[i] = i < count ? (int)w[i]->rows : 0;
+        yb[i] = y[glu ? 0 : from]->buffer;
+        m[i] = i < (glu ? 1 : count) ? (int)w[i]->rows : 0;
         size_t g[3];
         s.m = m[i];
         f->geometry(&v, &s, g, local);
@@ -263,6 +266,13 @@ static kqcl_status launch_decode_group(kqcl_context *ctx, kq_device *dev, const 
     }
     snprintf(what, sizeof what, "kqcl_matmul: enqueue %s", f->name);
     return kq_enqueue(ctx, dev, kernel, 1, &global, local, what);
+}
+
+static kqcl_status launch_decode_group(kqcl_context *ctx, kq_device *dev, const kq_family_desc *f, const char *name,
+                                       kqcl_precision mode, int count, const kqcl_tensor *const *w,
+                                       const kqcl_tensor *x, cl_mem xbuf, kqcl_tensor *const *y)
+{
+    return launch_decode_slots(ctx, dev, f, name, mode, 0, count, w, x, xbuf, y);
 }
 
 /* Every weight of a group, KQ_GROUP_SLOTS a launch. */
@@ -397,4 +407,48 @@ kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqc
 #else
     return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "unfused matmul: kqcl was built without CLBlast");
 #endif
+}
+
+/* ---- the gated feed-forward (kqcl_matmul_glu) ------------------------------------------------ */
+
+/* Whether matvec.cl's GLU form serves: decode in an F32, F16 or BF16 mode, both weights of one
+ * type, where the products would not take the tensor cores (their decode kernel has no GLU
+ * form), and a variant whose doubled sums a lane fit the kernel's 16. */
+static bool glu_fuses(const kq_device *dev, const kqcl_tensor *wg, const kqcl_tensor *wu, const kqcl_tensor *x,
+                      kqcl_precision mode)
+{
+    if (x->rows > KQ_MATVEC_MAX_N || wg->type != wu->type || mode == KQCL_PRECISION_Q8)
+        return false;
+    kq_shape s = shape_of(wg, x, mode);
+    kq_variant v;
+    if (kq_pick_variant(NULL, dev, &kq_mma_decode_family, &s, 0, &v) == KQCL_OK)
+        return false;
+    s.glu = 1;
+    return kq_pick_variant(NULL, dev, &kq_matvec_family, &s, 0, &v) == KQCL_OK &&
+           2 * kq_variant_value(&v, KQCL_PARAM_MATVEC_ROWS_PER_THREAD) <= 16;
+}
+
+kqcl_status kq_matmul_glu_launch(kqcl_context *ctx, kq_device *dev, kqcl_glu_op op, const kqcl_tensor *w_gate,
+                                 const kqcl_tensor *w_up, const kqcl_tensor *x, kqcl_tensor *y)
+{
+    const kqcl_tensor *w[2] = {w_gate, w_up};
+    kqcl_precision mode = kq_precision_resolve(ctx->precision, dev, w_gate->type, x->rows <= KQ_MATVEC_MAX_N);
+    kqcl_status st = KQCL_OK;
+    if (glu_fuses(dev, w_gate, w_up, x, mode)) { /* one launch: neither product goes to memory */
+        kqcl_tensor xv = *x;
+        if (mode == KQCL_PRECISION_F16 || mode == KQCL_PRECISION_BF16)
+            st = round_x(ctx, dev, x, mode == KQCL_PRECISION_F16 ? KQCL_TYPE_F16 : KQCL_TYPE_BF16, &xv);
+        return st != KQCL_OK ? st
+                             : launch_decode_slots(ctx, dev, &kq_matvec_family, "matvec", KQCL_PRECISION_F32,
+                                                   (int)op + 1, 2, w, &xv, xv.buffer, &y);
+    }
+    /* elsewhere the two products as a group into scratch, then kqcl_glu's kernel */
+    kqcl_tensor gate = *y, up = *y;
+    st = kq_scratch(ctx, dev, KQ_SCRATCH_GLU_GATE, y->bytes, "kqcl_matmul_glu: the gate product", &gate.buffer);
+    if (st == KQCL_OK)
+        st = kq_scratch(ctx, dev, KQ_SCRATCH_GLU_UP, y->bytes, "kqcl_matmul_glu: the up product", &up.buffer);
+    kqcl_tensor *products[2] = {&gate, &up};
+    if (st == KQCL_OK)
+        st = kq_matmul_launch_group(ctx, dev, 2, w, x, products, KQ_KERNEL_BY_N);
+    return st == KQCL_OK ? kq_glu_launch(ctx, op, &gate, &up, y) : st;
 }

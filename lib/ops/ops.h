@@ -34,6 +34,13 @@ kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_t
  * KQCL_ERR_UNSUPPORTED when built without CLBlast; X must be f32. */
 kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y);
 
+/* kqcl_glu's launch on checked operands (gate, up and y f32 of one shape on one device). */
+kqcl_status kq_glu_launch(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tensor *gate, const kqcl_tensor *up,
+                          kqcl_tensor *y);
+/* y = act(X . w_gate^T) * (X . w_up^T) on one device, operands checked (kqcl_matmul_glu). */
+kqcl_status kq_matmul_glu_launch(kqcl_context *ctx, kq_device *dev, kqcl_glu_op op, const kqcl_tensor *w_gate,
+                                 const kqcl_tensor *w_up, const kqcl_tensor *x, kqcl_tensor *y);
+
 /* Enqueue a grid-striding element-wise kernel over `items` values: work-groups of 64, as many
  * work-items as fill the device (convert.c; the layer's ops and attention use it too). */
 kqcl_status kq_launch_elements(kqcl_context *ctx, kq_device *dev, cl_kernel kernel, uint64_t items, const char *what);
