@@ -26,7 +26,9 @@
  *     f32, f16 and bf16 where both sides are contiguous; NONE and the view ops cost nothing;
  *   - fusions from a second table (kq_fusions): a run of nodes computed as one kqcl call where
  *     ggml_can_fuse allows (RMS_NORM then MUL by its weight: one kqcl_rms_norm; the residual ADD
- *     before them too: one kqcl_add_rms_norm). KQCL_GGML_FUSION=0 turns them off.
+ *     before them too: one kqcl_add_rms_norm; MUL_MATs of one X: one kqcl_matmul_group, with
+ *     their GLU after them: one kqcl_matmul_glu), and graph_optimize, which moves the products of
+ *     one X side by side before the graph is allocated. KQCL_GGML_FUSION=0 turns both off.
  *
  * kqcl's calls on one context are serialised by the caller (kqcl.h): every call here holds
  * kq_lock. Products are queued on the device (kqcl_matmul is asynchronous); a buffer read
@@ -1337,6 +1339,60 @@ static enum ggml_status kq_compute_mul_mat_group(kq_backend *be, const struct gg
     return ok ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
 }
 
+/* MUL_MAT (gate), MUL_MAT (up) of one X, then their GLU (SWIGLU or GEGLU, split form): one
+ * kqcl_matmul_glu, which in decode is one launch and writes neither product. Taken where the two
+ * products would be a group (above), nothing else reads them, and the result does not overlap X
+ * (every work-group reads all of X while others write). */
+static int kq_fits_mul_mat_glu(const struct ggml_cgraph *g, int i)
+{
+    static const enum ggml_op ops[] = {GGML_OP_MUL_MAT, GGML_OP_MUL_MAT, GGML_OP_GLU};
+    const int out = i + 2;
+    if (i + 2 >= g->n_nodes || !ggml_can_fuse_subgraph(g, i, 3, ops, &out, 1))
+        return 0;
+    const struct ggml_tensor *a = g->nodes[i], *b = g->nodes[i + 1], *glu = g->nodes[i + 2];
+    kq_buffer *bd = kq_buffer_of(glu);
+    if (bd == NULL || !kq_group_member(bd->dev, a, a) || !kq_group_member(bd->dev, b, a) ||
+        kq_glu_of(ggml_get_glu_op(glu)) < 0 || glu->src[1] == NULL)
+        return 0;
+    if (!((glu->src[0] == a && glu->src[1] == b) || (glu->src[0] == b && glu->src[1] == a)))
+        return 0;
+    return kq_plain_f32(glu) && ggml_are_same_shape(glu, a) && !kq_bytes_overlap(glu, a->src[1]) ? 3 : 0;
+}
+
+static enum ggml_status kq_compute_mul_mat_glu(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes)
+{
+    (void)nodes;
+    kq_device *d = be->dev;
+    struct ggml_tensor *glu = g->nodes[i + 2];
+    int32_t swapped; /* op_params[1] (ggml_glu_impl) */
+    memcpy(&swapped, (const char *)glu->op_params + sizeof(int32_t), sizeof swapped);
+    const struct ggml_tensor *gate = glu->src[swapped ? 1 : 0], *up = glu->src[swapped ? 0 : 1];
+    const struct ggml_tensor *xs = gate->src[1];
+    kq_buffer *bx = kq_buffer_of(xs), *bg = kq_buffer_of(gate->src[0]), *bu = kq_buffer_of(up->src[0]);
+    size_t x_stride;
+    kq_rows_uniform(xs, 1, &x_stride);
+    kqcl_tensor *x = kq_operand(d, bx->mem, kq_offset(bx, xs), x_stride, (kqcl_type)xs->type, xs->ne[1], xs->ne[0],
+                                KQ_SCRATCH_X);
+    kqcl_tensor *wg = NULL, *wu = NULL;
+    kq_out o;
+    bool ok = x != NULL &&
+              kq_ok(kqcl_tensor_view(bg->mem, kq_offset(bg, gate->src[0]), (kqcl_type)gate->src[0]->type,
+                                     gate->src[0]->ne[1], gate->src[0]->ne[0], &wg),
+                    "tensor view") &&
+              kq_ok(kqcl_tensor_view(bu->mem, kq_offset(bu, up->src[0]), (kqcl_type)up->src[0]->type, up->src[0]->ne[1],
+                                     up->src[0]->ne[0], &wu),
+                    "tensor view") &&
+              kq_out_begin(d, glu, &o);
+    if (!ok) {
+        kqcl_tensor_destroy(x), kqcl_tensor_destroy(wg), kqcl_tensor_destroy(wu);
+        return GGML_STATUS_FAILED;
+    }
+    kqcl_glu_op op = (kqcl_glu_op)kq_glu_of(ggml_get_glu_op(glu));
+    ok = kq_ok(kqcl_matmul_glu(kq_ctx, op, wg, wu, x, o.t), "MUL_MAT+MUL_MAT+GLU");
+    kqcl_tensor_destroy(wg), kqcl_tensor_destroy(wu);
+    return kq_out_end(&o, ok, x, NULL);
+}
+
 /* A fusion's test gives the nodes it would take from node i (0: it does not apply); its compute
  * takes that many. */
 typedef struct kq_fusion {
@@ -1363,6 +1419,7 @@ static enum ggml_status kq_fused_add_norm_mul(kq_backend *be, const struct ggml_
 static const kq_fusion kq_fusions[] = {
     {GGML_OP_ADD, kq_fusion_add_norm_mul, kq_fused_add_norm_mul},
     {GGML_OP_RMS_NORM, kq_fusion_norm_mul, kq_fused_norm_mul},
+    {GGML_OP_MUL_MAT, kq_fits_mul_mat_glu, kq_compute_mul_mat_glu}, /* before the group: it takes more */
     {GGML_OP_MUL_MAT, kq_fits_mul_mat_group, kq_compute_mul_mat_group},
 };
 
