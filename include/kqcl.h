@@ -504,8 +504,9 @@ KQCL_API kqcl_status kqcl_matmul(kqcl_context *ctx, const kqcl_tensor *w, const 
  * exactly as kqcl_matmul computes it (the same bits): Q, K and V, or gate and up, of a
  * transformer layer. X is rounded or quantized for the context's precision once for each run of
  * consecutive weights of one type on X's device (a weight split over devices prepares its own),
- * and in Q8 decode up to four weights of such a run are served by one kernel launch (a launch
- * costs ~5 us through NVIDIA's OpenCL); the other kernels launch once a weight. Every w[i] must
+ * and in decode up to four weights of such a run are served by one kernel launch (a launch
+ * costs ~6 us through NVIDIA's OpenCL); NVIDIA's tensor-core decode and prefill launch once a
+ * weight. Every w[i] must
  * have X's width; the checks and errors are kqcl_matmul's, made for every i before anything
  * runs. kqcl_last_device_time covers the whole group. */
 KQCL_API kqcl_status kqcl_matmul_group(kqcl_context *ctx, int count, const kqcl_tensor *const *w,

@@ -12,7 +12,19 @@ cp build-model/part00 /tmp/smol.part00 2>/dev/null
   ninja -C /tmp/llama-build llama-quantize >> /tmp/lbuild.log 2>&1 &&
   bash scripts/ggml-greedy.sh build /tmp/llama-src/llama.cpp /tmp/llama-build >> /tmp/lbuild.log 2>&1
   echo "llama rc=$?" > /tmp/lbuild.done ) > /dev/null 2>&1 &
-timeout ${PROBE_S:-420} bash scripts/gpu-decode-probe.sh build-gpu $OUT/probe 2>&1 | cut -c1-240
+# the suites that hold this session's new kernels (decode groups, the GLU form), both paths
+export KQCL_TEST_DATA=$PWD/tests/data LD_LIBRARY_PATH=$PWD/build-gpu/lib-extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+for p in auto portable; do
+  ( [ $p = portable ] && export KQCL_PORTABLE=1
+    for t in test_precision test_layer; do
+      KQCL_DEVICES=gpu KQCL_CACHE_DIR=/tmp/kc-$p timeout 150 build-gpu/tests/$t > $OUT/$t-$p.txt 2>&1
+      echo "$t $p rc=$? $(tail -1 $OUT/$t-$p.txt)"
+    done ) &
+done
+wait
+grep -h ":[EF]:" $OUT/test_*-*.txt | head -10
+echo "suites done in $(( $(date +%s) - T0 )) s"
+timeout ${PROBE_S:-400} bash scripts/gpu-decode-probe.sh build-gpu $OUT/probe 2>&1 | cut -c1-240
 for i in $(seq 1 40); do [ -e /tmp/lbuild.done ] && break; [ $(( $(date +%s) - T0 )) -gt 560 ] && break; sleep 3; done
 cat /tmp/lbuild.done 2>/dev/null; tail -2 /tmp/lbuild.log
 echo "call 1 done in $(( $(date +%s) - T0 )) s"
