@@ -116,6 +116,17 @@ void rms_norm_f32(__global const float *x, __global const float *r, __global con
     }
 }
 
+/* y[o] = v in dst_type: f32, or f16 or bf16 rounded to nearest even (kqcl_convert's rounding). */
+static inline void store_as(__global void *y, ulong o, float v, int dst_type)
+{
+    if (dst_type == TYPE_F32)
+        ((__global float *)y)[o] = v;
+    else if (dst_type == TYPE_F16)
+        ((__global ushort *)y)[o] = float_to_half_bits(v);
+    else
+        ((__global ushort *)y)[o] = float_to_bf16(v);
+}
+
 /* Row scatter (writing a KV cache): row r of x (cols floats) into row idx[r] of y, stored as
  * dst_type (f32, f16 or bf16, rounded to nearest even as kqcl_convert does); idx int32 values,
  * or int64 with idx64, from element idx_offset on. A row whose index is outside [0, y_rows) is
@@ -129,13 +140,7 @@ __kernel void set_rows_f32(__global const float *x, __global const void *idx, ul
         long t = idx64 ? ((__global const long *)idx)[idx_offset + r] : (long)((__global const int *)idx)[idx_offset + r];
         if (t < 0 || (ulong)t >= y_rows)
             continue;
-        ulong o = (ulong)t * cols + c;
-        if (dst_type == TYPE_F32)
-            ((__global float *)y)[o] = x[i];
-        else if (dst_type == TYPE_F16)
-            ((__global ushort *)y)[o] = float_to_half_bits(x[i]);
-        else
-            ((__global ushort *)y)[o] = float_to_bf16(x[i]);
+        store_as(y, (ulong)t * cols + c, x[i], dst_type);
     }
 }
 
@@ -171,19 +176,31 @@ void softmax_f32(__global const float *x, __global const float *mask, __global f
  * (i, i + n_dims / 2) -- by theta = p * theta_scale^i (theta_scale = freq_base^(-2 / n_dims)),
  * interpolated by freq_scale and, with YaRN (ext_factor != 0), mixed back towards p *
  * theta_scale^i over the correction dims [corr_low, corr_high] with the magnitude scaled;
- * attn_factor scales both. Values past n_dims are copied. An item a pair. */
-__kernel void rope_f32(__global const float *x, __global const int *pos, ulong pos_offset, __global float *y,
+ * attn_factor scales both. Values past n_dims are copied. An item a pair.
+ * With scatter (kqcl_rope_set_rows), a position's `heads` rows go side by side into row
+ * idx[idx_offset + r / heads] of y (int32, or int64 with idx64; rows of heads * cols values in
+ * dst_type; an index outside [0, y_rows) writes nothing), as set_rows_f32 would write them; else
+ * y is f32 of x's shape. */
+__kernel void rope_f32(__global const float *x, __global const int *pos, ulong pos_offset, __global void *y,
                        ulong rows, ulong cols, ulong heads, int n_dims, int neox, float theta_scale, float freq_scale, float ext_factor,
-                       float attn_factor, float corr_low, float corr_high)
+                       float attn_factor, float corr_low, float corr_high, int scatter, __global const void *idx,
+                       ulong idx_offset, int idx64, ulong y_rows, int dst_type)
 {
     ulong half_cols = cols / 2, n = rows * half_cols;
     for (ulong i = get_global_id(0); i < n; i += get_global_size(0)) {
         ulong r = i / half_cols, j = i - r * half_cols; /* pair j of row r */
         __global const float *xr = x + r * cols;
-        __global float *yr = y + r * cols;
+        ulong yr = r * cols; /* the output row's first element */
+        if (scatter) {
+            ulong q = idx_offset + r / heads;
+            long t = idx64 ? ((__global const long *)idx)[q] : (long)((__global const int *)idx)[q];
+            if (t < 0 || (ulong)t >= y_rows)
+                continue;
+            yr = ((ulong)t * heads + r % heads) * cols;
+        }
         if (2 * j >= (ulong)n_dims) { /* past the rotated part: copied */
-            yr[2 * j] = xr[2 * j];
-            yr[2 * j + 1] = xr[2 * j + 1];
+            store_as(y, yr + 2 * j, xr[2 * j], dst_type);
+            store_as(y, yr + 2 * j + 1, xr[2 * j + 1], dst_type);
             continue;
         }
         ulong a = neox ? j : 2 * j, b = neox ? j + (ulong)n_dims / 2 : 2 * j + 1;
@@ -198,7 +215,7 @@ __kernel void rope_f32(__global const float *x, __global const int *pos, ulong p
         float c, s = sincos(theta, &c) * mscale; /* one argument reduction for both */
         c *= mscale;
         float x0 = xr[a], x1 = xr[b];
-        yr[a] = x0 * c - x1 * s;
-        yr[b] = x0 * s + x1 * c;
+        store_as(y, yr + a, x0 * c - x1 * s, dst_type);
+        store_as(y, yr + b, x0 * s + x1 * c, dst_type);
     }
 }

@@ -664,6 +664,17 @@ KQCL_API kqcl_status kqcl_attention(kqcl_context *ctx, const kqcl_tensor *q, con
 KQCL_API kqcl_status kqcl_set_rows(kqcl_context *ctx, const kqcl_tensor *src, const kqcl_buffer *indices,
                                    size_t offset, int index_bytes, kqcl_tensor *dst);
 
+/* kqcl_rope, its result written as kqcl_set_rows writes rows, in one launch (a key's RoPE and
+ * its KV-cache write): x's rows, `heads` consecutive rows a position, turned as kqcl_rope turns
+ * them (positions from pos_offset, params), and position t's heads side by side become row
+ * idx[t] of dst (f32, f16 or bf16 of heads * x.cols values, rounded as kqcl_convert). The indices
+ * are x.rows / heads values as kqcl_set_rows takes them (an index outside [0, dst.rows) writes
+ * nothing). The values written are the bits kqcl_rope then kqcl_set_rows would write. */
+KQCL_API kqcl_status kqcl_rope_set_rows(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_buffer *positions,
+                                        size_t pos_offset, int heads, const kqcl_rope_params *params,
+                                        const kqcl_buffer *indices, size_t idx_offset, int index_bytes,
+                                        kqcl_tensor *dst);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Several devices: placement, tensor/data/pipeline parallelism, collectives, MPI               */
 /*

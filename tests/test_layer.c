@@ -546,6 +546,81 @@ START_TEST(rope_against_float64)
 }
 END_TEST
 
+/* kqcl_rope_set_rows against kqcl_rope then kqcl_set_rows of the same rows (a view of the
+ * turned rows as tokens x heads * cols): every byte of the cache the same, the rows of the two
+ * out-of-range indices (-1, cache_rows) and the rows no index names untouched. */
+static void check_rope_set_rows(kqcl_type type, int index_bytes, const kqcl_rope_params *p)
+{
+    const int64_t tokens = 5, cols = 64, cache_rows = 9;
+    const int heads = 3;
+    const int64_t where[5] = {4, -1, 0, 9, 7};
+    const int64_t rows = tokens * heads;
+    float *x = random_values((size_t)(rows * cols), 2.0f);
+    int32_t pos[5] = {0, 17, 3, 4095, 8};
+    unsigned char idx[5 * 8];
+    for (int64_t t = 0; t < tokens; t++) {
+        int32_t v32 = (int32_t)where[t];
+        if (index_bytes == 8)
+            memcpy(idx + t * 8, &where[t], 8);
+        else
+            memcpy(idx + t * 4, &v32, 4);
+    }
+    kqcl_buffer *pb = NULL, *ib = NULL, *turned = NULL;
+    TU_OK(kqcl_buffer_create(tu_ctx, 0, sizeof pos, &pb));
+    TU_OK(kqcl_buffer_write(pb, 0, pos, sizeof pos));
+    TU_OK(kqcl_buffer_create(tu_ctx, 0, sizeof idx, &ib));
+    TU_OK(kqcl_buffer_write(ib, 0, idx, (size_t)(tokens * index_bytes)));
+    TU_OK(kqcl_buffer_create(tu_ctx, 0, (size_t)(rows * cols) * sizeof(float), &turned));
+    size_t cache_bytes = (size_t)cache_rows * kqcl_row_size(type, heads * cols);
+    unsigned char *before = tu_malloc(cache_bytes), *got = tu_malloc(cache_bytes), *want = tu_malloc(cache_bytes);
+    for (size_t i = 0; i < cache_bytes; i++)
+        before[i] = (unsigned char)(0xA5 ^ (i * 13));
+    kqcl_tensor *tx = f32_tensor(rows, cols, x), *fused = tu_tensor(type, cache_rows, heads * cols, before);
+    kqcl_tensor *apart = tu_tensor(type, cache_rows, heads * cols, before), *heads_rows = NULL, *token_rows = NULL;
+    TU_OK(kqcl_tensor_view(turned, 0, KQCL_TYPE_F32, rows, cols, &heads_rows));
+    TU_OK(kqcl_tensor_view(turned, 0, KQCL_TYPE_F32, tokens, heads * cols, &token_rows));
+    TU_OK(kqcl_rope_set_rows(tu_ctx, tx, pb, 0, heads, p, ib, 0, index_bytes, fused));
+    TU_OK(kqcl_rope(tu_ctx, tx, pb, 0, heads, p, heads_rows));
+    TU_OK(kqcl_set_rows(tu_ctx, token_rows, ib, 0, index_bytes, apart));
+    TU_OK(kqcl_tensor_read(fused, got, cache_bytes));
+    TU_OK(kqcl_tensor_read(apart, want, cache_bytes));
+    for (size_t i = 0; i < cache_bytes; i++)
+        ck_assert_msg(got[i] == want[i], "rope_set_rows into %s (int%d, neox %d): byte %zu: got %u want %u",
+                      kqcl_type_name(type), 8 * index_bytes, p->neox, i, got[i], want[i]);
+    size_t row = kqcl_row_size(type, heads * cols);
+    ck_assert_msg(memcmp(got + 1 * row, before + 1 * row, row) == 0, "a row no index names was written");
+    ck_assert_msg(memcmp(got + 0 * row, before + 0 * row, row) != 0, "row 0 (token 2's) was not written");
+    free(x), free(before), free(got), free(want);
+    kqcl_tensor_destroy(tx), kqcl_tensor_destroy(fused), kqcl_tensor_destroy(apart);
+    kqcl_tensor_destroy(heads_rows), kqcl_tensor_destroy(token_rows);
+    kqcl_buffer_destroy(pb), kqcl_buffer_destroy(ib), kqcl_buffer_destroy(turned);
+}
+
+START_TEST(rope_set_rows_is_rope_then_set_rows)
+{
+    tu_seed(18);
+    kqcl_rope_params llama = {.n_dims = 64, .neox = 0, .freq_base = 10000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f};
+    kqcl_rope_params partial = {.n_dims = 32, .neox = 1, .freq_base = 10000.0f, .freq_scale = 0.25f, .attn_factor = 0.8f};
+    check_rope_set_rows(KQCL_TYPE_F16, 4, &llama); /* SmolLM2's K cache */
+    check_rope_set_rows(KQCL_TYPE_BF16, 8, &partial);
+    check_rope_set_rows(KQCL_TYPE_F32, 4, &partial);
+    /* bad arguments: a dst row of another width, indices of 2 bytes, NULL ctx */
+    kqcl_buffer *b = NULL;
+    TU_OK(kqcl_buffer_create(tu_ctx, 0, 64, &b));
+    TU_OK(kqcl_buffer_fill(b, 0, 0, 64));
+    kqcl_tensor *x = tu_poisoned_f32(2, 64), *dst = tu_tensor(KQCL_TYPE_F16, 4, 100, NULL);
+    ck_assert_int_eq(kqcl_rope_set_rows(tu_ctx, x, b, 0, 1, &llama, b, 0, 4, dst), KQCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(kqcl_last_error(tu_ctx), "kqcl_rope_set_rows"));
+    kqcl_tensor_destroy(dst);
+    dst = tu_tensor(KQCL_TYPE_F16, 4, 64, NULL);
+    ck_assert_int_eq(kqcl_rope_set_rows(tu_ctx, x, b, 0, 1, &llama, b, 0, 2, dst), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_rope_set_rows(NULL, x, b, 0, 1, &llama, b, 0, 4, dst), KQCL_ERR_INVALID_ARG);
+    TU_OK(kqcl_rope_set_rows(tu_ctx, x, b, 0, 1, &llama, b, 0, 4, dst)); /* zeros as positions and indices */
+    kqcl_tensor_destroy(x), kqcl_tensor_destroy(dst);
+    kqcl_buffer_destroy(b);
+}
+END_TEST
+
 /* ---- attention ------------------------------------------------------------------------------ */
 
 typedef struct attn_case {
@@ -851,6 +926,7 @@ int main(void)
     tcase_add_test(tc, softmax_against_float64);
     tcase_add_test(tc, softmax_fixed_rows);
     tcase_add_test(tc, rope_against_float64);
+    tcase_add_test(tc, rope_set_rows_is_rope_then_set_rows);
     tcase_add_test(tc, attention_against_float64);
     tcase_add_test(tc, attention_of_a_query_that_sees_nothing);
     tcase_add_test(tc, operations_on_views_of_one_buffer);

@@ -298,12 +298,12 @@ static kqcl_status check_rope(kqcl_context *ctx, const kqcl_rope_params *p, int6
     return KQCL_OK;
 }
 
-KQCL_API kqcl_status kqcl_rope(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_buffer *positions, size_t offset,
-                               int heads, const kqcl_rope_params *params, kqcl_tensor *y)
+/* kqcl_rope's checks of x's rows and the positions (y and the rest are the caller's). */
+static kqcl_status check_rope_rows(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_buffer *positions,
+                                   size_t offset, int heads, const kqcl_rope_params *params, const char *call)
 {
-    const char *call = "kqcl_rope";
-    kqcl_status st = begin(ctx, x, y, call);
-    if (st != KQCL_OK || (st = check_rope(ctx, params, x->cols, call)) != KQCL_OK)
+    kqcl_status st = check_rope(ctx, params, x->cols, call);
+    if (st != KQCL_OK)
         return st;
     if (positions == NULL || kq_buffer_context(positions) != ctx)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: positions is NULL or of another context", call);
@@ -311,28 +311,60 @@ KQCL_API kqcl_status kqcl_rope(kqcl_context *ctx, const kqcl_tensor *x, const kq
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: heads %d does not divide x's %lld rows", call, heads,
                        (long long)x->rows);
     int pos_device;
-    cl_mem pos = kq_buffer_mem(positions, &pos_device);
+    (void)kq_buffer_mem(positions, &pos_device);
     uint64_t need = (uint64_t)(x->rows / heads) * sizeof(int32_t);
     if (pos_device != x->device || offset % sizeof(int32_t) != 0 || offset > kq_buffer_bytes(positions) ||
         kq_buffer_bytes(positions) - offset < need)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG,
                        "%s: positions: %llu bytes at offset %zu of a %zu-byte buffer on device %d (x on %d)", call,
                        (unsigned long long)need, offset, kq_buffer_bytes(positions), pos_device, x->device);
+    return KQCL_OK;
+}
+
+/* Where rope_f32 writes: y itself (indices NULL), or scattered into y's rows by the indices. */
+typedef struct rope_out {
+    const kqcl_buffer *indices;
+    size_t offset;
+    int index_bytes;
+} rope_out;
+
+static kqcl_status launch_rope(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_buffer *positions, size_t offset,
+                               int heads, const kqcl_rope_params *p, const rope_out *out, kqcl_tensor *y,
+                               const char *call)
+{
     kq_variant v;
     cl_kernel k;
-    if ((st = kernel_for(ctx, y, "rope_f32", &v, &k)) != KQCL_OK)
+    kqcl_status st = kernel_for(ctx, y, "rope_f32", &v, &k);
+    if (st != KQCL_OK)
         return st;
-    const kqcl_rope_params *p = params;
+    int device;
+    cl_mem pos = kq_buffer_mem(positions, &device);
+    cl_mem idx = out->indices ? kq_buffer_mem(out->indices, &device) : pos; /* unread without scatter */
     cl_ulong pos_offset = offset / sizeof(int32_t), rows = (cl_ulong)x->rows, cols = (cl_ulong)x->cols;
-    cl_ulong h = (cl_ulong)heads;
+    cl_ulong h = (cl_ulong)heads, y_rows = (cl_ulong)y->rows;
+    cl_ulong idx_offset = out->indices ? out->offset / (size_t)out->index_bytes : 0;
+    int scatter = out->indices != NULL, idx64 = out->index_bytes == 8, dst_type = (int)y->type;
     float theta_scale = powf(p->freq_base, -2.0f / (float)p->n_dims);
-    cl_int err = kq_set_args(k, 15, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &pos, sizeof pos_offset, &pos_offset,
+    cl_int err = kq_set_args(k, 21, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &pos, sizeof pos_offset, &pos_offset,
                              sizeof(cl_mem), &y->buffer, sizeof rows, &rows, sizeof cols, &cols, sizeof h, &h,
                              sizeof p->n_dims, &p->n_dims, sizeof p->neox, &p->neox, sizeof theta_scale, &theta_scale,
                              sizeof p->freq_scale, &p->freq_scale, sizeof p->ext_factor, &p->ext_factor,
                              sizeof p->attn_factor, &p->attn_factor, sizeof p->corr_low, &p->corr_low,
-                             sizeof p->corr_high, &p->corr_high);
+                             sizeof p->corr_high, &p->corr_high, sizeof scatter, &scatter, sizeof(cl_mem), &idx,
+                             sizeof idx_offset, &idx_offset, sizeof idx64, &idx64, sizeof y_rows, &y_rows,
+                             sizeof dst_type, &dst_type);
     return launch_elements(ctx, y, k, err, rows * (cols / 2), call);
+}
+
+KQCL_API kqcl_status kqcl_rope(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_buffer *positions, size_t offset,
+                               int heads, const kqcl_rope_params *params, kqcl_tensor *y)
+{
+    const char *call = "kqcl_rope";
+    kqcl_status st = begin(ctx, x, y, call);
+    if (st != KQCL_OK || (st = check_rope_rows(ctx, x, positions, offset, heads, params, call)) != KQCL_OK)
+        return st;
+    const rope_out out = {NULL, 0, 0};
+    return launch_rope(ctx, x, positions, offset, heads, params, &out, y, call);
 }
 
 /* The index buffer of kqcl_set_rows: on dst's device, `count` values of index_bytes from
@@ -356,6 +388,19 @@ static kqcl_status check_indices(kqcl_context *ctx, const kqcl_buffer *indices, 
     return KQCL_OK;
 }
 
+/* The tensor a row scatter writes: f32, f16 or bf16, whole. */
+static kqcl_status check_row_target(kqcl_context *ctx, const kqcl_tensor *dst, const char *call)
+{
+    kqcl_status st = kq_check_tensor(ctx, dst, call, "dst");
+    if (st != KQCL_OK)
+        return st;
+    if (dst->type != KQCL_TYPE_F32 && dst->type != KQCL_TYPE_F16 && dst->type != KQCL_TYPE_BF16)
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: dst is %s; want f32, f16 or bf16", call, kqcl_type_name(dst->type));
+    if (dst->buffer == NULL)
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: dst is placed over devices; want a whole tensor", call);
+    return KQCL_OK;
+}
+
 KQCL_API kqcl_status kqcl_set_rows(kqcl_context *ctx, const kqcl_tensor *src, const kqcl_buffer *indices,
                                    size_t offset, int index_bytes, kqcl_tensor *dst)
 {
@@ -364,12 +409,8 @@ KQCL_API kqcl_status kqcl_set_rows(kqcl_context *ctx, const kqcl_tensor *src, co
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s: ctx is NULL", call);
     kq_clear_error(ctx);
     kqcl_status st;
-    if ((st = check_operand(ctx, src, call, "src")) != KQCL_OK || (st = kq_check_tensor(ctx, dst, call, "dst")) != KQCL_OK)
+    if ((st = check_operand(ctx, src, call, "src")) != KQCL_OK || (st = check_row_target(ctx, dst, call)) != KQCL_OK)
         return st;
-    if (dst->type != KQCL_TYPE_F32 && dst->type != KQCL_TYPE_F16 && dst->type != KQCL_TYPE_BF16)
-        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: dst is %s; want f32, f16 or bf16", call, kqcl_type_name(dst->type));
-    if (dst->buffer == NULL)
-        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: dst is placed over devices; want a whole tensor", call);
     if ((st = same_device(ctx, src, dst, call)) != KQCL_OK)
         return st;
     if (src->cols != dst->cols)
@@ -390,4 +431,28 @@ KQCL_API kqcl_status kqcl_set_rows(kqcl_context *ctx, const kqcl_tensor *src, co
                              sizeof idx64, &idx64, sizeof(cl_mem), &dst->buffer, sizeof rows, &rows, sizeof cols,
                              &cols, sizeof y_rows, &y_rows, sizeof dst_type, &dst_type);
     return launch_elements(ctx, dst, k, err, rows * cols, call);
+}
+
+KQCL_API kqcl_status kqcl_rope_set_rows(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_buffer *positions,
+                                        size_t pos_offset, int heads, const kqcl_rope_params *params,
+                                        const kqcl_buffer *indices, size_t idx_offset, int index_bytes,
+                                        kqcl_tensor *dst)
+{
+    const char *call = "kqcl_rope_set_rows";
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s: ctx is NULL", call);
+    kq_clear_error(ctx);
+    kqcl_status st;
+    if ((st = check_operand(ctx, x, call, "x")) != KQCL_OK || (st = check_row_target(ctx, dst, call)) != KQCL_OK ||
+        (st = same_device(ctx, x, dst, call)) != KQCL_OK ||
+        (st = check_rope_rows(ctx, x, positions, pos_offset, heads, params, call)) != KQCL_OK)
+        return st;
+    if (dst->cols != (int64_t)heads * x->cols)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: %d heads of %lld values into rows of %lld", call, heads,
+                       (long long)x->cols, (long long)dst->cols);
+    if ((st = check_indices(ctx, indices, idx_offset, index_bytes, x->rows / heads, dst->device, call)) != KQCL_OK)
+        return st;
+    kq_events_reset(ctx);
+    const rope_out out = {indices, idx_offset, index_bytes};
+    return launch_rope(ctx, x, positions, pos_offset, heads, params, &out, dst, call);
 }
