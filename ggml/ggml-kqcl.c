@@ -1001,20 +1001,27 @@ static bool kq_supports_rope(const kq_device *d, const struct ggml_tensor *op)
            x->ne[0] % 2 == 0 && n_dims > 0 && n_dims % 2 == 0 && n_dims <= x->ne[0] && x->ne[1] <= INT32_MAX;
 }
 
+/* A ROPE node's op_params as kqcl's. */
+static void kq_rope_params_of(const struct ggml_tensor *rope, kqcl_rope_params *p)
+{
+    const int32_t *ip = (const int32_t *)rope->op_params;
+    float f[6]; /* freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow */
+    memcpy(f, ip + 5, sizeof f);
+    *p = (kqcl_rope_params){.n_dims = ip[1], .neox = ip[2] == GGML_ROPE_TYPE_NEOX, .freq_base = f[0],
+                            .freq_scale = f[1], .ext_factor = f[2], .attn_factor = f[3]};
+    float corr[2];
+    ggml_rope_yarn_corr_dims(p->n_dims, ip[4], f[0], f[4], f[5], corr);
+    /* With no original context (n_ctx_orig 0) the range's end is -inf; ggml's ramp then divides
+     * by its floor of 0.001, as kqcl's does for an empty range: the same angles. */
+    p->corr_low = corr[0], p->corr_high = corr[1] >= corr[0] ? corr[1] : corr[0];
+}
+
 static enum ggml_status kq_compute_rope(kq_backend *be, struct ggml_tensor *dst)
 {
     kq_device *d = be->dev;
     const struct ggml_tensor *src = dst->src[0], *pos = dst->src[1];
-    const int32_t *ip = (const int32_t *)dst->op_params;
-    float f[6]; /* freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow */
-    memcpy(f, ip + 5, sizeof f);
-    kqcl_rope_params p = {.n_dims = ip[1], .neox = ip[2] == GGML_ROPE_TYPE_NEOX, .freq_base = f[0],
-                          .freq_scale = f[1], .ext_factor = f[2], .attn_factor = f[3]};
-    float corr[2];
-    ggml_rope_yarn_corr_dims(p.n_dims, ip[4], f[0], f[4], f[5], corr);
-    /* With no original context (n_ctx_orig 0) the range's end is -inf; ggml's ramp then divides
-     * by its floor of 0.001, as kqcl's does for an empty range: the same angles. */
-    p.corr_low = corr[0], p.corr_high = corr[1] >= corr[0] ? corr[1] : corr[0];
+    kqcl_rope_params p;
+    kq_rope_params_of(dst, &p);
     kq_buffer *bp = kq_buffer_of(pos);
     kq_out o;
     kqcl_tensor *x = bp ? kq_rows_of(d, src, KQ_SCRATCH_X) : NULL;
@@ -1393,6 +1400,67 @@ static enum ggml_status kq_compute_mul_mat_glu(kq_backend *be, const struct ggml
     return kq_out_end(&o, ok, x, NULL);
 }
 
+/* ROPE of a key, the view ops that reshape it into a token's row, then SET_ROWS into the KV
+ * cache: one kqcl_rope_set_rows, which writes the turned rows straight into the cache. Taken
+ * where nothing else reads the turned rows (the attention reads the cache), they are the
+ * SET_ROWS source whole and in order (one token a row: heads * head size values), the indices
+ * are one contiguous run, and the cache's rows are contiguous and take a view. */
+static bool kq_view_op(enum ggml_op op)
+{
+    return op == GGML_OP_VIEW || op == GGML_OP_RESHAPE;
+}
+
+static int kq_fits_rope_set_rows(const struct ggml_cgraph *g, int i)
+{
+    const struct ggml_tensor *rope = g->nodes[i];
+    kq_buffer *b = kq_buffer_of(rope);
+    if (b == NULL || !kq_supports_rope(b->dev, rope))
+        return 0;
+    enum ggml_op ops[8];
+    int n = 0;
+    ops[n++] = GGML_OP_ROPE;
+    const struct ggml_tensor *last = rope;
+    while (i + n < g->n_nodes && n < 7 && kq_view_op(g->nodes[i + n]->op) && g->nodes[i + n]->src[0] == last)
+        last = g->nodes[i + n], ops[n++] = last->op;
+    if (i + n >= g->n_nodes)
+        return 0;
+    const struct ggml_tensor *set = g->nodes[i + n], *idx = set->src[1];
+    ops[n++] = GGML_OP_SET_ROWS;
+    const int out = i + n - 1;
+    if (set->op != GGML_OP_SET_ROWS || set->src[0] != last || !ggml_can_fuse_subgraph(g, i, n, ops, &out, 1))
+        return 0;
+    kq_buffer *bd = kq_buffer_of(set), *bi = idx ? kq_buffer_of(idx) : NULL;
+    const int64_t row = rope->ne[0] * rope->ne[1]; /* a token's heads side by side */
+    if (bd == NULL || bi == NULL || !kq_supports_set_rows(b->dev, set) || !ggml_is_contiguous(last) ||
+        last->ne[0] != row || last->ne[1] != rope->ne[2] || last->ne[2] != 1 || last->ne[3] != 1 ||
+        !ggml_is_contiguous(idx) || idx->ne[0] != rope->ne[2] || ggml_nelements(idx) != idx->ne[0])
+        return 0;
+    const size_t isz = ggml_type_size(idx->type);
+    return set->nb[1] == kqcl_row_size((kqcl_type)set->type, row) && kq_offset(bd, set) % b->dev->alignment == 0 &&
+                   kq_offset(bi, idx) % isz == 0 && !kq_bytes_overlap(set, rope->src[0])
+               ? n
+               : 0;
+}
+
+static enum ggml_status kq_compute_rope_set_rows(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes)
+{
+    kq_device *d = be->dev;
+    const struct ggml_tensor *rope = g->nodes[i], *set = g->nodes[i + nodes - 1];
+    const struct ggml_tensor *src = rope->src[0], *pos = rope->src[1], *idx = set->src[1];
+    kq_buffer *bp = kq_buffer_of(pos), *bi = kq_buffer_of(idx), *bd = kq_buffer_of(set);
+    kqcl_rope_params p;
+    kq_rope_params_of(rope, &p);
+    kqcl_tensor *x = bp ? kq_rows_of(d, src, KQ_SCRATCH_X) : NULL, *cache = NULL;
+    bool ok = x != NULL && kq_ok(kqcl_tensor_view(bd->mem, kq_offset(bd, set), (kqcl_type)set->type, set->ne[1],
+                                                  set->ne[0], &cache),
+                                 "tensor view") &&
+              kq_ok(kqcl_rope_set_rows(kq_ctx, x, bp->mem, kq_offset(bp, pos), (int)src->ne[1], &p, bi->mem,
+                                       kq_offset(bi, idx), (int)ggml_type_size(idx->type), cache),
+                    "ROPE+SET_ROWS");
+    kqcl_tensor_destroy(x), kqcl_tensor_destroy(cache);
+    return ok ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
+}
+
 /* A fusion's test gives the nodes it would take from node i (0: it does not apply); its compute
  * takes that many. */
 typedef struct kq_fusion {
@@ -1419,6 +1487,7 @@ static enum ggml_status kq_fused_add_norm_mul(kq_backend *be, const struct ggml_
 static const kq_fusion kq_fusions[] = {
     {GGML_OP_ADD, kq_fusion_add_norm_mul, kq_fused_add_norm_mul},
     {GGML_OP_RMS_NORM, kq_fusion_norm_mul, kq_fused_norm_mul},
+    {GGML_OP_ROPE, kq_fits_rope_set_rows, kq_compute_rope_set_rows},
     {GGML_OP_MUL_MAT, kq_fits_mul_mat_glu, kq_compute_mul_mat_glu}, /* before the group: it takes more */
     {GGML_OP_MUL_MAT, kq_fits_mul_mat_group, kq_compute_mul_mat_group},
 };
