@@ -781,6 +781,35 @@ static inline uchar16 q6k_group_bytes(const __global uchar *blk, int t)
 }
 #endif
 
+#if !W_IS_KQUANT
+/* A small block's d (low 16 bits) and, for q4_1/q5_1, m (high 16 bits): the leading halves. */
+static inline uint small_block_halves(const __global uchar *blk)
+{
+    const __global ushort *h = (const __global ushort *)blk;
+#if WTYPE == TYPE_Q4_1 || WTYPE == TYPE_Q5_1
+    return (uint)h[0] | (uint)h[1] << 16;
+#else
+    return (uint)h[0];
+#endif
+}
+
+/* The offset of a small block of scale d (and m): weight = d q - mo, for both its groups. */
+static inline float small_block_offset(float d, float m)
+{
+#if WTYPE == TYPE_Q4_0
+    return (float)Q40_BIAS * d; /* (q - 8) d = q d - 8 d, and 8 d is exact */
+#elif WTYPE == TYPE_Q5_0
+    return (float)Q50_BIAS * d;
+#elif WTYPE == TYPE_Q8_0
+    (void)d;
+    return 0.0f;
+#else
+    (void)d;
+    return -m; /* q d + m */
+#endif
+}
+#endif
+
 /* The 16 quants of group t as floats (before scale and offset). */
 static inline float16 blk_group(const __global uchar *blk, int t)
 {

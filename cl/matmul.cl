@@ -33,7 +33,7 @@
 #define KUNITS 1
 #endif
 
-#if defined(KQ_CPU) && W_IS_KQUANT
+#if defined(KQ_CPU) && W_IS_QUANT
 /* ---- CPUs (PoCL), set by the host with -DKQ_CPU --------------------------------------------
  * A register-blocked GEMM in the BLIS manner, one work-item a work-group (no work-item loop).
  * A work-item owns TILE_M weight rows x TILE_N activation rows of Y^T and walks k in panels of
@@ -45,6 +45,7 @@
  *      and run the micro-kernel: WPT_M rows (WPT_M/16 float16) x WPT_N columns of
  *      accumulators, per kk one vector load of Wp per 16 rows and one broadcast per column;
  *   3. add the accumulators into y (rows are consecutive in y, so 16 at a time).
+ * The k-quants and the small blocks (q4_0, q4_1, q5_0, q5_1, q8_0) both take this form.
  * Tunables (host: KQCL_MATMUL=TILE_M,TILE_N,WPT_M,WPT_N,KUNITS): TILE_M a multiple of WPT_M,
  * WPT_M a multiple of 16, KC = 32*KUNITS a multiple of 16 that divides 256 or is a multiple
  * of 256. */
@@ -60,11 +61,25 @@
 #define KC (32 * KUNITS)
 #define MV (WPT_M / 16)
 
-/* Dequantize weights [k0, k0+KC) of rows row0 .. row0+PANEL_M-1 into Wp[kk*PANEL_M + r]. */
-static inline void dequant_panel(__local float *Wp, const __global uchar *w, ulong w_row_bytes, int row0, int m, int k0)
+/* Group values v (16 consecutive k) of row r into the k-major panel from k offset kb. */
+static inline void panel_store(__local float *Wp, int kb, int r, float16 v)
+{
+    float vs[16];
+    vstore16(v, 0, vs);
+    __local float *dst = Wp + (size_t)kb * PANEL_M + r;
+#pragma unroll
+    for (int e = 0; e < 16; e++)
+        dst[e * PANEL_M] = vs[e];
+}
+
+/* Dequantize weights [k0, k0+kc) of rows row0 .. row0+PANEL_M-1 into Wp[kk*PANEL_M + r]; kc is
+ * KC but in a small-block row's last panel (k a multiple of 32 only). */
+static inline void dequant_panel(__local float *Wp, const __global uchar *w, ulong w_row_bytes, int row0, int m, int k0,
+                                 int kc)
 {
     for (int r = 0; r < PANEL_M; r++) {
         const __global uchar *wrow = w + (size_t)min(row0 + r, m - 1) * w_row_bytes;
+#if W_IS_KQUANT
         for (int kb = 0; kb < KC; kb += QK_K) {
             int kg = k0 + kb;
             const __global uchar *blk = wrow + (size_t)(kg / QK_K) * BLOCK_BYTES;
@@ -74,15 +89,18 @@ static inline void dequant_panel(__local float *Wp, const __global uchar *w, ulo
 #pragma unroll
             for (int tt = 0; tt < (KC < QK_K ? KC : QK_K) / 16; tt++) {
                 int t = t0 + tt;
-                float16 v = fma(blk_group(blk, t), (float16)sc.s[t], (float16)(-sc.mo[t]));
-                float vs[16];
-                vstore16(v, 0, vs);
-                __local float *dst = Wp + (size_t)(kb + 16 * tt) * PANEL_M + r;
-#pragma unroll
-                for (int e = 0; e < 16; e++)
-                    dst[e * PANEL_M] = vs[e];
+                panel_store(Wp, kb + 16 * tt, r, fma(blk_group(blk, t), (float16)sc.s[t], (float16)(-sc.mo[t])));
             }
         }
+#else /* the small blocks: 32 values, two groups of 16 under one scale and offset */
+        for (int kb = 0; kb < kc; kb += BLOCK_VALUES) {
+            const __global uchar *blk = wrow + (size_t)((k0 + kb) / BLOCK_VALUES) * BLOCK_BYTES;
+            float2 dm = half2_bits_to_float2(small_block_halves(blk));
+            float16 s = (float16)dm.x, mo = (float16)small_block_offset(dm.x, dm.y);
+            panel_store(Wp, kb, r, fma(blk_group(blk, 0), s, -mo));
+            panel_store(Wp, kb + 16, r, fma(blk_group(blk, 1), s, -mo));
+        }
+#endif
     }
 }
 
@@ -100,6 +118,7 @@ void matmul_tiled(const __global uchar *restrict w, ulong w_row_bytes, const __g
     int row_end = min(row0 + TILE_M, m), col_end = min(col0 + TILE_N, n);
     int strips = (col_end - col0 + WPT_N - 1) / WPT_N;
     for (int k0 = 0; k0 < k; k0 += KC) {
+        int kc = min(KC, k - k0);
         /* the panel's activations, contiguous and converted to float: Xp[c*KC + kk] for the
          * tile's columns c (padded to whole strips with the last column) */
         for (int c = 0; c < strips * WPT_N; c++) {
@@ -108,11 +127,11 @@ void matmul_tiled(const __global uchar *restrict w, ulong w_row_bytes, const __g
             if (k0 + KC < k) /* bytes, since prefetch() takes no half pointer without cl_khr_fp16 */
                 prefetch((const __global uchar *)(xr + KC), KC * sizeof(XT));
 #endif
-            for (int kk = 0; kk < KC; kk += 16)
+            for (int kk = 0; kk < kc; kk += 16)
                 vstore16(x_load16(xr, (ulong)kk), 0, Xp + c * KC + kk);
         }
         for (int p0 = row0; p0 < row_end; p0 += PANEL_M) {
-            dequant_panel(Wp, w, w_row_bytes, p0, m, k0);
+            dequant_panel(Wp, w, w_row_bytes, p0, m, k0, kc);
             for (int s = 0; s < strips; s++) {
                 int c0 = col0 + s * WPT_N;
                 const __local float *xs0 = Xp + s * WPT_N * KC;
@@ -123,7 +142,7 @@ void matmul_tiled(const __global uchar *restrict w, ulong w_row_bytes, const __g
 #pragma unroll
                         for (int v = 0; v < MV; v++)
                             acc[j][v] = (float16)0.0f;
-                    for (int kk = 0; kk < KC; kk++) {
+                    for (int kk = 0; kk < kc; kk++) {
                         float16 wv[MV];
 #pragma unroll
                         for (int v = 0; v < MV; v++)

@@ -126,17 +126,6 @@ static inline float16 q6_group(const __global uchar *blk, int t)
 #endif
 
 #if !W_IS_KQUANT
-/* A small block's d (low 16 bits) and, for q4_1/q5_1, m (high 16 bits): the leading halves. */
-static inline uint small_block_halves(const __global uchar *blk)
-{
-    const __global ushort *h = (const __global ushort *)blk;
-#if WTYPE == TYPE_Q4_1 || WTYPE == TYPE_Q5_1
-    return (uint)h[0] | (uint)h[1] << 16;
-#else
-    return (uint)h[0];
-#endif
-}
-
 /* Every row's scale and offset (weight = s q - mo) for its current small block, four rows'
  * halves converted as one vector: a half by integer ops is some ten instructions, as many as
  * the 32 weights' own arithmetic if done one by one. */
@@ -157,15 +146,7 @@ static inline void small_scales(const __global uchar *blk[ROWS], float s[ROWS],
 #pragma unroll
         for (int r = 0; r < 4 && i0 + r < ROWS; r++) {
             s[i0 + r] = f[2 * r];
-#if WTYPE == TYPE_Q4_0
-            mo[i0 + r] = (float)Q40_BIAS * f[2 * r]; /* (q - 8) d = q d - 8 d, and 8 d is exact */
-#elif WTYPE == TYPE_Q5_0
-            mo[i0 + r] = (float)Q50_BIAS * f[2 * r];
-#elif WTYPE == TYPE_Q8_0
-            mo[i0 + r] = 0.0f;
-#else
-            mo[i0 + r] = -f[2 * r + 1]; /* q d + m */
-#endif
+            mo[i0 + r] = small_block_offset(f[2 * r], f[2 * r + 1]);
         }
     }
 }

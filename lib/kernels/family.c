@@ -302,14 +302,14 @@ static const kq_tunable tiled_tunables[] = {
 };
 
 /* GPUs: 128 x 128 tiles, 8 x 8 outputs a work-item (64 FMAs per 4 vector loads from local
- * memory). CPUs: the k-quants take the KQ_CPU kernel, a 256-row x 512-column block a work-item,
- * 64 x 6 register tiles, k panels of 128 (doc/perf-cpu-notes.md), narrowing the activation panel
- * (tile_n) first and ending on the work-group kernel's smallest tiles; float weights, q4_0 and
- * q8_0 the work-group kernel with 64 x 64 tiles. */
+ * memory). CPUs: the quantized weights (k-quants and small blocks) take the KQ_CPU kernel, a
+ * 256-row x 512-column block a work-item, 64 x 6 register tiles, k panels of 128
+ * (doc/perf-cpu-notes.md), narrowing the activation panel (tile_n) first and ending on the
+ * work-group kernel's smallest tiles; float weights the work-group kernel with 64 x 64 tiles. */
 static const kq_candidate tiled_gpu[] = {{{128, 128, 8, 8, 1}, false}, {{64, 64, 8, 8, 1}, false},
                                          {{64, 64, 4, 4, 1}, false},   {{32, 32, 4, 4, 1}, false},
                                          {{16, 16, 4, 4, 1}, false}};
-static const kq_candidate tiled_cpu_kquant[] = {{{256, 512, 64, 6, 4}, true}, {{256, 128, 64, 6, 4}, true},
+static const kq_candidate tiled_cpu_quant[] = {{{256, 512, 64, 6, 4}, true}, {{256, 128, 64, 6, 4}, true},
                                                 {{256, 64, 64, 6, 4}, true},  {{256, 32, 64, 6, 2}, true},
                                                 {{64, 16, 16, 4, 1}, true},   {{16, 16, 4, 4, 1}, false}};
 static const kq_candidate tiled_cpu_float[] = {{{64, 64, 8, 8, 1}, false}, {{32, 32, 4, 4, 1}, false},
@@ -319,8 +319,8 @@ static kq_candidates tiled_candidates(const kq_device *dev, const kq_shape *s)
 {
     if (kq_gpu_kernels(dev))
         return (kq_candidates){tiled_gpu, COUNT(tiled_gpu)};
-    return kq_type_is_kquant(s->wtype) ? (kq_candidates){tiled_cpu_kquant, COUNT(tiled_cpu_kquant)}
-                                       : (kq_candidates){tiled_cpu_float, COUNT(tiled_cpu_float)};
+    return kq_type_is_quant(s->wtype) ? (kq_candidates){tiled_cpu_quant, COUNT(tiled_cpu_quant)}
+                                      : (kq_candidates){tiled_cpu_float, COUNT(tiled_cpu_float)};
 }
 
 static const char *tiled_broken(const int *v, bool cpu_form)
