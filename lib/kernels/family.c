@@ -160,8 +160,20 @@ static const kq_candidate matvec_cpu[] = {{{1, 1, 4}, false}, {{1, 1, 1}, false}
  * 1536 x 576 q4_1, best of 300: 37 us against 66 with four; doc/perf.md run 23). */
 static const kq_candidate matvec_cpu_small[] = {{{1, 1, 8}, false}, {{1, 1, 4}, false}, {{1, 1, 1}, false}};
 
+/* Long rows at n <= 2 in the float modes: 64 lanes a row halve each warp's serial walk along k
+ * (448 units at k = 14336: 7 steps, not 14), which is what bounds the float kernel there (H100,
+ * doc/perf.md run 26, n = 1, k = 14336: q4_K 32.3 -> 27.2 us, q6_K 44.8 -> 33.7, q8_0 unchanged).
+ * At k = 4096 (2 steps either way) it lost 10-15%, at n = 8 up to 30% (q4_0), and Q8's
+ * matvec_q8 gained nothing: those keep a warp a row. */
+static const kq_candidate matvec_gpu_long[] = {{{64, 1, 2}, false}, {{32, 4, 2}, false}, {{32, 2, 2}, false},
+                                               {{32, 1, 2}, false}, {{16, 1, 2}, false}, {{8, 1, 1}, false},
+                                               {{1, 1, 1}, false}};
+#define KQ_LONG_ROW 8192 /* values from which a float-mode row takes matvec_gpu_long */
+
 static kq_candidates matvec_candidates(const kq_device *dev, const kq_shape *s)
 {
+    if (kq_gpu_kernels(dev) && s->mode != KQCL_PRECISION_Q8 && s->k >= KQ_LONG_ROW && s->n <= 2)
+        return (kq_candidates){matvec_gpu_long, COUNT(matvec_gpu_long)};
     if (kq_gpu_kernels(dev))
         return (kq_candidates){matvec_gpu, COUNT(matvec_gpu)};
     return kq_type_is_quant(s->wtype) && !kq_type_is_kquant(s->wtype)
