@@ -126,124 +126,6 @@ static bool kq_ok(kqcl_status st, const char *what)
 
 static size_t kq_round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
-/* ---- views, kept -----------------------------------------------------------------------------
- * Every operand is a kqcl view (kqcl_tensor_view: an OpenCL sub-buffer), and a decode step makes
- * some 900 of them; through NVIDIA's OpenCL a view and its release cost the host 1.5 us, a
- * third of a launch (H100, doc/perf.md run 26), and the host is what bounds a small model's
- * step. A token's graph asks for the same views as the last one's (the same weights, the same
- * compute-buffer layout), so views are kept in a table keyed by (buffer, offset, type, shape).
- * An op that asks for one key twice gets a second, transient view (kqcl calls compare handles
- * to find aliasing, as before); transient views, and views asked for once the table is full,
- * are destroyed when the op ends (kq_op_end). A full table is emptied between graphs; a
- * buffer's views go when the buffer does (a view keeps its buffer's memory alive, so one still
- * used by the op in progress is destroyed at the op's end). */
-#define KQ_VIEW_SLOTS 8192
-#define KQ_VIEW_MAX (KQ_VIEW_SLOTS / 2) /* entries: probes stay short */
-#define KQ_TRANSIENT_MAX 64
-
-typedef struct kq_view_entry {
-    kqcl_tensor *t; /* NULL: a free slot */
-    const kqcl_buffer *mem;
-    size_t offset;
-    kqcl_type type;
-    int64_t rows, cols;
-    unsigned stamp; /* the op that last took it */
-} kq_view_entry;
-
-static kq_view_entry kq_views[KQ_VIEW_SLOTS];
-static int kq_view_count;
-static unsigned kq_op_stamp = 1;
-static kqcl_tensor *kq_transient[KQ_TRANSIENT_MAX];
-static int kq_transient_count;
-
-static size_t kq_view_hash(const kqcl_buffer *mem, size_t offset, kqcl_type type, int64_t rows, int64_t cols)
-{
-    uint64_t h = (uint64_t)(uintptr_t)mem * 0x9E3779B97F4A7C15u;
-    h ^= (uint64_t)offset + 0x632BE59BD9B4E019u + (h << 6) + (h >> 2);
-    h ^= ((uint64_t)type << 40) ^ ((uint64_t)rows << 20) ^ (uint64_t)cols;
-    h *= 0xD6E8FEB86659FD93u;
-    return (size_t)(h >> 32) % KQ_VIEW_SLOTS;
-}
-
-/* A view the op in progress owns until kq_op_end. */
-static kqcl_status kq_view_transient(kqcl_buffer *mem, size_t offset, kqcl_type type, int64_t rows, int64_t cols,
-                                     kqcl_tensor **out)
-{
-    if (kq_transient_count == KQ_TRANSIENT_MAX)
-        return KQCL_ERR_OUT_OF_MEMORY; /* an op holds a handful of views: this is a bug */
-    kqcl_status st = kqcl_tensor_view(mem, offset, type, rows, cols, out);
-    if (st == KQCL_OK)
-        kq_transient[kq_transient_count++] = *out;
-    return st;
-}
-
-/* kqcl_tensor_view, from the table where it can be. The caller does not destroy it. */
-static kqcl_status kq_view(kqcl_buffer *mem, size_t offset, kqcl_type type, int64_t rows, int64_t cols,
-                           kqcl_tensor **out)
-{
-    size_t i = kq_view_hash(mem, offset, type, rows, cols);
-    for (; kq_views[i].t != NULL; i = (i + 1) % KQ_VIEW_SLOTS) {
-        kq_view_entry *e = &kq_views[i];
-        if (e->mem == mem && e->offset == offset && e->type == type && e->rows == rows && e->cols == cols) {
-            if (e->stamp == kq_op_stamp) /* this op has it already: a distinct handle */
-                return kq_view_transient(mem, offset, type, rows, cols, out);
-            e->stamp = kq_op_stamp;
-            *out = e->t;
-            return KQCL_OK;
-        }
-    }
-    if (kq_view_count >= KQ_VIEW_MAX)
-        return kq_view_transient(mem, offset, type, rows, cols, out);
-    kqcl_status st = kqcl_tensor_view(mem, offset, type, rows, cols, out);
-    if (st == KQCL_OK) {
-        kq_views[i] = (kq_view_entry){*out, mem, offset, type, rows, cols, kq_op_stamp};
-        kq_view_count++;
-    }
-    return st;
-}
-
-/* Views are the table's or the op's: nothing to do for the caller. */
-static void kq_unview(kqcl_tensor *t) { (void)t; }
-
-/* The end of an op (a node or a fused run): its transient views go. */
-static void kq_op_end(void)
-{
-    for (int i = 0; i < kq_transient_count; i++)
-        kqcl_tensor_destroy(kq_transient[i]);
-    kq_transient_count = 0;
-    kq_op_stamp++;
-}
-
-/* Drop the views of `mem` (NULL: all), before that buffer goes; those the op in progress took
- * last until its end. The rest are put back in place. */
-static void kq_views_forget(const kqcl_buffer *mem)
-{
-    static kq_view_entry keep[KQ_VIEW_MAX];
-    int n = 0;
-    for (size_t i = 0; i < KQ_VIEW_SLOTS; i++) {
-        kq_view_entry *e = &kq_views[i];
-        if (e->t == NULL)
-            continue;
-        if (mem == NULL || e->mem == mem) {
-            if (e->stamp == kq_op_stamp && kq_transient_count < KQ_TRANSIENT_MAX)
-                kq_transient[kq_transient_count++] = e->t;
-            else
-                kqcl_tensor_destroy(e->t);
-        } else {
-            keep[n++] = *e;
-        }
-        e->t = NULL;
-    }
-    kq_view_count = 0;
-    for (int j = 0; j < n; j++) {
-        size_t i = kq_view_hash(keep[j].mem, keep[j].offset, keep[j].type, keep[j].rows, keep[j].cols);
-        while (kq_views[i].t != NULL)
-            i = (i + 1) % KQ_VIEW_SLOTS;
-        kq_views[i] = keep[j];
-        kq_view_count++;
-    }
-}
-
 /* ---- buffers ----------------------------------------------------------------------------- */
 
 static void kq_buffer_free(ggml_backend_buffer_t buffer)
@@ -252,7 +134,6 @@ static void kq_buffer_free(ggml_backend_buffer_t buffer)
     pthread_mutex_lock(&kq_lock);
     /* Work still queued may read or write it: let it finish first. */
     kqcl_finish(kq_ctx);
-    kq_views_forget(b->mem);
     kqcl_buffer_destroy(b->mem);
     b->dev->allocated -= buffer->size;
     pthread_mutex_unlock(&kq_lock);
@@ -414,7 +295,6 @@ static kqcl_buffer *kq_scratch(kq_device *d, int slot, size_t bytes)
         return s;
     if (s != NULL) {
         kqcl_finish(kq_ctx);
-        kq_views_forget(s);
         kqcl_buffer_destroy(s);
         d->scratch[slot] = NULL;
     }
@@ -440,7 +320,7 @@ static kqcl_tensor *kq_operand(kq_device *d, kqcl_buffer *mem, size_t offset, si
     size_t row = kqcl_row_size(type, cols);
     kqcl_tensor *t = NULL;
     if ((stride == row || rows == 1) && offset % d->alignment == 0) {
-        if (!kq_ok(kq_view(mem, offset, type, rows, cols, &t), "tensor view"))
+        if (!kq_ok(kqcl_tensor_view(mem, offset, type, rows, cols, &t), "tensor view"))
             return NULL;
         return t;
     }
@@ -455,7 +335,7 @@ static kqcl_tensor *kq_operand(kq_device *d, kqcl_buffer *mem, size_t offset, si
             if (!kq_ok(kqcl_buffer_copy(s, (size_t)r * row, mem, offset + (size_t)r * stride, row), "operand copy"))
                 return NULL;
     }
-    if (!kq_ok(kq_view(s, 0, type, rows, cols, &t), "tensor view"))
+    if (!kq_ok(kqcl_tensor_view(s, 0, type, rows, cols, &t), "tensor view"))
         return NULL;
     return t;
 }
@@ -576,7 +456,7 @@ static enum ggml_status kq_compute_mul_mat(kq_backend *be, struct ggml_tensor *d
         for (int64_t i2 = 0; i2 < s1->ne[2]; i2 += batches2) {
             const size_t o0 = off0 + (size_t)(i2 / r2) * s0->nb[2] + (size_t)(i3 / r3) * s0->nb[3];
             if (w == NULL || o0 != w_off) { /* a broadcast src0 matrix is prepared once */
-                kq_unview(w);
+                kqcl_tensor_destroy(w);
                 w = kq_operand(d, b0->mem, o0, s0->nb[1], tw, m, k, KQ_SCRATCH_W);
                 w_off = o0;
             }
@@ -589,16 +469,16 @@ static enum ggml_status kq_compute_mul_mat(kq_backend *be, struct ggml_tensor *d
             if (x != NULL) {
                 if (od % d->alignment == 0) {
                     y_mem = bd->mem;
-                    kq_ok(kq_view(bd->mem, od, KQCL_TYPE_F32, rows, m, &y), "tensor view");
+                    kq_ok(kqcl_tensor_view(bd->mem, od, KQCL_TYPE_F32, rows, m, &y), "tensor view");
                 } else if ((y_mem = kq_scratch(d, KQ_SCRATCH_Y, (size_t)rows * y_row)) != NULL) {
-                    kq_ok(kq_view(y_mem, 0, KQCL_TYPE_F32, rows, m, &y), "tensor view");
+                    kq_ok(kqcl_tensor_view(y_mem, 0, KQCL_TYPE_F32, rows, m, &y), "tensor view");
                 }
             }
             bool ok = y != NULL && kq_ok(kqcl_matmul(kq_ctx, w, x, y), "MUL_MAT");
             if (ok && y_mem != bd->mem)
                 ok = kq_ok(kqcl_buffer_copy(bd->mem, od, y_mem, 0, (size_t)rows * y_row), "MUL_MAT result copy");
-            kq_unview(x);
-            kq_unview(y);
+            kqcl_tensor_destroy(x);
+            kqcl_tensor_destroy(y);
             if (!ok) {
                 kq_log("%s: MUL_MAT %s (%s x %s, m %lld n %lld k %lld) failed", d->name, dst->name,
                        ggml_type_name(s0->type), ggml_type_name(s1->type), (long long)m, (long long)n, (long long)k);
@@ -607,7 +487,7 @@ static enum ggml_status kq_compute_mul_mat(kq_backend *be, struct ggml_tensor *d
             }
         }
     }
-    kq_unview(w);
+    kqcl_tensor_destroy(w);
     return status;
 }
 
@@ -675,17 +555,17 @@ static enum ggml_status kq_compute_get_rows(kq_backend *be, struct ggml_tensor *
             }
             kqcl_tensor *src = NULL, *out = NULL;
             kqcl_buffer *y_mem = NULL;
-            ok = ok && kq_ok(kq_view(rows, 0, type, n, k, &src), "tensor view");
+            ok = ok && kq_ok(kqcl_tensor_view(rows, 0, type, n, k, &src), "tensor view");
             if (ok) {
                 y_mem = od % d->alignment == 0 ? bd->mem : kq_scratch(d, KQ_SCRATCH_Y, (size_t)n * y_row);
                 ok = y_mem != NULL &&
-                     kq_ok(kq_view(y_mem, y_mem == bd->mem ? od : 0, KQCL_TYPE_F32, n, k, &out), "tensor view");
+                     kq_ok(kqcl_tensor_view(y_mem, y_mem == bd->mem ? od : 0, KQCL_TYPE_F32, n, k, &out), "tensor view");
             }
             ok = ok && kq_ok(kqcl_convert(kq_ctx, src, out), "GET_ROWS convert");
             if (ok && y_mem != bd->mem)
                 ok = kq_ok(kqcl_buffer_copy(bd->mem, od, y_mem, 0, (size_t)n * y_row), "GET_ROWS result copy");
-            kq_unview(src);
-            kq_unview(out);
+            kqcl_tensor_destroy(src);
+            kqcl_tensor_destroy(out);
             if (!ok) {
                 kq_log("%s: GET_ROWS %s (%s, %lld rows of %lld) failed", d->name, dst->name, ggml_type_name(s0->type),
                        (long long)n, (long long)k);
@@ -732,10 +612,10 @@ static bool kq_set_rows_on_device(kq_device *d, kq_buffer *b0, size_t o0, size_t
                                   int64_t rows)
 {
     kqcl_tensor *x = kq_operand(d, b0->mem, o0, nb1, KQCL_TYPE_F32, n, k, KQ_SCRATCH_X), *y = NULL;
-    bool ok = x != NULL && kq_ok(kq_view(bd->mem, od, td, rows, k, &y), "tensor view") &&
+    bool ok = x != NULL && kq_ok(kqcl_tensor_view(bd->mem, od, td, rows, k, &y), "tensor view") &&
               kq_ok(kqcl_set_rows(kq_ctx, x, b1->mem, o1, index_bytes, y), "SET_ROWS");
-    kq_unview(x);
-    kq_unview(y);
+    kqcl_tensor_destroy(x);
+    kqcl_tensor_destroy(y);
     return ok;
 }
 
@@ -797,10 +677,10 @@ static enum ggml_status kq_compute_set_rows(kq_backend *be, struct ggml_tensor *
             } else if (ok) {
                 kqcl_tensor *x = kq_operand(d, b0->mem, o0, s0->nb[1], ts, n, k, KQ_SCRATCH_X), *y = NULL;
                 rows_mem = x ? kq_scratch(d, KQ_SCRATCH_Y, (size_t)n * d_row) : NULL;
-                ok = rows_mem != NULL && kq_ok(kq_view(rows_mem, 0, td, n, k, &y), "tensor view") &&
+                ok = rows_mem != NULL && kq_ok(kqcl_tensor_view(rows_mem, 0, td, n, k, &y), "tensor view") &&
                      kq_ok(kqcl_convert(kq_ctx, x, y), "SET_ROWS convert");
-                kq_unview(x);
-                kq_unview(y);
+                kqcl_tensor_destroy(x);
+                kqcl_tensor_destroy(y);
             }
             for (int64_t i = 0; ok && i < n;) { /* runs of consecutive rows are one copy */
                 int64_t j = i + 1;
@@ -856,7 +736,7 @@ static bool kq_out_begin_as(kq_device *d, const struct ggml_tensor *dst, kqcl_ty
     o->offset = kq_offset(o->home, dst);
     o->bytes = ggml_nbytes(dst);
     o->mem = o->offset % d->alignment == 0 ? o->home->mem : kq_scratch(d, KQ_SCRATCH_Y, o->bytes);
-    return o->mem != NULL && kq_ok(kq_view(o->mem, o->mem == o->home->mem ? o->offset : 0, type, rows, cols,
+    return o->mem != NULL && kq_ok(kqcl_tensor_view(o->mem, o->mem == o->home->mem ? o->offset : 0, type, rows, cols,
                                                     &o->t),
                                    "tensor view");
 }
@@ -872,9 +752,9 @@ static enum ggml_status kq_out_end(kq_out *o, bool ok, kqcl_tensor *in0, kqcl_te
 {
     if (ok && o->mem != o->home->mem)
         ok = kq_ok(kqcl_buffer_copy(o->home->mem, o->offset, o->mem, 0, o->bytes), "result copy");
-    kq_unview(o->t);
-    kq_unview(in0);
-    kq_unview(in1);
+    kqcl_tensor_destroy(o->t);
+    kqcl_tensor_destroy(in0);
+    kqcl_tensor_destroy(in1);
     return ok ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
 }
 
@@ -928,7 +808,7 @@ static enum ggml_status kq_compute_binary(kq_backend *be, struct ggml_tensor *ds
     kqcl_tensor *a = kq_rows_of(d, dst->src[0], KQ_SCRATCH_X), *b = a ? kq_rows_of(d, dst->src[1], KQ_SCRATCH_W) : NULL;
     bool ok = b != NULL && kq_out_begin(d, dst, &o);
     if (!ok) {
-        kq_unview(a), kq_unview(b);
+        kqcl_tensor_destroy(a), kqcl_tensor_destroy(b);
         return GGML_STATUS_FAILED;
     }
     ok = kq_ok(kqcl_binary(kq_ctx, kq_binary_of(dst->op), a, b, o.t), ggml_op_name(dst->op));
@@ -946,7 +826,7 @@ static enum ggml_status kq_compute_scale(kq_backend *be, struct ggml_tensor *dst
     kq_out o;
     kqcl_tensor *x = kq_rows_of(d, dst->src[0], KQ_SCRATCH_X);
     if (x == NULL || !kq_out_begin(d, dst, &o)) {
-        kq_unview(x);
+        kqcl_tensor_destroy(x);
         return GGML_STATUS_FAILED;
     }
     return kq_out_end(&o, kq_ok(kqcl_scale(kq_ctx, x, scale, bias, o.t), "SCALE"), x, NULL);
@@ -971,7 +851,7 @@ static enum ggml_status kq_compute_unary(kq_backend *be, struct ggml_tensor *dst
     kq_out o;
     kqcl_tensor *x = kq_rows_of(d, dst->src[0], KQ_SCRATCH_X);
     if (x == NULL || !kq_out_begin(d, dst, &o)) {
-        kq_unview(x);
+        kqcl_tensor_destroy(x);
         return GGML_STATUS_FAILED;
     }
     kqcl_unary_op op = (kqcl_unary_op)kq_unary_of(ggml_get_unary_op(dst));
@@ -1000,7 +880,7 @@ static enum ggml_status kq_compute_glu(kq_backend *be, struct ggml_tensor *dst)
     kq_out o;
     kqcl_tensor *g = kq_rows_of(d, gate, KQ_SCRATCH_X), *u = g ? kq_rows_of(d, up, KQ_SCRATCH_W) : NULL;
     if (u == NULL || !kq_out_begin(d, dst, &o)) {
-        kq_unview(g), kq_unview(u);
+        kqcl_tensor_destroy(g), kqcl_tensor_destroy(u);
         return GGML_STATUS_FAILED;
     }
     kqcl_glu_op op = (kqcl_glu_op)kq_glu_of(ggml_get_glu_op(dst));
@@ -1038,7 +918,7 @@ static enum ggml_status kq_compute_copy(kq_backend *be, struct ggml_tensor *dst)
                                      (kqcl_type)src->type, rows, cols, KQ_SCRATCH_X)
                         : NULL;
     if (x == NULL || !kq_out_begin_as(d, dst, (kqcl_type)dst->type, rows, cols, &o)) {
-        kq_unview(x);
+        kqcl_tensor_destroy(x);
         return GGML_STATUS_FAILED;
     }
     return kq_out_end(&o, kq_ok(kqcl_convert(kq_ctx, x, o.t), ggml_op_name(dst->op)), x, NULL);
@@ -1060,7 +940,7 @@ static enum ggml_status kq_compute_rms_norm(kq_backend *be, struct ggml_tensor *
     kq_out o;
     kqcl_tensor *x = kq_rows_of(d, dst->src[0], KQ_SCRATCH_X);
     if (x == NULL || !kq_out_begin(d, dst, &o)) {
-        kq_unview(x);
+        kqcl_tensor_destroy(x);
         return GGML_STATUS_FAILED;
     }
     return kq_out_end(&o, kq_ok(kqcl_rms_norm(kq_ctx, x, NULL, eps, o.t), "RMS_NORM"), x, NULL);
@@ -1097,7 +977,7 @@ static enum ggml_status kq_compute_soft_max(kq_backend *be, struct ggml_tensor *
                                                                           KQCL_TYPE_F32, src->ne[1], src->ne[0],
                                                                           KQ_SCRATCH_W)) != NULL));
     if (!ok || !kq_out_begin(d, dst, &o)) {
-        kq_unview(x), kq_unview(mask);
+        kqcl_tensor_destroy(x), kqcl_tensor_destroy(mask);
         return GGML_STATUS_FAILED;
     }
     return kq_out_end(&o, kq_ok(kqcl_softmax(kq_ctx, x, mask, scale, o.t), "SOFT_MAX"), x, mask);
@@ -1146,7 +1026,7 @@ static enum ggml_status kq_compute_rope(kq_backend *be, struct ggml_tensor *dst)
     kq_out o;
     kqcl_tensor *x = bp ? kq_rows_of(d, src, KQ_SCRATCH_X) : NULL;
     if (x == NULL || !kq_out_begin(d, dst, &o)) {
-        kq_unview(x);
+        kqcl_tensor_destroy(x);
         return GGML_STATUS_FAILED;
     }
     bool ok = kq_ok(kqcl_rope(kq_ctx, x, bp->mem, kq_offset(bp, pos), (int)src->ne[1], &p, o.t), "ROPE");
@@ -1234,13 +1114,13 @@ static bool kq_flash_attn_stream(kq_device *d, struct ggml_tensor *dst, int64_t 
     /* y in place where dst's stream starts aligned, else in scratch Y and copied */
     kqcl_buffer *y_mem = od % d->alignment == 0 ? bd->mem : kq_scratch(d, KQ_SCRATCH_Y, y_bytes);
     bool ok = tv != NULL && (m == NULL || tm != NULL) && y_mem != NULL &&
-              kq_ok(kq_view(y_mem, y_mem == bd->mem ? od : 0, KQCL_TYPE_F32, p.queries * p.heads, v->ne[0], &ty),
+              kq_ok(kqcl_tensor_view(y_mem, y_mem == bd->mem ? od : 0, KQCL_TYPE_F32, p.queries * p.heads, v->ne[0], &ty),
                     "tensor view") &&
               kq_ok(kqcl_attention(kq_ctx, tq, tk, tv, tm, &p, ty), "FLASH_ATTN_EXT");
     if (ok && y_mem != bd->mem)
         ok = kq_ok(kqcl_buffer_copy(bd->mem, od, y_mem, 0, y_bytes), "FLASH_ATTN_EXT result copy");
-    kq_unview(tq), kq_unview(tk), kq_unview(tv), kq_unview(tm);
-    kq_unview(ty);
+    kqcl_tensor_destroy(tq), kqcl_tensor_destroy(tk), kqcl_tensor_destroy(tv), kqcl_tensor_destroy(tm);
+    kqcl_tensor_destroy(ty);
     return ok;
 }
 
@@ -1335,7 +1215,7 @@ static enum ggml_status kq_compute_norm_mul(kq_backend *be, const struct ggml_cg
     kq_out o;
     kqcl_tensor *x = kq_rows_of(d, norm->src[0], KQ_SCRATCH_X), *w = x ? kq_rows_of(d, mul->src[1], KQ_SCRATCH_W) : NULL;
     if (w == NULL || !kq_out_begin(d, mul, &o)) {
-        kq_unview(x), kq_unview(w);
+        kqcl_tensor_destroy(x), kqcl_tensor_destroy(w);
         return GGML_STATUS_FAILED;
     }
     return kq_out_end(&o, kq_ok(kqcl_rms_norm(kq_ctx, x, w, eps, o.t), "RMS_NORM+MUL"), x, w);
@@ -1377,15 +1257,15 @@ static enum ggml_status kq_compute_add_norm_mul(kq_backend *be, const struct ggm
     kqcl_tensor *x = kq_rows_of(d, add->src[0], KQ_SCRATCH_X), *r = x ? kq_rows_of(d, add->src[1], KQ_SCRATCH_V) : NULL;
     kqcl_tensor *w = r ? kq_rows_of(d, mul->src[1], KQ_SCRATCH_W) : NULL;
     if (w == NULL || !kq_out_begin(d, add, &sum)) {
-        kq_unview(x), kq_unview(r), kq_unview(w);
+        kqcl_tensor_destroy(x), kqcl_tensor_destroy(r), kqcl_tensor_destroy(w);
         return GGML_STATUS_FAILED;
     }
     if (!kq_out_begin(d, mul, &y)) {
-        kq_unview(w);
+        kqcl_tensor_destroy(w);
         return kq_out_end(&sum, false, x, r);
     }
     bool ok = kq_ok(kqcl_add_rms_norm(kq_ctx, x, r, w, eps, sum.t, y.t), "ADD+RMS_NORM+MUL");
-    kq_unview(w);
+    kqcl_tensor_destroy(w);
     enum ggml_status st = kq_out_end(&y, ok, NULL, NULL);
     return kq_out_end(&sum, ok, x, r) == GGML_STATUS_SUCCESS ? st : GGML_STATUS_FAILED;
 }
@@ -1452,15 +1332,15 @@ static enum ggml_status kq_compute_mul_mat_group(kq_backend *be, const struct gg
     for (int j = 0; j < nodes && ok; j++) {
         const struct ggml_tensor *t = g->nodes[i + j], *ws = t->src[0];
         kq_buffer *bw = kq_buffer_of(ws), *by = kq_buffer_of(t);
-        ok = kq_ok(kq_view(bw->mem, kq_offset(bw, ws), (kqcl_type)ws->type, ws->ne[1], ws->ne[0], &w[j]),
+        ok = kq_ok(kqcl_tensor_view(bw->mem, kq_offset(bw, ws), (kqcl_type)ws->type, ws->ne[1], ws->ne[0], &w[j]),
                    "tensor view") &&
-             kq_ok(kq_view(by->mem, kq_offset(by, t), KQCL_TYPE_F32, xs->ne[1], ws->ne[1], &y[j]),
+             kq_ok(kqcl_tensor_view(by->mem, kq_offset(by, t), KQCL_TYPE_F32, xs->ne[1], ws->ne[1], &y[j]),
                    "tensor view");
     }
     ok = ok && kq_ok(kqcl_matmul_group(kq_ctx, nodes, (const kqcl_tensor *const *)w, x, y), "MUL_MAT group");
     for (int j = 0; j < nodes; j++)
-        kq_unview(w[j]), kq_unview(y[j]);
-    kq_unview(x);
+        kqcl_tensor_destroy(w[j]), kqcl_tensor_destroy(y[j]);
+    kqcl_tensor_destroy(x);
     if (!ok)
         kq_log("%s: MUL_MAT group of %d from %s failed", d->name, nodes, g->nodes[i]->name);
     return ok ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
@@ -1503,20 +1383,20 @@ static enum ggml_status kq_compute_mul_mat_glu(kq_backend *be, const struct ggml
     kqcl_tensor *wg = NULL, *wu = NULL;
     kq_out o;
     bool ok = x != NULL &&
-              kq_ok(kq_view(bg->mem, kq_offset(bg, gate->src[0]), (kqcl_type)gate->src[0]->type,
+              kq_ok(kqcl_tensor_view(bg->mem, kq_offset(bg, gate->src[0]), (kqcl_type)gate->src[0]->type,
                                      gate->src[0]->ne[1], gate->src[0]->ne[0], &wg),
                     "tensor view") &&
-              kq_ok(kq_view(bu->mem, kq_offset(bu, up->src[0]), (kqcl_type)up->src[0]->type, up->src[0]->ne[1],
+              kq_ok(kqcl_tensor_view(bu->mem, kq_offset(bu, up->src[0]), (kqcl_type)up->src[0]->type, up->src[0]->ne[1],
                                      up->src[0]->ne[0], &wu),
                     "tensor view") &&
               kq_out_begin(d, glu, &o);
     if (!ok) {
-        kq_unview(x), kq_unview(wg), kq_unview(wu);
+        kqcl_tensor_destroy(x), kqcl_tensor_destroy(wg), kqcl_tensor_destroy(wu);
         return GGML_STATUS_FAILED;
     }
     kqcl_glu_op op = (kqcl_glu_op)kq_glu_of(ggml_get_glu_op(glu));
     ok = kq_ok(kqcl_matmul_glu(kq_ctx, op, wg, wu, x, o.t), "MUL_MAT+MUL_MAT+GLU");
-    kq_unview(wg), kq_unview(wu);
+    kqcl_tensor_destroy(wg), kqcl_tensor_destroy(wu);
     return kq_out_end(&o, ok, x, NULL);
 }
 
@@ -1571,13 +1451,13 @@ static enum ggml_status kq_compute_rope_set_rows(kq_backend *be, const struct gg
     kqcl_rope_params p;
     kq_rope_params_of(rope, &p);
     kqcl_tensor *x = bp ? kq_rows_of(d, src, KQ_SCRATCH_X) : NULL, *cache = NULL;
-    bool ok = x != NULL && kq_ok(kq_view(bd->mem, kq_offset(bd, set), (kqcl_type)set->type, set->ne[1],
+    bool ok = x != NULL && kq_ok(kqcl_tensor_view(bd->mem, kq_offset(bd, set), (kqcl_type)set->type, set->ne[1],
                                                   set->ne[0], &cache),
                                  "tensor view") &&
               kq_ok(kqcl_rope_set_rows(kq_ctx, x, bp->mem, kq_offset(bp, pos), (int)src->ne[1], &p, bi->mem,
                                        kq_offset(bi, idx), (int)ggml_type_size(idx->type), cache),
                     "ROPE+SET_ROWS");
-    kq_unview(x), kq_unview(cache);
+    kqcl_tensor_destroy(x), kqcl_tensor_destroy(cache);
     return ok ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
 }
 
@@ -1718,8 +1598,6 @@ static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct 
     pthread_mutex_lock(&kq_lock);
     const double t0 = kq_profiling() ? kq_now_us() : 0;
     const int n_nodes = ggml_graph_n_nodes(cgraph);
-    if (kq_view_count >= KQ_VIEW_MAX) /* between graphs no op holds a view */
-        kq_views_forget(NULL);
     for (int i = 0; i < n_nodes && status == GGML_STATUS_SUCCESS; i++) {
         struct ggml_tensor *node = ggml_graph_node(cgraph, i);
         if ((node->flags & GGML_TENSOR_FLAG_COMPUTE) == 0 || ggml_is_empty(node))
@@ -1728,7 +1606,6 @@ static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct 
         const kq_fusion *fusion = kq_fusion_at(cgraph, i, &nodes);
         if (fusion != NULL) {
             status = fusion->compute(be, cgraph, i, nodes);
-            kq_op_end();
             i += nodes - 1;
             continue;
         }
@@ -1739,7 +1616,6 @@ static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct 
             break;
         }
         status = op->compute(be, node);
-        kq_op_end();
     }
     if (kq_profiling()) {
         const double t1 = kq_now_us();
