@@ -28,7 +28,9 @@
  *     ggml_can_fuse allows (RMS_NORM then MUL by its weight: one kqcl_rms_norm; the residual ADD
  *     before them too: one kqcl_add_rms_norm; MUL_MATs of one X: one kqcl_matmul_group, with
  *     their GLU after them: one kqcl_matmul_glu), and graph_optimize, which moves the products of
- *     one X side by side before the graph is allocated. KQCL_GGML_FUSION=0 turns both off.
+ *     one X side by side before the graph is allocated. KQCL_GGML_FUSION=0 turns both off;
+ *     KQCL_GGML_PROFILE=1 tells, when the backend is freed, a graph's host enqueue time beside
+ *     its time to the device's end.
  *
  * kqcl's calls on one context are serialised by the caller (kqcl.h): every call here holds
  * kq_lock. Products are queued on the device (kqcl_matmul is asynchronous); a buffer read
