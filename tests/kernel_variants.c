@@ -112,6 +112,15 @@ static void matmul_variants(const profile *p, kq_device *dev)
                         every_fitting(p, dev, &kq_matvec_family, &s);
                 every_fitting(p, dev, &kq_tiled_family, &s);
             }
+            /* kqcl_matmul_glu's form of the decode kernel, SwiGLU and GeGLU at n 1 and 8: the
+             * variant each profile's device gets (the form changes the rows and the store only) */
+            kq_shape g = {.wtype = weight_types[w], .xtype = float_types[x], .m = 4096, .k = 512, .group = 1};
+            for (g.glu = 1; g.glu <= 2; g.glu++)
+                for (g.n = 1; g.n <= KQ_MATVEC_MAX_N; g.n += KQ_MATVEC_MAX_N - 1) {
+                    kq_variant v;
+                    if (kq_pick_variant(NULL, dev, &kq_matvec_family, &g, 0, &v) == KQCL_OK)
+                        print(p, &v, 0);
+                }
             for (size_t mi = 0; mi < sizeof mma_modes / sizeof mma_modes[0]; mi++) {
                 kq_variant v;
                 kq_shape d = {.wtype = weight_types[w], .xtype = float_types[x], .m = 4096, .n = KQ_MATVEC_MAX_N,
