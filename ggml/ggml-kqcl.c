@@ -1419,17 +1419,28 @@ static int kq_fits_rope_set_rows(const struct ggml_cgraph *g, int i)
     if (b == NULL || !kq_supports_rope(b->dev, rope))
         return 0;
     enum ggml_op ops[8];
-    int n = 0;
+    int outs[8], n = 0, n_out = 0;
     ops[n++] = GGML_OP_ROPE;
     const struct ggml_tensor *last = rope;
-    while (i + n < g->n_nodes && n < 7 && kq_view_op(g->nodes[i + n]->op) && g->nodes[i + n]->src[0] == last)
-        last = g->nodes[i + n], ops[n++] = last->op;
+    /* The key's views; a view of something else (Gemma-3's V reshape lands here once
+     * graph_optimize moved V's product up) computes nothing and may stay inside the run as one
+     * of its outputs, unless it looks at the turned key, which the run never writes. */
+    while (i + n < g->n_nodes && n < 7) {
+        const struct ggml_tensor *t = g->nodes[i + n];
+        if (kq_view_op(t->op) && t->src[0] == last)
+            last = t;
+        else if (kq_view_op(t->op) && t->view_src != rope && t->src[0] != rope)
+            outs[n_out++] = i + n;
+        else
+            break;
+        ops[n++] = t->op;
+    }
     if (i + n >= g->n_nodes)
         return 0;
     const struct ggml_tensor *set = g->nodes[i + n], *idx = set->src[1];
     ops[n++] = GGML_OP_SET_ROWS;
-    const int out = i + n - 1;
-    if (set->op != GGML_OP_SET_ROWS || set->src[0] != last || !ggml_can_fuse_subgraph(g, i, n, ops, &out, 1))
+    outs[n_out++] = i + n - 1;
+    if (set->op != GGML_OP_SET_ROWS || set->src[0] != last || !ggml_can_fuse_subgraph(g, i, n, ops, outs, n_out))
         return 0;
     kq_buffer *bd = kq_buffer_of(set), *bi = idx ? kq_buffer_of(idx) : NULL;
     const int64_t row = rope->ne[0] * rope->ne[1]; /* a token's heads side by side */
