@@ -74,7 +74,8 @@ typedef struct kq_device {
     kqcl_device_info info;
     size_t alignment;         /* kqcl_buffer_alignment */
     size_t allocated;         /* bytes of the live buffers, for get_memory */
-    kqcl_buffer *scratch[KQ_SCRATCH_COUNT];
+    kqcl_buffer *scratch[KQ_SCRATCH_COUNT]; /* freed with the device's last backend */
+    int backends;             /* live backends of the device */
     struct ggml_backend_device dev;
     struct ggml_backend_buffer_type buft;
 } kq_device;
@@ -1584,6 +1585,17 @@ static double kq_now_us(void)
     return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
+/* The scratch buffers go with a device's last backend, so that nothing of the module's but the
+ * context is alive when a program that freed its model and backends exits. */
+static void kq_scratch_free(kq_device *d)
+{
+    kqcl_finish(kq_ctx);
+    for (int slot = 0; slot < KQ_SCRATCH_COUNT; slot++) {
+        kqcl_buffer_destroy(d->scratch[slot]);
+        d->scratch[slot] = NULL;
+    }
+}
+
 static void kq_backend_free(ggml_backend_t backend)
 {
     const kq_backend *be = backend->context;
@@ -1592,6 +1604,10 @@ static void kq_backend_free(ggml_backend_t backend)
         fprintf(stderr, "%s: %ld graphs, %.1f nodes, enqueue %.1f us, to the device's end %.1f us (means)\n",
                 be->dev->name, p->graphs, (double)p->nodes / p->graphs, p->enqueue_us / p->graphs,
                 p->total_us / p->graphs);
+    pthread_mutex_lock(&kq_lock);
+    if (--be->dev->backends == 0)
+        kq_scratch_free(be->dev);
+    pthread_mutex_unlock(&kq_lock);
     free(backend->context);
     free(backend);
 }
@@ -1719,6 +1735,9 @@ static ggml_backend_t kq_dev_init_backend(ggml_backend_dev_t dev, const char *pa
         return NULL;
     }
     be->dev = dev->context;
+    pthread_mutex_lock(&kq_lock);
+    be->dev->backends++;
+    pthread_mutex_unlock(&kq_lock);
     backend->guid = kq_guid();
     backend->iface = kq_backend_iface;
     backend->device = dev;

@@ -2,7 +2,9 @@
 # gpu-lease-probe.sh -- first call of a two-call GPU lease (issue 22's decode probe, issue 20's
 # speed), run from the repository root with build-gpu/, build-peers/ and build-model/part00
 # carried: llama.cpp (CUDA) built in the background for the second call
-# (gpu-lease-speed.sh), and meanwhile scripts/gpu-decode-probe.sh on the static kqcl.
+# (gpu-lease-speed.sh), and meanwhile the suites named in SUITES (default test_precision and
+# test_layer) on both kernel paths, host-cost-probe when built, and scripts/gpu-decode-probe.sh
+# on the static kqcl (PROBE_S=0: not).
 set -u
 T0=$(date +%s)
 . build-peers/device/opencl-env.sh
@@ -12,11 +14,11 @@ cp build-model/part00 /tmp/smol.part00 2>/dev/null
   ninja -C /tmp/llama-build llama-quantize >> /tmp/lbuild.log 2>&1 &&
   bash scripts/ggml-greedy.sh build /tmp/llama-src/llama.cpp /tmp/llama-build >> /tmp/lbuild.log 2>&1
   echo "llama rc=$?" > /tmp/lbuild.done ) > /dev/null 2>&1 &
-# the suites that hold this session's new kernels (decode groups, the GLU form), both paths
+# the suites that hold this session's new code, both paths
 export KQCL_TEST_DATA=$PWD/tests/data LD_LIBRARY_PATH=$PWD/build-gpu/lib-extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 for p in auto portable; do
   ( [ $p = portable ] && export KQCL_PORTABLE=1
-    for t in test_precision test_layer; do
+    for t in ${SUITES:-test_precision test_layer}; do
       KQCL_DEVICES=gpu KQCL_CACHE_DIR=/tmp/kc-$p timeout 150 build-gpu/tests/$t > $OUT/$t-$p.txt 2>&1
       echo "$t $p rc=$? $(tail -1 $OUT/$t-$p.txt)"
     done ) &
@@ -24,7 +26,8 @@ done
 wait
 grep -h ":[EF]:" $OUT/test_*-*.txt | head -10
 echo "suites done in $(( $(date +%s) - T0 )) s"
-timeout ${PROBE_S:-400} bash scripts/gpu-decode-probe.sh build-gpu $OUT/probe 2>&1 | cut -c1-240
+[ -x build-gpu/host-cost-probe ] && build-gpu/host-cost-probe 2>&1 | tee $OUT/host-cost.txt
+[ "${PROBE_S:-400}" != 0 ] && timeout ${PROBE_S:-400} bash scripts/gpu-decode-probe.sh build-gpu $OUT/probe 2>&1 | cut -c1-240
 for i in $(seq 1 40); do [ -e /tmp/lbuild.done ] && break; [ $(( $(date +%s) - T0 )) -gt 560 ] && break; sleep 3; done
 cat /tmp/lbuild.done 2>/dev/null; tail -2 /tmp/lbuild.log
 echo "call 1 done in $(( $(date +%s) - T0 )) s"

@@ -11,8 +11,10 @@ cat /tmp/smol.part00 build-model/part01 > $M
 echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $M" | sha256sum -c - || exit 1
 B=/tmp/llama-build/bin; MOD=$PWD/build-gpu/ggml/libggml-kqcl.so; T=/tmp/llama-src/llama.cpp/README.md
 export GGML_BACKEND_PATH=$MOD KQCL_CACHE_DIR=/tmp/kc-ggml KQCL_DEVICES=gpu
+# a crash prints its stack (scripts/segv-trace.c), where the lease has it
+[ -e build-gpu/segv-trace.so ] && export LD_PRELOAD=$PWD/build-gpu/segv-trace.so
 $B/llama-quantize --allow-requantize $M /tmp/smol-f32.gguf F32 > /tmp/quant.log 2>&1; echo "quantize rc=$?"
-ppl() { local name=$1; shift; timeout 100 "$B/llama-perplexity" "$@" > $OUT/ppl-$name.log 2>&1; echo "ppl $name rc=$? $(grep -o 'Final estimate.*' $OUT/ppl-$name.log) $(grep -o 'offloaded.*layers' $OUT/ppl-$name.log)"; }
+ppl() { local name=$1; shift; timeout 100 "$B/llama-perplexity" "$@" > $OUT/ppl-$name.log 2>&1; echo "ppl $name rc=$? $(grep -c segv-trace $OUT/ppl-$name.log) $(grep -o 'Final estimate.*' $OUT/ppl-$name.log) $(grep -o 'offloaded.*layers' $OUT/ppl-$name.log)"; }
 C="-f $T -c 512 --chunks 5 -fa on"
 ppl kqcl-fa -m $M $C -ngl 99 -dev KQCL0
 KQCL_PORTABLE=1 ppl kqcl-fa-portable -m $M $C -ngl 99 -dev KQCL0

@@ -5,11 +5,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A sub-buffer the buffer keeps for its views (see "views" below). */
+typedef struct kq_sub {
+    size_t offset, bytes;
+    cl_mem sub;
+} kq_sub;
+
 struct kqcl_buffer {
     kqcl_context *ctx; /* NULL once the context was destroyed first (then mem is NULL too) */
     int device;        /* index into ctx->devices */
     size_t bytes;
     cl_mem mem;
+    kq_sub *subs;      /* sub_count disjoint ranges sorted by offset, room for sub_slots */
+    size_t sub_slots, sub_count;
     struct kqcl_buffer *live_prev, *live_next; /* ctx->live_buffers */
 };
 
@@ -122,12 +130,85 @@ KQCL_API kqcl_status kqcl_buffer_create(kqcl_context *ctx, int device, size_t by
     return KQCL_OK;
 }
 
+/* ---- views: sub-buffers kept for reuse ---------------------------------------------------------
+ * A view is an OpenCL sub-buffer, and through NVIDIA's OpenCL making one and releasing it costs
+ * the host 1.0-1.5 us, a quarter of a kernel launch (H100, doc/perf.md runs 26, 27) -- while a
+ * ggml graph asks for the same few hundred views at every token (the same weights, the same
+ * layout of its compute buffer). So the buffer keeps the sub-buffer of a range asked for, and a
+ * later view of exactly that range retains the kept one. Each view holds its own references
+ * (kq_tensor_wrap), so views outlive their buffer as before; the buffer drops its kept ones when
+ * it goes or its context does.
+ * Kept ranges never overlap one another: NVIDIA's driver (580.159) crashes or stalls when
+ * sub-buffers of one buffer that overlap in part live on and are used (scripts/subbuf-probe.c;
+ * doc/reliability.md). A range that overlaps a kept one, or any past SUB_MAX, gets a sub-buffer
+ * of its own, released with its view, as every view did before. */
+#define SUB_MAX 8192 /* ranges kept a buffer */
+
+/* The first kept range (sorted by offset) that ends after `offset`: the only one that can hold
+ * or overlap a range starting there, since kept ranges are disjoint. */
+static size_t sub_lower(const kqcl_buffer *b, size_t offset)
+{
+    size_t lo = 0, hi = b->sub_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (b->subs[mid].offset + b->subs[mid].bytes <= offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The kept sub-buffer of exactly [offset, offset + bytes), or NULL. */
+static cl_mem sub_find(const kqcl_buffer *b, size_t offset, size_t bytes)
+{
+    size_t i = sub_lower(b, offset);
+    if (i < b->sub_count && b->subs[i].offset == offset && b->subs[i].bytes == bytes)
+        return b->subs[i].sub;
+    return NULL;
+}
+
+/* Keep `sub` for later views of its range, unless the range overlaps a kept one or the buffer
+ * keeps SUB_MAX already; the buffer takes a reference of its own. bytes > 0. */
+static void sub_keep(kqcl_buffer *b, size_t offset, size_t bytes, cl_mem sub)
+{
+    size_t i = sub_lower(b, offset);
+    if (i < b->sub_count && b->subs[i].offset < offset + bytes)
+        return; /* overlaps subs[i] */
+    if (b->sub_count == SUB_MAX)
+        return;
+    if (b->sub_count == b->sub_slots) {
+        size_t slots = b->sub_slots ? b->sub_slots * 2 : 64;
+        kq_sub *subs = realloc(b->subs, slots * sizeof *subs);
+        if (subs == NULL)
+            return;
+        b->subs = subs;
+        b->sub_slots = slots;
+    }
+    if (clRetainMemObject(sub) != CL_SUCCESS)
+        return;
+    memmove(&b->subs[i + 1], &b->subs[i], (b->sub_count - i) * sizeof *b->subs);
+    b->subs[i] = (kq_sub){offset, bytes, sub};
+    b->sub_count++;
+}
+
+/* The buffer's references to its kept sub-buffers dropped (views still holding one keep theirs). */
+static void subs_release(kqcl_buffer *b)
+{
+    for (size_t i = 0; i < b->sub_count; i++)
+        clReleaseMemObject(b->subs[i].sub);
+    free(b->subs);
+    b->subs = NULL;
+    b->sub_slots = b->sub_count = 0;
+}
+
 KQCL_API void kqcl_buffer_destroy(kqcl_buffer *b)
 {
     if (b == NULL)
         return;
     if (b->ctx != NULL) { /* else detached: its memory went with the context */
         unlink_live(b);
+        subs_release(b);
         clReleaseMemObject(b->mem); /* views keep their own reference (kq_tensor_wrap) */
     }
     free(b);
@@ -137,6 +218,7 @@ void kq_buffers_detach_all(kqcl_context *ctx)
 {
     for (kqcl_buffer *b = ctx->live_buffers, *next; b != NULL; b = next) {
         next = b->live_next;
+        subs_release(b);
         clReleaseMemObject(b->mem);
         b->mem = NULL;
         b->ctx = NULL;
@@ -282,10 +364,19 @@ KQCL_API kqcl_status kqcl_tensor_view(kqcl_buffer *b, size_t offset, kqcl_type t
     size_t bytes = (size_t)rows * kqcl_row_size(type, cols); /* fits: kq_check_shape */
     if ((st = check_range(b, offset, bytes, call, "view's byte")) != KQCL_OK)
         return st;
-    cl_buffer_region region = {offset, bytes};
-    cl_int err;
-    cl_mem sub = clCreateSubBuffer(b->mem, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
-    if (err != CL_SUCCESS || sub == NULL)
-        return kq_cl_fail(ctx, err != CL_SUCCESS ? err : CL_OUT_OF_RESOURCES, "kqcl_tensor_view: clCreateSubBuffer");
+    cl_mem sub = sub_find(b, offset, bytes);
+    if (sub != NULL) {
+        cl_int err = clRetainMemObject(sub); /* the view's reference */
+        if (err != CL_SUCCESS)
+            return kq_cl_fail(ctx, err, "kqcl_tensor_view: clRetainMemObject");
+    } else {
+        cl_buffer_region region = {offset, bytes};
+        cl_int err;
+        sub = clCreateSubBuffer(b->mem, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
+        if (err != CL_SUCCESS || sub == NULL)
+            return kq_cl_fail(ctx, err != CL_SUCCESS ? err : CL_OUT_OF_RESOURCES,
+                              "kqcl_tensor_view: clCreateSubBuffer");
+        sub_keep(b, offset, bytes, sub);
+    }
     return kq_tensor_wrap(ctx, type, rows, cols, b->device, sub, b->mem, call, out);
 }
