@@ -467,9 +467,11 @@ KQCL_API size_t kqcl_buffer_alignment(const kqcl_context *ctx, int device);
  * (kqcl_matmul, kqcl_convert, kqcl_reduce, kqcl_tensor_read/write, kqcl_tensor_copy, ...).
  * It holds its own reference to the memory: kqcl_tensor_destroy frees the view only, never the
  * buffer, and a view outlives its buffer safely (kqcl_buffer_destroy). Views are cheap to make
- * again: the buffer keeps what the device needs for a range viewed before (an OpenCL sub-buffer,
- * for ranges that do not overlap one it keeps already) until it is destroyed, so a view a call,
- * as a ggml backend makes them, costs the host a fraction of a microsecond. KQCL_ERR_INVALID_ARG for
+ * again: the buffer keeps what the device needs for the ranges viewed last (an OpenCL
+ * sub-buffer a range; a range viewed later that overlaps one in part takes its place) until
+ * it is destroyed, so a view made for each call, as a ggml backend makes them, costs the host a
+ * fraction of a microsecond. Do not keep views that overlap in part alive and use them in
+ * turn: NVIDIA's driver crashes on such sub-buffers (doc/reliability.md). KQCL_ERR_INVALID_ARG for
  * NULL b or out, a detached buffer, an offset not a multiple of kqcl_buffer_alignment, a range
  * past the end of the buffer, or a shape kqcl_tensor_create refuses so (unknown type, rows <=
  * 0, cols not a positive whole number of blocks); KQCL_ERR_UNSUPPORTED for more than

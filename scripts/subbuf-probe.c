@@ -82,6 +82,9 @@ typedef struct way {
     int kernel_count;  /* kernels used */
     int slots;         /* ranges (at most SLOTS_MAX) */
     int growing;       /* range s is s + 1 units from 0, as a KV cache's views a token */
+    int replace;       /* kept: op i views [0, i % slots + 1 units), replacing the range before
+                        * (released), beside one kept range apart: kqcl's table since 0001db8's
+                        * successor */
 } way;
 
 static cl_mem make_sub(cl_mem parent, size_t offset, size_t bytes)
@@ -116,6 +119,27 @@ static void run(const way *w)
             subs[s] = make_sub(parent, slot_offset(w, s), slot_bytes(w, s));
     srand(7);
     float host[4096];
+    if (w->replace) {
+        cl_mem apart = make_sub(parent, (size_t)(SLOTS + 4) * align_bytes, align_bytes), now = NULL;
+        for (int op = 0; op < OPS; op++) {
+            if (op % 3 == 0) { /* a new length: the kept one replaced */
+                if (now != NULL)
+                    CHECK(clReleaseMemObject(now));
+                now = make_sub(parent, 0, (size_t)(op / 3 % SLOTS + 1) * align_bytes);
+            }
+            cl_kernel k = kernels[op % w->kernel_count];
+            CHECK(clSetKernelArg(k, 0, sizeof apart, &apart));
+            CHECK(clSetKernelArg(k, 1, sizeof now, &now));
+            size_t global = align_bytes / sizeof(float);
+            CHECK(clEnqueueNDRangeKernel(queue, k, 1, NULL, &global, NULL, 0, NULL, NULL));
+        }
+        CHECK(clFinish(queue));
+        CHECK(clReleaseMemObject(now));
+        CHECK(clReleaseMemObject(apart));
+        CHECK(clReleaseMemObject(parent));
+        CHECK(clFinish(queue));
+        exit(0);
+    }
     for (int op = 0; op < OPS; op++) {
         int a = rand() % SLOTS, b = rand() % SLOTS;
         if (!w->alias && a == b)
@@ -168,21 +192,22 @@ static void run(const way *w)
 int main(void)
 {
     static const way ways[] = {
-        {"fresh sub-buffers per op", 0, 0, 0, 0, 0, 0, 0, 1, 64, 0},
-        {"fresh, aliased, overlapping, copies, 4 kernels", 0, 1, 1, 0, 0, 1, 0, 4, 64, 0},
-        {"kept", 1, 0, 0, 0, 0, 0, 0, 1, 64, 0},
-        {"kept, 4 kernels", 1, 0, 0, 0, 0, 0, 0, 4, 64, 0},
-        {"kept, aliased", 1, 1, 0, 0, 0, 0, 0, 1, 64, 0},
-        {"kept, overlapping", 1, 0, 1, 0, 0, 0, 0, 1, 64, 0},
-        {"kept, copies", 1, 0, 0, 0, 0, 1, 0, 1, 64, 0},
-        {"kept, parent first", 1, 0, 0, 1, 0, 0, 0, 1, 64, 0},
-        {"kept, no finish", 1, 0, 0, 0, 1, 0, 0, 1, 64, 0},
-        {"kept, aliased, overlapping, copies, 4 kernels", 1, 1, 1, 0, 0, 1, 0, 4, 64, 0},
-        {"kept, all of it, kernels unbound first", 1, 1, 1, 0, 0, 1, 1, 4, 64, 0},
-        {"kept, 8000 ranges", 1, 0, 0, 0, 0, 0, 0, 1, 8000, 0},
-        {"kept, 8000 ranges, copies, 4 kernels", 1, 1, 0, 0, 0, 1, 0, 4, 8000, 0},
-        {"kept, 200 growing from 0 (a KV cache)", 1, 1, 0, 0, 0, 1, 0, 4, 200, 1},
-        {"fresh, 200 growing from 0", 0, 1, 0, 0, 0, 1, 0, 4, 200, 1},
+        {"fresh sub-buffers per op", 0, 0, 0, 0, 0, 0, 0, 1, 64, 0, 0},
+        {"fresh, aliased, overlapping, copies, 4 kernels", 0, 1, 1, 0, 0, 1, 0, 4, 64, 0, 0},
+        {"kept", 1, 0, 0, 0, 0, 0, 0, 1, 64, 0, 0},
+        {"kept, 4 kernels", 1, 0, 0, 0, 0, 0, 0, 4, 64, 0, 0},
+        {"kept, aliased", 1, 1, 0, 0, 0, 0, 0, 1, 64, 0, 0},
+        {"kept, overlapping", 1, 0, 1, 0, 0, 0, 0, 1, 64, 0, 0},
+        {"kept, copies", 1, 0, 0, 0, 0, 1, 0, 1, 64, 0, 0},
+        {"kept, parent first", 1, 0, 0, 1, 0, 0, 0, 1, 64, 0, 0},
+        {"kept, no finish", 1, 0, 0, 0, 1, 0, 0, 1, 64, 0, 0},
+        {"kept, aliased, overlapping, copies, 4 kernels", 1, 1, 1, 0, 0, 1, 0, 4, 64, 0, 0},
+        {"kept, all of it, kernels unbound first", 1, 1, 1, 0, 0, 1, 1, 4, 64, 0, 0},
+        {"kept, 8000 ranges", 1, 0, 0, 0, 0, 0, 0, 1, 8000, 0, 0},
+        {"kept, 8000 ranges, copies, 4 kernels", 1, 1, 0, 0, 0, 1, 0, 4, 8000, 0, 0},
+        {"kept, 200 growing from 0 (a KV cache)", 1, 1, 0, 0, 0, 1, 0, 4, 200, 1, 0},
+        {"fresh, 200 growing from 0", 0, 1, 0, 0, 0, 1, 0, 4, 200, 1, 0},
+        {"kept, growing from 0, each length replacing the last", 1, 0, 0, 0, 0, 0, 0, 4, 200, 0, 1},
     };
     for (size_t i = 0; i < sizeof ways / sizeof ways[0]; i++) {
         fflush(stdout);

@@ -26,8 +26,9 @@
  *    they are set before it starts (tests/test_faults runs itself again with them).
  *
  *  - Launch counting. KQCL_SHIM_LAUNCHES=1 counts the kernels enqueued, by kernel name, and
- *    prints the counts at exit ("clshim: launches N", then "clshim: launches of NAME N"): how
- *    many launches a decode step costs (scripts/ggml-launches.sh).
+ *    prints the counts at exit ("clshim: launches N", then "clshim: launches of NAME N"), and
+ *    the calls of the other per-op entry points (sub-buffers, copies, reads, waits: "clshim:
+ *    calls of FUNC N"): how many launches a decode step costs (scripts/ggml-launches.sh).
  *
  * Built as a libtool module (tests/.libs/clshim.so), not with the sanitizers: it is loaded
  * before everything else and must not pull in a sanitizer runtime of its own.
@@ -284,6 +285,12 @@ __attribute__((destructor)) static void shim_report_launches(void)
     fprintf(stderr, "clshim: launches %ld\n", launches);
     for (int i = 0; i < MAX_KERNEL_NAMES && launch_names[i].count > 0; i++)
         fprintf(stderr, "clshim: launches of %s %ld\n", launch_names[i].name, launch_names[i].count);
+    /* the other calls that cost the host per op: sub-buffers (views), copies, waits */
+    for (int i = 0; i < n_funcs; i++)
+        if (strncmp(funcs[i].name, "clEnqueueNDRange", 16) != 0 && strncmp(funcs[i].name, "clSetKernelArg", 14) != 0 &&
+            (strncmp(funcs[i].name, "clEnqueue", 9) == 0 || strcmp(funcs[i].name, "clCreateSubBuffer") == 0 ||
+             strcmp(funcs[i].name, "clFinish") == 0))
+            fprintf(stderr, "clshim: calls of %s %ld\n", funcs[i].name, funcs[i].calls);
 }
 
 __attribute__((destructor)) static void shim_report(void)

@@ -139,9 +139,12 @@ KQCL_API kqcl_status kqcl_buffer_create(kqcl_context *ctx, int device, size_t by
  * (kq_tensor_wrap), so views outlive their buffer as before; the buffer drops its kept ones when
  * it goes or its context does.
  * Kept ranges never overlap one another: NVIDIA's driver (580.159) crashes or stalls when
- * sub-buffers of one buffer that overlap in part live on and are used (scripts/subbuf-probe.c;
- * doc/reliability.md). A range that overlaps a kept one, or any past SUB_MAX, gets a sub-buffer
- * of its own, released with its view, as every view did before. */
+ * sub-buffers of one buffer that overlap in part are kept and used on (scripts/subbuf-probe.c;
+ * doc/reliability.md). A new range that overlaps kept ones replaces them: they are dropped from
+ * the table (their views keep them until they go) and never handed out again. So the table
+ * follows the layout in use -- a graph's compute buffer differs from the prompt's graph to the
+ * decode step's -- instead of keeping the first one seen. Past SUB_MAX ranges a view gets a
+ * sub-buffer of its own. */
 #define SUB_MAX 8192 /* ranges kept a buffer */
 
 /* The first kept range (sorted by offset) that ends after `offset`: the only one that can hold
@@ -168,13 +171,15 @@ static cl_mem sub_find(const kqcl_buffer *b, size_t offset, size_t bytes)
     return NULL;
 }
 
-/* Keep `sub` for later views of its range, unless the range overlaps a kept one or the buffer
- * keeps SUB_MAX already; the buffer takes a reference of its own. bytes > 0. */
+/* Keep `sub` for later views of its range in place of the kept ranges it overlaps, unless the
+ * buffer keeps SUB_MAX already; the buffer takes a reference of its own. bytes > 0. */
 static void sub_keep(kqcl_buffer *b, size_t offset, size_t bytes, cl_mem sub)
 {
-    size_t i = sub_lower(b, offset);
-    if (i < b->sub_count && b->subs[i].offset < offset + bytes)
-        return; /* overlaps subs[i] */
+    size_t i = sub_lower(b, offset), j = i;
+    while (j < b->sub_count && b->subs[j].offset < offset + bytes)
+        clReleaseMemObject(b->subs[j++].sub); /* overlapped: replaced */
+    memmove(&b->subs[i], &b->subs[j], (b->sub_count - j) * sizeof *b->subs);
+    b->sub_count -= j - i;
     if (b->sub_count == SUB_MAX)
         return;
     if (b->sub_count == b->sub_slots) {
