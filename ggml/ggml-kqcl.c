@@ -868,6 +868,17 @@ static int kq_glu_of(enum ggml_glu_op op)
     return op == GGML_GLU_OP_SWIGLU ? KQCL_GLU_SWIGLU : op == GGML_GLU_OP_GEGLU ? KQCL_GLU_GEGLU : -1;
 }
 
+/* A split GLU's gate and up operands, in that order whatever ggml's `swapped` (op_params[1],
+ * ggml_glu_impl). */
+static void kq_glu_operands(const struct ggml_tensor *glu, const struct ggml_tensor **gate,
+                            const struct ggml_tensor **up)
+{
+    int32_t swapped;
+    memcpy(&swapped, (const char *)glu->op_params + sizeof(int32_t), sizeof swapped);
+    *gate = glu->src[swapped ? 1 : 0];
+    *up = glu->src[swapped ? 0 : 1];
+}
+
 static bool kq_supports_glu(const kq_device *d, const struct ggml_tensor *op)
 {
     return kq_same_plain(d, op) && kq_plain_f32(op->src[1]) && ggml_are_same_shape(op->src[0], op->src[1]) &&
@@ -877,9 +888,8 @@ static bool kq_supports_glu(const kq_device *d, const struct ggml_tensor *op)
 static enum ggml_status kq_compute_glu(kq_backend *be, struct ggml_tensor *dst)
 {
     kq_device *d = be->dev;
-    int32_t swapped; /* op_params[1] (ggml_glu_impl) */
-    memcpy(&swapped, (const char *)dst->op_params + sizeof(int32_t), sizeof swapped);
-    const struct ggml_tensor *gate = dst->src[swapped ? 1 : 0], *up = dst->src[swapped ? 0 : 1];
+    const struct ggml_tensor *gate, *up;
+    kq_glu_operands(dst, &gate, &up);
     kq_out o;
     kqcl_tensor *g = kq_rows_of(d, gate, KQ_SCRATCH_X), *u = g ? kq_rows_of(d, up, KQ_SCRATCH_W) : NULL;
     if (u == NULL || !kq_out_begin(d, dst, &o)) {
@@ -1185,31 +1195,49 @@ static const kq_op *kq_op_of(enum ggml_op op)
  * is read before it is written). Such a run is not fused. (It happened: with -sm layer over two
  * devices, whose graph splits are allocated differently, the perplexity moved, 6.9340 for
  * 6.7691, doc/reliability.md.) */
-/* Whether a and b share bytes without being the very same range. */
-static bool kq_overlap_apart(const struct ggml_tensor *a, const struct ggml_tensor *b)
+/* Whether a and b share bytes of one kqcl buffer; *same: they are the very same range. */
+static bool kq_bytes_overlap_as(const struct ggml_tensor *a, const struct ggml_tensor *b, bool *same)
 {
     kq_buffer *ba = kq_buffer_of(a), *bb = kq_buffer_of(b);
+    *same = false;
     if (ba == NULL || ba != bb)
         return false;
     size_t oa = kq_offset(ba, a), ob = kq_offset(bb, b), na = ggml_nbytes(a), nb = ggml_nbytes(b);
-    return oa < ob + nb && ob < oa + na && !(oa == ob && na == nb);
+    *same = oa == ob && na == nb;
+    return oa < ob + nb && ob < oa + na;
+}
+
+static bool kq_bytes_overlap(const struct ggml_tensor *a, const struct ggml_tensor *b)
+{
+    bool same;
+    return kq_bytes_overlap_as(a, b, &same);
+}
+
+/* Whether a and b share bytes without being the very same range. */
+static bool kq_overlap_apart(const struct ggml_tensor *a, const struct ggml_tensor *b)
+{
+    bool same;
+    return kq_bytes_overlap_as(a, b, &same) && !same;
 }
 
 /* RMS_NORM, then MUL by a weight of one row (llama.cpp's attn_norm and ffn_norm): kqcl_rms_norm
  * with w multiplies in the same pass. */
-static bool kq_fits_norm_mul(const struct ggml_cgraph *g, int i)
+static int kq_fits_norm_mul(const struct ggml_cgraph *g, int i)
 {
     static const enum ggml_op ops[] = {GGML_OP_RMS_NORM, GGML_OP_MUL};
     if (!ggml_can_fuse(g, i, ops, 2))
-        return false;
+        return 0;
     const struct ggml_tensor *norm = g->nodes[i], *mul = g->nodes[i + 1];
     const struct ggml_tensor *w = mul->src[0] == norm ? mul->src[1] : mul->src[0];
     return mul->src[0] == norm && kq_plain_f32(w) && w->ne[0] == norm->ne[0] && ggml_nrows(w) == 1 &&
-           kq_plain_f32(mul) && !kq_overlap_apart(mul, norm->src[0]);
+                   kq_plain_f32(mul) && !kq_overlap_apart(mul, norm->src[0])
+               ? 2
+               : 0;
 }
 
-static enum ggml_status kq_compute_norm_mul(kq_backend *be, const struct ggml_cgraph *g, int i)
+static enum ggml_status kq_compute_norm_mul(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes)
 {
+    (void)nodes;
     kq_device *d = be->dev;
     const struct ggml_tensor *norm = g->nodes[i];
     struct ggml_tensor *mul = g->nodes[i + 1];
@@ -1227,22 +1255,25 @@ static enum ggml_status kq_compute_norm_mul(kq_backend *be, const struct ggml_cg
 /* ADD of two same-shape tensors (the residual stream), then RMS_NORM of the sum and MUL by a
  * one-row weight (the next block's norm): one kqcl_add_rms_norm writes both the sum, which later
  * nodes read, and the weighted norm. */
-static bool kq_fits_add_norm_mul(const struct ggml_cgraph *g, int i)
+static int kq_fits_add_norm_mul(const struct ggml_cgraph *g, int i)
 {
     if (i + 2 >= g->n_nodes)
-        return false;
+        return 0;
     const struct ggml_tensor *add = g->nodes[i], *norm = g->nodes[i + 1];
     if (add->op != GGML_OP_ADD || (add->flags & GGML_TENSOR_FLAG_COMPUTE) == 0 || norm->src[0] != add ||
         !kq_fits_norm_mul(g, i + 1))
-        return false;
+        return 0;
     const struct ggml_tensor *mul = g->nodes[i + 2], *x = add->src[0], *r = add->src[1];
     return kq_plain_f32(add) && kq_plain_f32(x) && kq_plain_f32(r) && ggml_are_same_shape(add, x) &&
-           ggml_are_same_shape(add, r) && !kq_overlap_apart(add, x) && !kq_overlap_apart(add, r) &&
-           !kq_overlap_apart(mul, x) && !kq_overlap_apart(mul, r) && !kq_overlap_apart(mul, add);
+                   ggml_are_same_shape(add, r) && !kq_overlap_apart(add, x) && !kq_overlap_apart(add, r) &&
+                   !kq_overlap_apart(mul, x) && !kq_overlap_apart(mul, r) && !kq_overlap_apart(mul, add)
+               ? 3
+               : 0;
 }
 
-static enum ggml_status kq_compute_add_norm_mul(kq_backend *be, const struct ggml_cgraph *g, int i)
+static enum ggml_status kq_compute_add_norm_mul(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes)
 {
+    (void)nodes;
     kq_device *d = be->dev;
     struct ggml_tensor *add = g->nodes[i], *mul = g->nodes[i + 2];
     kq_buffer *bs = kq_buffer_of(add), *by = kq_buffer_of(mul);
@@ -1252,7 +1283,7 @@ static enum ggml_status kq_compute_add_norm_mul(kq_backend *be, const struct ggm
      * need the one scratch output slot each) */
     if (kq_offset(bs, add) % d->alignment != 0 || kq_offset(by, mul) % d->alignment != 0) {
         enum ggml_status st = kq_compute_binary(be, add);
-        return st == GGML_STATUS_SUCCESS ? kq_compute_norm_mul(be, g, i + 1) : st;
+        return st == GGML_STATUS_SUCCESS ? kq_compute_norm_mul(be, g, i + 1, 2) : st;
     }
     float eps;
     memcpy(&eps, g->nodes[i + 1]->op_params, sizeof eps);
@@ -1278,15 +1309,6 @@ static enum ggml_status kq_compute_add_norm_mul(kq_backend *be, const struct ggm
  * Taken where every product is one kqcl product in place: a single 2-D weight of one type and
  * width, viewed where it lies; X 2-D; each result aligned; no result over X or another. */
 #define KQ_MAX_GROUP 4
-
-static bool kq_bytes_overlap(const struct ggml_tensor *a, const struct ggml_tensor *b)
-{
-    kq_buffer *ba = kq_buffer_of(a), *bb = kq_buffer_of(b);
-    if (ba == NULL || ba != bb)
-        return false;
-    size_t oa = kq_offset(ba, a), ob = kq_offset(bb, b);
-    return oa < ob + ggml_nbytes(b) && ob < oa + ggml_nbytes(a);
-}
 
 /* One product of the group, viewable in place (first: the group's first, whose X and weight
  * type the others must share). */
@@ -1320,23 +1342,38 @@ static int kq_fits_mul_mat_group(const struct ggml_cgraph *g, int i)
     return n > 1 ? n : 0;
 }
 
+/* A fused product's X (2-D, rows of one stride: in place or gathered into scratch X) and its
+ * weight (a single 2-D matrix viewed where it lies), as kq_group_member admitted them. NULL on
+ * failure (logged). */
+static kqcl_tensor *kq_product_x(kq_device *d, const struct ggml_tensor *xs)
+{
+    kq_buffer *bx = kq_buffer_of(xs);
+    size_t x_stride;
+    kq_rows_uniform(xs, 1, &x_stride);
+    return bx ? kq_operand(d, bx->mem, kq_offset(bx, xs), x_stride, (kqcl_type)xs->type, xs->ne[1], xs->ne[0],
+                           KQ_SCRATCH_X)
+              : NULL;
+}
+
+static kqcl_tensor *kq_product_w(const struct ggml_tensor *ws)
+{
+    kq_buffer *bw = kq_buffer_of(ws);
+    kqcl_tensor *w = NULL;
+    kq_ok(kqcl_tensor_view(bw->mem, kq_offset(bw, ws), (kqcl_type)ws->type, ws->ne[1], ws->ne[0], &w), "tensor view");
+    return w;
+}
+
 static enum ggml_status kq_compute_mul_mat_group(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes)
 {
     kq_device *d = be->dev;
     const struct ggml_tensor *xs = g->nodes[i]->src[1];
-    kq_buffer *bx = kq_buffer_of(xs);
-    size_t x_stride;
-    kq_rows_uniform(xs, 1, &x_stride);
-    kqcl_tensor *x = bx ? kq_operand(d, bx->mem, kq_offset(bx, xs), x_stride, (kqcl_type)xs->type, xs->ne[1],
-                                     xs->ne[0], KQ_SCRATCH_X)
-                        : NULL;
+    kqcl_tensor *x = kq_product_x(d, xs);
     kqcl_tensor *w[KQ_MAX_GROUP] = {NULL}, *y[KQ_MAX_GROUP] = {NULL};
     bool ok = x != NULL;
     for (int j = 0; j < nodes && ok; j++) {
         const struct ggml_tensor *t = g->nodes[i + j], *ws = t->src[0];
-        kq_buffer *bw = kq_buffer_of(ws), *by = kq_buffer_of(t);
-        ok = kq_ok(kqcl_tensor_view(bw->mem, kq_offset(bw, ws), (kqcl_type)ws->type, ws->ne[1], ws->ne[0], &w[j]),
-                   "tensor view") &&
+        kq_buffer *by = kq_buffer_of(t);
+        ok = (w[j] = kq_product_w(ws)) != NULL &&
              kq_ok(kqcl_tensor_view(by->mem, kq_offset(by, t), KQCL_TYPE_F32, xs->ne[1], ws->ne[1], &y[j]),
                    "tensor view");
     }
@@ -1374,24 +1411,11 @@ static enum ggml_status kq_compute_mul_mat_glu(kq_backend *be, const struct ggml
     (void)nodes;
     kq_device *d = be->dev;
     struct ggml_tensor *glu = g->nodes[i + 2];
-    int32_t swapped; /* op_params[1] (ggml_glu_impl) */
-    memcpy(&swapped, (const char *)glu->op_params + sizeof(int32_t), sizeof swapped);
-    const struct ggml_tensor *gate = glu->src[swapped ? 1 : 0], *up = glu->src[swapped ? 0 : 1];
-    const struct ggml_tensor *xs = gate->src[1];
-    kq_buffer *bx = kq_buffer_of(xs), *bg = kq_buffer_of(gate->src[0]), *bu = kq_buffer_of(up->src[0]);
-    size_t x_stride;
-    kq_rows_uniform(xs, 1, &x_stride);
-    kqcl_tensor *x = kq_operand(d, bx->mem, kq_offset(bx, xs), x_stride, (kqcl_type)xs->type, xs->ne[1], xs->ne[0],
-                                KQ_SCRATCH_X);
-    kqcl_tensor *wg = NULL, *wu = NULL;
+    const struct ggml_tensor *gate, *up;
+    kq_glu_operands(glu, &gate, &up);
+    kqcl_tensor *x = kq_product_x(d, gate->src[1]), *wg = NULL, *wu = NULL;
     kq_out o;
-    bool ok = x != NULL &&
-              kq_ok(kqcl_tensor_view(bg->mem, kq_offset(bg, gate->src[0]), (kqcl_type)gate->src[0]->type,
-                                     gate->src[0]->ne[1], gate->src[0]->ne[0], &wg),
-                    "tensor view") &&
-              kq_ok(kqcl_tensor_view(bu->mem, kq_offset(bu, up->src[0]), (kqcl_type)up->src[0]->type, up->src[0]->ne[1],
-                                     up->src[0]->ne[0], &wu),
-                    "tensor view") &&
+    bool ok = x != NULL && (wg = kq_product_w(gate->src[0])) != NULL && (wu = kq_product_w(up->src[0])) != NULL &&
               kq_out_begin(d, glu, &o);
     if (!ok) {
         kqcl_tensor_destroy(x), kqcl_tensor_destroy(wg), kqcl_tensor_destroy(wu);
@@ -1483,24 +1507,9 @@ typedef struct kq_fusion {
     enum ggml_status (*compute)(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes);
 } kq_fusion;
 
-static int kq_fusion_norm_mul(const struct ggml_cgraph *g, int i) { return kq_fits_norm_mul(g, i) ? 2 : 0; }
-static int kq_fusion_add_norm_mul(const struct ggml_cgraph *g, int i) { return kq_fits_add_norm_mul(g, i) ? 3 : 0; }
-
-static enum ggml_status kq_fused_norm_mul(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes)
-{
-    (void)nodes;
-    return kq_compute_norm_mul(be, g, i);
-}
-
-static enum ggml_status kq_fused_add_norm_mul(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes)
-{
-    (void)nodes;
-    return kq_compute_add_norm_mul(be, g, i);
-}
-
 static const kq_fusion kq_fusions[] = {
-    {GGML_OP_ADD, kq_fusion_add_norm_mul, kq_fused_add_norm_mul},
-    {GGML_OP_RMS_NORM, kq_fusion_norm_mul, kq_fused_norm_mul},
+    {GGML_OP_ADD, kq_fits_add_norm_mul, kq_compute_add_norm_mul},
+    {GGML_OP_RMS_NORM, kq_fits_norm_mul, kq_compute_norm_mul},
     {GGML_OP_ROPE, kq_fits_rope_set_rows, kq_compute_rope_set_rows},
     {GGML_OP_MUL_MAT, kq_fits_mul_mat_glu, kq_compute_mul_mat_glu}, /* before the group: it takes more */
     {GGML_OP_MUL_MAT, kq_fits_mul_mat_group, kq_compute_mul_mat_group},
