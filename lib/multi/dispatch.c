@@ -1,7 +1,8 @@
 /*
- * dispatch.c -- the public products, kqcl_matmul, kqcl_matmul_group and kqcl_matmul_glu: the operands checked,
- * then the work handed to one device (matmul.c) or spread over several (parallel.c, which
- * launches its pieces through matmul.c). The layering: dispatch.c -> parallel.c -> matmul.c.
+ * dispatch.c -- the public products, kqcl_matmul, kqcl_matmul_group and kqcl_matmul_glu: the
+ * operands checked, then the work handed to one device (matmul.c) or spread over several
+ * (parallel.c, which launches its pieces through matmul.c). The layering: dispatch.c ->
+ * parallel.c -> matmul.c.
  */
 #include "ops/ops.h"
 #include "multi/multi.h"
@@ -72,7 +73,6 @@ KQCL_API kqcl_status kqcl_matmul_group(kqcl_context *ctx, int count, const kqcl_
     return st;
 }
 
-
 KQCL_API kqcl_status kqcl_matmul_glu(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tensor *w_gate,
                                      const kqcl_tensor *w_up, const kqcl_tensor *x, kqcl_tensor *y)
 {
@@ -85,8 +85,8 @@ KQCL_API kqcl_status kqcl_matmul_glu(kqcl_context *ctx, kqcl_glu_op op, const kq
         snprintf(why, sizeof why, "%s", kqcl_last_error(ctx));
         return kq_fail(ctx, st, "kqcl_matmul_glu: %s", why);
     }
-    if ((int)op < KQCL_GLU_SWIGLU || (int)op > KQCL_GLU_GEGLU)
-        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "kqcl_matmul_glu: %d is not a kqcl_glu_op", (int)op);
+    if ((st = kq_check_glu_op(ctx, op, "kqcl_matmul_glu")) != KQCL_OK)
+        return st;
     if (!kq_on_one_device(w_gate, x, y) || !kq_on_one_device(w_up, x, y))
         return kq_fail(ctx, KQCL_ERR_UNSUPPORTED,
                        "kqcl_matmul_glu: the weights, x and y must be whole tensors on one device");

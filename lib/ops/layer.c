@@ -161,9 +161,16 @@ KQCL_API kqcl_status kqcl_glu(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tens
     if ((st = check_operand(ctx, up, call, "up")) != KQCL_OK || (st = same_device(ctx, gate, up, call)) != KQCL_OK ||
         (st = same_shape(ctx, gate, up, call, "up's shape is not gate's")) != KQCL_OK)
         return st;
+    if ((st = kq_check_glu_op(ctx, op, call)) != KQCL_OK)
+        return st;
+    return kq_glu_launch(ctx, op, gate, up, y);
+}
+
+kqcl_status kq_check_glu_op(kqcl_context *ctx, kqcl_glu_op op, const char *call)
+{
     if ((int)op < KQCL_GLU_SWIGLU || (int)op > KQCL_GLU_GEGLU)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: %d is not a kqcl_glu_op", call, (int)op);
-    return kq_glu_launch(ctx, op, gate, up, y);
+    return KQCL_OK;
 }
 
 kqcl_status kq_glu_launch(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tensor *gate, const kqcl_tensor *up,

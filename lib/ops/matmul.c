@@ -190,6 +190,17 @@ static kqcl_status round_x(kqcl_context *ctx, kq_device *dev, const kqcl_tensor 
     return st == KQCL_OK ? kq_convert_into(ctx, x, view->buffer, type) : st;
 }
 
+/* X as `mode` multiplies it in the portable kernels: rounded once to f16 or bf16 in those
+ * modes, x itself otherwise. */
+static kqcl_status x_for_mode(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *x, kqcl_precision mode,
+                              kqcl_tensor *view)
+{
+    *view = *x;
+    if (mode != KQCL_PRECISION_F16 && mode != KQCL_PRECISION_BF16)
+        return KQCL_OK;
+    return round_x(ctx, dev, x, mode == KQCL_PRECISION_F16 ? KQCL_TYPE_F16 : KQCL_TYPE_BF16, view);
+}
+
 /* Bytes of X quantized for Q8 (q8.cl's layout): a byte a value, a float d a 32, a float d * sum
  * a 16. */
 static size_t q8_bytes(const kqcl_tensor *x)
@@ -225,8 +236,8 @@ static kqcl_status quantize_x(kqcl_context *ctx, kq_device *dev, const kqcl_tens
  * kernel reads (x itself, rounded, or quantized). */
 #define KQ_GROUP_SLOTS 4
 
-/* The launch behind both: `glu` 0, or matvec.cl's GLU form (1 SwiGLU, 2 GeGLU: w[0] the gate,
- * w[1] up, one output y[0] of w[0]'s height; a single slot's work-groups). */
+/* One launch: `glu` 0, or matvec.cl's GLU form (1 SwiGLU, 2 GeGLU: w[0] the gate, w[1] up, one
+ * output y[0] of w[0]'s height; a single slot's work-groups). */
 static kqcl_status launch_decode_slots(kqcl_context *ctx, kq_device *dev, const kq_family_desc *f, const char *name,
                                        kqcl_precision mode, int glu, int count, const kqcl_tensor *const *w,
                                        const kqcl_tensor *x, cl_mem xbuf, kqcl_tensor *const *y)
@@ -268,13 +279,6 @@ static kqcl_status launch_decode_slots(kqcl_context *ctx, kq_device *dev, const 
     return kq_enqueue(ctx, dev, kernel, 1, &global, local, what);
 }
 
-static kqcl_status launch_decode_group(kqcl_context *ctx, kq_device *dev, const kq_family_desc *f, const char *name,
-                                       kqcl_precision mode, int count, const kqcl_tensor *const *w,
-                                       const kqcl_tensor *x, cl_mem xbuf, kqcl_tensor *const *y)
-{
-    return launch_decode_slots(ctx, dev, f, name, mode, 0, count, w, x, xbuf, y);
-}
-
 /* Every weight of a group, KQ_GROUP_SLOTS a launch. */
 static kqcl_status launch_decode(kqcl_context *ctx, kq_device *dev, const kq_family_desc *f, const char *name,
                                  kqcl_precision mode, int count, const kqcl_tensor *const *w, const kqcl_tensor *x,
@@ -282,7 +286,7 @@ static kqcl_status launch_decode(kqcl_context *ctx, kq_device *dev, const kq_fam
 {
     kqcl_status st = KQCL_OK;
     for (int i = 0; i < count && st == KQCL_OK; i += KQ_GROUP_SLOTS)
-        st = launch_decode_group(ctx, dev, f, name, mode, count - i < KQ_GROUP_SLOTS ? count - i : KQ_GROUP_SLOTS,
+        st = launch_decode_slots(ctx, dev, f, name, mode, 0, count - i < KQ_GROUP_SLOTS ? count - i : KQ_GROUP_SLOTS,
                                  w + i, x, xbuf, y + i);
     return st;
 }
@@ -306,10 +310,8 @@ static bool mma_failed(kqcl_status st) { return st == KQCL_ERR_UNSUPPORTED || st
 static kqcl_status portable_group(kqcl_context *ctx, kq_device *dev, int count, const kqcl_tensor *const *w,
                                   const kqcl_tensor *x, kqcl_tensor *const *y, bool tiled, kqcl_precision mode)
 {
-    kqcl_tensor xv = *x;
-    kqcl_status st = KQCL_OK;
-    if (mode == KQCL_PRECISION_F16 || mode == KQCL_PRECISION_BF16)
-        st = round_x(ctx, dev, x, mode == KQCL_PRECISION_F16 ? KQCL_TYPE_F16 : KQCL_TYPE_BF16, &xv);
+    kqcl_tensor xv;
+    kqcl_status st = x_for_mode(ctx, dev, x, mode, &xv);
     if (st == KQCL_OK && !tiled)
         return launch_decode(ctx, dev, &kq_matvec_family, "matvec", KQCL_PRECISION_F32, count, w, &xv, xv.buffer, y);
     for (int i = 0; i < count && st == KQCL_OK; i++)
@@ -435,9 +437,8 @@ kqcl_status kq_matmul_glu_launch(kqcl_context *ctx, kq_device *dev, kqcl_glu_op 
     kqcl_precision mode = kq_precision_resolve(ctx->precision, dev, w_gate->type, x->rows <= KQ_MATVEC_MAX_N);
     kqcl_status st = KQCL_OK;
     if (glu_fuses(dev, w_gate, w_up, x, mode)) { /* one launch: neither product goes to memory */
-        kqcl_tensor xv = *x;
-        if (mode == KQCL_PRECISION_F16 || mode == KQCL_PRECISION_BF16)
-            st = round_x(ctx, dev, x, mode == KQCL_PRECISION_F16 ? KQCL_TYPE_F16 : KQCL_TYPE_BF16, &xv);
+        kqcl_tensor xv;
+        st = x_for_mode(ctx, dev, x, mode, &xv);
         return st != KQCL_OK ? st
                              : launch_decode_slots(ctx, dev, &kq_matvec_family, "matvec", KQCL_PRECISION_F32,
                                                    (int)op + 1, 2, w, &xv, xv.buffer, &y);

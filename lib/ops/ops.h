@@ -34,6 +34,8 @@ kqcl_status kq_matmul_with(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_t
  * KQCL_ERR_UNSUPPORTED when built without CLBlast; X must be f32. */
 kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqcl_tensor *x, kqcl_tensor *y);
 
+/* KQCL_OK for a kqcl_glu_op, else KQCL_ERR_INVALID_ARG with a message naming `call`. */
+kqcl_status kq_check_glu_op(kqcl_context *ctx, kqcl_glu_op op, const char *call);
 /* kqcl_glu's launch on checked operands (gate, up and y f32 of one shape on one device). */
 kqcl_status kq_glu_launch(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tensor *gate, const kqcl_tensor *up,
                           kqcl_tensor *y);
