@@ -903,3 +903,13 @@ static inline int group_matrix(int wg, const int m[4], int slots, int rows_per_w
     *row_wg = wg;
     return mat;
 }
+
+/* In such a kernel (arguments w0..w3, y0..y3, m0..m3; GROUP and ROWS_PER_WG defined): this
+ * work-group's weight (w), output (y), height (m) and first row group (wg_row). */
+#define GROUP_PICK_SLOT                                                                                                \
+    const int ms_[4] = {m0, m1, m2, m3};                                                                               \
+    int wg_row;                                                                                                        \
+    int mat_ = group_matrix(get_group_id(0), ms_, GROUP, ROWS_PER_WG, &wg_row);                                        \
+    const __global uchar *w = mat_ == 0 ? w0 : mat_ == 1 ? w1 : mat_ == 2 ? w2 : w3;                                 \
+    __global float *y = mat_ == 0 ? y0 : mat_ == 1 ? y1 : mat_ == 2 ? y2 : y3;                                        \
+    int m = ms_[mat_]

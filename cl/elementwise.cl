@@ -127,6 +127,12 @@ static inline void store_as(__global void *y, ulong o, float v, int dst_type)
         ((__global ushort *)y)[o] = float_to_bf16(v);
 }
 
+/* Element i of a scatter's index array: int32, or int64 with idx64. */
+static inline long row_index(__global const void *idx, ulong i, int idx64)
+{
+    return idx64 ? ((__global const long *)idx)[i] : (long)((__global const int *)idx)[i];
+}
+
 /* Row scatter (writing a KV cache): row r of x (cols floats) into row idx[r] of y, stored as
  * dst_type (f32, f16 or bf16, rounded to nearest even as kqcl_convert does); idx int32 values,
  * or int64 with idx64, from element idx_offset on. A row whose index is outside [0, y_rows) is
@@ -137,7 +143,7 @@ __kernel void set_rows_f32(__global const float *x, __global const void *idx, ul
     ulong n = rows * cols;
     for (ulong i = get_global_id(0); i < n; i += get_global_size(0)) {
         ulong r = i / cols, c = i - r * cols;
-        long t = idx64 ? ((__global const long *)idx)[idx_offset + r] : (long)((__global const int *)idx)[idx_offset + r];
+        long t = row_index(idx, idx_offset + r, idx64);
         if (t < 0 || (ulong)t >= y_rows)
             continue;
         store_as(y, (ulong)t * cols + c, x[i], dst_type);
@@ -192,8 +198,7 @@ __kernel void rope_f32(__global const float *x, __global const int *pos, ulong p
         __global const float *xr = x + r * cols;
         ulong yr = r * cols; /* the output row's first element */
         if (scatter) {
-            ulong q = idx_offset + r / heads;
-            long t = idx64 ? ((__global const long *)idx)[q] : (long)((__global const int *)idx)[q];
+            long t = row_index(idx, idx_offset + r / heads, idx64);
             if (t < 0 || (ulong)t >= y_rows)
                 continue;
             yr = ((ulong)t * heads + r % heads) * cols;

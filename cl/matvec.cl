@@ -63,15 +63,6 @@
         ulong w_row_bytes, const __global XT *x, __global float *y0, __global float *y1, __global float *y2,          \
         __global float *y3, int m0, int m1, int m2, int m3, int k, int n
 
-/* This work-group's weight (w), output (y), height (m) and first row group (wg_row). */
-#define MATVEC_PICK_SLOT                                                                                               \
-    const int ms_[4] = {m0, m1, m2, m3};                                                                               \
-    int wg_row;                                                                                                        \
-    int mat_ = group_matrix(get_group_id(0), ms_, GROUP, ROWS_PER_WG, &wg_row);                                        \
-    const __global uchar *w = mat_ == 0 ? w0 : mat_ == 1 ? w1 : mat_ == 2 ? w2 : w3;                                 \
-    __global float *y = mat_ == 0 ? y0 : mat_ == 1 ? y1 : mat_ == 2 ? y2 : y3;                                        \
-    int m = ms_[mat_]
-
 /* Lane row i's weight row: rows row0 .. of w; with GLU, i >= ROWS_PER_THREAD the same rows of
  * w1 (up). Rows past m repeat the last row (their sums are never stored), keeping loads in range. */
 static inline const __global uchar *lane_row(const __global uchar *w, const __global uchar *w1, ulong w_row_bytes,
@@ -215,7 +206,7 @@ static inline void block_dot(const __global uchar *blk[ROWS], const __global XT 
 __kernel __attribute__((reqd_work_group_size(ROW_GROUPS, 1, 1)))
 void matvec(MATVEC_ARGS)
 {
-    MATVEC_PICK_SLOT;
+    GROUP_PICK_SLOT;
     int row0 = wg_row * ROWS_PER_WG + get_local_id(0) * ROWS_PER_THREAD;
     if (row0 >= m)
         return;
@@ -256,7 +247,7 @@ __kernel __attribute__((reqd_work_group_size(WG_SIZE, 1, 1)))
 void matvec(MATVEC_ARGS)
 {
     __local float partial[ROWS * NCOLS][WG_SIZE];
-    MATVEC_PICK_SLOT;
+    GROUP_PICK_SLOT;
     int lid = get_local_id(0);
     int lane = lid % THREADS_PER_ROW;
     int row0 = wg_row * ROWS_PER_WG + (lid / THREADS_PER_ROW) * ROWS_PER_THREAD;

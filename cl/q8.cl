@@ -198,12 +198,7 @@ void matvec_q8(const __global uchar *w0, const __global uchar *w1, const __globa
                __global float *y2, __global float *y3, int m0, int m1, int m2, int m3, int k, int n)
 {
     __local float partial[ROWS_PER_THREAD * NCOLS][WG_SIZE];
-    const int ms[4] = {m0, m1, m2, m3};
-    int wg_row;
-    int mat = group_matrix(get_group_id(0), ms, GROUP, ROWS_PER_WG, &wg_row);
-    const __global uchar *w = mat == 0 ? w0 : mat == 1 ? w1 : mat == 2 ? w2 : w3;
-    __global float *y = mat == 0 ? y0 : mat == 1 ? y1 : mat == 2 ? y2 : y3;
-    int m = ms[mat];
+    GROUP_PICK_SLOT;
 
     const __global float *xd = (const __global float *)(xq + (size_t)n * k);
     const __global float *dsum = xd + (size_t)n * (k / Q8_BLOCK);
