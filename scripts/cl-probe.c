@@ -14,22 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "probe-time.h"
 
 #define REPS 300
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct gpu {
     cl_context ctx;
@@ -81,7 +69,7 @@ static void report(const char *name, step_fn fn)
             t[i] = now_us() - t0;
     }
     clFinish(g[0].q), clFinish(g[1].q);
-    qsort(t, REPS, sizeof t[0], cmp);
+    sort_samples(t, REPS);
     printf("%-62s %8.1f us  (p10 %.1f, p90 %.1f)\n", name, t[REPS / 2], t[REPS / 10], t[REPS * 9 / 10]);
 }
 

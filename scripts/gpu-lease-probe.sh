@@ -9,11 +9,8 @@ set -u
 T0=$(date +%s)
 . build-peers/device/opencl-env.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | tee $OUT/gpu.txt
-cp build-model/part00 /tmp/smol.part00 2>/dev/null
-( LLAMA_CUDA=1 bash build-peers/llama-build.sh $PWD/build-peers/llama.cpp-0c1e570.tar.gz /tmp/llama-build > /tmp/lbuild.log 2>&1 &&
-  ninja -C /tmp/llama-build llama-quantize >> /tmp/lbuild.log 2>&1 &&
-  bash scripts/ggml-greedy.sh build /tmp/llama-src/llama.cpp /tmp/llama-build >> /tmp/lbuild.log 2>&1
-  echo "llama rc=$?" > /tmp/lbuild.done ) > /dev/null 2>&1 &
+. scripts/gpu-lease-lib.sh
+lease_start_llama_build
 # the suites that hold this session's new code, both paths
 export KQCL_TEST_DATA=$PWD/tests/data LD_LIBRARY_PATH=$PWD/build-gpu/lib-extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 for p in auto portable; do

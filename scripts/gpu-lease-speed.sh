@@ -4,13 +4,8 @@
 # kernel paths, perplexity and greedy tokens against CUDA and the exact weights, and
 # llama-bench for kqcl, CUDA and the CPU in the same lease.
 set -u
-. build-peers/device/opencl-env.sh
-cat /tmp/lbuild.done
-M=/tmp/smol.gguf
-cat /tmp/smol.part00 build-model/part01 > $M
-echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $M" | sha256sum -c - || exit 1
-B=/tmp/llama-build/bin; MOD=$PWD/build-gpu/ggml/libggml-kqcl.so; T=/tmp/llama-src/llama.cpp/README.md
-export GGML_BACKEND_PATH=$MOD KQCL_CACHE_DIR=/tmp/kc-ggml KQCL_DEVICES=gpu
+. scripts/gpu-lease-lib.sh
+lease_second_call || exit 1
 # a crash prints its stack (scripts/segv-trace.c), where the lease has it
 [ -e build-gpu/segv-trace.so ] && export LD_PRELOAD=$PWD/build-gpu/segv-trace.so
 $B/llama-quantize --allow-requantize $M /tmp/smol-f32.gguf F32 > /tmp/quant.log 2>&1; echo "quantize rc=$?"
