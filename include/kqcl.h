@@ -404,8 +404,9 @@ KQCL_API size_t kqcl_tensor_bytes(const kqcl_tensor *t);
  * order they were issued (one in-order queue a device), so a write, fill or copy is seen by
  * every later call on that device, through the buffer or any view of it. Two arguments of one
  * call that overlap in a buffer (a view given as both X and Y of kqcl_matmul, say) are not
- * supported: the result is undefined (never a crash); kqcl_buffer_copy alone takes overlapping
- * ranges (memmove).
+ * supported: the result is undefined (kqcl never crashes on them; NVIDIA's driver does on views
+ * that overlap in part, see kqcl_tensor_view); kqcl_buffer_copy alone takes overlapping ranges
+ * (memmove).
  * A buffer outlived by its context is left detached, as tensors are: kqcl_buffer_destroy
  * (still needed) and kqcl_buffer_size work, every other call fails with KQCL_ERR_INVALID_ARG.
  */
