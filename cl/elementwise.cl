@@ -182,45 +182,67 @@ void softmax_f32(__global const float *x, __global const float *mask, __global f
  * (i, i + n_dims / 2) -- by theta = p * theta_scale^i (theta_scale = freq_base^(-2 / n_dims)),
  * interpolated by freq_scale and, with YaRN (ext_factor != 0), mixed back towards p *
  * theta_scale^i over the correction dims [corr_low, corr_high] with the magnitude scaled;
- * attn_factor scales both. Values past n_dims are copied. An item a pair.
- * With scatter (kqcl_rope_set_rows), a position's `heads` rows go side by side into row
+ * attn_factor scales both. Values past n_dims are copied (n_dims 0: the row is copied, a value's
+ * rows). With scatter (kqcl_rope_set_rows), a position's `heads` rows go side by side into row
  * idx[idx_offset + r / heads] of y (int32, or int64 with idx64; rows of heads * cols values in
  * dst_type; an index outside [0, y_rows) writes nothing), as set_rows_f32 would write them; else
- * y is f32 of x's shape. */
-__kernel void rope_f32(__global const float *x, __global const int *pos, ulong pos_offset, __global void *y,
-                       ulong rows, ulong cols, ulong heads, int n_dims, int neox, float theta_scale, float freq_scale, float ext_factor,
-                       float attn_factor, float corr_low, float corr_high, int scatter, __global const void *idx,
-                       ulong idx_offset, int idx64, ulong y_rows, int dst_type)
+ * y is f32 of x's shape. This is pair i of one such job. */
+static inline void rope_pair(ulong i, __global const float *x, __global void *y, ulong cols, ulong heads, int n_dims,
+                             int scatter, __global const void *idx, ulong idx_offset, int idx64, ulong y_rows,
+                             int dst_type, __global const int *pos, ulong pos_offset, int neox, float theta_scale,
+                             float freq_scale, float ext_factor, float attn_factor, float corr_low, float corr_high)
 {
-    ulong half_cols = cols / 2, n = rows * half_cols;
+    ulong half_cols = cols / 2, r = i / half_cols, j = i - r * half_cols; /* pair j of row r */
+    __global const float *xr = x + r * cols;
+    ulong yr = r * cols; /* the output row's first element */
+    if (scatter) {
+        long t = row_index(idx, idx_offset + r / heads, idx64);
+        if (t < 0 || (ulong)t >= y_rows)
+            return;
+        yr = ((ulong)t * heads + r % heads) * cols;
+    }
+    if (2 * j >= (ulong)n_dims) { /* past the rotated part: copied */
+        store_as(y, yr + 2 * j, xr[2 * j], dst_type);
+        store_as(y, yr + 2 * j + 1, xr[2 * j + 1], dst_type);
+        return;
+    }
+    ulong a = neox ? j : 2 * j, b = neox ? j + (ulong)n_dims / 2 : 2 * j + 1;
+    float theta_extrap = (float)pos[pos_offset + r / heads] * pown(theta_scale, (int)j);
+    float theta = freq_scale * theta_extrap, mscale = attn_factor;
+    if (ext_factor != 0.0f) {
+        float ramp = 1.0f - clamp(((float)j - corr_low) / fmax(0.001f, corr_high - corr_low), 0.0f, 1.0f);
+        float mix = ramp * ext_factor;
+        theta = theta * (1.0f - mix) + theta_extrap * mix;
+        mscale *= 1.0f + 0.1f * log(1.0f / freq_scale);
+    }
+    float c, s = sincos(theta, &c) * mscale; /* one argument reduction for both */
+    c *= mscale;
+    float x0 = xr[a], x1 = xr[b];
+    store_as(y, yr + a, x0 * c - x1 * s, dst_type);
+    store_as(y, yr + b, x0 * s + x1 * c, dst_type);
+}
+
+/* One job's arguments (kqcl_rope_job): its rows, where they go, and whether they turn. */
+#define ROPE_JOB_ARGS(j)                                                                                               \
+    __global const float *x##j, __global void *y##j, ulong rows##j, ulong cols##j, ulong heads##j, int n_dims##j,      \
+        int scatter##j, __global const void *idx##j, ulong idx_offset##j, int idx64##j, ulong y_rows##j, int dst_type##j
+#define ROPE_JOB_PAIR(j, i)                                                                                            \
+    rope_pair(i, x##j, y##j, cols##j, heads##j, n_dims##j, scatter##j, idx##j, idx_offset##j, idx64##j, y_rows##j,     \
+              dst_type##j, pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high)
+
+/* Up to three jobs of one rope setting in one launch (kqcl_rope_jobs: a step's query, key and
+ * value), an item a pair, the jobs' pairs one after another; a job with no rows takes none. */
+__kernel void rope_f32(__global const int *pos, ulong pos_offset, int neox, float theta_scale, float freq_scale,
+                       float ext_factor, float attn_factor, float corr_low, float corr_high, ROPE_JOB_ARGS(0),
+                       ROPE_JOB_ARGS(1), ROPE_JOB_ARGS(2))
+{
+    ulong n0 = rows0 * (cols0 / 2), n1 = n0 + rows1 * (cols1 / 2), n = n1 + rows2 * (cols2 / 2);
     for (ulong i = get_global_id(0); i < n; i += get_global_size(0)) {
-        ulong r = i / half_cols, j = i - r * half_cols; /* pair j of row r */
-        __global const float *xr = x + r * cols;
-        ulong yr = r * cols; /* the output row's first element */
-        if (scatter) {
-            long t = row_index(idx, idx_offset + r / heads, idx64);
-            if (t < 0 || (ulong)t >= y_rows)
-                continue;
-            yr = ((ulong)t * heads + r % heads) * cols;
-        }
-        if (2 * j >= (ulong)n_dims) { /* past the rotated part: copied */
-            store_as(y, yr + 2 * j, xr[2 * j], dst_type);
-            store_as(y, yr + 2 * j + 1, xr[2 * j + 1], dst_type);
-            continue;
-        }
-        ulong a = neox ? j : 2 * j, b = neox ? j + (ulong)n_dims / 2 : 2 * j + 1;
-        float theta_extrap = (float)pos[pos_offset + r / heads] * pown(theta_scale, (int)j);
-        float theta = freq_scale * theta_extrap, mscale = attn_factor;
-        if (ext_factor != 0.0f) {
-            float ramp = 1.0f - clamp(((float)j - corr_low) / fmax(0.001f, corr_high - corr_low), 0.0f, 1.0f);
-            float mix = ramp * ext_factor;
-            theta = theta * (1.0f - mix) + theta_extrap * mix;
-            mscale *= 1.0f + 0.1f * log(1.0f / freq_scale);
-        }
-        float c, s = sincos(theta, &c) * mscale; /* one argument reduction for both */
-        c *= mscale;
-        float x0 = xr[a], x1 = xr[b];
-        store_as(y, yr + a, x0 * c - x1 * s, dst_type);
-        store_as(y, yr + b, x0 * s + x1 * c, dst_type);
+        if (i < n0)
+            ROPE_JOB_PAIR(0, i);
+        else if (i < n1)
+            ROPE_JOB_PAIR(1, i - n0);
+        else
+            ROPE_JOB_PAIR(2, i - n1);
     }
 }

@@ -681,6 +681,27 @@ KQCL_API kqcl_status kqcl_rope_set_rows(kqcl_context *ctx, const kqcl_tensor *x,
                                         const kqcl_buffer *indices, size_t idx_offset, int index_bytes,
                                         kqcl_tensor *dst);
 
+/* Up to KQCL_ROPE_MAX_JOBS row sets of one step in one launch, each written as kqcl_rope
+ * (indices NULL) or kqcl_rope_set_rows (indices given) would write it, with the rows copied
+ * instead of turned where `copy` is set (then the values are kqcl_set_rows's, or x's): a step's
+ * query turned, its key turned into the K cache and its value copied into the V cache. The jobs
+ * share positions, pos_offset and params and cover the same positions (x.rows / heads equal);
+ * x f32 with an even cols; a job's dst must not share bytes with another job's x or dst (the
+ * jobs run at once). The same checks and statuses as the single calls. */
+#define KQCL_ROPE_MAX_JOBS 3
+typedef struct kqcl_rope_job {
+    const kqcl_tensor *x;       /* the rows, `heads` consecutive rows a position */
+    int heads;
+    int copy;                   /* 1: copied as they are (a value's rows); 0: turned by params */
+    kqcl_tensor *dst;           /* f32 of x's shape (indices NULL), or rows of heads * x.cols values */
+    const kqcl_buffer *indices; /* NULL, or the destination rows as kqcl_set_rows takes them */
+    size_t idx_offset;
+    int index_bytes;
+} kqcl_rope_job;
+
+KQCL_API kqcl_status kqcl_rope_jobs(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
+                                    const kqcl_rope_params *params, int count, const kqcl_rope_job *jobs);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Several devices: placement, tensor/data/pipeline parallelism, collectives, MPI               */
 /*

@@ -621,6 +621,91 @@ START_TEST(rope_set_rows_is_rope_then_set_rows)
 }
 END_TEST
 
+/* kqcl_rope_jobs: a step's query turned, its key turned into an f16 K cache (int64 indices) and
+ * its value copied into a bf16 V cache (int32 indices, other rows) in one launch, every byte as
+ * kqcl_rope, kqcl_rope_set_rows and kqcl_set_rows write them, the jobs in either order and two
+ * of them alone; bad arguments. */
+static kqcl_buffer *device_bytes(const void *host, size_t bytes)
+{
+    kqcl_buffer *b = NULL;
+    TU_OK(kqcl_buffer_create(tu_ctx, 0, bytes, &b));
+    TU_OK(kqcl_buffer_write(b, 0, host, bytes));
+    return b;
+}
+
+static void assert_same_bytes(kqcl_tensor *got, kqcl_tensor *want, const char *what)
+{
+    size_t bytes = kqcl_tensor_bytes(want);
+    unsigned char *g = tu_malloc(bytes), *w = tu_malloc(bytes);
+    TU_OK(kqcl_tensor_read(got, g, bytes));
+    TU_OK(kqcl_tensor_read(want, w, bytes));
+    for (size_t i = 0; i < bytes; i++)
+        ck_assert_msg(g[i] == w[i], "%s: byte %zu: got %u want %u", what, i, g[i], w[i]);
+    free(g), free(w);
+}
+
+START_TEST(rope_jobs_are_the_single_calls)
+{
+    tu_seed(19);
+    enum { TOKENS = 5, COLS = 64, Q_HEADS = 4, KV_HEADS = 2, CACHE_ROWS = 9 };
+    kqcl_rope_params p = {.n_dims = 48, .neox = 1, .freq_base = 10000.0f, .freq_scale = 0.5f, .attn_factor = 0.9f};
+    const int32_t pos[TOKENS] = {0, 17, 3, 4095, 8}, v_where[TOKENS] = {8, 0, -1, 9, 2};
+    const int64_t k_where[TOKENS] = {4, -1, 0, 9, 7};
+    kqcl_buffer *pb = device_bytes(pos, sizeof pos), *kb = device_bytes(k_where, sizeof k_where);
+    kqcl_buffer *vb = device_bytes(v_where, sizeof v_where);
+    float *q = random_values(TOKENS * Q_HEADS * COLS, 2.0f), *k = random_values(TOKENS * KV_HEADS * COLS, 2.0f);
+    float *v = random_values(TOKENS * KV_HEADS * COLS, 2.0f);
+    kqcl_tensor *tq = f32_tensor(TOKENS * Q_HEADS, COLS, q), *tk = f32_tensor(TOKENS * KV_HEADS, COLS, k);
+    kqcl_tensor *tv = f32_tensor(TOKENS * KV_HEADS, COLS, v), *v_rows = NULL;
+    kqcl_buffer *vv = device_bytes(v, sizeof(float) * TOKENS * KV_HEADS * COLS);
+    TU_OK(kqcl_tensor_view(vv, 0, KQCL_TYPE_F32, TOKENS, KV_HEADS * COLS, &v_rows));
+    size_t cache_bytes = (size_t)CACHE_ROWS * KV_HEADS * COLS * 2;
+    unsigned char *before = tu_malloc(cache_bytes);
+    for (size_t i = 0; i < cache_bytes; i++)
+        before[i] = (unsigned char)(0x5A ^ (i * 7));
+    /* the single calls */
+    kqcl_tensor *q_want = tu_poisoned_f32(TOKENS * Q_HEADS, COLS);
+    kqcl_tensor *k_want = tu_tensor(KQCL_TYPE_F16, CACHE_ROWS, KV_HEADS * COLS, before);
+    kqcl_tensor *v_want = tu_tensor(KQCL_TYPE_BF16, CACHE_ROWS, KV_HEADS * COLS, before);
+    TU_OK(kqcl_rope(tu_ctx, tq, pb, 0, Q_HEADS, &p, q_want));
+    TU_OK(kqcl_rope_set_rows(tu_ctx, tk, pb, 0, KV_HEADS, &p, kb, 0, 8, k_want));
+    TU_OK(kqcl_set_rows(tu_ctx, v_rows, vb, 0, 4, v_want));
+    for (int order = 0; order < 3; order++) {
+        kqcl_tensor *q_out = tu_poisoned_f32(TOKENS * Q_HEADS, COLS);
+        kqcl_tensor *k_cache = tu_tensor(KQCL_TYPE_F16, CACHE_ROWS, KV_HEADS * COLS, before);
+        kqcl_tensor *v_cache = tu_tensor(KQCL_TYPE_BF16, CACHE_ROWS, KV_HEADS * COLS, before);
+        kqcl_rope_job jq = {tq, Q_HEADS, 0, q_out, NULL, 0, 0}, jk = {tk, KV_HEADS, 0, k_cache, kb, 0, 8};
+        kqcl_rope_job jv = {tv, KV_HEADS, 1, v_cache, vb, 0, 4};
+        kqcl_rope_job forward[3] = {jq, jk, jv}, backward[3] = {jv, jk, jq};
+        if (order < 2)
+            TU_OK(kqcl_rope_jobs(tu_ctx, pb, 0, &p, 3, order == 0 ? forward : backward));
+        else { /* two jobs, then the third alone */
+            TU_OK(kqcl_rope_jobs(tu_ctx, pb, 0, &p, 2, forward));
+            TU_OK(kqcl_rope_jobs(tu_ctx, pb, 0, &p, 1, &jv));
+        }
+        assert_same_bytes(q_out, q_want, order == 1 ? "query (jobs backward)" : "query");
+        assert_same_bytes(k_cache, k_want, order == 1 ? "K cache (jobs backward)" : "K cache");
+        assert_same_bytes(v_cache, v_want, order == 1 ? "V cache (jobs backward)" : "V cache");
+        kqcl_tensor_destroy(q_out), kqcl_tensor_destroy(k_cache), kqcl_tensor_destroy(v_cache);
+    }
+    /* bad arguments: no jobs, too many, jobs over different positions, no params, NULL ctx */
+    kqcl_tensor *short_q = f32_tensor(2 * Q_HEADS, COLS, q), *short_out = tu_poisoned_f32(2 * Q_HEADS, COLS);
+    kqcl_rope_job jobs[4] = {{tq, Q_HEADS, 0, q_want, NULL, 0, 0}, {tk, KV_HEADS, 0, k_want, kb, 0, 8},
+                             {short_q, Q_HEADS, 0, short_out, NULL, 0, 0}, {tq, Q_HEADS, 0, q_want, NULL, 0, 0}};
+    ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, &p, 0, jobs), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, &p, 4, jobs), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, &p, 3, jobs), KQCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(kqcl_last_error(tu_ctx), "positions"));
+    ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, NULL, 2, jobs), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_rope_jobs(NULL, pb, 0, &p, 2, jobs), KQCL_ERR_INVALID_ARG);
+    free(q), free(k), free(v), free(before);
+    kqcl_tensor_destroy(tq), kqcl_tensor_destroy(tk), kqcl_tensor_destroy(tv), kqcl_tensor_destroy(v_rows);
+    kqcl_tensor_destroy(q_want), kqcl_tensor_destroy(k_want), kqcl_tensor_destroy(v_want);
+    kqcl_tensor_destroy(short_q), kqcl_tensor_destroy(short_out);
+    kqcl_buffer_destroy(pb), kqcl_buffer_destroy(kb), kqcl_buffer_destroy(vb), kqcl_buffer_destroy(vv);
+}
+END_TEST
+
 /* ---- attention ------------------------------------------------------------------------------ */
 
 typedef struct attn_case {
@@ -927,6 +1012,7 @@ int main(void)
     tcase_add_test(tc, softmax_fixed_rows);
     tcase_add_test(tc, rope_against_float64);
     tcase_add_test(tc, rope_set_rows_is_rope_then_set_rows);
+    tcase_add_test(tc, rope_jobs_are_the_single_calls);
     tcase_add_test(tc, attention_against_float64);
     tcase_add_test(tc, attention_of_a_query_that_sees_nothing);
     tcase_add_test(tc, operations_on_views_of_one_buffer);

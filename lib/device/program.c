@@ -672,16 +672,31 @@ void kq_describe_kernels(const kq_device *dev, char *buf, size_t size)
              dev->is_pocl ? " (PoCL: kqcl binary cache off)" : "");
 }
 
-cl_int kq_set_args(cl_kernel kernel, int count, ...)
+static cl_int set_args(cl_kernel kernel, int first, int count, va_list ap)
 {
-    va_list ap;
-    va_start(ap, count);
     cl_int err = CL_SUCCESS;
     for (int i = 0; i < count && err == CL_SUCCESS; i++) {
         size_t size = va_arg(ap, size_t);
         const void *value = va_arg(ap, const void *);
-        err = clSetKernelArg(kernel, (cl_uint)i, size, value);
+        err = clSetKernelArg(kernel, (cl_uint)(first + i), size, value);
     }
+    return err;
+}
+
+cl_int kq_set_args(cl_kernel kernel, int count, ...)
+{
+    va_list ap;
+    va_start(ap, count);
+    cl_int err = set_args(kernel, 0, count, ap);
+    va_end(ap);
+    return err;
+}
+
+cl_int kq_set_args_from(cl_kernel kernel, int first, int count, ...)
+{
+    va_list ap;
+    va_start(ap, count);
+    cl_int err = set_args(kernel, first, count, ap);
     va_end(ap);
     return err;
 }

@@ -47,6 +47,8 @@ void kq_describe_kernels(const kq_device *dev, char *buf, size_t size);
 
 /* Set kernel arguments from a list of (size, pointer) pairs; returns the first failure. */
 cl_int kq_set_args(cl_kernel kernel, int count, ...);
+/* The same from argument `first` on. */
+cl_int kq_set_args_from(cl_kernel kernel, int first, int count, ...);
 
 /* Enqueue a 1- or 2-D range and record its event for kqcl_last_device_time. */
 kqcl_status kq_enqueue(kqcl_context *ctx, kq_device *dev, cl_kernel kernel, cl_uint dims,

@@ -328,39 +328,45 @@ static kqcl_status check_rope_rows(kqcl_context *ctx, const kqcl_tensor *x, cons
     return KQCL_OK;
 }
 
-/* Where rope_f32 writes: y itself (indices NULL), or scattered into y's rows by the indices. */
-typedef struct rope_out {
-    const kqcl_buffer *indices;
-    size_t offset;
-    int index_bytes;
-} rope_out;
+/* Job `first / 12`'s arguments of rope_f32 (a job with `used` false takes no rows); adds its
+ * pairs to *pairs. */
+static cl_int set_rope_job(cl_kernel k, int first, const kqcl_rope_job *j, bool used, int n_dims, cl_mem pos,
+                           uint64_t *pairs)
+{
+    int device;
+    cl_mem idx = j->indices ? kq_buffer_mem(j->indices, &device) : pos; /* unread without scatter */
+    cl_ulong rows = used ? (cl_ulong)j->x->rows : 0, cols = (cl_ulong)j->x->cols, heads = (cl_ulong)j->heads;
+    cl_ulong y_rows = (cl_ulong)j->dst->rows, idx_offset = j->indices ? j->idx_offset / (size_t)j->index_bytes : 0;
+    int turned = j->copy ? 0 : n_dims, scatter = j->indices != NULL, idx64 = j->index_bytes == 8;
+    int dst_type = (int)j->dst->type;
+    *pairs += rows * (cols / 2);
+    return kq_set_args_from(k, first, 12, sizeof(cl_mem), &j->x->buffer, sizeof(cl_mem), &j->dst->buffer, sizeof rows,
+                            &rows, sizeof cols, &cols, sizeof heads, &heads, sizeof turned, &turned, sizeof scatter,
+                            &scatter, sizeof(cl_mem), &idx, sizeof idx_offset, &idx_offset, sizeof idx64, &idx64,
+                            sizeof y_rows, &y_rows, sizeof dst_type, &dst_type);
+}
 
-static kqcl_status launch_rope(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_buffer *positions, size_t offset,
-                               int heads, const kqcl_rope_params *p, const rope_out *out, kqcl_tensor *y,
-                               const char *call)
+/* rope_f32 over `count` checked jobs (1..KQCL_ROPE_MAX_JOBS), one launch. */
+static kqcl_status launch_rope_jobs(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
+                                    const kqcl_rope_params *p, int count, const kqcl_rope_job *jobs, const char *call)
 {
     kq_variant v;
     cl_kernel k;
-    kqcl_status st = kernel_for(ctx, y, "rope_f32", &v, &k);
+    kqcl_status st = kernel_for(ctx, jobs[0].dst, "rope_f32", &v, &k);
     if (st != KQCL_OK)
         return st;
     int device;
     cl_mem pos = kq_buffer_mem(positions, &device);
-    cl_mem idx = out->indices ? kq_buffer_mem(out->indices, &device) : pos; /* unread without scatter */
-    cl_ulong pos_offset = offset / sizeof(int32_t), rows = (cl_ulong)x->rows, cols = (cl_ulong)x->cols;
-    cl_ulong h = (cl_ulong)heads, y_rows = (cl_ulong)y->rows;
-    cl_ulong idx_offset = out->indices ? out->offset / (size_t)out->index_bytes : 0;
-    int scatter = out->indices != NULL, idx64 = out->index_bytes == 8, dst_type = (int)y->type;
+    cl_ulong pos_at = pos_offset / sizeof(int32_t);
     float theta_scale = powf(p->freq_base, -2.0f / (float)p->n_dims);
-    cl_int err = kq_set_args(k, 21, sizeof(cl_mem), &x->buffer, sizeof(cl_mem), &pos, sizeof pos_offset, &pos_offset,
-                             sizeof(cl_mem), &y->buffer, sizeof rows, &rows, sizeof cols, &cols, sizeof h, &h,
-                             sizeof p->n_dims, &p->n_dims, sizeof p->neox, &p->neox, sizeof theta_scale, &theta_scale,
-                             sizeof p->freq_scale, &p->freq_scale, sizeof p->ext_factor, &p->ext_factor,
-                             sizeof p->attn_factor, &p->attn_factor, sizeof p->corr_low, &p->corr_low,
-                             sizeof p->corr_high, &p->corr_high, sizeof scatter, &scatter, sizeof(cl_mem), &idx,
-                             sizeof idx_offset, &idx_offset, sizeof idx64, &idx64, sizeof y_rows, &y_rows,
-                             sizeof dst_type, &dst_type);
-    return launch_elements(ctx, y, k, err, rows * (cols / 2), call);
+    cl_int err = kq_set_args(k, 9, sizeof(cl_mem), &pos, sizeof pos_at, &pos_at, sizeof p->neox, &p->neox,
+                             sizeof theta_scale, &theta_scale, sizeof p->freq_scale, &p->freq_scale,
+                             sizeof p->ext_factor, &p->ext_factor, sizeof p->attn_factor, &p->attn_factor,
+                             sizeof p->corr_low, &p->corr_low, sizeof p->corr_high, &p->corr_high);
+    uint64_t pairs = 0;
+    for (int i = 0; i < KQCL_ROPE_MAX_JOBS && err == CL_SUCCESS; i++)
+        err = set_rope_job(k, 9 + 12 * i, &jobs[i < count ? i : 0], i < count, p->n_dims, pos, &pairs);
+    return launch_elements(ctx, jobs[0].dst, k, err, pairs, call);
 }
 
 KQCL_API kqcl_status kqcl_rope(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_buffer *positions, size_t offset,
@@ -370,8 +376,8 @@ KQCL_API kqcl_status kqcl_rope(kqcl_context *ctx, const kqcl_tensor *x, const kq
     kqcl_status st = begin(ctx, x, y, call);
     if (st != KQCL_OK || (st = check_rope_rows(ctx, x, positions, offset, heads, params, call)) != KQCL_OK)
         return st;
-    const rope_out out = {NULL, 0, 0};
-    return launch_rope(ctx, x, positions, offset, heads, params, &out, y, call);
+    const kqcl_rope_job job = {x, heads, 0, y, NULL, 0, 0};
+    return launch_rope_jobs(ctx, positions, offset, params, 1, &job, call);
 }
 
 /* The index buffer of kqcl_set_rows: on dst's device, `count` values of index_bytes from
@@ -460,6 +466,66 @@ KQCL_API kqcl_status kqcl_rope_set_rows(kqcl_context *ctx, const kqcl_tensor *x,
     if ((st = check_indices(ctx, indices, idx_offset, index_bytes, x->rows / heads, dst->device, call)) != KQCL_OK)
         return st;
     kq_events_reset(ctx);
-    const rope_out out = {indices, idx_offset, index_bytes};
-    return launch_rope(ctx, x, positions, pos_offset, heads, params, &out, dst, call);
+    const kqcl_rope_job job = {x, heads, 0, dst, indices, idx_offset, index_bytes};
+    return launch_rope_jobs(ctx, positions, pos_offset, params, 1, &job, call);
+}
+
+/* A job of kqcl_rope_jobs: x f32 of an even width and `heads` rows a position, dst as
+ * kqcl_rope (no indices) or kqcl_rope_set_rows (indices) takes it, on x's device; `positions`
+ * positions. The turned jobs' rows and the positions are checked as kqcl_rope checks them. */
+static kqcl_status check_rope_job(kqcl_context *ctx, const kqcl_rope_job *j, const kqcl_buffer *positions,
+                                  size_t pos_offset, const kqcl_rope_params *params, int64_t *positions_covered,
+                                  const char *call)
+{
+    kqcl_status st;
+    if ((st = check_operand(ctx, j->x, call, "a job's x")) != KQCL_OK)
+        return st;
+    if (j->indices == NULL ? (st = check_operand(ctx, j->dst, call, "a job's dst")) != KQCL_OK ||
+                                 (st = same_shape(ctx, j->x, j->dst, call, "a job's dst is not of its x's shape")) != KQCL_OK
+                           : (st = check_row_target(ctx, j->dst, call)) != KQCL_OK)
+        return st;
+    if ((st = same_device(ctx, j->x, j->dst, call)) != KQCL_OK)
+        return st;
+    if (!j->copy && (st = check_rope_rows(ctx, j->x, positions, pos_offset, j->heads, params, call)) != KQCL_OK)
+        return st;
+    if (j->x->cols % 2 != 0) /* the kernel's items are pairs */
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: a copied job's rows are of an odd width (%lld)", call,
+                       (long long)j->x->cols);
+    if (j->heads <= 0 || j->x->rows % j->heads != 0)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: heads %d does not divide a job's %lld rows", call, j->heads,
+                       (long long)j->x->rows);
+    *positions_covered = j->x->rows / j->heads;
+    if (j->indices == NULL)
+        return KQCL_OK;
+    if (j->dst->cols != (int64_t)j->heads * j->x->cols)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: %d heads of %lld values into rows of %lld", call, j->heads,
+                       (long long)j->x->cols, (long long)j->dst->cols);
+    return check_indices(ctx, j->indices, j->idx_offset, j->index_bytes, *positions_covered, j->dst->device, call);
+}
+
+KQCL_API kqcl_status kqcl_rope_jobs(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
+                                    const kqcl_rope_params *params, int count, const kqcl_rope_job *jobs)
+{
+    const char *call = "kqcl_rope_jobs";
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s: ctx is NULL", call);
+    kq_clear_error(ctx);
+    if (jobs == NULL || count < 1 || count > KQCL_ROPE_MAX_JOBS)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: want 1..%d jobs (count %d%s)", call, KQCL_ROPE_MAX_JOBS, count,
+                       jobs == NULL ? ", jobs NULL" : "");
+    if (params == NULL || positions == NULL || kq_buffer_context(positions) != ctx)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: params NULL, or positions NULL or of another context", call);
+    kqcl_status st = KQCL_OK;
+    int64_t covered[KQCL_ROPE_MAX_JOBS];
+    for (int i = 0; i < count && st == KQCL_OK; i++) {
+        if ((st = check_rope_job(ctx, &jobs[i], positions, pos_offset, params, &covered[i], call)) != KQCL_OK)
+            break;
+        if (i > 0 && (covered[i] != covered[0] || jobs[i].x->device != jobs[0].x->device))
+            st = kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: job %d covers %lld positions on device %d, job 0 %lld on %d",
+                         call, i, (long long)covered[i], jobs[i].x->device, (long long)covered[0], jobs[0].x->device);
+    }
+    if (st != KQCL_OK)
+        return st;
+    kq_events_reset(ctx);
+    return launch_rope_jobs(ctx, positions, pos_offset, params, count, jobs, call);
 }
