@@ -27,8 +27,10 @@
  *   - fusions from a second table (kq_fusions): a run of nodes computed as one kqcl call where
  *     ggml_can_fuse allows (RMS_NORM then MUL by its weight: one kqcl_rms_norm; the residual ADD
  *     before them too: one kqcl_add_rms_norm; MUL_MATs of one X: one kqcl_matmul_group, with
- *     their GLU after them: one kqcl_matmul_glu), and graph_optimize, which moves the products of
- *     one X side by side before the graph is allocated. KQCL_GGML_FUSION=0 turns both off;
+ *     their GLU after them: one kqcl_matmul_glu; a key's ROPE and SET_ROWS: one
+ *     kqcl_rope_set_rows), graph_optimize, which moves the products of one X side by side before
+ *     the graph is allocated, and held jobs: a step's RoPE and cache writes held back and
+ *     launched together (kqcl_rope_jobs). KQCL_GGML_FUSION=0 turns all three off;
  *     KQCL_GGML_PROFILE=1 tells, when the backend is freed, a graph's host enqueue time beside
  *     its time to the device's end.
  *
@@ -97,9 +99,20 @@ typedef struct kq_profile {
     double enqueue_us, total_us;
 } kq_profile;
 
+/* A step's RoPE and cache writes held back to be one kqcl_rope_jobs launch ("held jobs"). */
+typedef struct kq_jobs {
+    int count;
+    kqcl_rope_job job[KQCL_ROPE_MAX_JOBS];                    /* their x and dst views are ours */
+    const struct ggml_tensor *reads[KQCL_ROPE_MAX_JOBS], *writes[KQCL_ROPE_MAX_JOBS];
+    const struct ggml_tensor *pos; /* the positions of the turned jobs (none held: NULL) */
+    kqcl_rope_params params;
+    int64_t positions;             /* positions every job covers */
+} kq_jobs;
+
 typedef struct kq_backend {
     kq_device *dev;
     kq_profile profile;
+    kq_jobs jobs;
 } kq_backend;
 
 static pthread_mutex_t kq_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -622,6 +635,12 @@ static bool kq_set_rows_on_device(kq_device *d, kq_buffer *b0, size_t o0, size_t
     return ok;
 }
 
+static int kq_jobs_hold(kq_backend *be, const struct ggml_tensor *pos, const kqcl_rope_params *p,
+                        const struct ggml_tensor *src, int64_t x_rows, int64_t x_cols, int heads,
+                        const struct ggml_tensor *dst, int64_t dst_rows, int64_t dst_cols,
+                        const struct ggml_tensor *idx);
+static bool kq_jobs_flush(kq_backend *be);
+
 static enum ggml_status kq_compute_set_rows(kq_backend *be, struct ggml_tensor *dst)
 {
     kq_device *d = be->dev;
@@ -631,6 +650,18 @@ static enum ggml_status kq_compute_set_rows(kq_backend *be, struct ggml_tensor *
         kq_log("%s: SET_ROWS %s: an operand is not in a kqcl buffer", d->name, dst->name);
         return GGML_STATUS_FAILED;
     }
+    /* one batch of f32 rows into whole rows, an even width (a value's rows): with the held jobs */
+    if (be->jobs.count > 0 && s0->ne[2] == 1 && s0->ne[3] == 1 && dst->ne[2] == 1 && dst->ne[3] == 1 &&
+        s1->ne[0] == s0->ne[1] &&
+        ggml_nelements(s1) == s1->ne[0] && s0->ne[0] % 2 == 0 &&
+        dst->nb[1] == kqcl_row_size((kqcl_type)dst->type, s0->ne[0]) &&
+        (dst->type == GGML_TYPE_F32 || dst->type == GGML_TYPE_F16 || dst->type == GGML_TYPE_BF16)) {
+        int held = kq_jobs_hold(be, NULL, NULL, s0, s0->ne[1], s0->ne[0], 1, dst, dst->ne[1], dst->ne[0], s1);
+        if (held != 0)
+            return held > 0 ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
+    }
+    if (!kq_jobs_flush(be))
+        return GGML_STATUS_FAILED;
     const kqcl_type ts = (kqcl_type)s0->type, td = (kqcl_type)dst->type;
     const int64_t k = s0->ne[0], n = s0->ne[1];
     const size_t d_row = kqcl_row_size(td, k), isz = ggml_type_size(s1->type);
@@ -1029,6 +1060,93 @@ static void kq_rope_params_of(const struct ggml_tensor *rope, kqcl_rope_params *
     p->corr_low = corr[0], p->corr_high = corr[1] >= corr[0] ? corr[1] : corr[0];
 }
 
+/* ---- a step's RoPE and cache writes, one launch ---------------------------------------------
+ * Q's ROPE, K's ROPE + SET_ROWS (a fusion, below) and V's SET_ROWS come one after another with
+ * only views between them, three launches. They are held back as kqcl_rope_jobs' jobs and
+ * launched together when a node that computes anything else comes (kq_backend_graph_compute),
+ * when the graph ends, or when a job does not fit with those held: other positions or
+ * parameters, three held already, bytes it reads or writes that a held job writes, or writes
+ * that one reads. Only operands that are views in place are held: scratch would be reused
+ * before the launch. A copied job (V's rows) joins turned ones; it never starts a launch. */
+static bool kq_bytes_overlap(const struct ggml_tensor *a, const struct ggml_tensor *b);
+static bool kq_fusion_enabled(void);
+
+/* The held jobs launched (nothing held: nothing done). */
+static bool kq_jobs_flush(kq_backend *be)
+{
+    kq_jobs *h = &be->jobs;
+    if (h->count == 0)
+        return true;
+    kq_buffer *bp = kq_buffer_of(h->pos);
+    bool ok = kq_ok(kqcl_rope_jobs(kq_ctx, bp->mem, kq_offset(bp, h->pos), &h->params, h->count, h->job),
+                    "ROPE and SET_ROWS jobs");
+    for (int i = 0; i < h->count; i++)
+        kqcl_tensor_destroy((kqcl_tensor *)h->job[i].x), kqcl_tensor_destroy(h->job[i].dst);
+    h->count = 0;
+    h->pos = NULL;
+    return ok;
+}
+
+/* Whether a job may join the held ones (pos NULL: a copied job). */
+static bool kq_jobs_fit(const kq_jobs *h, const struct ggml_tensor *pos, const kqcl_rope_params *p, int64_t positions,
+                        const struct ggml_tensor *reads, const struct ggml_tensor *writes)
+{
+    if (h->count == KQCL_ROPE_MAX_JOBS || (h->count > 0 && positions != h->positions))
+        return false;
+    if (pos != NULL && h->pos != NULL &&
+        (kq_buffer_of(pos) != kq_buffer_of(h->pos) || kq_offset(kq_buffer_of(pos), pos) != kq_offset(kq_buffer_of(h->pos), h->pos) ||
+         memcmp(p, &h->params, sizeof *p) != 0))
+        return false;
+    for (int i = 0; i < h->count; i++)
+        if (kq_bytes_overlap(h->writes[i], reads) || kq_bytes_overlap(h->writes[i], writes) ||
+            kq_bytes_overlap(writes, h->reads[i]))
+            return false;
+    return true;
+}
+
+/* Hold a job: `x_rows` rows of `x_cols` f32 values of src (contiguous, aligned: a view in place),
+ * `heads` rows a position, into dst viewed as dst_rows x dst_cols of its type (aligned), through
+ * `idx` (a SET_ROWS index tensor) or in place (NULL); pos NULL: copied. Returns 1 held, 0 not
+ * here (the caller computes the node itself, the held ones launched first), -1 on failure. */
+static int kq_jobs_hold(kq_backend *be, const struct ggml_tensor *pos, const kqcl_rope_params *p,
+                        const struct ggml_tensor *src, int64_t x_rows, int64_t x_cols, int heads,
+                        const struct ggml_tensor *dst, int64_t dst_rows, int64_t dst_cols,
+                        const struct ggml_tensor *idx)
+{
+    kq_device *d = be->dev;
+    kq_jobs *h = &be->jobs;
+    kq_buffer *bs = kq_buffer_of(src), *bd = kq_buffer_of(dst), *bi = idx ? kq_buffer_of(idx) : NULL;
+    const int64_t positions = x_rows / heads;
+    bool viewable = kq_fusion_enabled() && bs != NULL && bd != NULL && src->type == GGML_TYPE_F32 && ggml_is_contiguous(src) &&
+                    kq_offset(bs, src) % d->alignment == 0 && kq_offset(bd, dst) % d->alignment == 0 &&
+                    (idx == NULL || (bi != NULL && ggml_is_contiguous(idx) &&
+                                     kq_offset(bi, idx) % ggml_type_size(idx->type) == 0));
+    if (!viewable || !kq_jobs_fit(h, pos, p, positions, src, dst)) {
+        if (!kq_jobs_flush(be))
+            return -1;
+        if (!viewable || pos == NULL)
+            return 0; /* a copied job does not start a launch */
+    }
+    kqcl_tensor *x = NULL, *y = NULL;
+    if (!kq_ok(kqcl_tensor_view(bs->mem, kq_offset(bs, src), KQCL_TYPE_F32, x_rows, x_cols, &x), "tensor view") ||
+        !kq_ok(kqcl_tensor_view(bd->mem, kq_offset(bd, dst), (kqcl_type)dst->type, dst_rows, dst_cols, &y),
+               "tensor view")) {
+        kqcl_tensor_destroy(x);
+        return -1;
+    }
+    h->job[h->count] = (kqcl_rope_job){x, heads, pos == NULL, y, bi ? bi->mem : NULL,
+                                       bi ? kq_offset(bi, idx) : 0, idx ? (int)ggml_type_size(idx->type) : 0};
+    h->reads[h->count] = src;
+    h->writes[h->count] = dst;
+    if (h->pos == NULL && pos != NULL) {
+        h->pos = pos;
+        h->params = *p;
+    }
+    h->positions = positions;
+    h->count++;
+    return 1;
+}
+
 static enum ggml_status kq_compute_rope(kq_backend *be, struct ggml_tensor *dst)
 {
     kq_device *d = be->dev;
@@ -1036,6 +1154,14 @@ static enum ggml_status kq_compute_rope(kq_backend *be, struct ggml_tensor *dst)
     kqcl_rope_params p;
     kq_rope_params_of(dst, &p);
     kq_buffer *bp = kq_buffer_of(pos);
+    if (bp != NULL && ggml_is_contiguous(dst)) {
+        int held = kq_jobs_hold(be, pos, &p, src, ggml_nrows(src), src->ne[0], (int)src->ne[1], dst, ggml_nrows(dst),
+                                dst->ne[0], NULL);
+        if (held != 0)
+            return held > 0 ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
+    }
+    if (!kq_jobs_flush(be))
+        return GGML_STATUS_FAILED;
     kq_out o;
     kqcl_tensor *x = bp ? kq_rows_of(d, src, KQ_SCRATCH_X) : NULL;
     if (x == NULL || !kq_out_begin(d, dst, &o)) {
@@ -1488,6 +1614,14 @@ static enum ggml_status kq_compute_rope_set_rows(kq_backend *be, const struct gg
     kq_buffer *bp = kq_buffer_of(pos), *bi = kq_buffer_of(idx), *bd = kq_buffer_of(set);
     kqcl_rope_params p;
     kq_rope_params_of(rope, &p);
+    if (bp != NULL) {
+        int held = kq_jobs_hold(be, pos, &p, src, ggml_nrows(src), src->ne[0], (int)src->ne[1], set, set->ne[1],
+                                set->ne[0], idx);
+        if (held != 0)
+            return held > 0 ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
+    }
+    if (!kq_jobs_flush(be))
+        return GGML_STATUS_FAILED;
     kqcl_tensor *x = bp ? kq_rows_of(d, src, KQ_SCRATCH_X) : NULL, *cache = NULL;
     bool ok = x != NULL && kq_ok(kqcl_tensor_view(bd->mem, kq_offset(bd, set), (kqcl_type)set->type, set->ne[1],
                                                   set->ne[0], &cache),
@@ -1629,6 +1763,23 @@ static void kq_backend_synchronize(ggml_backend_t backend)
     pthread_mutex_unlock(&kq_lock);
 }
 
+/* Nodes that leave held jobs held: views (they compute nothing) and those that may join them. */
+static bool kq_may_hold(const struct ggml_tensor *node)
+{
+    switch (node->op) {
+    case GGML_OP_NONE:
+    case GGML_OP_VIEW:
+    case GGML_OP_RESHAPE:
+    case GGML_OP_PERMUTE:
+    case GGML_OP_TRANSPOSE:
+    case GGML_OP_ROPE:
+    case GGML_OP_SET_ROWS:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct ggml_cgraph *cgraph)
 {
     kq_backend *be = backend->context;
@@ -1640,6 +1791,10 @@ static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct 
         struct ggml_tensor *node = ggml_graph_node(cgraph, i);
         if ((node->flags & GGML_TENSOR_FLAG_COMPUTE) == 0 || ggml_is_empty(node))
             continue;
+        if (!kq_may_hold(node) && !kq_jobs_flush(be)) {
+            status = GGML_STATUS_FAILED;
+            break;
+        }
         int nodes = 0;
         const kq_fusion *fusion = kq_fusion_at(cgraph, i, &nodes);
         if (fusion != NULL) {
@@ -1655,6 +1810,8 @@ static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct 
         }
         status = op->compute(be, node);
     }
+    if (!kq_jobs_flush(be)) /* the graph's last held jobs (after a failure: their views freed) */
+        status = GGML_STATUS_FAILED;
     if (kq_profiling()) {
         const double t1 = kq_now_us();
         kqcl_finish(kq_ctx);
