@@ -652,8 +652,7 @@ static enum ggml_status kq_compute_set_rows(kq_backend *be, struct ggml_tensor *
     }
     /* one batch of f32 rows into whole rows, an even width (a value's rows): with the held jobs */
     if (be->jobs.count > 0 && s0->ne[2] == 1 && s0->ne[3] == 1 && dst->ne[2] == 1 && dst->ne[3] == 1 &&
-        s1->ne[0] == s0->ne[1] &&
-        ggml_nelements(s1) == s1->ne[0] && s0->ne[0] % 2 == 0 &&
+        s1->ne[0] == s0->ne[1] && ggml_nelements(s1) == s1->ne[0] && s0->ne[0] % 2 == 0 &&
         dst->nb[1] == kqcl_row_size((kqcl_type)dst->type, s0->ne[0]) &&
         (dst->type == GGML_TYPE_F32 || dst->type == GGML_TYPE_F16 || dst->type == GGML_TYPE_BF16)) {
         int held = kq_jobs_hold(be, NULL, NULL, s0, s0->ne[1], s0->ne[0], 1, dst, dst->ne[1], dst->ne[0], s1);
@@ -1093,10 +1092,11 @@ static bool kq_jobs_fit(const kq_jobs *h, const struct ggml_tensor *pos, const k
 {
     if (h->count == KQCL_ROPE_MAX_JOBS || (h->count > 0 && positions != h->positions))
         return false;
-    if (pos != NULL && h->pos != NULL &&
-        (kq_buffer_of(pos) != kq_buffer_of(h->pos) || kq_offset(kq_buffer_of(pos), pos) != kq_offset(kq_buffer_of(h->pos), h->pos) ||
-         memcmp(p, &h->params, sizeof *p) != 0))
-        return false;
+    if (pos != NULL && h->pos != NULL) {
+        kq_buffer *b = kq_buffer_of(pos), *held = kq_buffer_of(h->pos);
+        if (b != held || kq_offset(b, pos) != kq_offset(held, h->pos) || memcmp(p, &h->params, sizeof *p) != 0)
+            return false;
+    }
     for (int i = 0; i < h->count; i++)
         if (kq_bytes_overlap(h->writes[i], reads) || kq_bytes_overlap(h->writes[i], writes) ||
             kq_bytes_overlap(writes, h->reads[i]))
@@ -1117,8 +1117,9 @@ static int kq_jobs_hold(kq_backend *be, const struct ggml_tensor *pos, const kqc
     kq_jobs *h = &be->jobs;
     kq_buffer *bs = kq_buffer_of(src), *bd = kq_buffer_of(dst), *bi = idx ? kq_buffer_of(idx) : NULL;
     const int64_t positions = x_rows / heads;
-    bool viewable = kq_fusion_enabled() && bs != NULL && bd != NULL && src->type == GGML_TYPE_F32 && ggml_is_contiguous(src) &&
-                    kq_offset(bs, src) % d->alignment == 0 && kq_offset(bd, dst) % d->alignment == 0 &&
+    bool viewable = kq_fusion_enabled() && bs != NULL && bd != NULL && src->type == GGML_TYPE_F32 &&
+                    ggml_is_contiguous(src) && kq_offset(bs, src) % d->alignment == 0 &&
+                    kq_offset(bd, dst) % d->alignment == 0 &&
                     (idx == NULL || (bi != NULL && ggml_is_contiguous(idx) &&
                                      kq_offset(bi, idx) % ggml_type_size(idx->type) == 0));
     if (!viewable || !kq_jobs_fit(h, pos, p, positions, src, dst)) {
