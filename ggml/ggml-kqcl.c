@@ -1033,6 +1033,34 @@ static enum ggml_status kq_compute_soft_max(kq_backend *be, struct ggml_tensor *
  * NeoX modes turning from the row's start, no frequency factors (src2), src0 and dst plain f32
  * of one shape, the positions contiguous.
  */
+/* A ROPE node's op_params as kqcl's. YaRN's correction range is read only where ext_factor is
+ * not 0 (by ggml's CPU backend and by kqcl alike); elsewhere it is 0, 0, since ggml_rope()'s
+ * defaults (no original context, betas 0) make it NaN, which kqcl_rope refuses. */
+static void kq_rope_params_of(const struct ggml_tensor *rope, kqcl_rope_params *p)
+{
+    const int32_t *ip = (const int32_t *)rope->op_params;
+    float f[6]; /* freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow */
+    memcpy(f, ip + 5, sizeof f);
+    *p = (kqcl_rope_params){.n_dims = ip[1], .neox = ip[2] == GGML_ROPE_TYPE_NEOX, .freq_base = f[0],
+                            .freq_scale = f[1], .ext_factor = f[2], .attn_factor = f[3]};
+    if (p->ext_factor == 0.0f)
+        return;
+    float corr[2];
+    ggml_rope_yarn_corr_dims(p->n_dims, ip[4], f[0], f[4], f[5], corr);
+    /* With no original context (n_ctx_orig 0) the range's end is -inf; ggml's ramp then divides
+     * by its floor of 0.001, as kqcl's does for an empty range: the same angles. */
+    p->corr_low = corr[0], p->corr_high = corr[1] >= corr[0] ? corr[1] : corr[0];
+}
+
+/* What kqcl_rope takes: every parameter finite, freq_base and freq_scale above 0. */
+static bool kq_rope_params_fit(const struct ggml_tensor *rope)
+{
+    kqcl_rope_params p;
+    kq_rope_params_of(rope, &p);
+    return p.freq_base > 0.0f && p.freq_scale > 0.0f && isfinite(p.freq_base) && isfinite(p.freq_scale) &&
+           isfinite(p.ext_factor) && isfinite(p.attn_factor) && isfinite(p.corr_low) && isfinite(p.corr_high);
+}
+
 static bool kq_supports_rope(const kq_device *d, const struct ggml_tensor *op)
 {
     const int32_t *ip = (const int32_t *)op->op_params;
@@ -1041,22 +1069,8 @@ static bool kq_supports_rope(const kq_device *d, const struct ggml_tensor *op)
     return kq_same_plain(d, op) && (mode == 0 || mode == GGML_ROPE_TYPE_NEOX) && n_offs == 0 && op->src[2] == NULL &&
            pos != NULL &&
            pos->type == GGML_TYPE_I32 && ggml_is_contiguous(pos) && pos->ne[0] == x->ne[2] && x->ne[3] == 1 &&
-           x->ne[0] % 2 == 0 && n_dims > 0 && n_dims % 2 == 0 && n_dims <= x->ne[0] && x->ne[1] <= INT32_MAX;
-}
-
-/* A ROPE node's op_params as kqcl's. */
-static void kq_rope_params_of(const struct ggml_tensor *rope, kqcl_rope_params *p)
-{
-    const int32_t *ip = (const int32_t *)rope->op_params;
-    float f[6]; /* freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow */
-    memcpy(f, ip + 5, sizeof f);
-    *p = (kqcl_rope_params){.n_dims = ip[1], .neox = ip[2] == GGML_ROPE_TYPE_NEOX, .freq_base = f[0],
-                            .freq_scale = f[1], .ext_factor = f[2], .attn_factor = f[3]};
-    float corr[2];
-    ggml_rope_yarn_corr_dims(p->n_dims, ip[4], f[0], f[4], f[5], corr);
-    /* With no original context (n_ctx_orig 0) the range's end is -inf; ggml's ramp then divides
-     * by its floor of 0.001, as kqcl's does for an empty range: the same angles. */
-    p->corr_low = corr[0], p->corr_high = corr[1] >= corr[0] ? corr[1] : corr[0];
+           x->ne[0] % 2 == 0 && n_dims > 0 && n_dims % 2 == 0 && n_dims <= x->ne[0] && x->ne[1] <= INT32_MAX &&
+           kq_rope_params_fit(op);
 }
 
 /* ---- a step's RoPE and cache writes, one launch ---------------------------------------------

@@ -9,7 +9,7 @@ lease_second_call || exit 1
 $B/llama-quantize --allow-requantize $M /tmp/smol-f32.gguf F32 > /tmp/quant.log 2>&1; echo "quantize rc=$?"
 for p in auto portable; do
   [ $p = portable ] && export KQCL_PORTABLE=1
-  GGML_TEST_LOG=$OUT/ops-$p.log timeout 200 bash scripts/ggml-test-ops.sh $B/test-backend-ops $MOD MUL_MAT,GET_ROWS,SET_ROWS,ADD,SUB,MUL,DIV,SCALE,SILU,GELU,RELU,SWIGLU,GEGLU,RMS_NORM,RMS_NORM_MUL_ADD,ADD_RMS_NORM,SOFT_MAX,ROPE,CPY,DUP,CONT,FLASH_ATTN_EXT > $OUT/ops-$p.txt 2>&1
+  GGML_TEST_LOG=$OUT/ops-$p.log timeout 200 bash scripts/ggml-test-ops.sh $B/test-backend-ops $MOD MUL_MAT,GET_ROWS,SET_ROWS,ADD,SUB,MUL,DIV,SCALE,SILU,GELU,RELU,SWIGLU,GEGLU,RMS_NORM,RMS_NORM_MUL_ADD,ADD_RMS_NORM,SOFT_MAX,ROPE,ROPE_SET_ROWS,CPY,DUP,CONT,FLASH_ATTN_EXT > $OUT/ops-$p.txt 2>&1
   echo "ops $p rc=$?"; cat $OUT/ops-$p.txt | tail -30
   unset KQCL_PORTABLE
 done

@@ -34,7 +34,7 @@ B=/tmp/llama-build/bin; MOD=$PWD/build-gpu/ggml/libggml-kqcl.so
 for p in auto portable; do
   [ $(( $(date +%s) - T0 )) -gt 480 ] && break
   [ $p = portable ] && export KQCL_PORTABLE=1
-  KQCL_CACHE_DIR=/tmp/kc-ggml GGML_TEST_LOG=$OUT/ops-$p.log timeout 45 bash scripts/ggml-test-ops.sh $B/test-backend-ops $MOD MUL_MAT,GET_ROWS,SET_ROWS,ADD,SUB,MUL,DIV,SCALE,SILU,GELU,RELU,SWIGLU,GEGLU,RMS_NORM,RMS_NORM_MUL_ADD,ADD_RMS_NORM,SOFT_MAX,ROPE,CPY,DUP,CONT > $OUT/ops-$p.txt 2>&1
+  KQCL_CACHE_DIR=/tmp/kc-ggml GGML_TEST_LOG=$OUT/ops-$p.log timeout 45 bash scripts/ggml-test-ops.sh $B/test-backend-ops $MOD MUL_MAT,GET_ROWS,SET_ROWS,ADD,SUB,MUL,DIV,SCALE,SILU,GELU,RELU,SWIGLU,GEGLU,RMS_NORM,RMS_NORM_MUL_ADD,ADD_RMS_NORM,SOFT_MAX,ROPE,ROPE_SET_ROWS,CPY,DUP,CONT > $OUT/ops-$p.txt 2>&1
   echo "ops $p rc=$? ($(el))"; grep -E "^  all" $OUT/ops-$p.txt
   GGML_TEST_PARAMS='kv=(113|256|512),' KQCL_CACHE_DIR=/tmp/kc-ggml GGML_TEST_LOG=$OUT/fa-$p.log timeout 30 bash scripts/ggml-test-ops.sh $B/test-backend-ops $MOD FLASH_ATTN_EXT > $OUT/fa-$p.txt 2>&1
   echo "fa $p rc=$? ($(el))"; grep -E "^  all" $OUT/fa-$p.txt
