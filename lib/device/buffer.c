@@ -178,8 +178,10 @@ static void sub_keep(kqcl_buffer *b, size_t offset, size_t bytes, cl_mem sub)
     size_t i = sub_lower(b, offset), j = i;
     while (j < b->sub_count && b->subs[j].offset < offset + bytes)
         clReleaseMemObject(b->subs[j++].sub); /* overlapped: replaced */
-    memmove(&b->subs[i], &b->subs[j], (b->sub_count - j) * sizeof *b->subs);
-    b->sub_count -= j - i;
+    if (j > i) { /* (subs may still be NULL: nothing to move then) */
+        memmove(&b->subs[i], &b->subs[j], (b->sub_count - j) * sizeof *b->subs);
+        b->sub_count -= j - i;
+    }
     if (b->sub_count == SUB_MAX)
         return;
     if (b->sub_count == b->sub_slots) {
