@@ -486,14 +486,16 @@ static kqcl_status check_rope_job(kqcl_context *ctx, const kqcl_rope_job *j, con
         return st;
     if ((st = same_device(ctx, j->x, j->dst, call)) != KQCL_OK)
         return st;
-    if (!j->copy && (st = check_rope_rows(ctx, j->x, positions, pos_offset, j->heads, params, call)) != KQCL_OK)
-        return st;
-    if (j->x->cols % 2 != 0) /* the kernel's items are pairs */
+    if (!j->copy) { /* its width and heads as kqcl_rope checks them */
+        if ((st = check_rope_rows(ctx, j->x, positions, pos_offset, j->heads, params, call)) != KQCL_OK)
+            return st;
+    } else if (j->x->cols % 2 != 0) { /* the kernel's items are pairs */
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: a copied job's rows are of an odd width (%lld)", call,
                        (long long)j->x->cols);
-    if (j->heads <= 0 || j->x->rows % j->heads != 0)
+    } else if (j->heads <= 0 || j->x->rows % j->heads != 0) {
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: heads %d does not divide a job's %lld rows", call, j->heads,
                        (long long)j->x->rows);
+    }
     *positions_covered = j->x->rows / j->heads;
     if (j->indices == NULL)
         return KQCL_OK;
