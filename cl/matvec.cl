@@ -23,6 +23,12 @@
  * both weights (ROWS = twice ROWS_PER_THREAD sums, the gate's first) and the lane that stores
  * combines them, so neither product goes to memory.
  *
+ * NORM (the GPU form, f32 X with k a multiple of 32): X's rows normalised first, in the same
+ * launch (kqcl_norm_matmul_group and _glu). Every work-group reads x (+ res), sums its squares
+ * and keeps x / sqrt(mean + eps) * nw in local memory, where the lanes then read it; the
+ * work-group that finishes reading last (a counter in `arrivals`, back to 0 after it) writes
+ * sum = x + res, so sum may be x or res themselves. A decode step's norm costs no launch.
+ *
  * Tunables: THREADS_PER_ROW (power of two), ROW_GROUPS, ROWS_PER_THREAD, NCOLS (exactly n).
  */
 #ifndef THREADS_PER_ROW
@@ -43,6 +49,9 @@
 #ifndef GLU
 #define GLU 0
 #endif
+#ifndef NORM
+#define NORM 0
+#endif
 #if GLU
 #define ROWS (2 * ROWS_PER_THREAD) /* a lane's sums: its gate rows, then the same rows of up */
 #else
@@ -53,6 +62,9 @@
     ROWS > 16 || NCOLS < 1 || NCOLS > 8 || GROUP < 1 || GROUP > 4 || GLU < 0 || GLU > 2 || (GLU && GROUP != 1)
 #error "matvec: THREADS_PER_ROW a power of two (a tree sums a row's lanes), ROW_GROUPS >= 1, ROWS_PER_THREAD 1..16 (8 with GLU), NCOLS 1..8, GROUP 1..4 (1 with GLU)"
 #endif
+#if NORM && (XTYPE != TYPE_F32 || !defined(X_ALIGNED) || (defined(KQ_CPU) && W_IS_QUANT))
+#error "matvec: NORM takes f32 X of rows a multiple of 32 (X_ALIGNED), in the work-group form"
+#endif
 
 #define WG_SIZE (THREADS_PER_ROW * ROW_GROUPS)
 #define ROWS_PER_WG (ROW_GROUPS * ROWS_PER_THREAD)
@@ -61,7 +73,17 @@
 #define MATVEC_ARGS                                                                                                    \
     const __global uchar *w0, const __global uchar *w1, const __global uchar *w2, const __global uchar *w3,           \
         ulong w_row_bytes, const __global XT *x, __global float *y0, __global float *y1, __global float *y2,          \
-        __global float *y3, int m0, int m1, int m2, int m3, int k, int n
+        __global float *y3, int m0, int m1, int m2, int m3, int k, int n NORM_ARGS
+
+/* NORM's: the residual (read with has_res), the norm's weight, where x + res goes, the
+ * work-groups' counter, the normalised X (NCOLS * XS_STRIDE(k) float4s), eps. */
+#if NORM
+#define NORM_ARGS                                                                                                      \
+    , const __global float *res, const __global float *nw, __global float *sum, volatile __global int *arrivals,    \
+        __local float4 *xs, float eps, int has_res
+#else
+#define NORM_ARGS
+#endif
 
 /* Lane row i's weight row: rows row0 .. of w; with GLU, i >= ROWS_PER_THREAD the same rows of
  * w1 (up). Rows past m repeat the last row (their sums are never stored), keeping loads in range. */
@@ -243,11 +265,75 @@ void matvec(MATVEC_ARGS)
 
 #else /* GPUs, and float weights everywhere */
 
+#if NORM
+/* xs keeps a 32-value unit in 9 float4s, one spare: the lanes of a warp read one run of
+ * neighbouring units, 128 bytes apart, which unpadded would all fall on the same banks. */
+#define XS_STRIDE(k) ((k) / 4 + (k) / 32)
+static inline int xs_index(int pos) { return pos / 4 + pos / 32; }
+
+/* The 8 normalised values at pos (a multiple of 8) of row xsr. */
+static inline float8 xs_run(const __local float4 *xsr, int pos)
+{
+    const __local float4 *p = xsr + xs_index(pos);
+    return (float8)(p[0], p[1]);
+}
+
+/* X's rows normalised into xs as kqcl_rms_norm and kqcl_add_rms_norm compute them: v = x (+ res),
+ * v / sqrt(mean(v^2) + eps) * nw; red: WG_SIZE floats for the sums of squares. */
+static void stage_norm(const __global float *x, const __global float *res, const __global float *nw, int has_res,
+                       float eps, int k, __local float4 *xs, __local float *red)
+{
+    int lid = get_local_id(0);
+    for (int j = 0; j < NCOLS; j++) {
+        const __global float *xr = x + (size_t)j * k, *rr = res + (size_t)j * k;
+        __local float4 *xsr = xs + j * XS_STRIDE(k);
+        float ss = 0.0f;
+        for (int c = 4 * lid; c < k; c += 4 * WG_SIZE) {
+            float4 v = vload4(0, xr + c);
+            if (has_res)
+                v += vload4(0, rr + c);
+            xsr[xs_index(c)] = v;
+            ss = fma(v.x, v.x, fma(v.y, v.y, fma(v.z, v.z, fma(v.w, v.w, ss))));
+        }
+        float scale = 1.0f / sqrt(group_reduce(red, ss, false, WG_SIZE) / (float)k + eps);
+        for (int c = 4 * lid; c < k; c += 4 * WG_SIZE) /* an item rescales only what it stored */
+            xsr[xs_index(c)] = xsr[xs_index(c)] * scale * vload4(0, nw + c);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+/* sum = x + res, by the work-group that finished reading them last: every other one has
+ * counted itself in `arrivals` after its reads, so sum may lie on x or res exactly. */
+static void store_sum_last(const __global float *x, const __global float *res, __global float *sum,
+                           volatile __global int *arrivals, int k, __local int *last)
+{
+    int lid = get_local_id(0);
+    barrier(CLK_GLOBAL_MEM_FENCE); /* this work-group's reads of x and res are done */
+    if (lid == 0)
+        *last = atomic_inc(arrivals) == (int)get_num_groups(0) - 1;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (!*last)
+        return;
+    for (int c = 4 * lid; c < NCOLS * k; c += 4 * WG_SIZE)
+        vstore4(vload4(0, x + c) + vload4(0, res + c), 0, sum + c);
+    if (lid == 0)
+        atomic_xchg(arrivals, 0); /* for the next launch, which the queue orders after this one */
+}
+#endif
+
 __kernel __attribute__((reqd_work_group_size(WG_SIZE, 1, 1)))
 void matvec(MATVEC_ARGS)
 {
     __local float partial[ROWS * NCOLS][WG_SIZE];
+#if NORM
+    __local int last;
+#endif
     GROUP_PICK_SLOT;
+#if NORM
+    stage_norm((const __global float *)x, res, nw, has_res, eps, k, xs, partial[0]);
+    if (has_res)
+        store_sum_last((const __global float *)x, res, sum, arrivals, k, &last);
+#endif
     int lid = get_local_id(0);
     int lane = lid % THREADS_PER_ROW;
     int row0 = wg_row * ROWS_PER_WG + (lid / THREADS_PER_ROW) * ROWS_PER_THREAD;
@@ -273,7 +359,11 @@ void matvec(MATVEC_ARGS)
             float8 xv[NCOLS];
             float xsum[NCOLS];
             for (int j = 0; j < NCOLS; j++) {
+#if NORM
+                xv[j] = xs_run(xs + j * XS_STRIDE(k), pos);
+#else
                 xv[j] = x_run_fast(x + (size_t)j * k, pos, k);
+#endif
                 xsum[j] = hsum8(xv[j]);
             }
             for (int i = 0; i < ROWS; i++) {

@@ -1504,21 +1504,28 @@ static kqcl_tensor *kq_product_w(const struct ggml_tensor *ws)
     return w;
 }
 
-static enum ggml_status kq_compute_mul_mat_group(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes)
+/* The weights and results of the group's `nodes` products from node i, viewed in place (NULL
+ * where that failed; false then). */
+static bool kq_group_views(const struct ggml_cgraph *g, int i, int nodes, kqcl_tensor **w, kqcl_tensor **y)
 {
-    kq_device *d = be->dev;
-    const struct ggml_tensor *xs = g->nodes[i]->src[1];
-    kqcl_tensor *x = kq_product_x(d, xs);
-    kqcl_tensor *w[KQ_MAX_GROUP] = {NULL}, *y[KQ_MAX_GROUP] = {NULL};
-    bool ok = x != NULL;
+    bool ok = true;
     for (int j = 0; j < nodes && ok; j++) {
         const struct ggml_tensor *t = g->nodes[i + j], *ws = t->src[0];
         kq_buffer *by = kq_buffer_of(t);
         ok = (w[j] = kq_product_w(ws)) != NULL &&
-             kq_ok(kqcl_tensor_view(by->mem, kq_offset(by, t), KQCL_TYPE_F32, xs->ne[1], ws->ne[1], &y[j]),
+             kq_ok(kqcl_tensor_view(by->mem, kq_offset(by, t), KQCL_TYPE_F32, t->src[1]->ne[1], ws->ne[1], &y[j]),
                    "tensor view");
     }
-    ok = ok && kq_ok(kqcl_matmul_group(kq_ctx, nodes, (const kqcl_tensor *const *)w, x, y), "MUL_MAT group");
+    return ok;
+}
+
+static enum ggml_status kq_compute_mul_mat_group(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes)
+{
+    kq_device *d = be->dev;
+    kqcl_tensor *x = kq_product_x(d, g->nodes[i]->src[1]);
+    kqcl_tensor *w[KQ_MAX_GROUP] = {NULL}, *y[KQ_MAX_GROUP] = {NULL};
+    bool ok = x != NULL && kq_group_views(g, i, nodes, w, y) &&
+              kq_ok(kqcl_matmul_group(kq_ctx, nodes, (const kqcl_tensor *const *)w, x, y), "MUL_MAT group");
     for (int j = 0; j < nodes; j++)
         kqcl_tensor_destroy(w[j]), kqcl_tensor_destroy(y[j]);
     kqcl_tensor_destroy(x);
@@ -1566,6 +1573,87 @@ static enum ggml_status kq_compute_mul_mat_glu(kq_backend *be, const struct ggml
     ok = kq_ok(kqcl_matmul_glu(kq_ctx, op, wg, wu, x, o.t), "MUL_MAT+MUL_MAT+GLU");
     kqcl_tensor_destroy(wg), kqcl_tensor_destroy(wu);
     return kq_out_end(&o, ok, x, NULL);
+}
+
+/* [ADD,] RMS_NORM, MUL (a block's residual add and norm, as fused above), then the products of
+ * the norm's result: gate, up and GLU (kq_fits_mul_mat_glu), or a group of 1..4 (Q, K and V;
+ * the output): one kqcl_norm_matmul_glu or kqcl_norm_matmul_group, which in decode is one
+ * launch that writes the sum and the products' results and never the norm's. Taken where the
+ * products are the norm's only readers and none of their results lies over what the launch
+ * still reads (x, r, the sum, the norm's weight: other work-groups read them while one writes),
+ * with the sum aligned in place. */
+static int kq_fits_norm_products(const struct ggml_cgraph *g, int i)
+{
+    const bool add = g->nodes[i]->op == GGML_OP_ADD;
+    const int norm_nodes = add ? kq_fits_add_norm_mul(g, i) : kq_fits_norm_mul(g, i), at = i + norm_nodes;
+    if (norm_nodes == 0 || at >= g->n_nodes || g->nodes[at]->src[1] != g->nodes[at - 1])
+        return 0;
+    const struct ggml_tensor *mul = g->nodes[at - 1], *sum = g->nodes[i], *norm = g->nodes[at - 2];
+    kq_buffer *b = kq_buffer_of(g->nodes[at]), *bs = kq_buffer_of(sum);
+    if (b == NULL || bs == NULL)
+        return 0;
+    const bool glu = kq_fits_mul_mat_glu(g, at) > 0;
+    int products = glu ? 3 : kq_fits_mul_mat_group(g, at), readers = glu ? 2 : products;
+    if (products == 0 && kq_group_member(b->dev, g->nodes[at], g->nodes[at]))
+        products = readers = 1;
+    const int last = at + products - 1;
+    /* what the launch writes in place: the sum, and a GLU's result (a group's are aligned) */
+    kq_buffer *bl = kq_buffer_of(g->nodes[last]);
+    const size_t align = b->dev->alignment;
+    if (products == 0 || ggml_node_get_use_count(g, at - 1) != readers || (mul->flags & GGML_TENSOR_FLAG_OUTPUT) ||
+        (add && kq_offset(bs, sum) % align != 0) || bl == NULL || (glu && kq_offset(bl, g->nodes[last]) % align != 0))
+        return 0;
+    const struct ggml_tensor *read[4] = {norm->src[0], add ? sum->src[1] : NULL, add ? sum : NULL, mul->src[1]};
+    for (int t = at; t <= last; t++)
+        for (int r = 0; r < 4; r++)
+            if (read[r] != NULL && kq_bytes_overlap(g->nodes[t], read[r]))
+                return 0;
+    return norm_nodes + products;
+}
+
+static enum ggml_status kq_compute_norm_products(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes)
+{
+    kq_device *d = be->dev;
+    struct ggml_tensor *sum_node = g->nodes[i];
+    const bool add = sum_node->op == GGML_OP_ADD;
+    const int at = i + (add ? 3 : 2), products = nodes - (add ? 3 : 2);
+    const struct ggml_tensor *norm = g->nodes[at - 2], *mul = g->nodes[at - 1];
+    const bool glu = g->nodes[i + nodes - 1]->op == GGML_OP_GLU;
+    kqcl_norm_prologue p = {.w = kq_rows_of(d, mul->src[1], KQ_SCRATCH_W)};
+    memcpy(&p.eps, norm->op_params, sizeof p.eps);
+    kqcl_tensor *x = kq_rows_of(d, add ? sum_node->src[0] : norm->src[0], KQ_SCRATCH_X);
+    kqcl_tensor *w[KQ_MAX_GROUP] = {NULL}, *y[KQ_MAX_GROUP] = {NULL};
+    kq_out sum = {0};
+    bool ok = x != NULL && p.w != NULL;
+    if (ok && add) {
+        kq_buffer *bs = kq_buffer_of(sum_node);
+        ok = (p.r = kq_rows_of(d, sum_node->src[1], KQ_SCRATCH_V)) != NULL &&
+             kq_ok(kqcl_tensor_view(bs->mem, kq_offset(bs, sum_node), KQCL_TYPE_F32, ggml_nrows(sum_node),
+                                    sum_node->ne[0], &sum.t),
+                   "tensor view");
+        p.sum = sum.t;
+    }
+    if (ok && glu) {
+        const struct ggml_tensor *out = g->nodes[i + nodes - 1], *gate, *up;
+        kq_glu_operands(out, &gate, &up);
+        kq_buffer *bo = kq_buffer_of(out);
+        ok = (w[0] = kq_product_w(gate->src[0])) != NULL && (w[1] = kq_product_w(up->src[0])) != NULL &&
+             kq_ok(kqcl_tensor_view(bo->mem, kq_offset(bo, out), KQCL_TYPE_F32, ggml_nrows(out), out->ne[0], &y[0]),
+                   "tensor view") &&
+             kq_ok(kqcl_norm_matmul_glu(kq_ctx, &p, (kqcl_glu_op)kq_glu_of(ggml_get_glu_op(out)), w[0], w[1], x, y[0]),
+                   "norm + MUL_MAT + MUL_MAT + GLU");
+    } else if (ok) {
+        ok = kq_group_views(g, at, products, w, y) &&
+             kq_ok(kqcl_norm_matmul_group(kq_ctx, &p, products, (const kqcl_tensor *const *)w, x, y),
+                   "norm + MUL_MAT group");
+    }
+    for (int j = 0; j < KQ_MAX_GROUP; j++)
+        kqcl_tensor_destroy(w[j]), kqcl_tensor_destroy(y[j]);
+    kqcl_tensor_destroy((kqcl_tensor *)p.w), kqcl_tensor_destroy((kqcl_tensor *)p.r), kqcl_tensor_destroy(sum.t);
+    kqcl_tensor_destroy(x);
+    if (!ok)
+        kq_log("%s: norm and %d products from %s failed", d->name, products, g->nodes[i]->name);
+    return ok ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
 }
 
 /* ROPE of a key, the view ops that reshape it into a token's row, then SET_ROWS into the KV
@@ -1657,6 +1745,8 @@ typedef struct kq_fusion {
 } kq_fusion;
 
 static const kq_fusion kq_fusions[] = {
+    {GGML_OP_ADD, kq_fits_norm_products, kq_compute_norm_products}, /* before the norms alone: it takes more */
+    {GGML_OP_RMS_NORM, kq_fits_norm_products, kq_compute_norm_products},
     {GGML_OP_ADD, kq_fits_add_norm_mul, kq_compute_add_norm_mul},
     {GGML_OP_RMS_NORM, kq_fits_norm_mul, kq_compute_norm_mul},
     {GGML_OP_ROPE, kq_fits_rope_set_rows, kq_compute_rope_set_rows},

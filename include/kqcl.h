@@ -609,6 +609,40 @@ KQCL_API kqcl_status kqcl_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, cons
 KQCL_API kqcl_status kqcl_add_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *r,
                                        const kqcl_tensor *w, float eps, kqcl_tensor *sum, kqcl_tensor *y);
 
+/* The norm before a block's products, in the products' call: X' = rms_norm(x + r) times w, as
+ * kqcl_add_rms_norm computes it, with x + r written to sum; r and sum NULL: rms_norm(x) times w,
+ * as kqcl_rms_norm. w NULL: no weight. x, r, sum and w f32 on x's device; r and sum of x's shape
+ * and each either x or r exactly or apart from both; w one row of x's columns. */
+typedef struct kqcl_norm_prologue {
+    const kqcl_tensor *r; /* the residual added to x first, or NULL */
+    kqcl_tensor *sum;     /* where x + r goes (with r), or NULL */
+    const kqcl_tensor *w; /* the norm's weight, or NULL */
+    float eps;            /* >= 0 and finite */
+} kqcl_norm_prologue;
+
+/* y[i] = X' . w[i]^T for i < count (1..16), X' the normalised x of `norm` (above): a
+ * transformer block's residual add, its norm and its Q, K and V, or the final norm and the
+ * output, in one call. In decode (X of at most 8 rows whose width is a multiple of 32) in the
+ * F32 mode, with the weights 1..4 of one type that NVIDIA's tensor cores would not take, one
+ * launch: every work-group of the product normalises X itself into local memory, and the one
+ * that reads x and r last writes sum, so X' never goes to memory and the norm costs no launch.
+ * Elsewhere kqcl_add_rms_norm (or kqcl_rms_norm) into a scratch X', then kqcl_matmul_group. The
+ * products are kqcl_matmul's sums of X'; X' is the norm's within its stated error (the one-launch
+ * form sums the squares in another order). All tensors whole on one device (else
+ * KQCL_ERR_UNSUPPORTED); no y[i] may overlap x, r, sum or w, as the work-groups write y while
+ * others still read them. */
+KQCL_API kqcl_status kqcl_norm_matmul_group(kqcl_context *ctx, const kqcl_norm_prologue *norm, int count,
+                                            const kqcl_tensor *const *w, const kqcl_tensor *x,
+                                            kqcl_tensor *const *y);
+
+/* kqcl_matmul_glu of the normalised X' of `norm`: the feed-forward block's residual add, norm,
+ * gate, up and activation. One launch where kqcl_matmul_glu's one-launch form and
+ * kqcl_norm_matmul_group's both apply; elsewhere the norm into a scratch X', then
+ * kqcl_matmul_glu. The same conditions on the operands as kqcl_norm_matmul_group. */
+KQCL_API kqcl_status kqcl_norm_matmul_glu(kqcl_context *ctx, const kqcl_norm_prologue *norm, kqcl_glu_op op,
+                                          const kqcl_tensor *w_gate, const kqcl_tensor *w_up, const kqcl_tensor *x,
+                                          kqcl_tensor *y);
+
 /* Softmax of each row of x * scale + mask (a product's scale, then the attention mask): mask NULL
  * or an f32 tensor of x's columns whose rows divide x's (row r takes the mask's r % mask.rows;
  * -inf masks a position out). exp is OpenCL's; the sums are f32 trees (relative error 1e-6 in

@@ -2,7 +2,8 @@
 # gpu-lease-speed.sh -- the call after gpu-lease-probe.sh on the same warm machine,
 # build-model/part01 carried: SmolLM2 through llama.cpp with everything on KQCL0 (-fa 1) on both
 # kernel paths, perplexity and greedy tokens against CUDA and the exact weights, and
-# llama-bench for kqcl, CUDA and the CPU in the same lease.
+# llama-bench for kqcl, CUDA and the CPU in the same lease; with build-gpu/ggml/before/ (an
+# earlier commit's module) carried, that module's profile and llama-bench beside.
 set -u
 . scripts/gpu-lease-lib.sh
 lease_second_call || exit 1
@@ -22,10 +23,14 @@ G kqcl $M KQCL0 fa
 KQCL_PORTABLE=1 G kqcl-portable $M KQCL0 fa
 KQCL_GGML_PROFILE=1 G kqcl-profile $M KQCL0 fa; grep -h "graphs," $OUT/greedy-kqcl-profile.err
 KQCL_GGML_PROFILE=1 KQCL_GGML_FUSION=0 G kqcl-profile-nofusion $M KQCL0 fa; grep -h "graphs," $OUT/greedy-kqcl-profile-nofusion.err
+[ -e $PWD/build-gpu/ggml/before/libggml-kqcl.so ] && GGML_BACKEND_PATH=$PWD/build-gpu/ggml/before/libggml-kqcl.so KQCL_CACHE_DIR=/tmp/kc-before KQCL_GGML_PROFILE=1 G kqcl-profile-before $M KQCL0 fa && grep -h "graphs," $OUT/greedy-kqcl-profile-before.err
 for x in cuda kqcl kqcl-portable; do bash scripts/ggml-greedy.sh compare $OUT/greedy-exact.tsv $OUT/greedy-$x.tsv; done
 bench() { local name=$1; shift; timeout 150 "$B/llama-bench" -m $M -p 512 -n 128 -r 3 "$@" > $OUT/bench-$name.md 2> $OUT/bench-$name.err; echo "bench $name rc=$?"; grep -E "pp512|tg128" $OUT/bench-$name.md; }
 bench cuda-fa -fa 1 -ngl 99 -dev CUDA0
 bench kqcl-fa -fa 1 -ngl 99 -dev KQCL0
+# the module of an earlier commit beside this one, in the same lease, where carried
+BEFORE=$PWD/build-gpu/ggml/before/libggml-kqcl.so
+[ -e $BEFORE ] && GGML_BACKEND_PATH=$BEFORE KQCL_CACHE_DIR=/tmp/kc-before bench kqcl-before-fa -fa 1 -ngl 99 -dev KQCL0
 KQCL_PORTABLE=1 bench kqcl-fa-portable -fa 1 -ngl 99 -dev KQCL0
 KQCL_GGML_FUSION=0 bench kqcl-fa-nofusion -fa 1 -ngl 99 -dev KQCL0
 bench cuda -fa 0 -ngl 99 -dev CUDA0

@@ -121,6 +121,16 @@ static void matmul_variants(const profile *p, kq_device *dev)
                     if (kq_pick_variant(NULL, dev, &kq_matvec_family, &g, 0, &v) == KQCL_OK)
                         print(p, &v, 0);
                 }
+            /* kqcl_norm_matmul_group's and _glu's form (f32 X, the work-group kernel): the norm in
+             * the launch, for a group and for SwiGLU, at n 1 and 8 */
+            kq_shape nm = {.wtype = weight_types[w], .xtype = KQCL_TYPE_F32, .m = 4096, .k = 512, .norm = 1};
+            for (int glu = 0; float_types[x] == KQCL_TYPE_F32 && glu <= 1; glu++)
+                for (nm.n = 1; nm.n <= KQ_MATVEC_MAX_N; nm.n += KQ_MATVEC_MAX_N - 1) {
+                    kq_variant v;
+                    nm.glu = glu, nm.group = glu ? 1 : 4;
+                    if (kq_pick_variant(NULL, dev, &kq_matvec_family, &nm, 0, &v) == KQCL_OK && !v.cpu)
+                        print(p, &v, 0);
+                }
             for (size_t mi = 0; mi < sizeof mma_modes / sizeof mma_modes[0]; mi++) {
                 kq_variant v;
                 kq_shape d = {.wtype = weight_types[w], .xtype = float_types[x], .m = 4096, .n = KQ_MATVEC_MAX_N,

@@ -7,7 +7,7 @@ builddir=${KQCL_BUILDDIR:-.}
 KQCL_KERNELS=gpu
 export KQCL_KERNELS
 status=0
-for suite in test_device test_precision test_numbers test_buffer; do
+for suite in test_device test_precision test_numbers test_buffer test_layer; do
     echo "== KQCL_KERNELS=gpu $suite"
     "$builddir/tests/$suite" || status=1
 done

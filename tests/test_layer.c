@@ -1,6 +1,7 @@
 /*
  * test_layer.c -- a transformer layer's other operations (kqcl_binary, kqcl_scale, kqcl_unary,
- * kqcl_glu, kqcl_rms_norm, kqcl_add_rms_norm, kqcl_set_rows, kqcl_softmax, kqcl_rope, kqcl_attention) against float64 host references: random and fixed inputs, odd shapes,
+ * kqcl_glu, kqcl_matmul_glu, kqcl_rms_norm, kqcl_add_rms_norm, the norm before the products
+ * (kqcl_norm_matmul_group, kqcl_norm_matmul_glu), kqcl_set_rows, kqcl_softmax, kqcl_rope, kqcl_attention) against float64 host references: random and fixed inputs, odd shapes,
  * every broadcast the header allows, outputs poisoned with NaN first, in place, on views of one
  * buffer, tensors larger than one pass of the grid, and every bad argument.
  */
@@ -31,6 +32,18 @@ static void assert_near(const float *got, const double *ref, size_t n, double re
     for (size_t i = 0; i < n; i++)
         ck_assert_msg(fabs((double)got[i] - ref[i]) <= rel * fabs(ref[i]) + abs_tol,
                       "%s: element %zu: got %.9g, want %.9g", what, i, (double)got[i], ref[i]);
+}
+
+/* got's bytes are want's, every one. */
+static void assert_same_bytes(kqcl_tensor *got, kqcl_tensor *want, const char *what)
+{
+    size_t bytes = kqcl_tensor_bytes(want);
+    unsigned char *g = tu_malloc(bytes), *w = tu_malloc(bytes);
+    TU_OK(kqcl_tensor_read(got, g, bytes));
+    TU_OK(kqcl_tensor_read(want, w, bytes));
+    for (size_t i = 0; i < bytes; i++)
+        ck_assert_msg(g[i] == w[i], "%s: byte %zu: got %u want %u", what, i, g[i], w[i]);
+    free(g), free(w);
 }
 
 /* ---- binary ------------------------------------------------------------------------------- */
@@ -240,6 +253,233 @@ START_TEST(matmul_glu_refuses_bad_arguments)
     TU_OK(kqcl_matmul_glu(tu_ctx, KQCL_GLU_GEGLU, w, w, x, y)); /* and the context still works */
     free(h), free(hx);
     kqcl_tensor_destroy(w), kqcl_tensor_destroy(w16), kqcl_tensor_destroy(x), kqcl_tensor_destroy(y);
+}
+END_TEST
+
+/* ---- the norm before the products ------------------------------------------------------------ */
+
+/* The case of a norm before products: x, r (NULL: none) and the norm's weight on the host. */
+typedef struct norm_case {
+    int n;
+    int64_t k;
+    const float *x, *r, *w;
+} norm_case;
+
+/* X' of the case in float64 (over the f32 sum x + r, as the device adds), into xn. */
+static void norm_ref(const norm_case *c, double *xn)
+{
+    for (int j = 0; j < c->n; j++) {
+        const float *xr = c->x + (size_t)j * c->k;
+        double sq = 0;
+        for (int64_t i = 0; i < c->k; i++) {
+            float v = c->r ? xr[i] + c->r[(size_t)j * c->k + i] : xr[i];
+            xn[(size_t)j * c->k + i] = v;
+            sq += (double)v * v;
+        }
+        double scale = 1.0 / sqrt(sq / (double)c->k + 1e-5);
+        for (int64_t i = 0; i < c->k; i++)
+            xn[(size_t)j * c->k + i] *= scale * c->w[i];
+    }
+}
+
+/* kqcl_norm_matmul_group of three weights of `type` (heights 37, 21, 21: off every work-group's
+ * rows) with `alias` 0: no residual, 1: a residual into its own sum, 2: the residual into x (in
+ * place); each output against float64 of the norm and the products in F32, and in Q8 bit for bit
+ * against kqcl_add_rms_norm then kqcl_matmul_group (what that mode runs). Called twice in a row,
+ * each time with a fresh sum: the work-groups' counter must be back at zero for the second. */
+static void check_norm_group(kqcl_type type, int n, int64_t k, int alias)
+{
+    static const int64_t heights[3] = {37, 21, 21};
+    float *hx = random_values((size_t)n * k, 3.0f), *hr = random_values((size_t)n * k, 2.0f);
+    float *hw = random_values((size_t)k, 1.5f);
+    norm_case c = {n, k, hx, alias ? hr : NULL, hw};
+    void *hwt[3];
+    kqcl_tensor *w[3], *y[3];
+    for (int i = 0; i < 3; i++) {
+        hwt[i] = tu_random_weights(type, heights[i], k);
+        w[i] = tu_tensor(type, heights[i], k, hwt[i]);
+    }
+    kqcl_tensor *nw = f32_tensor(1, k, hw), *r = f32_tensor(n, k, hr);
+    double *xn = tu_malloc((size_t)n * k * sizeof *xn), *ref = tu_malloc((size_t)n * 37 * sizeof *ref);
+    double *mag = tu_malloc((size_t)n * 37 * sizeof *mag);
+    norm_ref(&c, xn);
+    char what[128];
+    for (int call = 0; call < 2; call++) {
+        kqcl_tensor *x = f32_tensor(n, k, hx);
+        kqcl_tensor *own_sum = alias == 1 ? tu_poisoned_f32(n, k) : NULL;
+        kqcl_norm_prologue norm = {.r = alias ? r : NULL, .sum = alias == 2 ? x : own_sum, .w = nw, .eps = 1e-5f};
+        for (int i = 0; i < 3; i++)
+            y[i] = tu_poisoned_f32(n, heights[i]);
+        TU_OK(kqcl_norm_matmul_group(tu_ctx, &norm, 3, (const kqcl_tensor *const *)w, x, y));
+        for (int i = 0; i < 3; i++) {
+            tu_host_matmul_xd(type, hwt[i], xn, heights[i], k, n, ref, mag);
+            float *got = tu_read_f32(y[i]);
+            snprintf(what, sizeof what, "norm_matmul_group %s n %d k %lld alias %d call %d, output %d",
+                     kqcl_type_name(type), n, (long long)k, alias, call, i);
+            tu_assert_close(got, ref, mag, (size_t)n * heights[i], what);
+            free(got);
+            kqcl_tensor_destroy(y[i]);
+        }
+        if (alias) {
+            float *got = tu_read_f32(norm.sum);
+            for (size_t e = 0; e < (size_t)n * k; e++)
+                ck_assert_msg(got[e] == hx[e] + hr[e], "%s: sum %zu: got %.9g want %.9g", what, e, (double)got[e],
+                              (double)(hx[e] + hr[e]));
+            free(got);
+        }
+        kqcl_tensor_destroy(x), kqcl_tensor_destroy(own_sum);
+    }
+    free(xn), free(ref), free(mag), free(hx), free(hr), free(hw);
+    for (int i = 0; i < 3; i++)
+        free(hwt[i]), kqcl_tensor_destroy(w[i]);
+    kqcl_tensor_destroy(nw), kqcl_tensor_destroy(r);
+}
+
+/* In a mode without the one-launch form (Q8, or a prefill's n) the call is kqcl_add_rms_norm
+ * into scratch, then kqcl_matmul_group or kqcl_matmul_glu: the same bits as those calls. */
+static void check_norm_as_two_calls(kqcl_type type, int n, int64_t k, int glu)
+{
+    float *hx = random_values((size_t)n * k, 3.0f), *hr = random_values((size_t)n * k, 2.0f);
+    float *hw = random_values((size_t)k, 1.5f);
+    void *hg = tu_random_weights(type, 21, k), *hu = tu_random_weights(type, 21, k);
+    kqcl_tensor *x = f32_tensor(n, k, hx), *r = f32_tensor(n, k, hr), *nw = f32_tensor(1, k, hw);
+    kqcl_tensor *wg = tu_tensor(type, 21, k, hg), *wu = tu_tensor(type, 21, k, hu);
+    kqcl_tensor *sum = tu_poisoned_f32(n, k), *xn = tu_poisoned_f32(n, k), *sum2 = tu_poisoned_f32(n, k);
+    kqcl_tensor *y = tu_poisoned_f32(n, 21), *want = tu_poisoned_f32(n, 21), *want_up = tu_poisoned_f32(n, 21);
+    kqcl_norm_prologue norm = {.r = r, .sum = sum, .w = nw, .eps = 1e-5f};
+    const kqcl_tensor *ws[2] = {wg, wu};
+    kqcl_tensor *wants[2] = {want, want_up};
+    TU_OK(kqcl_add_rms_norm(tu_ctx, x, r, nw, 1e-5f, sum2, xn));
+    if (glu) {
+        TU_OK(kqcl_norm_matmul_glu(tu_ctx, &norm, KQCL_GLU_GEGLU, wg, wu, x, y));
+        TU_OK(kqcl_matmul_glu(tu_ctx, KQCL_GLU_GEGLU, wg, wu, xn, want));
+    } else {
+        TU_OK(kqcl_norm_matmul_group(tu_ctx, &norm, 1, ws, x, &y));
+        TU_OK(kqcl_matmul_group(tu_ctx, 2, ws, xn, wants));
+    }
+    char what[96];
+    snprintf(what, sizeof what, "norm before %s of %s, n %d k %lld, as two calls", glu ? "GeGLU" : "a product",
+             kqcl_type_name(type), n, (long long)k);
+    assert_same_bytes(y, want, what);
+    assert_same_bytes(sum, sum2, what);
+    free(hx), free(hr), free(hw), free(hg), free(hu);
+    kqcl_tensor_destroy(x), kqcl_tensor_destroy(r), kqcl_tensor_destroy(nw), kqcl_tensor_destroy(wg);
+    kqcl_tensor_destroy(wu), kqcl_tensor_destroy(sum), kqcl_tensor_destroy(xn), kqcl_tensor_destroy(sum2);
+    kqcl_tensor_destroy(y), kqcl_tensor_destroy(want), kqcl_tensor_destroy(want_up);
+}
+
+START_TEST(norm_matmul_group_against_float64)
+{
+    static const kqcl_type types[] = {KQCL_TYPE_Q4_K, KQCL_TYPE_Q4_1, KQCL_TYPE_F16};
+    tu_seed(16);
+    TU_OK(kqcl_context_set_precision(tu_ctx, KQCL_PRECISION_F32));
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+        for (int alias = 0; alias <= 2; alias++) {
+            check_norm_group(types[t], 1, 512, alias);
+            check_norm_group(types[t], 3, 512, alias);
+        }
+    check_norm_group(KQCL_TYPE_F16, 2, 100, 2);  /* rows not a multiple of 32: two launches */
+    check_norm_group(KQCL_TYPE_Q4_1, 12, 576, 1); /* a prefill's n: two launches */
+    TU_OK(kqcl_context_set_precision(tu_ctx, KQCL_PRECISION_Q8));
+    check_norm_as_two_calls(KQCL_TYPE_Q4_K, 2, 512, 0);
+    check_norm_as_two_calls(KQCL_TYPE_Q4_1, 1, 576, 1);
+    TU_OK(kqcl_context_set_precision(tu_ctx, KQCL_PRECISION_AUTO));
+}
+END_TEST
+
+/* kqcl_norm_matmul_glu against float64 of act(X' . gate^T) * (X' . up^T), the products in
+ * double over X' in double: SwiGLU and GeGLU, with and without a residual, decode and a
+ * prefill, twice in a row. The scale of the error: each product's own (sum |w x|) carried
+ * through the activation (whose slope stays under 1.2) and the multiply, plus |gate up| + |y|
+ * as for kqcl_matmul_glu. */
+START_TEST(norm_matmul_glu_against_float64)
+{
+    static const kqcl_type types[] = {KQCL_TYPE_Q4_1, KQCL_TYPE_Q6_K, KQCL_TYPE_F16};
+    static const int ns[] = {1, 4, 9};
+    const int64_t m = 29, k = 512;
+    tu_seed(17);
+    TU_OK(kqcl_context_set_precision(tu_ctx, KQCL_PRECISION_F32));
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+            for (int op = KQCL_GLU_SWIGLU; op <= KQCL_GLU_GEGLU; op++) {
+                int n = ns[ni];
+                bool residual = op == KQCL_GLU_SWIGLU;
+                float *hx = random_values((size_t)n * k, 3.0f), *hr = random_values((size_t)n * k, 2.0f);
+                float *hw = random_values((size_t)k, 1.5f);
+                void *hg = tu_random_weights(types[t], m, k), *hu = tu_random_weights(types[t], m, k);
+                norm_case c = {n, k, hx, residual ? hr : NULL, hw};
+                double *xn = tu_malloc((size_t)n * k * sizeof *xn), *g = tu_malloc((size_t)n * m * sizeof *g);
+                double *u = tu_malloc((size_t)n * m * sizeof *u), *mag = tu_malloc((size_t)n * m * sizeof *mag);
+                double *mag_u = tu_malloc((size_t)n * m * sizeof *mag_u);
+                norm_ref(&c, xn);
+                tu_host_matmul_xd(types[t], hg, xn, m, k, n, g, mag);
+                tu_host_matmul_xd(types[t], hu, xn, m, k, n, u, mag_u);
+                for (size_t i = 0; i < (size_t)n * m; i++) {
+                    double act = op == KQCL_GLU_SWIGLU ? silu_ref(g[i]) : gelu_ref(g[i]);
+                    mag[i] = 1.2 * mag[i] * fabs(u[i]) + fabs(act) * mag_u[i] + fabs(g[i] * u[i]) + fabs(act * u[i]);
+                    g[i] = act * u[i];
+                }
+                kqcl_tensor *wg = tu_tensor(types[t], m, k, hg), *wu = tu_tensor(types[t], m, k, hu);
+                kqcl_tensor *r = f32_tensor(n, k, hr), *nw = f32_tensor(1, k, hw);
+                for (int call = 0; call < 2; call++) {
+                    kqcl_tensor *x = f32_tensor(n, k, hx), *y = tu_poisoned_f32(n, m);
+                    kqcl_tensor *sum = residual ? tu_poisoned_f32(n, k) : NULL;
+                    kqcl_norm_prologue norm = {.r = residual ? r : NULL, .sum = sum, .w = nw, .eps = 1e-5f};
+                    TU_OK(kqcl_norm_matmul_glu(tu_ctx, &norm, (kqcl_glu_op)op, wg, wu, x, y));
+                    float *got = tu_read_f32(y);
+                    char what[96];
+                    snprintf(what, sizeof what, "norm_matmul_glu %s n %d op %d call %d", kqcl_type_name(types[t]), n,
+                             op, call);
+                    tu_assert_close(got, g, mag, (size_t)n * m, what);
+                    free(got);
+                    if (residual) {
+                        got = tu_read_f32(sum);
+                        for (size_t e = 0; e < (size_t)n * k; e++)
+                            ck_assert_msg(got[e] == hx[e] + hr[e], "%s: sum %zu", what, e);
+                        free(got);
+                    }
+                    kqcl_tensor_destroy(x), kqcl_tensor_destroy(y), kqcl_tensor_destroy(sum);
+                }
+                free(hx), free(hr), free(hw), free(hg), free(hu), free(xn), free(g), free(u), free(mag), free(mag_u);
+                kqcl_tensor_destroy(wg), kqcl_tensor_destroy(wu), kqcl_tensor_destroy(r), kqcl_tensor_destroy(nw);
+            }
+    TU_OK(kqcl_context_set_precision(tu_ctx, KQCL_PRECISION_AUTO));
+}
+END_TEST
+
+START_TEST(norm_matmul_refuses_bad_arguments)
+{
+    const int64_t k = 256;
+    void *h = tu_random_weights(KQCL_TYPE_Q4_K, 8, k);
+    float *hx = random_values((size_t)k, 1.0f);
+    kqcl_tensor *w = tu_tensor(KQCL_TYPE_Q4_K, 8, k, h), *x = f32_tensor(1, k, hx), *r = f32_tensor(1, k, hx);
+    kqcl_tensor *nw = f32_tensor(1, k, hx), *short_w = f32_tensor(1, 8, hx), *wide = tu_poisoned_f32(2, k);
+    kqcl_tensor *y = tu_poisoned_f32(1, 8), *sum = tu_poisoned_f32(1, k);
+    const kqcl_tensor *ws[1] = {w};
+    kqcl_norm_prologue norm = {.r = r, .sum = sum, .w = nw, .eps = 1e-5f};
+    ck_assert_int_eq(kqcl_norm_matmul_group(NULL, &norm, 1, ws, x, &y), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_norm_matmul_group(tu_ctx, NULL, 1, ws, x, &y), KQCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(kqcl_last_error(tu_ctx), "kqcl_norm_matmul_group"));
+    ck_assert_int_eq(kqcl_norm_matmul_group(tu_ctx, &norm, 0, ws, x, &y), KQCL_ERR_INVALID_ARG);
+    norm.sum = NULL; /* r without sum */
+    ck_assert_int_eq(kqcl_norm_matmul_group(tu_ctx, &norm, 1, ws, x, &y), KQCL_ERR_INVALID_ARG);
+    norm.sum = wide; /* sum not x's shape */
+    ck_assert_int_eq(kqcl_norm_matmul_group(tu_ctx, &norm, 1, ws, x, &y), KQCL_ERR_INVALID_ARG);
+    norm.sum = sum, norm.w = short_w;
+    ck_assert_int_eq(kqcl_norm_matmul_group(tu_ctx, &norm, 1, ws, x, &y), KQCL_ERR_INVALID_ARG);
+    norm.w = nw, norm.eps = NAN;
+    ck_assert_int_eq(kqcl_norm_matmul_group(tu_ctx, &norm, 1, ws, x, &y), KQCL_ERR_INVALID_ARG);
+    norm.eps = 1e-5f;
+    ck_assert_int_eq(kqcl_norm_matmul_glu(tu_ctx, &norm, KQCL_GLU_SWIGLU, w, w, x, sum), KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_norm_matmul_glu(tu_ctx, &norm, (kqcl_glu_op)5, w, w, x, y), KQCL_ERR_INVALID_ARG);
+    norm.sum = y; /* an output is the norm's sum (and not x's shape) */
+    ck_assert_int_eq(kqcl_norm_matmul_group(tu_ctx, &norm, 1, ws, x, &y), KQCL_ERR_INVALID_ARG);
+    norm.sum = sum;
+    TU_OK(kqcl_norm_matmul_group(tu_ctx, &norm, 1, ws, x, &y)); /* and the context still works */
+    TU_OK(kqcl_norm_matmul_glu(tu_ctx, &norm, KQCL_GLU_SWIGLU, w, w, x, y));
+    free(h), free(hx);
+    kqcl_tensor_destroy(w), kqcl_tensor_destroy(x), kqcl_tensor_destroy(r), kqcl_tensor_destroy(nw);
+    kqcl_tensor_destroy(short_w), kqcl_tensor_destroy(wide), kqcl_tensor_destroy(y), kqcl_tensor_destroy(sum);
 }
 END_TEST
 
@@ -633,17 +873,6 @@ static kqcl_buffer *device_bytes(const void *host, size_t bytes)
     return b;
 }
 
-static void assert_same_bytes(kqcl_tensor *got, kqcl_tensor *want, const char *what)
-{
-    size_t bytes = kqcl_tensor_bytes(want);
-    unsigned char *g = tu_malloc(bytes), *w = tu_malloc(bytes);
-    TU_OK(kqcl_tensor_read(got, g, bytes));
-    TU_OK(kqcl_tensor_read(want, w, bytes));
-    for (size_t i = 0; i < bytes; i++)
-        ck_assert_msg(g[i] == w[i], "%s: byte %zu: got %u want %u", what, i, g[i], w[i]);
-    free(g), free(w);
-}
-
 START_TEST(rope_jobs_are_the_single_calls)
 {
     tu_seed(19);
@@ -1005,6 +1234,9 @@ int main(void)
     tcase_add_test(tc, activations_against_float64);
     tcase_add_test(tc, matmul_glu_against_its_products);
     tcase_add_test(tc, matmul_glu_refuses_bad_arguments);
+    tcase_add_test(tc, norm_matmul_group_against_float64);
+    tcase_add_test(tc, norm_matmul_glu_against_float64);
+    tcase_add_test(tc, norm_matmul_refuses_bad_arguments);
     tcase_add_test(tc, rms_norm_against_float64);
     tcase_add_test(tc, add_rms_norm_against_float64);
     tcase_add_test(tc, set_rows_scatters_exactly);

@@ -66,6 +66,8 @@ typedef enum kq_scratch_slot {
     KQ_SCRATCH_XPREP,     /* activations rounded (F16, BF16) or quantized (Q8) */
     KQ_SCRATCH_GLU_GATE,  /* kqcl_matmul_glu unfused: the gate product ... */
     KQ_SCRATCH_GLU_UP,    /* ... and the up product */
+    KQ_SCRATCH_NORM_X,    /* kqcl_norm_matmul_group unfused: the normalised X */
+    KQ_SCRATCH_ARRIVALS,  /* matvec.cl's NORM form: its work-groups' counter (zero between launches) */
     KQ_SCRATCH_COUNT
 } kq_scratch_slot;
 

@@ -3,11 +3,13 @@
  * weights. One buffer a slot, grown on demand, never shrunk. */
 #include "device/scratch.h"
 
-kqcl_status kq_scratch(kqcl_context *ctx, kq_device *dev, kq_scratch_slot slot, size_t bytes, const char *what,
-                       cl_mem *out)
+/* kq_scratch; *made: the buffer is new. */
+static kqcl_status scratch_get(kqcl_context *ctx, kq_device *dev, kq_scratch_slot slot, size_t bytes,
+                               const char *what, cl_mem *out, bool *made)
 {
     kq_scratch_buf *b = &dev->scratch[slot];
-    if (b->mem == NULL || b->bytes < bytes) {
+    *made = b->mem == NULL || b->bytes < bytes;
+    if (*made) {
         if (b->mem)
             clReleaseMemObject(b->mem);
         b->mem = NULL;
@@ -21,6 +23,31 @@ kqcl_status kq_scratch(kqcl_context *ctx, kq_device *dev, kq_scratch_slot slot, 
         b->bytes = bytes;
     }
     *out = b->mem;
+    return KQCL_OK;
+}
+
+kqcl_status kq_scratch(kqcl_context *ctx, kq_device *dev, kq_scratch_slot slot, size_t bytes, const char *what,
+                       cl_mem *out)
+{
+    bool made;
+    return scratch_get(ctx, dev, slot, bytes, what, out, &made);
+}
+
+kqcl_status kq_scratch_zeroed(kqcl_context *ctx, kq_device *dev, kq_scratch_slot slot, size_t bytes,
+                              const char *what, cl_mem *out)
+{
+    bool made;
+    kqcl_status st = scratch_get(ctx, dev, slot, bytes, what, out, &made);
+    if (st != KQCL_OK || !made)
+        return st;
+    static const cl_uchar zero = 0;
+    cl_int err = clEnqueueFillBuffer(dev->queue, *out, &zero, sizeof zero, 0, dev->scratch[slot].bytes, 0, NULL, NULL);
+    if (err != CL_SUCCESS) { /* not zeroed: not kept either */
+        clReleaseMemObject(*out);
+        dev->scratch[slot].mem = NULL;
+        dev->scratch[slot].bytes = 0;
+        return kq_cl_fail(ctx, err, what);
+    }
     return KQCL_OK;
 }
 

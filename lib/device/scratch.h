@@ -10,6 +10,11 @@
 kqcl_status kq_scratch(kqcl_context *ctx, kq_device *dev, kq_scratch_slot slot, size_t bytes, const char *what,
                        cl_mem *out);
 
+/* kq_scratch, with a buffer made anew filled with zero bytes first (queued on dev's queue): for
+ * kernels that leave what they use at zero when they end. */
+kqcl_status kq_scratch_zeroed(kqcl_context *ctx, kq_device *dev, kq_scratch_slot slot, size_t bytes,
+                              const char *what, cl_mem *out);
+
 /* Release every scratch buffer of dev (kqcl_context_destroy). */
 void kq_scratch_release(kq_device *dev);
 

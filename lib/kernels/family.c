@@ -206,8 +206,12 @@ static void decode_work_group(const kq_shape *s, kq_variant *v)
     int rows = v->t[MV_ROWS_PER_THREAD] * (s->glu ? 2 : 1);
     v->wg_items = (size_t)v->t[MV_THREADS_PER_ROW] * v->t[MV_ROW_GROUPS];
     v->local_bytes = (size_t)rows * (size_t)s->n * v->wg_items * sizeof(float);
+    if (s->norm) /* the normalised X (matvec.cl's XS_STRIDE float4s a row) and one flag */
+        v->local_bytes += kq_norm_x_bytes(s->n, s->k) + sizeof(int);
     v->private_bytes = decode_private_bytes(rows, s->n);
 }
+
+size_t kq_norm_x_bytes(int64_t n, int64_t k) { return (size_t)n * (size_t)(k / 4 + k / 32) * 4 * sizeof(float); }
 
 static void matvec_layout(const kq_device *dev, const kq_shape *s, kq_variant *v)
 {
@@ -219,6 +223,8 @@ static void matvec_layout(const kq_device *dev, const kq_shape *s, kq_variant *v
     if (s->glu) /* gate and up with the activation (kqcl_matmul_glu) */
         add_option(v, " -DGLU=%d", s->glu);
     add_alignment(v, s->k);
+    if (s->norm && !v->cpu) /* X normalised in the launch (kqcl_norm_matmul_group; not the CPU form) */
+        add_option(v, " -DNORM=1");
     if (v->cpu) {
         add_option(v, " -DKQ_CPU");
         v->wg_items = (size_t)v->t[MV_ROW_GROUPS];

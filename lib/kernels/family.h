@@ -46,6 +46,7 @@ typedef struct kq_shape {
     int64_t m, n, k;
     int group;
     int glu; /* matvec.cl's GLU form: 0 none, 1 SwiGLU, 2 GeGLU (kqcl_matmul_glu) */
+    int norm; /* matvec.cl's NORM form: X normalised in the launch (kqcl_norm_matmul_group) */
     kqcl_precision mode;
     int op; /* reduce.cl's operation */
 } kq_shape;
@@ -99,6 +100,8 @@ struct kq_family_desc {
 
 /* The families. */
 extern const kq_family_desc kq_matvec_family;     /* matvec.cl: decode, n <= 8 */
+/* Local memory of matvec.cl's NORM form for X's normalised n x k values (its padded layout). */
+size_t kq_norm_x_bytes(int64_t n, int64_t k);
 extern const kq_family_desc kq_tiled_family;      /* matmul.cl: prefill */
 extern const kq_family_desc kq_mma_decode_family; /* mma.cl: NVIDIA tensor cores, decode */
 extern const kq_family_desc kq_mma_prefill_family; /* mma.cl: NVIDIA tensor cores, prefill */

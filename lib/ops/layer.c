@@ -260,6 +260,33 @@ KQCL_API kqcl_status kqcl_add_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, 
     return launch_rms_norm(ctx, x, r, w, eps, sum, y, call);
 }
 
+kqcl_status kq_check_norm_prologue(kqcl_context *ctx, const kqcl_norm_prologue *norm, const kqcl_tensor *x,
+                                   const char *call)
+{
+    kqcl_status st;
+    if (norm == NULL)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: norm is NULL", call);
+    if ((st = check_operand(ctx, x, call, "x")) != KQCL_OK || (st = check_eps(ctx, norm->eps, call)) != KQCL_OK)
+        return st;
+    if ((norm->r == NULL) != (norm->sum == NULL))
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: the norm's r and sum come together (r %s, sum %s)", call,
+                       norm->r ? "given" : "NULL", norm->sum ? "given" : "NULL");
+    if (norm->r != NULL &&
+        ((st = check_operand(ctx, norm->r, call, "r")) != KQCL_OK || (st = same_device(ctx, x, norm->r, call)) != KQCL_OK ||
+         (st = check_operand(ctx, norm->sum, call, "sum")) != KQCL_OK ||
+         (st = same_device(ctx, x, norm->sum, call)) != KQCL_OK ||
+         (st = same_shape(ctx, x, norm->r, call, "r's shape is not x's")) != KQCL_OK ||
+         (st = same_shape(ctx, x, norm->sum, call, "sum's shape is not x's")) != KQCL_OK))
+        return st;
+    return norm->w != NULL ? check_norm_weight(ctx, x, norm->w, norm->sum, call) : KQCL_OK;
+}
+
+kqcl_status kq_norm_launch(kqcl_context *ctx, const kqcl_norm_prologue *norm, const kqcl_tensor *x, kqcl_tensor *xn,
+                           const char *call)
+{
+    return launch_rms_norm(ctx, x, norm->r, norm->w, norm->eps, norm->sum, xn, call);
+}
+
 KQCL_API kqcl_status kqcl_softmax(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *mask, float scale,
                                   kqcl_tensor *y)
 {

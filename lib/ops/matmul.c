@@ -236,16 +236,42 @@ static kqcl_status quantize_x(kqcl_context *ctx, kq_device *dev, const kqcl_tens
  * kernel reads (x itself, rounded, or quantized). */
 #define KQ_GROUP_SLOTS 4
 
+/* matvec.cl's NORM arguments after the 16 others: the residual, the norm's weight, sum, the
+ * work-groups' counter, the normalised X's local memory, eps, whether there is a residual. */
+static kqcl_status set_norm_args(kqcl_context *ctx, kq_device *dev, cl_kernel kernel, const kqcl_norm_prologue *norm,
+                                 const kqcl_tensor *x)
+{
+    cl_mem arrivals;
+    kqcl_status st = kq_scratch_zeroed(ctx, dev, KQ_SCRATCH_ARRIVALS, sizeof(cl_int),
+                                       "kqcl_norm_matmul_group: the work-groups' counter", &arrivals);
+    if (st != KQCL_OK)
+        return st;
+    int has_r = norm->r != NULL;
+    /* without a residual the kernel touches neither r nor sum: x's buffer stands in */
+    cl_mem r = has_r ? norm->r->buffer : x->buffer, sum = has_r ? norm->sum->buffer : x->buffer;
+    cl_int err = clSetKernelArg(kernel, 16, sizeof(cl_mem), &r);
+    err = err ? err : clSetKernelArg(kernel, 17, sizeof(cl_mem), &norm->w->buffer);
+    err = err ? err : clSetKernelArg(kernel, 18, sizeof(cl_mem), &sum);
+    err = err ? err : clSetKernelArg(kernel, 19, sizeof(cl_mem), &arrivals);
+    err = err ? err : clSetKernelArg(kernel, 20, kq_norm_x_bytes(x->rows, x->cols), NULL);
+    err = err ? err : clSetKernelArg(kernel, 21, sizeof norm->eps, &norm->eps);
+    err = err ? err : clSetKernelArg(kernel, 22, sizeof has_r, &has_r);
+    return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(ctx, err, "kqcl_norm_matmul_group: setting the norm's arguments");
+}
+
 /* One launch: `glu` 0, or matvec.cl's GLU form (1 SwiGLU, 2 GeGLU: w[0] the gate, w[1] up, one
- * output y[0] of w[0]'s height; a single slot's work-groups). */
+ * output y[0] of w[0]'s height; a single slot's work-groups); `norm` NULL, or X normalised in
+ * the launch (matvec.cl's NORM form, f32 X). */
 static kqcl_status launch_decode_slots(kqcl_context *ctx, kq_device *dev, const kq_family_desc *f, const char *name,
-                                       kqcl_precision mode, int glu, int count, const kqcl_tensor *const *w,
-                                       const kqcl_tensor *x, cl_mem xbuf, kqcl_tensor *const *y)
+                                       kqcl_precision mode, int glu, const kqcl_norm_prologue *norm, int count,
+                                       const kqcl_tensor *const *w, const kqcl_tensor *x, cl_mem xbuf,
+                                       kqcl_tensor *const *y)
 {
     int n = (int)x->rows, k = (int)x->cols;
     kq_shape s = shape_of(w[0], x, mode);
     s.group = glu ? 1 : KQ_GROUP_SLOTS;
     s.glu = glu;
+    s.norm = norm != NULL;
     kq_variant v;
     cl_kernel kernel;
     kqcl_status st = kq_family_kernel(ctx, dev, f, &s, name, &v, &kernel);
@@ -270,6 +296,8 @@ static kqcl_status launch_decode_slots(kqcl_context *ctx, kq_device *dev, const 
                              sizeof(cl_mem), &yb[0], sizeof(cl_mem), &yb[1], sizeof(cl_mem), &yb[2], sizeof(cl_mem),
                              &yb[3], sizeof m[0], &m[0], sizeof m[1], &m[1], sizeof m[2], &m[2], sizeof m[3], &m[3],
                              sizeof k, &k, sizeof n, &n);
+    if (err == CL_SUCCESS && norm != NULL && (st = set_norm_args(ctx, dev, kernel, norm, x)) != KQCL_OK)
+        return st;
     char what[64];
     if (err != CL_SUCCESS) {
         snprintf(what, sizeof what, "kqcl_matmul: setting %s arguments", f->name);
@@ -286,7 +314,7 @@ static kqcl_status launch_decode(kqcl_context *ctx, kq_device *dev, const kq_fam
 {
     kqcl_status st = KQCL_OK;
     for (int i = 0; i < count && st == KQCL_OK; i += KQ_GROUP_SLOTS)
-        st = launch_decode_slots(ctx, dev, f, name, mode, 0, count - i < KQ_GROUP_SLOTS ? count - i : KQ_GROUP_SLOTS,
+        st = launch_decode_slots(ctx, dev, f, name, mode, 0, NULL, count - i < KQ_GROUP_SLOTS ? count - i : KQ_GROUP_SLOTS,
                                  w + i, x, xbuf, y + i);
     return st;
 }
@@ -413,21 +441,30 @@ kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqc
 
 /* ---- the gated feed-forward (kqcl_matmul_glu) ------------------------------------------------ */
 
+/* Whether matvec.cl's form of shape s (its glu and norm) serves where the tensor cores would
+ * not take the product (their decode kernel has neither form): a variant that fits the device,
+ * the work-group kernel for NORM, and for GLU doubled sums a lane within the kernel's 16. */
+static bool matvec_form_serves(const kq_device *dev, const kq_shape *s)
+{
+    kq_shape plain = *s;
+    plain.glu = plain.norm = plain.group = 0;
+    kq_variant v;
+    if (kq_pick_variant(NULL, dev, &kq_mma_decode_family, &plain, 0, &v) == KQCL_OK ||
+        kq_pick_variant(NULL, dev, &kq_matvec_family, s, 0, &v) != KQCL_OK)
+        return false;
+    return (!s->norm || !v.cpu) && (!s->glu || 2 * kq_variant_value(&v, KQCL_PARAM_MATVEC_ROWS_PER_THREAD) <= 16);
+}
+
 /* Whether matvec.cl's GLU form serves: decode in an F32, F16 or BF16 mode, both weights of one
- * type, where the products would not take the tensor cores (their decode kernel has no GLU
- * form), and a variant whose doubled sums a lane fit the kernel's 16. */
+ * type, matvec_form_serves. */
 static bool glu_fuses(const kq_device *dev, const kqcl_tensor *wg, const kqcl_tensor *wu, const kqcl_tensor *x,
                       kqcl_precision mode)
 {
     if (x->rows > KQ_MATVEC_MAX_N || wg->type != wu->type || mode == KQCL_PRECISION_Q8)
         return false;
     kq_shape s = shape_of(wg, x, mode);
-    kq_variant v;
-    if (kq_pick_variant(NULL, dev, &kq_mma_decode_family, &s, 0, &v) == KQCL_OK)
-        return false;
     s.glu = 1;
-    return kq_pick_variant(NULL, dev, &kq_matvec_family, &s, 0, &v) == KQCL_OK &&
-           2 * kq_variant_value(&v, KQCL_PARAM_MATVEC_ROWS_PER_THREAD) <= 16;
+    return matvec_form_serves(dev, &s);
 }
 
 kqcl_status kq_matmul_glu_launch(kqcl_context *ctx, kq_device *dev, kqcl_glu_op op, const kqcl_tensor *w_gate,
@@ -441,7 +478,7 @@ kqcl_status kq_matmul_glu_launch(kqcl_context *ctx, kq_device *dev, kqcl_glu_op 
         st = x_for_mode(ctx, dev, x, mode, &xv);
         return st != KQCL_OK ? st
                              : launch_decode_slots(ctx, dev, &kq_matvec_family, "matvec", KQCL_PRECISION_F32,
-                                                   (int)op + 1, 2, w, &xv, xv.buffer, &y);
+                                                   (int)op + 1, NULL, 2, w, &xv, xv.buffer, &y);
     }
     /* elsewhere the two products as a group into scratch, then kqcl_glu's kernel */
     kqcl_tensor gate = *y, up = *y;
@@ -452,4 +489,34 @@ kqcl_status kq_matmul_glu_launch(kqcl_context *ctx, kq_device *dev, kqcl_glu_op 
     if (st == KQCL_OK)
         st = kq_matmul_launch_group(ctx, dev, 2, w, x, products, KQ_KERNEL_BY_N);
     return st == KQCL_OK ? kq_glu_launch(ctx, op, &gate, &up, y) : st;
+}
+
+/* ---- the norm before the products (kqcl_norm_matmul_group, kqcl_norm_matmul_glu) ----------- */
+
+/* Whether matvec.cl's NORM form serves: a weighted norm, f32 X of at most 8 rows a multiple of
+ * 32 wide, the F32 mode, 1..4 weights of one type (or GLU's pair), matvec_form_serves. */
+static bool norm_fuses(kqcl_context *ctx, const kq_device *dev, const kqcl_norm_prologue *norm, int glu, int count,
+                       const kqcl_tensor *const *w, const kqcl_tensor *x)
+{
+    if (norm->w == NULL || x->type != KQCL_TYPE_F32 || x->rows > KQ_MATVEC_MAX_N || x->cols % 32 != 0 ||
+        count > KQ_GROUP_SLOTS)
+        return false;
+    for (int i = 1; i < count; i++)
+        if (w[i]->type != w[0]->type)
+            return false;
+    kqcl_precision mode = kq_precision_resolve(ctx->precision, dev, w[0]->type, true);
+    kq_shape s = shape_of(w[0], x, mode);
+    s.group = glu ? 1 : KQ_GROUP_SLOTS;
+    s.glu = glu;
+    s.norm = 1;
+    return mode == KQCL_PRECISION_F32 && matvec_form_serves(dev, &s);
+}
+
+kqcl_status kq_norm_matmul_fused(kqcl_context *ctx, kq_device *dev, const kqcl_norm_prologue *norm, int glu,
+                                 int count, const kqcl_tensor *const *w, const kqcl_tensor *x, kqcl_tensor *const *y)
+{
+    if (!norm_fuses(ctx, dev, norm, glu, count, w, x))
+        return KQCL_ERR_UNSUPPORTED;
+    return launch_decode_slots(ctx, dev, &kq_matvec_family, "matvec", KQCL_PRECISION_F32, glu, norm, count, w, x,
+                               x->buffer, y);
 }

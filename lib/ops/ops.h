@@ -43,6 +43,19 @@ kqcl_status kq_glu_launch(kqcl_context *ctx, kqcl_glu_op op, const kqcl_tensor *
 kqcl_status kq_matmul_glu_launch(kqcl_context *ctx, kq_device *dev, kqcl_glu_op op, const kqcl_tensor *w_gate,
                                  const kqcl_tensor *w_up, const kqcl_tensor *x, kqcl_tensor *y);
 
+/* layer.c: the operands of a norm before products (kqcl_norm_prologue) checked against x, and
+ * that norm of x into xn (f32, x's shape and device: kqcl_rms_norm's or kqcl_add_rms_norm's
+ * kernel, which also writes sum). */
+kqcl_status kq_check_norm_prologue(kqcl_context *ctx, const kqcl_norm_prologue *norm, const kqcl_tensor *x,
+                                   const char *call);
+kqcl_status kq_norm_launch(kqcl_context *ctx, const kqcl_norm_prologue *norm, const kqcl_tensor *x, kqcl_tensor *xn,
+                           const char *call);
+/* matmul.c: the products of the normalised X in one launch (matvec.cl's NORM form), `glu` 0 for
+ * a group of up to four weights of one type, op + 1 for kqcl_matmul_glu's pair (w[0] the gate,
+ * one output y[0]). KQCL_ERR_UNSUPPORTED, nothing enqueued, where that form does not apply. */
+kqcl_status kq_norm_matmul_fused(kqcl_context *ctx, kq_device *dev, const kqcl_norm_prologue *norm, int glu,
+                                 int count, const kqcl_tensor *const *w, const kqcl_tensor *x, kqcl_tensor *const *y);
+
 /* Enqueue a grid-striding element-wise kernel over `items` values: work-groups of 64, as many
  * work-items as fill the device (convert.c; the layer's ops and attention use it too). */
 kqcl_status kq_launch_elements(kqcl_context *ctx, kq_device *dev, cl_kernel kernel, uint64_t items, const char *what);
