@@ -6,6 +6,8 @@
  * so no score reaches global memory. Grouped-query heads: query head h reads KV head
  * h / (heads / kv_heads). The cache is KVTYPE (f16 or f32) rows of d (keys) and dv (values)
  * values, a position's and a KV head's row at pos * kv_pos_stride + head * kv_head_stride;
+ * or q8_0 (llama.cpp's -ctk/-ctv q8_0): blocks of 32 values, d * q with d f16 and q int8, rows
+ * of d and dv a multiple of 32, so element e of a row lies in its block e / 32;
  * queries are f32 rows, query i's head h at i * q_query_stride + h * q_head_stride; y's row
  * query * heads + head. A row that sees no position (every score -inf) gives zeros. Sums in f32.
  *
@@ -25,8 +27,8 @@
 #ifndef KVTYPE
 #define KVTYPE TYPE_F16
 #endif
-#if KVTYPE != TYPE_F16 && KVTYPE != TYPE_F32
-#error "KVTYPE must be f16 or f32"
+#if KVTYPE != TYPE_F16 && KVTYPE != TYPE_F32 && KVTYPE != TYPE_Q8_0
+#error "KVTYPE must be f16, f32 or q8_0"
 #endif
 #ifndef ATT_WG
 #define ATT_WG 64
@@ -51,11 +53,22 @@ static float masked_score(float dot, float scale, float softcap, int mask_type, 
     return v;
 }
 
+#if KVTYPE == TYPE_Q8_0
+/* Element i's q8_0 block (the cache's elements counted row after row, rows of whole blocks). */
+static inline __global const uchar *q8_block(__global const void *base, ulong i)
+{
+    return (__global const uchar *)base + i / 32 * Q80_BYTES;
+}
+#endif
+
 /* Cache element i as a float. */
 static inline float kv_value(__global const void *base, ulong i)
 {
 #if KVTYPE == TYPE_F16
     return vload_half(i, (__global const half *)base);
+#elif KVTYPE == TYPE_Q8_0
+    __global const uchar *blk = q8_block(base, i);
+    return vload_half(0, (__global const half *)(blk + Q80_D)) * (float)((__global const char *)(blk + Q80_QS))[i % 32];
 #else
     return ((__global const float *)base)[i];
 #endif
@@ -63,11 +76,16 @@ static inline float kv_value(__global const void *base, ulong i)
 
 #ifdef KQ_CPU
 
-/* 16 cache values from element i on, as floats; f16 by integer ops (common.cl). */
+/* 16 cache values from element i on (i a multiple of 16), as floats; f16 by integer ops
+ * (common.cl). */
 static inline float16 kv_load16(__global const void *base, ulong i)
 {
 #if KVTYPE == TYPE_F16
     return half16_bits_to_float16(convert_uint16(vload16(0, (__global const ushort *)base + i)));
+#elif KVTYPE == TYPE_Q8_0
+    __global const uchar *blk = q8_block(base, i);
+    float d = vload_half(0, (__global const half *)(blk + Q80_D));
+    return d * convert_float16(vload16(0, (__global const char *)(blk + Q80_QS) + i % 32));
 #else
     return vload16(0, (__global const float *)base + i);
 #endif

@@ -150,6 +150,40 @@ __kernel void set_rows_f32(__global const float *x, __global const void *idx, ul
     }
 }
 
+/* a / b correctly rounded on any device: OpenCL lets a single division be off by 2.5 ulp, so the
+ * quotient is corrected once by its remainder, which fma gives exactly. */
+static inline float div_rn(float a, float b)
+{
+    float q = a / b;
+    return q + fma(-q, b, a) / b;
+}
+
+/* Row scatter into a q8_0 cache (llama.cpp's -ctk/-ctv q8_0): as set_rows_f32, an item a block
+ * of 32 values, quantized as ggml's reference does it (d = max |x| / 127 stored as f16, q =
+ * round(x / d) through the f32 1 / d, halves away from zero), so the bytes are kqcl_quantize's. */
+__kernel void set_rows_q8_0(__global const float *x, __global const void *idx, ulong idx_offset, int idx64,
+                            __global uchar *y, ulong rows, ulong cols, ulong y_rows)
+{
+    ulong blocks = cols / 32, n = rows * blocks;
+    for (ulong i = get_global_id(0); i < n; i += get_global_size(0)) {
+        ulong r = i / blocks, b = i - r * blocks;
+        long t = row_index(idx, idx_offset + r, idx64);
+        if (t < 0 || (ulong)t >= y_rows)
+            continue;
+        __global const float *xb = x + r * cols + b * 32;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++)
+            amax = fmax(amax, fabs(xb[j]));
+        float d = div_rn(amax, 127.0f), id = d != 0.0f ? div_rn(1.0f, d) : 0.0f;
+        __global uchar *blk = y + ((ulong)t * blocks + b) * Q80_BYTES;
+        *(__global ushort *)(blk + Q80_D) = float_to_half_bits(d);
+        for (int j = 0; j < 32; j++) {
+            float q = round(xb[j] * id);
+            ((__global char *)(blk + Q80_QS))[j] = isnan(q) ? 0 : (char)clamp(q, -128.0f, 127.0f);
+        }
+    }
+}
+
 /* A work-group a row: y = softmax(x * scale + mask), the mask's row r % mask_rows (when
  * has_mask). exp(v - max) summed in f32; a row whose values are all -inf gives NaN. */
 __kernel __attribute__((reqd_work_group_size(OP_WG, 1, 1)))

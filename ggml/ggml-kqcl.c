@@ -18,17 +18,17 @@
  *     ever touches it;
  *   - ops from a table (kq_ops below), each a pair: does the device take this node, and compute
  *     it. MUL_MAT for every weight type kqcl computes, GET_ROWS (an embedding lookup) for every
- *     type kqcl knows, SET_ROWS into f32/f16/bf16 (writing the KV cache, so that it may live on
- *     the device); a layer's element-wise and row-wise ops on contiguous f32 tensors (ADD, SUB,
+ *     type kqcl knows, SET_ROWS into f32/f16/bf16, and q8_0 from f32 rows in one batch (writing
+ *     the KV cache, so that it may live on the device; -ctk/-ctv q8_0); a layer's element-wise and row-wise ops on contiguous f32 tensors (ADD, SUB,
  *     MUL, DIV with the broadcasts kqcl_binary takes, SCALE, UNARY SILU/GELU/RELU, GLU
  *     SWIGLU/GEGLU in their two-tensor form, RMS_NORM, SOFT_MAX with a causal mask, ROPE in
- *     the normal and NeoX modes, FLASH_ATTN_EXT over an f16 or f32 cache); CPY/DUP/CONT between
+ *     the normal and NeoX modes, FLASH_ATTN_EXT over an f16, f32 or q8_0 cache); CPY/DUP/CONT between
  *     f32, f16 and bf16 where both sides are contiguous; NONE and the view ops cost nothing;
  *   - fusions from a second table (kq_fusions): a run of nodes computed as one kqcl call where
  *     ggml_can_fuse allows (RMS_NORM then MUL by its weight: one kqcl_rms_norm; the residual ADD
  *     before them too: one kqcl_add_rms_norm; MUL_MATs of one X: one kqcl_matmul_group, with
- *     their GLU after them: one kqcl_matmul_glu; a key's ROPE and SET_ROWS: one
- *     kqcl_rope_set_rows), graph_optimize, which moves the products of one X side by side before
+ *     their GLU after them: one kqcl_matmul_glu; a norm and the products that alone read it:
+ *     one kqcl_norm_matmul_group or _glu; a key's ROPE and SET_ROWS: one kqcl_rope_set_rows), graph_optimize, which moves the products of one X side by side before
  *     the graph is allocated, and held jobs: a step's RoPE and cache writes held back and
  *     launched together (kqcl_rope_jobs). KQCL_GGML_FUSION=0 turns all three off;
  *     KQCL_GGML_PROFILE=1 tells, when the backend is freed, a graph's host enqueue time beside
@@ -607,8 +607,15 @@ static bool kq_supports_set_rows(const kq_device *d, const struct ggml_tensor *o
 {
     const struct ggml_tensor *s0 = op->src[0], *s1 = op->src[1];
     if (s0 == NULL || s1 == NULL || (s0->type != GGML_TYPE_F32 && s0->type != GGML_TYPE_F16) ||
-        (op->type != GGML_TYPE_F32 && op->type != GGML_TYPE_F16 && op->type != GGML_TYPE_BF16) ||
+        (op->type != GGML_TYPE_F32 && op->type != GGML_TYPE_F16 && op->type != GGML_TYPE_BF16 &&
+         op->type != GGML_TYPE_Q8_0) ||
         (s1->type != GGML_TYPE_I32 && s1->type != GGML_TYPE_I64))
+        return false;
+    /* a q8_0 cache: quantized on the device (kqcl_set_rows), so f32 rows in one batch into
+     * contiguous rows */
+    if (op->type == GGML_TYPE_Q8_0 &&
+        (s0->type != GGML_TYPE_F32 || s0->ne[0] % 32 != 0 || op->ne[2] != 1 || op->ne[3] != 1 ||
+         op->nb[1] != ggml_row_size(GGML_TYPE_Q8_0, s0->ne[0])))
         return false;
     const int64_t k = s0->ne[0];
     if (k <= 0 || k > INT32_MAX || s0->ne[1] > INT32_MAX || op->ne[0] != k || s1->ne[0] != s0->ne[1] ||
@@ -684,6 +691,12 @@ static enum ggml_status kq_compute_set_rows(kq_backend *be, struct ggml_tensor *
                     break;
                 }
                 continue;
+            }
+            if (td == KQCL_TYPE_Q8_0) { /* only the device quantizes (no host or copy path) */
+                kq_log("%s: SET_ROWS %s: q8_0 rows at offset %zu, indices at %zu: want them aligned", d->name,
+                       dst->name, od, o1);
+                status = GGML_STATUS_FAILED;
+                break;
             }
             bool ok = kq_ok(kqcl_buffer_read(b1->mem, o1, raw, (size_t)n * isz), "SET_ROWS indices");
             for (int64_t i = 0; ok && i < n; i++) {
@@ -1219,7 +1232,8 @@ static bool kq_supports_flash_attn(const kq_device *d, const struct ggml_tensor 
     int64_t qs1, qs2, ks1, ks2, vs1, vs2;
     if (q == NULL || k == NULL || v == NULL || op->src[4] != NULL || prm[1] != 0.0f || !(prm[2] >= 0.0f))
         return false;
-    if (q->type != GGML_TYPE_F32 || (k->type != GGML_TYPE_F16 && k->type != GGML_TYPE_F32) || v->type != k->type ||
+    if (q->type != GGML_TYPE_F32 ||
+        (k->type != GGML_TYPE_F16 && k->type != GGML_TYPE_F32 && k->type != GGML_TYPE_Q8_0) || v->type != k->type ||
         op->type != GGML_TYPE_F32 || !ggml_is_contiguous(op))
         return false;
     if (k->ne[3] != q->ne[3] || v->ne[3] != q->ne[3] || k->ne[0] != q->ne[0] || v->ne[1] != k->ne[1] ||
@@ -1698,7 +1712,8 @@ static int kq_fits_rope_set_rows(const struct ggml_cgraph *g, int i)
         return 0;
     kq_buffer *bd = kq_buffer_of(set), *bi = idx ? kq_buffer_of(idx) : NULL;
     const int64_t row = rope->ne[0] * rope->ne[1]; /* a token's heads side by side */
-    if (bd == NULL || bi == NULL || !kq_supports_set_rows(b->dev, set) || !ggml_is_contiguous(last) ||
+    if (bd == NULL || bi == NULL || !kq_supports_set_rows(b->dev, set) || set->type == GGML_TYPE_Q8_0 ||
+        !ggml_is_contiguous(last) ||
         last->ne[0] != row || last->ne[1] != rope->ne[2] || last->ne[2] != 1 || last->ne[3] != 1 ||
         !ggml_is_contiguous(idx) || idx->ne[0] != rope->ne[2] || ggml_nelements(idx) != idx->ne[0])
         return 0;

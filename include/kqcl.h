@@ -677,7 +677,7 @@ KQCL_API kqcl_status kqcl_rope(kqcl_context *ctx, const kqcl_tensor *x, const kq
  * heads side by side, is read in place:
  *   q: f32, queries x heads rows of d values, query i's head h at row i * q_query_stride + h *
  *      q_head_stride;
- *   k, v: f16 or f32 (one type), rows of d (keys) and dv (values) values, position j's KV head
+ *   k, v: f16, f32 or q8_0 (one type), rows of d (keys) and dv (values) values, position j's KV head
  *      g at row j * kv_pos_stride + g * kv_head_stride of each;
  *   mask: NULL, or f32 or f16 with at least `queries` rows of kv_len values (-inf: not seen);
  *   y: f32, queries * heads rows of dv values, query i's head h at row i * heads + h.
@@ -697,7 +697,8 @@ KQCL_API kqcl_status kqcl_attention(kqcl_context *ctx, const kqcl_tensor *q, con
                                     kqcl_tensor *y);
 
 /* Row scatter, as a KV cache is written: row i of src (f32) becomes row idx[i] of dst, converted
- * to dst's type (f32, f16 or bf16; rounding as kqcl_convert). The indices are src.rows int32
+ * to dst's type (f32, f16 or bf16; rounding as kqcl_convert), or quantized into q8_0 (a cache of
+ * llama.cpp's -ctk/-ctv q8_0) with kqcl_quantize's bytes. The indices are src.rows int32
  * (index_bytes 4) or int64 (8) values in device memory: `indices` a buffer of dst's device, from
  * byte `offset` (a multiple of index_bytes). The host does not read them (that would wait for the
  * device): a row whose index is outside [0, dst.rows) is not written. One launch. */

@@ -590,16 +590,18 @@ static void check_set_rows(kqcl_type type, int index_bytes, int64_t cols)
     const int64_t rows = 6, cache_rows = 11, skip = 3;
     const int64_t where[6] = {7, -1, 0, 10, 11, 4}; /* -1 and 11: outside the cache, not written */
     float *x = random_values((size_t)(rows * cols), 8.0f);
-    size_t esz = kqcl_row_size(type, 1), cache_bytes = (size_t)(cache_rows * cols) * esz;
+    for (int64_t c = 0; c < cols; c++) /* a row of zeros: q8_0's d = 0 */
+        x[2 * cols + c] = 0.0f;
+    size_t row_bytes = kqcl_row_size(type, cols), cache_bytes = (size_t)cache_rows * row_bytes;
     unsigned char *before = tu_malloc(cache_bytes), *got = tu_malloc(cache_bytes), *want = tu_malloc(cache_bytes);
     for (size_t i = 0; i < cache_bytes; i++)
         before[i] = (unsigned char)(0x5A ^ (i * 7)); /* no value a conversion gives everywhere */
     memcpy(want, before, cache_bytes);
-    unsigned char *row = tu_malloc((size_t)cols * esz);
+    unsigned char *row = tu_malloc(row_bytes);
     for (int64_t r = 0; r < rows; r++)
         if (where[r] >= 0 && where[r] < cache_rows) {
             TU_OK_CTX(NULL, kqcl_quantize(type, x + r * cols, row, 1, cols));
-            memcpy(want + (size_t)(where[r] * cols) * esz, row, (size_t)cols * esz);
+            memcpy(want + (size_t)where[r] * row_bytes, row, row_bytes);
         }
     unsigned char idx[(3 + 6) * 8];
     for (int64_t i = 0; i < skip + rows; i++) {
@@ -618,7 +620,7 @@ static void check_set_rows(kqcl_type type, int index_bytes, int64_t cols)
     TU_OK(kqcl_tensor_read(cache, got, cache_bytes));
     for (size_t i = 0; i < cache_bytes; i++)
         ck_assert_msg(got[i] == want[i], "set_rows into %s (int%d indices, %lld columns): byte %zu (row %zu): got %u want %u",
-                      kqcl_type_name(type), index_bytes * 8, (long long)cols, i, i / ((size_t)cols * esz), got[i],
+                      kqcl_type_name(type), index_bytes * 8, (long long)cols, i, i / row_bytes, got[i],
                       want[i]);
     free(x), free(before), free(got), free(want), free(row);
     kqcl_tensor_destroy(src), kqcl_tensor_destroy(cache);
@@ -631,6 +633,8 @@ START_TEST(set_rows_scatters_exactly)
     check_set_rows(KQCL_TYPE_F16, 4, 192); /* SmolLM2's K and V rows, int32 positions */
     check_set_rows(KQCL_TYPE_BF16, 8, 37);
     check_set_rows(KQCL_TYPE_F32, 8, 256);
+    check_set_rows(KQCL_TYPE_Q8_0, 4, 192); /* a q8_0 cache (-ctk q8_0): kqcl_quantize's bytes */
+    check_set_rows(KQCL_TYPE_Q8_0, 8, 32);
 }
 END_TEST
 
@@ -943,6 +947,7 @@ typedef struct attn_case {
     bool head_major_cache, head_major_q, f16_cache, f16_mask, with_mask;
     float scale, softcap;
     int64_t hidden_prefix; /* positions below it masked for every query (whole blocks unseen) */
+    bool q8_cache;         /* a q8_0 cache (then f16_cache is false) */
 } attn_case;
 
 static float f16_round(float x)
@@ -960,6 +965,14 @@ static kqcl_tensor *cache_tensor(const attn_case *c, int64_t cols, float **host)
 {
     int64_t rows = c->capacity * c->kv_heads;
     *host = random_values((size_t)(rows * cols), 1.5f);
+    if (c->q8_cache) { /* the values the cache holds: quantized and back */
+        void *blocks = tu_malloc(kqcl_row_size(KQCL_TYPE_Q8_0, cols) * (size_t)rows);
+        TU_OK_CTX(NULL, kqcl_quantize(KQCL_TYPE_Q8_0, *host, blocks, rows, cols));
+        TU_OK_CTX(NULL, kqcl_dequantize(KQCL_TYPE_Q8_0, blocks, *host, rows, cols));
+        kqcl_tensor *t = tu_tensor(KQCL_TYPE_Q8_0, rows, cols, blocks);
+        free(blocks);
+        return t;
+    }
     for (int64_t i = 0; c->f16_cache && i < rows * cols; i++)
         (*host)[i] = f16_round((*host)[i]);
     if (!c->f16_cache)
@@ -1043,18 +1056,24 @@ START_TEST(attention_against_float64)
 {
     tu_seed(19);
     /* decode, SmolLM2's heads (9 over 3), a position's heads side by side in an f16 cache */
-    attn_case decode = {9, 3, 1, 37, 64, 64, 64, false, false, true, false, true, 0.125f, 0.0f, 0};
+    attn_case decode = {9, 3, 1, 37, 64, 64, 64, false, false, true, false, true, 0.125f, 0.0f, 0, false};
     check_attention(&decode);
     /* a prompt, head-major queries and cache, f32, an f16 causal mask, values wider than keys, softcap */
-    attn_case prompt = {4, 4, 7, 29, 40, 32, 48, true, true, false, true, true, 0.2f, 30.0f, 0};
+    attn_case prompt = {4, 4, 7, 29, 40, 32, 48, true, true, false, true, true, 0.2f, 30.0f, 0, false};
     check_attention(&prompt);
     /* no mask, one KV head for all (multi-query), a long cache */
-    attn_case mqa = {8, 1, 2, 1500, 1500, 16, 16, false, false, true, false, false, 0.25f, 0.0f, 0};
+    attn_case mqa = {8, 1, 2, 1500, 1500, 16, 16, false, false, true, false, false, 0.25f, 0.0f, 0, false};
     check_attention(&mqa);
     /* rows of 20 and 40 values (not whole 16s), the first 70 positions unseen by every query (a
      * GPU work-group's first 64 see nothing; a CPU item's running maximum starts late) */
-    attn_case odd = {6, 2, 3, 150, 160, 20, 40, false, true, true, false, true, 0.3f, 0.0f, 70};
+    attn_case odd = {6, 2, 3, 150, 160, 20, 40, false, true, true, false, true, 0.3f, 0.0f, 70, false};
     check_attention(&odd);
+    /* a q8_0 cache (llama.cpp's -ctk q8_0 -ctv q8_0): decode with SmolLM2's heads, and a prompt
+     * head-major with values of two blocks, against float64 over the values the cache holds */
+    attn_case q8_decode = {9, 3, 1, 37, 64, 64, 64, false, false, false, false, true, 0.125f, 0.0f, 0, true};
+    check_attention(&q8_decode);
+    attn_case q8_prompt = {4, 2, 5, 70, 80, 32, 64, true, true, false, true, true, 0.2f, 0.0f, 0, true};
+    check_attention(&q8_prompt);
 }
 END_TEST
 

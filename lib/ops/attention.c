@@ -15,8 +15,8 @@ static kqcl_status check_kv(kqcl_context *ctx, const kqcl_tensor *t, const kqcl_
     kqcl_status st = kq_check_tensor(ctx, t, call, name);
     if (st != KQCL_OK)
         return st;
-    if (t->type != KQCL_TYPE_F16 && t->type != KQCL_TYPE_F32)
-        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: %s is %s; the cache must be f16 or f32", call, name,
+    if (t->type != KQCL_TYPE_F16 && t->type != KQCL_TYPE_F32 && t->type != KQCL_TYPE_Q8_0)
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: %s is %s; the cache must be f16, f32 or q8_0", call, name,
                        kqcl_type_name(t->type));
     if (t->buffer == NULL || t->device != q->device)
         return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: %s must be whole on q's device", call, name);

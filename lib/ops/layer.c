@@ -428,14 +428,16 @@ static kqcl_status check_indices(kqcl_context *ctx, const kqcl_buffer *indices, 
     return KQCL_OK;
 }
 
-/* The tensor a row scatter writes: f32, f16 or bf16, whole. */
-static kqcl_status check_row_target(kqcl_context *ctx, const kqcl_tensor *dst, const char *call)
+/* The tensor a row scatter writes: f32, f16 or bf16 (and q8_0 where `q8_0`), whole. */
+static kqcl_status check_row_target(kqcl_context *ctx, const kqcl_tensor *dst, bool q8_0, const char *call)
 {
     kqcl_status st = kq_check_tensor(ctx, dst, call, "dst");
     if (st != KQCL_OK)
         return st;
-    if (dst->type != KQCL_TYPE_F32 && dst->type != KQCL_TYPE_F16 && dst->type != KQCL_TYPE_BF16)
-        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: dst is %s; want f32, f16 or bf16", call, kqcl_type_name(dst->type));
+    if (dst->type != KQCL_TYPE_F32 && dst->type != KQCL_TYPE_F16 && dst->type != KQCL_TYPE_BF16 &&
+        !(q8_0 && dst->type == KQCL_TYPE_Q8_0))
+        return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: dst is %s; want f32, f16 or bf16%s", call,
+                       kqcl_type_name(dst->type), q8_0 ? " or q8_0" : "");
     if (dst->buffer == NULL)
         return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: dst is placed over devices; want a whole tensor", call);
     return KQCL_OK;
@@ -449,7 +451,8 @@ KQCL_API kqcl_status kqcl_set_rows(kqcl_context *ctx, const kqcl_tensor *src, co
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s: ctx is NULL", call);
     kq_clear_error(ctx);
     kqcl_status st;
-    if ((st = check_operand(ctx, src, call, "src")) != KQCL_OK || (st = check_row_target(ctx, dst, call)) != KQCL_OK)
+    if ((st = check_operand(ctx, src, call, "src")) != KQCL_OK ||
+        (st = check_row_target(ctx, dst, true, call)) != KQCL_OK)
         return st;
     if ((st = same_device(ctx, src, dst, call)) != KQCL_OK)
         return st;
@@ -461,16 +464,17 @@ KQCL_API kqcl_status kqcl_set_rows(kqcl_context *ctx, const kqcl_tensor *src, co
     kq_events_reset(ctx);
     kq_variant v;
     cl_kernel k;
-    if ((st = kernel_for(ctx, dst, "set_rows_f32", &v, &k)) != KQCL_OK)
+    const bool q8_0 = dst->type == KQCL_TYPE_Q8_0; /* an item a block (set_rows_q8_0), else a value */
+    if ((st = kernel_for(ctx, dst, q8_0 ? "set_rows_q8_0" : "set_rows_f32", &v, &k)) != KQCL_OK)
         return st;
     int idx_device, idx64 = index_bytes == 8, dst_type = (int)dst->type;
     cl_mem idx = kq_buffer_mem(indices, &idx_device);
     cl_ulong idx_offset = offset / (size_t)index_bytes, rows = (cl_ulong)src->rows, cols = (cl_ulong)src->cols;
     cl_ulong y_rows = (cl_ulong)dst->rows;
-    cl_int err = kq_set_args(k, 9, sizeof(cl_mem), &src->buffer, sizeof(cl_mem), &idx, sizeof idx_offset, &idx_offset,
-                             sizeof idx64, &idx64, sizeof(cl_mem), &dst->buffer, sizeof rows, &rows, sizeof cols,
-                             &cols, sizeof y_rows, &y_rows, sizeof dst_type, &dst_type);
-    return launch_elements(ctx, dst, k, err, rows * cols, call);
+    cl_int err = kq_set_args(k, q8_0 ? 8 : 9, sizeof(cl_mem), &src->buffer, sizeof(cl_mem), &idx, sizeof idx_offset,
+                             &idx_offset, sizeof idx64, &idx64, sizeof(cl_mem), &dst->buffer, sizeof rows, &rows,
+                             sizeof cols, &cols, sizeof y_rows, &y_rows, sizeof dst_type, &dst_type);
+    return launch_elements(ctx, dst, k, err, q8_0 ? rows * (cols / 32) : rows * cols, call);
 }
 
 KQCL_API kqcl_status kqcl_rope_set_rows(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_buffer *positions,
@@ -483,7 +487,7 @@ KQCL_API kqcl_status kqcl_rope_set_rows(kqcl_context *ctx, const kqcl_tensor *x,
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s: ctx is NULL", call);
     kq_clear_error(ctx);
     kqcl_status st;
-    if ((st = check_operand(ctx, x, call, "x")) != KQCL_OK || (st = check_row_target(ctx, dst, call)) != KQCL_OK ||
+    if ((st = check_operand(ctx, x, call, "x")) != KQCL_OK || (st = check_row_target(ctx, dst, false, call)) != KQCL_OK ||
         (st = same_device(ctx, x, dst, call)) != KQCL_OK ||
         (st = check_rope_rows(ctx, x, positions, pos_offset, heads, params, call)) != KQCL_OK)
         return st;
@@ -509,7 +513,7 @@ static kqcl_status check_rope_job(kqcl_context *ctx, const kqcl_rope_job *j, con
         return st;
     if (j->indices == NULL ? (st = check_operand(ctx, j->dst, call, "a job's dst")) != KQCL_OK ||
                                  (st = same_shape(ctx, j->x, j->dst, call, "a job's dst is not of its x's shape")) != KQCL_OK
-                           : (st = check_row_target(ctx, j->dst, call)) != KQCL_OK)
+                           : (st = check_row_target(ctx, j->dst, false, call)) != KQCL_OK)
         return st;
     if ((st = same_device(ctx, j->x, j->dst, call)) != KQCL_OK)
         return st;
