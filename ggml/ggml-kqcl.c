@@ -1589,9 +1589,28 @@ static enum ggml_status kq_compute_mul_mat_glu(kq_backend *be, const struct ggml
     return kq_out_end(&o, ok, x, NULL);
 }
 
+/* The products from node `at` on that read the same X (the norm's result) and are each
+ * viewable in place, of any weight types (kqcl_norm_matmul_group takes runs of types: a Q4_K_M
+ * model's V may be q6_K), up to KQ_MAX_GROUP, no result over another's. */
+static int kq_norm_readers(const kq_device *d, const struct ggml_cgraph *g, int at)
+{
+    int n = 0;
+    while (at + n < g->n_nodes && n < KQ_MAX_GROUP) {
+        const struct ggml_tensor *t = g->nodes[at + n];
+        if (!kq_group_member(d, t, t) || t->src[1] != g->nodes[at]->src[1] ||
+            t->src[0]->ne[0] != g->nodes[at]->src[0]->ne[0])
+            break;
+        for (int j = 0; j < n; j++)
+            if (kq_bytes_overlap(t, g->nodes[at + j]))
+                return n;
+        n++;
+    }
+    return n;
+}
+
 /* [ADD,] RMS_NORM, MUL (a block's residual add and norm, as fused above), then the products of
- * the norm's result: gate, up and GLU (kq_fits_mul_mat_glu), or a group of 1..4 (Q, K and V;
- * the output): one kqcl_norm_matmul_glu or kqcl_norm_matmul_group, which in decode is one
+ * the norm's result: gate, up and GLU (kq_fits_mul_mat_glu), or 1..4 products (Q, K and V;
+ * the output; kq_norm_readers): one kqcl_norm_matmul_glu or kqcl_norm_matmul_group, which in decode is one
  * launch that writes the sum and the products' results and never the norm's. Taken where the
  * products are the norm's only readers and none of their results lies over what the launch
  * still reads (x, r, the sum, the norm's weight: other work-groups read them while one writes),
@@ -1607,9 +1626,7 @@ static int kq_fits_norm_products(const struct ggml_cgraph *g, int i)
     if (b == NULL || bs == NULL)
         return 0;
     const bool glu = kq_fits_mul_mat_glu(g, at) > 0;
-    int products = glu ? 3 : kq_fits_mul_mat_group(g, at), readers = glu ? 2 : products;
-    if (products == 0 && kq_group_member(b->dev, g->nodes[at], g->nodes[at]))
-        products = readers = 1;
+    int products = glu ? 3 : kq_norm_readers(b->dev, g, at), readers = glu ? 2 : products;
     const int last = at + products - 1;
     /* what the launch writes in place: the sum, and a GLU's result (a group's are aligned) */
     kq_buffer *bl = kq_buffer_of(g->nodes[last]);

@@ -282,22 +282,24 @@ static void norm_ref(const norm_case *c, double *xn)
     }
 }
 
-/* kqcl_norm_matmul_group of three weights of `type` (heights 37, 21, 21: off every work-group's
- * rows) with `alias` 0: no residual, 1: a residual into its own sum, 2: the residual into x (in
- * place); each output against float64 of the norm and the products in F32, and in Q8 bit for bit
- * against kqcl_add_rms_norm then kqcl_matmul_group (what that mode runs). Called twice in a row,
- * each time with a fresh sum: the work-groups' counter must be back at zero for the second. */
-static void check_norm_group(kqcl_type type, int n, int64_t k, int alias)
+/* kqcl_norm_matmul_group of three weights, Q and K of `type` and V of `v_type` (a Q4_K_M
+ * model's V may be q6_K: then two launches, the second normalising the sum again), heights 37,
+ * 21, 21 (off every work-group's rows), with `alias` 0: no residual, 1: a residual into its own
+ * sum, 2: the residual into x (in place); each output against float64 of the norm and the
+ * products (F32). Called twice in a row, each time with a fresh sum: the work-groups' counter
+ * must be back at zero for the second. */
+static void check_norm_group(kqcl_type type, kqcl_type v_type, int n, int64_t k, int alias)
 {
     static const int64_t heights[3] = {37, 21, 21};
+    const kqcl_type types[3] = {type, type, v_type};
     float *hx = random_values((size_t)n * k, 3.0f), *hr = random_values((size_t)n * k, 2.0f);
     float *hw = random_values((size_t)k, 1.5f);
     norm_case c = {n, k, hx, alias ? hr : NULL, hw};
     void *hwt[3];
     kqcl_tensor *w[3], *y[3];
     for (int i = 0; i < 3; i++) {
-        hwt[i] = tu_random_weights(type, heights[i], k);
-        w[i] = tu_tensor(type, heights[i], k, hwt[i]);
+        hwt[i] = tu_random_weights(types[i], heights[i], k);
+        w[i] = tu_tensor(types[i], heights[i], k, hwt[i]);
     }
     kqcl_tensor *nw = f32_tensor(1, k, hw), *r = f32_tensor(n, k, hr);
     double *xn = tu_malloc((size_t)n * k * sizeof *xn), *ref = tu_malloc((size_t)n * 37 * sizeof *ref);
@@ -312,10 +314,10 @@ static void check_norm_group(kqcl_type type, int n, int64_t k, int alias)
             y[i] = tu_poisoned_f32(n, heights[i]);
         TU_OK(kqcl_norm_matmul_group(tu_ctx, &norm, 3, (const kqcl_tensor *const *)w, x, y));
         for (int i = 0; i < 3; i++) {
-            tu_host_matmul_xd(type, hwt[i], xn, heights[i], k, n, ref, mag);
+            tu_host_matmul_xd(types[i], hwt[i], xn, heights[i], k, n, ref, mag);
             float *got = tu_read_f32(y[i]);
-            snprintf(what, sizeof what, "norm_matmul_group %s n %d k %lld alias %d call %d, output %d",
-                     kqcl_type_name(type), n, (long long)k, alias, call, i);
+            snprintf(what, sizeof what, "norm_matmul_group %s (V %s) n %d k %lld alias %d call %d, output %d",
+                     kqcl_type_name(type), kqcl_type_name(v_type), n, (long long)k, alias, call, i);
             tu_assert_close(got, ref, mag, (size_t)n * heights[i], what);
             free(got);
             kqcl_tensor_destroy(y[i]);
@@ -375,11 +377,13 @@ START_TEST(norm_matmul_group_against_float64)
     TU_OK(kqcl_context_set_precision(tu_ctx, KQCL_PRECISION_F32));
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
         for (int alias = 0; alias <= 2; alias++) {
-            check_norm_group(types[t], 1, 512, alias);
-            check_norm_group(types[t], 3, 512, alias);
+            check_norm_group(types[t], types[t], 1, 512, alias);
+            check_norm_group(types[t], types[t], 3, 512, alias);
         }
-    check_norm_group(KQCL_TYPE_F16, 2, 100, 2);  /* rows not a multiple of 32: two launches */
-    check_norm_group(KQCL_TYPE_Q4_1, 12, 576, 1); /* a prefill's n: two launches */
+    for (int alias = 0; alias <= 2; alias++) /* Q and K q4_K, V q6_K: a launch each run */
+        check_norm_group(KQCL_TYPE_Q4_K, KQCL_TYPE_Q6_K, 2, 512, alias);
+    check_norm_group(KQCL_TYPE_F16, KQCL_TYPE_F16, 2, 100, 2);    /* rows not a multiple of 32: two launches */
+    check_norm_group(KQCL_TYPE_Q4_1, KQCL_TYPE_Q4_1, 12, 576, 1); /* a prefill's n: two launches */
     TU_OK(kqcl_context_set_precision(tu_ctx, KQCL_PRECISION_Q8));
     check_norm_as_two_calls(KQCL_TYPE_Q4_K, 2, 512, 0);
     check_norm_as_two_calls(KQCL_TYPE_Q4_1, 1, 576, 1);

@@ -154,6 +154,56 @@ static kqcl_status norm_into_scratch(kqcl_context *ctx, const kqcl_norm_prologue
     return st == KQCL_OK ? kq_norm_launch(ctx, norm, x, xn, call) : st;
 }
 
+/* A normed group's runs: up to four consecutive weights of one type, a launch each. The first
+ * run's launch adds the residual and writes sum; a later run normalises again what is then x + r
+ * (sum), or x, with no residual, so sum may have been x itself. */
+static int norm_run(const kqcl_tensor *const *w, int i, int count)
+{
+    int j = i + 1;
+    while (j < count && j - i < 4 && w[j]->type == w[i]->type)
+        j++;
+    return j - i;
+}
+
+static void later_run_norm(const kqcl_norm_prologue *norm, const kqcl_tensor *x, kqcl_norm_prologue *later,
+                           const kqcl_tensor **later_x)
+{
+    *later = (kqcl_norm_prologue){.w = norm->w, .eps = norm->eps};
+    *later_x = norm->r ? norm->sum : x;
+}
+
+/* Whether every run takes matvec.cl's NORM form (asked before any launch: a run left to the
+ * two-launch form after an earlier one wrote sum over x would add r twice). */
+static bool norm_runs_fuse(kqcl_context *ctx, const kqcl_norm_prologue *norm, int count, const kqcl_tensor *const *w,
+                           const kqcl_tensor *x)
+{
+    kq_device *dev = kq_tensor_device(x);
+    kqcl_norm_prologue later;
+    const kqcl_tensor *later_x;
+    later_run_norm(norm, x, &later, &later_x);
+    for (int i = 0, run; i < count; i += run) {
+        run = norm_run(w, i, count);
+        if (!kq_norm_fuses(ctx, dev, i == 0 ? norm : &later, 0, run, w + i, i == 0 ? x : later_x))
+            return false;
+    }
+    return true;
+}
+
+static kqcl_status launch_norm_runs(kqcl_context *ctx, const kqcl_norm_prologue *norm, int count,
+                                    const kqcl_tensor *const *w, const kqcl_tensor *x, kqcl_tensor *const *y)
+{
+    kq_device *dev = kq_tensor_device(x);
+    kqcl_norm_prologue later;
+    const kqcl_tensor *later_x;
+    later_run_norm(norm, x, &later, &later_x);
+    kqcl_status st = KQCL_OK;
+    for (int i = 0, run; i < count && st == KQCL_OK; i += run) {
+        run = norm_run(w, i, count);
+        st = kq_norm_matmul_fused(ctx, dev, i == 0 ? norm : &later, 0, run, w + i, i == 0 ? x : later_x, y + i);
+    }
+    return st;
+}
+
 KQCL_API kqcl_status kqcl_norm_matmul_group(kqcl_context *ctx, const kqcl_norm_prologue *norm, int count,
                                             const kqcl_tensor *const *w, const kqcl_tensor *x,
                                             kqcl_tensor *const *y)
@@ -166,8 +216,8 @@ KQCL_API kqcl_status kqcl_norm_matmul_group(kqcl_context *ctx, const kqcl_norm_p
     if (st != KQCL_OK || (st = check_norm_outputs(ctx, norm, count, w, x, y, call)) != KQCL_OK)
         return st;
     kq_events_reset(ctx);
-    if ((st = kq_norm_matmul_fused(ctx, kq_tensor_device(x), norm, 0, count, w, x, y)) != KQCL_ERR_UNSUPPORTED)
-        return st;
+    if (norm_runs_fuse(ctx, norm, count, w, x))
+        return launch_norm_runs(ctx, norm, count, w, x, y);
     kqcl_tensor xn;
     return (st = norm_into_scratch(ctx, norm, x, &xn, call)) == KQCL_OK ? launch_group(ctx, count, w, &xn, y) : st;
 }
@@ -187,8 +237,8 @@ KQCL_API kqcl_status kqcl_norm_matmul_glu(kqcl_context *ctx, const kqcl_norm_pro
         return st;
     kq_events_reset(ctx);
     kq_device *dev = kq_tensor_device(x);
-    if ((st = kq_norm_matmul_fused(ctx, dev, norm, (int)op + 1, 2, w, x, &y)) != KQCL_ERR_UNSUPPORTED)
-        return st;
+    if (kq_norm_fuses(ctx, dev, norm, (int)op + 1, 2, w, x))
+        return kq_norm_matmul_fused(ctx, dev, norm, (int)op + 1, 2, w, x, &y);
     kqcl_tensor xn;
     return (st = norm_into_scratch(ctx, norm, x, &xn, call)) == KQCL_OK
                ? kq_matmul_glu_launch(ctx, dev, op, w_gate, w_up, &xn, y)

@@ -495,8 +495,8 @@ kqcl_status kq_matmul_glu_launch(kqcl_context *ctx, kq_device *dev, kqcl_glu_op 
 
 /* Whether matvec.cl's NORM form serves: a weighted norm, f32 X of at most 8 rows a multiple of
  * 32 wide, the F32 mode, 1..4 weights of one type (or GLU's pair), matvec_form_serves. */
-static bool norm_fuses(kqcl_context *ctx, const kq_device *dev, const kqcl_norm_prologue *norm, int glu, int count,
-                       const kqcl_tensor *const *w, const kqcl_tensor *x)
+bool kq_norm_fuses(kqcl_context *ctx, const kq_device *dev, const kqcl_norm_prologue *norm, int glu, int count,
+                   const kqcl_tensor *const *w, const kqcl_tensor *x)
 {
     if (norm->w == NULL || x->type != KQCL_TYPE_F32 || x->rows > KQ_MATVEC_MAX_N || x->cols % 32 != 0 ||
         count > KQ_GROUP_SLOTS)
@@ -515,8 +515,6 @@ static bool norm_fuses(kqcl_context *ctx, const kq_device *dev, const kqcl_norm_
 kqcl_status kq_norm_matmul_fused(kqcl_context *ctx, kq_device *dev, const kqcl_norm_prologue *norm, int glu,
                                  int count, const kqcl_tensor *const *w, const kqcl_tensor *x, kqcl_tensor *const *y)
 {
-    if (!norm_fuses(ctx, dev, norm, glu, count, w, x))
-        return KQCL_ERR_UNSUPPORTED;
     return launch_decode_slots(ctx, dev, &kq_matvec_family, "matvec", KQCL_PRECISION_F32, glu, norm, count, w, x,
                                x->buffer, y);
 }

@@ -50,9 +50,11 @@ kqcl_status kq_check_norm_prologue(kqcl_context *ctx, const kqcl_norm_prologue *
                                    const char *call);
 kqcl_status kq_norm_launch(kqcl_context *ctx, const kqcl_norm_prologue *norm, const kqcl_tensor *x, kqcl_tensor *xn,
                            const char *call);
-/* matmul.c: the products of the normalised X in one launch (matvec.cl's NORM form), `glu` 0 for
- * a group of up to four weights of one type, op + 1 for kqcl_matmul_glu's pair (w[0] the gate,
- * one output y[0]). KQCL_ERR_UNSUPPORTED, nothing enqueued, where that form does not apply. */
+/* matmul.c: whether the products of the normalised X take one launch (matvec.cl's NORM form):
+ * `glu` 0 for a group of up to four weights of one type, op + 1 for kqcl_matmul_glu's pair (w[0]
+ * the gate, one output y[0]); and that launch. */
+bool kq_norm_fuses(kqcl_context *ctx, const kq_device *dev, const kqcl_norm_prologue *norm, int glu, int count,
+                   const kqcl_tensor *const *w, const kqcl_tensor *x);
 kqcl_status kq_norm_matmul_fused(kqcl_context *ctx, kq_device *dev, const kqcl_norm_prologue *norm, int glu,
                                  int count, const kqcl_tensor *const *w, const kqcl_tensor *x, kqcl_tensor *const *y);
 
