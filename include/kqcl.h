@@ -623,9 +623,11 @@ typedef struct kqcl_norm_prologue {
 /* y[i] = X' . w[i]^T for i < count (1..16), X' the normalised x of `norm` (above): a
  * transformer block's residual add, its norm and its Q, K and V, or the final norm and the
  * output, in one call. In decode (X of at most 8 rows whose width is a multiple of 32) in the
- * F32 mode, with the weights 1..4 of one type that NVIDIA's tensor cores would not take, one
- * launch: every work-group of the product normalises X itself into local memory, and the one
- * that reads x and r last writes sum, so X' never goes to memory and the norm costs no launch.
+ * F32 mode, with 1..4 weights of one type that NVIDIA's tensor cores would not take, one launch
+ * a run of one type: every work-group of the product normalises X itself into local memory, and
+ * the one that reads x and r last writes sum, so X' never goes to memory and the norm costs no
+ * launch. As every work-group reads X, this form is kept to where those reads stay under 8 MiB
+ * (a small model's widths; at Llama-3-8B's they would cost what the launch saves).
  * Elsewhere kqcl_add_rms_norm (or kqcl_rms_norm) into a scratch X', then kqcl_matmul_group. The
  * products are kqcl_matmul's sums of X'; X' is the norm's within its stated error (the one-launch
  * form sums the squares in another order). All tensors whole on one device (else

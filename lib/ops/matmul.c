@@ -444,15 +444,14 @@ kqcl_status kq_matmul_unfused(kqcl_context *ctx, const kqcl_tensor *w, const kqc
 /* Whether matvec.cl's form of shape s (its glu and norm) serves where the tensor cores would
  * not take the product (their decode kernel has neither form): a variant that fits the device,
  * the work-group kernel for NORM, and for GLU doubled sums a lane within the kernel's 16. */
-static bool matvec_form_serves(const kq_device *dev, const kq_shape *s)
+static bool matvec_form_serves(const kq_device *dev, const kq_shape *s, kq_variant *v)
 {
     kq_shape plain = *s;
     plain.glu = plain.norm = plain.group = 0;
-    kq_variant v;
-    if (kq_pick_variant(NULL, dev, &kq_mma_decode_family, &plain, 0, &v) == KQCL_OK ||
-        kq_pick_variant(NULL, dev, &kq_matvec_family, s, 0, &v) != KQCL_OK)
+    if (kq_pick_variant(NULL, dev, &kq_mma_decode_family, &plain, 0, v) == KQCL_OK ||
+        kq_pick_variant(NULL, dev, &kq_matvec_family, s, 0, v) != KQCL_OK)
         return false;
-    return (!s->norm || !v.cpu) && (!s->glu || 2 * kq_variant_value(&v, KQCL_PARAM_MATVEC_ROWS_PER_THREAD) <= 16);
+    return (!s->norm || !v->cpu) && (!s->glu || 2 * kq_variant_value(v, KQCL_PARAM_MATVEC_ROWS_PER_THREAD) <= 16);
 }
 
 /* Whether matvec.cl's GLU form serves: decode in an F32, F16 or BF16 mode, both weights of one
@@ -464,7 +463,8 @@ static bool glu_fuses(const kq_device *dev, const kqcl_tensor *wg, const kqcl_te
         return false;
     kq_shape s = shape_of(wg, x, mode);
     s.glu = 1;
-    return matvec_form_serves(dev, &s);
+    kq_variant v;
+    return matvec_form_serves(dev, &s, &v);
 }
 
 kqcl_status kq_matmul_glu_launch(kqcl_context *ctx, kq_device *dev, kqcl_glu_op op, const kqcl_tensor *w_gate,
@@ -493,23 +493,40 @@ kqcl_status kq_matmul_glu_launch(kqcl_context *ctx, kq_device *dev, kqcl_glu_op 
 
 /* ---- the norm before the products (kqcl_norm_matmul_group, kqcl_norm_matmul_glu) ----------- */
 
+/* Every work-group of the NORM form reads x, r and the norm's weight (3 n k floats) before its
+ * rows: on a small model's rows that is a few hundred KiB from cache, far less than the launch it
+ * saves (a few microseconds), but at Llama-3-8B's widths (768 work-groups for Q, K and V, 48 KiB
+ * each) it is some 37 MiB, about what the separate norm launch costs. Above this the norm keeps
+ * its own launch (an estimate, not yet measured on a GPU: doc/perf.md run 29). */
+#define KQ_NORM_STAGING_MAX ((size_t)8 << 20)
+
 /* Whether matvec.cl's NORM form serves: a weighted norm, f32 X of at most 8 rows a multiple of
- * 32 wide, the F32 mode, 1..4 weights of one type (or GLU's pair), matvec_form_serves. */
+ * 32 wide, the F32 mode, 1..4 weights of one type (or GLU's pair), matvec_form_serves, and the
+ * work-groups' reads of X within KQ_NORM_STAGING_MAX. */
 bool kq_norm_fuses(kqcl_context *ctx, const kq_device *dev, const kqcl_norm_prologue *norm, int glu, int count,
                    const kqcl_tensor *const *w, const kqcl_tensor *x)
 {
     if (norm->w == NULL || x->type != KQCL_TYPE_F32 || x->rows > KQ_MATVEC_MAX_N || x->cols % 32 != 0 ||
         count > KQ_GROUP_SLOTS)
         return false;
-    for (int i = 1; i < count; i++)
+    int64_t rows = 0;
+    for (int i = 0; i < count; i++) {
         if (w[i]->type != w[0]->type)
             return false;
+        rows += w[i]->rows;
+    }
     kqcl_precision mode = kq_precision_resolve(ctx->precision, dev, w[0]->type, true);
     kq_shape s = shape_of(w[0], x, mode);
     s.group = glu ? 1 : KQ_GROUP_SLOTS;
     s.glu = glu;
     s.norm = 1;
-    return mode == KQCL_PRECISION_F32 && matvec_form_serves(dev, &s);
+    kq_variant v;
+    if (mode != KQCL_PRECISION_F32 || !matvec_form_serves(dev, &s, &v))
+        return false;
+    int64_t rows_per_wg = (int64_t)kq_variant_value(&v, KQCL_PARAM_MATVEC_ROW_GROUPS) *
+                          kq_variant_value(&v, KQCL_PARAM_MATVEC_ROWS_PER_THREAD);
+    size_t wgs = (size_t)((glu ? w[0]->rows : rows) + count * rows_per_wg) / (size_t)rows_per_wg;
+    return wgs * 3 * (size_t)x->rows * (size_t)x->cols * sizeof(float) <= KQ_NORM_STAGING_MAX;
 }
 
 kqcl_status kq_norm_matmul_fused(kqcl_context *ctx, kq_device *dev, const kqcl_norm_prologue *norm, int glu,
