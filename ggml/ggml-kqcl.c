@@ -19,17 +19,19 @@
  *   - ops from a table (kq_ops below), each a pair: does the device take this node, and compute
  *     it. MUL_MAT for every weight type kqcl computes, GET_ROWS (an embedding lookup) for every
  *     type kqcl knows, SET_ROWS into f32/f16/bf16, and q8_0 from f32 rows in one batch (writing
- *     the KV cache, so that it may live on the device; -ctk/-ctv q8_0); a layer's element-wise and row-wise ops on contiguous f32 tensors (ADD, SUB,
- *     MUL, DIV with the broadcasts kqcl_binary takes, SCALE, UNARY SILU/GELU/RELU, GLU
- *     SWIGLU/GEGLU in their two-tensor form, RMS_NORM, SOFT_MAX with a causal mask, ROPE in
- *     the normal and NeoX modes, FLASH_ATTN_EXT over an f16, f32 or q8_0 cache); CPY/DUP/CONT between
- *     f32, f16 and bf16 where both sides are contiguous; NONE and the view ops cost nothing;
+ *     the KV cache, so that it may live on the device; -ctk/-ctv q8_0); a layer's element-wise
+ *     and row-wise ops on contiguous f32 tensors (ADD, SUB, MUL, DIV with the broadcasts
+ *     kqcl_binary takes, SCALE, UNARY SILU/GELU/RELU, GLU SWIGLU/GEGLU in their two-tensor form,
+ *     RMS_NORM, SOFT_MAX with a causal mask, ROPE in the normal and NeoX modes, FLASH_ATTN_EXT
+ *     over an f16, f32 or q8_0 cache); CPY/DUP/CONT between f32, f16 and bf16 where both sides
+ *     are contiguous; NONE and the view ops cost nothing;
  *   - fusions from a second table (kq_fusions): a run of nodes computed as one kqcl call where
  *     ggml_can_fuse allows (RMS_NORM then MUL by its weight: one kqcl_rms_norm; the residual ADD
  *     before them too: one kqcl_add_rms_norm; MUL_MATs of one X: one kqcl_matmul_group, with
  *     their GLU after them: one kqcl_matmul_glu; a norm and the products that alone read it:
- *     one kqcl_norm_matmul_group or _glu; a key's ROPE and SET_ROWS: one kqcl_rope_set_rows), graph_optimize, which moves the products of one X side by side before
- *     the graph is allocated, and held jobs: a step's RoPE and cache writes held back and
+ *     one kqcl_norm_matmul_group or _glu; a key's ROPE and SET_ROWS: one kqcl_rope_set_rows),
+ *     graph_optimize, which moves the products of one X side by side before the graph is
+ *     allocated, and held jobs: a step's RoPE and cache writes held back and
  *     launched together (kqcl_rope_jobs). KQCL_GGML_FUSION=0 turns all three off;
  *     KQCL_GGML_PROFILE=1 tells, when the backend is freed, a graph's host enqueue time beside
  *     its time to the device's end.
@@ -1610,8 +1612,8 @@ static int kq_norm_readers(const kq_device *d, const struct ggml_cgraph *g, int 
 
 /* [ADD,] RMS_NORM, MUL (a block's residual add and norm, as fused above), then the products of
  * the norm's result: gate, up and GLU (kq_fits_mul_mat_glu), or 1..4 products (Q, K and V;
- * the output; kq_norm_readers): one kqcl_norm_matmul_glu or kqcl_norm_matmul_group, which in decode is one
- * launch that writes the sum and the products' results and never the norm's. Taken where the
+ * the output; kq_norm_readers): one kqcl_norm_matmul_glu or kqcl_norm_matmul_group, which in
+ * decode is one launch that writes the sum and the products' results and never the norm's. Taken where the
  * products are the norm's only readers and none of their results lies over what the launch
  * still reads (x, r, the sum, the norm's weight: other work-groups read them while one writes),
  * with the sum aligned in place. */
@@ -1654,15 +1656,13 @@ static enum ggml_status kq_compute_norm_products(kq_backend *be, const struct gg
     memcpy(&p.eps, norm->op_params, sizeof p.eps);
     kqcl_tensor *x = kq_rows_of(d, add ? sum_node->src[0] : norm->src[0], KQ_SCRATCH_X);
     kqcl_tensor *w[KQ_MAX_GROUP] = {NULL}, *y[KQ_MAX_GROUP] = {NULL};
-    kq_out sum = {0};
     bool ok = x != NULL && p.w != NULL;
-    if (ok && add) {
+    if (ok && add) { /* the sum in place (kq_fits_norm_products: aligned) */
         kq_buffer *bs = kq_buffer_of(sum_node);
         ok = (p.r = kq_rows_of(d, sum_node->src[1], KQ_SCRATCH_V)) != NULL &&
              kq_ok(kqcl_tensor_view(bs->mem, kq_offset(bs, sum_node), KQCL_TYPE_F32, ggml_nrows(sum_node),
-                                    sum_node->ne[0], &sum.t),
+                                    sum_node->ne[0], &p.sum),
                    "tensor view");
-        p.sum = sum.t;
     }
     if (ok && glu) {
         const struct ggml_tensor *out = g->nodes[i + nodes - 1], *gate, *up;
@@ -1680,7 +1680,7 @@ static enum ggml_status kq_compute_norm_products(kq_backend *be, const struct gg
     }
     for (int j = 0; j < KQ_MAX_GROUP; j++)
         kqcl_tensor_destroy(w[j]), kqcl_tensor_destroy(y[j]);
-    kqcl_tensor_destroy((kqcl_tensor *)p.w), kqcl_tensor_destroy((kqcl_tensor *)p.r), kqcl_tensor_destroy(sum.t);
+    kqcl_tensor_destroy((kqcl_tensor *)p.w), kqcl_tensor_destroy((kqcl_tensor *)p.r), kqcl_tensor_destroy(p.sum);
     kqcl_tensor_destroy(x);
     if (!ok)
         kq_log("%s: norm and %d products from %s failed", d->name, products, g->nodes[i]->name);

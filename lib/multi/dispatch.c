@@ -139,8 +139,8 @@ static kqcl_status check_norm_outputs(kqcl_context *ctx, const kqcl_norm_prologu
         if (t == norm->r || t == norm->sum || t == norm->w)
             return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: output %d is an operand of the norm", call, i);
         if (!kq_on_one_device(w[i], x, t))
-            return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: the weights, x and the outputs must be whole tensors on one device",
-                           call);
+            return kq_fail(ctx, KQCL_ERR_UNSUPPORTED,
+                           "%s: the weights, x and the outputs must be whole tensors on one device", call);
     }
     return KQCL_OK;
 }

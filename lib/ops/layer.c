@@ -487,7 +487,8 @@ KQCL_API kqcl_status kqcl_rope_set_rows(kqcl_context *ctx, const kqcl_tensor *x,
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s: ctx is NULL", call);
     kq_clear_error(ctx);
     kqcl_status st;
-    if ((st = check_operand(ctx, x, call, "x")) != KQCL_OK || (st = check_row_target(ctx, dst, false, call)) != KQCL_OK ||
+    if ((st = check_operand(ctx, x, call, "x")) != KQCL_OK ||
+        (st = check_row_target(ctx, dst, false, call)) != KQCL_OK ||
         (st = same_device(ctx, x, dst, call)) != KQCL_OK ||
         (st = check_rope_rows(ctx, x, positions, pos_offset, heads, params, call)) != KQCL_OK)
         return st;

@@ -313,9 +313,10 @@ static kqcl_status launch_decode(kqcl_context *ctx, kq_device *dev, const kq_fam
                                  cl_mem xbuf, kqcl_tensor *const *y)
 {
     kqcl_status st = KQCL_OK;
-    for (int i = 0; i < count && st == KQCL_OK; i += KQ_GROUP_SLOTS)
-        st = launch_decode_slots(ctx, dev, f, name, mode, 0, NULL, count - i < KQ_GROUP_SLOTS ? count - i : KQ_GROUP_SLOTS,
-                                 w + i, x, xbuf, y + i);
+    for (int i = 0; i < count && st == KQCL_OK; i += KQ_GROUP_SLOTS) {
+        int slots = count - i < KQ_GROUP_SLOTS ? count - i : KQ_GROUP_SLOTS;
+        st = launch_decode_slots(ctx, dev, f, name, mode, 0, NULL, slots, w + i, x, xbuf, y + i);
+    }
     return st;
 }
 
