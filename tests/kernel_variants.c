@@ -182,11 +182,15 @@ static void other_variants(const profile *p, kq_device *dev)
     kq_shape s = {0};
     every_fitting(p, dev, &kq_bench_family, &s);
     every_fitting(p, dev, &kq_elementwise_family, &s);
-    static const int64_t head_sizes[] = {40, 64, 128, 256}; /* dv: 40 leaves a partial 16 on CPUs */
-    for (int t = 0; t < 2; t++)
+    /* the cache f16, f32 or q8_0 (whose rows are whole blocks of 32); dv 40 leaves a partial 16
+     * on CPUs */
+    static const kqcl_type caches[] = {KQCL_TYPE_F16, KQCL_TYPE_F32, KQCL_TYPE_Q8_0};
+    static const int64_t head_sizes[] = {40, 64, 128, 256};
+    for (size_t t = 0; t < sizeof caches / sizeof caches[0]; t++)
         for (size_t h = 0; h < sizeof head_sizes / sizeof head_sizes[0]; h++) {
-            kq_shape a = {.wtype = t ? KQCL_TYPE_F32 : KQCL_TYPE_F16, .k = head_sizes[h]};
-            every_fitting(p, dev, &kq_attention_family, &a);
+            kq_shape a = {.wtype = caches[t], .k = head_sizes[h]};
+            if (head_sizes[h] % kqcl_block_size(caches[t]) == 0)
+                every_fitting(p, dev, &kq_attention_family, &a);
         }
 }
 
