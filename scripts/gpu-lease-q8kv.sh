@@ -1,0 +1,22 @@
+#!/bin/bash
+# gpu-lease-q8kv.sh -- a call after gpu-lease-probe.sh on the same warm machine (build-model/part01
+# carried), for doc/reliability.md issue 20 row 4: SmolLM2 with a q8_0 KV cache in four streams
+# dies on NVIDIA inside clEnqueueNDRangeKernel. Runs the failing case and its neighbours with
+# scripts/subbuf-overlap-shim.c (a launch given two sub-buffers of one buffer overlapping in
+# part) and scripts/segv-trace.c (the stack of the crash) preloaded, and kqcl's build logs
+# printed, so that the next lease sees what the driver was handed.
+set -u
+. scripts/gpu-lease-lib.sh
+lease_second_call || exit 1
+ocl=$(ldconfig -p | awk '/libOpenCL\.so\.1 / { print $NF; exit }')
+cc -O1 -shared -fPIC -o /tmp/ovl.so scripts/subbuf-overlap-shim.c -ldl || exit 1
+pre="/tmp/ovl.so $PWD/build-gpu/segv-trace.so $ocl"
+ppl() { local name=$1; shift
+  LD_PRELOAD="$pre" timeout 60 "$B/llama-perplexity" -m $M -f $T -c 512 --chunks 5 -fa on -ngl 99 -dev KQCL0 "$@" \
+    > $OUT/ppl-$name.log 2>&1
+  echo "ppl $name rc=$? $(grep -o 'Final estimate.*' $OUT/ppl-$name.log)"
+  grep -E "^ovl:|warning|segv-trace" $OUT/ppl-$name.log | sort | uniq -c | head -12; }
+ppl q8-streams -ctk q8_0 -ctv q8_0
+ppl q8-unified -ctk q8_0 -ctv q8_0 -kvu
+ppl q8k-f16v -ctk q8_0 -ctv f16
+ppl f16-streams
