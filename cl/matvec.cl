@@ -325,15 +325,13 @@ __kernel __attribute__((reqd_work_group_size(WG_SIZE, 1, 1)))
 void matvec(MATVEC_ARGS)
 {
     __local float partial[ROWS * NCOLS][WG_SIZE];
-#if NORM
+#if NORM /* X alone: before the work-group picks its weight */
     __local int last;
+    stage_norm(x, res, nw, has_res, eps, k, xs, partial[0]);
+    if (has_res)
+        store_sum_last(x, res, sum, arrivals, k, &last);
 #endif
     GROUP_PICK_SLOT;
-#if NORM
-    stage_norm((const __global float *)x, res, nw, has_res, eps, k, xs, partial[0]);
-    if (has_res)
-        store_sum_last((const __global float *)x, res, sum, arrivals, k, &last);
-#endif
     int lid = get_local_id(0);
     int lane = lid % THREADS_PER_ROW;
     int row0 = wg_row * ROWS_PER_WG + (lid / THREADS_PER_ROW) * ROWS_PER_THREAD;

@@ -100,8 +100,6 @@ struct kq_family_desc {
 
 /* The families. */
 extern const kq_family_desc kq_matvec_family;     /* matvec.cl: decode, n <= 8 */
-/* Local memory of matvec.cl's NORM form for X's normalised n x k values (its padded layout). */
-size_t kq_norm_x_bytes(int64_t n, int64_t k);
 extern const kq_family_desc kq_tiled_family;      /* matmul.cl: prefill */
 extern const kq_family_desc kq_mma_decode_family; /* mma.cl: NVIDIA tensor cores, decode */
 extern const kq_family_desc kq_mma_prefill_family; /* mma.cl: NVIDIA tensor cores, prefill */
@@ -114,6 +112,9 @@ extern const kq_family_desc kq_elementwise_family; /* elementwise.cl: a layer's 
 extern const kq_family_desc kq_attention_family;   /* attention.cl: attention over a KV cache */
 /* The collectives' parameters: a set of tunables with no kernel (collective.c reads them). */
 extern const kq_family_desc kq_collective_params;
+
+/* Local memory of matvec.cl's NORM form for X's normalised n x k values (its padded layout). */
+size_t kq_norm_x_bytes(int64_t n, int64_t k);
 
 /* Every descriptor with tunables, for the parameter calls. */
 extern const kq_family_desc *const kq_param_families[];

@@ -241,6 +241,20 @@ KQCL_API kqcl_status kqcl_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, cons
     return launch_rms_norm(ctx, x, NULL, w, eps, NULL, y, call);
 }
 
+/* The residual r and where x + r goes (sum): f32, whole, on x's device, of x's shape. */
+static kqcl_status check_residual(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *r,
+                                  const kqcl_tensor *sum, const char *call)
+{
+    kqcl_status st;
+    if ((st = check_operand(ctx, r, call, "r")) != KQCL_OK || (st = same_device(ctx, x, r, call)) != KQCL_OK ||
+        (st = check_operand(ctx, sum, call, "sum")) != KQCL_OK || (st = same_device(ctx, x, sum, call)) != KQCL_OK)
+        return st;
+    if ((st = same_shape(ctx, x, r, call, "r's shape is not x's")) != KQCL_OK ||
+        (st = same_shape(ctx, x, sum, call, "sum's shape is not x's")) != KQCL_OK)
+        return st;
+    return KQCL_OK;
+}
+
 KQCL_API kqcl_status kqcl_add_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_tensor *r,
                                        const kqcl_tensor *w, float eps, kqcl_tensor *sum, kqcl_tensor *y)
 {
@@ -248,11 +262,7 @@ KQCL_API kqcl_status kqcl_add_rms_norm(kqcl_context *ctx, const kqcl_tensor *x, 
     kqcl_status st = begin(ctx, x, y, call);
     if (st != KQCL_OK || (st = check_eps(ctx, eps, call)) != KQCL_OK)
         return st;
-    if ((st = check_operand(ctx, r, call, "r")) != KQCL_OK || (st = same_device(ctx, x, r, call)) != KQCL_OK ||
-        (st = check_operand(ctx, sum, call, "sum")) != KQCL_OK || (st = same_device(ctx, x, sum, call)) != KQCL_OK)
-        return st;
-    if ((st = same_shape(ctx, x, r, call, "r's shape is not x's")) != KQCL_OK ||
-        (st = same_shape(ctx, x, sum, call, "sum's shape is not x's")) != KQCL_OK)
+    if ((st = check_residual(ctx, x, r, sum, call)) != KQCL_OK)
         return st;
     if (w != NULL && ((st = check_norm_weight(ctx, x, w, y, call)) != KQCL_OK ||
                       (w == sum && (st = kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: sum is w", call)) != KQCL_OK)))
@@ -271,12 +281,7 @@ kqcl_status kq_check_norm_prologue(kqcl_context *ctx, const kqcl_norm_prologue *
     if ((norm->r == NULL) != (norm->sum == NULL))
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: the norm's r and sum come together (r %s, sum %s)", call,
                        norm->r ? "given" : "NULL", norm->sum ? "given" : "NULL");
-    if (norm->r != NULL &&
-        ((st = check_operand(ctx, norm->r, call, "r")) != KQCL_OK || (st = same_device(ctx, x, norm->r, call)) != KQCL_OK ||
-         (st = check_operand(ctx, norm->sum, call, "sum")) != KQCL_OK ||
-         (st = same_device(ctx, x, norm->sum, call)) != KQCL_OK ||
-         (st = same_shape(ctx, x, norm->r, call, "r's shape is not x's")) != KQCL_OK ||
-         (st = same_shape(ctx, x, norm->sum, call, "sum's shape is not x's")) != KQCL_OK))
+    if (norm->r != NULL && (st = check_residual(ctx, x, norm->r, norm->sum, call)) != KQCL_OK)
         return st;
     return norm->w != NULL ? check_norm_weight(ctx, x, norm->w, norm->sum, call) : KQCL_OK;
 }
