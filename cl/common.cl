@@ -39,8 +39,10 @@
  * CPU it runs on), so the warning says nothing here and is switched off -- it alone: PoCL prints
  * a compiler's warnings to the user's terminal, and the offline x86-64 compile of `make
  * check-kernels` fails on any warning. */
-#ifdef __clang__
+#if defined(__clang__) && defined(__has_warning)
+#if __has_warning("-Wpsabi") /* NVIDIA's compiler (580) does not know it, and warns of that */
 #pragma clang diagnostic ignored "-Wpsabi"
+#endif
 #endif
 
 /* Conversions must round exactly as the host codec does: no a*b+c fused into one rounding. */

@@ -34,7 +34,8 @@
  *     allocated, and held jobs: a step's RoPE and cache writes held back and
  *     launched together (kqcl_rope_jobs). KQCL_GGML_FUSION=0 turns all three off;
  *     KQCL_GGML_PROFILE=1 tells, when the backend is freed, a graph's host enqueue time beside
- *     its time to the device's end.
+ *     its time to the device's end; KQCL_GGML_PROFILE=ops also each kind of step's host and
+ *     device time (kq_profile).
  *
  * kqcl's calls on one context are serialised by the caller (kqcl.h): every call here holds
  * kq_lock. Products are queued on the device (kqcl_matmul is asynchronous); a buffer read
@@ -92,6 +93,8 @@ typedef struct kq_buffer {
     char *base;               /* aligned, inside it */
 } kq_buffer;
 
+#define KQ_PROFILE_KINDS 32
+
 /* KQCL_GGML_PROFILE=1: where a graph's time goes, told on stderr when the backend is freed. The
  * host's time to enqueue a graph, and to its end on the device (a finish after each graph, which
  * llama.cpp's decode waits for anyway to read the logits): when enqueuing takes about as long as
@@ -99,6 +102,15 @@ typedef struct kq_buffer {
 typedef struct kq_profile {
     long graphs, nodes;
     double enqueue_us, total_us;
+    /* KQCL_GGML_PROFILE=ops: each kind of step (an op, or a fusion by its name) with its calls,
+     * the host's time in them and the device's time of the kernels they launched (the queue
+     * timed: kqcl_context_set_timing, so the host's figures include the events' cost). */
+    int kinds;
+    struct kq_profile_kind {
+        const char *name;
+        long calls;
+        double host_us, device_us;
+    } kind[KQ_PROFILE_KINDS];
 } kq_profile;
 
 /* A step's RoPE and cache writes held back to be one kqcl_rope_jobs launch ("held jobs"). */
@@ -109,6 +121,7 @@ typedef struct kq_jobs {
     const struct ggml_tensor *pos; /* the positions of the turned jobs (none held: NULL) */
     kqcl_rope_params params;
     int64_t positions;             /* positions every job covers */
+    unsigned long holds;           /* jobs ever held (KQCL_GGML_PROFILE=ops tells a holding step by it) */
 } kq_jobs;
 
 typedef struct kq_backend {
@@ -122,6 +135,46 @@ static pthread_once_t kq_once = PTHREAD_ONCE_INIT;
 static kqcl_context *kq_ctx;
 static int kq_n_devices;
 static kq_device *kq_devices;
+
+/* KQCL_GGML_PROFILE: 0 (unset), 1 (a graph's times) or 2 ("ops": each kind of step too). */
+static int kq_profiling(void)
+{
+    static int level = -1;
+    if (level < 0) {
+        const char *e = getenv("KQCL_GGML_PROFILE");
+        level = e == NULL ? 0 : strcmp(e, "1") == 0 ? 1 : strcmp(e, "ops") == 0 ? 2 : 0;
+    }
+    return level;
+}
+
+static double kq_now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+/* KQCL_GGML_PROFILE=ops: a step of kind `name` that began on the host at t0 (kq_now_us) has
+ * been queued; its kernels' device time is that of the last kqcl call it made (an op that also
+ * copies an operand counts its last launch only). */
+static void kq_profile_step(kq_backend *be, const char *name, double t0)
+{
+    kq_profile *p = &be->profile;
+    const double host_us = kq_now_us() - t0;
+    uint64_t ns = 0;
+    if (kqcl_last_device_time(kq_ctx, &ns) != KQCL_OK)
+        ns = 0;
+    int k = 0;
+    while (k < p->kinds && strcmp(p->kind[k].name, name) != 0)
+        k++;
+    if (k == KQ_PROFILE_KINDS)
+        return;
+    if (k == p->kinds)
+        p->kind[p->kinds++].name = name;
+    p->kind[k].calls++;
+    p->kind[k].host_us += host_us;
+    p->kind[k].device_us += (double)ns / 1e3;
+}
 
 static void kq_log(const char *fmt, ...)
 {
@@ -1105,9 +1158,12 @@ static bool kq_jobs_flush(kq_backend *be)
     kq_jobs *h = &be->jobs;
     if (h->count == 0)
         return true;
+    const double t0 = kq_profiling() == 2 ? kq_now_us() : 0;
     kq_buffer *bp = kq_buffer_of(h->pos);
     bool ok = kq_ok(kqcl_rope_jobs(kq_ctx, bp->mem, kq_offset(bp, h->pos), &h->params, h->count, h->job),
                     "ROPE and SET_ROWS jobs");
+    if (kq_profiling() == 2)
+        kq_profile_step(be, "rope jobs (held)", t0);
     for (int i = 0; i < h->count; i++)
         kqcl_tensor_destroy((kqcl_tensor *)h->job[i].x), kqcl_tensor_destroy(h->job[i].dst);
     h->count = 0;
@@ -1174,6 +1230,7 @@ static int kq_jobs_hold(kq_backend *be, const struct ggml_tensor *pos, const kqc
     }
     h->positions = positions;
     h->count++;
+    h->holds++;
     return 1;
 }
 
@@ -1771,19 +1828,22 @@ static enum ggml_status kq_compute_rope_set_rows(kq_backend *be, const struct gg
 /* A fusion's test gives the nodes it would take from node i (0: it does not apply); its compute
  * takes that many. */
 typedef struct kq_fusion {
+    const char *name;   /* as KQCL_GGML_PROFILE=ops tells it */
     enum ggml_op first; /* the op that starts the run */
     int (*fits)(const struct ggml_cgraph *g, int i);
     enum ggml_status (*compute)(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes);
 } kq_fusion;
 
 static const kq_fusion kq_fusions[] = {
-    {GGML_OP_ADD, kq_fits_norm_products, kq_compute_norm_products}, /* before the norms alone: it takes more */
-    {GGML_OP_RMS_NORM, kq_fits_norm_products, kq_compute_norm_products},
-    {GGML_OP_ADD, kq_fits_add_norm_mul, kq_compute_add_norm_mul},
-    {GGML_OP_RMS_NORM, kq_fits_norm_mul, kq_compute_norm_mul},
-    {GGML_OP_ROPE, kq_fits_rope_set_rows, kq_compute_rope_set_rows},
-    {GGML_OP_MUL_MAT, kq_fits_mul_mat_glu, kq_compute_mul_mat_glu}, /* before the group: it takes more */
-    {GGML_OP_MUL_MAT, kq_fits_mul_mat_group, kq_compute_mul_mat_group},
+    /* before the norms alone: it takes more */
+    {"add+norm+products", GGML_OP_ADD, kq_fits_norm_products, kq_compute_norm_products},
+    {"norm+products", GGML_OP_RMS_NORM, kq_fits_norm_products, kq_compute_norm_products},
+    {"add+norm", GGML_OP_ADD, kq_fits_add_norm_mul, kq_compute_add_norm_mul},
+    {"norm", GGML_OP_RMS_NORM, kq_fits_norm_mul, kq_compute_norm_mul},
+    {"rope+set_rows", GGML_OP_ROPE, kq_fits_rope_set_rows, kq_compute_rope_set_rows},
+    /* before the group: it takes more */
+    {"products+glu", GGML_OP_MUL_MAT, kq_fits_mul_mat_glu, kq_compute_mul_mat_glu},
+    {"products", GGML_OP_MUL_MAT, kq_fits_mul_mat_group, kq_compute_mul_mat_group},
 };
 
 static bool kq_fusion_enabled(void)
@@ -1848,21 +1908,21 @@ static void kq_backend_graph_optimize(ggml_backend_t backend, struct ggml_cgraph
 
 static const char *kq_backend_get_name(ggml_backend_t backend) { return ((kq_backend *)backend->context)->dev->name; }
 
-static bool kq_profiling(void)
+static void kq_profile_report(const kq_backend *be)
 {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("KQCL_GGML_PROFILE");
-        on = e != NULL && strcmp(e, "1") == 0;
-    }
-    return on;
-}
-
-static double kq_now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+    const kq_profile *p = &be->profile;
+    if (p->graphs == 0)
+        return;
+    fprintf(stderr, "%s: %ld graphs, %.1f nodes, enqueue %.1f us, to the device's end %.1f us (means)\n",
+            be->dev->name, p->graphs, (double)p->nodes / p->graphs, p->enqueue_us / p->graphs,
+            p->total_us / p->graphs);
+    if (p->kinds > 0)
+        fprintf(stderr, "%s: a graph's steps (timed queue): %-18s %8s %10s %10s\n", be->dev->name, "kind", "calls",
+                "host us", "device us");
+    for (int k = 0; k < p->kinds; k++)
+        fprintf(stderr, "%s: a graph's steps (timed queue): %-18s %8.1f %10.1f %10.1f\n", be->dev->name,
+                p->kind[k].name, (double)p->kind[k].calls / p->graphs, p->kind[k].host_us / p->graphs,
+                p->kind[k].device_us / p->graphs);
 }
 
 /* The scratch buffers go with a device's last backend, so that nothing of the module's but the
@@ -1879,11 +1939,7 @@ static void kq_scratch_free(kq_device *d)
 static void kq_backend_free(ggml_backend_t backend)
 {
     const kq_backend *be = backend->context;
-    const kq_profile *p = &be->profile;
-    if (p->graphs > 0)
-        fprintf(stderr, "%s: %ld graphs, %.1f nodes, enqueue %.1f us, to the device's end %.1f us (means)\n",
-                be->dev->name, p->graphs, (double)p->nodes / p->graphs, p->enqueue_us / p->graphs,
-                p->total_us / p->graphs);
+    kq_profile_report(be);
     pthread_mutex_lock(&kq_lock);
     if (--be->dev->backends == 0)
         kq_scratch_free(be->dev);
@@ -1898,6 +1954,13 @@ static void kq_backend_synchronize(ggml_backend_t backend)
     pthread_mutex_lock(&kq_lock);
     kq_ok(kqcl_finish(kq_ctx), "synchronize");
     pthread_mutex_unlock(&kq_lock);
+}
+
+/* Whether a node of this op may launch anything (views compute nothing). */
+static bool op_launches(enum ggml_op op)
+{
+    return op != GGML_OP_NONE && op != GGML_OP_VIEW && op != GGML_OP_RESHAPE && op != GGML_OP_PERMUTE &&
+           op != GGML_OP_TRANSPOSE;
 }
 
 /* Nodes that leave held jobs held: views (they compute nothing) and those that may join them. */
@@ -1922,7 +1985,10 @@ static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct 
     kq_backend *be = backend->context;
     enum ggml_status status = GGML_STATUS_SUCCESS;
     pthread_mutex_lock(&kq_lock);
-    const double t0 = kq_profiling() ? kq_now_us() : 0;
+    const int profiling = kq_profiling();
+    if (profiling == 2 && !kq_ok(kqcl_context_set_timing(kq_ctx, 1), "timing the queue for KQCL_GGML_PROFILE"))
+        status = GGML_STATUS_FAILED;
+    const double t0 = profiling ? kq_now_us() : 0;
     const int n_nodes = ggml_graph_n_nodes(cgraph);
     for (int i = 0; i < n_nodes && status == GGML_STATUS_SUCCESS; i++) {
         struct ggml_tensor *node = ggml_graph_node(cgraph, i);
@@ -1932,24 +1998,29 @@ static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct 
             status = GGML_STATUS_FAILED;
             break;
         }
+        const double ts = profiling == 2 ? kq_now_us() : 0;
+        const unsigned long holds = be->jobs.holds;
         int nodes = 0;
         const kq_fusion *fusion = kq_fusion_at(cgraph, i, &nodes);
         if (fusion != NULL) {
             status = fusion->compute(be, cgraph, i, nodes);
             i += nodes - 1;
-            continue;
+        } else {
+            const kq_op *op = kq_op_of(node->op);
+            if (op == NULL) {
+                kq_log("%s: op %s (%s) is not supported", be->dev->name, ggml_op_name(node->op), node->name);
+                status = GGML_STATUS_FAILED;
+                break;
+            }
+            status = op->compute(be, node);
         }
-        const kq_op *op = kq_op_of(node->op);
-        if (op == NULL) {
-            kq_log("%s: op %s (%s) is not supported", be->dev->name, ggml_op_name(node->op), node->name);
-            status = GGML_STATUS_FAILED;
-            break;
-        }
-        status = op->compute(be, node);
+        /* a step that held its work launches nothing yet (the flush is told apart) */
+        if (profiling == 2 && (fusion != NULL || op_launches(node->op)) && be->jobs.holds == holds)
+            kq_profile_step(be, fusion != NULL ? fusion->name : ggml_op_name(node->op), ts);
     }
     if (!kq_jobs_flush(be)) /* the graph's last held jobs (after a failure: their views freed) */
         status = GGML_STATUS_FAILED;
-    if (kq_profiling()) {
+    if (profiling) {
         const double t1 = kq_now_us();
         kqcl_finish(kq_ctx);
         be->profile.graphs++;

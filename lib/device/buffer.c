@@ -330,23 +330,11 @@ KQCL_API kqcl_status kqcl_buffer_copy(kqcl_buffer *dst, size_t dst_offset, const
 
 /* ---- views ------------------------------------------------------------------------------------- */
 
-/* CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes, at least 64, a power of two. */
-static size_t device_alignment(const kq_device *dev)
-{
-    cl_uint bits = 0;
-    if (clGetDeviceInfo(dev->id, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof bits, &bits, NULL) != CL_SUCCESS)
-        bits = 4096 * 8; /* unknown: the largest any driver reports (a page) */
-    size_t align = 64;
-    while (align < bits / 8 && align < ((size_t)1 << 30))
-        align <<= 1;
-    return align;
-}
-
 KQCL_API size_t kqcl_buffer_alignment(const kqcl_context *ctx, int device)
 {
     if (ctx == NULL || device < 0 || device >= ctx->n_devices)
         return 0;
-    return device_alignment(&ctx->devices[device]);
+    return ctx->devices[device].base_align;
 }
 
 KQCL_API kqcl_status kqcl_tensor_view(kqcl_buffer *b, size_t offset, kqcl_type type, int64_t rows, int64_t cols,
@@ -364,7 +352,7 @@ KQCL_API kqcl_status kqcl_tensor_view(kqcl_buffer *b, size_t offset, kqcl_type t
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: out is NULL", call);
     if ((st = kq_check_shape(ctx, type, rows, cols, call)) != KQCL_OK)
         return st;
-    size_t align = device_alignment(&ctx->devices[b->device]);
+    size_t align = ctx->devices[b->device].base_align;
     if (offset % align != 0)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: offset %zu is not a multiple of %zu (kqcl_buffer_alignment)",
                        call, offset, align);

@@ -40,6 +40,7 @@ typedef enum kq_param_source { KQ_FROM_DEFAULT = 0, KQ_FROM_ENV = 1, KQ_FROM_CAL
 typedef struct kq_params {
     int value[KQCL_PARAM_COUNT];
     unsigned char source[KQCL_PARAM_COUNT]; /* kq_param_source: 0 = unset, kqcl's default */
+    unsigned changes; /* values set so far: a device's remembered picks hold for one count (family.c) */
 } kq_params;
 
 /* The value set for p, if any. */
@@ -91,10 +92,13 @@ typedef struct kq_device {
     bool gpu_kernels;      /* the GPU kernel family (else the KQ_CPU kernels): the device's kind,
                             * or KQCL_KERNELS=gpu|cpu, a testing aid */
     size_t max_wg;         /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+    size_t base_align;     /* CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes: a view's offset (buffer.c) */
     kq_program programs[KQ_MAX_PROGRAMS];
     int n_programs;
     kq_scratch_buf scratch[KQ_SCRATCH_COUNT]; /* scratch.c's, grown on demand */
     kq_params params;        /* the user's launch parameters (params.c) */
+    struct kq_pick_memo *memo; /* the picks it remembers (family.c, made on first use); NULL: none */
+    unsigned memo_epoch;       /* bumped where they stop holding: programs released, variants off */
 } kq_device;
 
 struct kqcl_context {

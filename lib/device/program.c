@@ -418,6 +418,31 @@ static kqcl_status build_failed(kqcl_context *ctx, kq_device *dev, cl_program pr
     return status;
 }
 
+/* KQCL_BUILD_LOG (any value but 0): a build that succeeded with something to say (a warning)
+ * tells it on stderr, with the family and options -- kernels should compile without warnings, and
+ * some drivers (NVIDIA's) print only "1 warning generated." of their own accord. */
+static void report_build_log(const kq_device *dev, cl_program prog, const char *family, const char *options)
+{
+    const char *want = kq_env("KQCL_BUILD_LOG");
+    if (want == NULL || strcmp(want, "0") == 0)
+        return;
+    size_t size = 0;
+    if (clGetProgramBuildInfo(prog, dev->id, CL_PROGRAM_BUILD_LOG, 0, NULL, &size) != CL_SUCCESS || size < 2)
+        return;
+    char *log = malloc(size + 1);
+    if (log == NULL)
+        return;
+    if (clGetProgramBuildInfo(prog, dev->id, CL_PROGRAM_BUILD_LOG, size, log, NULL) == CL_SUCCESS) {
+        log[size] = '\0';
+        size_t end = strlen(log);
+        while (end > 0 && (log[end - 1] == '\n' || log[end - 1] == ' '))
+            log[--end] = '\0';
+        if (end > 0)
+            fprintf(stderr, "kqcl: build log of %s.cl for %s with '%s':\n%s\n", family, dev->info.name, options, log);
+    }
+    free(log);
+}
+
 /* PoCL 3.1 is not safe against a compile on the caller's thread (clBuildProgram, or the binary
  * clGetProgramInfo makes) while its worker threads run and tidy earlier launches -- their
  * work-group functions are compiled and cached there too. Under load, when those launches were
@@ -526,6 +551,7 @@ static kqcl_status build_program(kqcl_context *ctx, kq_device *dev, kq_family fa
             free(key);
             return st;
         }
+        report_build_log(dev, prog, fname, options);
         size_t size;
         const char *dump_dir = kq_env("KQCL_DUMP_BINARIES");
         unsigned char *bin = (cached || dump_dir) ? program_binary(dev, prog, &size) : NULL;
@@ -646,6 +672,7 @@ kqcl_status kq_get_kernel_ptx_first(kqcl_context *ctx, kq_device *dev, kq_family
 
 void kq_turn_off_ptx(kqcl_context *ctx, kq_device *dev, bool tensor_cores_only)
 {
+    dev->memo_epoch++; /* the picks remembered with those variants on no longer hold (family.c) */
     dev->nv_mma = false;
     if (!tensor_cores_only)
         dev->nv_ptx = false;
@@ -663,6 +690,7 @@ void kq_programs_release(kq_device *dev)
         free(p->options);
     }
     dev->n_programs = 0;
+    dev->memo_epoch++; /* the kernels remembered with the picks are gone (family.c) */
 }
 
 void kq_describe_kernels(const kq_device *dev, char *buf, size_t size)

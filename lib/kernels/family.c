@@ -15,6 +15,7 @@
  */
 #include "kernels/family.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -775,24 +776,30 @@ static kqcl_status refuse_users_set(kqcl_context *ctx, const kq_family_desc *f, 
     return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s (%s %s): %s", who, f->name, values, broken);
 }
 
-kqcl_status kq_pick_variant(kqcl_context *ctx, const kq_device *dev, const kq_family_desc *f, const kq_shape *s,
-                            int skip, kq_variant *v)
+/* kq_pick_variant's work; *quiet when the answer set no error (a variant, or a family that does
+ * not apply): only such answers are remembered. */
+static kqcl_status pick_variant(kqcl_context *ctx, const kq_device *dev, const kq_family_desc *f, const kq_shape *s,
+                                int skip, kq_variant *v, bool *quiet)
 {
+    *quiet = false;
     kq_candidates c = candidates_of(dev, f, s);
     int head[KQ_MAX_TUNABLES];
     memcpy(head, c.list[0].v, sizeof head);
     overlay(dev, f, false, head);
     if (f->shape_defaults)
         f->shape_defaults(dev, s, head);
-    if (f->applies && !f->applies(dev, s, head))
+    if (f->applies && !f->applies(dev, s, head)) {
+        *quiet = true;
         return KQCL_ERR_UNSUPPORTED;
+    }
     if (overlay(dev, f, true, head)) { /* the user's set: checked, never changed */
         const char *who = origin(dev, f);
         fill(dev, f, s, head, c.list[0].cpu_form, v);
         const char *broken = f->broken ? f->broken(v->t, v->cpu) : NULL;
         if (broken)
             return refuse_users_set(ctx, f, v, who, broken);
-        return fits(dev, v) && skip == 0 ? KQCL_OK : no_fit(ctx, dev, v, who, true);
+        *quiet = fits(dev, v) && skip == 0;
+        return *quiet ? KQCL_OK : no_fit(ctx, dev, v, who, true);
     }
     /* the head (shape defaults applied), then the list's others, largest first */
     for (int i = -1; i < c.count; i++) {
@@ -804,12 +811,119 @@ kqcl_status kq_pick_variant(kqcl_context *ctx, const kq_device *dev, const kq_fa
             if (f->tunables[j].define != NULL)
                 set[j] = c.list[i].v[j];
         fill(dev, f, s, set, i < 0 ? c.list[0].cpu_form : c.list[i].cpu_form, v);
-        if (fits(dev, v) && skip-- == 0)
+        if (fits(dev, v) && skip-- == 0) {
+            *quiet = true;
             return KQCL_OK;
+        }
     }
+    *quiet = f->default_misfit_quiet;
     if (f->default_misfit_quiet)
         return KQCL_ERR_UNSUPPORTED; /* the portable kernels serve */
     return no_fit(ctx, dev, v, f->name, false);
+}
+
+/* ---- remembered picks ---------------------------------------------------------------------------
+ * A decode step asks for the same few dozen (family, shape) picks at every token, and each costs
+ * the host thousands of instructions: the candidates' option strings (vsnprintf), then for the
+ * kernel the full options, the program list and three clGetKernelWorkGroupInfo (about 10,000
+ * instructions a launch on PoCL, scripts/host-cost-probe.c under callgrind; a launch through
+ * NVIDIA's OpenCL costs the host 4-5 us in all). So a device remembers its answers: the picks
+ * that set no error (a variant, or a quiet KQCL_ERR_UNSUPPORTED) and kq_family_kernel's kernels,
+ * keyed by the family, every field of the shape, the step and the kernel's name. They hold while
+ * the device's parameters stay as they were (kq_params.changes) and its programs and variants
+ * too (kq_device.memo_epoch, bumped by program.c when it releases the programs or turns the PTX
+ * or tensor-core variants off). A slot holds one answer; a new one in the same slot replaces it.
+ * The table is made at the device's first kq_family_kernel (without memory, nothing is kept). */
+#define MEMO_SLOTS 256
+
+typedef struct kq_memo_entry {
+    const kq_family_desc *f; /* NULL: empty */
+    const char *name;        /* kq_family_kernel's kernel (callers pass literals); NULL: a pick */
+    int skip;
+    kq_shape s;
+    unsigned epoch, changes;
+    kqcl_status status; /* KQCL_OK, or a quiet KQCL_ERR_UNSUPPORTED (picks only) */
+    kq_variant v;
+    cl_kernel kernel;
+} kq_memo_entry;
+
+struct kq_pick_memo {
+    kq_memo_entry slot[MEMO_SLOTS];
+};
+
+void kq_memo_free(kq_device *dev)
+{
+    free(dev->memo);
+    dev->memo = NULL;
+}
+
+/* same_shape compares every field: a field added to kq_shape must be added there too. */
+_Static_assert(sizeof(kq_shape) == 2 * sizeof(kqcl_type) + 3 * sizeof(int64_t) + 4 * sizeof(int) +
+                                       sizeof(kqcl_precision) + 4,
+               "kq_shape changed: update same_shape and memo_slot");
+
+static bool same_shape(const kq_shape *a, const kq_shape *b)
+{
+    return a->wtype == b->wtype && a->xtype == b->xtype && a->m == b->m && a->n == b->n && a->k == b->k &&
+           a->group == b->group && a->glu == b->glu && a->norm == b->norm && a->mode == b->mode && a->op == b->op;
+}
+
+static kq_memo_entry *memo_slot(const kq_device *dev, const kq_family_desc *f, const kq_shape *s, const char *name,
+                                int skip)
+{
+    if (dev->memo == NULL)
+        return NULL;
+    const uint64_t key[] = {(uintptr_t)f, (uintptr_t)name, (uint64_t)skip, (uint64_t)s->wtype, (uint64_t)s->xtype,
+                            (uint64_t)s->m, (uint64_t)s->n, (uint64_t)s->k, (uint64_t)s->group, (uint64_t)s->glu,
+                            (uint64_t)s->norm, (uint64_t)s->mode, (uint64_t)s->op};
+    uint64_t h = 14695981039346656037u; /* FNV-1a over the words */
+    for (int i = 0; i < COUNT(key); i++)
+        h = (h ^ key[i]) * 1099511628211u;
+    return &dev->memo->slot[(h ^ (h >> 32)) % MEMO_SLOTS];
+}
+
+static bool memo_holds(const kq_device *dev, const kq_memo_entry *e, const kq_family_desc *f, const kq_shape *s,
+                       const char *name, int skip)
+{
+    return e != NULL && e->f == f && e->name == name && e->skip == skip && e->epoch == dev->memo_epoch &&
+           e->changes == dev->params.changes && same_shape(&e->s, s);
+}
+
+/* Remember an answer found while the device stood at `epoch` (if a build turned variants off
+ * meanwhile, the entry is stale at once). */
+static void memo_keep(kq_memo_entry *e, const kq_device *dev, unsigned epoch, const kq_family_desc *f,
+                      const kq_shape *s, const char *name, int skip, kqcl_status status, const kq_variant *v,
+                      cl_kernel kernel)
+{
+    if (e == NULL)
+        return;
+    e->f = f;
+    e->name = name;
+    e->skip = skip;
+    e->s = *s;
+    e->epoch = epoch;
+    e->changes = dev->params.changes;
+    e->status = status;
+    if (status == KQCL_OK)
+        e->v = *v;
+    e->kernel = kernel;
+}
+
+kqcl_status kq_pick_variant(kqcl_context *ctx, const kq_device *dev, const kq_family_desc *f, const kq_shape *s,
+                            int skip, kq_variant *v)
+{
+    kq_memo_entry *e = memo_slot(dev, f, s, NULL, skip);
+    if (memo_holds(dev, e, f, s, NULL, skip)) {
+        if (e->status == KQCL_OK)
+            *v = e->v;
+        return e->status;
+    }
+    const unsigned epoch = dev->memo_epoch;
+    bool quiet;
+    kqcl_status st = pick_variant(ctx, dev, f, s, skip, v, &quiet);
+    if (quiet)
+        memo_keep(e, dev, epoch, f, s, NULL, skip, st, v, NULL);
+    return st;
 }
 
 int kq_variant_value(const kq_variant *v, kqcl_param p)
@@ -884,11 +998,22 @@ kqcl_status kq_variant_kernel(kqcl_context *ctx, kq_device *dev, const kq_varian
 kqcl_status kq_family_kernel(kqcl_context *ctx, kq_device *dev, const kq_family_desc *f, const kq_shape *s,
                              const char *name, kq_variant *v, cl_kernel *out)
 {
+    if (dev->memo == NULL)
+        dev->memo = calloc(1, sizeof *dev->memo);
+    kq_memo_entry *e = memo_slot(dev, f, s, name, 0);
+    if (memo_holds(dev, e, f, s, name, 0)) {
+        *v = e->v;
+        *out = e->kernel;
+        return KQCL_OK;
+    }
+    const unsigned epoch = dev->memo_epoch;
     kqcl_status st = KQCL_ERR_UNSUPPORTED;
     int steps = f->steps_down ? MAX_STEPS : 1;
     for (int skip = 0; st == KQCL_ERR_UNSUPPORTED && skip < steps; skip++)
         if ((st = kq_pick_variant(ctx, dev, f, s, skip, v)) == KQCL_OK)
             st = kq_variant_kernel(ctx, dev, v, name, out);
+    if (st == KQCL_OK)
+        memo_keep(e, dev, epoch, f, s, name, 0, st, v, *out);
     return st;
 }
 

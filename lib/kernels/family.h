@@ -154,6 +154,10 @@ kqcl_status kq_variant_kernel(kqcl_context *ctx, kq_device *dev, const kq_varian
 kqcl_status kq_family_kernel(kqcl_context *ctx, kq_device *dev, const kq_family_desc *f, const kq_shape *s,
                              const char *name, kq_variant *v, cl_kernel *out);
 
+/* The device's remembered picks (kq_pick_variant's and kq_family_kernel's answers) freed: the
+ * context's destroy, before the device closes. */
+void kq_memo_free(kq_device *dev);
+
 /* The kind of device the defaults are chosen for ("NVIDIA sm_80+ (measured on H100 and H200)"). */
 int kq_device_kind(const kq_device *dev);
 const char *kq_device_kind_name(const kq_device *dev);

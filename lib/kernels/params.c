@@ -41,6 +41,7 @@ static void set_value(kq_params *ps, kqcl_param p, int value, kq_param_source so
 {
     ps->value[p] = value;
     ps->source[p] = (unsigned char)source;
+    ps->changes++;
 }
 
 /* ---- the environment, once a context --------------------------------------------------------- */

@@ -7,6 +7,7 @@
 #include "device/context.h"
 #include "device/program.h"
 #include "device/tensor.h"
+#include "kernels/family.h"
 #include "kernels/params.h"
 #include "ops/precision.h"
 #include "multi/multi.h"
@@ -50,7 +51,9 @@ KQCL_API void kqcl_context_destroy(kqcl_context *ctx)
     kq_buffers_detach_all(ctx);
     kq_events_free(ctx);
     kq_multi_release(ctx); /* its queues and pinned buffers belong to the devices' contexts */
-    for (int i = 0; i < ctx->n_devices; i++)
+    for (int i = 0; i < ctx->n_devices; i++) {
+        kq_memo_free(&ctx->devices[i]);
         kq_device_close(&ctx->devices[i]);
+    }
     free(ctx);
 }
