@@ -12,16 +12,20 @@
  * query * heads + head. A row that sees no position (every score -inf) gives zeros. Sums in f32.
  *
  * Two forms of one kernel, attn_fused:
- *   GPUs      a work-group a row; ATT_WG positions at a time, an item a position's score, then
- *             every item ATT_COLS of the dv output columns over those positions (value rows
- *             read along the row, by neighbouring items).
+ *   GPUs      a work-group a row; ATT_WG positions at a time, an item a position's score (its
+ *             key read 8 values a load), then the weighted value rows: slices of ATT_VCOLS
+ *             items, each a share of the positions, ATT_COLS passes of ATT_VCOLS columns
+ *             (value rows read along the row, by neighbouring items); the slices' sums meet at
+ *             the end. A decode step has only heads x queries rows, so the positions a row's
+ *             items walk one after another are what its time is made of (53 us a call on an
+ *             H100 with one 64-item slice, doc/perf.md run 31).
  *   CPUs (-DKQ_CPU)  a work-item a row, walking the positions one by one with 16-wide vectors
  *             along d and dv (PoCL runs a work-group as a loop: a tree across items would only
  *             cost); ATT_COLS 16-wide accumulators.
  *
  * mask_type: 0 none, 1 f32, 2 f16 rows of mask_cols values, query i's row i.
- * Options: KVTYPE, ATT_WG (GPUs: a power of two), ATT_COLS (GPUs: ceil(dv / ATT_WG); CPUs:
- * ceil(dv / 16)).
+ * Options: KVTYPE, ATT_WG (GPUs: a power of two), ATT_VCOLS (GPUs: divides ATT_WG), ATT_COLS
+ * (GPUs: ceil(dv / ATT_VCOLS); CPUs: ceil(dv / 16)).
  */
 
 #ifndef KVTYPE
@@ -152,6 +156,67 @@ void attn_fused(__global const float *q, __global const void *k, __global const 
 
 #else /* GPUs */
 
+/* 8 cache values from element i on (i a multiple of 8, within one q8_0 block), as floats: one
+ * wide load where the type allows, so that a key's loads are in flight together. */
+static inline float8 kv_load8(__global const void *base, ulong i)
+{
+#if KVTYPE == TYPE_F16
+    return vload_half8(0, (__global const half *)base + i);
+#elif KVTYPE == TYPE_Q8_0
+    __global const uchar *blk = q8_block(base, i);
+    float d = vload_half(0, (__global const half *)(blk + Q80_D));
+    return d * convert_float8(vload8(0, (__global const char *)(blk + Q80_QS) + i % 32));
+#else
+    return vload8(0, (__global const float *)base + i);
+#endif
+}
+
+/* q . k over d values (q f32, k a cache row from element kr). */
+static float key_dot(__global const float *qr, __global const void *k, ulong kr, ulong d)
+{
+    float8 acc = (float8)0.0f;
+    ulong c = 0;
+    for (; c + 8 <= d; c += 8)
+        acc = fma(vload8(0, qr + c), kv_load8(k, kr + c), acc);
+    float dot = hsum8(acc);
+    for (; c < d; c++)
+        dot = fma(qr[c], kv_value(k, kr + c), dot);
+    return dot;
+}
+
+/* The value columns a slice of ATT_VCOLS items covers; ATT_WG / ATT_VCOLS slices share the
+ * positions of a block and are summed at the end. */
+#ifndef ATT_VCOLS
+#define ATT_VCOLS ATT_WG
+#endif
+#if ATT_VCOLS < 1 || ATT_WG % ATT_VCOLS != 0
+#error "attention: ATT_VCOLS divides ATT_WG"
+#endif
+#define ATT_SLICES (ATT_WG / ATT_VCOLS)
+
+/* One slice's share of a block's weighted value rows for column col: positions slice,
+ * slice + ATT_SLICES, ... below n, four sums apart so that their loads overlap. */
+static float value_share(__local const float *p, __global const void *v, ulong vr0, ulong vstep, ulong col, ulong n,
+                         ulong slice)
+{
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    ulong jj = slice;
+    for (; jj + 3 * ATT_SLICES < n; jj += 4 * ATT_SLICES) {
+        s0 = fma(p[jj], kv_value(v, vr0 + jj * vstep + col), s0);
+        s1 = fma(p[jj + ATT_SLICES], kv_value(v, vr0 + (jj + ATT_SLICES) * vstep + col), s1);
+        s2 = fma(p[jj + 2 * ATT_SLICES], kv_value(v, vr0 + (jj + 2 * ATT_SLICES) * vstep + col), s2);
+        s3 = fma(p[jj + 3 * ATT_SLICES], kv_value(v, vr0 + (jj + 3 * ATT_SLICES) * vstep + col), s3);
+    }
+    for (; jj < n; jj += ATT_SLICES)
+        s0 = fma(p[jj], kv_value(v, vr0 + jj * vstep + col), s0);
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* A work-group a row. A block of ATT_WG positions at a time: an item a position's score (the
+ * key's loads 8 wide), the block's maximum and sum across the group, then the weighted value
+ * rows, each slice of ATT_VCOLS items a share of the positions for ATT_COLS passes over the dv
+ * columns. An item's sums carry from block to block (a new maximum scales them all alike), and
+ * the slices' sums meet once, at the end. */
 __kernel __attribute__((reqd_work_group_size(ATT_WG, 1, 1)))
 void attn_fused(__global const float *q, __global const void *k, __global const void *v, __global const void *mask,
                 __global float *y, ulong rows, ulong heads, ulong group, ulong kv_len, ulong d, ulong dv,
@@ -160,6 +225,7 @@ void attn_fused(__global const float *q, __global const void *k, __global const 
 {
     __local float red[ATT_WG], p[ATT_WG];
     size_t lid = get_local_id(0);
+    ulong col0 = lid % ATT_VCOLS, slice = lid / ATT_VCOLS;
     ulong row = get_group_id(0); /* the grid is exactly rows work-groups */
     ulong h = row % heads, qi = row / heads;
     __global const float *qr = q + (qi * q_query_stride + h * q_head_stride) * d;
@@ -171,10 +237,7 @@ void attn_fused(__global const float *q, __global const void *k, __global const 
         ulong j = j0 + lid;
         float s = -INFINITY;
         if (j < kv_len) {
-            ulong kr = (j * kv_pos_stride + (h / group) * kv_head_stride) * d;
-            float dot = 0.0f;
-            for (ulong c = 0; c < d; c++)
-                dot = fma(qr[c], kv_value(k, kr + c), dot);
+            float dot = key_dot(qr, k, (j * kv_pos_stride + (h / group) * kv_head_stride) * d, d);
             s = masked_score(dot, scale, softcap, mask_type, mask, qi * mask_cols + j);
         }
         float m_new = fmax(m, group_reduce(red, s, true, ATT_WG));
@@ -187,20 +250,23 @@ void attn_fused(__global const float *q, __global const void *k, __global const 
         ulong n = min((ulong)ATT_WG, kv_len - j0);
         ulong vr0 = (j0 * kv_pos_stride + (h / group) * kv_head_stride) * dv, vstep = kv_pos_stride * dv;
         for (int t = 0; t < ATT_COLS; t++) {
-            ulong c = lid + (ulong)t * ATT_WG;
-            if (c < dv) {
-                float sum = acc[t] * a;
-                for (ulong jj = 0; jj < n; jj++)
-                    sum = fma(p[jj], kv_value(v, vr0 + jj * vstep + c), sum);
-                acc[t] = sum;
-            }
+            ulong col = col0 + (ulong)t * ATT_VCOLS;
+            if (col < dv)
+                acc[t] = acc[t] * a + value_share(p, v, vr0, vstep, col, n, slice);
         }
     }
     float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    for (int t = 0; t < ATT_COLS; t++) {
-        ulong c = lid + (ulong)t * ATT_WG;
-        if (c < dv)
-            y[row * dv + c] = acc[t] * inv;
+    for (int t = 0; t < ATT_COLS; t++) { /* the slices' sums, column by column, through p */
+        barrier(CLK_LOCAL_MEM_FENCE); /* p's last readers are done */
+        p[lid] = acc[t];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        ulong col = col0 + (ulong)t * ATT_VCOLS;
+        if (slice == 0 && col < dv) {
+            float sum = 0.0f;
+            for (int sl = 0; sl < ATT_SLICES; sl++)
+                sum += p[sl * ATT_VCOLS + col0];
+            y[row * dv + col] = sum * inv;
+        }
     }
 }
 

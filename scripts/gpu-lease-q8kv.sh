@@ -4,7 +4,8 @@
 # dies on NVIDIA inside clEnqueueNDRangeKernel. Runs the failing case and its neighbours with
 # scripts/subbuf-overlap-shim.c (a launch given two sub-buffers of one buffer overlapping in
 # part) and scripts/segv-trace.c (the stack of the crash) preloaded, and kqcl's build logs
-# printed, so that the next lease sees what the driver was handed.
+# printed, so that the next lease sees what the driver was handed; OVL_TRACE=1 tells every launch,
+# and the last ones before a crash are printed.
 set -u
 . scripts/gpu-lease-lib.sh
 lease_second_call || exit 1
@@ -12,11 +13,14 @@ ocl=$(ldconfig -p | awk '/libOpenCL\.so\.1 / { print $NF; exit }')
 cc -O1 -shared -fPIC -o /tmp/ovl.so scripts/subbuf-overlap-shim.c -ldl || exit 1
 pre="/tmp/ovl.so $PWD/build-gpu/segv-trace.so $ocl"
 ppl() { local name=$1; shift
-  LD_PRELOAD="$pre" timeout 60 "$B/llama-perplexity" -m $M -f $T -c 512 --chunks 5 -fa on -ngl 99 -dev KQCL0 "$@" \
+  OVL_TRACE=1 LD_PRELOAD="$pre" timeout 60 "$B/llama-perplexity" -m $M -f $T -c 512 --chunks 5 -fa on -ngl 99 -dev KQCL0 "$@" \
     > $OUT/ppl-$name.log 2>&1
   echo "ppl $name rc=$? $(grep -o 'Final estimate.*' $OUT/ppl-$name.log)"
-  grep -E "^ovl:|warning|segv-trace" $OUT/ppl-$name.log | sort | uniq -c | head -12; }
+  grep -E "^ovl:|warning|segv-trace" $OUT/ppl-$name.log | sort | uniq -c | head -12
+  echo "launches: $(grep -c '^ovl-launch' $OUT/ppl-$name.log); the last three:"
+  grep '^ovl-launch' $OUT/ppl-$name.log | tail -3 | cut -c1-700; }
 ppl q8-streams -ctk q8_0 -ctv q8_0
+KQCL_GGML_FUSION=0 ppl q8-streams-nofusion -ctk q8_0 -ctv q8_0
 ppl q8-unified -ctk q8_0 -ctv q8_0 -kvu
 ppl q8k-f16v -ctk q8_0 -ctv f16
 ppl f16-streams

@@ -1072,6 +1072,10 @@ START_TEST(attention_against_float64)
      * GPU work-group's first 64 see nothing; a CPU item's running maximum starts late) */
     attn_case odd = {6, 2, 3, 150, 160, 20, 40, false, true, true, false, true, 0.3f, 0.0f, 70, false};
     check_attention(&odd);
+    /* Gemma-3's rows of 256 (a GPU item's value columns in four passes), a first block of 256
+     * positions no query sees and a part block after it, two queries of eight heads on one */
+    attn_case wide = {8, 1, 2, 600, 640, 256, 256, false, false, true, true, true, 0.0625f, 0.0f, 300, false};
+    check_attention(&wide);
     /* a q8_0 cache (llama.cpp's -ctk q8_0 -ctv q8_0): decode with SmolLM2's heads, and a prompt
      * head-major with values of two blocks, against float64 over the values the cache holds */
     attn_case q8_decode = {9, 3, 1, 37, 64, 64, 64, false, false, false, false, true, 0.125f, 0.0f, 0, true};

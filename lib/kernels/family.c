@@ -659,13 +659,15 @@ static void attention_layout(const kq_device *dev, const kq_shape *s, kq_variant
         add_option(v, "-DKVTYPE=%d -DKQ_CPU -DATT_COLS=%lld", (int)s->wtype, (long long)((dv + 15) / 16));
         return;
     }
-    size_t wg = tree_work_group(dev);
-    wg = wg < 64 ? wg : 64;
+    /* 256 items a row in slices of 64 columns: four slices share a block's value rows, so an
+     * item walks a quarter of the positions (a decode step's few rows are latency chains) */
+    size_t wg = tree_work_group(dev), vcols = wg < 64 ? wg : 64;
+    int64_t passes = (dv + (int64_t)vcols - 1) / (int64_t)vcols;
     v->wg_items = wg;
     v->local_bytes = 2 * wg * sizeof(float);
-    v->private_bytes = (size_t)((dv + (int64_t)wg - 1) / (int64_t)wg) * sizeof(float);
-    add_option(v, "-DKVTYPE=%d -DATT_WG=%zu -DATT_COLS=%lld", (int)s->wtype, wg,
-               (long long)((dv + (int64_t)wg - 1) / (int64_t)wg));
+    v->private_bytes = (size_t)passes * sizeof(float);
+    add_option(v, "-DKVTYPE=%d -DATT_WG=%zu -DATT_VCOLS=%zu -DATT_COLS=%lld", (int)s->wtype, wg, vcols,
+               (long long)passes);
 }
 
 const kq_family_desc kq_attention_family = {
