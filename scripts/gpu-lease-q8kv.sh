@@ -21,6 +21,11 @@ ppl() { local name=$1; shift
   grep '^ovl-launch' $OUT/ppl-$name.log | tail -3 | cut -c1-700; }
 ppl q8-streams -ctk q8_0 -ctv q8_0
 KQCL_GGML_FUSION=0 ppl q8-streams-nofusion -ctk q8_0 -ctv q8_0
+# the q8_0 streams' views start 0x19800 (512 cells of 204 bytes) apart, 2 KiB but not 4 KiB
+# aligned; an f16 cache's 0x30000: with 1024 cells (two streams) they start 4 KiB aligned, and
+# KQCL_TEST_VIEW_ALIGN=4096 copies the views off 4 KiB
+ppl q8-streams-c1024 -ctk q8_0 -ctv q8_0 -c 1024 --chunks 2
+KQCL_TEST_VIEW_ALIGN=4096 ppl q8-streams-align4k -ctk q8_0 -ctv q8_0
 ppl q8-unified -ctk q8_0 -ctv q8_0 -kvu
 ppl q8k-f16v -ctk q8_0 -ctv f16
 ppl f16-streams

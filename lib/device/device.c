@@ -364,6 +364,11 @@ static kqcl_status open_device(kq_device *dev, const found_device *f, const kqcl
     dev->id = f->device;
     dev->info = *info;
     dev->base_align = base_alignment(f->device);
+    /* KQCL_TEST_VIEW_ALIGN raises it (a fault-finding aid: views at coarser offsets only) */
+    uint64_t view_align;
+    if (kq_env_positive("KQCL_TEST_VIEW_ALIGN", &view_align))
+        while (dev->base_align < view_align && dev->base_align < ((size_t)1 << 30))
+            dev->base_align <<= 1;
     /* Test knobs: KQCL_TEST_MAX_ALLOC_BYTES caps every device's largest allocation, so that the
      * tests can hold tensors in several buffers without filling memory (doc/multi-device.md);
      * KQCL_TEST_LOCAL_MEM_BYTES its local memory, so that PoCL chooses kernel variants as a
