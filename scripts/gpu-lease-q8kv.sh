@@ -6,9 +6,10 @@
 # part) and scripts/segv-trace.c (the stack of the crash) preloaded, and kqcl's build logs
 # printed, so that the next lease sees what the driver was handed; OVL_TRACE=1 tells every launch,
 # and the last ones before a crash are printed.
+# With --have-llama the caller has set B (llama.cpp's binaries), M (the model) and T (a text).
 set -u
 . scripts/gpu-lease-lib.sh
-lease_second_call || exit 1
+if [ "${1:-}" != --have-llama ]; then lease_second_call || exit 1; fi
 ocl=$(ldconfig -p | awk '/libOpenCL\.so\.1 / { print $NF; exit }')
 cc -O1 -shared -fPIC -o /tmp/ovl.so scripts/subbuf-overlap-shim.c -ldl || exit 1
 pre="/tmp/ovl.so $PWD/build-gpu/segv-trace.so $ocl"

@@ -1,0 +1,59 @@
+#!/bin/bash
+# gpu-lease-quick.sh first|stash|second -- a GPU lease that does not wait for llama.cpp to build
+# there: build-llama/ carries a CPU-only llama.cpp (0c1e570, GGML_NATIVE=OFF: llama-bench,
+# llama-perplexity, greedy-logits) made on the sandbox. Three calls, the model in two parts:
+#   first   (carry build-gpu's test_layer, ggml/, host-cost-probe, segv-trace.so, lib-extra,
+#           build-llama, build-peers): test_layer on both kernel paths and host-cost-probe, while
+#           llama.cpp with CUDA builds in the background for the peer's figures (gpu-lease-lib.sh);
+#   stash   (carry build-model/part00): the model's first part kept in /tmp;
+#   second  (carry build-model/part01): the module's profile over 200 greedy graphs beside the
+#           earlier module in build-gpu/ggml/before/, the q8_0-cache runs (gpu-lease-q8kv.sh),
+#           llama-bench tg128 of this module and the earlier one in turn, and CUDA's where its
+#           build has finished.
+set -u
+. build-peers/device/opencl-env.sh
+. scripts/gpu-lease-lib.sh
+case ${1:?first or second} in
+first)
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+  lease_start_llama_build 2>/dev/null
+  export KQCL_TEST_DATA=$PWD/tests/data LD_LIBRARY_PATH=$PWD/build-gpu/lib-extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  for p in auto portable; do
+    ( [ $p = portable ] && export KQCL_PORTABLE=1
+      KQCL_DEVICES=gpu KQCL_CACHE_DIR=/tmp/kc-$p timeout 200 build-gpu/tests/test_layer > $OUT/test_layer-$p.txt 2>&1
+      echo "test_layer $p rc=$? $(tail -1 $OUT/test_layer-$p.txt)" ) &
+  done
+  wait
+  grep -h ":[EF]:" $OUT/test_layer-*.txt | head -5
+  build-gpu/host-cost-probe 2>&1 | tail -9
+  ;;
+stash)
+  cp build-model/part00 /tmp/smol.part00 && echo "part00 kept"
+  ;;
+second)
+  M=/tmp/smol.gguf
+  lease_join_model $M || exit 1
+  export GGML_BACKEND_PATH=$PWD/build-gpu/ggml/libggml-kqcl.so KQCL_CACHE_DIR=/tmp/kc-ggml KQCL_DEVICES=gpu
+  export LD_LIBRARY_PATH=$PWD/build-llama${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  L=$PWD/build-llama BEFORE=$PWD/build-gpu/ggml/before/libggml-kqcl.so
+  P="The capital of France is Paris. Here is a short history of the city:"
+  G() { local name=$1 mod=$2
+    GGML_BACKEND_PATH=$mod timeout 90 $L/greedy-logits $M KQCL0 200 "$P" fa > $OUT/greedy-$name.tsv 2> $OUT/greedy-$name.err
+    echo "greedy $name rc=$?"; grep -h "^KQCL0: " $OUT/greedy-$name.err | sed 's/^KQCL0: //'; }
+  KQCL_GGML_PROFILE=1 G prof $GGML_BACKEND_PATH
+  KQCL_GGML_PROFILE=1 KQCL_CACHE_DIR=/tmp/kc-before G prof-before $BEFORE
+  KQCL_GGML_PROFILE=ops G ops $GGML_BACKEND_PATH
+  bash scripts/ggml-greedy.sh compare $OUT/greedy-prof-before.tsv $OUT/greedy-prof.tsv
+  B=$L M=$M T=/tmp/llama-src/llama.cpp/README.md bash scripts/gpu-lease-q8kv.sh --have-llama 2>&1
+  bench() { local name=$1 b=$2; shift 2
+    timeout 60 $b/llama-bench -m $M -p 0 -n 128 -r 5 -fa 1 -ngl 99 "$@" > $OUT/bench-$name.md 2> $OUT/bench-$name.err
+    echo "bench $name rc=$? $(grep -E 'tg128' $OUT/bench-$name.md | awk -F'|' '{ print $(NF-1) }')"; }
+  bench kqcl-1 $L -dev KQCL0
+  GGML_BACKEND_PATH=$BEFORE KQCL_CACHE_DIR=/tmp/kc-before bench before-1 $L -dev KQCL0
+  bench kqcl-2 $L -dev KQCL0
+  cat /tmp/lbuild.done 2>/dev/null
+  [ -e /tmp/lbuild.done ] && LD_LIBRARY_PATH=/tmp/llama-build/bin bench cuda-1 /tmp/llama-build/bin -dev CUDA0
+  GGML_BACKEND_PATH=$BEFORE KQCL_CACHE_DIR=/tmp/kc-before bench before-2 $L -dev KQCL0
+  [ -e /tmp/lbuild.done ] && LD_LIBRARY_PATH=/tmp/llama-build/bin bench cuda-2 /tmp/llama-build/bin -dev CUDA0
+  ;;
+esac
