@@ -44,7 +44,7 @@ second)
   KQCL_GGML_PROFILE=1 KQCL_CACHE_DIR=/tmp/kc-before G prof-before $BEFORE
   KQCL_GGML_PROFILE=ops G ops $GGML_BACKEND_PATH
   bash scripts/ggml-greedy.sh compare $OUT/greedy-prof-before.tsv $OUT/greedy-prof.tsv
-  B=$L M=$M T=/tmp/llama-src/llama.cpp/README.md bash scripts/gpu-lease-q8kv.sh --have-llama 2>&1
+  B=$L M=$M T=$PWD/doc/perf.md bash scripts/gpu-lease-q8kv.sh --have-llama 2>&1
   bench() { local name=$1 b=$2; shift 2
     timeout 60 $b/llama-bench -m $M -p 0 -n 128 -r 5 -fa 1 -ngl 99 "$@" > $OUT/bench-$name.md 2> $OUT/bench-$name.err
     echo "bench $name rc=$? $(grep -E 'tg128' $OUT/bench-$name.md | awk -F'|' '{ print $(NF-1) }')"; }
