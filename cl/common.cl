@@ -50,9 +50,13 @@
 #pragma OPENCL FP_CONTRACT OFF
 #endif
 
-/* The test suite switches this on to prove that a failed build is reported with its log. */
+/* The test suite switches these on to prove that a failed build is reported with its log, and
+ * that a build's warnings reach KQCL_BUILD_LOG. */
 #ifdef KQCL_TEST_BROKEN_BUILD
 #error "KQCL_TEST_BROKEN_BUILD: a deliberately broken kernel build"
+#endif
+#ifdef KQCL_TEST_BUILD_WARNING
+#warning "KQCL_TEST_BUILD_WARNING: a deliberate warning"
 #endif
 
 /* The type ids (TYPE_F32, ...) are kquant_layout.h's, which begins every program. */

@@ -62,8 +62,12 @@ grep -q "offloaded 31/31 layers" "$work/ppl-kqcl.log" || { echo "check-ggml-mode
 # The whole layer on the device: the KV cache there and attention through FLASH_ATTN_EXT, in two
 # graph splits (the embeddings' lookup stays on the CPU).
 fa=(-f "$text" -c 512 --chunks 5 -nr -fa on)
-kqcl_fa=$(GGML_BACKEND_PATH=$module ppl "$work/ppl-kqcl-fa.log" -m "$model" "${fa[@]}" -ngl 99 -dev KQCL0 -v)
+# KQCL_GGML_PROFILE=ops on that run (it times the queue; the bits are the same): the module's
+# table of a graph's steps, where each of the 30 layers' attention shows its device time.
+kqcl_fa=$(KQCL_GGML_PROFILE=ops GGML_BACKEND_PATH=$module ppl "$work/ppl-kqcl-fa.log" -m "$model" "${fa[@]}" -ngl 99 -dev KQCL0 -v)
 grep -q "splits = 2," "$work/ppl-kqcl-fa.log" || { echo "check-ggml-model: with -fa on the graph is not 2 splits"; exit 1; }
+awk '/timed queue\): FLASH_ATTN_EXT / { ok = $(NF - 2) == 30 && $NF > 0 } END { exit !ok }' "$work/ppl-kqcl-fa.log" ||
+  { echo "check-ggml-model: KQCL_GGML_PROFILE=ops did not tell 30 attention steps a graph with their device time"; exit 1; }
 # llama.cpp's layer split over two kqcl devices (two PoCL devices here; on a machine with a GPU
 # the same works across vendors, each device its own kqcl device): layers on KQCL0 and KQCL1, the
 # activations handed over between them by ggml's scheduler, in 3 graph splits. The kernels are

@@ -1066,6 +1066,58 @@ START_TEST(variants_that_do_not_build_fall_back)
 }
 END_TEST
 
+/* What a context's first product writes to stderr while KQCL_BUILD_LOG is `log` (NULL: unset),
+ * every program built with KQCL_TEST_BUILD_WARNING (common.cl's deliberate warning) and a salt
+ * of its own, so that no cache (kqcl's or the runtime's) serves the build. */
+static char *stderr_of_a_warning_build(const char *log, int salt)
+{
+    char path[] = "/tmp/kqcl-build-log-XXXXXX", opts[96];
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    fflush(stderr);
+    int saved = dup(2);
+    ck_assert(saved >= 0 && dup2(fd, 2) == 2);
+    if (log)
+        setenv("KQCL_BUILD_LOG", log, 1);
+    snprintf(opts, sizeof opts, "-DKQCL_TEST_BUILD_WARNING -DKQCL_TEST_SALT=%d", salt);
+    setenv("KQCL_EXTRA_BUILD_OPTIONS", opts, 1);
+    kqcl_context *ctx = NULL;
+    kqcl_status st = kqcl_context_create(NULL, &ctx);
+    if (st == KQCL_OK)
+        st = checked_matmul(ctx, KQCL_TYPE_F32, 16, 64, 1);
+    kqcl_context_destroy(ctx);
+    unsetenv("KQCL_EXTRA_BUILD_OPTIONS");
+    unsetenv("KQCL_BUILD_LOG");
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    ck_assert_int_eq(st, KQCL_OK);
+    off_t size = lseek(fd, 0, SEEK_END);
+    char *text = tu_malloc((size_t)size + 1);
+    ck_assert(pread(fd, text, (size_t)size, 0) == size);
+    text[size] = '\0';
+    close(fd);
+    return text;
+}
+
+/* KQCL_BUILD_LOG=1 tells a build's warnings with the file and options it was built with (NVIDIA's
+ * compiler prints only "1 warning generated." itself); unset or 0, kqcl tells nothing. */
+START_TEST(build_warnings_reach_the_build_log)
+{
+    int salt = (int)(getpid() % 100000) * 10;
+    char *on = stderr_of_a_warning_build("1", salt + 1), *zero = stderr_of_a_warning_build("0", salt + 2),
+         *unset = stderr_of_a_warning_build(NULL, salt + 3);
+    ck_assert_msg(strstr(on, "kqcl: build log of matvec.cl for ") != NULL &&
+                      strstr(on, "-DKQCL_TEST_BUILD_WARNING") != NULL &&
+                      strstr(on, "KQCL_TEST_BUILD_WARNING: a deliberate warning") != NULL,
+                  "KQCL_BUILD_LOG=1 wrote: %s", on);
+    ck_assert_msg(strstr(zero, "kqcl: build log") == NULL, "KQCL_BUILD_LOG=0 wrote: %s", zero);
+    ck_assert_msg(strstr(unset, "kqcl: build log") == NULL, "KQCL_BUILD_LOG unset wrote: %s", unset);
+    free(on), free(zero), free(unset);
+}
+END_TEST
+
 /* ---- the suite ------------------------------------------------------------------------------------- */
 
 /* ---- builds while kernels run ---------------------------------------------------------------------- */
@@ -1190,6 +1242,7 @@ static Suite *device_suite(void)
     tcase_add_test(tc, documents_list_the_parameter_table);
     tcase_add_test(tc, local_memory_limits_choose_variants_that_fit);
     tcase_add_test(tc, variants_that_do_not_build_fall_back);
+    tcase_add_test(tc, build_warnings_reach_the_build_log);
     suite_add_tcase(s, tc);
     return s;
 }
