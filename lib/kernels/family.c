@@ -859,10 +859,16 @@ void kq_memo_free(kq_device *dev)
     dev->memo = NULL;
 }
 
-/* same_shape compares every field: a field added to kq_shape must be added there too. */
-_Static_assert(sizeof(kq_shape) == 2 * sizeof(kqcl_type) + 3 * sizeof(int64_t) + 4 * sizeof(int) +
-                                       sizeof(kqcl_precision) + 4,
-               "kq_shape changed: update same_shape and memo_slot");
+/* same_shape and memo_slot name every field of kq_shape; the fields they name, laid out as kq_shape
+ * is, must take its size (a field added to kq_shape must be added to them: family.h says so). */
+struct kq_shape_as_keyed {
+    kqcl_type wtype, xtype;
+    int64_t m, n, k;
+    int group, glu, norm;
+    kqcl_precision mode;
+    int op;
+};
+_Static_assert(sizeof(kq_shape) == sizeof(struct kq_shape_as_keyed), "kq_shape changed: update same_shape and memo_slot");
 
 static bool same_shape(const kq_shape *a, const kq_shape *b)
 {

@@ -40,7 +40,8 @@ typedef struct kq_candidates {
 } kq_candidates;
 
 /* What a call asks of a family: the operand types and sizes (m x k weights, n activation rows),
- * the weights launched together (matmul.c's decode groups) and the precision mode. */
+ * the weights launched together (matmul.c's decode groups) and the precision mode. Every field
+ * is part of the key a device remembers its picks by (family.c's same_shape and memo_slot). */
 typedef struct kq_shape {
     kqcl_type wtype, xtype;
     int64_t m, n, k;
