@@ -1956,28 +1956,17 @@ static void kq_backend_synchronize(ggml_backend_t backend)
     pthread_mutex_unlock(&kq_lock);
 }
 
-/* Whether a node of this op may launch anything (views compute nothing). */
-static bool op_launches(enum ggml_op op)
+/* Whether the op table computes nothing for the op: the views. */
+static bool kq_computes_nothing(enum ggml_op op)
 {
-    return op != GGML_OP_NONE && op != GGML_OP_VIEW && op != GGML_OP_RESHAPE && op != GGML_OP_PERMUTE &&
-           op != GGML_OP_TRANSPOSE;
+    const kq_op *o = kq_op_of(op);
+    return o != NULL && o->compute == kq_compute_nothing;
 }
 
 /* Nodes that leave held jobs held: views (they compute nothing) and those that may join them. */
 static bool kq_may_hold(const struct ggml_tensor *node)
 {
-    switch (node->op) {
-    case GGML_OP_NONE:
-    case GGML_OP_VIEW:
-    case GGML_OP_RESHAPE:
-    case GGML_OP_PERMUTE:
-    case GGML_OP_TRANSPOSE:
-    case GGML_OP_ROPE:
-    case GGML_OP_SET_ROWS:
-        return true;
-    default:
-        return false;
-    }
+    return kq_computes_nothing(node->op) || node->op == GGML_OP_ROPE || node->op == GGML_OP_SET_ROWS;
 }
 
 static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct ggml_cgraph *cgraph)
@@ -2015,7 +2004,7 @@ static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct 
             status = op->compute(be, node);
         }
         /* a step that held its work launches nothing yet (the flush is told apart) */
-        if (profiling == 2 && (fusion != NULL || op_launches(node->op)) && be->jobs.holds == holds)
+        if (profiling == 2 && (fusion != NULL || !kq_computes_nothing(node->op)) && be->jobs.holds == holds)
             kq_profile_step(be, fusion != NULL ? fusion->name : ggml_op_name(node->op), ts);
     }
     if (!kq_jobs_flush(be)) /* the graph's last held jobs (after a failure: their views freed) */

@@ -345,14 +345,18 @@ static kqcl_status choose_kernels(kq_device *dev, const kqcl_device_info *info)
 }
 
 /* CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes, at least 64, a power of two: where a sub-buffer (a
- * view, buffer.c) may start. Asked once here: a view is made for nearly every launch. */
+ * view, buffer.c) may start. Asked once here: a view is made for nearly every launch.
+ * KQCL_TEST_VIEW_ALIGN raises it (a fault-finding aid: views at coarser offsets only). */
 static size_t base_alignment(cl_device_id id)
 {
     cl_uint bits = 0;
     if (clGetDeviceInfo(id, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof bits, &bits, NULL) != CL_SUCCESS)
         bits = 4096 * 8; /* unknown: the largest any driver reports (a page) */
+    uint64_t want = bits / 8, raised;
+    if (kq_env_positive("KQCL_TEST_VIEW_ALIGN", &raised) && raised > want)
+        want = raised;
     size_t align = 64;
-    while (align < bits / 8 && align < ((size_t)1 << 30))
+    while (align < want && align < ((size_t)1 << 30))
         align <<= 1;
     return align;
 }
@@ -364,11 +368,6 @@ static kqcl_status open_device(kq_device *dev, const found_device *f, const kqcl
     dev->id = f->device;
     dev->info = *info;
     dev->base_align = base_alignment(f->device);
-    /* KQCL_TEST_VIEW_ALIGN raises it (a fault-finding aid: views at coarser offsets only) */
-    uint64_t view_align;
-    if (kq_env_positive("KQCL_TEST_VIEW_ALIGN", &view_align))
-        while (dev->base_align < view_align && dev->base_align < ((size_t)1 << 30))
-            dev->base_align <<= 1;
     /* Test knobs: KQCL_TEST_MAX_ALLOC_BYTES caps every device's largest allocation, so that the
      * tests can hold tensors in several buffers without filling memory (doc/multi-device.md);
      * KQCL_TEST_LOCAL_MEM_BYTES its local memory, so that PoCL chooses kernel variants as a
