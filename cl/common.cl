@@ -693,6 +693,73 @@ static inline float group_reduce(__local float *red, float v, bool max, size_t w
     return red[0];
 }
 
+/* ---- rows written by position: RoPE and the KV cache's stores --------------------------------
+ * elementwise.cl's rope_f32 and set_rows and attention.cl's attn_roped (a decode step's RoPE and
+ * cache writes inside its attention) write rows with these, so both write the same bits. */
+
+/* y[o] = v in dst_type: f32, or f16 or bf16 rounded to nearest even (kqcl_convert's rounding). */
+static inline void store_as(__global void *y, ulong o, float v, int dst_type)
+{
+    if (dst_type == TYPE_F32)
+        ((__global float *)y)[o] = v;
+    else if (dst_type == TYPE_F16)
+        ((__global ushort *)y)[o] = float_to_half_bits(v);
+    else
+        ((__global ushort *)y)[o] = float_to_bf16(v);
+}
+
+/* Element i of a scatter's index array: int32, or int64 with idx64. */
+static inline long row_index(__global const void *idx, ulong i, int idx64)
+{
+    return idx64 ? ((__global const long *)idx)[i] : (long)((__global const int *)idx)[i];
+}
+
+/* Rotary position embedding of rows of `cols` values, `heads` consecutive rows a position
+ * (pos[pos_offset + r / heads]): the first n_dims values turn in pairs -- (2i, 2i + 1), or with neox
+ * (i, i + n_dims / 2) -- by theta = p * theta_scale^i (theta_scale = freq_base^(-2 / n_dims)),
+ * interpolated by freq_scale and, with YaRN (ext_factor != 0), mixed back towards p *
+ * theta_scale^i over the correction dims [corr_low, corr_high] with the magnitude scaled;
+ * attn_factor scales both. Values past n_dims are copied (n_dims 0: the row is copied, a value's
+ * rows). With scatter (kqcl_rope_set_rows), a position's `heads` rows go side by side into row
+ * idx[idx_offset + r / heads] of y (int32, or int64 with idx64; rows of heads * cols values in
+ * dst_type; an index outside [0, y_rows) writes nothing), as set_rows_f32 would write them; else
+ * y is f32 of x's shape. This is pair i of one such job. */
+static inline void rope_pair(ulong i, __global const float *x, __global void *y, ulong cols, ulong heads, int n_dims,
+                             int scatter, __global const void *idx, ulong idx_offset, int idx64, ulong y_rows,
+                             int dst_type, __global const int *pos, ulong pos_offset, int neox, float theta_scale,
+                             float freq_scale, float ext_factor, float attn_factor, float corr_low, float corr_high)
+{
+#pragma OPENCL FP_CONTRACT OFF /* the same bits in every program that has it (elementwise's, attention's) */
+    ulong half_cols = cols / 2, r = i / half_cols, j = i - r * half_cols; /* pair j of row r */
+    __global const float *xr = x + r * cols;
+    ulong yr = r * cols; /* the output row's first element */
+    if (scatter) {
+        long t = row_index(idx, idx_offset + r / heads, idx64);
+        if (t < 0 || (ulong)t >= y_rows)
+            return;
+        yr = ((ulong)t * heads + r % heads) * cols;
+    }
+    if (2 * j >= (ulong)n_dims) { /* past the rotated part: copied */
+        store_as(y, yr + 2 * j, xr[2 * j], dst_type);
+        store_as(y, yr + 2 * j + 1, xr[2 * j + 1], dst_type);
+        return;
+    }
+    ulong a = neox ? j : 2 * j, b = neox ? j + (ulong)n_dims / 2 : 2 * j + 1;
+    float theta_extrap = (float)pos[pos_offset + r / heads] * pown(theta_scale, (int)j);
+    float theta = freq_scale * theta_extrap, mscale = attn_factor;
+    if (ext_factor != 0.0f) {
+        float ramp = 1.0f - clamp(((float)j - corr_low) / fmax(0.001f, corr_high - corr_low), 0.0f, 1.0f);
+        float mix = ramp * ext_factor;
+        theta = theta * (1.0f - mix) + theta_extrap * mix;
+        mscale *= 1.0f + 0.1f * log(1.0f / freq_scale);
+    }
+    float c, s = sincos(theta, &c) * mscale; /* one argument reduction for both */
+    c *= mscale;
+    float x0 = xr[a], x1 = xr[b];
+    store_as(y, yr + a, x0 * c - x1 * s, dst_type);
+    store_as(y, yr + b, x0 * s + x1 * c, dst_type);
+}
+
 /* ---- CPUs (PoCL, -DKQ_CPU): helpers of the CPU decode and prefill kernels -------------------
  * A block is CPU_GROUPS "groups" of 16 weights at positions 16t..16t+15 (every block layout
  * allows this order), each with one scale and one offset: weight = s[t] * q - mo[t]. A k-quant

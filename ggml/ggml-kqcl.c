@@ -382,15 +382,22 @@ static kqcl_buffer *kq_scratch(kq_device *d, int slot, size_t bytes)
     return d->scratch[slot];
 }
 
+/* Whether kq_operand takes rows in place: contiguous (or one), from an aligned offset. */
+static bool kq_operand_in_place(const kq_device *d, size_t offset, size_t stride, kqcl_type type, int64_t rows,
+                                int64_t cols)
+{
+    return (stride == kqcl_row_size(type, cols) || rows == 1) && offset % d->alignment == 0;
+}
+
 /* A kqcl tensor of `rows` rows of `cols` values of `type` whose row r starts at byte
- * offset + r * stride of `mem`: a view where the rows are contiguous and the offset aligned,
- * else a copy in scratch slot `slot`. NULL on failure (logged). */
+ * offset + r * stride of `mem`: a view where kq_operand_in_place, else a copy in scratch slot
+ * `slot`. NULL on failure (logged). */
 static kqcl_tensor *kq_operand(kq_device *d, kqcl_buffer *mem, size_t offset, size_t stride, kqcl_type type,
                                int64_t rows, int64_t cols, int slot)
 {
     size_t row = kqcl_row_size(type, cols);
     kqcl_tensor *t = NULL;
-    if ((stride == row || rows == 1) && offset % d->alignment == 0) {
+    if (kq_operand_in_place(d, offset, stride, type, rows, cols)) {
         if (!kq_ok(kqcl_tensor_view(mem, offset, type, rows, cols, &t), "tensor view"))
             return NULL;
         return t;
@@ -1152,6 +1159,15 @@ static bool kq_supports_rope(const kq_device *d, const struct ggml_tensor *op)
 static bool kq_bytes_overlap(const struct ggml_tensor *a, const struct ggml_tensor *b);
 static bool kq_fusion_enabled(void);
 
+/* The held jobs' views freed, none held. */
+static void kq_jobs_release(kq_jobs *h)
+{
+    for (int i = 0; i < h->count; i++)
+        kqcl_tensor_destroy((kqcl_tensor *)h->job[i].x), kqcl_tensor_destroy(h->job[i].dst);
+    h->count = 0;
+    h->pos = NULL;
+}
+
 /* The held jobs launched (nothing held: nothing done). */
 static bool kq_jobs_flush(kq_backend *be)
 {
@@ -1164,10 +1180,7 @@ static bool kq_jobs_flush(kq_backend *be)
                     "ROPE and SET_ROWS jobs");
     if (kq_profiling() == 2)
         kq_profile_step(be, "rope jobs (held)", t0);
-    for (int i = 0; i < h->count; i++)
-        kqcl_tensor_destroy((kqcl_tensor *)h->job[i].x), kqcl_tensor_destroy(h->job[i].dst);
-    h->count = 0;
-    h->pos = NULL;
+    kq_jobs_release(h);
     return ok;
 }
 
@@ -1308,9 +1321,66 @@ static bool kq_supports_flash_attn(const kq_device *d, const struct ggml_tensor 
     return (uint64_t)q->ne[1] * q->ne[2] * k->ne[1] * sizeof(float) <= max && ggml_nbytes(op) <= max;
 }
 
-/* One stream (dimension 3) of FLASH_ATTN_EXT: q, k, v, the mask and dst at the stream's offsets. */
-static bool kq_flash_attn_stream(kq_device *d, struct ggml_tensor *dst, int64_t i3)
+/* kqcl_attention, with the held jobs inside its launch where any are held
+ * (kqcl_rope_jobs_attention, which takes the two launches where it must); the jobs' views freed. */
+static bool kq_attend(kq_backend *be, const kqcl_tensor *q, const kqcl_tensor *k, const kqcl_tensor *v,
+                      const kqcl_tensor *m, const kqcl_attention_params *p, kqcl_tensor *y)
 {
+    kq_jobs *h = &be->jobs;
+    if (h->count == 0)
+        return kq_ok(kqcl_attention(kq_ctx, q, k, v, m, p, y), "FLASH_ATTN_EXT");
+    kq_buffer *bp = kq_buffer_of(h->pos);
+    bool ok = kq_ok(kqcl_rope_jobs_attention(kq_ctx, bp->mem, kq_offset(bp, h->pos), &h->params, h->count, h->job, q,
+                                             k, v, m, p, y),
+                    "ROPE and SET_ROWS jobs with FLASH_ATTN_EXT");
+    kq_jobs_release(h);
+    return ok;
+}
+
+/* The rows of stream i3 of an attention operand: its buffer's offset, its row stride and the rows
+ * its strides span (the mask: one row a query). */
+typedef struct kq_attn_rows {
+    size_t offset, stride;
+    int64_t rows;
+} kq_attn_rows;
+
+static kq_attn_rows kq_attn_rows_of(const struct ggml_tensor *t, int64_t i3, bool mask, int64_t queries)
+{
+    kq_buffer *b = kq_buffer_of(t);
+    int64_t s1, s2;
+    if (mask)
+        return (kq_attn_rows){kq_offset(b, t) + (size_t)(t->ne[3] > 1 ? i3 : 0) * t->nb[3], t->nb[1], queries};
+    kq_row_strides(t, &s1, &s2);
+    return (kq_attn_rows){kq_offset(b, t) + (size_t)i3 * t->nb[3], ggml_row_size(t->type, t->ne[0]),
+                          kq_rows_spanned(t, s1, s2)};
+}
+
+/* Whether every operand of a one-stream attention is a view in place (kq_operand_in_place): then
+ * the held jobs may join its launch, since no operand is a copy taken before they run. */
+static bool kq_flash_attn_in_place(const kq_device *d, const struct ggml_tensor *dst)
+{
+    const struct ggml_tensor *q = dst->src[0], *m = dst->src[3];
+    if (q->ne[3] != 1)
+        return false;
+    for (int i = 0; i < 4; i++) {
+        const struct ggml_tensor *t = dst->src[i];
+        if (t == NULL)
+            continue;
+        if (kq_buffer_of(t) == NULL)
+            return false;
+        kq_attn_rows r = kq_attn_rows_of(t, 0, t == m, q->ne[1]);
+        kqcl_type type = t == m ? KQCL_TYPE_F16 : (kqcl_type)t->type;
+        if (!kq_operand_in_place(d, r.offset, r.stride, type, r.rows, t->ne[0]))
+            return false;
+    }
+    return true;
+}
+
+/* One stream (dimension 3) of FLASH_ATTN_EXT: q, k, v, the mask and dst at the stream's offsets;
+ * the held jobs (be->jobs) inside its launch (kqcl_rope_jobs_attention) where any are held. */
+static bool kq_flash_attn_stream(kq_backend *be, struct ggml_tensor *dst, int64_t i3)
+{
+    kq_device *d = be->dev;
     const struct ggml_tensor *q = dst->src[0], *k = dst->src[1], *v = dst->src[2], *m = dst->src[3];
     float prm[3];
     memcpy(prm, dst->op_params, sizeof prm);
@@ -1323,27 +1393,28 @@ static bool kq_flash_attn_stream(kq_device *d, struct ggml_tensor *dst, int64_t 
     kq_buffer *bd = kq_buffer_of(dst);
     if (bq == NULL || bk == NULL || bv == NULL || bd == NULL || (m != NULL && bm == NULL))
         return false;
-    const size_t qrow = ggml_row_size(q->type, q->ne[0]), krow = ggml_row_size(k->type, k->ne[0]);
-    const size_t vrow = ggml_row_size(v->type, v->ne[0]), yrow = (size_t)v->ne[0] * sizeof(float);
+    const size_t yrow = (size_t)v->ne[0] * sizeof(float);
     const size_t y_bytes = (size_t)(p.queries * p.heads) * yrow, od = kq_offset(bd, dst) + (size_t)i3 * dst->nb[3];
-    kqcl_tensor *tq = kq_operand(d, bq->mem, kq_offset(bq, q) + (size_t)i3 * q->nb[3], qrow, KQCL_TYPE_F32,
-                                 kq_rows_spanned(q, qs1, qs2), q->ne[0], KQ_SCRATCH_X);
-    kqcl_tensor *tk = tq ? kq_operand(d, bk->mem, kq_offset(bk, k) + (size_t)i3 * k->nb[3], krow, (kqcl_type)k->type,
-                                      kq_rows_spanned(k, ks1, ks2), k->ne[0], KQ_SCRATCH_W)
+    const kq_attn_rows rq = kq_attn_rows_of(q, i3, false, 0), rk = kq_attn_rows_of(k, i3, false, 0);
+    const kq_attn_rows rv = kq_attn_rows_of(v, i3, false, 0);
+    kqcl_tensor *tq = kq_operand(d, bq->mem, rq.offset, rq.stride, KQCL_TYPE_F32, rq.rows, q->ne[0], KQ_SCRATCH_X);
+    kqcl_tensor *tk = tq ? kq_operand(d, bk->mem, rk.offset, rk.stride, (kqcl_type)k->type, rk.rows, k->ne[0],
+                                      KQ_SCRATCH_W)
                          : NULL;
-    kqcl_tensor *tv = tk ? kq_operand(d, bv->mem, kq_offset(bv, v) + (size_t)i3 * v->nb[3], vrow, (kqcl_type)v->type,
-                                      kq_rows_spanned(v, vs1, vs2), v->ne[0], KQ_SCRATCH_V)
+    kqcl_tensor *tv = tk ? kq_operand(d, bv->mem, rv.offset, rv.stride, (kqcl_type)v->type, rv.rows, v->ne[0],
+                                      KQ_SCRATCH_V)
                          : NULL;
     kqcl_tensor *tm = NULL, *ty = NULL;
-    if (tv != NULL && m != NULL)
-        tm = kq_operand(d, bm->mem, kq_offset(bm, m) + (size_t)(m->ne[3] > 1 ? i3 : 0) * m->nb[3], m->nb[1],
-                        KQCL_TYPE_F16, q->ne[1], m->ne[0], KQ_SCRATCH_M);
+    if (tv != NULL && m != NULL) {
+        const kq_attn_rows rm = kq_attn_rows_of(m, i3, true, q->ne[1]);
+        tm = kq_operand(d, bm->mem, rm.offset, rm.stride, KQCL_TYPE_F16, rm.rows, m->ne[0], KQ_SCRATCH_M);
+    }
     /* y in place where dst's stream starts aligned, else in scratch Y and copied */
     kqcl_buffer *y_mem = od % d->alignment == 0 ? bd->mem : kq_scratch(d, KQ_SCRATCH_Y, y_bytes);
     bool ok = tv != NULL && (m == NULL || tm != NULL) && y_mem != NULL &&
               kq_ok(kqcl_tensor_view(y_mem, y_mem == bd->mem ? od : 0, KQCL_TYPE_F32, p.queries * p.heads, v->ne[0], &ty),
                     "tensor view") &&
-              kq_ok(kqcl_attention(kq_ctx, tq, tk, tv, tm, &p, ty), "FLASH_ATTN_EXT");
+              kq_attend(be, tq, tk, tv, tm, &p, ty);
     if (ok && y_mem != bd->mem)
         ok = kq_ok(kqcl_buffer_copy(bd->mem, od, y_mem, 0, y_bytes), "FLASH_ATTN_EXT result copy");
     kqcl_tensor_destroy(tq), kqcl_tensor_destroy(tk), kqcl_tensor_destroy(tv), kqcl_tensor_destroy(tm);
@@ -1353,8 +1424,10 @@ static bool kq_flash_attn_stream(kq_device *d, struct ggml_tensor *dst, int64_t 
 
 static enum ggml_status kq_compute_flash_attn(kq_backend *be, struct ggml_tensor *dst)
 {
+    if (!kq_flash_attn_in_place(be->dev, dst) && !kq_jobs_flush(be))
+        return GGML_STATUS_FAILED;
     for (int64_t i3 = 0; i3 < dst->src[0]->ne[3]; i3++)
-        if (!kq_flash_attn_stream(be->dev, dst, i3))
+        if (!kq_flash_attn_stream(be, dst, i3))
             return GGML_STATUS_FAILED;
     return GGML_STATUS_SUCCESS;
 }
@@ -1963,10 +2036,12 @@ static bool kq_computes_nothing(enum ggml_op op)
     return o != NULL && o->compute == kq_compute_nothing;
 }
 
-/* Nodes that leave held jobs held: views (they compute nothing) and those that may join them. */
+/* Nodes that leave held jobs held: views (they compute nothing), those that may join them, and
+ * the attention, which takes them into its launch or launches them first itself. */
 static bool kq_may_hold(const struct ggml_tensor *node)
 {
-    return kq_computes_nothing(node->op) || node->op == GGML_OP_ROPE || node->op == GGML_OP_SET_ROWS;
+    return kq_computes_nothing(node->op) || node->op == GGML_OP_ROPE || node->op == GGML_OP_SET_ROWS ||
+           node->op == GGML_OP_FLASH_ATTN_EXT;
 }
 
 static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct ggml_cgraph *cgraph)

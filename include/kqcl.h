@@ -739,6 +739,23 @@ typedef struct kqcl_rope_job {
 KQCL_API kqcl_status kqcl_rope_jobs(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
                                     const kqcl_rope_params *params, int count, const kqcl_rope_job *jobs);
 
+/* kqcl_rope_jobs, then kqcl_attention over what the jobs wrote: a decode step's query turned, its
+ * key turned into the K cache and its value copied into the V cache, then the attention. One
+ * launch where each (query, head) row reads of the jobs' rows only what its own work can write
+ * first, which holds when: one query, and the jobs cover one position; every job writes one
+ * operand -- q in place (its row h q's row h: dst at q's first byte, q_head_stride 1), or the K
+ * or V cache that k or v views (f16 or f32 rows of a position's kv_heads heads side by side, so
+ * kv_head_stride 1 and kv_pos_stride kv_heads, the view starting on a whole row of dst); no job
+ * writes bytes another operand holds; and no other operand, index buffer or the positions lies
+ * in the caches' buffers. Elsewhere the two launches. Either way the jobs' rows are the bits
+ * kqcl_rope_jobs writes and y is what kqcl_attention computes from them; the same checks and
+ * statuses as the two calls; kqcl_last_device_time covers both launches. */
+KQCL_API kqcl_status kqcl_rope_jobs_attention(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
+                                              const kqcl_rope_params *rope, int count, const kqcl_rope_job *jobs,
+                                              const kqcl_tensor *q, const kqcl_tensor *k, const kqcl_tensor *v,
+                                              const kqcl_tensor *mask, const kqcl_attention_params *params,
+                                              kqcl_tensor *y);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Several devices: placement, tensor/data/pipeline parallelism, collectives, MPI               */
 /*

@@ -1,7 +1,9 @@
 /*
  * test_layer.c -- a transformer layer's other operations (kqcl_binary, kqcl_scale, kqcl_unary,
  * kqcl_glu, kqcl_matmul_glu, kqcl_rms_norm, kqcl_add_rms_norm, the norm before the products
- * (kqcl_norm_matmul_group, kqcl_norm_matmul_glu), kqcl_set_rows, kqcl_softmax, kqcl_rope, kqcl_attention) against float64 host references: random and fixed inputs, odd shapes,
+ * (kqcl_norm_matmul_group, kqcl_norm_matmul_glu), kqcl_set_rows, kqcl_softmax, kqcl_rope, kqcl_attention,
+ * kqcl_rope_jobs_attention) against float64 host references (or the calls they fuse): random and
+ * fixed inputs, odd shapes,
  * every broadcast the header allows, outputs poisoned with NaN first, in place, on views of one
  * buffer, tensors larger than one pass of the grid, and every bad argument.
  */
@@ -1117,6 +1119,206 @@ START_TEST(attention_of_a_query_that_sees_nothing)
 }
 END_TEST
 
+/* ---- a step's RoPE and cache writes inside its attention ------------------------------------ */
+
+/* kqcl_rope_jobs_attention laid out as llama.cpp lays a step out: one buffer of activations (the
+ * query, key and value rows, the turned query, the mask, y, the positions and the cache cells),
+ * one of the caches (K, then V: `cells` rows of kv_heads heads side by side), the attention's k
+ * and v views of it from cell view_cell on. */
+typedef struct step_case {
+    int heads, kv_heads;
+    int64_t d, dv, tokens, cells, view_cell, kv_len;
+    int32_t pos, cell; /* the first token's; the others follow */
+    kqcl_type cache;
+    kqcl_rope_params rope;
+    float softcap;
+    bool v_one_row; /* V's rows as ggml holds a token's: one row of kv_heads * dv values */
+} step_case;
+
+/* Where a step's operands lie in its two buffers, each start aligned for a view. */
+typedef struct step_layout {
+    size_t qx, kx, vx, qr, mask, y, pos, idx, act_bytes; /* the activations' buffer */
+    size_t kc, vc, cache_bytes;                          /* the caches' */
+} step_layout;
+
+static size_t place(size_t *at, size_t bytes, size_t align)
+{
+    size_t here = *at;
+    *at = (here + bytes + align - 1) / align * align;
+    return here;
+}
+
+static step_layout step_layout_of(const step_case *c, size_t align)
+{
+    step_layout l;
+    size_t at = 0, esize = c->cache == KQCL_TYPE_F16 ? 2 : 4, q_bytes = (size_t)(c->tokens * c->heads * c->d) * 4;
+    l.qx = place(&at, q_bytes, align);
+    l.kx = place(&at, (size_t)(c->tokens * c->kv_heads * c->d) * 4, align);
+    l.vx = place(&at, (size_t)(c->tokens * c->kv_heads * c->dv) * 4, align);
+    l.qr = place(&at, q_bytes, align);
+    l.mask = place(&at, (size_t)(c->tokens * c->kv_len) * 2, align);
+    l.y = place(&at, (size_t)(c->tokens * c->heads * c->dv) * 4, align);
+    l.pos = place(&at, (size_t)c->tokens * 4, align);
+    l.idx = place(&at, (size_t)c->tokens * 8, align);
+    l.act_bytes = at;
+    at = 0;
+    l.kc = place(&at, (size_t)(c->cells * c->kv_heads * c->d) * esize, align);
+    l.vc = place(&at, (size_t)(c->cells * c->kv_heads * c->dv) * esize, align);
+    l.cache_bytes = at;
+    return l;
+}
+
+/* A step's two buffers as the host first fills them: random rows, NaN where results go, a mask
+ * with positions out, the positions and cells, caches of random (f16-exact) values. */
+static void step_images(const step_case *c, const step_layout *l, unsigned char *act, unsigned char *cache)
+{
+    memset(act, 0xFF, l->act_bytes); /* NaN floats */
+    float *rows = random_values((size_t)(c->tokens * (c->heads + c->kv_heads) * c->d + c->tokens * c->kv_heads * c->dv), 2.0f);
+    memcpy(act + l->qx, rows, (size_t)(c->tokens * c->heads * c->d) * 4);
+    memcpy(act + l->kx, rows + c->tokens * c->heads * c->d, (size_t)(c->tokens * c->kv_heads * c->d) * 4);
+    memcpy(act + l->vx, rows + c->tokens * (c->heads + c->kv_heads) * c->d, (size_t)(c->tokens * c->kv_heads * c->dv) * 4);
+    free(rows);
+    float *m = random_values((size_t)(c->tokens * c->kv_len), 0.5f);
+    for (int64_t i = 0; i < c->tokens * c->kv_len; i++)
+        if (i % 7 == 3)
+            m[i] = -INFINITY;
+    TU_OK_CTX(NULL, kqcl_quantize(KQCL_TYPE_F16, m, act + l->mask, c->tokens, c->kv_len));
+    free(m);
+    for (int64_t t = 0; t < c->tokens; t++) {
+        int32_t pos = c->pos + (int32_t)t;
+        int64_t cell = c->cell + t;
+        memcpy(act + l->pos + (size_t)t * 4, &pos, 4);
+        memcpy(act + l->idx + (size_t)t * 8, &cell, 8);
+    }
+    int64_t kv_values = c->cells * c->kv_heads;
+    float *kv = random_values((size_t)(kv_values * (c->d + c->dv)), 1.5f);
+    memset(cache, 0, l->cache_bytes);
+    TU_OK_CTX(NULL, kqcl_quantize(c->cache, kv, cache + l->kc, kv_values, c->d));
+    TU_OK_CTX(NULL, kqcl_quantize(c->cache, kv + kv_values * c->d, cache + l->vc, kv_values, c->dv));
+    free(kv);
+}
+
+/* One run of a step on buffers made from the images: fused (kqcl_rope_jobs_attention) or the two
+ * calls; the buffers' bytes afterwards replace the images. */
+static void run_step(const step_case *c, const step_layout *l, unsigned char *act, unsigned char *cache, bool fused)
+{
+    kqcl_buffer *ab = device_bytes(act, l->act_bytes), *cb = device_bytes(cache, l->cache_bytes);
+    kqcl_tensor *qx, *kx, *vx, *qr, *kd, *vd, *q, *k, *v, *m, *y;
+    const size_t krow = kqcl_row_size(c->cache, c->kv_heads * c->d), vrow = kqcl_row_size(c->cache, c->kv_heads * c->dv);
+    TU_OK(kqcl_tensor_view(ab, l->qx, KQCL_TYPE_F32, c->tokens * c->heads, c->d, &qx));
+    TU_OK(kqcl_tensor_view(ab, l->kx, KQCL_TYPE_F32, c->tokens * c->kv_heads, c->d, &kx));
+    const int v_heads = c->v_one_row ? 1 : c->kv_heads;
+    TU_OK(kqcl_tensor_view(ab, l->vx, KQCL_TYPE_F32, c->tokens * v_heads, c->kv_heads * c->dv / v_heads, &vx));
+    TU_OK(kqcl_tensor_view(ab, l->qr, KQCL_TYPE_F32, c->tokens * c->heads, c->d, &qr));
+    TU_OK(kqcl_tensor_view(cb, l->kc, c->cache, c->cells, c->kv_heads * c->d, &kd));
+    TU_OK(kqcl_tensor_view(cb, l->vc, c->cache, c->cells, c->kv_heads * c->dv, &vd));
+    TU_OK(kqcl_tensor_view(ab, l->qr, KQCL_TYPE_F32, c->tokens * c->heads, c->d, &q)); /* a view of its own */
+    TU_OK(kqcl_tensor_view(cb, l->kc + (size_t)c->view_cell * krow, c->cache, c->kv_len * c->kv_heads, c->d, &k));
+    TU_OK(kqcl_tensor_view(cb, l->vc + (size_t)c->view_cell * vrow, c->cache, c->kv_len * c->kv_heads, c->dv, &v));
+    TU_OK(kqcl_tensor_view(ab, l->mask, KQCL_TYPE_F16, c->tokens, c->kv_len, &m));
+    TU_OK(kqcl_tensor_view(ab, l->y, KQCL_TYPE_F32, c->tokens * c->heads, c->dv, &y));
+    kqcl_rope_job jobs[3] = {{qx, c->heads, 0, qr, NULL, 0, 0}, {kx, c->kv_heads, 0, kd, ab, l->idx, 8},
+                             {vx, v_heads, 1, vd, ab, l->idx, 8}};
+    kqcl_attention_params p = {.heads = c->heads, .kv_heads = c->kv_heads, .queries = c->tokens, .kv_len = c->kv_len,
+                               .q_query_stride = c->heads, .q_head_stride = 1, .kv_pos_stride = c->kv_heads,
+                               .kv_head_stride = 1, .scale = 1.0f / sqrtf((float)c->d), .softcap = c->softcap};
+    if (fused) {
+        TU_OK(kqcl_rope_jobs_attention(tu_ctx, ab, l->pos, &c->rope, 3, jobs, q, k, v, m, &p, y));
+    } else {
+        TU_OK(kqcl_rope_jobs(tu_ctx, ab, l->pos, &c->rope, 3, jobs));
+        TU_OK(kqcl_attention(tu_ctx, q, k, v, m, &p, y));
+    }
+    kqcl_tensor *views[] = {qx, kx, vx, qr, kd, vd, q, k, v, m, y};
+    for (size_t i = 0; i < sizeof views / sizeof *views; i++)
+        kqcl_tensor_destroy(views[i]);
+    TU_OK(kqcl_buffer_read(ab, 0, act, l->act_bytes));
+    TU_OK(kqcl_buffer_read(cb, 0, cache, l->cache_bytes));
+    kqcl_buffer_destroy(ab), kqcl_buffer_destroy(cb);
+}
+
+/* The fused call against the two: every byte alike but y's, y within 1e-6 (the same arithmetic);
+ * the new cells written, y finite. */
+static void check_step(const step_case *c, const char *name)
+{
+    size_t align = kqcl_buffer_alignment(tu_ctx, 0);
+    step_layout l = step_layout_of(c, align);
+    const size_t krow = kqcl_row_size(c->cache, c->kv_heads * c->d);
+    if (((size_t)c->view_cell * krow) % align != 0)
+        return; /* this device's views cannot start there (kqcl_buffer_alignment) */
+    unsigned char *act = tu_malloc(l.act_bytes), *cache = tu_malloc(l.cache_bytes);
+    step_images(c, &l, act, cache);
+    unsigned char *act2 = tu_malloc(l.act_bytes), *cache2 = tu_malloc(l.cache_bytes), *cache0 = tu_malloc(l.cache_bytes);
+    memcpy(act2, act, l.act_bytes), memcpy(cache2, cache, l.cache_bytes), memcpy(cache0, cache, l.cache_bytes);
+    run_step(c, &l, act, cache, true);
+    run_step(c, &l, act2, cache2, false);
+    for (size_t i = 0; i < l.act_bytes; i++)
+        if (i < l.y || i >= l.y + (size_t)(c->tokens * c->heads * c->dv) * 4)
+            ck_assert_msg(act[i] == act2[i], "%s: activations' byte %zu: %u, two calls %u", name, i, act[i], act2[i]);
+    for (size_t i = 0; i < l.cache_bytes; i++)
+        ck_assert_msg(cache[i] == cache2[i], "%s: cache byte %zu: %u, two calls %u", name, i, cache[i], cache2[i]);
+    ck_assert_msg(memcmp(cache + l.kc + (size_t)c->cell * krow, cache0 + l.kc + (size_t)c->cell * krow, krow) != 0,
+                  "%s: the new key was not written", name);
+    const float *y = (const float *)(act + l.y), *y2 = (const float *)(act2 + l.y);
+    for (int64_t e = 0; e < c->tokens * c->heads * c->dv; e++)
+        ck_assert_msg(isfinite(y[e]) && fabsf(y[e] - y2[e]) <= 1e-6f * fabsf(y2[e]) + 1e-7f,
+                      "%s: y[%lld] %.9g, two calls %.9g", name, (long long)e, (double)y[e], (double)y2[e]);
+    free(act), free(act2), free(cache), free(cache2), free(cache0);
+}
+
+START_TEST(rope_jobs_attention_is_the_two_calls)
+{
+    tu_seed(23);
+    const kqcl_rope_params llama = {.n_dims = 64, .freq_base = 10000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f};
+    const kqcl_rope_params yarn = {.n_dims = 128, .neox = 1, .freq_base = 1000000.0f, .freq_scale = 0.25f,
+                                   .ext_factor = 1.0f, .attn_factor = 1.0f, .corr_low = 12.0f, .corr_high = 40.0f};
+    /* SmolLM2's heads: the new cell inside the view, and before it */
+    const step_case smol = {9, 3, 64, 64, 1, 40, 0, 37, 123, 20, KQCL_TYPE_F16, llama, 0.0f, false};
+    check_step(&smol, "SmolLM2's heads, f16 cache");
+    step_case unseen = smol;
+    unseen.cell = 38; /* past kv_len: written, not read */
+    check_step(&unseen, "the new cell outside the view");
+    step_case one_row = smol;
+    one_row.v_one_row = true;
+    check_step(&one_row, "V's heads in one row");
+    /* Gemma-3's: one KV head of 256, NeoX half turned with YaRN, soft-capped, an f32 cache whose
+     * view starts at cell 8 (a second sequence's stream) */
+    const step_case gemma = {4, 1, 256, 256, 1, 24, 8, 13, 4000, 15, KQCL_TYPE_F32, yarn, 30.0f, false};
+    check_step(&gemma, "Gemma-3's heads, f32 cache from cell 8");
+    /* a prompt's two tokens (the two launches) */
+    step_case prompt = smol;
+    prompt.tokens = 2;
+    check_step(&prompt, "two tokens");
+    /* refused as either call refuses: nothing written */
+    size_t align = kqcl_buffer_alignment(tu_ctx, 0);
+    step_layout l = step_layout_of(&smol, align);
+    unsigned char *act = tu_malloc(l.act_bytes), *cache = tu_malloc(l.cache_bytes);
+    step_images(&smol, &l, act, cache);
+    kqcl_buffer *ab = device_bytes(act, l.act_bytes), *cb = device_bytes(cache, l.cache_bytes);
+    kqcl_tensor *qx, *qr, *k, *y;
+    TU_OK(kqcl_tensor_view(ab, l.qx, KQCL_TYPE_F32, smol.heads, smol.d, &qx));
+    TU_OK(kqcl_tensor_view(ab, l.qr, KQCL_TYPE_F32, smol.heads, smol.d, &qr));
+    TU_OK(kqcl_tensor_view(cb, l.kc, KQCL_TYPE_F16, smol.kv_len * smol.kv_heads, smol.d, &k));
+    TU_OK(kqcl_tensor_view(ab, l.y, KQCL_TYPE_F32, smol.heads, smol.dv, &y));
+    kqcl_rope_job job = {qx, smol.heads, 0, qr, NULL, 0, 0};
+    kqcl_attention_params p = {.heads = smol.heads, .kv_heads = smol.kv_heads, .queries = 1, .kv_len = smol.kv_len,
+                               .q_query_stride = smol.heads, .q_head_stride = 1, .kv_pos_stride = smol.kv_heads,
+                               .kv_head_stride = 1, .scale = 0.125f};
+    ck_assert_int_eq(kqcl_rope_jobs_attention(NULL, ab, l.pos, &smol.rope, 1, &job, qr, k, k, NULL, &p, y),
+                     KQCL_ERR_INVALID_ARG);
+    ck_assert_int_eq(kqcl_rope_jobs_attention(tu_ctx, ab, l.pos, &smol.rope, 0, &job, qr, k, k, NULL, &p, y),
+                     KQCL_ERR_INVALID_ARG);
+    p.kv_heads = 2; /* does not divide 9: the attention's refusal, before the jobs run */
+    ck_assert_int_eq(kqcl_rope_jobs_attention(tu_ctx, ab, l.pos, &smol.rope, 1, &job, qr, k, k, NULL, &p, y),
+                     KQCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(kqcl_last_error(tu_ctx), "kqcl_rope_jobs_attention"));
+    float *turned = tu_read_f32(qr);
+    ck_assert_msg(isnan(turned[0]), "a refused call turned the query");
+    free(turned), free(act), free(cache);
+    kqcl_tensor_destroy(qx), kqcl_tensor_destroy(qr), kqcl_tensor_destroy(k), kqcl_tensor_destroy(y);
+    kqcl_buffer_destroy(ab), kqcl_buffer_destroy(cb);
+}
+END_TEST
+
 /* ---- views of one buffer (how the ggml backend calls them) ----------------------------------- */
 
 START_TEST(operations_on_views_of_one_buffer)
@@ -1274,6 +1476,7 @@ int main(void)
     tcase_add_test(tc, rope_jobs_are_the_single_calls);
     tcase_add_test(tc, attention_against_float64);
     tcase_add_test(tc, attention_of_a_query_that_sees_nothing);
+    tcase_add_test(tc, rope_jobs_attention_is_the_two_calls);
     tcase_add_test(tc, operations_on_views_of_one_buffer);
     tcase_add_test(tc, every_operation_on_one_context);
     tcase_add_test(tc, bad_arguments_are_refused);

@@ -373,5 +373,8 @@ KQCL_API kqcl_status kqcl_tensor_view(kqcl_buffer *b, size_t offset, kqcl_type t
                               "kqcl_tensor_view: clCreateSubBuffer");
         sub_keep(b, offset, bytes, sub);
     }
-    return kq_tensor_wrap(ctx, type, rows, cols, b->device, sub, b->mem, call, out);
+    st = kq_tensor_wrap(ctx, type, rows, cols, b->device, sub, b->mem, call, out);
+    if (st == KQCL_OK)
+        (*out)->view_offset = offset;
+    return st;
 }

@@ -29,6 +29,7 @@ struct kqcl_tensor {
     kq_part *parts;   /* n_parts entries, in device order, a device's row chunks in row order */
     cl_mem view_parent; /* a view (kqcl_tensor_view): the buffer its one part is a sub-buffer of,
                          * retained by the view so that it outlives its kqcl_buffer; else NULL */
+    size_t view_offset; /* a view's first byte in view_parent (else 0) */
     /* ctx->live_tensors, a doubly linked list; ctx is NULL once the context was destroyed
      * first (the tensor then holds no OpenCL object; only kqcl_tensor_destroy and the shape
      * getters still work on it). */
@@ -49,6 +50,15 @@ kqcl_status kq_tensor_wrap(kqcl_context *ctx, kqcl_type type, int64_t rows, int6
 void kq_tensors_detach_all(kqcl_context *ctx);
 /* The same for the kqcl_buffers not yet destroyed (buffer.c). */
 void kq_buffers_detach_all(kqcl_context *ctx);
+
+/* The memory object a whole tensor's bytes lie in, and where in it they start: a view's parent
+ * and offset, else its own buffer and 0 (to tell which operands share bytes, and to reach them
+ * through one object). */
+static inline cl_mem kq_tensor_root(const kqcl_tensor *t, size_t *offset)
+{
+    *offset = t->view_parent ? t->view_offset : 0;
+    return t->view_parent ? t->view_parent : t->buffer;
+}
 
 /* The device a tensor lives on. */
 static inline kq_device *kq_tensor_device(const kqcl_tensor *t) { return &t->ctx->devices[t->device]; }

@@ -2,6 +2,8 @@
  * attention.c -- kqcl_attention: queries' attention over a KV cache (include/kqcl.h). One launch
  * on the queries' device: attention.cl's attn_fused, the scores, their softmax (online) and the
  * weighted values of each (query, head) row in one pass; no score goes to global memory.
+ * kqcl_rope_jobs_attention: a decode step's RoPE and cache writes (kqcl_rope_jobs) inside that
+ * launch (attn_roped) where every row can write first what it then reads.
  */
 #include "ops/ops.h"
 #include "device/program.h"
@@ -9,9 +11,9 @@
 
 #include <math.h>
 
-static kqcl_status check_kv(kqcl_context *ctx, const kqcl_tensor *t, const kqcl_tensor *q, const char *name)
+static kqcl_status check_kv(kqcl_context *ctx, const kqcl_tensor *t, const kqcl_tensor *q, const char *name,
+                            const char *call)
 {
-    const char *call = "kqcl_attention";
     kqcl_status st = kq_check_tensor(ctx, t, call, name);
     if (st != KQCL_OK)
         return st;
@@ -35,9 +37,8 @@ static bool strides_fit(int64_t count, int64_t pos_stride, int64_t heads, int64_
 }
 
 static kqcl_status check_params(kqcl_context *ctx, const kqcl_attention_params *p, const kqcl_tensor *q,
-                                const kqcl_tensor *k, const kqcl_tensor *v)
+                                const kqcl_tensor *k, const kqcl_tensor *v, const char *call)
 {
-    const char *call = "kqcl_attention";
     if (p == NULL)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: params is NULL", call);
     if (p->heads <= 0 || p->kv_heads <= 0 || p->heads % p->kv_heads != 0 || p->queries <= 0 || p->kv_len <= 0)
@@ -57,9 +58,8 @@ static kqcl_status check_params(kqcl_context *ctx, const kqcl_attention_params *
 }
 
 static kqcl_status check_mask(kqcl_context *ctx, const kqcl_tensor *mask, const kqcl_tensor *q,
-                              const kqcl_attention_params *p)
+                              const kqcl_attention_params *p, const char *call)
 {
-    const char *call = "kqcl_attention";
     kqcl_status st = kq_check_tensor(ctx, mask, call, "mask");
     if (st != KQCL_OK)
         return st;
@@ -73,21 +73,22 @@ static kqcl_status check_mask(kqcl_context *ctx, const kqcl_tensor *mask, const 
 }
 
 static kqcl_status check_operands(kqcl_context *ctx, const kqcl_tensor *q, const kqcl_tensor *k, const kqcl_tensor *v,
-                                  const kqcl_tensor *mask, const kqcl_attention_params *p, const kqcl_tensor *y)
+                                  const kqcl_tensor *mask, const kqcl_attention_params *p, const kqcl_tensor *y,
+                                  const char *call)
 {
-    const char *call = "kqcl_attention";
     kqcl_status st;
     if ((st = kq_check_tensor(ctx, q, call, "q")) != KQCL_OK || (st = kq_check_tensor(ctx, y, call, "y")) != KQCL_OK)
         return st;
     if (q->type != KQCL_TYPE_F32 || y->type != KQCL_TYPE_F32 || q->buffer == NULL || y->buffer == NULL ||
         y->device != q->device)
         return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: q and y must be f32, whole on one device", call);
-    if ((st = check_kv(ctx, k, q, "k")) != KQCL_OK || (st = check_kv(ctx, v, q, "v")) != KQCL_OK)
+    if ((st = check_kv(ctx, k, q, "k", call)) != KQCL_OK || (st = check_kv(ctx, v, q, "v", call)) != KQCL_OK)
         return st;
     if (k->type != v->type)
         return kq_fail(ctx, KQCL_ERR_UNSUPPORTED, "%s: k is %s and v %s; one type for both", call,
                        kqcl_type_name(k->type), kqcl_type_name(v->type));
-    if ((st = check_params(ctx, p, q, k, v)) != KQCL_OK || (mask && (st = check_mask(ctx, mask, q, p)) != KQCL_OK))
+    if ((st = check_params(ctx, p, q, k, v, call)) != KQCL_OK ||
+        (mask && (st = check_mask(ctx, mask, q, p, call)) != KQCL_OK))
         return st;
     if (y->rows != p->queries * p->heads || y->cols != v->cols)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: y is %lld x %lld; want %lld x %lld", call, (long long)y->rows,
@@ -97,7 +98,37 @@ static kqcl_status check_operands(kqcl_context *ctx, const kqcl_tensor *q, const
     return KQCL_OK;
 }
 
-/* One launch: attention.cl's attn_fused, a work-group (GPUs) or a work-item (CPUs) a row. */
+/* The attention's arguments past q, k and v (attention.cl's ATTEND_REST), from argument `first`. */
+static cl_int set_rest(cl_kernel kernel, int first, const kqcl_tensor *q, const kqcl_tensor *v,
+                       const kqcl_tensor *mask, const kqcl_attention_params *p, const kqcl_tensor *y)
+{
+    cl_ulong rows = (cl_ulong)(p->queries * p->heads), heads = (cl_ulong)p->heads;
+    cl_ulong group = (cl_ulong)(p->heads / p->kv_heads), kv_len = (cl_ulong)p->kv_len;
+    cl_ulong d = (cl_ulong)q->cols, dv = (cl_ulong)v->cols;
+    cl_ulong qqs = (cl_ulong)p->q_query_stride, qhs = (cl_ulong)p->q_head_stride;
+    cl_ulong kps = (cl_ulong)p->kv_pos_stride, khs = (cl_ulong)p->kv_head_stride;
+    int mask_type = mask == NULL ? 0 : mask->type == KQCL_TYPE_F32 ? 1 : 2;
+    cl_ulong mask_cols = mask ? (cl_ulong)mask->cols : 0;
+    cl_mem mbuf = mask ? mask->buffer : q->buffer; /* read only with a mask */
+    return kq_set_args_from(kernel, first, 16, sizeof(cl_mem), &mbuf, sizeof(cl_mem), &y->buffer, sizeof rows, &rows,
+                            sizeof heads, &heads, sizeof group, &group, sizeof kv_len, &kv_len, sizeof d, &d,
+                            sizeof dv, &dv, sizeof qqs, &qqs, sizeof qhs, &qhs, sizeof kps, &kps, sizeof khs, &khs,
+                            sizeof p->scale, &p->scale, sizeof p->softcap, &p->softcap, sizeof mask_type, &mask_type,
+                            sizeof mask_cols, &mask_cols);
+}
+
+/* Enqueue attention.cl's `name` (its arguments set: err), a work-group (GPUs) or a work-item
+ * (CPUs) a row. */
+static kqcl_status launch_rows(kqcl_context *ctx, kq_device *dev, cl_kernel kernel, const kq_variant *var,
+                               cl_int err, const kqcl_attention_params *p, const char *call)
+{
+    if (err != CL_SUCCESS)
+        return kq_cl_fail(ctx, err, call);
+    size_t local = var->wg_items, global = (size_t)(p->queries * p->heads) * (var->cpu ? 1 : local);
+    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, call);
+}
+
+/* One launch: attention.cl's attn_fused. */
 static kqcl_status launch_fused(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *q, const kqcl_tensor *k,
                                 const kqcl_tensor *v, const kqcl_tensor *mask, const kqcl_attention_params *p,
                                 kqcl_tensor *y)
@@ -108,24 +139,11 @@ static kqcl_status launch_fused(kqcl_context *ctx, kq_device *dev, const kqcl_te
     kqcl_status st = kq_family_kernel(ctx, dev, &kq_attention_family, &shape, "attn_fused", &var, &kernel);
     if (st != KQCL_OK)
         return st;
-    cl_ulong rows = (cl_ulong)(p->queries * p->heads), heads = (cl_ulong)p->heads;
-    cl_ulong group = (cl_ulong)(p->heads / p->kv_heads), kv_len = (cl_ulong)p->kv_len;
-    cl_ulong d = (cl_ulong)q->cols, dv = (cl_ulong)v->cols;
-    cl_ulong qqs = (cl_ulong)p->q_query_stride, qhs = (cl_ulong)p->q_head_stride;
-    cl_ulong kps = (cl_ulong)p->kv_pos_stride, khs = (cl_ulong)p->kv_head_stride;
-    int mask_type = mask == NULL ? 0 : mask->type == KQCL_TYPE_F32 ? 1 : 2;
-    cl_ulong mask_cols = mask ? (cl_ulong)mask->cols : 0;
-    cl_mem mbuf = mask ? mask->buffer : q->buffer; /* read only with a mask */
-    cl_int err = kq_set_args(kernel, 19, sizeof(cl_mem), &q->buffer, sizeof(cl_mem), &k->buffer, sizeof(cl_mem),
-                             &v->buffer, sizeof(cl_mem), &mbuf, sizeof(cl_mem), &y->buffer, sizeof rows, &rows,
-                             sizeof heads, &heads, sizeof group, &group, sizeof kv_len, &kv_len, sizeof d, &d,
-                             sizeof dv, &dv, sizeof qqs, &qqs, sizeof qhs, &qhs, sizeof kps, &kps, sizeof khs, &khs,
-                             sizeof p->scale, &p->scale, sizeof p->softcap, &p->softcap, sizeof mask_type,
-                             &mask_type, sizeof mask_cols, &mask_cols);
-    if (err != CL_SUCCESS)
-        return kq_cl_fail(ctx, err, "kqcl_attention: setting the arguments");
-    size_t local = var.wg_items, global = (size_t)rows * (var.cpu ? 1 : local);
-    return kq_enqueue(ctx, dev, kernel, 1, &global, &local, "kqcl_attention: enqueue");
+    cl_int err = kq_set_args(kernel, 3, sizeof(cl_mem), &q->buffer, sizeof(cl_mem), &k->buffer, sizeof(cl_mem),
+                             &v->buffer);
+    if (err == CL_SUCCESS)
+        err = set_rest(kernel, 3, q, v, mask, p, y);
+    return launch_rows(ctx, dev, kernel, &var, err, p, "kqcl_attention");
 }
 
 KQCL_API kqcl_status kqcl_attention(kqcl_context *ctx, const kqcl_tensor *q, const kqcl_tensor *k,
@@ -135,9 +153,209 @@ KQCL_API kqcl_status kqcl_attention(kqcl_context *ctx, const kqcl_tensor *q, con
     if (ctx == NULL)
         return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_attention: ctx is NULL");
     kq_clear_error(ctx);
-    kqcl_status st = check_operands(ctx, q, k, v, mask, params, y);
+    kqcl_status st = check_operands(ctx, q, k, v, mask, params, y, "kqcl_attention");
     if (st != KQCL_OK)
         return st;
     kq_events_reset(ctx);
     return launch_fused(ctx, kq_tensor_device(q), q, k, v, mask, params, y);
+}
+
+/* ---- kqcl_rope_jobs_attention ----------------------------------------------------------------
+ * attn_roped has each row's work-group write the jobs' rows it then reads (attention.cl's
+ * step_share): query head h writes q's row h and KV head h / group's part of the new cache row.
+ * That is all it reads of them only when the shapes below hold, which plan_step checks; elsewhere
+ * the jobs and the attention take their two launches. */
+
+/* A whole tensor's bytes: the memory object they lie in, and where. */
+typedef struct span {
+    cl_mem root;
+    size_t at, bytes;
+} span;
+
+static span span_of(const kqcl_tensor *t)
+{
+    span s;
+    s.root = kq_tensor_root(t, &s.at);
+    s.bytes = t->bytes;
+    return s;
+}
+
+static bool spans_meet(span a, span b)
+{
+    return a.root == b.root && a.at < b.at + b.bytes && b.at < a.at + a.bytes;
+}
+
+/* What attn_roped takes beyond the attention's arguments: the job that writes q's rows and those
+ * that write the K and the V cache (NULL: none), and the caches' memory objects with the byte
+ * offsets of the rows a scatter writes (kc_at, vc_at) and of the attention's k and v. */
+typedef struct step_plan {
+    const kqcl_rope_job *q_job, *k_job, *v_job;
+    span kc, vc, k, v;
+} step_plan;
+
+/* Does a job's scatter write the cache that `kv` views (their bytes meet), as attn_roped writes
+ * it: f16 or f32 rows of a position's kv_heads heads side by side, the view starting on such a
+ * row? A turned job's rows must be the heads; a copied one's values need only be a position's
+ * (ggml's V rows come as one row of kv_heads * dv values). */
+static bool writes_cache(const kqcl_rope_job *j, const kqcl_tensor *kv, const kqcl_attention_params *p)
+{
+    span dst = span_of(j->dst), view = span_of(kv);
+    size_t apart = dst.at > view.at ? dst.at - view.at : view.at - dst.at;
+    bool heads = j->copy ? j->dst->cols == p->kv_heads * kv->cols : j->heads == p->kv_heads && j->x->cols == kv->cols;
+    return j->indices != NULL && spans_meet(dst, view) && j->dst->type == kv->type &&
+           (kv->type == KQCL_TYPE_F16 || kv->type == KQCL_TYPE_F32) && heads && p->kv_pos_stride == p->kv_heads &&
+           (p->kv_heads == 1 || p->kv_head_stride == 1) && apart % j->dst->row_bytes == 0;
+}
+
+/* Does a job (no scatter) write q's rows in place: its row h q's row h? */
+static bool writes_query(const kqcl_rope_job *j, const kqcl_tensor *q, const kqcl_attention_params *p)
+{
+    span dst = span_of(j->dst), qs = span_of(q);
+    return j->indices == NULL && dst.root == qs.root && dst.at == qs.at && j->heads == p->heads &&
+           j->x->cols == q->cols && (p->heads == 1 || p->q_head_stride == 1);
+}
+
+/* Each job's role (every job one, each role at most once), or false. */
+static bool assign_roles(int count, const kqcl_rope_job *jobs, const kqcl_tensor *q, const kqcl_tensor *k,
+                         const kqcl_tensor *v, const kqcl_attention_params *p, step_plan *plan)
+{
+    for (int i = 0; i < count; i++) {
+        const kqcl_rope_job *j = &jobs[i];
+        bool to_q = writes_query(j, q, p), to_k = writes_cache(j, k, p), to_v = writes_cache(j, v, p);
+        if (to_q + to_k + to_v != 1 || j->x->rows != j->heads) /* one role; one position */
+            return false;
+        const kqcl_rope_job **role = to_q ? &plan->q_job : to_k ? &plan->k_job : &plan->v_job;
+        if (*role != NULL)
+            return false;
+        *role = j;
+    }
+    return true;
+}
+
+/* Whether attn_roped may take the step, and how (see above). Besides the roles: one query, an
+ * f16 or f32 cache; no job writes bytes that anything but its own operand holds (another job's
+ * x, the mask, y, the other operands); and no other operand, nor the positions or an index
+ * buffer, lies in the caches' memory objects, which the launch is given whole (OpenCL leaves a
+ * buffer and its sub-buffer in one launch undefined). */
+static bool plan_step(const kqcl_buffer *positions, int count, const kqcl_rope_job *jobs, const kqcl_tensor *q,
+                      const kqcl_tensor *k, const kqcl_tensor *v, const kqcl_tensor *mask,
+                      const kqcl_attention_params *p, const kqcl_tensor *y, step_plan *plan)
+{
+    *plan = (step_plan){.k = span_of(k), .v = span_of(v)};
+    if (p->queries != 1 || (k->type != KQCL_TYPE_F16 && k->type != KQCL_TYPE_F32) ||
+        !assign_roles(count, jobs, q, k, v, p, plan))
+        return false;
+    plan->kc = plan->k_job ? span_of(plan->k_job->dst) : plan->k;
+    plan->vc = plan->v_job ? span_of(plan->v_job->dst) : plan->v;
+    span others[3 + KQCL_ROPE_MAX_JOBS];
+    int n = 0;
+    others[n++] = span_of(y);
+    if (mask != NULL)
+        others[n++] = span_of(mask);
+    for (int i = 0; i < count; i++)
+        others[n++] = span_of(jobs[i].x);
+    const span qs = span_of(q);
+    const span written[3] = {plan->q_job ? span_of(plan->q_job->dst) : qs, plan->kc, plan->vc};
+    const span *own[3] = {&qs, &plan->k, &plan->v};
+    for (int w = 0; w < 3; w++) {
+        for (int o = 0; o < n; o++)
+            if (spans_meet(written[w], others[o]))
+                return false;
+        for (int o = 0; o < 3; o++)
+            if (o != w && spans_meet(written[w], *own[o]))
+                return false;
+    }
+    for (int o = 0; o < n; o++)
+        if (others[o].root == plan->k.root || others[o].root == plan->v.root)
+            return false;
+    if (qs.root == plan->k.root || qs.root == plan->v.root)
+        return false;
+    int dev;
+    cl_mem pos = kq_buffer_mem(positions, &dev);
+    if (pos == plan->k.root || pos == plan->v.root)
+        return false;
+    for (int i = 0; i < count; i++) {
+        cl_mem idx = jobs[i].indices ? kq_buffer_mem(jobs[i].indices, &dev) : NULL;
+        if (idx != NULL && (idx == plan->k.root || idx == plan->v.root))
+            return false;
+    }
+    return true;
+}
+
+/* A job's scatter arguments of attn_roped (turn, x, the cache's object and offset, the indices,
+ * the cache's rows): `turn` -1 and unread buffers where the step has no such job. */
+static cl_int set_cache_job(cl_kernel kernel, int first, const kqcl_rope_job *j, int n_dims, span cache, cl_mem x_none)
+{
+    int dev, turn = j == NULL ? -1 : j->copy ? 0 : n_dims, idx64 = j && j->index_bytes == 8;
+    cl_mem x = j ? j->x->buffer : x_none, idx = j ? kq_buffer_mem(j->indices, &dev) : x_none;
+    cl_ulong at = j ? (cl_ulong)cache.at : 0, idx_offset = j ? j->idx_offset / (size_t)j->index_bytes : 0;
+    cl_ulong cells = j ? (cl_ulong)j->dst->rows : 0;
+    return kq_set_args_from(kernel, first, 8, sizeof(cl_mem), &x, sizeof turn, &turn, sizeof(cl_mem), &cache.root,
+                            sizeof at, &at, sizeof(cl_mem), &idx, sizeof idx_offset, &idx_offset, sizeof idx64, &idx64,
+                            sizeof cells, &cells);
+}
+
+/* attention.cl's STEP_ARGS from argument 0: the rope setting, the jobs, q, k_at and v_at. */
+static cl_int set_step(cl_kernel kernel, const kqcl_buffer *positions, size_t pos_offset, const kqcl_rope_params *r,
+                       const step_plan *plan, const kqcl_tensor *q)
+{
+    int dev, q_turn = plan->q_job == NULL ? -1 : plan->q_job->copy ? 0 : r->n_dims;
+    cl_mem pos = kq_buffer_mem(positions, &dev), qx = plan->q_job ? plan->q_job->x->buffer : q->buffer;
+    cl_ulong pos_at = pos_offset / sizeof(int32_t), k_at = plan->k.at, v_at = plan->v.at;
+    float theta_scale = powf(r->freq_base, -2.0f / (float)r->n_dims);
+    cl_int err = kq_set_args(kernel, 11, sizeof(cl_mem), &pos, sizeof pos_at, &pos_at, sizeof r->neox, &r->neox,
+                             sizeof theta_scale, &theta_scale, sizeof r->freq_scale, &r->freq_scale,
+                             sizeof r->ext_factor, &r->ext_factor, sizeof r->attn_factor, &r->attn_factor,
+                             sizeof r->corr_low, &r->corr_low, sizeof r->corr_high, &r->corr_high, sizeof(cl_mem), &qx,
+                             sizeof q_turn, &q_turn);
+    if (err == CL_SUCCESS)
+        err = set_cache_job(kernel, 11, plan->k_job, r->n_dims, plan->kc, q->buffer);
+    if (err == CL_SUCCESS)
+        err = set_cache_job(kernel, 19, plan->v_job, r->n_dims, plan->vc, q->buffer);
+    if (err == CL_SUCCESS)
+        err = kq_set_args_from(kernel, 27, 3, sizeof(cl_mem), &q->buffer, sizeof k_at, &k_at, sizeof v_at, &v_at);
+    return err;
+}
+
+/* One launch: attention.cl's attn_roped over a planned step. */
+static kqcl_status launch_roped(kqcl_context *ctx, kq_device *dev, const kqcl_buffer *positions, size_t pos_offset,
+                                const kqcl_rope_params *r, const step_plan *plan, const kqcl_tensor *q,
+                                const kqcl_tensor *k, const kqcl_tensor *v, const kqcl_tensor *mask,
+                                const kqcl_attention_params *p, kqcl_tensor *y)
+{
+    kq_shape shape = {.wtype = k->type, .k = v->cols};
+    kq_variant var;
+    cl_kernel kernel;
+    kqcl_status st = kq_family_kernel(ctx, dev, &kq_attention_family, &shape, "attn_roped", &var, &kernel);
+    if (st != KQCL_OK)
+        return st;
+    cl_int err = set_step(kernel, positions, pos_offset, r, plan, q);
+    if (err == CL_SUCCESS)
+        err = set_rest(kernel, 30, q, v, mask, p, y);
+    return launch_rows(ctx, dev, kernel, &var, err, p, "kqcl_rope_jobs_attention");
+}
+
+KQCL_API kqcl_status kqcl_rope_jobs_attention(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
+                                              const kqcl_rope_params *rope, int count, const kqcl_rope_job *jobs,
+                                              const kqcl_tensor *q, const kqcl_tensor *k, const kqcl_tensor *v,
+                                              const kqcl_tensor *mask, const kqcl_attention_params *params,
+                                              kqcl_tensor *y)
+{
+    const char *call = "kqcl_rope_jobs_attention";
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s: ctx is NULL", call);
+    kq_clear_error(ctx);
+    kqcl_status st = kq_rope_jobs_check(ctx, positions, pos_offset, rope, count, jobs, call);
+    if (st != KQCL_OK || (st = check_operands(ctx, q, k, v, mask, params, y, call)) != KQCL_OK)
+        return st;
+    if (jobs[0].x->device != q->device)
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: the jobs are on device %d, q on %d", call, jobs[0].x->device,
+                       q->device);
+    kq_events_reset(ctx);
+    kq_device *dev = kq_tensor_device(q);
+    step_plan plan;
+    if (plan_step(positions, count, jobs, q, k, v, mask, params, y, &plan))
+        return launch_roped(ctx, dev, positions, pos_offset, rope, &plan, q, k, v, mask, params, y);
+    st = kq_rope_jobs_launch(ctx, positions, pos_offset, rope, count, jobs, call);
+    return st != KQCL_OK ? st : launch_fused(ctx, dev, q, k, v, mask, params, y);
 }

@@ -379,7 +379,7 @@ static cl_int set_rope_job(cl_kernel k, int first, const kqcl_rope_job *j, bool 
 }
 
 /* rope_f32 over `count` checked jobs (1..KQCL_ROPE_MAX_JOBS), one launch. */
-static kqcl_status launch_rope_jobs(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
+kqcl_status kq_rope_jobs_launch(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
                                     const kqcl_rope_params *p, int count, const kqcl_rope_job *jobs, const char *call)
 {
     kq_variant v;
@@ -409,7 +409,7 @@ KQCL_API kqcl_status kqcl_rope(kqcl_context *ctx, const kqcl_tensor *x, const kq
     if (st != KQCL_OK || (st = check_rope_rows(ctx, x, positions, offset, heads, params, call)) != KQCL_OK)
         return st;
     const kqcl_rope_job job = {x, heads, 0, y, NULL, 0, 0};
-    return launch_rope_jobs(ctx, positions, offset, params, 1, &job, call);
+    return kq_rope_jobs_launch(ctx, positions, offset, params, 1, &job, call);
 }
 
 /* The index buffer of kqcl_set_rows: on dst's device, `count` values of index_bytes from
@@ -504,7 +504,7 @@ KQCL_API kqcl_status kqcl_rope_set_rows(kqcl_context *ctx, const kqcl_tensor *x,
         return st;
     kq_events_reset(ctx);
     const kqcl_rope_job job = {x, heads, 0, dst, indices, idx_offset, index_bytes};
-    return launch_rope_jobs(ctx, positions, pos_offset, params, 1, &job, call);
+    return kq_rope_jobs_launch(ctx, positions, pos_offset, params, 1, &job, call);
 }
 
 /* A job of kqcl_rope_jobs: x f32 of an even width and `heads` rows a position, dst as
@@ -542,13 +542,9 @@ static kqcl_status check_rope_job(kqcl_context *ctx, const kqcl_rope_job *j, con
     return check_indices(ctx, j->indices, j->idx_offset, j->index_bytes, *positions_covered, j->dst->device, call);
 }
 
-KQCL_API kqcl_status kqcl_rope_jobs(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
-                                    const kqcl_rope_params *params, int count, const kqcl_rope_job *jobs)
+kqcl_status kq_rope_jobs_check(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
+                               const kqcl_rope_params *params, int count, const kqcl_rope_job *jobs, const char *call)
 {
-    const char *call = "kqcl_rope_jobs";
-    if (ctx == NULL)
-        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s: ctx is NULL", call);
-    kq_clear_error(ctx);
     if (jobs == NULL || count < 1 || count > KQCL_ROPE_MAX_JOBS)
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: want 1..%d jobs (count %d%s)", call, KQCL_ROPE_MAX_JOBS, count,
                        jobs == NULL ? ", jobs NULL" : "");
@@ -563,8 +559,19 @@ KQCL_API kqcl_status kqcl_rope_jobs(kqcl_context *ctx, const kqcl_buffer *positi
             st = kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: job %d covers %lld positions on device %d, job 0 %lld on %d",
                          call, i, (long long)covered[i], jobs[i].x->device, (long long)covered[0], jobs[0].x->device);
     }
+    return st;
+}
+
+KQCL_API kqcl_status kqcl_rope_jobs(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
+                                    const kqcl_rope_params *params, int count, const kqcl_rope_job *jobs)
+{
+    const char *call = "kqcl_rope_jobs";
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "%s: ctx is NULL", call);
+    kq_clear_error(ctx);
+    kqcl_status st = kq_rope_jobs_check(ctx, positions, pos_offset, params, count, jobs, call);
     if (st != KQCL_OK)
         return st;
     kq_events_reset(ctx);
-    return launch_rope_jobs(ctx, positions, pos_offset, params, count, jobs, call);
+    return kq_rope_jobs_launch(ctx, positions, pos_offset, params, count, jobs, call);
 }

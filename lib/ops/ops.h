@@ -58,6 +58,13 @@ bool kq_norm_fuses(kqcl_context *ctx, const kq_device *dev, const kqcl_norm_prol
 kqcl_status kq_norm_matmul_fused(kqcl_context *ctx, kq_device *dev, const kqcl_norm_prologue *norm, int glu,
                                  int count, const kqcl_tensor *const *w, const kqcl_tensor *x, kqcl_tensor *const *y);
 
+/* layer.c: kqcl_rope_jobs' checks of its arguments, and its one launch over checked jobs (the
+ * messages name `call`); kqcl_rope_jobs_attention takes both. */
+kqcl_status kq_rope_jobs_check(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
+                               const kqcl_rope_params *params, int count, const kqcl_rope_job *jobs, const char *call);
+kqcl_status kq_rope_jobs_launch(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
+                                const kqcl_rope_params *p, int count, const kqcl_rope_job *jobs, const char *call);
+
 /* Enqueue a grid-striding element-wise kernel over `items` values: work-groups of 64, as many
  * work-items as fill the device (convert.c; the layer's ops and attention use it too). */
 kqcl_status kq_launch_elements(kqcl_context *ctx, kq_device *dev, cl_kernel kernel, uint64_t items, const char *what);
