@@ -68,6 +68,22 @@ kqcl_fa=$(KQCL_GGML_PROFILE=ops GGML_BACKEND_PATH=$module ppl "$work/ppl-kqcl-fa
 grep -q "splits = 2," "$work/ppl-kqcl-fa.log" || { echo "check-ggml-model: with -fa on the graph is not 2 splits"; exit 1; }
 awk '/timed queue\): FLASH_ATTN_EXT / { ok = $(NF - 2) == 30 && $NF > 0 } END { exit !ok }' "$work/ppl-kqcl-fa.log" ||
   { echo "check-ggml-model: KQCL_GGML_PROFILE=ops did not tell 30 attention steps a graph with their device time"; exit 1; }
+# A decode step (one token a graph): the step's RoPE and cache writes go inside the attention's
+# launch (kqcl_rope_jobs_attention), on PoCL's CPU kernels and on the GPU kernels forced onto it.
+# Greedy tokens against the exact weights' on the CPU backend: the same 24 (48 of 48 on
+# 2026-12-07; a parting would have to be a near-tie, which ggml-greedy.sh compare shows).
+[ -x "$bin/greedy-logits" ] ||
+  bash "$(dirname "$0")/ggml-greedy.sh" build "$work/llama-src/llama.cpp" "$work/llama-build"
+prompt="The capital of France is Paris. Here is a short history of the city:"
+"$bin/greedy-logits" "$work/model/smollm2-f32.gguf" cpu 24 "$prompt" > "$work/greedy-exact.tsv" 2> "$work/greedy-exact.err"
+for kernels in cpu gpu; do
+  KQCL_KERNELS=$kernels GGML_BACKEND_PATH=$module "$bin/greedy-logits" "$model" KQCL0 24 "$prompt" fa \
+    > "$work/greedy-kqcl-$kernels.tsv" 2> "$work/greedy-kqcl-$kernels.err"
+  same=$(bash "$(dirname "$0")/ggml-greedy.sh" compare "$work/greedy-exact.tsv" "$work/greedy-kqcl-$kernels.tsv")
+  echo "$same" | grep -q "give the same 24 tokens" ||
+    { echo "check-ggml-model: greedy decode on KQCL0 ($kernels kernels) parts from the exact weights':"; echo "$same"; exit 1; }
+done
+echo "  greedy decode, 24 tokens on KQCL0 (CPU and GPU kernels): as the exact weights' on the CPU"
 # llama.cpp's layer split over two kqcl devices (two PoCL devices here; on a machine with a GPU
 # the same works across vendors, each device its own kqcl device): layers on KQCL0 and KQCL1, the
 # activations handed over between them by ggml's scheduler, in 3 graph splits. The kernels are

@@ -460,6 +460,55 @@ END_TEST
 
 /* NVIDIA and PoCL create buffers lazily: the memory is taken at the first transfer or launch,
  * which is where a full device says so. */
+/* kqcl_rope_jobs_attention takes one launch for a decode step laid out as llama.cpp lays it out
+ * (test_layer checks its bytes against the two calls), and two for a prompt's two positions,
+ * where a work-group could not write first all it reads. */
+static long step_launches(int tokens)
+{
+    enum { HEADS = 2, KV_HEADS = 1, D = 32, CELLS = 8 };
+    const size_t align = kqcl_buffer_alignment(tu_ctx, 0), slot = (4096 + align - 1) / align * align;
+    kqcl_buffer *act, *cache;
+    TU_OK(kqcl_buffer_create(tu_ctx, 0, 8 * slot, &act));
+    TU_OK(kqcl_buffer_create(tu_ctx, 0, 2 * slot, &cache));
+    TU_OK(kqcl_buffer_fill(act, 0, 0, 8 * slot));
+    TU_OK(kqcl_buffer_fill(cache, 0, 0, 2 * slot));
+    kqcl_tensor *qx, *kx, *vx, *q, *kd, *vd, *k, *v, *y;
+    TU_OK(kqcl_tensor_view(act, 0, KQCL_TYPE_F32, tokens * HEADS, D, &qx));
+    TU_OK(kqcl_tensor_view(act, slot, KQCL_TYPE_F32, tokens * KV_HEADS, D, &kx));
+    TU_OK(kqcl_tensor_view(act, 2 * slot, KQCL_TYPE_F32, tokens * KV_HEADS, D, &vx));
+    TU_OK(kqcl_tensor_view(act, 3 * slot, KQCL_TYPE_F32, tokens * HEADS, D, &q));
+    TU_OK(kqcl_tensor_view(act, 4 * slot, KQCL_TYPE_F32, tokens * HEADS, D, &y));
+    TU_OK(kqcl_tensor_view(cache, 0, KQCL_TYPE_F16, CELLS, KV_HEADS * D, &kd));
+    TU_OK(kqcl_tensor_view(cache, slot, KQCL_TYPE_F16, CELLS, KV_HEADS * D, &vd));
+    TU_OK(kqcl_tensor_view(cache, 0, KQCL_TYPE_F16, CELLS * KV_HEADS, D, &k));
+    TU_OK(kqcl_tensor_view(cache, slot, KQCL_TYPE_F16, CELLS * KV_HEADS, D, &v));
+    /* positions and cells all 0 (the fill): slot 5 of the activations */
+    kqcl_rope_params rope = {.n_dims = D, .freq_base = 10000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f};
+    kqcl_rope_job jobs[3] = {{qx, HEADS, 0, q, NULL, 0, 0}, {kx, KV_HEADS, 0, kd, act, 5 * slot, 4},
+                             {vx, KV_HEADS, 1, vd, act, 5 * slot, 4}};
+    kqcl_attention_params p = {.heads = HEADS, .kv_heads = KV_HEADS, .queries = tokens, .kv_len = CELLS,
+                               .q_query_stride = HEADS, .q_head_stride = 1, .kv_pos_stride = KV_HEADS,
+                               .kv_head_stride = 1, .scale = 0.125f};
+    TU_OK(kqcl_rope_jobs_attention(tu_ctx, act, 5 * slot, &rope, 3, jobs, q, k, v, NULL, &p, y)); /* built */
+    TU_OK(kqcl_finish(tu_ctx));
+    faults("");
+    TU_OK(kqcl_rope_jobs_attention(tu_ctx, act, 5 * slot, &rope, 3, jobs, q, k, v, NULL, &p, y));
+    long launches = shim_calls("clEnqueueNDRangeKernel");
+    TU_OK(kqcl_finish(tu_ctx));
+    kqcl_tensor *views[] = {qx, kx, vx, q, kd, vd, k, v, y};
+    for (size_t i = 0; i < sizeof views / sizeof *views; i++)
+        kqcl_tensor_destroy(views[i]);
+    kqcl_buffer_destroy(act), kqcl_buffer_destroy(cache);
+    return launches;
+}
+
+START_TEST(rope_jobs_attention_is_one_launch_where_it_may)
+{
+    ck_assert_int_eq(step_launches(1), 1);
+    ck_assert_int_eq(step_launches(2), 2);
+}
+END_TEST
+
 START_TEST(lazy_allocation_failure_at_first_use)
 {
     float x[256] = {0};
@@ -1310,6 +1359,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, buffer_creation_failure_is_out_of_memory);
     tcase_add_test(tc, buffers_and_views_fail_cleanly);
     tcase_add_test(tc, views_reuse_their_sub_buffers);
+    tcase_add_test(tc, rope_jobs_attention_is_one_launch_where_it_may);
     tcase_add_test(tc, lazy_allocation_failure_at_first_use);
     tcase_add_test(tc, real_device_exhaustion_on_a_gpu);
     tcase_add_test(tc, device_lost_between_calls);
