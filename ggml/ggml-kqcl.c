@@ -16,6 +16,8 @@
  *     base address: each buffer reserves an inaccessible range of address space of its size
  *     (PROT_NONE), so tensor->data = base + offset is unique, aligned, and faults if the host
  *     ever touches it;
+ *   - a split buffer type (ggml_backend_split_buffer_type, llama.cpp's -sm row): weight
+ *     matrices as kqcl tensors split by rows over the devices, their MUL_MATs one kqcl_matmul;
  *   - ops from a table (kq_ops below), each a pair: does the device take this node, and compute
  *     it. MUL_MAT for every weight type kqcl computes, GET_ROWS (an embedding lookup) for every
  *     type kqcl knows, SET_ROWS into f32/f16/bf16, and q8_0 from f32 rows in one batch (writing
@@ -32,7 +34,8 @@
  *     one kqcl_norm_matmul_group or _glu; a key's ROPE and SET_ROWS: one kqcl_rope_set_rows),
  *     graph_optimize, which moves the products of one X side by side before the graph is
  *     allocated, and held jobs: a step's RoPE and cache writes held back and
- *     launched together (kqcl_rope_jobs). KQCL_GGML_FUSION=0 turns all three off;
+ *     launched together (kqcl_rope_jobs), inside the attention's launch where it follows
+ *     (kqcl_rope_jobs_attention). KQCL_GGML_FUSION=0 turns all three off;
  *     KQCL_GGML_PROFILE=1 tells, when the backend is freed, a graph's host enqueue time beside
  *     its time to the device's end; KQCL_GGML_PROFILE=ops also each kind of step's host and
  *     device time (kq_profile).
@@ -355,6 +358,244 @@ static const struct ggml_backend_buffer_type_i kq_buft_iface = {
     .is_host = kq_buft_is_host,
 };
 
+/* ---- the row split buffer type (llama.cpp's -sm row) -------------------------------------------
+ * ggml_backend_split_buffer_type(main_device, tensor_split), which llama.cpp finds through the
+ * registry's get_proc_address: a layer's weight matrices each become one kqcl tensor split by
+ * rows over the devices (kqcl_tensor_create_split_ex, in the proportions tensor_split gives each
+ * device, or kqcl's own shares where they are all 0), and its MUL_MATs run on the layer's
+ * device as one kqcl_matmul, which computes every device's rows there and gathers them: each
+ * output the bits one device gives. ggml still places the tensors in a buffer (base + offset),
+ * so a split buffer reserves address space as ours do; the data lives in the kqcl tensors
+ * (tensor->extra), made by init_tensor. Only whole 2-D weights, written and read whole. */
+#define KQ_MAX_SPLIT_BUFTS 16
+
+typedef struct kq_split_buft {
+    int main_device;           /* the layer's device, whose backend computes its products */
+    double fractions[64];      /* a share for each kqcl device (all 0: kqcl's own shares) */
+    bool automatic;
+    char name[32];             /* KQCL0_Split */
+    struct ggml_backend_buffer_type buft;
+} kq_split_buft;
+
+typedef struct kq_split_buffer {
+    kq_split_buft *type;
+    void *reserved;
+    size_t reserved_bytes;
+    char *base;
+    kqcl_tensor **tensors;     /* every tensor init_tensor made, freed with the buffer */
+    int count, capacity;
+} kq_split_buffer;
+
+static kq_split_buft kq_split_bufts[KQ_MAX_SPLIT_BUFTS];
+static int kq_n_split_bufts;
+
+static ggml_backend_buffer_t kq_split_buft_alloc_buffer(ggml_backend_buffer_type_t buft, size_t size);
+static bool kq_weight_type(enum ggml_type type, int64_t cols);
+
+/* The kqcl tensor of a tensor in a split buffer, or NULL when it is not in one. */
+static kqcl_tensor *kq_split_of(const struct ggml_tensor *t)
+{
+    ggml_backend_buffer_t buf = t ? t->buffer : NULL;
+    if (buf == NULL || buf->buft == NULL || buf->buft->iface.alloc_buffer != kq_split_buft_alloc_buffer ||
+        t->view_src != NULL)
+        return NULL;
+    return t->extra;
+}
+
+static void kq_split_buffer_free(ggml_backend_buffer_t buffer)
+{
+    kq_split_buffer *b = buffer->context;
+    pthread_mutex_lock(&kq_lock);
+    kqcl_finish(kq_ctx); /* products still queued may read them */
+    for (int i = 0; i < b->count; i++)
+        kqcl_tensor_destroy(b->tensors[i]);
+    pthread_mutex_unlock(&kq_lock);
+    munmap(b->reserved, b->reserved_bytes);
+    free(b->tensors);
+    free(b);
+}
+
+static void *kq_split_buffer_get_base(ggml_backend_buffer_t buffer)
+{
+    return ((kq_split_buffer *)buffer->context)->base;
+}
+
+/* A weight of the buffer: one kqcl tensor split by rows (a 2-D tensor of a type kqcl computes). */
+static enum ggml_status kq_split_buffer_init_tensor(ggml_backend_buffer_t buffer, struct ggml_tensor *tensor)
+{
+    kq_split_buffer *b = buffer->context;
+    if (tensor->view_src != NULL)
+        return GGML_STATUS_SUCCESS; /* a view's data is its source's: nothing of its own */
+    if (tensor->ne[2] != 1 || tensor->ne[3] != 1 || !ggml_is_contiguous(tensor) ||
+        !kq_weight_type(tensor->type, tensor->ne[0])) {
+        kq_log("%s: %s (%s, %lld x %lld x %lld x %lld) cannot be split by rows", b->type->name, tensor->name,
+               ggml_type_name(tensor->type), (long long)tensor->ne[0], (long long)tensor->ne[1],
+               (long long)tensor->ne[2], (long long)tensor->ne[3]);
+        return GGML_STATUS_FAILED;
+    }
+    if (b->count == b->capacity) {
+        int cap = b->capacity ? 2 * b->capacity : 64;
+        kqcl_tensor **t = realloc(b->tensors, (size_t)cap * sizeof *t);
+        if (t == NULL)
+            return GGML_STATUS_ALLOC_FAILED;
+        b->tensors = t, b->capacity = cap;
+    }
+    kqcl_tensor *t = NULL;
+    pthread_mutex_lock(&kq_lock);
+    bool ok = kq_ok(kqcl_tensor_create_split_ex(kq_ctx, (kqcl_type)tensor->type, tensor->ne[1], tensor->ne[0],
+                                                KQCL_SPLIT_ROWS, b->type->automatic ? NULL : b->type->fractions, &t),
+                    "split weight");
+    pthread_mutex_unlock(&kq_lock);
+    if (!ok)
+        return GGML_STATUS_ALLOC_FAILED;
+    b->tensors[b->count++] = t;
+    tensor->extra = t;
+    return GGML_STATUS_SUCCESS;
+}
+
+/* Whole tensors only: kqcl writes and reads a split tensor's parts in one call. */
+static bool kq_split_whole(const struct ggml_tensor *tensor, size_t offset, size_t size, const char *what)
+{
+    if (offset == 0 && size == ggml_nbytes(tensor) && tensor->extra != NULL)
+        return true;
+    kq_log("%s of %s: %zu bytes at %zu of a split weight (only whole ones)", what, tensor->name, size, offset);
+    return false;
+}
+
+static void kq_split_buffer_set_tensor(ggml_backend_buffer_t buffer, struct ggml_tensor *tensor, const void *data,
+                                       size_t offset, size_t size)
+{
+    (void)buffer;
+    if (!kq_split_whole(tensor, offset, size, "set_tensor"))
+        return;
+    pthread_mutex_lock(&kq_lock);
+    kq_ok(kqcl_tensor_write(tensor->extra, data, size), "set_tensor (split)");
+    pthread_mutex_unlock(&kq_lock);
+}
+
+static void kq_split_buffer_get_tensor(ggml_backend_buffer_t buffer, const struct ggml_tensor *tensor, void *data,
+                                       size_t offset, size_t size)
+{
+    (void)buffer;
+    if (!kq_split_whole(tensor, offset, size, "get_tensor"))
+        return;
+    pthread_mutex_lock(&kq_lock);
+    kq_ok(kqcl_tensor_read(tensor->extra, data, size), "get_tensor (split)");
+    pthread_mutex_unlock(&kq_lock);
+}
+
+static void kq_split_buffer_clear(ggml_backend_buffer_t buffer, uint8_t value)
+{
+    kq_split_buffer *b = buffer->context;
+    for (int i = 0; i < b->count; i++) {
+        size_t bytes = kqcl_tensor_bytes(b->tensors[i]);
+        void *fill = malloc(bytes);
+        if (fill == NULL) {
+            kq_log("%s: clear: no host memory", b->type->name);
+            return;
+        }
+        memset(fill, value, bytes);
+        pthread_mutex_lock(&kq_lock);
+        kq_ok(kqcl_tensor_write(b->tensors[i], fill, bytes), "clear (split)");
+        pthread_mutex_unlock(&kq_lock);
+        free(fill);
+    }
+}
+
+static const struct ggml_backend_buffer_i kq_split_buffer_iface = {
+    .free_buffer = kq_split_buffer_free,
+    .get_base = kq_split_buffer_get_base,
+    .init_tensor = kq_split_buffer_init_tensor,
+    .memset_tensor = NULL,
+    .set_tensor = kq_split_buffer_set_tensor,
+    .get_tensor = kq_split_buffer_get_tensor,
+    .set_tensor_2d = NULL,
+    .get_tensor_2d = NULL,
+    .cpy_tensor = NULL,
+    .clear = kq_split_buffer_clear,
+    .reset = NULL,
+};
+
+static const char *kq_split_buft_get_name(ggml_backend_buffer_type_t buft)
+{
+    return ((kq_split_buft *)buft->context)->name;
+}
+
+static ggml_backend_buffer_t kq_split_buft_alloc_buffer(ggml_backend_buffer_type_t buft, size_t size)
+{
+    kq_split_buft *type = buft->context;
+    kq_split_buffer *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    b->type = type;
+    /* address space only, as kq_buft_alloc_buffer's: the data lives in the kqcl tensors */
+    const size_t align = kq_devices[type->main_device].alignment;
+    b->reserved_bytes = kq_round_up(size, 4096) + align;
+    b->reserved = mmap(NULL, b->reserved_bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (b->reserved == MAP_FAILED) {
+        kq_log("%s: cannot reserve %zu bytes of address space for a buffer", type->name, b->reserved_bytes);
+        free(b);
+        return NULL;
+    }
+    b->base = (char *)kq_round_up((uintptr_t)b->reserved, align);
+    return ggml_backend_buffer_init(buft, kq_split_buffer_iface, b, size);
+}
+
+static size_t kq_split_buft_get_alignment(ggml_backend_buffer_type_t buft)
+{
+    return kq_devices[((kq_split_buft *)buft->context)->main_device].alignment;
+}
+
+static const struct ggml_backend_buffer_type_i kq_split_buft_iface = {
+    .get_name = kq_split_buft_get_name,
+    .alloc_buffer = kq_split_buft_alloc_buffer,
+    .get_alignment = kq_split_buft_get_alignment,
+    .get_max_size = NULL,
+    .get_alloc_size = NULL,
+    .is_host = kq_buft_is_host,
+};
+
+static bool kq_is_split_buft(ggml_backend_buffer_type_t buft)
+{
+    return buft != NULL && buft->iface.alloc_buffer == kq_split_buft_alloc_buffer;
+}
+
+/* The split buffer type of a main device and proportions (one per ggml device of this registry,
+ * as llama.cpp's tensor_split gives them; NULL or all 0: kqcl's own shares), made once for each
+ * pair. NULL for a device out of range or negative proportions. */
+static ggml_backend_buffer_type_t kq_split_buffer_type(int main_device, const float *tensor_split)
+{
+    if (main_device < 0 || main_device >= kq_n_devices)
+        return NULL;
+    kq_split_buft want = {.main_device = main_device, .automatic = true};
+    for (int i = 0; tensor_split != NULL && i < kq_n_devices; i++) {
+        if (!(tensor_split[i] >= 0.0f) || kq_devices[i].index >= 64)
+            return NULL;
+        want.fractions[kq_devices[i].index] = tensor_split[i];
+        want.automatic = want.automatic && tensor_split[i] == 0.0f;
+    }
+    ggml_backend_buffer_type_t found = NULL;
+    pthread_mutex_lock(&kq_lock);
+    for (int i = 0; i < kq_n_split_bufts && found == NULL; i++) {
+        kq_split_buft *t = &kq_split_bufts[i];
+        if (t->main_device == want.main_device && t->automatic == want.automatic &&
+            memcmp(t->fractions, want.fractions, sizeof want.fractions) == 0)
+            found = &t->buft;
+    }
+    if (found == NULL && kq_n_split_bufts < KQ_MAX_SPLIT_BUFTS) {
+        kq_split_buft *t = &kq_split_bufts[kq_n_split_bufts++];
+        *t = want;
+        snprintf(t->name, sizeof t->name, "%s_Split", kq_devices[main_device].name);
+        t->buft = (struct ggml_backend_buffer_type){.iface = kq_split_buft_iface,
+                                                     .device = &kq_devices[main_device].dev, .context = t};
+        found = &t->buft;
+    }
+    pthread_mutex_unlock(&kq_lock);
+    if (found == NULL)
+        kq_log("more than %d split buffer types asked for", KQ_MAX_SPLIT_BUFTS);
+    return found;
+}
+
 /* ---- operands ---------------------------------------------------------------------------- */
 
 /* A device scratch buffer of at least `bytes`. Replacing one waits for the work that may still
@@ -498,10 +739,49 @@ static bool kq_supports_mul_mat(const kq_device *d, const struct ggml_tensor *op
            (uint64_t)rows_x * (uint64_t)m * sizeof(float) <= max;
 }
 
+/* MUL_MAT of a split weight (a 2-D kqcl tensor split by rows): one kqcl_matmul a src1 matrix
+ * (all of them at once where their rows lie at one stride), y in place or through scratch Y. */
+static enum ggml_status kq_compute_mul_mat_split(kq_backend *be, struct ggml_tensor *dst)
+{
+    kq_device *d = be->dev;
+    const struct ggml_tensor *s0 = dst->src[0], *s1 = dst->src[1];
+    kq_buffer *b1 = kq_buffer_of(s1), *bd = kq_buffer_of(dst);
+    if (b1 == NULL || bd == NULL) {
+        kq_log("%s: MUL_MAT %s: its input or result is not in a kqcl buffer", d->name, dst->name);
+        return GGML_STATUS_FAILED;
+    }
+    const int64_t k = s0->ne[0], m = s0->ne[1];
+    size_t x_stride;
+    const bool at_once = kq_rows_uniform(s1, 3, &x_stride);
+    const int64_t rows = at_once ? s1->ne[1] * s1->ne[2] * s1->ne[3] : s1->ne[1];
+    if (!at_once)
+        kq_rows_uniform(s1, 1, &x_stride);
+    bool ok = true;
+    for (int64_t i3 = 0; i3 < s1->ne[3] && ok; i3 += at_once ? s1->ne[3] : 1)
+        for (int64_t i2 = 0; i2 < s1->ne[2] && ok; i2 += at_once ? s1->ne[2] : 1) {
+            const size_t ox = kq_offset(b1, s1) + (size_t)i2 * s1->nb[2] + (size_t)i3 * s1->nb[3];
+            const size_t od = kq_offset(bd, dst) + (size_t)i2 * dst->nb[2] + (size_t)i3 * dst->nb[3];
+            const size_t y_bytes = (size_t)rows * (size_t)m * sizeof(float);
+            kqcl_tensor *x = kq_operand(d, b1->mem, ox, x_stride, (kqcl_type)s1->type, rows, k, KQ_SCRATCH_X), *y = NULL;
+            kqcl_buffer *y_mem = od % d->alignment == 0 ? bd->mem : kq_scratch(d, KQ_SCRATCH_Y, y_bytes);
+            ok = x != NULL && y_mem != NULL &&
+                 kq_ok(kqcl_tensor_view(y_mem, y_mem == bd->mem ? od : 0, KQCL_TYPE_F32, rows, m, &y), "tensor view") &&
+                 kq_ok(kqcl_matmul(kq_ctx, s0->extra, x, y), "MUL_MAT (split weight)");
+            if (ok && y_mem != bd->mem)
+                ok = kq_ok(kqcl_buffer_copy(bd->mem, od, y_mem, 0, y_bytes), "MUL_MAT result copy");
+            kqcl_tensor_destroy(x), kqcl_tensor_destroy(y);
+        }
+    if (!ok)
+        kq_log("%s: MUL_MAT %s of the split weight %s failed", d->name, dst->name, s0->name);
+    return ok ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
+}
+
 static enum ggml_status kq_compute_mul_mat(kq_backend *be, struct ggml_tensor *dst)
 {
     kq_device *d = be->dev;
     const struct ggml_tensor *s0 = dst->src[0], *s1 = dst->src[1];
+    if (kq_split_of(s0) != NULL)
+        return kq_compute_mul_mat_split(be, dst);
     kq_buffer *b0 = kq_buffer_of(s0), *b1 = kq_buffer_of(s1), *bd = kq_buffer_of(dst);
     if (b0 == NULL || b1 == NULL || bd == NULL) {
         kq_log("%s: MUL_MAT %s: an operand is not in a kqcl buffer", d->name, dst->name);
@@ -2188,15 +2468,29 @@ static ggml_backend_buffer_type_t kq_dev_get_buffer_type(ggml_backend_dev_t dev)
     return &((kq_device *)dev->context)->buft;
 }
 
+/* A node that reads a split weight: only a MUL_MAT whose src0 it is (kq_compute_mul_mat_split). */
+static bool kq_reads_split(const struct ggml_tensor *op)
+{
+    for (int i = 0; i < GGML_MAX_SRC; i++)
+        if (op->src[i] != NULL && op->src[i]->buffer != NULL && kq_is_split_buft(op->src[i]->buffer->buft))
+            return true;
+    return false;
+}
+
 static bool kq_dev_supports_op(ggml_backend_dev_t dev, const struct ggml_tensor *op)
 {
+    if (kq_reads_split(op))
+        return op->op == GGML_OP_MUL_MAT && kq_is_split_buft(op->src[0]->buffer->buft) && op->src[0]->view_src == NULL &&
+               op->src[0]->ne[2] == 1 && op->src[0]->ne[3] == 1 && !kq_is_split_buft(op->src[1]->buffer ? op->src[1]->buffer->buft : NULL) &&
+               kq_supports_mul_mat(dev->context, op);
     const kq_op *entry = kq_op_of(op->op);
     return entry != NULL && entry->supports(dev->context, op);
 }
 
+/* Our buffers, and the split buffers of layers on this device (their products run here). */
 static bool kq_dev_supports_buft(ggml_backend_dev_t dev, ggml_backend_buffer_type_t buft)
 {
-    return buft == &((kq_device *)dev->context)->buft;
+    return buft == &((kq_device *)dev->context)->buft || (kq_is_split_buft(buft) && buft->device == dev);
 }
 
 static const struct ggml_backend_device_i kq_dev_iface = {
@@ -2252,6 +2546,8 @@ static void *kq_reg_get_proc_address(ggml_backend_reg_t reg, const char *name)
     (void)reg;
     if (strcmp(name, "ggml_backend_get_features") == 0)
         return (void *)kq_get_features;
+    if (strcmp(name, "ggml_backend_split_buffer_type") == 0)
+        return (void *)kq_split_buffer_type;
     return NULL;
 }
 

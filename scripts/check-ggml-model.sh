@@ -95,6 +95,17 @@ grep -q "splits = 3," "$work/ppl-kqcl-sm-layer.log" && grep -q "assigned to devi
 [ "$kqcl_sm" = "$kqcl_fa" ] ||
   { echo "check-ggml-model: -sm layer over two devices gives $kqcl_sm, one device $kqcl_fa"; exit 1; }
 echo "  layers over KQCL0 and KQCL1 (-sm layer, 3 graph splits): $kqcl_sm, as on one device"
+# llama.cpp's row split (-sm row): each layer's weight matrices in the module's split buffer type,
+# split by rows over both devices (-ts 1,1), each product one kqcl_matmul that gathers the
+# devices' rows: the one-device bits, so the one-device figure exactly.
+kqcl_row=$(KQCL_DEVICES=all POCL_DEVICES="pthread pthread" GGML_BACKEND_PATH=$module \
+  ppl "$work/ppl-kqcl-sm-row.log" -m "$model" "${fa[@]}" -ngl 99 -dev KQCL0,KQCL1 -sm row -ts 1,1 -v)
+grep -Eq "KQCL0_Split model buffer size = +[1-9]" "$work/ppl-kqcl-sm-row.log" &&
+  grep -Eq "KQCL1_Split model buffer size = +[1-9]" "$work/ppl-kqcl-sm-row.log" ||
+  { echo "check-ggml-model: -sm row put no weights in the split buffers"; exit 1; }
+[ "$kqcl_row" = "$kqcl_fa" ] ||
+  { echo "check-ggml-model: -sm row over two devices gives $kqcl_row, one device $kqcl_fa"; exit 1; }
+echo "  weights split by rows over KQCL0 and KQCL1 (-sm row): $kqcl_row, as on one device"
 python3 - "$exact" "$cpu" "$kqcl" "$kqcl_fa" <<'PY'
 import sys
 exact, cpu, kqcl, kqcl_fa = map(float, sys.argv[1:])

@@ -159,6 +159,43 @@ START_TEST(row_split_bit_identical_to_one_device)
 }
 END_TEST
 
+/* A row-split weight times X into Y, both views of one buffer on device 0 (OpenCL sub-buffers),
+ * as the ggml module's split buffer type (llama.cpp's -sm row) calls it: the bits one device
+ * gives. PoCL 3.1 crashed on the rect copies that put the other devices' rows into such a Y. */
+START_TEST(row_split_into_views)
+{
+    const int64_t m = 96, k = 512, n = 3;
+    tu_seed(31);
+    float *w = tu_random_floats((size_t)(m * k)), *x = tu_random_floats((size_t)(n * k));
+    double f[64];
+    uneven(f);
+    kqcl_tensor *wt = placed(KQCL_TYPE_F32, m, k, KQCL_SPLIT_ROWS, f, w);
+    const size_t align = kqcl_buffer_alignment(tu_ctx, 0), at = ((size_t)(n * k) * 4 + align - 1) / align * align;
+    kqcl_buffer *b;
+    TU_OK(kqcl_buffer_create(tu_ctx, 0, at + (size_t)(n * m) * 4 + align, &b));
+    TU_OK(kqcl_buffer_fill(b, 0, 0xFF, at + (size_t)(n * m) * 4 + align)); /* NaN */
+    kqcl_tensor *xv, *yv;
+    TU_OK(kqcl_tensor_view(b, 0, KQCL_TYPE_F32, n, k, &xv));
+    TU_OK(kqcl_tensor_view(b, at, KQCL_TYPE_F32, n, m, &yv));
+    TU_OK(kqcl_tensor_write(xv, x, (size_t)(n * k) * 4));
+    TU_OK(kqcl_matmul(tu_ctx, wt, xv, yv));
+    float *got = tu_read_f32(yv);
+    for (int d = 0; d < n_dev(); d++) { /* W's rows on device d: as d alone computes them */
+        int64_t first, count;
+        TU_OK(kqcl_tensor_part(wt, d, &first, &count));
+        float *ref = single_device_y(d, KQCL_TYPE_F32, w, m, k, x, (int)n);
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t r = first; r < first + count; r++)
+                ck_assert_msg(same_bits(got[j * m + r], ref[j * m + r]), "y[%lld][%lld] (device %d): %.9g, one device "
+                              "gives %.9g", (long long)j, (long long)r, d, (double)got[j * m + r], (double)ref[j * m + r]);
+        free(ref);
+    }
+    free(got), free(w), free(x);
+    kqcl_tensor_destroy(xv), kqcl_tensor_destroy(yv), kqcl_tensor_destroy(wt);
+    kqcl_buffer_destroy(b);
+}
+END_TEST
+
 /* How many devices hold a part of t. */
 static int devices_holding(const kqcl_tensor *t)
 {
@@ -671,6 +708,7 @@ int main(void)
     tc = tu_context_case("tensor parallel");
     tcase_add_loop_test(tc, row_split_bit_identical_to_one_device, 0, N_WTYPES);
     tcase_add_test(tc, row_split_more_devices_than_rows);
+    tcase_add_test(tc, row_split_into_views);
     tcase_add_loop_test(tc, col_split_matches_host_reference, 0, N_WTYPES);
     tcase_add_test(tc, col_split_one_block);
     tcase_add_test(tc, splits_keep_the_precision);

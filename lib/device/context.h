@@ -135,6 +135,11 @@ kqcl_status kq_cl_fail(kqcl_context *ctx, cl_int err, const char *what);
 /* A compute queue for dev, timing its commands or not. */
 cl_command_queue kq_create_queue(const kq_device *dev, bool timing, cl_int *err);
 const char *kq_cl_error_name(cl_int err);
+/* clEnqueueCopyBufferRect (no wait list, no event), taking sub-buffers as the buffers they lie
+ * in with their offsets added to the origins: PoCL 3.1 crashes on a rect copy to or from a
+ * sub-buffer (a view, kqcl_tensor_view), and every driver copies the parents alike. */
+cl_int kq_copy_rect(cl_command_queue q, cl_mem src, cl_mem dst, const size_t src_origin[3],
+                    const size_t dst_origin[3], const size_t region[3], size_t src_row_pitch, size_t dst_row_pitch);
 
 /* device.c: open the devices `spec` (KQCL_DEVICES's syntax; NULL: the default) chooses into
  * ctx->devices, counting each in ctx->n_devices as soon as it is (partly) opened, so that

@@ -40,6 +40,31 @@ kqcl_status kq_cl_fail(kqcl_context *ctx, cl_int err, const char *what)
     return kq_fail(ctx, status, "%s: %s (%d)", what, kq_cl_error_name(err), (int)err);
 }
 
+/* The buffer a sub-buffer lies in and where (else the buffer itself, offset 0). */
+static cl_mem rect_root(cl_mem m, size_t *offset)
+{
+    cl_mem parent = NULL;
+    *offset = 0;
+    if (clGetMemObjectInfo(m, CL_MEM_ASSOCIATED_MEMOBJECT, sizeof parent, &parent, NULL) != CL_SUCCESS ||
+        parent == NULL || clGetMemObjectInfo(m, CL_MEM_OFFSET, sizeof *offset, offset, NULL) != CL_SUCCESS) {
+        *offset = 0;
+        return m;
+    }
+    return parent;
+}
+
+cl_int kq_copy_rect(cl_command_queue q, cl_mem src, cl_mem dst, const size_t src_origin[3],
+                    const size_t dst_origin[3], const size_t region[3], size_t src_row_pitch, size_t dst_row_pitch)
+{
+    size_t src_at, dst_at;
+    cl_mem s = rect_root(src, &src_at), d = rect_root(dst, &dst_at);
+    /* the byte a rect starts at is origin[0] + origin[1] * row pitch (+ the slice's): the offset
+     * joins origin[0], which OpenCL does not bound by the pitch */
+    const size_t so[3] = {src_origin[0] + src_at, src_origin[1], src_origin[2]};
+    const size_t dof[3] = {dst_origin[0] + dst_at, dst_origin[1], dst_origin[2]};
+    return clEnqueueCopyBufferRect(q, s, d, so, dof, region, src_row_pitch, 0, dst_row_pitch, 0, 0, NULL, NULL);
+}
+
 cl_command_queue kq_create_queue(const kq_device *dev, bool timing, cl_int *err)
 {
     /* clCreateCommandQueue is deprecated in 2.0 but is what every 1.2 driver has. */

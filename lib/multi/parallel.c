@@ -120,8 +120,7 @@ static kqcl_status place_x(mm *c, job *j)
                 size_t col_off = r.col0 > p->col0 ? kqcl_row_size(x->type, r.col0 - p->col0) : 0;
                 size_t src_origin[3] = {col_off, (size_t)(a - p->row0), 0}, dst_origin[3] = {0, (size_t)(a - r.row0), 0};
                 size_t reg[3] = {row_bytes, (size_t)(b - a), 1};
-                err = clEnqueueCopyBufferRect(q, p->buffer, j->xbuf, src_origin, dst_origin, reg, p->row_bytes, 0,
-                                              row_bytes, 0, 0, NULL, NULL);
+                err = kq_copy_rect(q, p->buffer, j->xbuf, src_origin, dst_origin, reg, p->row_bytes, row_bytes);
             }
         }
         return err == CL_SUCCESS ? KQCL_OK : kq_cl_fail(c->ctx, err, "kqcl_matmul: copying x rows");
@@ -171,9 +170,8 @@ static kqcl_status deliver_y(mm *c, job *j)
             size_t src_origin[3] = {(size_t)(ca - r.col0) * sizeof(float), (size_t)(a - r.row0), 0};
             size_t dst_origin[3] = {(size_t)(ca - p->col0) * sizeof(float), (size_t)(a - p->row0), 0};
             size_t reg[3] = {(size_t)(cb - ca) * sizeof(float), (size_t)(b - a), 1};
-            cl_int err = clEnqueueCopyBufferRect(c->ctx->devices[j->device].queue, j->ybuf, p->buffer, src_origin,
-                                                 dst_origin, reg, (size_t)r.cols * sizeof(float), 0, p->row_bytes, 0,
-                                                 0, NULL, NULL);
+            cl_int err = kq_copy_rect(c->ctx->devices[j->device].queue, j->ybuf, p->buffer, src_origin, dst_origin, reg,
+                                      (size_t)r.cols * sizeof(float), p->row_bytes);
             if (err != CL_SUCCESS)
                 return kq_cl_fail(c->ctx, err, "kqcl_matmul: copying y into place");
         }
