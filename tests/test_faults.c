@@ -462,8 +462,9 @@ END_TEST
  * which is where a full device says so. */
 /* kqcl_rope_jobs_attention takes one launch for a decode step laid out as llama.cpp lays it out
  * (test_layer checks its bytes against the two calls), and two for a prompt's two positions,
- * where a work-group could not write first all it reads. */
-static long step_launches(int tokens)
+ * where a work-group could not write first all it reads, or where y lies over the key's rows,
+ * which another group may still read while one writes y. */
+static long step_launches(int tokens, bool y_over_key)
 {
     enum { HEADS = 2, KV_HEADS = 1, D = 32, CELLS = 8 };
     const size_t align = kqcl_buffer_alignment(tu_ctx, 0), slot = (4096 + align - 1) / align * align;
@@ -477,7 +478,7 @@ static long step_launches(int tokens)
     TU_OK(kqcl_tensor_view(act, slot, KQCL_TYPE_F32, tokens * KV_HEADS, D, &kx));
     TU_OK(kqcl_tensor_view(act, 2 * slot, KQCL_TYPE_F32, tokens * KV_HEADS, D, &vx));
     TU_OK(kqcl_tensor_view(act, 3 * slot, KQCL_TYPE_F32, tokens * HEADS, D, &q));
-    TU_OK(kqcl_tensor_view(act, 4 * slot, KQCL_TYPE_F32, tokens * HEADS, D, &y));
+    TU_OK(kqcl_tensor_view(act, y_over_key ? slot : 4 * slot, KQCL_TYPE_F32, tokens * HEADS, D, &y));
     TU_OK(kqcl_tensor_view(cache, 0, KQCL_TYPE_F16, CELLS, KV_HEADS * D, &kd));
     TU_OK(kqcl_tensor_view(cache, slot, KQCL_TYPE_F16, CELLS, KV_HEADS * D, &vd));
     TU_OK(kqcl_tensor_view(cache, 0, KQCL_TYPE_F16, CELLS * KV_HEADS, D, &k));
@@ -504,8 +505,9 @@ static long step_launches(int tokens)
 
 START_TEST(rope_jobs_attention_is_one_launch_where_it_may)
 {
-    ck_assert_int_eq(step_launches(1), 1);
-    ck_assert_int_eq(step_launches(2), 2);
+    ck_assert_int_eq(step_launches(1, false), 1);
+    ck_assert_int_eq(step_launches(2, false), 2);
+    ck_assert_int_eq(step_launches(1, true), 2); /* y over the key's rows, which every group reads */
 }
 END_TEST
 

@@ -1133,6 +1133,8 @@ typedef struct step_case {
     kqcl_rope_params rope;
     float softcap;
     bool v_one_row; /* V's rows as ggml holds a token's: one row of kv_heads * dv values */
+    int y_over;     /* 0: y in its own place; 1: over the query's rows, 2: over the key's (where
+                     * ggml's allocator may put it, the rows being dead once written) */
 } step_case;
 
 /* Where a step's operands lie in its two buffers, each start aligned for a view. */
@@ -1198,6 +1200,11 @@ static void step_images(const step_case *c, const step_layout *l, unsigned char 
     free(kv);
 }
 
+static size_t step_y_at(const step_case *c, const step_layout *l)
+{
+    return c->y_over == 1 ? l->qx : c->y_over == 2 ? l->kx : l->y;
+}
+
 /* One run of a step on buffers made from the images: fused (kqcl_rope_jobs_attention) or the two
  * calls; the buffers' bytes afterwards replace the images. */
 static void run_step(const step_case *c, const step_layout *l, unsigned char *act, unsigned char *cache, bool fused)
@@ -1216,7 +1223,7 @@ static void run_step(const step_case *c, const step_layout *l, unsigned char *ac
     TU_OK(kqcl_tensor_view(cb, l->kc + (size_t)c->view_cell * krow, c->cache, c->kv_len * c->kv_heads, c->d, &k));
     TU_OK(kqcl_tensor_view(cb, l->vc + (size_t)c->view_cell * vrow, c->cache, c->kv_len * c->kv_heads, c->dv, &v));
     TU_OK(kqcl_tensor_view(ab, l->mask, KQCL_TYPE_F16, c->tokens, c->kv_len, &m));
-    TU_OK(kqcl_tensor_view(ab, l->y, KQCL_TYPE_F32, c->tokens * c->heads, c->dv, &y));
+    TU_OK(kqcl_tensor_view(ab, step_y_at(c, l), KQCL_TYPE_F32, c->tokens * c->heads, c->dv, &y));
     kqcl_rope_job jobs[3] = {{qx, c->heads, 0, qr, NULL, 0, 0}, {kx, c->kv_heads, 0, kd, ab, l->idx, 8},
                              {vx, v_heads, 1, vd, ab, l->idx, 8}};
     kqcl_attention_params p = {.heads = c->heads, .kv_heads = c->kv_heads, .queries = c->tokens, .kv_len = c->kv_len,
@@ -1251,14 +1258,15 @@ static void check_step(const step_case *c, const char *name)
     memcpy(act2, act, l.act_bytes), memcpy(cache2, cache, l.cache_bytes), memcpy(cache0, cache, l.cache_bytes);
     run_step(c, &l, act, cache, true);
     run_step(c, &l, act2, cache2, false);
+    const size_t y_at = step_y_at(c, &l), y_bytes = (size_t)(c->tokens * c->heads * c->dv) * 4;
     for (size_t i = 0; i < l.act_bytes; i++)
-        if (i < l.y || i >= l.y + (size_t)(c->tokens * c->heads * c->dv) * 4)
+        if (i < y_at || i >= y_at + y_bytes)
             ck_assert_msg(act[i] == act2[i], "%s: activations' byte %zu: %u, two calls %u", name, i, act[i], act2[i]);
     for (size_t i = 0; i < l.cache_bytes; i++)
         ck_assert_msg(cache[i] == cache2[i], "%s: cache byte %zu: %u, two calls %u", name, i, cache[i], cache2[i]);
     ck_assert_msg(memcmp(cache + l.kc + (size_t)c->cell * krow, cache0 + l.kc + (size_t)c->cell * krow, krow) != 0,
                   "%s: the new key was not written", name);
-    const float *y = (const float *)(act + l.y), *y2 = (const float *)(act2 + l.y);
+    const float *y = (const float *)(act + y_at), *y2 = (const float *)(act2 + y_at);
     for (int64_t e = 0; e < c->tokens * c->heads * c->dv; e++)
         ck_assert_msg(isfinite(y[e]) && fabsf(y[e] - y2[e]) <= 1e-6f * fabsf(y2[e]) + 1e-7f,
                       "%s: y[%lld] %.9g, two calls %.9g", name, (long long)e, (double)y[e], (double)y2[e]);
@@ -1272,7 +1280,7 @@ START_TEST(rope_jobs_attention_is_the_two_calls)
     const kqcl_rope_params yarn = {.n_dims = 128, .neox = 1, .freq_base = 1000000.0f, .freq_scale = 0.25f,
                                    .ext_factor = 1.0f, .attn_factor = 1.0f, .corr_low = 12.0f, .corr_high = 40.0f};
     /* SmolLM2's heads: the new cell inside the view, and before it */
-    const step_case smol = {9, 3, 64, 64, 1, 40, 0, 37, 123, 20, KQCL_TYPE_F16, llama, 0.0f, false};
+    const step_case smol = {9, 3, 64, 64, 1, 40, 0, 37, 123, 20, KQCL_TYPE_F16, llama, 0.0f, false, 0};
     check_step(&smol, "SmolLM2's heads, f16 cache");
     step_case unseen = smol;
     unseen.cell = 38; /* past kv_len: written, not read */
@@ -1280,9 +1288,14 @@ START_TEST(rope_jobs_attention_is_the_two_calls)
     step_case one_row = smol;
     one_row.v_one_row = true;
     check_step(&one_row, "V's heads in one row");
+    step_case y_over = smol;
+    y_over.y_over = 1; /* one launch: each group reads its query row before it writes its y row */
+    check_step(&y_over, "y over the query's rows");
+    y_over.y_over = 2; /* two launches: every group of a KV head reads the key's rows */
+    check_step(&y_over, "y over the key's rows");
     /* Gemma-3's: one KV head of 256, NeoX half turned with YaRN, soft-capped, an f32 cache whose
      * view starts at cell 8 (a second sequence's stream) */
-    const step_case gemma = {4, 1, 256, 256, 1, 24, 8, 13, 4000, 15, KQCL_TYPE_F32, yarn, 30.0f, false};
+    const step_case gemma = {4, 1, 256, 256, 1, 24, 8, 13, 4000, 15, KQCL_TYPE_F32, yarn, 30.0f, false, 0};
     check_step(&gemma, "Gemma-3's heads, f32 cache from cell 8");
     /* a prompt's two tokens (the two launches) */
     step_case prompt = smol;

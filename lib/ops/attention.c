@@ -232,13 +232,42 @@ static bool assign_roles(int count, const kqcl_rope_job *jobs, const kqcl_tensor
     return true;
 }
 
+/* The bytes the launch reads and never writes: the positions and cells (one each: one position),
+ * the jobs' rows and the mask; into out, their count returned. */
+static int read_only_spans(const kqcl_buffer *positions, size_t pos_offset, int count, const kqcl_rope_job *jobs,
+                           const kqcl_tensor *mask, span *out)
+{
+    int n = 0, dev;
+    out[n++] = (span){kq_buffer_mem(positions, &dev), pos_offset, sizeof(int32_t)};
+    for (int i = 0; i < count; i++) {
+        out[n++] = span_of(jobs[i].x);
+        if (jobs[i].indices != NULL)
+            out[n++] = (span){kq_buffer_mem(jobs[i].indices, &dev), jobs[i].idx_offset, (size_t)jobs[i].index_bytes};
+    }
+    if (mask != NULL)
+        out[n++] = span_of(mask);
+    return n;
+}
+
+/* Whether y lies exactly over the query job's rows, row h over row h (ggml's allocator puts it
+ * there: the rows are dead once turned): work-group h reads its query row, and only it does,
+ * before it writes its y row, so that is safe. */
+static bool y_over_own_rows(span ys, span read, span q_rows, const kqcl_tensor *y, const kqcl_rope_job *q_job)
+{
+    return q_job != NULL && read.root == q_rows.root && read.at == q_rows.at && read.bytes == q_rows.bytes &&
+           ys.root == q_rows.root && ys.at == q_rows.at && y->cols == q_job->x->cols && y->rows == q_job->x->rows;
+}
+
 /* Whether attn_roped may take the step, and how (see above). Besides the roles: one query, an
- * f16 or f32 cache; no job writes bytes that anything but its own operand holds (another job's
- * x, the mask, y, the other operands); and no other operand, nor the positions or an index
- * buffer, lies in the caches' memory objects, which the launch is given whole (OpenCL leaves a
- * buffer and its sub-buffer in one launch undefined). */
-static bool plan_step(const kqcl_buffer *positions, int count, const kqcl_rope_job *jobs, const kqcl_tensor *q,
-                      const kqcl_tensor *k, const kqcl_tensor *v, const kqcl_tensor *mask,
+ * f16 or f32 cache; nothing the launch writes (y, and each job's rows) lies over what it only
+ * reads (some group may still read it: a KV head's rows, the positions, the mask) or over
+ * another operand than its own -- ggml's allocator lays an attention's result over the rows of
+ * the RoPE and cache writes before it, whose tensors it counts as dead: only y exactly over the
+ * query's rows is safe (y_over_own_rows); and no other operand
+ * lies in the caches' buffers, which the launch is given whole (OpenCL leaves a buffer and its
+ * sub-buffer in one launch undefined). */
+static bool plan_step(const kqcl_buffer *positions, size_t pos_offset, int count, const kqcl_rope_job *jobs,
+                      const kqcl_tensor *q, const kqcl_tensor *k, const kqcl_tensor *v, const kqcl_tensor *mask,
                       const kqcl_attention_params *p, const kqcl_tensor *y, step_plan *plan)
 {
     *plan = (step_plan){.k = span_of(k), .v = span_of(v)};
@@ -247,39 +276,24 @@ static bool plan_step(const kqcl_buffer *positions, int count, const kqcl_rope_j
         return false;
     plan->kc = plan->k_job ? span_of(plan->k_job->dst) : plan->k;
     plan->vc = plan->v_job ? span_of(plan->v_job->dst) : plan->v;
-    span others[3 + KQCL_ROPE_MAX_JOBS];
-    int n = 0;
-    others[n++] = span_of(y);
-    if (mask != NULL)
-        others[n++] = span_of(mask);
-    for (int i = 0; i < count; i++)
-        others[n++] = span_of(jobs[i].x);
-    const span qs = span_of(q);
-    const span written[3] = {plan->q_job ? span_of(plan->q_job->dst) : qs, plan->kc, plan->vc};
-    const span *own[3] = {&qs, &plan->k, &plan->v};
-    for (int w = 0; w < 3; w++) {
-        for (int o = 0; o < n; o++)
-            if (spans_meet(written[w], others[o]))
+    span reads[2 + 2 * KQCL_ROPE_MAX_JOBS];
+    const int n = read_only_spans(positions, pos_offset, count, jobs, mask, reads);
+    const span qs = span_of(q), ys = span_of(y);
+    const span written[4] = {ys, plan->q_job ? span_of(plan->q_job->dst) : qs, plan->kc, plan->vc};
+    const span operands[4] = {ys, qs, plan->k, plan->v}; /* each written span's own */
+    const span q_rows = plan->q_job ? span_of(plan->q_job->x) : (span){0};
+    for (int w = 0; w < 4; w++) {
+        for (int r = 0; r < n; r++)
+            if (spans_meet(written[w], reads[r]) && !(w == 0 && y_over_own_rows(ys, reads[r], q_rows, y, plan->q_job)))
                 return false;
-        for (int o = 0; o < 3; o++)
-            if (o != w && spans_meet(written[w], *own[o]))
+        for (int o = 0; o < 4; o++)
+            if (o != w && spans_meet(written[w], operands[o]))
                 return false;
     }
-    for (int o = 0; o < n; o++)
-        if (others[o].root == plan->k.root || others[o].root == plan->v.root)
+    for (int r = 0; r < n; r++)
+        if (reads[r].root == plan->k.root || reads[r].root == plan->v.root)
             return false;
-    if (qs.root == plan->k.root || qs.root == plan->v.root)
-        return false;
-    int dev;
-    cl_mem pos = kq_buffer_mem(positions, &dev);
-    if (pos == plan->k.root || pos == plan->v.root)
-        return false;
-    for (int i = 0; i < count; i++) {
-        cl_mem idx = jobs[i].indices ? kq_buffer_mem(jobs[i].indices, &dev) : NULL;
-        if (idx != NULL && (idx == plan->k.root || idx == plan->v.root))
-            return false;
-    }
-    return true;
+    return qs.root != plan->k.root && qs.root != plan->v.root && ys.root != plan->k.root && ys.root != plan->v.root;
 }
 
 /* A job's scatter arguments of attn_roped (turn, x, the cache's object and offset, the indices,
@@ -354,7 +368,7 @@ KQCL_API kqcl_status kqcl_rope_jobs_attention(kqcl_context *ctx, const kqcl_buff
     kq_events_reset(ctx);
     kq_device *dev = kq_tensor_device(q);
     step_plan plan;
-    if (plan_step(positions, count, jobs, q, k, v, mask, params, y, &plan))
+    if (plan_step(positions, pos_offset, count, jobs, q, k, v, mask, params, y, &plan))
         return launch_roped(ctx, dev, positions, pos_offset, rope, &plan, q, k, v, mask, params, y);
     st = kq_rope_jobs_launch(ctx, positions, pos_offset, rope, count, jobs, call);
     return st != KQCL_OK ? st : launch_fused(ctx, dev, q, k, v, mask, params, y);
