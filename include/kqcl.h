@@ -746,10 +746,12 @@ KQCL_API kqcl_status kqcl_rope_jobs(kqcl_context *ctx, const kqcl_buffer *positi
  * operand -- q in place (its row h q's row h: dst at q's first byte, q_head_stride 1), or the K
  * or V cache that k or v views (f16 or f32 rows of a position's kv_heads heads side by side, so
  * kv_head_stride 1 and kv_pos_stride kv_heads, the view starting on a whole row of dst); no job
- * writes bytes another operand holds; and no other operand, index buffer or the positions lies
- * in the caches' buffers. Elsewhere the two launches. Either way the jobs' rows are the bits
- * kqcl_rope_jobs writes and y is what kqcl_attention computes from them; the same checks and
- * statuses as the two calls; kqcl_last_device_time covers both launches. */
+ * writes bytes another operand holds; y lies over none of the jobs' rows, indices or positions
+ * (but it may lie exactly over the query job's x, row h over row h, where ggml puts it); and no
+ * other operand, index buffer or the positions lies in the caches' buffers. Elsewhere the two
+ * launches. Either way the jobs' rows are the bits kqcl_rope_jobs writes and y is what
+ * kqcl_attention computes from them; the same checks and statuses as the two calls;
+ * kqcl_last_device_time covers both launches. */
 KQCL_API kqcl_status kqcl_rope_jobs_attention(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
                                               const kqcl_rope_params *rope, int count, const kqcl_rope_job *jobs,
                                               const kqcl_tensor *q, const kqcl_tensor *k, const kqcl_tensor *v,
