@@ -402,13 +402,26 @@ static kqcl_tensor *kq_split_of(const struct ggml_tensor *t)
     return t->extra;
 }
 
+/* A split weight's bytes on each device join (sign 1) or leave (-1) the devices' allocated
+ * bytes (get_memory), under kq_lock. */
+static void kq_split_account(const kqcl_tensor *t, int sign)
+{
+    for (int i = 0; i < kq_n_devices; i++) {
+        int64_t first, count;
+        if (kqcl_tensor_part(t, kq_devices[i].index, &first, &count) == KQCL_OK && count > 0) {
+            size_t bytes = (size_t)count * kqcl_row_size(kqcl_tensor_type(t), kqcl_tensor_cols(t));
+            kq_devices[i].allocated = sign > 0 ? kq_devices[i].allocated + bytes : kq_devices[i].allocated - bytes;
+        }
+    }
+}
+
 static void kq_split_buffer_free(ggml_backend_buffer_t buffer)
 {
     kq_split_buffer *b = buffer->context;
     pthread_mutex_lock(&kq_lock);
     kqcl_finish(kq_ctx); /* products still queued may read them */
     for (int i = 0; i < b->count; i++)
-        kqcl_tensor_destroy(b->tensors[i]);
+        kq_split_account(b->tensors[i], -1), kqcl_tensor_destroy(b->tensors[i]);
     pthread_mutex_unlock(&kq_lock);
     munmap(b->reserved, b->reserved_bytes);
     free(b->tensors);
@@ -445,6 +458,8 @@ static enum ggml_status kq_split_buffer_init_tensor(ggml_backend_buffer_t buffer
     bool ok = kq_ok(kqcl_tensor_create_split_ex(kq_ctx, (kqcl_type)tensor->type, tensor->ne[1], tensor->ne[0],
                                                 KQCL_SPLIT_ROWS, b->type->automatic ? NULL : b->type->fractions, &t),
                     "split weight");
+    if (ok)
+        kq_split_account(t, 1);
     pthread_mutex_unlock(&kq_lock);
     if (!ok)
         return GGML_STATUS_ALLOC_FAILED;
