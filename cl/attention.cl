@@ -22,6 +22,9 @@
  *   CPUs (-DKQ_CPU)  a work-item a row, walking the positions one by one with 16-wide vectors
  *             along d and dv (PoCL runs a work-group as a loop: a tree across items would only
  *             cost); ATT_COLS 16-wide accumulators.
+ * Both forms have a second kernel, attn_roped: the same rows after a decode step's RoPE and
+ * cache writes, each row's work-group (or work-item) doing first the share of them it then reads
+ * (step_share, below).
  *
  * mask_type: 0 none, 1 f32, 2 f16 rows of mask_cols values, query i's row i.
  * Options: KVTYPE, ATT_WG (GPUs: a power of two), ATT_VCOLS (GPUs: divides ATT_WG), ATT_COLS
@@ -95,11 +98,12 @@ static inline float kv_value(__global const void *base, ulong i)
  * through the memory objects the attention reads them from -- kc and vc, the cache rows a
  * scatter writes (kv_heads rows side by side) from byte kc_at and vc_at, the attention's k and
  * v from k_at and v_at -- and the query through q, so no two memory objects of the launch alias
- * (OpenCL leaves overlapping sub-buffers in one launch undefined). The host takes this form only where query head h's rows of the jobs' output
- * are all that its row of the attention reads of them: q's row h, and KV head h / group's part
- * of the new cache row. Each work-group (or CPU work-item) writes those itself -- a KV head's
- * part by each of its `group` query heads, the same bits each time -- so it needs no other
- * group's writes, and OpenCL promises nothing across groups within a launch.
+ * (OpenCL leaves overlapping sub-buffers in one launch undefined). The host takes this form only
+ * where query head h's rows of the jobs' output are all that its row of the attention reads of
+ * them: q's row h, and KV head h / group's part of the new cache row. Each work-group (or CPU
+ * work-item) writes those itself -- a KV head's part by each of its `group` query heads, the
+ * same bits each time -- so it needs no other group's writes, and OpenCL promises nothing
+ * across groups within a launch.
  */
 #define STEP_ARGS                                                                                                      \
     __global const int *pos, ulong pos_offset, int neox, float theta_scale, float freq_scale, float ext_factor,        \

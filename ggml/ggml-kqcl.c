@@ -777,10 +777,12 @@ static enum ggml_status kq_compute_mul_mat_split(kq_backend *be, struct ggml_ten
             const size_t ox = kq_offset(b1, s1) + (size_t)i2 * s1->nb[2] + (size_t)i3 * s1->nb[3];
             const size_t od = kq_offset(bd, dst) + (size_t)i2 * dst->nb[2] + (size_t)i3 * dst->nb[3];
             const size_t y_bytes = (size_t)rows * (size_t)m * sizeof(float);
-            kqcl_tensor *x = kq_operand(d, b1->mem, ox, x_stride, (kqcl_type)s1->type, rows, k, KQ_SCRATCH_X), *y = NULL;
+            kqcl_tensor *y = NULL;
+            kqcl_tensor *x = kq_operand(d, b1->mem, ox, x_stride, (kqcl_type)s1->type, rows, k, KQ_SCRATCH_X);
             kqcl_buffer *y_mem = od % d->alignment == 0 ? bd->mem : kq_scratch(d, KQ_SCRATCH_Y, y_bytes);
+            const size_t y_at = y_mem == bd->mem ? od : 0;
             ok = x != NULL && y_mem != NULL &&
-                 kq_ok(kqcl_tensor_view(y_mem, y_mem == bd->mem ? od : 0, KQCL_TYPE_F32, rows, m, &y), "tensor view") &&
+                 kq_ok(kqcl_tensor_view(y_mem, y_at, KQCL_TYPE_F32, rows, m, &y), "tensor view") &&
                  kq_ok(kqcl_matmul(kq_ctx, s0->extra, x, y), "MUL_MAT (split weight)");
             if (ok && y_mem != bd->mem)
                 ok = kq_ok(kqcl_buffer_copy(bd->mem, od, y_mem, 0, y_bytes), "MUL_MAT result copy");
@@ -2494,10 +2496,12 @@ static bool kq_reads_split(const struct ggml_tensor *op)
 
 static bool kq_dev_supports_op(ggml_backend_dev_t dev, const struct ggml_tensor *op)
 {
-    if (kq_reads_split(op))
-        return op->op == GGML_OP_MUL_MAT && kq_is_split_buft(op->src[0]->buffer->buft) && op->src[0]->view_src == NULL &&
-               op->src[0]->ne[2] == 1 && op->src[0]->ne[3] == 1 && !kq_is_split_buft(op->src[1]->buffer ? op->src[1]->buffer->buft : NULL) &&
-               kq_supports_mul_mat(dev->context, op);
+    if (kq_reads_split(op)) {
+        const struct ggml_tensor *w = op->src[0], *x = op->src[1];
+        return op->op == GGML_OP_MUL_MAT && w->buffer != NULL && kq_is_split_buft(w->buffer->buft) &&
+               w->view_src == NULL && w->ne[2] == 1 && w->ne[3] == 1 &&
+               !(x->buffer != NULL && kq_is_split_buft(x->buffer->buft)) && kq_supports_mul_mat(dev->context, op);
+    }
     const kq_op *entry = kq_op_of(op->op);
     return entry != NULL && entry->supports(dev->context, op);
 }

@@ -1175,10 +1175,12 @@ static step_layout step_layout_of(const step_case *c, size_t align)
 static void step_images(const step_case *c, const step_layout *l, unsigned char *act, unsigned char *cache)
 {
     memset(act, 0xFF, l->act_bytes); /* NaN floats */
-    float *rows = random_values((size_t)(c->tokens * (c->heads + c->kv_heads) * c->d + c->tokens * c->kv_heads * c->dv), 2.0f);
-    memcpy(act + l->qx, rows, (size_t)(c->tokens * c->heads * c->d) * 4);
-    memcpy(act + l->kx, rows + c->tokens * c->heads * c->d, (size_t)(c->tokens * c->kv_heads * c->d) * 4);
-    memcpy(act + l->vx, rows + c->tokens * (c->heads + c->kv_heads) * c->d, (size_t)(c->tokens * c->kv_heads * c->dv) * 4);
+    const int64_t nq = c->tokens * c->heads * c->d, nk = c->tokens * c->kv_heads * c->d;
+    const int64_t nv = c->tokens * c->kv_heads * c->dv;
+    float *rows = random_values((size_t)(nq + nk + nv), 2.0f);
+    memcpy(act + l->qx, rows, (size_t)nq * 4);
+    memcpy(act + l->kx, rows + nq, (size_t)nk * 4);
+    memcpy(act + l->vx, rows + nq + nk, (size_t)nv * 4);
     free(rows);
     float *m = random_values((size_t)(c->tokens * c->kv_len), 0.5f);
     for (int64_t i = 0; i < c->tokens * c->kv_len; i++)
@@ -1211,7 +1213,8 @@ static void run_step(const step_case *c, const step_layout *l, unsigned char *ac
 {
     kqcl_buffer *ab = device_bytes(act, l->act_bytes), *cb = device_bytes(cache, l->cache_bytes);
     kqcl_tensor *qx, *kx, *vx, *qr, *kd, *vd, *q, *k, *v, *m, *y;
-    const size_t krow = kqcl_row_size(c->cache, c->kv_heads * c->d), vrow = kqcl_row_size(c->cache, c->kv_heads * c->dv);
+    const size_t krow = kqcl_row_size(c->cache, c->kv_heads * c->d);
+    const size_t vrow = kqcl_row_size(c->cache, c->kv_heads * c->dv);
     TU_OK(kqcl_tensor_view(ab, l->qx, KQCL_TYPE_F32, c->tokens * c->heads, c->d, &qx));
     TU_OK(kqcl_tensor_view(ab, l->kx, KQCL_TYPE_F32, c->tokens * c->kv_heads, c->d, &kx));
     const int v_heads = c->v_one_row ? 1 : c->kv_heads;
@@ -1254,7 +1257,8 @@ static void check_step(const step_case *c, const char *name)
         return; /* this device's views cannot start there (kqcl_buffer_alignment) */
     unsigned char *act = tu_malloc(l.act_bytes), *cache = tu_malloc(l.cache_bytes);
     step_images(c, &l, act, cache);
-    unsigned char *act2 = tu_malloc(l.act_bytes), *cache2 = tu_malloc(l.cache_bytes), *cache0 = tu_malloc(l.cache_bytes);
+    unsigned char *act2 = tu_malloc(l.act_bytes), *cache2 = tu_malloc(l.cache_bytes);
+    unsigned char *cache0 = tu_malloc(l.cache_bytes);
     memcpy(act2, act, l.act_bytes), memcpy(cache2, cache, l.cache_bytes), memcpy(cache0, cache, l.cache_bytes);
     run_step(c, &l, act, cache, true);
     run_step(c, &l, act2, cache2, false);

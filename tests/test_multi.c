@@ -186,8 +186,9 @@ START_TEST(row_split_into_views)
         float *ref = single_device_y(d, KQCL_TYPE_F32, w, m, k, x, (int)n);
         for (int64_t j = 0; j < n; j++)
             for (int64_t r = first; r < first + count; r++)
-                ck_assert_msg(same_bits(got[j * m + r], ref[j * m + r]), "y[%lld][%lld] (device %d): %.9g, one device "
-                              "gives %.9g", (long long)j, (long long)r, d, (double)got[j * m + r], (double)ref[j * m + r]);
+                ck_assert_msg(same_bits(got[j * m + r], ref[j * m + r]),
+                              "y[%lld][%lld] (device %d): %.9g, one device gives %.9g", (long long)j, (long long)r, d,
+                              (double)got[j * m + r], (double)ref[j * m + r]);
         free(ref);
     }
     free(got), free(w), free(x);

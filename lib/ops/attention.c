@@ -263,9 +263,9 @@ static bool y_over_own_rows(span ys, span read, span q_rows, const kqcl_tensor *
  * reads (some group may still read it: a KV head's rows, the positions, the mask) or over
  * another operand than its own -- ggml's allocator lays an attention's result over the rows of
  * the RoPE and cache writes before it, whose tensors it counts as dead: only y exactly over the
- * query's rows is safe (y_over_own_rows); and no other operand
- * lies in the caches' buffers, which the launch is given whole (OpenCL leaves a buffer and its
- * sub-buffer in one launch undefined). */
+ * query's rows is safe (y_over_own_rows); and no other operand lies in the caches' buffers,
+ * which the launch is given whole (OpenCL leaves a buffer and its sub-buffer in one launch
+ * undefined). */
 static bool plan_step(const kqcl_buffer *positions, size_t pos_offset, int count, const kqcl_rope_job *jobs,
                       const kqcl_tensor *q, const kqcl_tensor *k, const kqcl_tensor *v, const kqcl_tensor *mask,
                       const kqcl_attention_params *p, const kqcl_tensor *y, step_plan *plan)
