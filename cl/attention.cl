@@ -22,9 +22,10 @@
  *   CPUs (-DKQ_CPU)  a work-item a row, walking the positions one by one with 16-wide vectors
  *             along d and dv (PoCL runs a work-group as a loop: a tree across items would only
  *             cost); ATT_COLS 16-wide accumulators.
- * Both forms have a second kernel, attn_roped: the same rows after a decode step's RoPE and
- * cache writes, each row's work-group (or work-item) doing first the share of them it then reads
- * (step_share, below).
+ * The GPU form has a second kernel, attn_roped: the same rows after a decode step's RoPE and
+ * cache writes, each row's work-group doing first the share of them it then reads (step_share,
+ * below). A CPU pays more for the share's repeated work (a KV head's rows by each of its query
+ * heads) than for the launch it saves, so its form has none (lib/ops/attention.c).
  *
  * mask_type: 0 none, 1 f32, 2 f16 rows of mask_cols values, query i's row i.
  * Options: KVTYPE, ATT_WG (GPUs: a power of two), ATT_VCOLS (GPUs: divides ATT_WG), ATT_COLS
@@ -90,49 +91,6 @@ static inline float kv_value(__global const void *base, ulong i)
 #define ATTEND_REST_PASS                                                                                               \
     mask, y, rows, heads, group, kv_len, d, dv, q_query_stride, q_head_stride, kv_pos_stride, kv_head_stride, scale,   \
         softcap, mask_type, mask_cols
-
-/*
- * attn_roped's step (kqcl_rope_jobs_attention): one position's query turned into q's rows, its
- * key turned into the K cache and its value copied into the V cache, each job optional (turn
- * -1: none; 0: copied; else the values turned, rope_pair's n_dims). The caches are written
- * through the memory objects the attention reads them from -- kc and vc, the cache rows a
- * scatter writes (kv_heads rows side by side) from byte kc_at and vc_at, the attention's k and
- * v from k_at and v_at -- and the query through q, so no two memory objects of the launch alias
- * (OpenCL leaves overlapping sub-buffers in one launch undefined). The host takes this form only
- * where query head h's rows of the jobs' output are all that its row of the attention reads of
- * them: q's row h, and KV head h / group's part of the new cache row. Each work-group (or CPU
- * work-item) writes those itself -- a KV head's part by each of its `group` query heads, the
- * same bits each time -- so it needs no other group's writes, and OpenCL promises nothing
- * across groups within a launch.
- */
-#define STEP_ARGS                                                                                                      \
-    __global const int *pos, ulong pos_offset, int neox, float theta_scale, float freq_scale, float ext_factor,        \
-        float attn_factor, float corr_low, float corr_high, __global const float *qx, int q_turn,                      \
-        __global const float *kx, int k_turn, __global uchar *kc, ulong kc_at, __global const void *k_idx,             \
-        ulong k_idx_offset, int k_idx64, ulong k_cells, __global const float *vx, int v_turn, __global uchar *vc,       \
-        ulong vc_at, __global const void *v_idx, ulong v_idx_offset, int v_idx64, ulong v_cells, __global float *q,     \
-        ulong k_at, ulong v_at
-#define STEP_PASS                                                                                                      \
-    pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high, qx, q_turn, kx,      \
-        k_turn, kc, kc_at, k_idx, k_idx_offset, k_idx64, k_cells, vx, v_turn, vc, vc_at, v_idx, v_idx_offset, v_idx64, \
-        v_cells, q, k_at, v_at
-
-/* Query head h's share of the step, by `items` items from `first`: q's row h, and KV head g's
- * rows of the key and the value (pairs of rope_pair's numbering, row g of kv_heads a position). */
-static void step_share(ulong h, ulong g, ulong first, ulong items, STEP_ARGS, ulong heads, ulong group, ulong d,
-                       ulong dv)
-{
-    ulong kv_heads = heads / group, hd = d / 2, hv = dv / 2;
-    for (ulong j = first; q_turn >= 0 && j < hd; j += items)
-        rope_pair(h * hd + j, qx, q, d, heads, q_turn, 0, qx, 0, 0, 0, TYPE_F32, pos, pos_offset, neox, theta_scale,
-                  freq_scale, ext_factor, attn_factor, corr_low, corr_high);
-    for (ulong j = first; k_turn >= 0 && j < hd; j += items)
-        rope_pair(g * hd + j, kx, kc + kc_at, d, kv_heads, k_turn, 1, k_idx, k_idx_offset, k_idx64, k_cells, KVTYPE,
-                  pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high);
-    for (ulong j = first; v_turn >= 0 && j < hv; j += items)
-        rope_pair(g * hv + j, vx, vc + vc_at, dv, kv_heads, v_turn, 1, v_idx, v_idx_offset, v_idx64, v_cells, KVTYPE,
-                  pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high);
-}
 
 #ifdef KQ_CPU
 
@@ -213,19 +171,52 @@ void attn_fused(__global const float *q, __global const void *k, __global const 
         attend_row(row, q, k, v, ATTEND_REST_PASS);
 }
 
-/* kqcl_rope_jobs_attention: the row's share of the step's RoPE and cache writes, then its
- * attention (a work-item reads back only what it wrote itself). */
-__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
-void attn_roped(STEP_ARGS, ATTEND_REST)
-{
-    ulong row = get_global_id(0);
-    if (row >= rows)
-        return;
-    step_share(row % heads, row % heads / group, 0, 1, STEP_PASS, heads, group, d, dv);
-    attend_row(row, q, kc + k_at, vc + v_at, ATTEND_REST_PASS);
-}
 
 #else /* GPUs */
+
+/*
+ * attn_roped's step (kqcl_rope_jobs_attention): one position's query turned into q's rows, its
+ * key turned into the K cache and its value copied into the V cache, each job optional (turn
+ * -1: none; 0: copied; else the values turned, rope_pair's n_dims). The caches are written
+ * through the memory objects the attention reads them from -- kc and vc, the cache rows a
+ * scatter writes (kv_heads rows side by side) from byte kc_at and vc_at, the attention's k and
+ * v from k_at and v_at -- and the query through q, so no two memory objects of the launch alias
+ * (OpenCL leaves overlapping sub-buffers in one launch undefined). The host takes this form only
+ * where query head h's rows of the jobs' output are all that its row of the attention reads of
+ * them: q's row h, and KV head h / group's part of the new cache row. Each work-group writes
+ * those itself -- a KV head's part by each of its `group` query heads, the same bits each time
+ * -- so it needs no other group's writes, and OpenCL promises nothing across groups within a
+ * launch.
+ */
+#define STEP_ARGS                                                                                                      \
+    __global const int *pos, ulong pos_offset, int neox, float theta_scale, float freq_scale, float ext_factor,        \
+        float attn_factor, float corr_low, float corr_high, __global const float *qx, int q_turn,                      \
+        __global const float *kx, int k_turn, __global uchar *kc, ulong kc_at, __global const void *k_idx,             \
+        ulong k_idx_offset, int k_idx64, ulong k_cells, __global const float *vx, int v_turn, __global uchar *vc,       \
+        ulong vc_at, __global const void *v_idx, ulong v_idx_offset, int v_idx64, ulong v_cells, __global float *q,     \
+        ulong k_at, ulong v_at
+#define STEP_PASS                                                                                                      \
+    pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high, qx, q_turn, kx,      \
+        k_turn, kc, kc_at, k_idx, k_idx_offset, k_idx64, k_cells, vx, v_turn, vc, vc_at, v_idx, v_idx_offset, v_idx64, \
+        v_cells, q, k_at, v_at
+
+/* Query head h's share of the step, by `items` items from `first`: q's row h, and KV head g's
+ * rows of the key and the value (pairs of rope_pair's numbering, row g of kv_heads a position). */
+static void step_share(ulong h, ulong g, ulong first, ulong items, STEP_ARGS, ulong heads, ulong group, ulong d,
+                       ulong dv)
+{
+    ulong kv_heads = heads / group, hd = d / 2, hv = dv / 2;
+    for (ulong j = first; q_turn >= 0 && j < hd; j += items)
+        rope_pair(h * hd + j, qx, q, d, heads, q_turn, 0, qx, 0, 0, 0, TYPE_F32, pos, pos_offset, neox, theta_scale,
+                  freq_scale, ext_factor, attn_factor, corr_low, corr_high);
+    for (ulong j = first; k_turn >= 0 && j < hd; j += items)
+        rope_pair(g * hd + j, kx, kc + kc_at, d, kv_heads, k_turn, 1, k_idx, k_idx_offset, k_idx64, k_cells, KVTYPE,
+                  pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high);
+    for (ulong j = first; v_turn >= 0 && j < hv; j += items)
+        rope_pair(g * hv + j, vx, vc + vc_at, dv, kv_heads, v_turn, 1, v_idx, v_idx_offset, v_idx64, v_cells, KVTYPE,
+                  pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high);
+}
+
 
 /* 8 cache values from element i on (i a multiple of 8, within one q8_0 block), as floats: one
  * wide load where the type allows, so that a key's loads are in flight together. */

@@ -742,7 +742,9 @@ KQCL_API kqcl_status kqcl_rope_jobs(kqcl_context *ctx, const kqcl_buffer *positi
 /* kqcl_rope_jobs, then kqcl_attention over what the jobs wrote: a decode step's query turned, its
  * key turned into the K cache and its value copied into the V cache, then the attention. One
  * launch where each (query, head) row reads of the jobs' rows only what its own work can write
- * first, which holds when: one query, and the jobs cover one position; every job writes one
+ * first, on a device that runs the GPU kernels (on a CPU's, repeating a KV head's writes for each
+ * of its query heads costs more than the launch it saves), which holds when: one query, and the
+ * jobs cover one position; every job writes one
  * operand -- q in place (its row h q's row h: dst at q's first byte, q_head_stride 1), or the K
  * or V cache that k or v views (f16 or f32 rows of a position's kv_heads heads side by side, so
  * kv_head_stride 1 and kv_pos_stride kv_heads, the view starting on a whole row of dst); no job

@@ -461,7 +461,8 @@ END_TEST
 /* NVIDIA and PoCL create buffers lazily: the memory is taken at the first transfer or launch,
  * which is where a full device says so. */
 /* kqcl_rope_jobs_attention takes one launch for a decode step laid out as llama.cpp lays it out
- * (test_layer checks its bytes against the two calls), and two for a prompt's two positions,
+ * on a device running the GPU kernels (test_layer checks its bytes against the two calls), and
+ * two on a CPU's kernels, for a prompt's two positions,
  * where a work-group could not write first all it reads, or where y lies over the key's rows,
  * which another group may still read while one writes y. */
 static long step_launches(int tokens, bool y_over_key)
@@ -505,6 +506,11 @@ static long step_launches(int tokens, bool y_over_key)
 
 START_TEST(rope_jobs_attention_is_one_launch_where_it_may)
 {
+    ck_assert_int_eq(step_launches(1, false), 2); /* a CPU's kernels: two launches cost it less */
+    tu_context_teardown(); /* the GPU kernels, which take it in one where they may */
+    setenv("KQCL_KERNELS", "gpu", 1);
+    tu_context_setup();
+    unsetenv("KQCL_KERNELS");
     ck_assert_int_eq(step_launches(1, false), 1);
     ck_assert_int_eq(step_launches(2, false), 2);
     ck_assert_int_eq(step_launches(1, true), 2); /* y over the key's rows, which every group reads */

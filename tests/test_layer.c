@@ -1121,7 +1121,8 @@ END_TEST
 
 /* ---- a step's RoPE and cache writes inside its attention ------------------------------------ */
 
-/* kqcl_rope_jobs_attention laid out as llama.cpp lays a step out: one buffer of activations (the
+/* kqcl_rope_jobs_attention laid out as llama.cpp lays a step out (its one launch on the GPU
+ * kernels: tests/run-gpu-kernels.sh runs this suite with them forced onto PoCL): one buffer of activations (the
  * query, key and value rows, the turned query, the mask, y, the positions and the cache cells),
  * one of the caches (K, then V: `cells` rows of kv_heads heads side by side), the attention's k
  * and v views of it from cell view_cell on. */

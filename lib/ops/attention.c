@@ -185,13 +185,37 @@ static bool spans_meet(span a, span b)
     return a.root == b.root && a.at < b.at + b.bytes && b.at < a.at + a.bytes;
 }
 
+/* The memory object attn_roped is given for a cache (the job's dst, whose bytes hold the view,
+ * else the view itself), and where in it the rows a scatter writes and the attention's view
+ * start. */
+typedef struct cache_arg {
+    cl_mem mem;
+    size_t job_at, view_at;
+} cache_arg;
+
 /* What attn_roped takes beyond the attention's arguments: the job that writes q's rows and those
- * that write the K and the V cache (NULL: none), and the caches' memory objects with the byte
- * offsets of the rows a scatter writes (kc_at, vc_at) and of the attention's k and v. */
+ * that write the K and the V cache (NULL: none), the bytes those write and the views hold, and
+ * the caches' objects. */
 typedef struct step_plan {
     const kqcl_rope_job *q_job, *k_job, *v_job;
     span kc, vc, k, v;
+    cache_arg k_arg, v_arg;
 } step_plan;
+
+/* A cache's object: the job's dst where it holds all of the view -- the object the job's rows
+ * went through in the two launches too, so that no runtime sees a buffer and a sub-buffer of it
+ * used in turn (PoCL copied whole caches between them: twice the time) -- else the view alone. */
+static bool cache_arg_of(const kqcl_rope_job *j, const kqcl_tensor *view, cache_arg *out)
+{
+    span vs = span_of(view);
+    if (j == NULL) {
+        *out = (cache_arg){view->buffer, 0, 0};
+        return true;
+    }
+    span dst = span_of(j->dst);
+    *out = (cache_arg){j->dst->buffer, 0, vs.at - dst.at};
+    return vs.at >= dst.at && vs.at + vs.bytes <= dst.at + dst.bytes;
+}
 
 /* Does a job's scatter write the cache that `kv` views (their bytes meet), as attn_roped writes
  * it: f16 or f32 rows of a position's kv_heads heads side by side, the view starting on such a
@@ -258,24 +282,28 @@ static bool y_over_own_rows(span ys, span read, span q_rows, const kqcl_tensor *
            ys.root == q_rows.root && ys.at == q_rows.at && y->cols == q_job->x->cols && y->rows == q_job->x->rows;
 }
 
-/* Whether attn_roped may take the step, and how (see above). Besides the roles: one query, an
- * f16 or f32 cache; nothing the launch writes (y, and each job's rows) lies over what it only
+/* Whether attn_roped may take the step, and how (see above). Besides the roles: a device that
+ * runs the GPU kernels (a CPU's form repeats the KV heads' RoPE for each query head at more
+ * cost than the launch it saves: PoCL, 2 cores, a SmolLM2 step's 84 us became 111, doc/perf.md
+ * run 33), one query, an f16 or f32 cache; nothing the launch writes (y, and each job's rows) lies over what it only
  * reads (some group may still read it: a KV head's rows, the positions, the mask) or over
  * another operand than its own -- ggml's allocator lays an attention's result over the rows of
  * the RoPE and cache writes before it, whose tensors it counts as dead: only y exactly over the
- * query's rows is safe (y_over_own_rows); and no other operand lies in the caches' buffers,
- * which the launch is given whole (OpenCL leaves a buffer and its sub-buffer in one launch
- * undefined). */
+ * query's rows is safe (y_over_own_rows); each cache's view within its job's rows (cache_arg_of);
+ * and neither the positions nor an index buffer, which the launch is given whole, the buffer a
+ * cache lies in (OpenCL leaves a buffer and its sub-buffer in one launch undefined). */
 static bool plan_step(const kqcl_buffer *positions, size_t pos_offset, int count, const kqcl_rope_job *jobs,
                       const kqcl_tensor *q, const kqcl_tensor *k, const kqcl_tensor *v, const kqcl_tensor *mask,
                       const kqcl_attention_params *p, const kqcl_tensor *y, step_plan *plan)
 {
     *plan = (step_plan){.k = span_of(k), .v = span_of(v)};
-    if (p->queries != 1 || (k->type != KQCL_TYPE_F16 && k->type != KQCL_TYPE_F32) ||
-        !assign_roles(count, jobs, q, k, v, p, plan))
+    if (!kq_gpu_kernels(kq_tensor_device(q)) || p->queries != 1 ||
+        (k->type != KQCL_TYPE_F16 && k->type != KQCL_TYPE_F32) || !assign_roles(count, jobs, q, k, v, p, plan))
         return false;
     plan->kc = plan->k_job ? span_of(plan->k_job->dst) : plan->k;
     plan->vc = plan->v_job ? span_of(plan->v_job->dst) : plan->v;
+    if (!cache_arg_of(plan->k_job, k, &plan->k_arg) || !cache_arg_of(plan->v_job, v, &plan->v_arg))
+        return false;
     span reads[2 + 2 * KQCL_ROPE_MAX_JOBS];
     const int n = read_only_spans(positions, pos_offset, count, jobs, mask, reads);
     const span qs = span_of(q), ys = span_of(y);
@@ -290,21 +318,23 @@ static bool plan_step(const kqcl_buffer *positions, size_t pos_offset, int count
             if (o != w && spans_meet(written[w], operands[o]))
                 return false;
     }
+    /* the positions and indices go whole (reads[0] and the index spans): not a cache's parent */
     for (int r = 0; r < n; r++)
-        if (reads[r].root == plan->k.root || reads[r].root == plan->v.root)
+        if (reads[r].bytes <= sizeof(int64_t) && (reads[r].root == plan->k.root || reads[r].root == plan->v.root))
             return false;
-    return qs.root != plan->k.root && qs.root != plan->v.root && ys.root != plan->k.root && ys.root != plan->v.root;
+    return true;
 }
 
-/* A job's scatter arguments of attn_roped (turn, x, the cache's object and offset, the indices,
- * the cache's rows): `turn` -1 and unread buffers where the step has no such job. */
-static cl_int set_cache_job(cl_kernel kernel, int first, const kqcl_rope_job *j, int n_dims, span cache, cl_mem x_none)
+/* A job's scatter arguments of attn_roped (turn, x, the cache's object and where its rows start,
+ * the indices, the cache's rows): `turn` -1 and unread buffers where the step has no such job. */
+static cl_int set_cache_job(cl_kernel kernel, int first, const kqcl_rope_job *j, int n_dims, const cache_arg *cache,
+                            cl_mem x_none)
 {
     int dev, turn = j == NULL ? -1 : j->copy ? 0 : n_dims, idx64 = j && j->index_bytes == 8;
     cl_mem x = j ? j->x->buffer : x_none, idx = j ? kq_buffer_mem(j->indices, &dev) : x_none;
-    cl_ulong at = j ? (cl_ulong)cache.at : 0, idx_offset = j ? j->idx_offset / (size_t)j->index_bytes : 0;
+    cl_ulong at = (cl_ulong)cache->job_at, idx_offset = j ? j->idx_offset / (size_t)j->index_bytes : 0;
     cl_ulong cells = j ? (cl_ulong)j->dst->rows : 0;
-    return kq_set_args_from(kernel, first, 8, sizeof(cl_mem), &x, sizeof turn, &turn, sizeof(cl_mem), &cache.root,
+    return kq_set_args_from(kernel, first, 8, sizeof(cl_mem), &x, sizeof turn, &turn, sizeof(cl_mem), &cache->mem,
                             sizeof at, &at, sizeof(cl_mem), &idx, sizeof idx_offset, &idx_offset, sizeof idx64, &idx64,
                             sizeof cells, &cells);
 }
@@ -315,7 +345,7 @@ static cl_int set_step(cl_kernel kernel, const kqcl_buffer *positions, size_t po
 {
     int dev, q_turn = plan->q_job == NULL ? -1 : plan->q_job->copy ? 0 : r->n_dims;
     cl_mem pos = kq_buffer_mem(positions, &dev), qx = plan->q_job ? plan->q_job->x->buffer : q->buffer;
-    cl_ulong pos_at = pos_offset / sizeof(int32_t), k_at = plan->k.at, v_at = plan->v.at;
+    cl_ulong pos_at = pos_offset / sizeof(int32_t), k_at = plan->k_arg.view_at, v_at = plan->v_arg.view_at;
     float theta_scale = powf(r->freq_base, -2.0f / (float)r->n_dims);
     cl_int err = kq_set_args(kernel, 11, sizeof(cl_mem), &pos, sizeof pos_at, &pos_at, sizeof r->neox, &r->neox,
                              sizeof theta_scale, &theta_scale, sizeof r->freq_scale, &r->freq_scale,
@@ -323,9 +353,9 @@ static cl_int set_step(cl_kernel kernel, const kqcl_buffer *positions, size_t po
                              sizeof r->corr_low, &r->corr_low, sizeof r->corr_high, &r->corr_high, sizeof(cl_mem), &qx,
                              sizeof q_turn, &q_turn);
     if (err == CL_SUCCESS)
-        err = set_cache_job(kernel, 11, plan->k_job, r->n_dims, plan->kc, q->buffer);
+        err = set_cache_job(kernel, 11, plan->k_job, r->n_dims, &plan->k_arg, q->buffer);
     if (err == CL_SUCCESS)
-        err = set_cache_job(kernel, 19, plan->v_job, r->n_dims, plan->vc, q->buffer);
+        err = set_cache_job(kernel, 19, plan->v_job, r->n_dims, &plan->v_arg, q->buffer);
     if (err == CL_SUCCESS)
         err = kq_set_args_from(kernel, 27, 3, sizeof(cl_mem), &q->buffer, sizeof k_at, &k_at, sizeof v_at, &v_at);
     return err;
