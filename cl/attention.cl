@@ -201,20 +201,27 @@ void attn_fused(__global const float *q, __global const void *k, __global const 
         v_cells, q, k_at, v_at
 
 /* Query head h's share of the step, by `items` items from `first`: q's row h, and KV head g's
- * rows of the key and the value (pairs of rope_pair's numbering, row g of kv_heads a position). */
+ * rows of the key and the value (pairs of rope_pair's numbering, row g of kv_heads a position),
+ * the three jobs' pairs one index space, so that the items take them all at once (a decode
+ * step's group has more items than pairs: one step of latency, not three). */
 static void step_share(ulong h, ulong g, ulong first, ulong items, STEP_ARGS, ulong heads, ulong group, ulong d,
                        ulong dv)
 {
-    ulong kv_heads = heads / group, hd = d / 2, hv = dv / 2;
-    for (ulong j = first; q_turn >= 0 && j < hd; j += items)
-        rope_pair(h * hd + j, qx, q, d, heads, q_turn, 0, qx, 0, 0, 0, TYPE_F32, pos, pos_offset, neox, theta_scale,
-                  freq_scale, ext_factor, attn_factor, corr_low, corr_high);
-    for (ulong j = first; k_turn >= 0 && j < hd; j += items)
-        rope_pair(g * hd + j, kx, kc + kc_at, d, kv_heads, k_turn, 1, k_idx, k_idx_offset, k_idx64, k_cells, KVTYPE,
-                  pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high);
-    for (ulong j = first; v_turn >= 0 && j < hv; j += items)
-        rope_pair(g * hv + j, vx, vc + vc_at, dv, kv_heads, v_turn, 1, v_idx, v_idx_offset, v_idx64, v_cells, KVTYPE,
-                  pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high);
+    ulong kv_heads = heads / group;
+    ulong n_q = q_turn >= 0 ? d / 2 : 0, n_k = k_turn >= 0 ? d / 2 : 0, n_v = v_turn >= 0 ? dv / 2 : 0;
+    for (ulong i = first; i < n_q + n_k + n_v; i += items) {
+        if (i < n_q)
+            rope_pair(h * n_q + i, qx, q, d, heads, q_turn, 0, qx, 0, 0, 0, TYPE_F32, pos, pos_offset, neox,
+                      theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high);
+        else if (i < n_q + n_k)
+            rope_pair(g * n_k + (i - n_q), kx, kc + kc_at, d, kv_heads, k_turn, 1, k_idx, k_idx_offset, k_idx64,
+                      k_cells, KVTYPE, pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor,
+                      corr_low, corr_high);
+        else
+            rope_pair(g * n_v + (i - n_q - n_k), vx, vc + vc_at, dv, kv_heads, v_turn, 1, v_idx, v_idx_offset,
+                      v_idx64, v_cells, KVTYPE, pos, pos_offset, neox, theta_scale, freq_scale, ext_factor,
+                      attn_factor, corr_low, corr_high);
+    }
 }
 
 
