@@ -88,12 +88,19 @@ typedef struct kq_device {
     struct ggml_backend_buffer_type buft;
 } kq_device;
 
+/* A buffer's base address for ggml: an inaccessible (PROT_NONE) range of address space of the
+ * buffer's size, so tensor->data = base + offset is unique, aligned, and faults if the host ever
+ * touches it (kq_reserve, kq_unreserve). */
+typedef struct kq_addresses {
+    void *reserved;
+    size_t reserved_bytes;
+    char *base;               /* aligned, inside it */
+} kq_addresses;
+
 typedef struct kq_buffer {
     kq_device *dev;
     kqcl_buffer *mem;
-    void *reserved;           /* the PROT_NONE range */
-    size_t reserved_bytes;
-    char *base;               /* aligned, inside it */
+    kq_addresses addr;
 } kq_buffer;
 
 #define KQ_PROFILE_KINDS 32
@@ -202,6 +209,22 @@ static size_t kq_round_up(size_t v, size_t to) { return (v + to - 1) / to * to; 
 
 /* ---- buffers ----------------------------------------------------------------------------- */
 
+/* Address space only, never readable, never backed: `bytes` of it from an `align`ed base. False
+ * (logged, naming `who`) when none is left. */
+static bool kq_reserve(size_t bytes, size_t align, const char *who, kq_addresses *a)
+{
+    a->reserved_bytes = kq_round_up(bytes, 4096) + align;
+    a->reserved = mmap(NULL, a->reserved_bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (a->reserved == MAP_FAILED) {
+        kq_log("%s: cannot reserve %zu bytes of address space for a buffer", who, a->reserved_bytes);
+        return false;
+    }
+    a->base = (char *)kq_round_up((uintptr_t)a->reserved, align);
+    return true;
+}
+
+static void kq_unreserve(kq_addresses *a) { munmap(a->reserved, a->reserved_bytes); }
+
 static void kq_buffer_free(ggml_backend_buffer_t buffer)
 {
     kq_buffer *b = buffer->context;
@@ -211,16 +234,16 @@ static void kq_buffer_free(ggml_backend_buffer_t buffer)
     kqcl_buffer_destroy(b->mem);
     b->dev->allocated -= buffer->size;
     pthread_mutex_unlock(&kq_lock);
-    munmap(b->reserved, b->reserved_bytes);
+    kq_unreserve(&b->addr);
     free(b);
 }
 
-static void *kq_buffer_get_base(ggml_backend_buffer_t buffer) { return ((kq_buffer *)buffer->context)->base; }
+static void *kq_buffer_get_base(ggml_backend_buffer_t buffer) { return ((kq_buffer *)buffer->context)->addr.base; }
 
 /* The bytes of a tensor's data in its buffer start at this offset. */
 static size_t kq_offset(const kq_buffer *b, const struct ggml_tensor *t)
 {
-    return (size_t)((const char *)t->data - b->base);
+    return (size_t)((const char *)t->data - b->addr.base);
 }
 
 static void kq_buffer_memset_tensor(ggml_backend_buffer_t buffer, struct ggml_tensor *tensor, uint8_t value,
@@ -313,22 +336,17 @@ static ggml_backend_buffer_t kq_buft_alloc_buffer(ggml_backend_buffer_type_t buf
     if (b == NULL)
         return NULL;
     b->dev = d;
-    /* Address space only: never readable, never backed. */
-    b->reserved_bytes = kq_round_up(size, 4096) + d->alignment;
-    b->reserved = mmap(NULL, b->reserved_bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (b->reserved == MAP_FAILED) {
-        kq_log("%s: cannot reserve %zu bytes of address space for a buffer", d->name, b->reserved_bytes);
+    if (!kq_reserve(size, d->alignment, d->name, &b->addr)) {
         free(b);
         return NULL;
     }
-    b->base = (char *)kq_round_up((uintptr_t)b->reserved, d->alignment);
     pthread_mutex_lock(&kq_lock);
     bool ok = kq_ok(kqcl_buffer_create(kq_ctx, d->index, size, &b->mem), "alloc_buffer");
     if (ok)
         d->allocated += size;
     pthread_mutex_unlock(&kq_lock);
     if (!ok) {
-        munmap(b->reserved, b->reserved_bytes);
+        kq_unreserve(&b->addr);
         free(b);
         return NULL;
     }
@@ -379,9 +397,7 @@ typedef struct kq_split_buft {
 
 typedef struct kq_split_buffer {
     kq_split_buft *type;
-    void *reserved;
-    size_t reserved_bytes;
-    char *base;
+    kq_addresses addr;
     kqcl_tensor **tensors;     /* every tensor init_tensor made, freed with the buffer */
     int count, capacity;
 } kq_split_buffer;
@@ -423,14 +439,14 @@ static void kq_split_buffer_free(ggml_backend_buffer_t buffer)
     for (int i = 0; i < b->count; i++)
         kq_split_account(b->tensors[i], -1), kqcl_tensor_destroy(b->tensors[i]);
     pthread_mutex_unlock(&kq_lock);
-    munmap(b->reserved, b->reserved_bytes);
+    kq_unreserve(&b->addr);
     free(b->tensors);
     free(b);
 }
 
 static void *kq_split_buffer_get_base(ggml_backend_buffer_t buffer)
 {
-    return ((kq_split_buffer *)buffer->context)->base;
+    return ((kq_split_buffer *)buffer->context)->addr.base;
 }
 
 /* A weight of the buffer: one kqcl tensor split by rows (a 2-D tensor of a type kqcl computes). */
@@ -543,16 +559,11 @@ static ggml_backend_buffer_t kq_split_buft_alloc_buffer(ggml_backend_buffer_type
     if (b == NULL)
         return NULL;
     b->type = type;
-    /* address space only, as kq_buft_alloc_buffer's: the data lives in the kqcl tensors */
-    const size_t align = kq_devices[type->main_device].alignment;
-    b->reserved_bytes = kq_round_up(size, 4096) + align;
-    b->reserved = mmap(NULL, b->reserved_bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (b->reserved == MAP_FAILED) {
-        kq_log("%s: cannot reserve %zu bytes of address space for a buffer", type->name, b->reserved_bytes);
+    /* addresses only, as our other buffers': the data lives in the kqcl tensors */
+    if (!kq_reserve(size, kq_devices[type->main_device].alignment, type->name, &b->addr)) {
         free(b);
         return NULL;
     }
-    b->base = (char *)kq_round_up((uintptr_t)b->reserved, align);
     return ggml_backend_buffer_init(buft, kq_split_buffer_iface, b, size);
 }
 

@@ -128,15 +128,22 @@ static kqcl_status launch_rows(kqcl_context *ctx, kq_device *dev, cl_kernel kern
     return kq_enqueue(ctx, dev, kernel, 1, &global, &local, call);
 }
 
+/* attention.cl's kernel `name` for a cache of k's type and value rows of v's width. */
+static kqcl_status attention_kernel(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *k, const kqcl_tensor *v,
+                                    const char *name, kq_variant *var, cl_kernel *kernel)
+{
+    kq_shape shape = {.wtype = k->type, .k = v->cols};
+    return kq_family_kernel(ctx, dev, &kq_attention_family, &shape, name, var, kernel);
+}
+
 /* One launch: attention.cl's attn_fused. */
 static kqcl_status launch_fused(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *q, const kqcl_tensor *k,
                                 const kqcl_tensor *v, const kqcl_tensor *mask, const kqcl_attention_params *p,
                                 kqcl_tensor *y)
 {
-    kq_shape shape = {.wtype = k->type, .k = v->cols};
     kq_variant var;
     cl_kernel kernel;
-    kqcl_status st = kq_family_kernel(ctx, dev, &kq_attention_family, &shape, "attn_fused", &var, &kernel);
+    kqcl_status st = attention_kernel(ctx, dev, k, v, "attn_fused", &var, &kernel);
     if (st != KQCL_OK)
         return st;
     cl_int err = kq_set_args(kernel, 3, sizeof(cl_mem), &q->buffer, sizeof(cl_mem), &k->buffer, sizeof(cl_mem),
@@ -318,10 +325,14 @@ static bool plan_step(const kqcl_buffer *positions, size_t pos_offset, int count
             if (o != w && spans_meet(written[w], operands[o]))
                 return false;
     }
-    /* the positions and indices go whole (reads[0] and the index spans): not a cache's parent */
-    for (int r = 0; r < n; r++)
-        if (reads[r].bytes <= sizeof(int64_t) && (reads[r].root == plan->k.root || reads[r].root == plan->v.root))
+    /* the positions and indices go whole: not a cache's parent */
+    int dev;
+    for (int i = -1; i < count; i++) {
+        const kqcl_buffer *whole = i < 0 ? positions : jobs[i].indices;
+        cl_mem mem = whole ? kq_buffer_mem(whole, &dev) : NULL;
+        if (mem != NULL && (mem == plan->k.root || mem == plan->v.root))
             return false;
+    }
     return true;
 }
 
@@ -346,7 +357,7 @@ static cl_int set_step(cl_kernel kernel, const kqcl_buffer *positions, size_t po
     int dev, q_turn = plan->q_job == NULL ? -1 : plan->q_job->copy ? 0 : r->n_dims;
     cl_mem pos = kq_buffer_mem(positions, &dev), qx = plan->q_job ? plan->q_job->x->buffer : q->buffer;
     cl_ulong pos_at = pos_offset / sizeof(int32_t), k_at = plan->k_arg.view_at, v_at = plan->v_arg.view_at;
-    float theta_scale = powf(r->freq_base, -2.0f / (float)r->n_dims);
+    float theta_scale = kq_rope_theta_scale(r);
     cl_int err = kq_set_args(kernel, 11, sizeof(cl_mem), &pos, sizeof pos_at, &pos_at, sizeof r->neox, &r->neox,
                              sizeof theta_scale, &theta_scale, sizeof r->freq_scale, &r->freq_scale,
                              sizeof r->ext_factor, &r->ext_factor, sizeof r->attn_factor, &r->attn_factor,
@@ -367,10 +378,9 @@ static kqcl_status launch_roped(kqcl_context *ctx, kq_device *dev, const kqcl_bu
                                 const kqcl_tensor *k, const kqcl_tensor *v, const kqcl_tensor *mask,
                                 const kqcl_attention_params *p, kqcl_tensor *y)
 {
-    kq_shape shape = {.wtype = k->type, .k = v->cols};
     kq_variant var;
     cl_kernel kernel;
-    kqcl_status st = kq_family_kernel(ctx, dev, &kq_attention_family, &shape, "attn_roped", &var, &kernel);
+    kqcl_status st = attention_kernel(ctx, dev, k, v, "attn_roped", &var, &kernel);
     if (st != KQCL_OK)
         return st;
     cl_int err = set_step(kernel, positions, pos_offset, r, plan, q);

@@ -378,6 +378,8 @@ static cl_int set_rope_job(cl_kernel k, int first, const kqcl_rope_job *j, bool 
                             sizeof y_rows, &y_rows, sizeof dst_type, &dst_type);
 }
 
+float kq_rope_theta_scale(const kqcl_rope_params *p) { return powf(p->freq_base, -2.0f / (float)p->n_dims); }
+
 /* rope_f32 over `count` checked jobs (1..KQCL_ROPE_MAX_JOBS), one launch. */
 kqcl_status kq_rope_jobs_launch(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
                                     const kqcl_rope_params *p, int count, const kqcl_rope_job *jobs, const char *call)
@@ -390,7 +392,7 @@ kqcl_status kq_rope_jobs_launch(kqcl_context *ctx, const kqcl_buffer *positions,
     int device;
     cl_mem pos = kq_buffer_mem(positions, &device);
     cl_ulong pos_at = pos_offset / sizeof(int32_t);
-    float theta_scale = powf(p->freq_base, -2.0f / (float)p->n_dims);
+    float theta_scale = kq_rope_theta_scale(p);
     cl_int err = kq_set_args(k, 9, sizeof(cl_mem), &pos, sizeof pos_at, &pos_at, sizeof p->neox, &p->neox,
                              sizeof theta_scale, &theta_scale, sizeof p->freq_scale, &p->freq_scale,
                              sizeof p->ext_factor, &p->ext_factor, sizeof p->attn_factor, &p->attn_factor,

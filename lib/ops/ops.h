@@ -58,6 +58,10 @@ bool kq_norm_fuses(kqcl_context *ctx, const kq_device *dev, const kqcl_norm_prol
 kqcl_status kq_norm_matmul_fused(kqcl_context *ctx, kq_device *dev, const kqcl_norm_prologue *norm, int glu,
                                  int count, const kqcl_tensor *const *w, const kqcl_tensor *x, kqcl_tensor *const *y);
 
+/* layer.c: theta_scale = freq_base^(-2 / n_dims), the one rope_pair (common.cl) takes: every
+ * launch of it passes this, so that they write the same bits. */
+float kq_rope_theta_scale(const kqcl_rope_params *p);
+
 /* layer.c: kqcl_rope_jobs' checks of its arguments, and its one launch over checked jobs (the
  * messages name `call`); kqcl_rope_jobs_attention takes both. */
 kqcl_status kq_rope_jobs_check(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
