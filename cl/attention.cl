@@ -177,7 +177,8 @@ void attn_fused(__global const float *q, __global const void *k, __global const 
 /*
  * attn_roped's step (kqcl_rope_jobs_attention): one position's query turned into q's rows, its
  * key turned into the K cache and its value copied into the V cache, each job optional (turn
- * -1: none; 0: copied; else the values turned, rope_pair's n_dims). The caches are written
+ * -1: none; 0: copied; else the values turned, rope_pair's n_dims), each normalised first where
+ * its `normed` says (rope_pair's norm: q_nw, k_nw, v_nw). The caches are written
  * through the memory objects the attention reads them from -- kc and vc, the cache rows a
  * scatter writes (kv_heads rows side by side) from byte kc_at and vc_at, the attention's k and
  * v from k_at and v_at -- and the query through q, so no two memory objects of the launch alias
@@ -194,11 +195,12 @@ void attn_fused(__global const float *q, __global const void *k, __global const 
         __global const float *kx, int k_turn, __global uchar *kc, ulong kc_at, __global const void *k_idx,             \
         ulong k_idx_offset, int k_idx64, ulong k_cells, __global const float *vx, int v_turn, __global uchar *vc,       \
         ulong vc_at, __global const void *v_idx, ulong v_idx_offset, int v_idx64, ulong v_cells, __global float *q,     \
-        ulong k_at, ulong v_at
+        ulong k_at, ulong v_at, __global const float *q_nw, float q_eps, int q_normed, __global const float *k_nw,     \
+        float k_eps, int k_normed, __global const float *v_nw, float v_eps, int v_normed
 #define STEP_PASS                                                                                                      \
     pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high, qx, q_turn, kx,      \
         k_turn, kc, kc_at, k_idx, k_idx_offset, k_idx64, k_cells, vx, v_turn, vc, vc_at, v_idx, v_idx_offset, v_idx64, \
-        v_cells, q, k_at, v_at
+        v_cells, q, k_at, v_at, q_nw, q_eps, q_normed, k_nw, k_eps, k_normed, v_nw, v_eps, v_normed
 
 /* Query head h's share of the step, by `items` items from `first`: q's row h, and KV head g's
  * rows of the key and the value (pairs of rope_pair's numbering, row g of kv_heads a position),
@@ -211,16 +213,16 @@ static void step_share(ulong h, ulong g, ulong first, ulong items, STEP_ARGS, ul
     ulong n_q = q_turn >= 0 ? d / 2 : 0, n_k = k_turn >= 0 ? d / 2 : 0, n_v = v_turn >= 0 ? dv / 2 : 0;
     for (ulong i = first; i < n_q + n_k + n_v; i += items) {
         if (i < n_q)
-            rope_pair(h * n_q + i, qx, q, d, heads, q_turn, 0, qx, 0, 0, 0, TYPE_F32, pos, pos_offset, neox,
-                      theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high);
+            rope_pair(h * n_q + i, qx, q_nw, q_eps, q_normed, q, d, heads, q_turn, 0, qx, 0, 0, 0, TYPE_F32, pos,
+                      pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high);
         else if (i < n_q + n_k)
-            rope_pair(g * n_k + (i - n_q), kx, kc + kc_at, d, kv_heads, k_turn, 1, k_idx, k_idx_offset, k_idx64,
-                      k_cells, KVTYPE, pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor,
-                      corr_low, corr_high);
+            rope_pair(g * n_k + (i - n_q), kx, k_nw, k_eps, k_normed, kc + kc_at, d, kv_heads, k_turn, 1, k_idx,
+                      k_idx_offset, k_idx64, k_cells, KVTYPE, pos, pos_offset, neox, theta_scale, freq_scale,
+                      ext_factor, attn_factor, corr_low, corr_high);
         else
-            rope_pair(g * n_v + (i - n_q - n_k), vx, vc + vc_at, dv, kv_heads, v_turn, 1, v_idx, v_idx_offset,
-                      v_idx64, v_cells, KVTYPE, pos, pos_offset, neox, theta_scale, freq_scale, ext_factor,
-                      attn_factor, corr_low, corr_high);
+            rope_pair(g * n_v + (i - n_q - n_k), vx, v_nw, v_eps, v_normed, vc + vc_at, dv, kv_heads, v_turn, 1,
+                      v_idx, v_idx_offset, v_idx64, v_cells, KVTYPE, pos, pos_offset, neox, theta_scale, freq_scale,
+                      ext_factor, attn_factor, corr_low, corr_high);
     }
 }
 

@@ -714,6 +714,24 @@ static inline long row_index(__global const void *idx, ulong i, int idx64)
     return idx64 ? ((__global const long *)idx)[i] : (long)((__global const int *)idx)[i];
 }
 
+/* 1 / sqrt(mean of the squares of a row of `cols` values + eps), summed in one fixed order
+ * whatever the work-group's shape (eight strided partial sums, then a tree), so that every item
+ * and every program that asks gets the same bits: rope_pair's norm, which each of a row's pairs
+ * computes again for itself (meant for a decode step's few rows of a head's width). */
+static inline float row_inv_rms(__global const float *xr, ulong cols, float eps)
+{
+#pragma OPENCL FP_CONTRACT OFF
+    float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    ulong c = 0;
+    for (; c + 8 <= cols; c += 8)
+        for (int l = 0; l < 8; l++)
+            s[l] += xr[c + l] * xr[c + l];
+    for (int l = 0; c + l < cols; l++)
+        s[l] += xr[c + l] * xr[c + l];
+    float sum = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    return 1.0f / sqrt(sum / (float)cols + eps);
+}
+
 /* Rotary position embedding of rows of `cols` values, `heads` consecutive rows a position
  * (pos[pos_offset + r / heads]): the first n_dims values turn in pairs -- (2i, 2i + 1), or with neox
  * (i, i + n_dims / 2) -- by theta = p * theta_scale^i (theta_scale = freq_base^(-2 / n_dims)),
@@ -723,15 +741,20 @@ static inline long row_index(__global const void *idx, ulong i, int idx64)
  * rows). With scatter (kqcl_rope_set_rows), a position's `heads` rows go side by side into row
  * idx[idx_offset + r / heads] of y (int32, or int64 with idx64; rows of heads * cols values in
  * dst_type; an index outside [0, y_rows) writes nothing), as set_rows_f32 would write them; else
- * y is f32 of x's shape. This is pair i of one such job. */
-static inline void rope_pair(ulong i, __global const float *x, __global void *y, ulong cols, ulong heads, int n_dims,
-                             int scatter, __global const void *idx, ulong idx_offset, int idx64, ulong y_rows,
-                             int dst_type, __global const int *pos, ulong pos_offset, int neox, float theta_scale,
-                             float freq_scale, float ext_factor, float attn_factor, float corr_low, float corr_high)
+ * y is f32 of x's shape. With normed, each row is first RMS-normalised (row_inv_rms, eps) and
+ * multiplied by the weight row nw (a Gemma-3 query's and key's norm). This is pair i of one such
+ * job. */
+static inline void rope_pair(ulong i, __global const float *x, __global const float *nw, float eps, int normed,
+                             __global void *y, ulong cols, ulong heads, int n_dims, int scatter,
+                             __global const void *idx, ulong idx_offset, int idx64, ulong y_rows, int dst_type,
+                             __global const int *pos, ulong pos_offset, int neox, float theta_scale, float freq_scale,
+                             float ext_factor, float attn_factor, float corr_low, float corr_high)
 {
 #pragma OPENCL FP_CONTRACT OFF /* the same bits in every program that has it (elementwise's, attention's) */
     ulong half_cols = cols / 2, r = i / half_cols, j = i - r * half_cols; /* pair j of row r */
     __global const float *xr = x + r * cols;
+    float inv = normed ? row_inv_rms(xr, cols, eps) : 1.0f;
+#define ROPE_IN(c) (normed ? xr[c] * inv * nw[c] : xr[c])
     ulong yr = r * cols; /* the output row's first element */
     if (scatter) {
         long t = row_index(idx, idx_offset + r / heads, idx64);
@@ -740,8 +763,8 @@ static inline void rope_pair(ulong i, __global const float *x, __global void *y,
         yr = ((ulong)t * heads + r % heads) * cols;
     }
     if (2 * j >= (ulong)n_dims) { /* past the rotated part: copied */
-        store_as(y, yr + 2 * j, xr[2 * j], dst_type);
-        store_as(y, yr + 2 * j + 1, xr[2 * j + 1], dst_type);
+        store_as(y, yr + 2 * j, ROPE_IN(2 * j), dst_type);
+        store_as(y, yr + 2 * j + 1, ROPE_IN(2 * j + 1), dst_type);
         return;
     }
     ulong a = neox ? j : 2 * j, b = neox ? j + (ulong)n_dims / 2 : 2 * j + 1;
@@ -755,7 +778,8 @@ static inline void rope_pair(ulong i, __global const float *x, __global void *y,
     }
     float c, s = sincos(theta, &c) * mscale; /* one argument reduction for both */
     c *= mscale;
-    float x0 = xr[a], x1 = xr[b];
+    float x0 = ROPE_IN(a), x1 = ROPE_IN(b);
+#undef ROPE_IN
     store_as(y, yr + a, x0 * c - x1 * s, dst_type);
     store_as(y, yr + b, x0 * s + x1 * c, dst_type);
 }

@@ -194,13 +194,16 @@ void softmax_f32(__global const float *x, __global const float *mask, __global f
         yr[c] *= inv;
 }
 
-/* One job's arguments (kqcl_rope_job): its rows, where they go, and whether they turn. */
+/* One job's arguments (kqcl_rope_job): its rows, where they go, whether they turn, and their
+ * norm's weight, eps and whether they have one. */
 #define ROPE_JOB_ARGS(j)                                                                                               \
     __global const float *x##j, __global void *y##j, ulong rows##j, ulong cols##j, ulong heads##j, int n_dims##j,      \
-        int scatter##j, __global const void *idx##j, ulong idx_offset##j, int idx64##j, ulong y_rows##j, int dst_type##j
+        int scatter##j, __global const void *idx##j, ulong idx_offset##j, int idx64##j, ulong y_rows##j,                \
+        int dst_type##j, __global const float *nw##j, float eps##j, int normed##j
 #define ROPE_JOB_PAIR(j, i)                                                                                            \
-    rope_pair(i, x##j, y##j, cols##j, heads##j, n_dims##j, scatter##j, idx##j, idx_offset##j, idx64##j, y_rows##j,     \
-              dst_type##j, pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high)
+    rope_pair(i, x##j, nw##j, eps##j, normed##j, y##j, cols##j, heads##j, n_dims##j, scatter##j, idx##j,               \
+              idx_offset##j, idx64##j, y_rows##j, dst_type##j, pos, pos_offset, neox, theta_scale, freq_scale,         \
+              ext_factor, attn_factor, corr_low, corr_high)
 
 /* Up to three jobs of one rope setting in one launch (kqcl_rope_jobs: a step's query, key and
  * value), an item a pair, the jobs' pairs one after another; a job with no rows takes none. */

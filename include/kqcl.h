@@ -724,7 +724,11 @@ KQCL_API kqcl_status kqcl_rope_set_rows(kqcl_context *ctx, const kqcl_tensor *x,
  * query turned, its key turned into the K cache and its value copied into the V cache. The jobs
  * share positions, pos_offset and params and cover the same positions (x.rows / heads equal);
  * x f32 with an even cols; a job's dst must not share bytes with another job's x or dst (the
- * jobs run at once). The same checks and statuses as the single calls. */
+ * jobs run at once). The same checks and statuses as the single calls.
+ * A job with norm_w normalises each row first, as kqcl_rms_norm with w would (within its stated
+ * error; the squares summed in another fixed order), then turns or copies it: a Gemma-3 query's
+ * and key's norms inside the same launch. Each of a row's pairs sums the row's squares again
+ * for itself, which suits a decode step's few rows, not a prompt's many. */
 #define KQCL_ROPE_MAX_JOBS 3
 typedef struct kqcl_rope_job {
     const kqcl_tensor *x;       /* the rows, `heads` consecutive rows a position */
@@ -734,6 +738,8 @@ typedef struct kqcl_rope_job {
     const kqcl_buffer *indices; /* NULL, or the destination rows as kqcl_set_rows takes them */
     size_t idx_offset;
     int index_bytes;
+    const kqcl_tensor *norm_w;  /* NULL, or the norm's weight: f32, one row of x.cols values, x's device */
+    float norm_eps;             /* the norm's eps (>= 0 and finite), with norm_w */
 } kqcl_rope_job;
 
 KQCL_API kqcl_status kqcl_rope_jobs(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
@@ -744,13 +750,13 @@ KQCL_API kqcl_status kqcl_rope_jobs(kqcl_context *ctx, const kqcl_buffer *positi
  * launch where each (query, head) row reads of the jobs' rows only what its own work can write
  * first, on a device that runs the GPU kernels (on a CPU's, repeating a KV head's writes for each
  * of its query heads costs more than the launch it saves), which holds when: one query, and the
- * jobs cover one position; every job writes one
- * operand -- q in place (its row h q's row h: dst at q's first byte, q_head_stride 1), or the K
- * or V cache that k or v views (f16 or f32 rows of a position's kv_heads heads side by side, so
- * kv_head_stride 1 and kv_pos_stride kv_heads, the view starting on a whole row of dst); no job
- * writes bytes another operand holds; y lies over none of the jobs' rows, indices or positions
- * (but it may lie exactly over the query job's x, row h over row h, where ggml puts it); and no
- * other operand, index buffer or the positions lies in the caches' buffers. Elsewhere the two
+ * jobs cover one position; every job writes one operand -- q in place (its row h q's row h: dst
+ * at q's first byte, q_head_stride 1), or the K or V cache that k or v views (f16 or f32 rows of
+ * a position's kv_heads heads side by side, so kv_head_stride 1 and kv_pos_stride kv_heads, the
+ * view starting on a whole row of dst); no job writes bytes another operand holds; y lies over
+ * none of the jobs' rows, norm weights, indices or positions (but it may lie exactly over the
+ * query job's x, row h over row h, where ggml puts it); and no other operand, index buffer or
+ * the positions lies in the caches' buffers. Elsewhere the two
  * launches. Either way the jobs' rows are the bits kqcl_rope_jobs writes and y is what
  * kqcl_attention computes from them; the same checks and statuses as the two calls;
  * kqcl_last_device_time covers both launches. */

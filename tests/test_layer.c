@@ -913,8 +913,8 @@ START_TEST(rope_jobs_are_the_single_calls)
         kqcl_tensor *q_out = tu_poisoned_f32(TOKENS * Q_HEADS, COLS);
         kqcl_tensor *k_cache = tu_tensor(KQCL_TYPE_F16, CACHE_ROWS, KV_HEADS * COLS, before);
         kqcl_tensor *v_cache = tu_tensor(KQCL_TYPE_BF16, CACHE_ROWS, KV_HEADS * COLS, before);
-        kqcl_rope_job jq = {tq, Q_HEADS, 0, q_out, NULL, 0, 0}, jk = {tk, KV_HEADS, 0, k_cache, kb, 0, 8};
-        kqcl_rope_job jv = {tv, KV_HEADS, 1, v_cache, vb, 0, 4};
+        kqcl_rope_job jq = {tq, Q_HEADS, 0, q_out, NULL, 0, 0, NULL, 0.0f}, jk = {tk, KV_HEADS, 0, k_cache, kb, 0, 8, NULL, 0.0f};
+        kqcl_rope_job jv = {tv, KV_HEADS, 1, v_cache, vb, 0, 4, NULL, 0.0f};
         kqcl_rope_job forward[3] = {jq, jk, jv}, backward[3] = {jv, jk, jq};
         if (order < 2)
             TU_OK(kqcl_rope_jobs(tu_ctx, pb, 0, &p, 3, order == 0 ? forward : backward));
@@ -929,8 +929,8 @@ START_TEST(rope_jobs_are_the_single_calls)
     }
     /* bad arguments: no jobs, too many, jobs over different positions, no params, NULL ctx */
     kqcl_tensor *short_q = f32_tensor(2 * Q_HEADS, COLS, q), *short_out = tu_poisoned_f32(2 * Q_HEADS, COLS);
-    kqcl_rope_job jobs[4] = {{tq, Q_HEADS, 0, q_want, NULL, 0, 0}, {tk, KV_HEADS, 0, k_want, kb, 0, 8},
-                             {short_q, Q_HEADS, 0, short_out, NULL, 0, 0}, {tq, Q_HEADS, 0, q_want, NULL, 0, 0}};
+    kqcl_rope_job jobs[4] = {{tq, Q_HEADS, 0, q_want, NULL, 0, 0, NULL, 0.0f}, {tk, KV_HEADS, 0, k_want, kb, 0, 8, NULL, 0.0f},
+                             {short_q, Q_HEADS, 0, short_out, NULL, 0, 0, NULL, 0.0f}, {tq, Q_HEADS, 0, q_want, NULL, 0, 0, NULL, 0.0f}};
     ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, &p, 0, jobs), KQCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, &p, 4, jobs), KQCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, &p, 3, jobs), KQCL_ERR_INVALID_ARG);
@@ -1121,6 +1121,94 @@ END_TEST
 
 /* ---- a step's RoPE and cache writes inside its attention ------------------------------------ */
 
+/* A job with a norm (Gemma-3's query and key): each row RMS-normalised and weighted, then
+ * turned, against float64 (the norm, then rope_ref of its f32-rounded rows) and against
+ * kqcl_rms_norm then kqcl_rope; the same rows scattered into an f16 cache; a row width that is
+ * not a multiple of the eight partial sums; bad arguments, which write nothing. */
+static void check_normed_job(int64_t tokens, int heads, int64_t cols, const kqcl_rope_params *p)
+{
+    const int64_t rows = tokens * heads, cells = tokens + 2;
+    const size_t n = (size_t)(rows * cols);
+    const float eps = 1e-6f;
+    float *x = random_values(n, 2.0f), *w = random_values((size_t)cols, 1.5f), *xn = tu_malloc(n * sizeof *xn);
+    int32_t pos[8];
+    int64_t cell[8];
+    for (int64_t t = 0; t < tokens; t++)
+        pos[t] = (int32_t)(tu_rand() % 100), cell[t] = cells - 1 - t;
+    for (int64_t r = 0; r < rows; r++) {
+        double ss = 0.0;
+        for (int64_t c = 0; c < cols; c++)
+            ss += (double)x[r * cols + c] * x[r * cols + c];
+        double inv = 1.0 / sqrt(ss / (double)cols + eps);
+        for (int64_t c = 0; c < cols; c++)
+            xn[r * cols + c] = (float)(x[r * cols + c] * inv * w[c]);
+    }
+    double *ref = tu_malloc(n * sizeof *ref);
+    rope_ref(xn, pos, rows, cols, heads, p, ref);
+    kqcl_buffer *pb = device_bytes(pos, sizeof pos), *ib = device_bytes(cell, sizeof cell);
+    kqcl_tensor *tx = f32_tensor(rows, cols, x), *tw = f32_tensor(1, cols, w), *out = tu_poisoned_f32(rows, cols);
+    const size_t cache_bytes = (size_t)(cells * heads * cols) * 2;
+    unsigned char *nan_bytes = tu_malloc(cache_bytes);
+    memset(nan_bytes, 0xFF, cache_bytes); /* f16 NaN */
+    kqcl_tensor *cache = tu_tensor(KQCL_TYPE_F16, cells, heads * cols, nan_bytes);
+    kqcl_rope_job jobs[2] = {{.x = tx, .heads = heads, .dst = out, .norm_w = tw, .norm_eps = eps},
+                             {.x = tx, .heads = heads, .dst = cache, .indices = ib, .index_bytes = 8, .norm_w = tw,
+                              .norm_eps = eps}};
+    TU_OK(kqcl_rope_jobs(tu_ctx, pb, 0, p, 2, jobs));
+    float *got = tu_read_f32(out);
+    assert_near(got, ref, n, 2e-5, 2e-5, "a normed job against float64");
+    /* the two calls it stands for: the same within the norm's rounding */
+    kqcl_tensor *normed = tu_poisoned_f32(rows, cols), *two = tu_poisoned_f32(rows, cols);
+    TU_OK(kqcl_rms_norm(tu_ctx, tx, tw, eps, normed));
+    TU_OK(kqcl_rope(tu_ctx, normed, pb, 0, heads, p, two));
+    float *want = tu_read_f32(two);
+    double *want64 = tu_malloc(n * sizeof *want64);
+    for (size_t i = 0; i < n; i++)
+        want64[i] = want[i];
+    assert_near(got, want64, n, 1e-5, 1e-6, "a normed job against kqcl_rms_norm then kqcl_rope");
+    /* the scattered rows: position t's heads side by side in cell[t], as f16 of the same values */
+    float *cached = tu_malloc((size_t)(cells * heads * cols) * sizeof *cached);
+    TU_OK(kqcl_tensor_read(cache, nan_bytes, cache_bytes));
+    TU_OK_CTX(NULL, kqcl_dequantize(KQCL_TYPE_F16, nan_bytes, cached, cells, heads * cols));
+    for (int64_t t = 0; t < tokens; t++)
+        for (int64_t e = 0; e < heads * cols; e++) {
+            float f = cached[cell[t] * heads * cols + e];
+            double g = got[t * heads * cols + e];
+            ck_assert_msg(fabs(f - g) <= 1e-3 * fabs(g) + 1e-7, "normed, scattered: cell %lld value %lld: %g, want %g",
+                          (long long)cell[t], (long long)e, (double)f, g);
+        }
+    /* refused, nothing written: a weight of another width, eps < 0, dst over x (each pair
+     * reads the whole row) */
+    kqcl_tensor *short_w = f32_tensor(1, cols - 2, w), *fresh = tu_poisoned_f32(rows, cols);
+    kqcl_rope_job bad = {.x = tx, .heads = heads, .dst = fresh, .norm_w = short_w, .norm_eps = eps};
+    ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, p, 1, &bad), KQCL_ERR_INVALID_ARG);
+    bad.norm_w = tw, bad.norm_eps = -1.0f;
+    ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, p, 1, &bad), KQCL_ERR_INVALID_ARG);
+    bad.norm_eps = eps, bad.dst = tx;
+    ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, p, 1, &bad), KQCL_ERR_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(kqcl_last_error(tu_ctx), "normed job"));
+    float *untouched = tu_read_f32(fresh), *x_after = tu_read_f32(tx);
+    ck_assert_msg(isnan(untouched[0]) && memcmp(x_after, x, n * sizeof *x) == 0, "a refused job wrote");
+    free(untouched), free(x_after), free(cached), free(nan_bytes), free(want), free(want64), free(got), free(ref);
+    free(x), free(w), free(xn);
+    kqcl_tensor *all[] = {tx, tw, out, cache, normed, two, short_w, fresh};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        kqcl_tensor_destroy(all[i]);
+    kqcl_buffer_destroy(pb), kqcl_buffer_destroy(ib);
+}
+
+START_TEST(normed_rope_jobs_against_float64)
+{
+    tu_seed(29);
+    const kqcl_rope_params gemma = {.n_dims = 256, .neox = 1, .freq_base = 1000000.0f, .freq_scale = 1.0f,
+                                    .attn_factor = 1.0f};
+    check_normed_job(2, 4, 256, &gemma); /* Gemma-3's query heads */
+    check_normed_job(1, 1, 256, &gemma); /* and its one key head of a decode step */
+    const kqcl_rope_params partial = {.n_dims = 32, .freq_base = 10000.0f, .freq_scale = 0.5f, .attn_factor = 0.9f};
+    check_normed_job(3, 3, 70, &partial); /* 70: eight partial sums and a tail of 6 */
+}
+END_TEST
+
 /* kqcl_rope_jobs_attention laid out as llama.cpp lays a step out (its one launch on the GPU
  * kernels: tests/run-gpu-kernels.sh runs this suite with them forced onto PoCL): one buffer of activations (the
  * query, key and value rows, the turned query, the mask, y, the positions and the cache cells),
@@ -1136,11 +1224,12 @@ typedef struct step_case {
     bool v_one_row; /* V's rows as ggml holds a token's: one row of kv_heads * dv values */
     int y_over;     /* 0: y in its own place; 1: over the query's rows, 2: over the key's (where
                      * ggml's allocator may put it, the rows being dead once written) */
+    bool normed;    /* the query's and the key's rows normalised first (Gemma-3's norms) */
 } step_case;
 
 /* Where a step's operands lie in its two buffers, each start aligned for a view. */
 typedef struct step_layout {
-    size_t qx, kx, vx, qr, mask, y, pos, idx, act_bytes; /* the activations' buffer */
+    size_t qx, kx, vx, qr, mask, y, pos, idx, qw, kw, act_bytes; /* the activations' buffer */
     size_t kc, vc, cache_bytes;                          /* the caches' */
 } step_layout;
 
@@ -1163,6 +1252,8 @@ static step_layout step_layout_of(const step_case *c, size_t align)
     l.y = place(&at, (size_t)(c->tokens * c->heads * c->dv) * 4, align);
     l.pos = place(&at, (size_t)c->tokens * 4, align);
     l.idx = place(&at, (size_t)c->tokens * 8, align);
+    l.qw = place(&at, (size_t)c->d * 4, align);
+    l.kw = place(&at, (size_t)c->d * 4, align);
     l.act_bytes = at;
     at = 0;
     l.kc = place(&at, (size_t)(c->cells * c->kv_heads * c->d) * esize, align);
@@ -1183,6 +1274,10 @@ static void step_images(const step_case *c, const step_layout *l, unsigned char 
     memcpy(act + l->kx, rows + nq, (size_t)nk * 4);
     memcpy(act + l->vx, rows + nq + nk, (size_t)nv * 4);
     free(rows);
+    float *norm_w = random_values((size_t)(2 * c->d), 1.5f);
+    memcpy(act + l->qw, norm_w, (size_t)c->d * 4);
+    memcpy(act + l->kw, norm_w + c->d, (size_t)c->d * 4);
+    free(norm_w);
     float *m = random_values((size_t)(c->tokens * c->kv_len), 0.5f);
     for (int64_t i = 0; i < c->tokens * c->kv_len; i++)
         if (i % 7 == 3)
@@ -1213,7 +1308,7 @@ static size_t step_y_at(const step_case *c, const step_layout *l)
 static void run_step(const step_case *c, const step_layout *l, unsigned char *act, unsigned char *cache, bool fused)
 {
     kqcl_buffer *ab = device_bytes(act, l->act_bytes), *cb = device_bytes(cache, l->cache_bytes);
-    kqcl_tensor *qx, *kx, *vx, *qr, *kd, *vd, *q, *k, *v, *m, *y;
+    kqcl_tensor *qx, *kx, *vx, *qr, *kd, *vd, *q, *k, *v, *m, *y, *qw, *kw;
     const size_t krow = kqcl_row_size(c->cache, c->kv_heads * c->d);
     const size_t vrow = kqcl_row_size(c->cache, c->kv_heads * c->dv);
     TU_OK(kqcl_tensor_view(ab, l->qx, KQCL_TYPE_F32, c->tokens * c->heads, c->d, &qx));
@@ -1228,8 +1323,11 @@ static void run_step(const step_case *c, const step_layout *l, unsigned char *ac
     TU_OK(kqcl_tensor_view(cb, l->vc + (size_t)c->view_cell * vrow, c->cache, c->kv_len * c->kv_heads, c->dv, &v));
     TU_OK(kqcl_tensor_view(ab, l->mask, KQCL_TYPE_F16, c->tokens, c->kv_len, &m));
     TU_OK(kqcl_tensor_view(ab, step_y_at(c, l), KQCL_TYPE_F32, c->tokens * c->heads, c->dv, &y));
-    kqcl_rope_job jobs[3] = {{qx, c->heads, 0, qr, NULL, 0, 0}, {kx, c->kv_heads, 0, kd, ab, l->idx, 8},
-                             {vx, v_heads, 1, vd, ab, l->idx, 8}};
+    TU_OK(kqcl_tensor_view(ab, l->qw, KQCL_TYPE_F32, 1, c->d, &qw));
+    TU_OK(kqcl_tensor_view(ab, l->kw, KQCL_TYPE_F32, 1, c->d, &kw));
+    kqcl_rope_job jobs[3] = {{qx, c->heads, 0, qr, NULL, 0, 0, c->normed ? qw : NULL, 1e-6f},
+                             {kx, c->kv_heads, 0, kd, ab, l->idx, 8, c->normed ? kw : NULL, 1e-6f},
+                             {vx, v_heads, 1, vd, ab, l->idx, 8, NULL, 0.0f}};
     kqcl_attention_params p = {.heads = c->heads, .kv_heads = c->kv_heads, .queries = c->tokens, .kv_len = c->kv_len,
                                .q_query_stride = c->heads, .q_head_stride = 1, .kv_pos_stride = c->kv_heads,
                                .kv_head_stride = 1, .scale = 1.0f / sqrtf((float)c->d), .softcap = c->softcap};
@@ -1239,7 +1337,7 @@ static void run_step(const step_case *c, const step_layout *l, unsigned char *ac
         TU_OK(kqcl_rope_jobs(tu_ctx, ab, l->pos, &c->rope, 3, jobs));
         TU_OK(kqcl_attention(tu_ctx, q, k, v, m, &p, y));
     }
-    kqcl_tensor *views[] = {qx, kx, vx, qr, kd, vd, q, k, v, m, y};
+    kqcl_tensor *views[] = {qx, kx, vx, qr, kd, vd, q, k, v, m, y, qw, kw};
     for (size_t i = 0; i < sizeof views / sizeof *views; i++)
         kqcl_tensor_destroy(views[i]);
     TU_OK(kqcl_buffer_read(ab, 0, act, l->act_bytes));
@@ -1285,7 +1383,7 @@ START_TEST(rope_jobs_attention_is_the_two_calls)
     const kqcl_rope_params yarn = {.n_dims = 128, .neox = 1, .freq_base = 1000000.0f, .freq_scale = 0.25f,
                                    .ext_factor = 1.0f, .attn_factor = 1.0f, .corr_low = 12.0f, .corr_high = 40.0f};
     /* SmolLM2's heads: the new cell inside the view, and before it */
-    const step_case smol = {9, 3, 64, 64, 1, 40, 0, 37, 123, 20, KQCL_TYPE_F16, llama, 0.0f, false, 0};
+    const step_case smol = {9, 3, 64, 64, 1, 40, 0, 37, 123, 20, KQCL_TYPE_F16, llama, 0.0f, false, 0, false};
     check_step(&smol, "SmolLM2's heads, f16 cache");
     step_case unseen = smol;
     unseen.cell = 38; /* past kv_len: written, not read */
@@ -1300,8 +1398,14 @@ START_TEST(rope_jobs_attention_is_the_two_calls)
     check_step(&y_over, "y over the key's rows");
     /* Gemma-3's: one KV head of 256, NeoX half turned with YaRN, soft-capped, an f32 cache whose
      * view starts at cell 8 (a second sequence's stream) */
-    const step_case gemma = {4, 1, 256, 256, 1, 24, 8, 13, 4000, 15, KQCL_TYPE_F32, yarn, 30.0f, false, 0};
+    const step_case gemma = {4, 1, 256, 256, 1, 24, 8, 13, 4000, 15, KQCL_TYPE_F32, yarn, 30.0f, false, 0, false};
     check_step(&gemma, "Gemma-3's heads, f32 cache from cell 8");
+    step_case normed = gemma; /* and its query's and key's norms inside the launch */
+    normed.normed = true;
+    check_step(&normed, "Gemma-3's heads, normed");
+    normed.cache = KQCL_TYPE_F16;
+    normed.y_over = 1;
+    check_step(&normed, "Gemma-3's heads, normed, f16 cache, y over the query's rows");
     /* a prompt's two tokens (the two launches) */
     step_case prompt = smol;
     prompt.tokens = 2;
@@ -1317,7 +1421,7 @@ START_TEST(rope_jobs_attention_is_the_two_calls)
     TU_OK(kqcl_tensor_view(ab, l.qr, KQCL_TYPE_F32, smol.heads, smol.d, &qr));
     TU_OK(kqcl_tensor_view(cb, l.kc, KQCL_TYPE_F16, smol.kv_len * smol.kv_heads, smol.d, &k));
     TU_OK(kqcl_tensor_view(ab, l.y, KQCL_TYPE_F32, smol.heads, smol.dv, &y));
-    kqcl_rope_job job = {qx, smol.heads, 0, qr, NULL, 0, 0};
+    kqcl_rope_job job = {qx, smol.heads, 0, qr, NULL, 0, 0, NULL, 0.0f};
     kqcl_attention_params p = {.heads = smol.heads, .kv_heads = smol.kv_heads, .queries = 1, .kv_len = smol.kv_len,
                                .q_query_stride = smol.heads, .q_head_stride = 1, .kv_pos_stride = smol.kv_heads,
                                .kv_head_stride = 1, .scale = 0.125f};
@@ -1492,6 +1596,7 @@ int main(void)
     tcase_add_test(tc, rope_against_float64);
     tcase_add_test(tc, rope_set_rows_is_rope_then_set_rows);
     tcase_add_test(tc, rope_jobs_are_the_single_calls);
+    tcase_add_test(tc, normed_rope_jobs_against_float64);
     tcase_add_test(tc, attention_against_float64);
     tcase_add_test(tc, attention_of_a_query_that_sees_nothing);
     tcase_add_test(tc, rope_jobs_attention_is_the_two_calls);

@@ -60,6 +60,14 @@ static inline cl_mem kq_tensor_root(const kqcl_tensor *t, size_t *offset)
     return t->view_parent ? t->view_parent : t->buffer;
 }
 
+/* Whether two whole tensors share bytes. */
+static inline bool kq_tensors_meet(const kqcl_tensor *a, const kqcl_tensor *b)
+{
+    size_t oa, ob;
+    cl_mem ra = kq_tensor_root(a, &oa), rb = kq_tensor_root(b, &ob);
+    return ra == rb && oa < ob + b->bytes && ob < oa + a->bytes;
+}
+
 /* The device a tensor lives on. */
 static inline kq_device *kq_tensor_device(const kqcl_tensor *t) { return &t->ctx->devices[t->device]; }
 

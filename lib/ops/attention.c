@@ -264,7 +264,7 @@ static bool assign_roles(int count, const kqcl_rope_job *jobs, const kqcl_tensor
 }
 
 /* The bytes the launch reads and never writes: the positions and cells (one each: one position),
- * the jobs' rows and the mask; into out, their count returned. */
+ * the jobs' rows and norm weights, and the mask; into out, their count returned. */
 static int read_only_spans(const kqcl_buffer *positions, size_t pos_offset, int count, const kqcl_rope_job *jobs,
                            const kqcl_tensor *mask, span *out)
 {
@@ -272,6 +272,8 @@ static int read_only_spans(const kqcl_buffer *positions, size_t pos_offset, int 
     out[n++] = (span){kq_buffer_mem(positions, &dev), pos_offset, sizeof(int32_t)};
     for (int i = 0; i < count; i++) {
         out[n++] = span_of(jobs[i].x);
+        if (jobs[i].norm_w != NULL)
+            out[n++] = span_of(jobs[i].norm_w);
         if (jobs[i].indices != NULL)
             out[n++] = (span){kq_buffer_mem(jobs[i].indices, &dev), jobs[i].idx_offset, (size_t)jobs[i].index_bytes};
     }
@@ -311,7 +313,7 @@ static bool plan_step(const kqcl_buffer *positions, size_t pos_offset, int count
     plan->vc = plan->v_job ? span_of(plan->v_job->dst) : plan->v;
     if (!cache_arg_of(plan->k_job, k, &plan->k_arg) || !cache_arg_of(plan->v_job, v, &plan->v_arg))
         return false;
-    span reads[2 + 2 * KQCL_ROPE_MAX_JOBS];
+    span reads[2 + 3 * KQCL_ROPE_MAX_JOBS];
     const int n = read_only_spans(positions, pos_offset, count, jobs, mask, reads);
     const span qs = span_of(q), ys = span_of(y);
     const span written[4] = {ys, plan->q_job ? span_of(plan->q_job->dst) : qs, plan->kc, plan->vc};
@@ -350,7 +352,8 @@ static cl_int set_cache_job(cl_kernel kernel, int first, const kqcl_rope_job *j,
                             sizeof cells, &cells);
 }
 
-/* attention.cl's STEP_ARGS from argument 0: the rope setting, the jobs, q, k_at and v_at. */
+/* attention.cl's STEP_ARGS from argument 0 (39 of them): the rope setting, the jobs, q, k_at and
+ * v_at, and the jobs' norms. */
 static cl_int set_step(cl_kernel kernel, const kqcl_buffer *positions, size_t pos_offset, const kqcl_rope_params *r,
                        const step_plan *plan, const kqcl_tensor *q)
 {
@@ -369,6 +372,11 @@ static cl_int set_step(cl_kernel kernel, const kqcl_buffer *positions, size_t po
         err = set_cache_job(kernel, 19, plan->v_job, r->n_dims, &plan->v_arg, q->buffer);
     if (err == CL_SUCCESS)
         err = kq_set_args_from(kernel, 27, 3, sizeof(cl_mem), &q->buffer, sizeof k_at, &k_at, sizeof v_at, &v_at);
+    const kqcl_rope_job *normed[3] = {plan->q_job, plan->k_job, plan->v_job};
+    for (int i = 0; i < 3 && err == CL_SUCCESS; i++) /* a job it has not: q's buffer, unread */
+        err = normed[i] ? kq_rope_job_norm_args(kernel, 30 + 3 * i, normed[i])
+                        : kq_set_args_from(kernel, 30 + 3 * i, 3, sizeof(cl_mem), &q->buffer, sizeof(float),
+                                           &(float){0.0f}, sizeof(int), &(int){0});
     return err;
 }
 
@@ -385,7 +393,7 @@ static kqcl_status launch_roped(kqcl_context *ctx, kq_device *dev, const kqcl_bu
         return st;
     cl_int err = set_step(kernel, positions, pos_offset, r, plan, q);
     if (err == CL_SUCCESS)
-        err = set_rest(kernel, 30, q, v, mask, p, y);
+        err = set_rest(kernel, 39, q, v, mask, p, y);
     return launch_rows(ctx, dev, kernel, &var, err, p, "kqcl_rope_jobs_attention");
 }
 

@@ -360,8 +360,19 @@ static kqcl_status check_rope_rows(kqcl_context *ctx, const kqcl_tensor *x, cons
     return KQCL_OK;
 }
 
-/* Job `first / 12`'s arguments of rope_f32 (a job with `used` false takes no rows); adds its
- * pairs to *pairs. */
+/* A job's norm as rope_pair takes it: the weight's memory object (x's where it has none: unread),
+ * eps and whether it has one. */
+cl_int kq_rope_job_norm_args(cl_kernel k, int first, const kqcl_rope_job *j)
+{
+    int normed = j != NULL && j->norm_w != NULL;
+    float eps = normed ? j->norm_eps : 0.0f;
+    cl_mem w = normed ? j->norm_w->buffer : j != NULL ? j->x->buffer : NULL;
+    return kq_set_args_from(k, first, 3, sizeof(cl_mem), &w, sizeof eps, &eps, sizeof normed, &normed);
+}
+
+/* Job `first / ROPE_JOB_ARGS`'s arguments of rope_f32 (a job with `used` false takes no rows);
+ * adds its pairs to *pairs. */
+#define ROPE_JOB_ARGS 15
 static cl_int set_rope_job(cl_kernel k, int first, const kqcl_rope_job *j, bool used, int n_dims, cl_mem pos,
                            uint64_t *pairs)
 {
@@ -372,10 +383,11 @@ static cl_int set_rope_job(cl_kernel k, int first, const kqcl_rope_job *j, bool 
     int turned = j->copy ? 0 : n_dims, scatter = j->indices != NULL, idx64 = j->index_bytes == 8;
     int dst_type = (int)j->dst->type;
     *pairs += rows * (cols / 2);
-    return kq_set_args_from(k, first, 12, sizeof(cl_mem), &j->x->buffer, sizeof(cl_mem), &j->dst->buffer, sizeof rows,
-                            &rows, sizeof cols, &cols, sizeof heads, &heads, sizeof turned, &turned, sizeof scatter,
-                            &scatter, sizeof(cl_mem), &idx, sizeof idx_offset, &idx_offset, sizeof idx64, &idx64,
-                            sizeof y_rows, &y_rows, sizeof dst_type, &dst_type);
+    cl_int err = kq_set_args_from(k, first, 12, sizeof(cl_mem), &j->x->buffer, sizeof(cl_mem), &j->dst->buffer,
+                                  sizeof rows, &rows, sizeof cols, &cols, sizeof heads, &heads, sizeof turned, &turned,
+                                  sizeof scatter, &scatter, sizeof(cl_mem), &idx, sizeof idx_offset, &idx_offset,
+                                  sizeof idx64, &idx64, sizeof y_rows, &y_rows, sizeof dst_type, &dst_type);
+    return err == CL_SUCCESS ? kq_rope_job_norm_args(k, first + 12, j) : err;
 }
 
 float kq_rope_theta_scale(const kqcl_rope_params *p) { return powf(p->freq_base, -2.0f / (float)p->n_dims); }
@@ -399,7 +411,7 @@ kqcl_status kq_rope_jobs_launch(kqcl_context *ctx, const kqcl_buffer *positions,
                              sizeof p->corr_low, &p->corr_low, sizeof p->corr_high, &p->corr_high);
     uint64_t pairs = 0;
     for (int i = 0; i < KQCL_ROPE_MAX_JOBS && err == CL_SUCCESS; i++)
-        err = set_rope_job(k, 9 + 12 * i, &jobs[i < count ? i : 0], i < count, p->n_dims, pos, &pairs);
+        err = set_rope_job(k, 9 + ROPE_JOB_ARGS * i, &jobs[i < count ? i : 0], i < count, p->n_dims, pos, &pairs);
     return launch_elements(ctx, jobs[0].dst, k, err, pairs, call);
 }
 
@@ -410,7 +422,7 @@ KQCL_API kqcl_status kqcl_rope(kqcl_context *ctx, const kqcl_tensor *x, const kq
     kqcl_status st = begin(ctx, x, y, call);
     if (st != KQCL_OK || (st = check_rope_rows(ctx, x, positions, offset, heads, params, call)) != KQCL_OK)
         return st;
-    const kqcl_rope_job job = {x, heads, 0, y, NULL, 0, 0};
+    const kqcl_rope_job job = {.x = x, .heads = heads, .dst = y};
     return kq_rope_jobs_launch(ctx, positions, offset, params, 1, &job, call);
 }
 
@@ -505,7 +517,8 @@ KQCL_API kqcl_status kqcl_rope_set_rows(kqcl_context *ctx, const kqcl_tensor *x,
     if ((st = check_indices(ctx, indices, idx_offset, index_bytes, x->rows / heads, dst->device, call)) != KQCL_OK)
         return st;
     kq_events_reset(ctx);
-    const kqcl_rope_job job = {x, heads, 0, dst, indices, idx_offset, index_bytes};
+    const kqcl_rope_job job = {.x = x, .heads = heads, .dst = dst, .indices = indices, .idx_offset = idx_offset,
+                               .index_bytes = index_bytes};
     return kq_rope_jobs_launch(ctx, positions, pos_offset, params, 1, &job, call);
 }
 
@@ -535,6 +548,13 @@ static kqcl_status check_rope_job(kqcl_context *ctx, const kqcl_rope_job *j, con
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: heads %d does not divide a job's %lld rows", call, j->heads,
                        (long long)j->x->rows);
     }
+    if (j->norm_w != NULL && ((st = check_eps(ctx, j->norm_eps, call)) != KQCL_OK ||
+                              (st = check_norm_weight(ctx, j->x, j->norm_w, j->dst, call)) != KQCL_OK))
+        return st;
+    if (j->norm_w != NULL && (kq_tensors_meet(j->x, j->dst) || kq_tensors_meet(j->norm_w, j->dst)))
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG,
+                       "%s: a normed job's dst shares bytes with its x or its weight (each pair reads the whole row)",
+                       call);
     *positions_covered = j->x->rows / j->heads;
     if (j->indices == NULL)
         return KQCL_OK;
