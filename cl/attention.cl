@@ -212,17 +212,22 @@ static void step_share(ulong h, ulong g, ulong first, ulong items, STEP_ARGS, ul
     ulong kv_heads = heads / group;
     ulong n_q = q_turn >= 0 ? d / 2 : 0, n_k = k_turn >= 0 ? d / 2 : 0, n_v = v_turn >= 0 ? dv / 2 : 0;
     for (ulong i = first; i < n_q + n_k + n_v; i += items) {
-        if (i < n_q)
-            rope_pair(h * n_q + i, qx, q_nw, q_eps, q_normed, q, d, heads, q_turn, 0, qx, 0, 0, 0, TYPE_F32, pos,
-                      pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high);
-        else if (i < n_q + n_k)
-            rope_pair(g * n_k + (i - n_q), kx, k_nw, k_eps, k_normed, kc + kc_at, d, kv_heads, k_turn, 1, k_idx,
-                      k_idx_offset, k_idx64, k_cells, KVTYPE, pos, pos_offset, neox, theta_scale, freq_scale,
+        if (i < n_q) {
+            ulong at = h * n_q + i;
+            rope_pair(at, qx, q_nw, pair_inv_rms(at, qx, d, q_eps, q_normed), q_normed, q, d, heads, q_turn, 0, qx, 0,
+                      0, 0, TYPE_F32, pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low,
+                      corr_high);
+        } else if (i < n_q + n_k) {
+            ulong at = g * n_k + (i - n_q);
+            rope_pair(at, kx, k_nw, pair_inv_rms(at, kx, d, k_eps, k_normed), k_normed, kc + kc_at, d, kv_heads, k_turn,
+                      1, k_idx, k_idx_offset, k_idx64, k_cells, KVTYPE, pos, pos_offset, neox, theta_scale, freq_scale,
                       ext_factor, attn_factor, corr_low, corr_high);
-        else
-            rope_pair(g * n_v + (i - n_q - n_k), vx, v_nw, v_eps, v_normed, vc + vc_at, dv, kv_heads, v_turn, 1,
-                      v_idx, v_idx_offset, v_idx64, v_cells, KVTYPE, pos, pos_offset, neox, theta_scale, freq_scale,
-                      ext_factor, attn_factor, corr_low, corr_high);
+        } else {
+            ulong at = g * n_v + (i - n_q - n_k);
+            rope_pair(at, vx, v_nw, pair_inv_rms(at, vx, dv, v_eps, v_normed), v_normed, vc + vc_at, dv, kv_heads,
+                      v_turn, 1, v_idx, v_idx_offset, v_idx64, v_cells, KVTYPE, pos, pos_offset, neox, theta_scale,
+                      freq_scale, ext_factor, attn_factor, corr_low, corr_high);
+        }
     }
 }
 

@@ -716,20 +716,30 @@ static inline long row_index(__global const void *idx, ulong i, int idx64)
 
 /* 1 / sqrt(mean of the squares of a row of `cols` values + eps), summed in one fixed order
  * whatever the work-group's shape (eight strided partial sums, then a tree), so that every item
- * and every program that asks gets the same bits: rope_pair's norm, which each of a row's pairs
- * computes again for itself (meant for a decode step's few rows of a head's width). */
+ * and every program that asks gets the same bits: rope_pair's norm. A CPU's kernels find it once
+ * a row; a GPU's each of a row's pairs for itself, which costs a few steps of latency on a
+ * decode step's few rows of a head's width, where a pass of its own would cost a launch. */
 static inline float row_inv_rms(__global const float *xr, ulong cols, float eps)
 {
 #pragma OPENCL FP_CONTRACT OFF
-    float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    /* eight scalars, not an array: an array's initializer becomes a constant that llvm-spirv
+     * leaves out of the entry point's interface (spirv-val refuses it) */
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f, s4 = 0.0f, s5 = 0.0f, s6 = 0.0f, s7 = 0.0f;
     ulong c = 0;
-    for (; c + 8 <= cols; c += 8)
-        for (int l = 0; l < 8; l++)
-            s[l] += xr[c + l] * xr[c + l];
-    for (int l = 0; c + l < cols; l++)
-        s[l] += xr[c + l] * xr[c + l];
-    float sum = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+#define SQ_AT(l) (c + (l) < cols ? xr[c + (l)] * xr[c + (l)] : 0.0f)
+    for (; c < cols; c += 8) { /* the tail's missing values add 0 */
+        s0 += SQ_AT(0), s1 += SQ_AT(1), s2 += SQ_AT(2), s3 += SQ_AT(3);
+        s4 += SQ_AT(4), s5 += SQ_AT(5), s6 += SQ_AT(6), s7 += SQ_AT(7);
+    }
+#undef SQ_AT
+    float sum = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
     return 1.0f / sqrt(sum / (float)cols + eps);
+}
+
+/* rope_pair's inv for pair i of a job (1 where it has no norm). */
+static inline float pair_inv_rms(ulong i, __global const float *x, ulong cols, float eps, int normed)
+{
+    return normed ? row_inv_rms(x + i / (cols / 2) * cols, cols, eps) : 1.0f;
 }
 
 /* Rotary position embedding of rows of `cols` values, `heads` consecutive rows a position
@@ -741,10 +751,10 @@ static inline float row_inv_rms(__global const float *xr, ulong cols, float eps)
  * rows). With scatter (kqcl_rope_set_rows), a position's `heads` rows go side by side into row
  * idx[idx_offset + r / heads] of y (int32, or int64 with idx64; rows of heads * cols values in
  * dst_type; an index outside [0, y_rows) writes nothing), as set_rows_f32 would write them; else
- * y is f32 of x's shape. With normed, each row is first RMS-normalised (row_inv_rms, eps) and
- * multiplied by the weight row nw (a Gemma-3 query's and key's norm). This is pair i of one such
- * job. */
-static inline void rope_pair(ulong i, __global const float *x, __global const float *nw, float eps, int normed,
+ * y is f32 of x's shape. With normed, each row is first RMS-normalised -- times inv, its
+ * row_inv_rms, which the caller finds once a row or once a pair -- and multiplied by the weight
+ * row nw (a Gemma-3 query's and key's norm). This is pair i of one such job. */
+static inline void rope_pair(ulong i, __global const float *x, __global const float *nw, float inv, int normed,
                              __global void *y, ulong cols, ulong heads, int n_dims, int scatter,
                              __global const void *idx, ulong idx_offset, int idx64, ulong y_rows, int dst_type,
                              __global const int *pos, ulong pos_offset, int neox, float theta_scale, float freq_scale,
@@ -753,7 +763,6 @@ static inline void rope_pair(ulong i, __global const float *x, __global const fl
 #pragma OPENCL FP_CONTRACT OFF /* the same bits in every program that has it (elementwise's, attention's) */
     ulong half_cols = cols / 2, r = i / half_cols, j = i - r * half_cols; /* pair j of row r */
     __global const float *xr = x + r * cols;
-    float inv = normed ? row_inv_rms(xr, cols, eps) : 1.0f;
 #define ROPE_IN(c) (normed ? xr[c] * inv * nw[c] : xr[c])
     ulong yr = r * cols; /* the output row's first element */
     if (scatter) {

@@ -200,24 +200,45 @@ void softmax_f32(__global const float *x, __global const float *mask, __global f
     __global const float *x##j, __global void *y##j, ulong rows##j, ulong cols##j, ulong heads##j, int n_dims##j,      \
         int scatter##j, __global const void *idx##j, ulong idx_offset##j, int idx64##j, ulong y_rows##j,                \
         int dst_type##j, __global const float *nw##j, float eps##j, int normed##j
-#define ROPE_JOB_PAIR(j, i)                                                                                            \
-    rope_pair(i, x##j, nw##j, eps##j, normed##j, y##j, cols##j, heads##j, n_dims##j, scatter##j, idx##j,               \
-              idx_offset##j, idx64##j, y_rows##j, dst_type##j, pos, pos_offset, neox, theta_scale, freq_scale,         \
-              ext_factor, attn_factor, corr_low, corr_high)
+#define ROPE_JOB_PAIR(j, i, inv)                                                                                       \
+    rope_pair(i, x##j, nw##j, inv, normed##j, y##j, cols##j, heads##j, n_dims##j, scatter##j, idx##j, idx_offset##j,   \
+              idx64##j, y_rows##j, dst_type##j, pos, pos_offset, neox, theta_scale, freq_scale, ext_factor,            \
+              attn_factor, corr_low, corr_high)
+/* Row r of a job: its pairs, its norm found once (a CPU's kernels). */
+#define ROPE_JOB_ROW(j, r)                                                                                             \
+    do {                                                                                                               \
+        float inv_ = normed##j ? row_inv_rms(x##j + (r) * cols##j, cols##j, eps##j) : 1.0f;                            \
+        for (ulong p_ = 0; p_ < cols##j / 2; p_++)                                                                     \
+            ROPE_JOB_PAIR(j, (r) * (cols##j / 2) + p_, inv_);                                                          \
+    } while (0)
 
 /* Up to three jobs of one rope setting in one launch (kqcl_rope_jobs: a step's query, key and
- * value), an item a pair, the jobs' pairs one after another; a job with no rows takes none. */
+ * value), the jobs' rows one after another; a job with no rows takes none. GPUs: an item a pair
+ * (a normed row's norm found by each of its pairs); CPUs (KQ_CPU): an item a row, its norm found
+ * once. */
 __kernel void rope_f32(__global const int *pos, ulong pos_offset, int neox, float theta_scale, float freq_scale,
                        float ext_factor, float attn_factor, float corr_low, float corr_high, ROPE_JOB_ARGS(0),
                        ROPE_JOB_ARGS(1), ROPE_JOB_ARGS(2))
 {
+#ifdef KQ_CPU
+    ulong n0 = rows0, n1 = n0 + rows1, n = n1 + rows2;
+    for (ulong r = get_global_id(0); r < n; r += get_global_size(0)) {
+        if (r < n0)
+            ROPE_JOB_ROW(0, r);
+        else if (r < n1)
+            ROPE_JOB_ROW(1, r - n0);
+        else
+            ROPE_JOB_ROW(2, r - n1);
+    }
+#else
     ulong n0 = rows0 * (cols0 / 2), n1 = n0 + rows1 * (cols1 / 2), n = n1 + rows2 * (cols2 / 2);
     for (ulong i = get_global_id(0); i < n; i += get_global_size(0)) {
         if (i < n0)
-            ROPE_JOB_PAIR(0, i);
+            ROPE_JOB_PAIR(0, i, pair_inv_rms(i, x0, cols0, eps0, normed0));
         else if (i < n1)
-            ROPE_JOB_PAIR(1, i - n0);
+            ROPE_JOB_PAIR(1, i - n0, pair_inv_rms(i - n0, x1, cols1, eps1, normed1));
         else
-            ROPE_JOB_PAIR(2, i - n1);
+            ROPE_JOB_PAIR(2, i - n1, pair_inv_rms(i - n1, x2, cols2, eps2, normed2));
     }
+#endif
 }

@@ -637,6 +637,9 @@ static void elementwise_layout(const kq_device *dev, const kq_shape *s, kq_varia
     v->wg_items = wg;
     v->local_bytes = wg * sizeof(float);
     add_option(v, "-DNO_CONTRACT -DOP_WG=%zu", wg); /* scale's multiply and add round apart */
+    v->cpu = !kq_gpu_kernels(dev);
+    if (v->cpu) /* rope_f32 an item a row, not a pair: a normed row's norm found once */
+        add_option(v, " -DKQ_CPU");
 }
 
 const kq_family_desc kq_elementwise_family = {
