@@ -178,7 +178,8 @@ void attn_fused(__global const float *q, __global const void *k, __global const 
  * attn_roped's step (kqcl_rope_jobs_attention): one position's query turned into q's rows, its
  * key turned into the K cache and its value copied into the V cache, each job optional (turn
  * -1: none; 0: copied; else the values turned, rope_pair's n_dims), each normalised first where
- * its `normed` says (rope_pair's norm: q_nw, k_nw, v_nw). The caches are written
+ * its `normed` says (rope_pair's norm: q_nw, k_nw, v_nw) and scaled last by its oscale. The
+ * caches are written
  * through the memory objects the attention reads them from -- kc and vc, the cache rows a
  * scatter writes (kv_heads rows side by side) from byte kc_at and vc_at, the attention's k and
  * v from k_at and v_at -- and the query through q, so no two memory objects of the launch alias
@@ -195,12 +196,14 @@ void attn_fused(__global const float *q, __global const void *k, __global const 
         __global const float *kx, int k_turn, __global uchar *kc, ulong kc_at, __global const void *k_idx,             \
         ulong k_idx_offset, int k_idx64, ulong k_cells, __global const float *vx, int v_turn, __global uchar *vc,       \
         ulong vc_at, __global const void *v_idx, ulong v_idx_offset, int v_idx64, ulong v_cells, __global float *q,     \
-        ulong k_at, ulong v_at, __global const float *q_nw, float q_eps, int q_normed, __global const float *k_nw,     \
-        float k_eps, int k_normed, __global const float *v_nw, float v_eps, int v_normed
+        ulong k_at, ulong v_at, __global const float *q_nw, float q_eps, int q_normed, float q_oscale,                 \
+        __global const float *k_nw, float k_eps, int k_normed, float k_oscale, __global const float *v_nw,             \
+        float v_eps, int v_normed, float v_oscale
 #define STEP_PASS                                                                                                      \
     pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high, qx, q_turn, kx,      \
         k_turn, kc, kc_at, k_idx, k_idx_offset, k_idx64, k_cells, vx, v_turn, vc, vc_at, v_idx, v_idx_offset, v_idx64, \
-        v_cells, q, k_at, v_at, q_nw, q_eps, q_normed, k_nw, k_eps, k_normed, v_nw, v_eps, v_normed
+        v_cells, q, k_at, v_at, q_nw, q_eps, q_normed, q_oscale, k_nw, k_eps, k_normed, k_oscale, v_nw, v_eps,        \
+        v_normed, v_oscale
 
 /* Query head h's share of the step, by `items` items from `first`: q's row h, and KV head g's
  * rows of the key and the value (pairs of rope_pair's numbering, row g of kv_heads a position),
@@ -214,19 +217,21 @@ static void step_share(ulong h, ulong g, ulong first, ulong items, STEP_ARGS, ul
     for (ulong i = first; i < n_q + n_k + n_v; i += items) {
         if (i < n_q) {
             ulong at = h * n_q + i;
-            rope_pair(at, qx, q_nw, pair_inv_rms(at, qx, d, q_eps, q_normed), q_normed, q, d, heads, q_turn, 0, qx, 0,
-                      0, 0, TYPE_F32, pos, pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low,
-                      corr_high);
+            float inv = pair_inv_rms(at, qx, d, q_eps, q_normed);
+            rope_pair(at, qx, q_nw, inv, q_normed, q_oscale, q, d, heads, q_turn, 0, qx, 0, 0, 0, TYPE_F32, pos,
+                      pos_offset, neox, theta_scale, freq_scale, ext_factor, attn_factor, corr_low, corr_high);
         } else if (i < n_q + n_k) {
             ulong at = g * n_k + (i - n_q);
-            rope_pair(at, kx, k_nw, pair_inv_rms(at, kx, d, k_eps, k_normed), k_normed, kc + kc_at, d, kv_heads, k_turn,
-                      1, k_idx, k_idx_offset, k_idx64, k_cells, KVTYPE, pos, pos_offset, neox, theta_scale, freq_scale,
-                      ext_factor, attn_factor, corr_low, corr_high);
+            float inv = pair_inv_rms(at, kx, d, k_eps, k_normed);
+            rope_pair(at, kx, k_nw, inv, k_normed, k_oscale, kc + kc_at, d, kv_heads, k_turn, 1, k_idx, k_idx_offset,
+                      k_idx64, k_cells, KVTYPE, pos, pos_offset, neox, theta_scale, freq_scale, ext_factor,
+                      attn_factor, corr_low, corr_high);
         } else {
             ulong at = g * n_v + (i - n_q - n_k);
-            rope_pair(at, vx, v_nw, pair_inv_rms(at, vx, dv, v_eps, v_normed), v_normed, vc + vc_at, dv, kv_heads,
-                      v_turn, 1, v_idx, v_idx_offset, v_idx64, v_cells, KVTYPE, pos, pos_offset, neox, theta_scale,
-                      freq_scale, ext_factor, attn_factor, corr_low, corr_high);
+            float inv = pair_inv_rms(at, vx, dv, v_eps, v_normed);
+            rope_pair(at, vx, v_nw, inv, v_normed, v_oscale, vc + vc_at, dv, kv_heads, v_turn, 1, v_idx, v_idx_offset,
+                      v_idx64, v_cells, KVTYPE, pos, pos_offset, neox, theta_scale, freq_scale, ext_factor,
+                      attn_factor, corr_low, corr_high);
         }
     }
 }

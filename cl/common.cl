@@ -753,9 +753,10 @@ static inline float pair_inv_rms(ulong i, __global const float *x, ulong cols, f
  * dst_type; an index outside [0, y_rows) writes nothing), as set_rows_f32 would write them; else
  * y is f32 of x's shape. With normed, each row is first RMS-normalised -- times inv, its
  * row_inv_rms, which the caller finds once a row or once a pair -- and multiplied by the weight
- * row nw (a Gemma-3 query's and key's norm). This is pair i of one such job. */
+ * row nw (a Gemma-3 query's and key's norm). Every value written is multiplied by oscale last
+ * (1: exactly the value; Gemma-3's query scale otherwise). This is pair i of one such job. */
 static inline void rope_pair(ulong i, __global const float *x, __global const float *nw, float inv, int normed,
-                             __global void *y, ulong cols, ulong heads, int n_dims, int scatter,
+                             float oscale, __global void *y, ulong cols, ulong heads, int n_dims, int scatter,
                              __global const void *idx, ulong idx_offset, int idx64, ulong y_rows, int dst_type,
                              __global const int *pos, ulong pos_offset, int neox, float theta_scale, float freq_scale,
                              float ext_factor, float attn_factor, float corr_low, float corr_high)
@@ -772,8 +773,8 @@ static inline void rope_pair(ulong i, __global const float *x, __global const fl
         yr = ((ulong)t * heads + r % heads) * cols;
     }
     if (2 * j >= (ulong)n_dims) { /* past the rotated part: copied */
-        store_as(y, yr + 2 * j, ROPE_IN(2 * j), dst_type);
-        store_as(y, yr + 2 * j + 1, ROPE_IN(2 * j + 1), dst_type);
+        store_as(y, yr + 2 * j, ROPE_IN(2 * j) * oscale, dst_type);
+        store_as(y, yr + 2 * j + 1, ROPE_IN(2 * j + 1) * oscale, dst_type);
         return;
     }
     ulong a = neox ? j : 2 * j, b = neox ? j + (ulong)n_dims / 2 : 2 * j + 1;
@@ -789,8 +790,8 @@ static inline void rope_pair(ulong i, __global const float *x, __global const fl
     c *= mscale;
     float x0 = ROPE_IN(a), x1 = ROPE_IN(b);
 #undef ROPE_IN
-    store_as(y, yr + a, x0 * c - x1 * s, dst_type);
-    store_as(y, yr + b, x0 * s + x1 * c, dst_type);
+    store_as(y, yr + a, (x0 * c - x1 * s) * oscale, dst_type);
+    store_as(y, yr + b, (x0 * s + x1 * c) * oscale, dst_type);
 }
 
 /* ---- CPUs (PoCL, -DKQ_CPU): helpers of the CPU decode and prefill kernels -------------------

@@ -194,16 +194,16 @@ void softmax_f32(__global const float *x, __global const float *mask, __global f
         yr[c] *= inv;
 }
 
-/* One job's arguments (kqcl_rope_job): its rows, where they go, whether they turn, and their
- * norm's weight, eps and whether they have one. */
+/* One job's arguments (kqcl_rope_job): its rows, where they go, whether they turn, their norm's
+ * weight, eps and whether they have one, and the scale of what is written. */
 #define ROPE_JOB_ARGS(j)                                                                                               \
     __global const float *x##j, __global void *y##j, ulong rows##j, ulong cols##j, ulong heads##j, int n_dims##j,      \
         int scatter##j, __global const void *idx##j, ulong idx_offset##j, int idx64##j, ulong y_rows##j,                \
-        int dst_type##j, __global const float *nw##j, float eps##j, int normed##j
+        int dst_type##j, __global const float *nw##j, float eps##j, int normed##j, float oscale##j
 #define ROPE_JOB_PAIR(j, i, inv)                                                                                       \
-    rope_pair(i, x##j, nw##j, inv, normed##j, y##j, cols##j, heads##j, n_dims##j, scatter##j, idx##j, idx_offset##j,   \
-              idx64##j, y_rows##j, dst_type##j, pos, pos_offset, neox, theta_scale, freq_scale, ext_factor,            \
-              attn_factor, corr_low, corr_high)
+    rope_pair(i, x##j, nw##j, inv, normed##j, oscale##j, y##j, cols##j, heads##j, n_dims##j, scatter##j, idx##j,    \
+              idx_offset##j, idx64##j, y_rows##j, dst_type##j, pos, pos_offset, neox, theta_scale, freq_scale,         \
+              ext_factor, attn_factor, corr_low, corr_high)
 /* Row r of a job: its pairs, its norm found once (a CPU's kernels). */
 #define ROPE_JOB_ROW(j, r)                                                                                             \
     do {                                                                                                               \

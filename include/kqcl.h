@@ -728,7 +728,8 @@ KQCL_API kqcl_status kqcl_rope_set_rows(kqcl_context *ctx, const kqcl_tensor *x,
  * A job with norm_w normalises each row first, as kqcl_rms_norm with w would (within its stated
  * error; the squares summed in another fixed order), then turns or copies it: a Gemma-3 query's
  * and key's norms inside the same launch. Each of a row's pairs sums the row's squares again
- * for itself, which suits a decode step's few rows, not a prompt's many. */
+ * for itself on a GPU, which suits a decode step's few rows, not a prompt's many. out_scale
+ * multiplies every value a job writes, last (Gemma-3's query scale, ggml's SCALE after ROPE). */
 #define KQCL_ROPE_MAX_JOBS 3
 typedef struct kqcl_rope_job {
     const kqcl_tensor *x;       /* the rows, `heads` consecutive rows a position */
@@ -740,6 +741,8 @@ typedef struct kqcl_rope_job {
     int index_bytes;
     const kqcl_tensor *norm_w;  /* NULL, or the norm's weight: f32, one row of x.cols values, x's device */
     float norm_eps;             /* the norm's eps (>= 0 and finite), with norm_w */
+    float out_scale;            /* every value written times this, last (finite; 0 taken as 1: none):
+                                 * Gemma-3's query scale */
 } kqcl_rope_job;
 
 KQCL_API kqcl_status kqcl_rope_jobs(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,

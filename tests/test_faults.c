@@ -486,8 +486,11 @@ static long step_launches(int tokens, bool y_over_key)
     TU_OK(kqcl_tensor_view(cache, slot, KQCL_TYPE_F16, CELLS * KV_HEADS, D, &v));
     /* positions and cells all 0 (the fill): slot 5 of the activations */
     kqcl_rope_params rope = {.n_dims = D, .freq_base = 10000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f};
-    kqcl_rope_job jobs[3] = {{qx, HEADS, 0, q, NULL, 0, 0, NULL, 0.0f}, {kx, KV_HEADS, 0, kd, act, 5 * slot, 4, NULL, 0.0f},
-                             {vx, KV_HEADS, 1, vd, act, 5 * slot, 4, NULL, 0.0f}};
+    kqcl_rope_job jobs[3] = {{.x = qx, .heads = HEADS, .dst = q},
+                             {.x = kx, .heads = KV_HEADS, .dst = kd, .indices = act, .idx_offset = 5 * slot,
+                              .index_bytes = 4},
+                             {.x = vx, .heads = KV_HEADS, .copy = 1, .dst = vd, .indices = act, .idx_offset = 5 * slot,
+                              .index_bytes = 4}};
     kqcl_attention_params p = {.heads = HEADS, .kv_heads = KV_HEADS, .queries = tokens, .kv_len = CELLS,
                                .q_query_stride = HEADS, .q_head_stride = 1, .kv_pos_stride = KV_HEADS,
                                .kv_head_stride = 1, .scale = 0.125f};

@@ -913,8 +913,9 @@ START_TEST(rope_jobs_are_the_single_calls)
         kqcl_tensor *q_out = tu_poisoned_f32(TOKENS * Q_HEADS, COLS);
         kqcl_tensor *k_cache = tu_tensor(KQCL_TYPE_F16, CACHE_ROWS, KV_HEADS * COLS, before);
         kqcl_tensor *v_cache = tu_tensor(KQCL_TYPE_BF16, CACHE_ROWS, KV_HEADS * COLS, before);
-        kqcl_rope_job jq = {tq, Q_HEADS, 0, q_out, NULL, 0, 0, NULL, 0.0f}, jk = {tk, KV_HEADS, 0, k_cache, kb, 0, 8, NULL, 0.0f};
-        kqcl_rope_job jv = {tv, KV_HEADS, 1, v_cache, vb, 0, 4, NULL, 0.0f};
+        kqcl_rope_job jq = {.x = tq, .heads = Q_HEADS, .dst = q_out};
+        kqcl_rope_job jk = {.x = tk, .heads = KV_HEADS, .dst = k_cache, .indices = kb, .index_bytes = 8};
+        kqcl_rope_job jv = {.x = tv, .heads = KV_HEADS, .copy = 1, .dst = v_cache, .indices = vb, .index_bytes = 4};
         kqcl_rope_job forward[3] = {jq, jk, jv}, backward[3] = {jv, jk, jq};
         if (order < 2)
             TU_OK(kqcl_rope_jobs(tu_ctx, pb, 0, &p, 3, order == 0 ? forward : backward));
@@ -929,8 +930,10 @@ START_TEST(rope_jobs_are_the_single_calls)
     }
     /* bad arguments: no jobs, too many, jobs over different positions, no params, NULL ctx */
     kqcl_tensor *short_q = f32_tensor(2 * Q_HEADS, COLS, q), *short_out = tu_poisoned_f32(2 * Q_HEADS, COLS);
-    kqcl_rope_job jobs[4] = {{tq, Q_HEADS, 0, q_want, NULL, 0, 0, NULL, 0.0f}, {tk, KV_HEADS, 0, k_want, kb, 0, 8, NULL, 0.0f},
-                             {short_q, Q_HEADS, 0, short_out, NULL, 0, 0, NULL, 0.0f}, {tq, Q_HEADS, 0, q_want, NULL, 0, 0, NULL, 0.0f}};
+    kqcl_rope_job jobs[4] = {{.x = tq, .heads = Q_HEADS, .dst = q_want},
+                             {.x = tk, .heads = KV_HEADS, .dst = k_want, .indices = kb, .index_bytes = 8},
+                             {.x = short_q, .heads = Q_HEADS, .dst = short_out},
+                             {.x = tq, .heads = Q_HEADS, .dst = q_want}};
     ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, &p, 0, jobs), KQCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, &p, 4, jobs), KQCL_ERR_INVALID_ARG);
     ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, &p, 3, jobs), KQCL_ERR_INVALID_ARG);
@@ -1122,14 +1125,15 @@ END_TEST
 /* ---- a step's RoPE and cache writes inside its attention ------------------------------------ */
 
 /* A job with a norm (Gemma-3's query and key): each row RMS-normalised and weighted, then
- * turned, against float64 (the norm, then rope_ref of its f32-rounded rows) and against
- * kqcl_rms_norm then kqcl_rope; the same rows scattered into an f16 cache; a row width that is
- * not a multiple of the eight partial sums; bad arguments, which write nothing. */
+ * turned and scaled (Gemma-3's query), against float64 (the norm, then rope_ref of its f32-rounded
+ * rows) and against kqcl_rms_norm then kqcl_rope; the same rows scattered into an f16 cache,
+ * unscaled; a row width that is not a multiple of the eight partial sums; bad arguments, which
+ * write nothing. */
 static void check_normed_job(int64_t tokens, int heads, int64_t cols, const kqcl_rope_params *p)
 {
     const int64_t rows = tokens * heads, cells = tokens + 2;
     const size_t n = (size_t)(rows * cols);
-    const float eps = 1e-6f;
+    const float eps = 1e-6f, scale = 0.3f;
     float *x = random_values(n, 2.0f), *w = random_values((size_t)cols, 1.5f), *xn = tu_malloc(n * sizeof *xn);
     int32_t pos[8];
     int64_t cell[8];
@@ -1151,12 +1155,16 @@ static void check_normed_job(int64_t tokens, int heads, int64_t cols, const kqcl
     unsigned char *nan_bytes = tu_malloc(cache_bytes);
     memset(nan_bytes, 0xFF, cache_bytes); /* f16 NaN */
     kqcl_tensor *cache = tu_tensor(KQCL_TYPE_F16, cells, heads * cols, nan_bytes);
-    kqcl_rope_job jobs[2] = {{.x = tx, .heads = heads, .dst = out, .norm_w = tw, .norm_eps = eps},
+    kqcl_rope_job jobs[2] = {{.x = tx, .heads = heads, .dst = out, .norm_w = tw, .norm_eps = eps,
+                              .out_scale = scale},
                              {.x = tx, .heads = heads, .dst = cache, .indices = ib, .index_bytes = 8, .norm_w = tw,
                               .norm_eps = eps}};
     TU_OK(kqcl_rope_jobs(tu_ctx, pb, 0, p, 2, jobs));
     float *got = tu_read_f32(out);
-    assert_near(got, ref, n, 2e-5, 2e-5, "a normed job against float64");
+    double *scaled = tu_malloc(n * sizeof *scaled);
+    for (size_t i = 0; i < n; i++)
+        scaled[i] = ref[i] * scale;
+    assert_near(got, scaled, n, 2e-5, 2e-5 * scale, "a normed, scaled job against float64");
     /* the two calls it stands for: the same within the norm's rounding */
     kqcl_tensor *normed = tu_poisoned_f32(rows, cols), *two = tu_poisoned_f32(rows, cols);
     TU_OK(kqcl_rms_norm(tu_ctx, tx, tw, eps, normed));
@@ -1164,7 +1172,7 @@ static void check_normed_job(int64_t tokens, int heads, int64_t cols, const kqcl
     float *want = tu_read_f32(two);
     double *want64 = tu_malloc(n * sizeof *want64);
     for (size_t i = 0; i < n; i++)
-        want64[i] = want[i];
+        want64[i] = (double)want[i] * scale;
     assert_near(got, want64, n, 1e-5, 1e-6, "a normed job against kqcl_rms_norm then kqcl_rope");
     /* the scattered rows: position t's heads side by side in cell[t], as f16 of the same values */
     float *cached = tu_malloc((size_t)(cells * heads * cols) * sizeof *cached);
@@ -1173,8 +1181,8 @@ static void check_normed_job(int64_t tokens, int heads, int64_t cols, const kqcl
     for (int64_t t = 0; t < tokens; t++)
         for (int64_t e = 0; e < heads * cols; e++) {
             float f = cached[cell[t] * heads * cols + e];
-            double g = got[t * heads * cols + e];
-            ck_assert_msg(fabs(f - g) <= 1e-3 * fabs(g) + 1e-7, "normed, scattered: cell %lld value %lld: %g, want %g",
+            double g = ref[t * heads * cols + e];
+            ck_assert_msg(fabs(f - g) <= 1e-3 * fabs(g) + 1e-4, "normed, scattered: cell %lld value %lld: %g, want %g",
                           (long long)cell[t], (long long)e, (double)f, g);
         }
     /* refused, nothing written: a weight of another width, eps < 0, dst over x (each pair
@@ -1184,12 +1192,14 @@ static void check_normed_job(int64_t tokens, int heads, int64_t cols, const kqcl
     ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, p, 1, &bad), KQCL_ERR_INVALID_ARG);
     bad.norm_w = tw, bad.norm_eps = -1.0f;
     ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, p, 1, &bad), KQCL_ERR_INVALID_ARG);
-    bad.norm_eps = eps, bad.dst = tx;
+    bad.norm_eps = eps, bad.out_scale = INFINITY;
+    ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, p, 1, &bad), KQCL_ERR_INVALID_ARG);
+    bad.out_scale = 0.0f, bad.dst = tx;
     ck_assert_int_eq(kqcl_rope_jobs(tu_ctx, pb, 0, p, 1, &bad), KQCL_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(kqcl_last_error(tu_ctx), "normed job"));
     float *untouched = tu_read_f32(fresh), *x_after = tu_read_f32(tx);
     ck_assert_msg(isnan(untouched[0]) && memcmp(x_after, x, n * sizeof *x) == 0, "a refused job wrote");
-    free(untouched), free(x_after), free(cached), free(nan_bytes), free(want), free(want64), free(got), free(ref);
+    free(untouched), free(x_after), free(cached), free(nan_bytes), free(scaled), free(want), free(want64), free(got), free(ref);
     free(x), free(w), free(xn);
     kqcl_tensor *all[] = {tx, tw, out, cache, normed, two, short_w, fresh};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
@@ -1224,7 +1234,8 @@ typedef struct step_case {
     bool v_one_row; /* V's rows as ggml holds a token's: one row of kv_heads * dv values */
     int y_over;     /* 0: y in its own place; 1: over the query's rows, 2: over the key's (where
                      * ggml's allocator may put it, the rows being dead once written) */
-    bool normed;    /* the query's and the key's rows normalised first (Gemma-3's norms) */
+    bool normed;    /* the query's and the key's rows normalised first (Gemma-3's norms), the
+                     * query's scaled */
 } step_case;
 
 /* Where a step's operands lie in its two buffers, each start aligned for a view. */
@@ -1325,9 +1336,14 @@ static void run_step(const step_case *c, const step_layout *l, unsigned char *ac
     TU_OK(kqcl_tensor_view(ab, step_y_at(c, l), KQCL_TYPE_F32, c->tokens * c->heads, c->dv, &y));
     TU_OK(kqcl_tensor_view(ab, l->qw, KQCL_TYPE_F32, 1, c->d, &qw));
     TU_OK(kqcl_tensor_view(ab, l->kw, KQCL_TYPE_F32, 1, c->d, &kw));
-    kqcl_rope_job jobs[3] = {{qx, c->heads, 0, qr, NULL, 0, 0, c->normed ? qw : NULL, 1e-6f},
-                             {kx, c->kv_heads, 0, kd, ab, l->idx, 8, c->normed ? kw : NULL, 1e-6f},
-                             {vx, v_heads, 1, vd, ab, l->idx, 8, NULL, 0.0f}};
+    kqcl_rope_job jobs[3] = {{.x = qx, .heads = c->heads, .dst = qr},
+                             {.x = kx, .heads = c->kv_heads, .dst = kd, .indices = ab, .idx_offset = l->idx,
+                              .index_bytes = 8},
+                             {.x = vx, .heads = v_heads, .copy = 1, .dst = vd, .indices = ab, .idx_offset = l->idx,
+                              .index_bytes = 8}};
+    if (c->normed) /* and the query scaled, as Gemma-3's */
+        jobs[0].norm_w = qw, jobs[0].norm_eps = 1e-6f, jobs[0].out_scale = 0.0625f, jobs[1].norm_w = kw,
+        jobs[1].norm_eps = 1e-6f;
     kqcl_attention_params p = {.heads = c->heads, .kv_heads = c->kv_heads, .queries = c->tokens, .kv_len = c->kv_len,
                                .q_query_stride = c->heads, .q_head_stride = 1, .kv_pos_stride = c->kv_heads,
                                .kv_head_stride = 1, .scale = 1.0f / sqrtf((float)c->d), .softcap = c->softcap};
@@ -1421,7 +1437,7 @@ START_TEST(rope_jobs_attention_is_the_two_calls)
     TU_OK(kqcl_tensor_view(ab, l.qr, KQCL_TYPE_F32, smol.heads, smol.d, &qr));
     TU_OK(kqcl_tensor_view(cb, l.kc, KQCL_TYPE_F16, smol.kv_len * smol.kv_heads, smol.d, &k));
     TU_OK(kqcl_tensor_view(ab, l.y, KQCL_TYPE_F32, smol.heads, smol.dv, &y));
-    kqcl_rope_job job = {qx, smol.heads, 0, qr, NULL, 0, 0, NULL, 0.0f};
+    kqcl_rope_job job = {.x = qx, .heads = smol.heads, .dst = qr};
     kqcl_attention_params p = {.heads = smol.heads, .kv_heads = smol.kv_heads, .queries = 1, .kv_len = smol.kv_len,
                                .q_query_stride = smol.heads, .q_head_stride = 1, .kv_pos_stride = smol.kv_heads,
                                .kv_head_stride = 1, .scale = 0.125f};

@@ -352,8 +352,8 @@ static cl_int set_cache_job(cl_kernel kernel, int first, const kqcl_rope_job *j,
                             sizeof cells, &cells);
 }
 
-/* attention.cl's STEP_ARGS from argument 0 (39 of them): the rope setting, the jobs, q, k_at and
- * v_at, and the jobs' norms. */
+/* attention.cl's STEP_ARGS from argument 0 (42 of them): the rope setting, the jobs, q, k_at and
+ * v_at, and the jobs' norms and scales. */
 static cl_int set_step(cl_kernel kernel, const kqcl_buffer *positions, size_t pos_offset, const kqcl_rope_params *r,
                        const step_plan *plan, const kqcl_tensor *q)
 {
@@ -372,11 +372,9 @@ static cl_int set_step(cl_kernel kernel, const kqcl_buffer *positions, size_t po
         err = set_cache_job(kernel, 19, plan->v_job, r->n_dims, &plan->v_arg, q->buffer);
     if (err == CL_SUCCESS)
         err = kq_set_args_from(kernel, 27, 3, sizeof(cl_mem), &q->buffer, sizeof k_at, &k_at, sizeof v_at, &v_at);
-    const kqcl_rope_job *normed[3] = {plan->q_job, plan->k_job, plan->v_job};
+    const kqcl_rope_job *role[3] = {plan->q_job, plan->k_job, plan->v_job};
     for (int i = 0; i < 3 && err == CL_SUCCESS; i++) /* a job it has not: q's buffer, unread */
-        err = normed[i] ? kq_rope_job_norm_args(kernel, 30 + 3 * i, normed[i])
-                        : kq_set_args_from(kernel, 30 + 3 * i, 3, sizeof(cl_mem), &q->buffer, sizeof(float),
-                                           &(float){0.0f}, sizeof(int), &(int){0});
+        err = kq_rope_job_norm_args(kernel, 30 + 4 * i, role[i], q->buffer);
     return err;
 }
 
@@ -393,7 +391,7 @@ static kqcl_status launch_roped(kqcl_context *ctx, kq_device *dev, const kqcl_bu
         return st;
     cl_int err = set_step(kernel, positions, pos_offset, r, plan, q);
     if (err == CL_SUCCESS)
-        err = set_rest(kernel, 39, q, v, mask, p, y);
+        err = set_rest(kernel, 42, q, v, mask, p, y);
     return launch_rows(ctx, dev, kernel, &var, err, p, "kqcl_rope_jobs_attention");
 }
 

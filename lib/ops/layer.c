@@ -360,19 +360,20 @@ static kqcl_status check_rope_rows(kqcl_context *ctx, const kqcl_tensor *x, cons
     return KQCL_OK;
 }
 
-/* A job's norm as rope_pair takes it: the weight's memory object (x's where it has none: unread),
- * eps and whether it has one. */
-cl_int kq_rope_job_norm_args(cl_kernel k, int first, const kqcl_rope_job *j)
+/* A job's norm and scale as rope_pair takes them: the weight's memory object (x's where it has
+ * none: unread), eps, whether it has one, and the scale (1 for 0). */
+cl_int kq_rope_job_norm_args(cl_kernel k, int first, const kqcl_rope_job *j, cl_mem none)
 {
     int normed = j != NULL && j->norm_w != NULL;
-    float eps = normed ? j->norm_eps : 0.0f;
-    cl_mem w = normed ? j->norm_w->buffer : j != NULL ? j->x->buffer : NULL;
-    return kq_set_args_from(k, first, 3, sizeof(cl_mem), &w, sizeof eps, &eps, sizeof normed, &normed);
+    float eps = normed ? j->norm_eps : 0.0f, oscale = j == NULL || j->out_scale == 0.0f ? 1.0f : j->out_scale;
+    cl_mem w = normed ? j->norm_w->buffer : j != NULL ? j->x->buffer : none;
+    return kq_set_args_from(k, first, 4, sizeof(cl_mem), &w, sizeof eps, &eps, sizeof normed, &normed, sizeof oscale,
+                            &oscale);
 }
 
 /* Job `first / ROPE_JOB_ARGS`'s arguments of rope_f32 (a job with `used` false takes no rows);
  * adds its pairs to *pairs. */
-#define ROPE_JOB_ARGS 15
+#define ROPE_JOB_ARGS 16
 static cl_int set_rope_job(cl_kernel k, int first, const kqcl_rope_job *j, bool used, int n_dims, cl_mem pos,
                            uint64_t *pairs)
 {
@@ -387,7 +388,7 @@ static cl_int set_rope_job(cl_kernel k, int first, const kqcl_rope_job *j, bool 
                                   sizeof rows, &rows, sizeof cols, &cols, sizeof heads, &heads, sizeof turned, &turned,
                                   sizeof scatter, &scatter, sizeof(cl_mem), &idx, sizeof idx_offset, &idx_offset,
                                   sizeof idx64, &idx64, sizeof y_rows, &y_rows, sizeof dst_type, &dst_type);
-    return err == CL_SUCCESS ? kq_rope_job_norm_args(k, first + 12, j) : err;
+    return err == CL_SUCCESS ? kq_rope_job_norm_args(k, first + 12, j, NULL) : err;
 }
 
 float kq_rope_theta_scale(const kqcl_rope_params *p) { return powf(p->freq_base, -2.0f / (float)p->n_dims); }
@@ -551,6 +552,8 @@ static kqcl_status check_rope_job(kqcl_context *ctx, const kqcl_rope_job *j, con
     if (j->norm_w != NULL && ((st = check_eps(ctx, j->norm_eps, call)) != KQCL_OK ||
                               (st = check_norm_weight(ctx, j->x, j->norm_w, j->dst, call)) != KQCL_OK))
         return st;
+    if (!isfinite(j->out_scale))
+        return kq_fail(ctx, KQCL_ERR_INVALID_ARG, "%s: a job's out_scale %g is not finite", call, (double)j->out_scale);
     if (j->norm_w != NULL && (kq_tensors_meet(j->x, j->dst) || kq_tensors_meet(j->norm_w, j->dst)))
         return kq_fail(ctx, KQCL_ERR_INVALID_ARG,
                        "%s: a normed job's dst shares bytes with its x or its weight (each pair reads the whole row)",

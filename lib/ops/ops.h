@@ -68,9 +68,9 @@ kqcl_status kq_rope_jobs_check(kqcl_context *ctx, const kqcl_buffer *positions, 
                                const kqcl_rope_params *params, int count, const kqcl_rope_job *jobs, const char *call);
 kqcl_status kq_rope_jobs_launch(kqcl_context *ctx, const kqcl_buffer *positions, size_t pos_offset,
                                 const kqcl_rope_params *p, int count, const kqcl_rope_job *jobs, const char *call);
-/* layer.c: a job's norm as rope_pair takes it (weight, eps, normed: 3 arguments from `first`);
- * j NULL: none. */
-cl_int kq_rope_job_norm_args(cl_kernel k, int first, const kqcl_rope_job *j);
+/* layer.c: a job's norm and scale as rope_pair takes them (weight, eps, normed, scale: 4
+ * arguments from `first`); j NULL: none (the weight argument `none`, unread). */
+cl_int kq_rope_job_norm_args(cl_kernel k, int first, const kqcl_rope_job *j, cl_mem none);
 
 /* Enqueue a grid-striding element-wise kernel over `items` values: work-groups of 64, as many
  * work-items as fill the device (convert.c; the layer's ops and attention use it too). */
