@@ -126,8 +126,9 @@ typedef struct kq_profile {
 /* A step's RoPE and cache writes held back to be one kqcl_rope_jobs launch ("held jobs"). */
 typedef struct kq_jobs {
     int count;
-    kqcl_rope_job job[KQCL_ROPE_MAX_JOBS];                    /* their x and dst views are ours */
+    kqcl_rope_job job[KQCL_ROPE_MAX_JOBS]; /* their x, dst and norm_w views are ours */
     const struct ggml_tensor *reads[KQCL_ROPE_MAX_JOBS], *writes[KQCL_ROPE_MAX_JOBS];
+    const struct ggml_tensor *weights[KQCL_ROPE_MAX_JOBS]; /* the norms' (NULL: none) */
     const struct ggml_tensor *pos; /* the positions of the turned jobs (none held: NULL) */
     kqcl_rope_params params;
     int64_t positions;             /* positions every job covers */
@@ -1012,10 +1013,19 @@ static bool kq_set_rows_on_device(kq_device *d, kq_buffer *b0, size_t o0, size_t
     return ok;
 }
 
+/* A held job's norm before it turns and scale after (kqcl_rope_job's norm_w, norm_eps and
+ * out_scale): w NULL, no norm; scale 1, none. */
+typedef struct kq_job_norm {
+    const struct ggml_tensor *w;
+    float eps, scale;
+} kq_job_norm;
+
+static const kq_job_norm kq_no_norm = {NULL, 0.0f, 1.0f};
+
 static int kq_jobs_hold(kq_backend *be, const struct ggml_tensor *pos, const kqcl_rope_params *p,
                         const struct ggml_tensor *src, int64_t x_rows, int64_t x_cols, int heads,
                         const struct ggml_tensor *dst, int64_t dst_rows, int64_t dst_cols,
-                        const struct ggml_tensor *idx);
+                        const struct ggml_tensor *idx, const kq_job_norm *norm);
 static bool kq_jobs_flush(kq_backend *be);
 
 static enum ggml_status kq_compute_set_rows(kq_backend *be, struct ggml_tensor *dst)
@@ -1032,7 +1042,8 @@ static enum ggml_status kq_compute_set_rows(kq_backend *be, struct ggml_tensor *
         s1->ne[0] == s0->ne[1] && ggml_nelements(s1) == s1->ne[0] && s0->ne[0] % 2 == 0 &&
         dst->nb[1] == kqcl_row_size((kqcl_type)dst->type, s0->ne[0]) &&
         (dst->type == GGML_TYPE_F32 || dst->type == GGML_TYPE_F16 || dst->type == GGML_TYPE_BF16)) {
-        int held = kq_jobs_hold(be, NULL, NULL, s0, s0->ne[1], s0->ne[0], 1, dst, dst->ne[1], dst->ne[0], s1);
+        int held = kq_jobs_hold(be, NULL, NULL, s0, s0->ne[1], s0->ne[0], 1, dst, dst->ne[1], dst->ne[0], s1,
+                                &kq_no_norm);
         if (held != 0)
             return held > 0 ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
     }
@@ -1471,7 +1482,8 @@ static bool kq_fusion_enabled(void);
 static void kq_jobs_release(kq_jobs *h)
 {
     for (int i = 0; i < h->count; i++)
-        kqcl_tensor_destroy((kqcl_tensor *)h->job[i].x), kqcl_tensor_destroy(h->job[i].dst);
+        kqcl_tensor_destroy((kqcl_tensor *)h->job[i].x), kqcl_tensor_destroy(h->job[i].dst),
+            kqcl_tensor_destroy((kqcl_tensor *)h->job[i].norm_w);
     h->count = 0;
     h->pos = NULL;
 }
@@ -1492,9 +1504,10 @@ static bool kq_jobs_flush(kq_backend *be)
     return ok;
 }
 
-/* Whether a job may join the held ones (pos NULL: a copied job). */
+/* Whether a job may join the held ones (pos NULL: a copied job; weight NULL: no norm). */
 static bool kq_jobs_fit(const kq_jobs *h, const struct ggml_tensor *pos, const kqcl_rope_params *p, int64_t positions,
-                        const struct ggml_tensor *reads, const struct ggml_tensor *writes)
+                        const struct ggml_tensor *reads, const struct ggml_tensor *weight,
+                        const struct ggml_tensor *writes)
 {
     if (h->count == KQCL_ROPE_MAX_JOBS || (h->count > 0 && positions != h->positions))
         return false;
@@ -1505,19 +1518,33 @@ static bool kq_jobs_fit(const kq_jobs *h, const struct ggml_tensor *pos, const k
     }
     for (int i = 0; i < h->count; i++)
         if (kq_bytes_overlap(h->writes[i], reads) || kq_bytes_overlap(h->writes[i], writes) ||
-            kq_bytes_overlap(writes, h->reads[i]))
+            kq_bytes_overlap(writes, h->reads[i]) || (weight && kq_bytes_overlap(h->writes[i], weight)) ||
+            (h->weights[i] && kq_bytes_overlap(writes, h->weights[i])))
             return false;
     return true;
 }
 
+/* Whether a job's norm weight can go with it: a plain f32 row in place, apart from what the job
+ * writes (each of a row's pairs reads all of it, and the row's x, before any writes). */
+static bool kq_norm_viewable(const kq_device *d, const kq_job_norm *norm, const struct ggml_tensor *src,
+                             const struct ggml_tensor *dst)
+{
+    if (norm->w == NULL)
+        return true;
+    kq_buffer *bw = kq_buffer_of(norm->w);
+    return bw != NULL && kq_plain_f32(norm->w) && kq_offset(bw, norm->w) % d->alignment == 0 &&
+           !kq_bytes_overlap(src, dst) && !kq_bytes_overlap(norm->w, dst);
+}
+
 /* Hold a job: `x_rows` rows of `x_cols` f32 values of src (contiguous, aligned: a view in place),
- * `heads` rows a position, into dst viewed as dst_rows x dst_cols of its type (aligned), through
- * `idx` (a SET_ROWS index tensor) or in place (NULL); pos NULL: copied. Returns 1 held, 0 not
- * here (the caller computes the node itself, the held ones launched first), -1 on failure. */
+ * `heads` rows a position, normalised and scaled as `norm` says, into dst viewed as dst_rows x
+ * dst_cols of its type (aligned), through `idx` (a SET_ROWS index tensor) or in place (NULL); pos
+ * NULL: copied. Returns 1 held, 0 not here (the caller computes the nodes itself, the held ones
+ * launched first), -1 on failure. */
 static int kq_jobs_hold(kq_backend *be, const struct ggml_tensor *pos, const kqcl_rope_params *p,
                         const struct ggml_tensor *src, int64_t x_rows, int64_t x_cols, int heads,
                         const struct ggml_tensor *dst, int64_t dst_rows, int64_t dst_cols,
-                        const struct ggml_tensor *idx)
+                        const struct ggml_tensor *idx, const kq_job_norm *norm)
 {
     kq_device *d = be->dev;
     kq_jobs *h = &be->jobs;
@@ -1527,24 +1554,37 @@ static int kq_jobs_hold(kq_backend *be, const struct ggml_tensor *pos, const kqc
                     ggml_is_contiguous(src) && kq_offset(bs, src) % d->alignment == 0 &&
                     kq_offset(bd, dst) % d->alignment == 0 &&
                     (idx == NULL || (bi != NULL && ggml_is_contiguous(idx) &&
-                                     kq_offset(bi, idx) % ggml_type_size(idx->type) == 0));
-    if (!viewable || !kq_jobs_fit(h, pos, p, positions, src, dst)) {
+                                     kq_offset(bi, idx) % ggml_type_size(idx->type) == 0)) &&
+                    kq_norm_viewable(d, norm, src, dst);
+    if (!viewable || !kq_jobs_fit(h, pos, p, positions, src, norm->w, dst)) {
         if (!kq_jobs_flush(be))
             return -1;
         if (!viewable || pos == NULL)
             return 0; /* a copied job does not start a launch */
     }
-    kqcl_tensor *x = NULL, *y = NULL;
+    kqcl_tensor *x = NULL, *y = NULL, *w = NULL;
+    kq_buffer *bw = norm->w ? kq_buffer_of(norm->w) : NULL;
     if (!kq_ok(kqcl_tensor_view(bs->mem, kq_offset(bs, src), KQCL_TYPE_F32, x_rows, x_cols, &x), "tensor view") ||
         !kq_ok(kqcl_tensor_view(bd->mem, kq_offset(bd, dst), (kqcl_type)dst->type, dst_rows, dst_cols, &y),
-               "tensor view")) {
-        kqcl_tensor_destroy(x);
+               "tensor view") ||
+        (bw != NULL &&
+         !kq_ok(kqcl_tensor_view(bw->mem, kq_offset(bw, norm->w), KQCL_TYPE_F32, 1, x_cols, &w), "tensor view"))) {
+        kqcl_tensor_destroy(x), kqcl_tensor_destroy(y);
         return -1;
     }
-    h->job[h->count] = (kqcl_rope_job){x, heads, pos == NULL, y, bi ? bi->mem : NULL,
-                                       bi ? kq_offset(bi, idx) : 0, idx ? (int)ggml_type_size(idx->type) : 0};
+    h->job[h->count] = (kqcl_rope_job){.x = x,
+                                       .heads = heads,
+                                       .copy = pos == NULL,
+                                       .dst = y,
+                                       .indices = bi ? bi->mem : NULL,
+                                       .idx_offset = bi ? kq_offset(bi, idx) : 0,
+                                       .index_bytes = idx ? (int)ggml_type_size(idx->type) : 0,
+                                       .norm_w = w,
+                                       .norm_eps = norm->eps,
+                                       .out_scale = norm->scale};
     h->reads[h->count] = src;
     h->writes[h->count] = dst;
+    h->weights[h->count] = norm->w;
     if (h->pos == NULL && pos != NULL) {
         h->pos = pos;
         h->params = *p;
@@ -1564,7 +1604,7 @@ static enum ggml_status kq_compute_rope(kq_backend *be, struct ggml_tensor *dst)
     kq_buffer *bp = kq_buffer_of(pos);
     if (bp != NULL && ggml_is_contiguous(dst)) {
         int held = kq_jobs_hold(be, pos, &p, src, ggml_nrows(src), src->ne[0], (int)src->ne[1], dst, ggml_nrows(dst),
-                                dst->ne[0], NULL);
+                                dst->ne[0], NULL, &kq_no_norm);
         if (held != 0)
             return held > 0 ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
     }
@@ -2189,7 +2229,7 @@ static enum ggml_status kq_compute_rope_set_rows(kq_backend *be, const struct gg
     kq_rope_params_of(rope, &p);
     if (bp != NULL) {
         int held = kq_jobs_hold(be, pos, &p, src, ggml_nrows(src), src->ne[0], (int)src->ne[1], set, set->ne[1],
-                                set->ne[0], idx);
+                                set->ne[0], idx, &kq_no_norm);
         if (held != 0)
             return held > 0 ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
     }
@@ -2206,6 +2246,75 @@ static enum ggml_status kq_compute_rope_set_rows(kq_backend *be, const struct gg
     return ok ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
 }
 
+/* Gemma-3's query and key: RMS_NORM, MUL by a one-row weight (the head's norm), ROPE, and then
+ * the query's SCALE or the key's views and SET_ROWS, as one held job with a norm and a scale
+ * (kqcl_rope_job's norm_w and out_scale), so that neither the norm nor the scale takes a launch
+ * and the step's jobs stay held for the attention. Only for a few tokens: on a GPU each of a
+ * row's pairs sums the row's squares again (a prompt's rows take the norm's own launch). */
+#define KQ_NORMED_ROPE_MAX_TOKENS 8
+
+/* RMS_NORM, MUL and ROPE from node i, the norm's result read by the MUL alone and the MUL's by
+ * the ROPE alone, on rows of a few tokens. */
+static bool kq_fits_normed_rope(const struct ggml_cgraph *g, int i)
+{
+    static const enum ggml_op ops[] = {GGML_OP_RMS_NORM, GGML_OP_MUL, GGML_OP_ROPE};
+    if (!kq_fusion_enabled() || kq_fits_norm_mul(g, i) != 2 || !ggml_can_fuse(g, i, ops, 3))
+        return false;
+    const struct ggml_tensor *norm = g->nodes[i], *mul = g->nodes[i + 1], *rope = g->nodes[i + 2];
+    kq_buffer *b = kq_buffer_of(rope);
+    return rope->src[0] == mul && b != NULL && kq_supports_rope(b->dev, rope) && kq_plain_f32(norm->src[0]) &&
+           ggml_are_same_shape(norm->src[0], rope) && rope->ne[2] <= KQ_NORMED_ROPE_MAX_TOKENS && rope->ne[3] == 1;
+}
+
+static int kq_fits_norm_rope(const struct ggml_cgraph *g, int i) { return kq_fits_normed_rope(g, i) ? 3 : 0; }
+
+static int kq_fits_norm_rope_scale(const struct ggml_cgraph *g, int i)
+{
+    static const enum ggml_op ops[] = {GGML_OP_RMS_NORM, GGML_OP_MUL, GGML_OP_ROPE, GGML_OP_SCALE};
+    if (!kq_fits_normed_rope(g, i) || !ggml_can_fuse(g, i, ops, 4))
+        return 0;
+    const struct ggml_tensor *rope = g->nodes[i + 2], *scale = g->nodes[i + 3];
+    float prm[2];
+    memcpy(prm, scale->op_params, sizeof prm);
+    return scale->src[0] == rope && kq_plain_f32(scale) && ggml_are_same_shape(scale, rope) && prm[1] == 0.0f &&
+                   isfinite(prm[0])
+               ? 4
+               : 0;
+}
+
+static int kq_fits_norm_rope_set_rows(const struct ggml_cgraph *g, int i)
+{
+    int n = kq_fits_normed_rope(g, i) ? kq_fits_rope_set_rows(g, i + 2) : 0;
+    return n > 0 ? 2 + n : 0;
+}
+
+static enum ggml_status kq_compute_norm_rope(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes)
+{
+    const struct ggml_tensor *norm = g->nodes[i], *mul = g->nodes[i + 1];
+    struct ggml_tensor *rope = g->nodes[i + 2], *last = g->nodes[i + nodes - 1];
+    const struct ggml_tensor *src = norm->src[0], *pos = rope->src[1];
+    const bool set = last->op == GGML_OP_SET_ROWS, scaled = last->op == GGML_OP_SCALE;
+    kq_job_norm jn = {mul->src[1], 0.0f, 1.0f};
+    memcpy(&jn.eps, norm->op_params, sizeof jn.eps);
+    if (scaled)
+        memcpy(&jn.scale, last->op_params, sizeof jn.scale);
+    kqcl_rope_params p;
+    kq_rope_params_of(rope, &p);
+    int held = 0;
+    if (kq_buffer_of(pos) != NULL && ggml_is_contiguous(last))
+        held = kq_jobs_hold(be, pos, &p, src, ggml_nrows(src), src->ne[0], (int)src->ne[1], last,
+                            set ? last->ne[1] : ggml_nrows(last), last->ne[0], set ? last->src[1] : NULL, &jn);
+    if (held != 0)
+        return held > 0 ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
+    /* not held (an operand not in place, or over another): node by node */
+    enum ggml_status st = kq_compute_norm_mul(be, g, i, 2);
+    if (st == GGML_STATUS_SUCCESS)
+        st = set ? kq_compute_rope_set_rows(be, g, i + 2, nodes - 2) : kq_compute_rope(be, rope);
+    if (st == GGML_STATUS_SUCCESS && scaled)
+        st = kq_compute_scale(be, last);
+    return st;
+}
+
 /* A fusion's test gives the nodes it would take from node i (0: it does not apply); its compute
  * takes that many. */
 typedef struct kq_fusion {
@@ -2213,18 +2322,22 @@ typedef struct kq_fusion {
     enum ggml_op first; /* the op that starts the run */
     int (*fits)(const struct ggml_cgraph *g, int i);
     enum ggml_status (*compute)(kq_backend *be, const struct ggml_cgraph *g, int i, int nodes);
+    bool may_hold; /* it may join the held jobs, so they are not launched before it */
 } kq_fusion;
 
 static const kq_fusion kq_fusions[] = {
     /* before the norms alone: it takes more */
-    {"add+norm+products", GGML_OP_ADD, kq_fits_norm_products, kq_compute_norm_products},
-    {"norm+products", GGML_OP_RMS_NORM, kq_fits_norm_products, kq_compute_norm_products},
-    {"add+norm", GGML_OP_ADD, kq_fits_add_norm_mul, kq_compute_add_norm_mul},
-    {"norm", GGML_OP_RMS_NORM, kq_fits_norm_mul, kq_compute_norm_mul},
-    {"rope+set_rows", GGML_OP_ROPE, kq_fits_rope_set_rows, kq_compute_rope_set_rows},
+    {"add+norm+products", GGML_OP_ADD, kq_fits_norm_products, kq_compute_norm_products, false},
+    {"norm+products", GGML_OP_RMS_NORM, kq_fits_norm_products, kq_compute_norm_products, false},
+    {"add+norm", GGML_OP_ADD, kq_fits_add_norm_mul, kq_compute_add_norm_mul, false},
+    {"norm+rope+scale", GGML_OP_RMS_NORM, kq_fits_norm_rope_scale, kq_compute_norm_rope, true},
+    {"norm+rope+set_rows", GGML_OP_RMS_NORM, kq_fits_norm_rope_set_rows, kq_compute_norm_rope, true},
+    {"norm+rope", GGML_OP_RMS_NORM, kq_fits_norm_rope, kq_compute_norm_rope, true},
+    {"norm", GGML_OP_RMS_NORM, kq_fits_norm_mul, kq_compute_norm_mul, false},
+    {"rope+set_rows", GGML_OP_ROPE, kq_fits_rope_set_rows, kq_compute_rope_set_rows, true},
     /* before the group: it takes more */
-    {"products+glu", GGML_OP_MUL_MAT, kq_fits_mul_mat_glu, kq_compute_mul_mat_glu},
-    {"products", GGML_OP_MUL_MAT, kq_fits_mul_mat_group, kq_compute_mul_mat_group},
+    {"products+glu", GGML_OP_MUL_MAT, kq_fits_mul_mat_glu, kq_compute_mul_mat_glu, false},
+    {"products", GGML_OP_MUL_MAT, kq_fits_mul_mat_group, kq_compute_mul_mat_group, false},
 };
 
 static bool kq_fusion_enabled(void)
@@ -2366,14 +2479,14 @@ static enum ggml_status kq_backend_graph_compute(ggml_backend_t backend, struct 
         struct ggml_tensor *node = ggml_graph_node(cgraph, i);
         if ((node->flags & GGML_TENSOR_FLAG_COMPUTE) == 0 || ggml_is_empty(node))
             continue;
-        if (!kq_may_hold(node) && !kq_jobs_flush(be)) {
+        int nodes = 0;
+        const kq_fusion *fusion = kq_fusion_at(cgraph, i, &nodes);
+        if (!(fusion != NULL ? fusion->may_hold : kq_may_hold(node)) && !kq_jobs_flush(be)) {
             status = GGML_STATUS_FAILED;
             break;
         }
         const double ts = profiling == 2 ? kq_now_us() : 0;
         const unsigned long holds = be->jobs.holds;
-        int nodes = 0;
-        const kq_fusion *fusion = kq_fusion_at(cgraph, i, &nodes);
         if (fusion != NULL) {
             status = fusion->compute(be, cgraph, i, nodes);
             i += nodes - 1;
