@@ -2306,7 +2306,10 @@ static enum ggml_status kq_compute_norm_rope(kq_backend *be, const struct ggml_c
                             set ? last->ne[1] : ggml_nrows(last), last->ne[0], set ? last->src[1] : NULL, &jn);
     if (held != 0)
         return held > 0 ? GGML_STATUS_SUCCESS : GGML_STATUS_FAILED;
-    /* not held (an operand not in place, or over another): node by node */
+    /* not held (an operand not in place, or over another): node by node, after the held jobs
+     * (a job not even tried launched none) */
+    if (!kq_jobs_flush(be))
+        return GGML_STATUS_FAILED;
     enum ggml_status st = kq_compute_norm_mul(be, g, i, 2);
     if (st == GGML_STATUS_SUCCESS)
         st = set ? kq_compute_rope_set_rows(be, g, i + 2, nodes - 2) : kq_compute_rope(be, rope);
