@@ -27,6 +27,11 @@
  * below). A CPU pays more for the share's repeated work (a KV head's rows by each of its query
  * heads) than for the launch it saves, so its form has none (lib/ops/attention.c).
  *
+ * The cache is read from byte k_at of k and v_at of v: the host may hand a cache's whole buffer
+ * with the view's offset rather than a sub-buffer of the view, since NVIDIA's driver (580) dies
+ * when two sub-buffers of one buffer that overlap in part are in use together (the K cache's
+ * rows just written through one, read through another: doc/reliability.md bug 7).
+ *
  * mask_type: 0 none, 1 f32, 2 f16 rows of mask_cols values, query i's row i.
  * Options: KVTYPE, ATT_WG (GPUs: a power of two), ATT_VCOLS (GPUs: divides ATT_WG), ATT_COLS
  * (GPUs: ceil(dv / ATT_VCOLS); CPUs: ceil(dv / 16)).
@@ -164,11 +169,12 @@ static void attend_row(ulong row, __global const float *q, __global const void *
 }
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
-void attn_fused(__global const float *q, __global const void *k, __global const void *v, ATTEND_REST)
+void attn_fused(__global const float *q, __global const uchar *k, ulong k_at, __global const uchar *v, ulong v_at,
+                ATTEND_REST)
 {
     ulong row = get_global_id(0);
     if (row < rows)
-        attend_row(row, q, k, v, ATTEND_REST_PASS);
+        attend_row(row, q, k + k_at, v + v_at, ATTEND_REST_PASS);
 }
 
 
@@ -347,10 +353,12 @@ static void attend_row(ulong row, __local float *red, __local float *p, __global
 }
 
 __kernel __attribute__((reqd_work_group_size(ATT_WG, 1, 1)))
-void attn_fused(__global const float *q, __global const void *k, __global const void *v, ATTEND_REST)
+void attn_fused(__global const float *q, __global const uchar *k, ulong k_at, __global const uchar *v, ulong v_at,
+                ATTEND_REST)
 {
     __local float red[ATT_WG], p[ATT_WG];
-    attend_row(get_group_id(0), red, p, q, k, v, ATTEND_REST_PASS); /* the grid is exactly rows work-groups */
+    /* the grid is exactly rows work-groups */
+    attend_row(get_group_id(0), red, p, q, k + k_at, v + v_at, ATTEND_REST_PASS);
 }
 
 /* kqcl_rope_jobs_attention: the row's share of the step's RoPE and cache writes by the

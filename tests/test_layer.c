@@ -1330,8 +1330,6 @@ static void run_step(const step_case *c, const step_layout *l, unsigned char *ac
     TU_OK(kqcl_tensor_view(cb, l->kc, c->cache, c->cells, c->kv_heads * c->d, &kd));
     TU_OK(kqcl_tensor_view(cb, l->vc, c->cache, c->cells, c->kv_heads * c->dv, &vd));
     TU_OK(kqcl_tensor_view(ab, l->qr, KQCL_TYPE_F32, c->tokens * c->heads, c->d, &q)); /* a view of its own */
-    TU_OK(kqcl_tensor_view(cb, l->kc + (size_t)c->view_cell * krow, c->cache, c->kv_len * c->kv_heads, c->d, &k));
-    TU_OK(kqcl_tensor_view(cb, l->vc + (size_t)c->view_cell * vrow, c->cache, c->kv_len * c->kv_heads, c->dv, &v));
     TU_OK(kqcl_tensor_view(ab, l->mask, KQCL_TYPE_F16, c->tokens, c->kv_len, &m));
     TU_OK(kqcl_tensor_view(ab, step_y_at(c, l), KQCL_TYPE_F32, c->tokens * c->heads, c->dv, &y));
     TU_OK(kqcl_tensor_view(ab, l->qw, KQCL_TYPE_F32, 1, c->d, &qw));
@@ -1347,12 +1345,21 @@ static void run_step(const step_case *c, const step_layout *l, unsigned char *ac
     kqcl_attention_params p = {.heads = c->heads, .kv_heads = c->kv_heads, .queries = c->tokens, .kv_len = c->kv_len,
                                .q_query_stride = c->heads, .q_head_stride = 1, .kv_pos_stride = c->kv_heads,
                                .kv_head_stride = 1, .scale = 1.0f / sqrtf((float)c->d), .softcap = c->softcap};
-    if (fused) {
-        TU_OK(kqcl_rope_jobs_attention(tu_ctx, ab, l->pos, &c->rope, 3, jobs, q, k, v, m, &p, y));
-    } else {
+    /* The attention's views of the caches, which overlap the jobs' cache views in part: the two
+     * calls, as kqcl.h asks, never have both in use (NVIDIA's driver dies of it: reliability.md
+     * bug 7); kqcl_rope_jobs_attention takes both and must launch with the jobs' alone. */
+    if (!fused) {
         TU_OK(kqcl_rope_jobs(tu_ctx, ab, l->pos, &c->rope, 3, jobs));
-        TU_OK(kqcl_attention(tu_ctx, q, k, v, m, &p, y));
+        TU_OK(kqcl_finish(tu_ctx));
+        kqcl_tensor_destroy(kd), kqcl_tensor_destroy(vd);
+        kd = vd = NULL;
     }
+    TU_OK(kqcl_tensor_view(cb, l->kc + (size_t)c->view_cell * krow, c->cache, c->kv_len * c->kv_heads, c->d, &k));
+    TU_OK(kqcl_tensor_view(cb, l->vc + (size_t)c->view_cell * vrow, c->cache, c->kv_len * c->kv_heads, c->dv, &v));
+    if (fused)
+        TU_OK(kqcl_rope_jobs_attention(tu_ctx, ab, l->pos, &c->rope, 3, jobs, q, k, v, m, &p, y));
+    else
+        TU_OK(kqcl_attention(tu_ctx, q, k, v, m, &p, y));
     kqcl_tensor *views[] = {qx, kx, vx, qr, kd, vd, q, k, v, m, y, qw, kw};
     for (size_t i = 0; i < sizeof views / sizeof *views; i++)
         kqcl_tensor_destroy(views[i]);

@@ -137,19 +137,30 @@ static kqcl_status attention_kernel(kqcl_context *ctx, kq_device *dev, const kqc
 }
 
 /* One launch: attention.cl's attn_fused. */
+/* Where a launch reads a cache from: a memory object and the byte its view starts at (the view's
+ * own sub-buffer and 0, or the buffer a job wrote the cache through, attention.cl says why). */
+typedef struct cache_at {
+    cl_mem mem;
+    size_t at;
+} cache_at;
+
+static cache_at cache_of_view(const kqcl_tensor *view) { return (cache_at){view->buffer, 0}; }
+
+/* One launch: attention.cl's attn_fused, the caches read from kc and vc. */
 static kqcl_status launch_fused(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *q, const kqcl_tensor *k,
-                                const kqcl_tensor *v, const kqcl_tensor *mask, const kqcl_attention_params *p,
-                                kqcl_tensor *y)
+                                cache_at kc, const kqcl_tensor *v, cache_at vc, const kqcl_tensor *mask,
+                                const kqcl_attention_params *p, kqcl_tensor *y)
 {
     kq_variant var;
     cl_kernel kernel;
     kqcl_status st = attention_kernel(ctx, dev, k, v, "attn_fused", &var, &kernel);
     if (st != KQCL_OK)
         return st;
-    cl_int err = kq_set_args(kernel, 3, sizeof(cl_mem), &q->buffer, sizeof(cl_mem), &k->buffer, sizeof(cl_mem),
-                             &v->buffer);
+    cl_ulong k_at = (cl_ulong)kc.at, v_at = (cl_ulong)vc.at;
+    cl_int err = kq_set_args(kernel, 5, sizeof(cl_mem), &q->buffer, sizeof(cl_mem), &kc.mem, sizeof k_at, &k_at,
+                             sizeof(cl_mem), &vc.mem, sizeof v_at, &v_at);
     if (err == CL_SUCCESS)
-        err = set_rest(kernel, 3, q, v, mask, p, y);
+        err = set_rest(kernel, 5, q, v, mask, p, y);
     return launch_rows(ctx, dev, kernel, &var, err, p, "kqcl_attention");
 }
 
@@ -164,7 +175,7 @@ KQCL_API kqcl_status kqcl_attention(kqcl_context *ctx, const kqcl_tensor *q, con
     if (st != KQCL_OK)
         return st;
     kq_events_reset(ctx);
-    return launch_fused(ctx, kq_tensor_device(q), q, k, v, mask, params, y);
+    return launch_fused(ctx, kq_tensor_device(q), q, k, cache_of_view(k), v, cache_of_view(v), mask, params, y);
 }
 
 /* ---- kqcl_rope_jobs_attention ----------------------------------------------------------------
@@ -222,6 +233,20 @@ static bool cache_arg_of(const kqcl_rope_job *j, const kqcl_tensor *view, cache_
     span dst = span_of(j->dst);
     *out = (cache_arg){j->dst->buffer, 0, vs.at - dst.at};
     return vs.at >= dst.at && vs.at + vs.bytes <= dst.at + dst.bytes;
+}
+
+/* The two launches' cache object for the view kv: the buffer of the job whose scatter wrote the
+ * rows it views, where one holds all of them, so that the rows written through one sub-buffer are
+ * not read through another overlapping it in part (attention.cl); else the view's own. */
+static cache_at cache_written(int count, const kqcl_rope_job *jobs, const kqcl_tensor *kv)
+{
+    span vs = span_of(kv);
+    for (int i = 0; i < count; i++) {
+        span dst = span_of(jobs[i].dst);
+        if (jobs[i].indices != NULL && dst.root == vs.root && vs.at >= dst.at && vs.at + vs.bytes <= dst.at + dst.bytes)
+            return (cache_at){jobs[i].dst->buffer, vs.at - dst.at};
+    }
+    return cache_of_view(kv);
 }
 
 /* Does a job's scatter write the cache that `kv` views (their bytes meet), as attn_roped writes
@@ -417,5 +442,7 @@ KQCL_API kqcl_status kqcl_rope_jobs_attention(kqcl_context *ctx, const kqcl_buff
     if (plan_step(positions, pos_offset, count, jobs, q, k, v, mask, params, y, &plan))
         return launch_roped(ctx, dev, positions, pos_offset, rope, &plan, q, k, v, mask, params, y);
     st = kq_rope_jobs_launch(ctx, positions, pos_offset, rope, count, jobs, call);
-    return st != KQCL_OK ? st : launch_fused(ctx, dev, q, k, v, mask, params, y);
+    return st != KQCL_OK ? st
+                         : launch_fused(ctx, dev, q, k, cache_written(count, jobs, k), v, cache_written(count, jobs, v),
+                                        mask, params, y);
 }
