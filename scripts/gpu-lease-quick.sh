@@ -31,7 +31,8 @@ first)
   cut -c1-160 $OUT/attn-probe.txt | tail -30
   suite() { local t=$1 p=$2
     ( [ $p = portable ] && export KQCL_PORTABLE=1
-      KQCL_DEVICES=gpu KQCL_CACHE_DIR=/tmp/kc-$p-$t timeout 200 build-gpu/tests/$t > $OUT/$t-$p.txt 2>&1
+      cd build-gpu # test_cli and test_hostile run ./tools/kqcl
+      KQCL_DEVICES=gpu KQCL_CACHE_DIR=/tmp/kc-$p-$t timeout 200 tests/$t > $OUT/$t-$p.txt 2>&1
       echo "$t $p rc=$? $(grep -E '^[0-9]+%' $OUT/$t-$p.txt | tail -1)" ) ; }
   export -f suite
   for t in build-gpu/tests/test_*; do for p in auto portable; do echo "$(basename $t) $p"; done; done |
