@@ -136,7 +136,6 @@ static kqcl_status attention_kernel(kqcl_context *ctx, kq_device *dev, const kqc
     return kq_family_kernel(ctx, dev, &kq_attention_family, &shape, name, var, kernel);
 }
 
-/* One launch: attention.cl's attn_fused. */
 /* Where a launch reads a cache from: a memory object and the byte its view starts at (the view's
  * own sub-buffer and 0, or the buffer a job wrote the cache through, attention.cl says why). */
 typedef struct cache_at {
