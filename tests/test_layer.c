@@ -491,6 +491,19 @@ END_TEST
 
 /* ---- rms_norm ----------------------------------------------------------------------------- */
 
+/* ggml's RMS norm in float64, times w where given. */
+static void rms_norm_ref(const float *x, const float *w, int64_t rows, int64_t cols, float eps, double *out)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        double sum = 0;
+        for (int64_t c = 0; c < cols; c++)
+            sum += (double)x[r * cols + c] * x[r * cols + c];
+        double scale = 1.0 / sqrt(sum / (double)cols + eps);
+        for (int64_t c = 0; c < cols; c++)
+            out[r * cols + c] = x[r * cols + c] * scale * (w ? w[c] : 1.0);
+    }
+}
+
 static void check_rms_norm(int64_t rows, int64_t cols, bool weighted, float eps, bool in_place)
 {
     size_t n = (size_t)(rows * cols);
@@ -502,14 +515,7 @@ static void check_rms_norm(int64_t rows, int64_t cols, bool weighted, float eps,
     kqcl_tensor *ty = in_place ? tx : tu_poisoned_f32(rows, cols);
     TU_OK(kqcl_rms_norm(tu_ctx, tx, tw, eps, ty));
     double *ref = tu_malloc(n * sizeof *ref);
-    for (int64_t r = 0; r < rows; r++) {
-        double sum = 0;
-        for (int64_t c = 0; c < cols; c++)
-            sum += (double)x[r * cols + c] * x[r * cols + c];
-        double scale = 1.0 / sqrt(sum / (double)cols + eps);
-        for (int64_t c = 0; c < cols; c++)
-            ref[r * cols + c] = x[r * cols + c] * scale * (weighted ? w[c] : 1.0);
-    }
+    rms_norm_ref(x, weighted ? w : NULL, rows, cols, eps, ref);
     float *got = tu_read_f32(ty);
     char what[96];
     snprintf(what, sizeof what, "rms_norm %lld x %lld%s%s", (long long)rows, (long long)cols,
@@ -1139,15 +1145,10 @@ static void check_normed_job(int64_t tokens, int heads, int64_t cols, const kqcl
     int64_t cell[8];
     for (int64_t t = 0; t < tokens; t++)
         pos[t] = (int32_t)(tu_rand() % 100), cell[t] = cells - 1 - t;
-    for (int64_t r = 0; r < rows; r++) {
-        double ss = 0.0;
-        for (int64_t c = 0; c < cols; c++)
-            ss += (double)x[r * cols + c] * x[r * cols + c];
-        double inv = 1.0 / sqrt(ss / (double)cols + eps);
-        for (int64_t c = 0; c < cols; c++)
-            xn[r * cols + c] = (float)(x[r * cols + c] * inv * w[c]);
-    }
     double *ref = tu_malloc(n * sizeof *ref);
+    rms_norm_ref(x, w, rows, cols, eps, ref);
+    for (size_t i = 0; i < n; i++) /* what rope_ref turns: the norm's f32 rows */
+        xn[i] = (float)ref[i];
     rope_ref(xn, pos, rows, cols, heads, p, ref);
     kqcl_buffer *pb = device_bytes(pos, sizeof pos), *ib = device_bytes(cell, sizeof cell);
     kqcl_tensor *tx = f32_tensor(rows, cols, x), *tw = f32_tensor(1, cols, w), *out = tu_poisoned_f32(rows, cols);
