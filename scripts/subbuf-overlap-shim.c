@@ -8,7 +8,8 @@
  * the first 40 reports go to stderr as "ovl: KERNEL args I [origin,+size) and J [origin,+size)"
  * or "ovl: KERNEL arg I released". With OVL_TRACE=1 every launch is told on stderr before it is
  * handed on ("ovl-launch N: KERNEL global/local, each memory argument's [origin,+size) and
- * parent, the program's options"), so that the last line before a crash in the driver names it.
+ * parent, the program's options"), and every release of a sub-buffer ("ovl-release"), so that
+ * the last line before a crash in the driver names it.
  *   cc -O1 -shared -fPIC -o subbuf-overlap-shim.so scripts/subbuf-overlap-shim.c -ldl
  *   LD_PRELOAD="$PWD/subbuf-overlap-shim.so $(ldconfig -p | awk '/libOpenCL\.so\.1 / {print $NF; exit}')" CMD
  */
@@ -59,6 +60,8 @@ cl_int clReleaseMemObject(cl_mem m)
     if (!real) real = dlsym(RTLD_NEXT, "clReleaseMemObject");
     sub *s = find(m);
     if (s) s->refs--;
+    if (s && s->parent && getenv("OVL_TRACE") && strcmp(getenv("OVL_TRACE"), "1") == 0) /* before a crash in it */
+        fprintf(stderr, "ovl-release [%zu,+%zu)@%p r%ld\n", s->org, s->size, (void *)s->parent, s->refs), fflush(stderr);
     return real(m);
 }
 cl_int clSetKernelArg(cl_kernel k, cl_uint i, size_t sz, const void *v)
