@@ -136,52 +136,7 @@ static kqcl_status attention_kernel(kqcl_context *ctx, kq_device *dev, const kqc
     return kq_family_kernel(ctx, dev, &kq_attention_family, &shape, name, var, kernel);
 }
 
-/* Where a launch reads a cache from: a memory object and the byte its view starts at (the view's
- * own sub-buffer and 0, or the buffer a job wrote the cache through, attention.cl says why). */
-typedef struct cache_at {
-    cl_mem mem;
-    size_t at;
-} cache_at;
-
-static cache_at cache_of_view(const kqcl_tensor *view) { return (cache_at){view->buffer, 0}; }
-
-/* One launch: attention.cl's attn_fused, the caches read from kc and vc. */
-static kqcl_status launch_fused(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *q, const kqcl_tensor *k,
-                                cache_at kc, const kqcl_tensor *v, cache_at vc, const kqcl_tensor *mask,
-                                const kqcl_attention_params *p, kqcl_tensor *y)
-{
-    kq_variant var;
-    cl_kernel kernel;
-    kqcl_status st = attention_kernel(ctx, dev, k, v, "attn_fused", &var, &kernel);
-    if (st != KQCL_OK)
-        return st;
-    cl_ulong k_at = (cl_ulong)kc.at, v_at = (cl_ulong)vc.at;
-    cl_int err = kq_set_args(kernel, 5, sizeof(cl_mem), &q->buffer, sizeof(cl_mem), &kc.mem, sizeof k_at, &k_at,
-                             sizeof(cl_mem), &vc.mem, sizeof v_at, &v_at);
-    if (err == CL_SUCCESS)
-        err = set_rest(kernel, 5, q, v, mask, p, y);
-    return launch_rows(ctx, dev, kernel, &var, err, p, "kqcl_attention");
-}
-
-KQCL_API kqcl_status kqcl_attention(kqcl_context *ctx, const kqcl_tensor *q, const kqcl_tensor *k,
-                                    const kqcl_tensor *v, const kqcl_tensor *mask, const kqcl_attention_params *params,
-                                    kqcl_tensor *y)
-{
-    if (ctx == NULL)
-        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_attention: ctx is NULL");
-    kq_clear_error(ctx);
-    kqcl_status st = check_operands(ctx, q, k, v, mask, params, y, "kqcl_attention");
-    if (st != KQCL_OK)
-        return st;
-    kq_events_reset(ctx);
-    return launch_fused(ctx, kq_tensor_device(q), q, k, cache_of_view(k), v, cache_of_view(v), mask, params, y);
-}
-
-/* ---- kqcl_rope_jobs_attention ----------------------------------------------------------------
- * attn_roped has each row's work-group write the jobs' rows it then reads (attention.cl's
- * step_share): query head h writes q's row h and KV head h / group's part of the new cache row.
- * That is all it reads of them only when the shapes below hold, which plan_step checks; elsewhere
- * the jobs and the attention take their two launches. */
+/* ---- where a launch finds a cache ----------------------------------------------------------- */
 
 /* A whole tensor's bytes: the memory object they lie in, and where. */
 typedef struct span {
@@ -202,22 +157,18 @@ static bool spans_meet(span a, span b)
     return a.root == b.root && a.at < b.at + b.bytes && b.at < a.at + a.bytes;
 }
 
-/* The memory object attn_roped is given for a cache (the job's dst, whose bytes hold the view,
+static bool span_within(span in, span out)
+{
+    return in.root == out.root && in.at >= out.at && in.at + in.bytes <= out.at + out.bytes;
+}
+
+/* The memory object a launch is given for a cache (the job's dst, whose bytes hold the view,
  * else the view itself), and where in it the rows a scatter writes and the attention's view
- * start. */
+ * start (attention.cl says why not always the view's own). */
 typedef struct cache_arg {
     cl_mem mem;
     size_t job_at, view_at;
 } cache_arg;
-
-/* What attn_roped takes beyond the attention's arguments: the job that writes q's rows and those
- * that write the K and the V cache (NULL: none), the bytes those write and the views hold, and
- * the caches' objects. */
-typedef struct step_plan {
-    const kqcl_rope_job *q_job, *k_job, *v_job;
-    span kc, vc, k, v;
-    cache_arg k_arg, v_arg;
-} step_plan;
 
 /* A cache's object: the job's dst where it holds all of the view -- the object the job's rows
  * went through in the two launches too, so that no runtime sees a buffer and a sub-buffer of it
@@ -231,21 +182,69 @@ static bool cache_arg_of(const kqcl_rope_job *j, const kqcl_tensor *view, cache_
     }
     span dst = span_of(j->dst);
     *out = (cache_arg){j->dst->buffer, 0, vs.at - dst.at};
-    return vs.at >= dst.at && vs.at + vs.bytes <= dst.at + dst.bytes;
+    return span_within(vs, dst);
 }
+
+/* One launch: attention.cl's attn_fused, the caches read from kc and vc. */
+static kqcl_status launch_fused(kqcl_context *ctx, kq_device *dev, const kqcl_tensor *q, const kqcl_tensor *k,
+                                const cache_arg *kc, const kqcl_tensor *v, const cache_arg *vc,
+                                const kqcl_tensor *mask, const kqcl_attention_params *p, kqcl_tensor *y)
+{
+    kq_variant var;
+    cl_kernel kernel;
+    kqcl_status st = attention_kernel(ctx, dev, k, v, "attn_fused", &var, &kernel);
+    if (st != KQCL_OK)
+        return st;
+    cl_ulong k_at = (cl_ulong)kc->view_at, v_at = (cl_ulong)vc->view_at;
+    cl_int err = kq_set_args(kernel, 5, sizeof(cl_mem), &q->buffer, sizeof(cl_mem), &kc->mem, sizeof k_at, &k_at,
+                             sizeof(cl_mem), &vc->mem, sizeof v_at, &v_at);
+    if (err == CL_SUCCESS)
+        err = set_rest(kernel, 5, q, v, mask, p, y);
+    return launch_rows(ctx, dev, kernel, &var, err, p, "kqcl_attention");
+}
+
+KQCL_API kqcl_status kqcl_attention(kqcl_context *ctx, const kqcl_tensor *q, const kqcl_tensor *k,
+                                    const kqcl_tensor *v, const kqcl_tensor *mask, const kqcl_attention_params *params,
+                                    kqcl_tensor *y)
+{
+    if (ctx == NULL)
+        return kq_fail(NULL, KQCL_ERR_INVALID_ARG, "kqcl_attention: ctx is NULL");
+    kq_clear_error(ctx);
+    kqcl_status st = check_operands(ctx, q, k, v, mask, params, y, "kqcl_attention");
+    if (st != KQCL_OK)
+        return st;
+    kq_events_reset(ctx);
+    cache_arg kc, vc;
+    cache_arg_of(NULL, k, &kc), cache_arg_of(NULL, v, &vc); /* the views' own */
+    return launch_fused(ctx, kq_tensor_device(q), q, k, &kc, v, &vc, mask, params, y);
+}
+
+/* ---- kqcl_rope_jobs_attention ----------------------------------------------------------------
+ * attn_roped has each row's work-group write the jobs' rows it then reads (attention.cl's
+ * step_share): query head h writes q's row h and KV head h / group's part of the new cache row.
+ * That is all it reads of them only when the shapes below hold, which plan_step checks; elsewhere
+ * the jobs and the attention take their two launches. */
+
+/* What attn_roped takes beyond the attention's arguments: the job that writes q's rows and those
+ * that write the K and the V cache (NULL: none), the bytes those write and the views hold, and
+ * the caches' objects. */
+typedef struct step_plan {
+    const kqcl_rope_job *q_job, *k_job, *v_job;
+    span kc, vc, k, v;
+    cache_arg k_arg, v_arg;
+} step_plan;
 
 /* The two launches' cache object for the view kv: the buffer of the job whose scatter wrote the
  * rows it views, where one holds all of them, so that the rows written through one sub-buffer are
  * not read through another overlapping it in part (attention.cl); else the view's own. */
-static cache_at cache_written(int count, const kqcl_rope_job *jobs, const kqcl_tensor *kv)
+static cache_arg cache_written(int count, const kqcl_rope_job *jobs, const kqcl_tensor *kv)
 {
-    span vs = span_of(kv);
-    for (int i = 0; i < count; i++) {
-        span dst = span_of(jobs[i].dst);
-        if (jobs[i].indices != NULL && dst.root == vs.root && vs.at >= dst.at && vs.at + vs.bytes <= dst.at + dst.bytes)
-            return (cache_at){jobs[i].dst->buffer, vs.at - dst.at};
-    }
-    return cache_of_view(kv);
+    cache_arg c;
+    for (int i = 0; i < count; i++)
+        if (jobs[i].indices != NULL && cache_arg_of(&jobs[i], kv, &c))
+            return c;
+    cache_arg_of(NULL, kv, &c);
+    return c;
 }
 
 /* Does a job's scatter write the cache that `kv` views (their bytes meet), as attn_roped writes
@@ -441,7 +440,6 @@ KQCL_API kqcl_status kqcl_rope_jobs_attention(kqcl_context *ctx, const kqcl_buff
     if (plan_step(positions, pos_offset, count, jobs, q, k, v, mask, params, y, &plan))
         return launch_roped(ctx, dev, positions, pos_offset, rope, &plan, q, k, v, mask, params, y);
     st = kq_rope_jobs_launch(ctx, positions, pos_offset, rope, count, jobs, call);
-    return st != KQCL_OK ? st
-                         : launch_fused(ctx, dev, q, k, cache_written(count, jobs, k), v, cache_written(count, jobs, v),
-                                        mask, params, y);
+    const cache_arg kc = cache_written(count, jobs, k), vc = cache_written(count, jobs, v);
+    return st != KQCL_OK ? st : launch_fused(ctx, dev, q, k, &kc, v, &vc, mask, params, y);
 }
