@@ -207,7 +207,7 @@ void softmax_f32(__global const float *x, __global const float *mask, __global f
 /* Row r of a job: its pairs, its norm found once (a CPU's kernels). */
 #define ROPE_JOB_ROW(j, r)                                                                                             \
     do {                                                                                                               \
-        float inv_ = normed##j ? row_inv_rms(x##j + (r) * cols##j, cols##j, eps##j) : 1.0f;                            \
+        float inv_ = pair_inv_rms((r) * (cols##j / 2), x##j, cols##j, eps##j, normed##j);                              \
         for (ulong p_ = 0; p_ < cols##j / 2; p_++)                                                                     \
             ROPE_JOB_PAIR(j, (r) * (cols##j / 2) + p_, inv_);                                                          \
     } while (0)

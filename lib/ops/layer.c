@@ -372,10 +372,10 @@ cl_int kq_rope_job_norm_args(cl_kernel k, int first, const kqcl_rope_job *j, cl_
 }
 
 /* Job `first / ROPE_JOB_ARGS`'s arguments of rope_f32 (a job with `used` false takes no rows);
- * adds its pairs to *pairs. */
+ * adds the items it takes to *items: a row each on a CPU's form (`by_rows`), else a pair each. */
 #define ROPE_JOB_ARGS 16
 static cl_int set_rope_job(cl_kernel k, int first, const kqcl_rope_job *j, bool used, int n_dims, cl_mem pos,
-                           uint64_t *pairs)
+                           bool by_rows, uint64_t *items)
 {
     int device;
     cl_mem idx = j->indices ? kq_buffer_mem(j->indices, &device) : pos; /* unread without scatter */
@@ -383,7 +383,7 @@ static cl_int set_rope_job(cl_kernel k, int first, const kqcl_rope_job *j, bool 
     cl_ulong y_rows = (cl_ulong)j->dst->rows, idx_offset = j->indices ? j->idx_offset / (size_t)j->index_bytes : 0;
     int turned = j->copy ? 0 : n_dims, scatter = j->indices != NULL, idx64 = j->index_bytes == 8;
     int dst_type = (int)j->dst->type;
-    *pairs += rows * (cols / 2);
+    *items += by_rows ? rows : rows * (cols / 2);
     cl_int err = kq_set_args_from(k, first, 12, sizeof(cl_mem), &j->x->buffer, sizeof(cl_mem), &j->dst->buffer,
                                   sizeof rows, &rows, sizeof cols, &cols, sizeof heads, &heads, sizeof turned, &turned,
                                   sizeof scatter, &scatter, sizeof(cl_mem), &idx, sizeof idx_offset, &idx_offset,
@@ -410,10 +410,11 @@ kqcl_status kq_rope_jobs_launch(kqcl_context *ctx, const kqcl_buffer *positions,
                              sizeof theta_scale, &theta_scale, sizeof p->freq_scale, &p->freq_scale,
                              sizeof p->ext_factor, &p->ext_factor, sizeof p->attn_factor, &p->attn_factor,
                              sizeof p->corr_low, &p->corr_low, sizeof p->corr_high, &p->corr_high);
-    uint64_t pairs = 0;
+    uint64_t items = 0;
     for (int i = 0; i < KQCL_ROPE_MAX_JOBS && err == CL_SUCCESS; i++)
-        err = set_rope_job(k, 9 + ROPE_JOB_ARGS * i, &jobs[i < count ? i : 0], i < count, p->n_dims, pos, &pairs);
-    return launch_elements(ctx, jobs[0].dst, k, err, pairs, call);
+        err = set_rope_job(k, 9 + ROPE_JOB_ARGS * i, &jobs[i < count ? i : 0], i < count, p->n_dims, pos, v.cpu,
+                           &items);
+    return launch_elements(ctx, jobs[0].dst, k, err, items, call);
 }
 
 KQCL_API kqcl_status kqcl_rope(kqcl_context *ctx, const kqcl_tensor *x, const kqcl_buffer *positions, size_t offset,
